@@ -1,0 +1,1078 @@
+//! The [`Bucket`] handle: one named store with the whole provider API.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::{self, BoxStream, Stream, StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{
+    Attribute, Attributes, GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode,
+    PutMultipartOptions, PutOptions, PutPayload, TagSet, UpdateVersion, WriteMultipart,
+};
+use serde::Serialize;
+use url::Url;
+
+use crate::attrs::{META_PREFIX, attributes_to_map, validate_user_metadata};
+use crate::backend::{ConditionalDelete, LocalStore, MemoryStore};
+use crate::capabilities::Capabilities;
+use crate::error::{Result, StorageError};
+use crate::key::{Key, prefix_path};
+
+/// Longest expiry a presigned URL may have (S3's SigV4 limit).
+pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Default multipart part size for streamed uploads (R2 wants equal parts; S3 ≥ 5 MiB).
+pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// HTTP method of a presigned URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PresignMethod {
+    /// Download.
+    Get,
+    /// Upload.
+    Put,
+}
+
+/// Creates presigned URLs; provider crates implement it (`storage-s3` over
+/// `object_store`'s signer).
+#[async_trait]
+pub trait Presigner: Send + Sync + fmt::Debug {
+    /// A URL that performs `method` on `path` without credentials until `expires_in` passes.
+    async fn presign(
+        &self,
+        method: PresignMethod,
+        path: &Path,
+        expires_in: Duration,
+    ) -> Result<Url>;
+}
+
+/// The precondition of a write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// Write whatever is there.
+    #[default]
+    Overwrite,
+    /// Create only; an existing object is `AlreadyExists`.
+    IfAbsent,
+    /// Replace only the object with this ETag (and version, where the backend has them);
+    /// anything else is `Precondition`.
+    IfMatch {
+        /// Expected ETag.
+        etag: String,
+        /// Expected version, where the backend versions objects.
+        version: Option<String>,
+    },
+}
+
+/// Options for a put.
+#[derive(Debug, Clone, Default)]
+pub struct PutOpts {
+    /// Precondition.
+    pub condition: WriteCondition,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// `Cache-Control`.
+    pub cache_control: Option<String>,
+    /// `Content-Disposition`.
+    pub content_disposition: Option<String>,
+    /// `Content-Encoding`.
+    pub content_encoding: Option<String>,
+    /// User metadata (`x-amz-meta-*`); at most 2 KiB in all.
+    pub metadata: BTreeMap<String, String>,
+    /// Object tags.
+    pub tags: BTreeMap<String, String>,
+    /// Storage class (`STANDARD`, `STANDARD_IA`, `GLACIER_IR`, ...).
+    pub storage_class: Option<String>,
+}
+
+impl PutOpts {
+    /// Create-if-absent.
+    pub fn if_absent() -> Self {
+        PutOpts {
+            condition: WriteCondition::IfAbsent,
+            ..Default::default()
+        }
+    }
+
+    /// Put-if-match.
+    pub fn if_match(etag: impl Into<String>) -> Self {
+        PutOpts {
+            condition: WriteCondition::IfMatch {
+                etag: etag.into(),
+                version: None,
+            },
+            ..Default::default()
+        }
+    }
+
+    /// Set the content type.
+    pub fn with_content_type(mut self, ct: impl Into<String>) -> Self {
+        self.content_type = Some(ct.into());
+        self
+    }
+
+    /// Add one user metadata entry.
+    pub fn with_metadata(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.metadata.insert(k.into(), v.into());
+        self
+    }
+
+    /// Add one tag.
+    pub fn with_tag(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.tags.insert(k.into(), v.into());
+        self
+    }
+
+    /// Validate, then translate to `object_store` attributes and tags.
+    pub fn to_attributes(&self) -> Result<(Attributes, TagSet)> {
+        validate_user_metadata(self.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        let mut attrs = Attributes::new();
+        let headers = [
+            (Attribute::ContentType, &self.content_type),
+            (Attribute::CacheControl, &self.cache_control),
+            (Attribute::ContentDisposition, &self.content_disposition),
+            (Attribute::ContentEncoding, &self.content_encoding),
+            (Attribute::StorageClass, &self.storage_class),
+        ];
+        for (attr, value) in headers {
+            if let Some(v) = value {
+                attrs.insert(attr, v.clone().into());
+            }
+        }
+        for (k, v) in &self.metadata {
+            attrs.insert(Attribute::Metadata(k.clone().into()), v.clone().into());
+        }
+        let mut tags = TagSet::default();
+        for (k, v) in &self.tags {
+            if k.is_empty() || k.len() > 128 || v.len() > 256 {
+                return Err(StorageError::invalid_input(
+                    format!("tag `{k}`"),
+                    "tag keys must be 1-128 characters and values at most 256",
+                ));
+            }
+            tags.push(k, v);
+        }
+        Ok((attrs, tags))
+    }
+
+    fn mode(&self) -> PutMode {
+        match &self.condition {
+            WriteCondition::Overwrite => PutMode::Overwrite,
+            WriteCondition::IfAbsent => PutMode::Create,
+            WriteCondition::IfMatch { etag, version } => PutMode::Update(UpdateVersion {
+                e_tag: Some(etag.clone()),
+                version: version.clone(),
+            }),
+        }
+    }
+}
+
+/// What a write produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WriteResult {
+    /// ETag of the new object.
+    pub etag: Option<String>,
+    /// Version of the new object.
+    pub version: Option<String>,
+    /// Bytes written.
+    pub size: u64,
+}
+
+/// Everything known about one stored object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectInfo {
+    /// Key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification time.
+    pub last_modified: DateTime<Utc>,
+    /// ETag, when the backend has one.
+    pub etag: Option<String>,
+    /// Version id, when the backend versions objects.
+    pub version: Option<String>,
+    /// Content headers (`content-type`, ...); empty from listings.
+    pub headers: BTreeMap<String, String>,
+    /// User metadata; empty from listings.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl ObjectInfo {
+    /// Build from listing metadata (no headers).
+    pub fn from_meta(meta: &ObjectMeta) -> Self {
+        ObjectInfo {
+            key: meta.location.to_string(),
+            size: meta.size,
+            last_modified: meta.last_modified,
+            etag: meta.e_tag.clone(),
+            version: meta.version.clone(),
+            headers: BTreeMap::new(),
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    fn with_attributes(mut self, attrs: &Attributes) -> Self {
+        for (k, v) in attributes_to_map(attrs) {
+            match k.strip_prefix(META_PREFIX) {
+                Some(m) => self.metadata.insert(m.to_string(), v),
+                None => self.headers.insert(k, v),
+            };
+        }
+        self
+    }
+
+    /// `Content-Type`, if stored.
+    pub fn content_type(&self) -> Option<&str> {
+        self.headers.get("content-type").map(String::as_str)
+    }
+}
+
+/// An object read whole.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// Its metadata, including the ETag it was read at.
+    pub info: ObjectInfo,
+    /// Its bytes (or the requested range).
+    pub bytes: Bytes,
+}
+
+/// An object read as a stream of chunks.
+pub struct ObjectStream {
+    /// Its metadata, including the ETag it was read at.
+    pub info: ObjectInfo,
+    /// The chunks.
+    pub stream: BoxStream<'static, Result<Bytes>>,
+}
+
+impl fmt::Debug for ObjectStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectStream")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One level of a listing with a delimiter.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Listing {
+    /// Objects directly under the prefix.
+    pub objects: Vec<ObjectInfo>,
+    /// Sub-"folders" (common prefixes), each ending in `/`.
+    pub prefixes: Vec<String>,
+}
+
+/// Result of [`Bucket::delete_many`].
+#[derive(Debug, Default)]
+pub struct DeleteReport {
+    /// Keys deleted (or already absent).
+    pub deleted: Vec<String>,
+    /// Keys that could not be deleted, with why.
+    pub failed: Vec<(String, StorageError)>,
+}
+
+/// Totals under a prefix.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BucketStats {
+    /// Number of objects.
+    pub objects: u64,
+    /// Sum of their sizes.
+    pub bytes: u64,
+}
+
+/// Result of [`Bucket::health`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    /// Bucket name.
+    pub bucket: String,
+    /// Provider name.
+    pub provider: String,
+    /// Whether the probe succeeded.
+    pub ok: bool,
+    /// How long the probe took.
+    #[serde(serialize_with = "ser_millis")]
+    pub latency: Duration,
+    /// The failure, if any.
+    pub error: Option<String>,
+}
+
+fn ser_millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+/// A named bucket: a store plus what the application needs around it.
+///
+/// Cheap to clone. Every key argument is validated as a [`Key`].
+///
+/// ```
+/// use storage_core::{Bucket, PutOpts};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> storage_core::Result<()> {
+/// let bucket = Bucket::memory("scratch");
+/// let put = bucket.put_with("notes/a.txt", "hello", PutOpts::default().with_content_type("text/plain")).await?;
+/// let obj = bucket.get("notes/a.txt").await?;
+/// assert_eq!(obj.bytes, "hello");
+/// assert_eq!(obj.info.etag, put.etag);
+/// assert_eq!(obj.info.content_type(), Some("text/plain"));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Bucket {
+    name: String,
+    provider: String,
+    store: Arc<dyn ObjectStore>,
+    presigner: Option<Arc<dyn Presigner>>,
+    conditional_delete: Option<Arc<dyn ConditionalDelete>>,
+    capabilities: Capabilities,
+    public_url: Option<Url>,
+    part_size: usize,
+    upload_concurrency: usize,
+}
+
+impl fmt::Debug for Bucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bucket")
+            .field("name", &self.name)
+            .field("provider", &self.provider)
+            .field("store", &format_args!("{}", self.store))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builder for [`Bucket`].
+#[derive(Debug)]
+pub struct BucketBuilder {
+    bucket: Bucket,
+}
+
+impl BucketBuilder {
+    /// Provider name shown in errors and `health` (`s3`, `r2`, `fs`, `memory`, ...).
+    pub fn provider(mut self, provider: impl Into<String>) -> Self {
+        self.bucket.provider = provider.into();
+        self
+    }
+
+    /// What the backend supports.
+    pub fn capabilities(mut self, caps: Capabilities) -> Self {
+        self.bucket.capabilities = caps;
+        self
+    }
+
+    /// Presigner for `presign`.
+    pub fn presigner(mut self, p: Arc<dyn Presigner>) -> Self {
+        self.bucket.presigner = Some(p);
+        self
+    }
+
+    /// Atomic conditional delete.
+    pub fn conditional_delete(mut self, d: Arc<dyn ConditionalDelete>) -> Self {
+        self.bucket.conditional_delete = Some(d);
+        self
+    }
+
+    /// Public or CDN base URL for `url_for`.
+    pub fn public_url(mut self, url: Url) -> Self {
+        self.bucket.public_url = Some(url);
+        self
+    }
+
+    /// Replace the store (e.g. with a layered one), keeping everything else.
+    pub fn store(mut self, store: Arc<dyn ObjectStore>) -> Self {
+        self.bucket.store = store;
+        self
+    }
+
+    /// Multipart part size for streamed uploads (at least 5 MiB).
+    pub fn part_size(mut self, bytes: usize) -> Result<Self> {
+        if bytes < 5 * 1024 * 1024 {
+            return Err(StorageError::invalid_config(
+                "part_size",
+                format!("multipart parts must be at least 5 MiB (5242880 bytes), got {bytes}"),
+            ));
+        }
+        self.bucket.part_size = bytes;
+        Ok(self)
+    }
+
+    /// Parts in flight during a streamed upload (memory used ≈ (n + 1) × part size).
+    pub fn upload_concurrency(mut self, n: usize) -> Self {
+        self.bucket.upload_concurrency = n.max(1);
+        self
+    }
+
+    /// Finish.
+    pub fn build(self) -> Bucket {
+        self.bucket
+    }
+}
+
+impl Bucket {
+    /// Start building a bucket named `name` over `store`.
+    pub fn builder(name: impl Into<String>, store: Arc<dyn ObjectStore>) -> BucketBuilder {
+        BucketBuilder {
+            bucket: Bucket {
+                name: name.into(),
+                provider: "custom".into(),
+                store,
+                presigner: None,
+                conditional_delete: None,
+                capabilities: Capabilities::MEMORY
+                    .with_conditional_put(false)
+                    .with_conditional_get(false),
+                public_url: None,
+                part_size: DEFAULT_PART_SIZE,
+                upload_concurrency: 2,
+            },
+        }
+    }
+
+    /// An in-memory bucket.
+    pub fn memory(name: impl Into<String>) -> Bucket {
+        let store = Arc::new(MemoryStore::new());
+        Bucket::builder(name, store.clone())
+            .provider("memory")
+            .capabilities(Capabilities::MEMORY)
+            .conditional_delete(store)
+            .build()
+    }
+
+    /// A bucket on a local folder (created if missing).
+    pub fn local(name: impl Into<String>, root: impl AsRef<std::path::Path>) -> Result<Bucket> {
+        let store = Arc::new(LocalStore::new(root)?);
+        Ok(Bucket::builder(name, store.clone())
+            .provider("fs")
+            .capabilities(Capabilities::LOCAL)
+            .conditional_delete(store)
+            .build())
+    }
+
+    /// A builder seeded with this bucket's settings, e.g. to wrap its store in layers.
+    pub fn to_builder(&self) -> BucketBuilder {
+        BucketBuilder {
+            bucket: self.clone(),
+        }
+    }
+
+    /// Bucket name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Provider name (`s3`, `r2`, `fs`, `memory`, ...).
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// What the backend supports.
+    pub fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    /// The underlying store, for code that speaks `object_store` (DataFusion, parquet, ...).
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    fn err(&self, e: object_store::Error) -> StorageError {
+        StorageError::from_object_store(&self.name, e)
+    }
+
+    fn key(key: impl AsRef<str>) -> Result<Key> {
+        Key::new(key.as_ref())
+    }
+
+    /// Write `data` (anything convertible to bytes) unconditionally.
+    pub async fn put(&self, key: impl AsRef<str>, data: impl Into<Bytes>) -> Result<WriteResult> {
+        self.put_with(key, data, PutOpts::default()).await
+    }
+
+    /// Write `data` with options (condition, headers, metadata, tags, storage class).
+    pub async fn put_with(
+        &self,
+        key: impl AsRef<str>,
+        data: impl Into<Bytes>,
+        opts: PutOpts,
+    ) -> Result<WriteResult> {
+        let key = Self::key(key)?;
+        let bytes: Bytes = data.into();
+        let size = bytes.len() as u64;
+        let (attributes, tags) = opts.to_attributes()?;
+        self.check_condition(&opts.condition)?;
+        let put = PutOptions {
+            mode: opts.mode(),
+            tags,
+            attributes,
+            ..Default::default()
+        };
+        let r = self
+            .store
+            .put_opts(&key.to_path(), PutPayload::from(bytes), put)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(WriteResult {
+            etag: r.e_tag,
+            version: r.version,
+            size,
+        })
+    }
+
+    fn check_condition(&self, c: &WriteCondition) -> Result<()> {
+        let supported = match c {
+            WriteCondition::Overwrite => true,
+            WriteCondition::IfAbsent => self.capabilities.create_if_absent,
+            WriteCondition::IfMatch { .. } => self.capabilities.put_if_match,
+        };
+        if supported {
+            Ok(())
+        } else {
+            Err(StorageError::not_supported(
+                &self.name,
+                format!("conditional put ({c:?})"),
+            ))
+        }
+    }
+
+    /// Write a stream of chunks with bounded memory.
+    ///
+    /// Bodies up to one part (8 MiB by default) are sent in one request and honour
+    /// `opts.condition`; larger ones become a multipart upload with equal-sized parts and at
+    /// most `upload_concurrency` parts in flight, so memory stays near
+    /// `(upload_concurrency + 1) × part_size` whatever the body size. A multipart body with a
+    /// condition other than `Overwrite` is rejected before anything is written, because S3
+    /// cannot apply preconditions to multipart uploads atomically. On error the upload is
+    /// aborted: no partial object becomes visible.
+    pub async fn put_stream<S>(
+        &self,
+        key: impl AsRef<str>,
+        stream: S,
+        opts: PutOpts,
+    ) -> Result<WriteResult>
+    where
+        S: Stream<Item = Result<Bytes>> + Send,
+    {
+        let key = Self::key(key)?;
+        let (attributes, tags) = opts.to_attributes()?;
+        self.check_condition(&opts.condition)?;
+        let mut stream = std::pin::pin!(stream);
+        let mut head: Vec<Bytes> = Vec::new();
+        let mut head_len = 0usize;
+        // Read up to one part: a small body goes out as a single (conditional) put.
+        while head_len <= self.part_size {
+            match stream.next().await {
+                Some(chunk) => {
+                    let chunk = chunk?;
+                    head_len += chunk.len();
+                    head.push(chunk);
+                }
+                None => {
+                    let payload: PutPayload = head.into_iter().collect();
+                    let put = PutOptions {
+                        mode: opts.mode(),
+                        tags,
+                        attributes,
+                        ..Default::default()
+                    };
+                    let r = self
+                        .store
+                        .put_opts(&key.to_path(), payload, put)
+                        .await
+                        .map_err(|e| self.err(e))?;
+                    return Ok(WriteResult {
+                        etag: r.e_tag,
+                        version: r.version,
+                        size: head_len as u64,
+                    });
+                }
+            }
+        }
+        if opts.condition != WriteCondition::Overwrite {
+            return Err(StorageError::invalid_input(
+                "condition",
+                format!(
+                    "a conditional write must fit in one part ({} bytes); this body is larger. Write it unconditionally, or raise part_size",
+                    self.part_size
+                ),
+            ));
+        }
+        let upload = self
+            .store
+            .put_multipart_opts(
+                &key.to_path(),
+                PutMultipartOptions {
+                    tags,
+                    attributes,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, self.part_size);
+        let mut size = 0u64;
+        let body = stream::iter(head.into_iter().map(Ok)).chain(stream);
+        let mut body = std::pin::pin!(body);
+        let outcome: Result<()> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                size += chunk.len() as u64;
+                writer
+                    .wait_for_capacity(self.upload_concurrency)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                writer.put(chunk);
+            }
+            Ok(())
+        }
+        .await;
+        match outcome {
+            Ok(()) => {
+                let r = writer.finish().await.map_err(|e| self.err(e))?;
+                Ok(WriteResult {
+                    etag: r.e_tag,
+                    version: r.version,
+                    size,
+                })
+            }
+            Err(e) => {
+                let _ = writer.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Read a whole object.
+    pub async fn get(&self, key: impl AsRef<str>) -> Result<Object> {
+        self.get_opts(key, GetOptions::default()).await
+    }
+
+    /// Read bytes `range` (end exclusive) of an object.
+    pub async fn get_range(&self, key: impl AsRef<str>, range: Range<u64>) -> Result<Object> {
+        if range.start >= range.end {
+            return Err(StorageError::invalid_input(
+                "range",
+                format!(
+                    "range {}..{} is empty; the end must be greater than the start",
+                    range.start, range.end
+                ),
+            ));
+        }
+        self.get_opts(
+            key,
+            GetOptions::default().with_range(Some(GetRange::Bounded(range))),
+        )
+        .await
+    }
+
+    /// Read the object unless its ETag is still `etag`: `Ok(None)` means "not modified".
+    pub async fn get_if_none_match(
+        &self,
+        key: impl AsRef<str>,
+        etag: &str,
+    ) -> Result<Option<Object>> {
+        if !self.capabilities.get_if_none_match {
+            return Err(StorageError::not_supported(
+                &self.name,
+                "conditional get (If-None-Match)",
+            ));
+        }
+        match self
+            .get_opts(key, GetOptions::default().with_if_none_match(Some(etag)))
+            .await
+        {
+            Ok(o) => Ok(Some(o)),
+            Err(StorageError::NotModified { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Read with raw `object_store` options.
+    pub async fn get_opts(&self, key: impl AsRef<str>, options: GetOptions) -> Result<Object> {
+        let s = self.get_stream_opts(key, options).await?;
+        let bytes = collect(s.stream, s.info.size).await?;
+        Ok(Object {
+            info: s.info,
+            bytes,
+        })
+    }
+
+    /// Read an object as a stream of chunks (memory stays bounded by the chunk size).
+    pub async fn get_stream(&self, key: impl AsRef<str>) -> Result<ObjectStream> {
+        self.get_stream_opts(key, GetOptions::default()).await
+    }
+
+    async fn get_stream_opts(
+        &self,
+        key: impl AsRef<str>,
+        options: GetOptions,
+    ) -> Result<ObjectStream> {
+        let key = Self::key(key)?;
+        let r = self
+            .store
+            .get_opts(&key.to_path(), options)
+            .await
+            .map_err(|e| self.err(e))?;
+        let info = ObjectInfo::from_meta(&r.meta).with_attributes(&r.attributes);
+        let name = self.name.clone();
+        let stream = r
+            .into_stream()
+            .map_err(move |e| StorageError::from_object_store(&name, e))
+            .boxed();
+        Ok(ObjectStream { info, stream })
+    }
+
+    /// Metadata of an object, with its headers and user metadata.
+    pub async fn head(&self, key: impl AsRef<str>) -> Result<ObjectInfo> {
+        let key = Self::key(key)?;
+        let r = self
+            .store
+            .get_opts(&key.to_path(), GetOptions::default().with_head(true))
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(ObjectInfo::from_meta(&r.meta).with_attributes(&r.attributes))
+    }
+
+    /// Whether an object exists.
+    pub async fn exists(&self, key: impl AsRef<str>) -> Result<bool> {
+        let key = Self::key(key)?;
+        match self.store.head(&key.to_path()).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// Delete an object. Deleting a missing object succeeds (as on S3).
+    pub async fn delete(&self, key: impl AsRef<str>) -> Result<()> {
+        let key = Self::key(key)?;
+        match self.store.delete(&key.to_path()).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    /// Delete only if the object's ETag is `etag`.
+    pub async fn delete_if_match(&self, key: impl AsRef<str>, etag: &str) -> Result<()> {
+        let key = Self::key(key)?;
+        match &self.conditional_delete {
+            Some(d) => d
+                .delete_if_match(&key.to_path(), etag)
+                .await
+                .map_err(|e| self.err(e)),
+            None => Err(StorageError::not_supported(&self.name, "delete-if-match")),
+        }
+    }
+
+    /// Delete many keys in batches of the backend's limit. Never fails as a whole: each key
+    /// is reported deleted or failed. Invalid keys are reported failed without a request.
+    pub async fn delete_many<I, K>(&self, keys: I) -> DeleteReport
+    where
+        I: IntoIterator<Item = K>,
+        K: AsRef<str>,
+    {
+        let mut report = DeleteReport::default();
+        let mut valid = Vec::new();
+        for k in keys {
+            match Self::key(k.as_ref()) {
+                Ok(key) => valid.push(key),
+                Err(e) => report.failed.push((k.as_ref().to_string(), e)),
+            }
+        }
+        let batch = self.capabilities.max_delete_batch.max(1);
+        for chunk in valid.chunks(batch) {
+            let paths: Vec<object_store::Result<Path>> =
+                chunk.iter().map(|k| Ok(k.to_path())).collect();
+            let results: Vec<object_store::Result<Path>> = self
+                .store
+                .delete_stream(stream::iter(paths).boxed())
+                .collect()
+                .await;
+            // delete_stream yields one result per input, in order.
+            for (key, r) in chunk.iter().zip(results) {
+                match r {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {
+                        report.deleted.push(key.to_string())
+                    }
+                    Err(e) => report.failed.push((key.to_string(), self.err(e))),
+                }
+            }
+        }
+        report
+    }
+
+    /// Every object under `prefix` (recursive), in no particular order.
+    pub fn list(&self, prefix: &str) -> BoxStream<'static, Result<ObjectInfo>> {
+        self.list_after(prefix, None)
+    }
+
+    /// Objects under `prefix` whose key sorts after `offset`.
+    pub fn list_after(
+        &self,
+        prefix: &str,
+        offset: Option<&str>,
+    ) -> BoxStream<'static, Result<ObjectInfo>> {
+        let prefix = match prefix_path(prefix) {
+            Ok(p) => p,
+            Err(e) => return stream::once(async move { Err(e) }).boxed(),
+        };
+        let name = self.name.clone();
+        let inner = match offset {
+            Some(o) => self.store.list_with_offset(prefix.as_ref(), &Path::from(o)),
+            None => self.store.list(prefix.as_ref()),
+        };
+        inner
+            .map(move |r| {
+                r.map(|m| ObjectInfo::from_meta(&m))
+                    .map_err(|e| StorageError::from_object_store(&name, e))
+            })
+            .boxed()
+    }
+
+    /// One level under `prefix`: objects and sub-prefixes, both sorted.
+    pub async fn list_dir(&self, prefix: &str) -> Result<Listing> {
+        let p = prefix_path(prefix)?;
+        let r = self
+            .store
+            .list_with_delimiter(p.as_ref())
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut objects: Vec<ObjectInfo> = r.objects.iter().map(ObjectInfo::from_meta).collect();
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut prefixes: Vec<String> = r.common_prefixes.iter().map(|p| format!("{p}/")).collect();
+        prefixes.sort();
+        Ok(Listing { objects, prefixes })
+    }
+
+    /// Copy `from` to `to` inside this bucket (server-side where the backend can).
+    pub async fn copy(&self, from: impl AsRef<str>, to: impl AsRef<str>) -> Result<()> {
+        let (from, to) = (Self::key(from)?, Self::key(to)?);
+        self.store
+            .copy(&from.to_path(), &to.to_path())
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// Copy only if `to` does not exist.
+    pub async fn copy_if_absent(&self, from: impl AsRef<str>, to: impl AsRef<str>) -> Result<()> {
+        let (from, to) = (Self::key(from)?, Self::key(to)?);
+        self.store
+            .copy_if_not_exists(&from.to_path(), &to.to_path())
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// Move `from` to `to`: copy, then delete the source. If the delete fails, both copies
+    /// remain and the error is [`StorageError::PartialMove`]: data is never lost.
+    pub async fn rename(&self, from: impl AsRef<str>, to: impl AsRef<str>) -> Result<()> {
+        let (from, to) = (Self::key(from)?, Self::key(to)?);
+        self.copy(from.as_str(), to.as_str()).await?;
+        if let Err(e) = self.store.delete(&from.to_path()).await {
+            return Err(StorageError::PartialMove {
+                backend: self.name.clone(),
+                from: from.to_string(),
+                to: to.to_string(),
+                source: Box::new(self.err(e)),
+            });
+        }
+        Ok(())
+    }
+
+    /// A presigned URL for `method` on `key`, valid for `expires_in` (1 s to 7 days).
+    pub async fn presign(
+        &self,
+        method: PresignMethod,
+        key: impl AsRef<str>,
+        expires_in: Duration,
+    ) -> Result<Url> {
+        let key = Self::key(key)?;
+        if expires_in.is_zero() {
+            return Err(StorageError::invalid_input(
+                "expires",
+                "a presigned URL must be valid for at least 1 second",
+            ));
+        }
+        if expires_in > MAX_PRESIGN_EXPIRY {
+            return Err(StorageError::invalid_input(
+                "expires",
+                format!(
+                    "{} is longer than the 7 day maximum S3 allows for presigned URLs; use at most 7d",
+                    humantime::format_duration(expires_in)
+                ),
+            ));
+        }
+        match &self.presigner {
+            Some(p) => p.presign(method, &key.to_path(), expires_in).await,
+            None => Err(StorageError::not_supported(
+                format!("{} ({})", self.name, self.provider),
+                "presigned URLs",
+            )),
+        }
+    }
+
+    /// The public (CDN) URL of `key`, from the configured base URL.
+    pub fn url_for(&self, key: impl AsRef<str>) -> Result<Url> {
+        let key = Self::key(key)?;
+        let base = self.public_url.as_ref().ok_or_else(|| {
+            StorageError::invalid_config(
+                format!("buckets.{}.public_url", self.name),
+                "no public/CDN base URL is configured for this bucket; set `public_url` (or STORAGE_CDN_URL / R2_CDN_URL)",
+            )
+        })?;
+        let mut url = base.clone();
+        {
+            let mut segs = url.path_segments_mut().map_err(|_| {
+                StorageError::invalid_config(
+                    format!("buckets.{}.public_url", self.name),
+                    "the base URL cannot have a path",
+                )
+            })?;
+            segs.pop_if_empty();
+            segs.extend(key.as_str().split('/'));
+        }
+        Ok(url)
+    }
+
+    /// Count objects and bytes under `prefix`.
+    pub async fn stats(&self, prefix: &str) -> Result<BucketStats> {
+        self.list(prefix)
+            .try_fold(BucketStats::default(), |mut s, o| async move {
+                s.objects += 1;
+                s.bytes += o.size;
+                Ok(s)
+            })
+            .await
+    }
+
+    /// Probe the backend with a cheap listing and time it.
+    pub async fn health(&self) -> Health {
+        let start = Instant::now();
+        let probe = Path::from("strata-health-probe");
+        let r = self.store.list_with_delimiter(Some(&probe)).await;
+        Health {
+            bucket: self.name.clone(),
+            provider: self.provider.clone(),
+            ok: r.is_ok(),
+            latency: start.elapsed(),
+            error: r.err().map(|e| self.err(e).to_string()),
+        }
+    }
+}
+
+async fn collect(mut stream: BoxStream<'static, Result<Bytes>>, size_hint: u64) -> Result<Bytes> {
+    let first = match stream.next().await {
+        None => return Ok(Bytes::new()),
+        Some(b) => b?,
+    };
+    let second = match stream.next().await {
+        None => return Ok(first),
+        Some(b) => b?,
+    };
+    let mut buf = Vec::with_capacity(size_hint as usize);
+    buf.extend_from_slice(&first);
+    buf.extend_from_slice(&second);
+    while let Some(b) = stream.next().await {
+        buf.extend_from_slice(&b?);
+    }
+    Ok(buf.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rename_reports_partial_move_and_keeps_both() {
+        // A store whose deletes always fail.
+        #[derive(Debug)]
+        struct NoDelete(MemoryStore);
+        impl fmt::Display for NoDelete {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("NoDelete")
+            }
+        }
+        #[async_trait]
+        impl ObjectStore for NoDelete {
+            async fn put_opts(
+                &self,
+                l: &Path,
+                p: PutPayload,
+                o: PutOptions,
+            ) -> object_store::Result<object_store::PutResult> {
+                self.0.put_opts(l, p, o).await
+            }
+            async fn put_multipart_opts(
+                &self,
+                l: &Path,
+                o: PutMultipartOptions,
+            ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+                self.0.put_multipart_opts(l, o).await
+            }
+            async fn get_opts(
+                &self,
+                l: &Path,
+                o: GetOptions,
+            ) -> object_store::Result<object_store::GetResult> {
+                self.0.get_opts(l, o).await
+            }
+            fn delete_stream(
+                &self,
+                l: BoxStream<'static, object_store::Result<Path>>,
+            ) -> BoxStream<'static, object_store::Result<Path>> {
+                l.map(|_| {
+                    Err(object_store::Error::Generic {
+                        store: "NoDelete",
+                        source: "disk on fire".into(),
+                    })
+                })
+                .boxed()
+            }
+            fn list(
+                &self,
+                p: Option<&Path>,
+            ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+                self.0.list(p)
+            }
+            async fn list_with_delimiter(
+                &self,
+                p: Option<&Path>,
+            ) -> object_store::Result<object_store::ListResult> {
+                self.0.list_with_delimiter(p).await
+            }
+            async fn copy_opts(
+                &self,
+                f: &Path,
+                t: &Path,
+                o: object_store::CopyOptions,
+            ) -> object_store::Result<()> {
+                self.0.copy_opts(f, t, o).await
+            }
+        }
+        let b = Bucket::builder("b", Arc::new(NoDelete(MemoryStore::new()))).build();
+        b.put("a", "x").await.unwrap();
+        let err = b.rename("a", "b").await.unwrap_err();
+        assert!(matches!(err, StorageError::PartialMove { .. }), "{err}");
+        assert!(err.to_string().contains("both copies exist"));
+        assert!(b.exists("a").await.unwrap() && b.exists("b").await.unwrap());
+    }
+
+    #[test]
+    fn url_for_joins_and_escapes() {
+        let b = Bucket::memory("m")
+            .to_builder()
+            .public_url(Url::parse("https://cdn.example.com/assets/").unwrap())
+            .build();
+        assert_eq!(
+            b.url_for("img/a b.png").unwrap().as_str(),
+            "https://cdn.example.com/assets/img/a%20b.png"
+        );
+        assert!(
+            Bucket::memory("m")
+                .url_for("x")
+                .unwrap_err()
+                .to_string()
+                .contains("public_url")
+        );
+    }
+}

@@ -1,0 +1,273 @@
+//! Configuration plumbing shared by every crate: TOML parsing with located errors,
+//! environment lookup with named errors, durations, and the embedded backends' settings.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StorageError};
+
+/// Parse TOML `text` into `T`. Errors name `origin` (a file name), the line and the field.
+pub fn from_toml_str<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let mut where_ = origin.to_string();
+        if let Some(span) = e.span() {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            where_ = format!("{origin}:{line}");
+        }
+        StorageError::invalid_config(where_, e.message().trim().to_string())
+    })
+}
+
+/// Where environment variables come from: the process, or a fixed map in tests.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    fixed: Option<BTreeMap<String, String>>,
+}
+
+impl Env {
+    /// The process environment.
+    pub fn process() -> Self {
+        Env { fixed: None }
+    }
+
+    /// A fixed set of variables (for tests and for embedding).
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Env {
+            fixed: Some(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// A variable, treating empty as unset.
+    pub fn get(&self, name: &str) -> Option<String> {
+        let v = match &self.fixed {
+            Some(m) => m.get(name).cloned(),
+            None => std::env::var(name).ok(),
+        };
+        v.filter(|s| !s.trim().is_empty())
+    }
+
+    /// The first of several names that is set.
+    pub fn first(&self, names: &[&str]) -> Option<(String, String)> {
+        names
+            .iter()
+            .find_map(|n| self.get(n).map(|v| (n.to_string(), v)))
+    }
+
+    /// A required variable; missing is an `InvalidConfig` naming it.
+    pub fn require(&self, name: &str) -> Result<String> {
+        self.get(name).ok_or_else(|| {
+            StorageError::invalid_config(name, "is not set; export it or use a config file")
+        })
+    }
+
+    /// Parse a variable with `FromStr`; a bad value names the variable and the value.
+    pub fn parse<T: FromStr>(&self, name: &str) -> Result<Option<T>>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => v.trim().parse().map(Some).map_err(|e| {
+                StorageError::invalid_config(name, format!("cannot parse `{v}`: {e}"))
+            }),
+        }
+    }
+
+    /// Parse a boolean (`true/false/1/0/yes/no/on/off`).
+    pub fn bool(&self, name: &str) -> Result<Option<bool>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => parse_bool(&v).map(Some).ok_or_else(|| {
+                StorageError::invalid_config(
+                    name,
+                    format!("`{v}` is not a boolean; use true or false"),
+                )
+            }),
+        }
+    }
+
+    /// Parse a duration: `30s`, `15m`, `1h`, `7d`; a bare number is `bare_unit`s.
+    pub fn duration(&self, name: &str, bare_unit: Duration) -> Result<Option<Duration>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => parse_duration_with_unit(&v, bare_unit)
+                .map(Some)
+                .map_err(|e| StorageError::invalid_config(name, e)),
+        }
+    }
+}
+
+/// Parse `true/false/1/0/yes/no/on/off`.
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// Parse a human duration (`250ms`, `30s`, `15m`, `1h`, `7d`, `1h30m`).
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    humantime::parse_duration(s).map_err(|e| {
+        format!("`{s}` is not a duration ({e}); write a number and a unit, e.g. 30s, 15m, 1h, 7d")
+    })
+}
+
+fn parse_duration_with_unit(s: &str, bare_unit: Duration) -> std::result::Result<Duration, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) => Ok(bare_unit * u32::try_from(n).map_err(|_| format!("`{s}` is too large"))?),
+        Err(_) => parse_duration(s),
+    }
+}
+
+/// Serde helpers for durations written as `"30s"` in TOML.
+pub mod duration_str {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    /// Deserialize `"30s"`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+
+    /// Serialize as `"30s"`.
+    pub fn serialize<S: Serializer>(v: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*v).to_string())
+    }
+
+    /// Same, for `Option<Duration>`.
+    pub mod option {
+        use super::*;
+
+        /// Deserialize `"30s"` or absent.
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> std::result::Result<Option<Duration>, D::Error> {
+            let s = Option::<String>::deserialize(d)?;
+            s.map(|s| parse_duration(&s).map_err(serde::de::Error::custom))
+                .transpose()
+        }
+
+        /// Serialize as `"30s"` or nothing.
+        pub fn serialize<S: Serializer>(
+            v: &Option<Duration>,
+            s: S,
+        ) -> std::result::Result<S::Ok, S::Error> {
+            match v {
+                Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}
+
+/// Settings of the local-folder backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsConfig {
+    /// Folder holding the objects (created if missing).
+    pub root: PathBuf,
+}
+
+/// Check a bucket name against S3's naming rules (3-63 chars, lowercase letters, digits,
+/// `-` and `.`, starting and ending with a letter or digit).
+pub fn validate_bucket_name(field: &str, name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(StorageError::invalid_config(
+            field,
+            format!(
+                "bucket name `{}` {why}; S3 bucket names are 3-63 characters of a-z, 0-9, `-` and `.`, starting and ending with a letter or digit",
+                name.escape_debug()
+            ),
+        ))
+    };
+    if name.len() < 3 || name.len() > 63 {
+        return bad(&format!("has {} characters", name.len()));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '.'))
+    {
+        return bad(&format!("contains {c:?}"));
+    }
+    let first_last_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if !first_last_ok(name.chars().next()) || !first_last_ok(name.chars().last()) {
+        return bad("must start and end with a letter or digit");
+    }
+    if name.contains("..") {
+        return bad("contains `..`");
+    }
+    Ok(())
+}
+
+/// Check a logical name (of a bucket handle, connection, route): letters, digits, `-`, `_`.
+pub fn validate_name(field: &str, name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(StorageError::invalid_config(
+            field,
+            format!(
+                "name `{}` must be 1-64 characters of letters, digits, `-` and `_`",
+                name.escape_debug()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
+        assert!(parse_duration("soon").unwrap_err().contains("soon"));
+        let env = Env::from_pairs([("STORAGE_TIMEOUT", "30000")]);
+        assert_eq!(
+            env.duration("STORAGE_TIMEOUT", Duration::from_millis(1))
+                .unwrap(),
+            Some(Duration::from_secs(30))
+        );
+    }
+
+    #[test]
+    fn toml_errors_name_origin_and_field() {
+        let err = from_toml_str::<FsConfig>("root = '/x'\nextra = 1\n", "strata.toml").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("strata.toml:2") && msg.contains("extra"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn bucket_names() {
+        assert!(validate_bucket_name("b", "my-bucket.1").is_ok());
+        for bad in ["ab", "My_Bucket", "-x-y", "a..b"] {
+            assert!(validate_bucket_name("b", bad).is_err(), "{bad}");
+        }
+    }
+}

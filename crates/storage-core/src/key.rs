@@ -1,0 +1,223 @@
+//! Validated object keys.
+
+use std::fmt;
+
+use object_store::path::Path;
+
+use crate::error::{Result, StorageError};
+
+/// Longest key S3 accepts, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Folder the local-folder backend keeps its own files in; keys may not start with it.
+pub const RESERVED_PREFIX: &str = ".strata-sys";
+
+/// A validated object key such as `records/users/42/head.json`.
+///
+/// Rules (each violation is an [`StorageError::InvalidKey`] naming the key and the rule):
+/// not empty; at most 1024 bytes; no leading `/`; no empty segment (`a//b`) except a single
+/// trailing `/` for "folder marker" keys; no `.` or `..` segment; no control characters;
+/// not under the reserved `.strata-sys/` folder.
+///
+/// ```
+/// use storage_core::Key;
+/// let key = Key::new("reports/2026/q1.csv")?;
+/// assert_eq!(key.as_str(), "reports/2026/q1.csv");
+/// assert!(Key::new("../etc/passwd").is_err());
+/// // Joining can never escape the prefix: the suffix is validated too.
+/// assert!(Key::new("tenant-a")?.join("../tenant-b/x").is_err());
+/// # Ok::<(), storage_core::StorageError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key(String);
+
+impl Key {
+    /// Validate `key`.
+    pub fn new(key: impl Into<String>) -> Result<Self> {
+        let key = key.into();
+        validate(&key)?;
+        Ok(Key(key))
+    }
+
+    /// The key as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `self/suffix`, validating the suffix on its own so it cannot climb out with `..`.
+    pub fn join(&self, suffix: &str) -> Result<Key> {
+        validate(suffix)?;
+        let base = self.0.trim_end_matches('/');
+        Key::new(format!("{base}/{suffix}"))
+    }
+
+    /// The `object_store` path for this key.
+    pub fn to_path(&self) -> Path {
+        Path::from_iter(self.0.split('/').filter(|s| !s.is_empty()))
+    }
+
+    /// Parse a path coming back from a store into a key (no validation: it already exists).
+    pub fn from_path(path: &Path) -> Key {
+        Key(path.as_ref().to_string())
+    }
+
+    /// Everything after the last `/`.
+    pub fn file_name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+}
+
+fn invalid(key: &str, rule: impl Into<String>) -> StorageError {
+    StorageError::InvalidKey {
+        key: key.escape_debug().to_string(),
+        rule: rule.into(),
+    }
+}
+
+fn validate(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(invalid(
+            key,
+            "a key may not be empty; give a name such as `folder/file.txt`",
+        ));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(invalid(
+            &format!("{}…", &key[..key.floor_char_boundary(40)]),
+            format!(
+                "a key may be at most {MAX_KEY_BYTES} bytes, this one is {} bytes",
+                key.len()
+            ),
+        ));
+    }
+    if key.starts_with('/') {
+        return Err(invalid(
+            key,
+            "a key may not start with `/`; drop the leading slash",
+        ));
+    }
+    if let Some(c) = key.chars().find(|c| c.is_control()) {
+        return Err(invalid(
+            key,
+            format!("a key may not contain control characters (found {c:?})"),
+        ));
+    }
+    let trimmed = key.strip_suffix('/').unwrap_or(key);
+    for segment in trimmed.split('/') {
+        match segment {
+            "" => {
+                return Err(invalid(
+                    key,
+                    "a key may not contain an empty segment (`//`)",
+                ));
+            }
+            "." | ".." => {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "a key may not contain a `{segment}` segment; keys are not relative paths"
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    if trimmed == RESERVED_PREFIX || trimmed.starts_with(&format!("{RESERVED_PREFIX}/")) {
+        return Err(invalid(
+            key,
+            format!("keys under `{RESERVED_PREFIX}/` are reserved for Strata's own bookkeeping"),
+        ));
+    }
+    Ok(())
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key({:?})", self.0)
+    }
+}
+
+impl AsRef<str> for Key {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<&str> for Key {
+    type Error = StorageError;
+    fn try_from(value: &str) -> Result<Self> {
+        Key::new(value)
+    }
+}
+
+impl TryFrom<String> for Key {
+    type Error = StorageError;
+    fn try_from(value: String) -> Result<Self> {
+        Key::new(value)
+    }
+}
+
+impl From<Key> for Path {
+    fn from(key: Key) -> Path {
+        key.to_path()
+    }
+}
+
+/// Validate an optional listing prefix: empty means "everything".
+pub fn prefix_path(prefix: &str) -> Result<Option<Path>> {
+    if prefix.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Key::new(prefix)?.to_path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_keys() {
+        for k in ["a", "a/b/c.json", "folder/", "with space/ü.txt", "x-y_z.1"] {
+            Key::new(k).unwrap_or_else(|e| panic!("{k}: {e}"));
+        }
+    }
+
+    #[test]
+    fn rejects_with_named_rule() {
+        let cases = [
+            ("", "empty"),
+            ("/abs", "start with `/`"),
+            ("a//b", "empty segment"),
+            ("a/../b", "`..`"),
+            ("./a", "`.`"),
+            ("a\nb", "control"),
+            (".strata-sys/locks", "reserved"),
+        ];
+        for (k, needle) in cases {
+            let err = Key::new(k).unwrap_err().to_string();
+            assert!(err.contains(needle), "{k:?}: {err}");
+        }
+        let long = "k".repeat(1025);
+        assert!(Key::new(long).unwrap_err().to_string().contains("1024"));
+    }
+
+    #[test]
+    fn join_cannot_escape() {
+        let base = Key::new("tenants/a").unwrap();
+        assert_eq!(base.join("x/y").unwrap().as_str(), "tenants/a/x/y");
+        assert!(base.join("../b/x").is_err());
+        assert!(base.join("/etc").is_err());
+    }
+
+    #[test]
+    fn path_round_trip() {
+        let k = Key::new("a/b c/d.txt").unwrap();
+        assert_eq!(Key::from_path(&k.to_path()), k);
+    }
+}
