@@ -1,0 +1,566 @@
+//! Chaos: injected failures, lost acknowledgements, torn streams and latency, reproducible
+//! from a seed. For tests and benchmarks, never for production stacks.
+//!
+//! # Where it belongs
+//!
+//! Innermost, directly around the backend: it stands in for a flaky network and server, so
+//! every other layer (retry, breaker, timeout, cache, ...) sees its faults the way it would
+//! see real ones. Put it outside a retry layer and the retry layer never sees the faults;
+//! outside a cache and cache hits hide them.
+//!
+//! # Determinism
+//!
+//! Every decision is drawn from one seeded generator in call order, so a single-task test
+//! with the same seed injects the same faults at the same calls on every run. Concurrent
+//! callers draw in the order the scheduler runs them.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use object_store::{ObjectStore, ObjectStoreExt, path::Path};
+//! use storage_core::{Layer, MemoryStore};
+//! use storage_layers::chaos::ChaosLayer;
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let chaos = ChaosLayer::default().with_seed(7).with_error_rate(1.0);
+//! let store = chaos.layer(Arc::new(MemoryStore::new()));
+//! let err = store.put(&Path::from("a"), "x".into()).await.unwrap_err();
+//! assert!(err.to_string().contains("injected"));
+//! assert_eq!(chaos.stats().injected_errors, 1);
+//! # }
+//! ```
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+use futures::FutureExt;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
+    UploadPart,
+};
+use storage_core::{Layer, StorageError};
+
+use crate::util::{into_stream, os_err};
+
+/// The kind of error a [`ChaosLayer`] injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ChaosFault {
+    /// `StorageError::Unavailable` (a dropped connection or 503): retryable, ambiguous.
+    #[default]
+    Unavailable,
+    /// `StorageError::Timeout`: retryable, ambiguous.
+    Timeout,
+    /// `StorageError::QuotaExceeded` (429 / SlowDown): retryable, never applied.
+    SlowDown,
+    /// `StorageError::Backend` with HTTP 500: retryable, ambiguous.
+    ServerError,
+    /// `StorageError::AccessDenied`: not retryable.
+    AccessDenied,
+}
+
+impl ChaosFault {
+    fn error(self, op: &str, key: &str) -> StorageError {
+        let backend = "chaos".to_string();
+        let msg = format!("injected {self:?} fault on {op} `{key}`");
+        match self {
+            ChaosFault::Unavailable => StorageError::Unavailable {
+                backend,
+                source: msg.into(),
+            },
+            ChaosFault::Timeout => StorageError::Timeout {
+                backend,
+                operation: format!("{op} (injected)"),
+                after: Duration::ZERO,
+            },
+            ChaosFault::SlowDown => StorageError::QuotaExceeded {
+                backend,
+                detail: msg,
+            },
+            ChaosFault::ServerError => StorageError::Backend {
+                backend,
+                status: Some(500),
+                source: msg.into(),
+            },
+            ChaosFault::AccessDenied => StorageError::AccessDenied {
+                backend,
+                key: key.to_string(),
+                source: msg.into(),
+            },
+        }
+    }
+}
+
+/// Which calls a [`ChaosLayer`] fails with injected errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChaosTarget {
+    /// Every call.
+    #[default]
+    All,
+    /// Reads only (get, head, get_ranges, list).
+    Reads,
+    /// Writes only (put, multipart, delete, copy, rename).
+    Writes,
+}
+
+/// Counters of what a [`ChaosLayer`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChaosStats {
+    /// Calls failed before reaching the backend.
+    pub injected_errors: u64,
+    /// Writes applied by the backend and then reported as failed.
+    pub lost_acks: u64,
+    /// GET bodies cut short with an error.
+    pub torn_streams: u64,
+    /// Calls delayed by injected latency.
+    pub delayed: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    injected_errors: AtomicU64,
+    lost_acks: AtomicU64,
+    torn_streams: AtomicU64,
+    delayed: AtomicU64,
+}
+
+/// Injects faults; see the [module docs](self). All rates are probabilities in `0.0..=1.0`.
+#[derive(Clone)]
+pub struct ChaosLayer {
+    cfg: ChaosConfigValues,
+    rng: Arc<Mutex<fastrand::Rng>>,
+    counters: Arc<Counters>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ChaosConfigValues {
+    seed: u64,
+    error_rate: f64,
+    fault: ChaosFault,
+    target: ChaosTarget,
+    lost_ack_rate: f64,
+    torn_stream_rate: f64,
+    latency: Option<(Duration, Duration)>,
+}
+
+impl Default for ChaosLayer {
+    /// No faults at all until a rate is set; seed 0.
+    fn default() -> Self {
+        ChaosLayer {
+            cfg: ChaosConfigValues {
+                seed: 0,
+                error_rate: 0.0,
+                fault: ChaosFault::Unavailable,
+                target: ChaosTarget::All,
+                lost_ack_rate: 0.0,
+                torn_stream_rate: 0.0,
+                latency: None,
+            },
+            rng: Arc::new(Mutex::new(fastrand::Rng::with_seed(0))),
+            counters: Arc::default(),
+        }
+    }
+}
+
+impl fmt::Debug for ChaosLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChaosLayer").field("cfg", &self.cfg).finish()
+    }
+}
+
+impl ChaosLayer {
+    /// Seed of the generator (restarts it).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.cfg.seed = seed;
+        self.rng = Arc::new(Mutex::new(fastrand::Rng::with_seed(seed)));
+        self
+    }
+
+    /// Fail this share of calls before they reach the backend.
+    pub fn with_error_rate(mut self, rate: f64) -> Self {
+        self.cfg.error_rate = rate.clamp(0.0, 1.0);
+        self
+    }
+
+    /// The kind of error injected (default [`ChaosFault::Unavailable`]).
+    pub fn with_fault(mut self, fault: ChaosFault) -> Self {
+        self.cfg.fault = fault;
+        self
+    }
+
+    /// Which calls injected errors hit (default all; lost acks and torn streams are
+    /// write-only and read-only by nature).
+    pub fn with_target(mut self, target: ChaosTarget) -> Self {
+        self.cfg.target = target;
+        self
+    }
+
+    /// Apply this share of writes (put, delete, copy, rename, multipart complete) and then
+    /// report them failed, as a connection dropped before the answer arrived would.
+    pub fn with_lost_ack_rate(mut self, rate: f64) -> Self {
+        self.cfg.lost_ack_rate = rate.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Cut this share of GET bodies short with an error after part of the bytes.
+    pub fn with_torn_stream_rate(mut self, rate: f64) -> Self {
+        self.cfg.torn_stream_rate = rate.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Delay every call by a duration drawn uniformly from `min..=max`.
+    pub fn with_latency(mut self, min: Duration, max: Duration) -> Self {
+        self.cfg.latency = Some((min, max.max(min)));
+        self
+    }
+
+    /// What was injected so far, by every store made from this layer.
+    pub fn stats(&self) -> ChaosStats {
+        let c = &self.counters;
+        ChaosStats {
+            injected_errors: c.injected_errors.load(Ordering::Relaxed),
+            lost_acks: c.lost_acks.load(Ordering::Relaxed),
+            torn_streams: c.torn_streams.load(Ordering::Relaxed),
+            delayed: c.delayed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Wrap a concrete store.
+    pub fn wrap<T: ObjectStore>(&self, inner: T) -> ChaosStore<T> {
+        ChaosStore {
+            inner: Arc::new(inner),
+            layer: self.clone(),
+        }
+    }
+
+    fn roll(&self, rate: f64) -> bool {
+        rate > 0.0 && self.rng.lock().expect("chaos rng").f64() < rate
+    }
+
+    fn delay(&self) -> Option<Duration> {
+        let (min, max) = self.cfg.latency?;
+        let span = (max - min).as_nanos() as u64;
+        let extra = if span == 0 {
+            0
+        } else {
+            self.rng.lock().expect("chaos rng").u64(0..=span)
+        };
+        Some(min + Duration::from_nanos(extra))
+    }
+
+    /// Latency, then maybe an injected error.
+    async fn before(&self, op: &str, key: &str, write: bool) -> OsResult<()> {
+        if let Some(d) = self.delay() {
+            self.counters.delayed.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(d).await;
+        }
+        let targeted = match self.cfg.target {
+            ChaosTarget::All => true,
+            ChaosTarget::Reads => !write,
+            ChaosTarget::Writes => write,
+        };
+        if targeted && self.roll(self.cfg.error_rate) {
+            self.counters.injected_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(op, key, fault = ?self.cfg.fault, "chaos: injecting error");
+            return Err(os_err(self.cfg.fault.error(op, key)));
+        }
+        Ok(())
+    }
+
+    /// After a successful write: maybe pretend the answer was lost.
+    fn after_write<R>(&self, op: &str, key: &str, res: OsResult<R>) -> OsResult<R> {
+        if res.is_ok() && self.roll(self.cfg.lost_ack_rate) {
+            self.counters.lost_acks.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(op, key, "chaos: dropping the acknowledgement of an applied write");
+            let fault = match self.cfg.fault {
+                ChaosFault::SlowDown | ChaosFault::AccessDenied => ChaosFault::Unavailable,
+                f => f,
+            };
+            return Err(os_err(fault.error(op, key)));
+        }
+        res
+    }
+}
+
+impl Layer for ChaosLayer {
+    fn layer(&self, inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+        Arc::new(self.wrap(inner))
+    }
+}
+
+/// A store with injected faults; made by [`ChaosLayer`].
+pub struct ChaosStore<T: ObjectStore> {
+    inner: Arc<T>,
+    layer: ChaosLayer,
+}
+
+impl<T: ObjectStore> fmt::Debug for ChaosStore<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChaosStore({:?})", self.inner)
+    }
+}
+
+impl<T: ObjectStore> fmt::Display for ChaosStore<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChaosStore({})", self.inner)
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl<T: ObjectStore> ObjectStore for ChaosStore<T> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> OsResult<PutResult> {
+        self.layer.before("put", location.as_ref(), true).await?;
+        let res = self.inner.put_opts(location, payload, opts).await;
+        self.layer.after_write("put", location.as_ref(), res)
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> OsResult<Box<dyn MultipartUpload>> {
+        self.layer.before("put_multipart", location.as_ref(), true).await?;
+        let upload = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(ChaosUpload {
+            upload,
+            layer: self.layer.clone(),
+            location: location.clone(),
+        }))
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
+        let op = if options.head { "head" } else { "get" };
+        self.layer.before(op, location.as_ref(), false).await?;
+        let res = self.inner.get_opts(location, options).await?;
+        let len = res.range.end - res.range.start;
+        if op == "head" || len < 2 || !self.layer.roll(self.layer.cfg.torn_stream_rate) {
+            return Ok(res);
+        }
+        self.layer
+            .counters
+            .torn_streams
+            .fetch_add(1, Ordering::Relaxed);
+        // Deliver a prefix of the body, then fail the way a dropped connection does.
+        let keep = self.layer.rng.lock().expect("chaos rng").u64(1..len) as usize;
+        let err = self.layer.cfg.fault.error("get body", location.as_ref());
+        let (meta, body) = into_stream(res);
+        let torn = body
+            .scan(keep, |left, chunk| {
+                let out = match chunk {
+                    Ok(_) if *left == 0 => None,
+                    Ok(b) => {
+                        let n = b.len().min(*left);
+                        *left -= n;
+                        Some(Ok(b.slice(..n)))
+                    }
+                    Err(e) => Some(Err(e)),
+                };
+                futures::future::ready(out)
+            })
+            .chain(stream::once(async move { Err(os_err(err)) }))
+            .boxed();
+        Ok(meta.with_stream(torn))
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
+        self.layer.before("get_ranges", location.as_ref(), false).await?;
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, OsResult<Path>>,
+    ) -> BoxStream<'static, OsResult<Path>> {
+        let inner = Arc::clone(&self.inner);
+        let layer = self.layer.clone();
+        locations
+            .then(move |loc| {
+                let inner = Arc::clone(&inner);
+                let layer = layer.clone();
+                async move {
+                    let loc = loc?;
+                    layer.before("delete", loc.as_ref(), true).await?;
+                    let res = inner
+                        .delete_stream(stream::once(async move { Ok(loc) }).boxed())
+                        .next()
+                        .await
+                        .unwrap_or_else(|| {
+                            Err(os_err(StorageError::Backend {
+                                backend: "chaos".into(),
+                                status: None,
+                                source: "inner delete_stream yielded nothing".into(),
+                            }))
+                        });
+                    let key = res.as_ref().map(|p| p.to_string()).unwrap_or_default();
+                    layer.after_write("delete", &key, res)
+                }
+            })
+            .boxed()
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        let layer = self.layer.clone();
+        let key = prefix.map(|p| p.to_string()).unwrap_or_default();
+        let inner = self.inner.list(prefix);
+        async move { layer.before("list", &key, false).await }
+            .map(move |r| match r {
+                Ok(()) => inner,
+                Err(e) => stream::once(async move { Err(e) }).boxed(),
+            })
+            .flatten_stream()
+            .boxed()
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        let layer = self.layer.clone();
+        let key = prefix.map(|p| p.to_string()).unwrap_or_default();
+        let inner = self.inner.list_with_offset(prefix, offset);
+        async move { layer.before("list", &key, false).await }
+            .map(move |r| match r {
+                Ok(()) => inner,
+                Err(e) => stream::once(async move { Err(e) }).boxed(),
+            })
+            .flatten_stream()
+            .boxed()
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
+        let key = prefix.map(|p| p.to_string()).unwrap_or_default();
+        self.layer.before("list_with_delimiter", &key, false).await?;
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
+        self.layer.before("copy", to.as_ref(), true).await?;
+        let res = self.inner.copy_opts(from, to, options).await;
+        self.layer.after_write("copy", to.as_ref(), res)
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
+        self.layer.before("rename", to.as_ref(), true).await?;
+        let res = self.inner.rename_opts(from, to, options).await;
+        self.layer.after_write("rename", to.as_ref(), res)
+    }
+}
+
+struct ChaosUpload {
+    upload: Box<dyn MultipartUpload>,
+    layer: ChaosLayer,
+    location: Path,
+}
+
+impl fmt::Debug for ChaosUpload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChaosUpload({})", self.location)
+    }
+}
+
+#[async_trait]
+impl MultipartUpload for ChaosUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        let part = self.upload.put_part(data);
+        let layer = self.layer.clone();
+        let key = self.location.to_string();
+        async move {
+            layer.before("put_part", &key, true).await?;
+            part.await
+        }
+        .boxed()
+    }
+
+    async fn complete(&mut self) -> OsResult<PutResult> {
+        self.layer.before("complete", self.location.as_ref(), true).await?;
+        let res = self.upload.complete().await;
+        self.layer.after_write("complete", self.location.as_ref(), res)
+    }
+
+    async fn abort(&mut self) -> OsResult<()> {
+        self.upload.abort().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::ObjectStoreExt;
+    use storage_core::MemoryStore;
+
+    async fn outcomes(seed: u64) -> Vec<bool> {
+        let store = ChaosLayer::default()
+            .with_seed(seed)
+            .with_error_rate(0.3)
+            .wrap(MemoryStore::new());
+        let mut v = Vec::new();
+        for i in 0..50 {
+            v.push(store.put(&Path::from(format!("k{i}")), "x".into()).await.is_ok());
+        }
+        v
+    }
+
+    #[tokio::test]
+    async fn same_seed_same_faults() {
+        let a = outcomes(42).await;
+        assert_eq!(a, outcomes(42).await);
+        assert_ne!(a, outcomes(43).await);
+        let failed = a.iter().filter(|ok| !**ok).count();
+        assert!((5..=25).contains(&failed), "{failed} of 50 failed at rate 0.3");
+    }
+
+    #[tokio::test]
+    async fn lost_ack_applies_the_write() {
+        let layer = ChaosLayer::default().with_lost_ack_rate(1.0);
+        let store = layer.wrap(MemoryStore::new());
+        let p = Path::from("a");
+        assert!(store.put(&p, "v".into()).await.is_err());
+        assert_eq!(store.inner.get(&p).await.unwrap().bytes().await.unwrap(), "v");
+        assert_eq!(layer.stats().lost_acks, 1);
+    }
+
+    #[tokio::test]
+    async fn torn_stream_delivers_a_prefix_then_fails() {
+        let layer = ChaosLayer::default().with_seed(1).with_torn_stream_rate(1.0);
+        let store = layer.wrap(MemoryStore::new());
+        let p = Path::from("a");
+        store.put(&p, vec![7u8; 1000].into()).await.unwrap();
+        let mut s = store.get(&p).await.unwrap().into_stream();
+        let mut got = 0;
+        let mut failed = false;
+        while let Some(item) = s.next().await {
+            match item {
+                Ok(b) => got += b.len(),
+                Err(_) => failed = true,
+            }
+        }
+        assert!(failed && got < 1000 && got > 0, "got {got}");
+        assert_eq!(layer.stats().torn_streams, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn latency_is_injected() {
+        let layer = ChaosLayer::default()
+            .with_latency(Duration::from_millis(100), Duration::from_millis(100));
+        let store = layer.wrap(MemoryStore::new());
+        let t0 = tokio::time::Instant::now();
+        store.put(&Path::from("a"), "x".into()).await.unwrap();
+        assert_eq!(t0.elapsed(), Duration::from_millis(100));
+        assert_eq!(layer.stats().delayed, 1);
+    }
+}

@@ -1,0 +1,9 @@
+//! storage-layers (crate docs written below)
+
+mod util;
+#[cfg(feature = "chaos")]
+pub mod chaos;
+#[cfg(feature = "retry")]
+pub mod retry;
+#[cfg(feature = "timeout")]
+pub mod timeout;
