@@ -331,6 +331,8 @@ pub struct Bucket {
     public_url: Option<Url>,
     part_size: usize,
     upload_concurrency: usize,
+    /// Folder prefix applied by a `PrefixStore` around the store; presigning needs it.
+    prefix: Option<Key>,
 }
 
 impl fmt::Debug for Bucket {
@@ -380,6 +382,18 @@ impl BucketBuilder {
         self
     }
 
+    /// Scope the bucket to a folder: every key is stored under `prefix/`, listings strip it,
+    /// and presigned and public URLs include it. Applying it twice nests the prefixes.
+    pub fn prefix(mut self, prefix: &str) -> Result<Self> {
+        let p = Key::new(prefix.trim_end_matches('/'))?;
+        self.bucket.store = Arc::new(object_store::prefix::PrefixStore::new(self.bucket.store.clone(), p.to_path()));
+        self.bucket.prefix = Some(match &self.bucket.prefix {
+            Some(outer) => outer.join(p.as_str())?,
+            None => p,
+        });
+        Ok(self)
+    }
+
     /// Replace the store (e.g. with a layered one), keeping everything else.
     pub fn store(mut self, store: Arc<dyn ObjectStore>) -> Self {
         self.bucket.store = store;
@@ -426,6 +440,7 @@ impl Bucket {
                 public_url: None,
                 part_size: DEFAULT_PART_SIZE,
                 upload_concurrency: 2,
+                prefix: None,
             },
         }
     }
@@ -470,6 +485,19 @@ impl Bucket {
     /// What the backend supports.
     pub fn capabilities(&self) -> Capabilities {
         self.capabilities
+    }
+
+    /// The folder prefix this bucket is scoped to, if any.
+    pub fn prefix(&self) -> Option<&Key> {
+        self.prefix.as_ref()
+    }
+
+    /// The key as stored in the backend (with the bucket's prefix).
+    fn full_key(&self, key: &Key) -> Result<Key> {
+        match &self.prefix {
+            Some(p) => p.join(key.as_str()),
+            None => Ok(key.clone()),
+        }
     }
 
     /// The underlying store, for code that speaks `object_store` (DataFusion, parquet, ...).
@@ -757,8 +785,9 @@ impl Bucket {
     pub async fn delete_if_match(&self, key: impl AsRef<str>, etag: &str) -> Result<()> {
         let key = Self::key(key)?;
         match &self.conditional_delete {
+            // The hook talks to the raw backend, beneath any prefix: give it the full key.
             Some(d) => d
-                .delete_if_match(&key.to_path(), etag)
+                .delete_if_match(&self.full_key(&key)?.to_path(), etag)
                 .await
                 .map_err(|e| self.err(e)),
             None => Err(StorageError::not_supported(&self.name, "delete-if-match")),
@@ -903,7 +932,7 @@ impl Bucket {
             ));
         }
         match &self.presigner {
-            Some(p) => p.presign(method, &key.to_path(), expires_in).await,
+            Some(p) => p.presign(method, &self.full_key(&key)?.to_path(), expires_in).await,
             None => Err(StorageError::not_supported(
                 format!("{} ({})", self.name, self.provider),
                 "presigned URLs",
@@ -913,7 +942,7 @@ impl Bucket {
 
     /// The public (CDN) URL of `key`, from the configured base URL.
     pub fn url_for(&self, key: impl AsRef<str>) -> Result<Url> {
-        let key = Self::key(key)?;
+        let key = self.full_key(&Self::key(key)?)?;
         let base = self.public_url.as_ref().ok_or_else(|| {
             StorageError::invalid_config(
                 format!("buckets.{}.public_url", self.name),

@@ -1,0 +1,694 @@
+//! Object commands: put, get, ls, rm, cp, mv, stat, presign, health, stats.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use clap::{Args, Subcommand, ValueEnum};
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+use storage_core::{Bucket, ObjectInfo, PresignMethod, PutOpts, StorageError, WriteCondition};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::address::Address;
+use crate::output::{CliError, CliResult, Ctx, human_bytes};
+
+/// Object commands.
+#[derive(Debug, Subcommand)]
+pub enum ObjectCommand {
+    /// Upload a file, text or stdin to NAME:KEY.
+    Put(PutArgs),
+    /// Download NAME:KEY to stdout or a file.
+    Get(GetArgs),
+    /// List NAME:[PREFIX].
+    Ls(LsArgs),
+    /// Delete keys, or everything under a prefix.
+    Rm(RmArgs),
+    /// Copy local↔remote or remote↔remote (recursive with -r).
+    Cp(CpArgs),
+    /// Move (copy, then delete the source only if the copy succeeded).
+    Mv(CpArgs),
+    /// Show an object's metadata.
+    Stat(StatArgs),
+    /// Print a presigned URL for NAME:KEY.
+    Presign(PresignArgs),
+    /// Probe buckets and report latency.
+    Health(HealthArgs),
+    /// Count objects and bytes under NAME:[PREFIX].
+    Stats(StatsArgs),
+}
+
+/// `strata put`.
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// Destination NAME:KEY.
+    pub dest: String,
+    /// Upload this file (streamed; any size).
+    #[arg(long, short, conflicts_with = "data")]
+    pub file: Option<PathBuf>,
+    /// Upload this text.
+    #[arg(long, short)]
+    pub data: Option<String>,
+    /// Content type (default: guessed from the key's extension).
+    #[arg(long)]
+    pub content_type: Option<String>,
+    /// Cache-Control header.
+    #[arg(long)]
+    pub cache_control: Option<String>,
+    /// User metadata `k=v` (repeatable).
+    #[arg(long = "meta", value_name = "K=V")]
+    pub meta: Vec<String>,
+    /// Only create: fail with exit 4 if the object exists.
+    #[arg(long, conflicts_with = "if_match")]
+    pub if_absent: bool,
+    /// Only replace the object with this ETag: exit 4 otherwise.
+    #[arg(long, value_name = "ETAG")]
+    pub if_match: Option<String>,
+}
+
+/// `strata get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Source NAME:KEY.
+    pub src: String,
+    /// Write to this file instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+/// `strata ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// NAME: or NAME:PREFIX.
+    pub target: String,
+    /// Everything below, not just one level.
+    #[arg(long, short)]
+    pub recursive: bool,
+    /// Long format: size, modified, ETag.
+    #[arg(long, short)]
+    pub long: bool,
+}
+
+/// `strata rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// NAME:KEY addresses (or NAME: with --prefix).
+    #[arg(required = true)]
+    pub targets: Vec<String>,
+    /// Delete everything under this prefix of the (single) bucket given as NAME:.
+    #[arg(long)]
+    pub prefix: Option<String>,
+}
+
+/// `strata cp` / `strata mv`.
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Source: NAME:KEY, NAME:PREFIX/ with -r, or a local path.
+    pub src: String,
+    /// Destination: NAME:KEY, NAME:PREFIX/, or a local path.
+    pub dest: String,
+    /// Copy a folder / prefix and everything below it.
+    #[arg(long, short)]
+    pub recursive: bool,
+}
+
+/// `strata stat`.
+#[derive(Debug, Args)]
+pub struct StatArgs {
+    /// NAME:KEY.
+    pub target: String,
+}
+
+/// HTTP method of a presigned URL.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MethodArg {
+    /// Download.
+    Get,
+    /// Upload.
+    Put,
+}
+
+/// `strata presign`.
+#[derive(Debug, Args)]
+pub struct PresignArgs {
+    /// NAME:KEY.
+    pub target: String,
+    /// How long the URL works: 30s, 15m, 1h, 7d (at most 7d).
+    #[arg(long, default_value = "1h")]
+    pub expires: String,
+    /// What the URL allows.
+    #[arg(long, value_enum, default_value = "get")]
+    pub method: MethodArg,
+}
+
+/// `strata health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Bucket names (default: every configured bucket).
+    pub buckets: Vec<String>,
+}
+
+/// `strata stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// NAME: or NAME:PREFIX.
+    pub target: String,
+}
+
+impl ObjectCommand {
+    /// Run the command.
+    pub async fn run(self, ctx: &Ctx) -> CliResult {
+        match self {
+            ObjectCommand::Put(a) => put(ctx, a).await,
+            ObjectCommand::Get(a) => get(ctx, a).await,
+            ObjectCommand::Ls(a) => ls(ctx, a).await,
+            ObjectCommand::Rm(a) => rm(ctx, a).await,
+            ObjectCommand::Cp(a) => cp(ctx, a, false).await,
+            ObjectCommand::Mv(a) => cp(ctx, a, true).await,
+            ObjectCommand::Stat(a) => stat(ctx, a).await,
+            ObjectCommand::Presign(a) => presign(ctx, a).await,
+            ObjectCommand::Health(a) => health(ctx, a).await,
+            ObjectCommand::Stats(a) => stats(ctx, a).await,
+        }
+    }
+}
+
+/// A content type for common extensions, so browsers and CDNs serve uploads correctly.
+pub fn guess_content_type(key: &str) -> Option<&'static str> {
+    let ext = key.rsplit_once('.')?.1.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "json" => "application/json",
+        "jsonl" | "ndjson" => "application/x-ndjson",
+        "parquet" => "application/vnd.apache.parquet",
+        "txt" | "log" => "text/plain; charset=utf-8",
+        "md" => "text/markdown; charset=utf-8",
+        "csv" => "text/csv; charset=utf-8",
+        "html" | "htm" => "text/html; charset=utf-8",
+        "css" => "text/css",
+        "js" | "mjs" => "text/javascript",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "gz" => "application/gzip",
+        "wasm" => "application/wasm",
+        _ => return None,
+    })
+}
+
+fn parse_meta(pairs: &[String]) -> CliResult<BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| CliError::bad_input(format!("--meta `{p}` is not K=V, e.g. --meta owner=ana")))
+        })
+        .collect()
+}
+
+/// A file as a stream of 1 MiB chunks, advancing `bar`.
+fn file_stream(
+    file: tokio::fs::File,
+    bar: indicatif::ProgressBar,
+) -> impl futures::Stream<Item = storage_core::Result<Bytes>> + Send {
+    futures::stream::try_unfold((file, bar), |(mut file, bar)| async move {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = file.read(&mut buf[filled..]).await.map_err(|e| StorageError::invalid_input("file", e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            bar.finish_and_clear();
+            return Ok(None);
+        }
+        buf.truncate(filled);
+        bar.inc(filled as u64);
+        Ok(Some((Bytes::from(buf), (file, bar))))
+    })
+}
+
+#[derive(Serialize)]
+struct PutOutput<'a> {
+    bucket: &'a str,
+    key: &'a str,
+    etag: Option<String>,
+    version: Option<String>,
+    size: u64,
+}
+
+async fn put(ctx: &Ctx, a: PutArgs) -> CliResult {
+    let (name, key) = Address::remote_key(&a.dest)?;
+    let bucket = ctx.strata.bucket(&name)?;
+    let opts = PutOpts {
+        condition: match (a.if_absent, a.if_match) {
+            (true, _) => WriteCondition::IfAbsent,
+            (false, Some(etag)) => WriteCondition::IfMatch { etag, version: None },
+            (false, None) => WriteCondition::Overwrite,
+        },
+        content_type: a.content_type.or_else(|| guess_content_type(&key).map(str::to_string)),
+        cache_control: a.cache_control,
+        metadata: parse_meta(&a.meta)?,
+        ..Default::default()
+    };
+    let result = match (a.file, a.data) {
+        (_, Some(text)) => bucket.put_with(&key, text, opts).await?,
+        (Some(path), None) => {
+            let file = tokio::fs::File::open(&path)
+                .await
+                .map_err(|e| CliError::bad_input(format!("cannot open {}: {e}", path.display())))?;
+            let len = file.metadata().await?.len();
+            let bar = ctx.progress(len, true, "upload");
+            bucket.put_stream(&key, file_stream(file, bar), opts).await?
+        }
+        (None, None) => {
+            let stdin = tokio::fs::File::from_std(
+                std::fs::File::open("/dev/stdin").map_err(|e| CliError::bad_input(format!("cannot read stdin: {e}")))?,
+            );
+            bucket.put_stream(&key, file_stream(stdin, indicatif::ProgressBar::hidden()), opts).await?
+        }
+    };
+    ctx.emit(
+        format!("put {name}:{key} ({}, etag {})", human_bytes(result.size), result.etag.as_deref().unwrap_or("-")),
+        &PutOutput {
+            bucket: &name,
+            key: &key,
+            etag: result.etag.clone(),
+            version: result.version.clone(),
+            size: result.size,
+        },
+    );
+    Ok(())
+}
+
+async fn get(ctx: &Ctx, a: GetArgs) -> CliResult {
+    let (name, key) = Address::remote_key(&a.src)?;
+    let bucket = ctx.strata.bucket(&name)?;
+    let obj = bucket.get_stream(&key).await?;
+    let bar = if a.output.is_some() { ctx.progress(obj.info.size, true, "download") } else { indicatif::ProgressBar::hidden() };
+    match &a.output {
+        Some(path) => {
+            write_stream_to_file(obj.stream, path, &bar).await?;
+            bar.finish_and_clear();
+            ctx.emit(format!("got {name}:{key} → {} ({})", path.display(), human_bytes(obj.info.size)), &obj.info);
+        }
+        None => {
+            let mut out = tokio::io::stdout();
+            let mut s = obj.stream;
+            while let Some(chunk) = s.next().await {
+                out.write_all(&chunk?).await?;
+            }
+            out.flush().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Write a stream to `path` through a temporary file renamed at the end, so a failed
+/// download never leaves a truncated file in place.
+async fn write_stream_to_file(
+    mut stream: futures::stream::BoxStream<'static, storage_core::Result<Bytes>>,
+    path: &Path,
+    bar: &indicatif::ProgressBar,
+) -> CliResult {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    let tmp = path.with_extension(format!(
+        "{}strata-part",
+        path.extension().map(|e| format!("{}.", e.to_string_lossy())).unwrap_or_default()
+    ));
+    let mut file = tokio::fs::File::create(&tmp).await?;
+    let outcome: CliResult = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            bar.inc(chunk.len() as u64);
+            file.write_all(&chunk).await?;
+        }
+        file.flush().await?;
+        Ok(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => Ok(tokio::fs::rename(&tmp, path).await?),
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            Err(e)
+        }
+    }
+}
+
+fn long_line(o: &ObjectInfo) -> String {
+    format!(
+        "{:>10}  {}  {:<34}  {}",
+        human_bytes(o.size),
+        o.last_modified.format("%Y-%m-%d %H:%M:%S"),
+        o.etag.as_deref().unwrap_or("-"),
+        o.key
+    )
+}
+
+async fn ls(ctx: &Ctx, a: LsArgs) -> CliResult {
+    let (name, prefix) = Address::remote(&a.target)?;
+    let bucket = ctx.strata.bucket(&name)?;
+    let prefix = prefix.trim_end_matches('/').to_string();
+    if a.recursive {
+        let mut all: Vec<ObjectInfo> = bucket.list(&prefix).try_collect().await?;
+        all.sort_by(|x, y| x.key.cmp(&y.key));
+        let text = all
+            .iter()
+            .map(|o| if a.long { long_line(o) } else { o.key.clone() })
+            .collect::<Vec<_>>()
+            .join("\n");
+        ctx.emit(text, &all);
+    } else {
+        let listing = bucket.list_dir(&prefix).await?;
+        let mut lines: Vec<String> = listing.prefixes.iter().map(|p| if a.long { format!("{:>10}  {:19}  {:34}  {p}", "DIR", "", "") } else { p.clone() }).collect();
+        lines.extend(listing.objects.iter().map(|o| if a.long { long_line(o) } else { o.key.clone() }));
+        ctx.emit(lines.join("\n"), &listing);
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct RmOutput {
+    deleted: Vec<String>,
+    failed: Vec<(String, String)>,
+}
+
+async fn rm(ctx: &Ctx, a: RmArgs) -> CliResult {
+    let mut by_bucket: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if let Some(prefix) = &a.prefix {
+        let [target] = a.targets.as_slice() else {
+            return Err(CliError::bad_input("with --prefix give exactly one NAME: (e.g. strata rm photos: --prefix 2025/)"));
+        };
+        let (name, _) = Address::remote(target)?;
+        let bucket = ctx.strata.bucket(&name)?;
+        let keys: Vec<String> = bucket
+            .list(prefix.trim_end_matches('/'))
+            .map_ok(|o| o.key)
+            .try_collect()
+            .await?;
+        by_bucket.insert(name, keys);
+    } else {
+        for t in &a.targets {
+            let (name, key) = Address::remote_key(t)?;
+            by_bucket.entry(name).or_default().push(key);
+        }
+    }
+    let total: usize = by_bucket.values().map(Vec::len).sum();
+    let bar = ctx.progress(total as u64, false, "delete");
+    let mut out = RmOutput { deleted: Vec::new(), failed: Vec::new() };
+    for (name, keys) in by_bucket {
+        let bucket = ctx.strata.bucket(&name)?;
+        for chunk in keys.chunks(1000) {
+            let report = bucket.delete_many(chunk).await;
+            bar.inc(chunk.len() as u64);
+            out.deleted.extend(report.deleted.into_iter().map(|k| format!("{name}:{k}")));
+            out.failed.extend(report.failed.into_iter().map(|(k, e)| (format!("{name}:{k}"), e.to_string())));
+        }
+    }
+    bar.finish_and_clear();
+    let mut text = format!("deleted {} object(s)", out.deleted.len());
+    for (k, e) in &out.failed {
+        text.push_str(&format!("\nfailed {k}: {e}"));
+    }
+    ctx.emit(text, &out);
+    if out.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::other(format!("{} of {total} deletes failed", out.failed.len())))
+    }
+}
+
+/// One planned copy.
+#[derive(Debug, Clone)]
+enum Endpoint {
+    Remote(Bucket, String),
+    Local(PathBuf),
+}
+
+impl Endpoint {
+    fn label(&self) -> String {
+        match self {
+            Endpoint::Remote(b, k) => format!("{}:{k}", b.name()),
+            Endpoint::Local(p) => p.display().to_string(),
+        }
+    }
+}
+
+fn resolve(ctx: &Ctx, s: &str) -> CliResult<Endpoint> {
+    Ok(match Address::parse(s) {
+        Address::Remote { bucket, key } => Endpoint::Remote(ctx.strata.bucket(&bucket)?, key),
+        Address::Local(p) => Endpoint::Local(p),
+    })
+}
+
+/// Expand a (possibly recursive) source into (source, destination, size) pairs.
+async fn plan(src: &Endpoint, dest: &Endpoint, recursive: bool) -> CliResult<Vec<(Endpoint, Endpoint, u64)>> {
+    let join_dest = |rel: &str| -> Endpoint {
+        match dest {
+            Endpoint::Remote(b, k) => {
+                let base = k.trim_end_matches('/');
+                Endpoint::Remote(b.clone(), if base.is_empty() { rel.to_string() } else { format!("{base}/{rel}") })
+            }
+            Endpoint::Local(p) => Endpoint::Local(p.join(rel)),
+        }
+    };
+    let dest_is_dir = match dest {
+        Endpoint::Remote(_, k) => k.is_empty() || k.ends_with('/'),
+        Endpoint::Local(p) => p.is_dir() || p.to_string_lossy().ends_with('/'),
+    };
+    if !recursive {
+        let (size, name) = match src {
+            Endpoint::Remote(b, k) => (b.head(k).await?.size, k.rsplit('/').next().unwrap_or(k).to_string()),
+            Endpoint::Local(p) => {
+                let meta = std::fs::metadata(p).map_err(|e| CliError::from(e).with_context(&p.display().to_string()))?;
+                if meta.is_dir() {
+                    return Err(CliError::bad_input(format!("{} is a folder; add -r to copy it recursively", p.display())));
+                }
+                (meta.len(), p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+            }
+        };
+        let target = if dest_is_dir { join_dest(&name) } else { dest.clone() };
+        return Ok(vec![(src.clone(), target, size)]);
+    }
+    let mut out = Vec::new();
+    match src {
+        Endpoint::Remote(b, prefix) => {
+            let prefix = prefix.trim_end_matches('/');
+            let mut objects: Vec<ObjectInfo> = b.list(prefix).try_collect().await?;
+            objects.sort_by(|x, y| x.key.cmp(&y.key));
+            for o in objects {
+                let rel = o.key.strip_prefix(prefix).unwrap_or(&o.key).trim_start_matches('/').to_string();
+                out.push((Endpoint::Remote(b.clone(), o.key.clone()), join_dest(&rel), o.size));
+            }
+        }
+        Endpoint::Local(root) => {
+            let mut stack = vec![root.clone()];
+            while let Some(dir) = stack.pop() {
+                let rd = std::fs::read_dir(&dir).map_err(|e| CliError::from(e).with_context(&dir.display().to_string()))?;
+                for entry in rd {
+                    let entry = entry?;
+                    let path = entry.path();
+                    let meta = entry.metadata()?;
+                    if meta.is_dir() {
+                        stack.push(path);
+                    } else if meta.is_file() {
+                        let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+                        out.push((Endpoint::Local(path.clone()), join_dest(&rel), meta.len()));
+                    }
+                }
+            }
+            out.sort_by_key(|(s, _, _)| s.label());
+        }
+    }
+    Ok(out)
+}
+
+impl CliError {
+    fn with_context(mut self, what: &str) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+}
+
+async fn copy_one(src: &Endpoint, dest: &Endpoint, bar: &indicatif::ProgressBar) -> CliResult {
+    match (src, dest) {
+        (Endpoint::Local(_), Endpoint::Local(_)) => Err(CliError::bad_input(
+            "both addresses are local paths; one must be NAME:KEY (use your shell's cp for local copies)",
+        )),
+        (Endpoint::Remote(sb, sk), Endpoint::Remote(db, dk)) if sb.name() == db.name() => {
+            sb.copy(sk, dk).await?;
+            bar.inc(sb.head(dk).await.map(|h| h.size).unwrap_or(0));
+            Ok(())
+        }
+        (Endpoint::Remote(sb, sk), Endpoint::Remote(db, dk)) => {
+            let obj = sb.get_stream(sk).await?;
+            let opts = PutOpts {
+                content_type: obj.info.content_type().map(str::to_string),
+                metadata: obj.info.metadata.clone(),
+                ..Default::default()
+            };
+            let bar2 = bar.clone();
+            let stream = obj.stream.inspect_ok(move |c| bar2.inc(c.len() as u64));
+            db.put_stream(dk, stream, opts).await?;
+            Ok(())
+        }
+        (Endpoint::Local(p), Endpoint::Remote(db, dk)) => {
+            let file = tokio::fs::File::open(p).await.map_err(|e| CliError::from(e).with_context(&p.display().to_string()))?;
+            let opts = PutOpts {
+                content_type: guess_content_type(dk).map(str::to_string),
+                ..Default::default()
+            };
+            db.put_stream(dk, file_stream(file, bar.clone()), opts).await?;
+            Ok(())
+        }
+        (Endpoint::Remote(sb, sk), Endpoint::Local(p)) => {
+            let obj = sb.get_stream(sk).await?;
+            write_stream_to_file(obj.stream, p, bar).await
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CopyOutput {
+    copied: Vec<(String, String)>,
+    bytes: u64,
+    moved: bool,
+}
+
+async fn cp(ctx: &Ctx, a: CpArgs, remove_source: bool) -> CliResult {
+    let src = resolve(ctx, &a.src)?;
+    let dest = resolve(ctx, &a.dest)?;
+    if let (Endpoint::Remote(_, k), false) = (&src, a.recursive)
+        && (k.is_empty() || k.ends_with('/'))
+    {
+        return Err(CliError::bad_input(format!("`{}` is a prefix; add -r to copy everything under it", a.src)));
+    }
+    // A same-bucket move of one object is a rename (copy + delete, never losing data).
+    if let (true, false, Endpoint::Remote(sb, sk), Endpoint::Remote(db, dk)) = (remove_source, a.recursive, &src, &dest)
+        && sb.name() == db.name()
+        && !dk.is_empty()
+        && !dk.ends_with('/')
+    {
+        sb.rename(sk, dk).await?;
+        ctx.emit(
+            format!("moved {} → {}", src.label(), dest.label()),
+            &CopyOutput { copied: vec![(src.label(), dest.label())], bytes: 0, moved: true },
+        );
+        return Ok(());
+    }
+    let jobs = plan(&src, &dest, a.recursive).await?;
+    let total: u64 = jobs.iter().map(|(_, _, s)| s).sum();
+    let bar = ctx.progress(total, true, if remove_source { "move" } else { "copy" });
+    let mut out = CopyOutput { copied: Vec::new(), bytes: total, moved: remove_source };
+    for (s, d, _) in &jobs {
+        copy_one(s, d, &bar).await.map_err(|e| e.with_context(&format!("{} → {}", s.label(), d.label())))?;
+        if remove_source {
+            match s {
+                Endpoint::Remote(b, k) => b.delete(k).await?,
+                Endpoint::Local(p) => tokio::fs::remove_file(p).await?,
+            }
+        }
+        out.copied.push((s.label(), d.label()));
+    }
+    bar.finish_and_clear();
+    let verb = if remove_source { "moved" } else { "copied" };
+    let text = if jobs.len() == 1 {
+        format!("{verb} {} → {} ({})", jobs[0].0.label(), jobs[0].1.label(), human_bytes(total))
+    } else {
+        format!("{verb} {} object(s), {}", jobs.len(), human_bytes(total))
+    };
+    ctx.emit(text, &out);
+    Ok(())
+}
+
+async fn stat(ctx: &Ctx, a: StatArgs) -> CliResult {
+    let (name, key) = Address::remote_key(&a.target)?;
+    let info = ctx.strata.bucket(&name)?.head(&key).await?;
+    let mut text = format!(
+        "key:       {}\nsize:      {} ({} bytes)\nmodified:  {}\netag:      {}\nversion:   {}",
+        info.key,
+        human_bytes(info.size),
+        info.size,
+        info.last_modified.to_rfc3339(),
+        info.etag.as_deref().unwrap_or("-"),
+        info.version.as_deref().unwrap_or("-"),
+    );
+    for (k, v) in &info.headers {
+        text.push_str(&format!("\n{k}: {v}"));
+    }
+    for (k, v) in &info.metadata {
+        text.push_str(&format!("\nmeta {k}: {v}"));
+    }
+    ctx.emit(text, &info);
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct PresignOutput {
+    url: String,
+    method: &'static str,
+    expires_in_seconds: u64,
+}
+
+async fn presign(ctx: &Ctx, a: PresignArgs) -> CliResult {
+    let (name, key) = Address::remote_key(&a.target)?;
+    let expires = storage_core::config::parse_duration(&a.expires).map_err(|e| CliError::bad_input(format!("--expires: {e}")))?;
+    let method = match a.method {
+        MethodArg::Get => PresignMethod::Get,
+        MethodArg::Put => PresignMethod::Put,
+    };
+    let url = ctx.strata.bucket(&name)?.presign(method, &key, expires).await?;
+    ctx.emit(
+        url.as_str(),
+        &PresignOutput {
+            url: url.to_string(),
+            method: if matches!(method, PresignMethod::Get) { "GET" } else { "PUT" },
+            expires_in_seconds: expires.as_secs(),
+        },
+    );
+    Ok(())
+}
+
+async fn health(ctx: &Ctx, a: HealthArgs) -> CliResult {
+    let names = if a.buckets.is_empty() { ctx.strata.bucket_names() } else { a.buckets };
+    if names.is_empty() {
+        return Err(CliError::bad_input("no buckets to probe; name some (strata health NAME...) or configure them"));
+    }
+    let mut reports = Vec::new();
+    for n in &names {
+        reports.push(ctx.strata.bucket(n)?.health().await);
+    }
+    let text = reports
+        .iter()
+        .map(|h| {
+            format!(
+                "{:<20} {:<8} {:>8.1} ms  {}",
+                h.bucket,
+                h.provider,
+                h.latency.as_secs_f64() * 1000.0,
+                if h.ok { "ok".to_string() } else { format!("FAIL {}", h.error.as_deref().unwrap_or("")) }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    ctx.emit(text, &reports);
+    let failed = reports.iter().filter(|h| !h.ok).count();
+    if failed == 0 { Ok(()) } else { Err(CliError::other(format!("{failed} bucket(s) unhealthy"))) }
+}
+
+async fn stats(ctx: &Ctx, a: StatsArgs) -> CliResult {
+    let (name, prefix) = Address::remote(&a.target)?;
+    let s = ctx.strata.bucket(&name)?.stats(prefix.trim_end_matches('/')).await?;
+    ctx.emit(format!("{} object(s), {} ({} bytes)", s.objects, human_bytes(s.bytes), s.bytes), &s);
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! # strata-testkit
+//!
+//! Test support shared by every Strata crate.
+//!
+//! - [`s3_bucket`], [`sigv4_bucket`], [`r2_bucket`]: buckets on the S3-compatible servers
+//!   that `cargo xtask test` installs and starts, each under a fresh random prefix so runs
+//!   never see each other's keys. moto ([`s3_bucket`]) is the semantics server; s3s-fs
+//!   ([`sigv4_bucket`]) checks signatures. Without the server variables these panic with
+//!   "run `cargo xtask test`"; with `STRATA_SKIP_S3=1` they return `None` and print that
+//!   they skipped.
+//! - [`behaviour::run`]: the behaviour suite, the same checks against any [`Bucket`].
+//! - [`python`]: the Python (with boto3 and pyarrow) that `cargo xtask test` installed.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use strata_testkit::behaviour::{self, Profile};
+//! let bucket = storage_core::Bucket::memory("suite");
+//! let report = behaviour::run(&bucket, &Profile::embedded("memory")).await;
+//! assert!(report.passed.len() > 10);
+//! # }
+//! ```
+
+use std::path::PathBuf;
+
+use storage_core::config::Env;
+use storage_core::{Bucket, Capabilities, Secret};
+use storage_r2::R2Config;
+use storage_s3::{CredentialSource, S3Config};
+
+pub mod behaviour;
+
+/// Variables `cargo xtask test` exports for the moto server.
+pub const S3_ENDPOINT: &str = "STRATA_TEST_S3_ENDPOINT";
+/// Bucket created on the moto server.
+pub const S3_BUCKET: &str = "STRATA_TEST_S3_BUCKET";
+/// Access key for the moto server.
+pub const S3_ACCESS_KEY: &str = "STRATA_TEST_S3_ACCESS_KEY";
+/// Secret key for the moto server.
+pub const S3_SECRET_KEY: &str = "STRATA_TEST_S3_SECRET_KEY";
+/// Variables for the s3s-fs (signature-checking) server.
+pub const SIGV4_ENDPOINT: &str = "STRATA_TEST_S3_SIGV4_ENDPOINT";
+/// Bucket on the s3s-fs server.
+pub const SIGV4_BUCKET: &str = "STRATA_TEST_S3_SIGV4_BUCKET";
+/// Access key for the s3s-fs server.
+pub const SIGV4_ACCESS_KEY: &str = "STRATA_TEST_S3_SIGV4_ACCESS_KEY";
+/// Secret key for the s3s-fs server.
+pub const SIGV4_SECRET_KEY: &str = "STRATA_TEST_S3_SIGV4_SECRET_KEY";
+/// Python with boto3 and pyarrow.
+pub const PYTHON: &str = "STRATA_TEST_PYTHON";
+
+/// Connection details of one test server.
+#[derive(Debug, Clone)]
+pub struct ServerEnv {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// Bucket created for tests.
+    pub bucket: String,
+    /// Access key.
+    pub access_key: String,
+    /// Secret key.
+    pub secret_key: Secret,
+}
+
+fn server_env(vars: [&str; 4], what: &str) -> Option<ServerEnv> {
+    let env = Env::process();
+    match env.get(vars[0]) {
+        Some(endpoint) => Some(ServerEnv {
+            endpoint,
+            bucket: env.get(vars[1]).unwrap_or_else(|| "strata-test".into()),
+            access_key: env.get(vars[2]).unwrap_or_else(|| "test".into()),
+            secret_key: Secret::new(env.get(vars[3]).unwrap_or_else(|| "test".into())),
+        }),
+        None if env.get("STRATA_SKIP_S3").is_some_and(|v| v == "1") => {
+            eprintln!("SKIPPED: {what}: STRATA_SKIP_S3=1 is set and {} is not", vars[0]);
+            None
+        }
+        None => panic!(
+            "{what} needs the S3 test servers: {} is not set. Run `cargo xtask test`, which installs and starts them (or set STRATA_SKIP_S3=1 to skip these tests knowingly)",
+            vars[0]
+        ),
+    }
+}
+
+/// The moto server's details, or `None` when `STRATA_SKIP_S3=1`.
+pub fn moto_env() -> Option<ServerEnv> {
+    server_env([S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY], "S3 semantics test (moto)")
+}
+
+/// The s3s-fs server's details, or `None` when `STRATA_SKIP_S3=1`.
+pub fn sigv4_env() -> Option<ServerEnv> {
+    server_env(
+        [SIGV4_ENDPOINT, SIGV4_BUCKET, SIGV4_ACCESS_KEY, SIGV4_SECRET_KEY],
+        "SigV4 test (s3s-fs)",
+    )
+}
+
+/// A fresh random folder name for one test run.
+pub fn run_prefix(hint: &str) -> String {
+    let clean: String = hint
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .collect();
+    format!("strata-test/{clean}-{:016x}", fastrand::u64(..))
+}
+
+/// An [`S3Config`] for a test server.
+pub fn s3_config(server: &ServerEnv) -> S3Config {
+    let mut cfg = S3Config::new(&server.bucket);
+    cfg.endpoint = Some(server.endpoint.clone());
+    cfg.allow_http = true;
+    cfg.path_style = Some(true);
+    cfg.credentials = CredentialSource::Static;
+    cfg.access_key_id = Some(server.access_key.clone());
+    cfg.secret_access_key = Some(server.secret_key.clone());
+    cfg.max_retries = Some(2);
+    cfg
+}
+
+/// A bucket on the moto server under a fresh prefix.
+pub fn s3_bucket(hint: &str) -> Option<Bucket> {
+    let server = moto_env()?;
+    let bucket = s3_config(&server).build(hint).expect("valid test S3 config");
+    Some(prefixed(bucket, hint))
+}
+
+/// A bucket on the signature-checking s3s-fs server under a fresh prefix. Its conditional
+/// reads are ignored and its conditional writes are not atomic, so the capabilities say so.
+pub fn sigv4_bucket(hint: &str) -> Option<Bucket> {
+    let server = sigv4_env()?;
+    let mut cfg = s3_config(&server);
+    // s3s-fs stalls ~40 ms on reused keep-alive connections.
+    cfg.keep_alive = false;
+    let bucket = cfg
+        .build_as(hint, "s3", Capabilities::S3.with_conditional_get(false))
+        .expect("valid test S3 config");
+    Some(prefixed(bucket, hint))
+}
+
+/// A bucket built through [`R2Config`] with its endpoint pointed at the moto server: proves
+/// the R2 path (config translation, quirks) over real HTTP.
+pub fn r2_bucket(hint: &str) -> Option<Bucket> {
+    let server = moto_env()?;
+    let cfg = R2Config {
+        account_id: "0123456789abcdef0123456789abcdef".into(),
+        bucket: server.bucket.clone(),
+        access_key_id: server.access_key.clone(),
+        secret_access_key: server.secret_key.clone(),
+        jurisdiction: Default::default(),
+        endpoint: Some(server.endpoint.clone()),
+        allow_http: true,
+        cdn_url: None,
+        max_retries: Some(2),
+    };
+    let bucket = cfg.build(hint).expect("valid test R2 config");
+    Some(prefixed(bucket, hint))
+}
+
+fn prefixed(bucket: Bucket, hint: &str) -> Bucket {
+    bucket
+        .to_builder()
+        .prefix(&run_prefix(hint))
+        .expect("valid prefix")
+        .build()
+}
+
+/// The Python with boto3 and pyarrow, or `None` when `STRATA_SKIP_PYTHON=1`.
+pub fn python() -> Option<PathBuf> {
+    let env = Env::process();
+    match env.get(PYTHON) {
+        Some(p) => Some(PathBuf::from(p)),
+        None if env.get("STRATA_SKIP_PYTHON").is_some_and(|v| v == "1") => {
+            eprintln!("SKIPPED: interop test: STRATA_SKIP_PYTHON=1 is set and {PYTHON} is not");
+            None
+        }
+        None => panic!(
+            "this interop test needs Python with boto3/pyarrow: {PYTHON} is not set. Run `cargo xtask test` (or set STRATA_SKIP_PYTHON=1 to skip knowingly)"
+        ),
+    }
+}

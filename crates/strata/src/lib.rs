@@ -1,0 +1,329 @@
+//! # Strata
+//!
+//! One well-made way to keep data in object storage (AWS S3, Cloudflare R2, any
+//! S3-compatible server, a local folder) across many buckets. This crate is the facade: it
+//! re-exports the `storage-*` crates behind cargo features and builds a whole setup from
+//! one TOML file ([`Strata::from_config`]), from the environment ([`Strata::from_env`]), or
+//! with no configuration at all: the embedded default, a local folder
+//! ([`Strata::embedded`]), so everything works on a laptop without a cloud account.
+//!
+//! ```
+//! use strata::Strata;
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> strata::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! // No config: every bucket name is a folder under the root.
+//! let strata = Strata::embedded(dir.path());
+//! let photos = strata.bucket("photos")?;
+//! photos.put("2026/cat.jpg", vec![0xff, 0xd8]).await?;
+//! assert!(photos.exists("2026/cat.jpg").await?);
+//!
+//! // The same, from a config file.
+//! let toml = format!(
+//!     "[connections.disk]\nkind = 'fs'\nroot = '{}'\n\n[buckets.media]\nconnection = 'disk'\nbucket = 'photos'\n",
+//!     dir.path().display()
+//! );
+//! let strata = Strata::from_toml_str(&toml, "strata.toml")?;
+//! let media = strata.bucket("media")?;
+//! assert_eq!(media.get("2026/cat.jpg").await?.bytes.len(), 2);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Features
+//!
+//! | feature | default | adds |
+//! |---|---|---|
+//! | `s3` | yes | [`s3`]: Amazon S3 and S3-compatible servers |
+//! | `r2` | yes | [`r2`]: Cloudflare R2 (implies `s3`) |
+//!
+//! With no features you still get [`core`], the memory and local-folder backends and the
+//! whole [`Bucket`] API.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub mod config;
+
+pub use config::{BucketConfig, ConnectionConfig, StrataConfig};
+pub use storage_core as core;
+pub use storage_core::{
+    Bucket, Capabilities, Key, ObjectInfo, PresignMethod, PutOpts, Result, Secret, StorageError,
+    WriteCondition,
+};
+#[cfg(feature = "r2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "r2")))]
+pub use storage_r2 as r2;
+#[cfg(feature = "s3")]
+#[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
+pub use storage_s3 as s3;
+
+use storage_core::config::Env;
+use storage_core::{MemoryStore, StorageError as E};
+
+/// Variable naming the config file for [`Strata::from_env`].
+pub const CONFIG_ENV: &str = "STRATA_CONFIG";
+/// Variable naming the embedded default's folder.
+pub const HOME_ENV: &str = "STRATA_HOME";
+/// The embedded default's folder when `STRATA_HOME` is not set.
+pub const DEFAULT_HOME: &str = ".strata";
+
+/// A configured set of named buckets.
+#[derive(Debug, Clone)]
+pub struct Strata {
+    buckets: BTreeMap<String, Bucket>,
+    /// Embedded default: any valid name is a folder under this root.
+    on_demand_root: Option<PathBuf>,
+    origin: String,
+}
+
+impl Strata {
+    /// The embedded default: a local folder store under `root`, where each bucket name is a
+    /// sub-folder created on first use. No credentials, no server.
+    pub fn embedded(root: impl AsRef<Path>) -> Strata {
+        Strata {
+            buckets: BTreeMap::new(),
+            on_demand_root: Some(root.as_ref().to_path_buf()),
+            origin: format!("embedded default ({})", root.as_ref().display()),
+        }
+    }
+
+    /// The embedded default at `$STRATA_HOME`, or `./.strata`.
+    pub fn embedded_default() -> Strata {
+        Self::embedded(Env::process().get(HOME_ENV).unwrap_or_else(|| DEFAULT_HOME.into()))
+    }
+
+    /// Load `path` (TOML). Errors name the file, the field and what is allowed.
+    pub fn from_config(path: impl AsRef<Path>) -> Result<Strata> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            E::invalid_config(path.display().to_string(), format!("cannot read the config file: {e}"))
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml_in(&text, &path.display().to_string(), base)
+    }
+
+    /// Parse TOML text; `origin` names it in errors; relative `fs` roots are relative to the
+    /// current folder.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Strata> {
+        Self::from_toml_in(text, origin, Path::new("."))
+    }
+
+    fn from_toml_in(text: &str, origin: &str, base: &Path) -> Result<Strata> {
+        let cfg: StrataConfig = storage_core::config::from_toml_str(text, origin)?;
+        Self::from_parsed(&cfg, origin, base)
+    }
+
+    /// Build from an already-parsed config.
+    pub fn from_parsed(cfg: &StrataConfig, origin: &str, base: &Path) -> Result<Strata> {
+        config::validate(cfg, origin)?;
+        let mut memory: BTreeMap<(String, String), Arc<MemoryStore>> = BTreeMap::new();
+        let mut buckets = BTreeMap::new();
+        for (name, b) in &cfg.buckets {
+            let conn = &cfg.connections[&b.connection];
+            let remote = b.bucket.clone().unwrap_or_else(|| name.clone());
+            let field = |f: &str| format!("{origin}: buckets.{name}.{f}");
+            let bucket = match conn {
+                #[cfg(feature = "s3")]
+                ConnectionConfig::S3(s3) => {
+                    let mut s3 = s3.clone();
+                    s3.bucket = remote;
+                    if b.cdn_url.is_some() {
+                        s3.cdn_url = b.cdn_url.clone();
+                    }
+                    s3.validate(&format!("{origin}: buckets.{name}/connections.{}.", b.connection))?;
+                    s3.build(name)?
+                }
+                #[cfg(feature = "r2")]
+                ConnectionConfig::R2(r2) => {
+                    let mut r2 = r2.clone();
+                    r2.bucket = remote;
+                    if b.cdn_url.is_some() {
+                        r2.cdn_url = b.cdn_url.clone();
+                    }
+                    r2.validate(&format!("{origin}: buckets.{name}/connections.{}.", b.connection))?;
+                    r2.build(name)?
+                }
+                ConnectionConfig::Fs(fs) => {
+                    storage_core::Key::new(&remote).map_err(|e| E::invalid_config(field("bucket"), e.to_string()))?;
+                    let root = base.join(&fs.root).join(&remote);
+                    Bucket::local(name, root)?
+                }
+                ConnectionConfig::Memory(_) => {
+                    let store = memory
+                        .entry((b.connection.clone(), remote))
+                        .or_insert_with(|| Arc::new(MemoryStore::new()))
+                        .clone();
+                    Bucket::builder(name, store.clone())
+                        .provider("memory")
+                        .capabilities(Capabilities::MEMORY)
+                        .conditional_delete(store)
+                        .build()
+                }
+            };
+            let mut builder = bucket.to_builder();
+            if let Some(p) = &b.prefix {
+                builder = builder.prefix(p)?;
+            }
+            if let (Some(url), "fs" | "memory") = (&b.cdn_url, conn.kind()) {
+                builder = builder.public_url(
+                    url::Url::parse(url).map_err(|e| E::invalid_config(field("cdn_url"), format!("`{url}` is not a URL ({e})")))?,
+                );
+            }
+            buckets.insert(name.clone(), builder.build());
+        }
+        Ok(Strata {
+            buckets,
+            on_demand_root: None,
+            origin: origin.to_string(),
+        })
+    }
+
+    /// Build from the process environment (see [`Strata::from_env_vars`]).
+    pub fn from_env() -> Result<Strata> {
+        Self::from_env_vars(&Env::process())
+    }
+
+    /// Build from environment variables, in this order:
+    ///
+    /// 1. `STRATA_CONFIG=path.toml` → [`Strata::from_config`].
+    /// 2. Seed 002's `STORAGE_PROVIDER=s3|r2` with `STORAGE_*`/`AWS_*` or `R2_*` → one bucket
+    ///    named `default`.
+    /// 3. Seed 003's `STORAGE_BACKEND=r2|local` (`r2` with `R2_*`/`R2_ENDPOINT`; `local` = the
+    ///    embedded default) → bucket `default`.
+    /// 4. Otherwise the embedded default under `$STRATA_HOME` or `./.strata`.
+    pub fn from_env_vars(env: &Env) -> Result<Strata> {
+        if let Some(path) = env.get(CONFIG_ENV) {
+            return Self::from_config(path);
+        }
+        let single = |bucket: Bucket, origin: &str| Strata {
+            buckets: BTreeMap::from([("default".to_string(), bucket)]),
+            on_demand_root: None,
+            origin: origin.to_string(),
+        };
+        if let Some(p) = env.get("STORAGE_PROVIDER") {
+            return match p.to_ascii_lowercase().as_str() {
+                #[cfg(feature = "s3")]
+                "s3" => Ok(single(storage_s3::S3Config::from_env(env)?.build("default")?, "environment (STORAGE_PROVIDER=s3)")),
+                #[cfg(feature = "r2")]
+                "r2" => Ok(single(storage_r2::R2Config::from_env(env)?.build("default")?, "environment (STORAGE_PROVIDER=r2)")),
+                other => Err(E::invalid_config(
+                    "STORAGE_PROVIDER",
+                    format!("`{other}` is not supported by this build; allowed: {}", enabled_providers().join(", ")),
+                )),
+            };
+        }
+        if let Some(b) = env.get("STORAGE_BACKEND") {
+            let home = env.get(HOME_ENV).unwrap_or_else(|| DEFAULT_HOME.into());
+            return match b.to_ascii_lowercase().as_str() {
+                #[cfg(feature = "r2")]
+                "r2" => Ok(single(storage_r2::R2Config::from_env(env)?.build("default")?, "environment (STORAGE_BACKEND=r2)")),
+                "local" | "sqlite" => Ok(single(Bucket::local("default", Path::new(&home).join("default"))?, "environment (STORAGE_BACKEND=local)")),
+                "hybrid" => Err(E::invalid_config(
+                    "STORAGE_BACKEND",
+                    "`hybrid` (R2 mirrored to a local folder) needs the `router` feature of the strata crate",
+                )),
+                other => Err(E::invalid_config(
+                    "STORAGE_BACKEND",
+                    format!("`{other}` is not one of r2, local, hybrid"),
+                )),
+            };
+        }
+        Ok(Self::embedded_default())
+    }
+
+    /// The bucket called `name`. With a config, an unknown name is an error listing the
+    /// valid ones; in the embedded default any valid name is a folder, created on first use.
+    pub fn bucket(&self, name: &str) -> Result<Bucket> {
+        if let Some(b) = self.buckets.get(name) {
+            return Ok(b.clone());
+        }
+        if let Some(root) = &self.on_demand_root {
+            storage_core::config::validate_name("bucket", name)?;
+            return Bucket::local(name, root.join(name));
+        }
+        Err(E::invalid_input(
+            "bucket",
+            format!(
+                "no bucket named `{name}` in {}; valid names: {}",
+                self.origin,
+                if self.buckets.is_empty() { "(none configured)".to_string() } else { self.bucket_names().join(", ") }
+            ),
+        ))
+    }
+
+    /// Names of the configured buckets (in the embedded default: the existing folders).
+    pub fn bucket_names(&self) -> Vec<String> {
+        if let Some(root) = &self.on_demand_root {
+            let mut names: Vec<String> = std::fs::read_dir(root)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| storage_core::config::validate_name("", n).is_ok())
+                .collect();
+            names.sort();
+            return names;
+        }
+        self.buckets.keys().cloned().collect()
+    }
+
+    /// Where this setup came from (file name, `environment (...)`, `embedded default (...)`).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Whether this is the embedded default.
+    pub fn is_embedded(&self) -> bool {
+        self.on_demand_root.is_some()
+    }
+}
+
+/// Providers compiled into this build.
+pub fn enabled_providers() -> Vec<&'static str> {
+    let mut v = vec!["fs", "memory"];
+    if cfg!(feature = "s3") {
+        v.push("s3");
+    }
+    if cfg!(feature = "r2") {
+        v.push("r2");
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_bucket_lists_valid_names() {
+        let s = Strata::from_toml_str(
+            "[connections.m]\nkind = 'memory'\n[buckets.agent]\nconnection = 'm'\n[buckets.server-001]\nconnection = 'm'\n",
+            "x.toml",
+        )
+        .unwrap();
+        let e = s.bucket("nope").unwrap_err().to_string();
+        assert!(e.contains("agent, server-001"), "{e}");
+    }
+
+    #[test]
+    fn bucket_with_unknown_connection_names_field() {
+        let e = Strata::from_toml_str("[connections.m]\nkind = 'memory'\n[buckets.a]\nconnection = 'x'\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("x.toml: buckets.a.connection") && e.contains("known connections: m"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn memory_buckets_on_one_connection_are_separate() {
+        let s = Strata::from_toml_str(
+            "[connections.m]\nkind = 'memory'\n[buckets.a]\nconnection = 'm'\n[buckets.b]\nconnection = 'm'\nprefix = 'p'\n",
+            "x.toml",
+        )
+        .unwrap();
+        s.bucket("a").unwrap().put("k", "1").await.unwrap();
+        assert!(!s.bucket("b").unwrap().exists("k").await.unwrap());
+    }
+}

@@ -1,0 +1,64 @@
+//! Project automation for Strata, run as `cargo xtask <command>`.
+//!
+//! - `test [ARGS]`: install the S3 test servers if missing, start them on free loopback
+//!   ports, run `cargo test --workspace ARGS` against them, stop them on every exit path.
+//! - `ci [--full]`: `cargo fmt --check`, clippy with `-D warnings`, `test`, rustdoc with
+//!   warnings denied, and `cargo deny check` when cargo-deny is installed. `--full` adds the
+//!   per-crate and per-feature matrix.
+//! - `bench`: the benchmarks, each comparing Strata with raw `object_store` in one run.
+//! - `servers [--install]`: install the servers, or start them and print their variables
+//!   (for running single tests by hand) until interrupted.
+
+use std::process::Command;
+
+mod ci;
+mod servers;
+
+/// Error type of the xtask: a message for the user.
+pub type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
+
+/// Run a command, echoing it, failing on a non-zero exit.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    println!("xtask: $ {}", show(cmd));
+    let status = cmd.status().map_err(|e| format!("cannot run {}: {e}", show(cmd)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{}` failed ({status})", show(cmd)).into())
+    }
+}
+
+fn show(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program().to_string_lossy().into_owned())
+        .chain(cmd.get_args().map(|a| a.to_string_lossy().into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `cargo`, as the one running us.
+pub fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn usage() -> &'static str {
+    "usage: cargo xtask <test [CARGO TEST ARGS] | ci [--full] | bench | servers [--install]>"
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => ci::test(&args[1..]),
+        Some("ci") => ci::ci(args.iter().any(|a| a == "--full")),
+        Some("bench") => ci::bench(&args[1..]),
+        Some("servers") => ci::servers(args.iter().any(|a| a == "--install")),
+        Some("-h" | "--help" | "help") | None => {
+            println!("{}", usage());
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n{}", usage()).into()),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: error: {e}");
+        std::process::exit(1);
+    }
+}
