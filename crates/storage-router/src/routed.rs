@@ -1,0 +1,397 @@
+//! A bucket seen through a folder prefix: what a route or a tenant hands out.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+use object_store::ObjectStore;
+use object_store::prefix::PrefixStore;
+use serde::Serialize;
+use storage_core::{
+    Bucket, BucketStats, Key, Listing, Object, ObjectInfo, PutOpts, Result, StorageError,
+    WriteResult,
+};
+
+/// Where a route's old objects were moved (seed 004 `s3Offload`); reads fall back there.
+#[derive(Debug, Clone)]
+pub struct OffloadTarget {
+    /// Bucket the objects go to (may be the route's own bucket, with a storage class).
+    pub bucket: Bucket,
+    /// Folder prefix there.
+    pub prefix: Option<Key>,
+    /// Storage class the objects are written with.
+    pub storage_class: Option<String>,
+    /// Age, in days, after which objects are offloaded.
+    pub after_days: u32,
+}
+
+impl OffloadTarget {
+    /// Whether offloaded objects stay at the same key in the same bucket (only their
+    /// storage class changes).
+    pub fn is_in_place(&self, route: &RoutedBucket) -> bool {
+        self.bucket.name() == route.bucket.name() && self.prefix == route.prefix
+    }
+}
+
+/// A [`Bucket`] confined to a folder prefix. Every key is validated and joined under the
+/// prefix ([`Key::join`] cannot climb out with `..`), and keys in results are relative to
+/// the prefix again.
+///
+/// ```
+/// use storage_core::Bucket;
+/// use storage_router::RoutedBucket;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> storage_core::Result<()> {
+/// let bucket = Bucket::memory("main");
+/// let records = RoutedBucket::new("records", bucket.clone(), "records")?;
+/// records.put("users/42/head.json", "{}").await?;
+/// assert!(bucket.exists("records/users/42/head.json").await?);
+/// assert!(records.put("../escape", "x").await.is_err());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RoutedBucket {
+    name: String,
+    bucket: Bucket,
+    prefix: Option<Key>,
+    offload: Option<Arc<OffloadTarget>>,
+    strict: bool,
+}
+
+/// Where a routed handle points, for `strata buckets info`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoutedTarget {
+    /// Bucket handle name.
+    pub bucket: String,
+    /// Folder prefix (empty: bucket root).
+    pub prefix: String,
+    /// Provider of the bucket.
+    pub provider: String,
+}
+
+impl RoutedBucket {
+    /// `bucket` under `prefix` (`""` = the whole bucket). `name` is used in messages.
+    pub fn new(name: impl Into<String>, bucket: Bucket, prefix: &str) -> Result<Self> {
+        Ok(RoutedBucket {
+            name: name.into(),
+            bucket,
+            prefix: parse_prefix(prefix)?,
+            offload: None,
+            strict: false,
+        })
+    }
+
+    /// Also look in `target` when an object is not under the prefix any more.
+    pub fn with_offload(mut self, target: OffloadTarget) -> Self {
+        self.offload = Some(Arc::new(target));
+        self
+    }
+
+    /// Reject keys that only look harmless: backslashes and percent-encoded separators or
+    /// dots (`%2F`, `%5C`, `%2E`), which another layer might decode. Tenants use this.
+    pub fn strict(mut self) -> Self {
+        self.strict = true;
+        self
+    }
+
+    /// A narrower view: this prefix joined with `sub`. The result can never reach outside
+    /// this view (`sub` is validated like any key).
+    pub fn scoped(&self, sub: &str) -> Result<Self> {
+        let prefix = match sub {
+            "" => self.prefix.clone(),
+            s => Some(self.full_key(s.trim_end_matches('/'))?),
+        };
+        Ok(RoutedBucket {
+            name: self.name.clone(),
+            bucket: self.bucket.clone(),
+            prefix,
+            offload: None,
+            strict: self.strict,
+        })
+    }
+
+    /// Name of the route or tenant.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The underlying bucket.
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+
+    /// The folder prefix (empty for the bucket root).
+    pub fn prefix(&self) -> &str {
+        self.prefix.as_ref().map(Key::as_str).unwrap_or("")
+    }
+
+    /// The offload target, if the route has one.
+    pub fn offload(&self) -> Option<&OffloadTarget> {
+        self.offload.as_deref()
+    }
+
+    /// Bucket, prefix and provider.
+    pub fn target(&self) -> RoutedTarget {
+        RoutedTarget {
+            bucket: self.bucket.name().to_string(),
+            prefix: self.prefix().to_string(),
+            provider: self.bucket.provider().to_string(),
+        }
+    }
+
+    /// The full key in the bucket for `key` (relative to the prefix).
+    pub fn full_key(&self, key: &str) -> Result<Key> {
+        if self.strict {
+            check_no_disguised_separators(key)?;
+        }
+        join(&self.prefix, key)
+    }
+
+    /// `full` relative to this prefix, or `None` if it lies outside.
+    pub fn relative_key<'a>(&self, full: &'a str) -> Option<&'a str> {
+        relative(&self.prefix, full)
+    }
+
+    /// The view as an `object_store` store (paths relative to the prefix), for DataFusion,
+    /// parquet and friends.
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        match &self.prefix {
+            Some(p) => Arc::new(PrefixStore::new(self.bucket.store().clone(), p.to_path())),
+            None => self.bucket.store().clone(),
+        }
+    }
+
+    /// Write `data`.
+    pub async fn put(&self, key: &str, data: impl Into<Bytes>) -> Result<WriteResult> {
+        self.bucket.put(self.full_key(key)?, data).await
+    }
+
+    /// Write `data` with options (conditions, headers, metadata).
+    pub async fn put_with(
+        &self,
+        key: &str,
+        data: impl Into<Bytes>,
+        opts: PutOpts,
+    ) -> Result<WriteResult> {
+        self.bucket.put_with(self.full_key(key)?, data, opts).await
+    }
+
+    /// Read an object; if the route has an offload target and the object is not under the
+    /// prefix, it is read from there. The returned key is relative to the prefix.
+    pub async fn get(&self, key: &str) -> Result<Object> {
+        let full = self.full_key(key)?;
+        let mut obj = match self.bucket.get(&full).await {
+            Err(e) if e.is_not_found() => match self.offload_key(key)? {
+                Some((bucket, k)) => bucket.get(k).await.map_err(|e2| miss_or(e, e2))?,
+                None => return Err(e),
+            },
+            r => r?,
+        };
+        obj.info.key = key.to_string();
+        Ok(obj)
+    }
+
+    /// Metadata of an object (falling back to the offload target like [`get`](Self::get)).
+    pub async fn head(&self, key: &str) -> Result<ObjectInfo> {
+        let full = self.full_key(key)?;
+        let mut info = match self.bucket.head(&full).await {
+            Err(e) if e.is_not_found() => match self.offload_key(key)? {
+                Some((bucket, k)) => bucket.head(k).await.map_err(|e2| miss_or(e, e2))?,
+                None => return Err(e),
+            },
+            r => r?,
+        };
+        info.key = key.to_string();
+        Ok(info)
+    }
+
+    /// Whether an object exists (here or offloaded).
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        match self.head(key).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Delete an object (and its offloaded copy, if any).
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        self.bucket.delete(self.full_key(key)?).await?;
+        if let Some((bucket, k)) = self.offload_key(key)? {
+            bucket.delete(k).await?;
+        }
+        Ok(())
+    }
+
+    /// Every object under `prefix` (relative), then every offloaded one, keys relative.
+    pub fn list(&self, prefix: &str) -> BoxStream<'static, Result<ObjectInfo>> {
+        let main = self.list_one(&self.bucket, &self.prefix, prefix);
+        match &self.offload {
+            Some(t) if !t.is_in_place(self) => {
+                main.chain(self.list_one(&t.bucket, &t.prefix, prefix)).boxed()
+            }
+            _ => main,
+        }
+    }
+
+    /// Objects under the prefix only (not the offload target), keys relative.
+    pub fn list_here(&self, prefix: &str) -> BoxStream<'static, Result<ObjectInfo>> {
+        self.list_one(&self.bucket, &self.prefix, prefix)
+    }
+
+    fn list_one(
+        &self,
+        bucket: &Bucket,
+        base: &Option<Key>,
+        prefix: &str,
+    ) -> BoxStream<'static, Result<ObjectInfo>> {
+        let full = match prefix {
+            "" => base.as_ref().map(|k| k.to_string()).unwrap_or_default(),
+            p => match self.full_key_in(base, p.trim_end_matches('/')) {
+                Ok(k) => k.to_string(),
+                Err(e) => return stream::once(async move { Err(e) }).boxed(),
+            },
+        };
+        let base = base.clone();
+        bucket
+            .list(&full)
+            .map(move |r| {
+                r.map(|mut info| {
+                    if let Some(rel) = relative(&base, &info.key) {
+                        info.key = rel.to_string();
+                    }
+                    info
+                })
+            })
+            .boxed()
+    }
+
+    /// One level under `prefix`: objects and sub-prefixes, keys relative, sorted.
+    pub async fn list_dir(&self, prefix: &str) -> Result<Listing> {
+        let full = match prefix {
+            "" => self.prefix().to_string(),
+            p => self.full_key(p.trim_end_matches('/'))?.to_string(),
+        };
+        let mut listing = self.bucket.list_dir(&full).await?;
+        for o in &mut listing.objects {
+            if let Some(rel) = relative(&self.prefix, &o.key) {
+                o.key = rel.to_string();
+            }
+        }
+        for p in &mut listing.prefixes {
+            if let Some(rel) = relative(&self.prefix, p) {
+                *p = rel.to_string();
+            }
+        }
+        Ok(listing)
+    }
+
+    /// Objects and bytes under `prefix` (here only).
+    pub async fn stats(&self, prefix: &str) -> Result<BucketStats> {
+        let full = match prefix {
+            "" => self.prefix().to_string(),
+            p => self.full_key(p.trim_end_matches('/'))?.to_string(),
+        };
+        self.bucket.stats(&full).await
+    }
+
+    fn full_key_in(&self, base: &Option<Key>, key: &str) -> Result<Key> {
+        if self.strict {
+            check_no_disguised_separators(key)?;
+        }
+        join(base, key)
+    }
+
+    /// Bucket and full key of `key` in the offload target, when there is a separate one.
+    pub(crate) fn offload_key(&self, key: &str) -> Result<Option<(&Bucket, Key)>> {
+        match &self.offload {
+            Some(t) if !t.is_in_place(self) => {
+                Ok(Some((&t.bucket, self.full_key_in(&t.prefix, key)?)))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The primary's NotFound unless the offload target failed for another reason.
+fn miss_or(primary: StorageError, offload: StorageError) -> StorageError {
+    if offload.is_not_found() {
+        primary
+    } else {
+        offload
+    }
+}
+
+pub(crate) fn parse_prefix(prefix: &str) -> Result<Option<Key>> {
+    let p = prefix.trim_end_matches('/');
+    if p.is_empty() {
+        Ok(None)
+    } else {
+        Key::new(p).map(Some)
+    }
+}
+
+fn join(prefix: &Option<Key>, key: &str) -> Result<Key> {
+    match prefix {
+        Some(p) => p.join(key),
+        None => Key::new(key),
+    }
+}
+
+fn relative<'a>(prefix: &Option<Key>, full: &'a str) -> Option<&'a str> {
+    match prefix {
+        None => Some(full),
+        Some(p) => full.strip_prefix(p.as_str())?.strip_prefix('/'),
+    }
+}
+
+fn check_no_disguised_separators(key: &str) -> Result<()> {
+    let lower = key.to_ascii_lowercase();
+    let bad = if key.contains('\\') {
+        Some("`\\`")
+    } else if lower.contains("%2f") {
+        Some("`%2F` (an encoded `/`)")
+    } else if lower.contains("%5c") {
+        Some("`%5C` (an encoded `\\`)")
+    } else if lower.contains("%2e") {
+        Some("`%2E` (an encoded `.`)")
+    } else {
+        None
+    };
+    match bad {
+        Some(what) => Err(StorageError::InvalidKey {
+            key: key.escape_debug().to_string(),
+            rule: format!(
+                "a scoped key may not contain {what}: it could be decoded into a path outside the scope"
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_join_and_strip() {
+        let r = RoutedBucket::new("records", Bucket::memory("m"), "records/").unwrap();
+        assert_eq!(r.prefix(), "records");
+        assert_eq!(r.full_key("a/b").unwrap().as_str(), "records/a/b");
+        assert_eq!(r.relative_key("records/a/b"), Some("a/b"));
+        assert_eq!(r.relative_key("recordsX/a"), None);
+        let root = RoutedBucket::new("all", Bucket::memory("m"), "").unwrap();
+        assert_eq!(root.full_key("a").unwrap().as_str(), "a");
+    }
+
+    #[test]
+    fn strict_rejects_disguised_separators() {
+        let t = RoutedBucket::new("t", Bucket::memory("m"), "tenants/a")
+            .unwrap()
+            .strict();
+        for k in ["..%2Fb/x", "x%2fy", "a\\..\\b", "%2e%2e/x", "x%5Cy"] {
+            let err = t.full_key(k).unwrap_err();
+            assert!(matches!(err, StorageError::InvalidKey { .. }), "{k}: {err}");
+        }
+        assert!(t.full_key("fine/key.json").is_ok());
+    }
+}

@@ -1,0 +1,822 @@
+//! Several stores as one `ObjectStore`: failover, mirroring, and a source set's fallback
+//! reads. Each is a plain `object_store::ObjectStore`, so it can be handed to DataFusion,
+//! the parquet reader or another Strata layer unchanged.
+//!
+//! | store | reads | writes | listings |
+//! |---|---|---|---|
+//! | [`FailoverStore`] | primary; the next store only when the primary is *unavailable* (retryable error, timeout, open circuit) — never because an object is missing | primary; unconditional writes fail over like reads, conditional ones never do (a CAS must be decided by one store) | primary, failing over when unavailable |
+//! | [`MirrorStore`] | primary first, then the others on a miss *or* a failure | every store (see [`MirrorRequirement`]) | primary, failing over when unavailable |
+//! | [`FallbackStore`] | in priority order (demoted stores last) on a miss or a failure | primary only | merged across stores, de-duplicated; a store that fails makes the listing end in an error rather than silently lose keys |
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::future::{BoxFuture, join_all};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    UploadPart,
+};
+use storage_core::StorageError;
+use tokio::time::Instant;
+
+use crate::failure::{AllBucketsFailed, BucketFailure, is_final_answer, is_unavailable};
+use crate::health::HealthTracker;
+use crate::source::SourceSet;
+
+type OsResult<T> = object_store::Result<T>;
+
+#[derive(Debug, Clone)]
+struct Member {
+    name: String,
+    store: Arc<dyn ObjectStore>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadFallback {
+    OnUnavailable,
+    OnMissOrFailure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writes {
+    Primary,
+    Failover,
+    Mirror(MirrorRequirement),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lists {
+    PrimaryWithFailover,
+    Merged,
+}
+
+/// Which mirrored copies must succeed for a [`MirrorStore`] write to succeed. Failed copies
+/// are always logged (`tracing::warn!`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MirrorRequirement {
+    /// At least one copy (seed 003 hybrid mode: with the cloud down, the local copy is
+    /// enough, and reads fall back to it).
+    #[default]
+    Any,
+    /// The primary's copy.
+    Primary,
+    /// Every copy.
+    All,
+}
+
+#[derive(Debug)]
+struct Core {
+    kind: &'static str,
+    label: String,
+    members: Vec<Member>,
+    read: ReadFallback,
+    writes: Writes,
+    lists: Lists,
+    health: Option<HealthTracker>,
+}
+
+impl Core {
+    fn new(
+        kind: &'static str,
+        label: String,
+        members: Vec<(String, Arc<dyn ObjectStore>)>,
+        read: ReadFallback,
+        writes: Writes,
+        lists: Lists,
+    ) -> Arc<Self> {
+        assert!(
+            !members.is_empty(),
+            "{kind} needs at least one store; this is a programming error"
+        );
+        Arc::new(Core {
+            kind,
+            label,
+            members: members
+                .into_iter()
+                .map(|(name, store)| Member { name, store })
+                .collect(),
+            read,
+            writes,
+            lists,
+            health: None,
+        })
+    }
+
+    fn primary(&self) -> &Member {
+        &self.members[0]
+    }
+
+    fn read_order(&self) -> Vec<Member> {
+        match &self.health {
+            Some(h) => h.order(self.members.clone(), |m| m.name.as_str()),
+            None => self.members.clone(),
+        }
+    }
+
+    fn record<T>(&self, name: &str, r: &Result<T, StorageError>, start: Instant) {
+        if let Some(h) = &self.health {
+            h.record(name, r, start.elapsed());
+        }
+    }
+
+    fn falls_back(&self, err: &StorageError) -> bool {
+        match self.read {
+            ReadFallback::OnUnavailable => is_unavailable(err),
+            ReadFallback::OnMissOrFailure => !is_final_answer(err),
+        }
+    }
+
+    /// Run `op` on each member in read order until one answers.
+    async fn read<T, F>(&self, op: F) -> OsResult<T>
+    where
+        F: Fn(Arc<dyn ObjectStore>) -> BoxFuture<'static, OsResult<T>>,
+    {
+        let mut miss: Option<StorageError> = None;
+        let mut failures = Vec::new();
+        let order = self.read_order();
+        let last = order.len() - 1;
+        for (i, m) in order.into_iter().enumerate() {
+            let start = Instant::now();
+            let r = op(m.store.clone())
+                .await
+                .map_err(|e| StorageError::from_object_store(&m.name, e));
+            self.record(&m.name, &r, start);
+            match r {
+                Ok(v) => return Ok(v),
+                Err(e) if i == last && failures.is_empty() && miss.is_none() => {
+                    return Err(e.into_object_store());
+                }
+                Err(e) if !self.falls_back(&e) => return Err(e.into_object_store()),
+                Err(e) if e.is_not_found() => {
+                    miss.get_or_insert(e);
+                }
+                Err(e) => {
+                    tracing::warn!(store = %self.label, bucket = %m.name, error = %e, "read failed; falling back to the next store");
+                    failures.push(BucketFailure {
+                        bucket: m.name.clone(),
+                        error: e,
+                    });
+                }
+            }
+        }
+        match miss {
+            Some(e) => Err(e.into_object_store()),
+            None => Err(AllBucketsFailed {
+                set: self.label.clone(),
+                failures,
+            }
+            .into_error()
+            .into_object_store()),
+        }
+    }
+
+    /// Run a write on the primary, failing over to the next members while the error says
+    /// "unavailable" and `may_fail_over` holds.
+    async fn write_failover<T, F>(&self, may_fail_over: bool, op: F) -> OsResult<T>
+    where
+        F: Fn(Arc<dyn ObjectStore>) -> BoxFuture<'static, OsResult<T>>,
+    {
+        let mut failures = Vec::new();
+        let last = self.members.len() - 1;
+        for (i, m) in self.members.iter().enumerate() {
+            let start = Instant::now();
+            let r = op(m.store.clone())
+                .await
+                .map_err(|e| StorageError::from_object_store(&m.name, e));
+            self.record(&m.name, &r, start);
+            match r {
+                Ok(v) => return Ok(v),
+                Err(e) if may_fail_over && i < last && is_unavailable(&e) => {
+                    tracing::warn!(store = %self.label, bucket = %m.name, error = %e, "write failed; failing over to the next store");
+                    failures.push(BucketFailure {
+                        bucket: m.name.clone(),
+                        error: e,
+                    });
+                }
+                Err(e) if failures.is_empty() => return Err(e.into_object_store()),
+                Err(e) => {
+                    failures.push(BucketFailure {
+                        bucket: m.name.clone(),
+                        error: e,
+                    });
+                    break;
+                }
+            }
+        }
+        Err(AllBucketsFailed {
+            set: self.label.clone(),
+            failures,
+        }
+        .into_error()
+        .into_object_store())
+    }
+
+    /// Run a write on every member; decide by `req`. `conditional` writes go to the
+    /// primary first and, only if it succeeds, to the rest via `rest_op`.
+    async fn write_mirror<T, F, G>(
+        &self,
+        req: MirrorRequirement,
+        conditional: bool,
+        op: F,
+        rest_op: G,
+    ) -> OsResult<T>
+    where
+        F: Fn(Arc<dyn ObjectStore>) -> BoxFuture<'static, OsResult<T>>,
+        G: Fn(Arc<dyn ObjectStore>) -> BoxFuture<'static, OsResult<T>>,
+    {
+        let mut results: Vec<(String, Result<T, StorageError>)> = Vec::new();
+        let rest: &[Member] = if conditional {
+            let p = self.primary();
+            let r = op(p.store.clone())
+                .await
+                .map_err(|e| StorageError::from_object_store(&p.name, e));
+            if let Err(e) = r {
+                return Err(e.into_object_store());
+            }
+            results.push((p.name.clone(), r));
+            &self.members[1..]
+        } else {
+            &self.members
+        };
+        let f: &dyn Fn(Arc<dyn ObjectStore>) -> BoxFuture<'static, OsResult<T>> =
+            if conditional { &rest_op } else { &op };
+        let outcomes = join_all(rest.iter().map(|m| {
+            let fut = f(m.store.clone());
+            async move {
+                let start = Instant::now();
+                let r = fut
+                    .await
+                    .map_err(|e| StorageError::from_object_store(&m.name, e));
+                (m.name.clone(), r, start)
+            }
+        }))
+        .await;
+        for (name, r, start) in outcomes {
+            self.record(&name, &r, start);
+            if let Err(e) = &r {
+                tracing::warn!(store = %self.label, bucket = %name, error = %e, "mirror copy failed");
+            }
+            results.push((name, r));
+        }
+        let primary_ok = results[0].1.is_ok();
+        let all_ok = results.iter().all(|(_, r)| r.is_ok());
+        let any_ok = results.iter().any(|(_, r)| r.is_ok());
+        let accepted = match req {
+            MirrorRequirement::Any => any_ok,
+            MirrorRequirement::Primary => primary_ok,
+            MirrorRequirement::All => all_ok,
+        };
+        if accepted {
+            // Prefer the primary's answer (its ETag is the one reads will see first).
+            let i = results.iter().position(|(_, r)| r.is_ok()).unwrap_or(0);
+            let (_, r) = results.swap_remove(i);
+            return r.map_err(StorageError::into_object_store);
+        }
+        let failures: Vec<BucketFailure> = results
+            .into_iter()
+            .filter_map(|(bucket, r)| r.err().map(|error| BucketFailure { bucket, error }))
+            .collect();
+        Err(AllBucketsFailed {
+            set: self.label.clone(),
+            failures,
+        }
+        .into_error()
+        .into_object_store())
+    }
+
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> OsResult<PutResult> {
+        let op = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<PutResult>> {
+            let (l, p, o) = (location.clone(), payload.clone(), opts.clone());
+            Box::pin(async move { s.put_opts(&l, p, o).await })
+        };
+        match self.writes {
+            Writes::Primary => op(self.primary().store.clone()).await,
+            Writes::Failover => {
+                self.write_failover(opts.mode == PutMode::Overwrite, op)
+                    .await
+            }
+            Writes::Mirror(req) => {
+                let conditional = opts.mode != PutMode::Overwrite;
+                let rest = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<PutResult>> {
+                    let (l, p) = (location.clone(), payload.clone());
+                    let o = PutOptions {
+                        mode: PutMode::Overwrite,
+                        ..opts.clone()
+                    };
+                    Box::pin(async move { s.put_opts(&l, p, o).await })
+                };
+                self.write_mirror(req, conditional, op, rest).await
+            }
+        }
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> OsResult<Box<dyn MultipartUpload>> {
+        let op = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<Box<dyn MultipartUpload>>> {
+            let (l, o) = (location.clone(), opts.clone());
+            Box::pin(async move { s.put_multipart_opts(&l, o).await })
+        };
+        match self.writes {
+            Writes::Primary => op(self.primary().store.clone()).await,
+            Writes::Failover => self.write_failover(true, op).await,
+            Writes::Mirror(req) => {
+                let started = join_all(self.members.iter().map(|m| {
+                    let fut = op(m.store.clone());
+                    async move { (m.name.clone(), fut.await) }
+                }))
+                .await;
+                let mut uploads = Vec::new();
+                let mut failures = Vec::new();
+                for (i, (name, r)) in started.into_iter().enumerate() {
+                    match r {
+                        Ok(u) => uploads.push((name, u)),
+                        Err(e) => {
+                            let error = StorageError::from_object_store(&name, e);
+                            tracing::warn!(store = %self.label, bucket = %name, error = %error, "mirror upload could not start");
+                            let required = req == MirrorRequirement::All
+                                || (req == MirrorRequirement::Primary && i == 0);
+                            failures.push((required, BucketFailure { bucket: name, error }));
+                        }
+                    }
+                }
+                if uploads.is_empty() || failures.iter().any(|(required, _)| *required) {
+                    for (_, mut u) in uploads {
+                        let _ = u.abort().await;
+                    }
+                    return Err(AllBucketsFailed {
+                        set: self.label.clone(),
+                        failures: failures.into_iter().map(|(_, f)| f).collect(),
+                    }
+                    .into_error()
+                    .into_object_store());
+                }
+                Ok(Box::new(MirrorUpload { uploads }))
+            }
+        }
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
+        self.read(|s| {
+            let (l, o) = (location.clone(), options.clone());
+            Box::pin(async move { s.get_opts(&l, o).await })
+        })
+        .await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
+        self.read(|s| {
+            let (l, r) = (location.clone(), ranges.to_vec());
+            Box::pin(async move { s.get_ranges(&l, &r).await })
+        })
+        .await
+    }
+
+    fn delete_stream(
+        self: &Arc<Self>,
+        locations: BoxStream<'static, OsResult<Path>>,
+    ) -> BoxStream<'static, OsResult<Path>> {
+        let core = self.clone();
+        locations
+            .then(move |loc| {
+                let core = core.clone();
+                async move {
+                    let loc = loc?;
+                    let op = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<()>> {
+                        let l = loc.clone();
+                        Box::pin(async move {
+                            match s.delete(&l).await {
+                                Err(object_store::Error::NotFound { .. }) => Ok(()),
+                                r => r,
+                            }
+                        })
+                    };
+                    match core.writes {
+                        Writes::Primary => op(core.primary().store.clone()).await?,
+                        Writes::Failover => core.write_failover(true, op).await?,
+                        Writes::Mirror(req) => core.write_mirror(req, false, op, op).await?,
+                    }
+                    Ok(loc)
+                }
+            })
+            .boxed()
+    }
+
+    fn list(self: &Arc<Self>, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        let prefix = prefix.cloned();
+        let core = self.clone();
+        match self.lists {
+            Lists::PrimaryWithFailover => stream::once(async move {
+                let last = core.members.len() - 1;
+                for (i, m) in core.members.iter().enumerate() {
+                    let mut s = m.store.list(prefix.as_ref());
+                    match s.next().await {
+                        None => return stream::empty().boxed(),
+                        Some(Ok(first)) => return stream::once(async { Ok(first) }).chain(s).boxed(),
+                        Some(Err(e)) => {
+                            let e = StorageError::from_object_store(&m.name, e);
+                            if i < last && is_unavailable(&e) {
+                                tracing::warn!(store = %core.label, bucket = %m.name, error = %e, "listing failed; failing over to the next store");
+                                continue;
+                            }
+                            return stream::once(async { Err(e.into_object_store()) }).boxed();
+                        }
+                    }
+                }
+                stream::empty().boxed()
+            })
+            .flatten()
+            .boxed(),
+            Lists::Merged => stream::once(async move {
+                let order = core.read_order();
+                let listings = join_all(order.iter().map(|m| {
+                    let core = core.clone();
+                    let s = m.store.list(prefix.as_ref());
+                    async move {
+                        let start = Instant::now();
+                        let r: Result<Vec<ObjectMeta>, StorageError> = s
+                            .try_collect()
+                            .await
+                            .map_err(|e| StorageError::from_object_store(&m.name, e));
+                        core.record(&m.name, &r, start);
+                        r
+                    }
+                }))
+                .await;
+                let mut all = Vec::new();
+                let mut failures = Vec::new();
+                for (priority, (m, r)) in order.iter().zip(listings).enumerate() {
+                    match r {
+                        Ok(v) => all.extend(v.into_iter().map(|o| (priority, o))),
+                        Err(error) => failures.push(BucketFailure {
+                            bucket: m.name.clone(),
+                            error,
+                        }),
+                    }
+                }
+                all.sort_unstable_by(|(pa, a), (pb, b)| {
+                    a.location.cmp(&b.location).then(pa.cmp(pb))
+                });
+                all.dedup_by(|later, first| later.1.location == first.1.location);
+                let tail = (!failures.is_empty()).then(|| {
+                    Err(partial_listing_error(&core.label, failures))
+                });
+                stream::iter(all.into_iter().map(|(_, o)| Ok(o)).chain(tail))
+            })
+            .flatten()
+            .boxed(),
+        }
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
+        match self.lists {
+            Lists::PrimaryWithFailover => {
+                let mut last_err = None;
+                for m in &self.members {
+                    match m.store.list_with_delimiter(prefix).await {
+                        Ok(r) => return Ok(r),
+                        Err(e) => {
+                            let e = StorageError::from_object_store(&m.name, e);
+                            if !is_unavailable(&e) {
+                                return Err(e.into_object_store());
+                            }
+                            last_err = Some(e);
+                        }
+                    }
+                }
+                Err(last_err
+                    .map(StorageError::into_object_store)
+                    .unwrap_or_else(|| unreachable_empty(self.kind)))
+            }
+            Lists::Merged => {
+                let order = self.read_order();
+                let results = join_all(order.iter().map(|m| m.store.list_with_delimiter(prefix))).await;
+                let mut objects: Vec<(usize, ObjectMeta)> = Vec::new();
+                let mut prefixes = Vec::new();
+                let mut failures = Vec::new();
+                for (priority, (m, r)) in order.iter().zip(results).enumerate() {
+                    match r {
+                        Ok(l) => {
+                            objects.extend(l.objects.into_iter().map(|o| (priority, o)));
+                            prefixes.extend(l.common_prefixes);
+                        }
+                        Err(e) => failures.push(BucketFailure {
+                            bucket: m.name.clone(),
+                            error: StorageError::from_object_store(&m.name, e),
+                        }),
+                    }
+                }
+                if !failures.is_empty() {
+                    return Err(partial_listing_error(&self.label, failures));
+                }
+                objects.sort_unstable_by(|(pa, a), (pb, b)| {
+                    a.location.cmp(&b.location).then(pa.cmp(pb))
+                });
+                objects.dedup_by(|later, first| later.1.location == first.1.location);
+                prefixes.sort_unstable();
+                prefixes.dedup();
+                Ok(ListResult {
+                    common_prefixes: prefixes,
+                    objects: objects.into_iter().map(|(_, o)| o).collect(),
+                    extensions: Default::default(),
+                })
+            }
+        }
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
+        let op = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<()>> {
+            let (f, t, o) = (from.clone(), to.clone(), options.clone());
+            Box::pin(async move { s.copy_opts(&f, &t, o).await })
+        };
+        match self.writes {
+            Writes::Primary => op(self.primary().store.clone()).await,
+            Writes::Failover => {
+                self.write_failover(options.mode == object_store::CopyMode::Overwrite, op)
+                    .await
+            }
+            Writes::Mirror(req) => {
+                let conditional = options.mode != object_store::CopyMode::Overwrite;
+                let rest = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<()>> {
+                    let (f, t) = (from.clone(), to.clone());
+                    Box::pin(async move { s.copy(&f, &t).await })
+                };
+                self.write_mirror(req, conditional, op, rest).await
+            }
+        }
+    }
+}
+
+fn partial_listing_error(label: &str, failures: Vec<BucketFailure>) -> object_store::Error {
+    let all = AllBucketsFailed {
+        set: label.to_string(),
+        failures,
+    };
+    StorageError::Unavailable {
+        backend: label.to_string(),
+        source: format!(
+            "listing is partial, the keys above may be incomplete: {}",
+            all.failures
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+        .into(),
+    }
+    .into_object_store()
+}
+
+fn unreachable_empty(kind: &str) -> object_store::Error {
+    StorageError::invalid_config(kind, "has no stores").into_object_store()
+}
+
+/// A multipart upload fanned out to several stores: each part goes to every upload.
+#[derive(Debug)]
+struct MirrorUpload {
+    uploads: Vec<(String, Box<dyn MultipartUpload>)>,
+}
+
+#[async_trait]
+impl MultipartUpload for MirrorUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        let parts: Vec<UploadPart> = self
+            .uploads
+            .iter_mut()
+            .map(|(_, u)| u.put_part(data.clone()))
+            .collect();
+        Box::pin(async move {
+            for r in join_all(parts).await {
+                r?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn complete(&mut self) -> OsResult<PutResult> {
+        let mut first = None;
+        for (_, u) in &mut self.uploads {
+            let r = u.complete().await?;
+            first.get_or_insert(r);
+        }
+        first.ok_or_else(|| unreachable_empty("MirrorUpload"))
+    }
+
+    async fn abort(&mut self) -> OsResult<()> {
+        let mut result = Ok(());
+        for (_, u) in &mut self.uploads {
+            if let Err(e) = u.abort().await {
+                result = Err(e);
+            }
+        }
+        result
+    }
+}
+
+macro_rules! multi_store {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            core: Arc<Core>,
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", self.core.kind, self.core.members.iter().map(|m| format!("{}: {}", m.name, m.store)).collect::<Vec<_>>().join(", "))
+            }
+        }
+
+        #[async_trait]
+        impl ObjectStore for $name {
+            async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> OsResult<PutResult> {
+                self.core.put_opts(location, payload, opts).await
+            }
+            async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> OsResult<Box<dyn MultipartUpload>> {
+                self.core.put_multipart_opts(location, opts).await
+            }
+            async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
+                self.core.get_opts(location, options).await
+            }
+            async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
+                self.core.get_ranges(location, ranges).await
+            }
+            fn delete_stream(&self, locations: BoxStream<'static, OsResult<Path>>) -> BoxStream<'static, OsResult<Path>> {
+                self.core.delete_stream(locations)
+            }
+            fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
+                self.core.list(prefix)
+            }
+            async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
+                self.core.list_with_delimiter(prefix).await
+            }
+            async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
+                self.core.copy_opts(from, to, options).await
+            }
+        }
+    };
+}
+
+multi_store!(
+    /// A store with fallback providers (seed 002 `createWithFallback`): everything goes to
+    /// the primary; when the primary is *unavailable* (retryable error, timeout, open
+    /// circuit), reads, listings and unconditional writes go to the next store. A missing
+    /// object is an answer, not an outage: it never triggers failover. Conditional writes
+    /// never fail over, because a compare-and-swap must be decided by one store.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use object_store::{ObjectStore, ObjectStoreExt, path::Path};
+    /// use storage_core::MemoryStore;
+    /// use storage_router::FailoverStore;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> object_store::Result<()> {
+    /// let primary: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    /// let fallback: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    /// let store = FailoverStore::new(("s3", primary), ("r2", fallback.clone()));
+    /// store.put(&Path::from("a"), "1".into()).await?;
+    /// // Missing in the primary is "not found", even though nothing is wrong with it.
+    /// fallback.put(&Path::from("only-in-fallback"), "x".into()).await?;
+    /// assert!(store.get(&Path::from("only-in-fallback")).await.is_err());
+    /// # Ok(()) }
+    /// ```
+    FailoverStore
+);
+
+multi_store!(
+    /// Writes go to every store (seed 003 hybrid mode: R2 mirrored to a local folder);
+    /// reads prefer the primary and fall back to the others on a miss or a failure;
+    /// listings come from the primary, or the next store when it is unavailable.
+    ///
+    /// A conditional write (create-if-absent, if-match) is decided by the primary alone and
+    /// copied to the others only when it succeeds. Which copies must succeed is a
+    /// [`MirrorRequirement`] (default: any). Multipart uploads go to every store that
+    /// accepted the upload, and every part must reach all of them. For a per-copy report
+    /// use [`SourceSet::mirror_put`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use object_store::{ObjectStore, ObjectStoreExt, path::Path};
+    /// use storage_core::MemoryStore;
+    /// use storage_router::MirrorStore;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> object_store::Result<()> {
+    /// let cloud: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    /// let local: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    /// let hybrid = MirrorStore::new(vec![("r2".into(), cloud.clone()), ("local".into(), local.clone())]);
+    /// hybrid.put(&Path::from("a"), "1".into()).await?;
+    /// assert!(cloud.head(&Path::from("a")).await.is_ok() && local.head(&Path::from("a")).await.is_ok());
+    /// # Ok(()) }
+    /// ```
+    MirrorStore
+);
+
+multi_store!(
+    /// A source set as one store: reads try the stores in priority order (recently failing
+    /// ones last) and fall back on a miss or a failure; listings are merged across all stores
+    /// and de-duplicated (first by priority wins), ending in an error if a store could not be
+    /// listed; writes, copies and deletes go to the primary. Made by [`SourceSet::store`].
+    FallbackStore
+);
+
+impl FailoverStore {
+    /// `primary`, falling over to `fallback`. Each is `(name, store)`; names appear in errors.
+    pub fn new(
+        primary: (impl Into<String>, Arc<dyn ObjectStore>),
+        fallback: (impl Into<String>, Arc<dyn ObjectStore>),
+    ) -> Self {
+        Self::chain(vec![
+            (primary.0.into(), primary.1),
+            (fallback.0.into(), fallback.1),
+        ])
+    }
+
+    /// A primary and several fallbacks, tried in order.
+    ///
+    /// # Panics
+    /// If `stores` is empty.
+    pub fn chain(stores: Vec<(String, Arc<dyn ObjectStore>)>) -> Self {
+        let label = stores
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join("->");
+        FailoverStore {
+            core: Core::new(
+                "FailoverStore",
+                format!("failover {label}"),
+                stores,
+                ReadFallback::OnUnavailable,
+                Writes::Failover,
+                Lists::PrimaryWithFailover,
+            ),
+        }
+    }
+}
+
+impl MirrorStore {
+    /// Mirror writes to `stores` (primary first), requiring any one copy to succeed.
+    ///
+    /// # Panics
+    /// If `stores` is empty.
+    pub fn new(stores: Vec<(String, Arc<dyn ObjectStore>)>) -> Self {
+        Self::with_requirement(stores, MirrorRequirement::Any)
+    }
+
+    /// Mirror writes, with `requirement` deciding which copies must succeed.
+    ///
+    /// # Panics
+    /// If `stores` is empty.
+    pub fn with_requirement(
+        stores: Vec<(String, Arc<dyn ObjectStore>)>,
+        requirement: MirrorRequirement,
+    ) -> Self {
+        let label = stores
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join("+");
+        MirrorStore {
+            core: Core::new(
+                "MirrorStore",
+                format!("mirror {label}"),
+                stores,
+                ReadFallback::OnMissOrFailure,
+                Writes::Mirror(requirement),
+                Lists::PrimaryWithFailover,
+            ),
+        }
+    }
+}
+
+impl FallbackStore {
+    /// Over the buckets of `set`, sharing its health tracker.
+    pub fn from_source(set: &SourceSet) -> Self {
+        let mut core = Core::new(
+            "FallbackStore",
+            format!("source {}", set.name()),
+            set.buckets()
+                .iter()
+                .map(|b| (b.name().to_string(), b.store().clone()))
+                .collect(),
+            ReadFallback::OnMissOrFailure,
+            Writes::Primary,
+            Lists::Merged,
+        );
+        Arc::get_mut(&mut core)
+            .expect("just created, not shared")
+            .health = Some(set.health().clone());
+        FallbackStore { core }
+    }
+}
