@@ -7,3 +7,7 @@ pub mod chaos;
 pub mod retry;
 #[cfg(feature = "timeout")]
 pub mod timeout;
+#[cfg(feature = "limit")]
+pub mod limit;
+#[cfg(feature = "breaker")]
+pub mod breaker;

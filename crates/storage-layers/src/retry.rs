@@ -1,6 +1,6 @@
 //! Retry with exponential backoff, full jitter, an attempt limit and a shared retry budget.
 //!
-//! Only errors for which [`StorageError::is_retryable`] holds are retried (timeouts,
+//! Only errors for which [`StorageError::is_retryable`](storage_core::StorageError::is_retryable) holds are retried (timeouts,
 //! unavailability, rate limits, 5xx): not-found, preconditions, bad input and auth failures
 //! are returned at once.
 //!
@@ -864,7 +864,7 @@ fn resumable<T: ObjectStore>(
 mod tests {
     use super::*;
     use crate::chaos::{ChaosFault, ChaosLayer};
-    use storage_core::MemoryStore;
+    use storage_core::{MemoryStore, StorageError};
 
     fn fast() -> RetryLayer {
         RetryLayer::default()

@@ -1,0 +1,364 @@
+//! Concurrency limit: at most N calls in flight, optionally shared by several stores.
+//!
+//! A GET holds its permit until its body is consumed or dropped; a listing until the stream
+//! ends; a multipart upload holds one per part in flight.
+//!
+//! # Where it belongs
+//!
+//! `… → retry → breaker → **limit** → timeout → backend`. Inside retry, so a call sleeping
+//! out its backoff holds no permit; inside the breaker, so calls the open breaker rejects
+//! never queue; outside the timeout, so time spent waiting for a permit is not charged to the
+//! backend (with the limit inside the timeout, queueing alone makes calls time out).
+//!
+//! # Sharing
+//!
+//! Every store made from one `ConcurrencyLimitLayer` value draws from the same permits: make
+//! the layer once and apply it to several buckets on the same backend (one connection pool,
+//! one provider rate limit) to bound them together. Use [`ConcurrencyLimitLayer::per_store`]
+//! for a separate budget per store.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use storage_core::{Layer, MemoryStore};
+//! use storage_layers::limit::ConcurrencyLimitLayer;
+//!
+//! let shared = ConcurrencyLimitLayer::new(8);
+//! let a = shared.layer(Arc::new(MemoryStore::new()));
+//! let b = shared.layer(Arc::new(MemoryStore::new()));
+//! assert_eq!(shared.available(), 8); // a and b together make at most 8 calls at once
+//! # let _ = (a, b);
+//! ```
+
+use std::fmt;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{BoxStream, Stream, StreamExt};
+use futures::FutureExt;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload,
+    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    RenameOptions, Result as OsResult, UploadPart,
+};
+use storage_core::Layer;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::util::into_stream;
+
+/// Limits concurrent calls; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct ConcurrencyLimitLayer {
+    max: usize,
+    shared: Option<Arc<Semaphore>>,
+}
+
+impl Default for ConcurrencyLimitLayer {
+    /// 64 calls in flight, shared by the stores made from this layer.
+    fn default() -> Self {
+        ConcurrencyLimitLayer::new(64)
+    }
+}
+
+impl ConcurrencyLimitLayer {
+    /// At most `max` calls in flight across every store made from this layer (at least 1).
+    pub fn new(max: usize) -> Self {
+        let max = max.max(1);
+        ConcurrencyLimitLayer {
+            max,
+            shared: Some(Arc::new(Semaphore::new(max))),
+        }
+    }
+
+    /// At most `max` calls in flight per store made from this layer.
+    pub fn per_store(max: usize) -> Self {
+        ConcurrencyLimitLayer {
+            max: max.max(1),
+            shared: None,
+        }
+    }
+
+    /// Change the limit (starts a new shared pool).
+    pub fn with_max(self, max: usize) -> Self {
+        match self.shared {
+            Some(_) => ConcurrencyLimitLayer::new(max),
+            None => ConcurrencyLimitLayer::per_store(max),
+        }
+    }
+
+    /// The configured limit.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Permits free right now in the shared pool (the limit when per store).
+    pub fn available(&self) -> usize {
+        self.shared
+            .as_ref()
+            .map_or(self.max, |s| s.available_permits())
+    }
+
+    /// Wrap a concrete store.
+    pub fn wrap<T: ObjectStore>(&self, inner: T) -> LimitStore<T> {
+        LimitStore {
+            inner: Arc::new(inner),
+            max: self.max,
+            semaphore: self
+                .shared
+                .clone()
+                .unwrap_or_else(|| Arc::new(Semaphore::new(self.max))),
+        }
+    }
+}
+
+impl Layer for ConcurrencyLimitLayer {
+    fn layer(&self, inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+        Arc::new(self.wrap(inner))
+    }
+}
+
+/// A store with a concurrency limit; made by [`ConcurrencyLimitLayer`].
+pub struct LimitStore<T: ObjectStore> {
+    inner: Arc<T>,
+    max: usize,
+    semaphore: Arc<Semaphore>,
+}
+
+impl<T: ObjectStore> fmt::Debug for LimitStore<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LimitStore({}, {:?})", self.max, self.inner)
+    }
+}
+
+impl<T: ObjectStore> fmt::Display for LimitStore<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LimitStore({}, {})", self.max, self.inner)
+    }
+}
+
+async fn permit(sem: &Arc<Semaphore>) -> OwnedSemaphorePermit {
+    Arc::clone(sem)
+        .acquire_owned()
+        .await
+        .expect("the limit semaphore is never closed")
+}
+
+/// A stream that keeps a permit until it is dropped.
+struct Permitted<S> {
+    inner: S,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<S: Stream + Unpin> Stream for Permitted<S> {
+    type Item = S::Item;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+fn permitted<I: Send + 'static>(
+    sem: Arc<Semaphore>,
+    make: impl FnOnce() -> BoxStream<'static, I> + Send + 'static,
+) -> BoxStream<'static, I> {
+    async move {
+        let p = permit(&sem).await;
+        Permitted {
+            inner: make(),
+            _permit: p,
+        }
+    }
+    .flatten_stream()
+    .boxed()
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl<T: ObjectStore> ObjectStore for LimitStore<T> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> OsResult<PutResult> {
+        let _p = permit(&self.semaphore).await;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> OsResult<Box<dyn MultipartUpload>> {
+        let upload = {
+            let _p = permit(&self.semaphore).await;
+            self.inner.put_multipart_opts(location, opts).await?
+        };
+        Ok(Box::new(LimitUpload {
+            upload,
+            semaphore: Arc::clone(&self.semaphore),
+        }))
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
+        let p = permit(&self.semaphore).await;
+        let res = self.inner.get_opts(location, options).await?;
+        if !matches!(res.payload, GetResultPayload::Stream(_)) {
+            return Ok(res);
+        }
+        let (meta, body) = into_stream(res);
+        Ok(meta.with_stream(
+            Permitted {
+                inner: body,
+                _permit: p,
+            }
+            .boxed(),
+        ))
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
+        let _p = permit(&self.semaphore).await;
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, OsResult<Path>>,
+    ) -> BoxStream<'static, OsResult<Path>> {
+        let inner = Arc::clone(&self.inner);
+        permitted(Arc::clone(&self.semaphore), move || {
+            inner.delete_stream(locations)
+        })
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        let inner = Arc::clone(&self.inner);
+        let prefix = prefix.cloned();
+        permitted(Arc::clone(&self.semaphore), move || {
+            inner.list(prefix.as_ref())
+        })
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        let inner = Arc::clone(&self.inner);
+        let prefix = prefix.cloned();
+        let offset = offset.clone();
+        permitted(Arc::clone(&self.semaphore), move || {
+            inner.list_with_offset(prefix.as_ref(), &offset)
+        })
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
+        let _p = permit(&self.semaphore).await;
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
+        let _p = permit(&self.semaphore).await;
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
+        let _p = permit(&self.semaphore).await;
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
+struct LimitUpload {
+    upload: Box<dyn MultipartUpload>,
+    semaphore: Arc<Semaphore>,
+}
+
+impl fmt::Debug for LimitUpload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LimitUpload({:?})", self.upload)
+    }
+}
+
+#[async_trait]
+impl MultipartUpload for LimitUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        let part = self.upload.put_part(data);
+        let sem = Arc::clone(&self.semaphore);
+        async move {
+            let _p = permit(&sem).await;
+            part.await
+        }
+        .boxed()
+    }
+
+    async fn complete(&mut self) -> OsResult<PutResult> {
+        let _p = permit(&self.semaphore).await;
+        self.upload.complete().await
+    }
+
+    async fn abort(&mut self) -> OsResult<()> {
+        let _p = permit(&self.semaphore).await;
+        self.upload.abort().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chaos::ChaosLayer;
+    use object_store::ObjectStoreExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    use storage_core::MemoryStore;
+
+    #[tokio::test(start_paused = true)]
+    async fn shared_limit_bounds_two_stores_together() {
+        let slow = ChaosLayer::default().with_latency(Duration::from_secs(1), Duration::from_secs(1));
+        let limit = ConcurrencyLimitLayer::new(3);
+        let a = Arc::new(limit.wrap(slow.wrap(MemoryStore::new())));
+        let b = Arc::new(limit.wrap(slow.wrap(MemoryStore::new())));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..12 {
+            let store = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
+            let lim = limit.clone();
+            let peak = Arc::clone(&peak);
+            tasks.push(tokio::spawn(async move {
+                let key = Path::from(format!("k{i}"));
+                let fut = store.put(&key, "x".into());
+                tokio::pin!(fut);
+                // Sample how many permits are taken while this call is in flight.
+                loop {
+                    tokio::select! {
+                        r = &mut fut => { r.unwrap(); break; }
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                            peak.fetch_max(3 - lim.available(), Ordering::SeqCst);
+                        }
+                    }
+                }
+            }));
+        }
+        let t0 = tokio::time::Instant::now();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // 12 one-second calls, 3 at a time: 4 seconds of virtual time.
+        assert_eq!(t0.elapsed().as_secs(), 4);
+        assert_eq!(peak.load(Ordering::SeqCst), 3);
+        assert_eq!(limit.available(), 3);
+    }
+
+    #[tokio::test]
+    async fn get_body_holds_the_permit_until_dropped() {
+        let limit = ConcurrencyLimitLayer::new(1);
+        let store = limit.wrap(MemoryStore::new());
+        store.put(&Path::from("a"), "x".into()).await.unwrap();
+        let res = store.get(&Path::from("a")).await.unwrap();
+        assert_eq!(limit.available(), 0);
+        assert_eq!(res.bytes().await.unwrap(), "x");
+        assert_eq!(limit.available(), 1);
+    }
+}
