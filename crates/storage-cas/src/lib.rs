@@ -68,17 +68,23 @@
 //! twice and never reported failed when it succeeded. S3's `409 ConditionalRequestConflict`
 //! is mapped to `Precondition` by `storage-core` and retried like any conflict.
 
+mod attachments;
 mod backoff;
 mod collection;
+mod records;
 mod scheme;
+mod sweep;
 pub mod ttl;
 mod write;
 
+pub use attachments::{ATTACHMENTS_SUFFIX, Attachment, AttachmentInfo};
 pub use backoff::{BackoffStrategy, Jitter};
 pub use collection::{
     Collection, JSON_CONTENT_TYPE, RESERVED_METADATA, SweepReport, Ttl, UpdateAction, Updated,
     Versioned, WriteOpts, Written,
 };
+pub use records::{Commit, Record, RecordLayout, VersionInfo, VersionedRecords};
 pub use scheme::KeyScheme;
+pub use sweep::SweepOptions;
 pub use ttl::{Clock, ManualClock, SystemClock};
 pub use write::{WRITE_ID_META, WRITE_LOG_LEN, WRITE_LOG_META};

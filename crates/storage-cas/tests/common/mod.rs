@@ -1,0 +1,231 @@
+//! Test support: a fault-injecting store over `MemoryStore`, and the chain check.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    Result as OsResult,
+};
+use storage_core::{Bucket, Capabilities, ConditionalDelete, MemoryStore, StorageError};
+
+/// What to do to one write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Apply the write, then report a timeout (the response was lost).
+    LostAck,
+    /// Report a timeout without applying the write.
+    FailBefore,
+    /// Report S3's 409 ConditionalRequestConflict without applying the write (as an opaque
+    /// client error, the way object_store surfaces it).
+    Conflict409,
+}
+
+/// Decides the fault of the n-th write (0-based) to a path.
+pub type Decider = Box<dyn Fn(u64, &Path, &PutOptions) -> Option<Fault> + Send + Sync>;
+/// Runs after a write was applied and before its (possibly lost) answer returns.
+pub type AfterApply = Box<dyn Fn(&MemoryStore, &Path) + Send + Sync>;
+
+pub struct FaultStore {
+    pub inner: MemoryStore,
+    decide: Decider,
+    after_apply: Mutex<Option<AfterApply>>,
+    writes: AtomicU64,
+    pub lost_acks: AtomicU64,
+    pub failed_before: AtomicU64,
+    pub conflicts_409: AtomicU64,
+    /// Fail deletes with a lost answer (applied, then timeout) this many times.
+    pub lost_delete_acks: AtomicU64,
+}
+
+impl FaultStore {
+    pub fn new(decide: impl Fn(u64, &Path, &PutOptions) -> Option<Fault> + Send + Sync + 'static) -> Arc<Self> {
+        Arc::new(FaultStore {
+            inner: MemoryStore::new(),
+            decide: Box::new(decide),
+            after_apply: Mutex::new(None),
+            writes: AtomicU64::new(0),
+            lost_acks: AtomicU64::new(0),
+            failed_before: AtomicU64::new(0),
+            conflicts_409: AtomicU64::new(0),
+            lost_delete_acks: AtomicU64::new(0),
+        })
+    }
+
+    /// Every n-th conditional write (starting with the first) suffers `fault`.
+    pub fn every_nth_conditional(n: u64, fault: Fault) -> Arc<Self> {
+        let counter = AtomicU64::new(0);
+        Self::new(move |_, _, opts| {
+            if matches!(opts.mode, PutMode::Overwrite) {
+                return None;
+            }
+            (counter.fetch_add(1, Ordering::Relaxed) % n == 0).then_some(fault)
+        })
+    }
+
+    pub fn set_after_apply(&self, f: impl Fn(&MemoryStore, &Path) + Send + Sync + 'static) {
+        *self.after_apply.lock().unwrap() = Some(Box::new(f));
+    }
+
+    pub fn bucket(self: &Arc<Self>) -> Bucket {
+        Bucket::builder("faulty", self.clone())
+            .provider("memory+faults")
+            .capabilities(Capabilities::MEMORY)
+            .conditional_delete(self.clone())
+            .build()
+    }
+
+    fn timeout() -> object_store::Error {
+        StorageError::Timeout {
+            backend: "faulty".into(),
+            operation: "put (response lost)".into(),
+            after: Duration::from_secs(30),
+        }
+        .into_object_store()
+    }
+}
+
+impl fmt::Debug for FaultStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FaultStore(MemoryStore)")
+    }
+}
+
+impl fmt::Display for FaultStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FaultStore(MemoryStore)")
+    }
+}
+
+#[async_trait]
+impl ConditionalDelete for FaultStore {
+    async fn delete_if_match(&self, path: &Path, etag: &str) -> OsResult<()> {
+        let r = self.inner.delete_if_match(path, etag).await;
+        if r.is_ok()
+            && self
+                .lost_delete_acks
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err(Self::timeout());
+        }
+        r
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultStore {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> OsResult<PutResult> {
+        let n = self.writes.fetch_add(1, Ordering::Relaxed);
+        match (self.decide)(n, location, &opts) {
+            None => self.inner.put_opts(location, payload, opts).await,
+            Some(Fault::FailBefore) => {
+                self.failed_before.fetch_add(1, Ordering::Relaxed);
+                Err(Self::timeout())
+            }
+            Some(Fault::Conflict409) => {
+                self.conflicts_409.fetch_add(1, Ordering::Relaxed);
+                Err(object_store::Error::Generic {
+                    store: "S3",
+                    source: "Client error with status 409 Conflict: <Error><Code>ConditionalRequestConflict</Code><Message>A conflicting conditional operation is currently in progress against this resource.</Message></Error>".into(),
+                })
+            }
+            Some(Fault::LostAck) => {
+                let r = self.inner.put_opts(location, payload, opts).await;
+                match r {
+                    Ok(_) => {
+                        self.lost_acks.fetch_add(1, Ordering::Relaxed);
+                        if let Some(f) = self.after_apply.lock().unwrap().as_ref() {
+                            f(&self.inner, location);
+                        }
+                        Err(Self::timeout())
+                    }
+                    // A write that failed its precondition answers truthfully.
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    async fn put_multipart_opts(&self, l: &Path, o: PutMultipartOptions) -> OsResult<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(l, o).await
+    }
+
+    async fn get_opts(&self, l: &Path, o: GetOptions) -> OsResult<GetResult> {
+        self.inner.get_opts(l, o).await
+    }
+
+    async fn get_ranges(&self, l: &Path, r: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
+        self.inner.get_ranges(l, r).await
+    }
+
+    fn delete_stream(&self, l: BoxStream<'static, OsResult<Path>>) -> BoxStream<'static, OsResult<Path>> {
+        self.inner.delete_stream(l)
+    }
+
+    fn list(&self, p: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        self.inner.list(p)
+    }
+
+    fn list_with_offset(&self, p: Option<&Path>, o: &Path) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        self.inner.list_with_offset(p, o)
+    }
+
+    async fn list_with_delimiter(&self, p: Option<&Path>) -> OsResult<ListResult> {
+        self.inner.list_with_delimiter(p).await
+    }
+
+    async fn copy_opts(&self, f: &Path, t: &Path, o: CopyOptions) -> OsResult<()> {
+        self.inner.copy_opts(f, t, o).await
+    }
+
+    async fn rename_opts(&self, f: &Path, t: &Path, o: RenameOptions) -> OsResult<()> {
+        self.inner.rename_opts(f, t, o).await
+    }
+}
+
+/// One committed change, as its writer logged it.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub replaced: Option<String>,
+    pub wrote: String,
+}
+
+/// Check that `links` form one chain from the creation to `final_etag` with no fork:
+/// exactly one creation, every replaced ETag replaced exactly once, every written ETag
+/// distinct, and following the chain from the creation visits every link and ends at
+/// `final_etag`.
+pub fn assert_one_chain(links: &[Link], final_etag: &str) {
+    let creations: Vec<&Link> = links.iter().filter(|l| l.replaced.is_none()).collect();
+    assert_eq!(creations.len(), 1, "exactly one write may create the document: {creations:?}");
+    let mut written = HashSet::new();
+    for l in links {
+        assert!(written.insert(l.wrote.clone()), "ETag {} written twice", l.wrote);
+    }
+    let mut next: HashMap<&str, &str> = HashMap::new();
+    for l in links {
+        if let Some(r) = &l.replaced {
+            assert!(written.contains(r), "replaced ETag {r} was never written by a logged writer");
+            let prev = next.insert(r.as_str(), l.wrote.as_str());
+            assert!(prev.is_none(), "fork: ETag {r} was replaced twice (by {:?} and {})", prev, l.wrote);
+        }
+    }
+    let mut at = creations[0].wrote.as_str();
+    let mut steps = 1;
+    while let Some(n) = next.get(at) {
+        at = n;
+        steps += 1;
+    }
+    assert_eq!(steps, links.len(), "the chain from the creation covers {steps} of {} writes", links.len());
+    assert!(storage_core::etag_eq(at, final_etag), "chain ends at {at}, the document is at {final_etag}");
+}
