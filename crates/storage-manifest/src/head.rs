@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use storage_core::{Bucket, PutOpts, Result, StorageError};
+use storage_cas::{BackoffStrategy, Collection, Jitter};
+use storage_core::{Bucket, Result, StorageError};
 
 /// Version of the head document's layout.
 pub const HEAD_FORMAT: u32 = 1;
@@ -71,110 +72,60 @@ impl ManifestHead {
     }
 }
 
-/// Retry budget for head updates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CasRetry {
-    /// Attempts before giving up with [`StorageError::Conflict`].
-    pub max_attempts: u32,
-    /// First backoff delay; doubles per attempt (with full jitter) up to `max_delay`.
-    pub base_delay: Duration,
-    /// Longest backoff delay.
-    pub max_delay: Duration,
+/// The default retry policy for head updates: many writers may append to one manifest at
+/// once, so it retries often, starting small, with full jitter.
+pub const HEAD_BACKOFF: BackoffStrategy =
+    BackoffStrategy::custom(200, Duration::from_millis(2), Duration::from_millis(200))
+        .with_jitter(Jitter::Full);
+
+/// Heads of every manifest in a bucket, as a `storage-cas` collection keyed
+/// `manifests/{module}/{user}/head.json` (id `module/user`).
+pub(crate) fn head_collection(bucket: &Bucket, backoff: BackoffStrategy) -> Result<Collection<ManifestHead>> {
+    Ok(Collection::new(bucket, "manifests/{module}/{user}/head.json")?.with_backoff(backoff))
 }
 
-impl Default for CasRetry {
-    fn default() -> Self {
-        CasRetry {
-            max_attempts: 200,
-            base_delay: Duration::from_millis(2),
-            max_delay: Duration::from_millis(200),
+fn check_format(bucket: &Bucket, key: &str, head: &ManifestHead) -> Result<()> {
+    if head.format > HEAD_FORMAT {
+        return Err(StorageError::Corrupt {
+            backend: bucket.name().to_string(),
+            key: key.to_string(),
+            reason: format!(
+                "manifest head format {} is newer than this library understands ({HEAD_FORMAT}); upgrade storage-manifest",
+                head.format
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Read head `id` (`module/user`); an empty head when there is none yet.
+pub(crate) async fn read_head(heads: &Collection<ManifestHead>, id: &str) -> Result<ManifestHead> {
+    match heads.get(id).await? {
+        Some(doc) => {
+            check_format(heads.bucket(), &doc.key, &doc.value)?;
+            Ok(doc.value)
         }
+        None => Ok(ManifestHead::default()),
     }
 }
 
-impl CasRetry {
-    fn delay(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.max_delay);
-        // Full jitter: writers that collided spread out instead of colliding again.
-        exp.mul_f64(fastrand::f64())
-    }
-}
-
-/// Read the head at `key`: the document and its ETag (`None` when there is no head yet).
-pub(crate) async fn read_head(bucket: &Bucket, key: &str) -> Result<(ManifestHead, Option<String>)> {
-    match bucket.get(key).await {
-        Ok(obj) => {
-            let head: ManifestHead =
-                serde_json::from_slice(&obj.bytes).map_err(|e| StorageError::Corrupt {
-                    backend: bucket.name().to_string(),
-                    key: key.to_string(),
-                    reason: format!("manifest head is not valid JSON: {e}"),
-                })?;
-            if head.format > HEAD_FORMAT {
-                return Err(StorageError::Corrupt {
-                    backend: bucket.name().to_string(),
-                    key: key.to_string(),
-                    reason: format!(
-                        "manifest head format {} is newer than this library understands ({HEAD_FORMAT}); upgrade storage-manifest",
-                        head.format
-                    ),
-                });
-            }
-            let etag = obj.info.etag.ok_or_else(|| {
-                StorageError::not_supported(bucket.name(), "ETags on reads (needed for manifest compare-and-swap)")
-            })?;
-            Ok((head, Some(etag)))
-        }
-        Err(e) if e.is_not_found() => Ok((ManifestHead::default(), None)),
-        Err(e) => Err(e),
-    }
-}
-
-/// Apply `change` to the head at `key` with compare-and-swap: read, change, write if the
-/// ETag is unchanged (or create if absent), and on a lost race re-read and re-apply after a
-/// jittered backoff. `change` returns `false` to leave the head as it is. Returns the head
-/// that was stored (or found, when nothing changed).
-pub(crate) async fn update_head<F>(
-    bucket: &Bucket,
-    key: &str,
-    retry: CasRetry,
-    mut change: F,
-) -> Result<ManifestHead>
+/// Apply `change` to head `id` with `storage-cas`'s read-modify-write loop: compare-and-swap
+/// on the head's ETag (create-if-absent for a new manifest), re-read and re-applied after a
+/// backoff whenever another writer won the race. `change` may run several times. Returns the
+/// head that was stored.
+pub(crate) async fn update_head<F>(heads: &Collection<ManifestHead>, id: &str, mut change: F) -> Result<ManifestHead>
 where
-    F: FnMut(&mut ManifestHead) -> Result<bool>,
+    F: FnMut(&mut ManifestHead) -> Result<()>,
 {
-    let mut last_etag = None;
-    for attempt in 0..retry.max_attempts.max(1) {
-        let (mut head, etag) = read_head(bucket, key).await?;
-        if !change(&mut head)? {
-            return Ok(head);
-        }
-        head.updated = Utc::now();
-        let body = serde_json::to_vec(&head).expect("head serializes");
-        let opts = match &etag {
-            Some(etag) => PutOpts::if_match(etag.clone()),
-            None => PutOpts::if_absent(),
-        }
-        .with_content_type("application/json");
-        match bucket.put_with(key, body, opts).await {
-            Ok(_) => return Ok(head),
-            // Precondition: someone replaced the head; AlreadyExists: someone created it;
-            // NotFound: S3 answers If-Match on a key deleted meanwhile this way.
-            Err(e) if e.is_conflict() || e.is_not_found() => {
-                tracing::debug!(key, attempt, "manifest head changed underneath us; retrying");
-                last_etag = etag;
-                tokio::time::sleep(retry.delay(attempt)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(StorageError::Conflict {
-        backend: bucket.name().to_string(),
-        key: key.to_string(),
-        attempts: retry.max_attempts,
-        last_etag,
-    })
+    let bucket = heads.bucket().clone();
+    let updated = heads
+        .update_with(id, |current| {
+            let mut head = current.unwrap_or_default();
+            check_format(&bucket, id, &head)?;
+            change(&mut head)?;
+            head.updated = Utc::now();
+            Ok(Some(head))
+        })
+        .await?;
+    Ok(updated.value.unwrap_or_default())
 }

@@ -66,7 +66,8 @@ pub use dataset::{
     DEFAULT_TIME_FIELD, Dataset, EtagCheck, ReadOptions, RebuildReport, VerifyReport, WriteOptions,
 };
 pub use format::{Compression, Format};
-pub use head::{CasRetry, HEAD_FORMAT, ManifestHead, PartRef, SegmentRef};
+pub use head::{HEAD_BACKOFF, HEAD_FORMAT, ManifestHead, PartRef, SegmentRef};
+pub use storage_cas::{BackoffStrategy, Jitter};
 pub use manifest::{CompactReport, EntryFilter, Manifest, ManifestEntry, ManifestOptions, manifest_schema};
 pub use names::{
     BLOB_PREFIX, ID_LEN, MANIFEST_PREFIX, MAX_NAME_LEN, RESERVED_MODULES, data_key, data_prefix,

@@ -38,7 +38,9 @@ use serde::{Deserialize, Serialize};
 use storage_core::{Bucket, PutOpts, Result, StorageError};
 
 use crate::format::{Compression, Format};
-use crate::head::{CasRetry, ManifestHead, PartRef, SegmentRef, read_head, update_head};
+use storage_cas::{BackoffStrategy, Collection};
+
+use crate::head::{HEAD_BACKOFF, ManifestHead, PartRef, SegmentRef, head_collection, read_head, update_head};
 use crate::names::{manifest_prefix, new_id, validate_name};
 use crate::parquet_io::{OpenParquet, ParquetSettings, encode, prune_row_groups};
 use crate::search::{SearchQuery, SearchResults, rank};
@@ -101,8 +103,8 @@ impl EntryFilter {
 /// Settings of a [`Manifest`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ManifestOptions {
-    /// Retry budget for head compare-and-swap.
-    pub cas: CasRetry,
+    /// Retry policy for head compare-and-swap (default [`HEAD_BACKOFF`](crate::HEAD_BACKOFF)).
+    pub cas: BackoffStrategy,
     /// Compact automatically once the head lists this many segments (`None`: only when
     /// [`Manifest::compact`] is called).
     pub auto_compact_segments: Option<usize>,
@@ -117,7 +119,7 @@ pub struct ManifestOptions {
 impl Default for ManifestOptions {
     fn default() -> Self {
         ManifestOptions {
-            cas: CasRetry::default(),
+            cas: HEAD_BACKOFF,
             auto_compact_segments: Some(256),
             max_parts: 8,
             row_group_rows: 8192,
@@ -159,29 +161,39 @@ pub struct Manifest {
     user: String,
     prefix: String,
     options: ManifestOptions,
+    heads: Collection<ManifestHead>,
 }
 
 /// Attempts at a scan when compaction deletes a part or segment under it.
 const SCAN_ATTEMPTS: u32 = 4;
 
 impl Manifest {
-    /// The manifest of `module`/`user` in `bucket` (names are validated).
+    /// The manifest of `module`/`user` in `bucket` (names are validated). The bucket must
+    /// support atomic conditional writes (memory, local folder, S3, R2), else this is
+    /// [`StorageError::NotSupported`]: without them concurrent appends could be lost.
     pub fn new(bucket: Bucket, module: &str, user: &str) -> Result<Self> {
         validate_name("module", module)?;
         validate_name("user", user)?;
+        let options = ManifestOptions::default();
         Ok(Manifest {
+            heads: head_collection(&bucket, options.cas)?,
             bucket,
             module: module.to_string(),
             user: user.to_string(),
             prefix: manifest_prefix(module, user),
-            options: ManifestOptions::default(),
+            options,
         })
     }
 
     /// Replace the options.
     pub fn with_options(mut self, options: ManifestOptions) -> Self {
+        self.heads = self.heads.with_backoff(options.cas);
         self.options = options;
         self
+    }
+
+    fn head_id(&self) -> String {
+        format!("{}/{}", self.module, self.user)
     }
 
     /// The options in force.
@@ -211,7 +223,7 @@ impl Manifest {
 
     /// The current head (an empty one when nothing was appended yet).
     pub async fn head(&self) -> Result<ManifestHead> {
-        Ok(read_head(&self.bucket, &self.head_key()).await?.0)
+        read_head(&self.heads, &self.head_id()).await
     }
 
     /// Append `entries` as one segment. Safe under any number of concurrent writers: the
@@ -237,9 +249,9 @@ impl Manifest {
             bytes: body.len() as u64,
         };
         let added = segment.clone();
-        let head = update_head(&self.bucket, &self.head_key(), self.options.cas, move |h| {
+        let head = update_head(&self.heads, &self.head_id(), move |h| {
             h.segments.push(added.clone());
-            Ok(true)
+            Ok(())
         })
         .await;
         let head = match head {
@@ -394,7 +406,7 @@ impl Manifest {
             segments.iter().map(|s| s.key.clone()).collect(),
         );
         let new_part = part.clone();
-        let swapped = update_head(&self.bucket, &self.head_key(), self.options.cas, |h| {
+        let swapped = update_head(&self.heads, &self.head_id(), |h| {
             let listed_parts = h.parts.iter().filter(|p| part_keys.contains(&p.key)).count();
             let listed_segments = h.segments.iter().filter(|s| segment_keys.contains(&s.key)).count();
             if listed_parts != part_keys.len() || listed_segments != segment_keys.len() {
@@ -408,7 +420,7 @@ impl Manifest {
             h.parts.retain(|p| !part_keys.contains(&p.key));
             h.parts.push(new_part.clone());
             h.segments.retain(|s| !segment_keys.contains(&s.key));
-            Ok(true)
+            Ok(())
         })
         .await;
         if let Err(e) = swapped {
@@ -458,12 +470,12 @@ impl Manifest {
         let old_segments: HashSet<String> = seen.segments.iter().map(|s| s.key.clone()).collect();
         let mut dropped: Vec<String> = Vec::new();
         let new_part = part.clone();
-        let result = update_head(&self.bucket, &self.head_key(), self.options.cas, |h| {
+        let result = update_head(&self.heads, &self.head_id(), |h| {
             dropped = h.parts.iter().map(|p| p.key.clone()).collect();
             dropped.extend(h.segments.iter().filter(|s| old_segments.contains(&s.key)).map(|s| s.key.clone()));
             h.parts = vec![new_part.clone()];
             h.segments.retain(|s| !old_segments.contains(&s.key));
-            Ok(true)
+            Ok(())
         })
         .await;
         if let Err(e) = result {
