@@ -11,16 +11,49 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StorageError};
 
-/// Parse TOML `text` into `T`. Errors name `origin` (a file name), the line and the field.
+/// Parse TOML `text` into `T`. Errors name `origin` (a file name), the line and the field
+/// path (`strata.toml:3: routes.records.colour`).
 pub fn from_toml_str<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T> {
     toml::from_str(text).map_err(|e| {
         let mut where_ = origin.to_string();
         if let Some(span) = e.span() {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            where_ = format!("{origin}:{line}");
+            let offset = span.start.min(text.len());
+            let line = text[..offset].matches('\n').count() + 1;
+            where_ = match toml_path_at(text, offset) {
+                Some(path) => format!("{origin}:{line}: {path}"),
+                None => format!("{origin}:{line}"),
+            };
         }
         StorageError::invalid_config(where_, e.message().trim().to_string())
     })
+}
+
+/// The dotted path (`table.key`) of the TOML line holding byte `offset`, found from the
+/// nearest table header above it and the key on that line. Best effort: `None` when the
+/// line has neither.
+fn toml_path_at(text: &str, offset: usize) -> Option<String> {
+    let offset = (0..=offset).rev().find(|i| text.is_char_boundary(*i))?;
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let line = text[line_start..line_end].trim();
+    let header = |l: &str| -> Option<String> {
+        let l = l.trim();
+        l.starts_with('[')
+            .then(|| l.trim_start_matches('[').split(']').next().unwrap_or("").trim().to_string())
+    };
+    if let Some(h) = header(line) {
+        return Some(h);
+    }
+    let table = text[..line_start].lines().rev().find_map(header);
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().to_string())
+        .filter(|k| !k.is_empty());
+    match (table, key) {
+        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
+        (Some(t), None) => Some(t),
+        (None, k) => k,
+    }
 }
 
 /// Where environment variables come from: the process, or a fixed map in tests.
@@ -261,6 +294,13 @@ mod tests {
             msg.contains("strata.toml:2") && msg.contains("extra"),
             "{msg}"
         );
+        let err = from_toml_str::<BTreeMap<String, FsConfig>>(
+            "[a]\nroot = '/x'\n\n[b]  # second\nroot = '/y'\ncolour = 'red'\n",
+            "strata.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("strata.toml:6: b.colour"), "{err}");
     }
 
     #[test]

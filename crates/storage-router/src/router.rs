@@ -262,11 +262,7 @@ impl Router {
                     format!("{field}.connection"),
                     format!(
                         "unknown connection `{conn}`; known connections: {}",
-                        connections
-                            .iter()
-                            .map(|c| format!("`{c}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        list(connections.iter().copied())
                     ),
                 ));
             }
