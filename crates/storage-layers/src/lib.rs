@@ -11,3 +11,5 @@ pub mod timeout;
 pub mod limit;
 #[cfg(feature = "breaker")]
 pub mod breaker;
+#[cfg(feature = "metrics")]
+pub mod metrics;
