@@ -13,3 +13,5 @@ pub mod limit;
 pub mod breaker;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+#[cfg(feature = "recovery")]
+pub mod recovery;
