@@ -16,7 +16,7 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
-use storage_core::{Bucket, MemoryStore, StorageError};
+use storage_core::{Bucket, Capabilities, MemoryStore, StorageError};
 
 /// Knobs of a [`Faulty`] store, shared with the test.
 #[derive(Debug, Default)]
@@ -170,7 +170,8 @@ impl ObjectStore for Faulty {
 
 /// A memory-backed bucket wrapped in a [`Faulty`] store, and its knobs.
 pub fn faulty_bucket(name: &str) -> (Bucket, Arc<Faults>) {
-    faulty_over(name, Arc::new(MemoryStore::new()))
+    let (b, f) = faulty_over(name, Arc::new(MemoryStore::new()));
+    (b.to_builder().capabilities(Capabilities::MEMORY).build(), f)
 }
 
 /// `inner` wrapped in a [`Faulty`] store, as a bucket named `name`.
@@ -191,5 +192,11 @@ pub fn faulty_over(name: &str, inner: Arc<dyn ObjectStore>) -> (Bucket, Arc<Faul
 pub fn faulty_local(name: &str, dir: &std::path::Path) -> (Bucket, Arc<Faults>) {
     let store = storage_core::LocalStore::new(dir).expect("local store");
     let (b, f) = faulty_over(name, Arc::new(store));
-    (b.to_builder().provider("fs").build(), f)
+    (
+        b.to_builder()
+            .provider("fs")
+            .capabilities(Capabilities::LOCAL)
+            .build(),
+        f,
+    )
 }
