@@ -33,7 +33,8 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
-use futures::{StreamExt, TryStreamExt};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use storage_core::{Bucket, PutOpts, Result, StorageError};
 
@@ -310,19 +311,35 @@ impl Manifest {
     }
 
     async fn scan_head(&self, head: &ManifestHead, filter: &EntryFilter) -> Result<Vec<ManifestEntry>> {
-        let parts = futures::stream::iter(head.parts.iter().filter(|p| {
-            match (p.min_time, p.max_time) {
+        // Owned inputs and boxed futures: keeps the future `Send` for any caller
+        // (`tokio::spawn`), which borrowed iterator adaptors inside a stream do not.
+        let parts: Vec<PartRef> = head
+            .parts
+            .iter()
+            .filter(|p| match (p.min_time, p.max_time) {
                 (Some(min), Some(max)) => filter.range.overlaps(min, max),
                 _ => true,
-            }
-        }))
-        .map(|p| self.read_part(p, filter))
-        .buffered(4)
-        .try_collect::<Vec<_>>();
-        let segments = futures::stream::iter(head.segments.iter())
-            .map(|s| self.read_segment(s, filter))
-            .buffered(16)
-            .try_collect::<Vec<_>>();
+            })
+            .cloned()
+            .collect();
+        let part_reads: Vec<BoxFuture<'static, Result<Vec<ManifestEntry>>>> = parts
+            .into_iter()
+            .map(|p| {
+                let (this, filter) = (self.clone(), filter.clone());
+                async move { this.read_part(&p, &filter).await }.boxed()
+            })
+            .collect();
+        let segment_reads: Vec<BoxFuture<'static, Result<Vec<ManifestEntry>>>> = head
+            .segments
+            .iter()
+            .cloned()
+            .map(|s| {
+                let (this, filter) = (self.clone(), filter.clone());
+                async move { this.read_segment(&s, &filter).await }.boxed()
+            })
+            .collect();
+        let parts = futures::stream::iter(part_reads).buffered(4).try_collect::<Vec<_>>();
+        let segments = futures::stream::iter(segment_reads).buffered(16).try_collect::<Vec<_>>();
         let (parts, segments) = futures::try_join!(parts, segments)?;
         Ok(dedupe(parts.into_iter().chain(segments).flatten()))
     }

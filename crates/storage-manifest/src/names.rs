@@ -9,6 +9,8 @@
 //! manifests/{module}/{user}/compacted/{id}.parquet compacted manifest parts (immutable)
 //! ```
 
+use std::sync::Mutex;
+
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use storage_core::{Result, StorageError};
 
@@ -65,11 +67,21 @@ const CROCKFORD: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 pub const ID_LEN: usize = 26;
 
 /// A new file id for `at`: a lowercase ULID, so ids sort by creation time (to the millisecond)
-/// and two writers never pick the same one (80 random bits).
+/// and two writers never pick the same one (80 random bits). Within one process, ids made in
+/// the same millisecond are monotonic (the random part is incremented), so they still sort in
+/// creation order.
 pub fn new_id(at: DateTime<Utc>) -> String {
+    static LAST: Mutex<(u128, u128)> = Mutex::new((0, 0));
+    const RANDOM_MASK: u128 = (1u128 << 80) - 1;
     let ms = at.timestamp_millis().max(0) as u128;
-    let random = (u128::from(fastrand::u64(..)) << 16) | u128::from(fastrand::u16(..));
-    let value = (ms << 80) | (random & ((1u128 << 80) - 1));
+    let fresh = ((u128::from(fastrand::u64(..)) << 16) | u128::from(fastrand::u16(..))) & RANDOM_MASK;
+    let random = {
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        let random = if last.0 == ms && last.1 < RANDOM_MASK { last.1 + 1 } else { fresh };
+        *last = (ms, random);
+        random
+    };
+    let value = (ms << 80) | random;
     let mut out = [0u8; ID_LEN];
     for (i, slot) in out.iter_mut().enumerate() {
         let shift = 5 * (ID_LEN - 1 - i);
@@ -178,7 +190,8 @@ mod tests {
         assert_eq!(a.len(), ID_LEN);
         assert!(a < b, "{a} should sort before {b}");
         assert_eq!(id_time(&a).unwrap(), t1);
-        assert_ne!(new_id(t1), new_id(t1));
+        let (c, d) = (new_id(t1), new_id(t1));
+        assert!(c < d, "same millisecond: still in creation order ({c}, {d})");
         assert!(id_time("not-an-id").is_err());
         assert!(id_time("ZZZZZZZZZZ!ZZZZZZZZZZZZZZZ").is_err());
     }

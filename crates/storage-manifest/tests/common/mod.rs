@@ -1,0 +1,184 @@
+//! Checks shared by the memory, local-folder and S3 test files.
+
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+
+use chrono::{TimeZone, Utc};
+use futures::TryStreamExt;
+use serde_json::{Value, json};
+use storage_core::Bucket;
+use storage_manifest::{
+    Compression, Dataset, EntryFilter, Format, Manifest, ManifestEntry, ReadOptions, SearchQuery,
+    TimeRange, WriteOptions, new_id,
+};
+
+pub fn jan(day: u32, hour: u32) -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 1, day, hour, 0, 0).unwrap()
+}
+
+pub fn transactions() -> Vec<Value> {
+    vec![
+        json!({"timestamp": "2024-01-15T08:00:00Z", "amount": 4.5, "description": "Coffee at Joe's", "meta": {"card": "visa"}}),
+        json!({"timestamp": "2024-01-15T12:30:00Z", "amount": 42.25, "description": "Groceries", "meta": {"card": "amex"}}),
+        json!({"timestamp": "2024-01-16T09:15:00Z", "amount": 3.75, "description": "coffee beans"}),
+    ]
+}
+
+/// Write, read back and range-read one file in every format; returns the entries.
+pub async fn round_trip_every_format(bucket: &Bucket) -> Vec<ManifestEntry> {
+    let ds = Dataset::new(bucket.clone());
+    let records = transactions();
+    let mut entries = Vec::new();
+    for (format, compression) in [
+        (Format::Json, Compression::Snappy),
+        (Format::Jsonl, Compression::Snappy),
+        (Format::Parquet, Compression::Snappy),
+        (Format::Parquet, Compression::Zstd(3)),
+    ] {
+        let opts = WriteOptions::default()
+            .with_compression(compression)
+            .with_row_group_rows(1)
+            .with_tag("source", format.extension());
+        let e = ds
+            .write_with("finance", "user123", &records, format, &opts)
+            .await
+            .unwrap_or_else(|err| panic!("{format}: {err}"));
+        assert_eq!(e.format, format);
+        assert_eq!(e.rows, 3);
+        assert_eq!((e.min_time, e.max_time), (jan(15, 8), jan(16, 9) + chrono::Duration::minutes(15)));
+        assert!(e.etag.is_some(), "{format}: the entry carries the ETag");
+        let date = e.created.format("%Y/%m/%d").to_string();
+        assert_eq!(
+            e.key,
+            format!("finance/user123/{date}/{}.{}", e.id, format.extension()),
+            "layout {{module}}/{{user}}/{{yyyy}}/{{mm}}/{{dd}}/{{id}}.{{ext}}"
+        );
+        let stored = bucket.head(&e.key).await.unwrap();
+        assert_eq!(stored.size, e.bytes);
+        assert_eq!(stored.content_type(), Some(format.content_type()));
+
+        // Read back whole. Parquet widens nothing here (amount is a float everywhere), turns
+        // the nested object into JSON and back, and returns the time as RFC 3339.
+        let back = ds.read("finance", "user123", &e.id).await.unwrap();
+        assert_eq!(back, records, "{format} round trip");
+
+        // A time window and a projection.
+        let day15 = TimeRange::between(jan(15, 0), jan(16, 0)).unwrap();
+        let opts = ReadOptions::default()
+            .with_range(day15)
+            .with_columns(["description"]);
+        let part = ds.read_with("finance", "user123", &e.id, &opts).await.unwrap();
+        assert_eq!(
+            part,
+            vec![json!({"description": "Coffee at Joe's"}), json!({"description": "Groceries"})],
+            "{format} range + projection"
+        );
+        entries.push(e);
+    }
+
+    // Ids sort by creation time, so keys of later writes sort later within a day.
+    let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted);
+
+    // read_all streams every file, oldest first, filtered to the window.
+    let day16 = TimeRange::since(jan(16, 0));
+    let all: Vec<Value> = ds
+        .read_all("finance", "user123", &ReadOptions::default().with_range(day16))
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(all, vec![records[2].clone(); 4]);
+
+    let manifest = ds.manifest("finance", "user123").unwrap();
+    let listed = manifest.entries().await.unwrap();
+    assert_eq!(listed, entries);
+
+    // Search from the manifest alone, with filters.
+    let hits = ds.search("finance", "user123", &SearchQuery::new("COFFEE")).await.unwrap();
+    assert_eq!(hits.total, 4);
+    let hits = ds
+        .search("finance", "user123", &SearchQuery::new("coffee").with_format(Format::Parquet))
+        .await
+        .unwrap();
+    assert_eq!(hits.total, 2);
+    let hits = ds
+        .search("finance", "user123", &SearchQuery::new("").with_tag("source", "jsonl"))
+        .await
+        .unwrap();
+    assert_eq!(hits.hits.len(), 1);
+    assert_eq!(hits.hits[0].entry.format, Format::Jsonl);
+    let hits = ds
+        .search("finance", "user123", &SearchQuery::new("coffee").deep(true).with_range(day16))
+        .await
+        .unwrap();
+    assert_eq!(hits.total, 4);
+    assert!(hits.hits.iter().all(|h| h.matched_rows == Some(1)));
+    let none = ds.search("finance", "user123", &SearchQuery::new("tea")).await.unwrap();
+    assert_eq!(none.total, 0);
+
+    // After compaction the same questions get the same answers.
+    let report = manifest.compact_all().await.unwrap();
+    assert_eq!(report.entries, 4);
+    assert_eq!(manifest.entries().await.unwrap().len(), 4);
+    let hits = ds.search("finance", "user123", &SearchQuery::new("groceries")).await.unwrap();
+    assert_eq!(hits.total, 4);
+    let verify = ds.verify("finance", "user123").await.unwrap();
+    assert!(verify.is_clean(), "{verify:?}");
+    entries
+}
+
+/// `writers` tasks each append `per_writer` entries one at a time to one manifest.
+pub async fn concurrent_appends(bucket: &Bucket, writers: usize, per_writer: usize) {
+    let manifest = Manifest::new(bucket.clone(), "load", "shared").unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let m = manifest.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_writer {
+                let at = jan(1 + (i % 28) as u32, (w % 24) as u32);
+                let id = new_id(at);
+                let entry = ManifestEntry {
+                    key: format!("load/shared/2024/01/01/{id}.jsonl"),
+                    id,
+                    format: Format::Jsonl,
+                    rows: 1,
+                    bytes: 10,
+                    min_time: at,
+                    max_time: at,
+                    etag: None,
+                    created: at,
+                    time_field: None,
+                    text: format!("writer{w} item{i}"),
+                    text_truncated: false,
+                    tags: Default::default(),
+                };
+                m.append(&[entry]).await.unwrap_or_else(|e| panic!("writer {w} append {i}: {e}"));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let entries = manifest.entries().await.unwrap();
+    let keys: HashSet<&str> = entries.iter().map(|e| e.key.as_str()).collect();
+    let texts: HashSet<&str> = entries.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(entries.len(), writers * per_writer, "every append is in the manifest");
+    assert_eq!(keys.len(), writers * per_writer, "no duplicate keys");
+    for w in 0..writers {
+        for i in 0..per_writer {
+            assert!(texts.contains(format!("writer{w} item{i}").as_str()), "writer {w} item {i} lost");
+        }
+    }
+    // A compaction now leaves exactly the same entries.
+    manifest.compact_all().await.unwrap();
+    let after = manifest
+        .scan(&EntryFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(after.len(), writers * per_writer);
+}
