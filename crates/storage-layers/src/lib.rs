@@ -15,3 +15,5 @@ pub mod breaker;
 pub mod metrics;
 #[cfg(feature = "recovery")]
 pub mod recovery;
+#[cfg(feature = "compression")]
+pub mod compression;

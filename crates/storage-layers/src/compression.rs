@@ -1,0 +1,745 @@
+//! Transparent compression: gzip (always) and zstd (`zstd` feature).
+//!
+//! # Choosing what is compressed
+//!
+//! For each put, in this order:
+//! 1. a request attribute `Attribute::Metadata("strata-compress")` = `gzip` / `zstd` / `none`
+//!    on the put (removed before storing) — see [`compress_with`];
+//! 2. the first content-type rule whose prefix matches the put's `Content-Type`
+//!    ([`CompressionLayer::with_rule`], e.g. `application/json` → zstd);
+//! 3. the layer's default codec (none unless set).
+//!
+//! Payloads smaller than [`CompressionLayer::with_min_size`] (default 1 KiB) and puts that
+//! already carry a `Content-Encoding` are stored as they are.
+//!
+//! # What is stored
+//!
+//! The compressed bytes, with `Content-Encoding: gzip` (or `zstd`) so that boto3, curl
+//! (`--compressed`) or a browser can decode them, plus user metadata
+//! `strata-compression: gzip|zstd` and `strata-uncompressed-size: N`. On get, objects with
+//! `Content-Encoding: gzip`/`zstd` are decompressed and returned without those attributes;
+//! objects without it (written before compression was enabled, or by other clients) pass
+//! through unchanged.
+//!
+//! # What size, range and ETag mean
+//!
+//! - `get`/`head` report the **uncompressed** size (from the stored metadata; a multipart
+//!   upload cannot know it in advance, so its `head` reports the stored size). `list`
+//!   reports the **stored** (compressed) size: listings carry no metadata.
+//! - Ranges are in uncompressed bytes: the layer fetches the whole object, decompresses it
+//!   and slices (**decompress-then-slice**). A range read of a compressed object therefore
+//!   costs a whole-object read; do not compress objects you read by ranges (Parquet, media).
+//! - The ETag is the backend's ETag of the **stored** bytes: conditional reads and writes
+//!   (If-Match, If-None-Match, compare-and-swap) work unchanged, and the ETag changes
+//!   whenever the stored bytes do.
+//!
+//! # Where it belongs
+//!
+//! Above encryption (compress, then encrypt: ciphertext does not compress) and above retry
+//! (compress once, resend the same bytes), below the cache (cache what the application
+//! reads): `metrics → cache → **compression** → encryption → retry → …`. Compressing secret
+//! data before encryption can leak information through the compressed length when an
+//! attacker controls part of the plaintext (CRIME/BREACH); leave such objects uncompressed.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use object_store::{Attribute, ObjectStoreExt, PutOptions, path::Path};
+//! use storage_core::{Layer, MemoryStore};
+//! use storage_layers::compression::{Codec, CompressionLayer};
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let backend = Arc::new(MemoryStore::new());
+//! let store = CompressionLayer::default().with_default(Codec::Gzip).layer(backend.clone());
+//! let json = "{\"a\": 1}".repeat(1000);
+//! store.put(&Path::from("doc.json"), json.clone().into()).await.unwrap();
+//!
+//! // Stored compressed, marked for other clients...
+//! let raw = backend.get(&Path::from("doc.json")).await.unwrap();
+//! assert_eq!(raw.attributes.get(&Attribute::ContentEncoding).unwrap().as_ref(), "gzip");
+//! assert!(raw.meta.size < 200);
+//! // ...and read back as written.
+//! assert_eq!(store.get(&Path::from("doc.json")).await.unwrap().bytes().await.unwrap(), json);
+//! # }
+//! ```
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    Attribute, AttributeValue, Attributes, CopyOptions, GetOptions, GetResult, ListResult,
+    MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload,
+    PutResult, RenameOptions, Result as OsResult, UploadPart,
+};
+use storage_core::{Layer, StorageError};
+
+use crate::util::{into_stream, os_err, payload_bytes};
+
+/// Request attribute choosing the codec of one put: `gzip`, `zstd` or `none`.
+pub const COMPRESS_ATTRIBUTE: &str = "strata-compress";
+/// Stored metadata naming the codec.
+pub const CODEC_METADATA: &str = "strata-compression";
+/// Stored metadata holding the uncompressed size.
+pub const SIZE_METADATA: &str = "strata-uncompressed-size";
+
+/// Smallest part sent to the backend while compressing a multipart upload (S3's minimum).
+const MIN_PART: usize = 5 * 1024 * 1024;
+
+/// A compression codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Codec {
+    /// gzip (RFC 1952), readable by every HTTP client.
+    Gzip,
+    /// zstd (RFC 8878): faster and smaller; needs the `zstd` feature.
+    Zstd,
+}
+
+impl Codec {
+    /// The `Content-Encoding` token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Codec::Gzip => "gzip",
+            Codec::Zstd => "zstd",
+        }
+    }
+
+    /// Parse a `Content-Encoding` token.
+    pub fn parse(s: &str) -> Option<Codec> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "gzip" | "x-gzip" => Some(Codec::Gzip),
+            "zstd" => Some(Codec::Zstd),
+            _ => None,
+        }
+    }
+
+    #[cfg_attr(feature = "zstd", allow(dead_code))]
+    fn unavailable() -> StorageError {
+        StorageError::not_supported(
+            "compression",
+            "zstd (storage-layers was built without the `zstd` feature)",
+        )
+    }
+
+    /// Compress `data` at `level` (None = the codec's default).
+    pub fn compress(self, data: &[u8], level: Option<i32>) -> storage_core::Result<Vec<u8>> {
+        let mut enc = Encoder::new(self, level)?;
+        enc.write(data)?;
+        enc.finish()
+    }
+
+    /// Decompress `data`.
+    pub fn decompress(self, data: &[u8]) -> storage_core::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let res = match self {
+            Codec::Gzip => flate2::read::MultiGzDecoder::new(data).read_to_end(&mut out),
+            #[cfg(feature = "zstd")]
+            Codec::Zstd => {
+                zstd::stream::read::Decoder::new(data).and_then(|mut d| d.read_to_end(&mut out))
+            }
+            #[cfg(not(feature = "zstd"))]
+            Codec::Zstd => return Err(Codec::unavailable()),
+        };
+        res.map_err(|e| StorageError::Corrupt {
+            backend: "compression".into(),
+            key: String::new(),
+            reason: format!("{} data does not decompress: {e}", self.as_str()),
+        })?;
+        Ok(out)
+    }
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A streaming encoder into a growing buffer.
+enum Encoder {
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    #[cfg(feature = "zstd")]
+    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+}
+
+fn io_err(e: std::io::Error) -> StorageError {
+    StorageError::Backend {
+        backend: "compression".into(),
+        status: None,
+        source: Box::new(e),
+    }
+}
+
+impl Encoder {
+    fn new(codec: Codec, level: Option<i32>) -> storage_core::Result<Encoder> {
+        Ok(match codec {
+            Codec::Gzip => {
+                let level = level.map_or(flate2::Compression::default(), |l| {
+                    flate2::Compression::new(l.clamp(0, 9) as u32)
+                });
+                Encoder::Gzip(flate2::write::GzEncoder::new(Vec::new(), level))
+            }
+            #[cfg(feature = "zstd")]
+            Codec::Zstd => Encoder::Zstd(
+                zstd::stream::write::Encoder::new(Vec::new(), level.unwrap_or(3)).map_err(io_err)?,
+            ),
+            #[cfg(not(feature = "zstd"))]
+            Codec::Zstd => {
+                let _ = level;
+                return Err(Codec::unavailable());
+            }
+        })
+    }
+
+    fn write(&mut self, data: &[u8]) -> storage_core::Result<()> {
+        match self {
+            Encoder::Gzip(e) => e.write_all(data),
+            #[cfg(feature = "zstd")]
+            Encoder::Zstd(e) => e.write_all(data),
+        }
+        .map_err(io_err)
+    }
+
+    /// Compressed bytes produced so far (taken out of the buffer).
+    fn take(&mut self) -> Vec<u8> {
+        match self {
+            Encoder::Gzip(e) => std::mem::take(e.get_mut()),
+            #[cfg(feature = "zstd")]
+            Encoder::Zstd(e) => std::mem::take(e.get_mut()),
+        }
+    }
+
+    fn buffered(&mut self) -> usize {
+        match self {
+            Encoder::Gzip(e) => e.get_ref().len(),
+            #[cfg(feature = "zstd")]
+            Encoder::Zstd(e) => e.get_ref().len(),
+        }
+    }
+
+    fn finish(self) -> storage_core::Result<Vec<u8>> {
+        match self {
+            Encoder::Gzip(e) => e.finish(),
+            #[cfg(feature = "zstd")]
+            Encoder::Zstd(e) => e.finish(),
+        }
+        .map_err(io_err)
+    }
+}
+
+/// Ask for `codec` (or `None`: no compression) on one put, overriding the layer's rules.
+///
+/// ```
+/// use object_store::PutOptions;
+/// use storage_layers::compression::{compress_with, Codec};
+/// let mut opts = PutOptions::default();
+/// compress_with(&mut opts.attributes, Some(Codec::Gzip));
+/// ```
+pub fn compress_with(attributes: &mut Attributes, codec: Option<Codec>) {
+    attributes.insert(
+        Attribute::Metadata(COMPRESS_ATTRIBUTE.into()),
+        AttributeValue::from(codec.map_or("none", Codec::as_str)),
+    );
+}
+
+/// Compresses on put and decompresses on get; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct CompressionLayer {
+    default: Option<Codec>,
+    rules: Vec<(String, Option<Codec>)>,
+    min_size: usize,
+    level: Option<i32>,
+}
+
+impl Default for CompressionLayer {
+    /// No default codec and no rules (only puts that ask are compressed), 1 KiB minimum.
+    fn default() -> Self {
+        CompressionLayer {
+            default: None,
+            rules: Vec::new(),
+            min_size: 1024,
+            level: None,
+        }
+    }
+}
+
+impl CompressionLayer {
+    /// Compress every put not matched by a rule with `codec`.
+    pub fn with_default(mut self, codec: Codec) -> Self {
+        self.default = Some(codec);
+        self
+    }
+
+    /// Puts whose `Content-Type` starts with `prefix` use `codec` (`None`: stored as is).
+    /// Rules are tried in the order added.
+    pub fn with_rule(mut self, content_type_prefix: impl Into<String>, codec: Option<Codec>) -> Self {
+        self.rules
+            .push((content_type_prefix.into().to_ascii_lowercase(), codec));
+        self
+    }
+
+    /// Payloads smaller than this are stored uncompressed.
+    pub fn with_min_size(mut self, bytes: usize) -> Self {
+        self.min_size = bytes;
+        self
+    }
+
+    /// Compression level (gzip 0-9, zstd 1-22); default: each codec's default.
+    pub fn with_level(mut self, level: i32) -> Self {
+        self.level = Some(level);
+        self
+    }
+
+    /// Wrap a concrete store.
+    pub fn wrap<T: ObjectStore>(&self, inner: T) -> CompressionStore<T> {
+        CompressionStore {
+            inner: Arc::new(inner),
+            cfg: Arc::new(self.clone()),
+        }
+    }
+
+    /// Which codec a put with these attributes gets; strips the request attribute.
+    fn choose(&self, attrs: &mut Attributes) -> Option<Codec> {
+        let requested = attrs
+            .remove(&Attribute::Metadata(COMPRESS_ATTRIBUTE.into()))
+            .map(|v| Codec::parse(v.as_ref()));
+        if attrs.get(&Attribute::ContentEncoding).is_some() {
+            return None;
+        }
+        if let Some(choice) = requested {
+            return choice;
+        }
+        if let Some(ct) = attrs.get(&Attribute::ContentType) {
+            let ct = ct.as_ref().to_ascii_lowercase();
+            if let Some((_, codec)) = self.rules.iter().find(|(p, _)| ct.starts_with(p.as_str())) {
+                return *codec;
+            }
+        }
+        self.default
+    }
+}
+
+impl Layer for CompressionLayer {
+    fn layer(&self, inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+        Arc::new(self.wrap(inner))
+    }
+}
+
+/// A compressing store; made by [`CompressionLayer`].
+pub struct CompressionStore<T: ObjectStore> {
+    inner: Arc<T>,
+    cfg: Arc<CompressionLayer>,
+}
+
+impl<T: ObjectStore> fmt::Debug for CompressionStore<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CompressionStore({:?})", self.inner)
+    }
+}
+
+impl<T: ObjectStore> fmt::Display for CompressionStore<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CompressionStore({})", self.inner)
+    }
+}
+
+/// Run CPU-heavy work off the async threads when it is big enough to matter.
+pub(crate) async fn cpu<R: Send + 'static>(
+    len: usize,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> R {
+    if len < 256 * 1024 {
+        return f();
+    }
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("compression/encryption worker panicked")
+}
+
+/// The codec a stored object was compressed with, from its attributes.
+fn stored_codec(attrs: &Attributes) -> Option<Codec> {
+    attrs
+        .get(&Attribute::ContentEncoding)
+        .and_then(|v| Codec::parse(v.as_ref()))
+}
+
+fn strip_markers(attrs: &Attributes) -> Attributes {
+    attrs
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(k, Attribute::ContentEncoding)
+                && !matches!(k, Attribute::Metadata(m) if m == CODEC_METADATA || m == SIZE_METADATA)
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn stored_size(attrs: &Attributes) -> Option<u64> {
+    attrs
+        .get(&Attribute::Metadata(SIZE_METADATA.into()))
+        .and_then(|v| v.as_ref().parse().ok())
+}
+
+fn range_err(key: &str, e: impl fmt::Display) -> object_store::Error {
+    os_err(StorageError::invalid_input(
+        format!("range of `{key}`"),
+        e.to_string(),
+    ))
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl<T: ObjectStore> ObjectStore for CompressionStore<T> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        mut opts: PutOptions,
+    ) -> OsResult<PutResult> {
+        let codec = self.cfg.choose(&mut opts.attributes);
+        let Some(codec) = codec.filter(|_| payload.content_length() >= self.cfg.min_size) else {
+            return self.inner.put_opts(location, payload, opts).await;
+        };
+        let data = payload_bytes(&payload);
+        let len = data.len();
+        let level = self.cfg.level;
+        let compressed = cpu(len, move || codec.compress(&data, level))
+            .await
+            .map_err(os_err)?;
+        opts.attributes
+            .insert(Attribute::ContentEncoding, codec.as_str().into());
+        opts.attributes.insert(
+            Attribute::Metadata(CODEC_METADATA.into()),
+            codec.as_str().into(),
+        );
+        opts.attributes.insert(
+            Attribute::Metadata(SIZE_METADATA.into()),
+            len.to_string().into(),
+        );
+        self.inner
+            .put_opts(location, compressed.into(), opts)
+            .await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        mut opts: PutMultipartOptions,
+    ) -> OsResult<Box<dyn MultipartUpload>> {
+        let Some(codec) = self.cfg.choose(&mut opts.attributes) else {
+            return self.inner.put_multipart_opts(location, opts).await;
+        };
+        let encoder = Encoder::new(codec, self.cfg.level).map_err(os_err)?;
+        opts.attributes
+            .insert(Attribute::ContentEncoding, codec.as_str().into());
+        opts.attributes.insert(
+            Attribute::Metadata(CODEC_METADATA.into()),
+            codec.as_str().into(),
+        );
+        let upload = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(CompressingUpload {
+            upload,
+            encoder: Some(encoder),
+        }))
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
+        let wanted = options.range.clone();
+        let head = options.head;
+        let mut res = self.inner.get_opts(location, options.clone()).await?;
+        let Some(codec) = stored_codec(&res.attributes) else {
+            return Ok(res);
+        };
+        if head {
+            if let Some(size) = stored_size(&res.attributes) {
+                res.meta.size = size;
+                res.range = 0..size;
+            }
+            res.attributes = strip_markers(&res.attributes);
+            return Ok(res);
+        }
+        if wanted.is_some() {
+            // Ranges are in uncompressed bytes: read the whole stored object (pinned to the
+            // version just seen), then slice.
+            let whole = GetOptions {
+                range: None,
+                if_match: res.meta.e_tag.clone().or(options.if_match.clone()),
+                version: res.meta.version.clone().or(options.version.clone()),
+                ..options
+            };
+            res = self.inner.get_opts(location, whole).await?;
+        }
+        let (mut meta, body) = into_stream(res);
+        let stored = object_store::GetResult {
+            payload: object_store::GetResultPayload::Stream(body),
+            meta: meta.meta.clone(),
+            range: meta.range.clone(),
+            attributes: Attributes::new(),
+            extensions: Default::default(),
+        }
+        .bytes()
+        .await?;
+        let key = location.to_string();
+        let plain = cpu(stored.len(), move || codec.decompress(&stored))
+            .await
+            .map_err(|e| match e {
+                StorageError::Corrupt { backend, reason, .. } => os_err(StorageError::Corrupt {
+                    backend,
+                    key: key.clone(),
+                    reason,
+                }),
+                other => os_err(other),
+            })?;
+        let plain = Bytes::from(plain);
+        let total = plain.len() as u64;
+        let range = match &wanted {
+            None => 0..total,
+            Some(r) => r
+                .as_range(total)
+                .map_err(|e| range_err(location.as_ref(), e))?,
+        };
+        meta.meta.size = total;
+        meta.attributes = strip_markers(&meta.attributes);
+        let body = plain.slice(range.start as usize..range.end as usize);
+        meta.range = range;
+        Ok(meta.with_bytes(body))
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
+        let head = self
+            .inner
+            .get_opts(location, GetOptions::new().with_head(true))
+            .await?;
+        if stored_codec(&head.attributes).is_none() {
+            return self.inner.get_ranges(location, ranges).await;
+        }
+        let pinned = GetOptions::new().with_if_match(head.meta.e_tag.clone());
+        let whole = self.get_opts(location, pinned).await?.bytes().await?;
+        ranges
+            .iter()
+            .map(|r| {
+                if r.start > r.end || r.end > whole.len() as u64 {
+                    Err(range_err(
+                        location.as_ref(),
+                        format!("range {r:?} is outside the object's {} bytes", whole.len()),
+                    ))
+                } else {
+                    Ok(whole.slice(r.start as usize..r.end as usize))
+                }
+            })
+            .collect()
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, OsResult<Path>>,
+    ) -> BoxStream<'static, OsResult<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
+/// Compresses a multipart upload as it streams: compressed output is sent in parts of at
+/// least 5 MiB; the rest goes in the last part on `complete`.
+struct CompressingUpload {
+    upload: Box<dyn MultipartUpload>,
+    encoder: Option<Encoder>,
+}
+
+impl fmt::Debug for CompressingUpload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CompressingUpload({:?})", self.upload)
+    }
+}
+
+#[async_trait]
+impl MultipartUpload for CompressingUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        let Some(enc) = self.encoder.as_mut() else {
+            return futures::future::ready(Err(os_err(StorageError::invalid_input(
+                "put_part",
+                "the upload was already completed",
+            ))))
+            .boxed();
+        };
+        for chunk in data.iter() {
+            if let Err(e) = enc.write(chunk) {
+                return futures::future::ready(Err(os_err(e))).boxed();
+            }
+        }
+        if enc.buffered() >= MIN_PART {
+            let part = enc.take();
+            return self.upload.put_part(part.into());
+        }
+        futures::future::ready(Ok(())).boxed()
+    }
+
+    async fn complete(&mut self) -> OsResult<PutResult> {
+        if let Some(enc) = self.encoder.take() {
+            let rest = enc.finish().map_err(os_err)?;
+            self.upload.put_part(rest.into()).await?;
+        }
+        self.upload.complete().await
+    }
+
+    async fn abort(&mut self) -> OsResult<()> {
+        self.encoder = None;
+        self.upload.abort().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::{GetRange, ObjectStoreExt, WriteMultipart};
+    use storage_core::MemoryStore;
+
+    fn json(n: usize) -> String {
+        (0..n)
+            .map(|i| format!("{{\"id\":{i},\"name\":\"user{i}\",\"active\":true}}\n"))
+            .collect()
+    }
+
+    fn put_opts(ct: &str) -> PutOptions {
+        let mut o = PutOptions::default();
+        o.attributes.insert(Attribute::ContentType, ct.to_string().into());
+        o
+    }
+
+    #[tokio::test]
+    async fn content_type_rules_and_request_override() {
+        let mem = Arc::new(MemoryStore::new());
+        let layer = CompressionLayer::default()
+            .with_rule("application/json", Some(Codec::Zstd))
+            .with_rule("image/", None)
+            .with_default(Codec::Gzip);
+        let store = layer.wrap(Arc::clone(&mem));
+        let body = json(500);
+        let cases = [
+            ("a.json", "application/json", Some("zstd")),
+            ("b.txt", "text/plain", Some("gzip")),
+            ("c.png", "image/png", None),
+        ];
+        for (key, ct, expect) in cases {
+            let p = Path::from(key);
+            store.put_opts(&p, body.clone().into(), put_opts(ct)).await.unwrap();
+            let raw = mem.get(&p).await.unwrap();
+            assert_eq!(
+                raw.attributes.get(&Attribute::ContentEncoding).map(|v| v.as_ref().to_string()),
+                expect.map(str::to_string),
+                "{key}"
+            );
+            let back = store.get(&p).await.unwrap();
+            assert_eq!(back.meta.size, body.len() as u64);
+            assert!(back.attributes.get(&Attribute::ContentEncoding).is_none());
+            assert_eq!(back.bytes().await.unwrap(), body);
+        }
+        // A put can ask for no compression.
+        let mut o = put_opts("text/plain");
+        compress_with(&mut o.attributes, None);
+        store.put_opts(&Path::from("d"), body.clone().into(), o).await.unwrap();
+        let raw = mem.get(&Path::from("d")).await.unwrap();
+        assert!(raw.attributes.get(&Attribute::ContentEncoding).is_none());
+        assert!(raw.attributes.get(&Attribute::Metadata(COMPRESS_ATTRIBUTE.into())).is_none());
+    }
+
+    #[tokio::test]
+    async fn small_and_foreign_objects_pass_through() {
+        let mem = Arc::new(MemoryStore::new());
+        let store = CompressionLayer::default().with_default(Codec::Gzip).wrap(Arc::clone(&mem));
+        store.put(&Path::from("tiny"), "hi".into()).await.unwrap();
+        assert_eq!(mem.get(&Path::from("tiny")).await.unwrap().bytes().await.unwrap(), "hi");
+        mem.put(&Path::from("plain"), json(100).into()).await.unwrap();
+        assert_eq!(store.get(&Path::from("plain")).await.unwrap().bytes().await.unwrap(), json(100));
+    }
+
+    #[tokio::test]
+    async fn ranges_are_in_uncompressed_bytes() {
+        let mem = Arc::new(MemoryStore::new());
+        let store = CompressionLayer::default().with_default(Codec::Gzip).wrap(Arc::clone(&mem));
+        let body = Bytes::from(json(1000));
+        let p = Path::from("r");
+        store.put(&p, body.clone().into()).await.unwrap();
+        assert_eq!(store.get_range(&p, 100..200).await.unwrap(), body.slice(100..200));
+        let r = store
+            .get_opts(&p, GetOptions::new().with_range(Some(GetRange::Suffix(10))))
+            .await
+            .unwrap();
+        assert_eq!(r.range.end, body.len() as u64);
+        assert_eq!(r.bytes().await.unwrap(), body.slice(body.len() - 10..));
+        let parts = store.get_ranges(&p, &[0..5, 50..60]).await.unwrap();
+        assert_eq!(parts, vec![body.slice(0..5), body.slice(50..60)]);
+        assert_eq!(store.head(&p).await.unwrap().size, body.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn conditional_writes_use_the_stored_etag() {
+        let store = CompressionLayer::default().with_default(Codec::Gzip).wrap(MemoryStore::new());
+        let p = Path::from("cas");
+        let first = store.put(&p, json(100).into()).await.unwrap();
+        let got = store.get(&p).await.unwrap();
+        assert_eq!(got.meta.e_tag, first.e_tag);
+        store
+            .put_opts(&p, json(200).into(), object_store::PutMode::Update(first.clone().into()).into())
+            .await
+            .unwrap();
+        let stale = store
+            .put_opts(&p, json(300).into(), object_store::PutMode::Update(first.into()).into())
+            .await;
+        assert!(matches!(stale, Err(object_store::Error::Precondition { .. })));
+    }
+
+    #[tokio::test]
+    async fn multipart_uploads_compress_as_they_stream() {
+        let mem = Arc::new(MemoryStore::new());
+        let store = CompressionLayer::default().with_default(Codec::Zstd).wrap(Arc::clone(&mem));
+        let p = Path::from("mp");
+        let body = json(200_000); // ~9 MiB of JSON
+        let upload = store.put_multipart(&p).await.unwrap();
+        let mut w = WriteMultipart::new_with_chunk_size(upload, 1024 * 1024);
+        w.write(body.as_bytes());
+        w.finish().await.unwrap();
+        let raw = mem.head(&p).await.unwrap();
+        assert!(raw.size < body.len() as u64 / 4, "stored {} of {}", raw.size, body.len());
+        assert_eq!(store.get(&p).await.unwrap().bytes().await.unwrap(), body);
+    }
+
+    #[test]
+    fn corrupt_data_is_a_typed_error() {
+        let mut z = Codec::Gzip.compress(b"hello hello hello", None).unwrap();
+        let n = z.len();
+        z[n / 2] ^= 0xff;
+        z.truncate(n - 3);
+        let e = Codec::Gzip.decompress(&z).unwrap_err();
+        assert!(matches!(e, StorageError::Corrupt { .. }), "{e}");
+    }
+}
