@@ -78,7 +78,7 @@ use object_store::{
 };
 use storage_core::{Layer, StorageError};
 
-use crate::util::{into_stream, os_err, payload_bytes};
+use crate::util::{cpu, into_stream, os_err, payload_bytes};
 
 /// Request attribute choosing the codec of one put: `gzip`, `zstd` or `none`.
 pub const COMPRESS_ATTRIBUTE: &str = "strata-compress";
@@ -347,19 +347,6 @@ impl<T: ObjectStore> fmt::Display for CompressionStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CompressionStore({})", self.inner)
     }
-}
-
-/// Run CPU-heavy work off the async threads when it is big enough to matter.
-pub(crate) async fn cpu<R: Send + 'static>(
-    len: usize,
-    f: impl FnOnce() -> R + Send + 'static,
-) -> R {
-    if len < 256 * 1024 {
-        return f();
-    }
-    tokio::task::spawn_blocking(f)
-        .await
-        .expect("compression/encryption worker panicked")
 }
 
 /// The codec a stored object was compressed with, from its attributes.

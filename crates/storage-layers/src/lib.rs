@@ -17,3 +17,5 @@ pub mod metrics;
 pub mod recovery;
 #[cfg(feature = "compression")]
 pub mod compression;
+#[cfg(feature = "encryption")]
+pub mod encryption;

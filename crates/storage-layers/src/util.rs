@@ -143,6 +143,20 @@ impl GetResultMeta {
     }
 }
 
+/// Run CPU-heavy work off the async threads when it is big enough to matter.
+#[cfg(any(feature = "compression", feature = "encryption"))]
+pub(crate) async fn cpu<R: Send + 'static>(
+    len: usize,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> R {
+    if len < 256 * 1024 {
+        return f();
+    }
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("compression/encryption worker panicked")
+}
+
 /// Key of a path for messages and metrics.
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 pub(crate) fn key_prefix(key: &str, depth: usize) -> String {
