@@ -157,7 +157,10 @@ pub struct HealthConfig {
     #[serde(default = "default_demote_after")]
     pub demote_after: u32,
     /// How long a demotion lasts after the latest failure.
-    #[serde(default = "default_demote_for", with = "storage_core::config::duration_str")]
+    #[serde(
+        default = "default_demote_for",
+        with = "storage_core::config::duration_str"
+    )]
     pub demote_for: Duration,
 }
 
@@ -204,7 +207,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.routes["records"].bucket.as_deref(), Some("main"));
-        assert_eq!(cfg.routes["records"].offload.as_ref().unwrap().after_days, 30);
+        assert_eq!(
+            cfg.routes["records"].offload.as_ref().unwrap().after_days,
+            30
+        );
         assert_eq!(cfg.sources["tide"].policy, PolicyName::Hedged);
         assert_eq!(
             cfg.sources["tide"].hedge_delay,

@@ -23,7 +23,9 @@ pub(crate) fn put_opts_from(info: &ObjectInfo, storage_class: Option<&str>) -> P
         cache_control: h("cache-control"),
         content_disposition: h("content-disposition"),
         content_encoding: h("content-encoding"),
-        storage_class: storage_class.map(str::to_string).or_else(|| h("storage-class")),
+        storage_class: storage_class
+            .map(str::to_string)
+            .or_else(|| h("storage-class")),
         metadata: info.metadata.clone(),
         ..PutOpts::default()
     }
@@ -99,7 +101,11 @@ mod tests {
             etag_md5(Some("\"9E107D9D372BB6826BD81D3542A419D6\"")).as_deref(),
             Some("9e107d9d372bb6826bd81d3542a419d6")
         );
-        assert_eq!(etag_md5(Some("\"abc-2\"")), None, "multipart ETags are not MD5s");
+        assert_eq!(
+            etag_md5(Some("\"abc-2\"")),
+            None,
+            "multipart ETags are not MD5s"
+        );
         assert_eq!(etag_md5(Some("3")), None);
         assert_eq!(etag_md5(None), None);
     }

@@ -44,7 +44,11 @@ impl MergedListing {
 /// List `prefix` in every bucket concurrently (buckets in priority order), merge in key
 /// order and keep, for each key, the entry from the first bucket. A bucket whose listing
 /// fails is reported in [`MergedListing::partial`], never silently dropped.
-pub async fn merged_list(buckets: &[Bucket], prefix: &str, health: &HealthTracker) -> MergedListing {
+pub async fn merged_list(
+    buckets: &[Bucket],
+    prefix: &str,
+    health: &HealthTracker,
+) -> MergedListing {
     let listings = join_all(buckets.iter().map(|b| {
         let health = health.clone();
         async move {

@@ -80,7 +80,10 @@ pub async fn offload(route: &RoutedBucket, opts: &OffloadOptions) -> Result<Offl
         .unwrap_or(Duration::from_secs(u64::from(target.after_days) * 86_400));
     let cutoff = opts.now
         - chrono::Duration::from_std(older_than).map_err(|_| {
-            StorageError::invalid_input("older_than", "the age is too large to compute a cut-off date")
+            StorageError::invalid_input(
+                "older_than",
+                "the age is too large to compute a cut-off date",
+            )
         })?;
     let mut objects: Vec<ObjectInfo> = route.list_here("").try_collect().await?;
     objects.sort_by(|a, b| a.key.cmp(&b.key));
@@ -121,7 +124,16 @@ pub async fn offload(route: &RoutedBucket, opts: &OffloadOptions) -> Result<Offl
             report.moved.push(rel);
             continue;
         }
-        match move_one(route, target.bucket.clone(), &rel, &info, in_place, target.storage_class.as_deref()).await {
+        match move_one(
+            route,
+            target.bucket.clone(),
+            &rel,
+            &info,
+            in_place,
+            target.storage_class.as_deref(),
+        )
+        .await
+        {
             Ok(true) => {
                 report.bytes += info.size;
                 report.moved.push(rel);
@@ -146,10 +158,15 @@ async fn move_one(
     storage_class: Option<&str>,
 ) -> std::result::Result<bool, (String, StorageError)> {
     let src = route.bucket();
-    let src_key = route.full_key(rel).map_err(|e| (src.name().to_string(), e))?;
+    let src_key = route
+        .full_key(rel)
+        .map_err(|e| (src.name().to_string(), e))?;
     if in_place {
         // Rewrite with the new storage class, only if nobody changed it meanwhile.
-        let obj = src.get(&src_key).await.map_err(|e| (src.name().to_string(), e))?;
+        let obj = src
+            .get(&src_key)
+            .await
+            .map_err(|e| (src.name().to_string(), e))?;
         let mut opts = put_opts_from(&obj.info, storage_class);
         if let Some(etag) = &obj.info.etag
             && src.capabilities().put_if_match
@@ -172,7 +189,10 @@ async fn move_one(
     let copied = copy_object(src, &src_key, &dst, &dst_key, storage_class)
         .await
         .map_err(|e| (dst.name().to_string(), e))?;
-    let written = dst.head(&dst_key).await.map_err(|e| (dst.name().to_string(), e))?;
+    let written = dst
+        .head(&dst_key)
+        .await
+        .map_err(|e| (dst.name().to_string(), e))?;
     if written.size != copied.source.size {
         return Err((
             dst.name().to_string(),

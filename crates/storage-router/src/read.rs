@@ -261,10 +261,7 @@ mod tests {
                 delay: Duration::from_millis(20)
             }
         );
-        assert_eq!(
-            ReadPolicy::parse("parallel").unwrap(),
-            ReadPolicy::Parallel
-        );
+        assert_eq!(ReadPolicy::parse("parallel").unwrap(), ReadPolicy::Parallel);
         let err = ReadPolicy::parse("fastest").unwrap_err().to_string();
         assert!(err.contains("sequential, parallel, hedged"), "{err}");
     }

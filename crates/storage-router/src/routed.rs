@@ -226,9 +226,9 @@ impl RoutedBucket {
     pub fn list(&self, prefix: &str) -> BoxStream<'static, Result<ObjectInfo>> {
         let main = self.list_one(&self.bucket, &self.prefix, prefix);
         match &self.offload {
-            Some(t) if !t.is_in_place(self) => {
-                main.chain(self.list_one(&t.bucket, &t.prefix, prefix)).boxed()
-            }
+            Some(t) if !t.is_in_place(self) => main
+                .chain(self.list_one(&t.bucket, &t.prefix, prefix))
+                .boxed(),
             _ => main,
         }
     }

@@ -238,7 +238,9 @@ impl Router {
                  add [routes.records], [routes.versions], ... with `bucket = \"{legacy}\"` instead"
             );
         }
-        let only_bucket = (buckets.len() == 1).then(|| buckets.keys().next().cloned()).flatten();
+        let only_bucket = (buckets.len() == 1)
+            .then(|| buckets.keys().next().cloned())
+            .flatten();
         let default_bucket = config.bucket.clone().or(only_bucket.clone());
 
         // Routes.
@@ -305,7 +307,8 @@ impl Router {
                 .and_then(|c| c.prefix.clone())
                 .unwrap_or_else(|| name.to_string());
             let prefix = cx.prefix(format!("{field}.prefix"), &prefix_text)?;
-            let mut routed = RoutedBucket::new(name, bucket, prefix.as_ref().map(Key::as_str).unwrap_or(""))?;
+            let mut routed =
+                RoutedBucket::new(name, bucket, prefix.as_ref().map(Key::as_str).unwrap_or(""))?;
             areas.push(Area {
                 field: format!("{field}.prefix"),
                 owner: format!("route `{name}`"),
@@ -350,7 +353,12 @@ impl Router {
             for (i, b) in src.buckets.iter().enumerate() {
                 let f = format!("{field}.buckets[{i}]");
                 if !seen.insert(b) {
-                    return Err(cx.err(f, format!("bucket `{b}` is listed twice; list each bucket once, in priority order")));
+                    return Err(cx.err(
+                        f,
+                        format!(
+                            "bucket `{b}` is listed twice; list each bucket once, in priority order"
+                        ),
+                    ));
                 }
                 members.push(cx.bucket(f, b)?);
             }

@@ -6,7 +6,9 @@ use bytes::Bytes;
 use futures::future::join_all;
 use object_store::ObjectStore;
 use serde::Serialize;
-use storage_core::{Bucket, Object, ObjectInfo, PutOpts, Result, StorageError, WriteCondition, WriteResult};
+use storage_core::{
+    Bucket, Object, ObjectInfo, PutOpts, Result, StorageError, WriteCondition, WriteResult,
+};
 
 use crate::health::HealthTracker;
 use crate::listing::{MergedListing, merged_list};
@@ -188,36 +190,54 @@ impl SourceSet {
     /// Read `key` under another policy.
     pub async fn get_with(&self, key: &str, policy: ReadPolicy) -> Result<Found<Object>> {
         let k = key.to_string();
-        read_any(&self.name, key, &self.priority_order(), policy, &self.health, move |b| {
-            let k = k.clone();
-            async move { b.get(k).await }
-        })
+        read_any(
+            &self.name,
+            key,
+            &self.priority_order(),
+            policy,
+            &self.health,
+            move |b| {
+                let k = k.clone();
+                async move { b.get(k).await }
+            },
+        )
         .await
     }
 
     /// Metadata of `key` from the first bucket that has it.
     pub async fn head(&self, key: &str) -> Result<Found<ObjectInfo>> {
         let k = key.to_string();
-        read_any(&self.name, key, &self.priority_order(), self.policy, &self.health, move |b| {
-            let k = k.clone();
-            async move { b.head(k).await }
-        })
+        read_any(
+            &self.name,
+            key,
+            &self.priority_order(),
+            self.policy,
+            &self.health,
+            move |b| {
+                let k = k.clone();
+                async move { b.head(k).await }
+            },
+        )
         .await
     }
 
     /// Read `key` from one named bucket of the set (seed 000 `getTideDataFromServer`);
     /// an unknown name is an error listing the valid ones.
     pub async fn get_from(&self, bucket: &str, key: &str) -> Result<Object> {
-        let b = self.buckets.iter().find(|b| b.name() == bucket).ok_or_else(|| {
-            StorageError::invalid_input(
-                "bucket",
-                format!(
-                    "`{bucket}` is not a bucket of source `{}`; valid names: {}",
-                    self.name,
-                    names(&self.buckets)
-                ),
-            )
-        })?;
+        let b = self
+            .buckets
+            .iter()
+            .find(|b| b.name() == bucket)
+            .ok_or_else(|| {
+                StorageError::invalid_input(
+                    "bucket",
+                    format!(
+                        "`{bucket}` is not a bucket of source `{}`; valid names: {}",
+                        self.name,
+                        names(&self.buckets)
+                    ),
+                )
+            })?;
         b.get(key).await
     }
 
@@ -231,7 +251,12 @@ impl SourceSet {
     /// An unconditional write goes to all buckets at once. A conditional one (if-absent,
     /// if-match) is decided by the primary alone: only when it succeeds are the other copies
     /// written, unconditionally, so the fallbacks follow the primary's history.
-    pub async fn mirror_put(&self, key: &str, data: impl Into<Bytes>, opts: PutOpts) -> MirrorReport {
+    pub async fn mirror_put(
+        &self,
+        key: &str,
+        data: impl Into<Bytes>,
+        opts: PutOpts,
+    ) -> MirrorReport {
         let data: Bytes = data.into();
         let mut copies = Vec::with_capacity(self.buckets.len());
         let rest: &[Bucket] = if opts.condition == WriteCondition::Overwrite {

@@ -19,8 +19,7 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-    UploadPart,
+    ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
 };
 use storage_core::StorageError;
 use tokio::time::Instant;
@@ -326,10 +325,11 @@ impl Core {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> OsResult<Box<dyn MultipartUpload>> {
-        let op = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<Box<dyn MultipartUpload>>> {
-            let (l, o) = (location.clone(), opts.clone());
-            Box::pin(async move { s.put_multipart_opts(&l, o).await })
-        };
+        let op =
+            |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<Box<dyn MultipartUpload>>> {
+                let (l, o) = (location.clone(), opts.clone());
+                Box::pin(async move { s.put_multipart_opts(&l, o).await })
+            };
         match self.writes {
             Writes::Primary => op(self.primary().store.clone()).await,
             Writes::Failover => self.write_failover(true, op).await,
@@ -349,7 +349,13 @@ impl Core {
                             tracing::warn!(store = %self.label, bucket = %name, error = %error, "mirror upload could not start");
                             let required = req == MirrorRequirement::All
                                 || (req == MirrorRequirement::Primary && i == 0);
-                            failures.push((required, BucketFailure { bucket: name, error }));
+                            failures.push((
+                                required,
+                                BucketFailure {
+                                    bucket: name,
+                                    error,
+                                },
+                            ));
                         }
                     }
                 }
@@ -503,7 +509,8 @@ impl Core {
             }
             Lists::Merged => {
                 let order = self.read_order();
-                let results = join_all(order.iter().map(|m| m.store.list_with_delimiter(prefix))).await;
+                let results =
+                    join_all(order.iter().map(|m| m.store.list_with_delimiter(prefix))).await;
                 let mut objects: Vec<(usize, ObjectMeta)> = Vec::new();
                 let mut prefixes = Vec::new();
                 let mut failures = Vec::new();

@@ -6,11 +6,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
+use md5::{Digest, Md5};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use storage_core::{Bucket, Key, ObjectInfo, RESERVED_PREFIX, Result, StorageError, etag_eq};
-use md5::{Digest, Md5};
 
 use crate::copy::{copy_object, etag_md5, md5_of};
 use crate::failure::is_unavailable;
@@ -214,12 +214,12 @@ pub async fn sync(
             (info, dst_key, existing, recorded)
         })
         .collect();
-    let tasks = planned.into_iter().map(|(info, dst_key, existing, recorded)| {
-        async move {
+    let tasks = planned
+        .into_iter()
+        .map(|(info, dst_key, existing, recorded)| async move {
             let r = process(src, dst, opts, &info, &dst_key, existing, recorded).await;
             (info, dst_key, r)
-        }
-    });
+        });
     let mut results = stream::iter(tasks).buffer_unordered(opts.concurrency.max(1));
     let mut since_save = 0usize;
     while let Some((info, dst_key, r)) = results.next().await {
@@ -284,8 +284,17 @@ async fn process(
     let src_key = Key::new(info.key.as_str())?;
     let dst_key = Key::new(dst_key)?;
     if let Some(existing) = &existing
-        && identical(src, dst, opts.compare, info, existing, &src_key, &dst_key, recorded.as_ref())
-            .await?
+        && identical(
+            src,
+            dst,
+            opts.compare,
+            info,
+            existing,
+            &src_key,
+            &dst_key,
+            recorded.as_ref(),
+        )
+        .await?
     {
         return Ok((Decision::Skip, None));
     }
@@ -304,11 +313,16 @@ async fn process(
         } else if let (Some(a), Some(b)) = (&written.etag, &copied.write.etag)
             && !etag_eq(a, b)
         {
-            Some(format!("ETag {a} differs from the one the write returned ({b}); something else wrote it meanwhile"))
+            Some(format!(
+                "ETag {a} differs from the one the write returned ({b}); something else wrote it meanwhile"
+            ))
         } else if let Some(m) = etag_md5(written.etag.as_deref())
             && m != copied.md5
         {
-            Some(format!("content MD5 {m} differs from the source's {}", copied.md5))
+            Some(format!(
+                "content MD5 {m} differs from the source's {}",
+                copied.md5
+            ))
         } else {
             None
         };
@@ -347,7 +361,9 @@ async fn identical(
         return Ok(false);
     }
     match mode {
-        CompareMode::SizeAndEtag => Ok(matches!((&s.etag, &d.etag), (Some(a), Some(b)) if etag_eq(a, b))),
+        CompareMode::SizeAndEtag => {
+            Ok(matches!((&s.etag, &d.etag), (Some(a), Some(b)) if etag_eq(a, b)))
+        }
         CompareMode::Hash => Ok(md5_of(src, src_key).await? == md5_of(dst, dst_key).await?),
         CompareMode::Auto => {
             if let (Some(a), Some(b)) = (etag_md5(s.etag.as_deref()), etag_md5(d.etag.as_deref())) {
@@ -384,9 +400,12 @@ fn same_etag(a: &Option<String>, b: &Option<String>) -> bool {
 pub const CHECKPOINT_FOLDER: &str = ".strata-sync";
 
 fn is_reserved(key: &str) -> bool {
-    [RESERVED_PREFIX, CHECKPOINT_FOLDER]
-        .iter()
-        .any(|r| key == *r || key.strip_prefix(r).is_some_and(|rest| rest.starts_with('/')))
+    [RESERVED_PREFIX, CHECKPOINT_FOLDER].iter().any(|r| {
+        key == *r
+            || key
+                .strip_prefix(r)
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
 }
 
 fn clean_prefix(field: &str, p: &str) -> Result<String> {

@@ -18,7 +18,13 @@ fn buckets(names: &[&str]) -> BTreeMap<String, Bucket> {
 
 fn build(toml: &str, names: &[&str]) -> storage_core::Result<Router> {
     let cfg = RouterConfig::from_toml_str(toml, ORIGIN)?;
-    Router::new(buckets(names), BTreeMap::new(), BTreeMap::new(), &cfg, ORIGIN)
+    Router::new(
+        buckets(names),
+        BTreeMap::new(),
+        BTreeMap::new(),
+        &cfg,
+        ORIGIN,
+    )
 }
 
 #[test]
@@ -139,8 +145,14 @@ fn config_errors_name_file_field_and_what_is_allowed() {
             "{toml}\n→ not InvalidConfig: {err:?}"
         );
         let msg = err.to_string();
-        assert!(msg.contains(ORIGIN), "{toml}\n→ does not name the file: {msg}");
-        assert!(msg.contains(field), "{toml}\n→ does not name `{field}`: {msg}");
+        assert!(
+            msg.contains(ORIGIN),
+            "{toml}\n→ does not name the file: {msg}"
+        );
+        assert!(
+            msg.contains(field),
+            "{toml}\n→ does not name `{field}`: {msg}"
+        );
         assert!(msg.contains(phrase), "{toml}\n→ lacks `{phrase}`: {msg}");
     }
 }
@@ -164,7 +176,14 @@ fn route_resolution_order() {
         ORIGIN,
     )
     .unwrap();
-    let r = Router::new(buckets(&names), bucket_connections, type_buckets, &cfg, ORIGIN).unwrap();
+    let r = Router::new(
+        buckets(&names),
+        bucket_connections,
+        type_buckets,
+        &cfg,
+        ORIGIN,
+    )
+    .unwrap();
     // 1. the route's own bucket beats the connection's per-type bucket
     assert_eq!(r.route("records").unwrap().bucket().name(), "own");
     // 2. the connection's per-type bucket beats the legacy bucket
@@ -192,7 +211,10 @@ fn per_type_bucket_must_exist() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains(ORIGIN) && err.contains("connections.s3.type_buckets.records"), "{err}");
+    assert!(
+        err.contains(ORIGIN) && err.contains("connections.s3.type_buckets.records"),
+        "{err}"
+    );
     assert!(err.contains("`main`"), "{err}");
 }
 
@@ -251,7 +273,10 @@ async fn legacy_single_bucket_behaves_like_explicit_routes() {
         router
             .route("content")
             .unwrap()
-            .put(&layout::content_blob("users", "42", "avatar").unwrap(), "png")
+            .put(
+                &layout::content_blob("users", "42", "avatar").unwrap(),
+                "png",
+            )
             .await
             .unwrap();
     }
@@ -273,7 +298,10 @@ async fn legacy_single_bucket_behaves_like_explicit_routes() {
         .get("users/42/head.json")
         .await
         .unwrap();
-    assert_eq!(got.info.key, "users/42/head.json", "keys come back relative");
+    assert_eq!(
+        got.info.key, "users/42/head.json",
+        "keys come back relative"
+    );
 }
 
 #[tokio::test]
@@ -291,13 +319,49 @@ async fn custom_prefixes_and_user_defined_types() {
         &["main", "media", "scratch"],
     )
     .unwrap();
-    r.route("records").unwrap().put("a/head.json", "1").await.unwrap();
-    r.route("thumbnails").unwrap().put("x.png", "2").await.unwrap();
-    r.route("everything").unwrap().put("top.txt", "3").await.unwrap();
-    assert!(r.bucket("main").unwrap().exists("r/a/head.json").await.unwrap());
-    assert!(r.bucket("media").unwrap().exists("thumbnails/x.png").await.unwrap());
-    assert!(r.bucket("scratch").unwrap().exists("top.txt").await.unwrap());
-    let listed: Vec<ObjectInfo> = r.route("records").unwrap().list("").try_collect().await.unwrap();
+    r.route("records")
+        .unwrap()
+        .put("a/head.json", "1")
+        .await
+        .unwrap();
+    r.route("thumbnails")
+        .unwrap()
+        .put("x.png", "2")
+        .await
+        .unwrap();
+    r.route("everything")
+        .unwrap()
+        .put("top.txt", "3")
+        .await
+        .unwrap();
+    assert!(
+        r.bucket("main")
+            .unwrap()
+            .exists("r/a/head.json")
+            .await
+            .unwrap()
+    );
+    assert!(
+        r.bucket("media")
+            .unwrap()
+            .exists("thumbnails/x.png")
+            .await
+            .unwrap()
+    );
+    assert!(
+        r.bucket("scratch")
+            .unwrap()
+            .exists("top.txt")
+            .await
+            .unwrap()
+    );
+    let listed: Vec<ObjectInfo> = r
+        .route("records")
+        .unwrap()
+        .list("")
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(listed[0].key, "a/head.json");
 }
 
@@ -305,9 +369,19 @@ async fn custom_prefixes_and_user_defined_types() {
 async fn routed_keys_cannot_escape_their_prefix() {
     let r = build("[routes.records]\nbucket = \"main\"", &["main"]).unwrap();
     let records = r.route("records").unwrap();
-    for bad in ["../versions/x", "a/../../b", "/etc/passwd", "", "a//b", "./a"] {
+    for bad in [
+        "../versions/x",
+        "a/../../b",
+        "/etc/passwd",
+        "",
+        "a//b",
+        "./a",
+    ] {
         let err = records.put(bad, "x").await.unwrap_err();
-        assert!(matches!(err, StorageError::InvalidKey { .. }), "{bad}: {err}");
+        assert!(
+            matches!(err, StorageError::InvalidKey { .. }),
+            "{bad}: {err}"
+        );
     }
     assert!(keys(r.bucket("main").unwrap()).await.is_empty());
 }
@@ -320,7 +394,10 @@ async fn tenants_cannot_reach_outside_their_scope() {
     )
     .unwrap();
     let shared = r.bucket("shared").unwrap().clone();
-    shared.put("tenants/globex/secret.txt", "globex data").await.unwrap();
+    shared
+        .put("tenants/globex/secret.txt", "globex data")
+        .await
+        .unwrap();
     shared.put("root-secret.txt", "root").await.unwrap();
     let acme = r.tenant("acme").unwrap();
     let escapes = [
@@ -338,13 +415,24 @@ async fn tenants_cannot_reach_outside_their_scope() {
     ];
     for key in escapes {
         let put = acme.put(key, "overwrite").await.unwrap_err();
-        assert!(matches!(put, StorageError::InvalidKey { .. }), "put {key:?}: {put}");
+        assert!(
+            matches!(put, StorageError::InvalidKey { .. }),
+            "put {key:?}: {put}"
+        );
         let get = acme.get(key).await.unwrap_err();
-        assert!(matches!(get, StorageError::InvalidKey { .. }), "get {key:?}: {get}");
+        assert!(
+            matches!(get, StorageError::InvalidKey { .. }),
+            "get {key:?}: {get}"
+        );
         assert!(acme.delete(key).await.is_err(), "delete {key:?}");
     }
     // Listing with a hostile prefix is rejected too, and a normal listing sees only acme.
-    assert!(acme.list("../globex").try_collect::<Vec<_>>().await.is_err());
+    assert!(
+        acme.list("../globex")
+            .try_collect::<Vec<_>>()
+            .await
+            .is_err()
+    );
     acme.put("mine.txt", "acme").await.unwrap();
     let listed: Vec<ObjectInfo> = acme.list("").try_collect().await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -360,9 +448,20 @@ async fn tenants_cannot_reach_outside_their_scope() {
     // A tenant with its own bucket lives at that bucket's root.
     let solo = r.tenant("solo").unwrap();
     solo.put("a.txt", "1").await.unwrap();
-    assert!(r.bucket("solo-bucket").unwrap().exists("a.txt").await.unwrap());
+    assert!(
+        r.bucket("solo-bucket")
+            .unwrap()
+            .exists("a.txt")
+            .await
+            .unwrap()
+    );
     assert!(solo.put("../x", "1").await.is_err());
-    assert!(r.tenant("initech").unwrap_err().to_string().contains("`acme`"));
+    assert!(
+        r.tenant("initech")
+            .unwrap_err()
+            .to_string()
+            .contains("`acme`")
+    );
 }
 
 #[test]
@@ -373,7 +472,10 @@ fn tenants_may_not_overlap_each_other() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("tenants.b.prefix") && err.contains("overlaps tenant `a`"), "{err}");
+    assert!(
+        err.contains("tenants.b.prefix") && err.contains("overlaps tenant `a`"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -16,9 +16,13 @@ async fn merged_in_key_order_deduplicated_and_tagged() {
     let s2 = Bucket::memory("server-002");
     agent.put("users/u1/tides/b.json", "agent-b").await.unwrap();
     s1.put("users/u1/tides/a.json", "s1-a").await.unwrap();
-    s1.put("users/u1/tides/b.json", "s1-b-longer").await.unwrap();
+    s1.put("users/u1/tides/b.json", "s1-b-longer")
+        .await
+        .unwrap();
     s2.put("users/u1/tides/c.json", "s2-c").await.unwrap();
-    s2.put("users/u1/tides/a.json", "s2-a-longer").await.unwrap();
+    s2.put("users/u1/tides/a.json", "s2-a-longer")
+        .await
+        .unwrap();
     s2.put("users/u2/tides/z.json", "other user").await.unwrap();
     let set = SourceSet::new("tide", vec![agent, s1, s2], ReadPolicy::Sequential).unwrap();
     let listing = set.list("users/u1").await;
@@ -50,7 +54,12 @@ async fn a_failing_bucket_makes_the_listing_partial_and_says_so() {
     assert!(listing.is_partial());
     assert_eq!(listing.keys().collect::<Vec<_>>(), ["k/1"]);
     assert_eq!(listing.partial[0].bucket, "server-001");
-    assert!(listing.partial[0].error.to_string().contains("injected outage"));
+    assert!(
+        listing.partial[0]
+            .error
+            .to_string()
+            .contains("injected outage")
+    );
     let json = serde_json::to_value(&listing).unwrap();
     assert_eq!(json["partial"][0]["bucket"], "server-001");
     assert_eq!(json["partial"][0]["kind"], "unavailable");
@@ -70,5 +79,9 @@ async fn buckets_are_listed_concurrently() {
     let start = Instant::now();
     let listing = merged_list(&buckets, "k", &HealthTracker::default()).await;
     assert_eq!(listing.entries.len(), 4);
-    assert_eq!(start.elapsed(), Duration::from_millis(80), "the slowest, not the sum");
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(80),
+        "the slowest, not the sum"
+    );
 }

@@ -26,7 +26,8 @@ async fn old_objects_move_to_the_offload_bucket_and_stay_readable() {
         "strata.toml",
     )
     .unwrap();
-    let router = Router::from_buckets([main.clone(), archive.clone()], &cfg, "strata.toml").unwrap();
+    let router =
+        Router::from_buckets([main.clone(), archive.clone()], &cfg, "strata.toml").unwrap();
     let logs = router.route("logs").unwrap();
     logs.put_with(
         "activity/old/log.json",
@@ -35,18 +36,29 @@ async fn old_objects_move_to_the_offload_bucket_and_stay_readable() {
     )
     .await
     .unwrap();
-    logs.put("activity/new/log.json", "new entry").await.unwrap();
+    logs.put("activity/new/log.json", "new entry")
+        .await
+        .unwrap();
     age_file(dir.path(), "logs/activity/old/log.json", 45);
 
     // Dry run: reports, moves nothing.
     let dry = router
-        .offload("logs", &OffloadOptions { dry_run: true, ..Default::default() })
+        .offload(
+            "logs",
+            &OffloadOptions {
+                dry_run: true,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(dry.moved, ["activity/old/log.json"]);
     assert!(main.exists("logs/activity/old/log.json").await.unwrap());
 
-    let report = router.offload("logs", &OffloadOptions::default()).await.unwrap();
+    let report = router
+        .offload("logs", &OffloadOptions::default())
+        .await
+        .unwrap();
     assert_eq!(report.scanned, 2);
     assert_eq!(report.moved, ["activity/old/log.json"]);
     assert_eq!(report.bytes, 9);
@@ -66,13 +78,21 @@ async fn old_objects_move_to_the_offload_bucket_and_stay_readable() {
     let keys: Vec<&str> = listed.iter().map(|o| o.key.as_str()).collect();
     assert_eq!(keys, ["activity/new/log.json", "activity/old/log.json"]);
     // Missing everywhere is still NotFound.
-    assert!(logs.get("activity/none/log.json").await.unwrap_err().is_not_found());
+    assert!(
+        logs.get("activity/none/log.json")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
     // Deleting through the route removes the offloaded copy too.
     logs.delete("activity/old/log.json").await.unwrap();
     assert!(!archive.exists("logs/activity/old/log.json").await.unwrap());
 
     // A later run with everything young moves nothing.
-    let again = router.offload("logs", &OffloadOptions::default()).await.unwrap();
+    let again = router
+        .offload("logs", &OffloadOptions::default())
+        .await
+        .unwrap();
     assert!(again.moved.is_empty());
 }
 
@@ -87,7 +107,11 @@ async fn offload_to_a_storage_class_rewrites_in_place_once() {
     let router = Router::from_buckets([main.clone()], &cfg, "strata.toml").unwrap();
     let backups = router.route("backups").unwrap();
     backups
-        .put_with("docs/2026-01-01/snapshot.json", "{}", PutOpts::default().with_metadata("owner", "ops"))
+        .put_with(
+            "docs/2026-01-01/snapshot.json",
+            "{}",
+            PutOpts::default().with_metadata("owner", "ops"),
+        )
         .await
         .unwrap();
     let later = OffloadOptions {
@@ -96,9 +120,19 @@ async fn offload_to_a_storage_class_rewrites_in_place_once() {
     };
     let report = router.offload("backups", &later).await.unwrap();
     assert_eq!(report.moved, ["docs/2026-01-01/snapshot.json"]);
-    let info = main.head("backups/docs/2026-01-01/snapshot.json").await.unwrap();
-    assert_eq!(info.headers.get("storage-class").map(String::as_str), Some("GLACIER_IR"));
-    assert_eq!(info.metadata.get("owner").map(String::as_str), Some("ops"), "metadata kept");
+    let info = main
+        .head("backups/docs/2026-01-01/snapshot.json")
+        .await
+        .unwrap();
+    assert_eq!(
+        info.headers.get("storage-class").map(String::as_str),
+        Some("GLACIER_IR")
+    );
+    assert_eq!(
+        info.metadata.get("owner").map(String::as_str),
+        Some("ops"),
+        "metadata kept"
+    );
     // Rewriting reset its age; even judged as old, it is already in the class: skipped.
     let much_later = OffloadOptions {
         now: Utc::now() + chrono::Duration::days(30),
@@ -111,7 +145,12 @@ async fn offload_to_a_storage_class_rewrites_in_place_once() {
 
 #[tokio::test]
 async fn a_route_without_offload_says_how_to_add_one() {
-    let router = Router::from_buckets([Bucket::memory("m")], &RouterConfig::default(), "s.toml").unwrap();
-    let err = router.offload("records", &OffloadOptions::default()).await.unwrap_err().to_string();
+    let router =
+        Router::from_buckets([Bucket::memory("m")], &RouterConfig::default(), "s.toml").unwrap();
+    let err = router
+        .offload("records", &OffloadOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("[routes.records.offload]"), "{err}");
 }

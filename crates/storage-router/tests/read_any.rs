@@ -1,5 +1,7 @@
 //! Read-any over a source set: every policy, the object in each position and nowhere, a
 //! failing bucket in every position, all failing; memory and local-folder buckets.
+// Positions are what these tests are about, so they index by position.
+#![allow(clippy::needless_range_loop)]
 
 mod common;
 
@@ -101,7 +103,11 @@ async fn failing_bucket_in_every_position(backend: Backend) {
             );
             if failing < holder {
                 // Tried before the hit under every policy: reported as skipped.
-                assert_eq!(found.skipped.len(), 1, "{backend:?} {policy:?} failing {failing}");
+                assert_eq!(
+                    found.skipped.len(),
+                    1,
+                    "{backend:?} {policy:?} failing {failing}"
+                );
             }
         }
     }
@@ -131,7 +137,10 @@ async fn failing_plus_missing_is_not_found(backend: Backend) {
         let fx = fixture(backend);
         fx.faults[1].set_down(true);
         let err = set(&fx, policy).get(KEY).await.unwrap_err();
-        assert!(err.is_not_found(), "the buckets that answered said not found: {err}");
+        assert!(
+            err.is_not_found(),
+            "the buckets that answered said not found: {err}"
+        );
     }
 }
 
@@ -182,7 +191,11 @@ async fn parallel_prefers_priority_even_when_it_is_slower() {
     let found = set(&fx, ReadPolicy::Parallel).get(KEY).await.unwrap();
     assert_eq!(found.bucket, "agent");
     assert_eq!(found.value.bytes, "primary");
-    assert_eq!(start.elapsed(), Duration::from_millis(300), "all started at once");
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(300),
+        "all started at once"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -218,7 +231,11 @@ async fn hedged_starts_the_next_bucket_after_the_delay() {
     .await
     .unwrap();
     assert_eq!(found.bucket, "server-001");
-    assert_eq!(start.elapsed(), Duration::from_millis(60), "50 ms hedge + 10 ms read");
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(60),
+        "50 ms hedge + 10 ms read"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -238,7 +255,11 @@ async fn hedged_moves_on_at_once_after_a_miss() {
     .await
     .unwrap();
     assert_eq!(found.bucket, "server-001");
-    assert_eq!(start.elapsed(), Duration::from_millis(15), "no waiting for the hedge delay");
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(15),
+        "no waiting for the hedge delay"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -272,7 +293,11 @@ async fn recent_failures_demote_a_bucket_for_a_while() {
         let found = s.get(KEY).await.unwrap();
         assert_eq!(found.skipped.len(), 1);
     }
-    let order: Vec<String> = s.priority_order().iter().map(|b| b.name().to_string()).collect();
+    let order: Vec<String> = s
+        .priority_order()
+        .iter()
+        .map(|b| b.name().to_string())
+        .collect();
     assert_eq!(order, ["server-001", "server-002", "server-003", "agent"]);
     let snap = health.snapshot("agent", None);
     assert!(snap.is_demoted(), "{snap:?}");

@@ -39,7 +39,11 @@ async fn assert_same(src: &Bucket, dst: &Bucket) {
     let keys = data_keys(src).await;
     assert_eq!(keys, data_keys(dst).await);
     for k in keys {
-        assert_eq!(src.get(&k).await.unwrap().bytes, dst.get(&k).await.unwrap().bytes, "{k}");
+        assert_eq!(
+            src.get(&k).await.unwrap().bytes,
+            dst.get(&k).await.unwrap().bytes,
+            "{k}"
+        );
     }
 }
 
@@ -65,7 +69,10 @@ async fn copies_everything_with_metadata_and_reports_progress() {
     assert!(report.is_complete());
     assert_eq!(report.progress.copied, 6);
     assert_eq!(report.progress.total, 6);
-    let bytes: u64 = 2 + (0..5).map(|i| format!("object number {i}").len() as u64).sum::<u64>();
+    let bytes: u64 = 2
+        + (0..5)
+            .map(|i| format!("object number {i}").len() as u64)
+            .sum::<u64>();
     assert_eq!(report.progress.bytes_copied, bytes);
     assert_eq!(report.progress.total_bytes, bytes);
     assert_eq!(report.verified, 6);
@@ -88,7 +95,9 @@ async fn identical_objects_are_skipped_and_changed_ones_recopied() {
     let src = Bucket::memory("a");
     let dst = Bucket::memory("b");
     fill(&src, 4).await;
-    sync(&src, &dst, &SyncOptions::default(), |_| {}).await.unwrap();
+    sync(&src, &dst, &SyncOptions::default(), |_| {})
+        .await
+        .unwrap();
     // Same size, different bytes: must be noticed even though memory ETags say nothing.
     src.put("data/01.txt", "OBJECT NUMBER 1").await.unwrap();
     for compare in [CompareMode::Auto, CompareMode::Hash] {
@@ -161,7 +170,13 @@ async fn interrupted_then_resumed(checkpoint: bool) {
     };
     let first = sync(&src, &dst, &opts, |_| {}).await.unwrap();
     assert!(!first.is_complete());
-    assert!(first.aborted.as_deref().unwrap().contains("run the sync again"));
+    assert!(
+        first
+            .aborted
+            .as_deref()
+            .unwrap()
+            .contains("run the sync again")
+    );
     assert_eq!(first.progress.copied, 3);
     assert_eq!(first.failed.len(), 1);
     assert_eq!(data_keys(&dst).await.len(), 3);
@@ -182,7 +197,11 @@ async fn interrupted_then_resumed(checkpoint: bool) {
     if checkpoint {
         assert_eq!(dst_reads, 7);
     } else {
-        assert_eq!(dst_reads, 7 + 3, "without a checkpoint the 3 are compared by hash");
+        assert_eq!(
+            dst_reads,
+            7 + 3,
+            "without a checkpoint the 3 are compared by hash"
+        );
     }
 }
 
@@ -208,12 +227,21 @@ impl fmt::Display for Truncating {
 
 #[async_trait]
 impl ObjectStore for Truncating {
-    async fn put_opts(&self, l: &Path, p: PutPayload, o: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        l: &Path,
+        p: PutPayload,
+        o: PutOptions,
+    ) -> object_store::Result<PutResult> {
         let bytes: Vec<u8> = p.iter().flat_map(|b| b.iter().copied()).collect();
         let cut = Bytes::from(bytes[..bytes.len().saturating_sub(1)].to_vec());
         self.0.put_opts(l, cut.into(), o).await
     }
-    async fn put_multipart_opts(&self, l: &Path, o: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(
+        &self,
+        l: &Path,
+        o: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
         self.0.put_multipart_opts(l, o).await
     }
     async fn get_opts(&self, l: &Path, o: GetOptions) -> object_store::Result<GetResult> {
@@ -222,7 +250,10 @@ impl ObjectStore for Truncating {
     async fn get_ranges(&self, l: &Path, r: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
         self.0.get_ranges(l, r).await
     }
-    fn delete_stream(&self, l: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
+    fn delete_stream(
+        &self,
+        l: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
         self.0.delete_stream(l)
     }
     fn list(&self, p: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
@@ -241,9 +272,18 @@ async fn verification_catches_a_bad_copy() {
     let src = Bucket::memory("a");
     let dst = Bucket::builder("lossy", Arc::new(Truncating(MemoryStore::new()))).build();
     fill(&src, 2).await;
-    let r = sync(&src, &dst, &SyncOptions::default(), |_| {}).await.unwrap();
+    let r = sync(&src, &dst, &SyncOptions::default(), |_| {})
+        .await
+        .unwrap();
     assert!(!r.is_complete());
     assert_eq!(r.failed.len(), 2);
-    assert!(r.failed[0].1.contains("verification failed"), "{:?}", r.failed);
-    assert!(r.aborted.is_none(), "a bad object is not an outage: the run went on");
+    assert!(
+        r.failed[0].1.contains("verification failed"),
+        "{:?}",
+        r.failed
+    );
+    assert!(
+        r.aborted.is_none(),
+        "a bad object is not an outage: the run went on"
+    );
 }

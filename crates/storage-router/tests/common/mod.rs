@@ -45,7 +45,8 @@ impl Faults {
         self.down.store(down, Ordering::SeqCst)
     }
     pub fn set_latency(&self, d: Duration) {
-        self.latency_ms.store(d.as_millis() as u64, Ordering::SeqCst)
+        self.latency_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst)
     }
     pub fn gets(&self) -> u64 {
         self.gets.load(Ordering::SeqCst)
@@ -107,7 +108,12 @@ impl Faulty {
 
 #[async_trait]
 impl ObjectStore for Faulty {
-    async fn put_opts(&self, l: &Path, p: PutPayload, o: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        l: &Path,
+        p: PutPayload,
+        o: PutOptions,
+    ) -> object_store::Result<PutResult> {
         self.gate().await?;
         self.put_allowed(l)?;
         let r = self.inner.put_opts(l, p, o).await?;
@@ -116,7 +122,11 @@ impl ObjectStore for Faulty {
         }
         Ok(r)
     }
-    async fn put_multipart_opts(&self, l: &Path, o: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(
+        &self,
+        l: &Path,
+        o: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
         self.gate().await?;
         self.put_allowed(l)?;
         self.inner.put_multipart_opts(l, o).await
@@ -132,7 +142,10 @@ impl ObjectStore for Faulty {
         self.gate().await?;
         self.inner.get_ranges(l, r).await
     }
-    fn delete_stream(&self, l: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
+    fn delete_stream(
+        &self,
+        l: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
         if self.faults.down.load(Ordering::SeqCst) {
             let name = self.name.clone();
             return l.map(move |_| Err(outage(&name))).boxed();
@@ -183,7 +196,9 @@ pub fn faulty_over(name: &str, inner: Arc<dyn ObjectStore>) -> (Bucket, Arc<Faul
         faults: faults.clone(),
     };
     (
-        Bucket::builder(name, Arc::new(store)).provider("memory").build(),
+        Bucket::builder(name, Arc::new(store))
+            .provider("memory")
+            .build(),
         faults,
     )
 }
