@@ -19,9 +19,13 @@ use url::Url;
 
 use crate::format::{Compression, Format};
 use crate::manifest::{EntryFilter, Manifest, ManifestEntry, ManifestOptions};
-use crate::names::{BLOB_PREFIX, data_key, data_prefix, id_time, new_id, parse_data_key, validate_name};
+use crate::names::{
+    BLOB_PREFIX, data_key, data_prefix, id_time, new_id, parse_data_key, validate_name,
+};
 use crate::parquet_io::{OpenParquet, ParquetSettings, encode, prune_row_groups};
-use crate::records::{RecordSchema, batch_to_records, index_text, parse_time, record_times, value_contains};
+use crate::records::{
+    RecordSchema, batch_to_records, index_text, parse_time, record_times, value_contains,
+};
 use crate::search::{SearchHit, SearchQuery, SearchResults, page};
 use crate::time_range::TimeRange;
 
@@ -243,12 +247,20 @@ impl Dataset {
 
     /// The manifest of `module`/`user`.
     pub fn manifest(&self, module: &str, user: &str) -> Result<Manifest> {
-        Ok(Manifest::new(self.bucket.clone(), module, user)?.with_options(self.manifest_options.clone()))
+        Ok(Manifest::new(self.bucket.clone(), module, user)?
+            .with_options(self.manifest_options.clone()))
     }
 
     /// Write `records` as one file with default options. See [`Dataset::write_with`].
-    pub async fn write(&self, module: &str, user: &str, records: &[Value], format: Format) -> Result<ManifestEntry> {
-        self.write_with(module, user, records, format, &WriteOptions::default()).await
+    pub async fn write(
+        &self,
+        module: &str,
+        user: &str,
+        records: &[Value],
+        format: Format,
+    ) -> Result<ManifestEntry> {
+        self.write_with(module, user, records, format, &WriteOptions::default())
+            .await
     }
 
     /// Write `records` as one new file `{module}/{user}/{yyyy}/{mm}/{dd}/{id}.{ext}` and add
@@ -269,7 +281,10 @@ impl Dataset {
     ) -> Result<ManifestEntry> {
         let manifest = self.manifest(module, user)?;
         if records.is_empty() {
-            return Err(StorageError::invalid_input("records", "no records given; a file needs at least one"));
+            return Err(StorageError::invalid_input(
+                "records",
+                "no records given; a file needs at least one",
+            ));
         }
         let created = options.created.unwrap_or_else(Utc::now);
         let id = new_id(created);
@@ -278,8 +293,16 @@ impl Dataset {
         let times = record_times(records, time_field)?;
         let min_time = times.iter().flatten().min().copied().unwrap_or(created);
         let max_time = times.iter().flatten().max().copied().unwrap_or(created);
-        let min_time = if times.iter().any(Option::is_none) { min_time.min(created) } else { min_time };
-        let max_time = if times.iter().any(Option::is_none) { max_time.max(created) } else { max_time };
+        let min_time = if times.iter().any(Option::is_none) {
+            min_time.min(created)
+        } else {
+            min_time
+        };
+        let max_time = if times.iter().any(Option::is_none) {
+            max_time.max(created)
+        } else {
+            max_time
+        };
         let body = encode_records(records, format, options)?;
         let (text, text_truncated) = if options.index_text {
             index_text(records, time_field)
@@ -288,9 +311,13 @@ impl Dataset {
         };
 
         let create = self.bucket.capabilities().create_if_absent;
-        let mut opts = if create { PutOpts::if_absent() } else { PutOpts::default() }
-            .with_content_type(format.content_type())
-            .with_metadata(META_ROWS, records.len().to_string());
+        let mut opts = if create {
+            PutOpts::if_absent()
+        } else {
+            PutOpts::default()
+        }
+        .with_content_type(format.content_type())
+        .with_metadata(META_ROWS, records.len().to_string());
         if let Some(f) = time_field {
             opts = opts.with_metadata(META_TIME_FIELD, f);
         }
@@ -299,7 +326,10 @@ impl Dataset {
             if tags.len() > MAX_TAG_META_BYTES {
                 return Err(StorageError::invalid_input(
                     "tags",
-                    format!("tags are {} bytes as JSON; at most {MAX_TAG_META_BYTES} are allowed", tags.len()),
+                    format!(
+                        "tags are {} bytes as JSON; at most {MAX_TAG_META_BYTES} are allowed",
+                        tags.len()
+                    ),
                 ));
             }
             opts = opts.with_metadata(META_TAGS, tags);
@@ -330,11 +360,18 @@ impl Dataset {
 
     /// Every record of file `id` of `module`/`user`, whatever its format.
     pub async fn read(&self, module: &str, user: &str, id: &str) -> Result<Vec<Value>> {
-        self.read_with(module, user, id, &ReadOptions::default()).await
+        self.read_with(module, user, id, &ReadOptions::default())
+            .await
     }
 
     /// The records of file `id`, filtered and projected by `options`.
-    pub async fn read_with(&self, module: &str, user: &str, id: &str, options: &ReadOptions) -> Result<Vec<Value>> {
+    pub async fn read_with(
+        &self,
+        module: &str,
+        user: &str,
+        id: &str,
+        options: &ReadOptions,
+    ) -> Result<Vec<Value>> {
         let entry = self.locate(module, user, id).await?;
         self.read_entry(&entry, options).await?.try_collect().await
     }
@@ -353,7 +390,11 @@ impl Dataset {
                         key,
                         id: id.to_string(),
                         format,
-                        rows: info.metadata.get(META_ROWS).and_then(|r| r.parse().ok()).unwrap_or(0),
+                        rows: info
+                            .metadata
+                            .get(META_ROWS)
+                            .and_then(|r| r.parse().ok())
+                            .unwrap_or(0),
                         bytes: info.size,
                         min_time: created,
                         max_time: created,
@@ -404,7 +445,11 @@ impl Dataset {
     }
 
     /// Stream the records of the file `entry` describes.
-    pub async fn read_entry(&self, entry: &ManifestEntry, options: &ReadOptions) -> Result<BoxStream<'static, Result<Value>>> {
+    pub async fn read_entry(
+        &self,
+        entry: &ManifestEntry,
+        options: &ReadOptions,
+    ) -> Result<BoxStream<'static, Result<Value>>> {
         let fallback = entry.created;
         let time_field = entry.time_field.clone();
         let range = options.range;
@@ -424,7 +469,8 @@ impl Dataset {
         match entry.format {
             Format::Json | Format::Jsonl => {
                 let obj = self.bucket.get(&entry.key).await?;
-                let records = decode_text(entry.format, &obj.bytes, self.bucket.name(), &entry.key)?;
+                let records =
+                    decode_text(entry.format, &obj.bytes, self.bucket.name(), &entry.key)?;
                 let out: Vec<Result<Value>> = records
                     .into_iter()
                     .filter(|v| keep(v))
@@ -436,23 +482,48 @@ impl Dataset {
         }
     }
 
-    async fn read_parquet(&self, entry: &ManifestEntry, options: &ReadOptions) -> Result<BoxStream<'static, Result<Value>>> {
+    async fn read_parquet(
+        &self,
+        entry: &ManifestEntry,
+        options: &ReadOptions,
+    ) -> Result<BoxStream<'static, Result<Value>>> {
         let backend = self.bucket.name().to_string();
-        let open = OpenParquet::open(&backend, self.bucket.store().clone(), &entry.key, Some(entry.bytes).filter(|b| *b > 0)).await?;
-        let time_col = entry.time_field.as_deref().and_then(|f| open.column_index(f).map(|i| (f.to_string(), i)));
+        let open = OpenParquet::open(
+            &backend,
+            self.bucket.store().clone(),
+            &entry.key,
+            Some(entry.bytes).filter(|b| *b > 0),
+        )
+        .await?;
+        let time_col = entry
+            .time_field
+            .as_deref()
+            .and_then(|f| open.column_index(f).map(|i| (f.to_string(), i)));
         let filtering = !options.range.is_all();
         let row_groups = match (&time_col, filtering) {
             (Some((_, idx)), true) => {
                 let file_in_range = options.range.contains(entry.created);
-                Some(prune_row_groups(open.metadata(), *idx, *idx, options.range.micros(), file_in_range))
+                Some(prune_row_groups(
+                    open.metadata(),
+                    *idx,
+                    *idx,
+                    options.range.micros(),
+                    file_in_range,
+                ))
             }
             (None, true) if !options.range.contains(entry.created) => Some(Vec::new()),
             _ => None,
         };
         let schema = open.arrow_schema();
         let projection: Option<Vec<usize>> = options.columns.as_ref().map(|cols| {
-            let mut idx: Vec<usize> = cols.iter().filter_map(|c| schema.index_of(c).ok()).collect();
-            if filtering && let Some((_, t)) = &time_col && !idx.contains(t) {
+            let mut idx: Vec<usize> = cols
+                .iter()
+                .filter_map(|c| schema.index_of(c).ok())
+                .collect();
+            if filtering
+                && let Some((_, t)) = &time_col
+                && !idx.contains(t)
+            {
                 idx.push(*t);
             }
             idx.sort_unstable();
@@ -483,7 +554,12 @@ impl Dataset {
     /// Search the manifest of `module`/`user`; with [`SearchQuery::deep`], confirm in the
     /// files: every file passing the filters is read and scored by the number of its records
     /// (in the time window) that contain every query word.
-    pub async fn search(&self, module: &str, user: &str, query: &SearchQuery) -> Result<SearchResults> {
+    pub async fn search(
+        &self,
+        module: &str,
+        user: &str,
+        query: &SearchQuery,
+    ) -> Result<SearchResults> {
         let manifest = self.manifest(module, user)?;
         if !query.deep {
             return manifest.search(query).await;
@@ -523,14 +599,20 @@ impl Dataset {
     pub async fn verify(&self, module: &str, user: &str) -> Result<VerifyReport> {
         let manifest = self.manifest(module, user)?;
         let entries = manifest.entries().await?;
-        let objects: Vec<_> = self.bucket.list(&data_prefix(module, user)).try_collect().await?;
+        let objects: Vec<_> = self
+            .bucket
+            .list(&data_prefix(module, user))
+            .try_collect()
+            .await?;
         let mut report = VerifyReport {
             entries: entries.len(),
             objects: objects.len(),
             ..Default::default()
         };
-        let stored: HashMap<&str, &storage_core::ObjectInfo> = objects.iter().map(|o| (o.key.as_str(), o)).collect();
-        let listed: HashMap<&str, &ManifestEntry> = entries.iter().map(|e| (e.key.as_str(), e)).collect();
+        let stored: HashMap<&str, &storage_core::ObjectInfo> =
+            objects.iter().map(|o| (o.key.as_str(), o)).collect();
+        let listed: HashMap<&str, &ManifestEntry> =
+            entries.iter().map(|e| (e.key.as_str(), e)).collect();
         for e in &entries {
             match stored.get(e.key.as_str()) {
                 None => report.missing.push(e.key.clone()),
@@ -541,7 +623,9 @@ impl Dataset {
                     if let (Some(want), Some(have)) = (&e.etag, &o.etag)
                         && !etag_eq(want, have)
                     {
-                        report.etag_mismatch.push((e.key.clone(), want.clone(), have.clone()));
+                        report
+                            .etag_mismatch
+                            .push((e.key.clone(), want.clone(), have.clone()));
                     }
                 }
             }
@@ -563,30 +647,40 @@ impl Dataset {
     pub async fn rebuild(&self, module: &str, user: &str) -> Result<RebuildReport> {
         let manifest = self.manifest(module, user)?;
         let seen = manifest.head().await?;
-        let objects: Vec<_> = self.bucket.list(&data_prefix(module, user)).try_collect().await?;
+        let objects: Vec<_> = self
+            .bucket
+            .list(&data_prefix(module, user))
+            .try_collect()
+            .await?;
         let mut report = RebuildReport::default();
         let mut files = Vec::new();
         for o in objects {
             match parse_data_key(&o.key) {
-                Some((m, u, id, ext)) if m == module && u == user => match Format::from_extension(ext) {
-                    Some(format) => files.push((o.key.clone(), id.to_string(), format)),
-                    None => {
-                        let reason = format!("unknown extension `.{ext}`");
-                        report.skipped.push((o.key, reason));
+                Some((m, u, id, ext)) if m == module && u == user => {
+                    match Format::from_extension(ext) {
+                        Some(format) => files.push((o.key.clone(), id.to_string(), format)),
+                        None => {
+                            let reason = format!("unknown extension `.{ext}`");
+                            report.skipped.push((o.key, reason));
+                        }
                     }
-                },
-                _ => report.skipped.push((o.key, "not a dataset file name ({module}/{user}/yyyy/mm/dd/{id}.{ext})".into())),
+                }
+                _ => report.skipped.push((
+                    o.key,
+                    "not a dataset file name ({module}/{user}/yyyy/mm/dd/{id}.{ext})".into(),
+                )),
             }
         }
-        let results: Vec<std::result::Result<ManifestEntry, (String, String)>> = stream::iter(files)
-            .map(|(key, id, format)| async move {
-                self.entry_from_object(&key, &id, format)
-                    .await
-                    .map_err(|e| (key.clone(), e.to_string()))
-            })
-            .buffered(8)
-            .collect()
-            .await;
+        let results: Vec<std::result::Result<ManifestEntry, (String, String)>> =
+            stream::iter(files)
+                .map(|(key, id, format)| async move {
+                    self.entry_from_object(&key, &id, format)
+                        .await
+                        .map_err(|e| (key.clone(), e.to_string()))
+                })
+                .buffered(8)
+                .collect()
+                .await;
         let mut entries = Vec::new();
         for r in results {
             match r {
@@ -599,7 +693,12 @@ impl Dataset {
         Ok(report)
     }
 
-    async fn entry_from_object(&self, key: &str, id: &str, format: Format) -> Result<ManifestEntry> {
+    async fn entry_from_object(
+        &self,
+        key: &str,
+        id: &str,
+        format: Format,
+    ) -> Result<ManifestEntry> {
         let created = id_time(id)?;
         let info = self.bucket.head(key).await?;
         let time_field = info.metadata.get(META_TIME_FIELD).cloned();
@@ -623,8 +722,13 @@ impl Dataset {
             text_truncated: false,
             tags,
         };
-        let records: Vec<Value> = self.read_entry(&probe, &ReadOptions::default()).await?.try_collect().await?;
-        let times = record_times(&records, time_field.as_deref()).unwrap_or_else(|_| vec![None; records.len()]);
+        let records: Vec<Value> = self
+            .read_entry(&probe, &ReadOptions::default())
+            .await?
+            .try_collect()
+            .await?;
+        let times = record_times(&records, time_field.as_deref())
+            .unwrap_or_else(|_| vec![None; records.len()]);
         let untimed = times.iter().any(Option::is_none);
         let mut min_time = times.iter().flatten().min().copied().unwrap_or(created);
         let mut max_time = times.iter().flatten().max().copied().unwrap_or(created);
@@ -646,7 +750,9 @@ impl Dataset {
     /// A presigned download URL for `key` (any manifest entry's key, or a blob key), valid for
     /// `expires_in` (1 s to 7 days). Needs a bucket with a presigner (S3, R2).
     pub async fn presign(&self, key: &str, expires_in: Duration) -> Result<Url> {
-        self.bucket.presign(PresignMethod::Get, key, expires_in).await
+        self.bucket
+            .presign(PresignMethod::Get, key, expires_in)
+            .await
     }
 
     /// A presigned download URL for the file of `entry`.
@@ -662,7 +768,9 @@ impl Dataset {
         match self.bucket.head(key).await {
             Ok(info) => match &info.etag {
                 Some(current) if etag_eq(current, expected_etag) => Ok(EtagCheck::Unchanged),
-                current => Ok(EtagCheck::Changed { current: current.clone() }),
+                current => Ok(EtagCheck::Changed {
+                    current: current.clone(),
+                }),
             },
             Err(e) if e.is_not_found() => Ok(EtagCheck::Missing),
             Err(e) => Err(e),
@@ -676,7 +784,9 @@ impl Dataset {
             && name.split('/').all(|seg| {
                 !seg.is_empty()
                     && !seg.starts_with('.')
-                    && seg.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+                    && seg
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
             });
         if !valid {
             return Err(StorageError::invalid_input(
@@ -692,25 +802,47 @@ impl Dataset {
     }
 
     /// Store `value` as the JSON blob `name` (overwriting).
-    pub async fn put_blob<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<WriteResult> {
+    pub async fn put_blob<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> Result<WriteResult> {
         self.put_blob_with(name, value, PutOpts::default()).await
     }
 
     /// Store `value` as blob `name` only if it does not exist yet.
-    pub async fn create_blob<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<WriteResult> {
+    pub async fn create_blob<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> Result<WriteResult> {
         self.put_blob_with(name, value, PutOpts::if_absent()).await
     }
 
     /// Replace blob `name` only if its ETag is still `etag` (else [`StorageError::Precondition`]).
-    pub async fn put_blob_if_match<T: Serialize + ?Sized>(&self, name: &str, value: &T, etag: &str) -> Result<WriteResult> {
-        self.put_blob_with(name, value, PutOpts::if_match(etag)).await
+    pub async fn put_blob_if_match<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        value: &T,
+        etag: &str,
+    ) -> Result<WriteResult> {
+        self.put_blob_with(name, value, PutOpts::if_match(etag))
+            .await
     }
 
-    async fn put_blob_with<T: Serialize + ?Sized>(&self, name: &str, value: &T, opts: PutOpts) -> Result<WriteResult> {
+    async fn put_blob_with<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        value: &T,
+        opts: PutOpts,
+    ) -> Result<WriteResult> {
         let key = Self::blob_key(name)?;
-        let body = serde_json::to_vec(value)
-            .map_err(|e| StorageError::invalid_input("value", format!("cannot serialize to JSON: {e}")))?;
-        self.bucket.put_with(&key, body, opts.with_content_type("application/json")).await
+        let body = serde_json::to_vec(value).map_err(|e| {
+            StorageError::invalid_input("value", format!("cannot serialize to JSON: {e}"))
+        })?;
+        self.bucket
+            .put_with(&key, body, opts.with_content_type("application/json"))
+            .await
     }
 
     /// Read blob `name`: the value and the ETag it was read at.
@@ -743,7 +875,12 @@ fn project(v: Value, columns: Option<&[String]>) -> Value {
 }
 
 /// Which rows of `batch` fall in `range`, from its time column (nulls use `fallback`).
-fn row_mask(batch: &RecordBatch, time_col: Option<&str>, range: TimeRange, fallback: i64) -> Vec<bool> {
+fn row_mask(
+    batch: &RecordBatch,
+    time_col: Option<&str>,
+    range: TimeRange,
+    fallback: i64,
+) -> Vec<bool> {
     let n = batch.num_rows();
     if range.is_all() {
         return vec![true; n];
@@ -755,7 +892,13 @@ fn row_mask(batch: &RecordBatch, time_col: Option<&str>, range: TimeRange, fallb
         .and_then(|a| a.as_primitive_opt::<TimestampMicrosecondType>());
     match times {
         Some(t) => (0..n)
-            .map(|i| inside(if arrow_array::Array::is_null(t, i) { fallback } else { t.value(i) }))
+            .map(|i| {
+                inside(if arrow_array::Array::is_null(t, i) {
+                    fallback
+                } else {
+                    t.value(i)
+                })
+            })
             .collect(),
         None => vec![inside(fallback); n],
     }
@@ -802,7 +945,9 @@ fn decode_text(format: Format, bytes: &[u8], backend: &str, key: &str) -> Result
         reason,
     };
     match format {
-        Format::Json => match serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not valid JSON: {e}")))? {
+        Format::Json => match serde_json::from_slice(bytes)
+            .map_err(|e| corrupt(format!("not valid JSON: {e}")))?
+        {
             Value::Array(items) => Ok(items),
             one => Ok(vec![one]),
         },
@@ -810,7 +955,10 @@ fn decode_text(format: Format, bytes: &[u8], backend: &str, key: &str) -> Result
             .split(|b| *b == b'\n')
             .enumerate()
             .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
-            .map(|(n, line)| serde_json::from_slice(line).map_err(|e| corrupt(format!("line {} is not valid JSON: {e}", n + 1))))
+            .map(|(n, line)| {
+                serde_json::from_slice(line)
+                    .map_err(|e| corrupt(format!("line {} is not valid JSON: {e}", n + 1)))
+            })
             .collect(),
     }
 }

@@ -80,7 +80,10 @@ pub const HEAD_BACKOFF: BackoffStrategy =
 
 /// Heads of every manifest in a bucket, as a `storage-cas` collection keyed
 /// `manifests/{module}/{user}/head.json` (id `module/user`).
-pub(crate) fn head_collection(bucket: &Bucket, backoff: BackoffStrategy) -> Result<Collection<ManifestHead>> {
+pub(crate) fn head_collection(
+    bucket: &Bucket,
+    backoff: BackoffStrategy,
+) -> Result<Collection<ManifestHead>> {
     Ok(Collection::new(bucket, "manifests/{module}/{user}/head.json")?.with_backoff(backoff))
 }
 
@@ -113,7 +116,11 @@ pub(crate) async fn read_head(heads: &Collection<ManifestHead>, id: &str) -> Res
 /// on the head's ETag (create-if-absent for a new manifest), re-read and re-applied after a
 /// backoff whenever another writer won the race. `change` may run several times. Returns the
 /// head that was stored.
-pub(crate) async fn update_head<F>(heads: &Collection<ManifestHead>, id: &str, mut change: F) -> Result<ManifestHead>
+pub(crate) async fn update_head<F>(
+    heads: &Collection<ManifestHead>,
+    id: &str,
+    mut change: F,
+) -> Result<ManifestHead>
 where
     F: FnMut(&mut ManifestHead) -> Result<()>,
 {

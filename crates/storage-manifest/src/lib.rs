@@ -67,8 +67,9 @@ pub use dataset::{
 };
 pub use format::{Compression, Format};
 pub use head::{HEAD_BACKOFF, HEAD_FORMAT, ManifestHead, PartRef, SegmentRef};
-pub use storage_cas::{BackoffStrategy, Jitter};
-pub use manifest::{CompactReport, EntryFilter, Manifest, ManifestEntry, ManifestOptions, manifest_schema};
+pub use manifest::{
+    CompactReport, EntryFilter, Manifest, ManifestEntry, ManifestOptions, manifest_schema,
+};
 pub use names::{
     BLOB_PREFIX, ID_LEN, MANIFEST_PREFIX, MAX_NAME_LEN, RESERVED_MODULES, data_key, data_prefix,
     id_time, manifest_prefix, new_id, parse_data_key, validate_name,
@@ -78,4 +79,5 @@ pub use records::{
     index_text,
 };
 pub use search::{DEFAULT_PAGE_SIZE, SearchHit, SearchQuery, SearchResults};
+pub use storage_cas::{BackoffStrategy, Jitter};
 pub use time_range::TimeRange;

@@ -26,7 +26,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow_array::builder::{BooleanBuilder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow_array::builder::{
+    BooleanBuilder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
@@ -41,7 +43,9 @@ use storage_core::{Bucket, PutOpts, Result, StorageError};
 use crate::format::{Compression, Format};
 use storage_cas::{BackoffStrategy, Collection};
 
-use crate::head::{HEAD_BACKOFF, ManifestHead, PartRef, SegmentRef, head_collection, read_head, update_head};
+use crate::head::{
+    HEAD_BACKOFF, ManifestHead, PartRef, SegmentRef, head_collection, read_head, update_head,
+};
 use crate::names::{manifest_prefix, new_id, validate_name};
 use crate::parquet_io::{OpenParquet, ParquetSettings, encode, prune_row_groups};
 use crate::search::{SearchQuery, SearchResults, rank};
@@ -243,7 +247,9 @@ impl Manifest {
             body.push(b'\n');
         }
         let body = Bytes::from(body);
-        let segment_key = self.put_new_object("segments", "jsonl", body.clone(), "application/x-ndjson").await?;
+        let segment_key = self
+            .put_new_object("segments", "jsonl", body.clone(), "application/x-ndjson")
+            .await?;
         let segment = SegmentRef {
             key: segment_key.clone(),
             entries: entries.len() as u64,
@@ -273,12 +279,22 @@ impl Manifest {
         Ok(segment)
     }
 
-    async fn put_new_object(&self, folder: &str, ext: &str, body: Bytes, content_type: &str) -> Result<String> {
+    async fn put_new_object(
+        &self,
+        folder: &str,
+        ext: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<String> {
         let create = self.bucket.capabilities().create_if_absent;
         loop {
             let key = format!("{}{folder}/{}.{ext}", self.prefix, new_id(Utc::now()));
-            let opts = if create { PutOpts::if_absent() } else { PutOpts::default() }
-                .with_content_type(content_type);
+            let opts = if create {
+                PutOpts::if_absent()
+            } else {
+                PutOpts::default()
+            }
+            .with_content_type(content_type);
             match self.bucket.put_with(&key, body.clone(), opts).await {
                 Ok(_) => return Ok(key),
                 // 80 random bits make this practically impossible; pick another id.
@@ -310,7 +326,11 @@ impl Manifest {
         }
     }
 
-    async fn scan_head(&self, head: &ManifestHead, filter: &EntryFilter) -> Result<Vec<ManifestEntry>> {
+    async fn scan_head(
+        &self,
+        head: &ManifestHead,
+        filter: &EntryFilter,
+    ) -> Result<Vec<ManifestEntry>> {
         // Owned inputs and boxed futures: keeps the future `Send` for any caller
         // (`tokio::spawn`), which borrowed iterator adaptors inside a stream do not.
         let parts: Vec<PartRef> = head
@@ -338,13 +358,21 @@ impl Manifest {
                 async move { this.read_segment(&s, &filter).await }.boxed()
             })
             .collect();
-        let parts = futures::stream::iter(part_reads).buffered(4).try_collect::<Vec<_>>();
-        let segments = futures::stream::iter(segment_reads).buffered(16).try_collect::<Vec<_>>();
+        let parts = futures::stream::iter(part_reads)
+            .buffered(4)
+            .try_collect::<Vec<_>>();
+        let segments = futures::stream::iter(segment_reads)
+            .buffered(16)
+            .try_collect::<Vec<_>>();
         let (parts, segments) = futures::try_join!(parts, segments)?;
         Ok(dedupe(parts.into_iter().chain(segments).flatten()))
     }
 
-    async fn read_segment(&self, segment: &SegmentRef, filter: &EntryFilter) -> Result<Vec<ManifestEntry>> {
+    async fn read_segment(
+        &self,
+        segment: &SegmentRef,
+        filter: &EntryFilter,
+    ) -> Result<Vec<ManifestEntry>> {
         let obj = self.bucket.get(&segment.key).await?;
         parse_segment(&obj.bytes, self.bucket.name(), &segment.key)
             .map(|entries| entries.into_iter().filter(|e| filter.matches(e)).collect())
@@ -352,7 +380,13 @@ impl Manifest {
 
     async fn read_part(&self, part: &PartRef, filter: &EntryFilter) -> Result<Vec<ManifestEntry>> {
         let backend = self.bucket.name();
-        let open = OpenParquet::open(backend, self.bucket.store().clone(), &part.key, Some(part.bytes)).await?;
+        let open = OpenParquet::open(
+            backend,
+            self.bucket.store().clone(),
+            &part.key,
+            Some(part.bytes),
+        )
+        .await?;
         let corrupt = |reason: String| StorageError::Corrupt {
             backend: backend.to_string(),
             key: part.key.clone(),
@@ -367,7 +401,13 @@ impl Manifest {
             let max_col = open
                 .column_index("max_time")
                 .ok_or_else(|| corrupt("compacted manifest has no `max_time` column".into()))?;
-            Some(prune_row_groups(open.metadata(), min_col, max_col, filter.range.micros(), false))
+            Some(prune_row_groups(
+                open.metadata(),
+                min_col,
+                max_col,
+                filter.range.micros(),
+                false,
+            ))
         };
         let mut out = Vec::new();
         let mut batches = open.stream(backend, &part.key, row_groups, None, 8192)?;
@@ -405,7 +445,11 @@ impl Manifest {
     async fn compact_inner(&self, all: bool) -> Result<CompactReport> {
         let head = self.head().await?;
         let merge_parts = all || head.parts.len() + 1 > self.options.max_parts;
-        let parts: Vec<PartRef> = if merge_parts { head.parts.clone() } else { Vec::new() };
+        let parts: Vec<PartRef> = if merge_parts {
+            head.parts.clone()
+        } else {
+            Vec::new()
+        };
         let segments = head.segments.clone();
         if segments.is_empty() && parts.len() <= 1 {
             return Ok(CompactReport::default());
@@ -415,7 +459,9 @@ impl Manifest {
             segments: segments.clone(),
             ..head.clone()
         };
-        let mut entries = self.scan_head(&folded_head, &EntryFilter::default()).await?;
+        let mut entries = self
+            .scan_head(&folded_head, &EntryFilter::default())
+            .await?;
         entries.sort_by(|a, b| a.min_time.cmp(&b.min_time).then_with(|| a.key.cmp(&b.key)));
         let part = self.write_part(&entries).await?;
         let (part_keys, segment_keys): (HashSet<String>, HashSet<String>) = (
@@ -424,8 +470,16 @@ impl Manifest {
         );
         let new_part = part.clone();
         let swapped = update_head(&self.heads, &self.head_id(), |h| {
-            let listed_parts = h.parts.iter().filter(|p| part_keys.contains(&p.key)).count();
-            let listed_segments = h.segments.iter().filter(|s| segment_keys.contains(&s.key)).count();
+            let listed_parts = h
+                .parts
+                .iter()
+                .filter(|p| part_keys.contains(&p.key))
+                .count();
+            let listed_segments = h
+                .segments
+                .iter()
+                .filter(|s| segment_keys.contains(&s.key))
+                .count();
             if listed_parts != part_keys.len() || listed_segments != segment_keys.len() {
                 return Err(StorageError::Conflict {
                     backend: self.bucket.name().to_string(),
@@ -446,7 +500,10 @@ impl Manifest {
             return Err(e);
         }
         let garbage: Vec<String> = part_keys.into_iter().chain(segment_keys).collect();
-        let report = self.bucket.delete_many(garbage.iter().map(String::as_str)).await;
+        let report = self
+            .bucket
+            .delete_many(garbage.iter().map(String::as_str))
+            .await;
         Ok(CompactReport {
             segments_folded: segments.len(),
             parts_merged: parts.len(),
@@ -481,7 +538,11 @@ impl Manifest {
 
     /// Replace the whole manifest with `entries` (used by rebuild): one new part, listed
     /// alone, keeping any segment appended after `seen` was read.
-    pub(crate) async fn replace(&self, seen: &ManifestHead, mut entries: Vec<ManifestEntry>) -> Result<()> {
+    pub(crate) async fn replace(
+        &self,
+        seen: &ManifestHead,
+        mut entries: Vec<ManifestEntry>,
+    ) -> Result<()> {
         entries.sort_by(|a, b| a.min_time.cmp(&b.min_time).then_with(|| a.key.cmp(&b.key)));
         let part = self.write_part(&entries).await?;
         let old_segments: HashSet<String> = seen.segments.iter().map(|s| s.key.clone()).collect();
@@ -489,7 +550,12 @@ impl Manifest {
         let new_part = part.clone();
         let result = update_head(&self.heads, &self.head_id(), |h| {
             dropped = h.parts.iter().map(|p| p.key.clone()).collect();
-            dropped.extend(h.segments.iter().filter(|s| old_segments.contains(&s.key)).map(|s| s.key.clone()));
+            dropped.extend(
+                h.segments
+                    .iter()
+                    .filter(|s| old_segments.contains(&s.key))
+                    .map(|s| s.key.clone()),
+            );
             h.parts = vec![new_part.clone()];
             h.segments.retain(|s| !old_segments.contains(&s.key));
             Ok(())
@@ -499,7 +565,9 @@ impl Manifest {
             let _ = self.bucket.delete(&part.key).await;
             return Err(e);
         }
-        self.bucket.delete_many(dropped.iter().map(String::as_str)).await;
+        self.bucket
+            .delete_many(dropped.iter().map(String::as_str))
+            .await;
         Ok(())
     }
 }
@@ -621,11 +689,12 @@ fn entries_from_batch(batch: &RecordBatch) -> std::result::Result<Vec<ManifestEn
             .as_primitive_opt::<Int64Type>()
             .ok_or_else(|| format!("column `{name}` is not INT64"))
     };
-    let time = |name: &str| -> std::result::Result<&arrow_array::TimestampMicrosecondArray, String> {
-        col(name)?
-            .as_primitive_opt::<TimestampMicrosecondType>()
-            .ok_or_else(|| format!("column `{name}` is not a microsecond timestamp"))
-    };
+    let time =
+        |name: &str| -> std::result::Result<&arrow_array::TimestampMicrosecondArray, String> {
+            col(name)?
+                .as_primitive_opt::<TimestampMicrosecondType>()
+                .ok_or_else(|| format!("column `{name}` is not a microsecond timestamp"))
+        };
     let (key, id, format, etag, time_field, text, tags) = (
         string("key")?,
         string("id")?,
@@ -645,7 +714,8 @@ fn entries_from_batch(batch: &RecordBatch) -> std::result::Result<Vec<ManifestEn
             .single()
             .ok_or_else(|| format!("timestamp {us} is out of range"))
     };
-    let opt = |a: &arrow_array::StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_string());
+    let opt =
+        |a: &arrow_array::StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_string());
     (0..batch.num_rows())
         .map(|i| {
             Ok(ManifestEntry {

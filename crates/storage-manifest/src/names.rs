@@ -32,7 +32,9 @@ pub const MAX_NAME_LEN: usize = 128;
 pub fn validate_name(field: &str, name: &str) -> Result<()> {
     let bad = |reason: String| Err(StorageError::invalid_input(field, reason));
     if name.is_empty() {
-        return bad(format!("the {field} name is empty; give a name such as `finance`"));
+        return bad(format!(
+            "the {field} name is empty; give a name such as `finance`"
+        ));
     }
     if name.len() > MAX_NAME_LEN {
         return bad(format!(
@@ -74,10 +76,15 @@ pub fn new_id(at: DateTime<Utc>) -> String {
     static LAST: Mutex<(u128, u128)> = Mutex::new((0, 0));
     const RANDOM_MASK: u128 = (1u128 << 80) - 1;
     let ms = at.timestamp_millis().max(0) as u128;
-    let fresh = ((u128::from(fastrand::u64(..)) << 16) | u128::from(fastrand::u16(..))) & RANDOM_MASK;
+    let fresh =
+        ((u128::from(fastrand::u64(..)) << 16) | u128::from(fastrand::u16(..))) & RANDOM_MASK;
     let random = {
         let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-        let random = if last.0 == ms && last.1 < RANDOM_MASK { last.1 + 1 } else { fresh };
+        let random = if last.0 == ms && last.1 < RANDOM_MASK {
+            last.1 + 1
+        } else {
+            fresh
+        };
         *last = (ms, random);
         random
     };
@@ -112,7 +119,10 @@ pub fn id_time(id: &str) -> Result<DateTime<Utc>> {
             .ok_or_else(invalid)?;
         ms = (ms << 5) | digit as i64;
     }
-    if !id.bytes().all(|b| CROCKFORD.contains(&b.to_ascii_lowercase())) {
+    if !id
+        .bytes()
+        .all(|b| CROCKFORD.contains(&b.to_ascii_lowercase()))
+    {
         return Err(invalid());
     }
     Utc.timestamp_millis_opt(ms).single().ok_or_else(invalid)
@@ -191,7 +201,10 @@ mod tests {
         assert!(a < b, "{a} should sort before {b}");
         assert_eq!(id_time(&a).unwrap(), t1);
         let (c, d) = (new_id(t1), new_id(t1));
-        assert!(c < d, "same millisecond: still in creation order ({c}, {d})");
+        assert!(
+            c < d,
+            "same millisecond: still in creation order ({c}, {d})"
+        );
         assert!(id_time("not-an-id").is_err());
         assert!(id_time("ZZZZZZZZZZ!ZZZZZZZZZZZZZZZ").is_err());
     }
@@ -207,6 +220,9 @@ mod tests {
             Some(("finance", "user123", id.as_str(), "jsonl"))
         );
         assert_eq!(parse_data_key("finance/user123/x.jsonl"), None);
-        assert_eq!(parse_data_key("finance/user123/2024/01/05/nope.jsonl"), None);
+        assert_eq!(
+            parse_data_key("finance/user123/2024/01/05/nope.jsonl"),
+            None
+        );
     }
 }

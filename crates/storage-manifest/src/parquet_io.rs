@@ -35,13 +35,17 @@ pub(crate) fn encode(batch: &RecordBatch, settings: ParquetSettings) -> Result<B
         .set_compression(settings.compression.to_parquet()?)
         .set_max_row_group_row_count(Some(settings.row_group_rows.max(1)))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_created_by(format!("strata storage-manifest {}", env!("CARGO_PKG_VERSION")))
+        .set_created_by(format!(
+            "strata storage-manifest {}",
+            env!("CARGO_PKG_VERSION")
+        ))
         .build();
     let invalid = |e: parquet::errors::ParquetError| {
         StorageError::invalid_input("records", format!("cannot encode Parquet: {e}"))
     };
     let mut buf = Vec::with_capacity(1024);
-    let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).map_err(invalid)?;
+    let mut writer =
+        ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).map_err(invalid)?;
     writer.write(batch).map_err(invalid)?;
     writer.close().map_err(invalid)?;
     Ok(Bytes::from(buf))
@@ -60,9 +64,16 @@ impl MicrosWindow {
     }
 }
 
-fn i64_stats(rg: &RowGroupMetaData, column: usize) -> Option<(Option<i64>, Option<i64>, Option<u64>)> {
+fn i64_stats(
+    rg: &RowGroupMetaData,
+    column: usize,
+) -> Option<(Option<i64>, Option<i64>, Option<u64>)> {
     match rg.column(column).statistics()? {
-        Statistics::Int64(s) => Some((s.min_opt().copied(), s.max_opt().copied(), s.null_count_opt())),
+        Statistics::Int64(s) => Some((
+            s.min_opt().copied(),
+            s.max_opt().copied(),
+            s.null_count_opt(),
+        )),
         _ => None,
     }
 }
@@ -166,11 +177,13 @@ impl OpenParquet {
         let path = Key::new(key)?.to_path();
         let size = match size {
             Some(size) => size,
-            None => store
-                .head(&path)
-                .await
-                .map_err(|e| StorageError::from_object_store(backend, e))?
-                .size,
+            None => {
+                store
+                    .head(&path)
+                    .await
+                    .map_err(|e| StorageError::from_object_store(backend, e))?
+                    .size
+            }
         };
         let mut reader = ObjectStoreReader { store, path, size };
         let meta = ArrowReaderMetadata::load_async(&mut reader, Default::default())
@@ -220,7 +233,11 @@ impl OpenParquet {
 
 /// Map a Parquet error: storage failures keep their kind, anything else means the file is not
 /// valid Parquet.
-pub(crate) fn parquet_error(backend: &str, key: &str, e: parquet::errors::ParquetError) -> StorageError {
+pub(crate) fn parquet_error(
+    backend: &str,
+    key: &str,
+    e: parquet::errors::ParquetError,
+) -> StorageError {
     match e {
         parquet::errors::ParquetError::External(inner) => {
             match inner.downcast::<object_store::Error>() {

@@ -101,7 +101,12 @@ impl RecordSchema {
     }
 
     /// Add a column.
-    pub fn column(mut self, name: impl Into<String>, column_type: ColumnType, nullable: bool) -> Self {
+    pub fn column(
+        mut self,
+        name: impl Into<String>,
+        column_type: ColumnType,
+        nullable: bool,
+    ) -> Self {
         self.columns.push(Column {
             name: name.into(),
             column_type,
@@ -288,7 +293,9 @@ pub fn parse_time(v: &Value) -> std::result::Result<DateTime<Utc>, String> {
             .as_i64()
             .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
             .ok_or_else(|| {
-                format!("{n} is not a time; use integer milliseconds since the epoch or RFC 3339 text")
+                format!(
+                    "{n} is not a time; use integer milliseconds since the epoch or RFC 3339 text"
+                )
             }),
         other => Err(format!(
             "found {}, but a time must be RFC 3339 text or integer milliseconds",
@@ -316,17 +323,19 @@ fn build_column(col: &Column, records: &[Value]) -> Result<ArrayRef> {
         )
     };
     // Yields each record's value, or an error for a missing/null value in a required column.
-    let values = records.iter().enumerate().map(|(i, r)| {
-        match r.get(name).filter(|v| !v.is_null()) {
-            Some(v) => Ok((i, Some(v))),
-            None if col.nullable => Ok((i, None)),
-            None => Err(record_error(
-                i,
-                name,
-                "the field is missing or null, but the column is not nullable",
-            )),
-        }
-    });
+    let values =
+        records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match r.get(name).filter(|v| !v.is_null()) {
+                Some(v) => Ok((i, Some(v))),
+                None if col.nullable => Ok((i, None)),
+                None => Err(record_error(
+                    i,
+                    name,
+                    "the field is missing or null, but the column is not nullable",
+                )),
+            });
     Ok(match col.column_type {
         ColumnType::Boolean => {
             let mut b = BooleanBuilder::with_capacity(records.len());
@@ -381,7 +390,8 @@ fn build_column(col: &Column, records: &[Value]) -> Result<ArrayRef> {
             Arc::new(b.finish())
         }
         ColumnType::Timestamp => {
-            let mut b = TimestampMicrosecondBuilder::with_capacity(records.len()).with_timezone("UTC");
+            let mut b =
+                TimestampMicrosecondBuilder::with_capacity(records.len()).with_timezone("UTC");
             for item in values {
                 match item? {
                     (_, None) => b.append_null(),
@@ -488,7 +498,10 @@ fn cell(field: &Field, col: &dyn Array, row: usize, is_json: bool) -> Result<Val
 
 /// The time of every record that has `time_field`, checked. A malformed time is an error
 /// naming the record and the field.
-pub fn record_times(records: &[Value], time_field: Option<&str>) -> Result<Vec<Option<DateTime<Utc>>>> {
+pub fn record_times(
+    records: &[Value],
+    time_field: Option<&str>,
+) -> Result<Vec<Option<DateTime<Utc>>>> {
     let Some(field) = time_field else {
         return Ok(vec![None; records.len()]);
     };
@@ -540,11 +553,11 @@ pub fn index_text<'a>(
         let mut stack: Vec<(Option<&str>, &Value)> = vec![(None, record)];
         while let Some((key, v)) = stack.pop() {
             match v {
-                Value::String(s) if key.is_none() || key != time_field => {
-                    if !add(s, &mut text) {
-                        truncated = true;
-                        break 'records;
-                    }
+                Value::String(s)
+                    if (key.is_none() || key != time_field) && !add(s, &mut text) =>
+                {
+                    truncated = true;
+                    break 'records;
                 }
                 Value::Array(items) => stack.extend(items.iter().rev().map(|x| (None, x))),
                 Value::Object(map) => {
@@ -620,13 +633,21 @@ mod tests {
         assert!(err.contains("records[1].amount"), "{err}");
         assert!(err.contains("record 0"), "{err}");
 
-        let err = RecordSchema::infer(&[json!(1)], None).unwrap_err().to_string();
-        assert!(err.contains("records[0]") && err.contains("object"), "{err}");
+        let err = RecordSchema::infer(&[json!(1)], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("records[0]") && err.contains("object"),
+            "{err}"
+        );
 
         let err = RecordSchema::infer(&[json!({"t": "yesterday"})], Some("t"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("records[0].t") && err.contains("RFC 3339"), "{err}");
+        assert!(
+            err.contains("records[0].t") && err.contains("RFC 3339"),
+            "{err}"
+        );
 
         let declared = RecordSchema::new().column("amount", ColumnType::Int64, false);
         let err = declared
@@ -638,12 +659,18 @@ mod tests {
             .to_record_batch(&[json!({"amount": 1, "extra": true})])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("records[0].extra") && err.contains("declared"), "{err}");
+        assert!(
+            err.contains("records[0].extra") && err.contains("declared"),
+            "{err}"
+        );
         let err = declared
             .to_record_batch(&[json!({})])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("records[0].amount") && err.contains("not nullable"), "{err}");
+        assert!(
+            err.contains("records[0].amount") && err.contains("not nullable"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -655,7 +682,9 @@ mod tests {
         let (text, truncated) = index_text(records.iter(), Some("ts"));
         assert_eq!(text, "coffee at joe beans");
         assert!(!truncated);
-        let many: Vec<Value> = (0..2000).map(|i| json!({"w": format!("word{i}")})).collect();
+        let many: Vec<Value> = (0..2000)
+            .map(|i| json!({"w": format!("word{i}")}))
+            .collect();
         let (text, truncated) = index_text(many.iter(), None);
         assert!(truncated);
         assert!(text.len() <= MAX_INDEX_BYTES);

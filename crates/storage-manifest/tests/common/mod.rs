@@ -46,7 +46,10 @@ pub async fn round_trip_every_format(bucket: &Bucket) -> Vec<ManifestEntry> {
             .unwrap_or_else(|err| panic!("{format}: {err}"));
         assert_eq!(e.format, format);
         assert_eq!(e.rows, 3);
-        assert_eq!((e.min_time, e.max_time), (jan(15, 8), jan(16, 9) + chrono::Duration::minutes(15)));
+        assert_eq!(
+            (e.min_time, e.max_time),
+            (jan(15, 8), jan(16, 9) + chrono::Duration::minutes(15))
+        );
         assert!(e.etag.is_some(), "{format}: the entry carries the ETag");
         let date = e.created.format("%Y/%m/%d").to_string();
         assert_eq!(
@@ -68,10 +71,16 @@ pub async fn round_trip_every_format(bucket: &Bucket) -> Vec<ManifestEntry> {
         let opts = ReadOptions::default()
             .with_range(day15)
             .with_columns(["description"]);
-        let part = ds.read_with("finance", "user123", &e.id, &opts).await.unwrap();
+        let part = ds
+            .read_with("finance", "user123", &e.id, &opts)
+            .await
+            .unwrap();
         assert_eq!(
             part,
-            vec![json!({"description": "Coffee at Joe's"}), json!({"description": "Groceries"})],
+            vec![
+                json!({"description": "Coffee at Joe's"}),
+                json!({"description": "Groceries"})
+            ],
             "{format} range + projection"
         );
         entries.push(e);
@@ -86,7 +95,11 @@ pub async fn round_trip_every_format(bucket: &Bucket) -> Vec<ManifestEntry> {
     // read_all streams every file, oldest first, filtered to the window.
     let day16 = TimeRange::since(jan(16, 0));
     let all: Vec<Value> = ds
-        .read_all("finance", "user123", &ReadOptions::default().with_range(day16))
+        .read_all(
+            "finance",
+            "user123",
+            &ReadOptions::default().with_range(day16),
+        )
         .await
         .unwrap()
         .try_collect()
@@ -99,33 +112,54 @@ pub async fn round_trip_every_format(bucket: &Bucket) -> Vec<ManifestEntry> {
     assert_eq!(listed, entries);
 
     // Search from the manifest alone, with filters.
-    let hits = ds.search("finance", "user123", &SearchQuery::new("COFFEE")).await.unwrap();
+    let hits = ds
+        .search("finance", "user123", &SearchQuery::new("COFFEE"))
+        .await
+        .unwrap();
     assert_eq!(hits.total, 4);
     let hits = ds
-        .search("finance", "user123", &SearchQuery::new("coffee").with_format(Format::Parquet))
+        .search(
+            "finance",
+            "user123",
+            &SearchQuery::new("coffee").with_format(Format::Parquet),
+        )
         .await
         .unwrap();
     assert_eq!(hits.total, 2);
     let hits = ds
-        .search("finance", "user123", &SearchQuery::new("").with_tag("source", "jsonl"))
+        .search(
+            "finance",
+            "user123",
+            &SearchQuery::new("").with_tag("source", "jsonl"),
+        )
         .await
         .unwrap();
     assert_eq!(hits.hits.len(), 1);
     assert_eq!(hits.hits[0].entry.format, Format::Jsonl);
     let hits = ds
-        .search("finance", "user123", &SearchQuery::new("coffee").deep(true).with_range(day16))
+        .search(
+            "finance",
+            "user123",
+            &SearchQuery::new("coffee").deep(true).with_range(day16),
+        )
         .await
         .unwrap();
     assert_eq!(hits.total, 4);
     assert!(hits.hits.iter().all(|h| h.matched_rows == Some(1)));
-    let none = ds.search("finance", "user123", &SearchQuery::new("tea")).await.unwrap();
+    let none = ds
+        .search("finance", "user123", &SearchQuery::new("tea"))
+        .await
+        .unwrap();
     assert_eq!(none.total, 0);
 
     // After compaction the same questions get the same answers.
     let report = manifest.compact_all().await.unwrap();
     assert_eq!(report.entries, 4);
     assert_eq!(manifest.entries().await.unwrap().len(), 4);
-    let hits = ds.search("finance", "user123", &SearchQuery::new("groceries")).await.unwrap();
+    let hits = ds
+        .search("finance", "user123", &SearchQuery::new("groceries"))
+        .await
+        .unwrap();
     assert_eq!(hits.total, 4);
     let verify = ds.verify("finance", "user123").await.unwrap();
     assert!(verify.is_clean(), "{verify:?}");
@@ -157,7 +191,9 @@ pub async fn concurrent_appends(bucket: &Bucket, writers: usize, per_writer: usi
                     text_truncated: false,
                     tags: Default::default(),
                 };
-                m.append(&[entry]).await.unwrap_or_else(|e| panic!("writer {w} append {i}: {e}"));
+                m.append(&[entry])
+                    .await
+                    .unwrap_or_else(|e| panic!("writer {w} append {i}: {e}"));
             }
         }));
     }
@@ -167,18 +203,22 @@ pub async fn concurrent_appends(bucket: &Bucket, writers: usize, per_writer: usi
     let entries = manifest.entries().await.unwrap();
     let keys: HashSet<&str> = entries.iter().map(|e| e.key.as_str()).collect();
     let texts: HashSet<&str> = entries.iter().map(|e| e.text.as_str()).collect();
-    assert_eq!(entries.len(), writers * per_writer, "every append is in the manifest");
+    assert_eq!(
+        entries.len(),
+        writers * per_writer,
+        "every append is in the manifest"
+    );
     assert_eq!(keys.len(), writers * per_writer, "no duplicate keys");
     for w in 0..writers {
         for i in 0..per_writer {
-            assert!(texts.contains(format!("writer{w} item{i}").as_str()), "writer {w} item {i} lost");
+            assert!(
+                texts.contains(format!("writer{w} item{i}").as_str()),
+                "writer {w} item {i} lost"
+            );
         }
     }
     // A compaction now leaves exactly the same entries.
     manifest.compact_all().await.unwrap();
-    let after = manifest
-        .scan(&EntryFilter::default())
-        .await
-        .unwrap();
+    let after = manifest.scan(&EntryFilter::default()).await.unwrap();
     assert_eq!(after.len(), writers * per_writer);
 }
