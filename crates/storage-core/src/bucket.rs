@@ -218,6 +218,9 @@ impl ObjectInfo {
     }
 
     fn with_attributes(mut self, attrs: &Attributes) -> Self {
+        if attrs.is_empty() {
+            return self;
+        }
         for (k, v) in attributes_to_map(attrs) {
             match k.strip_prefix(META_PREFIX) {
                 Some(m) => self.metadata.insert(m.to_string(), v),
@@ -718,12 +721,16 @@ impl Bucket {
 
     /// Read with raw `object_store` options.
     pub async fn get_opts(&self, key: impl AsRef<str>, options: GetOptions) -> Result<Object> {
-        let s = self.get_stream_opts(key, options).await?;
-        let bytes = collect(s.stream, s.info.size).await?;
-        Ok(Object {
-            info: s.info,
-            bytes,
-        })
+        let key = Self::key(key)?;
+        let r = self
+            .store
+            .get_opts(&key.to_path(), options)
+            .await
+            .map_err(|e| self.err(e))?;
+        let info = ObjectInfo::from_meta(&r.meta).with_attributes(&r.attributes);
+        // `bytes()` reads a local file in one call instead of 8 KiB stream chunks.
+        let bytes = r.bytes().await.map_err(|e| self.err(e))?;
+        Ok(Object { info, bytes })
     }
 
     /// Read an object as a stream of chunks (memory stays bounded by the chunk size).
@@ -987,24 +994,6 @@ impl Bucket {
             error: r.err().map(|e| self.err(e).to_string()),
         }
     }
-}
-
-async fn collect(mut stream: BoxStream<'static, Result<Bytes>>, size_hint: u64) -> Result<Bytes> {
-    let first = match stream.next().await {
-        None => return Ok(Bytes::new()),
-        Some(b) => b?,
-    };
-    let second = match stream.next().await {
-        None => return Ok(first),
-        Some(b) => b?,
-    };
-    let mut buf = Vec::with_capacity(size_hint as usize);
-    buf.extend_from_slice(&first);
-    buf.extend_from_slice(&second);
-    while let Some(b) = stream.next().await {
-        buf.extend_from_slice(&b?);
-    }
-    Ok(buf.into())
 }
 
 #[cfg(test)]

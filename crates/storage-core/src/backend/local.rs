@@ -317,14 +317,15 @@ impl ObjectStore for LocalStore {
         }
         let mut result = self.inner.get_opts(location, options).await?;
         let etag = result.meta.e_tag.clone();
-        let attrs = match self.attributes_for(location, etag.as_deref()) {
-            Some(a) => Some(a),
+        let attrs = match self.read_sidecar(location) {
+            // No sidecar (one failed open): an object without attributes, the common case.
+            None => None,
+            Some(s) if Some(s.etag.as_str()) == etag.as_deref() => Some(map_to_attributes(&s.attributes)),
             // A writer may sit between renaming the data and its sidecar: wait for it.
-            None if self.sidecar_path(location).exists() => {
+            Some(_) => {
                 let _g = self.lock(&[location]).await?;
                 self.attributes_for(location, etag.as_deref())
             }
-            None => None,
         };
         result.attributes = attrs.unwrap_or_default();
         Ok(result)
