@@ -19,3 +19,5 @@ pub mod recovery;
 pub mod compression;
 #[cfg(feature = "encryption")]
 pub mod encryption;
+#[cfg(feature = "cache")]
+pub mod cache;
