@@ -34,13 +34,63 @@ pub struct StrataConfig {
     /// Named bucket handles.
     #[serde(default)]
     pub buckets: BTreeMap<String, BucketConfig>,
+    /// Legacy (seed 004): one bucket for every data type. Deprecated; use `[routes.*]`.
+    #[cfg(feature = "router")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// Data types → bucket and folder prefix (`[routes.records]`).
+    #[cfg(feature = "router")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routes: BTreeMap<String, storage_router::RouteConfig>,
+    /// Ordered read sets: a primary and fallbacks (`[sources.tide]`).
+    #[cfg(feature = "router")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, storage_router::SourceConfig>,
+    /// Tenant-scoped views (`[tenants.acme]`).
+    #[cfg(feature = "router")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tenants: BTreeMap<String, storage_router::TenantConfig>,
+    /// How recent failures lower a bucket's read priority.
+    #[cfg(feature = "router")]
+    #[serde(default)]
+    pub bucket_health: storage_router::HealthConfig,
+}
+
+impl StrataConfig {
+    /// The routing part of the file.
+    #[cfg(feature = "router")]
+    pub fn router_config(&self) -> storage_router::RouterConfig {
+        storage_router::RouterConfig {
+            bucket: self.bucket.clone(),
+            routes: self.routes.clone(),
+            sources: self.sources.clone(),
+            tenants: self.tenants.clone(),
+            bucket_health: self.bucket_health.clone(),
+        }
+    }
 }
 
 /// One connection: where and how to reach a storage service.
+///
+/// In TOML: `kind = "s3" | "r2" | "fs" | "memory"`, the provider's settings, and optionally
+/// `type_buckets` (data type → bucket handle, for routing).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "RawConnection")]
+pub struct ConnectionConfig {
+    /// Provider settings.
+    #[serde(flatten)]
+    pub provider: ProviderConfig,
+    /// Per-type buckets of this connection (`records = "records-bucket"`), consulted by
+    /// routes that name no bucket.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub type_buckets: BTreeMap<String, String>,
+}
+
+/// Provider settings of a connection.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 #[non_exhaustive]
-pub enum ConnectionConfig {
+pub enum ProviderConfig {
     /// Amazon S3 or an S3-compatible server (every `storage_s3::S3Config` field; `bucket`
     /// comes from each bucket block).
     #[cfg(feature = "s3")]
@@ -54,16 +104,47 @@ pub enum ConnectionConfig {
     Memory(MemoryConnection),
 }
 
+/// The connection block as written, before the provider settings are typed.
+#[derive(Deserialize)]
+struct RawConnection {
+    #[serde(default)]
+    type_buckets: BTreeMap<String, String>,
+    #[serde(flatten)]
+    rest: toml::Table,
+}
+
+impl TryFrom<RawConnection> for ConnectionConfig {
+    type Error = String;
+
+    fn try_from(raw: RawConnection) -> std::result::Result<Self, String> {
+        let kind = raw.rest.get("kind").and_then(|k| k.as_str()).map(str::to_string);
+        let provider: ProviderConfig = toml::Value::Table(raw.rest).try_into().map_err(|e: toml::de::Error| {
+            let msg = e.message().trim().to_string();
+            match kind {
+                None => "missing `kind`; set kind = \"s3\", \"r2\", \"fs\" or \"memory\"".to_string(),
+                Some(k) if msg.contains("unknown variant") => {
+                    format!("kind `{k}` is not available; allowed: {}", crate::enabled_providers().join(", "))
+                }
+                Some(k) => format!("in a `{k}` connection: {msg}"),
+            }
+        })?;
+        Ok(ConnectionConfig {
+            provider,
+            type_buckets: raw.type_buckets,
+        })
+    }
+}
+
 impl ConnectionConfig {
     /// `s3`, `r2`, `fs` or `memory`.
     pub fn kind(&self) -> &'static str {
-        match self {
+        match &self.provider {
             #[cfg(feature = "s3")]
-            ConnectionConfig::S3(_) => "s3",
+            ProviderConfig::S3(_) => "s3",
             #[cfg(feature = "r2")]
-            ConnectionConfig::R2(_) => "r2",
-            ConnectionConfig::Fs(_) => "fs",
-            ConnectionConfig::Memory(_) => "memory",
+            ProviderConfig::R2(_) => "r2",
+            ProviderConfig::Fs(_) => "fs",
+            ProviderConfig::Memory(_) => "memory",
         }
     }
 }

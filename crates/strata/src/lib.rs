@@ -34,6 +34,11 @@
 //! |---|---|---|
 //! | `s3` | yes | [`s3`]: Amazon S3 and S3-compatible servers |
 //! | `r2` | yes | [`r2`]: Cloudflare R2 (implies `s3`) |
+//! | `router` | no | `router`: routes per data type, source sets with fallback reads, tenants, mirror writes, offload, sync |
+//! | `cas` | no | `cas`: typed JSON documents with ETag compare-and-swap, TTL, versioned records |
+//! | `manifest` | no | `manifest`: JSONL/Parquet datasets with a searchable manifest (implies `cas`) |
+//! | `layers` | no | `layers`: retry, timeout, limit, circuit breaker, recovery, chaos, metrics, gzip |
+//! | `layers-full` | no | every layer, plus read cache, zstd and client-side encryption |
 //!
 //! With no features you still get [`core`], the memory and local-folder backends and the
 //! whole [`Bucket`] API.
@@ -46,7 +51,7 @@ use std::sync::Arc;
 
 pub mod config;
 
-pub use config::{BucketConfig, ConnectionConfig, StrataConfig};
+pub use config::{BucketConfig, ConnectionConfig, ProviderConfig, StrataConfig};
 pub use storage_core as core;
 pub use storage_core::{
     Bucket, Capabilities, Key, ObjectInfo, PresignMethod, PutOpts, Result, Secret, StorageError,
@@ -58,6 +63,18 @@ pub use storage_r2 as r2;
 #[cfg(feature = "s3")]
 #[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
 pub use storage_s3 as s3;
+#[cfg(feature = "router")]
+#[cfg_attr(docsrs, doc(cfg(feature = "router")))]
+pub use storage_router as router;
+#[cfg(feature = "cas")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cas")))]
+pub use storage_cas as cas;
+#[cfg(feature = "manifest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "manifest")))]
+pub use storage_manifest as manifest;
+#[cfg(feature = "layers")]
+#[cfg_attr(docsrs, doc(cfg(feature = "layers")))]
+pub use storage_layers as layers;
 
 use storage_core::config::Env;
 use storage_core::{MemoryStore, StorageError as E};
@@ -73,6 +90,8 @@ pub const DEFAULT_HOME: &str = ".strata";
 #[derive(Debug, Clone)]
 pub struct Strata {
     buckets: BTreeMap<String, Bucket>,
+    #[cfg(feature = "router")]
+    router: Option<storage_router::Router>,
     /// Embedded default: any valid name is a folder under this root.
     on_demand_root: Option<PathBuf>,
     origin: String,
@@ -84,6 +103,8 @@ impl Strata {
     pub fn embedded(root: impl AsRef<Path>) -> Strata {
         Strata {
             buckets: BTreeMap::new(),
+            #[cfg(feature = "router")]
+            router: None,
             on_demand_root: Some(root.as_ref().to_path_buf()),
             origin: format!("embedded default ({})", root.as_ref().display()),
         }
@@ -124,9 +145,9 @@ impl Strata {
             let conn = &cfg.connections[&b.connection];
             let remote = b.bucket.clone().unwrap_or_else(|| name.clone());
             let field = |f: &str| format!("{origin}: buckets.{name}.{f}");
-            let bucket = match conn {
+            let bucket = match &conn.provider {
                 #[cfg(feature = "s3")]
-                ConnectionConfig::S3(s3) => {
+                ProviderConfig::S3(s3) => {
                     let mut s3 = s3.clone();
                     s3.bucket = remote;
                     if b.cdn_url.is_some() {
@@ -136,7 +157,7 @@ impl Strata {
                     s3.build(name)?
                 }
                 #[cfg(feature = "r2")]
-                ConnectionConfig::R2(r2) => {
+                ProviderConfig::R2(r2) => {
                     let mut r2 = r2.clone();
                     r2.bucket = remote;
                     if b.cdn_url.is_some() {
@@ -145,12 +166,12 @@ impl Strata {
                     r2.validate(&format!("{origin}: buckets.{name}/connections.{}.", b.connection))?;
                     r2.build(name)?
                 }
-                ConnectionConfig::Fs(fs) => {
+                ProviderConfig::Fs(fs) => {
                     storage_core::Key::new(&remote).map_err(|e| E::invalid_config(field("bucket"), e.to_string()))?;
                     let root = base.join(&fs.root).join(&remote);
                     Bucket::local(name, root)?
                 }
-                ConnectionConfig::Memory(_) => {
+                ProviderConfig::Memory(_) => {
                     let store = memory
                         .entry((b.connection.clone(), remote))
                         .or_insert_with(|| Arc::new(MemoryStore::new()))
@@ -173,8 +194,21 @@ impl Strata {
             }
             buckets.insert(name.clone(), builder.build());
         }
+        #[cfg(feature = "router")]
+        let router = {
+            let bucket_connections = cfg.buckets.iter().map(|(n, b)| (n.clone(), b.connection.clone())).collect();
+            let type_buckets = cfg
+                .connections
+                .iter()
+                .filter(|(_, c)| !c.type_buckets.is_empty())
+                .map(|(n, c)| (n.clone(), c.type_buckets.clone()))
+                .collect();
+            Some(storage_router::Router::new(buckets.clone(), bucket_connections, type_buckets, &cfg.router_config(), origin)?)
+        };
         Ok(Strata {
             buckets,
+            #[cfg(feature = "router")]
+            router,
             on_demand_root: None,
             origin: origin.to_string(),
         })
@@ -199,6 +233,8 @@ impl Strata {
         }
         let single = |bucket: Bucket, origin: &str| Strata {
             buckets: BTreeMap::from([("default".to_string(), bucket)]),
+            #[cfg(feature = "router")]
+            router: None,
             on_demand_root: None,
             origin: origin.to_string(),
         };
@@ -220,9 +256,26 @@ impl Strata {
                 #[cfg(feature = "r2")]
                 "r2" => Ok(single(storage_r2::R2Config::from_env(env)?.build("default")?, "environment (STORAGE_BACKEND=r2)")),
                 "local" | "sqlite" => Ok(single(Bucket::local("default", Path::new(&home).join("default"))?, "environment (STORAGE_BACKEND=local)")),
+                #[cfg(all(feature = "router", feature = "r2"))]
+                "hybrid" => {
+                    // Seed 003's hybrid mode: R2 is the primary, every write is mirrored to the
+                    // local folder, and reads fall back to it.
+                    let r2 = storage_r2::R2Config::from_env(env)?.build("r2")?;
+                    let local = Bucket::local("local", Path::new(&home).join("default"))?;
+                    let mirror = storage_router::MirrorStore::new(vec![
+                        ("r2".to_string(), r2.store().clone()),
+                        ("local".to_string(), local.store().clone()),
+                    ]);
+                    let bucket = Bucket::builder("default", Arc::new(mirror))
+                        .provider("hybrid")
+                        .capabilities(r2.capabilities().with_presign(false))
+                        .build();
+                    Ok(single(bucket, "environment (STORAGE_BACKEND=hybrid)"))
+                }
+                #[cfg(not(all(feature = "router", feature = "r2")))]
                 "hybrid" => Err(E::invalid_config(
                     "STORAGE_BACKEND",
-                    "`hybrid` (R2 mirrored to a local folder) needs the `router` feature of the strata crate",
+                    "`hybrid` (R2 mirrored to a local folder) needs the `router` and `r2` features of the strata crate",
                 )),
                 other => Err(E::invalid_config(
                     "STORAGE_BACKEND",
@@ -273,6 +326,18 @@ impl Strata {
     /// Where this setup came from (file name, `environment (...)`, `embedded default (...)`).
     pub fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// The router built from `[routes]`, `[sources]` and `[tenants]` (config files only).
+    #[cfg(feature = "router")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "router")))]
+    pub fn router(&self) -> Result<&storage_router::Router> {
+        self.router.as_ref().ok_or_else(|| {
+            E::invalid_config(
+                self.origin.clone(),
+                "routing needs a config file with [buckets] (and [routes]/[sources]); pass --config or set STRATA_CONFIG",
+            )
+        })
     }
 
     /// Whether this is the embedded default.
