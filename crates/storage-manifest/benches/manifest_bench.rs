@@ -29,8 +29,8 @@ use storage_core::object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
 };
 use storage_manifest::{
-    Dataset, Format, Manifest, ManifestEntry, ManifestOptions, ReadOptions, SearchQuery,
-    TimeRange, new_id,
+    Dataset, Format, Manifest, ManifestEntry, ManifestOptions, ReadOptions, SearchQuery, TimeRange,
+    new_id,
 };
 
 /// Counts GET requests and the bytes they return.
@@ -43,7 +43,10 @@ struct CountingStore {
 
 impl CountingStore {
     fn snapshot(&self) -> (u64, u64) {
-        (self.gets.load(Ordering::Relaxed), self.bytes.load(Ordering::Relaxed))
+        (
+            self.gets.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -56,7 +59,12 @@ impl fmt::Display for CountingStore {
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
 impl ObjectStore for CountingStore {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> OsResult<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> OsResult<PutResult> {
         self.inner.put_opts(location, payload, opts).await
     }
 
@@ -73,7 +81,8 @@ impl ObjectStore for CountingStore {
         let r = self.inner.get_opts(location, options).await?;
         self.gets.fetch_add(1, Ordering::Relaxed);
         if !head {
-            self.bytes.fetch_add(r.range.end - r.range.start, Ordering::Relaxed);
+            self.bytes
+                .fetch_add(r.range.end - r.range.start, Ordering::Relaxed);
         }
         Ok(r)
     }
@@ -86,7 +95,10 @@ impl ObjectStore for CountingStore {
         Ok(r)
     }
 
-    fn delete_stream(&self, locations: BoxStream<'static, OsResult<Path>>) -> BoxStream<'static, OsResult<Path>> {
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, OsResult<Path>>,
+    ) -> BoxStream<'static, OsResult<Path>> {
         self.inner.delete_stream(locations)
     }
 
@@ -94,7 +106,11 @@ impl ObjectStore for CountingStore {
         self.inner.list(prefix)
     }
 
-    fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, OsResult<ObjectMeta>> {
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
         self.inner.list_with_offset(prefix, offset)
     }
 
@@ -112,8 +128,22 @@ impl ObjectStore for CountingStore {
 }
 
 const WORDS: &[&str] = &[
-    "coffee", "groceries", "rent", "salary", "train", "books", "lunch", "cinema", "gym", "taxi",
-    "pharmacy", "bakery", "fuel", "parking", "insurance", "gift",
+    "coffee",
+    "groceries",
+    "rent",
+    "salary",
+    "train",
+    "books",
+    "lunch",
+    "cinema",
+    "gym",
+    "taxi",
+    "pharmacy",
+    "bakery",
+    "fuel",
+    "parking",
+    "insurance",
+    "gift",
 ];
 
 fn year_start() -> DateTime<Utc> {
@@ -213,7 +243,10 @@ async fn run() {
     table.row(
         "append, 1 entry per call",
         format!("{:.0} appends/s", k as f64 / t.as_secs_f64()),
-        format!("({k} appends in {}, auto-compaction every 256 segments)", ms(t)),
+        format!(
+            "({k} appends in {}, auto-compaction every 256 segments)",
+            ms(t)
+        ),
     );
 
     // 2. Bulk appends of 1,000 entries each into the manifest we query (no auto-compaction,
@@ -235,7 +268,12 @@ async fn run() {
     table.row(
         "append, 1,000 entries per call",
         format!("{:.0} entries/s", n as f64 / t.as_secs_f64()),
-        format!("({n} entries, {} segments, {} of JSONL, in {})", head.segments.len(), mib(seg_bytes), ms(t)),
+        format!(
+            "({n} entries, {} segments, {} of JSONL, in {})",
+            head.segments.len(),
+            mib(seg_bytes),
+            ms(t)
+        ),
     );
     drop(entries);
 
@@ -262,7 +300,8 @@ async fn run() {
             (median(times), per_query, total)
         }
     };
-    let (jsonl_t, (jsonl_gets, jsonl_bytes), jsonl_hits) = measure(manifest.clone(), query.clone()).await;
+    let (jsonl_t, (jsonl_gets, jsonl_bytes), jsonl_hits) =
+        measure(manifest.clone(), query.clone()).await;
 
     let start = Instant::now();
     let report = manifest.compact_all().await.unwrap();
@@ -271,24 +310,38 @@ async fn run() {
     table.row(
         "compaction to Parquet",
         ms(compact_t),
-        format!("({} entries -> {} in one part, {} of JSONL before)", report.entries, mib(head.parts[0].bytes), mib(seg_bytes)),
+        format!(
+            "({} entries -> {} in one part, {} of JSONL before)",
+            report.entries,
+            mib(head.parts[0].bytes),
+            mib(seg_bytes)
+        ),
     );
     let (pq_t, (pq_gets, pq_bytes), pq_hits) = measure(manifest.clone(), query.clone()).await;
     assert_eq!(jsonl_hits, pq_hits, "both layouts find the same entries");
     table.row(
         "search 1 day + \"coffee\", JSONL segments",
         ms(jsonl_t),
-        format!("({jsonl_hits} hits; {jsonl_gets} GETs, {} read per query)", mib(jsonl_bytes)),
+        format!(
+            "({jsonl_hits} hits; {jsonl_gets} GETs, {} read per query)",
+            mib(jsonl_bytes)
+        ),
     );
     table.row(
         "search 1 day + \"coffee\", compacted Parquet",
         ms(pq_t),
-        format!("({pq_hits} hits; {pq_gets} GETs, {} read per query)", mib(pq_bytes)),
+        format!(
+            "({pq_hits} hits; {pq_gets} GETs, {} read per query)",
+            mib(pq_bytes)
+        ),
     );
     table.row(
         "  ratio JSONL / Parquet",
         format!("{:.1}x time", jsonl_t.as_secs_f64() / pq_t.as_secs_f64()),
-        format!("{:.1}x bytes (target: Parquet >= 10x faster)", jsonl_bytes as f64 / pq_bytes.max(1) as f64),
+        format!(
+            "{:.1}x bytes (target: Parquet >= 10x faster)",
+            jsonl_bytes as f64 / pq_bytes.max(1) as f64
+        ),
     );
 
     // 4. A dataset of n rows: one Parquet file and one JSONL file.
@@ -302,7 +355,12 @@ async fn run() {
         table.row(
             format!("dataset write, {format}"),
             ms(t),
-            format!("({} rows, {}, {:.0} rows/s)", e.rows, mib(e.bytes), n as f64 / t.as_secs_f64()),
+            format!(
+                "({} rows, {}, {:.0} rows/s)",
+                e.rows,
+                mib(e.bytes),
+                n as f64 / t.as_secs_f64()
+            ),
         );
         files.push(e);
     }
@@ -322,13 +380,22 @@ async fn run() {
         let t = start.elapsed();
         let read = counting.snapshot().1 - before.1;
         assert_eq!(count, n);
-        table.row(format!("dataset read all, {}", e.format), ms(t), format!("({count} rows, {} read)", mib(read)));
+        table.row(
+            format!("dataset read all, {}", e.format),
+            ms(t),
+            format!("({count} rows, {} read)", mib(read)),
+        );
         full.push(t);
 
         let before = counting.snapshot();
         let start = Instant::now();
         let count = ds
-            .read_entry(e, &ReadOptions::default().with_range(range).with_columns(["amount"]))
+            .read_entry(
+                e,
+                &ReadOptions::default()
+                    .with_range(range)
+                    .with_columns(["amount"]),
+            )
             .await
             .unwrap()
             .try_fold(0usize, |c, _| async move { Ok(c + 1) })
@@ -345,8 +412,14 @@ async fn run() {
     }
     table.row(
         "  ratio JSONL / Parquet, 1-day read",
-        format!("{:.1}x time", ranged[1].0.as_secs_f64() / ranged[0].0.as_secs_f64()),
-        format!("{:.1}x bytes", ranged[1].1 as f64 / ranged[0].1.max(1) as f64),
+        format!(
+            "{:.1}x time",
+            ranged[1].0.as_secs_f64() / ranged[0].0.as_secs_f64()
+        ),
+        format!(
+            "{:.1}x bytes",
+            ranged[1].1 as f64 / ranged[0].1.max(1) as f64
+        ),
     );
 
     println!();

@@ -553,9 +553,7 @@ pub fn index_text<'a>(
         let mut stack: Vec<(Option<&str>, &Value)> = vec![(None, record)];
         while let Some((key, v)) = stack.pop() {
             match v {
-                Value::String(s)
-                    if (key.is_none() || key != time_field) && !add(s, &mut text) =>
-                {
+                Value::String(s) if (key.is_none() || key != time_field) && !add(s, &mut text) => {
                     truncated = true;
                     break 'records;
                 }

@@ -60,6 +60,40 @@ impl TimeRange {
         }
     }
 
+    /// Parse a window from text, as a command line gives it: each end is RFC 3339
+    /// (`2024-01-15T10:00:00Z`) or a date (`2024-01-15`, midnight UTC); `None` leaves that end
+    /// open.
+    ///
+    /// ```
+    /// use storage_manifest::TimeRange;
+    /// let r = TimeRange::parse(Some("2024-01-15"), Some("2024-01-16T00:00:00Z")).unwrap();
+    /// assert_eq!(r.from.unwrap().to_rfc3339(), "2024-01-15T00:00:00+00:00");
+    /// assert!(TimeRange::parse(Some("yesterday"), None).is_err());
+    /// ```
+    pub fn parse(from: Option<&str>, to: Option<&str>) -> Result<Self> {
+        fn one(field: &str, s: &str) -> Result<DateTime<Utc>> {
+            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+                return Ok(t.with_timezone(&Utc));
+            }
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc())
+                .ok_or_else(|| {
+                    StorageError::invalid_input(
+                        field,
+                        format!("`{s}` is not a time; write RFC 3339 (2024-01-15T10:00:00Z) or a date (2024-01-15)"),
+                    )
+                })
+        }
+        let from = from.map(|s| one("from", s)).transpose()?;
+        let to = to.map(|s| one("to", s)).transpose()?;
+        match (from, to) {
+            (Some(f), Some(t)) => TimeRange::between(f, t),
+            _ => Ok(TimeRange { from, to }),
+        }
+    }
+
     /// Whether neither end is set.
     pub fn is_all(&self) -> bool {
         self.from.is_none() && self.to.is_none()
