@@ -33,7 +33,7 @@ pub enum Fault {
 
 /// Decides the fault of the n-th write (0-based) to a path.
 pub type Decider = Box<dyn Fn(u64, &Path, &PutOptions) -> Option<Fault> + Send + Sync>;
-/// Runs after a write was applied and before its (possibly lost) answer returns.
+/// Runs once, after the next lost-answer write was applied and before its answer returns.
 pub type AfterApply = Box<dyn Fn(&MemoryStore, &Path) + Send + Sync>;
 
 pub struct FaultStore {
@@ -49,7 +49,9 @@ pub struct FaultStore {
 }
 
 impl FaultStore {
-    pub fn new(decide: impl Fn(u64, &Path, &PutOptions) -> Option<Fault> + Send + Sync + 'static) -> Arc<Self> {
+    pub fn new(
+        decide: impl Fn(u64, &Path, &PutOptions) -> Option<Fault> + Send + Sync + 'static,
+    ) -> Arc<Self> {
         Arc::new(FaultStore {
             inner: MemoryStore::new(),
             decide: Box::new(decide),
@@ -125,7 +127,12 @@ impl ConditionalDelete for FaultStore {
 
 #[async_trait]
 impl ObjectStore for FaultStore {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> OsResult<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> OsResult<PutResult> {
         let n = self.writes.fetch_add(1, Ordering::Relaxed);
         match (self.decide)(n, location, &opts) {
             None => self.inner.put_opts(location, payload, opts).await,
@@ -145,7 +152,9 @@ impl ObjectStore for FaultStore {
                 match r {
                     Ok(_) => {
                         self.lost_acks.fetch_add(1, Ordering::Relaxed);
-                        if let Some(f) = self.after_apply.lock().unwrap().as_ref() {
+                        // Run the hook once, without holding the lock (it may write here).
+                        let hook = self.after_apply.lock().unwrap().take();
+                        if let Some(f) = hook {
                             f(&self.inner, location);
                         }
                         Err(Self::timeout())
@@ -157,7 +166,11 @@ impl ObjectStore for FaultStore {
         }
     }
 
-    async fn put_multipart_opts(&self, l: &Path, o: PutMultipartOptions) -> OsResult<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(
+        &self,
+        l: &Path,
+        o: PutMultipartOptions,
+    ) -> OsResult<Box<dyn MultipartUpload>> {
         self.inner.put_multipart_opts(l, o).await
     }
 
@@ -169,7 +182,10 @@ impl ObjectStore for FaultStore {
         self.inner.get_ranges(l, r).await
     }
 
-    fn delete_stream(&self, l: BoxStream<'static, OsResult<Path>>) -> BoxStream<'static, OsResult<Path>> {
+    fn delete_stream(
+        &self,
+        l: BoxStream<'static, OsResult<Path>>,
+    ) -> BoxStream<'static, OsResult<Path>> {
         self.inner.delete_stream(l)
     }
 
@@ -177,7 +193,11 @@ impl ObjectStore for FaultStore {
         self.inner.list(p)
     }
 
-    fn list_with_offset(&self, p: Option<&Path>, o: &Path) -> BoxStream<'static, OsResult<ObjectMeta>> {
+    fn list_with_offset(
+        &self,
+        p: Option<&Path>,
+        o: &Path,
+    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
         self.inner.list_with_offset(p, o)
     }
 
@@ -207,17 +227,33 @@ pub struct Link {
 /// `final_etag`.
 pub fn assert_one_chain(links: &[Link], final_etag: &str) {
     let creations: Vec<&Link> = links.iter().filter(|l| l.replaced.is_none()).collect();
-    assert_eq!(creations.len(), 1, "exactly one write may create the document: {creations:?}");
+    assert_eq!(
+        creations.len(),
+        1,
+        "exactly one write may create the document: {creations:?}"
+    );
     let mut written = HashSet::new();
     for l in links {
-        assert!(written.insert(l.wrote.clone()), "ETag {} written twice", l.wrote);
+        assert!(
+            written.insert(l.wrote.clone()),
+            "ETag {} written twice",
+            l.wrote
+        );
     }
     let mut next: HashMap<&str, &str> = HashMap::new();
     for l in links {
         if let Some(r) = &l.replaced {
-            assert!(written.contains(r), "replaced ETag {r} was never written by a logged writer");
+            assert!(
+                written.contains(r),
+                "replaced ETag {r} was never written by a logged writer"
+            );
             let prev = next.insert(r.as_str(), l.wrote.as_str());
-            assert!(prev.is_none(), "fork: ETag {r} was replaced twice (by {:?} and {})", prev, l.wrote);
+            assert!(
+                prev.is_none(),
+                "fork: ETag {r} was replaced twice (by {:?} and {})",
+                prev,
+                l.wrote
+            );
         }
     }
     let mut at = creations[0].wrote.as_str();
@@ -226,6 +262,14 @@ pub fn assert_one_chain(links: &[Link], final_etag: &str) {
         at = n;
         steps += 1;
     }
-    assert_eq!(steps, links.len(), "the chain from the creation covers {steps} of {} writes", links.len());
-    assert!(storage_core::etag_eq(at, final_etag), "chain ends at {at}, the document is at {final_etag}");
+    assert_eq!(
+        steps,
+        links.len(),
+        "the chain from the creation covers {steps} of {} writes",
+        links.len()
+    );
+    assert!(
+        storage_core::etag_eq(at, final_etag),
+        "chain ends at {at}, the document is at {final_etag}"
+    );
 }

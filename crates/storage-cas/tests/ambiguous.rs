@@ -1,0 +1,240 @@
+//! Writes whose answer is lost or ambiguous: resolved by the write id, never applied twice,
+//! never reported failed when they succeeded.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use common::{Fault, FaultStore};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, UpdateVersion};
+use serde::{Deserialize, Serialize};
+use storage_cas::{BackoffStrategy, Collection, VersionedRecords, WRITE_ID_META};
+use storage_core::StorageError;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Counter {
+    n: u64,
+}
+
+fn counters(store: &std::sync::Arc<FaultStore>) -> Collection<Counter> {
+    Collection::new(&store.bucket(), "counters/{id}.json")
+        .unwrap()
+        .with_backoff(BackoffStrategy::AGGRESSIVE)
+}
+
+#[tokio::test(start_paused = true)]
+async fn lost_answers_on_every_write_never_double_apply() {
+    // Every conditional write is applied and then answered with a timeout.
+    let store = FaultStore::every_nth_conditional(1, Fault::LostAck);
+    let c = counters(&store);
+    for _ in 0..20 {
+        let out = c
+            .update_with("c", |cur| {
+                Ok(Some(Counter {
+                    n: cur.map_or(0, |c| c.n) + 1,
+                }))
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            out.attempts, 1,
+            "resolved by the HEAD check, not by re-applying"
+        );
+        // The ETag reported is the one really stored.
+        assert_eq!(c.get("c").await.unwrap().unwrap().etag, out.etag.unwrap());
+    }
+    assert_eq!(c.get("c").await.unwrap().unwrap().value.n, 20);
+    assert_eq!(store.lost_acks.load(Ordering::Relaxed), 20);
+}
+
+#[tokio::test(start_paused = true)]
+async fn writes_that_failed_before_applying_are_sent_again() {
+    // Every other conditional write times out without reaching the store.
+    let store = FaultStore::every_nth_conditional(2, Fault::FailBefore);
+    let c = counters(&store);
+    for _ in 0..20 {
+        c.update_with("c", |cur| {
+            Ok(Some(Counter {
+                n: cur.map_or(0, |c| c.n) + 1,
+            }))
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(c.get("c").await.unwrap().unwrap().value.n, 20);
+    assert_eq!(store.failed_before.load(Ordering::Relaxed), 20);
+}
+
+#[tokio::test(start_paused = true)]
+async fn create_with_lost_answer_is_created_not_already_exists() {
+    let store = FaultStore::every_nth_conditional(1, Fault::LostAck);
+    let c = counters(&store);
+    let w = c.create("new", &Counter { n: 7 }).await.unwrap();
+    let doc = c.get("new").await.unwrap().unwrap();
+    assert_eq!(doc.etag, w.etag);
+    assert!(!w.superseded);
+    // A real second create is still refused.
+    let err = c.create("new", &Counter { n: 8 }).await.unwrap_err();
+    assert!(matches!(err, StorageError::AlreadyExists { .. }), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn applied_then_overwritten_is_reported_applied_with_its_own_etag() {
+    let store = FaultStore::every_nth_conditional(1, Fault::LostAck);
+    let c = counters(&store);
+    c.put("c", &Counter { n: 1 }).await.unwrap();
+    let before = c.get("c").await.unwrap().unwrap();
+
+    // Right after our write lands, another Strata writer replaces it (its CAS succeeds,
+    // recording our write in its log), then our answer is lost.
+    let rival = c.clone();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    store.set_after_apply(move |inner, path| {
+        let rival = rival.clone();
+        let (inner, path, tx) = (inner.clone(), path.clone(), tx.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                // Record the ETag our write produced (as the rival read it), then overwrite.
+                let ours = inner.head(&path).await.unwrap().e_tag.unwrap();
+                tx.send(ours).unwrap();
+                rival
+                    .update_with("c", |cur| {
+                        Ok(Some(Counter {
+                            n: cur.unwrap().n + 100,
+                        }))
+                    })
+                    .await
+                    .unwrap();
+            })
+        })
+        .join()
+        .unwrap();
+    });
+    let w = c
+        .put_if_match("c", &Counter { n: 2 }, &before.etag)
+        .await
+        .unwrap();
+    let ours = rx.try_recv().unwrap();
+    assert!(w.superseded, "our write applied and was then replaced");
+    assert_eq!(
+        w.etag, ours,
+        "the ETag our write produced, from the successor's log"
+    );
+    // Applied exactly once: 1 → 2 (ours) → 102 (rival).
+    assert_eq!(c.get("c").await.unwrap().unwrap().value.n, 102);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_write_with_lost_answer_is_still_a_conflict() {
+    // The write fails its precondition at the store; the answer is truthful.
+    let store = FaultStore::every_nth_conditional(1, Fault::LostAck);
+    let c = counters(&store);
+    let first = c.create("c", &Counter { n: 1 }).await.unwrap();
+    c.put_if_match("c", &Counter { n: 2 }, &first.etag)
+        .await
+        .unwrap();
+    let err = c
+        .put_if_match("c", &Counter { n: 3 }, &first.etag)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Precondition { .. }), "{err}");
+    assert_eq!(c.get("c").await.unwrap().unwrap().value.n, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn s3_409_conditional_request_conflict_is_retried_as_a_conflict() {
+    // The first conditional write of each pair is refused with S3's 409.
+    let store = FaultStore::every_nth_conditional(2, Fault::Conflict409);
+    let c = counters(&store);
+    // storage-core maps the 409 to Precondition.
+    let mapped = StorageError::from_object_store(
+        "s3",
+        object_store::Error::Generic {
+            store: "S3",
+            source: "Client error with status 409 Conflict: ConditionalRequestConflict".into(),
+        },
+    );
+    assert!(
+        matches!(mapped, StorageError::Precondition { .. }),
+        "{mapped}"
+    );
+
+    let mut attempts = 0;
+    for _ in 0..10 {
+        let out = c
+            .update_with("c", |cur| {
+                Ok(Some(Counter {
+                    n: cur.map_or(0, |c| c.n) + 1,
+                }))
+            })
+            .await
+            .unwrap();
+        attempts += out.attempts;
+    }
+    assert_eq!(c.get("c").await.unwrap().unwrap().value.n, 10);
+    assert_eq!(store.conflicts_409.load(Ordering::Relaxed), 10);
+    assert_eq!(attempts, 20, "each 409 cost one extra round");
+    // put_if_match alone surfaces it as Precondition.
+    let doc = c.get("c").await.unwrap().unwrap();
+    let err = c
+        .put_if_match("c", &Counter { n: 0 }, &doc.etag)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::Precondition { ref key, .. } if key == "counters/c.json"),
+        "{err}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn delete_if_match_with_lost_answer_succeeds() {
+    let store = FaultStore::new(|_, _, _| None);
+    let c = counters(&store);
+    let w = c.create("c", &Counter { n: 1 }).await.unwrap();
+    store.lost_delete_acks.store(1, Ordering::Relaxed);
+    c.delete_if_match("c", &w.etag).await.unwrap();
+    assert!(c.get("c").await.unwrap().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn versioned_commits_with_lost_answers_are_contiguous() {
+    let store = FaultStore::every_nth_conditional(2, Fault::LostAck);
+    let recs: VersionedRecords<u64> = VersionedRecords::new(&store.bucket(), "things").unwrap();
+    for i in 0..10u64 {
+        assert_eq!(recs.commit("a", &i).await.unwrap().version, i);
+    }
+    let h = recs.history("a").await.unwrap();
+    assert_eq!(
+        h.iter().map(|v| v.version).collect::<Vec<_>>(),
+        (0..10).collect::<Vec<_>>()
+    );
+    assert_eq!(recs.get("a").await.unwrap().unwrap().version, 9);
+}
+
+#[tokio::test]
+async fn write_id_is_stored_in_metadata() {
+    let store = FaultStore::new(|_, _, _| None);
+    let c = counters(&store);
+    c.create("c", &Counter { n: 1 }).await.unwrap();
+    let info = store.bucket().head("counters/c.json").await.unwrap();
+    assert_eq!(info.metadata[WRITE_ID_META].len(), 16);
+    // A raw conditional put by a non-Strata client still works against our ETag.
+    let path = object_store::path::Path::from("counters/c.json");
+    let e_tag = info.etag.clone();
+    store
+        .put_opts(
+            &path,
+            "{\"n\":5}".into(),
+            PutOptions::from(PutMode::Update(UpdateVersion {
+                e_tag,
+                version: None,
+            })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.get("c").await.unwrap().unwrap().value.n, 5);
+}
