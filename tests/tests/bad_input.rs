@@ -47,23 +47,108 @@ async fn bad_inputs_name_the_problem() {
     let long_key = "k".repeat(1025);
     let big_meta = "x".repeat(2100);
     let cases: Vec<(&str, Result<(), StorageError>, Variant, &[&str])> = vec![
-        ("empty key", b.put("", "x").await.map(|_| ()), Variant::InvalidKey, &["empty"]),
-        ("leading slash", b.put("/etc/passwd", "x").await.map(|_| ()), Variant::InvalidKey, &["/etc/passwd", "leading slash"]),
-        ("empty segment", b.put("a//b", "x").await.map(|_| ()), Variant::InvalidKey, &["a//b", "empty segment"]),
-        ("dot-dot", b.put("a/../b", "x").await.map(|_| ()), Variant::InvalidKey, &["a/../b", "`..`"]),
-        ("control char", b.put("a\u{7}b", "x").await.map(|_| ()), Variant::InvalidKey, &["control"]),
-        ("key too long", b.put(&long_key, "x").await.map(|_| ()), Variant::InvalidKey, &["1024", "1025"]),
-        ("reserved folder", b.put(".strata-sys/locks/1", "x").await.map(|_| ()), Variant::InvalidKey, &["reserved"]),
-        ("bucket name too short", s3_with(|c| c.bucket = "ab".into()), Variant::InvalidConfig, &["buckets.media.bucket", "`ab`", "3-63"]),
-        ("bucket name uppercase", s3_with(|c| c.bucket = "My_Bucket".into()), Variant::InvalidConfig, &["My_Bucket", "'M'"]),
-        ("bucket name edge", s3_with(|c| c.bucket = "-edge-".into()), Variant::InvalidConfig, &["start and end"]),
-        ("endpoint not a URL", s3_with(|c| c.endpoint = Some("not a url".into())), Variant::InvalidConfig, &["buckets.media.endpoint", "not a URL"]),
-        ("http without allow_http", s3_with(|c| c.endpoint = Some("http://10.0.0.1:9000".into())), Variant::InvalidConfig, &["endpoint", "allow_http"]),
-        ("key id without secret", s3_with(|c| c.access_key_id = Some("AK".into())), Variant::InvalidConfig, &["secret_access_key"]),
-        ("part size too small", s3_with(|c| c.part_size = Some(1024)), Variant::InvalidConfig, &["part_size", "5 MiB"]),
-        ("retries not a number", s3_env(&[("STORAGE_MAX_RETRIES", "many")]).map(|_| ()), Variant::InvalidConfig, &["STORAGE_MAX_RETRIES", "many"]),
-        ("timeout not a duration", s3_env(&[("STORAGE_TIMEOUT", "soon")]).map(|_| ()), Variant::InvalidConfig, &["STORAGE_TIMEOUT", "soon"]),
-        ("bucket missing from env", S3Config::from_env(&Env::from_pairs([("STORAGE_REGION", "x")])).map(|_| ()), Variant::InvalidConfig, &["STORAGE_BUCKET"]),
+        (
+            "empty key",
+            b.put("", "x").await.map(|_| ()),
+            Variant::InvalidKey,
+            &["empty"],
+        ),
+        (
+            "leading slash",
+            b.put("/etc/passwd", "x").await.map(|_| ()),
+            Variant::InvalidKey,
+            &["/etc/passwd", "leading slash"],
+        ),
+        (
+            "empty segment",
+            b.put("a//b", "x").await.map(|_| ()),
+            Variant::InvalidKey,
+            &["a//b", "empty segment"],
+        ),
+        (
+            "dot-dot",
+            b.put("a/../b", "x").await.map(|_| ()),
+            Variant::InvalidKey,
+            &["a/../b", "`..`"],
+        ),
+        (
+            "control char",
+            b.put("a\u{7}b", "x").await.map(|_| ()),
+            Variant::InvalidKey,
+            &["control"],
+        ),
+        (
+            "key too long",
+            b.put(&long_key, "x").await.map(|_| ()),
+            Variant::InvalidKey,
+            &["1024", "1025"],
+        ),
+        (
+            "reserved folder",
+            b.put(".strata-sys/locks/1", "x").await.map(|_| ()),
+            Variant::InvalidKey,
+            &["reserved"],
+        ),
+        (
+            "bucket name too short",
+            s3_with(|c| c.bucket = "ab".into()),
+            Variant::InvalidConfig,
+            &["buckets.media.bucket", "`ab`", "3-63"],
+        ),
+        (
+            "bucket name uppercase",
+            s3_with(|c| c.bucket = "My_Bucket".into()),
+            Variant::InvalidConfig,
+            &["My_Bucket", "'M'"],
+        ),
+        (
+            "bucket name edge",
+            s3_with(|c| c.bucket = "-edge-".into()),
+            Variant::InvalidConfig,
+            &["start and end"],
+        ),
+        (
+            "endpoint not a URL",
+            s3_with(|c| c.endpoint = Some("not a url".into())),
+            Variant::InvalidConfig,
+            &["buckets.media.endpoint", "not a URL"],
+        ),
+        (
+            "http without allow_http",
+            s3_with(|c| c.endpoint = Some("http://10.0.0.1:9000".into())),
+            Variant::InvalidConfig,
+            &["endpoint", "allow_http"],
+        ),
+        (
+            "key id without secret",
+            s3_with(|c| c.access_key_id = Some("AK".into())),
+            Variant::InvalidConfig,
+            &["secret_access_key"],
+        ),
+        (
+            "part size too small",
+            s3_with(|c| c.part_size = Some(1024)),
+            Variant::InvalidConfig,
+            &["part_size", "5 MiB"],
+        ),
+        (
+            "retries not a number",
+            s3_env(&[("STORAGE_MAX_RETRIES", "many")]).map(|_| ()),
+            Variant::InvalidConfig,
+            &["STORAGE_MAX_RETRIES", "many"],
+        ),
+        (
+            "timeout not a duration",
+            s3_env(&[("STORAGE_TIMEOUT", "soon")]).map(|_| ()),
+            Variant::InvalidConfig,
+            &["STORAGE_TIMEOUT", "soon"],
+        ),
+        (
+            "bucket missing from env",
+            S3Config::from_env(&Env::from_pairs([("STORAGE_REGION", "x")])).map(|_| ()),
+            Variant::InvalidConfig,
+            &["STORAGE_BUCKET"],
+        ),
         (
             "R2 account malformed",
             R2Config::from_env(&Env::from_pairs([
@@ -76,22 +161,90 @@ async fn bad_inputs_name_the_problem() {
             Variant::InvalidConfig,
             &["R2_ACCOUNT_ID", "32 hexadecimal"],
         ),
-        ("toml unknown field", toml("[connections.m]\nkind = 'memory'\n\n[buckets.a]\nconnection = 'm'\ncolour = 'red'\n"), Variant::InvalidConfig, &["strata.toml:6", "colour"]),
-        ("toml unknown connection", toml("[connections.m]\nkind = 'memory'\n[buckets.a]\nconnection = 'n'\n"), Variant::InvalidConfig, &["buckets.a.connection", "`n`", "known connections: m"]),
-        ("toml unknown kind", toml("[connections.g]\nkind = 'gcs'\n"), Variant::InvalidConfig, &["strata.toml", "gcs"]),
-        ("toml bad handle name", toml("[connections.m]\nkind = 'memory'\n[buckets.'bad name']\nconnection = 'm'\n"), Variant::InvalidConfig, &["buckets.bad name", "letters, digits"]),
+        (
+            "toml unknown field",
+            toml(
+                "[connections.m]\nkind = 'memory'\n\n[buckets.a]\nconnection = 'm'\ncolour = 'red'\n",
+            ),
+            Variant::InvalidConfig,
+            &["strata.toml:6", "colour"],
+        ),
+        (
+            "toml unknown connection",
+            toml("[connections.m]\nkind = 'memory'\n[buckets.a]\nconnection = 'n'\n"),
+            Variant::InvalidConfig,
+            &["buckets.a.connection", "`n`", "known connections: m"],
+        ),
+        (
+            "toml unknown kind",
+            toml("[connections.g]\nkind = 'gcs'\n"),
+            Variant::InvalidConfig,
+            &["strata.toml", "gcs"],
+        ),
+        (
+            "toml bad handle name",
+            toml("[connections.m]\nkind = 'memory'\n[buckets.'bad name']\nconnection = 'm'\n"),
+            Variant::InvalidConfig,
+            &["buckets.bad name", "letters, digits"],
+        ),
         (
             "presign beyond 7 days",
-            b.presign(PresignMethod::Get, "a", Duration::from_secs(8 * 86400)).await.map(|_| ()),
+            b.presign(PresignMethod::Get, "a", Duration::from_secs(8 * 86400))
+                .await
+                .map(|_| ()),
             Variant::InvalidInput,
             &["expires", "7 day"],
         ),
-        ("presign zero", b.presign(PresignMethod::Get, "a", Duration::ZERO).await.map(|_| ()), Variant::InvalidInput, &["at least 1 second"]),
-        ("metadata too large", b.put_with("a", "x", PutOpts::default().with_metadata("note", big_meta)).await.map(|_| ()), Variant::InvalidInput, &["2048", "metadata"]),
-        ("metadata bad name", b.put_with("a", "x", PutOpts::default().with_metadata("bad name", "v")).await.map(|_| ()), Variant::InvalidInput, &["bad name"]),
-        ("metadata non-ascii", b.put_with("a", "x", PutOpts::default().with_metadata("who", "Zoë")).await.map(|_| ()), Variant::InvalidInput, &["printable ASCII"]),
-        ("empty range", b.get_range("a", 10..10).await.map(|_| ()), Variant::InvalidInput, &["range", "10..10"]),
-        ("unknown bucket", Strata::from_toml_str("[connections.m]\nkind = 'memory'\n[buckets.agent]\nconnection = 'm'\n", "strata.toml").unwrap().bucket("nope").map(|_| ()), Variant::InvalidInput, &["nope", "valid names: agent"]),
+        (
+            "presign zero",
+            b.presign(PresignMethod::Get, "a", Duration::ZERO)
+                .await
+                .map(|_| ()),
+            Variant::InvalidInput,
+            &["at least 1 second"],
+        ),
+        (
+            "metadata too large",
+            b.put_with("a", "x", PutOpts::default().with_metadata("note", big_meta))
+                .await
+                .map(|_| ()),
+            Variant::InvalidInput,
+            &["2048", "metadata"],
+        ),
+        (
+            "metadata bad name",
+            b.put_with("a", "x", PutOpts::default().with_metadata("bad name", "v"))
+                .await
+                .map(|_| ()),
+            Variant::InvalidInput,
+            &["bad name"],
+        ),
+        (
+            "metadata non-ascii",
+            b.put_with("a", "x", PutOpts::default().with_metadata("who", "Zoë"))
+                .await
+                .map(|_| ()),
+            Variant::InvalidInput,
+            &["printable ASCII"],
+        ),
+        (
+            "empty range",
+            b.get_range("a", 10..10).await.map(|_| ()),
+            Variant::InvalidInput,
+            &["range", "10..10"],
+        ),
+        (
+            "unknown bucket",
+            Strata::from_toml_str(
+                "[connections.m]\nkind = 'memory'\n[buckets.agent]\nconnection = 'm'\n",
+                "strata.toml",
+            )
+            .unwrap()
+            .bucket("nope")
+            .map(|_| ()),
+            Variant::InvalidInput,
+            &["nope", "valid names: agent"],
+        ),
     ];
     assert!(cases.len() >= 20);
     for (name, result, want, needles) in cases {
@@ -99,7 +252,10 @@ async fn bad_inputs_name_the_problem() {
         assert_eq!(variant(&err), Some(want), "{name}: wrong variant: {err:?}");
         let msg = err.to_string();
         for n in needles {
-            assert!(msg.contains(n), "{name}: message {msg:?} should mention {n:?}");
+            assert!(
+                msg.contains(n),
+                "{name}: message {msg:?} should mention {n:?}"
+            );
         }
     }
     // Nothing was written by any of the refused puts.

@@ -7,7 +7,14 @@ use strata_testkit::behaviour::{Profile, run};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory() {
     let report = run(&Bucket::memory("memory"), &Profile::embedded("memory")).await;
-    assert!(report.skipped.iter().all(|(name, _)| name.starts_with("presign")), "{:?}", report.skipped);
+    assert!(
+        report
+            .skipped
+            .iter()
+            .all(|(name, _)| name.starts_with("presign")),
+        "{:?}",
+        report.skipped
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,13 +22,25 @@ async fn local_folder() {
     let dir = tempfile::tempdir().unwrap();
     let bucket = Bucket::local("local", dir.path()).unwrap();
     let report = run(&bucket, &Profile::embedded("local folder")).await;
-    assert!(report.skipped.iter().all(|(name, _)| name.starts_with("presign")), "{:?}", report.skipped);
+    assert!(
+        report
+            .skipped
+            .iter()
+            .all(|(name, _)| name.starts_with("presign")),
+        "{:?}",
+        report.skipped
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_folder_with_prefix() {
     let dir = tempfile::tempdir().unwrap();
-    let bucket = Bucket::local("local", dir.path()).unwrap().to_builder().prefix("tenant-a/app").unwrap().build();
+    let bucket = Bucket::local("local", dir.path())
+        .unwrap()
+        .to_builder()
+        .prefix("tenant-a/app")
+        .unwrap()
+        .build();
     run(&bucket, &Profile::embedded("local folder, prefixed")).await;
     // Everything landed under the prefix.
     assert!(dir.path().join("tenant-a/app").is_dir());
@@ -29,7 +48,9 @@ async fn local_folder_with_prefix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_moto() {
-    let Some(bucket) = strata_testkit::s3_bucket("suite") else { return };
+    let Some(bucket) = strata_testkit::s3_bucket("suite") else {
+        return;
+    };
     let report = run(&bucket, &Profile::moto()).await;
     assert!(report.passed.contains(&"presigned_get_and_put"));
     assert!(report.passed.contains(&"conditional_get"));
@@ -37,30 +58,42 @@ async fn s3_moto() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3s_fs_signatures() {
-    let Some(bucket) = strata_testkit::sigv4_bucket("suite") else { return };
+    let Some(bucket) = strata_testkit::sigv4_bucket("suite") else {
+        return;
+    };
     let report = run(&bucket, &Profile::s3s_fs()).await;
     assert!(report.passed.contains(&"presigned_url_tampered_or_expired"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r2_config_path_over_moto() {
-    let Some(bucket) = strata_testkit::r2_bucket("suite") else { return };
+    let Some(bucket) = strata_testkit::r2_bucket("suite") else {
+        return;
+    };
     assert_eq!(bucket.provider(), "r2");
     assert_eq!(bucket.capabilities().max_delete_batch, 700);
     let report = run(&bucket, &Profile::moto()).await;
-    assert!(report.passed.contains(&"delete_many_1500_keys"), "1500 keys in batches of 700");
+    assert!(
+        report.passed.contains(&"delete_many_1500_keys"),
+        "1500 keys in batches of 700"
+    );
 }
 
 #[tokio::test]
 async fn wrong_secret_is_rejected_by_the_signature_server() {
-    let Some(server) = strata_testkit::sigv4_env() else { return };
+    let Some(server) = strata_testkit::sigv4_env() else {
+        return;
+    };
     let mut cfg = strata_testkit::s3_config(&server);
     cfg.secret_access_key = Some(storage_core::Secret::new("not-the-secret"));
     cfg.max_retries = Some(0);
     let bucket = cfg.build("wrong-key").unwrap();
     let err = bucket.put("strata-test/wrong-key", "x").await.unwrap_err();
     assert!(
-        matches!(err, StorageError::AccessDenied { .. } | StorageError::Unauthenticated { .. }),
+        matches!(
+            err,
+            StorageError::AccessDenied { .. } | StorageError::Unauthenticated { .. }
+        ),
         "{err:?}"
     );
 }

@@ -30,7 +30,9 @@ fn secrets_never_print() {
     s3.access_key_id = Some("AKIDEXAMPLE".into());
     s3.secret_access_key = Some(Secret::new(SECRET));
     s3.session_token = Some(Secret::new(SECRET));
-    s3.encryption = Some(ServerSideEncryption::SseC { key: Secret::new(SSE_C) });
+    s3.encryption = Some(ServerSideEncryption::SseC {
+        key: Secret::new(SSE_C),
+    });
     let r2 = R2Config {
         account_id: "0123456789abcdef0123456789abcdef".into(),
         bucket: "bkt-2".into(),
@@ -63,7 +65,10 @@ fn secrets_never_print() {
         let _ = s3.build("again").unwrap();
     });
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("configs") && logs.contains("handles"), "the subscriber captured the events");
+    assert!(
+        logs.contains("configs") && logs.contains("handles"),
+        "the subscriber captured the events"
+    );
 
     let rendered = [
         format!("{s3:?}"),
@@ -78,5 +83,9 @@ fn secrets_never_print() {
         assert!(!text.contains(SECRET), "secret leaked in: {text}");
         assert!(!text.contains(SSE_C), "SSE-C key leaked in: {text}");
     }
-    assert!(rendered[0].contains("***"), "redaction is visible: {}", rendered[0]);
+    assert!(
+        rendered[0].contains("***"),
+        "redaction is visible: {}",
+        rendered[0]
+    );
 }

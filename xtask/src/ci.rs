@@ -6,7 +6,10 @@ use std::process::Command;
 use crate::{Result, cargo, run, servers};
 
 fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace")
+        .to_path_buf()
 }
 
 fn log_dir() -> PathBuf {
@@ -29,7 +32,9 @@ fn with_servers(cmd: &mut Command) -> Result<()> {
 /// `cargo xtask test [ARGS]`.
 pub fn test(args: &[String]) -> Result<()> {
     let mut cmd = cargo();
-    cmd.current_dir(workspace_root()).args(["test", "--workspace"]).args(args);
+    cmd.current_dir(workspace_root())
+        .args(["test", "--workspace"])
+        .args(args);
     with_servers(&mut cmd)
 }
 
@@ -37,9 +42,14 @@ pub fn test(args: &[String]) -> Result<()> {
 pub fn ci(full: bool) -> Result<()> {
     let root = workspace_root();
     run(cargo().current_dir(&root).args(["fmt", "--all", "--check"]))?;
-    run(cargo()
-        .current_dir(&root)
-        .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().current_dir(&root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     test(&[])?;
     run(cargo()
         .current_dir(&root)
@@ -48,12 +58,22 @@ pub fn ci(full: bool) -> Result<()> {
     if full {
         println!("xtask: --full: checking every crate on its own");
         for krate in workspace_crates(&root)? {
-            run(cargo().current_dir(&root).args(["clippy", "-p", &krate, "--all-targets", "--", "-D", "warnings"]))?;
+            run(cargo().current_dir(&root).args([
+                "clippy",
+                "-p",
+                &krate,
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]))?;
         }
     }
     match Command::new("cargo-deny").arg("--version").output() {
         Ok(o) if o.status.success() => run(cargo().current_dir(&root).args(["deny", "check"]))?,
-        _ => println!("xtask: cargo-deny is not installed; skipping `cargo deny check` (install: cargo install cargo-deny --locked)"),
+        _ => println!(
+            "xtask: cargo-deny is not installed; skipping `cargo deny check` (install: cargo install cargo-deny --locked)"
+        ),
     }
     println!("xtask: ci passed");
     Ok(())
@@ -65,7 +85,12 @@ pub fn workspace_crates(root: &std::path::Path) -> Result<Vec<String>> {
     for entry in std::fs::read_dir(root.join("crates"))? {
         let path = entry?.path();
         if path.join("Cargo.toml").exists() {
-            names.push(path.file_name().unwrap_or_default().to_string_lossy().into_owned());
+            names.push(
+                path.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
         }
     }
     names.sort();
@@ -76,7 +101,9 @@ pub fn workspace_crates(root: &std::path::Path) -> Result<Vec<String>> {
 pub fn bench(args: &[String]) -> Result<()> {
     let root = workspace_root();
     let mut cmd = cargo();
-    cmd.current_dir(&root).args(["bench", "--workspace"]).args(args);
+    cmd.current_dir(&root)
+        .args(["bench", "--workspace"])
+        .args(args);
     with_servers(&mut cmd)
 }
 

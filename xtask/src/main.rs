@@ -20,7 +20,9 @@ pub type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 /// Run a command, echoing it, failing on a non-zero exit.
 pub fn run(cmd: &mut Command) -> Result<()> {
     println!("xtask: $ {}", show(cmd));
-    let status = cmd.status().map_err(|e| format!("cannot run {}: {e}", show(cmd)))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", show(cmd)))?;
     if status.success() {
         Ok(())
     } else {

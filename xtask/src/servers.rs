@@ -26,7 +26,9 @@ pub fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("STRATA_TEST_SERVERS_DIR") {
         return PathBuf::from(d);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     home.join(".cache").join("strata-test-servers")
 }
 
@@ -35,9 +37,15 @@ pub fn install(dry_run: bool) -> Result<()> {
     let dir = cache_dir();
     let venv = dir.join("venv");
     if venv.join(VENV_STAMP).exists() {
-        println!("xtask: moto {MOTO_VERSION}, boto3, pyarrow: cached in {}", venv.display());
+        println!(
+            "xtask: moto {MOTO_VERSION}, boto3, pyarrow: cached in {}",
+            venv.display()
+        );
     } else {
-        println!("xtask: installing moto[server]=={MOTO_VERSION}, boto3, pyarrow into {} (~1 min)", venv.display());
+        println!(
+            "xtask: installing moto[server]=={MOTO_VERSION}, boto3, pyarrow into {} (~1 min)",
+            venv.display()
+        );
         if !dry_run {
             std::fs::create_dir_all(&dir)?;
             run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
@@ -50,15 +58,30 @@ pub fn install(dry_run: bool) -> Result<()> {
     }
     let s3s = s3s_fs_bin();
     if s3s.exists() {
-        println!("xtask: s3s-fs {S3S_FS_VERSION}: cached at {}", s3s.display());
+        println!(
+            "xtask: s3s-fs {S3S_FS_VERSION}: cached at {}",
+            s3s.display()
+        );
     } else {
         println!("xtask: installing s3s-fs {S3S_FS_VERSION} (cargo install, ~2 min on 2 cores)");
         if !dry_run {
-            run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args(["install", "s3s-fs", "--version", S3S_FS_VERSION, "--features", "binary", "--locked", "--quiet", "--root"])
-                .arg(dir.join("s3s-fs"))
-                // Our own target dir is for the workspace; the install builds elsewhere.
-                .env_remove("CARGO_TARGET_DIR"))?;
+            run(
+                Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                    .args([
+                        "install",
+                        "s3s-fs",
+                        "--version",
+                        S3S_FS_VERSION,
+                        "--features",
+                        "binary",
+                        "--locked",
+                        "--quiet",
+                        "--root",
+                    ])
+                    .arg(dir.join("s3s-fs"))
+                    // Our own target dir is for the workspace; the install builds elsewhere.
+                    .env_remove("CARGO_TARGET_DIR"),
+            )?;
         }
     }
     Ok(())
@@ -81,7 +104,10 @@ fn free_port() -> Result<u16> {
 fn http_status(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
     let mut buf = [0u8; 64];
     let n = s.read(&mut buf)?;
     let head = String::from_utf8_lossy(&buf[..n]);
@@ -95,7 +121,10 @@ fn wait_ready(name: &str, port: u16, child: &mut Child) -> Result<()> {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
         if let Some(status) = child.try_wait()? {
-            return Err(format!("{name} exited during start-up ({status}); see its log under target/xtask/").into());
+            return Err(format!(
+                "{name} exited during start-up ({status}); see its log under target/xtask/"
+            )
+            .into());
         }
         if http_status(port, "GET", "/").is_ok() {
             return Ok(());
@@ -142,7 +171,9 @@ pub fn start(log_dir: &Path) -> Result<Servers> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-        .map_err(|e| format!("cannot start moto_server (run `cargo xtask servers --install`): {e}"))?;
+        .map_err(|e| {
+            format!("cannot start moto_server (run `cargo xtask servers --install`): {e}")
+        })?;
     let ready = wait_ready("moto", moto_port, &mut moto);
     servers.children.push(("moto".into(), moto));
     ready?;
@@ -167,11 +198,17 @@ pub fn start(log_dir: &Path) -> Result<Servers> {
     ready?;
 
     let vars = [
-        ("STRATA_TEST_S3_ENDPOINT", format!("http://127.0.0.1:{moto_port}")),
+        (
+            "STRATA_TEST_S3_ENDPOINT",
+            format!("http://127.0.0.1:{moto_port}"),
+        ),
         ("STRATA_TEST_S3_BUCKET", BUCKET.to_string()),
         ("STRATA_TEST_S3_ACCESS_KEY", ACCESS_KEY.to_string()),
         ("STRATA_TEST_S3_SECRET_KEY", SECRET_KEY.to_string()),
-        ("STRATA_TEST_S3_SIGV4_ENDPOINT", format!("http://127.0.0.1:{s3s_port}")),
+        (
+            "STRATA_TEST_S3_SIGV4_ENDPOINT",
+            format!("http://127.0.0.1:{s3s_port}"),
+        ),
         ("STRATA_TEST_S3_SIGV4_BUCKET", BUCKET.to_string()),
         ("STRATA_TEST_S3_SIGV4_ACCESS_KEY", ACCESS_KEY.to_string()),
         ("STRATA_TEST_S3_SIGV4_SECRET_KEY", SECRET_KEY.to_string()),

@@ -389,7 +389,10 @@ impl BucketBuilder {
     /// and presigned and public URLs include it. Applying it twice nests the prefixes.
     pub fn prefix(mut self, prefix: &str) -> Result<Self> {
         let p = Key::new(prefix.trim_end_matches('/'))?;
-        self.bucket.store = Arc::new(object_store::prefix::PrefixStore::new(self.bucket.store.clone(), p.to_path()));
+        self.bucket.store = Arc::new(object_store::prefix::PrefixStore::new(
+            self.bucket.store.clone(),
+            p.to_path(),
+        ));
         self.bucket.prefix = Some(match &self.bucket.prefix {
             Some(outer) => outer.join(p.as_str())?,
             None => p,
@@ -939,7 +942,10 @@ impl Bucket {
             ));
         }
         match &self.presigner {
-            Some(p) => p.presign(method, &self.full_key(&key)?.to_path(), expires_in).await,
+            Some(p) => {
+                p.presign(method, &self.full_key(&key)?.to_path(), expires_in)
+                    .await
+            }
             None => Err(StorageError::not_supported(
                 format!("{} ({})", self.name, self.provider),
                 "presigned URLs",

@@ -38,8 +38,14 @@ fn toml_path_at(text: &str, offset: usize) -> Option<String> {
     let line = text[line_start..line_end].trim();
     let header = |l: &str| -> Option<String> {
         let l = l.trim();
-        l.starts_with('[')
-            .then(|| l.trim_start_matches('[').split(']').next().unwrap_or("").trim().to_string())
+        l.starts_with('[').then(|| {
+            l.trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
     };
     if let Some(h) = header(line) {
         return Some(h);

@@ -99,7 +99,12 @@ impl R2Config {
             // Seed 003 sets only R2_ENDPOINT; the account is its first host label.
             None => match endpoint.as_deref().and_then(account_from_endpoint) {
                 Some(a) => a,
-                None => return Err(StorageError::invalid_config("R2_ACCOUNT_ID", "is not set; copy the account id from the Cloudflare dashboard (R2 → Overview)")),
+                None => {
+                    return Err(StorageError::invalid_config(
+                        "R2_ACCOUNT_ID",
+                        "is not set; copy the account id from the Cloudflare dashboard (R2 → Overview)",
+                    ));
+                }
             },
         };
         let jurisdiction = match env.get("R2_JURISDICTION").as_deref() {
@@ -107,16 +112,26 @@ impl R2Config {
             Some("eu") => Jurisdiction::Eu,
             Some("fedramp") => Jurisdiction::Fedramp,
             Some(other) => {
-                return Err(StorageError::invalid_config("R2_JURISDICTION", format!("`{other}` is not one of default, eu, fedramp")));
+                return Err(StorageError::invalid_config(
+                    "R2_JURISDICTION",
+                    format!("`{other}` is not one of default, eu, fedramp"),
+                ));
             }
         };
         let cfg = R2Config {
             account_id,
-            bucket: env.first(&["R2_BUCKET", "R2_BUCKET_NAME"]).map(|(_, v)| v).ok_or_else(|| StorageError::invalid_config("R2_BUCKET", "is not set; name the R2 bucket"))?,
+            bucket: env
+                .first(&["R2_BUCKET", "R2_BUCKET_NAME"])
+                .map(|(_, v)| v)
+                .ok_or_else(|| {
+                    StorageError::invalid_config("R2_BUCKET", "is not set; name the R2 bucket")
+                })?,
             access_key_id: env.require("R2_ACCESS_KEY_ID")?,
             secret_access_key: Secret::new(env.require("R2_SECRET_ACCESS_KEY")?),
             jurisdiction,
-            allow_http: endpoint.as_deref().is_some_and(|e| e.starts_with("http://")),
+            allow_http: endpoint
+                .as_deref()
+                .is_some_and(|e| e.starts_with("http://")),
             endpoint,
             cdn_url: env.get("R2_CDN_URL"),
             max_retries: env.parse("STORAGE_MAX_RETRIES")?,
@@ -128,10 +143,20 @@ impl R2Config {
     /// Check the fields; errors name the field under `field_prefix`.
     pub fn validate(&self, field_prefix: &str) -> Result<()> {
         let f = |n: &str| format!("{field_prefix}{n}");
-        if self.endpoint.is_none() && (self.account_id.len() != 32 || !self.account_id.chars().all(|c| c.is_ascii_hexdigit())) {
+        if self.endpoint.is_none()
+            && (self.account_id.len() != 32
+                || !self.account_id.chars().all(|c| c.is_ascii_hexdigit()))
+        {
             return Err(StorageError::invalid_config(
-                if field_prefix.is_empty() { "R2_ACCOUNT_ID".to_string() } else { f("account_id") },
-                format!("`{}` is not an R2 account id (32 hexadecimal characters)", self.account_id),
+                if field_prefix.is_empty() {
+                    "R2_ACCOUNT_ID".to_string()
+                } else {
+                    f("account_id")
+                },
+                format!(
+                    "`{}` is not an R2 account id (32 hexadecimal characters)",
+                    self.account_id
+                ),
             ));
         }
         validate_bucket_name(&f("bucket"), &self.bucket)?;
@@ -139,7 +164,10 @@ impl R2Config {
             return Err(StorageError::invalid_config(f("access_key_id"), "is empty"));
         }
         if self.secret_access_key.is_empty() {
-            return Err(StorageError::invalid_config(f("secret_access_key"), "is empty"));
+            return Err(StorageError::invalid_config(
+                f("secret_access_key"),
+                "is empty",
+            ));
         }
         Ok(())
     }
@@ -150,9 +178,14 @@ impl R2Config {
             return e.clone();
         }
         match self.jurisdiction {
-            Jurisdiction::Default => format!("https://{}.r2.cloudflarestorage.com", self.account_id),
+            Jurisdiction::Default => {
+                format!("https://{}.r2.cloudflarestorage.com", self.account_id)
+            }
             Jurisdiction::Eu => format!("https://{}.eu.r2.cloudflarestorage.com", self.account_id),
-            Jurisdiction::Fedramp => format!("https://{}.fedramp.r2.cloudflarestorage.com", self.account_id),
+            Jurisdiction::Fedramp => format!(
+                "https://{}.fedramp.r2.cloudflarestorage.com",
+                self.account_id
+            ),
         }
     }
 
@@ -175,8 +208,7 @@ impl R2Config {
 
     /// Build a [`Bucket`] named `name` with R2's capabilities.
     pub fn build(&self, name: &str) -> Result<Bucket> {
-        self.to_s3_config()?
-            .build_as(name, "r2", r2_capabilities())
+        self.to_s3_config()?.build_as(name, "r2", r2_capabilities())
     }
 }
 
@@ -212,30 +244,50 @@ mod tests {
         let mut v = base();
         v.push(("R2_JURISDICTION", "eu"));
         let c = R2Config::from_env(&Env::from_pairs(v)).unwrap();
-        assert_eq!(c.endpoint_url(), format!("https://{ACCOUNT}.eu.r2.cloudflarestorage.com"));
+        assert_eq!(
+            c.endpoint_url(),
+            format!("https://{ACCOUNT}.eu.r2.cloudflarestorage.com")
+        );
         let mut v = base();
         v.push(("R2_JURISDICTION", "mars"));
-        let e = R2Config::from_env(&Env::from_pairs(v)).unwrap_err().to_string();
+        let e = R2Config::from_env(&Env::from_pairs(v))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("R2_JURISDICTION") && e.contains("mars"), "{e}");
     }
 
     #[test]
     fn missing_and_malformed_variables_are_named() {
-        for missing in ["R2_ACCESS_KEY_ID", "R2_SECRET_ACCESS_KEY", "R2_BUCKET", "R2_ACCOUNT_ID"] {
+        for missing in [
+            "R2_ACCESS_KEY_ID",
+            "R2_SECRET_ACCESS_KEY",
+            "R2_BUCKET",
+            "R2_ACCOUNT_ID",
+        ] {
             let v: Vec<_> = base().into_iter().filter(|(k, _)| *k != missing).collect();
-            let e = R2Config::from_env(&Env::from_pairs(v)).unwrap_err().to_string();
+            let e = R2Config::from_env(&Env::from_pairs(v))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(missing), "{missing}: {e}");
         }
         let mut v = base();
         v[0] = ("R2_ACCOUNT_ID", "not-hex");
-        let e = R2Config::from_env(&Env::from_pairs(v)).unwrap_err().to_string();
-        assert!(e.contains("R2_ACCOUNT_ID") && e.contains("32 hexadecimal"), "{e}");
+        let e = R2Config::from_env(&Env::from_pairs(v))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("R2_ACCOUNT_ID") && e.contains("32 hexadecimal"),
+            "{e}"
+        );
     }
 
     #[test]
     fn seed_003_endpoint_gives_account() {
         let v = vec![
-            ("R2_ENDPOINT", "https://0123456789abcdef0123456789abcdef.r2.cloudflarestorage.com"),
+            (
+                "R2_ENDPOINT",
+                "https://0123456789abcdef0123456789abcdef.r2.cloudflarestorage.com",
+            ),
             ("R2_ACCESS_KEY_ID", "k"),
             ("R2_SECRET_ACCESS_KEY", "s"),
             ("R2_BUCKET", "bkt"),

@@ -38,7 +38,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut, S3CopyIfNotExists};
+use object_store::aws::{
+    AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut, S3CopyIfNotExists,
+};
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
@@ -192,15 +194,23 @@ impl S3Config {
         {
             return Err(StorageError::invalid_config(
                 "STORAGE_PROVIDER",
-                format!("`{p}` is not handled by storage-s3; allowed here: s3 (use storage-r2 for r2)"),
+                format!(
+                    "`{p}` is not handled by storage-s3; allowed here: s3 (use storage-r2 for r2)"
+                ),
             ));
         }
         let (_, bucket) = env
             .first(&["STORAGE_BUCKET", "AWS_BUCKET", "AWS_BUCKET_NAME"])
-            .ok_or_else(|| StorageError::invalid_config("STORAGE_BUCKET", "is not set; name the S3 bucket"))?;
+            .ok_or_else(|| {
+                StorageError::invalid_config("STORAGE_BUCKET", "is not set; name the S3 bucket")
+            })?;
         let mut cfg = S3Config::new(bucket);
-        cfg.region = env.first(&["STORAGE_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"]).map(|(_, v)| v);
-        cfg.endpoint = env.first(&["AWS_ENDPOINT", "AWS_ENDPOINT_URL", "STORAGE_ENDPOINT"]).map(|(_, v)| v);
+        cfg.region = env
+            .first(&["STORAGE_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"])
+            .map(|(_, v)| v);
+        cfg.endpoint = env
+            .first(&["AWS_ENDPOINT", "AWS_ENDPOINT_URL", "STORAGE_ENDPOINT"])
+            .map(|(_, v)| v);
         cfg.access_key_id = env.get("AWS_ACCESS_KEY_ID");
         cfg.secret_access_key = env.get("AWS_SECRET_ACCESS_KEY").map(Secret::new);
         cfg.session_token = env.get("AWS_SESSION_TOKEN").map(Secret::new);
@@ -227,7 +237,10 @@ impl S3Config {
         }
         if let Some(e) = &self.endpoint {
             let url = Url::parse(e).map_err(|err| {
-                StorageError::invalid_config(f("endpoint"), format!("`{e}` is not a URL ({err}); write e.g. https://s3.example.com"))
+                StorageError::invalid_config(
+                    f("endpoint"),
+                    format!("`{e}` is not a URL ({err}); write e.g. https://s3.example.com"),
+                )
             })?;
             match url.scheme() {
                 "https" => {}
@@ -235,11 +248,16 @@ impl S3Config {
                 "http" => {
                     return Err(StorageError::invalid_config(
                         f("endpoint"),
-                        format!("`{e}` is plain HTTP; set allow_http = true (AWS_ALLOW_HTTP=true) for a local test server, or use https"),
+                        format!(
+                            "`{e}` is plain HTTP; set allow_http = true (AWS_ALLOW_HTTP=true) for a local test server, or use https"
+                        ),
                     ));
                 }
                 other => {
-                    return Err(StorageError::invalid_config(f("endpoint"), format!("scheme `{other}` is not http or https")));
+                    return Err(StorageError::invalid_config(
+                        f("endpoint"),
+                        format!("scheme `{other}` is not http or https"),
+                    ));
                 }
             }
         }
@@ -276,7 +294,10 @@ impl S3Config {
         if let Some(t) = self.timeout
             && t.is_zero()
         {
-            return Err(StorageError::invalid_config(f("timeout"), "must be greater than zero"));
+            return Err(StorageError::invalid_config(
+                f("timeout"),
+                "must be greater than zero",
+            ));
         }
         if let Some(p) = self.part_size
             && p < 5 * 1024 * 1024
@@ -287,7 +308,9 @@ impl S3Config {
             ));
         }
         if let Some(u) = &self.cdn_url {
-            Url::parse(u).map_err(|e| StorageError::invalid_config(f("cdn_url"), format!("`{u}` is not a URL ({e})")))?;
+            Url::parse(u).map_err(|e| {
+                StorageError::invalid_config(f("cdn_url"), format!("`{u}` is not a URL ({e})"))
+            })?;
         }
         Ok(())
     }
@@ -317,7 +340,9 @@ impl S3Config {
         let path_style = self.path_style.unwrap_or(self.endpoint.is_some());
         b = b.with_virtual_hosted_style_request(!path_style);
         if let (Some(id), Some(secret)) = (&self.access_key_id, &self.secret_access_key) {
-            b = b.with_access_key_id(id).with_secret_access_key(secret.expose());
+            b = b
+                .with_access_key_id(id)
+                .with_secret_access_key(secret.expose());
             if let Some(t) = &self.session_token {
                 b = b.with_token(t.expose());
             }
@@ -378,7 +403,10 @@ impl S3Config {
             builder = builder.part_size(p)?;
         }
         if let Some(u) = &self.cdn_url {
-            builder = builder.public_url(Url::parse(u).map_err(|e| StorageError::invalid_config("cdn_url", e.to_string()))?);
+            builder = builder.public_url(
+                Url::parse(u)
+                    .map_err(|e| StorageError::invalid_config("cdn_url", e.to_string()))?,
+            );
         }
         tracing::debug!(bucket = name, provider, remote = %self.bucket, "built S3 bucket");
         Ok(builder.build())
@@ -388,11 +416,15 @@ impl S3Config {
 /// Length of base64 `s` once decoded, if it is well-formed base64.
 fn base64_decoded_len(s: &str) -> Option<usize> {
     let s = s.trim();
-    if s.is_empty() || s.len() % 4 != 0 {
+    if s.is_empty() || !s.len().is_multiple_of(4) {
         return None;
     }
     let body = s.trim_end_matches('=');
-    if s.len() - body.len() > 2 || !body.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/') {
+    if s.len() - body.len() > 2
+        || !body
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
+    {
         return None;
     }
     Some(body.len() * 3 / 4)
@@ -406,7 +438,12 @@ pub struct S3Presigner {
 
 #[async_trait]
 impl Presigner for S3Presigner {
-    async fn presign(&self, method: PresignMethod, path: &Path, expires_in: Duration) -> Result<Url> {
+    async fn presign(
+        &self,
+        method: PresignMethod,
+        path: &Path,
+        expires_in: Duration,
+    ) -> Result<Url> {
         let m = match method {
             PresignMethod::Get => object_store::signer::Method::GET,
             PresignMethod::Put => object_store::signer::Method::PUT,
@@ -451,13 +488,22 @@ mod tests {
     fn env_errors_name_the_variable() {
         let e = S3Config::from_env(&env(&[])).unwrap_err().to_string();
         assert!(e.contains("STORAGE_BUCKET"), "{e}");
-        let e = S3Config::from_env(&env(&[("STORAGE_BUCKET", "b-1"), ("STORAGE_MAX_RETRIES", "many")]))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("STORAGE_MAX_RETRIES") && e.contains("many"), "{e}");
-        let e = S3Config::from_env(&env(&[("STORAGE_PROVIDER", "gcs"), ("STORAGE_BUCKET", "b-1")]))
-            .unwrap_err()
-            .to_string();
+        let e = S3Config::from_env(&env(&[
+            ("STORAGE_BUCKET", "b-1"),
+            ("STORAGE_MAX_RETRIES", "many"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("STORAGE_MAX_RETRIES") && e.contains("many"),
+            "{e}"
+        );
+        let e = S3Config::from_env(&env(&[
+            ("STORAGE_PROVIDER", "gcs"),
+            ("STORAGE_BUCKET", "b-1"),
+        ]))
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("STORAGE_PROVIDER"), "{e}");
     }
 
@@ -465,7 +511,12 @@ mod tests {
     fn http_endpoint_needs_allow_http() {
         let mut c = S3Config::new("bkt");
         c.endpoint = Some("http://127.0.0.1:1".into());
-        assert!(c.validate("buckets.x.").unwrap_err().to_string().contains("buckets.x.endpoint"));
+        assert!(
+            c.validate("buckets.x.")
+                .unwrap_err()
+                .to_string()
+                .contains("buckets.x.endpoint")
+        );
         c.allow_http = true;
         c.validate("").unwrap();
     }
@@ -473,7 +524,9 @@ mod tests {
     #[test]
     fn sse_c_key_length_checked_and_redacted() {
         let mut c = S3Config::new("bkt");
-        c.encryption = Some(ServerSideEncryption::SseC { key: Secret::new("c2hvcnQ=") });
+        c.encryption = Some(ServerSideEncryption::SseC {
+            key: Secret::new("c2hvcnQ="),
+        });
         assert!(c.validate("").unwrap_err().to_string().contains("32 bytes"));
         assert!(!format!("{c:?}").contains("c2hvcnQ"));
     }
@@ -486,7 +539,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.timeout, Some(Duration::from_secs(10)));
-        assert_eq!(c.encryption, Some(ServerSideEncryption::SseKms { key_id: "arn:aws:kms:k".into() }));
+        assert_eq!(
+            c.encryption,
+            Some(ServerSideEncryption::SseKms {
+                key_id: "arn:aws:kms:k".into()
+            })
+        );
         assert!(c.conditional_put && c.bulk_delete);
     }
 }

@@ -24,7 +24,9 @@ impl Address {
     pub fn parse(s: &str) -> Address {
         if let Some((name, key)) = s.split_once(':')
             && !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
             return Address::Remote {
                 bucket: name.to_string(),
@@ -66,9 +68,18 @@ mod tests {
     fn parses() {
         assert_eq!(
             Address::parse("photos:a/b.jpg"),
-            Address::Remote { bucket: "photos".into(), key: "a/b.jpg".into() }
+            Address::Remote {
+                bucket: "photos".into(),
+                key: "a/b.jpg".into()
+            }
         );
-        assert_eq!(Address::parse("photos:"), Address::Remote { bucket: "photos".into(), key: String::new() });
+        assert_eq!(
+            Address::parse("photos:"),
+            Address::Remote {
+                bucket: "photos".into(),
+                key: String::new()
+            }
+        );
         assert_eq!(Address::parse("./a:b"), Address::Local("./a:b".into()));
         assert_eq!(Address::parse("/tmp/x"), Address::Local("/tmp/x".into()));
         assert!(Address::remote_key("photos:").is_err());

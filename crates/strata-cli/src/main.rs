@@ -43,6 +43,9 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Object(commands::object::ObjectCommand),
+    /// JSON, JSONL and Parquet datasets with a searchable manifest.
+    #[command(subcommand)]
+    Dataset(commands::dataset::DatasetCommand),
 }
 
 fn main() -> ExitCode {
@@ -53,10 +56,15 @@ fn main() -> ExitCode {
         _ => "debug",
     };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -68,6 +76,7 @@ fn main() -> ExitCode {
         let ctx = Ctx::new(cli.config.as_deref(), cli.json, cli.quiet)?;
         match cli.command {
             Command::Object(c) => c.run(&ctx).await,
+            Command::Dataset(c) => c.run(&ctx).await,
         }
     });
     match result {

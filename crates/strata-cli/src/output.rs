@@ -80,11 +80,19 @@ impl From<StorageError> for CliError {
 
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
-        let code = if e.kind() == std::io::ErrorKind::NotFound { EXIT_NOT_FOUND } else { EXIT_OTHER };
+        let code = if e.kind() == std::io::ErrorKind::NotFound {
+            EXIT_NOT_FOUND
+        } else {
+            EXIT_OTHER
+        };
         CliError {
             code,
             message: e.to_string(),
-            kind: if code == EXIT_NOT_FOUND { "not_found" } else { "other" },
+            kind: if code == EXIT_NOT_FOUND {
+                "not_found"
+            } else {
+                "other"
+            },
         }
     }
 }
@@ -109,13 +117,20 @@ impl Ctx {
             Some(path) => Strata::from_config(path)?,
             None => Strata::from_env()?,
         };
-        Ok(Ctx { strata, json, quiet })
+        Ok(Ctx {
+            strata,
+            json,
+            quiet,
+        })
     }
 
     /// Print one result: `human` as text, or `value` as JSON with `--json`.
     pub fn emit<T: Serialize>(&self, human: impl Display, value: &T) {
         if self.json {
-            println!("{}", serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")));
+            println!(
+                "{}",
+                serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+            );
         } else {
             let text = human.to_string();
             if !text.is_empty() {
@@ -136,7 +151,11 @@ impl Ctx {
         } else {
             "{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}"
         };
-        bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
+        bar.set_style(
+            ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
         bar.set_message(what.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
@@ -152,5 +171,9 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }

@@ -17,29 +17,50 @@ fn strata(home: &Path, args: &[&str]) -> Output {
 
 fn ok(home: &Path, args: &[&str]) -> String {
     let out = strata(home, args);
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn code(home: &Path, args: &[&str]) -> (i32, String) {
     let out = strata(home, args);
-    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn put_get_ls_stat_rm() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    ok(h, &["put", "notes:a/hello.txt", "--data", "hello", "--meta", "owner=ana"]);
+    ok(
+        h,
+        &[
+            "put",
+            "notes:a/hello.txt",
+            "--data",
+            "hello",
+            "--meta",
+            "owner=ana",
+        ],
+    );
     assert_eq!(ok(h, &["get", "notes:a/hello.txt"]), "hello");
     assert_eq!(ok(h, &["ls", "notes:"]).trim(), "a/");
     assert_eq!(ok(h, &["ls", "-r", "notes:"]).trim(), "a/hello.txt");
-    let stat: serde_json::Value = serde_json::from_str(&ok(h, &["stat", "notes:a/hello.txt", "--json"])).unwrap();
+    let stat: serde_json::Value =
+        serde_json::from_str(&ok(h, &["stat", "notes:a/hello.txt", "--json"])).unwrap();
     assert_eq!(stat["size"], 5);
     assert_eq!(stat["metadata"]["owner"], "ana");
     assert_eq!(stat["headers"]["content-type"], "text/plain; charset=utf-8");
     // The embedded default is a plain folder per bucket.
-    assert_eq!(std::fs::read_to_string(h.join("notes/a/hello.txt")).unwrap(), "hello");
+    assert_eq!(
+        std::fs::read_to_string(h.join("notes/a/hello.txt")).unwrap(),
+        "hello"
+    );
     ok(h, &["rm", "notes:a/hello.txt"]);
     assert_eq!(code(h, &["get", "notes:a/hello.txt"]).0, 3);
 }
@@ -78,10 +99,28 @@ fn exit_codes() {
 fn if_match_with_current_etag_succeeds() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    let put: serde_json::Value = serde_json::from_str(&ok(h, &["put", "d:doc.json", "--data", "{}", "--json"])).unwrap();
+    let put: serde_json::Value =
+        serde_json::from_str(&ok(h, &["put", "d:doc.json", "--data", "{}", "--json"])).unwrap();
     let etag = put["etag"].as_str().unwrap().to_string();
-    ok(h, &["put", "d:doc.json", "--data", "{\"v\":2}", "--if-match", &etag]);
-    assert_eq!(code(h, &["put", "d:doc.json", "--data", "{}", "--if-match", &etag]).0, 4);
+    ok(
+        h,
+        &[
+            "put",
+            "d:doc.json",
+            "--data",
+            "{\"v\":2}",
+            "--if-match",
+            &etag,
+        ],
+    );
+    assert_eq!(
+        code(
+            h,
+            &["put", "d:doc.json", "--data", "{}", "--if-match", &etag]
+        )
+        .0,
+        4
+    );
 }
 
 #[test]
@@ -94,7 +133,10 @@ fn cp_mv_recursive_local_and_remote() {
     std::fs::write(src.path().join("sub/b.txt"), "B").unwrap();
     let src_arg = format!("{}/", src.path().display());
     ok(h, &["cp", "-r", &src_arg, "site:docs/"]);
-    assert_eq!(ok(h, &["ls", "-r", "site:docs"]).trim(), "docs/a.txt\ndocs/sub/b.txt");
+    assert_eq!(
+        ok(h, &["ls", "-r", "site:docs"]).trim(),
+        "docs/a.txt\ndocs/sub/b.txt"
+    );
     // remote → remote across buckets, recursive
     ok(h, &["cp", "-r", "site:docs/", "backup:"]);
     assert_eq!(ok(h, &["get", "backup:sub/b.txt"]), "B");
@@ -110,7 +152,8 @@ fn cp_mv_recursive_local_and_remote() {
     // a prefix without -r is refused
     assert_eq!(code(h, &["cp", "site:docs/", "backup:x/"]).0, 2);
     // stats and rm --prefix
-    let stats: serde_json::Value = serde_json::from_str(&ok(h, &["stats", "site:docs", "--json"])).unwrap();
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(h, &["stats", "site:docs", "--json"])).unwrap();
     assert_eq!(stats["objects"], 2);
     ok(h, &["rm", "site:", "--prefix", "docs/"]);
     assert_eq!(ok(h, &["ls", "-r", "site:"]).trim(), "");
@@ -123,8 +166,17 @@ fn put_file_and_stdin_json_output() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("data.bin");
     std::fs::write(&file, vec![7u8; 3 * 1024 * 1024]).unwrap();
-    let out: serde_json::Value =
-        serde_json::from_str(&ok(h, &["put", "blobs:data.bin", "--file", file.to_str().unwrap(), "--json"])).unwrap();
+    let out: serde_json::Value = serde_json::from_str(&ok(
+        h,
+        &[
+            "put",
+            "blobs:data.bin",
+            "--file",
+            file.to_str().unwrap(),
+            "--json",
+        ],
+    ))
+    .unwrap();
     assert_eq!(out["size"], 3 * 1024 * 1024);
     let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["put", "blobs:stdin.txt"])
@@ -135,7 +187,12 @@ fn put_file_and_stdin_json_output() {
         .unwrap();
     {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(b"from stdin").unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"from stdin")
+            .unwrap();
     }
     assert!(child.wait().unwrap().success());
     assert_eq!(ok(h, &["get", "blobs:stdin.txt"]), "from stdin");
@@ -147,7 +204,14 @@ fn put_file_and_stdin_json_output() {
 fn config_file_with_unknown_bucket_lists_names() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("strata.toml");
-    std::fs::write(&cfg, format!("[connections.disk]\nkind = 'fs'\nroot = '{}'\n[buckets.agent]\nconnection = 'disk'\n", dir.path().display())).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[connections.disk]\nkind = 'fs'\nroot = '{}'\n[buckets.agent]\nconnection = 'disk'\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["--config", cfg.to_str().unwrap(), "ls", "server-009:"])
         .output()

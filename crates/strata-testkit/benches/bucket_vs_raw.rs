@@ -48,7 +48,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 async fn compare(t: &Target, size: usize, ops: usize) -> Vec<(String, f64, f64)> {
     let payload = Bytes::from(vec![0x5a; size]);
-    let (mut raw_put, mut strata_put, mut raw_get, mut strata_get) = (vec![], vec![], vec![], vec![]);
+    let (mut raw_put, mut strata_put, mut raw_get, mut strata_get) =
+        (vec![], vec![], vec![], vec![]);
     for round in 0..ROUNDS {
         let raw_first = round % 2 == 0;
         for pass in 0..2 {
@@ -60,7 +61,12 @@ async fn compare(t: &Target, size: usize, ops: usize) -> Vec<(String, f64, f64)>
                         let p = p.clone();
                         let s = t.raw.clone();
                         async move {
-                            s.put(&Path::from(format!("bench/raw/{size}/{i}")), PutPayload::from(p)).await.unwrap();
+                            s.put(
+                                &Path::from(format!("bench/raw/{size}/{i}")),
+                                PutPayload::from(p),
+                            )
+                            .await
+                            .unwrap();
                         }
                     })
                     .await,
@@ -69,7 +75,13 @@ async fn compare(t: &Target, size: usize, ops: usize) -> Vec<(String, f64, f64)>
                     timed(ops, size, |i| {
                         let s = t.raw.clone();
                         async move {
-                            let b = s.get(&Path::from(format!("bench/raw/{size}/{i}"))).await.unwrap().bytes().await.unwrap();
+                            let b = s
+                                .get(&Path::from(format!("bench/raw/{size}/{i}")))
+                                .await
+                                .unwrap()
+                                .bytes()
+                                .await
+                                .unwrap();
                             assert_eq!(b.len(), size);
                         }
                     })
@@ -82,7 +94,9 @@ async fn compare(t: &Target, size: usize, ops: usize) -> Vec<(String, f64, f64)>
                         let p = p.clone();
                         let b = t.bucket.clone();
                         async move {
-                            b.put_with(format!("bench/strata/{size}/{i}"), p, PutOpts::default()).await.unwrap();
+                            b.put_with(format!("bench/strata/{size}/{i}"), p, PutOpts::default())
+                                .await
+                                .unwrap();
                         }
                     })
                     .await,
@@ -130,7 +144,10 @@ async fn stream_gib(target: &str) {
     let chunk = Bytes::from(vec![0xa5; CHUNK]);
     let body = futures::stream::iter(0..TOTAL / CHUNK).map(move |_| Ok(chunk.clone()));
     let start = Instant::now();
-    let w = bucket.put_stream("gib.bin", body, PutOpts::default()).await.unwrap();
+    let w = bucket
+        .put_stream("gib.bin", body, PutOpts::default())
+        .await
+        .unwrap();
     let up = start.elapsed();
     assert_eq!(w.size as usize, TOTAL);
     let start = Instant::now();
@@ -153,7 +170,11 @@ async fn stream_gib(target: &str) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     if let Some(pos) = args.iter().position(|a| a == "--stream-gib") {
         rt.block_on(stream_gib(&args[pos + 1]));
         return;
@@ -194,30 +215,47 @@ fn main() {
         println!("s3 (moto): skipped, STRATA_TEST_S3_ENDPOINT not set (run `cargo xtask bench`)");
     }
     println!("\nBucket vs raw object_store, median of {ROUNDS} interleaved rounds (MiB/s)");
-    println!("{:<14} {:<4} {:>8} {:>12} {:>12} {:>7}", "backend", "op", "size", "raw", "strata", "ratio");
+    println!(
+        "{:<14} {:<4} {:>8} {:>12} {:>12} {:>7}",
+        "backend", "op", "size", "raw", "strata", "ratio"
+    );
     let mut worst: f64 = f64::MAX;
     for t in &mut targets {
-        for (size, ops, label) in [(4096, t.ops_small, "4 KiB"), (1 << 20, t.ops_large, "1 MiB")] {
+        for (size, ops, label) in [
+            (4096, t.ops_small, "4 KiB"),
+            (1 << 20, t.ops_large, "1 MiB"),
+        ] {
             for (op, raw, strata) in rt.block_on(compare(t, size, ops)) {
                 let ratio = strata / raw;
                 worst = worst.min(ratio);
-                println!("{:<14} {:<4} {:>8} {:>12.1} {:>12.1} {:>6.2}x", t.name, op, label, raw, strata, ratio);
+                println!(
+                    "{:<14} {:<4} {:>8} {:>12.1} {:>12.1} {:>6.2}x",
+                    t.name, op, label, raw, strata, ratio
+                );
             }
         }
     }
     println!("worst ratio: {worst:.2}x (target >= 0.95x)");
 
-    println!("\n1 GiB streamed up and down through Bucket (child process, 8 MiB parts, 2 in flight)");
+    println!(
+        "\n1 GiB streamed up and down through Bucket (child process, 8 MiB parts, 2 in flight)"
+    );
     let mut modes = vec!["local"];
     if have_s3 {
         modes.push("s3");
     }
     for mode in modes {
-        let out = std::process::Command::new(&args[0]).args(["--stream-gib", mode]).output().expect("child");
+        let out = std::process::Command::new(&args[0])
+            .args(["--stream-gib", mode])
+            .output()
+            .expect("child");
         let text = String::from_utf8_lossy(&out.stdout);
         print!("{text}");
         if !out.status.success() {
-            println!("STREAM {mode} failed: {}", String::from_utf8_lossy(&out.stderr));
+            println!(
+                "STREAM {mode} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
     println!("(target peak RSS <= 64 MiB)");

@@ -147,7 +147,10 @@ async fn put_get_round_trip(b: &Bucket, _: &Profile) -> Outcome {
     b.put("rt/empty", Bytes::new()).await.expect("empty put");
     assert_eq!(b.get("rt/empty").await.unwrap().bytes.len(), 0);
     let missing = b.get("rt/missing").await.unwrap_err();
-    assert!(missing.is_not_found(), "missing object → NotFound, got {missing}");
+    assert!(
+        missing.is_not_found(),
+        "missing object → NotFound, got {missing}"
+    );
     Outcome::Passed
 }
 
@@ -163,18 +166,30 @@ async fn metadata_round_trip(b: &Bucket, _: &Profile) -> Outcome {
     }
     .with_metadata("owner", "ana")
     .with_metadata("purpose", "suite");
-    b.put_with("meta/r.json", "{}", opts).await.expect("put with metadata");
+    b.put_with("meta/r.json", "{}", opts)
+        .await
+        .expect("put with metadata");
     let h = b.head("meta/r.json").await.expect("head");
     assert_eq!(h.content_type(), Some("application/json"), "{h:?}");
-    assert_eq!(h.headers.get("cache-control").map(String::as_str), Some("max-age=60"));
+    assert_eq!(
+        h.headers.get("cache-control").map(String::as_str),
+        Some("max-age=60")
+    );
     assert_eq!(
         h.headers.get("content-disposition").map(String::as_str),
         Some("attachment; filename=\"r.json\"")
     );
-    assert_eq!(h.metadata.get("owner").map(String::as_str), Some("ana"), "{h:?}");
+    assert_eq!(
+        h.metadata.get("owner").map(String::as_str),
+        Some("ana"),
+        "{h:?}"
+    );
     assert_eq!(h.metadata.get("purpose").map(String::as_str), Some("suite"));
     let g = b.get("meta/r.json").await.unwrap();
-    assert_eq!(g.info.metadata, h.metadata, "get and head report the same metadata");
+    assert_eq!(
+        g.info.metadata, h.metadata,
+        "get and head report the same metadata"
+    );
     // Too much metadata is refused before any request.
     let big = "x".repeat(2100);
     let e = b
@@ -182,7 +197,10 @@ async fn metadata_round_trip(b: &Bucket, _: &Profile) -> Outcome {
         .await
         .unwrap_err();
     assert!(matches!(e, StorageError::InvalidInput { .. }), "{e}");
-    assert!(!b.exists("meta/big").await.unwrap(), "a refused write wrote nothing");
+    assert!(
+        !b.exists("meta/big").await.unwrap(),
+        "a refused write wrote nothing"
+    );
     Outcome::Passed
 }
 
@@ -192,7 +210,9 @@ async fn exists_and_delete(b: &Bucket, _: &Profile) -> Outcome {
     assert!(!b.exists("ex/b").await.unwrap());
     b.delete("ex/a").await.unwrap();
     assert!(!b.exists("ex/a").await.unwrap());
-    b.delete("ex/a").await.expect("deleting a missing object succeeds");
+    b.delete("ex/a")
+        .await
+        .expect("deleting a missing object succeeds");
     Outcome::Passed
 }
 
@@ -202,7 +222,11 @@ async fn ranges(b: &Bucket, _: &Profile) -> Outcome {
     let r = b.get_range("rg/x", 1000..2500).await.unwrap();
     assert_eq!(r.bytes, body.slice(1000..2500));
     let tail = b.get_range("rg/x", 99_990..200_000).await.unwrap();
-    assert_eq!(tail.bytes, body.slice(99_990..), "a range past the end returns the rest");
+    assert_eq!(
+        tail.bytes,
+        body.slice(99_990..),
+        "a range past the end returns the rest"
+    );
     let e = b.get_range("rg/x", 5..5).await.unwrap_err();
     assert!(matches!(e, StorageError::InvalidInput { .. }), "{e}");
     Outcome::Passed
@@ -214,10 +238,20 @@ async fn listing_prefix_delimiter_offset(b: &Bucket, _: &Profile) -> Outcome {
     }
     let mut all: Vec<String> = b.list("ls").map_ok(|o| o.key).try_collect().await.unwrap();
     all.sort();
-    assert_eq!(all, ["ls/a/1", "ls/a/2", "ls/b/1", "ls/c"], "prefix is per segment");
+    assert_eq!(
+        all,
+        ["ls/a/1", "ls/a/2", "ls/b/1", "ls/c"],
+        "prefix is per segment"
+    );
     let dir = b.list_dir("ls").await.unwrap();
     assert_eq!(dir.prefixes, ["ls/a/", "ls/b/"]);
-    assert_eq!(dir.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["ls/c"]);
+    assert_eq!(
+        dir.objects
+            .iter()
+            .map(|o| o.key.as_str())
+            .collect::<Vec<_>>(),
+        ["ls/c"]
+    );
     let mut after: Vec<String> = b
         .list_after("ls", Some("ls/a/2"))
         .map_ok(|o| o.key)
@@ -247,7 +281,12 @@ async fn listing_past_1000_keys(b: &Bucket, p: &Profile) -> Outcome {
         return Outcome::Skipped("heavy checks disabled for this profile".into());
     }
     put_many(b, "many", 1100).await;
-    let keys: Vec<String> = b.list("many").map_ok(|o| o.key).try_collect().await.unwrap();
+    let keys: Vec<String> = b
+        .list("many")
+        .map_ok(|o| o.key)
+        .try_collect()
+        .await
+        .unwrap();
     assert_eq!(keys.len(), 1100, "listing pages past 1000 keys");
     let stats = b.stats("many").await.unwrap();
     assert_eq!(stats.objects, 1100);
@@ -263,8 +302,17 @@ async fn delete_many_1500_keys(b: &Bucket, p: &Profile) -> Outcome {
     let mut keys: Vec<String> = (0..1500).map(|i| format!("del/k{i:05}")).collect();
     keys.push("bad//key".into());
     let report = b.delete_many(&keys).await;
-    assert_eq!(report.deleted.len(), 1500, "failed: {:?}", report.failed.first());
-    assert_eq!(report.failed.len(), 1, "the invalid key is reported, not sent");
+    assert_eq!(
+        report.deleted.len(),
+        1500,
+        "failed: {:?}",
+        report.failed.first()
+    );
+    assert_eq!(
+        report.failed.len(),
+        1,
+        "the invalid key is reported, not sent"
+    );
     assert_eq!(report.failed[0].0, "bad//key");
     let left: Vec<_> = b.list("del").try_collect().await.unwrap();
     assert!(left.is_empty(), "{} objects left", left.len());
@@ -277,7 +325,8 @@ async fn streamed_64_mib(b: &Bucket, p: &Profile) -> Outcome {
     }
     const CHUNK: usize = 1 << 20;
     const TOTAL: u64 = 64 << 20;
-    let chunks = stream::iter(0..(TOTAL / CHUNK as u64)).map(|i| Ok(pattern(i * CHUNK as u64, CHUNK)));
+    let chunks =
+        stream::iter(0..(TOTAL / CHUNK as u64)).map(|i| Ok(pattern(i * CHUNK as u64, CHUNK)));
     let w = b
         .put_stream("big/64mib.bin", chunks, PutOpts::default())
         .await
@@ -289,7 +338,11 @@ async fn streamed_64_mib(b: &Bucket, p: &Profile) -> Outcome {
     let mut body = s.stream;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.expect("chunk");
-        assert_eq!(chunk, pattern(offset, chunk.len()), "bytes differ at offset {offset}");
+        assert_eq!(
+            chunk,
+            pattern(offset, chunk.len()),
+            "bytes differ at offset {offset}"
+        );
         offset += chunk.len() as u64;
     }
     assert_eq!(offset, TOTAL);
@@ -298,23 +351,57 @@ async fn streamed_64_mib(b: &Bucket, p: &Profile) -> Outcome {
 
 async fn conditional_create_and_update(b: &Bucket, _: &Profile) -> Outcome {
     if !b.capabilities().put_if_match {
-        let e = b.put_with("cas/x", "1", PutOpts::if_match("x")).await.unwrap_err();
+        let e = b
+            .put_with("cas/x", "1", PutOpts::if_match("x"))
+            .await
+            .unwrap_err();
         assert!(matches!(e, StorageError::NotSupported { .. }), "{e}");
-        return Outcome::Skipped(format!("{} has no conditional put; NotSupported verified", b.provider()));
+        return Outcome::Skipped(format!(
+            "{} has no conditional put; NotSupported verified",
+            b.provider()
+        ));
     }
-    let first = b.put_with("cas/doc", "v1", PutOpts::if_absent()).await.expect("create");
-    let again = b.put_with("cas/doc", "v1b", PutOpts::if_absent()).await.unwrap_err();
-    assert!(matches!(again, StorageError::AlreadyExists { .. }), "{again}");
+    let first = b
+        .put_with("cas/doc", "v1", PutOpts::if_absent())
+        .await
+        .expect("create");
+    let again = b
+        .put_with("cas/doc", "v1b", PutOpts::if_absent())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, StorageError::AlreadyExists { .. }),
+        "{again}"
+    );
     let etag = first.etag.clone().unwrap();
     // Quoted or not, the same ETag matches.
     let quoted = format!("\"{}\"", etag.trim_matches('"'));
-    let second = b.put_with("cas/doc", "v2", PutOpts::if_match(&quoted)).await.expect("update");
-    let stale = b.put_with("cas/doc", "v3", PutOpts::if_match(&etag)).await.unwrap_err();
-    assert!(matches!(stale, StorageError::Precondition { .. }), "{stale}");
-    assert_eq!(b.get("cas/doc").await.unwrap().bytes, "v2", "the stale write changed nothing");
-    let missing = b.put_with("cas/none", "x", PutOpts::if_match(second.etag.unwrap())).await.unwrap_err();
+    let second = b
+        .put_with("cas/doc", "v2", PutOpts::if_match(&quoted))
+        .await
+        .expect("update");
+    let stale = b
+        .put_with("cas/doc", "v3", PutOpts::if_match(&etag))
+        .await
+        .unwrap_err();
     assert!(
-        matches!(missing, StorageError::Precondition { .. } | StorageError::NotFound { .. }),
+        matches!(stale, StorageError::Precondition { .. }),
+        "{stale}"
+    );
+    assert_eq!(
+        b.get("cas/doc").await.unwrap().bytes,
+        "v2",
+        "the stale write changed nothing"
+    );
+    let missing = b
+        .put_with("cas/none", "x", PutOpts::if_match(second.etag.unwrap()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            missing,
+            StorageError::Precondition { .. } | StorageError::NotFound { .. }
+        ),
         "{missing}"
     );
     Outcome::Passed
@@ -326,9 +413,16 @@ async fn conditional_get(b: &Bucket, _: &Profile) -> Outcome {
     }
     let w = b.put("cg/a", "same").await.unwrap();
     let etag = w.etag.unwrap();
-    assert!(b.get_if_none_match("cg/a", &etag).await.unwrap().is_none(), "unchanged → None");
+    assert!(
+        b.get_if_none_match("cg/a", &etag).await.unwrap().is_none(),
+        "unchanged → None"
+    );
     b.put("cg/a", "changed").await.unwrap();
-    let o = b.get_if_none_match("cg/a", &etag).await.unwrap().expect("changed → Some");
+    let o = b
+        .get_if_none_match("cg/a", &etag)
+        .await
+        .unwrap()
+        .expect("changed → Some");
     assert_eq!(o.bytes, "changed");
     Outcome::Passed
 }
@@ -337,11 +431,17 @@ async fn conditional_delete(b: &Bucket, _: &Profile) -> Outcome {
     if !b.capabilities().delete_if_match {
         let e = b.delete_if_match("cd/a", "x").await.unwrap_err();
         assert!(matches!(e, StorageError::NotSupported { .. }), "{e}");
-        return Outcome::Skipped(format!("{} has no atomic delete-if-match; NotSupported verified", b.provider()));
+        return Outcome::Skipped(format!(
+            "{} has no atomic delete-if-match; NotSupported verified",
+            b.provider()
+        ));
     }
     let w = b.put("cd/a", "1").await.unwrap();
     b.put("cd/a", "2").await.unwrap();
-    let e = b.delete_if_match("cd/a", w.etag.as_deref().unwrap()).await.unwrap_err();
+    let e = b
+        .delete_if_match("cd/a", w.etag.as_deref().unwrap())
+        .await
+        .unwrap_err();
     assert!(matches!(e, StorageError::Precondition { .. }), "{e}");
     assert!(b.exists("cd/a").await.unwrap());
     let now = b.head("cd/a").await.unwrap().etag.unwrap();
@@ -356,7 +456,10 @@ async fn copy_and_move(b: &Bucket, _: &Profile) -> Outcome {
     assert_eq!(b.get("cp/dst").await.unwrap().bytes, "payload");
     assert!(b.exists("cp/src").await.unwrap(), "copy keeps the source");
     b.rename("cp/src", "cp/moved").await.unwrap();
-    assert!(!b.exists("cp/src").await.unwrap(), "move removes the source");
+    assert!(
+        !b.exists("cp/src").await.unwrap(),
+        "move removes the source"
+    );
     assert_eq!(b.get("cp/moved").await.unwrap().bytes, "payload");
     let e = b.copy("cp/nothing", "cp/x").await.unwrap_err();
     assert!(e.is_not_found(), "{e}");
@@ -370,19 +473,44 @@ async fn presigned_get_and_put(b: &Bucket, _: &Profile) -> Outcome {
         .unwrap_err();
     assert!(too_long.to_string().contains("7 day"), "{too_long}");
     if !b.capabilities().presign {
-        let e = b.presign(PresignMethod::Get, "ps/a", Duration::from_secs(60)).await.unwrap_err();
+        let e = b
+            .presign(PresignMethod::Get, "ps/a", Duration::from_secs(60))
+            .await
+            .unwrap_err();
         assert!(matches!(e, StorageError::NotSupported { .. }), "{e}");
-        return Outcome::Skipped(format!("{} cannot presign; NotSupported verified", b.provider()));
+        return Outcome::Skipped(format!(
+            "{} cannot presign; NotSupported verified",
+            b.provider()
+        ));
     }
     b.put("ps/a.txt", "presigned body").await.unwrap();
-    let url = b.presign(PresignMethod::Get, "ps/a.txt", Duration::from_secs(300)).await.unwrap();
+    let url = b
+        .presign(PresignMethod::Get, "ps/a.txt", Duration::from_secs(300))
+        .await
+        .unwrap();
     let client = reqwest::Client::new();
-    let resp = client.get(url.clone()).send().await.expect("fetch presigned GET");
+    let resp = client
+        .get(url.clone())
+        .send()
+        .await
+        .expect("fetch presigned GET");
     assert_eq!(resp.status().as_u16(), 200, "{url}");
     assert_eq!(resp.bytes().await.unwrap(), "presigned body");
-    let put_url = b.presign(PresignMethod::Put, "ps/up.txt", Duration::from_secs(300)).await.unwrap();
-    let resp = client.put(put_url).body("uploaded").send().await.expect("presigned PUT");
-    assert!(resp.status().is_success(), "presigned PUT: {}", resp.status());
+    let put_url = b
+        .presign(PresignMethod::Put, "ps/up.txt", Duration::from_secs(300))
+        .await
+        .unwrap();
+    let resp = client
+        .put(put_url)
+        .body("uploaded")
+        .send()
+        .await
+        .expect("presigned PUT");
+    assert!(
+        resp.status().is_success(),
+        "presigned PUT: {}",
+        resp.status()
+    );
     assert_eq!(b.get("ps/up.txt").await.unwrap().bytes, "uploaded");
     Outcome::Passed
 }
@@ -393,7 +521,14 @@ async fn presigned_url_tampered_or_expired(b: &Bucket, p: &Profile) -> Outcome {
     }
     b.put("ps/secret.txt", "s").await.unwrap();
     let client = reqwest::Client::new();
-    let url = b.presign(PresignMethod::Get, "ps/secret.txt", Duration::from_secs(300)).await.unwrap();
+    let url = b
+        .presign(
+            PresignMethod::Get,
+            "ps/secret.txt",
+            Duration::from_secs(300),
+        )
+        .await
+        .unwrap();
     let tampered = url.as_str().replace("secret.txt", "secret.txt2");
     let resp = client.get(&tampered).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 403, "a tampered URL is rejected");
@@ -413,8 +548,20 @@ async fn presigned_url_tampered_or_expired(b: &Bucket, p: &Profile) -> Outcome {
         })
         .collect();
     sig_changed.query_pairs_mut().clear().extend_pairs(pairs);
-    assert_eq!(client.get(sig_changed).send().await.unwrap().status().as_u16(), 403);
-    let short = b.presign(PresignMethod::Get, "ps/secret.txt", Duration::from_secs(1)).await.unwrap();
+    assert_eq!(
+        client
+            .get(sig_changed)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    let short = b
+        .presign(PresignMethod::Get, "ps/secret.txt", Duration::from_secs(1))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let resp = client.get(short).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 403, "an expired URL is rejected");

@@ -71,7 +71,10 @@ fn server_env(vars: [&str; 4], what: &str) -> Option<ServerEnv> {
             secret_key: Secret::new(env.get(vars[3]).unwrap_or_else(|| "test".into())),
         }),
         None if env.get("STRATA_SKIP_S3").is_some_and(|v| v == "1") => {
-            eprintln!("SKIPPED: {what}: STRATA_SKIP_S3=1 is set and {} is not", vars[0]);
+            eprintln!(
+                "SKIPPED: {what}: STRATA_SKIP_S3=1 is set and {} is not",
+                vars[0]
+            );
             None
         }
         None => panic!(
@@ -83,13 +86,21 @@ fn server_env(vars: [&str; 4], what: &str) -> Option<ServerEnv> {
 
 /// The moto server's details, or `None` when `STRATA_SKIP_S3=1`.
 pub fn moto_env() -> Option<ServerEnv> {
-    server_env([S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY], "S3 semantics test (moto)")
+    server_env(
+        [S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY],
+        "S3 semantics test (moto)",
+    )
 }
 
 /// The s3s-fs server's details, or `None` when `STRATA_SKIP_S3=1`.
 pub fn sigv4_env() -> Option<ServerEnv> {
     server_env(
-        [SIGV4_ENDPOINT, SIGV4_BUCKET, SIGV4_ACCESS_KEY, SIGV4_SECRET_KEY],
+        [
+            SIGV4_ENDPOINT,
+            SIGV4_BUCKET,
+            SIGV4_ACCESS_KEY,
+            SIGV4_SECRET_KEY,
+        ],
         "SigV4 test (s3s-fs)",
     )
 }
@@ -98,7 +109,13 @@ pub fn sigv4_env() -> Option<ServerEnv> {
 pub fn run_prefix(hint: &str) -> String {
     let clean: String = hint
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!("strata-test/{clean}-{:016x}", fastrand::u64(..))
 }
@@ -119,7 +136,9 @@ pub fn s3_config(server: &ServerEnv) -> S3Config {
 /// A bucket on the moto server under a fresh prefix.
 pub fn s3_bucket(hint: &str) -> Option<Bucket> {
     let server = moto_env()?;
-    let bucket = s3_config(&server).build(hint).expect("valid test S3 config");
+    let bucket = s3_config(&server)
+        .build(hint)
+        .expect("valid test S3 config");
     Some(prefixed(bucket, hint))
 }
 

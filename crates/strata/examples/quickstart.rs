@@ -27,18 +27,28 @@ async fn main() -> strata::Result<()> {
 
     // 1. Objects.
     let files = strata.bucket("quickstart-files")?;
-    for (key, body) in [("docs/readme.txt", "hello"), ("docs/notes/a.txt", "first note"), ("docs/notes/b.txt", "second")] {
+    for (key, body) in [
+        ("docs/readme.txt", "hello"),
+        ("docs/notes/a.txt", "first note"),
+        ("docs/notes/b.txt", "second"),
+    ] {
         files.put(key, body).await?;
     }
     let mut listed: Vec<_> = files.list("docs").try_collect().await?;
     listed.sort_by(|a, b| a.key.cmp(&b.key));
     for o in &listed {
-        println!("  {:<22} {:>4} B  etag {}", o.key, o.size, o.etag.as_deref().unwrap_or("-"));
+        println!(
+            "  {:<22} {:>4} B  etag {}",
+            o.key,
+            o.size,
+            o.etag.as_deref().unwrap_or("-")
+        );
     }
 
     // 2. Documents under contention.
     let docs = strata.bucket("quickstart-docs")?;
-    let counters: Collection<Counter> = Collection::new(&docs, "counters/{id}.json")?.with_backoff(BackoffStrategy::AGGRESSIVE);
+    let counters: Collection<Counter> =
+        Collection::new(&docs, "counters/{id}.json")?.with_backoff(BackoffStrategy::AGGRESSIVE);
     counters.put("visits", &Counter::default()).await?;
     let writers: Vec<_> = (0..8)
         .map(|_| {
@@ -59,7 +69,12 @@ async fn main() -> strata::Result<()> {
     for w in writers {
         w.await.expect("writer task")?;
     }
-    let total = counters.get("visits").await?.expect("counter exists").value.value;
+    let total = counters
+        .get("visits")
+        .await?
+        .expect("counter exists")
+        .value
+        .value;
     println!("counter after 8 writers x 25 CAS increments: {total} (expected 200)");
     assert_eq!(total, 200, "no update may be lost");
 
@@ -69,11 +84,23 @@ async fn main() -> strata::Result<()> {
         json!({"timestamp": "2026-11-01T08:00:00Z", "amount": 4.5, "description": "Coffee with Ana"}),
         json!({"timestamp": "2026-11-02T12:30:00Z", "amount": 42.0, "description": "Groceries"}),
     ];
-    let jsonl = data.write("finance", "demo-user", &rows, Format::Jsonl).await?;
-    let parquet = data.write("finance", "demo-user", &rows, Format::Parquet).await?;
-    println!("wrote {} ({} rows) and {} ({} rows)", jsonl.key, jsonl.rows, parquet.key, parquet.rows);
-    let hits = data.search("finance", "demo-user", &SearchQuery::new("coffee")).await?;
+    let jsonl = data
+        .write("finance", "demo-user", &rows, Format::Jsonl)
+        .await?;
+    let parquet = data
+        .write("finance", "demo-user", &rows, Format::Parquet)
+        .await?;
+    println!(
+        "wrote {} ({} rows) and {} ({} rows)",
+        jsonl.key, jsonl.rows, parquet.key, parquet.rows
+    );
+    let hits = data
+        .search("finance", "demo-user", &SearchQuery::new("coffee"))
+        .await?;
     println!("search \"coffee\": {} file(s) match", hits.total);
-    println!("done: look inside {} to see the plain files", std::env::var("STRATA_HOME").unwrap_or_else(|_| ".strata".into()));
+    println!(
+        "done: look inside {} to see the plain files",
+        std::env::var("STRATA_HOME").unwrap_or_else(|_| ".strata".into())
+    );
     Ok(())
 }

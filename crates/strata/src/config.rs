@@ -117,17 +117,28 @@ impl TryFrom<RawConnection> for ConnectionConfig {
     type Error = String;
 
     fn try_from(raw: RawConnection) -> std::result::Result<Self, String> {
-        let kind = raw.rest.get("kind").and_then(|k| k.as_str()).map(str::to_string);
-        let provider: ProviderConfig = toml::Value::Table(raw.rest).try_into().map_err(|e: toml::de::Error| {
-            let msg = e.message().trim().to_string();
-            match kind {
-                None => "missing `kind`; set kind = \"s3\", \"r2\", \"fs\" or \"memory\"".to_string(),
-                Some(k) if msg.contains("unknown variant") => {
-                    format!("kind `{k}` is not available; allowed: {}", crate::enabled_providers().join(", "))
-                }
-                Some(k) => format!("in a `{k}` connection: {msg}"),
-            }
-        })?;
+        let kind = raw
+            .rest
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .map(str::to_string);
+        let provider: ProviderConfig =
+            toml::Value::Table(raw.rest)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    let msg = e.message().trim().to_string();
+                    match kind {
+                        None => "missing `kind`; set kind = \"s3\", \"r2\", \"fs\" or \"memory\""
+                            .to_string(),
+                        Some(k) if msg.contains("unknown variant") => {
+                            format!(
+                                "kind `{k}` is not available; allowed: {}",
+                                crate::enabled_providers().join(", ")
+                            )
+                        }
+                        Some(k) => format!("in a `{k}` connection: {msg}"),
+                    }
+                })?;
         Ok(ConnectionConfig {
             provider,
             type_buckets: raw.type_buckets,
@@ -195,7 +206,11 @@ pub(crate) fn validate(cfg: &StrataConfig, origin: &str) -> Result<()> {
                 format!(
                     "unknown connection `{}`; known connections: {}",
                     b.connection,
-                    if known.is_empty() { "(none: add a [connections.NAME] block)".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "(none: add a [connections.NAME] block)".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 ),
             ));
         }

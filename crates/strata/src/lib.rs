@@ -52,29 +52,29 @@ use std::sync::Arc;
 pub mod config;
 
 pub use config::{BucketConfig, ConnectionConfig, ProviderConfig, StrataConfig};
+#[cfg(feature = "cas")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cas")))]
+pub use storage_cas as cas;
 pub use storage_core as core;
 pub use storage_core::{
     Bucket, Capabilities, Key, ObjectInfo, PresignMethod, PutOpts, Result, Secret, StorageError,
     WriteCondition,
 };
-#[cfg(feature = "r2")]
-#[cfg_attr(docsrs, doc(cfg(feature = "r2")))]
-pub use storage_r2 as r2;
-#[cfg(feature = "s3")]
-#[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
-pub use storage_s3 as s3;
-#[cfg(feature = "router")]
-#[cfg_attr(docsrs, doc(cfg(feature = "router")))]
-pub use storage_router as router;
-#[cfg(feature = "cas")]
-#[cfg_attr(docsrs, doc(cfg(feature = "cas")))]
-pub use storage_cas as cas;
-#[cfg(feature = "manifest")]
-#[cfg_attr(docsrs, doc(cfg(feature = "manifest")))]
-pub use storage_manifest as manifest;
 #[cfg(feature = "layers")]
 #[cfg_attr(docsrs, doc(cfg(feature = "layers")))]
 pub use storage_layers as layers;
+#[cfg(feature = "manifest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "manifest")))]
+pub use storage_manifest as manifest;
+#[cfg(feature = "r2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "r2")))]
+pub use storage_r2 as r2;
+#[cfg(feature = "router")]
+#[cfg_attr(docsrs, doc(cfg(feature = "router")))]
+pub use storage_router as router;
+#[cfg(feature = "s3")]
+#[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
+pub use storage_s3 as s3;
 
 use storage_core::config::Env;
 use storage_core::{MemoryStore, StorageError as E};
@@ -112,14 +112,21 @@ impl Strata {
 
     /// The embedded default at `$STRATA_HOME`, or `./.strata`.
     pub fn embedded_default() -> Strata {
-        Self::embedded(Env::process().get(HOME_ENV).unwrap_or_else(|| DEFAULT_HOME.into()))
+        Self::embedded(
+            Env::process()
+                .get(HOME_ENV)
+                .unwrap_or_else(|| DEFAULT_HOME.into()),
+        )
     }
 
     /// Load `path` (TOML). Errors name the file, the field and what is allowed.
     pub fn from_config(path: impl AsRef<Path>) -> Result<Strata> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| {
-            E::invalid_config(path.display().to_string(), format!("cannot read the config file: {e}"))
+            E::invalid_config(
+                path.display().to_string(),
+                format!("cannot read the config file: {e}"),
+            )
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::from_toml_in(&text, &path.display().to_string(), base)
@@ -153,7 +160,10 @@ impl Strata {
                     if b.cdn_url.is_some() {
                         s3.cdn_url = b.cdn_url.clone();
                     }
-                    s3.validate(&format!("{origin}: buckets.{name}/connections.{}.", b.connection))?;
+                    s3.validate(&format!(
+                        "{origin}: buckets.{name}/connections.{}.",
+                        b.connection
+                    ))?;
                     s3.build(name)?
                 }
                 #[cfg(feature = "r2")]
@@ -163,11 +173,15 @@ impl Strata {
                     if b.cdn_url.is_some() {
                         r2.cdn_url = b.cdn_url.clone();
                     }
-                    r2.validate(&format!("{origin}: buckets.{name}/connections.{}.", b.connection))?;
+                    r2.validate(&format!(
+                        "{origin}: buckets.{name}/connections.{}.",
+                        b.connection
+                    ))?;
                     r2.build(name)?
                 }
                 ProviderConfig::Fs(fs) => {
-                    storage_core::Key::new(&remote).map_err(|e| E::invalid_config(field("bucket"), e.to_string()))?;
+                    storage_core::Key::new(&remote)
+                        .map_err(|e| E::invalid_config(field("bucket"), e.to_string()))?;
                     let root = base.join(&fs.root).join(&remote);
                     Bucket::local(name, root)?
                 }
@@ -188,22 +202,32 @@ impl Strata {
                 builder = builder.prefix(p)?;
             }
             if let (Some(url), "fs" | "memory") = (&b.cdn_url, conn.kind()) {
-                builder = builder.public_url(
-                    url::Url::parse(url).map_err(|e| E::invalid_config(field("cdn_url"), format!("`{url}` is not a URL ({e})")))?,
-                );
+                builder = builder.public_url(url::Url::parse(url).map_err(|e| {
+                    E::invalid_config(field("cdn_url"), format!("`{url}` is not a URL ({e})"))
+                })?);
             }
             buckets.insert(name.clone(), builder.build());
         }
         #[cfg(feature = "router")]
         let router = {
-            let bucket_connections = cfg.buckets.iter().map(|(n, b)| (n.clone(), b.connection.clone())).collect();
+            let bucket_connections = cfg
+                .buckets
+                .iter()
+                .map(|(n, b)| (n.clone(), b.connection.clone()))
+                .collect();
             let type_buckets = cfg
                 .connections
                 .iter()
                 .filter(|(_, c)| !c.type_buckets.is_empty())
                 .map(|(n, c)| (n.clone(), c.type_buckets.clone()))
                 .collect();
-            Some(storage_router::Router::new(buckets.clone(), bucket_connections, type_buckets, &cfg.router_config(), origin)?)
+            Some(storage_router::Router::new(
+                buckets.clone(),
+                bucket_connections,
+                type_buckets,
+                &cfg.router_config(),
+                origin,
+            )?)
         };
         Ok(Strata {
             buckets,
@@ -241,12 +265,21 @@ impl Strata {
         if let Some(p) = env.get("STORAGE_PROVIDER") {
             return match p.to_ascii_lowercase().as_str() {
                 #[cfg(feature = "s3")]
-                "s3" => Ok(single(storage_s3::S3Config::from_env(env)?.build("default")?, "environment (STORAGE_PROVIDER=s3)")),
+                "s3" => Ok(single(
+                    storage_s3::S3Config::from_env(env)?.build("default")?,
+                    "environment (STORAGE_PROVIDER=s3)",
+                )),
                 #[cfg(feature = "r2")]
-                "r2" => Ok(single(storage_r2::R2Config::from_env(env)?.build("default")?, "environment (STORAGE_PROVIDER=r2)")),
+                "r2" => Ok(single(
+                    storage_r2::R2Config::from_env(env)?.build("default")?,
+                    "environment (STORAGE_PROVIDER=r2)",
+                )),
                 other => Err(E::invalid_config(
                     "STORAGE_PROVIDER",
-                    format!("`{other}` is not supported by this build; allowed: {}", enabled_providers().join(", ")),
+                    format!(
+                        "`{other}` is not supported by this build; allowed: {}",
+                        enabled_providers().join(", ")
+                    ),
                 )),
             };
         }
@@ -254,8 +287,14 @@ impl Strata {
             let home = env.get(HOME_ENV).unwrap_or_else(|| DEFAULT_HOME.into());
             return match b.to_ascii_lowercase().as_str() {
                 #[cfg(feature = "r2")]
-                "r2" => Ok(single(storage_r2::R2Config::from_env(env)?.build("default")?, "environment (STORAGE_BACKEND=r2)")),
-                "local" | "sqlite" => Ok(single(Bucket::local("default", Path::new(&home).join("default"))?, "environment (STORAGE_BACKEND=local)")),
+                "r2" => Ok(single(
+                    storage_r2::R2Config::from_env(env)?.build("default")?,
+                    "environment (STORAGE_BACKEND=r2)",
+                )),
+                "local" | "sqlite" => Ok(single(
+                    Bucket::local("default", Path::new(&home).join("default"))?,
+                    "environment (STORAGE_BACKEND=local)",
+                )),
                 #[cfg(all(feature = "router", feature = "r2"))]
                 "hybrid" => {
                     // Seed 003's hybrid mode: R2 is the primary, every write is mirrored to the
@@ -301,7 +340,11 @@ impl Strata {
             format!(
                 "no bucket named `{name}` in {}; valid names: {}",
                 self.origin,
-                if self.buckets.is_empty() { "(none configured)".to_string() } else { self.bucket_names().join(", ") }
+                if self.buckets.is_empty() {
+                    "(none configured)".to_string()
+                } else {
+                    self.bucket_names().join(", ")
+                }
             ),
         ))
     }
@@ -375,10 +418,16 @@ mod tests {
 
     #[test]
     fn bucket_with_unknown_connection_names_field() {
-        let e = Strata::from_toml_str("[connections.m]\nkind = 'memory'\n[buckets.a]\nconnection = 'x'\n", "x.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("x.toml: buckets.a.connection") && e.contains("known connections: m"), "{e}");
+        let e = Strata::from_toml_str(
+            "[connections.m]\nkind = 'memory'\n[buckets.a]\nconnection = 'x'\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("x.toml: buckets.a.connection") && e.contains("known connections: m"),
+            "{e}"
+        );
     }
 
     #[tokio::test]

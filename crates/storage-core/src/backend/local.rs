@@ -320,7 +320,9 @@ impl ObjectStore for LocalStore {
         let attrs = match self.read_sidecar(location) {
             // No sidecar (one failed open): an object without attributes, the common case.
             None => None,
-            Some(s) if Some(s.etag.as_str()) == etag.as_deref() => Some(map_to_attributes(&s.attributes)),
+            Some(s) if Some(s.etag.as_str()) == etag.as_deref() => {
+                Some(map_to_attributes(&s.attributes))
+            }
             // A writer may sit between renaming the data and its sidecar: wait for it.
             Some(_) => {
                 let _g = self.lock(&[location]).await?;

@@ -4,4 +4,5 @@
 //! return `CliError`s (a `StorageError` converts and picks the exit code); draw progress with
 //! `ctx.progress(total, bytes, "what")`.
 
+pub mod dataset;
 pub mod object;

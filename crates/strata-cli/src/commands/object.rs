@@ -205,7 +205,9 @@ fn parse_meta(pairs: &[String]) -> CliResult<BTreeMap<String, String>> {
         .map(|p| {
             p.split_once('=')
                 .map(|(k, v)| (k.trim().to_string(), v.to_string()))
-                .ok_or_else(|| CliError::bad_input(format!("--meta `{p}` is not K=V, e.g. --meta owner=ana")))
+                .ok_or_else(|| {
+                    CliError::bad_input(format!("--meta `{p}` is not K=V, e.g. --meta owner=ana"))
+                })
         })
         .collect()
 }
@@ -219,7 +221,10 @@ fn file_stream(
         let mut buf = vec![0u8; 1 << 20];
         let mut filled = 0;
         while filled < buf.len() {
-            let n = file.read(&mut buf[filled..]).await.map_err(|e| StorageError::invalid_input("file", e.to_string()))?;
+            let n = file
+                .read(&mut buf[filled..])
+                .await
+                .map_err(|e| StorageError::invalid_input("file", e.to_string()))?;
             if n == 0 {
                 break;
             }
@@ -250,10 +255,15 @@ async fn put(ctx: &Ctx, a: PutArgs) -> CliResult {
     let opts = PutOpts {
         condition: match (a.if_absent, a.if_match) {
             (true, _) => WriteCondition::IfAbsent,
-            (false, Some(etag)) => WriteCondition::IfMatch { etag, version: None },
+            (false, Some(etag)) => WriteCondition::IfMatch {
+                etag,
+                version: None,
+            },
             (false, None) => WriteCondition::Overwrite,
         },
-        content_type: a.content_type.or_else(|| guess_content_type(&key).map(str::to_string)),
+        content_type: a
+            .content_type
+            .or_else(|| guess_content_type(&key).map(str::to_string)),
         cache_control: a.cache_control,
         metadata: parse_meta(&a.meta)?,
         ..Default::default()
@@ -266,17 +276,30 @@ async fn put(ctx: &Ctx, a: PutArgs) -> CliResult {
                 .map_err(|e| CliError::bad_input(format!("cannot open {}: {e}", path.display())))?;
             let len = file.metadata().await?.len();
             let bar = ctx.progress(len, true, "upload");
-            bucket.put_stream(&key, file_stream(file, bar), opts).await?
+            bucket
+                .put_stream(&key, file_stream(file, bar), opts)
+                .await?
         }
         (None, None) => {
             let stdin = tokio::fs::File::from_std(
-                std::fs::File::open("/dev/stdin").map_err(|e| CliError::bad_input(format!("cannot read stdin: {e}")))?,
+                std::fs::File::open("/dev/stdin")
+                    .map_err(|e| CliError::bad_input(format!("cannot read stdin: {e}")))?,
             );
-            bucket.put_stream(&key, file_stream(stdin, indicatif::ProgressBar::hidden()), opts).await?
+            bucket
+                .put_stream(
+                    &key,
+                    file_stream(stdin, indicatif::ProgressBar::hidden()),
+                    opts,
+                )
+                .await?
         }
     };
     ctx.emit(
-        format!("put {name}:{key} ({}, etag {})", human_bytes(result.size), result.etag.as_deref().unwrap_or("-")),
+        format!(
+            "put {name}:{key} ({}, etag {})",
+            human_bytes(result.size),
+            result.etag.as_deref().unwrap_or("-")
+        ),
         &PutOutput {
             bucket: &name,
             key: &key,
@@ -292,12 +315,23 @@ async fn get(ctx: &Ctx, a: GetArgs) -> CliResult {
     let (name, key) = Address::remote_key(&a.src)?;
     let bucket = ctx.strata.bucket(&name)?;
     let obj = bucket.get_stream(&key).await?;
-    let bar = if a.output.is_some() { ctx.progress(obj.info.size, true, "download") } else { indicatif::ProgressBar::hidden() };
+    let bar = if a.output.is_some() {
+        ctx.progress(obj.info.size, true, "download")
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     match &a.output {
         Some(path) => {
             write_stream_to_file(obj.stream, path, &bar).await?;
             bar.finish_and_clear();
-            ctx.emit(format!("got {name}:{key} → {} ({})", path.display(), human_bytes(obj.info.size)), &obj.info);
+            ctx.emit(
+                format!(
+                    "got {name}:{key} → {} ({})",
+                    path.display(),
+                    human_bytes(obj.info.size)
+                ),
+                &obj.info,
+            );
         }
         None => {
             let mut out = tokio::io::stdout();
@@ -323,7 +357,9 @@ async fn write_stream_to_file(
     }
     let tmp = path.with_extension(format!(
         "{}strata-part",
-        path.extension().map(|e| format!("{}.", e.to_string_lossy())).unwrap_or_default()
+        path.extension()
+            .map(|e| format!("{}.", e.to_string_lossy()))
+            .unwrap_or_default()
     ));
     let mut file = tokio::fs::File::create(&tmp).await?;
     let outcome: CliResult = async {
@@ -370,8 +406,23 @@ async fn ls(ctx: &Ctx, a: LsArgs) -> CliResult {
         ctx.emit(text, &all);
     } else {
         let listing = bucket.list_dir(&prefix).await?;
-        let mut lines: Vec<String> = listing.prefixes.iter().map(|p| if a.long { format!("{:>10}  {:19}  {:34}  {p}", "DIR", "", "") } else { p.clone() }).collect();
-        lines.extend(listing.objects.iter().map(|o| if a.long { long_line(o) } else { o.key.clone() }));
+        let mut lines: Vec<String> = listing
+            .prefixes
+            .iter()
+            .map(|p| {
+                if a.long {
+                    format!("{:>10}  {:19}  {:34}  {p}", "DIR", "", "")
+                } else {
+                    p.clone()
+                }
+            })
+            .collect();
+        lines.extend(
+            listing
+                .objects
+                .iter()
+                .map(|o| if a.long { long_line(o) } else { o.key.clone() }),
+        );
         ctx.emit(lines.join("\n"), &listing);
     }
     Ok(())
@@ -387,7 +438,9 @@ async fn rm(ctx: &Ctx, a: RmArgs) -> CliResult {
     let mut by_bucket: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if let Some(prefix) = &a.prefix {
         let [target] = a.targets.as_slice() else {
-            return Err(CliError::bad_input("with --prefix give exactly one NAME: (e.g. strata rm photos: --prefix 2025/)"));
+            return Err(CliError::bad_input(
+                "with --prefix give exactly one NAME: (e.g. strata rm photos: --prefix 2025/)",
+            ));
         };
         let (name, _) = Address::remote(target)?;
         let bucket = ctx.strata.bucket(&name)?;
@@ -405,14 +458,23 @@ async fn rm(ctx: &Ctx, a: RmArgs) -> CliResult {
     }
     let total: usize = by_bucket.values().map(Vec::len).sum();
     let bar = ctx.progress(total as u64, false, "delete");
-    let mut out = RmOutput { deleted: Vec::new(), failed: Vec::new() };
+    let mut out = RmOutput {
+        deleted: Vec::new(),
+        failed: Vec::new(),
+    };
     for (name, keys) in by_bucket {
         let bucket = ctx.strata.bucket(&name)?;
         for chunk in keys.chunks(1000) {
             let report = bucket.delete_many(chunk).await;
             bar.inc(chunk.len() as u64);
-            out.deleted.extend(report.deleted.into_iter().map(|k| format!("{name}:{k}")));
-            out.failed.extend(report.failed.into_iter().map(|(k, e)| (format!("{name}:{k}"), e.to_string())));
+            out.deleted
+                .extend(report.deleted.into_iter().map(|k| format!("{name}:{k}")));
+            out.failed.extend(
+                report
+                    .failed
+                    .into_iter()
+                    .map(|(k, e)| (format!("{name}:{k}"), e.to_string())),
+            );
         }
     }
     bar.finish_and_clear();
@@ -424,7 +486,10 @@ async fn rm(ctx: &Ctx, a: RmArgs) -> CliResult {
     if out.failed.is_empty() {
         Ok(())
     } else {
-        Err(CliError::other(format!("{} of {total} deletes failed", out.failed.len())))
+        Err(CliError::other(format!(
+            "{} of {total} deletes failed",
+            out.failed.len()
+        )))
     }
 }
 
@@ -452,12 +517,23 @@ fn resolve(ctx: &Ctx, s: &str) -> CliResult<Endpoint> {
 }
 
 /// Expand a (possibly recursive) source into (source, destination, size) pairs.
-async fn plan(src: &Endpoint, dest: &Endpoint, recursive: bool) -> CliResult<Vec<(Endpoint, Endpoint, u64)>> {
+async fn plan(
+    src: &Endpoint,
+    dest: &Endpoint,
+    recursive: bool,
+) -> CliResult<Vec<(Endpoint, Endpoint, u64)>> {
     let join_dest = |rel: &str| -> Endpoint {
         match dest {
             Endpoint::Remote(b, k) => {
                 let base = k.trim_end_matches('/');
-                Endpoint::Remote(b.clone(), if base.is_empty() { rel.to_string() } else { format!("{base}/{rel}") })
+                Endpoint::Remote(
+                    b.clone(),
+                    if base.is_empty() {
+                        rel.to_string()
+                    } else {
+                        format!("{base}/{rel}")
+                    },
+                )
             }
             Endpoint::Local(p) => Endpoint::Local(p.join(rel)),
         }
@@ -468,16 +544,32 @@ async fn plan(src: &Endpoint, dest: &Endpoint, recursive: bool) -> CliResult<Vec
     };
     if !recursive {
         let (size, name) = match src {
-            Endpoint::Remote(b, k) => (b.head(k).await?.size, k.rsplit('/').next().unwrap_or(k).to_string()),
+            Endpoint::Remote(b, k) => (
+                b.head(k).await?.size,
+                k.rsplit('/').next().unwrap_or(k).to_string(),
+            ),
             Endpoint::Local(p) => {
-                let meta = std::fs::metadata(p).map_err(|e| CliError::from(e).with_context(&p.display().to_string()))?;
+                let meta = std::fs::metadata(p)
+                    .map_err(|e| CliError::from(e).with_context(&p.display().to_string()))?;
                 if meta.is_dir() {
-                    return Err(CliError::bad_input(format!("{} is a folder; add -r to copy it recursively", p.display())));
+                    return Err(CliError::bad_input(format!(
+                        "{} is a folder; add -r to copy it recursively",
+                        p.display()
+                    )));
                 }
-                (meta.len(), p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+                (
+                    meta.len(),
+                    p.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                )
             }
         };
-        let target = if dest_is_dir { join_dest(&name) } else { dest.clone() };
+        let target = if dest_is_dir {
+            join_dest(&name)
+        } else {
+            dest.clone()
+        };
         return Ok(vec![(src.clone(), target, size)]);
     }
     let mut out = Vec::new();
@@ -487,14 +579,24 @@ async fn plan(src: &Endpoint, dest: &Endpoint, recursive: bool) -> CliResult<Vec
             let mut objects: Vec<ObjectInfo> = b.list(prefix).try_collect().await?;
             objects.sort_by(|x, y| x.key.cmp(&y.key));
             for o in objects {
-                let rel = o.key.strip_prefix(prefix).unwrap_or(&o.key).trim_start_matches('/').to_string();
-                out.push((Endpoint::Remote(b.clone(), o.key.clone()), join_dest(&rel), o.size));
+                let rel = o
+                    .key
+                    .strip_prefix(prefix)
+                    .unwrap_or(&o.key)
+                    .trim_start_matches('/')
+                    .to_string();
+                out.push((
+                    Endpoint::Remote(b.clone(), o.key.clone()),
+                    join_dest(&rel),
+                    o.size,
+                ));
             }
         }
         Endpoint::Local(root) => {
             let mut stack = vec![root.clone()];
             while let Some(dir) = stack.pop() {
-                let rd = std::fs::read_dir(&dir).map_err(|e| CliError::from(e).with_context(&dir.display().to_string()))?;
+                let rd = std::fs::read_dir(&dir)
+                    .map_err(|e| CliError::from(e).with_context(&dir.display().to_string()))?;
                 for entry in rd {
                     let entry = entry?;
                     let path = entry.path();
@@ -502,7 +604,11 @@ async fn plan(src: &Endpoint, dest: &Endpoint, recursive: bool) -> CliResult<Vec
                     if meta.is_dir() {
                         stack.push(path);
                     } else if meta.is_file() {
-                        let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+                        let rel = path
+                            .strip_prefix(root)
+                            .unwrap_or(&path)
+                            .to_string_lossy()
+                            .replace('\\', "/");
                         out.push((Endpoint::Local(path.clone()), join_dest(&rel), meta.len()));
                     }
                 }
@@ -543,12 +649,15 @@ async fn copy_one(src: &Endpoint, dest: &Endpoint, bar: &indicatif::ProgressBar)
             Ok(())
         }
         (Endpoint::Local(p), Endpoint::Remote(db, dk)) => {
-            let file = tokio::fs::File::open(p).await.map_err(|e| CliError::from(e).with_context(&p.display().to_string()))?;
+            let file = tokio::fs::File::open(p)
+                .await
+                .map_err(|e| CliError::from(e).with_context(&p.display().to_string()))?;
             let opts = PutOpts {
                 content_type: guess_content_type(dk).map(str::to_string),
                 ..Default::default()
             };
-            db.put_stream(dk, file_stream(file, bar.clone()), opts).await?;
+            db.put_stream(dk, file_stream(file, bar.clone()), opts)
+                .await?;
             Ok(())
         }
         (Endpoint::Remote(sb, sk), Endpoint::Local(p)) => {
@@ -571,10 +680,14 @@ async fn cp(ctx: &Ctx, a: CpArgs, remove_source: bool) -> CliResult {
     if let (Endpoint::Remote(_, k), false) = (&src, a.recursive)
         && (k.is_empty() || k.ends_with('/'))
     {
-        return Err(CliError::bad_input(format!("`{}` is a prefix; add -r to copy everything under it", a.src)));
+        return Err(CliError::bad_input(format!(
+            "`{}` is a prefix; add -r to copy everything under it",
+            a.src
+        )));
     }
     // A same-bucket move of one object is a rename (copy + delete, never losing data).
-    if let (true, false, Endpoint::Remote(sb, sk), Endpoint::Remote(db, dk)) = (remove_source, a.recursive, &src, &dest)
+    if let (true, false, Endpoint::Remote(sb, sk), Endpoint::Remote(db, dk)) =
+        (remove_source, a.recursive, &src, &dest)
         && sb.name() == db.name()
         && !dk.is_empty()
         && !dk.ends_with('/')
@@ -582,16 +695,26 @@ async fn cp(ctx: &Ctx, a: CpArgs, remove_source: bool) -> CliResult {
         sb.rename(sk, dk).await?;
         ctx.emit(
             format!("moved {} → {}", src.label(), dest.label()),
-            &CopyOutput { copied: vec![(src.label(), dest.label())], bytes: 0, moved: true },
+            &CopyOutput {
+                copied: vec![(src.label(), dest.label())],
+                bytes: 0,
+                moved: true,
+            },
         );
         return Ok(());
     }
     let jobs = plan(&src, &dest, a.recursive).await?;
     let total: u64 = jobs.iter().map(|(_, _, s)| s).sum();
     let bar = ctx.progress(total, true, if remove_source { "move" } else { "copy" });
-    let mut out = CopyOutput { copied: Vec::new(), bytes: total, moved: remove_source };
+    let mut out = CopyOutput {
+        copied: Vec::new(),
+        bytes: total,
+        moved: remove_source,
+    };
     for (s, d, _) in &jobs {
-        copy_one(s, d, &bar).await.map_err(|e| e.with_context(&format!("{} → {}", s.label(), d.label())))?;
+        copy_one(s, d, &bar)
+            .await
+            .map_err(|e| e.with_context(&format!("{} → {}", s.label(), d.label())))?;
         if remove_source {
             match s {
                 Endpoint::Remote(b, k) => b.delete(k).await?,
@@ -603,7 +726,12 @@ async fn cp(ctx: &Ctx, a: CpArgs, remove_source: bool) -> CliResult {
     bar.finish_and_clear();
     let verb = if remove_source { "moved" } else { "copied" };
     let text = if jobs.len() == 1 {
-        format!("{verb} {} → {} ({})", jobs[0].0.label(), jobs[0].1.label(), human_bytes(total))
+        format!(
+            "{verb} {} → {} ({})",
+            jobs[0].0.label(),
+            jobs[0].1.label(),
+            human_bytes(total)
+        )
     } else {
         format!("{verb} {} object(s), {}", jobs.len(), human_bytes(total))
     };
@@ -642,17 +770,26 @@ struct PresignOutput {
 
 async fn presign(ctx: &Ctx, a: PresignArgs) -> CliResult {
     let (name, key) = Address::remote_key(&a.target)?;
-    let expires = storage_core::config::parse_duration(&a.expires).map_err(|e| CliError::bad_input(format!("--expires: {e}")))?;
+    let expires = storage_core::config::parse_duration(&a.expires)
+        .map_err(|e| CliError::bad_input(format!("--expires: {e}")))?;
     let method = match a.method {
         MethodArg::Get => PresignMethod::Get,
         MethodArg::Put => PresignMethod::Put,
     };
-    let url = ctx.strata.bucket(&name)?.presign(method, &key, expires).await?;
+    let url = ctx
+        .strata
+        .bucket(&name)?
+        .presign(method, &key, expires)
+        .await?;
     ctx.emit(
         url.as_str(),
         &PresignOutput {
             url: url.to_string(),
-            method: if matches!(method, PresignMethod::Get) { "GET" } else { "PUT" },
+            method: if matches!(method, PresignMethod::Get) {
+                "GET"
+            } else {
+                "PUT"
+            },
             expires_in_seconds: expires.as_secs(),
         },
     );
@@ -660,9 +797,15 @@ async fn presign(ctx: &Ctx, a: PresignArgs) -> CliResult {
 }
 
 async fn health(ctx: &Ctx, a: HealthArgs) -> CliResult {
-    let names = if a.buckets.is_empty() { ctx.strata.bucket_names() } else { a.buckets };
+    let names = if a.buckets.is_empty() {
+        ctx.strata.bucket_names()
+    } else {
+        a.buckets
+    };
     if names.is_empty() {
-        return Err(CliError::bad_input("no buckets to probe; name some (strata health NAME...) or configure them"));
+        return Err(CliError::bad_input(
+            "no buckets to probe; name some (strata health NAME...) or configure them",
+        ));
     }
     let mut reports = Vec::new();
     for n in &names {
@@ -676,19 +819,39 @@ async fn health(ctx: &Ctx, a: HealthArgs) -> CliResult {
                 h.bucket,
                 h.provider,
                 h.latency.as_secs_f64() * 1000.0,
-                if h.ok { "ok".to_string() } else { format!("FAIL {}", h.error.as_deref().unwrap_or("")) }
+                if h.ok {
+                    "ok".to_string()
+                } else {
+                    format!("FAIL {}", h.error.as_deref().unwrap_or(""))
+                }
             )
         })
         .collect::<Vec<_>>()
         .join("\n");
     ctx.emit(text, &reports);
     let failed = reports.iter().filter(|h| !h.ok).count();
-    if failed == 0 { Ok(()) } else { Err(CliError::other(format!("{failed} bucket(s) unhealthy"))) }
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(CliError::other(format!("{failed} bucket(s) unhealthy")))
+    }
 }
 
 async fn stats(ctx: &Ctx, a: StatsArgs) -> CliResult {
     let (name, prefix) = Address::remote(&a.target)?;
-    let s = ctx.strata.bucket(&name)?.stats(prefix.trim_end_matches('/')).await?;
-    ctx.emit(format!("{} object(s), {} ({} bytes)", s.objects, human_bytes(s.bytes), s.bytes), &s);
+    let s = ctx
+        .strata
+        .bucket(&name)?
+        .stats(prefix.trim_end_matches('/'))
+        .await?;
+    ctx.emit(
+        format!(
+            "{} object(s), {} ({} bytes)",
+            s.objects,
+            human_bytes(s.bytes),
+            s.bytes
+        ),
+        &s,
+    );
     Ok(())
 }
