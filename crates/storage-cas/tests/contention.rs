@@ -1,0 +1,301 @@
+//! No lost update under contention: many writers on one document, and many committers on
+//! one versioned record, on memory, a local folder, and a local folder shared by several
+//! processes.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{Fault, FaultStore, Link, assert_one_chain};
+use object_store::PutMode;
+use serde::{Deserialize, Serialize};
+use storage_cas::{BackoffStrategy, Collection, Jitter, VersionedRecords};
+use storage_core::Bucket;
+
+const WRITERS: usize = 16;
+const INCREMENTS: usize = 50;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Counter {
+    n: u64,
+}
+
+fn contended() -> BackoffStrategy {
+    BackoffStrategy::custom(100_000, Duration::from_millis(1), Duration::from_millis(20))
+        .with_jitter(Jitter::Full)
+}
+
+/// `writers` tasks each add 1 to `counters/hot` `increments` times; returns every
+/// writer's log of (replaced ETag, written ETag).
+async fn hammer(c: &Collection<Counter>, writers: usize, increments: usize) -> Vec<Link> {
+    let mut tasks = Vec::new();
+    for _ in 0..writers {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut log = Vec::with_capacity(increments);
+            for _ in 0..increments {
+                let out = c
+                    .update_with("hot", |cur| {
+                        Ok(Some(Counter {
+                            n: cur.map_or(0, |c| c.n) + 1,
+                        }))
+                    })
+                    .await
+                    .expect("update_with with a large budget commits");
+                log.push(Link {
+                    replaced: out.previous_etag,
+                    wrote: out.etag.expect("a write has an ETag"),
+                });
+            }
+            log
+        }));
+    }
+    let mut links = Vec::new();
+    for t in tasks {
+        links.extend(t.await.unwrap());
+    }
+    links
+}
+
+async fn check_counter(bucket: &Bucket) {
+    let c: Collection<Counter> = Collection::new(bucket, "counters/{id}.json")
+        .unwrap()
+        .with_backoff(contended());
+    let links = hammer(&c, WRITERS, INCREMENTS).await;
+    let doc = c.get("hot").await.unwrap().unwrap();
+    assert_eq!(
+        doc.value.n,
+        (WRITERS * INCREMENTS) as u64,
+        "{}",
+        bucket.provider()
+    );
+    assert_eq!(links.len(), WRITERS * INCREMENTS);
+    assert_one_chain(&links, &doc.etag);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_writers_memory() {
+    check_counter(&Bucket::memory("mem")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_writers_local_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    check_counter(&Bucket::local("fs", dir.path()).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_writers_with_lost_answers_and_timeouts() {
+    // 10% of conditional writes are applied and then answered with a timeout, another 10%
+    // time out before reaching the store.
+    let store = FaultStore::new(|_, _, opts| {
+        if matches!(opts.mode, PutMode::Overwrite) {
+            return None;
+        }
+        match fastrand::u8(0..10) {
+            0 => Some(Fault::LostAck),
+            1 => Some(Fault::FailBefore),
+            _ => None,
+        }
+    });
+    let bucket = store.bucket();
+    check_counter(&bucket).await;
+    let lost = store.lost_acks.load(std::sync::atomic::Ordering::Relaxed);
+    let failed = store
+        .failed_before
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        lost > 0 && failed > 0,
+        "faults were injected: {lost} lost answers, {failed} failed"
+    );
+}
+
+#[test]
+fn chain_check_detects_forks_and_gaps() {
+    // Sanity check of the check itself: a log with a fork is rejected.
+    let links = vec![
+        Link {
+            replaced: None,
+            wrote: "a".into(),
+        },
+        Link {
+            replaced: Some("a".into()),
+            wrote: "b".into(),
+        },
+        Link {
+            replaced: Some("a".into()),
+            wrote: "c".into(),
+        },
+    ];
+    let forked = std::panic::catch_unwind(|| assert_one_chain(&links, "c"));
+    assert!(forked.is_err(), "a fork must be detected");
+    let gap = vec![
+        Link {
+            replaced: None,
+            wrote: "a".into(),
+        },
+        Link {
+            replaced: Some("x".into()),
+            wrote: "b".into(),
+        },
+    ];
+    assert!(std::panic::catch_unwind(|| assert_one_chain(&gap, "b")).is_err());
+}
+
+const COMMITTERS: u64 = 8;
+const COMMITS: u64 = 25;
+
+async fn check_versions(bucket: &Bucket) {
+    let recs: VersionedRecords<(u64, u64)> = VersionedRecords::new(bucket, "hot")
+        .unwrap()
+        .with_backoff(contended());
+    let mut tasks = Vec::new();
+    for w in 0..COMMITTERS {
+        let recs = recs.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for i in 0..COMMITS {
+                got.push(recs.commit("rec", &(w, i)).await.unwrap().version);
+            }
+            got
+        }));
+    }
+    let mut numbers = Vec::new();
+    for t in tasks {
+        let got = t.await.unwrap();
+        // One committer's versions increase.
+        assert!(got.windows(2).all(|p| p[0] < p[1]), "{got:?}");
+        numbers.extend(got);
+    }
+    let total = COMMITTERS * COMMITS;
+    numbers.sort();
+    assert_eq!(
+        numbers,
+        (0..total).collect::<Vec<_>>(),
+        "each number handed out exactly once"
+    );
+    let history: Vec<u64> = recs
+        .history("rec")
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(
+        history,
+        (0..total).collect::<Vec<_>>(),
+        "v0..v{} contiguous",
+        total - 1
+    );
+    let head = recs.get("rec").await.unwrap().unwrap();
+    assert_eq!(head.version, total - 1, "head at the last version");
+    // Every committed value is stored exactly once.
+    let mut values = BTreeSet::new();
+    for n in 0..total {
+        let v = recs.get_version("rec", n).await.unwrap().unwrap();
+        assert_eq!(v.version, n);
+        assert!(values.insert(v.value), "value {:?} stored twice", v.value);
+    }
+    assert_eq!(values.len() as u64, total);
+    assert_eq!(
+        head.value,
+        recs.get_version("rec", total - 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_committers_memory() {
+    check_versions(&Bucket::memory("mem")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_committers_local_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    check_versions(&Bucket::local("fs", dir.path()).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_committers_with_lost_answers() {
+    let store = FaultStore::new(|_, _, opts| {
+        if matches!(opts.mode, PutMode::Overwrite) {
+            return None;
+        }
+        (fastrand::u8(0..8) == 0).then_some(Fault::LostAck)
+    });
+    check_versions(&store.bucket()).await;
+}
+
+// Several processes on one folder: the test binary runs itself as child writers.
+
+const CHILD_ENV: &str = "STRATA_CAS_CONTENTION_CHILD_DIR";
+const PROCESSES: usize = 4;
+const TASKS_PER_PROCESS: usize = 4;
+const PROCESS_INCREMENTS: usize = 15;
+
+/// Runs only as a child of `writers_in_several_processes_share_one_folder`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_writer() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return; // not a child: nothing to do
+    };
+    let bucket = Bucket::local("fs", &dir).unwrap();
+    let c: Collection<Counter> = Collection::new(&bucket, "counters/{id}.json")
+        .unwrap()
+        .with_backoff(contended());
+    for link in hammer(&c, TASKS_PER_PROCESS, PROCESS_INCREMENTS).await {
+        println!(
+            "LINK {} {}",
+            link.replaced.as_deref().unwrap_or("-"),
+            link.wrote
+        );
+    }
+}
+
+#[test]
+fn writers_in_several_processes_share_one_folder() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args(["child_writer", "--exact", "--nocapture", "--test-threads=1"])
+                .env(CHILD_ENV, dir.path())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut links = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "child failed: {out:?}");
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            // libtest may print "test child_writer ... " on the same line first.
+            if let Some(rest) = line.find("LINK ").map(|i| &line[i + 5..]) {
+                let (replaced, wrote) = rest.split_once(' ').unwrap();
+                links.push(Link {
+                    replaced: (replaced != "-").then(|| replaced.to_string()),
+                    wrote: wrote.to_string(),
+                });
+            }
+        }
+    }
+    let total = PROCESSES * TASKS_PER_PROCESS * PROCESS_INCREMENTS;
+    assert_eq!(links.len(), total, "every child reported every commit");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let doc = rt.block_on(async {
+        let bucket = Bucket::local("fs", dir.path()).unwrap();
+        let c: Collection<Counter> = Collection::new(&bucket, "counters/{id}.json").unwrap();
+        c.get("hot").await.unwrap().unwrap()
+    });
+    assert_eq!(doc.value.n, total as u64);
+    assert_one_chain(&links, &doc.etag);
+}
