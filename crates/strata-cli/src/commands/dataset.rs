@@ -231,7 +231,9 @@ fn parse_pairs(flag: &str, pairs: &[String]) -> CliResult<Vec<(String, String)>>
         .map(|p| {
             p.split_once('=')
                 .map(|(k, v)| (k.trim().to_string(), v.to_string()))
-                .ok_or_else(|| CliError::bad_input(format!("{flag} `{p}` is not K=V, e.g. {flag} source=bank")))
+                .ok_or_else(|| {
+                    CliError::bad_input(format!("{flag} `{p}` is not K=V, e.g. {flag} source=bank"))
+                })
         })
         .collect()
 }
@@ -265,7 +267,10 @@ fn parse_records(text: &str, bar: &indicatif::ProgressBar) -> CliResult<Vec<Valu
                 ));
             }
             Err(e) => {
-                return Err(CliError::bad_input(format!("input line {} is not valid JSON: {e}", n + 1)));
+                return Err(CliError::bad_input(format!(
+                    "input line {} is not valid JSON: {e}",
+                    n + 1
+                )));
             }
         }
     }
@@ -273,7 +278,11 @@ fn parse_records(text: &str, bar: &indicatif::ProgressBar) -> CliResult<Vec<Valu
 }
 
 fn span(e: &ManifestEntry) -> String {
-    format!("{} .. {}", e.min_time.format("%Y-%m-%dT%H:%M:%SZ"), e.max_time.format("%Y-%m-%dT%H:%M:%SZ"))
+    format!(
+        "{} .. {}",
+        e.min_time.format("%Y-%m-%dT%H:%M:%SZ"),
+        e.max_time.format("%Y-%m-%dT%H:%M:%SZ")
+    )
 }
 
 async fn write(ctx: &Ctx, a: WriteArgs) -> CliResult {
@@ -282,9 +291,12 @@ async fn write(ctx: &Ctx, a: WriteArgs) -> CliResult {
     if a.file.as_os_str() == "-" {
         tokio::io::stdin().read_to_string(&mut text).await?;
     } else {
-        text = tokio::fs::read_to_string(&a.file)
-            .await
-            .map_err(|e| CliError::from(std::io::Error::new(e.kind(), format!("{}: {e}", a.file.display()))))?;
+        text = tokio::fs::read_to_string(&a.file).await.map_err(|e| {
+            CliError::from(std::io::Error::new(
+                e.kind(),
+                format!("{}: {e}", a.file.display()),
+            ))
+        })?;
     }
     let bar = ctx.progress(text.len() as u64, true, "parsing");
     let records = parse_records(&text, &bar)?;
@@ -299,11 +311,27 @@ async fn write(ctx: &Ctx, a: WriteArgs) -> CliResult {
     for (k, v) in parse_pairs("--tag", &a.tags)? {
         opts = opts.with_tag(k, v);
     }
-    let written = ds.write_with(&a.target.module, &a.target.user, &records, a.format.into(), &opts).await;
+    let written = ds
+        .write_with(
+            &a.target.module,
+            &a.target.user,
+            &records,
+            a.format.into(),
+            &opts,
+        )
+        .await;
     bar.finish_and_clear();
     let e = written?;
     ctx.emit(
-        format!("wrote {} ({} row(s), {}, {}), id {}, ETag {}", e.key, e.rows, human_bytes(e.bytes), span(&e), e.id, e.etag.as_deref().unwrap_or("-")),
+        format!(
+            "wrote {} ({} row(s), {}, {}), id {}, ETag {}",
+            e.key,
+            e.rows,
+            human_bytes(e.bytes),
+            span(&e),
+            e.id,
+            e.etag.as_deref().unwrap_or("-")
+        ),
         &e,
     );
     Ok(())
@@ -316,11 +344,23 @@ async fn ls(ctx: &Ctx, a: ListArgs) -> CliResult {
         format: a.format.map(Into::into),
         tags: Default::default(),
     };
-    let mut entries = ds.manifest(&a.target.module, &a.target.user)?.scan(&filter).await?;
+    let mut entries = ds
+        .manifest(&a.target.module, &a.target.user)?
+        .scan(&filter)
+        .await?;
     entries.sort_by(|x, y| x.key.cmp(&y.key));
     let text = entries
         .iter()
-        .map(|e| format!("{}  {:<7} {:>8} rows {:>10}  {}", e.key, e.format, e.rows, human_bytes(e.bytes), span(e)))
+        .map(|e| {
+            format!(
+                "{}  {:<7} {:>8} rows {:>10}  {}",
+                e.key,
+                e.format,
+                e.rows,
+                human_bytes(e.bytes),
+                span(e)
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n");
     ctx.emit(text, &entries);
@@ -353,7 +393,10 @@ async fn read(ctx: &Ctx, a: ReadArgs) -> CliResult {
 
 async fn search(ctx: &Ctx, a: SearchArgs) -> CliResult {
     let ds = dataset(ctx, &a.target.bucket)?;
-    let mut q = SearchQuery::new(&a.query).with_range(a.range.range()?).page(a.offset, a.limit).deep(a.deep);
+    let mut q = SearchQuery::new(&a.query)
+        .with_range(a.range.range()?)
+        .page(a.offset, a.limit)
+        .deep(a.deep);
     if let Some(f) = a.format {
         q = q.with_format(f.into());
     }
@@ -365,8 +408,17 @@ async fn search(ctx: &Ctx, a: SearchArgs) -> CliResult {
         .hits
         .iter()
         .map(|h| {
-            let matched = h.matched_rows.map(|m| format!(", {m} matching row(s)")).unwrap_or_default();
-            format!("{:>4}  {}  {} row(s){matched}  {}", h.score, h.entry.key, h.entry.rows, span(&h.entry))
+            let matched = h
+                .matched_rows
+                .map(|m| format!(", {m} matching row(s)"))
+                .unwrap_or_default();
+            format!(
+                "{:>4}  {}  {} row(s){matched}  {}",
+                h.score,
+                h.entry.key,
+                h.entry.rows,
+                span(&h.entry)
+            )
         })
         .collect();
     let shown = results.hits.len();
@@ -382,11 +434,30 @@ async fn search(ctx: &Ctx, a: SearchArgs) -> CliResult {
 async fn verify(ctx: &Ctx, a: TargetArgs) -> CliResult {
     let ds = dataset(ctx, &a.bucket)?;
     let r = ds.verify(&a.module, &a.user).await?;
-    let mut text = vec![format!("{} manifest entries, {} stored objects", r.entries, r.objects)];
-    text.extend(r.missing.iter().map(|k| format!("missing   {k} (in the manifest, not stored)")));
-    text.extend(r.orphaned.iter().map(|k| format!("orphaned  {k} (stored, not in the manifest)")));
-    text.extend(r.size_mismatch.iter().map(|(k, want, have)| format!("size      {k}: manifest {want} bytes, stored {have}")));
-    text.extend(r.etag_mismatch.iter().map(|(k, want, have)| format!("etag      {k}: manifest {want}, stored {have}")));
+    let mut text = vec![format!(
+        "{} manifest entries, {} stored objects",
+        r.entries, r.objects
+    )];
+    text.extend(
+        r.missing
+            .iter()
+            .map(|k| format!("missing   {k} (in the manifest, not stored)")),
+    );
+    text.extend(
+        r.orphaned
+            .iter()
+            .map(|k| format!("orphaned  {k} (stored, not in the manifest)")),
+    );
+    text.extend(
+        r.size_mismatch
+            .iter()
+            .map(|(k, want, have)| format!("size      {k}: manifest {want} bytes, stored {have}")),
+    );
+    text.extend(
+        r.etag_mismatch
+            .iter()
+            .map(|(k, want, have)| format!("etag      {k}: manifest {want}, stored {have}")),
+    );
     ctx.emit(text.join("\n"), &r);
     if r.is_clean() {
         Ok(())
@@ -404,8 +475,15 @@ async fn rebuild(ctx: &Ctx, a: TargetArgs) -> CliResult {
     let r = ds.rebuild(&a.module, &a.user).await;
     bar.finish_and_clear();
     let r = r?;
-    let mut text = vec![format!("rebuilt the manifest of {}/{}: {} entries", a.module, a.user, r.entries)];
-    text.extend(r.skipped.iter().map(|(k, why)| format!("skipped {k}: {why}")));
+    let mut text = vec![format!(
+        "rebuilt the manifest of {}/{}: {} entries",
+        a.module, a.user, r.entries
+    )];
+    text.extend(
+        r.skipped
+            .iter()
+            .map(|(k, why)| format!("skipped {k}: {why}")),
+    );
     ctx.emit(text.join("\n"), &r);
     Ok(())
 }
@@ -415,7 +493,11 @@ async fn compact(ctx: &Ctx, a: CompactArgs) -> CliResult {
     let manifest = ds.manifest(&a.target.module, &a.target.user)?;
     let head = manifest.head().await?;
     let bar = ctx.progress(head.entries(), false, "compacting entries");
-    let r = if a.all { manifest.compact_all().await } else { manifest.compact().await };
+    let r = if a.all {
+        manifest.compact_all().await
+    } else {
+        manifest.compact().await
+    };
     bar.finish_and_clear();
     let r = r?;
     let text = match &r.part {
@@ -438,8 +520,8 @@ struct PresignOutput {
 
 async fn presign(ctx: &Ctx, a: PresignArgs) -> CliResult {
     let ds = dataset(ctx, &a.bucket)?;
-    let expires =
-        storage_core::config::parse_duration(&a.expires).map_err(|e| CliError::bad_input(format!("--expires: {e}")))?;
+    let expires = storage_core::config::parse_duration(&a.expires)
+        .map_err(|e| CliError::bad_input(format!("--expires: {e}")))?;
     let url = ds.presign(&a.key, expires).await?;
     ctx.emit(
         url.as_str(),
@@ -475,7 +557,11 @@ mod tests {
     #[tokio::test]
     async fn write_ls_read_search_verify_rebuild_compact() {
         let home = tempfile::tempdir().unwrap();
-        let ctx = Ctx { strata: Strata::embedded(home.path()), json: true, quiet: true };
+        let ctx = Ctx {
+            strata: Strata::embedded(home.path()),
+            json: true,
+            quiet: true,
+        };
         let input = home.path().join("tx.jsonl");
         std::fs::write(
             &input,
@@ -485,28 +571,88 @@ mod tests {
         .unwrap();
         let file = input.to_str().unwrap();
         for format in ["json", "jsonl", "parquet"] {
-            run(&ctx, &["write", "finance", "user123", "--format", format, "--file", file, "--tag", "source=bank"]).await.unwrap();
+            run(
+                &ctx,
+                &[
+                    "write",
+                    "finance",
+                    "user123",
+                    "--format",
+                    format,
+                    "--file",
+                    file,
+                    "--tag",
+                    "source=bank",
+                ],
+            )
+            .await
+            .unwrap();
         }
         run(&ctx, &["ls", "finance", "user123"]).await.unwrap();
-        run(&ctx, &["read", "finance", "user123", "--from", "2024-01-16"]).await.unwrap();
-        run(&ctx, &["search", "finance", "user123", "coffee", "--deep", "--tag", "source=bank"]).await.unwrap();
-        run(&ctx, &["compact", "finance", "user123", "--all"]).await.unwrap();
+        run(
+            &ctx,
+            &["read", "finance", "user123", "--from", "2024-01-16"],
+        )
+        .await
+        .unwrap();
+        run(
+            &ctx,
+            &[
+                "search",
+                "finance",
+                "user123",
+                "coffee",
+                "--deep",
+                "--tag",
+                "source=bank",
+            ],
+        )
+        .await
+        .unwrap();
+        run(&ctx, &["compact", "finance", "user123", "--all"])
+            .await
+            .unwrap();
         run(&ctx, &["verify", "finance", "user123"]).await.unwrap();
 
         // What the commands did, checked through the library on the same folder.
         let ds = Dataset::new(ctx.strata.bucket("default").unwrap());
-        let entries = ds.manifest("finance", "user123").unwrap().entries().await.unwrap();
+        let entries = ds
+            .manifest("finance", "user123")
+            .unwrap()
+            .entries()
+            .await
+            .unwrap();
         assert_eq!(entries.len(), 3);
-        assert!(entries.iter().all(|e| e.rows == 2 && e.tags["source"] == "bank"));
-        let parquet = entries.iter().find(|e| e.format == Format::Parquet).unwrap();
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.rows == 2 && e.tags["source"] == "bank")
+        );
+        let parquet = entries
+            .iter()
+            .find(|e| e.format == Format::Parquet)
+            .unwrap();
         let records = ds.read("finance", "user123", &parquet.id).await.unwrap();
-        assert_eq!(records[1], json!({"timestamp": "2024-01-16T08:00:00Z", "amount": 9.0, "description": "Lunch"}));
-        let head = ds.manifest("finance", "user123").unwrap().head().await.unwrap();
-        assert!(head.segments.is_empty() && head.parts.len() == 1, "compacted: {head:?}");
+        assert_eq!(
+            records[1],
+            json!({"timestamp": "2024-01-16T08:00:00Z", "amount": 9.0, "description": "Lunch"})
+        );
+        let head = ds
+            .manifest("finance", "user123")
+            .unwrap()
+            .head()
+            .await
+            .unwrap();
+        assert!(
+            head.segments.is_empty() && head.parts.len() == 1,
+            "compacted: {head:?}"
+        );
 
         // Drift makes verify fail (exit 1) until a rebuild.
         ds.bucket().delete(&entries[0].key).await.unwrap();
-        let err = run(&ctx, &["verify", "finance", "user123"]).await.unwrap_err();
+        let err = run(&ctx, &["verify", "finance", "user123"])
+            .await
+            .unwrap_err();
         assert_eq!(err.code, crate::output::EXIT_OTHER);
         assert!(err.message.contains("rebuild"), "{}", err.message);
         run(&ctx, &["rebuild", "finance", "user123"]).await.unwrap();
@@ -516,33 +662,66 @@ mod tests {
     #[tokio::test]
     async fn bad_input_exits_2_and_names_the_problem() {
         let home = tempfile::tempdir().unwrap();
-        let ctx = Ctx { strata: Strata::embedded(home.path()), json: true, quiet: true };
+        let ctx = Ctx {
+            strata: Strata::embedded(home.path()),
+            json: true,
+            quiet: true,
+        };
         let input = home.path().join("bad.jsonl");
         std::fs::write(&input, "{\"amount\": 1}\n{\"amount\": \"x\"}\n").unwrap();
         let file = input.to_str().unwrap();
-        let err = run(&ctx, &["write", "finance", "u", "--format", "parquet", "--file", file]).await.unwrap_err();
+        let err = run(
+            &ctx,
+            &[
+                "write", "finance", "u", "--format", "parquet", "--file", file,
+            ],
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.code, crate::output::EXIT_BAD_INPUT);
         assert!(err.message.contains("records[1].amount"), "{}", err.message);
 
         std::fs::write(&input, "{\"amount\": 1}\nnot json\n").unwrap();
-        let err = run(&ctx, &["write", "finance", "u", "--format", "jsonl", "--file", file]).await.unwrap_err();
+        let err = run(
+            &ctx,
+            &["write", "finance", "u", "--format", "jsonl", "--file", file],
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.code, crate::output::EXIT_BAD_INPUT);
         assert!(err.message.contains("line 2"), "{}", err.message);
 
-        let err = run(&ctx, &["ls", "finance", "u", "--from", "tomorrow"]).await.unwrap_err();
+        let err = run(&ctx, &["ls", "finance", "u", "--from", "tomorrow"])
+            .await
+            .unwrap_err();
         assert_eq!(err.code, crate::output::EXIT_BAD_INPUT);
-        let err = run(&ctx, &["read", "finance", "u", "--id", "nope"]).await.unwrap_err();
+        let err = run(&ctx, &["read", "finance", "u", "--id", "nope"])
+            .await
+            .unwrap_err();
         assert_eq!(err.code, crate::output::EXIT_BAD_INPUT);
         // The embedded local-folder store has no presigner.
-        let err = run(&ctx, &["presign", "finance/u/2024/01/01/x.json"]).await.unwrap_err();
+        let err = run(&ctx, &["presign", "finance/u/2024/01/01/x.json"])
+            .await
+            .unwrap_err();
         assert!(err.message.contains("presigned"), "{}", err.message);
     }
 
     #[test]
     fn input_forms() {
         let bar = indicatif::ProgressBar::hidden();
-        assert_eq!(parse_records("[{\"a\":1},{\"a\":2}]", &bar).unwrap().len(), 2);
-        assert_eq!(parse_records("{\n  \"a\": 1\n}\n", &bar).unwrap(), vec![json!({"a": 1})]);
-        assert_eq!(parse_records("{\"a\":1}\n\n{\"a\":2}\n", &bar).unwrap().len(), 2);
+        assert_eq!(
+            parse_records("[{\"a\":1},{\"a\":2}]", &bar).unwrap().len(),
+            2
+        );
+        assert_eq!(
+            parse_records("{\n  \"a\": 1\n}\n", &bar).unwrap(),
+            vec![json!({"a": 1})]
+        );
+        assert_eq!(
+            parse_records("{\"a\":1}\n\n{\"a\":2}\n", &bar)
+                .unwrap()
+                .len(),
+            2
+        );
     }
 }
