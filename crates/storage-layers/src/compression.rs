@@ -17,9 +17,9 @@
 //! The compressed bytes, with `Content-Encoding: gzip` (or `zstd`) so that boto3, curl
 //! (`--compressed`) or a browser can decode them, plus user metadata
 //! `strata-compression: gzip|zstd` and `strata-uncompressed-size: N`. On get, objects with
-//! `Content-Encoding: gzip`/`zstd` are decompressed and returned without those attributes;
-//! objects without it (written before compression was enabled, or by other clients) pass
-//! through unchanged.
+//! both markers are decompressed and returned without them; all other objects (written
+//! before compression was enabled, or by other clients, even with a `Content-Encoding` of
+//! their own) pass through unchanged, bytes and attributes as stored.
 //!
 //! # What size, range and ETag mean
 //!
@@ -32,6 +32,14 @@
 //! - The ETag is the backend's ETag of the **stored** bytes: conditional reads and writes
 //!   (If-Match, If-None-Match, compare-and-swap) work unchanged, and the ETag changes
 //!   whenever the stored bytes do.
+//!
+//! # Multipart uploads
+//!
+//! Content-type rules and the default codec apply to single puts only. A multipart upload
+//! is compressed (as it streams, in parts of at least 5 MiB) only when it asks with the
+//! request attribute: its uncompressed size is unknown when the upload starts, so its
+//! `head` reports the stored size, and large objects are usually read by ranges, which
+//! compression turns into whole-object reads.
 //!
 //! # Where it belongs
 //!
@@ -349,11 +357,17 @@ impl<T: ObjectStore> fmt::Display for CompressionStore<T> {
     }
 }
 
-/// The codec a stored object was compressed with, from its attributes.
+/// The codec a stored object was compressed with by this layer: both the marker metadata and
+/// a matching `Content-Encoding` must be present. Objects other clients uploaded with a
+/// `Content-Encoding` of their own pass through untouched, as a plain HTTP GET would.
 fn stored_codec(attrs: &Attributes) -> Option<Codec> {
-    attrs
+    let marker = attrs
+        .get(&Attribute::Metadata(CODEC_METADATA.into()))
+        .and_then(|v| Codec::parse(v.as_ref()))?;
+    let encoding = attrs
         .get(&Attribute::ContentEncoding)
-        .and_then(|v| Codec::parse(v.as_ref()))
+        .and_then(|v| Codec::parse(v.as_ref()))?;
+    (marker == encoding).then_some(marker)
 }
 
 fn strip_markers(attrs: &Attributes) -> Attributes {
@@ -419,7 +433,13 @@ impl<T: ObjectStore> ObjectStore for CompressionStore<T> {
         location: &Path,
         mut opts: PutMultipartOptions,
     ) -> OsResult<Box<dyn MultipartUpload>> {
-        let Some(codec) = self.cfg.choose(&mut opts.attributes) else {
+        // Only an explicit request compresses a multipart upload: see "Multipart uploads".
+        let asked = opts
+            .attributes
+            .get(&Attribute::Metadata(COMPRESS_ATTRIBUTE.into()))
+            .and_then(|v| Codec::parse(v.as_ref()));
+        let chosen = self.cfg.choose(&mut opts.attributes);
+        let Some(codec) = asked.and(chosen) else {
             return self.inner.put_multipart_opts(location, opts).await;
         };
         let encoder = Encoder::new(codec, self.cfg.level).map_err(os_err)?;
@@ -711,7 +731,15 @@ mod tests {
         let store = CompressionLayer::default().with_default(Codec::Zstd).wrap(Arc::clone(&mem));
         let p = Path::from("mp");
         let body = json(200_000); // ~9 MiB of JSON
-        let upload = store.put_multipart(&p).await.unwrap();
+        // The default codec does not apply to multipart uploads...
+        let mut w = WriteMultipart::new(store.put_multipart(&p).await.unwrap());
+        w.write(body.as_bytes());
+        w.finish().await.unwrap();
+        assert_eq!(mem.head(&p).await.unwrap().size, body.len() as u64);
+        // ...an explicit request does.
+        let mut opts = PutMultipartOptions::default();
+        compress_with(&mut opts.attributes, Some(Codec::Zstd));
+        let upload = store.put_multipart_opts(&p, opts).await.unwrap();
         let mut w = WriteMultipart::new_with_chunk_size(upload, 1024 * 1024);
         w.write(body.as_bytes());
         w.finish().await.unwrap();

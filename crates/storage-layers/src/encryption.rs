@@ -343,6 +343,11 @@ impl Header {
     }
 }
 
+/// Attributes without this layer's marker, as the caller wrote them.
+fn strip_marker(attrs: &mut object_store::Attributes) {
+    attrs.remove(&Attribute::Metadata(ENCRYPTION_METADATA.into()));
+}
+
 fn corrupt(key: &str, reason: String) -> StorageError {
     StorageError::Corrupt {
         backend: "encryption".into(),
@@ -641,6 +646,7 @@ impl<T: ObjectStore> ObjectStore for EncryptionStore<T> {
                     res.range = 0..p;
                 }
             }
+            strip_marker(&mut res.attributes);
             return Ok(res);
         }
         if let Some(wanted) = options.range.clone() {
@@ -660,6 +666,7 @@ impl<T: ObjectStore> ObjectStore for EncryptionStore<T> {
                 .read_range(location, &header, &cipher, stored, range.clone(), meta.meta.e_tag.clone())
                 .await?;
             let (mut m, _) = into_stream(meta);
+            strip_marker(&mut m.attributes);
             m.meta.size = plain;
             m.range = range;
             return Ok(m.with_bytes(bytes));
@@ -702,6 +709,7 @@ impl<T: ObjectStore> ObjectStore for EncryptionStore<T> {
         }
         meta.meta.size = plain;
         meta.range = 0..plain;
+        strip_marker(&mut meta.attributes);
         let s = stream::unfold(
             (Some(body), dec, ready.into_iter().collect::<std::collections::VecDeque<_>>()),
             |(mut body, mut dec, mut ready)| async move {
