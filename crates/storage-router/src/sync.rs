@@ -104,7 +104,8 @@ pub struct SyncReport {
     pub copied_keys: Vec<String>,
     /// Copies checked after writing.
     pub verified: u64,
-    /// Keys that failed, with why.
+    /// Keys that failed, with why (`failures` in JSON; the count is `failed`).
+    #[serde(rename = "failures")]
     pub failed: Vec<(String, String)>,
     /// Why the run stopped early (the destination or source became unavailable), if it did.
     pub aborted: Option<String>,

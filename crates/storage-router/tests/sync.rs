@@ -88,6 +88,8 @@ async fn copies_everything_with_metadata_and_reports_progress() {
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["copied"], 6);
     assert_eq!(json["source"], "old");
+    assert_eq!(json["failed"], 0);
+    assert_eq!(json["failures"], serde_json::json!([]));
 }
 
 #[tokio::test]
