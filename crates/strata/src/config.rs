@@ -34,6 +34,10 @@ pub struct StrataConfig {
     /// Named bucket handles.
     #[serde(default)]
     pub buckets: BTreeMap<String, BucketConfig>,
+    /// Layers around every bucket that has no `[buckets.NAME.layers]` of its own.
+    #[cfg(feature = "layers")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<storage_layers::config::LayersConfig>,
     /// Legacy (seed 004): one bucket for every data type. Deprecated; use `[routes.*]`.
     #[cfg(feature = "router")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -189,6 +193,11 @@ pub struct BucketConfig {
     /// Public or CDN base URL for `url_for` (overrides the connection's).
     #[serde(default)]
     pub cdn_url: Option<String>,
+    /// Layers around this bucket's store (`[buckets.NAME.layers]`); replaces the top-level
+    /// `[layers]` for this bucket.
+    #[cfg(feature = "layers")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<storage_layers::config::LayersConfig>,
 }
 
 /// Check the names of connections and buckets, and that every bucket's connection exists.

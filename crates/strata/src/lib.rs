@@ -206,6 +206,20 @@ impl Strata {
                     E::invalid_config(field("cdn_url"), format!("`{url}` is not a URL ({e})"))
                 })?);
             }
+            #[cfg(feature = "layers")]
+            if let Some(layers) = b
+                .layers
+                .as_ref()
+                .or(cfg.layers.as_ref())
+                .filter(|l| !l.is_empty())
+            {
+                let built = builder.build();
+                let stack = layers.build(built.store().clone(), name, &Env::process())?;
+                builder = match stack.store {
+                    Some(layered) => built.to_builder().store(layered),
+                    None => built.to_builder(),
+                };
+            }
             buckets.insert(name.clone(), builder.build());
         }
         #[cfg(feature = "router")]
@@ -439,5 +453,51 @@ mod tests {
         .unwrap();
         s.bucket("a").unwrap().put("k", "1").await.unwrap();
         assert!(!s.bucket("b").unwrap().exists("k").await.unwrap());
+    }
+}
+
+#[cfg(all(test, feature = "layers"))]
+mod layer_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn config_layers_wrap_the_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!(
+            "[connections.disk]\nkind = 'fs'\nroot = '{}'\n\n[layers.compression]\ndefault = 'gzip'\nmin_size = 10\n\n[layers.retry]\nmax_attempts = 3\n\n[buckets.logs]\nconnection = 'disk'\n\n[buckets.raw]\nconnection = 'disk'\nbucket = 'logs'\n[buckets.raw.layers]\n",
+            dir.path().display()
+        );
+        let s = Strata::from_toml_str(&toml, "strata.toml").unwrap();
+        let text = "the same line again and again\n".repeat(200);
+        s.bucket("logs")
+            .unwrap()
+            .put("app.log", text.clone())
+            .await
+            .unwrap();
+        // Stored compressed (the raw view has an empty [layers] table: no layers).
+        let stored = s.bucket("raw").unwrap().get("app.log").await.unwrap();
+        assert!(
+            stored.bytes.len() < text.len() / 4,
+            "{} bytes stored",
+            stored.bytes.len()
+        );
+        assert_eq!(
+            stored
+                .info
+                .headers
+                .get("content-encoding")
+                .map(String::as_str),
+            Some("gzip")
+        );
+        // Read back transparently through the layered bucket.
+        assert_eq!(
+            s.bucket("logs")
+                .unwrap()
+                .get("app.log")
+                .await
+                .unwrap()
+                .bytes,
+            text
+        );
     }
 }
