@@ -71,7 +71,10 @@ impl FaultStore {
             if matches!(opts.mode, PutMode::Overwrite) {
                 return None;
             }
-            (counter.fetch_add(1, Ordering::Relaxed) % n == 0).then_some(fault)
+            counter
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(n)
+                .then_some(fault)
         })
     }
 
