@@ -1,27 +1,4 @@
 //! The manifest of one `{module}/{user}`: an index entry per data file.
-//!
-//! ## Layout and protocol
-//!
-//! ```text
-//! manifests/{module}/{user}/head.json                 small, rewritten by compare-and-swap
-//! manifests/{module}/{user}/segments/{id}.jsonl       one per append, immutable
-//! manifests/{module}/{user}/compacted/{id}.parquet    compaction output, immutable
-//! ```
-//!
-//! * **Append**: write the new entries as a segment (create-if-absent under a fresh id, so it
-//!   never collides), then add the segment to the head with compare-and-swap on the head's
-//!   ETag, re-reading and retrying with jittered backoff on a lost race. An append costs one
-//!   small object plus one head rewrite, whatever the manifest's size, and no entry is lost
-//!   to a concurrent writer: the segment is only "in" once a head listing it was stored.
-//! * **Compaction** folds the listed segments (and, when there are too many parts, the parts)
-//!   into one Parquet file sorted by time, then swaps the head to list it instead, keeping
-//!   any segment appended meanwhile. Folded objects are deleted only after that swap, and a
-//!   reader that raced it re-reads the head.
-//! * **Reading** merges parts then segments in head order; an entry whose key appears again
-//!   later is replaced by the later one.
-//!
-//! Compacted parts are plain Parquet (UTF-8, INT64, BOOLEAN and UTC microsecond timestamps,
-//! default encodings), so pyarrow, DuckDB and Spark read them directly.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -150,6 +127,31 @@ pub struct CompactReport {
 }
 
 /// The manifest of one `{module}/{user}`. Cheap to clone.
+///
+/// # Layout and protocol
+///
+/// ```text
+/// manifests/{module}/{user}/head.json                 small, rewritten by compare-and-swap
+/// manifests/{module}/{user}/segments/{id}.jsonl       one per append, immutable
+/// manifests/{module}/{user}/compacted/{id}.parquet    compaction output, immutable
+/// ```
+///
+/// * **Append**: write the new entries as a segment (create-if-absent under a fresh id, so it
+///   never collides), then add the segment to the head with compare-and-swap on the head's
+///   ETag (`storage-cas`'s `Collection::update_with`: re-read and re-applied with jittered
+///   backoff on a lost race). An append writes one small object and rewrites only the head,
+///   which lists just the segments since the last compaction (automatic compaction keeps that
+///   under [`ManifestOptions::auto_compact_segments`]), never the entries themselves. No entry
+///   is lost to a concurrent writer: a segment is "in" once a head listing it was stored.
+/// * **Compaction** folds the listed segments (and, when there are too many parts, the parts)
+///   into one Parquet file sorted by time, then swaps the head to list it instead, keeping
+///   any segment appended meanwhile. Folded objects are deleted only after that swap, and a
+///   reader that raced it re-reads the head.
+/// * **Reading** merges parts then segments in head order; an entry whose key appears again
+///   later is replaced by the later one.
+///
+/// Compacted parts are plain Parquet (UTF-8, INT64, BOOLEAN and UTC microsecond timestamps,
+/// default encodings), so pyarrow, DuckDB and Spark read them directly.
 ///
 /// ```
 /// use storage_core::Bucket;

@@ -21,7 +21,7 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
 };
-use storage_core::StorageError;
+use storage_core::{ErrorKind, StorageError};
 use tokio::time::Instant;
 
 use crate::failure::{AllBucketsFailed, BucketFailure, is_final_answer, is_unavailable};
@@ -275,6 +275,20 @@ impl Core {
             // Prefer the primary's answer (its ETag is the one reads will see first).
             let i = results.iter().position(|(_, r)| r.is_ok()).unwrap_or(0);
             let (_, r) = results.swap_remove(i);
+            return r.map_err(StorageError::into_object_store);
+        }
+        // The primary's answer about the object (not found, already exists, ...) is the
+        // answer; only outages are reported per copy.
+        if let Some((_, Err(e))) = results.first()
+            && matches!(
+                e.kind(),
+                ErrorKind::NotFound
+                    | ErrorKind::Conflict
+                    | ErrorKind::NotModified
+                    | ErrorKind::BadInput
+            )
+        {
+            let (_, r) = results.swap_remove(0);
             return r.map_err(StorageError::into_object_store);
         }
         let failures: Vec<BucketFailure> = results

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{TimeZone, Utc};
 use futures::TryStreamExt;
@@ -197,9 +199,31 @@ pub async fn concurrent_appends(bucket: &Bucket, writers: usize, per_writer: usi
             }
         }));
     }
+    // A reader scans throughout, racing appends and the automatic compactions they trigger
+    // (every 256 segments): each scan succeeds and never sees fewer entries than before.
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (m, done) = (manifest.clone(), done.clone());
+        tokio::spawn(async move {
+            let (mut last, mut scans) = (0, 0);
+            while !done.load(Ordering::Relaxed) {
+                let n = m
+                    .entries()
+                    .await
+                    .unwrap_or_else(|e| panic!("scan during appends: {e}"))
+                    .len();
+                assert!(n >= last, "a scan saw {n} entries after one saw {last}");
+                last = n;
+                scans += 1;
+            }
+            scans
+        })
+    };
     for t in tasks {
         t.await.unwrap();
     }
+    done.store(true, Ordering::Relaxed);
+    assert!(reader.await.unwrap() > 0);
     let entries = manifest.entries().await.unwrap();
     let keys: HashSet<&str> = entries.iter().map(|e| e.key.as_str()).collect();
     let texts: HashSet<&str> = entries.iter().map(|e| e.text.as_str()).collect();
