@@ -382,7 +382,10 @@ enum Landed {
 impl<T: ObjectStore> RetryStore<T> {
     /// After an ambiguous failure of a conditional put: did our write land?
     async fn check_put(&self, location: &Path, ours: &Bytes, mode: &PutMode) -> Landed {
-        let meta = match self.inner.head(location).await {
+        // The check's own reads are retried like any read: a fault here must not turn a
+        // write that landed into a reported conflict.
+        let key = location.as_ref();
+        let meta = match self.policy.run("head", key, || self.inner.head(location)).await {
             Ok(m) => m,
             Err(e) if classify(&e).kind == ErrorKind::NotFound => return Landed::No,
             Err(_) => return Landed::Unknown,
@@ -401,10 +404,12 @@ impl<T: ObjectStore> RetryStore<T> {
             return self.lost(location, mode, &meta);
         }
         let pinned = GetOptions::new().with_if_match(meta.e_tag.clone());
-        let body = match self.inner.get_opts(location, pinned).await {
-            Ok(r) => r.bytes().await,
-            Err(e) => Err(e),
-        };
+        let body = self
+            .policy
+            .run("get", key, || async {
+                self.inner.get_opts(location, pinned.clone()).await?.bytes().await
+            })
+            .await;
         match body {
             Ok(b) if b == *ours => Landed::Yes(PutResult {
                 e_tag: meta.e_tag,
@@ -446,7 +451,8 @@ impl<T: ObjectStore> RetryStore<T> {
         let ours = payload_bytes(&payload);
         let key = location.as_ref();
         let mut attempt = 1;
-        let mut unresolved = false;
+        // The error of an ambiguous attempt whose outcome the check could not determine.
+        let mut unresolved: Option<object_store::Error> = None;
         loop {
             let err = match self
                 .inner
@@ -462,19 +468,25 @@ impl<T: ObjectStore> RetryStore<T> {
                 Err(e) => e,
             };
             let class = classify(&err);
-            if unresolved && class.kind == ErrorKind::Conflict {
-                // An earlier attempt failed ambiguously and could not be checked: this conflict
-                // may be our own write.
-                return match self.check_put(location, &ours, &opts.mode).await {
-                    Landed::Yes(r) => {
-                        self.policy
-                            .counters
-                            .recovered_writes
-                            .fetch_add(1, Ordering::Relaxed);
-                        Ok(r)
-                    }
-                    _ => Err(err),
-                };
+            if class.kind == ErrorKind::Conflict {
+                if let Some(ambiguous) = unresolved.take() {
+                    // An earlier attempt failed ambiguously and could not be checked: this
+                    // conflict may be our own write.
+                    return match self.check_put(location, &ours, &opts.mode).await {
+                        Landed::Yes(r) => {
+                            self.policy
+                                .counters
+                                .recovered_writes
+                                .fetch_add(1, Ordering::Relaxed);
+                            Ok(r)
+                        }
+                        Landed::Lost(e) => Err(e),
+                        Landed::No => Err(err),
+                        // Still unknown: report the ambiguous failure, not a conflict that
+                        // may be our own write.
+                        Landed::Unknown => Err(ambiguous),
+                    };
+                }
             }
             if !class.retryable {
                 return Err(err);
@@ -490,8 +502,15 @@ impl<T: ObjectStore> RetryStore<T> {
                         return Ok(r);
                     }
                     Landed::Lost(e) => return Err(e),
-                    Landed::No => unresolved = false,
-                    Landed::Unknown => unresolved = true,
+                    Landed::No => unresolved = None,
+                    Landed::Unknown => {
+                        if !self.policy.should_retry(class, attempt, "put", key).await {
+                            return Err(err);
+                        }
+                        unresolved = Some(err);
+                        attempt += 1;
+                        continue;
+                    }
                 }
             }
             if !self.policy.should_retry(class, attempt, "put", key).await {
