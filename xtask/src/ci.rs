@@ -5,7 +5,8 @@ use std::process::Command;
 
 use crate::{Result, cargo, run, servers};
 
-fn workspace_root() -> PathBuf {
+/// The workspace root folder.
+pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask sits in the workspace")

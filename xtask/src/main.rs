@@ -8,11 +8,15 @@
 //! - `bench`: the benchmarks, each comparing Strata with raw `object_store` in one run.
 //! - `servers [--install]`: install the servers, or start them and print their variables
 //!   (for running single tests by hand) until interrupted.
+//! - `tidy`: the workspace's own rules (also run as tests).
+//! - `release VERSION [--dry-run]`: bump, roll the changelog, package in order, tag, publish.
 
 use std::process::Command;
 
 mod ci;
+mod release;
 mod servers;
+mod tidy;
 
 /// Error type of the xtask: a message for the user.
 pub type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
@@ -43,7 +47,7 @@ pub fn cargo() -> Command {
 }
 
 fn usage() -> &'static str {
-    "usage: cargo xtask <test [CARGO TEST ARGS] | ci [--full] | bench | servers [--install]>"
+    "usage: cargo xtask <test [CARGO TEST ARGS] | ci [--full] | bench | servers [--install] | tidy | release VERSION [--dry-run]>"
 }
 
 fn main() {
@@ -53,6 +57,11 @@ fn main() {
         Some("ci") => ci::ci(args.iter().any(|a| a == "--full")),
         Some("bench") => ci::bench(&args[1..]),
         Some("servers") => ci::servers(args.iter().any(|a| a == "--install")),
+        Some("tidy") => tidy::run(&ci::workspace_root()),
+        Some("release") => match args.get(1).filter(|a| !a.starts_with("--")) {
+            Some(version) => release::release(&ci::workspace_root(), version, args.iter().any(|a| a == "--dry-run")),
+            None => Err(format!("release needs a version\n{}", usage()).into()),
+        },
         Some("-h" | "--help" | "help") | None => {
             println!("{}", usage());
             Ok(())

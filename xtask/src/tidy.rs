@@ -1,0 +1,168 @@
+//! `cargo xtask tidy`: the workspace's own rules, also run as `#[test]`s.
+//!
+//! Every crate under `crates/` has a README, `[lints] workspace = true`, a doc comment for
+//! each cargo feature (`## ...` above it), a crate-root doc comment with a runnable example,
+//! and no `todo!()` / `unimplemented!()` outside tests. A user who depends only on
+//! `storage-cas` + `storage-core` does not compile arrow, parquet or the AWS client.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::Result;
+
+/// One broken rule.
+#[derive(Debug)]
+pub struct Problem(pub String);
+
+fn crates(root: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root.join("crates"))
+        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.join("Cargo.toml").exists()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// Check the per-crate rules.
+pub fn check_crates(root: &Path) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for dir in crates(root) {
+        let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
+        if !dir.join("README.md").exists() {
+            problems.push(Problem(format!("{name}: no README.md")));
+        }
+        if !manifest.contains("[lints]\nworkspace = true") {
+            problems.push(Problem(format!("{name}: Cargo.toml lacks `[lints] workspace = true`")));
+        }
+        // Every feature has a `## doc` line right above it.
+        if let Some(features) = manifest.split("[features]").nth(1) {
+            let section = features.split("\n[").next().unwrap_or("");
+            let lines: Vec<&str> = section.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                let t = line.trim();
+                if t.is_empty() || t.starts_with('#') || t.starts_with('"') || t.starts_with(']') {
+                    continue;
+                }
+                if let Some((feat, _)) = t.split_once('=') {
+                    let feat = feat.trim();
+                    if feat == "default" {
+                        continue;
+                    }
+                    let documented = i > 0 && lines[i - 1].trim_start().starts_with("##");
+                    if !documented {
+                        problems.push(Problem(format!("{name}: feature `{feat}` has no `## doc` line above it")));
+                    }
+                }
+            }
+        }
+        let root_file = if dir.join("src/lib.rs").exists() { dir.join("src/lib.rs") } else { dir.join("src/main.rs") };
+        let text = std::fs::read_to_string(&root_file).unwrap_or_default();
+        if !text.trim_start().starts_with("//!") {
+            problems.push(Problem(format!("{name}: {} does not open with a `//!` crate doc", root_file.display())));
+        }
+        let is_bin = root_file.ends_with("main.rs");
+        if !is_bin && !text.lines().take_while(|l| l.starts_with("//!") || l.trim().is_empty() || l.starts_with("#!")).any(|l| l.contains("```")) {
+            problems.push(Problem(format!("{name}: the crate doc has no example (a ``` block)")));
+        }
+        let mut files = Vec::new();
+        rust_files(&dir.join("src"), &mut files);
+        for f in files {
+            let src = std::fs::read_to_string(&f).unwrap_or_default();
+            // Only code before the first `#[cfg(test)]` counts as shipped.
+            let shipped = src.split("#[cfg(test)]").next().unwrap_or("");
+            for (n, line) in shipped.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                if code.contains("todo!(") || code.contains("unimplemented!(") {
+                    problems.push(Problem(format!("{}:{}: stub in shipped code", f.display(), n + 1)));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// `cargo tree` of a package: the names of everything it compiles (normal dependencies).
+pub fn dependency_names(root: &Path, package: &str, features: &[&str]) -> Result<Vec<String>> {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root).args(["tree", "-p", package, "-e", "normal", "--prefix", "none", "--format", "{p}"]);
+    if !features.is_empty() {
+        cmd.args(["--no-default-features", "--features", &features.join(",")]);
+    }
+    let out = cmd.output()?;
+    if !out.status.success() {
+        return Err(format!("cargo tree -p {package} failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect())
+}
+
+/// Heavy crates a documents-only user must never compile.
+pub const HEAVY: &[&str] = &["arrow-array", "parquet", "aws-lc-rs", "aws-lc-sys", "reqwest", "rustls"];
+
+/// Check that `storage-cas` (with `storage-core`'s memory backend) pulls in none of [`HEAVY`].
+pub fn check_light_cas(root: &Path) -> Result<Vec<Problem>> {
+    let names = dependency_names(root, "storage-cas", &[])?;
+    Ok(HEAVY
+        .iter()
+        .filter(|h| names.iter().any(|n| n == *h))
+        .map(|h| Problem(format!("storage-cas compiles `{h}`: a documents-only user must not need it")))
+        .collect())
+}
+
+/// `cargo xtask tidy`.
+pub fn run(root: &Path) -> Result<()> {
+    let mut problems = check_crates(root);
+    problems.extend(check_light_cas(root)?);
+    if problems.is_empty() {
+        println!("xtask: tidy: all crates follow the rules");
+        return Ok(());
+    }
+    for p in &problems {
+        eprintln!("tidy: {}", p.0);
+    }
+    Err(format!("{} tidy problem(s)", problems.len()).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    }
+
+    #[test]
+    fn every_crate_follows_the_rules() {
+        let problems = check_crates(&root());
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
+    fn documents_only_users_compile_no_arrow_parquet_or_aws() {
+        let names = dependency_names(&root(), "storage-cas", &[]).unwrap();
+        assert!(names.iter().any(|n| n == "storage-core"), "the tree was read: {names:?}");
+        let problems = check_light_cas(&root()).unwrap();
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
+    fn the_check_would_notice_a_heavy_crate() {
+        // storage-manifest legitimately compiles parquet: the same check must flag it.
+        let names = dependency_names(&root(), "storage-manifest", &[]).unwrap();
+        assert!(names.iter().any(|n| n == "parquet"), "{names:?}");
+    }
+}
