@@ -506,3 +506,95 @@ fn info_lists_routes_sources_tenants_and_providers() {
     assert_eq!(json["tenants"][0]["prefix"], "tenants/acme");
     assert_eq!(json["origin"], ORIGIN);
 }
+
+/// Collects what `tracing` writes, for asserting on warnings.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn the_legacy_bucket_logs_a_deprecation_warning() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        build("[routes.records]\nbucket = \"data\"", &["data"]).unwrap();
+    });
+    assert!(
+        captured.0.lock().unwrap().is_empty(),
+        "no warning without the legacy form"
+    );
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        build("bucket = \"data\"", &["data"]).unwrap();
+    });
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("WARN") && log.contains("deprecated"), "{log}");
+    assert!(
+        log.contains("[routes.records]") && log.contains(ORIGIN),
+        "says what to write instead, and where: {log}"
+    );
+}
+
+#[tokio::test]
+async fn the_router_is_one_object_store() {
+    use object_store::{ObjectStoreExt, path::Path};
+    let r = build(
+        "[sources.default]\nbuckets = [\"hot\", \"cold\"]",
+        &["hot", "cold"],
+    )
+    .unwrap();
+    r.bucket("cold")
+        .unwrap()
+        .put("old.parquet", "PAR1")
+        .await
+        .unwrap();
+    let store = r.store().unwrap();
+    let got = store
+        .get(&Path::from("old.parquet"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got, "PAR1");
+    store
+        .put(&Path::from("new.parquet"), "PAR1".into())
+        .await
+        .unwrap();
+    assert!(
+        r.bucket("hot")
+            .unwrap()
+            .exists("new.parquet")
+            .await
+            .unwrap(),
+        "writes go to the primary"
+    );
+    // Without a default (or single) source set it says how to get one.
+    let two = build(
+        "[sources.a]\nbuckets = [\"hot\"]\n[sources.b]\nbuckets = [\"cold\"]",
+        &["hot", "cold"],
+    )
+    .unwrap();
+    let err = two.store().unwrap_err().to_string();
+    assert!(
+        err.contains("sources.default") && err.contains("`a`, `b`"),
+        "{err}"
+    );
+}
