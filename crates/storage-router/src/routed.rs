@@ -7,9 +7,12 @@ use futures::stream::{self, BoxStream, StreamExt};
 use object_store::ObjectStore;
 use object_store::prefix::PrefixStore;
 use serde::Serialize;
+use std::ops::Range;
+use std::time::Duration;
+
 use storage_core::{
-    Bucket, BucketStats, Key, Listing, Object, ObjectInfo, PutOpts, Result, StorageError,
-    WriteResult,
+    Bucket, BucketStats, Key, Listing, Object, ObjectInfo, ObjectStream, PresignMethod, PutOpts,
+    Result, StorageError, WriteResult,
 };
 
 /// Where a route's old objects were moved (seed 004 `s3Offload`); reads fall back there.
@@ -173,6 +176,67 @@ impl RoutedBucket {
         opts: PutOpts,
     ) -> Result<WriteResult> {
         self.bucket.put_with(self.full_key(key)?, data, opts).await
+    }
+
+    /// Write a stream of chunks with bounded memory (see [`Bucket::put_stream`]).
+    pub async fn put_stream<S>(&self, key: &str, stream: S, opts: PutOpts) -> Result<WriteResult>
+    where
+        S: futures::Stream<Item = Result<Bytes>> + Send,
+    {
+        self.bucket
+            .put_stream(self.full_key(key)?, stream, opts)
+            .await
+    }
+
+    /// Read an object as a stream (falling back to the offload target like
+    /// [`get`](Self::get)). The returned key is relative to the prefix.
+    pub async fn get_stream(&self, key: &str) -> Result<ObjectStream> {
+        let full = self.full_key(key)?;
+        let mut s = match self.bucket.get_stream(&full).await {
+            Err(e) if e.is_not_found() => match self.offload_key(key)? {
+                Some((bucket, k)) => bucket.get_stream(k).await.map_err(|e2| miss_or(e, e2))?,
+                None => return Err(e),
+            },
+            r => r?,
+        };
+        s.info.key = key.to_string();
+        Ok(s)
+    }
+
+    /// Read bytes `range` of an object (falling back to the offload target).
+    pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Object> {
+        let full = self.full_key(key)?;
+        let mut obj = match self.bucket.get_range(&full, range.clone()).await {
+            Err(e) if e.is_not_found() => match self.offload_key(key)? {
+                Some((bucket, k)) => bucket
+                    .get_range(k, range)
+                    .await
+                    .map_err(|e2| miss_or(e, e2))?,
+                None => return Err(e),
+            },
+            r => r?,
+        };
+        obj.info.key = key.to_string();
+        Ok(obj)
+    }
+
+    /// A presigned URL for `key` under the prefix (in the route's own bucket).
+    pub async fn presign(
+        &self,
+        method: PresignMethod,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<url::Url> {
+        self.bucket
+            .presign(method, self.full_key(key)?, expires_in)
+            .await
+    }
+
+    /// Copy `from` to `to`, both under the prefix (server-side where the backend can).
+    pub async fn copy(&self, from: &str, to: &str) -> Result<()> {
+        self.bucket
+            .copy(self.full_key(from)?, self.full_key(to)?)
+            .await
     }
 
     /// Read an object; if the route has an offload target and the object is not under the

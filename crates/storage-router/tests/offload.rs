@@ -72,6 +72,15 @@ async fn old_objects_move_to_the_offload_bucket_and_stay_readable() {
     assert_eq!(obj.bytes, "old entry");
     assert_eq!(obj.info.key, "activity/old/log.json");
     assert!(logs.exists("activity/old/log.json").await.unwrap());
+    assert_eq!(
+        logs.get_range("activity/old/log.json", 4..9)
+            .await
+            .unwrap()
+            .bytes,
+        "entry"
+    );
+    let s = logs.get_stream("activity/old/log.json").await.unwrap();
+    assert_eq!(s.info.size, 9);
     assert_eq!(logs.head("activity/old/log.json").await.unwrap().size, 9);
     let mut listed: Vec<ObjectInfo> = logs.list("activity").try_collect().await.unwrap();
     listed.sort_by(|a, b| a.key.cmp(&b.key));
