@@ -4,85 +4,33 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-use std::time::Duration;
-
-use common::{Fault, FaultStore, Link, assert_one_chain};
+use common::{
+    Counter, Fault, FaultStore, Link, assert_one_chain, check_counter, check_versions, contended,
+    hammer,
+};
 use object_store::PutMode;
-use serde::{Deserialize, Serialize};
-use storage_cas::{BackoffStrategy, Collection, Jitter, VersionedRecords};
+use storage_cas::Collection;
 use storage_core::Bucket;
 
 const WRITERS: usize = 16;
 const INCREMENTS: usize = 50;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Counter {
-    n: u64,
-}
-
-fn contended() -> BackoffStrategy {
-    BackoffStrategy::custom(100_000, Duration::from_millis(1), Duration::from_millis(20))
-        .with_jitter(Jitter::Full)
-}
-
-/// `writers` tasks each add 1 to `counters/hot` `increments` times; returns every
-/// writer's log of (replaced ETag, written ETag).
-async fn hammer(c: &Collection<Counter>, writers: usize, increments: usize) -> Vec<Link> {
-    let mut tasks = Vec::new();
-    for _ in 0..writers {
-        let c = c.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut log = Vec::with_capacity(increments);
-            for _ in 0..increments {
-                let out = c
-                    .update_with("hot", |cur| {
-                        Ok(Some(Counter {
-                            n: cur.map_or(0, |c| c.n) + 1,
-                        }))
-                    })
-                    .await
-                    .expect("update_with with a large budget commits");
-                log.push(Link {
-                    replaced: out.previous_etag,
-                    wrote: out.etag.expect("a write has an ETag"),
-                });
-            }
-            log
-        }));
-    }
-    let mut links = Vec::new();
-    for t in tasks {
-        links.extend(t.await.unwrap());
-    }
-    links
-}
-
-async fn check_counter(bucket: &Bucket) {
-    let c: Collection<Counter> = Collection::new(bucket, "counters/{id}.json")
-        .unwrap()
-        .with_backoff(contended());
-    let links = hammer(&c, WRITERS, INCREMENTS).await;
-    let doc = c.get("hot").await.unwrap().unwrap();
-    assert_eq!(
-        doc.value.n,
-        (WRITERS * INCREMENTS) as u64,
-        "{}",
-        bucket.provider()
-    );
-    assert_eq!(links.len(), WRITERS * INCREMENTS);
-    assert_one_chain(&links, &doc.etag);
-}
+const COMMITTERS: u64 = 8;
+const COMMITS: u64 = 25;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixteen_writers_memory() {
-    check_counter(&Bucket::memory("mem")).await;
+    check_counter(&Bucket::memory("mem"), WRITERS, INCREMENTS).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixteen_writers_local_folder() {
     let dir = tempfile::tempdir().unwrap();
-    check_counter(&Bucket::local("fs", dir.path()).unwrap()).await;
+    check_counter(
+        &Bucket::local("fs", dir.path()).unwrap(),
+        WRITERS,
+        INCREMENTS,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -100,7 +48,7 @@ async fn sixteen_writers_with_lost_answers_and_timeouts() {
         }
     });
     let bucket = store.bucket();
-    check_counter(&bucket).await;
+    check_counter(&bucket, WRITERS, INCREMENTS).await;
     let lost = store.lost_acks.load(std::sync::atomic::Ordering::Relaxed);
     let failed = store
         .failed_before
@@ -143,80 +91,20 @@ fn chain_check_detects_forks_and_gaps() {
     assert!(std::panic::catch_unwind(|| assert_one_chain(&gap, "b")).is_err());
 }
 
-const COMMITTERS: u64 = 8;
-const COMMITS: u64 = 25;
-
-async fn check_versions(bucket: &Bucket) {
-    let recs: VersionedRecords<(u64, u64)> = VersionedRecords::new(bucket, "hot")
-        .unwrap()
-        .with_backoff(contended());
-    let mut tasks = Vec::new();
-    for w in 0..COMMITTERS {
-        let recs = recs.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut got = Vec::new();
-            for i in 0..COMMITS {
-                got.push(recs.commit("rec", &(w, i)).await.unwrap().version);
-            }
-            got
-        }));
-    }
-    let mut numbers = Vec::new();
-    for t in tasks {
-        let got = t.await.unwrap();
-        // One committer's versions increase.
-        assert!(got.windows(2).all(|p| p[0] < p[1]), "{got:?}");
-        numbers.extend(got);
-    }
-    let total = COMMITTERS * COMMITS;
-    numbers.sort();
-    assert_eq!(
-        numbers,
-        (0..total).collect::<Vec<_>>(),
-        "each number handed out exactly once"
-    );
-    let history: Vec<u64> = recs
-        .history("rec")
-        .await
-        .unwrap()
-        .iter()
-        .map(|v| v.version)
-        .collect();
-    assert_eq!(
-        history,
-        (0..total).collect::<Vec<_>>(),
-        "v0..v{} contiguous",
-        total - 1
-    );
-    let head = recs.get("rec").await.unwrap().unwrap();
-    assert_eq!(head.version, total - 1, "head at the last version");
-    // Every committed value is stored exactly once.
-    let mut values = BTreeSet::new();
-    for n in 0..total {
-        let v = recs.get_version("rec", n).await.unwrap().unwrap();
-        assert_eq!(v.version, n);
-        assert!(values.insert(v.value), "value {:?} stored twice", v.value);
-    }
-    assert_eq!(values.len() as u64, total);
-    assert_eq!(
-        head.value,
-        recs.get_version("rec", total - 1)
-            .await
-            .unwrap()
-            .unwrap()
-            .value
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_committers_memory() {
-    check_versions(&Bucket::memory("mem")).await;
+    check_versions(&Bucket::memory("mem"), COMMITTERS, COMMITS).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_committers_local_folder() {
     let dir = tempfile::tempdir().unwrap();
-    check_versions(&Bucket::local("fs", dir.path()).unwrap()).await;
+    check_versions(
+        &Bucket::local("fs", dir.path()).unwrap(),
+        COMMITTERS,
+        COMMITS,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -227,7 +115,7 @@ async fn eight_committers_with_lost_answers() {
         }
         (fastrand::u8(0..8) == 0).then_some(Fault::LostAck)
     });
-    check_versions(&store.bucket()).await;
+    check_versions(&store.bucket(), COMMITTERS, COMMITS).await;
 }
 
 // Several processes on one folder: the test binary runs itself as child writers.

@@ -1,7 +1,7 @@
 //! Test support: a fault-injecting store over `MemoryStore`, and the chain check.
 #![allow(dead_code)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +17,8 @@ use object_store::{
     PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
     Result as OsResult,
 };
+use serde::{Deserialize, Serialize};
+use storage_cas::{BackoffStrategy, Collection, Jitter, VersionedRecords};
 use storage_core::{Bucket, Capabilities, ConditionalDelete, MemoryStore, StorageError};
 
 /// What to do to one write.
@@ -274,5 +276,130 @@ pub fn assert_one_chain(links: &[Link], final_etag: &str) {
     assert!(
         storage_core::etag_eq(at, final_etag),
         "chain ends at {at}, the document is at {final_etag}"
+    );
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Counter {
+    pub n: u64,
+}
+
+/// A budget large enough for 16 writers on one key.
+pub fn contended() -> BackoffStrategy {
+    BackoffStrategy::custom(100_000, Duration::from_millis(1), Duration::from_millis(20))
+        .with_jitter(Jitter::Full)
+}
+
+/// `writers` tasks each add 1 to `counters/hot` `increments` times; returns every
+/// writer's log of (replaced ETag, written ETag).
+pub async fn hammer(c: &Collection<Counter>, writers: usize, increments: usize) -> Vec<Link> {
+    let mut tasks = Vec::new();
+    for _ in 0..writers {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut log = Vec::with_capacity(increments);
+            for _ in 0..increments {
+                let out = c
+                    .update_with("hot", |cur| {
+                        Ok(Some(Counter {
+                            n: cur.map_or(0, |c| c.n) + 1,
+                        }))
+                    })
+                    .await
+                    .expect("update_with with a large budget commits");
+                log.push(Link {
+                    replaced: out.previous_etag,
+                    wrote: out.etag.expect("a write has an ETag"),
+                });
+            }
+            log
+        }));
+    }
+    let mut links = Vec::new();
+    for t in tasks {
+        links.extend(t.await.unwrap());
+    }
+    links
+}
+
+/// `writers` × `increments` increments of one counter in `bucket`: the final value is exact
+/// and the writers' logs form one chain.
+pub async fn check_counter(bucket: &Bucket, writers: usize, increments: usize) {
+    let c: Collection<Counter> = Collection::new(bucket, "counters/{id}.json")
+        .unwrap()
+        .with_backoff(contended());
+    let links = hammer(&c, writers, increments).await;
+    let doc = c.get("hot").await.unwrap().unwrap();
+    assert_eq!(
+        doc.value.n,
+        (writers * increments) as u64,
+        "{}",
+        bucket.provider()
+    );
+    assert_eq!(links.len(), writers * increments);
+    assert_one_chain(&links, &doc.etag);
+}
+
+/// `committers` × `commits` concurrent commits to one record: versions contiguous from 0,
+/// each number and value exactly once, head at the last.
+pub async fn check_versions(bucket: &Bucket, committers: u64, commits: u64) {
+    let recs: VersionedRecords<(u64, u64)> = VersionedRecords::new(bucket, "hot")
+        .unwrap()
+        .with_backoff(contended());
+    let mut tasks = Vec::new();
+    for w in 0..committers {
+        let recs = recs.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for i in 0..commits {
+                got.push(recs.commit("rec", &(w, i)).await.unwrap().version);
+            }
+            got
+        }));
+    }
+    let mut numbers = Vec::new();
+    for t in tasks {
+        let got = t.await.unwrap();
+        // One committer's versions increase.
+        assert!(got.windows(2).all(|p| p[0] < p[1]), "{got:?}");
+        numbers.extend(got);
+    }
+    let total = committers * commits;
+    numbers.sort();
+    assert_eq!(
+        numbers,
+        (0..total).collect::<Vec<_>>(),
+        "each number handed out exactly once"
+    );
+    let history: Vec<u64> = recs
+        .history("rec")
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(
+        history,
+        (0..total).collect::<Vec<_>>(),
+        "v0..v{} contiguous",
+        total - 1
+    );
+    let head = recs.get("rec").await.unwrap().unwrap();
+    assert_eq!(head.version, total - 1, "head at the last version");
+    // Every committed value is stored exactly once.
+    let mut values = BTreeSet::new();
+    for n in 0..total {
+        let v = recs.get_version("rec", n).await.unwrap().unwrap();
+        assert_eq!(v.version, n);
+        assert!(values.insert(v.value), "value {:?} stored twice", v.value);
+    }
+    assert_eq!(values.len() as u64, total);
+    assert_eq!(
+        head.value,
+        recs.get_version("rec", total - 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .value
     );
 }
