@@ -6,7 +6,9 @@ use strata::Strata;
 
 #[tokio::test]
 async fn seed_002_storage_provider_s3() {
-    let Some(server) = strata_testkit::moto_env() else { return };
+    let Some(server) = strata_testkit::moto_env() else {
+        return;
+    };
     let env = Env::from_pairs([
         ("STORAGE_PROVIDER", "s3"),
         ("STORAGE_BUCKET", server.bucket.as_str()),
@@ -24,12 +26,17 @@ async fn seed_002_storage_provider_s3() {
     let key = format!("{}/seed002.txt", strata_testkit::run_prefix("env"));
     b.put(&key, "via seed 002 variables").await.unwrap();
     assert_eq!(b.get(&key).await.unwrap().bytes, "via seed 002 variables");
-    assert_eq!(b.url_for(&key).unwrap().as_str(), format!("https://cdn.example.com/{key}"));
+    assert_eq!(
+        b.url_for(&key).unwrap().as_str(),
+        format!("https://cdn.example.com/{key}")
+    );
 }
 
 #[tokio::test]
 async fn seed_003_hybrid_mirrors_to_local_and_falls_back() {
-    let Some(server) = strata_testkit::moto_env() else { return };
+    let Some(server) = strata_testkit::moto_env() else {
+        return;
+    };
     let home = tempfile::tempdir().unwrap();
     let env = Env::from_pairs([
         ("STORAGE_BACKEND", "hybrid"),
@@ -57,7 +64,9 @@ async fn seed_003_hybrid_mirrors_to_local_and_falls_back() {
 
 #[tokio::test]
 async fn config_file_with_s3_and_fs_connections() {
-    let Some(server) = strata_testkit::moto_env() else { return };
+    let Some(server) = strata_testkit::moto_env() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let prefix = strata_testkit::run_prefix("cfg");
     let cfg = format!(
@@ -93,10 +102,31 @@ connection = "disk"
     assert_eq!(strata.bucket_names(), ["local", "remote"]);
     let remote = strata.bucket("remote").unwrap();
     remote.put("x.txt", "r").await.unwrap();
-    strata.bucket("local").unwrap().put("y.txt", "l").await.unwrap();
+    strata
+        .bucket("local")
+        .unwrap()
+        .put("y.txt", "l")
+        .await
+        .unwrap();
     // fs roots are relative to the config file's folder.
-    assert_eq!(std::fs::read_to_string(dir.path().join("data/local/y.txt")).unwrap(), "l");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("data/local/y.txt")).unwrap(),
+        "l"
+    );
     // The remote bucket's prefix is applied on the server.
     let raw = strata_testkit::s3_config(&server).build("raw").unwrap();
     assert_eq!(raw.get(format!("{prefix}/x.txt")).await.unwrap().bytes, "r");
+}
+
+#[tokio::test]
+async fn sse_s3_encryption_round_trip() {
+    let Some(server) = strata_testkit::moto_env() else {
+        return;
+    };
+    let mut cfg = strata_testkit::s3_config(&server);
+    cfg.encryption = Some(storage_s3::ServerSideEncryption::SseS3);
+    let b = cfg.build("sse").unwrap();
+    let key = format!("{}/sse.txt", strata_testkit::run_prefix("sse"));
+    b.put(&key, "encrypted at rest").await.unwrap();
+    assert_eq!(b.get(&key).await.unwrap().bytes, "encrypted at rest");
 }

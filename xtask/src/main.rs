@@ -59,7 +59,11 @@ fn main() {
         Some("servers") => ci::servers(args.iter().any(|a| a == "--install")),
         Some("tidy") => tidy::run(&ci::workspace_root()),
         Some("release") => match args.get(1).filter(|a| !a.starts_with("--")) {
-            Some(version) => release::release(&ci::workspace_root(), version, args.iter().any(|a| a == "--dry-run")),
+            Some(version) => release::release(
+                &ci::workspace_root(),
+                version,
+                args.iter().any(|a| a == "--dry-run"),
+            ),
             None => Err(format!("release needs a version\n{}", usage()).into()),
         },
         Some("-h" | "--help" | "help") | None => {

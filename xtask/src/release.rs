@@ -30,7 +30,11 @@ pub const ORDER: &[&str] = &[
 pub fn validate_version(v: &str) -> Result<()> {
     let core = v.split('-').next().unwrap_or("");
     let parts: Vec<&str> = core.split('.').collect();
-    if parts.len() != 3 || parts.iter().any(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_digit())) {
+    if parts.len() != 3
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_digit()))
+    {
         return Err(format!("`{v}` is not a version; write MAJOR.MINOR.PATCH, e.g. 0.2.0").into());
     }
     Ok(())
@@ -41,7 +45,10 @@ pub fn bump_manifest(text: &str, new: &str) -> String {
     text.lines()
         .map(|line| {
             let t = line.trim_start();
-            let internal = ORDER.iter().chain(["strata-testkit"].iter()).any(|c| t.starts_with(&format!("{c} = {{")));
+            let internal = ORDER
+                .iter()
+                .chain(["strata-testkit"].iter())
+                .any(|c| t.starts_with(&format!("{c} = {{")));
             if t.starts_with("version = \"") && !line.starts_with(' ') {
                 format!("version = \"{new}\"")
             } else if internal && line.contains("version = \"") {
@@ -66,7 +73,10 @@ pub fn roll_changelog(text: &str, version: &str, date: &str) -> Result<String> {
     };
     let body_start = pos + marker.len();
     let rest = &text[body_start..];
-    let body_end = rest.find("\n## [").map(|i| body_start + i).unwrap_or(text.len());
+    let body_end = rest
+        .find("\n## [")
+        .map(|i| body_start + i)
+        .unwrap_or(text.len());
     let body = text[body_start..body_end].trim();
     if body.is_empty() {
         return Err("the Unreleased section of CHANGELOG.md is empty: nothing to release".into());
@@ -80,19 +90,31 @@ pub fn roll_changelog(text: &str, version: &str, date: &str) -> Result<String> {
 
 fn today() -> String {
     let out = Command::new("date").arg("+%Y-%m-%d").output().ok();
-    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_else(|| "unknown-date".into())
+    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown-date".into())
 }
 
 /// Run the release.
 pub fn release(root: &Path, version: &str, dry_run: bool) -> Result<()> {
     validate_version(version)?;
-    let step = |n: u32, what: &str| println!("xtask: release step {n}: {what}{}", if dry_run { " (dry run)" } else { "" });
+    let step = |n: u32, what: &str| {
+        println!(
+            "xtask: release step {n}: {what}{}",
+            if dry_run { " (dry run)" } else { "" }
+        )
+    };
 
     step(1, "the git tree must be clean");
-    let status = Command::new("git").current_dir(root).args(["status", "--porcelain"]).output()?;
+    let status = Command::new("git")
+        .current_dir(root)
+        .args(["status", "--porcelain"])
+        .output()?;
     let dirty = String::from_utf8_lossy(&status.stdout).to_string();
     if !dirty.trim().is_empty() {
-        return Err(format!("the tree has uncommitted changes; commit or stash them first:\n{dirty}").into());
+        return Err(format!(
+            "the tree has uncommitted changes; commit or stash them first:\n{dirty}"
+        )
+        .into());
     }
 
     step(2, "cargo xtask ci must pass");
@@ -112,18 +134,30 @@ pub fn release(root: &Path, version: &str, dry_run: bool) -> Result<()> {
 
     step(4, "move the Unreleased changelog section under the version");
     let changelog_path = root.join("CHANGELOG.md");
-    let rolled = roll_changelog(&std::fs::read_to_string(&changelog_path)?, version, &today())?;
-    println!("xtask:   CHANGELOG.md: `## [{version}] - {}` added under `## [Unreleased]`", today());
+    let rolled = roll_changelog(
+        &std::fs::read_to_string(&changelog_path)?,
+        version,
+        &today(),
+    )?;
+    println!(
+        "xtask:   CHANGELOG.md: `## [{version}] - {}` added under `## [Unreleased]`",
+        today()
+    );
 
     if !dry_run {
         std::fs::write(&manifest_path, &bumped)?;
         std::fs::write(&changelog_path, &rolled)?;
     }
 
-    step(5, &format!("package every crate in order: {}", ORDER.join(", ")));
+    step(
+        5,
+        &format!("package every crate in order: {}", ORDER.join(", ")),
+    );
     let tmp_target = std::env::temp_dir().join(format!("strata-release-{}", std::process::id()));
     let mut package = cargo();
-    package.current_dir(root).args(["package", "--no-verify", "--allow-dirty"]);
+    package
+        .current_dir(root)
+        .args(["package", "--no-verify", "--allow-dirty"]);
     for c in ORDER {
         package.args(["-p", c]);
     }
@@ -143,8 +177,14 @@ pub fn release(root: &Path, version: &str, dry_run: bool) -> Result<()> {
         println!("xtask: dry run complete: nothing was written, tagged or published");
         return Ok(());
     }
-    run(Command::new("git").current_dir(root).args(["commit", "-am", &format!("Release {version}")]))?;
-    run(Command::new("git").current_dir(root).args(["tag", &format!("v{version}")]))?;
+    run(Command::new("git").current_dir(root).args([
+        "commit",
+        "-am",
+        &format!("Release {version}"),
+    ]))?;
+    run(Command::new("git")
+        .current_dir(root)
+        .args(["tag", &format!("v{version}")]))?;
     for c in ORDER {
         run(cargo().current_dir(root).args(["publish", "-p", c]))?;
     }
@@ -168,7 +208,9 @@ mod tests {
         let text = "[workspace.package]\nversion = \"0.1.0\"\n\n[workspace.dependencies]\nstorage-core = { path = \"crates/storage-core\", version = \"0.1.0\" }\nserde = { version = \"1\" }\n";
         let out = bump_manifest(text, "0.2.0");
         assert!(out.contains("version = \"0.2.0\"\n"));
-        assert!(out.contains("storage-core = { path = \"crates/storage-core\", version = \"0.2.0\" }"));
+        assert!(
+            out.contains("storage-core = { path = \"crates/storage-core\", version = \"0.2.0\" }")
+        );
         assert!(out.contains("serde = { version = \"1\" }"));
     }
 
@@ -176,14 +218,20 @@ mod tests {
     fn changelog_rolls() {
         let text = "# Changelog\n\n## [Unreleased]\n\n### Added\n- a thing\n\n## [0.1.0] - 2026-01-01\n- old\n";
         let out = roll_changelog(text, "0.2.0", "2026-11-23").unwrap();
-        assert!(out.contains("## [Unreleased]\n\n## [0.2.0] - 2026-11-23\n\n### Added\n- a thing\n"), "{out}");
+        assert!(
+            out.contains("## [Unreleased]\n\n## [0.2.0] - 2026-11-23\n\n### Added\n- a thing\n"),
+            "{out}"
+        );
         assert!(out.contains("## [0.1.0] - 2026-01-01"));
         assert!(roll_changelog("# Changelog\n\n## [Unreleased]\n\n", "1.0.0", "d").is_err());
     }
 
     #[test]
     fn the_repository_manifest_bumps_cleanly() {
-        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
         let text = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
         let out = bump_manifest(&text, "9.9.9");
         for c in ORDER {

@@ -16,14 +16,21 @@ pub struct Problem(pub String);
 
 fn crates(root: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(root.join("crates"))
-        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.join("Cargo.toml").exists()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.join("Cargo.toml").exists())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -38,13 +45,19 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 pub fn check_crates(root: &Path) -> Vec<Problem> {
     let mut problems = Vec::new();
     for dir in crates(root) {
-        let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
         if !dir.join("README.md").exists() {
             problems.push(Problem(format!("{name}: no README.md")));
         }
         if !manifest.contains("[lints]\nworkspace = true") {
-            problems.push(Problem(format!("{name}: Cargo.toml lacks `[lints] workspace = true`")));
+            problems.push(Problem(format!(
+                "{name}: Cargo.toml lacks `[lints] workspace = true`"
+            )));
         }
         // Every feature has a `## doc` line right above it.
         if let Some(features) = manifest.split("[features]").nth(1) {
@@ -62,19 +75,35 @@ pub fn check_crates(root: &Path) -> Vec<Problem> {
                     }
                     let documented = i > 0 && lines[i - 1].trim_start().starts_with("##");
                     if !documented {
-                        problems.push(Problem(format!("{name}: feature `{feat}` has no `## doc` line above it")));
+                        problems.push(Problem(format!(
+                            "{name}: feature `{feat}` has no `## doc` line above it"
+                        )));
                     }
                 }
             }
         }
-        let root_file = if dir.join("src/lib.rs").exists() { dir.join("src/lib.rs") } else { dir.join("src/main.rs") };
+        let root_file = if dir.join("src/lib.rs").exists() {
+            dir.join("src/lib.rs")
+        } else {
+            dir.join("src/main.rs")
+        };
         let text = std::fs::read_to_string(&root_file).unwrap_or_default();
         if !text.trim_start().starts_with("//!") {
-            problems.push(Problem(format!("{name}: {} does not open with a `//!` crate doc", root_file.display())));
+            problems.push(Problem(format!(
+                "{name}: {} does not open with a `//!` crate doc",
+                root_file.display()
+            )));
         }
         let is_bin = root_file.ends_with("main.rs");
-        if !is_bin && !text.lines().take_while(|l| l.starts_with("//!") || l.trim().is_empty() || l.starts_with("#!")).any(|l| l.contains("```")) {
-            problems.push(Problem(format!("{name}: the crate doc has no example (a ``` block)")));
+        if !is_bin
+            && !text
+                .lines()
+                .take_while(|l| l.starts_with("//!") || l.trim().is_empty() || l.starts_with("#!"))
+                .any(|l| l.contains("```"))
+        {
+            problems.push(Problem(format!(
+                "{name}: the crate doc has no example (a ``` block)"
+            )));
         }
         let mut files = Vec::new();
         rust_files(&dir.join("src"), &mut files);
@@ -85,7 +114,11 @@ pub fn check_crates(root: &Path) -> Vec<Problem> {
             for (n, line) in shipped.lines().enumerate() {
                 let code = line.split("//").next().unwrap_or("");
                 if code.contains("todo!(") || code.contains("unimplemented!(") {
-                    problems.push(Problem(format!("{}:{}: stub in shipped code", f.display(), n + 1)));
+                    problems.push(Problem(format!(
+                        "{}:{}: stub in shipped code",
+                        f.display(),
+                        n + 1
+                    )));
                 }
             }
         }
@@ -96,13 +129,19 @@ pub fn check_crates(root: &Path) -> Vec<Problem> {
 /// `cargo tree` of a package: the names of everything it compiles (normal dependencies).
 pub fn dependency_names(root: &Path, package: &str, features: &[&str]) -> Result<Vec<String>> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(root).args(["tree", "-p", package, "-e", "normal", "--prefix", "none", "--format", "{p}"]);
+    cmd.current_dir(root).args([
+        "tree", "-p", package, "-e", "normal", "--prefix", "none", "--format", "{p}",
+    ]);
     if !features.is_empty() {
         cmd.args(["--no-default-features", "--features", &features.join(",")]);
     }
     let out = cmd.output()?;
     if !out.status.success() {
-        return Err(format!("cargo tree -p {package} failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+        return Err(format!(
+            "cargo tree -p {package} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
     }
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -111,7 +150,14 @@ pub fn dependency_names(root: &Path, package: &str, features: &[&str]) -> Result
 }
 
 /// Heavy crates a documents-only user must never compile.
-pub const HEAVY: &[&str] = &["arrow-array", "parquet", "aws-lc-rs", "aws-lc-sys", "reqwest", "rustls"];
+pub const HEAVY: &[&str] = &[
+    "arrow-array",
+    "parquet",
+    "aws-lc-rs",
+    "aws-lc-sys",
+    "reqwest",
+    "rustls",
+];
 
 /// Check that `storage-cas` (with `storage-core`'s memory backend) pulls in none of [`HEAVY`].
 pub fn check_light_cas(root: &Path) -> Result<Vec<Problem>> {
@@ -119,7 +165,11 @@ pub fn check_light_cas(root: &Path) -> Result<Vec<Problem>> {
     Ok(HEAVY
         .iter()
         .filter(|h| names.iter().any(|n| n == *h))
-        .map(|h| Problem(format!("storage-cas compiles `{h}`: a documents-only user must not need it")))
+        .map(|h| {
+            Problem(format!(
+                "storage-cas compiles `{h}`: a documents-only user must not need it"
+            ))
+        })
         .collect())
 }
 
@@ -142,7 +192,10 @@ mod tests {
     use super::*;
 
     fn root() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf()
     }
 
     #[test]
@@ -154,7 +207,10 @@ mod tests {
     #[test]
     fn documents_only_users_compile_no_arrow_parquet_or_aws() {
         let names = dependency_names(&root(), "storage-cas", &[]).unwrap();
-        assert!(names.iter().any(|n| n == "storage-core"), "the tree was read: {names:?}");
+        assert!(
+            names.iter().any(|n| n == "storage-core"),
+            "the tree was read: {names:?}"
+        );
         let problems = check_light_cas(&root()).unwrap();
         assert!(problems.is_empty(), "{problems:#?}");
     }

@@ -98,6 +98,7 @@ macro_rules! checks {
 checks!(
     put_get_round_trip,
     metadata_round_trip,
+    tags_and_storage_class_accepted,
     exists_and_delete,
     ranges,
     listing_prefix_delimiter_offset,
@@ -201,6 +202,25 @@ async fn metadata_round_trip(b: &Bucket, _: &Profile) -> Outcome {
         !b.exists("meta/big").await.unwrap(),
         "a refused write wrote nothing"
     );
+    Outcome::Passed
+}
+
+async fn tags_and_storage_class_accepted(b: &Bucket, _: &Profile) -> Outcome {
+    let mut opts = PutOpts::default()
+        .with_tag("team", "data")
+        .with_tag("tier", "hot");
+    if b.capabilities().storage_class {
+        opts.storage_class = Some("STANDARD".into());
+    }
+    b.put_with("tags/a", "tagged", opts)
+        .await
+        .expect("put with tags (and storage class)");
+    assert_eq!(b.get("tags/a").await.unwrap().bytes, "tagged");
+    let e = b
+        .put_with("tags/b", "x", PutOpts::default().with_tag("", "empty key"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StorageError::InvalidInput { .. }), "{e}");
     Outcome::Passed
 }
 
