@@ -8,7 +8,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use futures::TryStreamExt;
 use serde::Serialize;
+use storage_core::ObjectInfo;
 use strata::router::{ReadPolicy, Router};
 use tokio::io::AsyncWriteExt;
 
@@ -23,11 +25,12 @@ pub enum BucketsCommand {
     /// Probe every bucket now and show its health: ok/error counts, latency, last error,
     /// and whether recent failures have lowered its read priority.
     Health,
-    /// Read KEY from a source set (the first bucket that has it) or from one bucket of it.
+    /// Read KEY from a source set (the first bucket that has it), from one bucket of it, or
+    /// from a route (`--route records`: its bucket and prefix, then its offload target).
     Get(SourceGetArgs),
     /// List PREFIX across a source set: merged, de-duplicated, each key tagged with the
-    /// bucket it came from. A bucket that cannot be listed makes the command fail (exit 1)
-    /// after printing what it could list.
+    /// bucket it came from (a bucket that cannot be listed makes the command fail, exit 1,
+    /// after printing what it could list); or under a route (`--route records`).
     Ls(SourceLsArgs),
 }
 
@@ -37,8 +40,16 @@ pub struct SourceGetArgs {
     /// Key to read.
     pub key: String,
     /// Source set to read from (`[sources.NAME]`).
+    #[arg(
+        long,
+        short,
+        required_unless_present = "route",
+        conflicts_with = "route"
+    )]
+    pub source: Option<String>,
+    /// Route to read from (`records`, `versions`, ... or `[routes.NAME]`).
     #[arg(long, short)]
-    pub source: String,
+    pub route: Option<String>,
     /// Read only from this bucket of the set.
     #[arg(long, conflicts_with = "policy")]
     pub from: Option<String>,
@@ -57,8 +68,16 @@ pub struct SourceLsArgs {
     #[arg(default_value = "")]
     pub prefix: String,
     /// Source set to list (`[sources.NAME]`).
+    #[arg(
+        long,
+        short,
+        required_unless_present = "route",
+        conflicts_with = "route"
+    )]
+    pub source: Option<String>,
+    /// Route to list (`records`, `versions`, ... or `[routes.NAME]`).
     #[arg(long, short)]
-    pub source: String,
+    pub route: Option<String>,
     /// Long format: bucket, size, modified.
     #[arg(long, short)]
     pub long: bool,
@@ -215,17 +234,32 @@ struct GetOutput<'a> {
 
 async fn get(ctx: &Ctx, a: SourceGetArgs) -> CliResult {
     let router = router(ctx)?;
-    let set = router.source(&a.source)?;
-    let (bucket, obj, skipped) = match &a.from {
-        Some(name) => (name.clone(), set.get_from(name, &a.key).await?, Vec::new()),
-        None => {
-            let policy = match &a.policy {
-                Some(p) => ReadPolicy::parse(p)?,
-                None => set.policy(),
-            };
-            let found = set.get_with(&a.key, policy).await?;
-            (found.bucket, found.value, found.skipped)
+    let (bucket, obj, skipped) = match (&a.route, &a.source) {
+        (Some(route), _) => {
+            if a.from.is_some() || a.policy.is_some() {
+                return Err(CliError::bad_input(
+                    "--from and --policy apply to --source, not --route",
+                ));
+            }
+            let r = router.route(route)?;
+            let obj = r.get(&a.key).await?;
+            (r.bucket().name().to_string(), obj, Vec::new())
         }
+        (None, Some(source)) => {
+            let set = router.source(source)?;
+            match &a.from {
+                Some(name) => (name.clone(), set.get_from(name, &a.key).await?, Vec::new()),
+                None => {
+                    let policy = match &a.policy {
+                        Some(p) => ReadPolicy::parse(p)?,
+                        None => set.policy(),
+                    };
+                    let found = set.get_with(&a.key, policy).await?;
+                    (found.bucket, found.value, found.skipped)
+                }
+            }
+        }
+        (None, None) => return Err(CliError::bad_input("give --source NAME or --route NAME")),
     };
     if !ctx.json {
         for s in &skipped {
@@ -266,8 +300,36 @@ async fn get(ctx: &Ctx, a: SourceGetArgs) -> CliResult {
 
 async fn ls(ctx: &Ctx, a: SourceLsArgs) -> CliResult {
     let router = router(ctx)?;
-    let set = router.source(&a.source)?;
-    let listing = set.list(a.prefix.trim_end_matches('/')).await;
+    let prefix = a.prefix.trim_end_matches('/');
+    if let Some(route) = &a.route {
+        let r = router.route(route)?;
+        let mut all: Vec<ObjectInfo> = r.list(prefix).try_collect().await?;
+        all.sort_by(|x, y| x.key.cmp(&y.key));
+        let text = all
+            .iter()
+            .map(|o| {
+                if a.long {
+                    format!(
+                        "{:>10}  {}  {}",
+                        o.size,
+                        o.last_modified.format("%Y-%m-%d %H:%M:%S"),
+                        o.key
+                    )
+                } else {
+                    o.key.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        ctx.emit(text, &all);
+        return Ok(());
+    }
+    let source = a
+        .source
+        .as_deref()
+        .ok_or_else(|| CliError::bad_input("give --source NAME or --route NAME"))?;
+    let set = router.source(source)?;
+    let listing = set.list(prefix).await;
     let text = listing
         .entries
         .iter()
@@ -290,7 +352,7 @@ async fn ls(ctx: &Ctx, a: SourceLsArgs) -> CliResult {
     if listing.is_partial() {
         let which: Vec<String> = listing.partial.iter().map(|f| f.to_string()).collect();
         return Err(CliError::other(format!(
-            "the listing is partial: {} could not be listed: {}",
+            "the listing is partial: {} bucket(s) could not be listed: {}",
             listing.partial.len(),
             which.join("; ")
         )));
