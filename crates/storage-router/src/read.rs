@@ -242,6 +242,7 @@ fn found<T>(
     value: T,
     outcomes: &mut [Option<Outcome<T>>],
 ) -> Found<T> {
+    tracing::debug!(bucket = buckets[i].name(), priority = i, "read-any: found");
     Found {
         bucket: buckets[i].name().to_string(),
         value,
