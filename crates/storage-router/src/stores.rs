@@ -21,7 +21,7 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
 };
-use storage_core::{ErrorKind, StorageError};
+use storage_core::{Bucket, ErrorKind, StorageError};
 use tokio::time::Instant;
 
 use crate::failure::{AllBucketsFailed, BucketFailure, is_final_answer, is_unavailable};
@@ -784,6 +784,30 @@ impl FailoverStore {
             ),
         }
     }
+}
+
+/// A [`Bucket`] that behaves like `primary` but fails over to `fallback` when `primary` is
+/// unavailable (seed 002 `createWithFallback`): same name, provider, capabilities and
+/// presigner as the primary; its store is a [`FailoverStore`]. Conditional writes and
+/// deletes are decided by the primary alone.
+///
+/// ```
+/// use storage_core::Bucket;
+/// use storage_router::failover_bucket;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> storage_core::Result<()> {
+/// let s3 = Bucket::memory("media");
+/// let r2 = Bucket::memory("media-r2");
+/// let media = failover_bucket(&s3, &r2);
+/// media.put("a.png", "png").await?;
+/// assert!(s3.exists("a.png").await?);
+/// # Ok(()) }
+/// ```
+pub fn failover_bucket(primary: &Bucket, fallback: &Bucket) -> Bucket {
+    let store = FailoverStore::new(
+        (primary.name(), primary.store().clone()),
+        (fallback.name(), fallback.store().clone()),
+    );
+    primary.to_builder().store(Arc::new(store)).build()
 }
 
 impl MirrorStore {

@@ -266,3 +266,18 @@ async fn a_source_set_is_one_store_for_object_store_users() {
     assert!(err.contains("partial") && err.contains("agent"), "{err}");
     assert!(store.list_with_delimiter(None).await.is_err());
 }
+
+#[tokio::test]
+async fn a_failover_bucket_keeps_the_primary_identity() {
+    let (primary, pf) = faulty_bucket("s3");
+    let fallback = Bucket::memory("r2");
+    fallback.put("k", "from r2").await.unwrap();
+    let b = storage_router::failover_bucket(&primary, &fallback);
+    assert_eq!((b.name(), b.provider()), ("s3", "memory"));
+    assert!(
+        b.get("k").await.unwrap_err().is_not_found(),
+        "missing is not an outage"
+    );
+    pf.set_down(true);
+    assert_eq!(b.get("k").await.unwrap().bytes, "from r2");
+}
