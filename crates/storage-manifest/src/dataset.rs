@@ -932,6 +932,7 @@ fn encode_records(records: &[Value], format: Format, options: &WriteOptions) -> 
                 ParquetSettings {
                     compression: options.compression,
                     row_group_rows: options.row_group_rows,
+                    statistics_only: None,
                 },
             )
         }

@@ -523,6 +523,9 @@ impl Manifest {
             ParquetSettings {
                 compression: self.options.compression,
                 row_group_rows: self.options.row_group_rows,
+                statistics_only: Some(&[
+                    "min_time", "max_time", "created", "format", "rows", "bytes",
+                ]),
             },
         )?;
         let bytes = body.len() as u64;

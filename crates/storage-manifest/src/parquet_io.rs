@@ -17,6 +17,7 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::statistics::Statistics;
+use parquet::schema::types::ColumnPath;
 use storage_core::{Key, Result, StorageError};
 
 use crate::format::Compression;
@@ -26,20 +27,30 @@ use crate::format::Compression;
 pub(crate) struct ParquetSettings {
     pub compression: Compression,
     pub row_group_rows: usize,
+    /// Keep min/max statistics only for these columns (`None`: every column). Statistics of
+    /// long text columns no reader prunes on would only make the footer, which every read
+    /// fetches first, larger.
+    pub statistics_only: Option<&'static [&'static str]>,
 }
 
 /// Encode `batch` as one Parquet file in memory. Statistics are kept per page and per chunk,
 /// so readers (ours, pyarrow, DuckDB) can skip row groups by their min/max.
 pub(crate) fn encode(batch: &RecordBatch, settings: ParquetSettings) -> Result<Bytes> {
-    let props = WriterProperties::builder()
+    let mut props = WriterProperties::builder()
         .set_compression(settings.compression.to_parquet()?)
         .set_max_row_group_row_count(Some(settings.row_group_rows.max(1)))
-        .set_statistics_enabled(EnabledStatistics::Page)
         .set_created_by(format!(
             "strata storage-manifest {}",
             env!("CARGO_PKG_VERSION")
-        ))
-        .build();
+        ));
+    props = match settings.statistics_only {
+        None => props.set_statistics_enabled(EnabledStatistics::Page),
+        Some(columns) => columns.iter().fold(
+            props.set_statistics_enabled(EnabledStatistics::None),
+            |p, c| p.set_column_statistics_enabled(ColumnPath::from(*c), EnabledStatistics::Page),
+        ),
+    };
+    let props = props.build();
     let invalid = |e: parquet::errors::ParquetError| {
         StorageError::invalid_input("records", format!("cannot encode Parquet: {e}"))
     };
@@ -104,9 +115,13 @@ pub(crate) fn prune_row_groups(
         .collect()
 }
 
-/// Bytes the footer read asks for up front: the footer of a typical file (schema plus a few
-/// hundred row groups of statistics) fits, so metadata costs one ranged GET.
-const FOOTER_PREFETCH: usize = 64 * 1024;
+/// Bytes the footer read asks for up front: 1/16 of the file, between 8 KiB and 64 KiB. The
+/// footer of a typical file (schema plus the statistics of its row groups) fits, so metadata
+/// costs one ranged GET, without fetching a large share of a small file; a larger footer costs
+/// one more GET.
+fn footer_prefetch(size: u64) -> usize {
+    (size / 16).clamp(8 * 1024, 64 * 1024) as usize
+}
 
 /// [`AsyncFileReader`] over any `ObjectStore` (so over every Strata store and layer): ranged
 /// GETs, several ranges coalesced by `get_ranges`, the footer fetched with one prefetching read
@@ -151,7 +166,7 @@ impl AsyncFileReader for ObjectStoreReader {
             let size = self.size;
             let metadata = ParquetMetaDataReader::new()
                 .with_arrow_reader_options(options)
-                .with_prefetch_hint(Some(FOOTER_PREFETCH))
+                .with_prefetch_hint(Some(footer_prefetch(size)))
                 .load_and_finish(self, size)
                 .await?;
             Ok(Arc::new(metadata))

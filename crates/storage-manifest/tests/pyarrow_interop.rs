@@ -15,12 +15,14 @@ use storage_manifest::{Compression, Dataset, Format, WriteOptions};
 
 use common::*;
 
-/// Run `script` with pyarrow on `file`; the script prints one JSON document.
-fn pyarrow(python: &Path, script: &str, file: &Path) -> Value {
+/// Run `script` with pyarrow on `file` (and `column`, whose statistics it checks); the script
+/// prints one JSON document.
+fn pyarrow(python: &Path, script: &str, file: &Path, column: &str) -> Value {
     let out = Command::new(python)
         .arg("-c")
         .arg(script)
         .arg(file)
+        .arg(column)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
     assert!(
@@ -44,7 +46,7 @@ t = f.read()
 md = f.metadata
 stats = []
 for rg in range(md.num_row_groups):
-    col = md.row_group(rg).column(t.schema.get_field_index(sys.argv[2] if len(sys.argv) > 2 else t.schema.names[0]))
+    col = md.row_group(rg).column(t.schema.get_field_index(sys.argv[2]))
     stats.append(col.statistics is not None and col.statistics.has_min_max)
 def plain(v):
     if hasattr(v, "isoformat"):
@@ -85,7 +87,7 @@ async fn pyarrow_reads_strata_parquet_files_and_compacted_manifests() {
         .await
         .unwrap();
 
-    let data = pyarrow(&python, DESCRIBE, &dir.path().join(&file.key));
+    let data = pyarrow(&python, DESCRIBE, &dir.path().join(&file.key), "timestamp");
     assert_eq!(
         data["schema"],
         json!({
@@ -98,6 +100,10 @@ async fn pyarrow_reads_strata_parquet_files_and_compacted_manifests() {
     assert_eq!(data["rows"], 3);
     assert_eq!(data["row_groups"], 2);
     assert_eq!(data["codecs"], json!(["ZSTD"]));
+    assert_eq!(
+        data["stats"], true,
+        "the time column carries min/max statistics"
+    );
     assert_eq!(data["values"][0]["amount"], 4.5);
     assert_eq!(data["values"][1]["description"], "Groceries");
     assert_eq!(data["values"][0]["timestamp"], "2024-01-15T08:00:00+00:00");
@@ -108,7 +114,7 @@ async fn pyarrow_reads_strata_parquet_files_and_compacted_manifests() {
     let report = manifest.compact_all().await.unwrap();
     let part = report.part.expect("a compacted part was written");
     let entries = manifest.entries().await.unwrap();
-    let compacted = pyarrow(&python, DESCRIBE, &dir.path().join(&part));
+    let compacted = pyarrow(&python, DESCRIBE, &dir.path().join(&part), "min_time");
     assert_eq!(
         compacted["schema"],
         json!({
