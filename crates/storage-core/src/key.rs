@@ -122,7 +122,10 @@ fn validate(key: &str) -> Result<()> {
             _ => {}
         }
     }
-    if trimmed == RESERVED_PREFIX || trimmed.starts_with(&format!("{RESERVED_PREFIX}/")) {
+    if trimmed
+        .strip_prefix(RESERVED_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    {
         return Err(invalid(
             key,
             format!("keys under `{RESERVED_PREFIX}/` are reserved for Strata's own bookkeeping"),

@@ -15,11 +15,13 @@ use object_store::{
     Result as OsResult, UploadPart,
 };
 
-use super::locks::KeyLocks;
 use super::{ConditionalDelete, etag_eq};
+use tokio::sync::RwLock;
 
-/// An in-process store for tests and caches. Conditional writes are `InMemory`'s own; every
-/// write also takes a per-key lock so [`ConditionalDelete::delete_if_match`] is atomic.
+/// An in-process store for tests and caches. Conditional writes are `InMemory`'s own.
+/// [`ConditionalDelete::delete_if_match`] is made atomic by a gate: every write holds it
+/// shared (writes never wait for each other), a conditional delete holds it exclusively
+/// across its check and its delete.
 ///
 /// ```
 /// use object_store::{ObjectStoreExt, path::Path};
@@ -33,7 +35,7 @@ use super::{ConditionalDelete, etag_eq};
 #[derive(Clone)]
 pub struct MemoryStore {
     inner: Arc<InMemory>,
-    locks: Arc<KeyLocks>,
+    gate: Arc<RwLock<()>>,
 }
 
 impl Default for MemoryStore {
@@ -47,16 +49,8 @@ impl MemoryStore {
     pub fn new() -> Self {
         MemoryStore {
             inner: Arc::new(InMemory::new()),
-            locks: Arc::new(KeyLocks::in_process()),
+            gate: Arc::new(RwLock::new(())),
         }
-    }
-
-    async fn lock(&self, paths: &[&Path]) -> super::locks::KeyGuard {
-        let keys: Vec<&str> = paths.iter().map(|p| p.as_ref()).collect();
-        self.locks
-            .lock(&keys)
-            .await
-            .expect("in-process locks do no I/O")
     }
 }
 
@@ -75,7 +69,7 @@ impl fmt::Display for MemoryStore {
 #[async_trait]
 impl ConditionalDelete for MemoryStore {
     async fn delete_if_match(&self, path: &Path, etag: &str) -> OsResult<()> {
-        let _g = self.lock(&[path]).await;
+        let _g = self.gate.write().await;
         let meta = self.inner.head(path).await?;
         if meta.e_tag.as_deref().is_some_and(|e| etag_eq(e, etag)) {
             self.inner.delete(path).await
@@ -97,7 +91,7 @@ impl ObjectStore for MemoryStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> OsResult<PutResult> {
-        let _g = self.lock(&[location]).await;
+        let _g = self.gate.read().await;
         self.inner.put_opts(location, payload, opts).await
     }
 
@@ -132,7 +126,7 @@ impl ObjectStore for MemoryStore {
                 let store = store.clone();
                 async move {
                     let loc = loc?;
-                    let _g = store.lock(&[&loc]).await;
+                    let _g = store.gate.read().await;
                     store.inner.delete(&loc).await?;
                     Ok(loc)
                 }
@@ -157,12 +151,12 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
-        let _g = self.lock(&[from, to]).await;
+        let _g = self.gate.read().await;
         self.inner.copy_opts(from, to, options).await
     }
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
-        let _g = self.lock(&[from, to]).await;
+        let _g = self.gate.read().await;
         self.inner.rename_opts(from, to, options).await
     }
 }
@@ -186,7 +180,7 @@ impl MultipartUpload for MemoryUpload {
     }
 
     async fn complete(&mut self) -> OsResult<PutResult> {
-        let _g = self.store.lock(&[&self.location]).await;
+        let _g = self.store.gate.read().await;
         self.upload.complete().await
     }
 
