@@ -560,9 +560,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn only_one_probe_at_a_time() {
-        let slow = ChaosLayer::default().with_latency(Duration::from_secs(5), Duration::from_secs(5));
+        let slow =
+            ChaosLayer::default().with_latency(Duration::from_secs(5), Duration::from_secs(5));
         let breaker = CircuitBreakerLayer::new(1, Duration::from_secs(1));
-        let down = breaker.wrap(ChaosLayer::default().with_error_rate(1.0).wrap(MemoryStore::new()));
+        let down = breaker.wrap(
+            ChaosLayer::default()
+                .with_error_rate(1.0)
+                .wrap(MemoryStore::new()),
+        );
         let store = Arc::new(breaker.wrap(slow.wrap(MemoryStore::new())));
         let _ = down.get(&Path::from("a")).await;
         assert_eq!(breaker.state(), BreakerState::Open);
@@ -582,8 +587,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn failure_rate_opens_without_consecutive_run() {
         // Alternating failures never reach 3 in a row, but half the calls fail.
-        let breaker = CircuitBreakerLayer::new(3, Duration::from_secs(10))
-            .with_failure_rate(0.5, 10, 6);
+        let breaker =
+            CircuitBreakerLayer::new(3, Duration::from_secs(10)).with_failure_rate(0.5, 10, 6);
         let mem = MemoryStore::new();
         let bad = breaker.wrap(ChaosLayer::default().with_error_rate(1.0).wrap(mem.clone()));
         let good = breaker.wrap(mem.clone());

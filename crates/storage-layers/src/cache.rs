@@ -57,9 +57,9 @@ use futures::stream::{self, BoxStream, StreamExt};
 use moka::future::Cache;
 use object_store::path::Path;
 use object_store::{
-    Attributes, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult,
-    MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload,
-    PutResult, RenameOptions, Result as OsResult, UploadPart,
+    Attributes, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload,
+    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    Result as OsResult, UploadPart,
 };
 use storage_core::{ErrorKind, Layer, StorageError};
 use tokio::time::Instant;
@@ -110,8 +110,10 @@ pub struct CacheLayer {
     ttl: Duration,
     revalidate_after: Duration,
     counters: Arc<Counters>,
-    caches: Arc<std::sync::Mutex<Vec<Cache<Path, Arc<Entry>>>>>,
+    caches: Arc<std::sync::Mutex<Vec<EntryCache>>>,
 }
+
+type EntryCache = Cache<Path, Arc<Entry>>;
 
 impl fmt::Debug for CacheLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -192,7 +194,9 @@ impl CacheLayer {
         let cache = Cache::builder()
             .max_capacity(self.max_bytes)
             .weigher(move |_k: &Path, e: &Arc<Entry>| {
-                (e.body.len() as u64).max(min_weight).min(u64::from(u32::MAX)) as u32
+                (e.body.len() as u64)
+                    .max(min_weight)
+                    .min(u64::from(u32::MAX)) as u32
             })
             .time_to_live(self.ttl)
             .build();
@@ -238,7 +242,10 @@ fn serve(entry: &Entry, options: &GetOptions, key: &str) -> OsResult<GetResult> 
     let range = match &options.range {
         None => 0..size,
         Some(r) => r.as_range(size).map_err(|e| {
-            os_err(StorageError::invalid_input(format!("range of `{key}`"), e.to_string()))
+            os_err(StorageError::invalid_input(
+                format!("range of `{key}`"),
+                e.to_string(),
+            ))
         })?,
     };
     let body = if options.head {
@@ -258,11 +265,18 @@ fn serve(entry: &Entry, options: &GetOptions, key: &str) -> OsResult<GetResult> 
 impl<T: ObjectStore> CacheStore<T> {
     async fn invalidate(&self, p: &Path) {
         if self.cache.remove(p).await.is_some() {
-            self.cfg.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+            self.cfg
+                .counters
+                .invalidations
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    async fn write<R>(&self, keys: &[&Path], fut: impl std::future::Future<Output = OsResult<R>>) -> OsResult<R> {
+    async fn write<R>(
+        &self,
+        keys: &[&Path],
+        fut: impl std::future::Future<Output = OsResult<R>>,
+    ) -> OsResult<R> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         let res = fut.await;
         // Invalidate on failure too: a failed write may still have been applied.
@@ -285,7 +299,9 @@ impl<T: ObjectStore> CacheStore<T> {
             checked_at: Instant::now(),
         });
         if self.writes.load(Ordering::SeqCst) == epoch {
-            self.cache.insert(location.clone(), Arc::clone(&entry)).await;
+            self.cache
+                .insert(location.clone(), Arc::clone(&entry))
+                .await;
         }
         Ok(entry)
     }
@@ -348,7 +364,9 @@ impl<T: ObjectStore> ObjectStore for CacheStore<T> {
                         checked_at: Instant::now(),
                     });
                     if self.writes.load(Ordering::SeqCst) == epoch {
-                        self.cache.insert(location.clone(), Arc::clone(&fresh)).await;
+                        self.cache
+                            .insert(location.clone(), Arc::clone(&fresh))
+                            .await;
                     }
                     return serve(&fresh, &options, key);
                 }
@@ -387,24 +405,24 @@ impl<T: ObjectStore> ObjectStore for CacheStore<T> {
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
         // Served from a cached copy only if it is still current.
-        if let Some(entry) = self.cache.get(location).await {
-            if entry.checked_at.elapsed() < self.cfg.revalidate_after {
-                self.cfg.counters.hits.fetch_add(1, Ordering::Relaxed);
-                let len = entry.body.len() as u64;
-                return ranges
-                    .iter()
-                    .map(|r| {
-                        if r.start > r.end || r.end > len {
-                            Err(os_err(StorageError::invalid_input(
-                                format!("range of `{location}`"),
-                                format!("range {r:?} is outside the object's {len} bytes"),
-                            )))
-                        } else {
-                            Ok(entry.body.slice(r.start as usize..r.end as usize))
-                        }
-                    })
-                    .collect();
-            }
+        if let Some(entry) = self.cache.get(location).await
+            && entry.checked_at.elapsed() < self.cfg.revalidate_after
+        {
+            self.cfg.counters.hits.fetch_add(1, Ordering::Relaxed);
+            let len = entry.body.len() as u64;
+            return ranges
+                .iter()
+                .map(|r| {
+                    if r.start > r.end || r.end > len {
+                        Err(os_err(StorageError::invalid_input(
+                            format!("range of `{location}`"),
+                            format!("range {r:?} is outside the object's {len} bytes"),
+                        )))
+                    } else {
+                        Ok(entry.body.slice(r.start as usize..r.end as usize))
+                    }
+                })
+                .collect();
         }
         self.inner.get_ranges(location, ranges).await
     }
@@ -440,10 +458,10 @@ impl<T: ObjectStore> ObjectStore for CacheStore<T> {
                 let writes = Arc::clone(&writes);
                 let counters = Arc::clone(&counters);
                 async move {
-                    if let Ok(p) = &res {
-                        if cache.remove(p).await.is_some() {
-                            counters.invalidations.fetch_add(1, Ordering::Relaxed);
-                        }
+                    if let Ok(p) = &res
+                        && cache.remove(p).await.is_some()
+                    {
+                        counters.invalidations.fetch_add(1, Ordering::Relaxed);
                     }
                     writes.fetch_add(1, Ordering::SeqCst);
                     res
@@ -469,7 +487,8 @@ impl<T: ObjectStore> ObjectStore for CacheStore<T> {
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
-        self.write(&[to], self.inner.copy_opts(from, to, options)).await
+        self.write(&[to], self.inner.copy_opts(from, to, options))
+            .await
     }
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
@@ -593,12 +612,18 @@ mod tests {
     async fn big_objects_and_conditional_reads_pass_through() {
         let cache = CacheLayer::default().with_max_object_bytes(4);
         let store = cache.wrap(MemoryStore::new());
-        store.put(&Path::from("big"), "0123456789".into()).await.unwrap();
+        store
+            .put(&Path::from("big"), "0123456789".into())
+            .await
+            .unwrap();
         store.get(&Path::from("big")).await.unwrap();
         store.get(&Path::from("big")).await.unwrap();
         assert_eq!(cache.stats().hits, 0);
         let r = store
-            .get_opts(&Path::from("big"), GetOptions::new().with_if_match(Some("nope")))
+            .get_opts(
+                &Path::from("big"),
+                GetOptions::new().with_if_match(Some("nope")),
+            )
             .await;
         assert!(r.is_err());
         assert_eq!(cache.stats().bypassed, 1);
@@ -606,7 +631,9 @@ mod tests {
 
     #[tokio::test]
     async fn entry_count_bound_holds_for_small_objects() {
-        let cache = CacheLayer::default().with_max_bytes(1000).with_max_entries(10);
+        let cache = CacheLayer::default()
+            .with_max_bytes(1000)
+            .with_max_entries(10);
         let store = cache.wrap(MemoryStore::new());
         for i in 0..50 {
             let p = Path::from(format!("k{i}"));

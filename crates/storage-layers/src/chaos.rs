@@ -36,8 +36,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::{self, BoxStream, StreamExt};
 use futures::FutureExt;
+use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
@@ -172,7 +172,9 @@ impl Default for ChaosLayer {
 
 impl fmt::Debug for ChaosLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChaosLayer").field("cfg", &self.cfg).finish()
+        f.debug_struct("ChaosLayer")
+            .field("cfg", &self.cfg)
+            .finish()
     }
 }
 
@@ -268,7 +270,9 @@ impl ChaosLayer {
             ChaosTarget::Writes => write,
         };
         if targeted && self.roll(self.cfg.error_rate) {
-            self.counters.injected_errors.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .injected_errors
+                .fetch_add(1, Ordering::Relaxed);
             tracing::debug!(op, key, fault = ?self.cfg.fault, "chaos: injecting error");
             return Err(os_err(self.cfg.fault.error(op, key)));
         }
@@ -279,7 +283,11 @@ impl ChaosLayer {
     fn after_write<R>(&self, op: &str, key: &str, res: OsResult<R>) -> OsResult<R> {
         if res.is_ok() && self.roll(self.cfg.lost_ack_rate) {
             self.counters.lost_acks.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(op, key, "chaos: dropping the acknowledgement of an applied write");
+            tracing::debug!(
+                op,
+                key,
+                "chaos: dropping the acknowledgement of an applied write"
+            );
             let fault = match self.cfg.fault {
                 ChaosFault::SlowDown | ChaosFault::AccessDenied => ChaosFault::Unavailable,
                 f => f,
@@ -333,7 +341,9 @@ impl<T: ObjectStore> ObjectStore for ChaosStore<T> {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> OsResult<Box<dyn MultipartUpload>> {
-        self.layer.before("put_multipart", location.as_ref(), true).await?;
+        self.layer
+            .before("put_multipart", location.as_ref(), true)
+            .await?;
         let upload = self.inner.put_multipart_opts(location, opts).await?;
         Ok(Box::new(ChaosUpload {
             upload,
@@ -377,7 +387,9 @@ impl<T: ObjectStore> ObjectStore for ChaosStore<T> {
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
-        self.layer.before("get_ranges", location.as_ref(), false).await?;
+        self.layer
+            .before("get_ranges", location.as_ref(), false)
+            .await?;
         self.inner.get_ranges(location, ranges).await
     }
 
@@ -444,7 +456,9 @@ impl<T: ObjectStore> ObjectStore for ChaosStore<T> {
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
         let key = prefix.map(|p| p.to_string()).unwrap_or_default();
-        self.layer.before("list_with_delimiter", &key, false).await?;
+        self.layer
+            .before("list_with_delimiter", &key, false)
+            .await?;
         self.inner.list_with_delimiter(prefix).await
     }
 
@@ -487,9 +501,12 @@ impl MultipartUpload for ChaosUpload {
     }
 
     async fn complete(&mut self) -> OsResult<PutResult> {
-        self.layer.before("complete", self.location.as_ref(), true).await?;
+        self.layer
+            .before("complete", self.location.as_ref(), true)
+            .await?;
         let res = self.upload.complete().await;
-        self.layer.after_write("complete", self.location.as_ref(), res)
+        self.layer
+            .after_write("complete", self.location.as_ref(), res)
     }
 
     async fn abort(&mut self) -> OsResult<()> {
@@ -510,7 +527,12 @@ mod tests {
             .wrap(MemoryStore::new());
         let mut v = Vec::new();
         for i in 0..50 {
-            v.push(store.put(&Path::from(format!("k{i}")), "x".into()).await.is_ok());
+            v.push(
+                store
+                    .put(&Path::from(format!("k{i}")), "x".into())
+                    .await
+                    .is_ok(),
+            );
         }
         v
     }
@@ -521,7 +543,10 @@ mod tests {
         assert_eq!(a, outcomes(42).await);
         assert_ne!(a, outcomes(43).await);
         let failed = a.iter().filter(|ok| !**ok).count();
-        assert!((5..=25).contains(&failed), "{failed} of 50 failed at rate 0.3");
+        assert!(
+            (5..=25).contains(&failed),
+            "{failed} of 50 failed at rate 0.3"
+        );
     }
 
     #[tokio::test]
@@ -530,13 +555,18 @@ mod tests {
         let store = layer.wrap(MemoryStore::new());
         let p = Path::from("a");
         assert!(store.put(&p, "v".into()).await.is_err());
-        assert_eq!(store.inner.get(&p).await.unwrap().bytes().await.unwrap(), "v");
+        assert_eq!(
+            store.inner.get(&p).await.unwrap().bytes().await.unwrap(),
+            "v"
+        );
         assert_eq!(layer.stats().lost_acks, 1);
     }
 
     #[tokio::test]
     async fn torn_stream_delivers_a_prefix_then_fails() {
-        let layer = ChaosLayer::default().with_seed(1).with_torn_stream_rate(1.0);
+        let layer = ChaosLayer::default()
+            .with_seed(1)
+            .with_torn_stream_rate(1.0);
         let store = layer.wrap(MemoryStore::new());
         let p = Path::from("a");
         store.put(&p, vec![7u8; 1000].into()).await.unwrap();

@@ -195,7 +195,8 @@ impl Encoder {
             }
             #[cfg(feature = "zstd")]
             Codec::Zstd => Encoder::Zstd(
-                zstd::stream::write::Encoder::new(Vec::new(), level.unwrap_or(3)).map_err(io_err)?,
+                zstd::stream::write::Encoder::new(Vec::new(), level.unwrap_or(3))
+                    .map_err(io_err)?,
             ),
             #[cfg(not(feature = "zstd"))]
             Codec::Zstd => {
@@ -286,7 +287,11 @@ impl CompressionLayer {
 
     /// Puts whose `Content-Type` starts with `prefix` use `codec` (`None`: stored as is).
     /// Rules are tried in the order added.
-    pub fn with_rule(mut self, content_type_prefix: impl Into<String>, codec: Option<Codec>) -> Self {
+    pub fn with_rule(
+        mut self,
+        content_type_prefix: impl Into<String>,
+        codec: Option<Codec>,
+    ) -> Self {
         self.rules
             .push((content_type_prefix.into().to_ascii_lowercase(), codec));
         self
@@ -423,9 +428,7 @@ impl<T: ObjectStore> ObjectStore for CompressionStore<T> {
             Attribute::Metadata(SIZE_METADATA.into()),
             len.to_string().into(),
         );
-        self.inner
-            .put_opts(location, compressed.into(), opts)
-            .await
+        self.inner.put_opts(location, compressed.into(), opts).await
     }
 
     async fn put_multipart_opts(
@@ -496,7 +499,9 @@ impl<T: ObjectStore> ObjectStore for CompressionStore<T> {
         let plain = cpu(stored.len(), move || codec.decompress(&stored))
             .await
             .map_err(|e| match e {
-                StorageError::Corrupt { backend, reason, .. } => os_err(StorageError::Corrupt {
+                StorageError::Corrupt {
+                    backend, reason, ..
+                } => os_err(StorageError::Corrupt {
                     backend,
                     key: key.clone(),
                     reason,
@@ -638,7 +643,8 @@ mod tests {
 
     fn put_opts(ct: &str) -> PutOptions {
         let mut o = PutOptions::default();
-        o.attributes.insert(Attribute::ContentType, ct.to_string().into());
+        o.attributes
+            .insert(Attribute::ContentType, ct.to_string().into());
         o
     }
 
@@ -658,10 +664,15 @@ mod tests {
         ];
         for (key, ct, expect) in cases {
             let p = Path::from(key);
-            store.put_opts(&p, body.clone().into(), put_opts(ct)).await.unwrap();
+            store
+                .put_opts(&p, body.clone().into(), put_opts(ct))
+                .await
+                .unwrap();
             let raw = mem.get(&p).await.unwrap();
             assert_eq!(
-                raw.attributes.get(&Attribute::ContentEncoding).map(|v| v.as_ref().to_string()),
+                raw.attributes
+                    .get(&Attribute::ContentEncoding)
+                    .map(|v| v.as_ref().to_string()),
                 expect.map(str::to_string),
                 "{key}"
             );
@@ -673,30 +684,63 @@ mod tests {
         // A put can ask for no compression.
         let mut o = put_opts("text/plain");
         compress_with(&mut o.attributes, None);
-        store.put_opts(&Path::from("d"), body.clone().into(), o).await.unwrap();
+        store
+            .put_opts(&Path::from("d"), body.clone().into(), o)
+            .await
+            .unwrap();
         let raw = mem.get(&Path::from("d")).await.unwrap();
         assert!(raw.attributes.get(&Attribute::ContentEncoding).is_none());
-        assert!(raw.attributes.get(&Attribute::Metadata(COMPRESS_ATTRIBUTE.into())).is_none());
+        assert!(
+            raw.attributes
+                .get(&Attribute::Metadata(COMPRESS_ATTRIBUTE.into()))
+                .is_none()
+        );
     }
 
     #[tokio::test]
     async fn small_and_foreign_objects_pass_through() {
         let mem = Arc::new(MemoryStore::new());
-        let store = CompressionLayer::default().with_default(Codec::Gzip).wrap(Arc::clone(&mem));
+        let store = CompressionLayer::default()
+            .with_default(Codec::Gzip)
+            .wrap(Arc::clone(&mem));
         store.put(&Path::from("tiny"), "hi".into()).await.unwrap();
-        assert_eq!(mem.get(&Path::from("tiny")).await.unwrap().bytes().await.unwrap(), "hi");
-        mem.put(&Path::from("plain"), json(100).into()).await.unwrap();
-        assert_eq!(store.get(&Path::from("plain")).await.unwrap().bytes().await.unwrap(), json(100));
+        assert_eq!(
+            mem.get(&Path::from("tiny"))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+            "hi"
+        );
+        mem.put(&Path::from("plain"), json(100).into())
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .get(&Path::from("plain"))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+            json(100)
+        );
     }
 
     #[tokio::test]
     async fn ranges_are_in_uncompressed_bytes() {
         let mem = Arc::new(MemoryStore::new());
-        let store = CompressionLayer::default().with_default(Codec::Gzip).wrap(Arc::clone(&mem));
+        let store = CompressionLayer::default()
+            .with_default(Codec::Gzip)
+            .wrap(Arc::clone(&mem));
         let body = Bytes::from(json(1000));
         let p = Path::from("r");
         store.put(&p, body.clone().into()).await.unwrap();
-        assert_eq!(store.get_range(&p, 100..200).await.unwrap(), body.slice(100..200));
+        assert_eq!(
+            store.get_range(&p, 100..200).await.unwrap(),
+            body.slice(100..200)
+        );
         let r = store
             .get_opts(&p, GetOptions::new().with_range(Some(GetRange::Suffix(10))))
             .await
@@ -710,25 +754,40 @@ mod tests {
 
     #[tokio::test]
     async fn conditional_writes_use_the_stored_etag() {
-        let store = CompressionLayer::default().with_default(Codec::Gzip).wrap(MemoryStore::new());
+        let store = CompressionLayer::default()
+            .with_default(Codec::Gzip)
+            .wrap(MemoryStore::new());
         let p = Path::from("cas");
         let first = store.put(&p, json(100).into()).await.unwrap();
         let got = store.get(&p).await.unwrap();
         assert_eq!(got.meta.e_tag, first.e_tag);
         store
-            .put_opts(&p, json(200).into(), object_store::PutMode::Update(first.clone().into()).into())
+            .put_opts(
+                &p,
+                json(200).into(),
+                object_store::PutMode::Update(first.clone().into()).into(),
+            )
             .await
             .unwrap();
         let stale = store
-            .put_opts(&p, json(300).into(), object_store::PutMode::Update(first.into()).into())
+            .put_opts(
+                &p,
+                json(300).into(),
+                object_store::PutMode::Update(first.into()).into(),
+            )
             .await;
-        assert!(matches!(stale, Err(object_store::Error::Precondition { .. })));
+        assert!(matches!(
+            stale,
+            Err(object_store::Error::Precondition { .. })
+        ));
     }
 
     #[tokio::test]
     async fn multipart_uploads_compress_as_they_stream() {
         let mem = Arc::new(MemoryStore::new());
-        let store = CompressionLayer::default().with_default(Codec::Zstd).wrap(Arc::clone(&mem));
+        let store = CompressionLayer::default()
+            .with_default(Codec::Zstd)
+            .wrap(Arc::clone(&mem));
         let p = Path::from("mp");
         let body = json(200_000); // ~9 MiB of JSON
         // The default codec does not apply to multipart uploads...
@@ -744,7 +803,12 @@ mod tests {
         w.write(body.as_bytes());
         w.finish().await.unwrap();
         let raw = mem.head(&p).await.unwrap();
-        assert!(raw.size < body.len() as u64 / 4, "stored {} of {}", raw.size, body.len());
+        assert!(
+            raw.size < body.len() as u64 / 4,
+            "stored {} of {}",
+            raw.size,
+            body.len()
+        );
         assert_eq!(store.get(&p).await.unwrap().bytes().await.unwrap(), body);
     }
 

@@ -203,7 +203,9 @@ pub struct LimitConfig {
 
 impl Default for LimitConfig {
     fn default() -> Self {
-        LimitConfig { max_concurrency: 64 }
+        LimitConfig {
+            max_concurrency: 64,
+        }
     }
 }
 
@@ -391,10 +393,13 @@ pub struct Stack {
 fn missing_feature(section: &str, feature: &str) -> StorageError {
     StorageError::invalid_config(
         format!("layers.{section}"),
-        format!("storage-layers was built without its `{feature}` cargo feature; enable it (or `full`) to use this layer"),
+        format!(
+            "storage-layers was built without its `{feature}` cargo feature; enable it (or `full`) to use this layer"
+        ),
     )
 }
 
+#[allow(dead_code)]
 fn rate(field: &str, v: f64) -> Result<f64> {
     if (0.0..=1.0).contains(&v) {
         Ok(v)
@@ -429,6 +434,7 @@ impl LayersConfig {
     /// Like [`apply`](Self::apply), naming the store (`name` appears in metrics, spans and
     /// breaker errors) and reading `key_env` variables from `env`; returns the layers too,
     /// so their counters can be read.
+    #[allow(unused_mut)] // `s` is only reassigned when a layer's feature is compiled in
     pub fn build(&self, store: Arc<dyn ObjectStore>, name: &str, env: &Env) -> Result<Stack> {
         let _ = (name, env);
         let mut stack = Stack::default();
@@ -450,7 +456,10 @@ impl LayersConfig {
                     .with_error_rate(rate("layers.chaos.error_rate", c.error_rate)?)
                     .with_fault(fault)
                     .with_lost_ack_rate(rate("layers.chaos.lost_ack_rate", c.lost_ack_rate)?)
-                    .with_torn_stream_rate(rate("layers.chaos.torn_stream_rate", c.torn_stream_rate)?);
+                    .with_torn_stream_rate(rate(
+                        "layers.chaos.torn_stream_rate",
+                        c.torn_stream_rate,
+                    )?);
                 if !c.latency_max.is_zero() {
                     l = l.with_latency(c.latency_min, c.latency_max);
                 }
@@ -499,10 +508,17 @@ impl LayersConfig {
         if let Some(c) = &self.breaker {
             #[cfg(feature = "breaker")]
             {
-                let mut l = crate::breaker::CircuitBreakerLayer::new(c.failure_threshold, c.recovery_timeout)
-                    .with_name(name);
+                let mut l = crate::breaker::CircuitBreakerLayer::new(
+                    c.failure_threshold,
+                    c.recovery_timeout,
+                )
+                .with_name(name);
                 if let Some(r) = c.failure_rate {
-                    l = l.with_failure_rate(rate("layers.breaker.failure_rate", r)?, c.window, c.min_calls);
+                    l = l.with_failure_rate(
+                        rate("layers.breaker.failure_rate", r)?,
+                        c.window,
+                        c.min_calls,
+                    );
                 }
                 s = storage_core::Layer::layer(&l, s);
                 stack.breaker = Some(l);
@@ -629,8 +645,10 @@ impl LayersConfig {
         if let Some(c) = &self.metrics {
             #[cfg(feature = "metrics")]
             {
-                let l = crate::metrics::MetricsLayer::new(c.name.clone().unwrap_or_else(|| name.to_string()))
-                    .with_prefix_depth(c.prefix_depth);
+                let l = crate::metrics::MetricsLayer::new(
+                    c.name.clone().unwrap_or_else(|| name.to_string()),
+                )
+                .with_prefix_depth(c.prefix_depth);
                 s = storage_core::Layer::layer(&l, s);
                 stack.metrics = Some(l);
             }
@@ -680,7 +698,9 @@ keys = [{ id = "k1", key_env = "TEST_KEY" }]
         let cfg = LayersConfig::from_toml(FULL, "strata.toml").unwrap();
         let key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
         let env = Env::from_pairs([("TEST_KEY", key)]);
-        let stack = cfg.build(Arc::new(MemoryStore::new()), "media", &env).unwrap();
+        let stack = cfg
+            .build(Arc::new(MemoryStore::new()), "media", &env)
+            .unwrap();
         let shown = stack.store.unwrap().to_string();
         assert_eq!(
             shown,
@@ -694,14 +714,28 @@ keys = [{ id = "k1", key_env = "TEST_KEY" }]
     #[test]
     fn unknown_fields_and_bad_values_are_named() {
         let err = LayersConfig::from_toml("[retry]\nmax_attempt = 3\n", "strata.toml").unwrap_err();
-        assert!(err.to_string().contains("max_attempt") && err.to_string().contains("strata.toml:2"), "{err}");
-        let err = LayersConfig::from_toml("[timeout]\noperation = \"soon\"\n", "s.toml").unwrap_err();
+        assert!(
+            err.to_string().contains("max_attempt") && err.to_string().contains("strata.toml:2"),
+            "{err}"
+        );
+        let err =
+            LayersConfig::from_toml("[timeout]\noperation = \"soon\"\n", "s.toml").unwrap_err();
         assert!(err.to_string().contains("soon"), "{err}");
         let cfg = LayersConfig::from_toml("[chaos]\nerror_rate = 2.0\n", "s.toml").unwrap();
         let err = cfg.apply(Arc::new(MemoryStore::new())).unwrap_err();
         assert!(err.to_string().contains("layers.chaos.error_rate"), "{err}");
-        let cfg = LayersConfig::from_toml("[encryption]\nkeys = [{ id = \"k\", key_env = \"NOPE_NOT_SET\" }]\n", "s.toml").unwrap();
-        let err = cfg.build(Arc::new(MemoryStore::new()), "x", &Env::from_pairs::<String, String>([])).unwrap_err();
+        let cfg = LayersConfig::from_toml(
+            "[encryption]\nkeys = [{ id = \"k\", key_env = \"NOPE_NOT_SET\" }]\n",
+            "s.toml",
+        )
+        .unwrap();
+        let err = cfg
+            .build(
+                Arc::new(MemoryStore::new()),
+                "x",
+                &Env::from_pairs::<String, String>([]),
+            )
+            .unwrap_err();
         assert!(err.to_string().contains("NOPE_NOT_SET"), "{err}");
     }
 
@@ -709,6 +743,9 @@ keys = [{ id = "k1", key_env = "TEST_KEY" }]
     fn empty_config_is_the_bare_store() {
         let cfg = LayersConfig::from_toml("", "s.toml").unwrap();
         assert!(cfg.is_empty());
-        assert_eq!(cfg.apply(Arc::new(MemoryStore::new())).unwrap().to_string(), "MemoryStore");
+        assert_eq!(
+            cfg.apply(Arc::new(MemoryStore::new())).unwrap().to_string(),
+            "MemoryStore"
+        );
     }
 }

@@ -85,8 +85,8 @@ use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{
     Attribute, CopyOptions, GetOptions, GetRange, GetResult, ListResult, MultipartUpload,
-    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-    RenameOptions, Result as OsResult, UploadPart,
+    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    Result as OsResult, UploadPart,
 };
 use storage_core::{Layer, Secret, StorageError};
 
@@ -192,7 +192,10 @@ impl Keyring {
         let i = self.keys.iter().position(|(k, _)| k == id).ok_or_else(|| {
             StorageError::invalid_config(
                 "encryption.primary",
-                format!("key id `{id}` is not in the keyring (known: {})", self.key_ids().join(", ")),
+                format!(
+                    "key id `{id}` is not in the keyring (known: {})",
+                    self.key_ids().join(", ")
+                ),
             )
         })?;
         self.primary = Some(i);
@@ -210,7 +213,8 @@ impl Keyring {
     }
 
     fn primary(&self) -> Option<(&str, &Aes256Gcm)> {
-        self.primary.map(|i| (self.keys[i].0.as_str(), &self.keys[i].1))
+        self.primary
+            .map(|i| (self.keys[i].0.as_str(), &self.keys[i].1))
     }
 
     fn get(&self, id: &str) -> Option<&Aes256Gcm> {
@@ -309,7 +313,11 @@ impl Header {
     /// Encrypt one chunk in place, appending its tag.
     fn seal(&self, cipher: &Aes256Gcm, index: u64, last: bool, buf: &mut Vec<u8>, start: usize) {
         let tag = cipher
-            .encrypt_in_place_detached(&self.nonce(index), &self.aad(index, last), &mut buf[start..])
+            .encrypt_in_place_detached(
+                &self.nonce(index),
+                &self.aad(index, last),
+                &mut buf[start..],
+            )
             .expect("AES-GCM encryption of a chunk under 64 GiB cannot fail");
         buf.extend_from_slice(&tag);
     }
@@ -482,8 +490,9 @@ impl Decryptor {
             if self.buf.len() < HEADER_LEN as usize {
                 return Ok(());
             }
-            let h = Header::parse(&self.buf, &self.key)?
-                .ok_or_else(|| corrupt(&self.key, "the object lost its encryption header".into()))?;
+            let h = Header::parse(&self.buf, &self.key)?.ok_or_else(|| {
+                corrupt(&self.key, "the object lost its encryption header".into())
+            })?;
             let cipher = self.cfg.cipher_for(&h, &self.key)?;
             let _ = self.buf.split_to(HEADER_LEN as usize);
             self.header = Some((h, cipher));
@@ -499,11 +508,17 @@ impl Decryptor {
 
     fn finish(&mut self) -> Result<Bytes, StorageError> {
         let Some((h, cipher)) = self.header.as_ref() else {
-            return Err(corrupt(&self.key, "the object is shorter than its encryption header".into()));
+            return Err(corrupt(
+                &self.key,
+                "the object is shorter than its encryption header".into(),
+            ));
         };
         let expected = self.stored - HEADER_LEN - self.next * STORED_CHUNK;
         if self.next + 1 != self.chunks || self.buf.len() as u64 != expected {
-            return Err(corrupt(&self.key, "the encrypted object is truncated".into()));
+            return Err(corrupt(
+                &self.key,
+                "the encrypted object is truncated".into(),
+            ));
         }
         let chunk = std::mem::take(&mut self.buf);
         h.open(cipher, self.next, true, chunk, &self.key)
@@ -522,7 +537,12 @@ impl<T: ObjectStore> EncryptionStore<T> {
         etag: Option<String>,
     ) -> OsResult<Bytes> {
         let key = location.as_ref();
-        let plain = plain_len(stored).ok_or_else(|| os_err(corrupt(key, "the stored size is not a valid encrypted size".into())))?;
+        let plain = plain_len(stored).ok_or_else(|| {
+            os_err(corrupt(
+                key,
+                "the stored size is not a valid encrypted size".into(),
+            ))
+        })?;
         if range.start >= range.end {
             return Ok(Bytes::new());
         }
@@ -531,12 +551,14 @@ impl<T: ObjectStore> EncryptionStore<T> {
         let last = (range.end - 1) / CHUNK_SIZE;
         let s = HEADER_LEN + first * STORED_CHUNK;
         let e = (HEADER_LEN + (last + 1) * STORED_CHUNK).min(stored);
-        let opts = GetOptions::new()
-            .with_range(Some(s..e))
-            .with_if_match(etag);
-        let mut data = BytesMut::from(&self.inner.get_opts(location, opts).await?.bytes().await?[..]);
+        let opts = GetOptions::new().with_range(Some(s..e)).with_if_match(etag);
+        let mut data =
+            BytesMut::from(&self.inner.get_opts(location, opts).await?.bytes().await?[..]);
         if data.len() as u64 != e - s {
-            return Err(os_err(corrupt(key, "the backend returned a short range".into())));
+            return Err(os_err(corrupt(
+                key,
+                "the backend returned a short range".into(),
+            )));
         }
         let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
         for i in first..=last {
@@ -583,10 +605,10 @@ impl<T: ObjectStore> EncryptionStore<T> {
     }
 
     fn fix_size(&self, mut meta: ObjectMeta) -> ObjectMeta {
-        if !self.cfg.allow_plaintext {
-            if let Some(p) = plain_len(meta.size) {
-                meta.size = p;
-            }
+        if !self.cfg.allow_plaintext
+            && let Some(p) = plain_len(meta.size)
+        {
+            meta.size = p;
         }
         meta
     }
@@ -606,8 +628,10 @@ impl<T: ObjectStore> ObjectStore for EncryptionStore<T> {
         let cipher = cipher.clone();
         let plain = payload_bytes(&payload);
         let stored = cpu(plain.len(), move || encrypt_all(&cipher, &header, &plain)).await;
-        opts.attributes
-            .insert(Attribute::Metadata(ENCRYPTION_METADATA.into()), FORMAT.into());
+        opts.attributes.insert(
+            Attribute::Metadata(ENCRYPTION_METADATA.into()),
+            FORMAT.into(),
+        );
         self.inner.put_opts(location, stored.into(), opts).await
     }
 
@@ -618,8 +642,10 @@ impl<T: ObjectStore> ObjectStore for EncryptionStore<T> {
     ) -> OsResult<Box<dyn MultipartUpload>> {
         let (id, cipher) = self.cfg.primary().map_err(os_err)?;
         let header = Header::new(id);
-        opts.attributes
-            .insert(Attribute::Metadata(ENCRYPTION_METADATA.into()), FORMAT.into());
+        opts.attributes.insert(
+            Attribute::Metadata(ENCRYPTION_METADATA.into()),
+            FORMAT.into(),
+        );
         let upload = self.inner.put_multipart_opts(location, opts).await?;
         Ok(Box::new(EncryptingUpload {
             upload,
@@ -640,11 +666,11 @@ impl<T: ObjectStore> ObjectStore for EncryptionStore<T> {
                 .attributes
                 .get(&Attribute::Metadata(ENCRYPTION_METADATA.into()))
                 .is_some();
-            if marked || !self.cfg.allow_plaintext {
-                if let Some(p) = plain_len(res.meta.size) {
-                    res.meta.size = p;
-                    res.range = 0..p;
-                }
+            if (marked || !self.cfg.allow_plaintext)
+                && let Some(p) = plain_len(res.meta.size)
+            {
+                res.meta.size = p;
+                res.range = 0..p;
             }
             strip_marker(&mut res.attributes);
             return Ok(res);
@@ -657,13 +683,27 @@ impl<T: ObjectStore> ObjectStore for EncryptionStore<T> {
                 return Err(self.cfg.not_encrypted(&key));
             };
             let stored = meta.meta.size;
-            let plain = plain_len(stored)
-                .ok_or_else(|| os_err(corrupt(&key, "the stored size is not a valid encrypted size".into())))?;
+            let plain = plain_len(stored).ok_or_else(|| {
+                os_err(corrupt(
+                    &key,
+                    "the stored size is not a valid encrypted size".into(),
+                ))
+            })?;
             let range = wanted.as_range(plain).map_err(|e| {
-                os_err(StorageError::invalid_input(format!("range of `{key}`"), e.to_string()))
+                os_err(StorageError::invalid_input(
+                    format!("range of `{key}`"),
+                    e.to_string(),
+                ))
             })?;
             let bytes = self
-                .read_range(location, &header, &cipher, stored, range.clone(), meta.meta.e_tag.clone())
+                .read_range(
+                    location,
+                    &header,
+                    &cipher,
+                    stored,
+                    range.clone(),
+                    meta.meta.e_tag.clone(),
+                )
                 .await?;
             let (mut m, _) = into_stream(meta);
             strip_marker(&mut m.attributes);
@@ -690,7 +730,9 @@ impl<T: ObjectStore> ObjectStore for EncryptionStore<T> {
             }
         }
         if Header::parse(&first, &key).ok().flatten().is_none() && self.cfg.allow_plaintext {
-            let rest = stream::once(async move { Ok(first.freeze()) }).chain(body).boxed();
+            let rest = stream::once(async move { Ok(first.freeze()) })
+                .chain(body)
+                .boxed();
             return Ok(meta.with_stream(rest));
         }
         let mut dec = Decryptor {
@@ -711,7 +753,11 @@ impl<T: ObjectStore> ObjectStore for EncryptionStore<T> {
         meta.range = 0..plain;
         strip_marker(&mut meta.attributes);
         let s = stream::unfold(
-            (Some(body), dec, ready.into_iter().collect::<std::collections::VecDeque<_>>()),
+            (
+                Some(body),
+                dec,
+                ready.into_iter().collect::<std::collections::VecDeque<_>>(),
+            ),
             |(mut body, mut dec, mut ready)| async move {
                 loop {
                     if let Some(b) = ready.pop_front() {
@@ -750,8 +796,12 @@ impl<T: ObjectStore> ObjectStore for EncryptionStore<T> {
             return Err(self.cfg.not_encrypted(&key));
         };
         let stored = meta.meta.size;
-        let plain = plain_len(stored)
-            .ok_or_else(|| os_err(corrupt(&key, "the stored size is not a valid encrypted size".into())))?;
+        let plain = plain_len(stored).ok_or_else(|| {
+            os_err(corrupt(
+                &key,
+                "the stored size is not a valid encrypted size".into(),
+            ))
+        })?;
         let mut out = Vec::with_capacity(ranges.len());
         for r in ranges {
             if r.start > r.end || r.end > plain {
@@ -761,8 +811,15 @@ impl<T: ObjectStore> ObjectStore for EncryptionStore<T> {
                 )));
             }
             out.push(
-                self.read_range(location, &header, &cipher, stored, r.clone(), meta.meta.e_tag.clone())
-                    .await?,
+                self.read_range(
+                    location,
+                    &header,
+                    &cipher,
+                    stored,
+                    r.clone(),
+                    meta.meta.e_tag.clone(),
+                )
+                .await?,
             );
         }
         Ok(out)
@@ -808,15 +865,17 @@ impl<T: ObjectStore> ObjectStore for EncryptionStore<T> {
 }
 
 /// A size fixer for listings that does not borrow the store.
-fn list_sizes(cfg: Arc<EncryptionLayer>) -> impl Fn(ObjectMeta) -> ObjectMeta + Send + Sync + 'static {
-        move |mut meta| {
-            if !cfg.allow_plaintext {
-                if let Some(p) = plain_len(meta.size) {
-                    meta.size = p;
-                }
-            }
-            meta
+fn list_sizes(
+    cfg: Arc<EncryptionLayer>,
+) -> impl Fn(ObjectMeta) -> ObjectMeta + Send + Sync + 'static {
+    move |mut meta| {
+        if !cfg.allow_plaintext
+            && let Some(p) = plain_len(meta.size)
+        {
+            meta.size = p;
         }
+        meta
+    }
 }
 
 /// Encrypts a multipart upload as it streams: whole chunks are sealed as data arrives and
@@ -913,12 +972,24 @@ mod tests {
     }
 
     fn data(n: usize) -> Bytes {
-        (0..n).map(|i| (i * 31 % 251) as u8).collect::<Vec<_>>().into()
+        (0..n)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect::<Vec<_>>()
+            .into()
     }
 
     #[test]
     fn size_arithmetic_round_trips() {
-        for p in [0, 1, 100, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE, 1_000_000] {
+        for p in [
+            0,
+            1,
+            100,
+            CHUNK_SIZE - 1,
+            CHUNK_SIZE,
+            CHUNK_SIZE + 1,
+            3 * CHUNK_SIZE,
+            1_000_000,
+        ] {
             assert_eq!(plain_len(stored_len(p)), Some(p), "{p}");
         }
         assert_eq!(plain_len(10), None);
@@ -927,10 +998,16 @@ mod tests {
 
     #[test]
     fn keys_are_validated_and_never_shown() {
-        let err = Keyring::new().with_key("k", &Secret::new("too-short")).unwrap_err();
+        let err = Keyring::new()
+            .with_key("k", &Secret::new("too-short"))
+            .unwrap_err();
         assert!(err.to_string().contains("32 bytes"), "{err}");
         assert!(!err.to_string().contains("too-short"));
-        assert!(Keyring::new().with_key("bad id!", &Keyring::generate_key()).is_err());
+        assert!(
+            Keyring::new()
+                .with_key("bad id!", &Keyring::generate_key())
+                .is_err()
+        );
         let kr = keyring();
         let dbg = format!("{kr:?}");
         assert!(dbg.contains("k1") && !dbg.contains("cipher"), "{dbg}");
@@ -940,7 +1017,14 @@ mod tests {
     async fn round_trip_sizes_and_ranges() {
         let mem = Arc::new(MemoryStore::new());
         let store = EncryptionLayer::new(keyring()).wrap(Arc::clone(&mem));
-        for n in [0usize, 1, 1000, CHUNK_SIZE as usize, CHUNK_SIZE as usize + 7, 300_000] {
+        for n in [
+            0usize,
+            1,
+            1000,
+            CHUNK_SIZE as usize,
+            CHUNK_SIZE as usize + 7,
+            300_000,
+        ] {
             let p = Path::from(format!("o{n}"));
             let d = data(n);
             store.put(&p, d.clone().into()).await.unwrap();
@@ -973,7 +1057,15 @@ mod tests {
         let good = mem.get(&p).await.unwrap().bytes().await.unwrap();
         // Header (version, chunk size, nonce base, reserved), first chunk, a tag, the last
         // chunk.
-        for at in [4usize, 6, 45, 60, HEADER_LEN as usize + 10, HEADER_LEN as usize + STORED_CHUNK as usize - 3, good.len() - 1] {
+        for at in [
+            4usize,
+            6,
+            45,
+            60,
+            HEADER_LEN as usize + 10,
+            HEADER_LEN as usize + STORED_CHUNK as usize - 3,
+            good.len() - 1,
+        ] {
             let mut bad = good.to_vec();
             bad[at] ^= 0x01;
             mem.put(&p, bad.into()).await.unwrap();
@@ -982,7 +1074,10 @@ mod tests {
                 Err(e) => Err(e),
             };
             let err = StorageError::from_object_store("t", whole.unwrap_err());
-            assert!(matches!(err, StorageError::Corrupt { .. }), "byte {at}: {err}");
+            assert!(
+                matches!(err, StorageError::Corrupt { .. }),
+                "byte {at}: {err}"
+            );
         }
         // A changed key id cannot be authenticated without the key: it reads as a key id
         // missing from the keyring, still an error and never plaintext.
@@ -991,15 +1086,23 @@ mod tests {
         mem.put(&p, bad.into()).await.unwrap();
         assert!(store.get(&p).await.is_err());
         // Truncation is caught too.
-        mem.put(&p, good.slice(..good.len() - STORED_CHUNK as usize).into()).await.unwrap();
-        assert!(store.get(&p).await.is_err() || store.get(&p).await.unwrap().bytes().await.is_err());
+        mem.put(&p, good.slice(..good.len() - STORED_CHUNK as usize).into())
+            .await
+            .unwrap();
+        assert!(
+            store.get(&p).await.is_err() || store.get(&p).await.unwrap().bytes().await.is_err()
+        );
     }
 
     #[tokio::test]
     async fn wrong_key_and_unknown_key_id_are_clear_errors() {
         let mem = Arc::new(MemoryStore::new());
         let p = Path::from("w");
-        EncryptionLayer::new(keyring()).wrap(Arc::clone(&mem)).put(&p, "secret".into()).await.unwrap();
+        EncryptionLayer::new(keyring())
+            .wrap(Arc::clone(&mem))
+            .put(&p, "secret".into())
+            .await
+            .unwrap();
 
         let same_id_other_key = EncryptionLayer::new(keyring()).wrap(Arc::clone(&mem));
         let err = StorageError::from_object_store(
@@ -1013,7 +1116,9 @@ mod tests {
         assert!(err.to_string().contains("authentication failed"), "{err}");
 
         let other_id = EncryptionLayer::new(
-            Keyring::new().with_key("k2", &Keyring::generate_key()).unwrap(),
+            Keyring::new()
+                .with_key("k2", &Keyring::generate_key())
+                .unwrap(),
         )
         .wrap(Arc::clone(&mem));
         let err = StorageError::from_object_store("t", other_id.get(&p).await.unwrap_err());
@@ -1026,7 +1131,11 @@ mod tests {
         let mem = Arc::new(MemoryStore::new());
         let old = Keyring::generate_key();
         let v1 = Keyring::new().with_key("2025", &old).unwrap();
-        EncryptionLayer::new(v1).wrap(Arc::clone(&mem)).put(&Path::from("a"), "old".into()).await.unwrap();
+        EncryptionLayer::new(v1)
+            .wrap(Arc::clone(&mem))
+            .put(&Path::from("a"), "old".into())
+            .await
+            .unwrap();
         let v2 = Keyring::new()
             .with_key("2025", &old)
             .unwrap()
@@ -1034,9 +1143,21 @@ mod tests {
             .unwrap();
         assert_eq!(v2.primary_id(), Some("2026"));
         let store = EncryptionLayer::new(v2).wrap(Arc::clone(&mem));
-        assert_eq!(store.get(&Path::from("a")).await.unwrap().bytes().await.unwrap(), "old");
+        assert_eq!(
+            store
+                .get(&Path::from("a"))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+            "old"
+        );
         store.put(&Path::from("b"), "new".into()).await.unwrap();
-        let raw = mem.get_range(&Path::from("b"), 0..HEADER_LEN).await.unwrap();
+        let raw = mem
+            .get_range(&Path::from("b"), 0..HEADER_LEN)
+            .await
+            .unwrap();
         assert_eq!(&raw[10..14], b"2026");
     }
 
@@ -1045,10 +1166,24 @@ mod tests {
         let mem = Arc::new(MemoryStore::new());
         mem.put(&Path::from("plain"), "hello".into()).await.unwrap();
         let strict = EncryptionLayer::new(keyring()).wrap(Arc::clone(&mem));
-        let err = StorageError::from_object_store("t", strict.get(&Path::from("plain")).await.unwrap_err());
+        let err = StorageError::from_object_store(
+            "t",
+            strict.get(&Path::from("plain")).await.unwrap_err(),
+        );
         assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
-        let lenient = EncryptionLayer::new(keyring()).with_allow_plaintext(true).wrap(Arc::clone(&mem));
-        assert_eq!(lenient.get(&Path::from("plain")).await.unwrap().bytes().await.unwrap(), "hello");
+        let lenient = EncryptionLayer::new(keyring())
+            .with_allow_plaintext(true)
+            .wrap(Arc::clone(&mem));
+        assert_eq!(
+            lenient
+                .get(&Path::from("plain"))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+            "hello"
+        );
     }
 
     #[tokio::test]
@@ -1058,11 +1193,18 @@ mod tests {
         for n in [0usize, CHUNK_SIZE as usize * 3, 6 * 1024 * 1024 + 123] {
             let p = Path::from(format!("mp{n}"));
             let d = data(n);
-            let mut w = WriteMultipart::new_with_chunk_size(store.put_multipart(&p).await.unwrap(), 100_000);
+            let mut w = WriteMultipart::new_with_chunk_size(
+                store.put_multipart(&p).await.unwrap(),
+                100_000,
+            );
             w.write(&d);
             w.finish().await.unwrap();
             assert_eq!(mem.head(&p).await.unwrap().size, stored_len(n as u64));
-            assert_eq!(store.get(&p).await.unwrap().bytes().await.unwrap(), d, "{n}");
+            assert_eq!(
+                store.get(&p).await.unwrap().bytes().await.unwrap(),
+                d,
+                "{n}"
+            );
         }
     }
 }

@@ -37,13 +37,13 @@ use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::{BoxStream, Stream, StreamExt};
 use futures::FutureExt;
+use futures::stream::{BoxStream, Stream, StreamExt};
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload,
-    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-    RenameOptions, Result as OsResult, UploadPart,
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    Result as OsResult, UploadPart,
 };
 use storage_core::Layer;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -316,14 +316,19 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn shared_limit_bounds_two_stores_together() {
-        let slow = ChaosLayer::default().with_latency(Duration::from_secs(1), Duration::from_secs(1));
+        let slow =
+            ChaosLayer::default().with_latency(Duration::from_secs(1), Duration::from_secs(1));
         let limit = ConcurrencyLimitLayer::new(3);
         let a = Arc::new(limit.wrap(slow.wrap(MemoryStore::new())));
         let b = Arc::new(limit.wrap(slow.wrap(MemoryStore::new())));
         let peak = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for i in 0..12 {
-            let store = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
+            let store = if i % 2 == 0 {
+                Arc::clone(&a)
+            } else {
+                Arc::clone(&b)
+            };
             let lim = limit.clone();
             let peak = Arc::clone(&peak);
             tasks.push(tokio::spawn(async move {

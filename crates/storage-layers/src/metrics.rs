@@ -49,8 +49,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::{BoxStream, StreamExt};
 use futures::FutureExt;
+use futures::stream::{BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
@@ -65,7 +65,8 @@ use crate::util::{classify, key_prefix};
 
 /// Upper bounds of the latency histogram buckets, in milliseconds (a last bucket holds the
 /// rest).
-pub const LATENCY_BUCKETS_MS: [u64; 13] = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
+pub const LATENCY_BUCKETS_MS: [u64; 13] =
+    [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
 
 /// A latency histogram with fixed buckets ([`LATENCY_BUCKETS_MS`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -110,7 +111,9 @@ impl Histogram {
         for (i, c) in self.counts.iter().enumerate() {
             seen += c;
             if seen >= target {
-                return LATENCY_BUCKETS_MS.get(i).map(|ms| Duration::from_millis(*ms));
+                return LATENCY_BUCKETS_MS
+                    .get(i)
+                    .map(|ms| Duration::from_millis(*ms));
             }
         }
         None
@@ -171,7 +174,15 @@ struct Registry {
 }
 
 impl Registry {
-    fn record(&self, op: &str, key: &str, outcome: Result<(), ErrorKind>, bytes: u64, entries: u64, latency: Duration) {
+    fn record(
+        &self,
+        op: &str,
+        key: &str,
+        outcome: Result<(), ErrorKind>,
+        bytes: u64,
+        entries: u64,
+        latency: Duration,
+    ) {
         let mut d = self.data.lock().expect("metrics");
         let s = d.ops.entry(op.to_string()).or_default();
         s.calls += 1;
@@ -180,10 +191,14 @@ impl Registry {
         s.latency.record(latency);
         if let Err(kind) = outcome {
             s.errors += 1;
-            *d.errors_by_kind.entry(kind.as_str().to_string()).or_default() += 1;
-            *d
-                .errors_by_prefix
-                .entry((kind.as_str().to_string(), key_prefix(key, self.prefix_depth)))
+            *d.errors_by_kind
+                .entry(kind.as_str().to_string())
+                .or_default() += 1;
+            *d.errors_by_prefix
+                .entry((
+                    kind.as_str().to_string(),
+                    key_prefix(key, self.prefix_depth),
+                ))
                 .or_default() += 1;
         }
         drop(d);
@@ -336,7 +351,8 @@ impl Measure {
         };
         self.span.record("bytes", bytes);
         self.span.record("outcome", label);
-        self.span.record("latency_ms", latency.as_secs_f64() * 1000.0);
+        self.span
+            .record("latency_ms", latency.as_secs_f64() * 1000.0);
         let _e = self.span.enter();
         match outcome {
             Err(kind)
@@ -461,7 +477,13 @@ impl<T: ObjectStore> ObjectStore for MetricsStore<T> {
             .get_opts(location, options)
             .instrument(m.span.clone())
             .await;
-        m.finish_result(&res, |r| if op == "head" { 0 } else { r.range.end - r.range.start });
+        m.finish_result(&res, |r| {
+            if op == "head" {
+                0
+            } else {
+                r.range.end - r.range.start
+            }
+        });
         res
     }
 
@@ -608,10 +630,24 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn counts_calls_bytes_errors_and_latency() {
         let metrics = MetricsLayer::new("mem").with_prefix_depth(2);
-        let slow = ChaosLayer::default().with_latency(Duration::from_millis(40), Duration::from_millis(40));
+        let slow = ChaosLayer::default()
+            .with_latency(Duration::from_millis(40), Duration::from_millis(40));
         let store = metrics.wrap(slow.wrap(MemoryStore::new()));
-        store.put(&Path::from("a/b/c"), vec![0u8; 100].into()).await.unwrap();
-        assert_eq!(store.get(&Path::from("a/b/c")).await.unwrap().bytes().await.unwrap().len(), 100);
+        store
+            .put(&Path::from("a/b/c"), vec![0u8; 100].into())
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .get(&Path::from("a/b/c"))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .len(),
+            100
+        );
         assert!(store.get(&Path::from("a/x/y")).await.is_err());
         store.delete(&Path::from("a/b/c")).await.unwrap();
         let listed: Vec<_> = store.list(None).collect().await;
@@ -627,7 +663,10 @@ mod tests {
         assert_eq!(s.errors_by_prefix[&("not_found".into(), "a/x".into())], 1);
         let h = &s.ops["put"].latency;
         assert_eq!(h.mean(), Duration::from_millis(40));
-        assert_eq!(h.quantile_upper_bound(0.99), Some(Duration::from_millis(50)));
+        assert_eq!(
+            h.quantile_upper_bound(0.99),
+            Some(Duration::from_millis(50))
+        );
         assert_eq!(s.total_calls(), 5);
         assert_eq!(s.total_errors(), 1);
     }
@@ -639,6 +678,9 @@ mod tests {
             h.record(Duration::from_millis(ms));
         }
         assert_eq!(h.quantile_upper_bound(0.5), Some(Duration::from_millis(1)));
-        assert_eq!(h.quantile_upper_bound(1.0), Some(Duration::from_millis(5000)));
+        assert_eq!(
+            h.quantile_upper_bound(1.0),
+            Some(Duration::from_millis(5000))
+        );
     }
 }

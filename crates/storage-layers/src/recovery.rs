@@ -37,8 +37,8 @@ use std::fmt;
 use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -149,7 +149,10 @@ impl<T: Send + 'static> Recovery<T> {
     }
 
     /// Use the fallback only for errors matching `pred` (default: every error).
-    pub fn fallback_when(mut self, pred: impl Fn(&StorageError) -> bool + Send + Sync + 'static) -> Self {
+    pub fn fallback_when(
+        mut self,
+        pred: impl Fn(&StorageError) -> bool + Send + Sync + 'static,
+    ) -> Self {
         self.fallback_when = Arc::new(pred);
         self
     }
@@ -162,7 +165,11 @@ impl<T: Send + 'static> Recovery<T> {
 
     /// Count every failed attempt in `metrics` under operation `op` and key `key`.
     #[cfg(feature = "metrics")]
-    pub fn with_metrics(mut self, metrics: crate::metrics::MetricsLayer, key: impl Into<String>) -> Self {
+    pub fn with_metrics(
+        mut self,
+        metrics: crate::metrics::MetricsLayer,
+        key: impl Into<String>,
+    ) -> Self {
         self.metrics = Some((metrics, key.into()));
         self
     }
@@ -289,7 +296,11 @@ pub struct FallbackStore<T: ObjectStore> {
 
 impl<T: ObjectStore> fmt::Debug for FallbackStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "FallbackStore({:?}, {})", self.inner, self.layer.secondary)
+        write!(
+            f,
+            "FallbackStore({:?}, {})",
+            self.inner, self.layer.secondary
+        )
     }
 }
 
@@ -522,15 +533,25 @@ mod tests {
         let p = Path::from("a");
         secondary.put(&p, "from secondary".into()).await.unwrap();
         let layer = FallbackLayer::new(Arc::new(secondary.clone()));
-        let down = layer.wrap(ChaosLayer::default().with_error_rate(1.0).wrap(primary_mem.clone()));
-        assert_eq!(down.get(&p).await.unwrap().bytes().await.unwrap(), "from secondary");
+        let down = layer.wrap(
+            ChaosLayer::default()
+                .with_error_rate(1.0)
+                .wrap(primary_mem.clone()),
+        );
+        assert_eq!(
+            down.get(&p).await.unwrap().bytes().await.unwrap(),
+            "from secondary"
+        );
         let listed: Vec<_> = down.list(None).collect().await;
         assert_eq!(listed.len(), 1);
         assert_eq!(layer.fallbacks(), 2);
         // Not-found is an answer unless asked otherwise.
         let up = layer.wrap(primary_mem.clone());
         assert!(up.get(&p).await.is_err());
-        let migrating = layer.clone().with_fallback_on_not_found(true).wrap(primary_mem);
+        let migrating = layer
+            .clone()
+            .with_fallback_on_not_found(true)
+            .wrap(primary_mem);
         assert!(migrating.get(&p).await.is_ok());
     }
 }

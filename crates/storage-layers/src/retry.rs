@@ -83,8 +83,8 @@ use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{
     CopyMode, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload,
-    ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
-    PutPayload, PutResult, RenameOptions, RenameTargetMode, Result as OsResult,
+    ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload,
+    PutResult, RenameOptions, RenameTargetMode, Result as OsResult,
 };
 use storage_core::{ErrorKind, Layer, etag_eq};
 
@@ -313,7 +313,9 @@ impl Policy {
             return false;
         }
         if !self.budget.withdraw() {
-            self.counters.budget_exhausted.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .budget_exhausted
+                .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(op, key, attempt, "retry budget spent; not retrying");
             return false;
         }
@@ -385,7 +387,11 @@ impl<T: ObjectStore> RetryStore<T> {
         // The check's own reads are retried like any read: a fault here must not turn a
         // write that landed into a reported conflict.
         let key = location.as_ref();
-        let meta = match self.policy.run("head", key, || self.inner.head(location)).await {
+        let meta = match self
+            .policy
+            .run("head", key, || self.inner.head(location))
+            .await
+        {
             Ok(m) => m,
             Err(e) if classify(&e).kind == ErrorKind::NotFound => return Landed::No,
             Err(_) => return Landed::Unknown,
@@ -407,7 +413,11 @@ impl<T: ObjectStore> RetryStore<T> {
         let body = self
             .policy
             .run("get", key, || async {
-                self.inner.get_opts(location, pinned.clone()).await?.bytes().await
+                self.inner
+                    .get_opts(location, pinned.clone())
+                    .await?
+                    .bytes()
+                    .await
             })
             .await;
         match body {
@@ -468,8 +478,10 @@ impl<T: ObjectStore> RetryStore<T> {
                 Err(e) => e,
             };
             let class = classify(&err);
-            if class.kind == ErrorKind::Conflict {
-                if let Some(ambiguous) = unresolved.take() {
+            if class.kind == ErrorKind::Conflict
+                && let Some(ambiguous) = unresolved.take()
+            {
+                {
                     // An earlier attempt failed ambiguously and could not be checked: this
                     // conflict may be our own write.
                     return match self.check_put(location, &ours, &opts.mode).await {
@@ -710,7 +722,11 @@ impl<T: ObjectStore> ObjectStore for RetryStore<T> {
                 return Err(err);
             }
             ambiguous |= class.ambiguous();
-            if !self.policy.should_retry(class, attempt, "copy", to.as_ref()).await {
+            if !self
+                .policy
+                .should_retry(class, attempt, "copy", to.as_ref())
+                .await
+            {
                 return Err(err);
             }
             attempt += 1;
@@ -845,7 +861,10 @@ fn resumable<T: ObjectStore>(
                     let class = classify(&e);
                     let key = st.location.to_string();
                     if st.next >= st.end
-                        || !st.policy.should_retry(class, st.attempt, "get body", &key).await
+                        || !st
+                            .policy
+                            .should_retry(class, st.attempt, "get body", &key)
+                            .await
                     {
                         st.done = true;
                         return Some((Err(e), st));
@@ -899,7 +918,10 @@ mod tests {
         for i in 0..20 {
             let p = Path::from(format!("k{i}"));
             store.put(&p, format!("v{i}").into()).await.unwrap();
-            assert_eq!(store.get(&p).await.unwrap().bytes().await.unwrap(), format!("v{i}"));
+            assert_eq!(
+                store.get(&p).await.unwrap().bytes().await.unwrap(),
+                format!("v{i}")
+            );
         }
         assert!(retry.stats().retries > 0);
         assert_eq!(retry.stats().retries, chaos.stats().injected_errors);
@@ -953,7 +975,8 @@ mod tests {
             .with_jitter_seed(5);
         let p = &retry.policy;
         for attempt in 1..=8u32 {
-            let cap = Duration::from_millis(100 * (1u64 << (attempt - 1))).min(Duration::from_secs(1));
+            let cap =
+                Duration::from_millis(100 * (1u64 << (attempt - 1))).min(Duration::from_secs(1));
             for _ in 0..20 {
                 assert!(p.backoff(attempt) <= cap);
             }
@@ -993,7 +1016,10 @@ mod tests {
             .put_opts(&p, "ours".into(), PutMode::Update(first.into()).into())
             .await
             .unwrap_err();
-        assert!(matches!(err, object_store::Error::Precondition { .. }), "{err}");
+        assert!(
+            matches!(err, object_store::Error::Precondition { .. }),
+            "{err}"
+        );
         // Only one attempt: the check showed someone else's write, so no blind retry.
         assert_eq!(chaos.stats().injected_errors, 1);
         assert_eq!(mem.get(&p).await.unwrap().bytes().await.unwrap(), "theirs");
@@ -1015,7 +1041,9 @@ mod tests {
 
     #[tokio::test]
     async fn torn_streams_are_resumed() {
-        let chaos = ChaosLayer::default().with_seed(4).with_torn_stream_rate(0.5);
+        let chaos = ChaosLayer::default()
+            .with_seed(4)
+            .with_torn_stream_rate(0.5);
         let retry = fast().with_max_attempts(20);
         let store = retry.wrap(chaos.wrap(MemoryStore::new()));
         let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
@@ -1035,7 +1063,10 @@ mod tests {
         let mem = MemoryStore::new();
         mem.put(&Path::from("a"), "x".into()).await.unwrap();
         let store = fast().wrap(chaos.wrap(mem.clone()));
-        store.rename(&Path::from("a"), &Path::from("b")).await.unwrap();
+        store
+            .rename(&Path::from("a"), &Path::from("b"))
+            .await
+            .unwrap();
         assert!(mem.head(&Path::from("a")).await.is_err());
         assert!(mem.head(&Path::from("b")).await.is_ok());
     }

@@ -42,9 +42,9 @@ use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload,
-    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-    RenameOptions, Result as OsResult, UploadPart,
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    Result as OsResult, UploadPart,
 };
 use storage_core::{Layer, StorageError};
 
@@ -193,7 +193,10 @@ impl<T: ObjectStore> ObjectStore for TimeoutStore<T> {
     ) -> OsResult<Box<dyn MultipartUpload>> {
         let upload = self
             .cfg
-            .run("put_multipart", self.inner.put_multipart_opts(location, opts))
+            .run(
+                "put_multipart",
+                self.inner.put_multipart_opts(location, opts),
+            )
             .await?;
         Ok(Box::new(TimeoutUpload {
             upload,
@@ -257,7 +260,10 @@ impl<T: ObjectStore> ObjectStore for TimeoutStore<T> {
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
         self.cfg
-            .run("list_with_delimiter", self.inner.list_with_delimiter(prefix))
+            .run(
+                "list_with_delimiter",
+                self.inner.list_with_delimiter(prefix),
+            )
             .await
     }
 
@@ -324,7 +330,10 @@ mod tests {
         let err = store.get(&Path::from("a")).await.unwrap_err();
         assert_eq!(t0.elapsed(), Duration::from_secs(2));
         let err = StorageError::from_object_store("x", err);
-        assert!(matches!(err, StorageError::Timeout { ref backend, .. } if backend == "mem"), "{err}");
+        assert!(
+            matches!(err, StorageError::Timeout { ref backend, .. } if backend == "mem"),
+            "{err}"
+        );
         assert!(err.is_retryable());
     }
 
@@ -334,14 +343,21 @@ mod tests {
             .with_operation_timeout(Duration::from_millis(1))
             .wrap(MemoryStore::new());
         store.put(&Path::from("a"), "x".into()).await.unwrap();
-        assert_eq!(store.get(&Path::from("a")).await.unwrap().bytes().await.unwrap(), "x");
+        assert_eq!(
+            store
+                .get(&Path::from("a"))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+            "x"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn stalled_stream_fails_on_idle_timeout() {
-        let cfg = Arc::new(
-            TimeoutLayer::default().with_idle_timeout(Duration::from_secs(1)),
-        );
+        let cfg = Arc::new(TimeoutLayer::default().with_idle_timeout(Duration::from_secs(1)));
         // Two chunks, then a stall longer than the idle limit.
         let body = stream::iter(vec![Ok(Bytes::from("a")), Ok(Bytes::from("b"))])
             .chain(
@@ -355,15 +371,14 @@ mod tests {
         let got: Vec<_> = idle_limited(cfg, "get body", body).collect().await;
         assert_eq!(got.len(), 3);
         assert!(got[0].is_ok() && got[1].is_ok());
-        let err = StorageError::from_object_store("x", got.into_iter().nth(2).unwrap().unwrap_err());
+        let err =
+            StorageError::from_object_store("x", got.into_iter().nth(2).unwrap().unwrap_err());
         assert!(matches!(err, StorageError::Timeout { .. }), "{err}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn slow_but_steady_stream_passes() {
-        let cfg = Arc::new(
-            TimeoutLayer::default().with_idle_timeout(Duration::from_secs(1)),
-        );
+        let cfg = Arc::new(TimeoutLayer::default().with_idle_timeout(Duration::from_secs(1)));
         // Ten chunks 0.5 s apart: 5 s in all, never idle for 1 s.
         let body = stream::iter(0..10)
             .then(|i| async move {

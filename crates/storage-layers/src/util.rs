@@ -1,6 +1,8 @@
 //! Small helpers shared by the layers: error classification without consuming the error,
 //! operation names, and stream plumbing.
-
+//!
+//! Which helpers are used depends on the layers compiled in, hence the blanket allowance.
+#![allow(dead_code)]
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -21,8 +23,7 @@ impl ErrorClass {
     /// Whether a write that failed this way may nevertheless have been applied: the request
     /// may have reached the backend before the failure (timeouts, 5xx, dropped connections).
     /// A rate-limit answer (429 / SlowDown) means the backend refused the request.
-    #[cfg_attr(not(feature = "retry"), allow(dead_code))]
-    pub fn ambiguous(self) -> bool {
+        pub fn ambiguous(self) -> bool {
         self.retryable && self.kind != ErrorKind::Quota
     }
 }
@@ -88,7 +89,15 @@ pub(crate) fn os_err(e: StorageError) -> object_store::Error {
 }
 
 /// The payload's bytes as one buffer (copies only when it has several chunks).
-#[cfg_attr(not(any(feature = "retry", feature = "compression", feature = "encryption", feature = "cache")), allow(dead_code))]
+#[cfg_attr(
+    not(any(
+        feature = "retry",
+        feature = "compression",
+        feature = "encryption",
+        feature = "cache"
+    )),
+    allow(dead_code)
+)]
 pub(crate) fn payload_bytes(payload: &PutPayload) -> Bytes {
     let mut iter = payload.iter();
     match (iter.next(), iter.next()) {
@@ -105,8 +114,21 @@ pub(crate) fn payload_bytes(payload: &PutPayload) -> Bytes {
 }
 
 /// The body of a `GetResult` as a stream, whatever its payload kind.
-#[cfg_attr(not(any(feature = "timeout", feature = "retry", feature = "chaos", feature = "metrics")), allow(dead_code))]
-pub(crate) fn into_stream(r: GetResult) -> (GetResultMeta, BoxStream<'static, object_store::Result<Bytes>>) {
+#[cfg_attr(
+    not(any(
+        feature = "timeout",
+        feature = "retry",
+        feature = "chaos",
+        feature = "metrics"
+    )),
+    allow(dead_code)
+)]
+pub(crate) fn into_stream(
+    r: GetResult,
+) -> (
+    GetResultMeta,
+    BoxStream<'static, object_store::Result<Bytes>>,
+) {
     let meta = GetResultMeta {
         meta: r.meta.clone(),
         range: r.range.clone(),
@@ -137,7 +159,10 @@ impl GetResultMeta {
     }
 
     /// Put a buffered body back.
-    #[cfg_attr(not(any(feature = "compression", feature = "encryption", feature = "cache")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "compression", feature = "encryption", feature = "cache")),
+        allow(dead_code)
+    )]
     pub fn with_bytes(self, b: Bytes) -> GetResult {
         self.with_stream(futures::stream::once(async move { Ok(b) }).boxed())
     }
@@ -158,7 +183,6 @@ pub(crate) async fn cpu<R: Send + 'static>(
 }
 
 /// Key of a path for messages and metrics.
-#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 pub(crate) fn key_prefix(key: &str, depth: usize) -> String {
     if depth == 0 {
         return String::new();

@@ -47,7 +47,11 @@ async fn checks(store: Arc<dyn ObjectStore>, listed_sizes: bool) {
         // list_with_delimiter would also have cleaned up the previous check's objects.
         use futures::{StreamExt, TryStreamExt};
         let all = store.list(None).map_ok(|m| m.location).boxed();
-        store.delete_stream(all).try_collect::<Vec<_>>().await.unwrap();
+        store
+            .delete_stream(all)
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap();
     }
     rename_and_copy(&store).await;
     copy_if_not_exists(&store).await;
@@ -127,9 +131,14 @@ async fn compression_layer_zstd_everything() {
 async fn compressed_listings_show_stored_sizes() {
     use futures::TryStreamExt;
     use object_store::{ObjectStoreExt, path::Path};
-    let store = CompressionLayer::default().with_default(Codec::Gzip).layer(memory());
+    let store = CompressionLayer::default()
+        .with_default(Codec::Gzip)
+        .layer(memory());
     let body = "x".repeat(10_000);
-    store.put(&Path::from("a"), body.clone().into()).await.unwrap();
+    store
+        .put(&Path::from("a"), body.clone().into())
+        .await
+        .unwrap();
     let listed: Vec<_> = store.list(None).try_collect().await.unwrap();
     assert!(listed[0].size < 200, "{}", listed[0].size);
     assert_eq!(store.head(&Path::from("a")).await.unwrap().size, 10_000);
@@ -153,7 +162,9 @@ async fn cache_layer_serving_fresh_entries() {
 
 #[tokio::test]
 async fn encryption_layer() {
-    let ring = Keyring::new().with_key("k1", &Keyring::generate_key()).unwrap();
+    let ring = Keyring::new()
+        .with_key("k1", &Keyring::generate_key())
+        .unwrap();
     conformance(EncryptionLayer::new(ring).layer(memory())).await;
 }
 

@@ -8,7 +8,9 @@ use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use storage_core::{Layer, MemoryStore};
-use storage_layers::encryption::{CHUNK_SIZE, EncryptionLayer, HEADER_LEN, Keyring, TAG_LEN, stored_len};
+use storage_layers::encryption::{
+    CHUNK_SIZE, EncryptionLayer, HEADER_LEN, Keyring, TAG_LEN, stored_len,
+};
 use storage_layers::metrics::MetricsLayer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -16,7 +18,9 @@ async fn one_mib_range_of_100_mib_reads_only_its_chunks() {
     const MIB: u64 = 1024 * 1024;
     let backend: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
     let counting = MetricsLayer::new("backend");
-    let keyring = Keyring::new().with_key("k1", &Keyring::generate_key()).unwrap();
+    let keyring = Keyring::new()
+        .with_key("k1", &Keyring::generate_key())
+        .unwrap();
     let store = EncryptionLayer::new(keyring).layer(counting.layer(Arc::clone(&backend)));
 
     let pattern: Vec<u8> = (0..=252u8).collect();

@@ -70,7 +70,10 @@ fn surfaced(counts: &mut Counts, e: object_store::Error) {
         eprintln!("untyped or unexpected error: {se}");
         counts.untyped += 1;
     }
-    *counts.surfaced.entry(kind.as_str().to_string()).or_default() += 1;
+    *counts
+        .surfaced
+        .entry(kind.as_str().to_string())
+        .or_default() += 1;
 }
 
 async fn soak(backend: Arc<dyn ObjectStore>, seed: u64, attempts: u32, label: &str) -> Counts {
@@ -161,7 +164,7 @@ async fn soak(backend: Arc<dyn ObjectStore>, seed: u64, attempts: u32, label: &s
                             }
                         }
                     }
-                    Err(e) if matches!(e, object_store::Error::NotFound { .. }) => {
+                    Err(object_store::Error::NotFound { .. }) => {
                         if !model.allowed(&k).contains(&None) {
                             c.wrong_reads += 1;
                         }
@@ -197,7 +200,10 @@ async fn soak(backend: Arc<dyn ObjectStore>, seed: u64, attempts: u32, label: &s
                     *c.ops.entry("cas-needs-read").or_default() += 1;
                     continue;
                 };
-                match store.put_opts(&path, value.clone().into(), mode.into()).await {
+                match store
+                    .put_opts(&path, value.clone().into(), mode.into())
+                    .await
+                {
                     Ok(r) => {
                         model.set(&k, Some(value));
                         if let Some(e) = r.e_tag {
@@ -222,8 +228,10 @@ async fn soak(backend: Arc<dyn ObjectStore>, seed: u64, attempts: u32, label: &s
                 let prefix = Path::from(format!("soak/{}", rng.usize(0..5)));
                 match store.list(Some(&prefix)).try_collect::<Vec<_>>().await {
                     Ok(entries) => {
-                        let listed: BTreeSet<String> =
-                            entries.into_iter().map(|m| m.location.to_string()).collect();
+                        let listed: BTreeSet<String> = entries
+                            .into_iter()
+                            .map(|m| m.location.to_string())
+                            .collect();
                         for (key, allowed) in &model.keys {
                             if !key.starts_with(&format!("{prefix}/")) {
                                 continue;
@@ -280,7 +288,10 @@ async fn soak(backend: Arc<dyn ObjectStore>, seed: u64, attempts: u32, label: &s
         c.corrupt,
         c.untyped,
     );
-    assert!(chaos_stats.injected_errors > (OPS as u64) / 20, "the faults were injected");
+    assert!(
+        chaos_stats.injected_errors > (OPS as u64) / 20,
+        "the faults were injected"
+    );
     assert!(chaos_stats.lost_acks > 0 && chaos_stats.torn_streams > 0);
     c
 }
@@ -310,6 +321,12 @@ async fn soak_memory_with_surfaced_errors() {
 #[tokio::test]
 async fn soak_local_folder() {
     let dir = tempfile::tempdir().unwrap();
-    let c = soak(Arc::new(LocalStore::new(dir.path()).unwrap()), 2, 8, "local").await;
+    let c = soak(
+        Arc::new(LocalStore::new(dir.path()).unwrap()),
+        2,
+        8,
+        "local",
+    )
+    .await;
     assert_clean(&c);
 }
