@@ -193,6 +193,16 @@ pub struct BucketConfig {
     /// Public or CDN base URL for `url_for` (overrides the connection's).
     #[serde(default)]
     pub cdn_url: Option<String>,
+    /// Buckets to serve from, in order, when this one is *unavailable* (not when an object
+    /// is merely missing): seed 002's provider with fallback.
+    #[cfg(feature = "router")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failover: Vec<String>,
+    /// Buckets every write is mirrored to (seed 003's hybrid mode); reads prefer this bucket
+    /// and fall back to the mirrors.
+    #[cfg(feature = "router")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirror: Vec<String>,
     /// Layers around this bucket's store (`[buckets.NAME.layers]`); replaces the top-level
     /// `[layers]` for this bucket.
     #[cfg(feature = "layers")]

@@ -223,6 +223,8 @@ impl Strata {
             buckets.insert(name.clone(), builder.build());
         }
         #[cfg(feature = "router")]
+        let buckets = wrap_failover_and_mirrors(cfg, origin, buckets)?;
+        #[cfg(feature = "router")]
         let router = {
             let bucket_connections = cfg
                 .buckets
@@ -403,6 +405,50 @@ impl Strata {
     }
 }
 
+/// Wrap buckets that name `failover` or `mirror` buckets. The wrapped stores use the other
+/// buckets as configured (never already-wrapped ones), so chains cannot loop.
+#[cfg(feature = "router")]
+fn wrap_failover_and_mirrors(
+    cfg: &StrataConfig,
+    origin: &str,
+    plain: BTreeMap<String, Bucket>,
+) -> Result<BTreeMap<String, Bucket>> {
+    let mut out = plain.clone();
+    for (name, b) in &cfg.buckets {
+        for (field, list) in [("failover", &b.failover), ("mirror", &b.mirror)] {
+            if list.is_empty() {
+                continue;
+            }
+            let mut members = vec![(name.clone(), out[name].store().clone())];
+            for other in list {
+                let Some(ob) = plain.get(other).filter(|_| other != name) else {
+                    return Err(E::invalid_config(
+                        format!("{origin}: buckets.{name}.{field}"),
+                        format!(
+                            "`{other}` is not another configured bucket; known: {}",
+                            plain
+                                .keys()
+                                .filter(|k| *k != name)
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                };
+                members.push((other.clone(), ob.store().clone()));
+            }
+            let store: Arc<dyn storage_core::object_store::ObjectStore> = if field == "failover" {
+                Arc::new(storage_router::FailoverStore::chain(members))
+            } else {
+                Arc::new(storage_router::MirrorStore::new(members))
+            };
+            let current = out.remove(name).expect("built above");
+            out.insert(name.clone(), current.to_builder().store(store).build());
+        }
+    }
+    Ok(out)
+}
+
 /// Providers compiled into this build.
 pub fn enabled_providers() -> Vec<&'static str> {
     let mut v = vec!["fs", "memory"];
@@ -498,6 +544,81 @@ mod layer_tests {
                 .unwrap()
                 .bytes,
             text
+        );
+    }
+}
+
+#[cfg(all(test, feature = "router", feature = "s3"))]
+mod failover_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn failover_and_mirror_from_config() {
+        let dir = tempfile::tempdir().unwrap();
+        // Port 1 on loopback refuses connections: the primary is unavailable.
+        let toml = format!(
+            r#"
+[connections.down]
+kind = "s3"
+endpoint = "http://127.0.0.1:1"
+allow_http = true
+access_key_id = "a"
+secret_access_key = "b"
+max_retries = 0
+
+[connections.disk]
+kind = "fs"
+root = "{root}"
+
+[buckets.primary]
+connection = "down"
+bucket = "primary-bucket"
+failover = ["spare"]
+
+[buckets.spare]
+connection = "disk"
+
+[buckets.hybrid]
+connection = "disk"
+mirror = ["copy"]
+
+[buckets.copy]
+connection = "disk"
+"#,
+            root = dir.path().display()
+        );
+        let s = Strata::from_toml_str(&toml, "strata.toml").unwrap();
+        s.bucket("spare")
+            .unwrap()
+            .put("a.txt", "from spare")
+            .await
+            .unwrap();
+        assert_eq!(
+            s.bucket("primary")
+                .unwrap()
+                .get("a.txt")
+                .await
+                .unwrap()
+                .bytes,
+            "from spare"
+        );
+        s.bucket("hybrid")
+            .unwrap()
+            .put("m.txt", "mirrored")
+            .await
+            .unwrap();
+        assert_eq!(
+            s.bucket("copy").unwrap().get("m.txt").await.unwrap().bytes,
+            "mirrored"
+        );
+
+        let bad = toml.replace("failover = [\"spare\"]", "failover = [\"nope\"]");
+        let e = Strata::from_toml_str(&bad, "strata.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("buckets.primary.failover") && e.contains("`nope`"),
+            "{e}"
         );
     }
 }
