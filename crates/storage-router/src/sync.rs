@@ -46,7 +46,8 @@ pub struct SyncOptions {
     /// Keep a checkpoint in the destination (under `.strata-sync/`) so an interrupted
     /// run resumes without re-reading what it already copied.
     pub checkpoint: bool,
-    /// Save the checkpoint after this many copies (and at the end).
+    /// Save the checkpoint after this many copies, or a tenth of the checkpoint's size if
+    /// that is more (and at the end).
     pub checkpoint_every: usize,
     /// Objects copied at once.
     pub concurrency: usize,
@@ -260,7 +261,10 @@ pub async fn sync(
             }
         }
         progress(report.progress.clone());
-        if opts.checkpoint && !opts.dry_run && since_save >= opts.checkpoint_every.max(1) {
+        // The checkpoint is rewritten whole, so save less often as it grows (every tenth of
+        // its size at least): writing it stays linear in the number of objects.
+        let every = opts.checkpoint_every.max(checkpoint.done.len() / 10).max(1);
+        if opts.checkpoint && !opts.dry_run && since_save >= every {
             save_checkpoint(dst, &cp_path, &checkpoint).await;
             since_save = 0;
         }
