@@ -23,6 +23,8 @@ pub enum ReadPolicy {
     Sequential,
     /// Every bucket at once; the hit from the highest-priority bucket wins, so the answer
     /// is the same as `Sequential`'s, in the time of the slowest bucket that must be asked.
+    /// It costs a request to every bucket (and, for `get`, possibly several bodies): use it
+    /// for small objects or when latency matters more than egress.
     Parallel,
     /// Ask the first bucket; if it has not answered after `delay` (or has missed), also ask
     /// the next, and so on. The first hit wins: this trades strict priority for latency.
