@@ -41,6 +41,14 @@
 //! `head` reports the stored size, and large objects are usually read by ranges, which
 //! compression turns into whole-object reads.
 //!
+//! # Copies
+//!
+//! `copy` and `rename` keep the stored bytes and attributes. For copy-if-absent of a
+//! compressed object the layer copies through the client (read, then write with
+//! create-if-absent): S3's emulated copy-if-absent (a multipart upload of copied parts)
+//! drops metadata and `Content-Encoding`, which would leave a copy that reads back as raw
+//! compressed bytes.
+//!
 //! # Where it belongs
 //!
 //! Above encryption (compress, then encrypt: ciphertext does not compress) and above retry
@@ -80,9 +88,10 @@ use futures::FutureExt;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
-    Attribute, AttributeValue, Attributes, CopyOptions, GetOptions, GetResult, ListResult,
-    MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload,
-    PutResult, RenameOptions, Result as OsResult, UploadPart,
+    Attribute, AttributeValue, Attributes, CopyMode, CopyOptions, GetOptions, GetResult,
+    ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, RenameTargetMode,
+    Result as OsResult, UploadPart,
 };
 use storage_core::{Layer, StorageError};
 
@@ -572,11 +581,53 @@ impl<T: ObjectStore> ObjectStore for CompressionStore<T> {
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
+        if matches!(options.mode, CopyMode::Create) {
+            return self.copy_create(from, to).await;
+        }
         self.inner.copy_opts(from, to, options).await
     }
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
+        if matches!(options.target_mode, RenameTargetMode::Create) {
+            self.copy_create(from, to).await?;
+            return self.inner.delete(from).await;
+        }
         self.inner.rename_opts(from, to, options).await
+    }
+}
+
+impl<T: ObjectStore> CompressionStore<T> {
+    /// Copy-if-absent that keeps a compressed object's markers.
+    ///
+    /// S3 has no atomic copy-if-absent; `object_store` emulates it with a multipart upload
+    /// of copied parts, which does not carry metadata or `Content-Encoding` over, so the
+    /// copy would read back as raw compressed bytes. For compressed sources the layer copies
+    /// through the client instead: read the stored bytes and attributes, write them with
+    /// create-if-absent. Other objects use the backend's copy.
+    async fn copy_create(&self, from: &Path, to: &Path) -> OsResult<()> {
+        let head = self
+            .inner
+            .get_opts(from, GetOptions::new().with_head(true))
+            .await?;
+        if stored_codec(&head.attributes).is_none() {
+            return self
+                .inner
+                .copy_opts(from, to, CopyOptions::new().with_mode(CopyMode::Create))
+                .await;
+        }
+        let src = self
+            .inner
+            .get_opts(from, GetOptions::new().with_if_match(head.meta.e_tag.clone()))
+            .await?;
+        let attributes = src.attributes.clone();
+        let bytes = src.bytes().await?;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            attributes,
+            ..Default::default()
+        };
+        self.inner.put_opts(to, bytes.into(), opts).await?;
+        Ok(())
     }
 }
 
