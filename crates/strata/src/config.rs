@@ -69,7 +69,7 @@ impl StrataConfig {
             routes: self.routes.clone(),
             sources: self.sources.clone(),
             tenants: self.tenants.clone(),
-            bucket_health: self.bucket_health.clone(),
+            bucket_health: self.bucket_health,
         }
     }
 }
