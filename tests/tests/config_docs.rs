@@ -227,6 +227,8 @@ fn bucket_config() -> BucketConfig {
         bucket: Some("acme-media".into()),
         prefix: Some("app".into()),
         cdn_url: Some("https://cdn.example.com".into()),
+        failover: vec!["spare".into()],
+        mirror: vec!["copy".into()],
         layers: Some(layers_config()),
     }
 }
