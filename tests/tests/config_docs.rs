@@ -11,6 +11,8 @@
 //! - Environment variables: every string literal matching `(STORAGE|AWS|R2|STRATA)_[A-Z0-9_]+`
 //!   in the non-comment lines of `crates/*/src`, `xtask/src` and `tests/src` must be a table
 //!   row under "## Environment variables".
+//! - The other way round: every row names a field (or variable) the code has, so a renamed
+//!   or removed one fails the test too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -87,6 +89,18 @@ fn keys<T: serde::Serialize>(value: &T) -> Vec<String> {
         Value::Object(m) => m.keys().cloned().collect(),
         other => panic!("expected a JSON object, got {other}"),
     }
+}
+
+/// The first cells (without backticks) of the table rows in `section`, header row excluded.
+fn row_names(section: &str) -> Vec<String> {
+    section
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix('|'))
+        .filter_map(|rest| rest.split('|').next())
+        .map(str::trim)
+        .filter_map(|cell| cell.strip_prefix('`').and_then(|c| c.strip_suffix('`')))
+        .map(str::to_string)
+        .collect()
 }
 
 /// A serialised enum value (`"hedged"`), without quotes.
@@ -451,6 +465,24 @@ fn every_config_field_is_documented_under_its_table() {
 }
 
 #[test]
+fn every_documented_field_exists() {
+    let doc = doc();
+    let mut stale = Vec::new();
+    for (heading, fields) in tables() {
+        for name in row_names(section(&doc, heading)) {
+            if !fields.contains(&name) {
+                stale.push(format!("{heading}: `{name}`"));
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "docs/configuration.md documents fields the code does not have (renamed or removed?):\n  {}",
+        stale.join("\n  ")
+    );
+}
+
+#[test]
 fn every_config_enum_value_is_documented() {
     let doc = doc();
     let mut missing = Vec::new();
@@ -578,5 +610,13 @@ fn every_environment_variable_is_documented() {
         missing.is_empty(),
         "docs/configuration.md, section \"## Environment variables\", lacks a table row (| `NAME` | ...) for:\n  {}",
         missing.join("\n  ")
+    );
+    let stale: Vec<String> = row_names(env_section)
+        .into_iter()
+        .filter(|v| !vars.contains_key(v))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "docs/configuration.md documents environment variables no code reads (renamed or removed?): {stale:?}"
     );
 }
