@@ -456,3 +456,19 @@ async fn a_failed_manifest_append_removes_the_data_file() {
         "the unlisted segment was removed again: {segments:?}"
     );
 }
+
+#[tokio::test]
+async fn a_store_without_conditional_writes_is_refused_up_front() {
+    // A bucket over a raw store whose capabilities promise no compare-and-swap: appends could
+    // silently lose entries, so the manifest refuses to start.
+    let raw = Arc::new(storage_core::object_store::memory::InMemory::new());
+    let bucket = Bucket::builder("raw", raw).build();
+    let ds = Dataset::new(bucket.clone());
+    let err = ds
+        .write("m", "u", &[json!({"a": "b"})], Format::Jsonl)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NotSupported { .. }), "{err}");
+    let objects: Vec<_> = bucket.list("").try_collect().await.unwrap();
+    assert!(objects.is_empty(), "nothing was written: {objects:?}");
+}

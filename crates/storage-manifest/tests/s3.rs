@@ -64,3 +64,12 @@ async fn presigned_download_of_a_manifest_entry_works_with_curl() {
         "{\"description\":\"Coffee\"}\n"
     );
 }
+
+#[tokio::test]
+async fn round_trips_through_the_r2_configuration() {
+    // The R2 config path (endpoint, region `auto`, R2 quirks) pointed at the moto server.
+    let Some(bucket) = strata_testkit::r2_bucket("manifest-r2") else {
+        return;
+    };
+    round_trip_every_format(&bucket).await;
+}
