@@ -46,6 +46,16 @@ enum Command {
     /// JSON, JSONL and Parquet datasets with a searchable manifest.
     #[command(subcommand)]
     Dataset(commands::dataset::DatasetCommand),
+    /// Buckets, routes and source sets: info, health, and get/ls across a source set.
+    #[command(subcommand)]
+    Buckets(commands::buckets::BucketsCommand),
+    /// Copy everything (or a prefix) from one bucket to another, skipping identical objects;
+    /// resumable, verified.
+    Sync(commands::sync::SyncArgs),
+    /// Like sync, always verified: move a bucket's data to another bucket or provider.
+    Migrate(commands::sync::SyncArgs),
+    /// Move a route's old objects to its offload bucket or storage class.
+    Offload(commands::sync::OffloadArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +87,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Object(c) => c.run(&ctx).await,
             Command::Dataset(c) => c.run(&ctx).await,
+            Command::Buckets(c) => c.run(&ctx).await,
+            Command::Sync(a) => commands::sync::run_sync(&ctx, a, false).await,
+            Command::Migrate(a) => commands::sync::run_sync(&ctx, a, true).await,
+            Command::Offload(a) => commands::sync::run_offload(&ctx, a).await,
         }
     });
     match result {

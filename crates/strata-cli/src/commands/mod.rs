@@ -4,5 +4,7 @@
 //! return `CliError`s (a `StorageError` converts and picks the exit code); draw progress with
 //! `ctx.progress(total, bytes, "what")`.
 
+pub mod buckets;
 pub mod dataset;
 pub mod object;
+pub mod sync;
