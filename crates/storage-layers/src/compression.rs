@@ -617,7 +617,10 @@ impl<T: ObjectStore> CompressionStore<T> {
         }
         let src = self
             .inner
-            .get_opts(from, GetOptions::new().with_if_match(head.meta.e_tag.clone()))
+            .get_opts(
+                from,
+                GetOptions::new().with_if_match(head.meta.e_tag.clone()),
+            )
             .await?;
         let attributes = src.attributes.clone();
         let bytes = src.bytes().await?;

@@ -485,8 +485,12 @@ struct Decryptor {
 
 impl Decryptor {
     fn push(&mut self, data: &[u8], out: &mut Vec<Bytes>) -> Result<(), StorageError> {
-        self.buf.extend_from_slice(data);
+        let mut data = data;
         if self.header.is_none() {
+            let need = (HEADER_LEN as usize).saturating_sub(self.buf.len());
+            let take = need.min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
             if self.buf.len() < HEADER_LEN as usize {
                 return Ok(());
             }
@@ -494,15 +498,30 @@ impl Decryptor {
                 corrupt(&self.key, "the object lost its encryption header".into())
             })?;
             let cipher = self.cfg.cipher_for(&h, &self.key)?;
-            let _ = self.buf.split_to(HEADER_LEN as usize);
+            self.buf.clear();
             self.header = Some((h, cipher));
         }
         let (h, cipher) = self.header.as_ref().expect("set above");
-        while self.buf.len() >= STORED_CHUNK as usize && self.next + 1 < self.chunks {
-            let chunk = self.buf.split_to(STORED_CHUNK as usize);
-            out.push(h.open(cipher, self.next, false, chunk, &self.key)?);
+        let sc = STORED_CHUNK as usize;
+        // Chunk by chunk: copy one stored chunk and decrypt it while it is still in cache,
+        // rather than buffering the whole body first. The last chunk waits for `finish`.
+        while !data.is_empty() && self.next + 1 < self.chunks {
+            let take = (sc - self.buf.len()).min(data.len());
+            if self.buf.is_empty() && take == sc {
+                let chunk = BytesMut::from(&data[..sc]);
+                out.push(h.open(cipher, self.next, false, chunk, &self.key)?);
+            } else {
+                self.buf.extend_from_slice(&data[..take]);
+                if self.buf.len() < sc {
+                    return Ok(());
+                }
+                let chunk = self.buf.split();
+                out.push(h.open(cipher, self.next, false, chunk, &self.key)?);
+            }
+            data = &data[take..];
             self.next += 1;
         }
+        self.buf.extend_from_slice(data);
         Ok(())
     }
 
@@ -722,20 +741,32 @@ impl<T: ObjectStore> ObjectStore for EncryptionStore<T> {
         let (mut meta, mut body) = into_stream(res);
         // Peek the header: a plaintext object whose size happens to fit the format must
         // still pass through when allowed.
-        let mut first = BytesMut::new();
-        while (first.len() as u64) < HEADER_LEN.min(stored) {
+        // Peek the first chunks (without copying them) until the header is in hand: a
+        // plaintext object whose size happens to fit the format must still pass through
+        // when allowed.
+        let mut peeked: Vec<Bytes> = Vec::new();
+        let mut head = BytesMut::new();
+        while (head.len() as u64) < HEADER_LEN.min(stored) {
             match body.next().await {
-                Some(chunk) => first.extend_from_slice(&chunk?),
+                Some(chunk) => {
+                    let chunk = chunk?;
+                    let need = HEADER_LEN as usize - head.len();
+                    head.extend_from_slice(&chunk[..need.min(chunk.len())]);
+                    peeked.push(chunk);
+                }
                 None => break,
             }
         }
-        if Header::parse(&first, &key).ok().flatten().is_none() && self.cfg.allow_plaintext {
-            let rest = stream::once(async move { Ok(first.freeze()) })
-                .chain(body)
-                .boxed();
-            return Ok(meta.with_stream(rest));
+        let body = stream::iter(peeked.into_iter().map(Ok)).chain(body).boxed();
+        match Header::parse(&head, &key).map_err(os_err)? {
+            None if self.cfg.allow_plaintext => return Ok(meta.with_stream(body)),
+            None => return Err(self.cfg.not_encrypted(&key)),
+            // A key id missing from the keyring fails the call itself, not the body.
+            Some(h) => {
+                self.cfg.cipher_for(&h, &key).map_err(os_err)?;
+            }
         }
-        let mut dec = Decryptor {
+        let dec = Decryptor {
             cfg: Arc::clone(&self.cfg),
             key: key.clone(),
             header: None,
@@ -744,11 +775,7 @@ impl<T: ObjectStore> ObjectStore for EncryptionStore<T> {
             chunks: chunk_count(plain),
             stored,
         };
-        let mut ready = Vec::new();
-        dec.push(&first, &mut ready).map_err(os_err)?;
-        if dec.header.is_none() {
-            return Err(self.cfg.not_encrypted(&key));
-        }
+        let ready: Vec<Bytes> = Vec::new();
         meta.meta.size = plain;
         meta.range = 0..plain;
         strip_marker(&mut meta.attributes);

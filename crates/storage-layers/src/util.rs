@@ -23,7 +23,7 @@ impl ErrorClass {
     /// Whether a write that failed this way may nevertheless have been applied: the request
     /// may have reached the backend before the failure (timeouts, 5xx, dropped connections).
     /// A rate-limit answer (429 / SlowDown) means the backend refused the request.
-        pub fn ambiguous(self) -> bool {
+    pub fn ambiguous(self) -> bool {
         self.retryable && self.kind != ErrorKind::Quota
     }
 }

@@ -36,7 +36,9 @@ fn bucket(hint: &str) -> Option<Bucket> {
 
 #[tokio::test]
 async fn compression_layer_on_s3() {
-    let Some(b) = bucket("layers-gzip") else { return };
+    let Some(b) = bucket("layers-gzip") else {
+        return;
+    };
     let store = CompressionLayer::default()
         .with_default(Codec::Gzip)
         .with_min_size(0)
@@ -46,17 +48,27 @@ async fn compression_layer_on_s3() {
 
 #[tokio::test]
 async fn encryption_layer_on_s3() {
-    let Some(b) = bucket("layers-aes") else { return };
-    let ring = Keyring::new().with_key("k1", &Keyring::generate_key()).unwrap();
+    let Some(b) = bucket("layers-aes") else {
+        return;
+    };
+    let ring = Keyring::new()
+        .with_key("k1", &Keyring::generate_key())
+        .unwrap();
     let raw = Arc::clone(b.store());
     let store = EncryptionLayer::new(ring).layer(Arc::clone(&raw));
     s3_checks(Arc::clone(&store)).await;
 
     // Ranges over HTTP, then a tampered byte on the server is an authentication error.
     let p = Path::from("enc/range.bin");
-    let data: Bytes = (0..300_000u32).map(|i| (i % 241) as u8).collect::<Vec<_>>().into();
+    let data: Bytes = (0..300_000u32)
+        .map(|i| (i % 241) as u8)
+        .collect::<Vec<_>>()
+        .into();
     store.put(&p, data.clone().into()).await.unwrap();
-    assert_eq!(store.get_range(&p, 70_000..140_000).await.unwrap(), data.slice(70_000..140_000));
+    assert_eq!(
+        store.get_range(&p, 70_000..140_000).await.unwrap(),
+        data.slice(70_000..140_000)
+    );
     let mut stored = raw.get(&p).await.unwrap().bytes().await.unwrap().to_vec();
     stored[100_000] ^= 0x80;
     raw.put(&p, stored.into()).await.unwrap();
@@ -86,13 +98,19 @@ print(json.dumps({
 
 #[tokio::test]
 async fn boto3_reads_what_strata_gzipped() {
-    let Some(b) = bucket("layers-boto3") else { return };
-    let Some(python) = strata_testkit::python() else { return };
+    let Some(b) = bucket("layers-boto3") else {
+        return;
+    };
+    let Some(python) = strata_testkit::python() else {
+        return;
+    };
     let server = strata_testkit::moto_env().expect("moto is up when s3_bucket returned a bucket");
     let store = CompressionLayer::default()
         .with_rule("application/json", Some(Codec::Gzip))
         .layer(Arc::clone(b.store()));
-    let text: String = (0..2000).map(|i| format!("{{\"id\":{i},\"ok\":true}}\n")).collect();
+    let text: String = (0..2000)
+        .map(|i| format!("{{\"id\":{i},\"ok\":true}}\n"))
+        .collect();
     let mut opts = PutOptions::default();
     opts.attributes
         .insert(Attribute::ContentType, "application/json".into());
@@ -101,13 +119,27 @@ async fn boto3_reads_what_strata_gzipped() {
         .await
         .unwrap();
 
-    let full_key = format!("{}/docs/records.json", b.prefix().expect("test buckets are prefixed").as_str());
+    let full_key = format!(
+        "{}/docs/records.json",
+        b.prefix().expect("test buckets are prefixed").as_str()
+    );
     let out = Command::new(python)
-        .args(["-c", READ_WITH_BOTO3, &server.endpoint, &server.bucket, &full_key, &server.access_key])
+        .args([
+            "-c",
+            READ_WITH_BOTO3,
+            &server.endpoint,
+            &server.bucket,
+            &full_key,
+            &server.access_key,
+        ])
         .arg(server.secret_key.expose())
         .output()
         .expect("run python");
-    assert!(out.status.success(), "boto3 failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "boto3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["content_encoding"], "gzip");
     assert_eq!(v["content_type"], "application/json");
