@@ -166,6 +166,19 @@ pub enum StorageError {
         /// Last ETag observed.
         last_etag: Option<String>,
     },
+    /// A write's answer was lost and what happened can no longer be determined (e.g. too
+    /// many other writes landed before it could be checked). It may or may not have been
+    /// applied; it was deliberately not repeated, so it was not applied twice. Not
+    /// retryable: read the current state and decide.
+    #[error("{backend}: outcome of the write to `{key}` is unknown: {detail}")]
+    Ambiguous {
+        /// Backend name.
+        backend: String,
+        /// Key.
+        key: String,
+        /// What is known.
+        detail: String,
+    },
     /// A copy succeeded but deleting the source failed: both copies exist, nothing was lost.
     #[error(
         "{backend}: moved `{from}` to `{to}` but could not delete the source ({source}); both copies exist, delete `{from}` by hand or retry"
@@ -224,7 +237,7 @@ pub enum ErrorKind {
     Unavailable,
     /// NotSupported.
     NotSupported,
-    /// Corrupt, PartialMove, Backend.
+    /// Corrupt, PartialMove, Ambiguous, Backend.
     Other,
 }
 
@@ -282,7 +295,9 @@ impl StorageError {
             Timeout { .. } => ErrorKind::Timeout,
             Unavailable { .. } | CircuitOpen { .. } => ErrorKind::Unavailable,
             NotSupported { .. } => ErrorKind::NotSupported,
-            PartialMove { .. } | Corrupt { .. } | Backend { .. } => ErrorKind::Other,
+            PartialMove { .. } | Corrupt { .. } | Ambiguous { .. } | Backend { .. } => {
+                ErrorKind::Other
+            }
         }
     }
 
@@ -328,6 +343,7 @@ impl StorageError {
             | NotSupported { backend, .. }
             | Conflict { backend, .. }
             | PartialMove { backend, .. }
+            | Ambiguous { backend, .. }
             | Corrupt { backend, .. }
             | Backend { backend, .. } => Some(backend),
             InvalidKey { .. } | InvalidConfig { .. } | InvalidInput { .. } => None,
