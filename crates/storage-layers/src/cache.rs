@@ -630,6 +630,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn entries_expire_after_the_ttl() {
+        // moka keeps time with its own clock, not tokio's, so this waits for real; it only
+        // asserts after waiting five times the TTL, never that something happened quickly.
+        let cache = CacheLayer::default()
+            .with_ttl(Duration::from_millis(20))
+            .with_revalidate_after(Duration::from_secs(3600));
+        let store = cache.wrap(MemoryStore::new());
+        let p = Path::from("t");
+        store.put(&p, "x".into()).await.unwrap();
+        store.get(&p).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        store.get(&p).await.unwrap();
+        let s = cache.stats();
+        assert_eq!((s.hits, s.misses), (0, 2), "{s:?}");
+    }
+
+    #[tokio::test]
     async fn entry_count_bound_holds_for_small_objects() {
         let cache = CacheLayer::default()
             .with_max_bytes(1000)
