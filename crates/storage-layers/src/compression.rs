@@ -153,13 +153,21 @@ impl Codec {
 
     /// Decompress `data`.
     pub fn decompress(self, data: &[u8]) -> storage_core::Result<Vec<u8>> {
+        self.decompress_limited(data, u64::MAX)
+    }
+
+    /// Decompress `data`, refusing output larger than `max` bytes (a small object that
+    /// inflates to gigabytes, a "decompression bomb", fails instead of exhausting memory).
+    pub fn decompress_limited(self, data: &[u8], max: u64) -> storage_core::Result<Vec<u8>> {
         let mut out = Vec::new();
+        let cap = max.saturating_add(1);
         let res = match self {
-            Codec::Gzip => flate2::read::MultiGzDecoder::new(data).read_to_end(&mut out),
+            Codec::Gzip => flate2::read::MultiGzDecoder::new(data)
+                .take(cap)
+                .read_to_end(&mut out),
             #[cfg(feature = "zstd")]
-            Codec::Zstd => {
-                zstd::stream::read::Decoder::new(data).and_then(|mut d| d.read_to_end(&mut out))
-            }
+            Codec::Zstd => zstd::stream::read::Decoder::new(data)
+                .and_then(|d| d.take(cap).read_to_end(&mut out)),
             #[cfg(not(feature = "zstd"))]
             Codec::Zstd => return Err(Codec::unavailable()),
         };
@@ -168,6 +176,14 @@ impl Codec {
             key: String::new(),
             reason: format!("{} data does not decompress: {e}", self.as_str()),
         })?;
+        if out.len() as u64 > max {
+            return Err(StorageError::invalid_input(
+                "max_decompressed_bytes",
+                format!(
+                    "the object decompresses to more than {max} bytes, the layer's limit; raise it with CompressionLayer::with_max_decompressed_bytes if this object is legitimate"
+                ),
+            ));
+        }
         Ok(out)
     }
 }
@@ -273,16 +289,19 @@ pub struct CompressionLayer {
     rules: Vec<(String, Option<Codec>)>,
     min_size: usize,
     level: Option<i32>,
+    max_decompressed: u64,
 }
 
 impl Default for CompressionLayer {
-    /// No default codec and no rules (only puts that ask are compressed), 1 KiB minimum.
+    /// No default codec and no rules (only puts that ask are compressed), 1 KiB minimum,
+    /// reads refused above 1 GiB decompressed.
     fn default() -> Self {
         CompressionLayer {
             default: None,
             rules: Vec::new(),
             min_size: 1024,
             level: None,
+            max_decompressed: 1 << 30,
         }
     }
 }
@@ -309,6 +328,13 @@ impl CompressionLayer {
     /// Payloads smaller than this are stored uncompressed.
     pub fn with_min_size(mut self, bytes: usize) -> Self {
         self.min_size = bytes;
+        self
+    }
+
+    /// Largest decompressed object a read accepts (default 1 GiB); a get decompresses the
+    /// whole object in memory, so this bounds the memory one read can take.
+    pub fn with_max_decompressed_bytes(mut self, bytes: u64) -> Self {
+        self.max_decompressed = bytes;
         self
     }
 
@@ -505,7 +531,8 @@ impl<T: ObjectStore> ObjectStore for CompressionStore<T> {
         .bytes()
         .await?;
         let key = location.to_string();
-        let plain = cpu(stored.len(), move || codec.decompress(&stored))
+        let max = self.cfg.max_decompressed;
+        let plain = cpu(stored.len(), move || codec.decompress_limited(&stored, max))
             .await
             .map_err(|e| match e {
                 StorageError::Corrupt {
@@ -864,6 +891,19 @@ mod tests {
             body.len()
         );
         assert_eq!(store.get(&p).await.unwrap().bytes().await.unwrap(), body);
+    }
+
+    #[tokio::test]
+    async fn decompression_bombs_are_refused() {
+        let store = CompressionLayer::default()
+            .with_default(Codec::Zstd)
+            .with_max_decompressed_bytes(1 << 20)
+            .wrap(MemoryStore::new());
+        let p = Path::from("bomb");
+        store.put(&p, vec![0u8; 8 << 20].into()).await.unwrap();
+        let err = StorageError::from_object_store("t", store.get(&p).await.unwrap_err());
+        assert!(matches!(err, StorageError::InvalidInput { .. }), "{err}");
+        assert!(err.to_string().contains("1048576"), "{err}");
     }
 
     #[test]

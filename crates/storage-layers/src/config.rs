@@ -273,6 +273,8 @@ pub struct CompressionConfig {
     pub min_size: usize,
     /// Level (gzip 0-9, zstd 1-22).
     pub level: Option<i32>,
+    /// Largest decompressed object a read accepts (default 1 GiB).
+    pub max_decompressed_bytes: u64,
 }
 
 impl Default for CompressionConfig {
@@ -282,6 +284,7 @@ impl Default for CompressionConfig {
             rules: Vec::new(),
             min_size: 1024,
             level: None,
+            max_decompressed_bytes: 1 << 30,
         }
     }
 }
@@ -606,7 +609,9 @@ impl LayersConfig {
                         )),
                     }
                 };
-                let mut l = CompressionLayer::default().with_min_size(c.min_size);
+                let mut l = CompressionLayer::default()
+                    .with_min_size(c.min_size)
+                    .with_max_decompressed_bytes(c.max_decompressed_bytes);
                 if let Some(d) = codec("layers.compression.default", c.default)? {
                     l = l.with_default(d);
                 }

@@ -169,6 +169,21 @@ async fn encryption_layer() {
 }
 
 #[tokio::test]
+async fn compression_and_encryption_on_the_local_folder() {
+    // The local folder keeps attributes in a sidecar: the layers' markers must survive it.
+    let dir = tempfile::tempdir().unwrap();
+    let local: Arc<dyn ObjectStore> = Arc::new(storage_core::LocalStore::new(dir.path()).unwrap());
+    let ring = Keyring::new()
+        .with_key("k1", &Keyring::generate_key())
+        .unwrap();
+    let store = CompressionLayer::default()
+        .with_default(Codec::Gzip)
+        .with_min_size(0)
+        .layer(EncryptionLayer::new(ring).layer(local));
+    conformance_but_listed_sizes(store).await;
+}
+
+#[tokio::test]
 async fn full_default_stack() {
     let key = Keyring::generate_key();
     let toml = format!(
