@@ -273,8 +273,6 @@ pub struct CompressionConfig {
     pub min_size: usize,
     /// Level (gzip 0-9, zstd 1-22).
     pub level: Option<i32>,
-    /// Largest decompressed object a read accepts (default 1 GiB).
-    pub max_decompressed_bytes: u64,
 }
 
 impl Default for CompressionConfig {
@@ -284,7 +282,6 @@ impl Default for CompressionConfig {
             rules: Vec::new(),
             min_size: 1024,
             level: None,
-            max_decompressed_bytes: 1 << 30,
         }
     }
 }
@@ -609,9 +606,7 @@ impl LayersConfig {
                         )),
                     }
                 };
-                let mut l = CompressionLayer::default()
-                    .with_min_size(c.min_size)
-                    .with_max_decompressed_bytes(c.max_decompressed_bytes);
+                let mut l = CompressionLayer::default().with_min_size(c.min_size);
                 if let Some(d) = codec("layers.compression.default", c.default)? {
                     l = l.with_default(d);
                 }
