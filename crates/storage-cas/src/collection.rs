@@ -16,6 +16,7 @@ use storage_core::{
 };
 
 use crate::backoff::BackoffStrategy;
+use crate::queue::KeyQueue;
 use crate::scheme::KeyScheme;
 use crate::ttl::{self, Clock, EXPIRES_AT_META, SystemClock};
 use crate::write::{self, Raw, WRITE_ID_META, WRITE_LOG_META, WriteRequest};
@@ -182,6 +183,7 @@ pub struct Collection<T> {
     pub(crate) default_ttl: Option<Duration>,
     pub(crate) backoff: BackoffStrategy,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) queue: Option<Arc<KeyQueue>>,
     _marker: PhantomData<fn() -> T>,
 }
 
@@ -193,6 +195,7 @@ impl<T> Clone for Collection<T> {
             default_ttl: self.default_ttl,
             backoff: self.backoff,
             clock: self.clock.clone(),
+            queue: self.queue.clone(),
             _marker: PhantomData,
         }
     }
@@ -255,6 +258,7 @@ where
             default_ttl: None,
             backoff: BackoffStrategy::STANDARD,
             clock: Arc::new(SystemClock),
+            queue: Some(Arc::default()),
             _marker: PhantomData,
         })
     }
@@ -288,6 +292,15 @@ where
     /// [`ManualClock`](crate::ManualClock).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Queue [`update_with`](Self::update_with) calls on the same document inside this
+    /// process (default on; shared by clones), so they do not race each other on
+    /// compare-and-swap and waste round trips. Off: every call races on CAS alone (still
+    /// correct, just slower under in-process contention).
+    pub fn with_local_queue(mut self, on: bool) -> Self {
+        self.queue = on.then(Arc::default);
         self
     }
 
@@ -653,6 +666,10 @@ where
         F: FnMut(Option<T>) -> Result<Option<T>>,
     {
         let key = self.key_for(id)?;
+        let _turn = match &self.queue {
+            Some(q) => Some(q.turn(key.as_str()).await),
+            None => None,
+        };
         let started = tokio::time::Instant::now();
         let mut attempts = 0u32;
         let mut last_etag: Option<String> = None;

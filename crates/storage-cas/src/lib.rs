@@ -67,10 +67,19 @@
 //! to another writer (a conflict, retried by `update_with`). So a write is never applied
 //! twice and never reported failed when it succeeded. S3's `409 ConditionalRequestConflict`
 //! is mapped to `Precondition` by `storage-core` and retried like any conflict.
+//!
+//! ## Contention inside one process
+//!
+//! Compare-and-swap makes writers in different processes correct. Writers in the same
+//! process are also queued per key (clones of a [`Collection`] or [`VersionedRecords`] share
+//! the queue), so at most one of them has a conditional write on a key in flight and
+//! in-process contention costs no wasted round trips. Switch it off with
+//! [`Collection::with_local_queue`] to let every task race on CAS alone.
 
 mod attachments;
 mod backoff;
 mod collection;
+mod queue;
 mod records;
 mod scheme;
 mod sweep;

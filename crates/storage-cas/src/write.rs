@@ -1,11 +1,13 @@
-//! Conditional writes whose outcome is never ambiguous.
+//! Conditional writes whose lost answers are resolved, never guessed.
 //!
 //! A conditional write can time out or lose its connection after the server applied it. A
 //! blind retry would then fail its own precondition (and the caller would re-apply its
 //! change: a double increment) or, for create-if-absent, report `AlreadyExists` for its own
 //! object. So every write made here carries a random write id in the object's user
-//! metadata (`strata-write-id`), and the ids (and ETags) of the last few writes it replaced
-//! (`strata-write-log`). After an ambiguous failure the writer HEADs the key:
+//! metadata (`strata-write-id`), and the ids and ETags of the last [`WRITE_LOG_LEN`] writes
+//! it replaced (`strata-write-log`, newest first; an entry marked `*` starts a chain: a
+//! creation, an unconditional put or a foreign write). After an ambiguous failure the
+//! writer HEADs the key:
 //!
 //! - the current object carries our write id → our write applied; its ETag is ours;
 //! - our id is in the current object's write log → our write applied and was since
@@ -13,7 +15,11 @@
 //! - the precondition still holds (same ETag / still absent) → our write did not apply:
 //!   send the same write again (same write id; it stays conditional, so a delayed copy of
 //!   the first request can never apply a second time);
-//! - otherwise another writer got there first: an ordinary conflict.
+//! - the log shows who replaced the ETag we expected (or shows the whole chain since the
+//!   document was created) and it was not us → another writer got there first: an
+//!   ordinary conflict;
+//! - otherwise more writes landed in between than the log remembers: the outcome cannot be
+//!   known, and the write fails with [`StorageError::Ambiguous`] instead of being repeated.
 //!
 //! If after a retry the server answers with a conflict, the HEAD check runs again: the
 //! first request may have landed in the meantime.
@@ -32,11 +38,13 @@ use crate::backoff::{BackoffStrategy, Jitter};
 /// User-metadata name of the id of the write that produced an object.
 pub const WRITE_ID_META: &str = "strata-write-id";
 /// User-metadata name of the ids and ETags of the writes an object replaced, newest first
-/// (`id:etag,id:etag,...`).
+/// (`id:etag,id:etag,...`; `*` before an id marks the start of a chain, `-` an object
+/// written without an id).
 pub const WRITE_LOG_META: &str = "strata-write-log";
-/// How many replaced writes the log remembers: an ambiguous write is still recognised as
-/// applied when up to this many other writes landed between it and its HEAD check.
-pub const WRITE_LOG_LEN: usize = 10;
+/// How many replaced writes the log remembers: a write whose answer was lost is still
+/// resolved when up to this many other writes landed between it and its HEAD check
+/// (beyond that: [`StorageError::Ambiguous`]). About 50 bytes of metadata per entry on S3.
+pub const WRITE_LOG_LEN: usize = 16;
 
 /// Retries of one ambiguous write (each preceded by a HEAD check).
 const AMBIGUITY_BACKOFF: BackoffStrategy =
@@ -99,7 +107,7 @@ pub(crate) struct Committed {
 }
 
 fn new_write_id() -> String {
-    format!("{:016x}", fastrand::u64(..))
+    format!("{:012x}", fastrand::u64(..1 << 48))
 }
 
 fn escape_etag(etag: &str) -> String {
@@ -110,13 +118,34 @@ fn unescape_etag(etag: &str) -> String {
     etag.replace("%2C", ",").replace("%25", "%")
 }
 
-/// `(write id, etag)` entries of an object's write log, newest first.
-pub(crate) fn write_log(meta: &BTreeMap<String, String>) -> Vec<(String, String)> {
+/// One entry of an object's write log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogEntry {
+    /// Write id (`-` for an object written without one).
+    pub id: String,
+    /// ETag of the object that write produced.
+    pub etag: String,
+    /// That object started its chain (it replaced nothing this log knows about).
+    pub chain_start: bool,
+}
+
+/// The entries of an object's write log, newest first.
+pub(crate) fn write_log(meta: &BTreeMap<String, String>) -> Vec<LogEntry> {
     meta.get(WRITE_LOG_META)
         .map(|log| {
             log.split(',')
                 .filter_map(|e| e.split_once(':'))
-                .map(|(id, etag)| (id.to_string(), unescape_etag(etag)))
+                .map(|(id, etag)| {
+                    let (chain_start, id) = match id.strip_prefix('*') {
+                        Some(id) => (true, id),
+                        None => (false, id),
+                    };
+                    LogEntry {
+                        id: id.to_string(),
+                        etag: unescape_etag(etag),
+                        chain_start,
+                    }
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -128,8 +157,14 @@ fn next_log(previous: Option<&ObjectInfo>) -> Vec<String> {
         return Vec::new();
     };
     let mut log = Vec::with_capacity(WRITE_LOG_LEN);
-    if let (Some(id), Some(etag)) = (prev.metadata.get(WRITE_ID_META), &prev.etag) {
-        log.push(format!("{id}:{}", escape_etag(etag)));
+    if let Some(etag) = &prev.etag {
+        let id = prev.metadata.get(WRITE_ID_META).map_or("-", String::as_str);
+        let start = if prev.metadata.contains_key(WRITE_LOG_META) {
+            ""
+        } else {
+            "*"
+        };
+        log.push(format!("{start}{id}:{}", escape_etag(etag)));
     }
     if let Some(old) = prev.metadata.get(WRITE_LOG_META) {
         log.extend(old.split(',').filter(|e| !e.is_empty()).map(str::to_string));
@@ -160,6 +195,8 @@ enum Probe {
     Conflict(StorageError),
     /// The HEAD itself failed transiently.
     Unknown(StorageError),
+    /// Too many writes landed in between: what happened cannot be known.
+    Ambiguous(StorageError),
 }
 
 fn conflict_for(
@@ -208,16 +245,27 @@ async fn probe(bucket: &Bucket, key: &Key, write_id: &str, condition: &WriteCond
             None => Probe::Conflict(missing_etag(bucket, key)),
         };
     }
-    if let Some((_, etag)) = write_log(&info.metadata)
-        .into_iter()
-        .find(|(id, _)| id == write_id)
-    {
+    let log = write_log(&info.metadata);
+    if let Some(entry) = log.iter().find(|e| e.id == write_id) {
         return Probe::Applied(Committed {
-            etag,
+            etag: entry.etag.clone(),
             version: None,
             superseded: true,
         });
     }
+    // Can the log tell who replaced what we expected? It can if it reaches back to the ETag
+    // we matched on, or to the start of the chain.
+    let start_visible =
+        !info.metadata.contains_key(WRITE_LOG_META) || log.iter().any(|e| e.chain_start);
+    let ambiguous = || {
+        Probe::Ambiguous(StorageError::Ambiguous {
+            backend: bucket.name().to_string(),
+            key: key.to_string(),
+            detail: format!(
+                "the answer to a conditional write was lost and more than {WRITE_LOG_LEN} other writes landed before it could be checked, so it may or may not have been applied; it was not repeated. Read the document and decide"
+            ),
+        })
+    };
     match condition {
         WriteCondition::Overwrite => Probe::NotApplied,
         WriteCondition::IfMatch { etag, .. }
@@ -225,16 +273,23 @@ async fn probe(bucket: &Bucket, key: &Key, write_id: &str, condition: &WriteCond
         {
             Probe::NotApplied
         }
-        WriteCondition::IfMatch { etag, .. } => Probe::Conflict(conflict_for(
-            bucket,
-            key,
-            condition,
-            &format!(
-                "expected ETag {etag}, found {:?} (changed by another writer)",
-                info.etag
-            ),
-        )),
-        WriteCondition::IfAbsent => Probe::Conflict(conflict_for(bucket, key, condition, "")),
+        WriteCondition::IfMatch { etag, .. }
+            if start_visible || log.iter().any(|e| etag_eq(&e.etag, etag)) =>
+        {
+            Probe::Conflict(conflict_for(
+                bucket,
+                key,
+                condition,
+                &format!(
+                    "expected ETag {etag}, found {:?} (changed by another writer)",
+                    info.etag
+                ),
+            ))
+        }
+        WriteCondition::IfAbsent if start_visible => {
+            Probe::Conflict(conflict_for(bucket, key, condition, ""))
+        }
+        WriteCondition::IfMatch { .. } | WriteCondition::IfAbsent => ambiguous(),
     }
 }
 
@@ -334,7 +389,7 @@ pub(crate) async fn write(bucket: &Bucket, req: WriteRequest<'_>) -> Result<Comm
         loop {
             match probe(bucket, key, &write_id, &req.condition).await {
                 Probe::Applied(c) => return Ok(c),
-                Probe::Conflict(e) => return Err(e),
+                Probe::Conflict(e) | Probe::Ambiguous(e) => return Err(e),
                 Probe::NotApplied => break,
                 Probe::Unknown(e) => {
                     round += 1;
@@ -415,7 +470,7 @@ mod tests {
         meta.insert(WRITE_ID_META.to_string(), "aaaa".to_string());
         let old: Vec<String> = (0..WRITE_LOG_LEN).map(|i| format!("id{i}:e{i}")).collect();
         meta.insert(WRITE_LOG_META.to_string(), old.join(","));
-        let prev = ObjectInfo {
+        let mut prev = ObjectInfo {
             key: "k".into(),
             size: 0,
             last_modified: chrono::Utc::now(),
@@ -430,8 +485,27 @@ mod tests {
             WRITE_LOG_META.to_string(),
             log.join(","),
         )]));
-        assert_eq!(parsed[0], ("aaaa".to_string(), "\"x,y%\"".to_string()));
-        assert_eq!(parsed[1], ("id0".to_string(), "e0".to_string()));
-        assert_eq!(parsed.last().unwrap().0, format!("id{}", WRITE_LOG_LEN - 2));
+        assert_eq!(parsed[0].id, "aaaa");
+        assert_eq!(parsed[0].etag, "\"x,y%\"");
+        assert!(!parsed[0].chain_start);
+        assert_eq!(
+            (parsed[1].id.as_str(), parsed[1].etag.as_str()),
+            ("id0", "e0")
+        );
+        assert_eq!(
+            parsed.last().unwrap().id,
+            format!("id{}", WRITE_LOG_LEN - 2)
+        );
+
+        // An object without a log starts a chain; one without a write id is recorded as `-`.
+        prev.metadata.clear();
+        let log = next_log(Some(&prev));
+        let parsed = write_log(&BTreeMap::from([(
+            WRITE_LOG_META.to_string(),
+            log.join(","),
+        )]));
+        assert_eq!(parsed.len(), 1);
+        assert!(parsed[0].chain_start);
+        assert_eq!(parsed[0].id, "-");
     }
 }

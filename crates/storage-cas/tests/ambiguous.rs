@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use common::{Fault, FaultStore};
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, UpdateVersion};
 use serde::{Deserialize, Serialize};
-use storage_cas::{BackoffStrategy, Collection, VersionedRecords, WRITE_ID_META};
+use storage_cas::{BackoffStrategy, Collection, VersionedRecords, WRITE_ID_META, WRITE_LOG_LEN};
 use storage_core::StorageError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -221,7 +221,7 @@ async fn write_id_is_stored_in_metadata() {
     let c = counters(&store);
     c.create("c", &Counter { n: 1 }).await.unwrap();
     let info = store.bucket().head("counters/c.json").await.unwrap();
-    assert_eq!(info.metadata[WRITE_ID_META].len(), 16);
+    assert_eq!(info.metadata[WRITE_ID_META].len(), 12);
     // A raw conditional put by a non-Strata client still works against our ETag.
     let path = object_store::path::Path::from("counters/c.json");
     let e_tag = info.etag.clone();
@@ -237,4 +237,88 @@ async fn write_id_is_stored_in_metadata() {
         .await
         .unwrap();
     assert_eq!(c.get("c").await.unwrap().unwrap().value.n, 5);
+}
+
+/// Rivals commit `rivals` increments right after our write lands and before its (lost)
+/// answer comes back; returns what our `put_if_match` reported and the final value.
+async fn lost_answer_then_rivals(
+    rivals: usize,
+) -> (storage_core::Result<storage_cas::Written>, u64) {
+    let store = FaultStore::every_nth_conditional(1, Fault::LostAck);
+    let c = counters(&store);
+    c.put("c", &Counter { n: 1 }).await.unwrap();
+    let before = c.get("c").await.unwrap().unwrap();
+    let rival = c.clone();
+    store.set_after_apply(move |_, _| {
+        let rival = rival.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                for _ in 0..rivals {
+                    rival
+                        .update_with("c", |cur| {
+                            Ok(Some(Counter {
+                                n: cur.unwrap().n + 1,
+                            }))
+                        })
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .join()
+        .unwrap();
+    });
+    let r = c.put_if_match("c", &Counter { n: 2 }, &before.etag).await;
+    (r, c.get("c").await.unwrap().unwrap().value.n)
+}
+
+#[tokio::test(start_paused = true)]
+async fn lost_answer_is_resolved_while_the_log_remembers_it() {
+    let (r, n) = lost_answer_then_rivals(WRITE_LOG_LEN - 1).await;
+    let w = r.unwrap();
+    assert!(w.superseded);
+    assert_eq!(
+        n,
+        2 + (WRITE_LOG_LEN as u64 - 1),
+        "ours applied once, then every rival"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn lost_answer_beyond_the_log_is_ambiguous_never_repeated() {
+    let (r, n) = lost_answer_then_rivals(WRITE_LOG_LEN + 4).await;
+    let err = r.unwrap_err();
+    assert!(matches!(err, StorageError::Ambiguous { .. }), "{err}");
+    assert!(!err.is_retryable() && !err.is_conflict());
+    // Our write applied exactly once (it was not repeated), then every rival's.
+    assert_eq!(n, 2 + WRITE_LOG_LEN as u64 + 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn lost_create_answer_with_a_short_chain_is_decided() {
+    // Another writer created the document first: the chain from its creation is in view,
+    // so a lost create of ours that did not apply is a plain AlreadyExists.
+    // Writes 0..=3 are the rival's; ours (write 4) times out before reaching the store.
+    let store = FaultStore::new(|n, _, _| (n == 4).then_some(Fault::FailBefore));
+    let c = counters(&store);
+    let rival = counters(&store);
+    rival.create("d", &Counter { n: 10 }).await.unwrap();
+    for _ in 0..3 {
+        rival
+            .update_with("d", |cur| {
+                Ok(Some(Counter {
+                    n: cur.unwrap().n + 1,
+                }))
+            })
+            .await
+            .unwrap();
+    }
+    let err = c.create("d", &Counter { n: 0 }).await.unwrap_err();
+    assert!(matches!(err, StorageError::AlreadyExists { .. }), "{err}");
+    assert_eq!(store.failed_before.load(Ordering::Relaxed), 1);
+    assert_eq!(c.get("d").await.unwrap().unwrap().value.n, 13);
 }

@@ -71,7 +71,15 @@ async fn sixteen_writers_on_s3() {
     let Some(bucket) = strata_testkit::s3_bucket("cas-contention") else {
         return;
     };
-    check_counter(&bucket, 16, 50).await;
+    check_counter(&bucket, 16, 50, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_writers_on_s3_with_local_queue() {
+    let Some(bucket) = strata_testkit::s3_bucket("cas-queued") else {
+        return;
+    };
+    check_counter(&bucket, 16, 50, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -89,7 +97,7 @@ async fn sixteen_writers_on_s3_through_chaos() {
         .to_builder()
         .store(chaos.layer(Arc::clone(bucket.store())))
         .build();
-    check_counter(&bucket, 16, 50).await;
+    check_counter(&bucket, 16, 50, true).await;
     assert!(chaos.stats().lost_acks > 0);
 }
 
@@ -98,7 +106,7 @@ async fn eight_committers_on_s3() {
     let Some(bucket) = strata_testkit::s3_bucket("cas-records") else {
         return;
     };
-    check_versions(&bucket, 8, 25).await;
+    check_versions(&bucket, 8, 25, false).await;
     let recs: VersionedRecords<(u64, u64)> = VersionedRecords::new(&bucket, "hot").unwrap();
     assert_eq!(recs.revert("rec", 0).await.unwrap().version, 200);
 }

@@ -324,10 +324,14 @@ pub async fn hammer(c: &Collection<Counter>, writers: usize, increments: usize) 
 
 /// `writers` × `increments` increments of one counter in `bucket`: the final value is exact
 /// and the writers' logs form one chain.
-pub async fn check_counter(bucket: &Bucket, writers: usize, increments: usize) {
+///
+/// `local_queue: false` makes every writer race on compare-and-swap alone (the real proof);
+/// `true` is the default in-process queue in front of it.
+pub async fn check_counter(bucket: &Bucket, writers: usize, increments: usize, local_queue: bool) {
     let c: Collection<Counter> = Collection::new(bucket, "counters/{id}.json")
         .unwrap()
-        .with_backoff(contended());
+        .with_backoff(contended())
+        .with_local_queue(local_queue);
     let links = hammer(&c, writers, increments).await;
     let doc = c.get("hot").await.unwrap().unwrap();
     assert_eq!(
@@ -342,10 +346,11 @@ pub async fn check_counter(bucket: &Bucket, writers: usize, increments: usize) {
 
 /// `committers` × `commits` concurrent commits to one record: versions contiguous from 0,
 /// each number and value exactly once, head at the last.
-pub async fn check_versions(bucket: &Bucket, committers: u64, commits: u64) {
+pub async fn check_versions(bucket: &Bucket, committers: u64, commits: u64, local_queue: bool) {
     let recs: VersionedRecords<(u64, u64)> = VersionedRecords::new(bucket, "hot")
         .unwrap()
-        .with_backoff(contended());
+        .with_backoff(contended())
+        .with_local_queue(local_queue);
     let mut tasks = Vec::new();
     for w in 0..committers {
         let recs = recs.clone();

@@ -1,0 +1,146 @@
+//! Commit throughput of `Collection::update_with` on one hot document: uncontended (1
+//! writer) vs 2, 4, 8 and 16 concurrent writers, on memory and, when `cargo xtask bench`
+//! started it, the moto S3 server.
+//!
+//! Printed per writer count: total commits per second (median of the rounds), attempts per
+//! commit, and the ratio to the uncontended rate (target for 16 writers: ≥ 0.5). Rounds
+//! interleave the writer counts so drift on a shared machine hits all of them alike.
+//! Absolute figures are noise on a 2-core machine; the ratios are the figures that count.
+//!
+//! Each backend runs twice: with the default in-process queue (writers of one key in one
+//! process take turns, CAS settles the rest) and with it off (every writer races on CAS
+//! alone, the situation of writers in separate processes).
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use storage_cas::{BackoffStrategy, Collection, Jitter};
+use storage_core::Bucket;
+
+const WRITER_COUNTS: [usize; 5] = [1, 2, 4, 8, 16];
+const ROUNDS: usize = 5;
+
+#[derive(Serialize, Deserialize)]
+struct Counter {
+    n: u64,
+}
+
+struct Sample {
+    rate: f64,
+    attempts_per_commit: f64,
+}
+
+async fn run(c: &Collection<Counter>, doc: &str, writers: usize, commits: usize) -> Sample {
+    let per_writer = commits / writers;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..writers {
+        let c = c.clone();
+        let doc = doc.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut attempts = 0u64;
+            for _ in 0..per_writer {
+                let out = c
+                    .update_with(&doc, |cur| {
+                        Ok(Some(Counter {
+                            n: cur.map_or(0, |c| c.n) + 1,
+                        }))
+                    })
+                    .await
+                    .expect("commit");
+                attempts += u64::from(out.attempts);
+            }
+            attempts
+        }));
+    }
+    let mut attempts = 0;
+    for t in tasks {
+        attempts += t.await.unwrap();
+    }
+    let done = (per_writer * writers) as f64;
+    Sample {
+        rate: done / start.elapsed().as_secs_f64(),
+        attempts_per_commit: attempts as f64 / done,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+async fn bench(name: &str, bucket: &Bucket, commits: usize, backoff: BackoffStrategy, queue: bool) {
+    let c: Collection<Counter> = Collection::new(bucket, "bench/{id}.json")
+        .unwrap()
+        .with_backoff(backoff)
+        .with_local_queue(queue);
+    let mut rates = vec![Vec::new(); WRITER_COUNTS.len()];
+    let mut attempts = vec![Vec::new(); WRITER_COUNTS.len()];
+    for round in 0..ROUNDS {
+        for (i, &w) in WRITER_COUNTS.iter().enumerate() {
+            let s = run(&c, &format!("hot-{queue}-{round}-{w}"), w, commits).await;
+            rates[i].push(s.rate);
+            attempts[i].push(s.attempts_per_commit);
+        }
+    }
+    let base = median(rates[0].clone());
+    let mode = if queue {
+        "in-process queue on (default)"
+    } else {
+        "queue off: every writer races on CAS"
+    };
+    println!("\n{name}, {mode}: {commits} commits per run, {ROUNDS} rounds, medians");
+    println!(
+        "{:>8} {:>14} {:>18} {:>10}",
+        "writers", "commits/s", "attempts/commit", "ratio"
+    );
+    for (i, &w) in WRITER_COUNTS.iter().enumerate() {
+        let r = median(rates[i].clone());
+        println!(
+            "{w:>8} {r:>14.0} {:>18.2} {:>10.2}",
+            median(attempts[i].clone()),
+            r / base
+        );
+    }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let fast = BackoffStrategy::custom(
+            1_000_000,
+            Duration::from_micros(200),
+            Duration::from_millis(5),
+        )
+        .with_jitter(Jitter::Full);
+        let slow = BackoffStrategy::custom(
+            1_000_000,
+            Duration::from_millis(10),
+            Duration::from_millis(200),
+        )
+        .with_jitter(Jitter::Full);
+        let memory = Bucket::memory("bench");
+        let dir = tempfile::tempdir().unwrap();
+        let local = Bucket::local("bench", dir.path()).unwrap();
+        let s3 = if std::env::var_os(strata_testkit::S3_ENDPOINT).is_some() {
+            strata_testkit::s3_bucket("cas-bench")
+        } else {
+            println!(
+                "S3 (moto): skipped, {} is not set (run `cargo xtask bench`)",
+                strata_testkit::S3_ENDPOINT
+            );
+            None
+        };
+        for queue in [true, false] {
+            bench("memory", &memory, 1600, fast, queue).await;
+            bench("local folder", &local, 800, fast, queue).await;
+            if let Some(s3) = &s3 {
+                bench("S3 (moto)", s3, 160, slow, queue).await;
+            }
+        }
+    });
+}
