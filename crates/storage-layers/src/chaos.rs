@@ -146,6 +146,7 @@ struct ChaosConfigValues {
     error_rate: f64,
     fault: ChaosFault,
     target: ChaosTarget,
+    parts: bool,
     lost_ack_rate: f64,
     torn_stream_rate: f64,
     latency: Option<(Duration, Duration)>,
@@ -160,6 +161,7 @@ impl Default for ChaosLayer {
                 error_rate: 0.0,
                 fault: ChaosFault::Unavailable,
                 target: ChaosTarget::All,
+                parts: true,
                 lost_ack_rate: 0.0,
                 torn_stream_rate: 0.0,
                 latency: None,
@@ -202,6 +204,15 @@ impl ChaosLayer {
     /// write-only and read-only by nature).
     pub fn with_target(mut self, target: ChaosTarget) -> Self {
         self.cfg.target = target;
+        self
+    }
+
+    /// Whether multipart parts and completions get injected faults too (default yes). A
+    /// failed part or completion fails its upload: those requests are retried by the HTTP
+    /// client (`object_store`'s `RetryConfig`), not by the retry layer, which cannot resend a
+    /// part under its part number nor complete an upload twice through `MultipartUpload`.
+    pub fn with_multipart(mut self, yes: bool) -> Self {
+        self.cfg.parts = yes;
         self
     }
 
@@ -491,6 +502,9 @@ impl fmt::Debug for ChaosUpload {
 impl MultipartUpload for ChaosUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
         let part = self.upload.put_part(data);
+        if !self.layer.cfg.parts {
+            return part;
+        }
         let layer = self.layer.clone();
         let key = self.location.to_string();
         async move {

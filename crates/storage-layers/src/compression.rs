@@ -410,6 +410,15 @@ fn stored_codec(attrs: &Attributes) -> Option<Codec> {
     (marker == encoding).then_some(marker)
 }
 
+/// Errors that are the backend's answer about the object (not about the range asked for).
+fn is_answer(e: &object_store::Error) -> bool {
+    use storage_core::ErrorKind::*;
+    matches!(
+        crate::util::classify(e).kind,
+        NotFound | Conflict | NotModified | Auth | Timeout | Unavailable
+    )
+}
+
 fn strip_markers(attrs: &Attributes) -> Attributes {
     attrs
         .iter()
@@ -497,7 +506,23 @@ impl<T: ObjectStore> ObjectStore for CompressionStore<T> {
     async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
         let wanted = options.range.clone();
         let head = options.head;
-        let mut res = self.inner.get_opts(location, options.clone()).await?;
+        let mut res = match self.inner.get_opts(location, options.clone()).await {
+            Ok(r) => r,
+            // A range valid for the uncompressed object can be out of range for the stored
+            // (smaller) one: learn whether the object is compressed before failing.
+            Err(e) if wanted.is_some() && !is_answer(&e) => {
+                let probe = GetOptions {
+                    range: None,
+                    head: true,
+                    ..options.clone()
+                };
+                match self.inner.get_opts(location, probe).await {
+                    Ok(h) if stored_codec(&h.attributes).is_some() => h,
+                    _ => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         let Some(codec) = stored_codec(&res.attributes) else {
             return Ok(res);
         };
@@ -831,6 +856,29 @@ mod tests {
         let parts = store.get_ranges(&p, &[0..5, 50..60]).await.unwrap();
         assert_eq!(parts, vec![body.slice(0..5), body.slice(50..60)]);
         assert_eq!(store.head(&p).await.unwrap().size, body.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn ranges_beyond_the_stored_size_still_work() {
+        let store = CompressionLayer::default()
+            .with_default(Codec::Gzip)
+            .wrap(MemoryStore::new());
+        let body = Bytes::from("a".repeat(100_000));
+        let p = Path::from("z");
+        store.put(&p, body.clone().into()).await.unwrap();
+        assert_eq!(
+            store.get_range(&p, 99_990..100_000).await.unwrap(),
+            body.slice(99_990..)
+        );
+        let r = store
+            .get_opts(
+                &p,
+                GetOptions::new().with_range(Some(GetRange::Offset(99_000))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.bytes().await.unwrap().len(), 1000);
+        assert!(store.get_range(&p, 200_000..200_001).await.is_err());
     }
 
     #[tokio::test]

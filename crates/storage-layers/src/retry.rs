@@ -42,8 +42,11 @@
 //! A GET whose body fails mid-way with a retryable error is resumed from the next byte with a
 //! ranged GET pinned to the first response's ETag (`If-Match`), so a torn stream neither
 //! restarts nor mixes two versions. `list` is retried only if it fails before its first
-//! entry. Multipart parts are not retried here (each `put_part` call is a new part); the S3
-//! client's own HTTP retry covers them.
+//! entry. Multipart parts and completions are not retried here: each `put_part` call takes
+//! the next part number, so a part cannot be resent under its own number, and `complete`
+//! cannot be called twice, through the `MultipartUpload` trait. The S3 client's own HTTP
+//! retry covers both (it resends the same request); a failure beyond it fails the upload,
+//! which the caller aborts and restarts (starting an upload is retried).
 //!
 //! # Combining with `object_store`'s HTTP retry
 //!
