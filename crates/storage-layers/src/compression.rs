@@ -41,6 +41,12 @@
 //! `head` reports the stored size, and large objects are usually read by ranges, which
 //! compression turns into whole-object reads.
 //!
+//! # Presigned and public URLs
+//!
+//! They serve the stored bytes with their `Content-Encoding`: browsers and
+//! `curl --compressed` decode gzip transparently; zstd needs a client that supports it, so
+//! prefer gzip for objects shared through URLs.
+//!
 //! # Copies
 //!
 //! `copy` and `rename` keep the stored bytes and attributes. For copy-if-absent of a

@@ -41,6 +41,12 @@
 //!   party who can write the bucket can swap two encrypted objects (but not forge or alter
 //!   one).
 //!
+//! # Presigned and public URLs
+//!
+//! They are signed for the stored object and bypass every layer: a presigned GET of an
+//! encrypted object downloads ciphertext, which only a holder of the key can decrypt (with
+//! this layer). Use SSE (below) for objects shared through URLs.
+//!
 //! # Server-side encryption
 //!
 //! SSE-S3, SSE-KMS and SSE-C are S3 settings, configured in `storage-s3`; they protect data
