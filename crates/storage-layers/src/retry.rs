@@ -24,18 +24,24 @@
 //! connection, 5xx: the backend may have applied it before the failure) cannot simply be
 //! resent: if the first attempt landed, the second answers `AlreadyExists`/`Precondition` and
 //! the caller would wrongly believe it lost the race. So after an ambiguous failure the layer
-//! HEADs the object:
+//! reads the object (its own reads retried):
 //! - absent, or (for `Update`) still at the expected ETag → the write did not land: retry;
-//! - present with other content than ours → another writer won: return `AlreadyExists`
-//!   (create) or `Precondition` (update) without retrying;
-//! - present with exactly our bytes → our write landed: return success with its ETag.
+//! - present with exactly our bytes → our write landed: return success with its ETag;
+//! - anything else → unknown: either our write never landed and another writer's did, or
+//!   ours landed and was overwritten since. The layer returns the original ambiguous error
+//!   (`Unavailable`, `Timeout`, ...), **never** `AlreadyExists`/`Precondition`: a conflict
+//!   would tell a compare-and-swap loop that its write did not happen, and the loop would
+//!   apply its change a second time. Counted in [`RetryStats::unknown_outcomes`].
 //!
-//! If the HEAD itself fails, the write is retried and a later conflict answer is checked the
-//! same way. A rate-limit answer (429/SlowDown) means the write was refused, so it is retried
-//! directly. The one case this cannot tell apart: another writer storing byte-identical
-//! content at the same moment counts as our success, which leaves the object as we wanted it.
-//! `copy` with `CopyMode::Create` and `rename` follow the same rule (the destination holding
-//! the source's bytes, or the source gone and the destination present, is success).
+//! If the check's reads fail too, the write is retried and a later conflict answer is
+//! checked the same way (still unknown → the ambiguous error). A rate-limit answer
+//! (429/SlowDown) means the write was refused, so it is retried directly. Limits: another
+//! writer storing byte-identical content at the same moment counts as our success (the
+//! object is as we wanted it); a write that landed and was undone before the check (deleted
+//! again, or set back to identical bytes, which S3 gives the same ETag) reads as not landed
+//! and is applied again. `copy` with `CopyMode::Create` and `rename` follow the same rule
+//! (the destination holding the source's bytes, or the source gone and the destination
+//! present, is success).
 //!
 //! # Streams
 //!
@@ -165,6 +171,9 @@ pub struct RetryStats {
     pub recovered_writes: u64,
     /// GET bodies resumed after a mid-stream failure.
     pub resumed_streams: u64,
+    /// Conditional writes whose outcome could not be determined (returned as their
+    /// ambiguous error, never as a conflict).
+    pub unknown_outcomes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -174,6 +183,7 @@ struct Counters {
     gave_up: AtomicU64,
     recovered_writes: AtomicU64,
     resumed_streams: AtomicU64,
+    unknown_outcomes: AtomicU64,
 }
 
 /// Retries failed calls; see the [module docs](self).
@@ -254,6 +264,7 @@ impl RetryLayer {
             gave_up: c.gave_up.load(Ordering::Relaxed),
             recovered_writes: c.recovered_writes.load(Ordering::Relaxed),
             resumed_streams: c.resumed_streams.load(Ordering::Relaxed),
+            unknown_outcomes: c.unknown_outcomes.load(Ordering::Relaxed),
         }
     }
 
@@ -378,8 +389,10 @@ enum Landed {
     No,
     /// It landed; here is its result.
     Yes(PutResult),
-    /// Someone else's write is there; this is the caller's answer.
-    Lost(object_store::Error),
+    /// Another state than ours and than the one we expected is there: either our write
+    /// never landed and another writer's did, or ours landed and was overwritten since.
+    /// The two cannot be told apart, so the outcome is unknown.
+    Changed,
     /// Could not tell (the check failed too).
     Unknown,
 }
@@ -410,7 +423,7 @@ impl<T: ObjectStore> RetryStore<T> {
             }
         }
         if meta.size != ours.len() as u64 {
-            return self.lost(location, mode, &meta);
+            return Landed::Changed;
         }
         let pinned = GetOptions::new().with_if_match(meta.e_tag.clone());
         let body = self
@@ -429,30 +442,9 @@ impl<T: ObjectStore> RetryStore<T> {
                 version: meta.version,
                 extensions: Default::default(),
             }),
-            Ok(_) => self.lost(location, mode, &meta),
+            Ok(_) => Landed::Changed,
             Err(_) => Landed::Unknown,
         }
-    }
-
-    fn lost(&self, location: &Path, mode: &PutMode, meta: &ObjectMeta) -> Landed {
-        let key = location.to_string();
-        Landed::Lost(match mode {
-            PutMode::Create => object_store::Error::AlreadyExists {
-                path: key,
-                source: "another writer created the object while this create-if-absent write \
-                         was failing; it was not retried"
-                    .into(),
-            },
-            _ => object_store::Error::Precondition {
-                path: key,
-                source: format!(
-                    "another writer changed the object (now ETag {:?}) while this conditional \
-                     write was failing; it was not retried",
-                    meta.e_tag
-                )
-                .into(),
-            },
-        })
     }
 
     async fn conditional_put(
@@ -495,11 +487,16 @@ impl<T: ObjectStore> RetryStore<T> {
                                 .fetch_add(1, Ordering::Relaxed);
                             Ok(r)
                         }
-                        Landed::Lost(e) => Err(e),
                         Landed::No => Err(err),
                         // Still unknown: report the ambiguous failure, not a conflict that
                         // may be our own write.
-                        Landed::Unknown => Err(ambiguous),
+                        Landed::Changed | Landed::Unknown => {
+                            self.policy
+                                .counters
+                                .unknown_outcomes
+                                .fetch_add(1, Ordering::Relaxed);
+                            Err(ambiguous)
+                        }
                     };
                 }
             }
@@ -516,7 +513,20 @@ impl<T: ObjectStore> RetryStore<T> {
                         tracing::debug!(key, "ambiguous conditional write had landed");
                         return Ok(r);
                     }
-                    Landed::Lost(e) => return Err(e),
+                    Landed::Changed => {
+                        // Not ours and not what we expected: report the ambiguous failure
+                        // (outcome unknown) rather than a conflict, which would tell the
+                        // caller its write did not happen when it may have.
+                        self.policy
+                            .counters
+                            .unknown_outcomes
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            key,
+                            "conditional write failed ambiguously and the object changed since; its outcome is unknown"
+                        );
+                        return Err(err);
+                    }
                     Landed::No => unresolved = None,
                     Landed::Unknown => {
                         if !self.policy.should_retry(class, attempt, "put", key).await {
@@ -706,14 +716,17 @@ impl<T: ObjectStore> ObjectStore for RetryStore<T> {
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
         let create = matches!(options.mode, CopyMode::Create);
         let mut attempt = 1;
-        let mut ambiguous = false;
+        let mut ambiguous: Option<object_store::Error> = None;
         loop {
             let err = match self.inner.copy_opts(from, to, options.clone()).await {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             };
             let class = classify(&err);
-            if create && ambiguous && class.kind == ErrorKind::Conflict {
+            if create
+                && class.kind == ErrorKind::Conflict
+                && let Some(first) = ambiguous.take()
+            {
                 // Our earlier attempt may have created the destination.
                 if self.same_bytes(from, to).await {
                     self.policy
@@ -722,9 +735,12 @@ impl<T: ObjectStore> ObjectStore for RetryStore<T> {
                         .fetch_add(1, Ordering::Relaxed);
                     return Ok(());
                 }
-                return Err(err);
+                self.policy
+                    .counters
+                    .unknown_outcomes
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(first);
             }
-            ambiguous |= class.ambiguous();
             if !self
                 .policy
                 .should_retry(class, attempt, "copy", to.as_ref())
@@ -732,20 +748,25 @@ impl<T: ObjectStore> ObjectStore for RetryStore<T> {
             {
                 return Err(err);
             }
+            if class.ambiguous() && ambiguous.is_none() {
+                ambiguous = Some(err);
+            }
             attempt += 1;
         }
     }
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
         let mut attempt = 1;
-        let mut ambiguous = false;
+        let mut ambiguous: Option<object_store::Error> = None;
         loop {
             let err = match self.inner.rename_opts(from, to, options.clone()).await {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             };
             let class = classify(&err);
-            if ambiguous && matches!(class.kind, ErrorKind::NotFound | ErrorKind::Conflict) {
+            if ambiguous.is_some()
+                && matches!(class.kind, ErrorKind::NotFound | ErrorKind::Conflict)
+            {
                 // An earlier attempt may have done the move (source gone, destination there),
                 // or copied without deleting the source.
                 let source = self.exists(from).await;
@@ -768,16 +789,24 @@ impl<T: ObjectStore> ObjectStore for RetryStore<T> {
                             .run("rename", from.as_ref(), || self.inner.delete(from))
                             .await;
                     }
-                    _ => return Err(err),
+                    _ => {
+                        self.policy
+                            .counters
+                            .unknown_outcomes
+                            .fetch_add(1, Ordering::Relaxed);
+                        return Err(ambiguous.take().unwrap_or(err));
+                    }
                 }
             }
-            ambiguous |= class.ambiguous();
             if !self
                 .policy
                 .should_retry(class, attempt, "rename", to.as_ref())
                 .await
             {
                 return Err(err);
+            }
+            if class.ambiguous() && ambiguous.is_none() {
+                ambiguous = Some(err);
             }
             attempt += 1;
         }
@@ -1004,11 +1033,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ambiguous_update_lost_to_another_writer_is_precondition() {
+    async fn ambiguous_update_over_a_changed_object_is_unknown_not_a_conflict() {
         let mem = MemoryStore::new();
         let p = Path::from("doc");
         let first = mem.put(&p, "v1".into()).await.unwrap();
-        // Another writer's update lands, then our update fails ambiguously.
+        // The object changed (another writer, or our own write then overwritten: the layer
+        // cannot tell), then our update fails ambiguously.
         mem.put(&p, "theirs".into()).await.unwrap();
         let chaos = ChaosLayer::default()
             .with_error_rate(1.0)
@@ -1019,12 +1049,11 @@ mod tests {
             .put_opts(&p, "ours".into(), PutMode::Update(first.into()).into())
             .await
             .unwrap_err();
-        assert!(
-            matches!(err, object_store::Error::Precondition { .. }),
-            "{err}"
-        );
-        // Only one attempt: the check showed someone else's write, so no blind retry.
+        let err = StorageError::from_object_store("t", err);
+        assert!(matches!(err, StorageError::Unavailable { .. }), "{err}");
+        // Only one attempt: no blind retry.
         assert_eq!(chaos.stats().injected_errors, 1);
+        assert_eq!(retry.stats().unknown_outcomes, 1);
         assert_eq!(mem.get(&p).await.unwrap().bytes().await.unwrap(), "theirs");
     }
 
