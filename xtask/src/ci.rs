@@ -113,7 +113,9 @@ pub fn ci(full: bool) -> Result<()> {
     ensure_cargo_deny()?;
     // Advisories need the RustSec database from GitHub, which this network cannot reach:
     // licenses, bans (openssl) and sources (crates.io only) are checked offline.
-    run(cargo().current_dir(&root).args(["deny", "check", "bans", "licenses", "sources"]))?;
+    run(cargo()
+        .current_dir(&root)
+        .args(["deny", "check", "bans", "licenses", "sources"]))?;
     println!("xtask: ci passed");
     Ok(())
 }
