@@ -15,7 +15,8 @@
 //! Every store made from one `ConcurrencyLimitLayer` value draws from the same permits: make
 //! the layer once and apply it to several buckets on the same backend (one connection pool,
 //! one provider rate limit) to bound them together. Use [`ConcurrencyLimitLayer::per_store`]
-//! for a separate budget per store.
+//! for a separate budget per store, and [`ConcurrencyLimitLayer::named_pool`] to share one
+//! pool between layers built separately (for example from each bucket's config).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -71,6 +72,27 @@ impl ConcurrencyLimitLayer {
         ConcurrencyLimitLayer {
             max,
             shared: Some(Arc::new(Semaphore::new(max))),
+        }
+    }
+
+    /// A layer drawing from the process-wide pool named `name`, created with `max` permits
+    /// on first use (later calls with the same name share it and ignore `max`). Lets
+    /// separately configured buckets on one backend share one limit: give their configs
+    /// the same pool name.
+    pub fn named_pool(name: &str, max: usize) -> Self {
+        type Pools = std::collections::HashMap<String, (usize, Arc<Semaphore>)>;
+        static POOLS: std::sync::OnceLock<std::sync::Mutex<Pools>> = std::sync::OnceLock::new();
+        let mut pools = POOLS
+            .get_or_init(Default::default)
+            .lock()
+            .expect("limit pools");
+        let (max, sem) = pools
+            .entry(name.to_string())
+            .or_insert_with(|| (max.max(1), Arc::new(Semaphore::new(max.max(1)))))
+            .clone();
+        ConcurrencyLimitLayer {
+            max,
+            shared: Some(sem),
         }
     }
 
@@ -354,6 +376,27 @@ mod tests {
         assert_eq!(t0.elapsed().as_secs(), 4);
         assert_eq!(peak.load(Ordering::SeqCst), 3);
         assert_eq!(limit.available(), 3);
+    }
+
+    #[tokio::test]
+    async fn named_pools_are_shared_process_wide() {
+        let a = ConcurrencyLimitLayer::named_pool("test-pool-a", 2);
+        let b = ConcurrencyLimitLayer::named_pool("test-pool-a", 99);
+        assert_eq!(b.max(), 2);
+        let sa = a.wrap(MemoryStore::new());
+        let sb = b.wrap(MemoryStore::new());
+        sa.put(&Path::from("x"), "1".into()).await.unwrap();
+        sb.put(&Path::from("x"), "1".into()).await.unwrap();
+        let ra = sa.get(&Path::from("x")).await.unwrap();
+        let rb = sb.get(&Path::from("x")).await.unwrap();
+        // Two bodies held through two different layers drain one pool.
+        assert_eq!(a.available(), 0);
+        drop((ra, rb));
+        assert_eq!(b.available(), 2);
+        assert_eq!(
+            ConcurrencyLimitLayer::named_pool("test-pool-other", 5).available(),
+            5
+        );
     }
 
     #[tokio::test]
