@@ -119,7 +119,7 @@ impl WriteOpts {
 /// What [`Collection::update_with`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpdateAction {
-    /// The document was absent (or expired... see below) and was created.
+    /// The document was absent or expired, and was written anew.
     Created,
     /// The document was replaced.
     Replaced,
@@ -647,7 +647,11 @@ where
     /// When the strategy is exhausted the result is [`StorageError::Conflict`] with the
     /// attempts made and the last ETag seen. Transient read failures are retried under the
     /// same budget; a write whose response was lost is resolved by its write id, never
-    /// applied twice (see the crate docs).
+    /// applied twice (see the crate docs), or, when that can no longer be decided, reported
+    /// as [`StorageError::Ambiguous`] without being repeated.
+    ///
+    /// Calls on the same document from clones of this collection take turns (see
+    /// [`with_local_queue`](Self::with_local_queue)).
     pub async fn update_with<F>(&self, id: &str, f: F) -> Result<Updated<T>>
     where
         F: FnMut(Option<T>) -> Result<Option<T>>,

@@ -61,12 +61,19 @@
 //! A conditional write whose response is lost (timeout, reset connection) may or may not
 //! have been applied. Every write made by this crate carries a random write id in the
 //! object's user metadata (`strata-write-id`) and remembers the ids and ETags of the last
-//! writes it replaced (`strata-write-log`). After an ambiguous failure the writer HEADs
-//! the key and decides: applied (our id is there, or in the log of a later write), not
-//! applied (precondition still holds: the same conditional write is sent again), or lost
-//! to another writer (a conflict, retried by `update_with`). So a write is never applied
-//! twice and never reported failed when it succeeded. S3's `409 ConditionalRequestConflict`
-//! is mapped to `Precondition` by `storage-core` and retried like any conflict.
+//! [`WRITE_LOG_LEN`] writes it replaced (`strata-write-log`). After an ambiguous failure the
+//! writer HEADs the key and decides: applied (our id is there, or in the log of a later
+//! write), not applied (the precondition still holds: the same conditional write is sent
+//! again), or lost to another writer (the log shows who replaced the ETag we expected: a
+//! conflict, retried by `update_with`). So a write is never applied twice and never reported
+//! failed when it succeeded. If more than [`WRITE_LOG_LEN`] other writes landed before the
+//! check, the outcome cannot be known and the call fails with
+//! [`StorageError::Ambiguous`](storage_core::StorageError::Ambiguous) rather than guess
+//! (not retryable; read the document and decide). S3's `409 ConditionalRequestConflict` is
+//! mapped to `Precondition` by `storage-core` and retried like any conflict.
+//!
+//! The bookkeeping costs about 50 bytes of user metadata per remembered write (under 1 KiB
+//! of S3's 2 KiB; the log gives way first when user metadata needs the room).
 //!
 //! ## Contention inside one process
 //!
