@@ -269,10 +269,79 @@ where
     /// and `PutMode::Update` atomic (true of `object_store`'s `InMemory` and S3 with
     /// conditional put enabled, and of Strata's `MemoryStore` and `LocalStore`; **not** of
     /// `LocalFileSystem`, which answers `Update` with an error). Prefer [`Collection::new`]
-    /// with a [`Bucket`], whose capabilities are checked. Conditional deletes need
+    /// with a [`Bucket`], whose capabilities are checked, or
+    /// [`from_store_probed`](Self::from_store_probed), which tests. Conditional deletes need
     /// [`Collection::with_conditional_delete`].
     pub fn from_store(store: Arc<dyn ObjectStore>, scheme: &str) -> Result<Self> {
         Self::new(&bucket_for_store(store), scheme)
+    }
+
+    /// Like [`from_store`](Self::from_store), but first proves the store can do atomic
+    /// conditional writes: it creates a scratch object under the collection's prefix
+    /// (create-if-absent), checks that a second create is refused, replaces it by ETag,
+    /// checks that a stale ETag is refused, and deletes it. A store that cannot is
+    /// [`StorageError::NotSupported`] (e.g. `object_store`'s plain `LocalFileSystem`).
+    pub async fn from_store_probed(store: Arc<dyn ObjectStore>, scheme: &str) -> Result<Self> {
+        let c = Self::from_store(store, scheme)?;
+        c.probe_conditional_writes().await?;
+        Ok(c)
+    }
+
+    async fn probe_conditional_writes(&self) -> Result<()> {
+        let prefix = self.scheme.list_prefix("")?;
+        let name = format!(".strata-cas-probe-{:016x}", fastrand::u64(..));
+        let key = if prefix.is_empty() {
+            Key::new(name)?
+        } else {
+            Key::new(&prefix)?.join(&name)?
+        };
+        let b = &self.bucket;
+        let unsupported = |what: &str| {
+            StorageError::not_supported(
+                b.name(),
+                format!(
+                    "documents with compare-and-swap: the store {what}, so concurrent writers would overwrite each other"
+                ),
+            )
+        };
+        let outcome: Result<()> = async {
+            let first = b
+                .put_with(key.as_str(), "1", storage_core::PutOpts::if_absent())
+                .await?;
+            match b
+                .put_with(key.as_str(), "2", storage_core::PutOpts::if_absent())
+                .await
+            {
+                Err(StorageError::AlreadyExists { .. }) => {}
+                Ok(_) => {
+                    return Err(unsupported(
+                        "accepted a create-if-absent over an existing object",
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+            let etag = first.etag.ok_or_else(|| unsupported("returns no ETags"))?;
+            let second = b
+                .put_with(key.as_str(), "3", storage_core::PutOpts::if_match(&etag))
+                .await?;
+            if second.etag.as_deref() == Some(etag.as_str()) {
+                return Err(unsupported("gave two different objects the same ETag"));
+            }
+            match b
+                .put_with(key.as_str(), "4", storage_core::PutOpts::if_match(&etag))
+                .await
+            {
+                Err(StorageError::Precondition { .. }) => Ok(()),
+                Ok(_) => Err(unsupported("accepted a put-if-match with a stale ETag")),
+                Err(e) => Err(e),
+            }
+        }
+        .await;
+        let _ = b.delete(key.as_str()).await;
+        match outcome {
+            Err(StorageError::NotSupported { .. }) => Err(unsupported("has no conditional put")),
+            other => other,
+        }
     }
 
     /// Give documents without an explicit TTL this one (`None`: never expire).

@@ -388,3 +388,27 @@ async fn deadline_bounds_the_retry_loop() {
     );
     assert_eq!(started.elapsed(), Duration::from_millis(400));
 }
+
+#[tokio::test]
+async fn probed_raw_stores() {
+    let ok =
+        Collection::<Msg>::from_store_probed(Arc::new(MemoryStore::new()), "a/{id}.json").await;
+    assert!(ok.is_ok(), "{:?}", ok.err());
+    let dir = tempfile::tempdir().unwrap();
+    let ok = Collection::<Msg>::from_store_probed(
+        Arc::new(storage_core::LocalStore::new(dir.path()).unwrap()),
+        "a/{id}.json",
+    )
+    .await
+    .unwrap();
+    // The probe cleaned up after itself.
+    let left: Vec<_> = ok.bucket().list("").try_collect().await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    // object_store's plain LocalFileSystem has no put-if-match.
+    let plain = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+    let err = Collection::<Msg>::from_store_probed(Arc::new(plain), "a/{id}.json")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NotSupported { .. }), "{err}");
+    assert!(err.to_string().contains("compare-and-swap"), "{err}");
+}
