@@ -515,6 +515,9 @@ impl MultipartUpload for ChaosUpload {
     }
 
     async fn complete(&mut self) -> OsResult<PutResult> {
+        if !self.layer.cfg.parts {
+            return self.upload.complete().await;
+        }
         self.layer
             .before("complete", self.location.as_ref(), true)
             .await?;

@@ -27,11 +27,13 @@
 //! reads the object (its own reads retried):
 //! - absent, or (for `Update`) still at the expected ETag → the write did not land: retry;
 //! - present with exactly our bytes → our write landed: return success with its ETag;
-//! - anything else → unknown: either our write never landed and another writer's did, or
-//!   ours landed and was overwritten since. The layer returns the original ambiguous error
-//!   (`Unavailable`, `Timeout`, ...), **never** `AlreadyExists`/`Precondition`: a conflict
-//!   would tell a compare-and-swap loop that its write did not happen, and the loop would
-//!   apply its change a second time. Counted in [`RetryStats::unknown_outcomes`].
+//! - anything else: either our write never landed and another writer's did, or ours landed
+//!   and was overwritten since — the two cannot be told apart. For create-if-absent the
+//!   answer is `AlreadyExists` (another object is there either way; a caller that reads it
+//!   never creates twice). For compare-and-swap (`Update`) the layer returns the original
+//!   ambiguous error (`Unavailable`, `Timeout`, ...), **never** `Precondition`: that would
+//!   tell a CAS loop its write did not happen, and the loop would apply its change a second
+//!   time. Counted in [`RetryStats::unknown_outcomes`].
 //!
 //! If the check's reads fail too, the write is retried and a later conflict answer is
 //! checked the same way (still unknown → the ambiguous error). A rate-limit answer
@@ -171,7 +173,7 @@ pub struct RetryStats {
     pub recovered_writes: u64,
     /// GET bodies resumed after a mid-stream failure.
     pub resumed_streams: u64,
-    /// Conditional writes whose outcome could not be determined (returned as their
+    /// Compare-and-swap writes whose outcome could not be determined (returned as their
     /// ambiguous error, never as a conflict).
     pub unknown_outcomes: u64,
 }
@@ -447,6 +449,37 @@ impl<T: ObjectStore> RetryStore<T> {
         }
     }
 
+    /// The answer for an ambiguous conditional write that found another object state.
+    ///
+    /// Create-if-absent: `AlreadyExists` — another object is there either way, and a caller
+    /// that then reads it never applies its create twice. Update (compare-and-swap): the
+    /// ambiguous error itself — `Precondition` would tell a CAS loop that its write did not
+    /// happen, and it may have (then been overwritten): the loop would apply it twice.
+    fn changed(
+        &self,
+        location: &Path,
+        mode: &PutMode,
+        ambiguous: object_store::Error,
+    ) -> object_store::Error {
+        if *mode == PutMode::Create {
+            return object_store::Error::AlreadyExists {
+                path: location.to_string(),
+                source: "another object is at this key after an ambiguous failure of this \
+                         create-if-absent write"
+                    .into(),
+            };
+        }
+        self.policy
+            .counters
+            .unknown_outcomes
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            key = location.as_ref(),
+            "conditional write failed ambiguously and the object changed since; its outcome is unknown"
+        );
+        ambiguous
+    }
+
     async fn conditional_put(
         &self,
         location: &Path,
@@ -490,7 +523,8 @@ impl<T: ObjectStore> RetryStore<T> {
                         Landed::No => Err(err),
                         // Still unknown: report the ambiguous failure, not a conflict that
                         // may be our own write.
-                        Landed::Changed | Landed::Unknown => {
+                        Landed::Changed => Err(self.changed(location, &opts.mode, ambiguous)),
+                        Landed::Unknown => {
                             self.policy
                                 .counters
                                 .unknown_outcomes
@@ -513,20 +547,7 @@ impl<T: ObjectStore> RetryStore<T> {
                         tracing::debug!(key, "ambiguous conditional write had landed");
                         return Ok(r);
                     }
-                    Landed::Changed => {
-                        // Not ours and not what we expected: report the ambiguous failure
-                        // (outcome unknown) rather than a conflict, which would tell the
-                        // caller its write did not happen when it may have.
-                        self.policy
-                            .counters
-                            .unknown_outcomes
-                            .fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(
-                            key,
-                            "conditional write failed ambiguously and the object changed since; its outcome is unknown"
-                        );
-                        return Err(err);
-                    }
+                    Landed::Changed => return Err(self.changed(location, &opts.mode, err)),
                     Landed::No => unresolved = None,
                     Landed::Unknown => {
                         if !self.policy.should_retry(class, attempt, "put", key).await {
@@ -735,11 +756,10 @@ impl<T: ObjectStore> ObjectStore for RetryStore<T> {
                         .fetch_add(1, Ordering::Relaxed);
                     return Ok(());
                 }
-                self.policy
-                    .counters
-                    .unknown_outcomes
-                    .fetch_add(1, Ordering::Relaxed);
-                return Err(first);
+                // Another object is at the destination either way: the copy-if-absent answer
+                // stands.
+                drop(first);
+                return Err(err);
             }
             if !self
                 .policy
@@ -788,6 +808,12 @@ impl<T: ObjectStore> ObjectStore for RetryStore<T> {
                             .policy
                             .run("rename", from.as_ref(), || self.inner.delete(from))
                             .await;
+                    }
+                    // Source still there, another object at the destination: nothing moved.
+                    (Some(true), Some(true))
+                        if matches!(options.target_mode, RenameTargetMode::Create) =>
+                    {
+                        return Err(err);
                     }
                     _ => {
                         self.policy
@@ -1055,6 +1081,26 @@ mod tests {
         assert_eq!(chaos.stats().injected_errors, 1);
         assert_eq!(retry.stats().unknown_outcomes, 1);
         assert_eq!(mem.get(&p).await.unwrap().bytes().await.unwrap(), "theirs");
+    }
+
+    #[tokio::test]
+    async fn ambiguous_create_over_another_object_is_already_exists() {
+        let mem = MemoryStore::new();
+        let p = Path::from("doc");
+        mem.put(&p, "theirs".into()).await.unwrap();
+        let chaos = ChaosLayer::default()
+            .with_error_rate(1.0)
+            .with_target(crate::chaos::ChaosTarget::Writes);
+        let store = fast().wrap(chaos.wrap(mem.clone()));
+        let err = store
+            .put_opts(&p, "ours".into(), PutMode::Create.into())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, object_store::Error::AlreadyExists { .. }),
+            "{err}"
+        );
+        assert_eq!(chaos.stats().injected_errors, 1);
     }
 
     #[tokio::test]
