@@ -113,6 +113,11 @@ pub fn is_expired(metadata: &BTreeMap<String, String>, now: DateTime<Utc>) -> bo
     expires_at(metadata).is_some_and(|at| at <= now)
 }
 
+/// [`is_expired`] against the system clock (seed 001's `isExpired(metadata)`).
+pub fn is_expired_now(metadata: &BTreeMap<String, String>) -> bool {
+    is_expired(metadata, Utc::now())
+}
+
 /// Default TTLs by entity kind, as seed 001's `getRecommendedTTL`: assistants 30 days,
 /// threads 7 days, runs 24 hours. Change or add kinds with [`TtlDefaults::with`].
 ///
@@ -181,6 +186,15 @@ mod tests {
         assert_eq!(expires_at(&meta), Some(at));
         let unix = BTreeMap::from([(EXPIRES_AT_META.to_string(), at.timestamp().to_string())]);
         assert_eq!(expires_at(&unix), Some(at));
+        let past = BTreeMap::from([(
+            EXPIRES_AT_META.to_string(),
+            "2000-01-01T00:00:00Z".to_string(),
+        )]);
+        let future = BTreeMap::from([(
+            EXPIRES_AT_META.to_string(),
+            "9999-01-01T00:00:00Z".to_string(),
+        )]);
+        assert!(is_expired_now(&past) && !is_expired_now(&future));
         let junk = BTreeMap::from([(EXPIRES_AT_META.to_string(), "soon".to_string())]);
         assert!(!is_expired(&junk, DateTime::<Utc>::MAX_UTC));
     }
