@@ -9,21 +9,30 @@ use storage_r2::R2Config;
 use storage_s3::S3Config;
 use strata::Strata;
 
+/// Which `StorageError::Invalid*` variant a case expects.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Variant {
-    InvalidKey,
-    InvalidConfig,
-    InvalidInput,
+    Key,
+    Config,
+    Input,
 }
 
 fn variant(e: &StorageError) -> Option<Variant> {
     match e {
-        StorageError::InvalidKey { .. } => Some(Variant::InvalidKey),
-        StorageError::InvalidConfig { .. } => Some(Variant::InvalidConfig),
-        StorageError::InvalidInput { .. } => Some(Variant::InvalidInput),
+        StorageError::InvalidKey { .. } => Some(Variant::Key),
+        StorageError::InvalidConfig { .. } => Some(Variant::Config),
+        StorageError::InvalidInput { .. } => Some(Variant::Input),
         _ => None,
     }
 }
+
+/// One row: name, outcome, expected variant, words the message must contain.
+type Case = (
+    &'static str,
+    Result<(), StorageError>,
+    Variant,
+    &'static [&'static str],
+);
 
 fn s3_env(extra: &[(&str, &str)]) -> Result<S3Config, StorageError> {
     let mut v = vec![("STORAGE_BUCKET", "good-bucket")];
@@ -46,107 +55,107 @@ async fn bad_inputs_name_the_problem() {
     let b = Bucket::memory("m");
     let long_key = "k".repeat(1025);
     let big_meta = "x".repeat(2100);
-    let cases: Vec<(&str, Result<(), StorageError>, Variant, &[&str])> = vec![
+    let cases: Vec<Case> = vec![
         (
             "empty key",
             b.put("", "x").await.map(|_| ()),
-            Variant::InvalidKey,
+            Variant::Key,
             &["empty"],
         ),
         (
             "leading slash",
             b.put("/etc/passwd", "x").await.map(|_| ()),
-            Variant::InvalidKey,
+            Variant::Key,
             &["/etc/passwd", "leading slash"],
         ),
         (
             "empty segment",
             b.put("a//b", "x").await.map(|_| ()),
-            Variant::InvalidKey,
+            Variant::Key,
             &["a//b", "empty segment"],
         ),
         (
             "dot-dot",
             b.put("a/../b", "x").await.map(|_| ()),
-            Variant::InvalidKey,
+            Variant::Key,
             &["a/../b", "`..`"],
         ),
         (
             "control char",
             b.put("a\u{7}b", "x").await.map(|_| ()),
-            Variant::InvalidKey,
+            Variant::Key,
             &["control"],
         ),
         (
             "key too long",
             b.put(&long_key, "x").await.map(|_| ()),
-            Variant::InvalidKey,
+            Variant::Key,
             &["1024", "1025"],
         ),
         (
             "reserved folder",
             b.put(".strata-sys/locks/1", "x").await.map(|_| ()),
-            Variant::InvalidKey,
+            Variant::Key,
             &["reserved"],
         ),
         (
             "bucket name too short",
             s3_with(|c| c.bucket = "ab".into()),
-            Variant::InvalidConfig,
+            Variant::Config,
             &["buckets.media.bucket", "`ab`", "3-63"],
         ),
         (
             "bucket name uppercase",
             s3_with(|c| c.bucket = "My_Bucket".into()),
-            Variant::InvalidConfig,
+            Variant::Config,
             &["My_Bucket", "'M'"],
         ),
         (
             "bucket name edge",
             s3_with(|c| c.bucket = "-edge-".into()),
-            Variant::InvalidConfig,
+            Variant::Config,
             &["start and end"],
         ),
         (
             "endpoint not a URL",
             s3_with(|c| c.endpoint = Some("not a url".into())),
-            Variant::InvalidConfig,
+            Variant::Config,
             &["buckets.media.endpoint", "not a URL"],
         ),
         (
             "http without allow_http",
             s3_with(|c| c.endpoint = Some("http://10.0.0.1:9000".into())),
-            Variant::InvalidConfig,
+            Variant::Config,
             &["endpoint", "allow_http"],
         ),
         (
             "key id without secret",
             s3_with(|c| c.access_key_id = Some("AK".into())),
-            Variant::InvalidConfig,
+            Variant::Config,
             &["secret_access_key"],
         ),
         (
             "part size too small",
             s3_with(|c| c.part_size = Some(1024)),
-            Variant::InvalidConfig,
+            Variant::Config,
             &["part_size", "5 MiB"],
         ),
         (
             "retries not a number",
             s3_env(&[("STORAGE_MAX_RETRIES", "many")]).map(|_| ()),
-            Variant::InvalidConfig,
+            Variant::Config,
             &["STORAGE_MAX_RETRIES", "many"],
         ),
         (
             "timeout not a duration",
             s3_env(&[("STORAGE_TIMEOUT", "soon")]).map(|_| ()),
-            Variant::InvalidConfig,
+            Variant::Config,
             &["STORAGE_TIMEOUT", "soon"],
         ),
         (
             "bucket missing from env",
             S3Config::from_env(&Env::from_pairs([("STORAGE_REGION", "x")])).map(|_| ()),
-            Variant::InvalidConfig,
+            Variant::Config,
             &["STORAGE_BUCKET"],
         ),
         (
@@ -158,7 +167,7 @@ async fn bad_inputs_name_the_problem() {
                 ("R2_BUCKET", "bkt"),
             ]))
             .map(|_| ()),
-            Variant::InvalidConfig,
+            Variant::Config,
             &["R2_ACCOUNT_ID", "32 hexadecimal"],
         ),
         (
@@ -166,25 +175,25 @@ async fn bad_inputs_name_the_problem() {
             toml(
                 "[connections.m]\nkind = 'memory'\n\n[buckets.a]\nconnection = 'm'\ncolour = 'red'\n",
             ),
-            Variant::InvalidConfig,
+            Variant::Config,
             &["strata.toml:6", "colour"],
         ),
         (
             "toml unknown connection",
             toml("[connections.m]\nkind = 'memory'\n[buckets.a]\nconnection = 'n'\n"),
-            Variant::InvalidConfig,
+            Variant::Config,
             &["buckets.a.connection", "`n`", "known connections: m"],
         ),
         (
             "toml unknown kind",
             toml("[connections.g]\nkind = 'gcs'\n"),
-            Variant::InvalidConfig,
+            Variant::Config,
             &["strata.toml", "gcs"],
         ),
         (
             "toml bad handle name",
             toml("[connections.m]\nkind = 'memory'\n[buckets.'bad name']\nconnection = 'm'\n"),
-            Variant::InvalidConfig,
+            Variant::Config,
             &["buckets.bad name", "letters, digits"],
         ),
         (
@@ -192,7 +201,7 @@ async fn bad_inputs_name_the_problem() {
             b.presign(PresignMethod::Get, "a", Duration::from_secs(8 * 86400))
                 .await
                 .map(|_| ()),
-            Variant::InvalidInput,
+            Variant::Input,
             &["expires", "7 day"],
         ),
         (
@@ -200,7 +209,7 @@ async fn bad_inputs_name_the_problem() {
             b.presign(PresignMethod::Get, "a", Duration::ZERO)
                 .await
                 .map(|_| ()),
-            Variant::InvalidInput,
+            Variant::Input,
             &["at least 1 second"],
         ),
         (
@@ -208,7 +217,7 @@ async fn bad_inputs_name_the_problem() {
             b.put_with("a", "x", PutOpts::default().with_metadata("note", big_meta))
                 .await
                 .map(|_| ()),
-            Variant::InvalidInput,
+            Variant::Input,
             &["2048", "metadata"],
         ),
         (
@@ -216,7 +225,7 @@ async fn bad_inputs_name_the_problem() {
             b.put_with("a", "x", PutOpts::default().with_metadata("bad name", "v"))
                 .await
                 .map(|_| ()),
-            Variant::InvalidInput,
+            Variant::Input,
             &["bad name"],
         ),
         (
@@ -224,13 +233,13 @@ async fn bad_inputs_name_the_problem() {
             b.put_with("a", "x", PutOpts::default().with_metadata("who", "Zoë"))
                 .await
                 .map(|_| ()),
-            Variant::InvalidInput,
+            Variant::Input,
             &["printable ASCII"],
         ),
         (
             "empty range",
             b.get_range("a", 10..10).await.map(|_| ()),
-            Variant::InvalidInput,
+            Variant::Input,
             &["range", "10..10"],
         ),
         (
@@ -242,7 +251,7 @@ async fn bad_inputs_name_the_problem() {
             .unwrap()
             .bucket("nope")
             .map(|_| ()),
-            Variant::InvalidInput,
+            Variant::Input,
             &["nope", "valid names: agent"],
         ),
     ];

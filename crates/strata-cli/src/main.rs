@@ -43,6 +43,9 @@ struct Cli {
 enum Command {
     #[command(flatten)]
     Object(commands::object::ObjectCommand),
+    /// Typed JSON documents with ETag compare-and-swap, TTL and versioned records.
+    #[command(subcommand)]
+    Doc(commands::doc::DocCommand),
     /// JSON, JSONL and Parquet datasets with a searchable manifest.
     #[command(subcommand)]
     Dataset(commands::dataset::DatasetCommand),
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         let ctx = Ctx::new(cli.config.as_deref(), cli.json, cli.quiet)?;
         match cli.command {
             Command::Object(c) => c.run(&ctx).await,
+            Command::Doc(c) => c.run(&ctx).await,
             Command::Dataset(c) => c.run(&ctx).await,
             Command::Buckets(c) => c.run(&ctx).await,
             Command::Sync(a) => commands::sync::run_sync(&ctx, a, false).await,

@@ -6,5 +6,6 @@
 
 pub mod buckets;
 pub mod dataset;
+pub mod doc;
 pub mod object;
 pub mod sync;

@@ -496,7 +496,7 @@ async fn rm(ctx: &Ctx, a: RmArgs) -> CliResult {
 /// One planned copy.
 #[derive(Debug, Clone)]
 enum Endpoint {
-    Remote(Bucket, String),
+    Remote(Box<Bucket>, String),
     Local(PathBuf),
 }
 
@@ -511,7 +511,9 @@ impl Endpoint {
 
 fn resolve(ctx: &Ctx, s: &str) -> CliResult<Endpoint> {
     Ok(match Address::parse(s) {
-        Address::Remote { bucket, key } => Endpoint::Remote(ctx.strata.bucket(&bucket)?, key),
+        Address::Remote { bucket, key } => {
+            Endpoint::Remote(Box::new(ctx.strata.bucket(&bucket)?), key)
+        }
         Address::Local(p) => Endpoint::Local(p),
     })
 }
