@@ -16,7 +16,7 @@ use storage_core::{
 };
 
 use crate::backoff::BackoffStrategy;
-use crate::queue::KeyQueue;
+use crate::queue::{process_queue, queue_key};
 use crate::scheme::KeyScheme;
 use crate::ttl::{self, Clock, EXPIRES_AT_META, SystemClock};
 use crate::write::{self, Raw, WRITE_ID_META, WRITE_LOG_META, WriteRequest};
@@ -183,7 +183,7 @@ pub struct Collection<T> {
     pub(crate) default_ttl: Option<Duration>,
     pub(crate) backoff: BackoffStrategy,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) queue: Option<Arc<KeyQueue>>,
+    pub(crate) queue: bool,
     _marker: PhantomData<fn() -> T>,
 }
 
@@ -195,7 +195,7 @@ impl<T> Clone for Collection<T> {
             default_ttl: self.default_ttl,
             backoff: self.backoff,
             clock: self.clock.clone(),
-            queue: self.queue.clone(),
+            queue: self.queue,
             _marker: PhantomData,
         }
     }
@@ -258,7 +258,7 @@ where
             default_ttl: None,
             backoff: BackoffStrategy::STANDARD,
             clock: Arc::new(SystemClock),
-            queue: Some(Arc::default()),
+            queue: true,
             _marker: PhantomData,
         })
     }
@@ -365,11 +365,12 @@ where
     }
 
     /// Queue [`update_with`](Self::update_with) calls on the same document inside this
-    /// process (default on; shared by clones), so they do not race each other on
+    /// process (default on; shared by every collection over the same store), so they do
+    /// not race each other on
     /// compare-and-swap and waste round trips. Off: every call races on CAS alone (still
     /// correct, just slower under in-process contention).
     pub fn with_local_queue(mut self, on: bool) -> Self {
-        self.queue = on.then(Arc::default);
+        self.queue = on;
         self
     }
 
@@ -739,9 +740,13 @@ where
         F: FnMut(Option<T>) -> Result<Option<T>>,
     {
         let key = self.key_for(id)?;
-        let _turn = match &self.queue {
-            Some(q) => Some(q.turn(key.as_str()).await),
-            None => None,
+        let _turn = match self.queue {
+            true => Some(
+                process_queue()
+                    .turn(&queue_key(self.bucket.store(), key.as_str()))
+                    .await,
+            ),
+            false => None,
         };
         let started = tokio::time::Instant::now();
         let mut attempts = 0u32;

@@ -78,8 +78,9 @@
 //! ## Contention inside one process
 //!
 //! Compare-and-swap makes writers in different processes correct. Writers in the same
-//! process are also queued per key (clones of a [`Collection`] or [`VersionedRecords`] share
-//! the queue), so at most one of them has a conditional write on a key in flight and
+//! process are also queued per key (one queue per process, shared by every [`Collection`]
+//! and [`VersionedRecords`] over the same store), so at most one of them has a conditional
+//! write on a key in flight and
 //! in-process contention costs no wasted round trips. Switch it off with
 //! [`Collection::with_local_queue`] to let every task race on CAS alone.
 

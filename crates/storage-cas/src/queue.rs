@@ -6,32 +6,65 @@
 //! ~5.8 attempts per commit, a quarter of the uncontended rate). Queuing writers of the same
 //! key inside the process first means at most one of them has a conditional write in flight:
 //! in-process contention costs no extra round trips, and CAS still settles the contention
-//! between processes.
+//! between processes. The queue is process-wide, keyed by store identity and key, so
+//! separately constructed collections over the same bucket share it too.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+use object_store::ObjectStore;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-/// Per-key FIFO turns, shared by clones of one collection.
-#[derive(Debug, Default)]
+/// Per-key FIFO turns.
+#[derive(Debug)]
 pub(crate) struct KeyQueue {
-    keys: Mutex<HashMap<String, Weak<AsyncMutex<()>>>>,
+    keys: Mutex<Slots>,
+}
+
+#[derive(Debug)]
+struct Slots {
+    map: HashMap<String, Weak<AsyncMutex<()>>>,
+    /// Forget finished keys when the map grows past this (amortised: it doubles).
+    sweep_at: usize,
+}
+
+impl Default for KeyQueue {
+    fn default() -> Self {
+        KeyQueue {
+            keys: Mutex::new(Slots {
+                map: HashMap::new(),
+                sweep_at: 64,
+            }),
+        }
+    }
+}
+
+/// The queue of this process: every collection and record set over the same store shares
+/// it, however they were constructed.
+pub(crate) fn process_queue() -> &'static KeyQueue {
+    static QUEUE: OnceLock<KeyQueue> = OnceLock::new();
+    QUEUE.get_or_init(KeyQueue::default)
+}
+
+/// The queue key of `key` in `store` (stores are told apart by identity).
+pub(crate) fn queue_key(store: &Arc<dyn ObjectStore>, key: &str) -> String {
+    format!("{:p}\u{0}{key}", Arc::as_ptr(store).cast::<()>())
 }
 
 impl KeyQueue {
     /// Wait for our turn on `key`; the turn lasts until the guard is dropped.
     pub(crate) async fn turn(&self, key: &str) -> OwnedMutexGuard<()> {
         let slot = {
-            let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-            if keys.len() > 64 {
-                keys.retain(|_, w| w.strong_count() > 0);
+            let mut slots = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            if slots.map.len() >= slots.sweep_at {
+                slots.map.retain(|_, w| w.strong_count() > 0);
+                slots.sweep_at = (slots.map.len() * 2).max(64);
             }
-            match keys.get(key).and_then(Weak::upgrade) {
+            match slots.map.get(key).and_then(Weak::upgrade) {
                 Some(slot) => slot,
                 None => {
                     let slot = Arc::new(AsyncMutex::new(()));
-                    keys.insert(key.to_string(), Arc::downgrade(&slot));
+                    slots.map.insert(key.to_string(), Arc::downgrade(&slot));
                     slot
                 }
             }
@@ -67,6 +100,6 @@ mod tests {
         for i in 0..200 {
             let _g = q.turn(&format!("k{i}")).await;
         }
-        assert!(q.keys.lock().unwrap().len() <= 65);
+        assert!(q.keys.lock().unwrap().map.len() <= 64);
     }
 }

@@ -12,7 +12,7 @@ use storage_core::{Bucket, Key, Result, StorageError, WriteCondition};
 
 use crate::backoff::BackoffStrategy;
 use crate::collection::{JSON_CONTENT_TYPE, require_cas};
-use crate::queue::KeyQueue;
+use crate::queue::{process_queue, queue_key};
 use crate::scheme::KeyScheme;
 use crate::ttl::{Clock, SystemClock};
 use crate::write::{self, Raw, WriteRequest};
@@ -122,7 +122,7 @@ pub struct VersionedRecords<T> {
     version_scheme: Arc<KeyScheme>,
     backoff: BackoffStrategy,
     clock: Arc<dyn Clock>,
-    queue: Option<Arc<KeyQueue>>,
+    queue: bool,
     _marker: PhantomData<fn() -> T>,
 }
 
@@ -136,7 +136,7 @@ impl<T> Clone for VersionedRecords<T> {
             version_scheme: self.version_scheme.clone(),
             backoff: self.backoff,
             clock: self.clock.clone(),
-            queue: self.queue.clone(),
+            queue: self.queue,
             _marker: PhantomData,
         }
     }
@@ -212,7 +212,7 @@ where
             version_scheme: Arc::new(version_scheme),
             backoff: BackoffStrategy::AGGRESSIVE,
             clock: Arc::new(SystemClock),
-            queue: Some(Arc::default()),
+            queue: true,
             _marker: PhantomData,
         })
     }
@@ -223,11 +223,11 @@ where
         self
     }
 
-    /// Queue commits to the same record inside this process (default on; shared by
-    /// clones); off, every commit races on compare-and-swap alone. See
+    /// Queue commits to the same record inside this process (default on; shared by every
+    /// record set over the same store); off, every commit races on compare-and-swap alone. See
     /// [`Collection::with_local_queue`](crate::Collection::with_local_queue).
     pub fn with_local_queue(mut self, on: bool) -> Self {
-        self.queue = on.then(Arc::default);
+        self.queue = on;
         self
     }
 
@@ -334,9 +334,13 @@ where
     /// other committers keep taking the next number.
     pub async fn commit(&self, id: &str, value: &T) -> Result<Commit> {
         let head_key = self.head_key(id)?;
-        let _turn = match &self.queue {
-            Some(q) => Some(q.turn(head_key.as_str()).await),
-            None => None,
+        let _turn = match self.queue {
+            true => Some(
+                process_queue()
+                    .turn(&queue_key(self.heads.store(), head_key.as_str()))
+                    .await,
+            ),
+            false => None,
         };
         let started = tokio::time::Instant::now();
         let mut attempts = 0u32;

@@ -264,3 +264,39 @@ fn writers_in_several_processes_share_one_folder() {
     assert_eq!(doc.value.n, total as u64);
     assert_one_chain(&links, &doc.etag);
 }
+
+/// Collections built separately over the same bucket share the process's queue: with no
+/// other process writing, no update ever needs a second attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn separately_built_collections_share_the_local_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = storage_core::Bucket::local("fs", dir.path()).unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        // A new Collection per task, as code that builds one per request would.
+        let c: Collection<Counter> = Collection::new(&bucket, "counters/{id}.json").unwrap();
+        tasks.push(tokio::spawn(async move {
+            let mut attempts = Vec::new();
+            for _ in 0..10 {
+                let out = c
+                    .update_with("q", |cur| {
+                        Ok(Some(Counter {
+                            n: cur.map_or(0, |c| c.n) + 1,
+                        }))
+                    })
+                    .await
+                    .unwrap();
+                attempts.push(out.attempts);
+            }
+            attempts
+        }));
+    }
+    for t in tasks {
+        assert!(
+            t.await.unwrap().iter().all(|&a| a == 1),
+            "a conflict happened inside one process"
+        );
+    }
+    let c: Collection<Counter> = Collection::new(&bucket, "counters/{id}.json").unwrap();
+    assert_eq!(c.get("q").await.unwrap().unwrap().value.n, 160);
+}
