@@ -15,6 +15,9 @@
 //! - **Invalidation**: this store's own put, multipart complete, delete, copy (destination)
 //!   and rename (both keys) drop the entry; a read that was in flight while any write
 //!   happened does not fill the cache, so it cannot re-insert what a write just replaced.
+//! - **Stale if error** ([`CacheLayer::with_stale_if_error`], off by default): when a
+//!   revalidation fails because the backend is failing (or its circuit breaker is open), the
+//!   cached copy is served instead of the error.
 //! - **Bounds**: `max_bytes` of cached bodies, and at most `max_entries` entries: each entry
 //!   weighs at least `max_bytes / max_entries`, so the entry bound holds however small the
 //!   objects are. `ttl` evicts entries a fixed time after they were filled.
@@ -79,6 +82,8 @@ pub struct CacheStats {
     pub bypassed: u64,
     /// Entries dropped because this store wrote the key.
     pub invalidations: u64,
+    /// Cached copies served because revalidation failed (with `stale_if_error`).
+    pub stale_served: u64,
     /// Entries now cached (approximate: moka counts lazily).
     pub entries: u64,
     /// Bytes of bodies now cached (approximate).
@@ -92,6 +97,7 @@ struct Counters {
     revalidations: AtomicU64,
     bypassed: AtomicU64,
     invalidations: AtomicU64,
+    stale_served: AtomicU64,
 }
 
 struct Entry {
@@ -109,6 +115,7 @@ pub struct CacheLayer {
     max_object_bytes: u64,
     ttl: Duration,
     revalidate_after: Duration,
+    stale_if_error: bool,
     counters: Arc<Counters>,
     caches: Arc<std::sync::Mutex<Vec<EntryCache>>>,
 }
@@ -123,6 +130,7 @@ impl fmt::Debug for CacheLayer {
             .field("max_object_bytes", &self.max_object_bytes)
             .field("ttl", &self.ttl)
             .field("revalidate_after", &self.revalidate_after)
+            .field("stale_if_error", &self.stale_if_error)
             .finish()
     }
 }
@@ -136,6 +144,7 @@ impl Default for CacheLayer {
             max_object_bytes: 4 << 20,
             ttl: Duration::from_secs(300),
             revalidate_after: Duration::ZERO,
+            stale_if_error: false,
             counters: Arc::default(),
             caches: Arc::default(),
         }
@@ -173,6 +182,14 @@ impl CacheLayer {
         self
     }
 
+    /// When revalidating an entry fails because the backend is failing (timeouts, 5xx,
+    /// an open circuit breaker), serve the cached copy instead of the error (HTTP's
+    /// `stale-if-error`). Off by default: the copy may be stale by up to the TTL.
+    pub fn with_stale_if_error(mut self, yes: bool) -> Self {
+        self.stale_if_error = yes;
+        self
+    }
+
     /// Counters over every store made from this layer.
     pub fn stats(&self) -> CacheStats {
         let c = &self.counters;
@@ -183,6 +200,7 @@ impl CacheLayer {
             revalidations: c.revalidations.load(Ordering::Relaxed),
             bypassed: c.bypassed.load(Ordering::Relaxed),
             invalidations: c.invalidations.load(Ordering::Relaxed),
+            stale_served: c.stale_served.load(Ordering::Relaxed),
             entries: caches.iter().map(|c| c.entry_count()).sum(),
             bytes: caches.iter().map(|c| c.weighted_size()).sum(),
         }
@@ -384,8 +402,17 @@ impl<T: ObjectStore> ObjectStore for CacheStore<T> {
                     return serve(&entry, &options, key);
                 }
                 Err(e) => {
-                    if classify(&e).kind == ErrorKind::NotFound {
+                    let class = classify(&e);
+                    if class.kind == ErrorKind::NotFound {
                         self.cache.remove(location).await;
+                    } else if self.cfg.stale_if_error
+                        && (class.retryable || class.kind == ErrorKind::Unavailable)
+                    {
+                        // The backend is failing (or its breaker is open): the last copy
+                        // this cache saw is better than an error, and the caller asked so.
+                        c.stale_served.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(key, error = %e, "revalidation failed; serving the cached copy");
+                        return serve(&entry, &options, key);
                     }
                     return Err(e);
                 }
@@ -594,6 +621,36 @@ mod tests {
         // ...after it, the revalidation sees the other writer.
         tokio::time::advance(Duration::from_secs(6)).await;
         assert_eq!(store.get(&p).await.unwrap().bytes().await.unwrap(), "v2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_if_error_serves_the_cached_copy_while_the_breaker_is_open() {
+        use crate::breaker::CircuitBreakerLayer;
+        let mem = MemoryStore::new();
+        let p = Path::from("x");
+        mem.put(&p, "v1".into()).await.unwrap();
+        let down = ChaosLayer::default().with_error_rate(1.0);
+        let breaker = CircuitBreakerLayer::new(1, Duration::from_secs(30));
+        let lenient = CacheLayer::default().with_stale_if_error(true);
+        // Fill the cache while the backend is healthy...
+        let healthy = lenient.wrap(mem.clone());
+        healthy.get(&p).await.unwrap();
+        // ...then read the same cache through a backend that is down behind a breaker.
+        let broken = |cfg: Arc<CacheLayer>| CacheStore {
+            inner: Arc::new(breaker.wrap(down.wrap(mem.clone()))),
+            cache: healthy.cache.clone(),
+            cfg,
+            writes: Arc::clone(&healthy.writes),
+        };
+        let store = broken(Arc::clone(&healthy.cfg));
+        for _ in 0..3 {
+            // Unavailable first, then CircuitOpen once the breaker opened: both served stale.
+            assert_eq!(store.get(&p).await.unwrap().bytes().await.unwrap(), "v1");
+        }
+        assert_eq!(lenient.stats().stale_served, 3);
+        // Without the option the error comes through.
+        let strict = broken(Arc::new(CacheLayer::default()));
+        assert!(strict.get(&p).await.is_err());
     }
 
     #[tokio::test]
