@@ -196,15 +196,11 @@ async fn interrupted_then_resumed(checkpoint: bool) {
     // the only destination reads are the 7 verifications.
     let dst_reads = df.gets() - gets_before;
     assert_same(&src, &dst).await;
-    if checkpoint {
-        assert_eq!(dst_reads, 7);
-    } else {
-        assert_eq!(
-            dst_reads,
-            7 + 3,
-            "without a checkpoint the 3 are compared by hash"
-        );
-    }
+    // Without a checkpoint the 3 are compared by content hash: the memory source is read
+    // and hashed, but the local-folder destination's ETag already is its content MD5, so
+    // the destination is not read for them either.
+    let _ = checkpoint;
+    assert_eq!(dst_reads, 7);
 }
 
 #[tokio::test]
