@@ -894,6 +894,10 @@ impl Bucket {
     }
 
     /// Copy only if `to` does not exist.
+    ///
+    /// On S3 this is `object_store`'s multipart copy with a conditional completion, which does
+    /// not carry user metadata, Content-Type or Content-Encoding over; copy unconditionally
+    /// (or re-put) when those matter.
     pub async fn copy_if_absent(&self, from: impl AsRef<str>, to: impl AsRef<str>) -> Result<()> {
         let (from, to) = (Self::key(from)?, Self::key(to)?);
         self.store
