@@ -97,6 +97,46 @@ fn source_set_reads_fall_back_and_list_merged() {
         listing.contains("2026-11-22.json") && listing.contains("2026-11-23.json"),
         "{listing}"
     );
+    // The same through `strata get --any` / `strata ls --any`, and one bucket with --from.
+    assert_eq!(
+        ok(&cfg, &["get", "tide/2026-11-23.json", "--any", "tide"]),
+        "{\"h\":1.2}"
+    );
+    assert_eq!(
+        ok(
+            &cfg,
+            &[
+                "get",
+                "tide/2026-11-23.json",
+                "--any",
+                "tide",
+                "--policy",
+                "parallel"
+            ]
+        ),
+        "{\"h\":1.2}"
+    );
+    assert_eq!(
+        strata(
+            &cfg,
+            &[
+                "get",
+                "tide/2026-11-23.json",
+                "--any",
+                "tide",
+                "--from",
+                "agent"
+            ]
+        )
+        .status
+        .code(),
+        Some(3)
+    );
+    let merged = ok(&cfg, &["ls", "tide/", "--any", "tide"]);
+    assert!(
+        merged.contains("2026-11-22.json") && merged.contains("2026-11-23.json"),
+        "{merged}"
+    );
     let info = ok(&cfg, &["buckets", "info", "--json"]);
     assert!(info.contains("tide") && info.contains("records"), "{info}");
     // Missing everywhere: exit 3.

@@ -232,7 +232,7 @@ struct GetOutput<'a> {
     skipped: &'a [strata::router::BucketFailure],
 }
 
-async fn get(ctx: &Ctx, a: SourceGetArgs) -> CliResult {
+pub(crate) async fn get(ctx: &Ctx, a: SourceGetArgs) -> CliResult {
     let router = router(ctx)?;
     let (bucket, obj, skipped) = match (&a.route, &a.source) {
         (Some(route), _) => {
@@ -298,7 +298,7 @@ async fn get(ctx: &Ctx, a: SourceGetArgs) -> CliResult {
     Ok(())
 }
 
-async fn ls(ctx: &Ctx, a: SourceLsArgs) -> CliResult {
+pub(crate) async fn ls(ctx: &Ctx, a: SourceLsArgs) -> CliResult {
     let router = router(ctx)?;
     let prefix = a.prefix.trim_end_matches('/');
     if let Some(route) = &a.route {

@@ -69,18 +69,36 @@ pub struct PutArgs {
 /// `strata get`.
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// Source NAME:KEY.
+    /// Source NAME:KEY (or just KEY with --any / --route).
     pub src: String,
     /// Write to this file instead of stdout.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// Read KEY from a source set (`[sources.NAME]`): the first bucket that has it.
+    #[arg(long, value_name = "SOURCE", conflicts_with = "route")]
+    pub any: Option<String>,
+    /// With --any: read only from this bucket of the set.
+    #[arg(long, requires = "any")]
+    pub from: Option<String>,
+    /// With --any: sequential, parallel, hedged or hedged:50ms (default: the set's).
+    #[arg(long, requires = "any")]
+    pub policy: Option<String>,
+    /// Read KEY through a route (`records`, ...): its bucket and prefix, then its offload target.
+    #[arg(long)]
+    pub route: Option<String>,
 }
 
 /// `strata ls`.
 #[derive(Debug, Args)]
 pub struct LsArgs {
-    /// NAME: or NAME:PREFIX.
+    /// NAME: or NAME:PREFIX (or just PREFIX with --any / --route).
     pub target: String,
+    /// List PREFIX across a source set: merged, de-duplicated, each key with its bucket.
+    #[arg(long, value_name = "SOURCE", conflicts_with = "route")]
+    pub any: Option<String>,
+    /// List PREFIX under a route (`records`, ...).
+    #[arg(long)]
+    pub route: Option<String>,
     /// Everything below, not just one level.
     #[arg(long, short)]
     pub recursive: bool,
@@ -312,6 +330,17 @@ async fn put(ctx: &Ctx, a: PutArgs) -> CliResult {
 }
 
 async fn get(ctx: &Ctx, a: GetArgs) -> CliResult {
+    if a.any.is_some() || a.route.is_some() {
+        let args = super::buckets::SourceGetArgs {
+            key: a.src,
+            source: a.any,
+            route: a.route,
+            from: a.from,
+            policy: a.policy,
+            output: a.output,
+        };
+        return super::buckets::get(ctx, args).await;
+    }
     let (name, key) = Address::remote_key(&a.src)?;
     let bucket = ctx.strata.bucket(&name)?;
     let obj = bucket.get_stream(&key).await?;
@@ -392,6 +421,15 @@ fn long_line(o: &ObjectInfo) -> String {
 }
 
 async fn ls(ctx: &Ctx, a: LsArgs) -> CliResult {
+    if a.any.is_some() || a.route.is_some() {
+        let args = super::buckets::SourceLsArgs {
+            prefix: a.target,
+            source: a.any,
+            route: a.route,
+            long: a.long,
+        };
+        return super::buckets::ls(ctx, args).await;
+    }
     let (name, prefix) = Address::remote(&a.target)?;
     let bucket = ctx.strata.bucket(&name)?;
     let prefix = prefix.trim_end_matches('/').to_string();
