@@ -379,6 +379,14 @@ impl BucketBuilder {
         self
     }
 
+    /// Drop the conditional-delete hook: for stores (such as a mirror) where deleting
+    /// through the hook would reach only one copy, `delete_if_match` answers `NotSupported`.
+    pub fn without_conditional_delete(mut self) -> Self {
+        self.bucket.conditional_delete = None;
+        self.bucket.capabilities.delete_if_match = false;
+        self
+    }
+
     /// Public or CDN base URL for `url_for`.
     pub fn public_url(mut self, url: Url) -> Self {
         self.bucket.public_url = Some(url);
@@ -930,7 +938,7 @@ impl Bucket {
         expires_in: Duration,
     ) -> Result<Url> {
         let key = Self::key(key)?;
-        if expires_in.is_zero() {
+        if expires_in < Duration::from_secs(1) {
             return Err(StorageError::invalid_input(
                 "expires",
                 "a presigned URL must be valid for at least 1 second",
@@ -962,15 +970,15 @@ impl Bucket {
         let key = self.full_key(&Self::key(key)?)?;
         let base = self.public_url.as_ref().ok_or_else(|| {
             StorageError::invalid_config(
-                format!("buckets.{}.public_url", self.name),
-                "no public/CDN base URL is configured for this bucket; set `public_url` (or STORAGE_CDN_URL / R2_CDN_URL)",
+                format!("buckets.{}.cdn_url", self.name),
+                "no public/CDN base URL is configured for this bucket; set `cdn_url` (or STORAGE_CDN_URL / R2_CDN_URL)",
             )
         })?;
         let mut url = base.clone();
         {
             let mut segs = url.path_segments_mut().map_err(|_| {
                 StorageError::invalid_config(
-                    format!("buckets.{}.public_url", self.name),
+                    format!("buckets.{}.cdn_url", self.name),
                     "the base URL cannot have a path",
                 )
             })?;
@@ -1100,7 +1108,7 @@ mod tests {
                 .url_for("x")
                 .unwrap_err()
                 .to_string()
-                .contains("public_url")
+                .contains("cdn_url")
         );
     }
 }

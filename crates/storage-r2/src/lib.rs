@@ -62,7 +62,8 @@ pub enum Jurisdiction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct R2Config {
-    /// Cloudflare account id (32 hex characters).
+    /// Cloudflare account id (32 hex characters); may be left out when `endpoint` is set.
+    #[serde(default)]
     pub account_id: String,
     /// Remote bucket name. May be left out of a shared connection block.
     #[serde(default)]

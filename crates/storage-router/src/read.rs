@@ -192,7 +192,9 @@ where
                     _ = hedge, if next < buckets.len() => {
                         running.push(attempt(next));
                         next += 1;
-                        last_start = Instant::now();
+                        // On schedule, not from "now": the timer fires up to a tick late,
+                        // and that lateness must not add up over several hedges.
+                        last_start += delay;
                     }
                 }
             }

@@ -443,7 +443,13 @@ fn wrap_failover_and_mirrors(
                 Arc::new(storage_router::MirrorStore::new(members))
             };
             let current = out.remove(name).expect("built above");
-            out.insert(name.clone(), current.to_builder().store(store).build());
+            let mut builder = current.to_builder().store(store);
+            if field == "mirror" {
+                // A conditional delete through the primary's hook would leave the mirror
+                // copies behind: refuse it instead.
+                builder = builder.without_conditional_delete();
+            }
+            out.insert(name.clone(), builder.build());
         }
     }
     Ok(out)
