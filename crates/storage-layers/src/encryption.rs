@@ -81,10 +81,8 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use aes_gcm::aead::rand_core::RngCore;
-use aes_gcm::aead::{AeadInPlace, KeyInit, OsRng};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use async_trait::async_trait;
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt};
@@ -135,10 +133,19 @@ pub fn plain_len(stored: u64) -> Option<u64> {
     (stored_len(plain) == stored).then_some(plain)
 }
 
+/// An AES-256-GCM key ready for use, shared by the clones of a keyring and by every
+/// in-flight operation (aws-lc-rs keys are not `Clone`).
+type Cipher = Arc<LessSafeKey>;
+
+/// Fill `buf` from the operating system's secure random source.
+fn random_bytes(buf: &mut [u8]) {
+    aws_lc_rs::rand::fill(buf).expect("the operating system's random source failed");
+}
+
 /// Named AES-256 keys; see the [module docs](self#keys).
 #[derive(Clone, Default)]
 pub struct Keyring {
-    keys: Vec<(String, Aes256Gcm)>,
+    keys: Vec<(String, Cipher)>,
     primary: Option<usize>,
 }
 
@@ -161,7 +168,7 @@ impl Keyring {
     pub fn generate_key() -> Secret {
         use base64::Engine;
         let mut k = [0u8; 32];
-        OsRng.fill_bytes(&mut k);
+        random_bytes(&mut k);
         Secret::new(base64::engine::general_purpose::STANDARD.encode(k))
     }
 
@@ -186,7 +193,9 @@ impl Keyring {
                 "the key must be 32 bytes written as 64 hex characters or as base64 (44 characters); generate one with `openssl rand -base64 32`",
             )
         })?;
-        let cipher = Aes256Gcm::new_from_slice(&bytes).expect("32-byte key");
+        let cipher = Arc::new(LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, &bytes).expect("a 32-byte AES-256 key"),
+        ));
         self.keys.retain(|(k, _)| k != id);
         self.keys.push((id.to_string(), cipher));
         self.primary = Some(self.keys.len() - 1);
@@ -218,12 +227,12 @@ impl Keyring {
         self.primary.map(|i| self.keys[i].0.as_str())
     }
 
-    fn primary(&self) -> Option<(&str, &Aes256Gcm)> {
+    fn primary(&self) -> Option<(&str, &Cipher)> {
         self.primary
             .map(|i| (self.keys[i].0.as_str(), &self.keys[i].1))
     }
 
-    fn get(&self, id: &str) -> Option<&Aes256Gcm> {
+    fn get(&self, id: &str) -> Option<&Cipher> {
         self.keys.iter().find(|(k, _)| k == id).map(|(_, c)| c)
     }
 }
@@ -261,7 +270,7 @@ impl Header {
         raw[6..10].copy_from_slice(&(CHUNK_SIZE as u32).to_le_bytes());
         raw[10..10 + key_id.len()].copy_from_slice(key_id.as_bytes());
         let mut nonce_base = [0u8; 8];
-        OsRng.fill_bytes(&mut nonce_base);
+        random_bytes(&mut nonce_base);
         raw[42..50].copy_from_slice(&nonce_base);
         Header {
             raw,
@@ -301,11 +310,13 @@ impl Header {
         }))
     }
 
-    fn nonce(&self, index: u64) -> Nonce<aes_gcm::aead::consts::U12> {
+    /// Chunk `index`'s nonce: the object's random base, then the index (big-endian u32).
+    /// Unique per key as long as nonce bases do not collide (see the module docs).
+    fn nonce(&self, index: u64) -> Nonce {
         let mut n = [0u8; 12];
         n[..8].copy_from_slice(&self.nonce_base);
         n[8..].copy_from_slice(&(index as u32).to_be_bytes());
-        n.into()
+        Nonce::assume_unique_for_key(n)
     }
 
     fn aad(&self, index: u64, last: bool) -> [u8; HEADER_LEN as usize + 9] {
@@ -317,21 +328,21 @@ impl Header {
     }
 
     /// Encrypt one chunk in place, appending its tag.
-    fn seal(&self, cipher: &Aes256Gcm, index: u64, last: bool, buf: &mut Vec<u8>, start: usize) {
+    fn seal(&self, cipher: &Cipher, index: u64, last: bool, buf: &mut Vec<u8>, start: usize) {
         let tag = cipher
-            .encrypt_in_place_detached(
-                &self.nonce(index),
-                &self.aad(index, last),
+            .seal_in_place_separate_tag(
+                self.nonce(index),
+                Aad::from(self.aad(index, last)),
                 &mut buf[start..],
             )
             .expect("AES-GCM encryption of a chunk under 64 GiB cannot fail");
-        buf.extend_from_slice(&tag);
+        buf.extend_from_slice(tag.as_ref());
     }
 
     /// Decrypt one stored chunk (ciphertext + tag).
     fn open(
         &self,
-        cipher: &Aes256Gcm,
+        cipher: &Cipher,
         index: u64,
         last: bool,
         mut chunk: BytesMut,
@@ -340,10 +351,14 @@ impl Header {
         if chunk.len() < TAG_LEN as usize {
             return Err(corrupt(key, format!("chunk {index} is truncated")));
         }
-        let tag_bytes = chunk.split_off(chunk.len() - TAG_LEN as usize);
-        let tag = Tag::clone_from_slice(&tag_bytes);
+        let tag = chunk.split_off(chunk.len() - TAG_LEN as usize);
         cipher
-            .decrypt_in_place_detached(&self.nonce(index), &self.aad(index, last), &mut chunk, &tag)
+            .open_in_place_separate_tag(
+                self.nonce(index),
+                Aad::from(self.aad(index, last)),
+                &tag,
+                &mut chunk,
+            )
             .map_err(|_| {
                 corrupt(
                     key,
@@ -371,7 +386,7 @@ fn corrupt(key: &str, reason: String) -> StorageError {
 }
 
 /// Encrypt a whole plaintext.
-fn encrypt_all(cipher: &Aes256Gcm, header: &Header, plain: &[u8]) -> Vec<u8> {
+fn encrypt_all(cipher: &Cipher, header: &Header, plain: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(stored_len(plain.len() as u64) as usize);
     out.extend_from_slice(&header.raw);
     let n = chunk_count(plain.len() as u64);
@@ -448,7 +463,7 @@ impl<T: ObjectStore> fmt::Display for EncryptionStore<T> {
 }
 
 impl EncryptionLayer {
-    fn primary(&self) -> Result<(&str, &Aes256Gcm), StorageError> {
+    fn primary(&self) -> Result<(&str, &Cipher), StorageError> {
         self.keyring.primary().ok_or_else(|| {
             StorageError::invalid_config(
                 "encryption.keys",
@@ -457,7 +472,7 @@ impl EncryptionLayer {
         })
     }
 
-    fn cipher_for(&self, header: &Header, key: &str) -> Result<Aes256Gcm, StorageError> {
+    fn cipher_for(&self, header: &Header, key: &str) -> Result<Cipher, StorageError> {
         self.keyring.get(&header.key_id).cloned().ok_or_else(|| {
             StorageError::invalid_config(
                 "encryption.keys",
@@ -482,7 +497,7 @@ impl EncryptionLayer {
 struct Decryptor {
     cfg: Arc<EncryptionLayer>,
     key: String,
-    header: Option<(Header, Aes256Gcm)>,
+    header: Option<(Header, Cipher)>,
     buf: BytesMut,
     next: u64,
     chunks: u64,
@@ -556,7 +571,7 @@ impl<T: ObjectStore> EncryptionStore<T> {
         &self,
         location: &Path,
         header: &Header,
-        cipher: &Aes256Gcm,
+        cipher: &Cipher,
         stored: u64,
         range: Range<u64>,
         etag: Option<String>,
@@ -605,7 +620,7 @@ impl<T: ObjectStore> EncryptionStore<T> {
         &self,
         location: &Path,
         options: &GetOptions,
-    ) -> OsResult<Option<(Header, Aes256Gcm, GetResult)>> {
+    ) -> OsResult<Option<(Header, Cipher, GetResult)>> {
         let opts = GetOptions {
             range: Some(GetRange::Bounded(0..HEADER_LEN)),
             head: false,
@@ -916,7 +931,7 @@ fn list_sizes(
 /// `complete`.
 struct EncryptingUpload {
     upload: Box<dyn MultipartUpload>,
-    cipher: Aes256Gcm,
+    cipher: Cipher,
     header: Header,
     /// Sealed bytes not yet sent.
     out: Vec<u8>,
@@ -1157,6 +1172,62 @@ mod tests {
         let err = StorageError::from_object_store("t", other_id.get(&p).await.unwrap_err());
         assert!(matches!(err, StorageError::InvalidConfig { .. }), "{err}");
         assert!(err.to_string().contains("`k1`"), "{err}");
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// The on-disk format is fixed: these bytes were written by the earlier implementation
+    /// (the `aes-gcm` crate) from a fixed key and nonce base, so objects stored before the
+    /// switch to aws-lc-rs must keep decrypting, and new writes must be bit-identical.
+    #[tokio::test]
+    async fn known_answers_from_the_aes_gcm_crate_still_hold() {
+        let ring = Keyring::new()
+            .with_key("kat", &Secret::new("0123456789abcdef".repeat(4)))
+            .unwrap();
+        let (_, cipher) = ring.primary().unwrap();
+        let header_hex = "5347434d0103000001006b6174000000000000000000000000000000000000000000000000000000000001020304050607080000000000000000000000000000";
+        let header = Header::parse(&unhex(header_hex), "kat").unwrap().unwrap();
+
+        let small = b"strata encryption format v1";
+        let small_stored = unhex(&format!(
+            "{header_hex}0b102429d3762df4ae5dc025a94b8b5ff7aee11501d2d2492e4e192e52800729b652d40d0ac550242c90ab"
+        ));
+        assert_eq!(encrypt_all(cipher, &header, small), small_stored);
+
+        // Two chunks: the second nonce and associated data carry index 1 and the last flag.
+        let big: Vec<u8> = (0..CHUNK_SIZE as usize + 5)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let out = encrypt_all(cipher, &header, &big);
+        let (c0, t0) = (HEADER_LEN as usize, (HEADER_LEN + CHUNK_SIZE) as usize);
+        assert_eq!(out.len(), 65637);
+        assert_eq!(out[c0..c0 + 16], unhex("7865544ba3120b96c837b857d532ec3f"));
+        assert_eq!(out[t0..t0 + 16], unhex("ffa92f0488d03652b6bbb8850c0f370e"));
+        assert_eq!(
+            out[t0 + 16..],
+            unhex("af92407a7b960e3e0df0438ad9de2b7c287deae5a9")
+        );
+        assert_eq!(
+            encrypt_all(cipher, &header, &[])[c0..],
+            unhex("6d9a5c43d7d062908e7764367c0866a1")
+        );
+
+        // And the old object reads back through the layer, whole and by range.
+        let mem = Arc::new(MemoryStore::new());
+        let p = Path::from("old");
+        mem.put(&p, small_stored.into()).await.unwrap();
+        let store = EncryptionLayer::new(ring).wrap(Arc::clone(&mem));
+        let got = store.get(&p).await.unwrap().bytes().await.unwrap();
+        assert_eq!(&got[..], small);
+        assert_eq!(
+            &store.get_range(&p, 7..17).await.unwrap()[..],
+            &small[7..17]
+        );
     }
 
     #[tokio::test]
