@@ -20,7 +20,7 @@ pub enum ObjectCommand {
     Put(PutArgs),
     /// Download NAME:KEY to stdout or a file.
     Get(GetArgs),
-    /// List NAME:[PREFIX].
+    /// List NAME: or NAME:PREFIX.
     Ls(LsArgs),
     /// Delete keys, or everything under a prefix.
     Rm(RmArgs),
@@ -34,7 +34,7 @@ pub enum ObjectCommand {
     Presign(PresignArgs),
     /// Probe buckets and report latency.
     Health(HealthArgs),
-    /// Count objects and bytes under NAME:[PREFIX].
+    /// Count objects and bytes under NAME: or NAME:PREFIX.
     Stats(StatsArgs),
 }
 
