@@ -26,7 +26,9 @@
 //! the caller would wrongly believe it lost the race. So after an ambiguous failure the layer
 //! reads the object (its own reads retried):
 //! - absent, or (for `Update`) still at the expected ETag → the write did not land: retry;
-//! - present with exactly our bytes → our write landed: return success with its ETag;
+//! - for create-if-absent, present with exactly our bytes → our write landed: success (for
+//!   compare-and-swap equal bytes prove nothing: writers racing from one ETag usually
+//!   compute the same new value, so this case is treated as unknown, below);
 //! - anything else: either our write never landed and another writer's did, or ours landed
 //!   and was overwritten since — the two cannot be told apart. For create-if-absent the
 //!   answer is `AlreadyExists` (another object is there either way; a caller that reads it
@@ -38,7 +40,7 @@
 //! If the check's reads fail too, the write is retried and a later conflict answer is
 //! checked the same way (still unknown → the ambiguous error). A rate-limit answer
 //! (429/SlowDown) means the write was refused, so it is retried directly. Limits: another
-//! writer storing byte-identical content at the same moment counts as our success (the
+//! writer *creating* byte-identical content at the same moment counts as our success (the
 //! object is as we wanted it); a write that landed and was undone before the check (deleted
 //! again, or set back to identical bytes, which S3 gives the same ETag) reads as not landed
 //! and is applied again. `copy` with `CopyMode::Create` and `rename` follow the same rule
@@ -439,6 +441,10 @@ impl<T: ObjectStore> RetryStore<T> {
             })
             .await;
         match body {
+            // For compare-and-swap, equal bytes prove nothing: writers racing from the same
+            // ETag usually compute the same new value (a counter's n + 1), so another
+            // writer's success would be taken for ours and one increment lost.
+            Ok(b) if b == *ours && matches!(mode, PutMode::Update(_)) => Landed::Changed,
             Ok(b) if b == *ours => Landed::Yes(PutResult {
                 e_tag: meta.e_tag,
                 version: meta.version,
