@@ -10,122 +10,17 @@
 //! and writing and reading a dataset of the same number of rows. Prints a table with ratios.
 //! Absolute times on a shared machine are noise; the side-by-side ratios are the figures.
 
-use std::fmt;
-use std::ops::Range;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use futures::TryStreamExt;
-use futures::stream::BoxStream;
 use serde_json::{Value, json};
 use storage_core::Bucket;
-use storage_core::object_store::path::Path;
-use storage_core::object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
-};
 use storage_manifest::{
     Dataset, Format, Manifest, ManifestEntry, ManifestOptions, ReadOptions, SearchQuery, TimeRange,
     new_id,
 };
-
-/// Counts GET requests and the bytes they return.
-#[derive(Debug)]
-struct CountingStore {
-    inner: Arc<dyn ObjectStore>,
-    gets: AtomicU64,
-    bytes: AtomicU64,
-}
-
-impl CountingStore {
-    fn snapshot(&self) -> (u64, u64) {
-        (
-            self.gets.load(Ordering::Relaxed),
-            self.bytes.load(Ordering::Relaxed),
-        )
-    }
-}
-
-impl fmt::Display for CountingStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CountingStore({})", self.inner)
-    }
-}
-
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl ObjectStore for CountingStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> OsResult<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> OsResult<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
-        let head = options.head;
-        let r = self.inner.get_opts(location, options).await?;
-        self.gets.fetch_add(1, Ordering::Relaxed);
-        if !head {
-            self.bytes
-                .fetch_add(r.range.end - r.range.start, Ordering::Relaxed);
-        }
-        Ok(r)
-    }
-
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
-        let r = self.inner.get_ranges(location, ranges).await?;
-        self.gets.fetch_add(1, Ordering::Relaxed);
-        let n: u64 = r.iter().map(|b| b.len() as u64).sum();
-        self.bytes.fetch_add(n, Ordering::Relaxed);
-        Ok(r)
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, OsResult<Path>>,
-    ) -> BoxStream<'static, OsResult<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        self.inner.list_with_offset(prefix, offset)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
-        self.inner.rename_opts(from, to, options).await
-    }
-}
+use strata_testkit::CountingStore;
 
 const WORDS: &[&str] = &[
     "coffee",
@@ -223,12 +118,7 @@ async fn run() {
         "local" => Bucket::local("bench", dir.path()).expect("local bucket"),
         _ => Bucket::memory("bench"),
     };
-    let counting = Arc::new(CountingStore {
-        inner: base.store().clone(),
-        gets: AtomicU64::new(0),
-        bytes: AtomicU64::new(0),
-    });
-    let bucket = base.to_builder().store(counting.clone()).build();
+    let (bucket, counting) = CountingStore::wrap(&base);
     println!("storage-manifest bench: {n} entries/rows on {store_kind}");
     let mut table = Table(Vec::new());
 

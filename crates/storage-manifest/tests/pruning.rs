@@ -1,107 +1,20 @@
 //! Time-range reads of Parquet fetch only the row groups (and columns) they need: proven by
 //! counting the bytes the store returns.
 
-use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use chrono::{Duration, TimeZone, Utc};
-use futures::stream::BoxStream;
 use serde_json::{Value, json};
 use storage_core::Bucket;
-use storage_core::object_store::path::Path;
-use storage_core::object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
-};
 use storage_manifest::{
     Dataset, EntryFilter, Format, Manifest, ManifestEntry, ManifestOptions, ReadOptions, TimeRange,
     WriteOptions, new_id,
 };
 
-/// Counts the bytes GETs return.
-#[derive(Debug)]
-struct CountingStore {
-    inner: Arc<dyn ObjectStore>,
-    bytes: AtomicU64,
-}
-
-impl fmt::Display for CountingStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CountingStore({})", self.inner)
-    }
-}
-
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl ObjectStore for CountingStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> OsResult<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> OsResult<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
-        let head = options.head;
-        let r = self.inner.get_opts(location, options).await?;
-        if !head {
-            self.bytes
-                .fetch_add(r.range.end - r.range.start, Ordering::Relaxed);
-        }
-        Ok(r)
-    }
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
-        let r = self.inner.get_ranges(location, ranges).await?;
-        self.bytes
-            .fetch_add(r.iter().map(|b| b.len() as u64).sum(), Ordering::Relaxed);
-        Ok(r)
-    }
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, OsResult<Path>>,
-    ) -> BoxStream<'static, OsResult<Path>> {
-        self.inner.delete_stream(locations)
-    }
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        self.inner.list_with_offset(prefix, offset)
-    }
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
-        self.inner.rename_opts(from, to, options).await
-    }
-}
+use strata_testkit::CountingStore;
 
 fn counting_bucket() -> (Bucket, Arc<CountingStore>) {
-    let base = Bucket::memory("count");
-    let store = Arc::new(CountingStore {
-        inner: base.store().clone(),
-        bytes: AtomicU64::new(0),
-    });
-    (base.to_builder().store(store.clone()).build(), store)
+    CountingStore::wrap(&Bucket::memory("count"))
 }
 
 #[tokio::test]
@@ -123,7 +36,7 @@ async fn a_time_window_reads_a_fraction_of_a_parquet_file() {
         .unwrap();
 
     let day3 = TimeRange::between(start + Duration::days(3), start + Duration::days(4)).unwrap();
-    let before = counter.bytes.load(Ordering::Relaxed);
+    let before = counter.bytes_read();
     let rows = ds
         .read_with(
             "m",
@@ -135,7 +48,7 @@ async fn a_time_window_reads_a_fraction_of_a_parquet_file() {
         )
         .await
         .unwrap();
-    let read = counter.bytes.load(Ordering::Relaxed) - before;
+    let read = counter.bytes_read() - before;
     assert_eq!(rows.len(), 1_000);
     assert_eq!(rows[0], json!({"amount": 3_000}));
     assert!(
@@ -187,13 +100,13 @@ async fn a_time_window_reads_a_fraction_of_a_compacted_manifest() {
         range: window,
         ..Default::default()
     };
-    let before = counter.bytes.load(Ordering::Relaxed);
+    let before = counter.bytes_read();
     let hits = manifest.scan(&filter).await.unwrap();
-    let pruned = counter.bytes.load(Ordering::Relaxed) - before;
+    let pruned = counter.bytes_read() - before;
     assert_eq!(hits.len(), 1_000);
-    let before = counter.bytes.load(Ordering::Relaxed);
+    let before = counter.bytes_read();
     assert_eq!(manifest.entries().await.unwrap().len(), 20_000);
-    let full = counter.bytes.load(Ordering::Relaxed) - before;
+    let full = counter.bytes_read() - before;
     assert!(
         pruned * 5 < full,
         "pruned scan read {pruned} bytes, full scan {full}"

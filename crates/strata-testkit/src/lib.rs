@@ -10,6 +10,7 @@
 //!   they skipped.
 //! - [`behaviour::run`]: the behaviour suite, the same checks against any [`Bucket`].
 //! - [`python`]: the Python (with boto3 and pyarrow) that `cargo xtask test` installed.
+//! - [`CountingStore`]: counts GET requests and bytes, to prove reads fetch only what they need.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -28,6 +29,9 @@ use storage_r2::R2Config;
 use storage_s3::{CredentialSource, S3Config};
 
 pub mod behaviour;
+mod counting;
+
+pub use counting::CountingStore;
 
 /// Variables `cargo xtask test` exports for the moto server.
 pub const S3_ENDPOINT: &str = "STRATA_TEST_S3_ENDPOINT";
