@@ -2,7 +2,7 @@
 //!
 //! Every crate under `crates/` has a README, `[lints] workspace = true`, a doc comment for
 //! each cargo feature (`## ...` above it), a crate-root doc comment with a runnable example,
-//! and no `todo!()` / `unimplemented!()` outside tests. A user who depends only on
+//! and no `todo` / `unimplemented` macro calls outside tests. A user who depends only on
 //! `storage-cas` + `storage-core` does not compile arrow, parquet or the AWS client.
 
 use std::path::{Path, PathBuf};
@@ -113,7 +113,9 @@ pub fn check_crates(root: &Path) -> Vec<Problem> {
             let shipped = src.split("#[cfg(test)]").next().unwrap_or("");
             for (n, line) in shipped.lines().enumerate() {
                 let code = line.split("//").next().unwrap_or("");
-                if code.contains("todo!(") || code.contains("unimplemented!(") {
+                // Spelled in two parts so this checker does not flag itself.
+                let stubs = [concat!("todo", "!("), concat!("unimplemented", "!(")];
+                if stubs.iter().any(|s| code.contains(s)) {
                     problems.push(Problem(format!(
                         "{}:{}: stub in shipped code",
                         f.display(),
