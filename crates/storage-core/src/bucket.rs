@@ -336,6 +336,9 @@ pub struct Bucket {
     upload_concurrency: usize,
     /// Folder prefix applied by a `PrefixStore` around the store; presigning needs it.
     prefix: Option<Key>,
+    /// Where the data lives (`s3://endpoint/bucket`, `file:///root`, ...), so two handles on
+    /// the same storage can be recognised as such.
+    location: String,
 }
 
 impl fmt::Debug for Bucket {
@@ -376,6 +379,13 @@ impl BucketBuilder {
     /// Atomic conditional delete.
     pub fn conditional_delete(mut self, d: Arc<dyn ConditionalDelete>) -> Self {
         self.bucket.conditional_delete = Some(d);
+        self
+    }
+
+    /// Where the data lives (`s3://endpoint/bucket`, `file:///root`, `memory:NAME`): handles
+    /// with the same location (and overlapping prefixes) see the same objects.
+    pub fn location(mut self, location: impl Into<String>) -> Self {
+        self.bucket.location = location.into();
         self
     }
 
@@ -432,8 +442,11 @@ impl BucketBuilder {
         self
     }
 
-    /// Finish.
-    pub fn build(self) -> Bucket {
+    /// Finish. A bucket given no location gets `custom:NAME`.
+    pub fn build(mut self) -> Bucket {
+        if self.bucket.location.is_empty() {
+            self.bucket.location = format!("custom:{}", self.bucket.name);
+        }
         self.bucket
     }
 }
@@ -455,14 +468,17 @@ impl Bucket {
                 part_size: DEFAULT_PART_SIZE,
                 upload_concurrency: 2,
                 prefix: None,
+                location: String::new(),
             },
         }
     }
 
     /// An in-memory bucket.
     pub fn memory(name: impl Into<String>) -> Bucket {
+        let name = name.into();
         let store = Arc::new(MemoryStore::new());
-        Bucket::builder(name, store.clone())
+        Bucket::builder(name.clone(), store.clone())
+            .location(format!("memory:{name}:{:p}", Arc::as_ptr(&store)))
             .provider("memory")
             .capabilities(Capabilities::MEMORY)
             .conditional_delete(store)
@@ -473,6 +489,7 @@ impl Bucket {
     pub fn local(name: impl Into<String>, root: impl AsRef<std::path::Path>) -> Result<Bucket> {
         let store = Arc::new(LocalStore::new(root)?);
         Ok(Bucket::builder(name, store.clone())
+            .location(format!("file://{}", store.root().display()))
             .provider("fs")
             .capabilities(Capabilities::LOCAL)
             .conditional_delete(store)
@@ -499,6 +516,12 @@ impl Bucket {
     /// What the backend supports.
     pub fn capabilities(&self) -> Capabilities {
         self.capabilities
+    }
+
+    /// Where the data lives (`s3://endpoint/bucket`, `file:///root`, `memory:...`), without
+    /// this handle's [`prefix`](Self::prefix).
+    pub fn location(&self) -> &str {
+        &self.location
     }
 
     /// The folder prefix this bucket is scoped to, if any.

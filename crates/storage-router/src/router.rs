@@ -172,8 +172,22 @@ impl Ctx<'_> {
 struct Area {
     field: String,
     owner: String,
+    /// Handle name, for messages.
     bucket: String,
+    /// Where the handle's data lives, and the folder there: two handles on one storage
+    /// location are the same place.
+    location: String,
     prefix: String,
+}
+
+/// The folder `prefix` of `bucket` as seen from its storage location (with the handle's own
+/// prefix in front).
+fn area_prefix(bucket: &Bucket, prefix: &str) -> String {
+    match (bucket.prefix().map(Key::as_str), prefix) {
+        (Some(p), "") => p.to_string(),
+        (Some(p), q) => format!("{p}/{q}"),
+        (None, q) => q.to_string(),
+    }
 }
 
 fn overlaps(a: &str, b: &str) -> bool {
@@ -313,7 +327,8 @@ impl Router {
                 field: format!("{field}.prefix"),
                 owner: format!("route `{name}`"),
                 bucket: bucket_name.clone(),
-                prefix: routed.prefix().to_string(),
+                location: routed.bucket().location().to_string(),
+                prefix: area_prefix(routed.bucket(), routed.prefix()),
             });
             if let Some(off) = cfg.and_then(|c| c.offload.as_ref()) {
                 let target = offload_target(&cx, &field, &routed, off)?;
@@ -322,11 +337,11 @@ impl Router {
                         field: format!("{field}.offload.prefix"),
                         owner: format!("the offload folder of route `{name}`"),
                         bucket: target.bucket.name().to_string(),
-                        prefix: target
-                            .prefix
-                            .as_ref()
-                            .map(|k| k.to_string())
-                            .unwrap_or_default(),
+                        location: target.bucket.location().to_string(),
+                        prefix: area_prefix(
+                            &target.bucket,
+                            target.prefix.as_ref().map(Key::as_str).unwrap_or(""),
+                        ),
                     });
                 }
                 routed = routed.with_offload(target);
@@ -425,7 +440,8 @@ impl Router {
                 },
                 owner: format!("tenant `{name}`"),
                 bucket: bucket_name,
-                prefix: routed.prefix().to_string(),
+                location: routed.bucket().location().to_string(),
+                prefix: area_prefix(routed.bucket(), routed.prefix()),
             });
             tenants.insert(name.clone(), routed);
         }
@@ -433,12 +449,20 @@ impl Router {
         // No two routes/tenants may share a folder: one could read or overwrite the other's.
         for (i, a) in areas.iter().enumerate() {
             for b in &areas[..i] {
-                if a.bucket == b.bucket && overlaps(&a.prefix, &b.prefix) {
+                if a.location == b.location && overlaps(&a.prefix, &b.prefix) {
+                    let place = if a.bucket == b.bucket {
+                        format!("bucket `{}`", a.bucket)
+                    } else {
+                        format!(
+                            "buckets `{}` and `{}`, which are the same storage ({})",
+                            a.bucket, b.bucket, a.location
+                        )
+                    };
                     return Err(cx.err(
                         &a.field,
                         format!(
-                            "{} (prefix `{}`) overlaps {} (prefix `{}`) in bucket `{}`; give each its own folder, neither inside the other",
-                            a.owner, a.prefix, b.owner, b.prefix, a.bucket
+                            "{} (prefix `{}`) overlaps {} (prefix `{}`) in {place}; give each its own folder, neither inside the other",
+                            a.owner, a.prefix, b.owner, b.prefix
                         ),
                     ));
                 }

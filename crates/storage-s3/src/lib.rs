@@ -395,7 +395,18 @@ impl S3Config {
         if self.credentials == CredentialSource::Anonymous {
             caps = caps.with_presign(false);
         }
+        let endpoint = self.endpoint.clone().unwrap_or_else(|| {
+            format!(
+                "s3.{}.amazonaws.com",
+                self.region.as_deref().unwrap_or("us-east-1")
+            )
+        });
         let mut builder = Bucket::builder(name, store.clone())
+            .location(format!(
+                "s3://{}/{}",
+                endpoint.trim_end_matches('/'),
+                self.bucket
+            ))
             .provider(provider)
             .capabilities(caps)
             .presigner(Arc::new(S3Presigner { store }));

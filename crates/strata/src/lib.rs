@@ -187,10 +187,11 @@ impl Strata {
                 }
                 ProviderConfig::Memory(_) => {
                     let store = memory
-                        .entry((b.connection.clone(), remote))
+                        .entry((b.connection.clone(), remote.clone()))
                         .or_insert_with(|| Arc::new(MemoryStore::new()))
                         .clone();
                     Bucket::builder(name, store.clone())
+                        .location(format!("memory:{}/{remote}", b.connection))
                         .provider("memory")
                         .capabilities(Capabilities::MEMORY)
                         .conditional_delete(store)
@@ -626,5 +627,53 @@ connection = "disk"
             e.contains("buckets.primary.failover") && e.contains("`nope`"),
             "{e}"
         );
+    }
+}
+
+#[cfg(all(test, feature = "router"))]
+mod isolation_tests {
+    use super::*;
+
+    fn config(dir: &Path, route_prefix: &str) -> String {
+        format!(
+            r#"
+[connections.disk]
+kind = "fs"
+root = "{root}"
+
+[buckets.a]
+connection = "disk"
+bucket = "shared"
+
+[buckets.b]
+connection = "disk"
+bucket = "shared"
+
+[tenants.acme]
+bucket = "a"
+prefix = "tenants/acme"
+
+[routes.records]
+bucket = "b"
+prefix = "{route_prefix}"
+"#,
+            root = dir.display()
+        )
+    }
+
+    #[test]
+    fn two_handles_on_one_folder_cannot_share_a_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        // The route covers the whole folder, tenant acme's data included: refused, although
+        // the two use different handle names.
+        let e = Strata::from_toml_str(&config(dir.path(), ""), "strata.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("same storage") && e.contains("tenant `acme`"),
+            "{e}"
+        );
+        // Disjoint folders in the same storage are fine.
+        Strata::from_toml_str(&config(dir.path(), "records"), "strata.toml").unwrap();
     }
 }
