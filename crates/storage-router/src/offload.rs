@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use serde::Serialize;
+use storage_core::etag_eq;
 use storage_core::{Bucket, ObjectInfo, Result, StorageError};
 
 use crate::copy::{copy_object, put_opts_from};
@@ -212,7 +213,24 @@ async fn move_one(
         Some(etag) if src.capabilities().delete_if_match => {
             src.delete_if_match(&src_key, &etag).await
         }
-        _ => src.delete(&src_key).await,
+        // No atomic delete-if-match (S3, R2): re-check the ETag right before deleting, so
+        // only a write landing in the instant between the check and the delete could be
+        // lost, instead of any write made while the copy ran.
+        Some(etag) => match src.head(&src_key).await {
+            Ok(now) if now.etag.as_deref().is_some_and(|e| etag_eq(e, &etag)) => {
+                src.delete(&src_key).await
+            }
+            Ok(now) => Err(StorageError::Precondition {
+                backend: src.name().to_string(),
+                key: src_key.to_string(),
+                detail: format!(
+                    "rewritten during the offload (ETag {:?}, copied {etag})",
+                    now.etag
+                ),
+            }),
+            Err(e) => Err(e),
+        },
+        None => src.delete(&src_key).await,
     };
     match deleted {
         Ok(()) => Ok(true),
