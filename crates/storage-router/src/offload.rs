@@ -6,8 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use serde::Serialize;
-use storage_core::etag_eq;
-use storage_core::{Bucket, ObjectInfo, Result, StorageError};
+use storage_core::{Bucket, ObjectInfo, Result, StorageError, etag_eq};
 
 use crate::copy::{copy_object, put_opts_from};
 use crate::failure::BucketFailure;
