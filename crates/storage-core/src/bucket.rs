@@ -477,8 +477,19 @@ impl Bucket {
     pub fn memory(name: impl Into<String>) -> Bucket {
         let name = name.into();
         let store = Arc::new(MemoryStore::new());
-        Bucket::builder(name.clone(), store.clone())
-            .location(format!("memory:{name}:{:p}", Arc::as_ptr(&store)))
+        let location = format!("memory:{name}:{:p}", Arc::as_ptr(&store));
+        Bucket::on_memory_store(name, store, location)
+    }
+
+    /// A bucket named `name` on an existing in-memory store (several handles may share
+    /// one); `location` identifies that store.
+    pub fn on_memory_store(
+        name: impl Into<String>,
+        store: Arc<MemoryStore>,
+        location: impl Into<String>,
+    ) -> Bucket {
+        Bucket::builder(name, store.clone())
+            .location(location)
             .provider("memory")
             .capabilities(Capabilities::MEMORY)
             .conditional_delete(store)
@@ -755,6 +766,18 @@ impl Bucket {
 
     /// Read with raw `object_store` options.
     pub async fn get_opts(&self, key: impl AsRef<str>, options: GetOptions) -> Result<Object> {
+        let (info, r) = self.fetch(key, options).await?;
+        // `bytes()` reads a local file in one call instead of 8 KiB stream chunks.
+        let bytes = r.bytes().await.map_err(|e| self.err(e))?;
+        Ok(Object { info, bytes })
+    }
+
+    /// Validate `key`, send the read, and describe what came back.
+    async fn fetch(
+        &self,
+        key: impl AsRef<str>,
+        options: GetOptions,
+    ) -> Result<(ObjectInfo, object_store::GetResult)> {
         let key = Self::key(key)?;
         let r = self
             .store
@@ -762,9 +785,7 @@ impl Bucket {
             .await
             .map_err(|e| self.err(e))?;
         let info = ObjectInfo::from_meta(&r.meta).with_attributes(&r.attributes);
-        // `bytes()` reads a local file in one call instead of 8 KiB stream chunks.
-        let bytes = r.bytes().await.map_err(|e| self.err(e))?;
-        Ok(Object { info, bytes })
+        Ok((info, r))
     }
 
     /// Read an object as a stream of chunks (memory stays bounded by the chunk size).
@@ -777,13 +798,7 @@ impl Bucket {
         key: impl AsRef<str>,
         options: GetOptions,
     ) -> Result<ObjectStream> {
-        let key = Self::key(key)?;
-        let r = self
-            .store
-            .get_opts(&key.to_path(), options)
-            .await
-            .map_err(|e| self.err(e))?;
-        let info = ObjectInfo::from_meta(&r.meta).with_attributes(&r.attributes);
+        let (info, r) = self.fetch(key, options).await?;
         let name = self.name.clone();
         let stream = r
             .into_stream()
@@ -794,13 +809,10 @@ impl Bucket {
 
     /// Metadata of an object, with its headers and user metadata.
     pub async fn head(&self, key: impl AsRef<str>) -> Result<ObjectInfo> {
-        let key = Self::key(key)?;
-        let r = self
-            .store
-            .get_opts(&key.to_path(), GetOptions::default().with_head(true))
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(ObjectInfo::from_meta(&r.meta).with_attributes(&r.attributes))
+        let (info, _) = self
+            .fetch(key, GetOptions::default().with_head(true))
+            .await?;
+        Ok(info)
     }
 
     /// Whether an object exists.

@@ -190,12 +190,11 @@ impl Strata {
                         .entry((b.connection.clone(), remote.clone()))
                         .or_insert_with(|| Arc::new(MemoryStore::new()))
                         .clone();
-                    Bucket::builder(name, store.clone())
-                        .location(format!("memory:{}/{remote}", b.connection))
-                        .provider("memory")
-                        .capabilities(Capabilities::MEMORY)
-                        .conditional_delete(store)
-                        .build()
+                    Bucket::on_memory_store(
+                        name,
+                        store,
+                        format!("memory:{}/{remote}", b.connection),
+                    )
                 }
             };
             let mut builder = bucket.to_builder();
