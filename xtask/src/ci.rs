@@ -1,7 +1,8 @@
 //! `test`, `ci`, `bench` and `servers`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use crate::{Result, cargo, run, servers};
 
@@ -39,85 +40,238 @@ pub fn test(args: &[String]) -> Result<()> {
     with_servers(&mut cmd)
 }
 
-/// Facade feature sets checked by `ci`: none, default, each alone, all.
+/// Facade features that `ci` also checks one at a time (besides none, default and all).
 pub const FACADE_FEATURES: &[&str] = &[
     "s3",
     "r2",
     "router",
     "cas",
     "manifest",
+    "manifest-parquet",
     "layers",
     "layers-full",
 ];
 
-/// `cargo xtask ci [--full]`.
+/// `cargo xtask ci [--full]`: the one command that says "ready".
 ///
-/// Always: fmt, tidy, clippy (all targets, all features), every crate and every facade
-/// feature set type-checked on its own, the tests against the S3 servers, rustdoc with
-/// warnings denied, cargo-deny. `--full` also runs clippy and the tests of every crate on
-/// its own and of the facade per feature set (slow: each is a separate build).
+/// In order (each step prints its time, and a table of all of them closes the run):
+/// 1. `cargo fmt --check`, tidy, clippy `-D warnings` on the workspace with all targets and
+///    all features.
+/// 2. `cargo test --workspace --all-features` against the S3 servers (the S3 proof; this
+///    also runs the doctests of every crate and of `docs/guides/*.md`, through
+///    `strata-tests`), then every example (`crates/*/examples/*.rs`) from the executables
+///    that build already made, failing on a non-zero exit.
+/// 3. Every crate alone with its default features: `cargo clippy -p X --all-targets -D
+///    warnings` and `cargo test -p X`, so a crate that needs something it does not declare
+///    fails here; then the `strata` facade the same way with no features, each of
+///    [`FACADE_FEATURES`] alone, and all features. These runs have no S3 servers (their S3
+///    checks skip themselves: step 2 is the S3 proof) and skip the doctests (step 2 ran the
+///    same ones with more features; `--full` runs them per crate too).
+/// 4. rustdoc with warnings denied, cargo-deny (bans, licenses, sources).
+///
+/// Cost on the 2-core CI machine: step 3 compiles a second copy of the dependencies that a
+/// crate alone resolves with other features than the workspace: notably the graphs without
+/// parquet (whose `half` turns on more `syn` features for every proc macro), `object_store`
+/// without its `integration` feature, and `storage-core`'s local-only `object_store`.
+/// Every test build lists the same tokio features (see strata-testkit's Cargo.toml) so the
+/// tokio/hyper/reqwest stack is not compiled once per crate.
+///
+/// `--full` adds the doctests of every crate alone and of each facade feature set.
 pub fn ci(full: bool) -> Result<()> {
     let root = workspace_root();
-    run(cargo().current_dir(&root).args(["fmt", "--all", "--check"]))?;
-    crate::tidy::run(&root)?;
-    run(cargo().current_dir(&root).args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--all-features",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-    let crates = workspace_crates(&root)?;
-    let (lint, verb): (&[&str], &str) = if full {
-        (&["--all-targets", "--", "-D", "warnings"], "clippy")
+    let mut timer = Timer::default();
+    timer.step("fmt --check", || {
+        run(cargo().current_dir(&root).args(["fmt", "--all", "--check"]))
+    })?;
+    timer.step("tidy", || crate::tidy::run(&root))?;
+    timer.step("clippy --workspace --all-features", || {
+        run(cargo()
+            .current_dir(&root)
+            .args(["clippy", "--workspace", "--all-targets", "--all-features"])
+            .args(DENY_WARNINGS))
+    })?;
+    timer.step("test --workspace --all-features (servers)", || test(&[]))?;
+    timer.step("examples", || run_examples(&root))?;
+
+    // A crate alone: its own feature resolution. `--lib --bins --tests` leaves out the
+    // doctests (run in step 2) and the benches (`harness = false` programs).
+    let test_targets: &[&str] = if full {
+        &[]
     } else {
-        (&[], "check")
+        &["--lib", "--bins", "--tests"]
     };
-    for krate in &crates {
-        run(cargo()
-            .current_dir(&root)
-            .args([verb, "-p", krate])
-            .args(lint))?;
+    for krate in workspace_crates(&root)? {
+        timer.step(&format!("{krate} alone"), || {
+            run(cargo()
+                .current_dir(&root)
+                .args(["clippy", "-p", &krate, "--all-targets"])
+                .args(DENY_WARNINGS))?;
+            run(cargo()
+                .current_dir(&root)
+                .args(["test", "-p", &krate])
+                .args(test_targets))
+        })?;
     }
-    let mut sets: Vec<Vec<&str>> = vec![vec!["--no-default-features"], vec![]];
-    for f in FACADE_FEATURES {
-        sets.push(vec!["--no-default-features", "--features", f]);
-    }
-    for set in &sets {
-        run(cargo()
-            .current_dir(&root)
-            .args([verb, "-p", "strata"])
-            .args(set)
-            .args(lint))?;
-    }
-    test(&[])?;
-    if full {
-        for krate in &crates {
-            let mut cmd = cargo();
-            cmd.current_dir(&root).args(["test", "-p", krate]);
-            with_servers(&mut cmd)?;
-        }
-        for set in &sets {
+    for set in facade_feature_sets(&root)? {
+        timer.step(&format!("strata {}", set.join(" ")), || {
+            run(cargo()
+                .current_dir(&root)
+                .args(["clippy", "-p", "strata", "--all-targets"])
+                .args(&set)
+                .args(DENY_WARNINGS))?;
             run(cargo()
                 .current_dir(&root)
                 .args(["test", "-p", "strata"])
-                .args(set))?;
-        }
+                .args(&set)
+                .args(test_targets))
+        })?;
     }
-    run(cargo()
-        .current_dir(&root)
-        .args(["doc", "--workspace", "--no-deps", "--all-features"])
-        .env("RUSTDOCFLAGS", "-D warnings"))?;
-    ensure_cargo_deny()?;
-    // Advisories need the RustSec database from GitHub, which this network cannot reach:
-    // licenses, bans (openssl) and sources (crates.io only) are checked offline.
-    run(cargo()
-        .current_dir(&root)
-        .args(["deny", "check", "bans", "licenses", "sources"]))?;
+
+    timer.step("doc", || {
+        run(cargo()
+            .current_dir(&root)
+            .args(["doc", "--workspace", "--no-deps", "--all-features"])
+            .env("RUSTDOCFLAGS", "-D warnings"))
+    })?;
+    timer.step("deny", || {
+        ensure_cargo_deny()?;
+        // Advisories need the RustSec database from GitHub, which this network cannot
+        // reach: licenses, bans (openssl) and sources (crates.io only) are checked offline.
+        run(cargo()
+            .current_dir(&root)
+            .args(["deny", "check", "bans", "licenses", "sources"]))
+    })?;
+    timer.report();
     println!("xtask: ci passed");
     Ok(())
+}
+
+const DENY_WARNINGS: &[&str] = &["--", "-D", "warnings"];
+
+/// The facade's feature sets besides its defaults (checked as a crate alone): none, each
+/// of [`FACADE_FEATURES`] that `crates/strata/Cargo.toml` declares, all.
+fn facade_feature_sets(root: &Path) -> Result<Vec<Vec<String>>> {
+    let manifest = std::fs::read_to_string(root.join("crates/strata/Cargo.toml"))?;
+    let declared = |f: &str| manifest.lines().any(|l| l.starts_with(&format!("{f} = [")));
+    let mut sets = vec![vec!["--no-default-features".to_string()]];
+    for f in FACADE_FEATURES {
+        if declared(f) {
+            sets.push(vec![
+                "--no-default-features".into(),
+                "--features".into(),
+                (*f).into(),
+            ]);
+        } else {
+            println!("xtask: crates/strata/Cargo.toml has no feature `{f}`; not checked");
+        }
+    }
+    sets.push(vec!["--all-features".into()]);
+    Ok(sets)
+}
+
+/// Run every example of the workspace, as built by `cargo test --workspace --all-features`
+/// (so all `required-features` are on and nothing is rebuilt), from the workspace root.
+fn run_examples(root: &Path) -> Result<()> {
+    let out = cargo()
+        .current_dir(root)
+        .args(["test", "--workspace", "--all-features", "--no-run"])
+        .args(["--message-format=json", "--quiet"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run cargo test --no-run: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`cargo test --workspace --all-features --no-run` failed ({})",
+            out.status
+        )
+        .into());
+    }
+    let examples = example_executables(&String::from_utf8_lossy(&out.stdout));
+    if examples.is_empty() {
+        return Err("cargo listed no example executables: is crates/*/examples empty?".into());
+    }
+    let mut failed = Vec::new();
+    for (name, exe) in &examples {
+        println!("xtask: example {name}");
+        if let Err(e) = run(Command::new(exe).current_dir(root)) {
+            eprintln!("xtask: example {name} failed: {e}");
+            failed.push(name.as_str());
+        }
+    }
+    if failed.is_empty() {
+        println!("xtask: {} examples ran", examples.len());
+        Ok(())
+    } else {
+        Err(format!("examples failed: {}", failed.join(", ")).into())
+    }
+}
+
+/// `(name, executable)` of each example in cargo's `--message-format=json` output.
+fn example_executables(json_lines: &str) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = json_lines
+        .lines()
+        .filter(|l| l.contains(r#""reason":"compiler-artifact""#))
+        .filter(|l| l.contains(r#""kind":["example"]"#))
+        .filter_map(|l| {
+            let target = &l[l.find(r#""target":"#)?..];
+            let name = json_str(target, "name")?;
+            let exe = json_str(l, "executable")?;
+            Some((name, exe))
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// The first string value of `"key":"..."` in a JSON text (cargo's messages have no
+/// escaped quotes in names and paths; `\\` and `\"` are unescaped anyway).
+fn json_str(json: &str, key: &str) -> Option<String> {
+    let pattern = format!(r#""{key}":""#);
+    let rest = &json[json.find(&pattern)? + pattern.len()..];
+    let mut value = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(value),
+            '\\' => value.push(chars.next()?),
+            c => value.push(c),
+        }
+    }
+    None
+}
+
+/// Wall-clock time of each ci step, printed as it ends and as a table at the end.
+#[derive(Default)]
+struct Timer {
+    steps: Vec<(String, Duration)>,
+}
+
+impl Timer {
+    fn step(&mut self, name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+        let start = Instant::now();
+        let outcome = f();
+        let took = start.elapsed();
+        println!("xtask: step `{name}`: {}", minutes(took));
+        self.steps.push((name.to_string(), took));
+        if outcome.is_err() {
+            self.report();
+        }
+        outcome
+    }
+
+    fn report(&self) {
+        println!("xtask: step times");
+        for (name, took) in &self.steps {
+            println!("xtask:   {:>7}  {name}", minutes(*took));
+        }
+        let total: Duration = self.steps.iter().map(|(_, t)| *t).sum();
+        println!("xtask:   {:>7}  total", minutes(total));
+    }
+}
+
+fn minutes(d: Duration) -> String {
+    format!("{}:{:02}", d.as_secs() / 60, d.as_secs() % 60)
 }
 
 /// Install cargo-deny (once, into cargo's bin folder) when it is missing.
@@ -136,7 +290,7 @@ fn ensure_cargo_deny() -> Result<()> {
 }
 
 /// Names of the crates under `crates/`.
-pub fn workspace_crates(root: &std::path::Path) -> Result<Vec<String>> {
+pub fn workspace_crates(root: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(root.join("crates"))? {
         let path = entry?.path();
@@ -177,5 +331,47 @@ pub fn servers(install_only: bool) -> Result<()> {
     let _keep = running;
     loop {
         std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn examples_are_found_in_cargo_json() {
+        let json = concat!(
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/storage-core#0.1.0","target":{"kind":["example"],"crate_types":["bin"],"name":"local_folder","src_path":"/w/ex.rs"},"profile":{"test":false},"features":[],"filenames":["/t/debug/examples/local_folder-1"],"executable":"/t/debug/examples/local_folder-1","fresh":true}"#,
+            "\n",
+            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/storage-core#0.1.0","target":{"kind":["lib"],"crate_types":["lib"],"name":"storage_core","src_path":"/w/lib.rs"},"executable":null,"fresh":true}"#,
+            "\n",
+            r#"{"reason":"compiler-artifact","target":{"kind":["test"],"name":"behaviour"},"executable":"/t/debug/deps/behaviour-2","fresh":true}"#,
+            "\n",
+            r#"{"reason":"build-finished","success":true}"#,
+        );
+        assert_eq!(
+            example_executables(json),
+            vec![(
+                "local_folder".to_string(),
+                "/t/debug/examples/local_folder-1".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn json_strings_are_unescaped() {
+        assert_eq!(
+            json_str(r#"{"a":"x\"y\\z","b":"c"}"#, "a").as_deref(),
+            Some(r#"x"y\z"#)
+        );
+        assert_eq!(json_str(r#"{"a":null}"#, "a"), None);
+    }
+
+    #[test]
+    fn facade_sets_follow_the_facade_manifest() {
+        let sets = facade_feature_sets(&workspace_root()).unwrap();
+        assert_eq!(sets.first().unwrap(), &["--no-default-features"]);
+        assert_eq!(sets.last().unwrap(), &["--all-features"]);
+        assert!(sets.iter().any(|s| s.last().is_some_and(|f| f == "router")));
     }
 }
