@@ -64,9 +64,9 @@ pub const FACADE_FEATURES: &[&str] = &[
 /// 3. Every crate alone with its default features: `cargo clippy -p X --all-targets -D
 ///    warnings` and `cargo test -p X`, so a crate that needs something it does not declare
 ///    fails here; then the `strata` facade the same way with no features, each of
-///    [`FACADE_FEATURES`] alone, and all features. These runs have no S3 servers (their S3
-///    checks skip themselves: step 2 is the S3 proof) and skip the doctests (step 2 ran the
-///    same ones with more features; `--full` runs them per crate too).
+///    [`FACADE_FEATURES`] alone, and all features. These runs have no S3 servers
+///    (`STRATA_SKIP_S3=1` skips the S3 checks, which step 2 already ran) and no doctests
+///    (step 2 ran the same ones with more features; `--full` runs them per crate too).
 /// 4. rustdoc with warnings denied, cargo-deny (bans, licenses, sources).
 ///
 /// Cost on the 2-core CI machine: step 3 compiles a second copy of the dependencies that a
@@ -93,13 +93,9 @@ pub fn ci(full: bool) -> Result<()> {
     timer.step("test --workspace --all-features (servers)", || test(&[]))?;
     timer.step("examples", || run_examples(&root))?;
 
-    // A crate alone: its own feature resolution. `--lib --bins --tests` leaves out the
-    // doctests (run in step 2) and the benches (`harness = false` programs).
-    let test_targets: &[&str] = if full {
-        &[]
-    } else {
-        &["--lib", "--bins", "--tests"]
-    };
+    // A crate alone: its own feature resolution. `--tests` (unit and integration tests)
+    // leaves out the doctests (run in step 2) and the benches (`harness = false` programs).
+    let test_targets: &[&str] = if full { &[] } else { &["--tests"] };
     for krate in workspace_crates(&root)? {
         timer.step(&format!("{krate} alone"), || {
             run(cargo()
@@ -109,7 +105,8 @@ pub fn ci(full: bool) -> Result<()> {
             run(cargo()
                 .current_dir(&root)
                 .args(["test", "-p", &krate])
-                .args(test_targets))
+                .args(test_targets)
+                .env("STRATA_SKIP_S3", "1"))
         })?;
     }
     for set in facade_feature_sets(&root)? {
@@ -123,7 +120,8 @@ pub fn ci(full: bool) -> Result<()> {
                 .current_dir(&root)
                 .args(["test", "-p", "strata"])
                 .args(&set)
-                .args(test_targets))
+                .args(test_targets)
+                .env("STRATA_SKIP_S3", "1"))
         })?;
     }
 

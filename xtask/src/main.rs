@@ -2,9 +2,10 @@
 //!
 //! - `test [ARGS]`: install the S3 test servers if missing, start them on free loopback
 //!   ports, run `cargo test --workspace ARGS` against them, stop them on every exit path.
-//! - `ci [--full]`: `cargo fmt --check`, clippy with `-D warnings`, `test`, rustdoc with
-//!   warnings denied, and `cargo deny check` when cargo-deny is installed. `--full` adds the
-//!   per-crate and per-feature matrix.
+//! - `ci [--full]`: `cargo fmt --check`, tidy, clippy with `-D warnings`, `test`, every
+//!   example run, clippy and tests of every crate alone and of the facade per feature set,
+//!   rustdoc with warnings denied, `cargo deny check`. `--full` adds the doctests of every
+//!   crate alone and of each facade feature set (see `ci::ci`).
 //! - `bench`: the benchmarks, each comparing Strata with raw `object_store` in one run.
 //! - `servers [--install]`: install the servers, or start them and print their variables
 //!   (for running single tests by hand) until interrupted.
