@@ -45,13 +45,7 @@ async fn checks(store: Arc<dyn ObjectStore>, listed_sizes: bool) {
         list_with_delimiter(&store).await;
     } else {
         // list_with_delimiter would also have cleaned up the previous check's objects.
-        use futures::{StreamExt, TryStreamExt};
-        let all = store.list(None).map_ok(|m| m.location).boxed();
-        store
-            .delete_stream(all)
-            .try_collect::<Vec<_>>()
-            .await
-            .unwrap();
+        delete_all(&store).await;
     }
     rename_and_copy(&store).await;
     copy_if_not_exists(&store).await;
@@ -178,50 +172,37 @@ async fn encryption_layer() {
     conformance(EncryptionLayer::new(ring).layer(memory())).await;
 }
 
-/// The checks the bare local folder passes, through a layer. Left out, as `LocalStore`
-/// itself fails them (reported to storage-core): `copy_rename_nonexistent_object`
-/// (copy-if-absent onto an existing key with a missing source answers `AlreadyExists`, not
-/// `NotFound`) and, for layers that need attributes, `put_opts`' CAS race (a just-created
-/// object can be read without its attributes while the writer is between renaming the data
-/// and writing the sidecar).
-async fn local_folder_checks(store: Arc<dyn ObjectStore>, cas_race: bool) {
-    let s: &dyn ObjectStore = store.as_ref();
-    put_get_delete_list(&store).await;
-    list_with_offset_exclusivity(&store).await;
-    get_opts(s).await;
-    list_uses_directories_correctly(&store).await;
-    delete_all(&store).await;
-    rename_and_copy(&store).await;
-    copy_if_not_exists(&store).await;
-    stream_get(&store).await;
-    if cas_race {
-        put_opts(s, true).await;
-    }
-    put_get_attributes(s).await;
+fn local_folder() -> (tempfile::TempDir, Arc<dyn ObjectStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let local: Arc<dyn ObjectStore> = Arc::new(storage_core::LocalStore::new(dir.path()).unwrap());
+    (dir, local)
+}
+
+#[tokio::test]
+async fn bare_local_folder_store() {
+    let (_dir, local) = local_folder();
+    conformance(local).await;
 }
 
 #[tokio::test]
 async fn encryption_on_the_local_folder() {
-    let dir = tempfile::tempdir().unwrap();
-    let local: Arc<dyn ObjectStore> = Arc::new(storage_core::LocalStore::new(dir.path()).unwrap());
+    let (_dir, local) = local_folder();
     let ring = Keyring::new()
         .with_key("k1", &Keyring::generate_key())
         .unwrap();
-    local_folder_checks(EncryptionLayer::new(ring).layer(local), true).await;
+    conformance(EncryptionLayer::new(ring).layer(local)).await;
 }
 
-/// Compression over the local folder, whose attributes (the layer's markers) live in a
-/// sidecar; without its markers a compressed object would read back raw, so the CAS race is
-/// left out (see `local_folder_checks`).
+/// Compression over the local folder, whose attributes (the layer's markers) travel with
+/// the data in one rename: even the CAS race never reads a compressed object raw.
 #[tokio::test]
 async fn compression_on_the_local_folder() {
-    let dir = tempfile::tempdir().unwrap();
-    let local: Arc<dyn ObjectStore> = Arc::new(storage_core::LocalStore::new(dir.path()).unwrap());
+    let (_dir, local) = local_folder();
     let store = CompressionLayer::default()
         .with_default(Codec::Gzip)
         .with_min_size(0)
         .layer(local);
-    local_folder_checks(store, false).await;
+    conformance_but_listed_sizes(store).await;
 }
 
 #[tokio::test]

@@ -1,45 +1,53 @@
-//! The local-folder backend: `object_store`'s `LocalFileSystem` plus what it lacks.
+//! The local-folder backend: plain files, plus what `object_store`'s `LocalFileSystem` lacks.
 //!
 //! `LocalFileSystem` stores plain files (good: users can look at them), but answers
 //! `PutMode::Update` and any attribute (content type, user metadata) with NotImplemented.
 //! Documents, manifests and TTLs need both, so [`LocalStore`] adds them:
 //!
-//! - **Compare-and-swap across processes.** Every write takes a per-key lock (an in-process
-//!   mutex and an OS file lock under `ROOT/.strata-sys/locks/`), checks the condition, then
-//!   writes through `LocalFileSystem` (staged file + atomic rename). Several `strata` processes
-//!   may share one folder.
+//! - **Metadata travels with the data.** The ETag, attributes and tags are kept in an
+//!   extended attribute (`user.strata.meta`) of the data file itself. A write stages the
+//!   body in `KEY#N`, sets the attribute on the staged file and renames it into place, so
+//!   data and metadata appear together in one atomic rename, and a reader that opened a file
+//!   reads the metadata of exactly that file (no lock, no second file).
 //! - **ETags are the MD5 of the content**, as S3 gives for single-part uploads, so a local
 //!   copy and an S3 copy of the same bytes compare equal, and no filesystem timestamp
-//!   resolution can make two different contents share an ETag (on a filesystem with
-//!   one-second timestamps, `LocalFileSystem`'s `inode-mtime-size` can).
-//! - **A sidecar** `ROOT/.strata-sys/meta/KEY.json` holds that ETag, the attributes and
-//!   tags, and the `inode-mtime-size` of the data file it describes. Every write replaces the
-//!   data, then the sidecar, under the key lock; a reader that finds the sidecar missing or
-//!   describing other data reads both again under the lock, so it never returns data with
-//!   another version's ETag or metadata. Files put into the folder by other programs (no
-//!   sidecar) read with `LocalFileSystem`'s ETag and no attributes.
+//!   resolution can make two different contents share an ETag (on a filesystem with coarse
+//!   timestamps, `LocalFileSystem`'s `inode-mtime-size` can repeat once inodes are reused).
+//!   Bodies of 256 KiB and more are hashed on a second thread while they are written.
+//! - **Compare-and-swap across processes.** The check and the rename of every write run
+//!   under a per-key lock (an in-process mutex and an OS file lock under
+//!   `ROOT/.strata-sys/locks/`), so several `strata` processes may share one folder.
+//!   Conditional writes also check before staging, so a stale write fails without writing.
 //! - **Atomic delete-if-match**, under the same lock.
+//!
+//! Files put into the folder by other programs (no attribute) read with `LocalFileSystem`'s
+//! `inode-mtime-size` ETag and no attributes. The folder must be on a filesystem with user
+//! extended attributes (ext4, xfs, btrfs, zfs, tmpfs on Linux 6.6+, APFS);
+//! [`LocalStore::new`] checks and says so otherwise.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::fs::{File, Metadata, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, Write};
 use std::ops::Range;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
 use md5::{Digest, Md5};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
-    Attributes, CopyMode, CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload,
-    ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload,
-    PutResult, RenameOptions, RenameTargetMode, Result as OsResult, UploadPart,
+    CopyMode, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload,
+    ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    RenameOptions, RenameTargetMode, Result as OsResult, UploadPart,
 };
 use serde::{Deserialize, Serialize};
 
-use super::locks::{KeyGuard, KeyLocks};
+use super::locks::KeyLocks;
 use super::{ConditionalDelete, etag_eq};
 use crate::attrs::{attributes_to_map, map_to_attributes};
 use crate::error::{Result, StorageError};
@@ -47,15 +55,14 @@ use crate::key::RESERVED_PREFIX;
 
 const BACKEND: &str = "fs";
 
-#[derive(Serialize, Deserialize, Default)]
-struct Sidecar {
+/// What a data file's extended attribute records.
+#[derive(Serialize, Deserialize, Default, Clone)]
+struct FileMeta {
     /// The ETag clients see: `"<md5 hex>"`.
     etag: String,
-    /// `LocalFileSystem`'s ETag of the data file this sidecar describes.
-    fs_etag: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     attributes: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     tags: String,
 }
 
@@ -64,6 +71,76 @@ const PARALLEL_HASH_BYTES: usize = 256 * 1024;
 
 fn etag_of(md5: Md5) -> String {
     format!("\"{}\"", hex::encode(md5.finalize()))
+}
+
+fn md5_of(payload: &PutPayload) -> String {
+    let mut md5 = Md5::new();
+    for chunk in payload {
+        md5.update(chunk);
+    }
+    etag_of(md5)
+}
+
+/// Reading and writing the metadata attribute of an open file.
+mod xattr {
+    use std::fs::File;
+    use std::io;
+
+    #[cfg(unix)]
+    const NAME: &str = "user.strata.meta";
+
+    /// Set the attribute on `file`.
+    #[cfg(unix)]
+    pub(super) fn set(file: &File, value: &[u8]) -> io::Result<()> {
+        rustix::fs::fsetxattr(file, NAME, value, rustix::fs::XattrFlags::empty())
+            .map_err(io::Error::from)
+    }
+
+    /// The attribute of `file`, `None` if it has none.
+    #[cfg(unix)]
+    pub(super) fn get(file: &File) -> io::Result<Option<Vec<u8>>> {
+        use rustix::io::Errno;
+        let mut buf = [0u8; 1024];
+        match rustix::fs::fgetxattr(file, NAME, &mut buf[..]) {
+            Ok(n) => Ok(Some(buf[..n].to_vec())),
+            Err(Errno::NODATA) => Ok(None),
+            Err(Errno::RANGE) => {
+                // Larger than the common case (much user metadata or many tags).
+                let len = rustix::fs::fgetxattr_query(file, NAME)?;
+                let mut big = vec![0u8; len];
+                let n = rustix::fs::fgetxattr(file, NAME, &mut big[..])?;
+                big.truncate(n);
+                Ok(Some(big))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether `e` says the value does not fit (over the kernel's 64 KiB, or the
+    /// filesystem's own limit, about 4 KB on ext4).
+    #[cfg(unix)]
+    pub(super) fn too_large(e: &io::Error) -> bool {
+        use rustix::io::Errno;
+        matches!(Errno::from_io_error(e), Some(Errno::TOOBIG | Errno::NOSPC))
+    }
+
+    #[cfg(not(unix))]
+    pub(super) fn too_large(_e: &io::Error) -> bool {
+        false
+    }
+
+    #[cfg(not(unix))]
+    pub(super) fn set(_file: &File, _value: &[u8]) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "extended attributes are only supported on Unix-like systems",
+        ))
+    }
+
+    #[cfg(not(unix))]
+    pub(super) fn get(_file: &File) -> io::Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
 }
 
 /// A folder on the local disk as an `ObjectStore` with atomic conditional writes.
@@ -140,8 +217,171 @@ fn not_found(path: &Path) -> object_store::Error {
     }
 }
 
+/// `LocalFileSystem`'s ETag for a file without our attribute (written by another program).
+fn fs_etag(metadata: &Metadata) -> String {
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(metadata);
+    #[cfg(not(unix))]
+    let inode = 0u64;
+    let mtime = metadata
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .unwrap_or_default()
+        .as_micros();
+    format!("\"{inode:x}-{mtime:x}-{:x}\"", metadata.len())
+}
+
+/// An open data file with what describes it.
+struct Opened {
+    file: File,
+    metadata: Metadata,
+    meta: Option<FileMeta>,
+}
+
+impl Opened {
+    /// Open `fs_path`; `None` if there is no such file (or it is a folder).
+    fn open(fs_path: &FsPath) -> std::io::Result<Option<Opened>> {
+        let file = match File::open(fs_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let metadata = file.metadata()?;
+        if metadata.is_dir() {
+            return Ok(None);
+        }
+        let meta = match xattr::get(&file)? {
+            Some(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::warn!(file = %fs_path.display(), error = %e, "unreadable Strata metadata attribute; serving the file without it");
+                    None
+                }
+            },
+            None => None,
+        };
+        Ok(Some(Opened {
+            file,
+            metadata,
+            meta,
+        }))
+    }
+
+    fn etag(&self) -> String {
+        match &self.meta {
+            Some(m) => m.etag.clone(),
+            None => fs_etag(&self.metadata),
+        }
+    }
+
+    fn object_meta(&self, location: Path) -> ObjectMeta {
+        ObjectMeta {
+            location,
+            last_modified: self
+                .metadata
+                .modified()
+                .map(DateTime::<Utc>::from)
+                .unwrap_or_default(),
+            size: self.metadata.len(),
+            e_tag: Some(self.etag()),
+            version: None,
+        }
+    }
+}
+
+/// Create a new staging file `dest#N` beside `dest` (creating folders as needed).
+fn stage(dest: &FsPath) -> std::io::Result<(File, PathBuf)> {
+    let mut n = 1u32;
+    let mut made_parent = false;
+    loop {
+        let mut name = dest.as_os_str().to_owned();
+        name.push(format!("#{n}"));
+        let staged = PathBuf::from(name);
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&staged)
+        {
+            Ok(f) => return Ok((f, staged)),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => n += 1,
+            // The folder is missing (or was just removed): create it once and retry.
+            // `create_dir_all` succeeds when a concurrent writer created it first.
+            Err(e) if e.kind() == ErrorKind::NotFound && !made_parent => match dest.parent() {
+                Some(parent) => {
+                    std::fs::create_dir_all(parent)?;
+                    made_parent = true;
+                }
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Attach `meta` to the staged `file`, naming the size in the error when it does not fit.
+fn set_meta(file: &File, meta: &FileMeta) -> OsResult<()> {
+    let value = serde_json::to_vec(meta).expect("serialisable");
+    xattr::set(file, &value).map_err(|e| {
+        if xattr::too_large(&e) {
+            StorageError::invalid_input(
+                "metadata",
+                format!(
+                    "the object's metadata and tags take {} bytes, more than this filesystem's extended attributes hold (about 4 KB on ext4); store fewer or shorter values",
+                    value.len()
+                ),
+            )
+            .into_object_store()
+        } else {
+            io_err(e)
+        }
+    })
+}
+
+/// Check a write's precondition against the current file at `fs_path`.
+fn check_mode(location: &Path, fs_path: &FsPath, mode: &PutMode) -> OsResult<()> {
+    match mode {
+        PutMode::Overwrite => Ok(()),
+        PutMode::Create => match Opened::open(fs_path).map_err(io_err)? {
+            Some(_) => Err(object_store::Error::AlreadyExists {
+                path: location.to_string(),
+                source: "object exists (create-if-absent)".into(),
+            }),
+            None => Ok(()),
+        },
+        PutMode::Update(v) => {
+            let current = Opened::open(fs_path).map_err(io_err)?.map(|o| o.etag());
+            let ok = match (&current, &v.e_tag) {
+                (Some(have), Some(want)) => etag_eq(have, want),
+                _ => false,
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(object_store::Error::Precondition {
+                    path: location.to_string(),
+                    source: format!("expected ETag {:?}, found {:?}", v.e_tag, current).into(),
+                })
+            }
+        }
+    }
+}
+
+/// Run blocking file work on tokio's blocking pool, as `LocalFileSystem` does.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> OsResult<T> + Send + 'static,
+) -> OsResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io_err(std::io::Error::other(e)))?
+}
+
 impl LocalStore {
     /// Open (creating if needed) the folder `root`.
+    ///
+    /// Fails with `InvalidConfig` when the folder cannot be created or its filesystem does
+    /// not support user extended attributes, where ETags and metadata are kept.
     pub fn new(root: impl AsRef<FsPath>) -> Result<Self> {
         let root = root.as_ref();
         std::fs::create_dir_all(root).map_err(|e| {
@@ -155,9 +395,21 @@ impl LocalStore {
         })?;
         let inner = LocalFileSystem::new_with_prefix(&root)
             .map_err(|e| StorageError::from_object_store(BACKEND, e))?;
-        let locks =
-            KeyLocks::cross_process(root.join(RESERVED_PREFIX).join("locks")).map_err(|e| {
-                StorageError::invalid_config("root", format!("cannot create lock folder: {e}"))
+        let sys = root.join(RESERVED_PREFIX);
+        let locks = KeyLocks::cross_process(sys.join("locks")).map_err(|e| {
+            StorageError::invalid_config("root", format!("cannot create lock folder: {e}"))
+        })?;
+        let probe = sys.join("xattr-probe");
+        File::create(&probe)
+            .and_then(|f| xattr::set(&f, b"{}"))
+            .map_err(|e| {
+                StorageError::invalid_config(
+                    "root",
+                    format!(
+                        "the folder {} cannot keep extended attributes ({e}); the local-folder store keeps ETags and content types in them. Use a folder on ext4, xfs, btrfs, zfs, APFS or tmpfs (Linux 6.6+), or the memory backend",
+                        root.display()
+                    ),
+                )
             })?;
         Ok(LocalStore {
             inner: Arc::new(inner),
@@ -171,103 +423,22 @@ impl LocalStore {
         &self.root
     }
 
-    fn sidecar_path(&self, path: &Path) -> PathBuf {
-        let mut p = self.root.join(RESERVED_PREFIX).join("meta");
-        for part in path.parts() {
-            p.push(part.as_ref());
-        }
-        p.set_extension(match p.extension() {
-            Some(ext) => format!("{}.json", ext.to_string_lossy()),
-            None => "json".into(),
-        });
-        p
+    fn fs_path(&self, location: &Path) -> OsResult<PathBuf> {
+        self.inner.path_to_filesystem(location)
     }
 
-    async fn lock(&self, paths: &[&Path]) -> OsResult<KeyGuard> {
-        let keys: Vec<&str> = paths.iter().map(|p| p.as_ref()).collect();
-        self.locks.lock(&keys).await.map_err(io_err)
-    }
-
-    fn read_sidecar(&self, path: &Path) -> Option<Sidecar> {
-        let bytes = std::fs::read(self.sidecar_path(path)).ok()?;
-        serde_json::from_slice(&bytes).ok()
-    }
-
-    /// The sidecar, if it describes the data whose `LocalFileSystem` ETag is `fs_etag`.
-    fn sidecar_for(&self, path: &Path, fs_etag: Option<&str>) -> Option<Sidecar> {
-        self.read_sidecar(path)
-            .filter(|s| Some(s.fs_etag.as_str()) == fs_etag)
-    }
-
-    /// `meta` with the content ETag its sidecar records (for listings and heads).
-    fn visible(&self, mut meta: ObjectMeta) -> ObjectMeta {
-        if let Some(s) = self.sidecar_for(&meta.location, meta.e_tag.as_deref()) {
-            meta.e_tag = Some(s.etag);
-        }
-        meta
-    }
-
-    /// Write the sidecar of the data just written. Caller holds the key lock.
-    fn write_sidecar(&self, path: &Path, sidecar: &Sidecar) -> OsResult<()> {
-        let file = self.sidecar_path(path);
-        let dir = file.parent().expect("sidecar has a parent");
-        std::fs::create_dir_all(dir).map_err(io_err)?;
-        let staged = file.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&staged, serde_json::to_vec(sidecar).expect("serialisable"))
-            .map_err(io_err)?;
-        std::fs::rename(&staged, &file).map_err(io_err)
-    }
-
-    fn remove_sidecar(&self, path: &Path) {
-        let _ = std::fs::remove_file(self.sidecar_path(path));
-    }
-
-    /// The object's metadata with its content ETag. Caller holds the key lock.
-    async fn current(&self, path: &Path) -> OsResult<Option<ObjectMeta>> {
-        match self.inner.head(path).await {
-            Ok(m) => Ok(Some(self.visible(m))),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
+    /// `meta` as the file now at its location describes itself (for listings).
+    fn visible(&self, meta: ObjectMeta) -> ObjectMeta {
+        let Ok(fs_path) = self.fs_path(&meta.location) else {
+            return meta;
+        };
+        match Opened::open(&fs_path) {
+            Ok(Some(opened)) => opened.object_meta(meta.location),
+            _ => meta,
         }
     }
 
-    /// Check a write's precondition. Caller holds the key lock.
-    async fn check_mode(&self, path: &Path, mode: &PutMode) -> OsResult<()> {
-        match mode {
-            PutMode::Overwrite => Ok(()),
-            PutMode::Create => match self.current(path).await? {
-                Some(_) => Err(object_store::Error::AlreadyExists {
-                    path: path.to_string(),
-                    source: "object exists (create-if-absent)".into(),
-                }),
-                None => Ok(()),
-            },
-            PutMode::Update(v) => {
-                let current = self.current(path).await?;
-                let ok = match (&current, &v.e_tag) {
-                    (Some(meta), Some(want)) => {
-                        meta.e_tag.as_deref().is_some_and(|e| etag_eq(e, want))
-                    }
-                    _ => false,
-                };
-                if ok {
-                    Ok(())
-                } else {
-                    Err(object_store::Error::Precondition {
-                        path: path.to_string(),
-                        source: format!(
-                            "expected ETag {:?}, found {:?}",
-                            v.e_tag,
-                            current.and_then(|m| m.e_tag)
-                        )
-                        .into(),
-                    })
-                }
-            }
-        }
-    }
-
-    /// Copy (or move) `from` to `to` with its sidecar. Caller holds both keys' locks.
+    /// Copy (or move) `from` to `to` with its metadata.
     async fn transfer(
         &self,
         from: &Path,
@@ -275,38 +446,101 @@ impl LocalStore {
         create_only: bool,
         remove_source: bool,
     ) -> OsResult<()> {
-        let Some(source) = self.current(from).await? else {
-            return Err(not_found(from));
-        };
-        if create_only {
-            self.check_mode(to, &PutMode::Create).await?;
-        }
-        let old = self.read_sidecar(from);
-        if remove_source {
-            self.inner.rename(from, to).await?;
-            self.remove_sidecar(from);
-        } else {
-            self.inner.copy(from, to).await?;
-        }
-        let written = self.inner.head(to).await?;
-        let sidecar = match old.filter(|s| Some(&s.etag) == source.e_tag.as_ref()) {
-            Some(s) => Sidecar {
-                fs_etag: written.e_tag.unwrap_or_default(),
-                ..s
-            },
-            // The source had no sidecar (written by another program): hash it now.
-            None => {
-                let bytes = self.inner.get(to).await?.bytes().await?;
-                let mut md5 = Md5::new();
-                md5.update(&bytes);
-                Sidecar {
-                    etag: etag_of(md5),
-                    fs_etag: written.e_tag.unwrap_or_default(),
-                    ..Default::default()
+        let (src, dst) = (self.fs_path(from)?, self.fs_path(to)?);
+        let (from, to) = (from.clone(), to.clone());
+        let locks = self.locks.clone();
+        blocking(move || {
+            let to_mode = if create_only {
+                PutMode::Create
+            } else {
+                PutMode::Overwrite
+            };
+            if remove_source {
+                // A rename keeps the inode, so the metadata moves with the data.
+                let _g = locks.lock(&[from.as_ref(), to.as_ref()]).map_err(io_err)?;
+                if Opened::open(&src).map_err(io_err)?.is_none() {
+                    return Err(not_found(&from));
                 }
+                check_mode(&to, &dst, &to_mode)?;
+                if let Err(e) = std::fs::rename(&src, &dst) {
+                    if e.kind() != ErrorKind::NotFound {
+                        return Err(io_err(e));
+                    }
+                    if let Some(parent) = dst.parent() {
+                        std::fs::create_dir_all(parent).map_err(io_err)?;
+                    }
+                    std::fs::rename(&src, &dst).map_err(io_err)?;
+                }
+                return Ok(());
             }
-        };
-        self.write_sidecar(to, &sidecar)
+            // A copy is staged from one open descriptor (a consistent snapshot of the
+            // source), given the source's metadata, and renamed into place.
+            let Some(mut source) = Opened::open(&src).map_err(io_err)? else {
+                return Err(not_found(&from));
+            };
+            check_mode(&to, &dst, &to_mode)?;
+            let (mut staged_file, staged) = stage(&dst).map_err(io_err)?;
+            let outcome = (|| {
+                std::io::copy(&mut source.file, &mut staged_file).map_err(io_err)?;
+                let meta = match source.meta.take() {
+                    Some(m) => m,
+                    // Written by another program: give the copy a content ETag.
+                    None => {
+                        source
+                            .file
+                            .seek(std::io::SeekFrom::Start(0))
+                            .map_err(io_err)?;
+                        let mut md5 = Md5::new();
+                        let mut buf = vec![0u8; 256 * 1024];
+                        loop {
+                            let n = source.file.read(&mut buf).map_err(io_err)?;
+                            if n == 0 {
+                                break;
+                            }
+                            md5.update(&buf[..n]);
+                        }
+                        FileMeta {
+                            etag: etag_of(md5),
+                            ..Default::default()
+                        }
+                    }
+                };
+                set_meta(&staged_file, &meta)?;
+                drop(staged_file);
+                let _g = locks.lock(&[to.as_ref()]).map_err(io_err)?;
+                check_mode(&to, &dst, &to_mode)?;
+                std::fs::rename(&staged, &dst).map_err(io_err)
+            })();
+            if outcome.is_err() {
+                let _ = std::fs::remove_file(&staged);
+            }
+            outcome
+        })
+        .await
+    }
+
+    /// Stage `write` beside `location`'s file, attach `meta`, then (under the key lock and
+    /// after checking `mode`) rename it into place. Used by puts and multipart completion.
+    fn commit(
+        &self,
+        location: &Path,
+        staged: (File, PathBuf),
+        meta: &FileMeta,
+        mode: &PutMode,
+    ) -> OsResult<()> {
+        let dest = self.fs_path(location)?;
+        let (file, staged) = staged;
+        let outcome = (|| {
+            set_meta(&file, meta)?;
+            drop(file);
+            let _g = self.locks.lock(&[location.as_ref()]).map_err(io_err)?;
+            check_mode(location, &dest, mode)?;
+            std::fs::rename(&staged, &dest).map_err(io_err)
+        })();
+        if outcome.is_err() {
+            let _ = std::fs::remove_file(&staged);
+        }
+        outcome
     }
 }
 
@@ -314,19 +548,22 @@ impl LocalStore {
 impl ConditionalDelete for LocalStore {
     async fn delete_if_match(&self, path: &Path, etag: &str) -> OsResult<()> {
         check_not_reserved(&[path])?;
-        let _g = self.lock(&[path]).await?;
-        match self.current(path).await? {
-            None => Err(not_found(path)),
-            Some(meta) if meta.e_tag.as_deref().is_some_and(|e| etag_eq(e, etag)) => {
-                self.inner.delete(path).await?;
-                self.remove_sidecar(path);
-                Ok(())
+        let fs_path = self.fs_path(path)?;
+        let (store, path, etag) = (self.clone(), path.clone(), etag.to_string());
+        blocking(move || {
+            let _g = store.locks.lock(&[path.as_ref()]).map_err(io_err)?;
+            match Opened::open(&fs_path).map_err(io_err)? {
+                None => Err(not_found(&path)),
+                Some(o) if etag_eq(&o.etag(), &etag) => {
+                    std::fs::remove_file(&fs_path).map_err(io_err)
+                }
+                Some(o) => Err(object_store::Error::Precondition {
+                    path: path.to_string(),
+                    source: format!("expected ETag {etag}, found {:?}", o.etag()).into(),
+                }),
             }
-            Some(meta) => Err(object_store::Error::Precondition {
-                path: path.to_string(),
-                source: format!("expected ETag {etag}, found {:?}", meta.e_tag).into(),
-            }),
-        }
+        })
+        .await
     }
 }
 
@@ -340,43 +577,41 @@ impl ObjectStore for LocalStore {
         opts: PutOptions,
     ) -> OsResult<PutResult> {
         check_not_reserved(&[location])?;
-        fn md5_of(payload: &PutPayload) -> String {
-            let mut md5 = Md5::new();
-            for chunk in payload {
-                md5.update(chunk);
-            }
-            etag_of(md5)
-        }
-        // Large bodies are hashed on another thread while the file is written (the payload
-        // is shared, not copied); small ones inline, where a thread hop would cost more.
-        let hash: std::result::Result<String, tokio::task::JoinHandle<String>> =
-            if payload.content_length() >= PARALLEL_HASH_BYTES {
-                let p = payload.clone();
-                Err(tokio::task::spawn_blocking(move || md5_of(&p)))
+        let dest = self.fs_path(location)?;
+        let (store, location) = (self.clone(), location.clone());
+        blocking(move || {
+            // A stale conditional write fails here, before writing anything.
+            check_mode(&location, &dest, &opts.mode)?;
+            let (mut file, staged) = stage(&dest).map_err(io_err)?;
+            let write = |file: &mut File| payload.iter().try_for_each(|c| file.write_all(c));
+            // Large bodies are hashed on a second thread while the file is written; small
+            // ones inline, where starting a thread would cost more than it saves.
+            let (written, etag) = if payload.content_length() >= PARALLEL_HASH_BYTES {
+                std::thread::scope(|s| {
+                    let hash = s.spawn(|| md5_of(&payload));
+                    let written = write(&mut file);
+                    (written, hash.join().expect("hashing does not panic"))
+                })
             } else {
-                Ok(md5_of(&payload))
+                (write(&mut file), md5_of(&payload))
             };
-        let _g = self.lock(&[location]).await?;
-        self.check_mode(location, &opts.mode).await?;
-        let written = self.inner.put(location, payload).await?;
-        let etag = match hash {
-            Ok(etag) => etag,
-            Err(task) => task.await.map_err(|e| io_err(std::io::Error::other(e)))?,
-        };
-        self.write_sidecar(
-            location,
-            &Sidecar {
-                etag: etag.clone(),
-                fs_etag: written.e_tag.unwrap_or_default(),
+            if let Err(e) = written {
+                let _ = std::fs::remove_file(&staged);
+                return Err(io_err(e));
+            }
+            let meta = FileMeta {
+                etag,
                 attributes: attributes_to_map(&opts.attributes),
                 tags: opts.tags.encoded().to_string(),
-            },
-        )?;
-        Ok(PutResult {
-            e_tag: Some(etag),
-            version: None,
-            extensions: Default::default(),
+            };
+            store.commit(&location, (file, staged), &meta, &opts.mode)?;
+            Ok(PutResult {
+                e_tag: Some(meta.etag),
+                version: None,
+                extensions: Default::default(),
+            })
         })
+        .await
     }
 
     async fn put_multipart_opts(
@@ -385,44 +620,70 @@ impl ObjectStore for LocalStore {
         opts: PutMultipartOptions,
     ) -> OsResult<Box<dyn MultipartUpload>> {
         check_not_reserved(&[location])?;
-        let upload = self.inner.put_multipart(location).await?;
+        let dest = self.fs_path(location)?;
+        let (file, staged) = blocking(move || stage(&dest).map_err(io_err)).await?;
+        // Parts arrive in order; one blocking task hashes them in that order while the
+        // writes themselves run concurrently at their offsets.
+        let (to_hasher, parts) = std::sync::mpsc::channel::<PutPayload>();
+        let hasher = tokio::task::spawn_blocking(move || {
+            let mut md5 = Md5::new();
+            for part in parts {
+                for chunk in &part {
+                    md5.update(chunk);
+                }
+            }
+            etag_of(md5)
+        });
         Ok(Box::new(LocalUpload {
-            upload,
-            md5: Md5::new(),
+            file: Some(Arc::new(file)),
+            staged,
+            offset: 0,
+            to_hasher: Some(to_hasher),
+            hasher: Some(hasher),
             store: self.clone(),
             location: location.clone(),
-            attributes: opts.attributes,
-            tags: opts.tags.encoded().to_string(),
+            meta: FileMeta {
+                etag: String::new(),
+                attributes: attributes_to_map(&opts.attributes),
+                tags: opts.tags.encoded().to_string(),
+            },
+            finished: false,
         }))
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
         check_not_reserved(&[location])?;
-        // ETag preconditions are about the content ETag, which `LocalFileSystem` does not
-        // know: they are checked here, after reading.
-        let mut options = options;
-        let conditions = GetOptions {
-            if_match: options.if_match.take(),
-            if_none_match: options.if_none_match.take(),
-            ..Default::default()
-        };
-        let mut result = self.inner.get_opts(location, options.clone()).await?;
-        let sidecar = match self.sidecar_for(location, result.meta.e_tag.as_deref()) {
-            Some(s) => Some(s),
-            None => {
-                // No sidecar for this data: a writer may be between renaming the data and
-                // its sidecar. Read both again while holding the key lock.
-                let _g = self.lock(&[location]).await?;
-                result = self.inner.get_opts(location, options).await?;
-                self.sidecar_for(location, result.meta.e_tag.as_deref())
-            }
-        };
-        if let Some(s) = sidecar {
-            result.meta.e_tag = Some(s.etag);
-            result.attributes = map_to_attributes(&s.attributes);
-        }
-        conditions.check_preconditions(&result.meta)?;
-        Ok(result)
+        let fs_path = self.fs_path(location)?;
+        let location = location.clone();
+        blocking(move || {
+            let Some(opened) = Opened::open(&fs_path).map_err(io_err)? else {
+                return Err(not_found(&location));
+            };
+            let meta = opened.object_meta(location);
+            options.check_preconditions(&meta)?;
+            let range = match &options.range {
+                Some(r) => r
+                    .as_range(meta.size)
+                    .map_err(|e| object_store::Error::Generic {
+                        store: "LocalStore",
+                        source: Box::new(e),
+                    })?,
+                None => 0..meta.size,
+            };
+            let attributes = opened
+                .meta
+                .as_ref()
+                .map(|m| map_to_attributes(&m.attributes))
+                .unwrap_or_default();
+            Ok(GetResult {
+                payload: GetResultPayload::File(opened.file, fs_path),
+                meta,
+                range,
+                attributes,
+                extensions: Default::default(),
+            })
+        })
+        .await
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
@@ -441,13 +702,17 @@ impl ObjectStore for LocalStore {
                 async move {
                     let loc = loc?;
                     check_not_reserved(&[&loc])?;
-                    let _g = store.lock(&[&loc]).await?;
-                    match store.inner.delete(&loc).await {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(e),
-                    }
-                    store.remove_sidecar(&loc);
-                    Ok(loc)
+                    let fs_path = store.fs_path(&loc)?;
+                    let locks = store.locks.clone();
+                    blocking(move || {
+                        let _g = locks.lock(&[loc.as_ref()]).map_err(io_err)?;
+                        match std::fs::remove_file(&fs_path) {
+                            Ok(()) => Ok(loc),
+                            Err(e) if e.kind() == ErrorKind::NotFound => Ok(loc),
+                            Err(e) => Err(io_err(e)),
+                        }
+                    })
+                    .await
                 }
             })
             .buffered(8)
@@ -490,14 +755,12 @@ impl ObjectStore for LocalStore {
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
         check_not_reserved(&[from, to])?;
-        let _g = self.lock(&[from, to]).await?;
         self.transfer(from, to, options.mode == CopyMode::Create, false)
             .await
     }
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
         check_not_reserved(&[from, to])?;
-        let _g = self.lock(&[from, to]).await?;
         self.transfer(
             from,
             to,
@@ -508,15 +771,18 @@ impl ObjectStore for LocalStore {
     }
 }
 
-/// A multipart upload that hashes its parts and, on completion, takes the key lock and
-/// writes the sidecar.
+/// A multipart upload into one staged file: parts are written at their offsets, hashed in
+/// order, and the file is renamed into place with its metadata on completion.
 struct LocalUpload {
-    upload: Box<dyn MultipartUpload>,
-    md5: Md5,
+    file: Option<Arc<File>>,
+    staged: PathBuf,
+    offset: u64,
+    to_hasher: Option<std::sync::mpsc::Sender<PutPayload>>,
+    hasher: Option<tokio::task::JoinHandle<String>>,
     store: LocalStore,
     location: Path,
-    attributes: Attributes,
-    tags: String,
+    meta: FileMeta,
+    finished: bool,
 }
 
 impl fmt::Debug for LocalUpload {
@@ -525,44 +791,99 @@ impl fmt::Debug for LocalUpload {
     }
 }
 
+impl Drop for LocalUpload {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = std::fs::remove_file(&self.staged);
+        }
+    }
+}
+
+fn upload_finished() -> object_store::Error {
+    io_err(std::io::Error::other(
+        "this multipart upload was already completed or aborted",
+    ))
+}
+
 #[async_trait]
 impl MultipartUpload for LocalUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        // Parts are handed over in order, so hashing here hashes the object.
-        for chunk in &data {
-            self.md5.update(chunk);
-        }
-        self.upload.put_part(data)
+        let (Some(file), Some(to_hasher)) = (self.file.clone(), self.to_hasher.as_ref()) else {
+            return Box::pin(futures::future::ready(Err(upload_finished())));
+        };
+        let offset = self.offset;
+        self.offset += data.content_length() as u64;
+        // The hasher only stops when the upload does, so a send cannot fail before then.
+        let _ = to_hasher.send(data.clone());
+        Box::pin(blocking(move || {
+            let mut at = offset;
+            for chunk in &data {
+                write_all_at(&file, chunk, at).map_err(io_err)?;
+                at += chunk.len() as u64;
+            }
+            Ok(())
+        }))
     }
 
     async fn complete(&mut self) -> OsResult<PutResult> {
-        let etag = etag_of(std::mem::take(&mut self.md5));
-        let _g = self.store.lock(&[&self.location]).await?;
-        let written = self.upload.complete().await?;
-        self.store.write_sidecar(
-            &self.location,
-            &Sidecar {
-                etag: etag.clone(),
-                fs_etag: written.e_tag.unwrap_or_default(),
-                attributes: attributes_to_map(&self.attributes),
-                tags: self.tags.clone(),
-            },
-        )?;
+        let (Some(file), Some(hasher)) = (self.file.take(), self.hasher.take()) else {
+            return Err(upload_finished());
+        };
+        self.to_hasher = None;
+        self.meta.etag = hasher.await.map_err(|e| io_err(std::io::Error::other(e)))?;
+        let file = Arc::try_unwrap(file).map_err(|_| {
+            io_err(std::io::Error::other(
+                "complete() was called while parts were still being written; await every part first",
+            ))
+        })?;
+        let (store, location, meta, staged) = (
+            self.store.clone(),
+            self.location.clone(),
+            self.meta.clone(),
+            self.staged.clone(),
+        );
+        self.finished = true;
+        blocking(move || store.commit(&location, (file, staged), &meta, &PutMode::Overwrite))
+            .await?;
         Ok(PutResult {
-            e_tag: Some(etag),
+            e_tag: Some(self.meta.etag.clone()),
             version: None,
             extensions: Default::default(),
         })
     }
 
     async fn abort(&mut self) -> OsResult<()> {
-        self.upload.abort().await
+        self.file = None;
+        self.to_hasher = None;
+        self.hasher = None;
+        self.finished = true;
+        match std::fs::remove_file(&self.staged) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(e)),
+        }
     }
+}
+
+#[cfg(unix)]
+fn write_all_at(file: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_write(file, buf, offset)?;
+        buf = &buf[n..];
+        offset += n as u64;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use object_store::{Attributes, ObjectStoreExt};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn readers_never_see_data_without_its_metadata() {
@@ -614,6 +935,7 @@ mod tests {
             Some(md5)
         );
         let listed: Vec<ObjectMeta> = store.list(None).map(|r| r.unwrap()).collect().await;
+        assert_eq!(listed.len(), 1, "staging files and bookkeeping stay hidden");
         assert_eq!(listed[0].e_tag.as_deref(), Some(md5));
         // Conditional reads compare the content ETag.
         let not_modified = store
@@ -629,6 +951,16 @@ mod tests {
         up.put_part("hel".into()).await.unwrap();
         up.put_part("lo".into()).await.unwrap();
         assert_eq!(up.complete().await.unwrap().e_tag.as_deref(), Some(md5));
+        assert_eq!(
+            store
+                .get(&Path::from("mp"))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
+            "hello"
+        );
         // A copy keeps the ETag (same content) and the metadata.
         store.copy(&p, &Path::from("c")).await.unwrap();
         assert_eq!(
@@ -684,5 +1016,74 @@ mod tests {
         md5.update(b"by hand");
         let h = store.head(&Path::from("copy.txt")).await.unwrap();
         assert_eq!(h.e_tag, Some(etag_of(md5)));
+    }
+
+    #[tokio::test]
+    async fn a_move_keeps_metadata_and_an_aborted_upload_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        let mut attrs = Attributes::new();
+        attrs.insert(object_store::Attribute::ContentType, "text/csv".into());
+        let put = store
+            .put_opts(
+                &Path::from("a.csv"),
+                "x,y".into(),
+                PutOptions {
+                    attributes: attrs,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        store
+            .rename(&Path::from("a.csv"), &Path::from("deep/er/b.csv"))
+            .await
+            .unwrap();
+        let got = store.get(&Path::from("deep/er/b.csv")).await.unwrap();
+        assert_eq!(got.meta.e_tag, put.e_tag);
+        assert_eq!(
+            got.attributes
+                .get(&object_store::Attribute::ContentType)
+                .map(|v| v.as_ref()),
+            Some("text/csv")
+        );
+        let mut up = store.put_multipart(&Path::from("gone")).await.unwrap();
+        up.put_part("part".into()).await.unwrap();
+        up.abort().await.unwrap();
+        drop(up);
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".strata-sys", "deep"], "no staged file is left");
+    }
+
+    #[tokio::test]
+    async fn metadata_too_large_for_the_filesystem_is_a_clear_error_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        let mut attrs = Attributes::new();
+        attrs.insert(
+            object_store::Attribute::CacheControl,
+            "x".repeat(70_000).into(),
+        );
+        let e = store
+            .put_opts(
+                &Path::from("k"),
+                "v".into(),
+                PutOptions {
+                    attributes: attrs,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_err();
+        let e = StorageError::from_object_store("fs", e);
+        assert!(e.to_string().contains("extended attributes"), "{e}");
+        assert!(matches!(
+            store.head(&Path::from("k")).await,
+            Err(object_store::Error::NotFound { .. })
+        ));
     }
 }
