@@ -3,7 +3,8 @@
 //! Every crate under `crates/` has a README, `[lints] workspace = true`, a doc comment for
 //! each cargo feature (`## ...` above it), a crate-root doc comment with a runnable example,
 //! and no `todo` / `unimplemented` macro calls outside tests. A user who depends only on
-//! `storage-cas` + `storage-core` does not compile arrow, parquet or the AWS client.
+//! `storage-cas` + `storage-core`, or on `storage-manifest` without default features (JSON and
+//! JSONL datasets), does not compile arrow, parquet or the AWS client.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -129,13 +130,22 @@ pub fn check_crates(root: &Path) -> Vec<Problem> {
 }
 
 /// `cargo tree` of a package: the names of everything it compiles (normal dependencies).
-pub fn dependency_names(root: &Path, package: &str, features: &[&str]) -> Result<Vec<String>> {
+/// `features`: `None` = its default features; `Some(list)` = `--no-default-features` plus
+/// `list` (which may be empty).
+pub fn dependency_names(
+    root: &Path,
+    package: &str,
+    features: Option<&[&str]>,
+) -> Result<Vec<String>> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root).args([
         "tree", "-p", package, "-e", "normal", "--prefix", "none", "--format", "{p}",
     ]);
-    if !features.is_empty() {
-        cmd.args(["--no-default-features", "--features", &features.join(",")]);
+    if let Some(features) = features {
+        cmd.arg("--no-default-features");
+        if !features.is_empty() {
+            cmd.args(["--features", &features.join(",")]);
+        }
     }
     let out = cmd.output()?;
     if !out.status.success() {
@@ -151,9 +161,10 @@ pub fn dependency_names(root: &Path, package: &str, features: &[&str]) -> Result
         .collect())
 }
 
-/// Heavy crates a documents-only user must never compile.
+/// Heavy crates a light user must never compile (and every `arrow-*` crate, see [`is_heavy`]).
 pub const HEAVY: &[&str] = &[
     "arrow-array",
+    "arrow-schema",
     "parquet",
     "aws-lc-rs",
     "aws-lc-sys",
@@ -161,24 +172,55 @@ pub const HEAVY: &[&str] = &[
     "rustls",
 ];
 
-/// Check that `storage-cas` (with `storage-core`'s memory backend) pulls in none of [`HEAVY`].
-pub fn check_light_cas(root: &Path) -> Result<Vec<Problem>> {
-    let names = dependency_names(root, "storage-cas", &[])?;
-    Ok(HEAVY
-        .iter()
-        .filter(|h| names.iter().any(|n| n == *h))
-        .map(|h| {
-            Problem(format!(
-                "storage-cas compiles `{h}`: a documents-only user must not need it"
-            ))
-        })
-        .collect())
+/// Whether `name` is a heavy crate: one of [`HEAVY`] or any `arrow-*` crate.
+pub fn is_heavy(name: &str) -> bool {
+    HEAVY.contains(&name) || name.starts_with("arrow")
+}
+
+/// A package build that must compile nothing heavy: package, features (`None` = default;
+/// `Some` = `--no-default-features` plus these), and who relies on it.
+pub type LightBuild = (&'static str, Option<&'static [&'static str]>, &'static str);
+
+/// The builds [`check_light`] checks.
+pub const LIGHT: &[LightBuild] = &[
+    // `storage-cas` with `storage-core`'s memory backend.
+    ("storage-cas", None, "a documents-only user"),
+    // What the facade's `manifest` feature (without `manifest-parquet`) compiles.
+    (
+        "storage-manifest",
+        Some(&[]),
+        "a JSON/JSONL dataset user (`--no-default-features`)",
+    ),
+];
+
+/// Check that no [`LIGHT`] build compiles a heavy crate ([`is_heavy`]).
+pub fn check_light(root: &Path) -> Result<Vec<Problem>> {
+    let mut problems = Vec::new();
+    for &(package, features, who) in LIGHT {
+        let mut heavy: Vec<String> = dependency_names(root, package, features)?
+            .into_iter()
+            .filter(|n| is_heavy(n))
+            .collect();
+        heavy.sort();
+        heavy.dedup();
+        let build = match features {
+            None => package.to_string(),
+            Some([]) => format!("{package} --no-default-features"),
+            Some(f) => format!("{package} --no-default-features --features {}", f.join(",")),
+        };
+        problems.extend(
+            heavy
+                .into_iter()
+                .map(|h| Problem(format!("{build} compiles `{h}`: {who} must not need it"))),
+        );
+    }
+    Ok(problems)
 }
 
 /// `cargo xtask tidy`.
 pub fn run(root: &Path) -> Result<()> {
     let mut problems = check_crates(root);
-    problems.extend(check_light_cas(root)?);
+    problems.extend(check_light(root)?);
     if problems.is_empty() {
         println!("xtask: tidy: all crates follow the rules");
         return Ok(());
@@ -207,20 +249,34 @@ mod tests {
     }
 
     #[test]
-    fn documents_only_users_compile_no_arrow_parquet_or_aws() {
-        let names = dependency_names(&root(), "storage-cas", &[]).unwrap();
-        assert!(
-            names.iter().any(|n| n == "storage-core"),
-            "the tree was read: {names:?}"
-        );
-        let problems = check_light_cas(&root()).unwrap();
+    fn light_users_compile_no_arrow_parquet_or_aws() {
+        // Documents-only (storage-cas) and JSON/JSONL datasets (storage-manifest without its
+        // default `parquet` feature).
+        for &(package, features, _) in LIGHT {
+            let names = dependency_names(&root(), package, features).unwrap();
+            assert!(
+                names.iter().any(|n| n == "storage-core"),
+                "the tree of {package} was read: {names:?}"
+            );
+        }
+        let problems = check_light(&root()).unwrap();
         assert!(problems.is_empty(), "{problems:#?}");
     }
 
     #[test]
     fn the_check_would_notice_a_heavy_crate() {
-        // storage-manifest legitimately compiles parquet: the same check must flag it.
-        let names = dependency_names(&root(), "storage-manifest", &[]).unwrap();
-        assert!(names.iter().any(|n| n == "parquet"), "{names:?}");
+        // storage-manifest with its default `parquet` feature legitimately compiles arrow and
+        // parquet: the same test must flag them, so the light builds above prove something.
+        let names = dependency_names(&root(), "storage-manifest", None).unwrap();
+        for heavy in ["parquet", "arrow-array", "arrow-schema"] {
+            assert!(names.iter().any(|n| n == heavy), "{heavy}: {names:?}");
+            assert!(is_heavy(heavy));
+        }
+        assert!(
+            names
+                .iter()
+                .any(|n| is_heavy(n) && !HEAVY.contains(&n.as_str())),
+            "arrow's own dependencies (arrow-buffer, ...) count too: {names:?}"
+        );
     }
 }

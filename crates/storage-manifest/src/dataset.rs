@@ -4,9 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use arrow_array::RecordBatch;
-use arrow_array::cast::AsArray;
-use arrow_array::types::TimestampMicrosecondType;
+#[cfg(feature = "parquet")]
+use arrow_array::{RecordBatch, cast::AsArray, types::TimestampMicrosecondType};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream};
@@ -17,15 +16,18 @@ use serde_json::Value;
 use storage_core::{Bucket, PresignMethod, PutOpts, Result, StorageError, WriteResult, etag_eq};
 use url::Url;
 
+#[cfg(not(feature = "parquet"))]
+use crate::format::parquet_not_compiled;
 use crate::format::{Compression, Format};
 use crate::manifest::{EntryFilter, Manifest, ManifestEntry, ManifestOptions};
 use crate::names::{
     BLOB_PREFIX, data_key, data_prefix, id_time, new_id, parse_data_key, validate_name,
 };
+#[cfg(feature = "parquet")]
 use crate::parquet_io::{OpenParquet, ParquetSettings, encode, prune_row_groups};
-use crate::records::{
-    RecordSchema, batch_to_records, index_text, parse_time, record_times, value_contains,
-};
+#[cfg(feature = "parquet")]
+use crate::records::batch_to_records;
+use crate::records::{RecordSchema, index_text, parse_time, record_times, value_contains};
 use crate::search::{SearchHit, SearchQuery, SearchResults, page};
 use crate::time_range::TimeRange;
 
@@ -204,6 +206,10 @@ pub struct RebuildReport {
 /// Datasets of JSON, JSONL and Parquet files in one bucket, indexed by per-`{module}/{user}`
 /// manifests. Cheap to clone.
 ///
+/// Parquet files need the `parquet` feature (on by default). Without it, writing, reading
+/// (also through [`Dataset::read_all`] and a deep [`Dataset::search`]) or rebuilding over a
+/// Parquet file is [`StorageError::NotSupported`] naming the feature, never a partial answer.
+///
 /// ```
 /// use serde_json::json;
 /// use storage_core::Bucket;
@@ -271,6 +277,9 @@ impl Dataset {
     /// record (an error naming `records[i].field`) leaves nothing behind. If the manifest
     /// append fails after the put, the file is deleted again (best effort; `verify` reports
     /// any leftover as orphaned and `rebuild` indexes it).
+    ///
+    /// [`Format::Parquet`] without the `parquet` feature is [`StorageError::NotSupported`],
+    /// returned before anything is written.
     pub async fn write_with(
         &self,
         module: &str,
@@ -478,10 +487,17 @@ impl Dataset {
                     .collect();
                 Ok(stream::iter(out).boxed())
             }
+            #[cfg(feature = "parquet")]
             Format::Parquet => self.read_parquet(entry, options).await,
+            #[cfg(not(feature = "parquet"))]
+            Format::Parquet => Err(parquet_not_compiled(format_args!(
+                "reading the Parquet dataset file `{}`",
+                entry.key
+            ))),
         }
     }
 
+    #[cfg(feature = "parquet")]
     async fn read_parquet(
         &self,
         entry: &ManifestEntry,
@@ -670,6 +686,18 @@ impl Dataset {
                     "not a dataset file name ({module}/{user}/yyyy/mm/dd/{id}.{ext})".into(),
                 )),
             }
+        }
+        // Without Parquet support those files cannot be read, and skipping them would drop them
+        // from the rebuilt manifest: refuse instead, before anything is replaced.
+        #[cfg(not(feature = "parquet"))]
+        if let Some((key, _, _)) = files.iter().find(|(_, _, f)| *f == Format::Parquet) {
+            let n = files
+                .iter()
+                .filter(|(_, _, f)| *f == Format::Parquet)
+                .count();
+            return Err(parquet_not_compiled(format_args!(
+                "rebuilding the manifest of `{module}/{user}`, which has {n} Parquet file(s) such as `{key}`"
+            )));
         }
         let results: Vec<std::result::Result<ManifestEntry, (String, String)>> =
             stream::iter(files)
@@ -875,6 +903,7 @@ fn project(v: Value, columns: Option<&[String]>) -> Value {
 }
 
 /// Which rows of `batch` fall in `range`, from its time column (nulls use `fallback`).
+#[cfg(feature = "parquet")]
 fn row_mask(
     batch: &RecordBatch,
     time_col: Option<&str>,
@@ -921,6 +950,12 @@ fn encode_records(records: &[Value], format: Format, options: &WriteOptions) -> 
             }
             Ok(Bytes::from(body))
         }
+        #[cfg(not(feature = "parquet"))]
+        Format::Parquet => {
+            let _ = options;
+            Err(parquet_not_compiled("writing a Parquet dataset file"))
+        }
+        #[cfg(feature = "parquet")]
         Format::Parquet => {
             let schema = match &options.schema {
                 Some(s) => s.clone(),

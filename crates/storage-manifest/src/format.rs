@@ -14,7 +14,10 @@ pub enum Format {
     Json,
     /// One JSON value per line.
     Jsonl,
-    /// Apache Parquet (columnar, compressed, with a time column for pruning).
+    /// Apache Parquet (columnar, compressed, with a time column for pruning). Needs the
+    /// `parquet` feature (on by default): without it the variant still parses and matches
+    /// (so manifests listing Parquet files stay readable), but writing or reading such a file
+    /// is [`StorageError::NotSupported`] naming the feature.
     Parquet,
 }
 
@@ -68,6 +71,18 @@ impl FromStr for Format {
     }
 }
 
+/// The error for Parquet work (`what`) in a build without the `parquet` feature.
+#[cfg(not(feature = "parquet"))]
+pub(crate) fn parquet_not_compiled(what: impl fmt::Display) -> StorageError {
+    StorageError::not_supported(
+        "storage-manifest",
+        format!(
+            "{what}: this build lacks Parquet support; enable the `parquet` feature of \
+             storage-manifest (on by default), or `manifest-parquet` on the `strata` crate"
+        ),
+    )
+}
+
 /// Compression codec for Parquet files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -79,6 +94,7 @@ pub enum Compression {
     Zstd(i32),
 }
 
+#[cfg(feature = "parquet")]
 impl Compression {
     pub(crate) fn to_parquet(self) -> storage_core::Result<parquet::basic::Compression> {
         match self {
@@ -108,6 +124,11 @@ mod tests {
         assert_eq!("NDJSON".parse::<Format>().unwrap(), Format::Jsonl);
         let err = "csv".parse::<Format>().unwrap_err().to_string();
         assert!(err.contains("format") && err.contains("csv"), "{err}");
+    }
+
+    #[cfg(feature = "parquet")]
+    #[test]
+    fn zstd_levels_are_checked() {
         assert!(Compression::Zstd(99).to_parquet().is_err());
         assert!(Compression::Zstd(3).to_parquet().is_ok());
     }

@@ -21,10 +21,11 @@ pub struct SegmentRef {
     pub bytes: u64,
 }
 
-/// An immutable compacted Parquet part listed by the head.
+/// An immutable compacted part listed by the head: Parquet, or JSONL when a build without the
+/// `parquet` feature compacted (the key's extension tells which).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartRef {
-    /// Object key of the Parquet file.
+    /// Object key of the part (`.parquet` or `.jsonl`).
     pub key: String,
     /// Entries (rows) in it.
     pub entries: u64,
@@ -45,7 +46,7 @@ pub struct PartRef {
 pub struct ManifestHead {
     /// Layout version ([`HEAD_FORMAT`]).
     pub format: u32,
-    /// Compacted Parquet parts, oldest first.
+    /// Compacted parts, oldest first.
     pub parts: Vec<PartRef>,
     /// JSONL segments appended since the last compaction, oldest first.
     pub segments: Vec<SegmentRef>,

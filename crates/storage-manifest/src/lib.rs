@@ -30,11 +30,11 @@
 //!     json!({"timestamp": "2024-01-15T08:00:00Z", "amount": 4.5, "description": "Coffee"}),
 //!     json!({"timestamp": "2024-01-20T12:00:00Z", "amount": 42.0, "description": "Groceries"}),
 //! ];
-//! let file = ds.write("finance", "user123", &rows, Format::Parquet).await?;
-//! assert_eq!((file.rows, file.format), (2, Format::Parquet));
+//! let file = ds.write("finance", "user123", &rows, Format::Jsonl).await?;
+//! assert_eq!((file.rows, file.format), (2, Format::Jsonl));
 //! assert!(file.key.starts_with("finance/user123/"));
 //!
-//! // Everything of January 15th, streamed; Parquet row groups outside are not fetched.
+//! // Everything of January 15th, streamed (a Parquet file would skip its other row groups).
 //! let day = TimeRange::between(
 //!     Utc.with_ymd_and_hms(2024, 1, 15, 0, 0, 0).unwrap(),
 //!     Utc.with_ymd_and_hms(2024, 1, 16, 0, 0, 0).unwrap(),
@@ -51,12 +51,51 @@
 //! assert_eq!(hits.total, 1);
 //! # Ok(()) }
 //! ```
+//!
+//! ## Cargo features
+//!
+//! | feature | default | adds |
+//! |---|---|---|
+//! | `parquet` | yes | [`Format::Parquet`] dataset files and manifests compacted into Parquet (depends on `parquet`, `arrow-array`, `arrow-schema`) |
+//!
+//! With `default-features = false` (the `strata` facade's `manifest` feature; its
+//! `manifest-parquet` feature turns `parquet` on) JSON and JSONL datasets, the manifest,
+//! search, time windows and the compare-and-swap head work as above, and:
+//!
+//! - [`Format::Parquet`] still exists and parses, but writing, reading, deep-searching or
+//!   rebuilding over a Parquet file is [`StorageError::NotSupported`](storage_core::StorageError)
+//!   naming the missing feature (a write fails before anything is stored);
+//! - [`Manifest::compact`] writes JSONL parts instead of Parquet (a build with the feature
+//!   reads them), and a manifest another build compacted into Parquet fails the same clear
+//!   way on every read, never returning part of its entries;
+//! - [`RecordSchema::to_record_batch`] and [`manifest_schema`] (Arrow types) do not exist.
+//!
+//! ```
+//! use serde_json::json;
+//! use storage_core::{Bucket, StorageError};
+//! use storage_manifest::{Dataset, Format};
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> storage_core::Result<()> {
+//! let ds = Dataset::new(Bucket::memory("data"));
+//! let written = ds.write("finance", "user123", &[json!({"amount": 4.5})], Format::Parquet).await;
+//! if cfg!(feature = "parquet") {
+//!     assert_eq!(written?.format, Format::Parquet);
+//! } else {
+//!     let err = written.unwrap_err();
+//!     assert!(matches!(err, StorageError::NotSupported { .. }), "{err}");
+//!     assert!(err.to_string().contains("enable the `parquet` feature"), "{err}");
+//!     assert!(ds.manifest("finance", "user123")?.entries().await?.is_empty());
+//! }
+//! # Ok(()) }
+//! ```
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod dataset;
 mod format;
 mod head;
 mod manifest;
 mod names;
+#[cfg(feature = "parquet")]
 mod parquet_io;
 mod records;
 mod search;
@@ -67,9 +106,9 @@ pub use dataset::{
 };
 pub use format::{Compression, Format};
 pub use head::{HEAD_BACKOFF, HEAD_FORMAT, ManifestHead, PartRef, SegmentRef};
-pub use manifest::{
-    CompactReport, EntryFilter, Manifest, ManifestEntry, ManifestOptions, manifest_schema,
-};
+#[cfg(feature = "parquet")]
+pub use manifest::manifest_schema;
+pub use manifest::{CompactReport, EntryFilter, Manifest, ManifestEntry, ManifestOptions};
 pub use names::{
     BLOB_PREFIX, ID_LEN, MANIFEST_PREFIX, MAX_NAME_LEN, RESERVED_MODULES, data_key, data_prefix,
     id_time, manifest_prefix, new_id, parse_data_key, validate_name,

@@ -1,22 +1,29 @@
 //! The manifest of one `{module}/{user}`: an index entry per data file.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+#[cfg(feature = "parquet")]
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    BooleanBuilder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+#[cfg(feature = "parquet")]
+use arrow_array::{
+    Array, ArrayRef, RecordBatch,
+    builder::{BooleanBuilder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder},
+    cast::AsArray,
+    types::{Int64Type, TimestampMicrosecondType},
 };
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Int64Type, TimestampMicrosecondType};
-use arrow_array::{Array, ArrayRef, RecordBatch};
+#[cfg(feature = "parquet")]
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
-use chrono::{DateTime, TimeZone, Utc};
+#[cfg(feature = "parquet")]
+use chrono::TimeZone;
+use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use storage_core::{Bucket, PutOpts, Result, StorageError};
 
+#[cfg(not(feature = "parquet"))]
+use crate::format::parquet_not_compiled;
 use crate::format::{Compression, Format};
 use storage_cas::{BackoffStrategy, Collection};
 
@@ -24,6 +31,7 @@ use crate::head::{
     HEAD_BACKOFF, ManifestHead, PartRef, SegmentRef, head_collection, read_head, update_head,
 };
 use crate::names::{manifest_prefix, new_id, validate_name};
+#[cfg(feature = "parquet")]
 use crate::parquet_io::{OpenParquet, ParquetSettings, encode, prune_row_groups};
 use crate::search::{SearchQuery, SearchResults, rank};
 use crate::time_range::TimeRange;
@@ -92,9 +100,10 @@ pub struct ManifestOptions {
     pub auto_compact_segments: Option<usize>,
     /// Merge all parts into one when a compaction would leave more than this many.
     pub max_parts: usize,
-    /// Rows per row group in compacted parts (smaller = finer time pruning, bigger footer).
+    /// Rows per row group in compacted Parquet parts (smaller = finer time pruning, bigger
+    /// footer). Unused without the `parquet` feature.
     pub row_group_rows: usize,
-    /// Compression of compacted parts.
+    /// Compression of compacted Parquet parts. Unused without the `parquet` feature.
     pub compression: Compression,
 }
 
@@ -134,6 +143,7 @@ pub struct CompactReport {
 /// manifests/{module}/{user}/head.json                 small, rewritten by compare-and-swap
 /// manifests/{module}/{user}/segments/{id}.jsonl       one per append, immutable
 /// manifests/{module}/{user}/compacted/{id}.parquet    compaction output, immutable
+/// manifests/{module}/{user}/compacted/{id}.jsonl      the same, from a build without Parquet
 /// ```
 ///
 /// * **Append**: write the new entries as a segment (create-if-absent under a fresh id, so it
@@ -152,6 +162,15 @@ pub struct CompactReport {
 ///
 /// Compacted parts are plain Parquet (UTF-8, INT64, BOOLEAN and UTC microsecond timestamps,
 /// default encodings), so pyarrow, DuckDB and Spark read them directly.
+///
+/// # Without the `parquet` feature
+///
+/// Appends, scans, search and compare-and-swap work the same. Compaction writes JSONL parts
+/// (the segment format, `compacted/{id}.jsonl`), so the head stays small; a build with the
+/// feature reads those and turns them into Parquet when it next merges parts. A head that
+/// lists a Parquet part (compacted by a build with the feature) cannot be read: every scan,
+/// search and merging compaction of it is [`StorageError::NotSupported`] naming the
+/// feature, never a partial list.
 ///
 /// ```
 /// use storage_core::Bucket;
@@ -243,12 +262,7 @@ impl Manifest {
                 "nothing to append; pass at least one entry",
             ));
         }
-        let mut body = Vec::with_capacity(entries.len() * 256);
-        for e in entries {
-            serde_json::to_writer(&mut body, e).expect("entries serialize");
-            body.push(b'\n');
-        }
-        let body = Bytes::from(body);
+        let body = jsonl_body(entries);
         let segment_key = self
             .put_new_object("segments", "jsonl", body.clone(), "application/x-ndjson")
             .await?;
@@ -375,12 +389,43 @@ impl Manifest {
         segment: &SegmentRef,
         filter: &EntryFilter,
     ) -> Result<Vec<ManifestEntry>> {
-        let obj = self.bucket.get(&segment.key).await?;
-        parse_segment(&obj.bytes, self.bucket.name(), &segment.key)
+        self.read_jsonl(&segment.key, filter).await
+    }
+
+    /// Entries of a JSONL segment or part that pass `filter`.
+    async fn read_jsonl(&self, key: &str, filter: &EntryFilter) -> Result<Vec<ManifestEntry>> {
+        let obj = self.bucket.get(key).await?;
+        parse_segment(&obj.bytes, self.bucket.name(), key)
             .map(|entries| entries.into_iter().filter(|e| filter.matches(e)).collect())
     }
 
+    /// A compacted part, read by its extension: Parquet, or JSONL from a build without
+    /// the `parquet` feature.
     async fn read_part(&self, part: &PartRef, filter: &EntryFilter) -> Result<Vec<ManifestEntry>> {
+        match part.key.rsplit_once('.').map(|(_, ext)| ext) {
+            Some("jsonl") => self.read_jsonl(&part.key, filter).await,
+            #[cfg(feature = "parquet")]
+            Some("parquet") => self.read_parquet_part(part, filter).await,
+            #[cfg(not(feature = "parquet"))]
+            Some("parquet") => Err(parquet_not_compiled(format_args!(
+                "reading the manifest part `{}` (compacted into Parquet by a build with the `parquet` feature)",
+                part.key
+            ))),
+            _ => Err(StorageError::Corrupt {
+                backend: self.bucket.name().to_string(),
+                key: part.key.clone(),
+                reason: "the head lists a compacted part that is neither `.parquet` nor `.jsonl`"
+                    .into(),
+            }),
+        }
+    }
+
+    #[cfg(feature = "parquet")]
+    async fn read_parquet_part(
+        &self,
+        part: &PartRef,
+        filter: &EntryFilter,
+    ) -> Result<Vec<ManifestEntry>> {
         let backend = self.bucket.name();
         let open = OpenParquet::open(
             backend,
@@ -433,13 +478,15 @@ impl Manifest {
     }
 
     /// Fold the segments into a compacted Parquet part (merging all parts into it when there
-    /// would be more than [`ManifestOptions::max_parts`]).
+    /// would be more than [`ManifestOptions::max_parts`]). Without the `parquet` feature the
+    /// part is JSONL (see [`Manifest`]).
     pub async fn compact(&self) -> Result<CompactReport> {
         self.compact_inner(false).await
     }
 
     /// Fold everything (segments and every part) into one Parquet part sorted by time: the
-    /// best layout for readers and for time pruning.
+    /// best layout for readers and for time pruning. Without the `parquet` feature the part is
+    /// JSONL.
     pub async fn compact_all(&self) -> Result<CompactReport> {
         self.compact_inner(true).await
     }
@@ -517,20 +564,10 @@ impl Manifest {
 
     /// Write `entries` (already in the wanted order) as a new compacted part; not yet listed.
     pub(crate) async fn write_part(&self, entries: &[ManifestEntry]) -> Result<PartRef> {
-        let batch = entries_to_batch(entries);
-        let body = encode(
-            &batch,
-            ParquetSettings {
-                compression: self.options.compression,
-                row_group_rows: self.options.row_group_rows,
-                statistics_only: Some(&[
-                    "min_time", "max_time", "created", "format", "rows", "bytes",
-                ]),
-            },
-        )?;
+        let (body, format) = self.encode_part(entries)?;
         let bytes = body.len() as u64;
         let key = self
-            .put_new_object("compacted", "parquet", body, Format::Parquet.content_type())
+            .put_new_object("compacted", format.extension(), body, format.content_type())
             .await?;
         Ok(PartRef {
             key,
@@ -539,6 +576,28 @@ impl Manifest {
             min_time: entries.iter().map(|e| e.min_time).min(),
             max_time: entries.iter().map(|e| e.max_time).max(),
         })
+    }
+
+    /// A compacted part's body and format: Parquet.
+    #[cfg(feature = "parquet")]
+    fn encode_part(&self, entries: &[ManifestEntry]) -> Result<(Bytes, Format)> {
+        let body = encode(
+            &entries_to_batch(entries),
+            ParquetSettings {
+                compression: self.options.compression,
+                row_group_rows: self.options.row_group_rows,
+                statistics_only: Some(&[
+                    "min_time", "max_time", "created", "format", "rows", "bytes",
+                ]),
+            },
+        )?;
+        Ok((body, Format::Parquet))
+    }
+
+    /// A compacted part's body and format: JSONL, as segments are, in a build without Parquet.
+    #[cfg(not(feature = "parquet"))]
+    fn encode_part(&self, entries: &[ManifestEntry]) -> Result<(Bytes, Format)> {
+        Ok((jsonl_body(entries), Format::Jsonl))
     }
 
     /// Replace the whole manifest with `entries` (used by rebuild): one new part, listed
@@ -593,6 +652,16 @@ fn dedupe(entries: impl IntoIterator<Item = ManifestEntry>) -> Vec<ManifestEntry
     out
 }
 
+/// Entries as JSONL: one per line (segments, and parts without the `parquet` feature).
+fn jsonl_body(entries: &[ManifestEntry]) -> Bytes {
+    let mut body = Vec::with_capacity(entries.len() * 256);
+    for e in entries {
+        serde_json::to_writer(&mut body, e).expect("entries serialize");
+        body.push(b'\n');
+    }
+    Bytes::from(body)
+}
+
 fn parse_segment(bytes: &[u8], backend: &str, key: &str) -> Result<Vec<ManifestEntry>> {
     bytes
         .split(|b| *b == b'\n')
@@ -608,11 +677,14 @@ fn parse_segment(bytes: &[u8], backend: &str, key: &str) -> Result<Vec<ManifestE
         .collect()
 }
 
+#[cfg(feature = "parquet")]
 fn ts_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
-/// Arrow schema of a compacted manifest part.
+/// Arrow schema of a compacted Parquet manifest part. Needs the `parquet` feature.
+#[cfg(feature = "parquet")]
+#[cfg_attr(docsrs, doc(cfg(feature = "parquet")))]
 pub fn manifest_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("key", DataType::Utf8, false),
@@ -631,6 +703,7 @@ pub fn manifest_schema() -> SchemaRef {
     ]))
 }
 
+#[cfg(feature = "parquet")]
 fn entries_to_batch(entries: &[ManifestEntry]) -> RecordBatch {
     let n = entries.len();
     let mut key = StringBuilder::with_capacity(n, n * 48);
@@ -678,6 +751,7 @@ fn entries_to_batch(entries: &[ManifestEntry]) -> RecordBatch {
     RecordBatch::try_new(manifest_schema(), columns).expect("columns match the manifest schema")
 }
 
+#[cfg(feature = "parquet")]
 fn entries_from_batch(batch: &RecordBatch) -> std::result::Result<Vec<ManifestEntry>, String> {
     let col = |name: &str| -> std::result::Result<&ArrayRef, String> {
         batch
@@ -747,6 +821,7 @@ fn entries_from_batch(batch: &RecordBatch) -> std::result::Result<Vec<ManifestEn
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     pub(crate) fn entry(n: u32, day: u32) -> ManifestEntry {
         let t = Utc.with_ymd_and_hms(2024, 1, day, 0, 0, 0).unwrap();
@@ -768,6 +843,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "parquet")]
     #[test]
     fn entries_survive_the_parquet_schema() {
         let mut entries: Vec<ManifestEntry> = (1..=3).map(|n| entry(n, n)).collect();
@@ -849,6 +925,66 @@ mod tests {
         assert!(head.segments.len() < 4, "{head:?}");
         assert!(head.parts.len() <= 2, "{head:?}");
         assert_eq!(m.entries().await.unwrap().len(), 13);
+    }
+
+    /// A manifest another build compacted into Parquet: without the feature, every read that
+    /// would need the part fails naming the feature, and nothing returns a partial list.
+    #[cfg(not(feature = "parquet"))]
+    #[tokio::test]
+    async fn a_parquet_part_fails_every_read_that_needs_it() {
+        let m = Manifest::new(Bucket::memory("t"), "m", "u")
+            .unwrap()
+            .with_options(ManifestOptions {
+                auto_compact_segments: None,
+                ..Default::default()
+            });
+        m.append(&[entry(1, 1)]).await.unwrap();
+        let report = m.compact().await.unwrap();
+        assert!(
+            report.part.as_deref().unwrap().ends_with(".jsonl"),
+            "{report:?}"
+        );
+        m.append(&[entry(2, 2)]).await.unwrap();
+        let part_key = format!("{}compacted/{}.parquet", m.prefix, new_id(Utc::now()));
+        m.bucket().put(&part_key, "PAR1 PAR1").await.unwrap();
+        let day = |d| Utc.with_ymd_and_hms(2024, 1, d, 0, 0, 0).unwrap();
+        let part = PartRef {
+            key: part_key.clone(),
+            entries: 5,
+            bytes: 9,
+            min_time: Some(day(20)),
+            max_time: Some(day(25)),
+        };
+        update_head(&m.heads, &m.head_id(), move |h| {
+            h.parts.push(part.clone());
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let check = |err: StorageError| {
+            assert!(matches!(err, StorageError::NotSupported { .. }), "{err:?}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains(&part_key) && msg.contains("enable the `parquet` feature"),
+                "{msg}"
+            );
+        };
+        check(m.entries().await.unwrap_err());
+        check(m.search(&SearchQuery::new("entry")).await.unwrap_err());
+        let head = m.head().await.unwrap();
+        check(m.compact_all().await.unwrap_err());
+        assert_eq!(
+            m.head().await.unwrap(),
+            head,
+            "a failed compaction changes nothing"
+        );
+        // A window the head says the part cannot overlap does not need it: complete answer.
+        let jan1 = EntryFilter {
+            range: TimeRange::between(day(1), day(2)).unwrap(),
+            ..Default::default()
+        };
+        let hits = m.scan(&jan1).await.unwrap();
+        assert_eq!(hits.iter().map(|e| e.rows).collect::<Vec<_>>(), vec![1]);
     }
 
     #[tokio::test]

@@ -109,6 +109,7 @@ impl TimeRange {
         self.from.is_none_or(|f| max >= f) && self.to.is_none_or(|e| min < e)
     }
 
+    #[cfg(feature = "parquet")]
     pub(crate) fn micros(&self) -> crate::parquet_io::MicrosWindow {
         crate::parquet_io::MicrosWindow {
             from: self.from.map(|t| t.timestamp_micros()),

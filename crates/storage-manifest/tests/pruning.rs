@@ -1,6 +1,8 @@
 //! Time-range reads of Parquet fetch only the row groups (and columns) they need: proven by
 //! counting the bytes the store returns.
 
+#![cfg(feature = "parquet")]
+
 use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};

@@ -4,6 +4,8 @@
 //! Needs `STRATA_TEST_PYTHON` (a Python with pyarrow; `cargo xtask test` sets it). Without it
 //! the test fails saying to run `cargo xtask test`; `STRATA_SKIP_PYTHON=1` skips it knowingly.
 
+#![cfg(feature = "parquet")]
+
 mod common;
 
 use std::path::Path;

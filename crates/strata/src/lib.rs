@@ -36,7 +36,8 @@
 //! | `r2` | yes | [`r2`]: Cloudflare R2 (implies `s3`) |
 //! | `router` | no | `router`: routes per data type, source sets with fallback reads, tenants, mirror writes, offload, sync |
 //! | `cas` | no | `cas`: typed JSON documents with ETag compare-and-swap, TTL, versioned records |
-//! | `manifest` | no | `manifest`: JSONL/Parquet datasets with a searchable manifest (implies `cas`) |
+//! | `manifest` | no | `manifest`: JSON/JSONL datasets with a searchable manifest, no arrow or parquet (implies `cas`) |
+//! | `manifest-parquet` | no | Parquet dataset files and manifests compacted into Parquet (implies `manifest`; adds arrow + parquet) |
 //! | `layers` | no | `layers`: retry, timeout, limit, circuit breaker, recovery, chaos, metrics, gzip |
 //! | `layers-full` | no | every layer, plus read cache, zstd and client-side encryption |
 //!

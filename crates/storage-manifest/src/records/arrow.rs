@@ -1,0 +1,332 @@
+//! Records ⇄ Arrow: the batch a Parquet file is written from, and records back from the
+//! batches a Parquet read yields (feature `parquet`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type,
+    UInt32Type, UInt64Type,
+};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use serde_json::{Map, Value};
+use storage_core::{Result, StorageError};
+
+use super::{
+    Column, ColumnType, JSON_COLUMN_META, RecordSchema, as_object, parse_time, record_error,
+    value_kind,
+};
+
+impl ColumnType {
+    fn arrow(self) -> DataType {
+        match self {
+            ColumnType::Boolean => DataType::Boolean,
+            ColumnType::Int64 => DataType::Int64,
+            ColumnType::Float64 => DataType::Float64,
+            ColumnType::String | ColumnType::Json => DataType::Utf8,
+            ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        }
+    }
+}
+
+impl RecordSchema {
+    fn arrow(&self) -> SchemaRef {
+        let fields: Vec<Field> = self
+            .columns
+            .iter()
+            .map(|c| {
+                let f = Field::new(&c.name, c.column_type.arrow(), c.nullable);
+                if c.column_type == ColumnType::Json {
+                    f.with_metadata(HashMap::from([(
+                        JSON_COLUMN_META.to_string(),
+                        "true".to_string(),
+                    )]))
+                } else {
+                    f
+                }
+            })
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+
+    /// Check every record against this schema and build one Arrow batch (the batch a Parquet
+    /// dataset file is written from). Needs the `parquet` feature.
+    #[cfg_attr(docsrs, doc(cfg(feature = "parquet")))]
+    pub fn to_record_batch(&self, records: &[Value]) -> Result<RecordBatch> {
+        let known: HashSet<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
+        for (i, record) in records.iter().enumerate() {
+            let obj = as_object(i, record)?;
+            if let Some(extra) = obj.keys().find(|k| !known.contains(k.as_str())) {
+                return Err(record_error(
+                    i,
+                    extra,
+                    format!(
+                        "the field is not in the declared schema (columns: {}); add it to the schema or drop it from the record",
+                        self.columns
+                            .iter()
+                            .map(|c| c.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
+        for col in &self.columns {
+            arrays.push(build_column(col, records)?);
+        }
+        RecordBatch::try_new(self.arrow(), arrays).map_err(|e| {
+            StorageError::invalid_input("records", format!("cannot build an Arrow batch: {e}"))
+        })
+    }
+}
+
+/// Format a time the way Parquet reads return it.
+pub fn format_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+fn build_column(col: &Column, records: &[Value]) -> Result<ArrayRef> {
+    let name = col.name.as_str();
+    let mismatch = |i: usize, v: &Value| {
+        record_error(
+            i,
+            name,
+            format!(
+                "found {}, but the column is {}",
+                value_kind(v),
+                col.column_type.describe()
+            ),
+        )
+    };
+    // Yields each record's value, or an error for a missing/null value in a required column.
+    let values =
+        records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match r.get(name).filter(|v| !v.is_null()) {
+                Some(v) => Ok((i, Some(v))),
+                None if col.nullable => Ok((i, None)),
+                None => Err(record_error(
+                    i,
+                    name,
+                    "the field is missing or null, but the column is not nullable",
+                )),
+            });
+    Ok(match col.column_type {
+        ColumnType::Boolean => {
+            let mut b = BooleanBuilder::with_capacity(records.len());
+            for item in values {
+                match item? {
+                    (_, None) => b.append_null(),
+                    (_, Some(Value::Bool(x))) => b.append_value(*x),
+                    (i, Some(v)) => return Err(mismatch(i, v)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColumnType::Int64 => {
+            let mut b = Int64Builder::with_capacity(records.len());
+            for item in values {
+                match item? {
+                    (_, None) => b.append_null(),
+                    (i, Some(v)) => b.append_value(v.as_i64().ok_or_else(|| mismatch(i, v))?),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColumnType::Float64 => {
+            let mut b = Float64Builder::with_capacity(records.len());
+            for item in values {
+                match item? {
+                    (_, None) => b.append_null(),
+                    (i, Some(v)) => b.append_value(v.as_f64().ok_or_else(|| mismatch(i, v))?),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColumnType::String => {
+            let mut b = StringBuilder::with_capacity(records.len(), records.len() * 16);
+            for item in values {
+                match item? {
+                    (_, None) => b.append_null(),
+                    (_, Some(Value::String(s))) => b.append_value(s),
+                    (i, Some(v)) => return Err(mismatch(i, v)),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColumnType::Json => {
+            let mut b = StringBuilder::with_capacity(records.len(), records.len() * 32);
+            for item in values {
+                match item? {
+                    (_, None) => b.append_null(),
+                    (_, Some(v)) => b.append_value(v.to_string()),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColumnType::Timestamp => {
+            let mut b =
+                TimestampMicrosecondBuilder::with_capacity(records.len()).with_timezone("UTC");
+            for item in values {
+                match item? {
+                    (_, None) => b.append_null(),
+                    (i, Some(v)) => {
+                        let t = parse_time(v).map_err(|reason| record_error(i, name, reason))?;
+                        b.append_value(t.timestamp_micros());
+                    }
+                }
+            }
+            Arc::new(b.finish())
+        }
+    })
+}
+
+/// Turn an Arrow batch back into JSON records. Nulls are left out of the record (Parquet
+/// does not tell "absent" from "null"); timestamps come back as RFC 3339 text; columns marked
+/// as JSON are parsed.
+pub fn batch_to_records(batch: &RecordBatch) -> Result<Vec<Value>> {
+    let schema = batch.schema();
+    let mut rows: Vec<Map<String, Value>> = vec![Map::new(); batch.num_rows()];
+    for (field, col) in schema.fields().iter().zip(batch.columns()) {
+        let is_json = field.metadata().get(JSON_COLUMN_META).map(String::as_str) == Some("true");
+        for (row, out) in rows.iter_mut().enumerate() {
+            if col.is_null(row) {
+                continue;
+            }
+            let v = cell(field, col.as_ref(), row, is_json)?;
+            out.insert(field.name().clone(), v);
+        }
+    }
+    Ok(rows.into_iter().map(Value::Object).collect())
+}
+
+fn float(x: f64) -> Value {
+    serde_json::Number::from_f64(x)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
+}
+
+fn micros_to_value(us: i64) -> Value {
+    Utc.timestamp_micros(us)
+        .single()
+        .map(|t| Value::String(format_time(t)))
+        .unwrap_or(Value::Null)
+}
+
+fn cell(field: &Field, col: &dyn Array, row: usize, is_json: bool) -> Result<Value> {
+    Ok(match col.data_type() {
+        DataType::Boolean => Value::Bool(col.as_boolean().value(row)),
+        DataType::Int8 => col.as_primitive::<Int8Type>().value(row).into(),
+        DataType::Int16 => col.as_primitive::<Int16Type>().value(row).into(),
+        DataType::Int32 => col.as_primitive::<Int32Type>().value(row).into(),
+        DataType::Int64 => col.as_primitive::<Int64Type>().value(row).into(),
+        DataType::UInt8 => col.as_primitive::<UInt8Type>().value(row).into(),
+        DataType::UInt16 => col.as_primitive::<UInt16Type>().value(row).into(),
+        DataType::UInt32 => col.as_primitive::<UInt32Type>().value(row).into(),
+        DataType::UInt64 => col.as_primitive::<UInt64Type>().value(row).into(),
+        DataType::Float32 => float(f64::from(col.as_primitive::<Float32Type>().value(row))),
+        DataType::Float64 => float(col.as_primitive::<Float64Type>().value(row)),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let s = match col.data_type() {
+                DataType::Utf8 => col.as_string::<i32>().value(row),
+                DataType::LargeUtf8 => col.as_string::<i64>().value(row),
+                _ => col.as_string_view().value(row),
+            };
+            if is_json {
+                serde_json::from_str(s).map_err(|e| {
+                    StorageError::invalid_input(
+                        field.name(),
+                        format!("column is marked as JSON but row {row} is not JSON: {e}"),
+                    )
+                })?
+            } else {
+                Value::String(s.to_string())
+            }
+        }
+        DataType::Timestamp(unit, _) => {
+            let us = match unit {
+                TimeUnit::Second => col
+                    .as_primitive::<TimestampSecondType>()
+                    .value(row)
+                    .saturating_mul(1_000_000),
+                TimeUnit::Millisecond => col
+                    .as_primitive::<TimestampMillisecondType>()
+                    .value(row)
+                    .saturating_mul(1_000),
+                TimeUnit::Microsecond => col.as_primitive::<TimestampMicrosecondType>().value(row),
+                TimeUnit::Nanosecond => {
+                    col.as_primitive::<TimestampNanosecondType>().value(row) / 1_000
+                }
+            };
+            micros_to_value(us)
+        }
+        other => {
+            return Err(StorageError::invalid_input(
+                field.name(),
+                format!(
+                    "column type {other} cannot be read as JSON yet; read the file with an Arrow reader"
+                ),
+            ));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn records_survive_a_batch() {
+        let records = vec![
+            json!({"timestamp": "2024-01-15T10:00:00Z", "amount": 5, "tags": ["a"]}),
+            json!({"timestamp": 1705312800000i64, "amount": 2.5, "note": "x"}),
+        ];
+        let s = RecordSchema::infer(&records, Some("timestamp")).unwrap();
+        let batch = s.to_record_batch(&records).unwrap();
+        let back = batch_to_records(&batch).unwrap();
+        assert_eq!(
+            back[0],
+            json!({"timestamp": "2024-01-15T10:00:00Z", "amount": 5.0, "tags": ["a"]})
+        );
+        assert_eq!(
+            back[1],
+            json!({"timestamp": "2024-01-15T10:00:00Z", "amount": 2.5, "note": "x"})
+        );
+    }
+
+    #[test]
+    fn a_declared_schema_names_the_record_and_field() {
+        let declared = RecordSchema::new().column("amount", ColumnType::Int64, false);
+        let err = declared
+            .to_record_batch(&[json!({"amount": 1}), json!({"amount": 1.5})])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("records[1].amount"), "{err}");
+        let err = declared
+            .to_record_batch(&[json!({"amount": 1, "extra": true})])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("records[0].extra") && err.contains("declared"),
+            "{err}"
+        );
+        let err = declared
+            .to_record_batch(&[json!({})])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("records[0].amount") && err.contains("not nullable"),
+            "{err}"
+        );
+    }
+}
