@@ -207,7 +207,7 @@ impl ObjectInfo {
     /// Build from listing metadata (no headers).
     pub fn from_meta(meta: &ObjectMeta) -> Self {
         ObjectInfo {
-            key: meta.location.to_string(),
+            key: meta.location.as_ref().to_owned(),
             size: meta.size,
             last_modified: meta.last_modified,
             etag: meta.e_tag.clone(),
@@ -573,7 +573,7 @@ impl Bucket {
         data: impl Into<Bytes>,
         opts: PutOpts,
     ) -> Result<WriteResult> {
-        let key = Self::key(key)?;
+        let path = Key::store_path(key.as_ref())?;
         let bytes: Bytes = data.into();
         let size = bytes.len() as u64;
         let (attributes, tags) = opts.to_attributes()?;
@@ -586,7 +586,7 @@ impl Bucket {
         };
         let r = self
             .store
-            .put_opts(&key.to_path(), PutPayload::from(bytes), put)
+            .put_opts(&path, PutPayload::from(bytes), put)
             .await
             .map_err(|e| self.err(e))?;
         Ok(WriteResult {
@@ -630,7 +630,7 @@ impl Bucket {
     where
         S: Stream<Item = Result<Bytes>> + Send,
     {
-        let key = Self::key(key)?;
+        let path = Key::store_path(key.as_ref())?;
         let (attributes, tags) = opts.to_attributes()?;
         self.check_condition(&opts.condition)?;
         let mut stream = std::pin::pin!(stream);
@@ -654,7 +654,7 @@ impl Bucket {
                     };
                     let r = self
                         .store
-                        .put_opts(&key.to_path(), payload, put)
+                        .put_opts(&path, payload, put)
                         .await
                         .map_err(|e| self.err(e))?;
                     return Ok(WriteResult {
@@ -677,7 +677,7 @@ impl Bucket {
         let upload = self
             .store
             .put_multipart_opts(
-                &key.to_path(),
+                &path,
                 PutMultipartOptions {
                     tags,
                     attributes,
@@ -778,13 +778,32 @@ impl Bucket {
         key: impl AsRef<str>,
         options: GetOptions,
     ) -> Result<(ObjectInfo, object_store::GetResult)> {
-        let key = Self::key(key)?;
-        let r = self
+        let path = Key::store_path(key.as_ref())?;
+        let mut r = self
             .store
-            .get_opts(&key.to_path(), options)
+            .get_opts(&path, options)
             .await
             .map_err(|e| self.err(e))?;
-        let info = ObjectInfo::from_meta(&r.meta).with_attributes(&r.attributes);
+        // The read's own copy of the metadata is not needed past here: move its strings
+        // into the answer instead of copying them.
+        let placeholder = ObjectMeta {
+            location: Path::default(),
+            last_modified: r.meta.last_modified,
+            size: r.meta.size,
+            e_tag: None,
+            version: None,
+        };
+        let meta = std::mem::replace(&mut r.meta, placeholder);
+        let info = ObjectInfo {
+            key: String::from(meta.location),
+            size: meta.size,
+            last_modified: meta.last_modified,
+            etag: meta.e_tag,
+            version: meta.version,
+            headers: BTreeMap::new(),
+            metadata: BTreeMap::new(),
+        }
+        .with_attributes(&r.attributes);
         Ok((info, r))
     }
 
@@ -817,8 +836,8 @@ impl Bucket {
 
     /// Whether an object exists.
     pub async fn exists(&self, key: impl AsRef<str>) -> Result<bool> {
-        let key = Self::key(key)?;
-        match self.store.head(&key.to_path()).await {
+        let path = Key::store_path(key.as_ref())?;
+        match self.store.head(&path).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(self.err(e)),
@@ -827,8 +846,8 @@ impl Bucket {
 
     /// Delete an object. Deleting a missing object succeeds (as on S3).
     pub async fn delete(&self, key: impl AsRef<str>) -> Result<()> {
-        let key = Self::key(key)?;
-        match self.store.delete(&key.to_path()).await {
+        let path = Key::store_path(key.as_ref())?;
+        match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err(e)),
         }

@@ -53,7 +53,14 @@ impl Key {
 
     /// The `object_store` path for this key.
     pub fn to_path(&self) -> Path {
-        Path::from_iter(self.0.split('/').filter(|s| !s.is_empty()))
+        path_of_valid(&self.0)
+    }
+
+    /// Validate `key` and give its `object_store` path, without keeping a `Key` (the hot
+    /// path of every `Bucket` call: one allocation instead of three).
+    pub(crate) fn store_path(key: &str) -> Result<Path> {
+        validate(key)?;
+        Ok(path_of_valid(key))
     }
 
     /// Parse a path coming back from a store into a key (no validation: it already exists).
@@ -65,6 +72,42 @@ impl Key {
     pub fn file_name(&self) -> &str {
         self.0.rsplit('/').next().unwrap_or(&self.0)
     }
+}
+
+/// Whether `object_store`'s `Path` keeps byte `b` as it is: printable ASCII outside the
+/// set its path parts percent-encode.
+fn is_plain(b: u8) -> bool {
+    matches!(b, b' '..=b'}')
+        && !matches!(
+            b,
+            b'\\'
+                | b'{'
+                | b'^'
+                | b'}'
+                | b'%'
+                | b'`'
+                | b']'
+                | b'"'
+                | b'>'
+                | b'['
+                | b'<'
+                | b'#'
+                | b'|'
+                | b'*'
+                | b'?'
+        )
+}
+
+/// The path of an already validated key. Keys of plain characters become the path as they
+/// are (`Path::parse`: one pass, one allocation); others go through `Path::from_iter`, which
+/// percent-encodes what `object_store` reserves, exactly as before.
+fn path_of_valid(key: &str) -> Path {
+    if key.bytes().all(is_plain)
+        && let Ok(path) = Path::parse(key)
+    {
+        return path;
+    }
+    Path::from_iter(key.split('/').filter(|s| !s.is_empty()))
 }
 
 fn invalid(key: &str, rule: impl Into<String>) -> StorageError {
@@ -96,7 +139,14 @@ fn validate(key: &str) -> Result<()> {
             "a key may not start with `/`; drop the leading slash",
         ));
     }
-    if let Some(c) = key.chars().find(|c| c.is_control()) {
+    // ASCII keys (the common case) are checked byte by byte; others char by char, which
+    // also catches the C1 control characters.
+    let has_control = if key.is_ascii() {
+        key.bytes().any(|b| b.is_ascii_control())
+    } else {
+        key.chars().any(char::is_control)
+    };
+    if has_control && let Some(c) = key.chars().find(|c| c.is_control()) {
         return Err(invalid(
             key,
             format!("a key may not contain control characters (found {c:?})"),
@@ -216,6 +266,22 @@ mod tests {
         assert_eq!(base.join("x/y").unwrap().as_str(), "tenants/a/x/y");
         assert!(base.join("../b/x").is_err());
         assert!(base.join("/etc").is_err());
+    }
+
+    #[test]
+    fn paths_match_object_store_encoding() {
+        for k in [
+            "a/b/c.json",
+            "folder/",
+            "with space/ü.txt",
+            "odd%name#1/[x]{y}|z*?~",
+            "a-b_c.d(e)!'@$&=+,;:",
+        ] {
+            let want = Path::from_iter(k.split('/').filter(|s| !s.is_empty()));
+            assert_eq!(Key::new(k).unwrap().to_path(), want, "{k}");
+            assert_eq!(Key::store_path(k).unwrap(), want, "{k}");
+        }
+        assert!(Key::store_path("a/../b").is_err());
     }
 
     #[test]

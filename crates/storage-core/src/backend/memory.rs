@@ -1,27 +1,30 @@
-//! The in-memory backend: `object_store`'s `InMemory` plus an atomic delete-if-match.
+//! The in-memory backend: an ordered map behind one lock, with every conditional operation
+//! (create-if-absent, update-if-match, delete-if-match) atomic under it.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::{BoxStream, StreamExt};
-use object_store::memory::InMemory;
+use chrono::{DateTime, Utc};
+use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
-    Result as OsResult, UploadPart,
+    Attributes, CopyMode, CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload,
+    ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions,
+    PutPayload, PutResult, RenameOptions, RenameTargetMode, Result as OsResult, UploadPart,
 };
 
 use super::{ConditionalDelete, etag_eq};
-use tokio::sync::RwLock;
 
-/// An in-process store for tests and caches. Conditional writes are `InMemory`'s own.
-/// [`ConditionalDelete::delete_if_match`] is made atomic by a gate: every write holds it
-/// shared (writes never wait for each other), a conditional delete holds it exclusively
-/// across its check and its delete.
+/// An in-process store for tests and caches.
+///
+/// `object_store`'s `InMemory` cannot delete conditionally, and wrapping it to add that
+/// cost every call a second lock and a second boxed future; this store keeps the objects
+/// itself, so [`ConditionalDelete::delete_if_match`] is as atomic as the conditional puts
+/// and a call costs one lock. ETags are a counter, `"1"`, `"2"`, ..., as in `InMemory`.
 ///
 /// ```
 /// use object_store::{ObjectStoreExt, path::Path};
@@ -32,25 +35,107 @@ use tokio::sync::RwLock;
 /// assert_eq!(store.get(&Path::from("a.txt")).await?.bytes().await?, "hello");
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct MemoryStore {
-    inner: Arc<InMemory>,
-    gate: Arc<RwLock<()>>,
+    storage: Arc<RwLock<Storage>>,
 }
 
-impl Default for MemoryStore {
-    fn default() -> Self {
-        Self::new()
+#[derive(Default)]
+struct Storage {
+    map: BTreeMap<Path, Entry>,
+    next_etag: u64,
+}
+
+#[derive(Clone)]
+struct Entry {
+    data: Bytes,
+    last_modified: DateTime<Utc>,
+    etag: u64,
+    attributes: Attributes,
+}
+
+impl Entry {
+    fn etag(&self) -> String {
+        format!("\"{}\"", self.etag)
+    }
+
+    fn meta(&self, location: Path) -> ObjectMeta {
+        ObjectMeta {
+            location,
+            last_modified: self.last_modified,
+            size: self.data.len() as u64,
+            e_tag: Some(self.etag()),
+            version: None,
+        }
+    }
+}
+
+impl Storage {
+    /// Store `data` at `location` with a fresh ETag; returns that ETag.
+    fn insert(&mut self, location: &Path, data: Bytes, attributes: Attributes) -> String {
+        self.next_etag += 1;
+        let entry = Entry {
+            data,
+            last_modified: Utc::now(),
+            etag: self.next_etag,
+            attributes,
+        };
+        let etag = entry.etag();
+        self.map.insert(location.clone(), entry);
+        etag
+    }
+
+    fn get(&self, location: &Path) -> OsResult<&Entry> {
+        self.map.get(location).ok_or_else(|| not_found(location))
+    }
+
+    /// Keys strictly inside `prefix` (a key equal to the prefix is not inside it), in order.
+    fn under<'a>(&'a self, prefix: &'a Path) -> impl Iterator<Item = (&'a Path, &'a Entry)> {
+        self.map
+            .range(prefix..)
+            .take_while(move |(k, _)| k.as_ref().starts_with(prefix.as_ref()))
+            .filter(move |(k, _)| {
+                k.prefix_match(prefix)
+                    .is_some_and(|mut p| p.next().is_some())
+            })
+    }
+}
+
+fn not_found(location: &Path) -> object_store::Error {
+    object_store::Error::NotFound {
+        path: location.to_string(),
+        source: format!("no object at {location}").into(),
+    }
+}
+
+fn already_exists(location: &Path) -> object_store::Error {
+    object_store::Error::AlreadyExists {
+        path: location.to_string(),
+        source: format!("an object exists at {location}").into(),
+    }
+}
+
+fn range_error(e: impl std::error::Error + Send + Sync + 'static) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "MemoryStore",
+        source: Box::new(e),
     }
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
-        MemoryStore {
-            inner: Arc::new(InMemory::new()),
-            gate: Arc::new(RwLock::new(())),
-        }
+        Self::default()
+    }
+
+    // A panic while the lock was held cannot leave a half-made entry (every change is one
+    // map operation), so a poisoned lock is still safe to use.
+    fn read(&self) -> RwLockReadGuard<'_, Storage> {
+        self.storage.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Storage> {
+        self.storage.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -69,14 +154,15 @@ impl fmt::Display for MemoryStore {
 #[async_trait]
 impl ConditionalDelete for MemoryStore {
     async fn delete_if_match(&self, path: &Path, etag: &str) -> OsResult<()> {
-        let _g = self.gate.write().await;
-        let meta = self.inner.head(path).await?;
-        if meta.e_tag.as_deref().is_some_and(|e| etag_eq(e, etag)) {
-            self.inner.delete(path).await
+        let mut storage = self.write();
+        let current = storage.get(path)?.etag();
+        if etag_eq(&current, etag) {
+            storage.map.remove(path);
+            Ok(())
         } else {
             Err(object_store::Error::Precondition {
                 path: path.to_string(),
-                source: format!("expected ETag {etag}, found {:?}", meta.e_tag).into(),
+                source: format!("expected ETag {etag}, found {current}").into(),
             })
         }
     }
@@ -91,8 +177,35 @@ impl ObjectStore for MemoryStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> OsResult<PutResult> {
-        let _g = self.gate.read().await;
-        self.inner.put_opts(location, payload, opts).await
+        let data = Bytes::from(payload);
+        let mut storage = self.write();
+        match &opts.mode {
+            PutMode::Overwrite => {}
+            PutMode::Create => {
+                if storage.map.contains_key(location) {
+                    return Err(already_exists(location));
+                }
+            }
+            PutMode::Update(v) => {
+                let current = storage.map.get(location).map(Entry::etag);
+                let matches = match (&current, &v.e_tag) {
+                    (Some(have), Some(want)) => etag_eq(have, want),
+                    _ => false,
+                };
+                if !matches {
+                    return Err(object_store::Error::Precondition {
+                        path: location.to_string(),
+                        source: format!("expected ETag {:?}, found {current:?}", v.e_tag).into(),
+                    });
+                }
+            }
+        }
+        let etag = storage.insert(location, data, opts.attributes);
+        Ok(PutResult {
+            e_tag: Some(etag),
+            version: None,
+            extensions: Default::default(),
+        })
     }
 
     async fn put_multipart_opts(
@@ -100,20 +213,46 @@ impl ObjectStore for MemoryStore {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> OsResult<Box<dyn MultipartUpload>> {
-        let upload = self.inner.put_multipart_opts(location, opts).await?;
         Ok(Box::new(MemoryUpload {
-            upload,
+            parts: Vec::new(),
             store: self.clone(),
             location: location.clone(),
+            attributes: opts.attributes,
         }))
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
-        self.inner.get_opts(location, options).await
+        let entry = self.read().get(location)?.clone();
+        let meta = entry.meta(location.clone());
+        options.check_preconditions(&meta)?;
+        let (range, data) = match &options.range {
+            Some(r) => {
+                let r = r.as_range(meta.size).map_err(range_error)?;
+                let data = entry.data.slice(r.start as usize..r.end as usize);
+                (r, data)
+            }
+            None => (0..meta.size, entry.data),
+        };
+        Ok(GetResult {
+            payload: GetResultPayload::Stream(stream::once(async move { Ok(data) }).boxed()),
+            meta,
+            range,
+            attributes: entry.attributes,
+            extensions: Default::default(),
+        })
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
-        self.inner.get_ranges(location, ranges).await
+        let data = self.read().get(location)?.data.clone();
+        ranges
+            .iter()
+            .map(|r| {
+                let r = GetRange::Bounded(r.clone())
+                    .as_range(data.len() as u64)
+                    .map_err(range_error)?;
+                Ok(data.slice(r.start as usize..r.end as usize))
+            })
+            .collect()
     }
 
     fn delete_stream(
@@ -122,20 +261,23 @@ impl ObjectStore for MemoryStore {
     ) -> BoxStream<'static, OsResult<Path>> {
         let store = self.clone();
         locations
-            .then(move |loc| {
-                let store = store.clone();
-                async move {
-                    let loc = loc?;
-                    let _g = store.gate.read().await;
-                    store.inner.delete(&loc).await?;
-                    Ok(loc)
-                }
+            .map(move |loc| {
+                let loc = loc?;
+                store.write().map.remove(&loc);
+                Ok(loc)
             })
             .boxed()
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        self.inner.list(prefix)
+        let root = Path::default();
+        let prefix = prefix.unwrap_or(&root);
+        let listed: Vec<OsResult<ObjectMeta>> = self
+            .read()
+            .under(prefix)
+            .map(|(k, e)| Ok(e.meta(k.clone())))
+            .collect();
+        stream::iter(listed).boxed()
     }
 
     fn list_with_offset(
@@ -143,28 +285,66 @@ impl ObjectStore for MemoryStore {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        self.inner.list_with_offset(prefix, offset)
+        let root = Path::default();
+        let prefix = prefix.unwrap_or(&root);
+        let listed: Vec<OsResult<ObjectMeta>> = self
+            .read()
+            .under(prefix)
+            .filter(|(k, _)| *k > offset)
+            .map(|(k, e)| Ok(e.meta(k.clone())))
+            .collect();
+        stream::iter(listed).boxed()
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
+        let root = Path::default();
+        let prefix = prefix.unwrap_or(&root);
+        let mut common_prefixes = BTreeSet::new();
+        let mut objects = Vec::new();
+        for (k, e) in self.read().under(prefix) {
+            let mut parts = k.prefix_match(prefix).expect("under() keeps matches only");
+            let first = parts.next().expect("under() keeps children only");
+            if parts.next().is_some() {
+                common_prefixes.insert(prefix.clone().join(first));
+            } else {
+                objects.push(e.meta(k.clone()));
+            }
+        }
+        Ok(ListResult {
+            objects,
+            common_prefixes: common_prefixes.into_iter().collect(),
+            extensions: Default::default(),
+        })
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
-        let _g = self.gate.read().await;
-        self.inner.copy_opts(from, to, options).await
+        let mut storage = self.write();
+        let entry = storage.get(from)?.clone();
+        if options.mode == CopyMode::Create && storage.map.contains_key(to) {
+            return Err(already_exists(to));
+        }
+        storage.insert(to, entry.data, entry.attributes);
+        Ok(())
     }
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
-        let _g = self.gate.read().await;
-        self.inner.rename_opts(from, to, options).await
+        let mut storage = self.write();
+        storage.get(from)?;
+        if options.target_mode == RenameTargetMode::Create && storage.map.contains_key(to) {
+            return Err(already_exists(to));
+        }
+        let entry = storage.map.remove(from).expect("checked above");
+        storage.insert(to, entry.data, entry.attributes);
+        Ok(())
     }
 }
 
+/// Parts are kept in call order and joined on completion; nothing is visible before.
 struct MemoryUpload {
-    upload: Box<dyn MultipartUpload>,
+    parts: Vec<PutPayload>,
     store: MemoryStore,
     location: Path,
+    attributes: Attributes,
 }
 
 impl fmt::Debug for MemoryUpload {
@@ -176,15 +356,54 @@ impl fmt::Debug for MemoryUpload {
 #[async_trait]
 impl MultipartUpload for MemoryUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        self.upload.put_part(data)
+        self.parts.push(data);
+        Box::pin(futures::future::ready(Ok(())))
     }
 
     async fn complete(&mut self) -> OsResult<PutResult> {
-        let _g = self.store.gate.read().await;
-        self.upload.complete().await
+        let payload: PutPayload = std::mem::take(&mut self.parts)
+            .into_iter()
+            .flat_map(|p| p.into_iter())
+            .collect();
+        let etag = self.store.write().insert(
+            &self.location,
+            Bytes::from(payload),
+            std::mem::take(&mut self.attributes),
+        );
+        Ok(PutResult {
+            e_tag: Some(etag),
+            version: None,
+            extensions: Default::default(),
+        })
     }
 
     async fn abort(&mut self) -> OsResult<()> {
-        self.upload.abort().await
+        self.parts.clear();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::ObjectStoreExt;
+
+    #[tokio::test]
+    async fn delete_if_match_is_atomic_with_writes() {
+        let store = MemoryStore::new();
+        let p = Path::from("k");
+        let first = store.put(&p, "1".into()).await.unwrap();
+        store.put(&p, "2".into()).await.unwrap();
+        let stale = store
+            .delete_if_match(&p, first.e_tag.as_deref().unwrap())
+            .await
+            .unwrap_err();
+        assert!(matches!(stale, object_store::Error::Precondition { .. }));
+        let now = store.head(&p).await.unwrap().e_tag.unwrap();
+        store.delete_if_match(&p, &now).await.unwrap();
+        assert!(matches!(
+            store.delete_if_match(&p, &now).await,
+            Err(object_store::Error::NotFound { .. })
+        ));
     }
 }
