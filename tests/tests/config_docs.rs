@@ -152,6 +152,10 @@ fn r2_config() -> R2Config {
         allow_http: false,
         cdn_url: Some("https://cdn.example.com".into()),
         max_retries: Some(3),
+        timeout: Some(std::time::Duration::from_secs(20)),
+        connect_timeout: Some(std::time::Duration::from_secs(3)),
+        part_size: Some(16 << 20),
+        keep_alive: false,
     }
 }
 

@@ -43,6 +43,10 @@ fn secrets_never_print() {
         allow_http: false,
         cdn_url: None,
         max_retries: None,
+        timeout: None,
+        connect_timeout: None,
+        part_size: None,
+        keep_alive: true,
     };
     let toml = format!(
         "[connections.aws]\nkind = 's3'\naccess_key_id = 'AK'\nsecret_access_key = '{SECRET}'\n[buckets.media]\nconnection = 'aws'\nbucket = 'media-bkt'\n"

@@ -35,7 +35,9 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
-use storage_core::config::{Env, validate_bucket_name};
+use std::time::Duration;
+
+use storage_core::config::{Env, duration_str, validate_bucket_name};
 use storage_core::{Bucket, Capabilities, Result, Secret, StorageError};
 use storage_s3::{CredentialSource, S3Config};
 
@@ -87,11 +89,29 @@ pub struct R2Config {
     /// HTTP retries inside the client.
     #[serde(default)]
     pub max_retries: Option<usize>,
+    /// Per-request timeout (default 30s).
+    #[serde(default, with = "duration_str::option")]
+    pub timeout: Option<Duration>,
+    /// Connect timeout (default 5s).
+    #[serde(default, with = "duration_str::option")]
+    pub connect_timeout: Option<Duration>,
+    /// Multipart part size in bytes for streamed uploads (default 8 MiB, minimum 5 MiB);
+    /// every part but the last has this size, as R2 requires.
+    #[serde(default)]
+    pub part_size: Option<usize>,
+    /// Keep idle connections (default on).
+    #[serde(default = "yes")]
+    pub keep_alive: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl R2Config {
     /// Read `R2_ACCOUNT_ID`, `R2_ACCESS_KEY_ID`, `R2_SECRET_ACCESS_KEY`, `R2_BUCKET`,
-    /// `R2_CDN_URL`, `R2_ENDPOINT` (seed 003), `R2_JURISDICTION`, `STORAGE_MAX_RETRIES`.
+    /// `R2_CDN_URL`, `R2_ENDPOINT` (seed 003), `R2_JURISDICTION`, `STORAGE_MAX_RETRIES`,
+    /// `STORAGE_TIMEOUT` (milliseconds, or `30s`).
     /// A missing or malformed variable is `InvalidConfig` naming it.
     pub fn from_env(env: &Env) -> Result<Self> {
         let endpoint = env.get("R2_ENDPOINT");
@@ -136,6 +156,10 @@ impl R2Config {
             endpoint,
             cdn_url: env.get("R2_CDN_URL"),
             max_retries: env.parse("STORAGE_MAX_RETRIES")?,
+            timeout: env.duration("STORAGE_TIMEOUT", Duration::from_millis(1))?,
+            connect_timeout: None,
+            part_size: None,
+            keep_alive: true,
         };
         cfg.validate("")?;
         Ok(cfg)
@@ -203,7 +227,13 @@ impl R2Config {
         s3.secret_access_key = Some(self.secret_access_key.clone());
         s3.cdn_url = self.cdn_url.clone();
         s3.max_retries = self.max_retries;
+        s3.timeout = self.timeout;
+        s3.connect_timeout = self.connect_timeout;
+        s3.part_size = self.part_size;
+        s3.keep_alive = self.keep_alive;
         s3.conditional_put = true;
+        // The S3 checks name S3Config's fields, which are this config's fields too.
+        s3.validate("")?;
         Ok(s3)
     }
 
@@ -238,6 +268,31 @@ mod tests {
             ("R2_SECRET_ACCESS_KEY", "s"),
             ("R2_BUCKET", "bkt"),
         ]
+    }
+
+    #[test]
+    fn timeouts_and_parts_reach_the_client_config() {
+        let mut v = base();
+        v.push(("STORAGE_TIMEOUT", "2500"));
+        let mut c = R2Config::from_env(&Env::from_pairs(v)).unwrap();
+        assert_eq!(c.timeout, Some(std::time::Duration::from_millis(2500)));
+        c.connect_timeout = Some(std::time::Duration::from_secs(2));
+        c.part_size = Some(16 << 20);
+        c.keep_alive = false;
+        let s3 = c.to_s3_config().unwrap();
+        assert_eq!(s3.timeout, c.timeout);
+        assert_eq!(s3.connect_timeout, c.connect_timeout);
+        assert_eq!(s3.part_size, Some(16 << 20));
+        assert!(!s3.keep_alive);
+        c.part_size = Some(1024);
+        let e = c.to_s3_config().unwrap_err().to_string();
+        assert!(e.contains("part_size"), "{e}");
+        let mut v = base();
+        v.push(("STORAGE_TIMEOUT", "soon"));
+        let e = R2Config::from_env(&Env::from_pairs(v))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("STORAGE_TIMEOUT"), "{e}");
     }
 
     #[test]

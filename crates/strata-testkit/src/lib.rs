@@ -173,6 +173,10 @@ pub fn r2_bucket(hint: &str) -> Option<Bucket> {
         allow_http: true,
         cdn_url: None,
         max_retries: Some(2),
+        timeout: None,
+        connect_timeout: None,
+        part_size: None,
+        keep_alive: true,
     };
     let bucket = cfg.build(hint).expect("valid test R2 config");
     Some(prefixed(bucket, hint))
