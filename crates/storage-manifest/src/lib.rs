@@ -68,7 +68,8 @@
 //! - [`Manifest::compact`] writes JSONL parts instead of Parquet (a build with the feature
 //!   reads them), and a manifest another build compacted into Parquet fails the same clear
 //!   way on every read, never returning part of its entries;
-//! - [`RecordSchema::to_record_batch`] and [`manifest_schema`] (Arrow types) do not exist.
+//! - `RecordSchema::to_record_batch` and `manifest_schema` (they return Arrow types) do not
+//!   exist.
 //!
 //! ```
 //! use serde_json::json;

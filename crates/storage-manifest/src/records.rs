@@ -1,5 +1,5 @@
 //! Records (`serde_json::Value` objects): schemas, time values, and searchable text; with
-//! the `parquet` feature, conversion to and from Arrow ([`arrow`]).
+//! the `parquet` feature, conversion to and from Arrow (the `arrow` submodule).
 //!
 //! Every check here runs before a byte is written, and every error names the record index and
 //! the field (`records[3].amount`), so a bad batch is rejected whole.
