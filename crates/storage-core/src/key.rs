@@ -59,7 +59,16 @@ impl Key {
     /// Validate `key` and give its `object_store` path, without keeping a `Key` (the hot
     /// path of every `Bucket` call: one allocation instead of three).
     pub(crate) fn store_path(key: &str) -> Result<Path> {
-        validate(key)?;
+        match scan_ascii(key.as_bytes()) {
+            Some(true) => {
+                if let Ok(path) = Path::parse(key) {
+                    return Ok(path);
+                }
+            }
+            Some(false) => {}
+            // Breaks a rule (the full check names it) or is not ASCII.
+            None => validate(key)?,
+        }
         Ok(path_of_valid(key))
     }
 
@@ -110,6 +119,39 @@ fn path_of_valid(key: &str) -> Path {
     Path::from_iter(key.split('/').filter(|s| !s.is_empty()))
 }
 
+/// One pass over an ASCII key that breaks no rule: `Some(plain)`, where `plain` says every
+/// byte is kept as it is by `Path`. `None` when the key is not ASCII or breaks a rule; then
+/// [`validate`] decides and names the rule.
+fn scan_ascii(b: &[u8]) -> Option<bool> {
+    if b.is_empty() || b.len() > MAX_KEY_BYTES || b[0] == b'/' {
+        return None;
+    }
+    let mut plain = true;
+    let mut segment_start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c < 0x20 || c >= 0x7f {
+            return None;
+        }
+        if c == b'/' {
+            if matches!(&b[segment_start..i], b"" | b"." | b"..") {
+                return None;
+            }
+            segment_start = i + 1;
+        } else {
+            plain &= is_plain(c);
+        }
+    }
+    // An empty last segment is the one trailing `/` a folder marker may have.
+    if matches!(&b[segment_start..], b"." | b"..") {
+        return None;
+    }
+    let reserved = RESERVED_PREFIX.as_bytes();
+    if b.starts_with(reserved) && b.get(reserved.len()).is_none_or(|&c| c == b'/') {
+        return None;
+    }
+    Some(plain)
+}
+
 fn invalid(key: &str, rule: impl Into<String>) -> StorageError {
     StorageError::InvalidKey {
         key: key.escape_debug().to_string(),
@@ -118,6 +160,9 @@ fn invalid(key: &str, rule: impl Into<String>) -> StorageError {
 }
 
 fn validate(key: &str) -> Result<()> {
+    if scan_ascii(key.as_bytes()).is_some() {
+        return Ok(());
+    }
     if key.is_empty() {
         return Err(invalid(
             key,
@@ -282,6 +327,22 @@ mod tests {
             assert_eq!(Key::store_path(k).unwrap(), want, "{k}");
         }
         assert!(Key::store_path("a/../b").is_err());
+        for bad in [
+            "",
+            "/a",
+            "a//b",
+            "a/./b",
+            "a/..",
+            ".strata-sys",
+            ".strata-sys/x",
+            "a\tb",
+        ] {
+            assert!(scan_ascii(bad.as_bytes()).is_none(), "{bad:?}");
+            assert!(Key::store_path(bad).is_err(), "{bad:?}");
+        }
+        for good in ["a/", ".strata-sysx/y", "a.b/..c/d..", "x y"] {
+            assert!(scan_ascii(good.as_bytes()).is_some(), "{good:?}");
+        }
     }
 
     #[test]
