@@ -184,7 +184,7 @@ fn run_examples(root: &Path) -> Result<()> {
         )
         .into());
     }
-    let examples = example_executables(&String::from_utf8_lossy(&out.stdout));
+    let examples = example_executables(&String::from_utf8_lossy(&out.stdout))?;
     if examples.is_empty() {
         return Err("cargo listed no example executables: is crates/*/examples empty?".into());
     }
@@ -204,9 +204,10 @@ fn run_examples(root: &Path) -> Result<()> {
     }
 }
 
-/// `(name, executable)` of each example in cargo's `--message-format=json` output.
-fn example_executables(json_lines: &str) -> Vec<(String, String)> {
-    let mut found: Vec<(String, String)> = json_lines
+/// `(name, executable)` of each example in cargo's `--message-format=json` output; an error
+/// when two packages' examples share an executable (cargo would keep only one of them).
+fn example_executables(json_lines: &str) -> Result<Vec<(String, String)>> {
+    let mut found: Vec<(String, String, String)> = json_lines
         .lines()
         .filter(|l| l.contains(r#""reason":"compiler-artifact""#))
         .filter(|l| l.contains(r#""kind":["example"]"#))
@@ -214,12 +215,23 @@ fn example_executables(json_lines: &str) -> Vec<(String, String)> {
             let target = &l[l.find(r#""target":"#)?..];
             let name = json_str(target, "name")?;
             let exe = json_str(l, "executable")?;
-            Some((name, exe))
+            let package = json_str(l, "package_id")?;
+            Some((exe, name, package))
         })
         .collect();
     found.sort();
     found.dedup();
-    found
+    if let Some(pair) = found.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(format!(
+            "the examples `{}` of {} and of {} are both built as {}: cargo keeps only one; give them different names",
+            pair[0].1, pair[0].2, pair[1].2, pair[0].0
+        )
+        .into());
+    }
+    Ok(found
+        .into_iter()
+        .map(|(exe, name, _)| (name, exe))
+        .collect())
 }
 
 /// The first string value of `"key":"..."` in a JSON text (cargo's messages have no
@@ -336,24 +348,67 @@ pub fn servers(install_only: bool) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn artifact(package: &str, kind: &str, name: &str, exe: &str) -> String {
+        format!(
+            r#"{{"reason":"compiler-artifact","package_id":"path+file:///w/crates/{package}#0.1.0","manifest_path":"/w/Cargo.toml","target":{{"kind":["{kind}"],"crate_types":["bin"],"name":"{name}","src_path":"/w/x.rs"}},"profile":{{"test":false}},"features":[],"executable":{exe},"fresh":true}}"#
+        )
+    }
+
     #[test]
     fn examples_are_found_in_cargo_json() {
-        let json = concat!(
-            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/storage-core#0.1.0","target":{"kind":["example"],"crate_types":["bin"],"name":"local_folder","src_path":"/w/ex.rs"},"profile":{"test":false},"features":[],"filenames":["/t/debug/examples/local_folder-1"],"executable":"/t/debug/examples/local_folder-1","fresh":true}"#,
-            "\n",
-            r#"{"reason":"compiler-artifact","package_id":"path+file:///w/crates/storage-core#0.1.0","target":{"kind":["lib"],"crate_types":["lib"],"name":"storage_core","src_path":"/w/lib.rs"},"executable":null,"fresh":true}"#,
-            "\n",
-            r#"{"reason":"compiler-artifact","target":{"kind":["test"],"name":"behaviour"},"executable":"/t/debug/deps/behaviour-2","fresh":true}"#,
-            "\n",
-            r#"{"reason":"build-finished","success":true}"#,
-        );
+        let json = [
+            artifact(
+                "storage-core",
+                "example",
+                "local_folder",
+                r#""/t/examples/local_folder""#,
+            ),
+            artifact("storage-core", "lib", "storage_core", "null"),
+            artifact(
+                "storage-core",
+                "test",
+                "behaviour",
+                r#""/t/deps/behaviour-2""#,
+            ),
+            artifact(
+                "storage-core",
+                "example",
+                "local_folder",
+                r#""/t/examples/local_folder""#,
+            ),
+            r#"{"reason":"build-finished","success":true}"#.to_string(),
+        ]
+        .join("\n");
         assert_eq!(
-            example_executables(json),
+            example_executables(&json).unwrap(),
             vec![(
                 "local_folder".to_string(),
-                "/t/debug/examples/local_folder-1".to_string()
+                "/t/examples/local_folder".to_string()
             )]
         );
+    }
+
+    #[test]
+    fn examples_sharing_an_executable_are_an_error() {
+        let json = [
+            artifact(
+                "storage-s3",
+                "example",
+                "from_env",
+                r#""/t/examples/from_env""#,
+            ),
+            artifact(
+                "storage-r2",
+                "example",
+                "from_env",
+                r#""/t/examples/from_env""#,
+            ),
+        ]
+        .join("\n");
+        let err = example_executables(&json).unwrap_err().to_string();
+        for needle in ["`from_env`", "storage-s3", "storage-r2", "different names"] {
+            assert!(err.contains(needle), "{needle} missing from: {err}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! An S3 bucket configured from environment variables, inspected without any network call.
 //!
-//! `cargo run -p storage-s3 --example from_env`
+//! `cargo run -p storage-s3 --example s3_from_env`
 //!
 //! Builds an [`S3Config`] from seed 002's variables (given as pairs here, as a deployment
 //! file would set them; `Env::process()` reads the real environment), then shows the

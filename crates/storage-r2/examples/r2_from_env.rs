@@ -1,7 +1,7 @@
 //! A Cloudflare R2 bucket configured from environment variables, inspected without any
 //! network call.
 //!
-//! `cargo run -p storage-r2 --example from_env`
+//! `cargo run -p storage-r2 --example r2_from_env`
 //!
 //! Builds an [`R2Config`] from `R2_*` variables (given as pairs here; `Env::process()`
 //! reads the real environment), shows the S3 settings it turns into (account endpoint,
