@@ -65,7 +65,8 @@ pub const FACADE_FEATURES: &[&str] = &[
 ///    warnings` and `cargo test -p X`, so a crate that needs something it does not declare
 ///    fails here; then the `strata` facade the same way with no features, each of
 ///    [`FACADE_FEATURES`] alone, and all features. These runs have no S3 servers
-///    (`STRATA_SKIP_S3=1` skips the S3 checks, which step 2 already ran) and no doctests
+///    (`STRATA_SKIP_S3=1` and `STRATA_SKIP_PYTHON=1` skip the S3 and pyarrow/boto3 checks,
+///    which step 2 already ran) and no doctests
 ///    (step 2 ran the same ones with more features; `--full` runs them per crate too).
 /// 4. rustdoc with warnings denied, cargo-deny (bans, licenses, sources).
 ///
@@ -77,9 +78,13 @@ pub const FACADE_FEATURES: &[&str] = &[
 /// tokio/hyper/reqwest stack is not compiled once per crate.
 ///
 /// `--full` adds the doctests of every crate alone and of each facade feature set.
-pub fn ci(full: bool) -> Result<()> {
+/// `--keep-going` runs every step even after one fails and lists the failed ones at the end.
+pub fn ci(full: bool, keep_going: bool) -> Result<()> {
     let root = workspace_root();
-    let mut timer = Timer::default();
+    let mut timer = Timer {
+        keep_going,
+        ..Timer::default()
+    };
     timer.step("fmt --check", || {
         run(cargo().current_dir(&root).args(["fmt", "--all", "--check"]))
     })?;
@@ -106,7 +111,8 @@ pub fn ci(full: bool) -> Result<()> {
                 .current_dir(&root)
                 .args(["test", "-p", &krate])
                 .args(test_targets)
-                .env("STRATA_SKIP_S3", "1"))
+                .env("STRATA_SKIP_S3", "1")
+                .env("STRATA_SKIP_PYTHON", "1"))
         })?;
     }
     for set in facade_feature_sets(&root)? {
@@ -121,7 +127,8 @@ pub fn ci(full: bool) -> Result<()> {
                 .args(["test", "-p", "strata"])
                 .args(&set)
                 .args(test_targets)
-                .env("STRATA_SKIP_S3", "1"))
+                .env("STRATA_SKIP_S3", "1")
+                .env("STRATA_SKIP_PYTHON", "1"))
         })?;
     }
 
@@ -140,6 +147,9 @@ pub fn ci(full: bool) -> Result<()> {
             .args(["deny", "check", "bans", "licenses", "sources"]))
     })?;
     timer.report();
+    if !timer.failed.is_empty() {
+        return Err(format!("ci failed in: {}", timer.failed.join(", ")).into());
+    }
     println!("xtask: ci passed");
     Ok(())
 }
@@ -255,6 +265,9 @@ fn json_str(json: &str, key: &str) -> Option<String> {
 #[derive(Default)]
 struct Timer {
     steps: Vec<(String, Duration)>,
+    /// Go on after a failed step (its error is printed and its name kept in `failed`).
+    keep_going: bool,
+    failed: Vec<String>,
 }
 
 impl Timer {
@@ -264,16 +277,29 @@ impl Timer {
         let took = start.elapsed();
         println!("xtask: step `{name}`: {}", minutes(took));
         self.steps.push((name.to_string(), took));
-        if outcome.is_err() {
-            self.report();
+        match outcome {
+            Err(e) if self.keep_going => {
+                eprintln!("xtask: step `{name}` failed (going on): {e}");
+                self.failed.push(name.to_string());
+                Ok(())
+            }
+            Err(e) => {
+                self.report();
+                Err(e)
+            }
+            Ok(()) => Ok(()),
         }
-        outcome
     }
 
     fn report(&self) {
         println!("xtask: step times");
         for (name, took) in &self.steps {
-            println!("xtask:   {:>7}  {name}", minutes(*took));
+            let mark = if self.failed.contains(name) {
+                "  FAILED"
+            } else {
+                ""
+            };
+            println!("xtask:   {:>7}  {name}{mark}", minutes(*took));
         }
         let total: Duration = self.steps.iter().map(|(_, t)| *t).sum();
         println!("xtask:   {:>7}  total", minutes(total));

@@ -2,10 +2,11 @@
 //!
 //! - `test [ARGS]`: install the S3 test servers if missing, start them on free loopback
 //!   ports, run `cargo test --workspace ARGS` against them, stop them on every exit path.
-//! - `ci [--full]`: `cargo fmt --check`, tidy, clippy with `-D warnings`, `test`, every
-//!   example run, clippy and tests of every crate alone and of the facade per feature set,
-//!   rustdoc with warnings denied, `cargo deny check`. `--full` adds the doctests of every
-//!   crate alone and of each facade feature set (see `ci::ci`).
+//! - `ci [--full] [--keep-going]`: `cargo fmt --check`, tidy, clippy with `-D warnings`,
+//!   `test`, every example run, clippy and tests of every crate alone and of the facade per
+//!   feature set, rustdoc with warnings denied, `cargo deny check`. `--full` adds the
+//!   doctests of every crate alone and of each facade feature set (see `ci::ci`);
+//!   `--keep-going` runs every step even after a failure and lists the failed ones at the end.
 //! - `bench`: the benchmarks, each comparing Strata with raw `object_store` in one run.
 //! - `servers [--install]`: install the servers, or start them and print their variables
 //!   (for running single tests by hand) until interrupted.
@@ -48,14 +49,17 @@ pub fn cargo() -> Command {
 }
 
 fn usage() -> &'static str {
-    "usage: cargo xtask <test [CARGO TEST ARGS] | ci [--full] | bench | servers [--install] | tidy | release VERSION [--dry-run]>"
+    "usage: cargo xtask <test [CARGO TEST ARGS] | ci [--full] [--keep-going] | bench | servers [--install] | tidy | release VERSION [--dry-run]>"
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => ci::test(&args[1..]),
-        Some("ci") => ci::ci(args.iter().any(|a| a == "--full")),
+        Some("ci") => ci::ci(
+            args.iter().any(|a| a == "--full"),
+            args.iter().any(|a| a == "--keep-going"),
+        ),
         Some("bench") => ci::bench(&args[1..]),
         Some("servers") => ci::servers(args.iter().any(|a| a == "--install")),
         Some("tidy") => tidy::run(&ci::workspace_root()),

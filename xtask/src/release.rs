@@ -121,7 +121,7 @@ pub fn release(root: &Path, version: &str, dry_run: bool) -> Result<()> {
     if dry_run {
         println!("xtask:   would run: cargo xtask ci");
     } else {
-        crate::ci::ci(false)?;
+        crate::ci::ci(false, false)?;
     }
 
     step(3, &format!("set the workspace version to {version}"));
