@@ -9,11 +9,13 @@
 //!   body in `KEY#N`, sets the attribute on the staged file and renames it into place, so
 //!   data and metadata appear together in one atomic rename, and a reader that opened a file
 //!   reads the metadata of exactly that file (no lock, no second file).
-//! - **ETags are the MD5 of the content**, as S3 gives for single-part uploads, so a local
-//!   copy and an S3 copy of the same bytes compare equal, and no filesystem timestamp
-//!   resolution can make two different contents share an ETag (on a filesystem with coarse
-//!   timestamps, `LocalFileSystem`'s `inode-mtime-size` can repeat once inodes are reused).
-//!   Bodies of 256 KiB and more are hashed on a second thread while they are written.
+//! - **ETags are version ids unique to each write** (`"<process id>-<counter>"`, random
+//!   per process), so no filesystem timestamp resolution can make two writes share an ETag
+//!   (on a filesystem with coarse timestamps, `LocalFileSystem`'s `inode-mtime-size` repeats
+//!   once an inode is reused). They are not content hashes: hashing a body costs more than
+//!   writing it (MD5 runs at about 0.7 GB/s), and like S3's multipart ETags they have a
+//!   dash, so nothing mistakes them for an MD5. A copy keeps its source's ETag (same
+//!   content); a move keeps the file, and with it the ETag.
 //! - **Compare-and-swap across processes.** The check and the rename of every write run
 //!   under a per-key lock (an in-process mutex and an OS file lock under
 //!   `ROOT/.strata-sys/locks/`), so several `strata` processes may share one folder.
@@ -28,7 +30,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{File, Metadata, OpenOptions};
-use std::io::{ErrorKind, Read, Seek, Write};
+use std::io::{ErrorKind, Write};
 use std::ops::Range;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -37,7 +39,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
-use md5::{Digest, Md5};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
@@ -58,7 +59,7 @@ const BACKEND: &str = "fs";
 /// What a data file's extended attribute records.
 #[derive(Serialize, Deserialize, Default, Clone)]
 struct FileMeta {
-    /// The ETag clients see: `"<md5 hex>"`.
+    /// The ETag clients see (see [`new_etag`]).
     etag: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     attributes: BTreeMap<String, String>,
@@ -66,19 +67,28 @@ struct FileMeta {
     tags: String,
 }
 
-/// Bodies from this size up are hashed in parallel with the write.
-const PARALLEL_HASH_BYTES: usize = 256 * 1024;
-
-fn etag_of(md5: Md5) -> String {
-    format!("\"{}\"", hex::encode(md5.finalize()))
-}
-
-fn md5_of(payload: &PutPayload) -> String {
-    let mut md5 = Md5::new();
-    for chunk in payload {
-        md5.update(chunk);
-    }
-    etag_of(md5)
+/// A new ETag: this process's random id and a per-process counter, unique across the
+/// processes sharing a folder (64 random bits per process).
+fn new_etag() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PROCESS: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let process = *PROCESS.get_or_init(|| {
+        // std's RandomState keys come from the OS's random source.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
+        h.finish()
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("\"{process:016x}-{n:x}\"")
 }
 
 /// Reading and writing the metadata attribute of an open file.
@@ -153,8 +163,10 @@ mod xattr {
 /// let store = LocalStore::new(dir.path())?;
 /// let path = Path::from("counter.json");
 /// let first = store.put(&path, "1".into()).await?;
-/// // The ETag is the MD5 of the content, as on S3.
-/// assert_eq!(first.e_tag.as_deref(), Some("\"c4ca4238a0b923820dcc509a6f75849b\""));
+/// // Every write gets a new ETag, even with the same content.
+/// let again = store.put(&path, "1".into()).await?;
+/// assert_ne!(first.e_tag, again.e_tag);
+/// let first = again;
 /// let update = PutOptions::from(PutMode::Update(UpdateVersion::from(first.clone())));
 /// store.put_opts(&path, "2".into(), update.clone()).await?;
 /// // The same stale ETag a second time: rejected.
@@ -482,29 +494,11 @@ impl LocalStore {
             let (mut staged_file, staged) = stage(&dst).map_err(io_err)?;
             let outcome = (|| {
                 std::io::copy(&mut source.file, &mut staged_file).map_err(io_err)?;
-                let meta = match source.meta.take() {
-                    Some(m) => m,
-                    // Written by another program: give the copy a content ETag.
-                    None => {
-                        source
-                            .file
-                            .seek(std::io::SeekFrom::Start(0))
-                            .map_err(io_err)?;
-                        let mut md5 = Md5::new();
-                        let mut buf = vec![0u8; 256 * 1024];
-                        loop {
-                            let n = source.file.read(&mut buf).map_err(io_err)?;
-                            if n == 0 {
-                                break;
-                            }
-                            md5.update(&buf[..n]);
-                        }
-                        FileMeta {
-                            etag: etag_of(md5),
-                            ..Default::default()
-                        }
-                    }
-                };
+                // A file written by another program has no metadata: the copy gets an ETag.
+                let meta = source.meta.take().unwrap_or_else(|| FileMeta {
+                    etag: new_etag(),
+                    ..Default::default()
+                });
                 set_meta(&staged_file, &meta)?;
                 drop(staged_file);
                 let _g = locks.lock(&[to.as_ref()]).map_err(io_err)?;
@@ -583,24 +577,12 @@ impl ObjectStore for LocalStore {
             // A stale conditional write fails here, before writing anything.
             check_mode(&location, &dest, &opts.mode)?;
             let (mut file, staged) = stage(&dest).map_err(io_err)?;
-            let write = |file: &mut File| payload.iter().try_for_each(|c| file.write_all(c));
-            // Large bodies are hashed on a second thread while the file is written; small
-            // ones inline, where starting a thread would cost more than it saves.
-            let (written, etag) = if payload.content_length() >= PARALLEL_HASH_BYTES {
-                std::thread::scope(|s| {
-                    let hash = s.spawn(|| md5_of(&payload));
-                    let written = write(&mut file);
-                    (written, hash.join().expect("hashing does not panic"))
-                })
-            } else {
-                (write(&mut file), md5_of(&payload))
-            };
-            if let Err(e) = written {
+            if let Err(e) = payload.iter().try_for_each(|c| file.write_all(c)) {
                 let _ = std::fs::remove_file(&staged);
                 return Err(io_err(e));
             }
             let meta = FileMeta {
-                etag,
+                etag: new_etag(),
                 attributes: attributes_to_map(&opts.attributes),
                 tags: opts.tags.encoded().to_string(),
             };
@@ -622,24 +604,10 @@ impl ObjectStore for LocalStore {
         check_not_reserved(&[location])?;
         let dest = self.fs_path(location)?;
         let (file, staged) = blocking(move || stage(&dest).map_err(io_err)).await?;
-        // Parts arrive in order; one blocking task hashes them in that order while the
-        // writes themselves run concurrently at their offsets.
-        let (to_hasher, parts) = std::sync::mpsc::channel::<PutPayload>();
-        let hasher = tokio::task::spawn_blocking(move || {
-            let mut md5 = Md5::new();
-            for part in parts {
-                for chunk in &part {
-                    md5.update(chunk);
-                }
-            }
-            etag_of(md5)
-        });
         Ok(Box::new(LocalUpload {
             file: Some(Arc::new(file)),
             staged,
             offset: 0,
-            to_hasher: Some(to_hasher),
-            hasher: Some(hasher),
             store: self.clone(),
             location: location.clone(),
             meta: FileMeta {
@@ -771,14 +739,12 @@ impl ObjectStore for LocalStore {
     }
 }
 
-/// A multipart upload into one staged file: parts are written at their offsets, hashed in
-/// order, and the file is renamed into place with its metadata on completion.
+/// A multipart upload into one staged file: parts are written at their offsets (several at
+/// once), and the file is renamed into place with its metadata on completion.
 struct LocalUpload {
     file: Option<Arc<File>>,
     staged: PathBuf,
     offset: u64,
-    to_hasher: Option<std::sync::mpsc::Sender<PutPayload>>,
-    hasher: Option<tokio::task::JoinHandle<String>>,
     store: LocalStore,
     location: Path,
     meta: FileMeta,
@@ -808,13 +774,11 @@ fn upload_finished() -> object_store::Error {
 #[async_trait]
 impl MultipartUpload for LocalUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        let (Some(file), Some(to_hasher)) = (self.file.clone(), self.to_hasher.as_ref()) else {
+        let Some(file) = self.file.clone() else {
             return Box::pin(futures::future::ready(Err(upload_finished())));
         };
         let offset = self.offset;
         self.offset += data.content_length() as u64;
-        // The hasher only stops when the upload does, so a send cannot fail before then.
-        let _ = to_hasher.send(data.clone());
         Box::pin(blocking(move || {
             let mut at = offset;
             for chunk in &data {
@@ -826,11 +790,10 @@ impl MultipartUpload for LocalUpload {
     }
 
     async fn complete(&mut self) -> OsResult<PutResult> {
-        let (Some(file), Some(hasher)) = (self.file.take(), self.hasher.take()) else {
+        let Some(file) = self.file.take() else {
             return Err(upload_finished());
         };
-        self.to_hasher = None;
-        self.meta.etag = hasher.await.map_err(|e| io_err(std::io::Error::other(e)))?;
+        self.meta.etag = new_etag();
         let file = Arc::try_unwrap(file).map_err(|_| {
             io_err(std::io::Error::other(
                 "complete() was called while parts were still being written; await every part first",
@@ -854,8 +817,6 @@ impl MultipartUpload for LocalUpload {
 
     async fn abort(&mut self) -> OsResult<()> {
         self.file = None;
-        self.to_hasher = None;
-        self.hasher = None;
         self.finished = true;
         match std::fs::remove_file(&self.staged) {
             Ok(()) => Ok(()),
@@ -922,68 +883,49 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn etag_is_content_md5_in_put_get_head_and_list() {
+    async fn etags_are_unique_per_write_and_the_same_in_put_get_head_and_list() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path()).unwrap();
         let p = Path::from("a/b.txt");
-        let put = store.put(&p, "hello".into()).await.unwrap();
-        let md5 = "\"5d41402abc4b2a76b9719d911017c592\"";
-        assert_eq!(put.e_tag.as_deref(), Some(md5));
-        assert_eq!(store.head(&p).await.unwrap().e_tag.as_deref(), Some(md5));
+        let first = store.put(&p, "hello".into()).await.unwrap().e_tag.unwrap();
+        let etag = store.put(&p, "hello".into()).await.unwrap().e_tag.unwrap();
+        assert_ne!(
+            first, etag,
+            "the same content written twice is two versions"
+        );
+        let bare = etag.trim_matches('"');
+        assert!(
+            bare.contains('-') && bare.len() != 32,
+            "{etag} could be taken for an MD5"
+        );
+        assert_eq!(store.head(&p).await.unwrap().e_tag.as_ref(), Some(&etag));
         assert_eq!(
-            store.get(&p).await.unwrap().meta.e_tag.as_deref(),
-            Some(md5)
+            store.get(&p).await.unwrap().meta.e_tag.as_ref(),
+            Some(&etag)
         );
         let listed: Vec<ObjectMeta> = store.list(None).map(|r| r.unwrap()).collect().await;
         assert_eq!(listed.len(), 1, "staging files and bookkeeping stay hidden");
-        assert_eq!(listed[0].e_tag.as_deref(), Some(md5));
-        // Conditional reads compare the content ETag.
+        assert_eq!(listed[0].e_tag.as_ref(), Some(&etag));
         let not_modified = store
-            .get_opts(&p, GetOptions::default().with_if_none_match(Some(md5)))
+            .get_opts(&p, GetOptions::default().with_if_none_match(Some(&etag)))
             .await
             .unwrap_err();
         assert!(matches!(
             not_modified,
             object_store::Error::NotModified { .. }
         ));
-        // Multipart uploads hash their parts.
         let mut up = store.put_multipart(&Path::from("mp")).await.unwrap();
         up.put_part("hel".into()).await.unwrap();
         up.put_part("lo".into()).await.unwrap();
-        assert_eq!(up.complete().await.unwrap().e_tag.as_deref(), Some(md5));
-        assert_eq!(
-            store
-                .get(&Path::from("mp"))
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap(),
-            "hello"
-        );
-        // A copy keeps the ETag (same content) and the metadata.
+        let mp = up.complete().await.unwrap().e_tag;
+        let got = store.get(&Path::from("mp")).await.unwrap();
+        assert_eq!(got.meta.e_tag, mp);
+        assert_eq!(got.bytes().await.unwrap(), "hello");
+        // A copy keeps the ETag (same content).
         store.copy(&p, &Path::from("c")).await.unwrap();
         assert_eq!(
-            store.head(&Path::from("c")).await.unwrap().e_tag.as_deref(),
-            Some(md5)
-        );
-    }
-
-    #[tokio::test]
-    async fn large_bodies_hashed_in_parallel_get_the_same_etag() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::new(dir.path()).unwrap();
-        let body: Vec<u8> = (0..PARALLEL_HASH_BYTES * 2)
-            .map(|i| (i % 251) as u8)
-            .collect();
-        let mut md5 = Md5::new();
-        md5.update(&body);
-        let want = etag_of(md5);
-        let put = store.put(&Path::from("big"), body.into()).await.unwrap();
-        assert_eq!(put.e_tag, Some(want.clone()));
-        assert_eq!(
-            store.head(&Path::from("big")).await.unwrap().e_tag,
-            Some(want)
+            store.head(&Path::from("c")).await.unwrap().e_tag.as_ref(),
+            Some(&etag)
         );
     }
 
@@ -1007,15 +949,13 @@ mod tests {
         let r = store.get(&Path::from("external.txt")).await.unwrap();
         assert!(r.meta.e_tag.is_some());
         assert_eq!(r.bytes().await.unwrap(), "by hand");
-        // Copying it gives the copy a content ETag.
+        // Copying it gives the copy a Strata ETag.
         store
             .copy(&Path::from("external.txt"), &Path::from("copy.txt"))
             .await
             .unwrap();
-        let mut md5 = Md5::new();
-        md5.update(b"by hand");
         let h = store.head(&Path::from("copy.txt")).await.unwrap();
-        assert_eq!(h.e_tag, Some(etag_of(md5)));
+        assert!(h.e_tag.unwrap().contains('-'));
     }
 
     #[tokio::test]
