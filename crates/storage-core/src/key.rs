@@ -129,7 +129,7 @@ fn scan_ascii(b: &[u8]) -> Option<bool> {
     let mut plain = true;
     let mut segment_start = 0;
     for (i, &c) in b.iter().enumerate() {
-        if c < 0x20 || c >= 0x7f {
+        if !(0x20..0x7f).contains(&c) {
             return None;
         }
         if c == b'/' {
