@@ -93,6 +93,9 @@ pub struct Strata {
     buckets: BTreeMap<String, Bucket>,
     #[cfg(feature = "router")]
     router: Option<storage_router::Router>,
+    /// The layers built for each bucket from `[layers]`, kept so their counters can be read.
+    #[cfg(feature = "layers")]
+    stacks: BTreeMap<String, std::sync::Arc<storage_layers::config::Stack>>,
     /// Embedded default: any valid name is a folder under this root.
     on_demand_root: Option<PathBuf>,
     origin: String,
@@ -106,6 +109,8 @@ impl Strata {
             buckets: BTreeMap::new(),
             #[cfg(feature = "router")]
             router: None,
+            #[cfg(feature = "layers")]
+            stacks: BTreeMap::new(),
             on_demand_root: Some(root.as_ref().to_path_buf()),
             origin: format!("embedded default ({})", root.as_ref().display()),
         }
@@ -149,6 +154,8 @@ impl Strata {
         config::validate(cfg, origin)?;
         let mut memory: BTreeMap<(String, String), Arc<MemoryStore>> = BTreeMap::new();
         let mut buckets = BTreeMap::new();
+        #[cfg(feature = "layers")]
+        let mut stacks = BTreeMap::new();
         for (name, b) in &cfg.buckets {
             let conn = &cfg.connections[&b.connection];
             let remote = b.bucket.clone().unwrap_or_else(|| name.clone());
@@ -215,11 +222,12 @@ impl Strata {
                 .filter(|l| !l.is_empty())
             {
                 let built = builder.build();
-                let stack = layers.build(built.store().clone(), name, &Env::process())?;
-                builder = match stack.store {
+                let mut stack = layers.build(built.store().clone(), name, &Env::process())?;
+                builder = match stack.store.take() {
                     Some(layered) => built.to_builder().store(layered),
                     None => built.to_builder(),
                 };
+                stacks.insert(name.clone(), std::sync::Arc::new(stack));
             }
             buckets.insert(name.clone(), builder.build());
         }
@@ -250,9 +258,34 @@ impl Strata {
             buckets,
             #[cfg(feature = "router")]
             router,
+            #[cfg(feature = "layers")]
+            stacks,
             on_demand_root: None,
             origin: origin.to_string(),
         })
+    }
+
+    /// The layers configured for bucket `name` (`[layers]` or `[buckets.NAME.layers]`), to
+    /// read their counters: metrics snapshots, cache hit rates, retry and breaker state.
+    /// `None` when the bucket has no layers.
+    ///
+    /// ```
+    /// # fn main() -> storage_core::Result<()> {
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let strata = strata::Strata::from_toml_str(
+    ///     "[connections.mem]\nkind = 'memory'\n[buckets.logs]\nconnection = 'mem'\n[layers.metrics]\n",
+    ///     "inline",
+    /// )?;
+    /// strata.bucket("logs")?.put("a.txt", "hello").await?;
+    /// let metrics = strata.layers("logs").and_then(|l| l.metrics.as_ref()).unwrap();
+    /// assert_eq!(metrics.stats().total_calls(), 1);
+    /// # Ok(()) })
+    /// # }
+    /// ```
+    #[cfg(feature = "layers")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "layers")))]
+    pub fn layers(&self, name: &str) -> Option<&storage_layers::config::Stack> {
+        self.stacks.get(name).map(|s| s.as_ref())
     }
 
     /// Build from the process environment (see [`Strata::from_env_vars`]).
@@ -276,6 +309,8 @@ impl Strata {
             buckets: BTreeMap::from([("default".to_string(), bucket)]),
             #[cfg(feature = "router")]
             router: None,
+            #[cfg(feature = "layers")]
+            stacks: BTreeMap::new(),
             on_demand_root: None,
             origin: origin.to_string(),
         };
