@@ -325,20 +325,22 @@ fn ser_millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S
 /// ```
 #[derive(Clone)]
 pub struct Bucket {
-    name: String,
-    provider: String,
+    // Shared, not copied: tasks clone a `Bucket` for every call they spawn, and a clone is
+    // then a handful of reference-count increments, no allocation.
+    name: Arc<str>,
+    provider: Arc<str>,
     store: Arc<dyn ObjectStore>,
     presigner: Option<Arc<dyn Presigner>>,
     conditional_delete: Option<Arc<dyn ConditionalDelete>>,
     capabilities: Capabilities,
-    public_url: Option<Url>,
+    public_url: Option<Arc<Url>>,
     part_size: usize,
     upload_concurrency: usize,
     /// Folder prefix applied by a `PrefixStore` around the store; presigning needs it.
-    prefix: Option<Key>,
+    prefix: Option<Arc<Key>>,
     /// Where the data lives (`s3://endpoint/bucket`, `file:///root`, ...), so two handles on
     /// the same storage can be recognised as such.
-    location: String,
+    location: Arc<str>,
 }
 
 impl fmt::Debug for Bucket {
@@ -360,7 +362,7 @@ pub struct BucketBuilder {
 impl BucketBuilder {
     /// Provider name shown in errors and `health` (`s3`, `r2`, `fs`, `memory`, ...).
     pub fn provider(mut self, provider: impl Into<String>) -> Self {
-        self.bucket.provider = provider.into();
+        self.bucket.provider = provider.into().into();
         self
     }
 
@@ -385,7 +387,7 @@ impl BucketBuilder {
     /// Where the data lives (`s3://endpoint/bucket`, `file:///root`, `memory:NAME`): handles
     /// with the same location (and overlapping prefixes) see the same objects.
     pub fn location(mut self, location: impl Into<String>) -> Self {
-        self.bucket.location = location.into();
+        self.bucket.location = location.into().into();
         self
     }
 
@@ -399,7 +401,7 @@ impl BucketBuilder {
 
     /// Public or CDN base URL for `url_for`.
     pub fn public_url(mut self, url: Url) -> Self {
-        self.bucket.public_url = Some(url);
+        self.bucket.public_url = Some(Arc::new(url));
         self
     }
 
@@ -411,10 +413,10 @@ impl BucketBuilder {
             self.bucket.store.clone(),
             p.to_path(),
         ));
-        self.bucket.prefix = Some(match &self.bucket.prefix {
+        self.bucket.prefix = Some(Arc::new(match &self.bucket.prefix {
             Some(outer) => outer.join(p.as_str())?,
             None => p,
-        });
+        }));
         Ok(self)
     }
 
@@ -445,7 +447,7 @@ impl BucketBuilder {
     /// Finish. A bucket given no location gets `custom:NAME`.
     pub fn build(mut self) -> Bucket {
         if self.bucket.location.is_empty() {
-            self.bucket.location = format!("custom:{}", self.bucket.name);
+            self.bucket.location = format!("custom:{}", self.bucket.name).into();
         }
         self.bucket
     }
@@ -456,7 +458,7 @@ impl Bucket {
     pub fn builder(name: impl Into<String>, store: Arc<dyn ObjectStore>) -> BucketBuilder {
         BucketBuilder {
             bucket: Bucket {
-                name: name.into(),
+                name: name.into().into(),
                 provider: "custom".into(),
                 store,
                 presigner: None,
@@ -468,7 +470,7 @@ impl Bucket {
                 part_size: DEFAULT_PART_SIZE,
                 upload_concurrency: 2,
                 prefix: None,
-                location: String::new(),
+                location: "".into(),
             },
         }
     }
@@ -537,7 +539,7 @@ impl Bucket {
 
     /// The folder prefix this bucket is scoped to, if any.
     pub fn prefix(&self) -> Option<&Key> {
-        self.prefix.as_ref()
+        self.prefix.as_deref()
     }
 
     /// The key as stored in the backend (with the bucket's prefix).
@@ -553,6 +555,9 @@ impl Bucket {
         &self.store
     }
 
+    // Errors are the rare path: kept out of line so the hot code stays small (i-cache).
+    #[cold]
+    #[inline(never)]
     fn err(&self, e: object_store::Error) -> StorageError {
         StorageError::from_object_store(&self.name, e)
     }
@@ -606,7 +611,7 @@ impl Bucket {
             Ok(())
         } else {
             Err(StorageError::not_supported(
-                &self.name,
+                self.name.as_ref(),
                 format!("conditional put ({c:?})"),
             ))
         }
@@ -750,7 +755,7 @@ impl Bucket {
     ) -> Result<Option<Object>> {
         if !self.capabilities.get_if_none_match {
             return Err(StorageError::not_supported(
-                &self.name,
+                self.name.as_ref(),
                 "conditional get (If-None-Match)",
             ));
         }
@@ -862,7 +867,10 @@ impl Bucket {
                 .delete_if_match(&self.full_key(&key)?.to_path(), etag)
                 .await
                 .map_err(|e| self.err(e)),
-            None => Err(StorageError::not_supported(&self.name, "delete-if-match")),
+            None => Err(StorageError::not_supported(
+                self.name.as_ref(),
+                "delete-if-match",
+            )),
         }
     }
 
@@ -975,7 +983,7 @@ impl Bucket {
         self.copy(from.as_str(), to.as_str()).await?;
         if let Err(e) = self.store.delete(&from.to_path()).await {
             return Err(StorageError::PartialMove {
-                backend: self.name.clone(),
+                backend: self.name.to_string(),
                 from: from.to_string(),
                 to: to.to_string(),
                 source: Box::new(self.err(e)),
@@ -1028,7 +1036,7 @@ impl Bucket {
                 "no public/CDN base URL is configured for this bucket; set `cdn_url` (or STORAGE_CDN_URL / R2_CDN_URL)",
             )
         })?;
-        let mut url = base.clone();
+        let mut url = Url::clone(base);
         {
             let mut segs = url.path_segments_mut().map_err(|_| {
                 StorageError::invalid_config(
@@ -1059,8 +1067,8 @@ impl Bucket {
         let probe = Path::from("strata-health-probe");
         let r = self.store.list_with_delimiter(Some(&probe)).await;
         Health {
-            bucket: self.name.clone(),
-            provider: self.provider.clone(),
+            bucket: self.name.to_string(),
+            provider: self.provider.to_string(),
             ok: r.is_ok(),
             latency: start.elapsed(),
             error: r.err().map(|e| self.err(e).to_string()),

@@ -379,6 +379,8 @@ impl StorageError {
     /// HTTP status decides first, then the provider's error code (S3 `SlowDown`,
     /// `ConditionalRequestConflict`, ...) refines it. A [`StorageError`] wrapped by
     /// [`StorageError::into_object_store`] comes back unchanged.
+    #[cold]
+    #[inline(never)]
     pub fn from_object_store(backend: &str, err: object_store::Error) -> Self {
         use object_store::Error as E;
         let backend_s = backend.to_string();

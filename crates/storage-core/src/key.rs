@@ -152,6 +152,8 @@ fn scan_ascii(b: &[u8]) -> Option<bool> {
     Some(plain)
 }
 
+#[cold]
+#[inline(never)]
 fn invalid(key: &str, rule: impl Into<String>) -> StorageError {
     StorageError::InvalidKey {
         key: key.escape_debug().to_string(),
