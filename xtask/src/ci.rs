@@ -64,7 +64,8 @@ pub const FACADE_FEATURES: &[&str] = &[
 /// 3. Every crate alone with its default features: `cargo clippy -p X --all-targets -D
 ///    warnings` and `cargo test -p X`, so a crate that needs something it does not declare
 ///    fails here; then the `strata` facade the same way with no features, each of
-///    [`FACADE_FEATURES`] alone, and all features. These runs have no S3 servers
+///    [`FACADE_FEATURES`] alone, and all features; and `storage-manifest` without its
+///    default `parquet` feature. These runs have no S3 servers
 ///    (`STRATA_SKIP_S3=1` and `STRATA_SKIP_PYTHON=1` skip the S3 and pyarrow/boto3 checks,
 ///    which step 2 already ran) and no doctests (step 2 ran the same ones with more
 ///    features; `--full` runs them per crate too).
@@ -77,8 +78,9 @@ pub const FACADE_FEATURES: &[&str] = &[
 /// parquet for `storage-manifest` alone and for the facade's `manifest-parquet` alone. Every
 /// test build lists the same tokio features (see strata-testkit's Cargo.toml) and md-5 has
 /// no default features, so the rest is shared. Measured (November 2026): warm, step 3 takes
-/// 0.5 min when nothing changed and 5 min when every crate changed (all tests relink); cold, the unit graphs (`cargo --unit-graph`, weighted by each
-/// crate's measured compile time) grow by about half over the former check-only matrix,
+/// 0.5 min when nothing changed and 5 min when every crate changed (all tests relink);
+/// cold, the unit graphs (`cargo --unit-graph`, weighted by each crate's measured compile
+/// time) grow by about half over the former check-only matrix,
 /// about 5 to 10 more minutes on top of the former 30.
 ///
 /// `--full` adds the doctests of every crate alone and of each facade feature set.
@@ -119,6 +121,25 @@ pub fn ci(full: bool, keep_going: bool) -> Result<()> {
                 .env("STRATA_SKIP_PYTHON", "1"))
         })?;
     }
+    // storage-manifest's Parquet is a default feature; the crate must also work without it.
+    timer.step("storage-manifest --no-default-features", || {
+        run(cargo()
+            .current_dir(&root)
+            .args([
+                "clippy",
+                "-p",
+                "storage-manifest",
+                "--all-targets",
+                "--no-default-features",
+            ])
+            .args(DENY_WARNINGS))?;
+        run(cargo()
+            .current_dir(&root)
+            .args(["test", "-p", "storage-manifest", "--no-default-features"])
+            .args(test_targets)
+            .env("STRATA_SKIP_S3", "1")
+            .env("STRATA_SKIP_PYTHON", "1"))
+    })?;
     for set in facade_feature_sets(&root)? {
         timer.step(&format!("strata {}", set.join(" ")), || {
             run(cargo()
