@@ -470,8 +470,12 @@ impl LocalStore {
             if remove_source {
                 // A rename keeps the inode, so the metadata moves with the data.
                 let _g = locks.lock(&[from.as_ref(), to.as_ref()]).map_err(io_err)?;
-                if Opened::open(&src).map_err(io_err)?.is_none() {
-                    return Err(not_found(&from));
+                // Only existence matters here: no need to open the file and read its metadata.
+                match std::fs::metadata(&src) {
+                    Ok(m) if !m.is_dir() => {}
+                    Ok(_) => return Err(not_found(&from)),
+                    Err(e) if e.kind() == ErrorKind::NotFound => return Err(not_found(&from)),
+                    Err(e) => return Err(io_err(e)),
                 }
                 check_mode(&to, &dst, &to_mode)?;
                 if let Err(e) = std::fs::rename(&src, &dst) {
