@@ -59,6 +59,14 @@ impl Key {
     /// Validate `key` and give its `object_store` path, without keeping a `Key` (the hot
     /// path of every `Bucket` call: one allocation instead of three).
     pub(crate) fn store_path(key: &str) -> Result<Path> {
+        // Most keys are plain: then `Path::parse`, which rejects empty, `.` and `..`
+        // segments and control characters itself, makes the segment walk of `scan_ascii`
+        // redundant. A plain key it rejects takes the full check, which names the rule.
+        if is_plain_candidate(key.as_bytes())
+            && let Ok(path) = Path::parse(key)
+        {
+            return Ok(path);
+        }
         match scan_ascii(key.as_bytes()) {
             Some(true) => {
                 if let Ok(path) = Path::parse(key) {
@@ -85,7 +93,7 @@ impl Key {
 
 /// Whether `object_store`'s `Path` keeps byte `b` as it is: printable ASCII outside the
 /// set its path parts percent-encode.
-fn is_plain(b: u8) -> bool {
+const fn is_plain(b: u8) -> bool {
     matches!(b, b' '..=b'}')
         && !matches!(
             b,
@@ -107,6 +115,34 @@ fn is_plain(b: u8) -> bool {
         )
 }
 
+// What `scan_ascii` needs to know of each byte, looked up in one table instead of tested
+// byte by byte: the scan runs on every `Bucket` call.
+const NOT_PRINTABLE: u8 = 1;
+const NOT_PLAIN: u8 = 2;
+const SLASH: u8 = 4;
+const DOT: u8 = 8;
+
+static BYTE_CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = if b < 0x20 || b >= 0x7f {
+            NOT_PRINTABLE
+        } else if b == b'/' {
+            SLASH
+        } else if b == b'.' {
+            DOT
+        } else if !is_plain(b) {
+            NOT_PLAIN
+        } else {
+            0
+        };
+        i += 1;
+    }
+    table
+};
+
 /// The path of an already validated key. Keys of plain characters become the path as they
 /// are (`Path::parse`: one pass, one allocation); others go through `Path::from_iter`, which
 /// percent-encodes what `object_store` reserves, exactly as before.
@@ -119,6 +155,20 @@ fn path_of_valid(key: &str) -> Path {
     Path::from_iter(key.split('/').filter(|s| !s.is_empty()))
 }
 
+/// Whether `b` passes every rule that `Path::parse` does not check for a plain key:
+/// length, no leading `/`, only plain printable bytes, not under [`RESERVED_PREFIX`].
+/// `Path::parse` accepting it then proves the segment rules (it strips at most one
+/// trailing `/`, as a folder marker may have, and rejects every other empty segment).
+fn is_plain_candidate(b: &[u8]) -> bool {
+    if b.is_empty() || b.len() > MAX_KEY_BYTES || b[0] == b'/' {
+        return false;
+    }
+    let classes = b.iter().fold(0, |seen, &c| seen | BYTE_CLASS[c as usize]);
+    let reserved = RESERVED_PREFIX.as_bytes();
+    classes & (NOT_PRINTABLE | NOT_PLAIN) == 0
+        && !(b.starts_with(reserved) && b.get(reserved.len()).is_none_or(|&c| c == b'/'))
+}
+
 /// One pass over an ASCII key that breaks no rule: `Some(plain)`, where `plain` says every
 /// byte is kept as it is by `Path`. `None` when the key is not ASCII or breaks a rule; then
 /// [`validate`] decides and names the rule.
@@ -126,30 +176,24 @@ fn scan_ascii(b: &[u8]) -> Option<bool> {
     if b.is_empty() || b.len() > MAX_KEY_BYTES || b[0] == b'/' {
         return None;
     }
-    let mut plain = true;
-    let mut segment_start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if !(0x20..0x7f).contains(&c) {
+    let classes = b.iter().fold(0, |seen, &c| seen | BYTE_CLASS[c as usize]);
+    if classes & NOT_PRINTABLE != 0 {
+        return None;
+    }
+    // Segments need a look only when there can be an empty, `.` or `..` one.
+    if classes & (SLASH | DOT) != 0 {
+        let mut segments = b.split(|&c| c == b'/');
+        // The last segment may be empty: the one trailing `/` a folder marker may have.
+        let last = segments.next_back().unwrap_or_default();
+        if matches!(last, b"." | b"..") || segments.any(|s| matches!(s, b"" | b"." | b"..")) {
             return None;
         }
-        if c == b'/' {
-            if matches!(&b[segment_start..i], b"" | b"." | b"..") {
-                return None;
-            }
-            segment_start = i + 1;
-        } else {
-            plain &= is_plain(c);
-        }
-    }
-    // An empty last segment is the one trailing `/` a folder marker may have.
-    if matches!(&b[segment_start..], b"." | b"..") {
-        return None;
     }
     let reserved = RESERVED_PREFIX.as_bytes();
     if b.starts_with(reserved) && b.get(reserved.len()).is_none_or(|&c| c == b'/') {
         return None;
     }
-    Some(plain)
+    Some(classes & NOT_PLAIN == 0)
 }
 
 #[cold]
@@ -165,6 +209,11 @@ fn validate(key: &str) -> Result<()> {
     if scan_ascii(key.as_bytes()).is_some() {
         return Ok(());
     }
+    validate_rule_by_rule(key)
+}
+
+/// The full check, slower than [`scan_ascii`] but naming the rule a key breaks.
+fn validate_rule_by_rule(key: &str) -> Result<()> {
     if key.is_empty() {
         return Err(invalid(
             key,
@@ -344,6 +393,57 @@ mod tests {
         }
         for good in ["a/", ".strata-sysx/y", "a.b/..c/d..", "x y"] {
             assert!(scan_ascii(good.as_bytes()).is_some(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn fast_scan_agrees_with_the_full_check() {
+        // Every key of up to 5 characters over an alphabet that hits each rule.
+        let alphabet = ["a", ".", "/", "\t", "%", " ", "\u{7f}", "é"];
+        let mut keys = vec![String::new()];
+        let mut frontier = vec![String::new()];
+        for _ in 0..5 {
+            frontier = frontier
+                .iter()
+                .flat_map(|k| alphabet.iter().map(move |c| format!("{k}{c}")))
+                .collect();
+            keys.extend(frontier.iter().cloned());
+        }
+        keys.extend(
+            [
+                ".strata-sys",
+                ".strata-sys/",
+                ".strata-sys/a",
+                ".strata-sysa",
+            ]
+            .map(String::from),
+        );
+        for k in &keys {
+            let full = validate_rule_by_rule(k).is_ok();
+            match scan_ascii(k.as_bytes()) {
+                Some(plain) => {
+                    assert!(full, "fast scan passed {k:?}, the full check rejects it");
+                    assert_eq!(plain, k.bytes().all(is_plain), "{k:?}");
+                }
+                None => assert!(!full || !k.is_ascii(), "fast scan rejected valid {k:?}"),
+            }
+            // The plain-key shortcut of `store_path` must agree too, path included.
+            if is_plain_candidate(k.as_bytes())
+                && let Ok(path) = Path::parse(k)
+            {
+                assert!(
+                    full,
+                    "plain shortcut passed {k:?}, the full check rejects it"
+                );
+                assert_eq!(path, path_of_valid(k), "{k:?}");
+            }
+            match Key::store_path(k) {
+                Ok(path) => {
+                    assert!(full, "store_path passed {k:?}");
+                    assert_eq!(path, path_of_valid(k), "{k:?}");
+                }
+                Err(_) => assert!(!full, "store_path rejected valid {k:?}"),
+            }
         }
     }
 
