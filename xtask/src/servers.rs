@@ -166,14 +166,14 @@ pub fn start(log_dir: &Path) -> Result<Servers> {
 
     let moto_port = free_port()?;
     let log = std::fs::File::create(log_dir.join("moto.log"))?;
-    let mut moto = Command::new(cache_dir().join("venv/bin/moto_server"))
+    // Through our launcher, which makes moto's conditional writes atomic (see the script).
+    let mut moto = Command::new(cache_dir().join("venv/bin/python"))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/moto_server.py"))
         .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-        .map_err(|e| {
-            format!("cannot start moto_server (run `cargo xtask servers --install`): {e}")
-        })?;
+        .map_err(|e| format!("cannot start moto (run `cargo xtask servers --install`): {e}"))?;
     let ready = wait_ready("moto", moto_port, &mut moto);
     servers.children.push(("moto".into(), moto));
     ready?;

@@ -106,6 +106,7 @@ checks!(
     delete_many_1500_keys,
     streamed_64_mib,
     conditional_create_and_update,
+    conditional_writes_race_one_winner,
     conditional_get,
     conditional_delete,
     copy_and_move,
@@ -423,6 +424,70 @@ async fn conditional_create_and_update(b: &Bucket, _: &Profile) -> Outcome {
         ),
         "{missing}"
     );
+    Outcome::Passed
+}
+
+/// Writers racing with the same precondition: never more than one wins a round, the others
+/// are told so, and the object holds the winner's bytes. This is what compare-and-swap
+/// stands on; a server that checks the precondition and stores without a lock between
+/// fails it. Over a faulty stack (the layers' chaos tests) a writer may instead get an
+/// error whose outcome is unknown; a round may then have no acknowledged winner, and the
+/// object holds whatever that writer stored.
+async fn conditional_writes_race_one_winner(b: &Bucket, p: &Profile) -> Outcome {
+    if !(b.capabilities().put_if_match && b.capabilities().create_if_absent) {
+        return Outcome::Skipped(format!("{} has no conditional put", b.provider()));
+    }
+    if !p.atomic_cas {
+        return Outcome::Skipped(format!(
+            "{}'s conditional writes are not atomic under concurrency (a server limitation)",
+            p.name
+        ));
+    }
+    const WRITERS: usize = 12;
+    const ROUNDS: usize = 6;
+    let key = "race/doc";
+    let mut precondition = PutOpts::if_absent();
+    let mut acknowledged = 0;
+    for round in 0..ROUNDS {
+        let attempts = (0..WRITERS).map(|w| {
+            let opts = precondition.clone();
+            async move {
+                let body = format!("round {round} writer {w}");
+                (body.clone(), b.put_with(key, body, opts).await)
+            }
+        });
+        let results = futures::future::join_all(attempts).await;
+        let (mut winners, mut unknown) = (Vec::new(), 0);
+        for (body, r) in results {
+            match r {
+                Ok(w) => winners.push((body, w)),
+                Err(StorageError::Precondition { .. } | StorageError::AlreadyExists { .. }) => {}
+                Err(_) => unknown += 1,
+            }
+        }
+        assert!(
+            winners.len() <= 1,
+            "round {round}: {} of {WRITERS} writers with the same precondition succeeded",
+            winners.len()
+        );
+        let stored = b.get(key).await.expect("read the object");
+        match winners.pop() {
+            Some((body, _)) => {
+                assert_eq!(
+                    stored.bytes, body,
+                    "round {round}: the object is not the winner's"
+                );
+                acknowledged += 1;
+            }
+            None => assert!(
+                unknown > 0,
+                "round {round}: every writer was told it lost, and none got an error"
+            ),
+        }
+        let etag = stored.info.etag.expect("a read returns the ETag it saw");
+        precondition = PutOpts::if_match(etag);
+    }
+    assert!(acknowledged > 0, "no round had an acknowledged winner");
     Outcome::Passed
 }
 
