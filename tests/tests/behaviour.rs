@@ -54,6 +54,7 @@ async fn s3_moto() {
     let report = run(&bucket, &Profile::moto()).await;
     assert!(report.passed.contains(&"presigned_get_and_put"));
     assert!(report.passed.contains(&"conditional_get"));
+    assert!(report.passed.contains(&"conditional_delete"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,5 +96,46 @@ async fn wrong_secret_is_rejected_by_the_signature_server() {
             StorageError::AccessDenied { .. } | StorageError::Unauthenticated { .. }
         ),
         "{err:?}"
+    );
+}
+
+/// The DELETE behind `delete_if_match` on S3 is signed outside `object_store`'s request path
+/// (presigned by its signer): the signature-checking server must accept it, and refuse it
+/// under a wrong secret. s3s-fs ignores the `If-Match` itself; moto checks the condition in
+/// the behaviour suite's `conditional_delete`.
+#[tokio::test]
+async fn conditional_delete_is_signed_for_the_signature_server() {
+    let Some(server) = strata_testkit::sigv4_env() else {
+        return;
+    };
+    let mut cfg = strata_testkit::s3_config(&server);
+    cfg.keep_alive = false;
+    cfg.conditional_delete = Some(true);
+    let bucket = cfg.build("signed-delete").unwrap();
+    let key = format!("{}/doc", strata_testkit::run_prefix("signed-delete"));
+    let w = bucket.put(&key, "x").await.unwrap();
+    let etag = w.etag.expect("S3 returns an ETag");
+
+    let mut wrong = cfg.clone();
+    wrong.secret_access_key = Some(storage_core::Secret::new("not-the-secret"));
+    let err = wrong
+        .build("wrong-key")
+        .unwrap()
+        .delete_if_match(&key, &etag)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::AccessDenied { .. }),
+        "a wrongly signed DELETE: {err:?}"
+    );
+    assert!(
+        bucket.exists(&key).await.unwrap(),
+        "the refused DELETE deleted"
+    );
+
+    bucket.delete_if_match(&key, &etag).await.unwrap();
+    assert!(
+        !bucket.exists(&key).await.unwrap(),
+        "the signed DELETE was not applied"
     );
 }

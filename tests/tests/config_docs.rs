@@ -131,6 +131,7 @@ fn s3_config() -> S3Config {
             key_id: "arn".into(),
         }),
         conditional_put: true,
+        conditional_delete: Some(true),
         bulk_delete: true,
         max_retries: Some(3),
         timeout: Some(Duration::from_secs(30)),

@@ -652,7 +652,8 @@ where
     }
 
     /// Delete document `id` only if its ETag is still `etag`: atomic on backends with a
-    /// conditional delete (memory, local folder); elsewhere [`StorageError::NotSupported`],
+    /// conditional delete (memory, local folder, S3 with conditional deletes); elsewhere
+    /// [`StorageError::NotSupported`],
     /// never a silent unconditional delete. A changed document is
     /// [`StorageError::Precondition`], a missing one [`StorageError::NotFound`].
     pub async fn delete_if_match(&self, id: &str, etag: &str) -> Result<()> {

@@ -47,9 +47,10 @@ where
     ///
     /// Expiry is read from each document's metadata (one HEAD per document, as listings
     /// carry no metadata) against the collection's clock. Where the backend has atomic
-    /// delete-if-match (memory, local folder) each expired document is deleted only if it
-    /// is still the object that was found expired: one rewritten in the meantime is kept
-    /// and counted in `skipped_changed`. Elsewhere (S3) expired documents are removed with
+    /// delete-if-match (memory, local folder, S3 with conditional deletes) each expired
+    /// document is deleted only if it is still the object that was found expired: one
+    /// rewritten in the meantime is kept and counted in `skipped_changed`. Elsewhere (R2,
+    /// S3-compatible servers without conditional deletes) expired documents are removed with
     /// batch deletes, so a document rewritten in the instant between the check and the
     /// delete would be lost too; set `require_conditional_delete` to refuse instead.
     pub async fn sweep_with(&self, opts: SweepOptions) -> Result<SweepReport> {

@@ -59,10 +59,16 @@ async fn documents_on_s3() {
     let mut ids: Vec<String> = c.list().try_collect().await.unwrap();
     ids.sort();
     assert_eq!(ids, ["t/a", "t/b"]);
-    // S3 has no conditional delete in object_store: refused, never faked.
+    // A DELETE with If-Match: a stale ETag (`doc` was read before the update above) is
+    // refused and deletes nothing.
     let err = c.delete_if_match("t/a", &doc.etag).await.unwrap_err();
-    assert!(matches!(err, StorageError::NotSupported { .. }), "{err}");
-    c.delete("t/a").await.unwrap();
+    assert!(matches!(err, StorageError::Precondition { .. }), "{err}");
+    let current = c
+        .get("t/a")
+        .await
+        .unwrap()
+        .expect("the refused delete kept it");
+    c.delete_if_match("t/a", &current.etag).await.unwrap();
     assert!(c.get("t/a").await.unwrap().is_none());
 }
 

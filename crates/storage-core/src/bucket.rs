@@ -535,11 +535,17 @@ impl BucketBuilder {
         self
     }
 
-    /// Finish. A bucket given no location gets `custom:NAME`.
+    /// Finish. A bucket given no location gets `custom:NAME`; capabilities that need a hook
+    /// (presign, delete-if-match) are cleared when the hook was not given.
     pub fn build(mut self) -> Bucket {
         if self.bucket.location.is_empty() {
             self.bucket.location = format!("custom:{}", self.bucket.name).into();
         }
+        // Capabilities copied from another bucket can claim what this one has no hook for;
+        // they must say what this handle can do.
+        let caps = &mut self.bucket.capabilities;
+        caps.delete_if_match &= self.bucket.conditional_delete.is_some();
+        caps.presign &= self.bucket.presigner.is_some();
         Bucket {
             shared: Arc::new(self.bucket),
         }
@@ -1217,6 +1223,26 @@ impl Bucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn capabilities_claim_only_what_the_handle_has_hooks_for() {
+        // S3's capabilities copied onto a handle that has neither a presigner nor a
+        // conditional-delete hook (as a layered re-wrap of a store does).
+        let b = Bucket::builder("copied", Arc::new(MemoryStore::new()))
+            .capabilities(Capabilities::S3.with_presign(true))
+            .build();
+        assert!(!b.capabilities().presign);
+        assert!(!b.capabilities().delete_if_match);
+        let e = b.delete_if_match("a", "x").await.unwrap_err();
+        assert!(matches!(e, StorageError::NotSupported { .. }), "{e}");
+        // With the hook, the claim stands.
+        let store = Arc::new(MemoryStore::new());
+        let b = Bucket::builder("hooked", store.clone())
+            .capabilities(Capabilities::MEMORY)
+            .conditional_delete(store)
+            .build();
+        assert!(b.capabilities().delete_if_match);
+    }
 
     #[tokio::test]
     async fn rename_reports_partial_move_and_keeps_both() {

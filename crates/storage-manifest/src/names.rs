@@ -69,24 +69,43 @@ const CROCKFORD: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 pub const ID_LEN: usize = 26;
 
 /// A new file id for `at`: a lowercase ULID, so ids sort by creation time (to the millisecond)
-/// and two writers never pick the same one (80 random bits). Within one process, ids made in
+/// and two writers never pick the same one (80 random bits). Within one process, ids made for
 /// the same millisecond are monotonic (the random part is incremented), so they still sort in
-/// creation order.
+/// creation order, also while other threads make ids for other times in between.
 pub fn new_id(at: DateTime<Utc>) -> String {
-    static LAST: Mutex<(u128, u128)> = Mutex::new((0, 0));
+    /// Milliseconds recently given ids, with the last random part used for each. A single
+    /// "last" entry was not enough: one id made for another time between two ids of the
+    /// same millisecond (another thread, a back-dated write) reset it.
+    struct Recent {
+        slots: [(u128, u128); 16],
+        next: usize,
+    }
+    static RECENT: Mutex<Recent> = Mutex::new(Recent {
+        slots: [(u128::MAX, 0); 16],
+        next: 0,
+    });
     const RANDOM_MASK: u128 = (1u128 << 80) - 1;
     let ms = at.timestamp_millis().max(0) as u128;
     let fresh =
         ((u128::from(fastrand::u64(..)) << 16) | u128::from(fastrand::u16(..))) & RANDOM_MASK;
     let random = {
-        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-        let random = if last.0 == ms && last.1 < RANDOM_MASK {
-            last.1 + 1
-        } else {
-            fresh
-        };
-        *last = (ms, random);
-        random
+        let mut recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
+        match recent.slots.iter_mut().find(|(m, _)| *m == ms) {
+            Some(slot) if slot.1 < RANDOM_MASK => {
+                slot.1 += 1;
+                slot.1
+            }
+            Some(slot) => {
+                slot.1 = fresh;
+                fresh
+            }
+            None => {
+                let at = recent.next;
+                recent.slots[at] = (ms, fresh);
+                recent.next = (at + 1) % recent.slots.len();
+                fresh
+            }
+        }
     };
     let value = (ms << 80) | random;
     let mut out = [0u8; ID_LEN];
@@ -189,6 +208,21 @@ mod tests {
         }
         // `manifests` is only reserved as a module.
         validate_name("user", "manifests").unwrap();
+    }
+
+    #[test]
+    fn ids_of_one_millisecond_stay_in_order_while_other_times_interleave() {
+        let t = Utc.with_ymd_and_hms(2024, 3, 1, 9, 0, 0).unwrap();
+        let mut last = new_id(t);
+        for i in 1..=8 {
+            // Ids for other times in between, as other threads and back-dated writes make.
+            for j in 0..i {
+                new_id(t + chrono::Duration::milliseconds(1 + j));
+            }
+            let next = new_id(t);
+            assert!(last < next, "{last} then {next} after {i} other times");
+            last = next;
+        }
     }
 
     #[test]

@@ -212,7 +212,8 @@ async fn move_one(
         Some(etag) if src.capabilities().delete_if_match => {
             src.delete_if_match(&src_key, &etag).await
         }
-        // No atomic delete-if-match (S3, R2): re-check the ETag right before deleting, so
+        // No atomic delete-if-match (R2, S3-compatible servers without conditional deletes):
+        // re-check the ETag right before deleting, so
         // only a write landing in the instant between the check and the delete could be
         // lost, instead of any write made while the copy ran.
         Some(etag) => match src.head(&src_key).await {

@@ -8,8 +8,10 @@
 //! - credentials: static keys, the `AWS_*` environment, or the default chain (web identity,
 //!   ECS, instance metadata);
 //! - server-side encryption: SSE-S3 (`AES256`), SSE-KMS, SSE-C;
-//! - conditional put by ETag (`If-Match` / `If-None-Match`), presigned GET/PUT URLs, batch
-//!   delete (on or off), retry and timeout settings, a CDN base URL for `url_for`.
+//! - conditional put by ETag (`If-Match` / `If-None-Match`), conditional delete (`If-Match`
+//!   on DELETE, which `object_store` cannot send: see [`S3Config::conditional_delete`]),
+//!   presigned GET/PUT URLs, batch delete (on or off), retry and timeout settings, a CDN base
+//!   URL for `url_for`.
 //!
 //! ```
 //! use storage_core::config::Env;
@@ -46,7 +48,9 @@ use object_store::signer::Signer;
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 use serde::{Deserialize, Serialize};
 use storage_core::config::{Env, duration_str, validate_bucket_name};
-use storage_core::{Bucket, Capabilities, PresignMethod, Presigner, Result, Secret, StorageError};
+use storage_core::{
+    Bucket, Capabilities, ConditionalDelete, PresignMethod, Presigner, Result, Secret, StorageError,
+};
 use url::Url;
 
 /// Where credentials come from.
@@ -130,6 +134,12 @@ pub struct S3Config {
     /// Compare-and-swap writes with `If-Match` / `If-None-Match` (default on).
     #[serde(default = "yes")]
     pub conditional_put: bool,
+    /// Delete-if-match as a DELETE carrying `If-Match`, which S3 evaluates atomically.
+    /// Default: on for AWS S3 (no `endpoint`), off for other endpoints, because a server
+    /// that ignores `If-Match` on DELETE would delete unconditionally. Turn it on for a
+    /// server known to honour it; off, `delete_if_match` answers `NotSupported`.
+    #[serde(default)]
+    pub conditional_delete: Option<bool>,
     /// Batch delete with `DeleteObjects` (default on); off sends one DELETE per key.
     #[serde(default = "yes")]
     pub bulk_delete: bool,
@@ -173,6 +183,7 @@ impl S3Config {
             session_token: None,
             encryption: None,
             conditional_put: true,
+            conditional_delete: None,
             bulk_delete: true,
             max_retries: None,
             timeout: None,
@@ -395,6 +406,8 @@ impl S3Config {
         if self.credentials == CredentialSource::Anonymous {
             caps = caps.with_presign(false);
         }
+        let conditional_delete = self.conditional_delete_enabled();
+        caps.delete_if_match = conditional_delete;
         let endpoint = self.endpoint.clone().unwrap_or_else(|| {
             format!(
                 "s3.{}.amazonaws.com",
@@ -409,7 +422,12 @@ impl S3Config {
             ))
             .provider(provider)
             .capabilities(caps)
-            .presigner(Arc::new(S3Presigner { store }));
+            .presigner(Arc::new(S3Presigner {
+                store: store.clone(),
+            }));
+        if conditional_delete {
+            builder = builder.conditional_delete(Arc::new(S3ConditionalDelete::new(self, store)?));
+        }
         if let Some(p) = self.part_size {
             builder = builder.part_size(p)?;
         }
@@ -421,6 +439,15 @@ impl S3Config {
         }
         tracing::debug!(bucket = name, provider, remote = %self.bucket, "built S3 bucket");
         Ok(builder.build())
+    }
+}
+
+impl S3Config {
+    /// Whether `delete_if_match` is sent to the server: as configured, else only to AWS
+    /// itself, and never unsigned (a presigned DELETE needs credentials).
+    pub fn conditional_delete_enabled(&self) -> bool {
+        self.credentials != CredentialSource::Anonymous
+            && self.conditional_delete.unwrap_or(self.endpoint.is_none())
     }
 }
 
@@ -466,12 +493,134 @@ impl Presigner for S3Presigner {
     }
 }
 
+/// Delete-if-match as a DELETE with `If-Match`, which S3 evaluates atomically (412 when the
+/// ETag differs). `object_store` has no conditional DELETE, so the request is presigned by
+/// its SigV4 signer (credentials, session tokens and refreshes as for every other request)
+/// and sent by a plain HTTP client with the bucket's timeouts.
+#[derive(Debug)]
+struct S3ConditionalDelete {
+    store: Arc<AmazonS3>,
+    http: reqwest::Client,
+}
+
+impl S3ConditionalDelete {
+    fn new(cfg: &S3Config, store: Arc<AmazonS3>) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout.unwrap_or(Duration::from_secs(30)))
+            .connect_timeout(cfg.connect_timeout.unwrap_or(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| {
+                StorageError::invalid_config(
+                    "conditional_delete",
+                    format!("cannot build the HTTP client for conditional deletes: {e}"),
+                )
+            })?;
+        Ok(S3ConditionalDelete { store, http })
+    }
+}
+
+#[async_trait]
+impl ConditionalDelete for S3ConditionalDelete {
+    async fn delete_if_match(&self, path: &Path, etag: &str) -> object_store::Result<()> {
+        // Long enough for a slow request; the URL is used once, at once.
+        let url = self
+            .store
+            .signed_url(
+                object_store::signer::Method::DELETE,
+                path,
+                Duration::from_secs(300),
+            )
+            .await?;
+        let bare = etag.trim().trim_start_matches("W/").trim_matches('"');
+        let response = self
+            .http
+            .delete(url)
+            .header("If-Match", format!("\"{bare}\""))
+            .send()
+            .await
+            .map_err(|e| object_store::Error::Generic {
+                store: "S3",
+                source: format!("DELETE {path} with If-Match: {e}").into(),
+            })?;
+        let status = response.status().as_u16();
+        let answer = || async {
+            let body = response.text().await.unwrap_or_default();
+            let body: String = body.chars().take(300).collect();
+            format!("DELETE {path} with If-Match {etag}: HTTP {status} {body}")
+        };
+        match status {
+            200..=299 => Ok(()),
+            404 => Err(object_store::Error::NotFound {
+                path: path.to_string(),
+                source: answer().await.into(),
+            }),
+            // 409: another request changed the object while this one was evaluated.
+            409 | 412 => Err(object_store::Error::Precondition {
+                path: path.to_string(),
+                source: answer().await.into(),
+            }),
+            401 | 403 => Err(object_store::Error::PermissionDenied {
+                path: path.to_string(),
+                source: answer().await.into(),
+            }),
+            _ => Err(object_store::Error::Generic {
+                store: "S3",
+                source: answer().await.into(),
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
         Env::from_pairs(pairs.iter().copied())
+    }
+
+    #[test]
+    fn conditional_delete_only_where_the_server_is_known_to_honour_it() {
+        let mut aws = S3Config::new("docs");
+        aws.access_key_id = Some("AK".into());
+        aws.secret_access_key = Some(Secret::new("SK"));
+        assert!(
+            aws.conditional_delete_enabled(),
+            "AWS S3 honours If-Match on DELETE"
+        );
+        assert!(aws.build("docs").unwrap().capabilities().delete_if_match);
+
+        let mut custom = aws.clone();
+        custom.endpoint = Some("https://s3.example.com".into());
+        assert!(!custom.conditional_delete_enabled(), "unknown servers: off");
+        let bucket = custom.build("docs").unwrap();
+        assert!(!bucket.capabilities().delete_if_match);
+
+        custom.conditional_delete = Some(true);
+        assert!(custom.build("docs").unwrap().capabilities().delete_if_match);
+
+        let mut anonymous = aws.clone();
+        anonymous.credentials = CredentialSource::Anonymous;
+        anonymous.conditional_delete = Some(true);
+        assert!(
+            !anonymous.conditional_delete_enabled(),
+            "a DELETE must be signed"
+        );
+    }
+
+    #[tokio::test]
+    async fn conditional_delete_off_is_not_supported() {
+        let mut custom = S3Config::new("docs");
+        custom.endpoint = Some("https://s3.example.com".into());
+        custom.access_key_id = Some("AK".into());
+        custom.secret_access_key = Some(Secret::new("SK"));
+        let err = custom
+            .build("docs")
+            .unwrap()
+            .delete_if_match("a", "\"e\"")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::NotSupported { .. }), "{err}");
     }
 
     #[test]

@@ -531,6 +531,8 @@ async fn conditional_delete(b: &Bucket, _: &Profile) -> Outcome {
     let now = b.head("cd/a").await.unwrap().etag.unwrap();
     b.delete_if_match("cd/a", &now).await.unwrap();
     assert!(!b.exists("cd/a").await.unwrap());
+    let gone = b.delete_if_match("cd/a", &now).await.unwrap_err();
+    assert!(matches!(gone, StorageError::NotFound { .. }), "{gone}");
     Outcome::Passed
 }
 

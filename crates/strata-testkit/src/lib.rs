@@ -134,6 +134,8 @@ pub fn s3_config(server: &ServerEnv) -> S3Config {
     cfg.access_key_id = Some(server.access_key.clone());
     cfg.secret_access_key = Some(server.secret_key.clone());
     cfg.max_retries = Some(2);
+    // moto honours If-Match on DELETE (a custom endpoint is off by default).
+    cfg.conditional_delete = Some(true);
     cfg
 }
 
@@ -147,12 +149,15 @@ pub fn s3_bucket(hint: &str) -> Option<Bucket> {
 }
 
 /// A bucket on the signature-checking s3s-fs server under a fresh prefix. Its conditional
-/// reads are ignored and its conditional writes are not atomic, so the capabilities say so.
+/// reads and deletes are ignored and its conditional writes are not atomic, so the
+/// capabilities say so.
 pub fn sigv4_bucket(hint: &str) -> Option<Bucket> {
     let server = sigv4_env()?;
     let mut cfg = s3_config(&server);
     // s3s-fs stalls ~40 ms on reused keep-alive connections.
     cfg.keep_alive = false;
+    // s3s-fs ignores If-Match on DELETE: a conditional delete would not be one.
+    cfg.conditional_delete = Some(false);
     let bucket = cfg
         .build_as(hint, "s3", Capabilities::S3.with_conditional_get(false))
         .expect("valid test S3 config");
