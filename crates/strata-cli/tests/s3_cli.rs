@@ -1,0 +1,207 @@
+//! The `strata` binary on the moto S3 server through a `--config` file: the object commands
+//! over real HTTP, and presigned URLs used by a plain HTTP client.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    cfg: PathBuf,
+}
+
+/// A config naming one bucket handle, `media`, on moto under a fresh prefix; `None` when
+/// the S3 tests are knowingly skipped (`STRATA_SKIP_S3=1`).
+fn setup() -> Option<Setup> {
+    let server = strata_testkit::moto_env()?;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("strata.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[connections.moto]
+kind = "s3"
+endpoint = "{endpoint}"
+allow_http = true
+path_style = true
+credentials = "static"
+access_key_id = "{ak}"
+secret_access_key = "{sk}"
+conditional_delete = true
+
+[buckets.media]
+connection = "moto"
+bucket = "{bucket}"
+prefix = "{prefix}"
+"#,
+            endpoint = server.endpoint,
+            ak = server.access_key,
+            sk = server.secret_key.expose(),
+            bucket = server.bucket,
+            prefix = strata_testkit::run_prefix("cli"),
+        ),
+    )
+    .unwrap();
+    Some(Setup { dir, cfg })
+}
+
+fn strata(cfg: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--config")
+        .arg(cfg)
+        .arg("--quiet")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run strata")
+}
+
+fn ok(cfg: &Path, args: &[&str]) -> String {
+    let out = strata(cfg, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(cfg: &Path, args: &[&str]) -> Value {
+    let mut with_json = args.to_vec();
+    with_json.push("--json");
+    let out = ok(cfg, &with_json);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+}
+
+fn exit_code(cfg: &Path, args: &[&str]) -> i32 {
+    strata(cfg, args).status.code().expect("exited")
+}
+
+#[tokio::test]
+async fn object_commands_and_presigned_urls_on_s3() {
+    let Some(Setup { dir, cfg }) = setup() else {
+        return;
+    };
+    let cfg = cfg.as_path();
+
+    // put with content type and metadata; stat reads them back with the ETag.
+    ok(
+        cfg,
+        &[
+            "put",
+            "media:docs/a.json",
+            "--data",
+            r#"{"x":1}"#,
+            "--content-type",
+            "application/json",
+            "--meta",
+            "owner=ana",
+        ],
+    );
+    let stat = json(cfg, &["stat", "media:docs/a.json"]);
+    assert_eq!(stat["size"], 7);
+    assert_eq!(stat["headers"]["content-type"], "application/json");
+    assert_eq!(stat["metadata"]["owner"], "ana");
+    let etag = stat["etag"].as_str().expect("an ETag").to_string();
+
+    // Conditional writes: a stale ETag is a conflict (exit 4), the current one succeeds.
+    assert_eq!(
+        exit_code(
+            cfg,
+            &[
+                "put",
+                "media:docs/a.json",
+                "--data",
+                "{}",
+                "--if-match",
+                "\"stale\""
+            ]
+        ),
+        4
+    );
+    assert_eq!(
+        exit_code(
+            cfg,
+            &["put", "media:docs/a.json", "--data", "{}", "--if-absent"]
+        ),
+        4
+    );
+    ok(
+        cfg,
+        &[
+            "put",
+            "media:docs/a.json",
+            "--data",
+            r#"{"x":2}"#,
+            "--if-match",
+            &etag,
+        ],
+    );
+
+    // ls -l shows size and key; get -o writes the file.
+    let long = ok(cfg, &["ls", "-l", "media:docs/"]);
+    assert!(
+        long.contains("docs/a.json") && long.contains("7 B"),
+        "{long}"
+    );
+    let out = dir.path().join("a.json");
+    ok(
+        cfg,
+        &["get", "media:docs/a.json", "-o", out.to_str().unwrap()],
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), r#"{"x":2}"#);
+    assert_eq!(exit_code(cfg, &["get", "media:docs/missing"]), 3);
+
+    // A presigned GET, fetched by a plain HTTP client, returns the object.
+    let url = ok(cfg, &["presign", "media:docs/a.json", "--expires", "15m"]);
+    let body = reqwest::get(url.trim()).await.unwrap();
+    assert_eq!(body.status(), 200);
+    assert_eq!(body.text().await.unwrap(), r#"{"x":2}"#);
+    // A presigned PUT uploads through the same client; the CLI then reads it.
+    let url = ok(
+        cfg,
+        &[
+            "presign",
+            "media:docs/up.txt",
+            "--method",
+            "put",
+            "--expires",
+            "1h",
+        ],
+    );
+    let put = reqwest::Client::new()
+        .put(url.trim())
+        .body("uploaded")
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+    assert_eq!(ok(cfg, &["get", "media:docs/up.txt"]), "uploaded");
+
+    // Recursive copy up and down, move, stats, health, rm --prefix.
+    let local = dir.path().join("tree");
+    std::fs::create_dir_all(local.join("sub")).unwrap();
+    std::fs::write(local.join("one.txt"), "1").unwrap();
+    std::fs::write(local.join("sub/two.txt"), "22").unwrap();
+    ok(cfg, &["cp", "-r", local.to_str().unwrap(), "media:tree/"]);
+    ok(cfg, &["mv", "media:tree/one.txt", "media:tree/uno.txt"]);
+    let back = dir.path().join("back");
+    ok(cfg, &["cp", "-r", "media:tree/", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(back.join("uno.txt")).unwrap(), "1");
+    assert_eq!(
+        std::fs::read_to_string(back.join("sub/two.txt")).unwrap(),
+        "22"
+    );
+    assert!(!back.join("one.txt").exists(), "mv left the source");
+    let stats = json(cfg, &["stats", "media:"]);
+    assert_eq!(stats["objects"], 4, "{stats}");
+    let health = json(cfg, &["health", "media"]);
+    assert_eq!(health[0]["ok"], true, "{health}");
+    assert_eq!(health[0]["provider"], "s3", "{health}");
+    ok(cfg, &["rm", "media:", "--prefix", "tree/"]);
+    ok(cfg, &["rm", "media:docs/a.json", "media:docs/up.txt"]);
+    let stats = json(cfg, &["stats", "media:"]);
+    assert_eq!(stats["objects"], 0, "{stats}");
+}
