@@ -3,8 +3,11 @@
 //! A collection is `NAME:PREFIX`: documents live at `PREFIX/{id}.json` in bucket `NAME`
 //! (`app:assistants` → `assistants/asst_1.json`), or follow `--scheme TEMPLATE`
 //! (`--scheme 'messages/{thread}/{id}.json'`, ids then `thread/id`). Versioned records
-//! (`history`, `revert`, `commit`) use `NAME:COLLECTION` with seed 004's layout
-//! (`records/{collection}/{id}/head.json`, `versions/{collection}/{id}/v{n}.json`).
+//! (`history`, `revert`, `commit`) use seed 004's layout. `NAME:COLLECTION` keeps both in
+//! bucket `NAME` (`records/{collection}/{id}/head.json`,
+//! `versions/{collection}/{id}/v{n}.json`); a bare `COLLECTION` follows the config's routes:
+//! heads under `[routes.records]`, versions under `[routes.versions]` (each its own bucket
+//! and prefix, as seed 004 keeps versions on cheaper storage).
 //!
 //! Exit codes: 3 when the document is missing, 4 on a failed `--if-match`, an existing
 //! document on `create`, or a conflict that retries did not resolve.
@@ -17,7 +20,8 @@ use serde::Serialize;
 use serde_json::Value;
 use storage_core::StorageError;
 use strata::cas::{
-    BackoffStrategy, Collection, SweepOptions, Ttl, Versioned, VersionedRecords, WriteOpts,
+    BackoffStrategy, Collection, RecordLayout, SweepOptions, Ttl, Versioned, VersionedRecords,
+    WriteOpts,
 };
 
 use crate::address::Address;
@@ -158,7 +162,8 @@ pub struct SweepArgs {
 /// `strata doc commit`.
 #[derive(Debug, Args)]
 pub struct CommitArgs {
-    /// Versioned records: NAME:COLLECTION.
+    /// Versioned records: NAME:COLLECTION (one bucket), or COLLECTION alone (heads and
+    /// versions where [routes.records] and [routes.versions] put them).
     pub records: String,
     /// Record id.
     pub id: String,
@@ -173,7 +178,8 @@ pub struct CommitArgs {
 /// `strata doc history`.
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// Versioned records: NAME:COLLECTION.
+    /// Versioned records: NAME:COLLECTION (one bucket), or COLLECTION alone (heads and
+    /// versions where [routes.records] and [routes.versions] put them).
     pub records: String,
     /// Record id.
     pub id: String,
@@ -182,7 +188,8 @@ pub struct HistoryArgs {
 /// `strata doc revert`.
 #[derive(Debug, Args)]
 pub struct RevertArgs {
-    /// Versioned records: NAME:COLLECTION.
+    /// Versioned records: NAME:COLLECTION (one bucket), or COLLECTION alone (heads and
+    /// versions where [routes.records] and [routes.versions] put them).
     pub records: String,
     /// Record id.
     pub id: String,
@@ -225,6 +232,9 @@ fn collection(ctx: &Ctx, c: &CollectionArg) -> CliResult<Collection<Value>> {
 }
 
 fn records(ctx: &Ctx, spec: &str) -> CliResult<VersionedRecords<Value>> {
+    if !spec.contains(':') {
+        return routed_records(ctx, spec);
+    }
     let (name, collection) = Address::remote(spec)?;
     if collection.is_empty() {
         return Err(CliError::bad_input(format!(
@@ -234,6 +244,41 @@ fn records(ctx: &Ctx, spec: &str) -> CliResult<VersionedRecords<Value>> {
     Ok(VersionedRecords::new(
         &ctx.strata.bucket(&name)?,
         &collection,
+    )?)
+}
+
+/// Records of `collection` with heads under `[routes.records]` and versions under
+/// `[routes.versions]`, each route's prefix standing for the layout's `records/` and
+/// `versions/` folders.
+fn routed_records(ctx: &Ctx, collection: &str) -> CliResult<VersionedRecords<Value>> {
+    if collection.is_empty() {
+        return Err(CliError::bad_input(
+            "no collection given; write COLLECTION (routed by [routes.records] and [routes.versions]) or NAME:COLLECTION",
+        ));
+    }
+    let unrouted = |e: StorageError| {
+        CliError::bad_input(format!(
+            "`{collection}` has no NAME:, so its heads follow [routes.records] and its versions [routes.versions], but {e}; write NAME:COLLECTION to keep both in one bucket"
+        ))
+    };
+    let router = ctx.strata.router().map_err(unrouted)?;
+    let scoped = |route: &str| -> CliResult<storage_core::Bucket> {
+        let routed = router.route(route).map_err(unrouted)?;
+        let builder = routed.bucket().to_builder();
+        Ok(match routed.prefix() {
+            "" => builder.build(),
+            prefix => builder.prefix(prefix)?.build(),
+        })
+    };
+    let layout = RecordLayout {
+        head: "{collection}/{id}/head.json".into(),
+        version: "{collection}/{id}/v{version}.json".into(),
+    };
+    Ok(VersionedRecords::with_layout(
+        &scoped("records")?,
+        &scoped("versions")?,
+        collection,
+        &layout,
     )?)
 }
 
@@ -899,6 +944,71 @@ mod tests {
             EXIT_BAD_INPUT,
             "no prefix and no scheme"
         );
+    }
+
+    #[tokio::test]
+    async fn versioned_records_follow_the_records_and_versions_routes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = r#"
+[connections.disk]
+kind = "fs"
+root = "data"
+
+[buckets.hot]
+connection = "disk"
+[buckets.cold]
+connection = "disk"
+
+[routes.records]
+bucket = "hot"
+prefix = "heads"
+[routes.versions]
+bucket = "cold"
+prefix = "history"
+"#;
+        let path = dir.path().join("strata.toml");
+        std::fs::write(&path, cfg).unwrap();
+        let routed = Ctx {
+            strata: strata::Strata::from_config(&path).unwrap(),
+            json: true,
+            quiet: true,
+        };
+        for v in [r#"{"n":0}"#, r#"{"n":1}"#] {
+            DocCommand::Commit(CommitArgs {
+                records: "users".into(),
+                id: "42".into(),
+                data: Some(v.into()),
+                file: None,
+            })
+            .run(&routed)
+            .await
+            .unwrap();
+        }
+        let data = dir.path().join("data");
+        assert!(data.join("hot/heads/users/42/head.json").is_file());
+        assert!(data.join("cold/history/users/42/v1.json").is_file());
+        assert!(!data.join("hot/history").exists() && !data.join("cold/heads").exists());
+        DocCommand::Revert(RevertArgs {
+            records: "users".into(),
+            id: "42".into(),
+            version: 0,
+        })
+        .run(&routed)
+        .await
+        .unwrap();
+        let head = records(&routed, "users")
+            .unwrap()
+            .get("42")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((head.version, head.value), (2, json!({"n": 0})));
+
+        // Without the routes, the bare form says what to configure.
+        let plain = tempfile::tempdir().unwrap();
+        let err = records(&ctx(plain.path()), "users").unwrap_err();
+        assert!(err.message.contains("[routes.records]"), "{}", err.message);
+        assert_eq!(err.code, EXIT_BAD_INPUT);
     }
 
     #[tokio::test]
