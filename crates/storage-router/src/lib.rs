@@ -72,5 +72,7 @@ pub use read::{Found, ReadPolicy, read_any};
 pub use routed::{OffloadTarget, RoutedBucket, RoutedTarget};
 pub use router::{BucketEntry, OffloadInfo, RouteInfo, Router, RouterInfo, TenantInfo};
 pub use source::{MirrorCopy, MirrorReport, SourceInfo, SourceSet};
-pub use stores::{FailoverStore, FallbackStore, MirrorRequirement, MirrorStore, failover_bucket};
+pub use stores::{
+    DELETE_BATCH, FailoverStore, FallbackStore, MirrorRequirement, MirrorStore, failover_bucket,
+};
 pub use sync::{CHECKPOINT_FOLDER, CompareMode, SyncOptions, SyncProgress, SyncReport, sync};

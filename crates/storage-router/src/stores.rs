@@ -36,6 +36,10 @@ struct Member {
     store: Arc<dyn ObjectStore>,
 }
 
+/// Keys per batch delete sent to a member: the smallest `DeleteObjects` limit among the
+/// providers Strata knows (R2 takes 700; S3 1000), since a member's limit is not known here.
+pub const DELETE_BATCH: usize = 700;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ReadFallback {
     OnUnavailable,
@@ -405,34 +409,77 @@ impl Core {
         .await
     }
 
+    /// Deletes go to the members in batches of [`DELETE_BATCH`] keys (one `DeleteObjects`
+    /// request each on S3), every batch through the store's write policy. When a batch
+    /// fails, each of its keys reports the failure (deleting again is harmless).
     fn delete_stream(
         self: &Arc<Self>,
         locations: BoxStream<'static, OsResult<Path>>,
     ) -> BoxStream<'static, OsResult<Path>> {
         let core = self.clone();
         locations
-            .then(move |loc| {
+            .chunks(DELETE_BATCH)
+            .then(move |chunk| {
                 let core = core.clone();
-                async move {
-                    let loc = loc?;
-                    let op = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<()>> {
-                        let l = loc.clone();
-                        Box::pin(async move {
-                            match s.delete(&l).await {
-                                Err(object_store::Error::NotFound { .. }) => Ok(()),
-                                r => r,
-                            }
-                        })
-                    };
-                    match core.writes {
-                        Writes::Primary => op(core.primary().store.clone()).await?,
-                        Writes::Failover => core.write_failover(true, op).await?,
-                        Writes::Mirror(req) => core.write_mirror(req, false, op, op).await?,
-                    }
-                    Ok(loc)
-                }
+                async move { core.delete_batch(chunk).await }
             })
+            .flat_map(stream::iter)
             .boxed()
+    }
+
+    async fn delete_batch(&self, chunk: Vec<OsResult<Path>>) -> Vec<OsResult<Path>> {
+        let mut out = Vec::with_capacity(chunk.len());
+        let mut paths = Vec::with_capacity(chunk.len());
+        for r in chunk {
+            match r {
+                Ok(p) => paths.push(p),
+                Err(e) => out.push(Err(e)),
+            }
+        }
+        if paths.is_empty() {
+            return out;
+        }
+        let paths = Arc::new(paths);
+        let op = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<()>> {
+            let paths = paths.clone();
+            Box::pin(async move {
+                let batch = stream::iter(paths.iter().cloned().map(Ok).collect::<Vec<_>>());
+                let mut results = s.delete_stream(batch.boxed());
+                while let Some(r) = results.next().await {
+                    match r {
+                        // Already gone is deleted, as for a single delete.
+                        Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            })
+        };
+        let r = match self.writes {
+            Writes::Primary => op(self.primary().store.clone()).await,
+            Writes::Failover => self.write_failover(true, op).await,
+            Writes::Mirror(req) => self.write_mirror(req, false, op, op).await,
+        };
+        match r {
+            Ok(()) => out.extend(paths.iter().cloned().map(Ok)),
+            Err(e) => {
+                let message = e.to_string();
+                let mut first = Some(e);
+                for p in paths.iter() {
+                    out.push(Err(first.take().unwrap_or_else(|| {
+                        object_store::Error::Generic {
+                            store: self.kind,
+                            source: format!(
+                                "the batch delete of {} keys holding {p} failed: {message}",
+                                paths.len()
+                            )
+                            .into(),
+                        }
+                    })));
+                }
+            }
+        }
+        out
     }
 
     fn list(self: &Arc<Self>, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {

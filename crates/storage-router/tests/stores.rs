@@ -281,3 +281,83 @@ async fn a_failover_bucket_keeps_the_primary_identity() {
     pf.set_down(true);
     assert_eq!(b.get("k").await.unwrap().bytes, "from r2");
 }
+
+fn counting_memory() -> Arc<strata_testkit::CountingStore> {
+    Arc::new(strata_testkit::CountingStore::new(Arc::new(
+        MemoryStore::new(),
+    )))
+}
+
+#[tokio::test]
+async fn deletes_reach_every_store_in_batches() {
+    let (a, b) = (counting_memory(), counting_memory());
+    let members: Vec<(String, Arc<dyn ObjectStore>)> =
+        vec![("a".into(), a.clone()), ("b".into(), b.clone())];
+    let mirror = Bucket::builder("m", Arc::new(MirrorStore::new(members)))
+        .capabilities(storage_core::Capabilities::MEMORY)
+        .build();
+    let keys: Vec<String> = (0..1500).map(|i| format!("k/{i:04}")).collect();
+    for k in &keys {
+        mirror.put(k, "x").await.unwrap();
+    }
+    let report = mirror.delete_many(&keys).await;
+    assert_eq!(report.deleted.len(), 1500);
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    for (name, store) in [("a", &a), ("b", &b)] {
+        let (calls, deleted) = store.deletes();
+        assert_eq!(deleted, 1500, "{name}");
+        // Bucket::delete_many sends 1000 + 500 keys; each is cut into batches of 700.
+        assert_eq!(calls, 3, "{name}: {calls} delete calls for 1500 keys");
+        let left: Vec<_> = store.list(None).try_collect().await.unwrap();
+        assert!(left.is_empty(), "{name} kept {} objects", left.len());
+    }
+}
+
+#[tokio::test]
+async fn a_failed_delete_batch_fails_over_whole_and_reports_every_key() {
+    let (primary, pf) = faulty_bucket("s3");
+    let fallback = counting_memory();
+    let store = FailoverStore::new(
+        ("s3", primary.store().clone()),
+        ("r2", fallback.clone() as Arc<dyn ObjectStore>),
+    );
+    let bucket = Bucket::builder("media", Arc::new(store))
+        .capabilities(storage_core::Capabilities::MEMORY)
+        .build();
+    let keys: Vec<String> = (0..10).map(|i| format!("k/{i}")).collect();
+    for k in &keys {
+        fallback.put(&p(k), PutPayload::from("x")).await.unwrap();
+    }
+    pf.set_down(true);
+    let report = bucket.delete_many(&keys).await;
+    assert_eq!(report.deleted.len(), 10, "{:?}", report.failed);
+    assert_eq!(fallback.deletes(), (1, 10), "one batch on the fallback");
+
+    // A store that refuses (not unavailable: no failover) fails each key of the batch.
+    let (refusing, rf) = faulty_bucket("s3");
+    rf.set_down(true);
+    let only = Bucket::builder("solo", refusing.store().clone())
+        .capabilities(storage_core::Capabilities::MEMORY)
+        .build();
+    let mirror = Bucket::builder(
+        "m",
+        Arc::new(MirrorStore::with_requirement(
+            vec![("s3".into(), only.store().clone())],
+            MirrorRequirement::All,
+        )),
+    )
+    .build();
+    let report = mirror.delete_many(&keys).await;
+    assert_eq!(report.failed.len(), 10);
+    assert!(report.deleted.is_empty());
+    let named = report
+        .failed
+        .iter()
+        .filter(|(key, err)| {
+            let text = err.to_string();
+            text.contains("batch delete of 10 keys") && text.contains(key.as_str())
+        })
+        .count();
+    // The first key carries the store's own error; the others name the batch they were in.
+    assert_eq!(named, 9, "{:?}", report.failed);
+}

@@ -1,5 +1,6 @@
-//! A store that counts the GET requests it serves and the bytes they return, for tests and
-//! benchmarks that prove a read fetched only what it needed.
+//! A store that counts the GET requests it serves and the bytes they return, and the delete
+//! calls it gets, for tests and benchmarks that prove a read fetched only what it needed or
+//! that deletes went out in batches.
 
 use std::fmt;
 use std::ops::Range;
@@ -8,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
@@ -16,12 +18,15 @@ use object_store::{
 };
 use storage_core::Bucket;
 
-/// Counts GET requests (whole, ranged, multi-range; not HEADs' bytes) and returned bytes.
+/// Counts GET requests (whole, ranged, multi-range; not HEADs' bytes) and returned bytes,
+/// and delete calls (each `delete_stream`, which a single `delete` also goes through).
 #[derive(Debug)]
 pub struct CountingStore {
     inner: Arc<dyn ObjectStore>,
     gets: AtomicU64,
     bytes: AtomicU64,
+    delete_calls: Arc<AtomicU64>,
+    deleted_keys: Arc<AtomicU64>,
 }
 
 impl CountingStore {
@@ -31,6 +36,8 @@ impl CountingStore {
             inner,
             gets: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            delete_calls: Arc::new(AtomicU64::new(0)),
+            deleted_keys: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -54,6 +61,14 @@ impl CountingStore {
     /// Bytes returned so far.
     pub fn bytes_read(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// (delete calls, keys passed to them) so far.
+    pub fn deletes(&self) -> (u64, u64) {
+        (
+            self.delete_calls.load(Ordering::Relaxed),
+            self.deleted_keys.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -106,7 +121,15 @@ impl ObjectStore for CountingStore {
         &self,
         locations: BoxStream<'static, OsResult<Path>>,
     ) -> BoxStream<'static, OsResult<Path>> {
-        self.inner.delete_stream(locations)
+        self.delete_calls.fetch_add(1, Ordering::Relaxed);
+        let keys = self.deleted_keys.clone();
+        self.inner.delete_stream(
+            locations
+                .inspect(move |_| {
+                    keys.fetch_add(1, Ordering::Relaxed);
+                })
+                .boxed(),
+        )
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
