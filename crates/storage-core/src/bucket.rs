@@ -535,16 +535,18 @@ impl BucketBuilder {
         self
     }
 
-    /// Finish. A bucket given no location gets `custom:NAME`; capabilities that need a hook
-    /// (presign, delete-if-match) are cleared when the hook was not given.
+    /// Finish. A bucket given no location gets `custom:NAME`; `delete_if_match` is claimed
+    /// exactly when a [`ConditionalDelete`] hook was given, and `presign` is cleared
+    /// without a [`Presigner`].
     pub fn build(mut self) -> Bucket {
         if self.bucket.location.is_empty() {
             self.bucket.location = format!("custom:{}", self.bucket.name).into();
         }
-        // Capabilities copied from another bucket can claim what this one has no hook for;
-        // they must say what this handle can do.
+        // Capabilities copied from another bucket can claim what this one has no hook for,
+        // or miss the hook it was given: they must say what this handle can do. (A
+        // presigner may be present yet off, for anonymous S3 access: presign only clears.)
         let caps = &mut self.bucket.capabilities;
-        caps.delete_if_match &= self.bucket.conditional_delete.is_some();
+        caps.delete_if_match = self.bucket.conditional_delete.is_some();
         caps.presign &= self.bucket.presigner.is_some();
         Bucket {
             shared: Arc::new(self.bucket),
@@ -1226,20 +1228,22 @@ mod tests {
 
     #[tokio::test]
     async fn capabilities_claim_only_what_the_handle_has_hooks_for() {
-        // S3's capabilities copied onto a handle that has neither a presigner nor a
-        // conditional-delete hook (as a layered re-wrap of a store does).
+        // Capabilities that claim presigning and conditional deletes, copied onto a handle
+        // with neither hook (as a layered re-wrap of a store does).
+        let claims = Capabilities::MEMORY.with_presign(true);
+        assert!(claims.delete_if_match && claims.presign);
         let b = Bucket::builder("copied", Arc::new(MemoryStore::new()))
-            .capabilities(Capabilities::S3.with_presign(true))
+            .capabilities(claims)
             .build();
         assert!(!b.capabilities().presign);
         assert!(!b.capabilities().delete_if_match);
         let e = b.delete_if_match("a", "x").await.unwrap_err();
         assert!(matches!(e, StorageError::NotSupported { .. }), "{e}");
-        // With the hook, the claim stands.
+        // A hook given after capabilities that lack the claim: the hook decides.
         let store = Arc::new(MemoryStore::new());
         let b = Bucket::builder("hooked", store.clone())
-            .capabilities(Capabilities::MEMORY)
             .conditional_delete(store)
+            .capabilities(Capabilities::S3)
             .build();
         assert!(b.capabilities().delete_if_match);
     }

@@ -63,7 +63,9 @@ impl Capabilities {
         max_delete_batch: 1000,
     };
 
-    /// Amazon S3 and faithful S3-compatible servers.
+    /// Amazon S3 and faithful S3-compatible servers. `delete_if_match` is off here: a
+    /// bucket claims it when it is given a conditional-delete hook (`storage-s3` gives one
+    /// when its `conditional_delete` setting is on, as it is for AWS itself).
     pub const S3: Capabilities = Capabilities {
         create_if_absent: true,
         put_if_match: true,

@@ -15,6 +15,10 @@
 //! - **Invalidation**: this store's own put, multipart complete, delete, copy (destination)
 //!   and rename (both keys) drop the entry; a read that was in flight while any write
 //!   happened does not fill the cache, so it cannot re-insert what a write just replaced.
+//!   `Bucket::delete_if_match` is the exception: its hook talks to the backend beneath the
+//!   layers (the `ObjectStore` trait has no conditional delete), so with a
+//!   `revalidate_after` above zero a conditionally deleted object can still be served from
+//!   the cache until then; the default (`0`) revalidates every read and sees it gone.
 //! - **Stale if error** ([`CacheLayer::with_stale_if_error`], off by default): when a
 //!   revalidation fails because the backend is failing (or its circuit breaker is open), the
 //!   cached copy is served instead of the error.

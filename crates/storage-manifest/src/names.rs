@@ -71,11 +71,12 @@ pub const ID_LEN: usize = 26;
 /// A new file id for `at`: a lowercase ULID, so ids sort by creation time (to the millisecond)
 /// and two writers never pick the same one (80 random bits). Within one process, ids made for
 /// the same millisecond are monotonic (the random part is incremented), so they still sort in
-/// creation order, also while other threads make ids for other times in between.
+/// creation order, also while ids for up to 15 other milliseconds (other threads, back-dated
+/// writes) are made in between.
 pub fn new_id(at: DateTime<Utc>) -> String {
-    /// Milliseconds recently given ids, with the last random part used for each. A single
-    /// "last" entry was not enough: one id made for another time between two ids of the
-    /// same millisecond (another thread, a back-dated write) reset it.
+    /// The 16 milliseconds most recently given ids, with the last random part used for
+    /// each. A single "last" entry was not enough: one id made for another time between two
+    /// ids of the same millisecond (another thread, a back-dated write) reset it.
     struct Recent {
         slots: [(u128, u128); 16],
         next: usize,

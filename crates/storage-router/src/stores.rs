@@ -36,6 +36,25 @@ struct Member {
     store: Arc<dyn ObjectStore>,
 }
 
+/// The failure of a batch delete, as `path`'s own error: the same `object_store` variant,
+/// so callers still tell a refusal from an outage, with the batch's message.
+fn batch_failure(
+    store: &'static str,
+    e: &object_store::Error,
+    path: &Path,
+    batch: usize,
+) -> object_store::Error {
+    use object_store::Error as E;
+    let source = format!("the batch delete of {batch} keys holding `{path}` failed: {e}").into();
+    let path = path.to_string();
+    match e {
+        E::PermissionDenied { .. } => E::PermissionDenied { path, source },
+        E::Unauthenticated { .. } => E::Unauthenticated { path, source },
+        E::Precondition { .. } => E::Precondition { path, source },
+        _ => E::Generic { store, source },
+    }
+}
+
 /// Keys per batch delete sent to a member: the smallest `DeleteObjects` limit among the
 /// providers Strata knows (R2 takes 700; S3 1000), since a member's limit is not known here.
 pub const DELETE_BATCH: usize = 700;
@@ -409,77 +428,82 @@ impl Core {
         .await
     }
 
-    /// Deletes go to the members in batches of [`DELETE_BATCH`] keys (one `DeleteObjects`
-    /// request each on S3), every batch through the store's write policy. When a batch
-    /// fails, each of its keys reports the failure (deleting again is harmless).
+    /// Deletes go to the members in batches of at most [`DELETE_BATCH`] keys (one
+    /// `DeleteObjects` request each on S3), in input order. Writes to the primary alone
+    /// pass each key's own result through; failover and mirror stores run every batch
+    /// through their write policy, and when it fails each key of the batch reports the
+    /// failure (deleting again is harmless).
     fn delete_stream(
         self: &Arc<Self>,
         locations: BoxStream<'static, OsResult<Path>>,
     ) -> BoxStream<'static, OsResult<Path>> {
+        // `ready_chunks`, not `chunks`: a caller feeding keys one at a time and waiting for
+        // each answer must not wait for a batch to fill.
+        let batches = locations.ready_chunks(DELETE_BATCH);
+        if self.writes == Writes::Primary {
+            let store = self.primary().store.clone();
+            return batches
+                .flat_map(move |batch| store.delete_stream(stream::iter(batch).boxed()))
+                .map(|r| match r {
+                    // Already gone is deleted, as for a single delete.
+                    Err(object_store::Error::NotFound { path, .. }) => {
+                        Ok(Path::parse(&path).unwrap_or_else(|_| Path::from(path)))
+                    }
+                    r => r,
+                })
+                .boxed();
+        }
         let core = self.clone();
-        locations
-            .chunks(DELETE_BATCH)
-            .then(move |chunk| {
+        batches
+            .then(move |batch| {
                 let core = core.clone();
-                async move { core.delete_batch(chunk).await }
+                async move { core.delete_batch(batch).await }
             })
             .flat_map(stream::iter)
             .boxed()
     }
 
-    async fn delete_batch(&self, chunk: Vec<OsResult<Path>>) -> Vec<OsResult<Path>> {
-        let mut out = Vec::with_capacity(chunk.len());
-        let mut paths = Vec::with_capacity(chunk.len());
-        for r in chunk {
-            match r {
-                Ok(p) => paths.push(p),
-                Err(e) => out.push(Err(e)),
-            }
-        }
-        if paths.is_empty() {
-            return out;
-        }
-        let paths = Arc::new(paths);
-        let op = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<()>> {
-            let paths = paths.clone();
-            Box::pin(async move {
-                let batch = stream::iter(paths.iter().cloned().map(Ok).collect::<Vec<_>>());
-                let mut results = s.delete_stream(batch.boxed());
-                while let Some(r) = results.next().await {
-                    match r {
-                        // Already gone is deleted, as for a single delete.
-                        Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(())
-            })
-        };
-        let r = match self.writes {
-            Writes::Primary => op(self.primary().store.clone()).await,
-            Writes::Failover => self.write_failover(true, op).await,
-            Writes::Mirror(req) => self.write_mirror(req, false, op, op).await,
-        };
-        match r {
-            Ok(()) => out.extend(paths.iter().cloned().map(Ok)),
-            Err(e) => {
-                let message = e.to_string();
-                let mut first = Some(e);
-                for p in paths.iter() {
-                    out.push(Err(first.take().unwrap_or_else(|| {
-                        object_store::Error::Generic {
-                            store: self.kind,
-                            source: format!(
-                                "the batch delete of {} keys holding {p} failed: {message}",
-                                paths.len()
-                            )
-                            .into(),
+    async fn delete_batch(&self, batch: Vec<OsResult<Path>>) -> Vec<OsResult<Path>> {
+        let paths: Arc<Vec<Path>> = Arc::new(
+            batch
+                .iter()
+                .filter_map(|r| r.as_ref().ok().cloned())
+                .collect(),
+        );
+        let outcome = if paths.is_empty() {
+            Ok(())
+        } else {
+            let op = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<()>> {
+                let paths = paths.clone();
+                Box::pin(async move {
+                    let keys = stream::iter(paths.iter().cloned().map(Ok).collect::<Vec<_>>());
+                    let mut results = s.delete_stream(keys.boxed());
+                    while let Some(r) = results.next().await {
+                        match r {
+                            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                            Err(e) => return Err(e),
                         }
-                    })));
-                }
+                    }
+                    Ok(())
+                })
+            };
+            match self.writes {
+                Writes::Primary => op(self.primary().store.clone()).await,
+                Writes::Failover => self.write_failover(true, op).await,
+                Writes::Mirror(req) => self.write_mirror(req, false, op, op).await,
             }
-        }
-        out
+        };
+        let failure = outcome.err();
+        batch
+            .into_iter()
+            .map(|r| {
+                let path = r?;
+                match &failure {
+                    None => Ok(path),
+                    Some(e) => Err(batch_failure(self.kind, e, &path, paths.len())),
+                }
+            })
+            .collect()
     }
 
     fn list(self: &Arc<Self>, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {

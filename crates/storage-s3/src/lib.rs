@@ -496,7 +496,8 @@ impl Presigner for S3Presigner {
 /// Delete-if-match as a DELETE with `If-Match`, which S3 evaluates atomically (412 when the
 /// ETag differs). `object_store` has no conditional DELETE, so the request is presigned by
 /// its SigV4 signer (credentials, session tokens and refreshes as for every other request)
-/// and sent by a plain HTTP client with the bucket's timeouts.
+/// and sent by a plain HTTP client with the bucket's timeouts. It is not retried: after a
+/// lost answer, a second attempt would find the object gone and report it missing.
 #[derive(Debug)]
 struct S3ConditionalDelete {
     store: Arc<AmazonS3>,
@@ -505,16 +506,18 @@ struct S3ConditionalDelete {
 
 impl S3ConditionalDelete {
     fn new(cfg: &S3Config, store: Arc<AmazonS3>) -> Result<Self> {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .timeout(cfg.timeout.unwrap_or(Duration::from_secs(30)))
-            .connect_timeout(cfg.connect_timeout.unwrap_or(Duration::from_secs(5)))
-            .build()
-            .map_err(|e| {
-                StorageError::invalid_config(
-                    "conditional_delete",
-                    format!("cannot build the HTTP client for conditional deletes: {e}"),
-                )
-            })?;
+            .connect_timeout(cfg.connect_timeout.unwrap_or(Duration::from_secs(5)));
+        if !cfg.keep_alive {
+            http = http.pool_max_idle_per_host(0);
+        }
+        let http = http.build().map_err(|e| {
+            StorageError::invalid_config(
+                "conditional_delete",
+                format!("cannot build the HTTP client for conditional deletes: {e}"),
+            )
+        })?;
         Ok(S3ConditionalDelete { store, http })
     }
 }
