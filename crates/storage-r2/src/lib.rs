@@ -12,6 +12,7 @@
 //! | multipart parts must all be the same size (except the last) | `Bucket::put_stream` always uploads equal parts |
 //! | rejects `x-amz-checksum-*` headers | the S3 client is never given a checksum algorithm |
 //! | multipart ETags are not MD5 of the content | [`ETAG_IS_CONTENT_MD5`] = false; sync compares sizes + content hashes |
+//! | no conditional `DeleteObject` (R2's conditional headers cover puts, copies and multipart only) | `conditional_delete` off: `delete_if_match` is `NotSupported`, never an unconditional delete |
 //!
 //! ```
 //! use storage_core::config::Env;
@@ -31,6 +32,7 @@
 //! let bucket = r2.build("proofs")?;
 //! assert_eq!(bucket.provider(), "r2");
 //! assert_eq!(bucket.capabilities().max_delete_batch, 700);
+//! assert!(!bucket.capabilities().delete_if_match, "R2 has no conditional DeleteObject");
 //! # Ok::<(), storage_core::StorageError>(())
 //! ```
 
@@ -221,6 +223,9 @@ impl R2Config {
         s3.region = Some("auto".into());
         s3.endpoint = Some(self.endpoint_url());
         s3.path_style = Some(true);
+        // R2 documents If-Match for writes, not for DeleteObject: a DELETE carrying it could
+        // delete unconditionally.
+        s3.conditional_delete = Some(false);
         s3.allow_http = self.allow_http;
         s3.credentials = CredentialSource::Static;
         s3.access_key_id = Some(self.access_key_id.clone());
