@@ -67,16 +67,7 @@ impl Key {
         {
             return Ok(path);
         }
-        match scan_ascii(key.as_bytes()) {
-            Some(true) => {
-                if let Ok(path) = Path::parse(key) {
-                    return Ok(path);
-                }
-            }
-            Some(false) => {}
-            // Breaks a rule (the full check names it) or is not ASCII.
-            None => validate(key)?,
-        }
+        validate(key)?;
         Ok(path_of_valid(key))
     }
 
@@ -160,23 +151,29 @@ fn path_of_valid(key: &str) -> Path {
 /// `Path::parse` accepting it then proves the segment rules (it strips at most one
 /// trailing `/`, as a folder marker may have, and rejects every other empty segment).
 fn is_plain_candidate(b: &[u8]) -> bool {
-    if b.is_empty() || b.len() > MAX_KEY_BYTES || b[0] == b'/' {
-        return false;
-    }
-    let classes = b.iter().fold(0, |seen, &c| seen | BYTE_CLASS[c as usize]);
+    byte_classes(b).is_some_and(|classes| classes & (NOT_PRINTABLE | NOT_PLAIN) == 0)
+}
+
+/// The [`BYTE_CLASS`] bits of every byte of `b`, or `None` when `b` breaks a rule that needs
+/// no look at its segments: empty, longer than [`MAX_KEY_BYTES`], a leading `/`, or under
+/// [`RESERVED_PREFIX`].
+fn byte_classes(b: &[u8]) -> Option<u8> {
     let reserved = RESERVED_PREFIX.as_bytes();
-    classes & (NOT_PRINTABLE | NOT_PLAIN) == 0
-        && !(b.starts_with(reserved) && b.get(reserved.len()).is_none_or(|&c| c == b'/'))
+    if b.is_empty()
+        || b.len() > MAX_KEY_BYTES
+        || b[0] == b'/'
+        || (b.starts_with(reserved) && b.get(reserved.len()).is_none_or(|&c| c == b'/'))
+    {
+        return None;
+    }
+    Some(b.iter().fold(0, |seen, &c| seen | BYTE_CLASS[c as usize]))
 }
 
 /// One pass over an ASCII key that breaks no rule: `Some(plain)`, where `plain` says every
 /// byte is kept as it is by `Path`. `None` when the key is not ASCII or breaks a rule; then
 /// [`validate`] decides and names the rule.
 fn scan_ascii(b: &[u8]) -> Option<bool> {
-    if b.is_empty() || b.len() > MAX_KEY_BYTES || b[0] == b'/' {
-        return None;
-    }
-    let classes = b.iter().fold(0, |seen, &c| seen | BYTE_CLASS[c as usize]);
+    let classes = byte_classes(b)?;
     if classes & NOT_PRINTABLE != 0 {
         return None;
     }
@@ -188,10 +185,6 @@ fn scan_ascii(b: &[u8]) -> Option<bool> {
         if matches!(last, b"." | b"..") || segments.any(|s| matches!(s, b"" | b"." | b"..")) {
             return None;
         }
-    }
-    let reserved = RESERVED_PREFIX.as_bytes();
-    if b.starts_with(reserved) && b.get(reserved.len()).is_none_or(|&c| c == b'/') {
-        return None;
     }
     Some(classes & NOT_PLAIN == 0)
 }
