@@ -486,7 +486,6 @@ impl BucketBuilder {
     /// through the hook would reach only one copy, `delete_if_match` answers `NotSupported`.
     pub fn without_conditional_delete(mut self) -> Self {
         self.bucket.conditional_delete = None;
-        self.bucket.capabilities.delete_if_match = false;
         self
     }
 
@@ -926,6 +925,8 @@ impl Bucket {
             Ok(path) => path,
             Err(e) => return Either::Left(std::future::ready(Err(e))),
         };
+        // `fetch`'s three lines, inline: awaiting it as a nested future made in-memory gets
+        // 8-10% slower (bucket_vs_raw), for the same future size.
         Either::Right(async move {
             let r = self
                 .shared

@@ -387,6 +387,13 @@ impl S3Config {
         Ok(b)
     }
 
+    /// Whether `delete_if_match` is sent to the server: as configured, else only to AWS
+    /// itself, and never unsigned (a presigned DELETE needs credentials).
+    pub fn conditional_delete_enabled(&self) -> bool {
+        self.credentials != CredentialSource::Anonymous
+            && self.conditional_delete.unwrap_or(self.endpoint.is_none())
+    }
+
     /// Build a [`Bucket`] named `name`.
     pub fn build(&self, name: &str) -> Result<Bucket> {
         self.build_as(name, "s3", Capabilities::S3)
@@ -406,8 +413,6 @@ impl S3Config {
         if self.credentials == CredentialSource::Anonymous {
             caps = caps.with_presign(false);
         }
-        let conditional_delete = self.conditional_delete_enabled();
-        caps.delete_if_match = conditional_delete;
         let endpoint = self.endpoint.clone().unwrap_or_else(|| {
             format!(
                 "s3.{}.amazonaws.com",
@@ -425,7 +430,8 @@ impl S3Config {
             .presigner(Arc::new(S3Presigner {
                 store: store.clone(),
             }));
-        if conditional_delete {
+        // The hook is what makes the bucket claim `delete_if_match`.
+        if self.conditional_delete_enabled() {
             builder = builder.conditional_delete(Arc::new(S3ConditionalDelete::new(self, store)?));
         }
         if let Some(p) = self.part_size {
@@ -439,15 +445,6 @@ impl S3Config {
         }
         tracing::debug!(bucket = name, provider, remote = %self.bucket, "built S3 bucket");
         Ok(builder.build())
-    }
-}
-
-impl S3Config {
-    /// Whether `delete_if_match` is sent to the server: as configured, else only to AWS
-    /// itself, and never unsigned (a presigned DELETE needs credentials).
-    pub fn conditional_delete_enabled(&self) -> bool {
-        self.credentials != CredentialSource::Anonymous
-            && self.conditional_delete.unwrap_or(self.endpoint.is_none())
     }
 }
 

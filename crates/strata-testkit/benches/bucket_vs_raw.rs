@@ -27,6 +27,8 @@ struct Target {
     bucket: Bucket,
     /// Rounds, each running both sides back to back.
     rounds: usize,
+    /// Counted against the 0.95 target; the reference row is not.
+    target: bool,
     ops_small: usize,
     ops_large: usize,
 }
@@ -216,6 +218,7 @@ fn main() {
             // drifts by ±30% from one 10 ms to the next: many short rounds, each a
             // back-to-back pair, give a median ratio that holds still between runs.
             rounds: 41,
+            target: true,
             ops_small: 5_000,
             ops_large: 5_000,
         },
@@ -227,6 +230,7 @@ fn main() {
             bucket: Bucket::builder("bench", Arc::new(object_store::memory::InMemory::new()))
                 .build(),
             rounds: 41,
+            target: false,
             ops_small: 5_000,
             ops_large: 5_000,
         },
@@ -235,6 +239,7 @@ fn main() {
             raw: Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&raw_dir).unwrap()),
             bucket: Bucket::local("bench", dir.path().join("strata")).unwrap(),
             rounds: 21,
+            target: true,
             ops_small: 200,
             ops_large: 50,
         },
@@ -249,6 +254,7 @@ fn main() {
             raw,
             bucket: cfg.build("bench").unwrap(),
             rounds: 7,
+            target: true,
             ops_small: 100,
             ops_large: 10,
         });
@@ -269,7 +275,7 @@ fn main() {
             (1 << 20, t.ops_large, "1 MiB"),
         ] {
             for c in rt.block_on(compare(t, size, ops)) {
-                if t.name != "memory/InMemory" {
+                if t.target {
                     worst = worst.min(c.ratio);
                 }
                 println!(

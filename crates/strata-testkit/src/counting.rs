@@ -25,7 +25,7 @@ pub struct CountingStore {
     inner: Arc<dyn ObjectStore>,
     gets: AtomicU64,
     bytes: AtomicU64,
-    delete_calls: Arc<AtomicU64>,
+    delete_calls: AtomicU64,
     deleted_keys: Arc<AtomicU64>,
 }
 
@@ -36,7 +36,7 @@ impl CountingStore {
             inner,
             gets: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
-            delete_calls: Arc::new(AtomicU64::new(0)),
+            delete_calls: AtomicU64::new(0),
             deleted_keys: Arc::new(AtomicU64::new(0)),
         }
     }
