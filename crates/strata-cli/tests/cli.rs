@@ -1,36 +1,18 @@
 //! The `strata` binary end to end on the embedded default (a temporary STRATA_HOME).
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn strata(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .env("STRATA_HOME", home)
-        .env_remove("STRATA_CONFIG")
-        .env_remove("STORAGE_PROVIDER")
-        .env_remove("STORAGE_BACKEND")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run strata")
-}
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::Target::Home;
 
 fn ok(home: &Path, args: &[&str]) -> String {
-    let out = strata(home, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::ok(Home(home), args)
 }
 
 fn code(home: &Path, args: &[&str]) -> (i32, String) {
-    let out = strata(home, args);
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::code(Home(home), args)
 }
 
 #[test]

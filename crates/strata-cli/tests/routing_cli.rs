@@ -1,25 +1,18 @@
 //! `strata buckets`, `sync` and `dataset` end to end on a config with local-folder buckets.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::Target::Config;
 
 fn strata(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .arg("--config")
-        .arg(cfg)
-        .args(args)
-        .output()
-        .expect("run strata")
+    common::run(Config(cfg), args)
 }
 
 fn ok(cfg: &Path, args: &[&str]) -> String {
-    let out = strata(cfg, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::ok(Config(cfg), args)
 }
 
 fn setup() -> (tempfile::TempDir, std::path::PathBuf) {

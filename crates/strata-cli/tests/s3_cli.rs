@@ -1,9 +1,11 @@
 //! The `strata` binary on the moto S3 server through a `--config` file: the object commands
 //! over real HTTP, and presigned URLs used by a plain HTTP client.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::Target::Config;
 use serde_json::Value;
 
 struct Setup {
@@ -47,25 +49,8 @@ prefix = "{prefix}"
     Some(Setup { dir, cfg })
 }
 
-fn strata(cfg: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .arg("--config")
-        .arg(cfg)
-        .arg("--quiet")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run strata")
-}
-
 fn ok(cfg: &Path, args: &[&str]) -> String {
-    let out = strata(cfg, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::ok(Config(cfg), args)
 }
 
 fn json(cfg: &Path, args: &[&str]) -> Value {
@@ -76,7 +61,7 @@ fn json(cfg: &Path, args: &[&str]) -> Value {
 }
 
 fn exit_code(cfg: &Path, args: &[&str]) -> i32 {
-    strata(cfg, args).status.code().expect("exited")
+    common::code(Config(cfg), args).0
 }
 
 #[tokio::test]

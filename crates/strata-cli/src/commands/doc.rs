@@ -946,6 +946,33 @@ mod tests {
         );
     }
 
+    /// `strata doc commit RECORDS ID` of each value in turn.
+    async fn commit_versions(ctx: &Ctx, records: &str, id: &str, values: &[Value]) {
+        for v in values {
+            DocCommand::Commit(CommitArgs {
+                records: records.into(),
+                id: id.into(),
+                data: Some(v.to_string()),
+                file: None,
+            })
+            .run(ctx)
+            .await
+            .unwrap();
+        }
+    }
+
+    /// `strata doc revert RECORDS ID VERSION`.
+    async fn revert_to(ctx: &Ctx, records: &str, id: &str, version: u64) {
+        DocCommand::Revert(RevertArgs {
+            records: records.into(),
+            id: id.into(),
+            version,
+        })
+        .run(ctx)
+        .await
+        .unwrap();
+    }
+
     #[tokio::test]
     async fn versioned_records_follow_the_records_and_versions_routes() {
         let dir = tempfile::tempdir().unwrap();
@@ -973,29 +1000,12 @@ prefix = "history"
             json: true,
             quiet: true,
         };
-        for v in [r#"{"n":0}"#, r#"{"n":1}"#] {
-            DocCommand::Commit(CommitArgs {
-                records: "users".into(),
-                id: "42".into(),
-                data: Some(v.into()),
-                file: None,
-            })
-            .run(&routed)
-            .await
-            .unwrap();
-        }
+        commit_versions(&routed, "users", "42", &[json!({"n": 0}), json!({"n": 1})]).await;
         let data = dir.path().join("data");
         assert!(data.join("hot/heads/users/42/head.json").is_file());
         assert!(data.join("cold/history/users/42/v1.json").is_file());
         assert!(!data.join("hot/history").exists() && !data.join("cold/heads").exists());
-        DocCommand::Revert(RevertArgs {
-            records: "users".into(),
-            id: "42".into(),
-            version: 0,
-        })
-        .run(&routed)
-        .await
-        .unwrap();
+        revert_to(&routed, "users", "42", 0).await;
         let head = records(&routed, "users")
             .unwrap()
             .get("42")
@@ -1015,17 +1025,7 @@ prefix = "history"
     async fn versioned_commit_history_revert() {
         let dir = tempfile::tempdir().unwrap();
         let ctx = ctx(dir.path());
-        for v in [r#"{"n":0}"#, r#"{"n":1}"#] {
-            DocCommand::Commit(CommitArgs {
-                records: "app:users".into(),
-                id: "42".into(),
-                data: Some(v.into()),
-                file: None,
-            })
-            .run(&ctx)
-            .await
-            .unwrap();
-        }
+        commit_versions(&ctx, "app:users", "42", &[json!({"n": 0}), json!({"n": 1})]).await;
         DocCommand::History(HistoryArgs {
             records: "app:users".into(),
             id: "42".into(),
@@ -1033,14 +1033,7 @@ prefix = "history"
         .run(&ctx)
         .await
         .unwrap();
-        DocCommand::Revert(RevertArgs {
-            records: "app:users".into(),
-            id: "42".into(),
-            version: 0,
-        })
-        .run(&ctx)
-        .await
-        .unwrap();
+        revert_to(&ctx, "app:users", "42", 0).await;
         let r = records(&ctx, "app:users").unwrap();
         let head = r.get("42").await.unwrap().unwrap();
         assert_eq!((head.version, head.value), (2, json!({"n": 0})));

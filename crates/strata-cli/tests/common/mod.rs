@@ -1,0 +1,49 @@
+//! Running the `strata` binary from the integration tests.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+/// What a run works on.
+#[derive(Clone, Copy)]
+pub enum Target<'a> {
+    /// The embedded default, under this `STRATA_HOME`.
+    Home(&'a Path),
+    /// This config file (`--config`).
+    Config(&'a Path),
+}
+
+/// Run `strata args` on `target`. The environment's own config variables are removed and
+/// stdin is closed, so a run sees only what the test gives it.
+pub fn run(target: Target<'_>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.env_remove("STRATA_CONFIG")
+        .env_remove("STORAGE_PROVIDER")
+        .env_remove("STORAGE_BACKEND")
+        .stdin(Stdio::null());
+    match target {
+        Target::Home(home) => cmd.env("STRATA_HOME", home),
+        Target::Config(cfg) => cmd.arg("--config").arg(cfg),
+    };
+    cmd.args(args).output().expect("run strata")
+}
+
+/// Standard output of a run that must succeed (its standard error in the panic otherwise).
+pub fn ok(target: Target<'_>, args: &[&str]) -> String {
+    let out = run(target, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Exit code and standard error of a run.
+pub fn code(target: Target<'_>, args: &[&str]) -> (i32, String) {
+    let out = run(target, args);
+    (
+        out.status.code().expect("exited"),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
