@@ -4,26 +4,35 @@
 //! `PutMode::Update` and any attribute (content type, user metadata) with NotImplemented.
 //! Documents, manifests and TTLs need both, so [`LocalStore`] adds them:
 //!
-//! - **Metadata travels with the data.** The ETag, attributes and tags are kept in an
-//!   extended attribute (`user.strata.meta`) of the data file itself. A write stages the
-//!   body in `KEY#N`, sets the attribute on the staged file and renames it into place, so
-//!   data and metadata appear together in one atomic rename, and a reader that opened a file
-//!   reads the metadata of exactly that file (no lock, no second file).
-//! - **ETags are version ids unique to each write** (`"<process id>-<counter>"`, random
-//!   per process), so no filesystem timestamp resolution can make two writes share an ETag
-//!   (on a filesystem with coarse timestamps, `LocalFileSystem`'s `inode-mtime-size` repeats
-//!   once an inode is reused). They are not content hashes: hashing a body costs more than
-//!   writing it (MD5 runs at about 0.7 GB/s), and like S3's multipart ETags they have a
-//!   dash, so nothing mistakes them for an MD5. A copy keeps its source's ETag (same
-//!   content); a move keeps the file, and with it the ETag.
+//! - **Metadata travels with the data.** Attributes and tags are kept in an extended
+//!   attribute (`user.strata.meta`) of the data file itself. A write stages the body in
+//!   `KEY#N`, sets the attribute on the staged file and renames it into place, so data and
+//!   metadata appear together in one atomic rename, and a reader that opened a file reads
+//!   the metadata of exactly that file (no lock, no second file).
+//! - **ETags are unique to each write.** Every write stages a new file, so a new inode.
+//!   - Where the filesystem reports inode generations (ext4, xfs, btrfs on Linux), a write
+//!     without attributes or tags writes no attribute at all: its ETag is
+//!     `"inode-generation-mtime-size"`. The generation is drawn anew whenever an inode
+//!     number is reused, which `LocalFileSystem`'s `inode-mtime-size` lacks: on a
+//!     filesystem with coarse timestamps that repeats as soon as a freed inode comes back
+//!     within the same tick with a body of the same size, and a stale compare-and-swap
+//!     would then succeed. Skipping the attribute matters on ext4 with 128-byte inodes,
+//!     where any attribute costs a 4 KiB block of its own.
+//!   - Elsewhere, and for writes with attributes, the attribute also records an ETag made
+//!     for that write (`"<process id>-<counter>"`, random per process).
+//!
+//!   Neither is a content hash (hashing a body costs more than writing it: MD5 runs at
+//!   about 0.7 GB/s), and like S3's multipart ETags both have a dash, so nothing mistakes
+//!   them for an MD5. A copy keeps its source's ETag (same content); a move keeps the file,
+//!   and with it the ETag.
 //! - **Compare-and-swap across processes.** The check and the rename of every write run
 //!   under a per-key lock (an in-process mutex and an OS file lock under
 //!   `ROOT/.strata-sys/locks/`), so several `strata` processes may share one folder.
 //!   Conditional writes also check before staging, so a stale write fails without writing.
 //! - **Atomic delete-if-match**, under the same lock.
 //!
-//! Files put into the folder by other programs (no attribute) read with `LocalFileSystem`'s
-//! `inode-mtime-size` ETag and no attributes. The folder must be on a filesystem with user
+//! Files put into the folder by other programs (no attribute) read like writes without
+//! attributes: the inode ETag above, and no attributes. The folder must be on a filesystem with user
 //! extended attributes (ext4, xfs, btrfs, zfs, tmpfs on Linux 6.6+, APFS);
 //! [`LocalStore::new`] checks and says so otherwise.
 
@@ -89,6 +98,37 @@ fn new_etag() -> String {
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("\"{process:016x}-{n:x}\"")
+}
+
+/// The inode generation of an open file (`FS_IOC_GETVERSION`): a number the filesystem
+/// draws anew each time it hands out an inode number, so inode and generation together
+/// name one file for as long as the filesystem exists. `None` where the filesystem or the
+/// platform does not report it (tmpfs, overlayfs, macOS).
+mod inode_generation {
+    use std::fs::File;
+
+    #[cfg(target_os = "linux")]
+    pub(super) fn of(file: &File) -> Option<u32> {
+        #![allow(unsafe_code)]
+        use rustix::ioctl::{Opcode, Updater, ioctl, opcode};
+        // `_IOR('v', 1, long)`. ext4, xfs and btrfs write an `int` through the pointer;
+        // the buffer has room for a `long` in case a filesystem writes one.
+        const FS_IOC_GETVERSION: Opcode = opcode::read::<std::ffi::c_long>(b'v', 1);
+        let mut buf = [0u8; std::mem::size_of::<std::ffi::c_long>()];
+        // SAFETY: the request only writes (at most `size_of::<c_long>()` bytes) to the
+        // buffer it is given, which is initialised, owned here and alive for the call; it
+        // changes nothing in the file.
+        let ioctl_result = unsafe { ioctl(file, Updater::<FS_IOC_GETVERSION, _>::new(&mut buf)) };
+        ioctl_result.ok()?;
+        let mut int = [0u8; 4];
+        int.copy_from_slice(&buf[..4]);
+        Some(u32::from_ne_bytes(int))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn of(_file: &File) -> Option<u32> {
+        None
+    }
 }
 
 /// Reading and writing the metadata attribute of an open file.
@@ -178,6 +218,9 @@ pub struct LocalStore {
     inner: Arc<LocalFileSystem>,
     root: PathBuf,
     locks: Arc<KeyLocks>,
+    /// Whether this folder's filesystem reports inode generations, so writes without
+    /// attributes need no extended attribute (see the module docs).
+    inode_etags: bool,
 }
 
 impl fmt::Debug for LocalStore {
@@ -229,8 +272,9 @@ fn not_found(path: &Path) -> object_store::Error {
     }
 }
 
-/// `LocalFileSystem`'s ETag for a file without our attribute (written by another program).
-fn fs_etag(metadata: &Metadata) -> String {
+/// The ETag of a file without our attribute: `inode-generation-mtime-size`, or
+/// `LocalFileSystem`'s `inode-mtime-size` where there is no generation.
+fn inode_etag(metadata: &Metadata, generation: Option<u32>) -> String {
     #[cfg(unix)]
     let inode = std::os::unix::fs::MetadataExt::ino(metadata);
     #[cfg(not(unix))]
@@ -241,7 +285,11 @@ fn fs_etag(metadata: &Metadata) -> String {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .unwrap_or_default()
         .as_micros();
-    format!("\"{inode:x}-{mtime:x}-{:x}\"", metadata.len())
+    let size = metadata.len();
+    match generation {
+        Some(g) => format!("\"{inode:x}-{g:x}-{mtime:x}-{size:x}\""),
+        None => format!("\"{inode:x}-{mtime:x}-{size:x}\""),
+    }
 }
 
 /// An open data file with what describes it.
@@ -249,6 +297,8 @@ struct Opened {
     file: File,
     metadata: Metadata,
     meta: Option<FileMeta>,
+    /// The inode generation, read only when there is no attribute (so no recorded ETag).
+    generation: Option<u32>,
 }
 
 impl Opened {
@@ -273,17 +323,22 @@ impl Opened {
             },
             None => None,
         };
+        let generation = match meta {
+            Some(_) => None,
+            None => inode_generation::of(&file),
+        };
         Ok(Some(Opened {
             file,
             metadata,
             meta,
+            generation,
         }))
     }
 
     fn etag(&self) -> String {
         match &self.meta {
             Some(m) => m.etag.clone(),
-            None => fs_etag(&self.metadata),
+            None => inode_etag(&self.metadata, self.generation),
         }
     }
 
@@ -393,7 +448,8 @@ impl LocalStore {
     /// Open (creating if needed) the folder `root`.
     ///
     /// Fails with `InvalidConfig` when the folder cannot be created or its filesystem does
-    /// not support user extended attributes, where ETags and metadata are kept.
+    /// not support user extended attributes, where attributes and tags (and, on filesystems
+    /// without inode generations, ETags) are kept.
     pub fn new(root: impl AsRef<FsPath>) -> Result<Self> {
         let root = root.as_ref();
         std::fs::create_dir_all(root).map_err(|e| {
@@ -412,9 +468,8 @@ impl LocalStore {
             StorageError::invalid_config("root", format!("cannot create lock folder: {e}"))
         })?;
         let probe = sys.join("xattr-probe");
-        File::create(&probe)
-            .and_then(|f| xattr::set(&f, b"{}"))
-            .map_err(|e| {
+        let probe = File::create(&probe).and_then(|f| xattr::set(&f, b"{}").map(|()| f));
+        let probe = probe.map_err(|e| {
                 StorageError::invalid_config(
                     "root",
                     format!(
@@ -427,6 +482,7 @@ impl LocalStore {
             inner: Arc::new(inner),
             root,
             locks: Arc::new(locks),
+            inode_etags: inode_generation::of(&probe).is_some(),
         })
     }
 
@@ -498,11 +554,15 @@ impl LocalStore {
             let (mut staged_file, staged) = stage(&dst).map_err(io_err)?;
             let outcome = (|| {
                 std::io::copy(&mut source.file, &mut staged_file).map_err(io_err)?;
-                // A file written by another program has no metadata: the copy gets an ETag.
-                let meta = source.meta.take().unwrap_or_else(|| FileMeta {
-                    etag: new_etag(),
-                    ..Default::default()
-                });
+                // A source without an attribute has an inode ETag, which the copy's own
+                // inode would not reproduce: the copy records it.
+                let meta = match source.meta.take() {
+                    Some(meta) => meta,
+                    None => FileMeta {
+                        etag: source.etag(),
+                        ..Default::default()
+                    },
+                };
                 set_meta(&staged_file, &meta)?;
                 drop(staged_file);
                 let _g = locks.lock(&[to.as_ref()]).map_err(io_err)?;
@@ -517,23 +577,39 @@ impl LocalStore {
         .await
     }
 
-    /// Stage `write` beside `location`'s file, attach `meta`, then (under the key lock and
-    /// after checking `mode`) rename it into place. Used by puts and multipart completion.
+    /// Give the written `staged` file its ETag (and `meta`'s attributes and tags, if any),
+    /// then (under the key lock and after checking `mode`) rename it into place; returns
+    /// the ETag. Used by puts and multipart completion.
     fn commit(
         &self,
         location: &Path,
         staged: (File, PathBuf),
-        meta: &FileMeta,
+        mut meta: FileMeta,
         mode: &PutMode,
-    ) -> OsResult<()> {
+    ) -> OsResult<String> {
         let dest = self.fs_path(location)?;
         let (file, staged) = staged;
         let outcome = (|| {
-            set_meta(&file, meta)?;
+            let plain = meta.attributes.is_empty() && meta.tags.is_empty();
+            // A rename keeps the inode and its mtime, so the staged file's ETag is the
+            // ETag readers will see.
+            let generation = match plain && self.inode_etags {
+                true => inode_generation::of(&file),
+                false => None,
+            };
+            let etag = match generation {
+                Some(g) => inode_etag(&file.metadata().map_err(io_err)?, Some(g)),
+                None => {
+                    meta.etag = new_etag();
+                    set_meta(&file, &meta)?;
+                    meta.etag
+                }
+            };
             drop(file);
             let _g = self.locks.lock(&[location.as_ref()]).map_err(io_err)?;
             check_mode(location, &dest, mode)?;
-            std::fs::rename(&staged, &dest).map_err(io_err)
+            std::fs::rename(&staged, &dest).map_err(io_err)?;
+            Ok(etag)
         })();
         if outcome.is_err() {
             let _ = std::fs::remove_file(&staged);
@@ -586,13 +662,13 @@ impl ObjectStore for LocalStore {
                 return Err(io_err(e));
             }
             let meta = FileMeta {
-                etag: new_etag(),
+                etag: String::new(),
                 attributes: attributes_to_map(&opts.attributes),
                 tags: opts.tags.encoded().to_string(),
             };
-            store.commit(&location, (file, staged), &meta, &opts.mode)?;
+            let etag = store.commit(&location, (file, staged), meta, &opts.mode)?;
             Ok(PutResult {
-                e_tag: Some(meta.etag),
+                e_tag: Some(etag),
                 version: None,
                 extensions: Default::default(),
             })
@@ -797,7 +873,6 @@ impl MultipartUpload for LocalUpload {
         let Some(file) = self.file.take() else {
             return Err(upload_finished());
         };
-        self.meta.etag = new_etag();
         let file = Arc::try_unwrap(file).map_err(|_| {
             io_err(std::io::Error::other(
                 "complete() was called while parts were still being written; await every part first",
@@ -810,10 +885,11 @@ impl MultipartUpload for LocalUpload {
             self.staged.clone(),
         );
         self.finished = true;
-        blocking(move || store.commit(&location, (file, staged), &meta, &PutMode::Overwrite))
-            .await?;
+        let etag =
+            blocking(move || store.commit(&location, (file, staged), meta, &PutMode::Overwrite))
+                .await?;
         Ok(PutResult {
-            e_tag: Some(self.meta.etag.clone()),
+            e_tag: Some(etag),
             version: None,
             extensions: Default::default(),
         })
@@ -848,7 +924,8 @@ fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> std::io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use object_store::{Attributes, ObjectStoreExt};
+    use object_store::{Attributes, ObjectStoreExt, UpdateVersion};
+    use std::collections::HashSet;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn readers_never_see_data_without_its_metadata() {
@@ -931,6 +1008,52 @@ mod tests {
             store.head(&Path::from("c")).await.unwrap().e_tag.as_ref(),
             Some(&etag)
         );
+    }
+
+    #[tokio::test]
+    async fn etags_stay_unique_when_inode_numbers_come_back() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        let (p, file) = (Path::from("doc.json"), dir.path().join("doc.json"));
+        // Every version gets the same size and the same mtime, as writes within one tick of
+        // a coarse clock would: only the generation (or a recorded ETag) tells them apart.
+        let tick = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30);
+        let (mut etags, mut inodes) = (Vec::new(), HashSet::new());
+        for i in 0..1500 {
+            store.put(&p, format!("{:04}", i % 7).into()).await.unwrap();
+            File::options()
+                .write(true)
+                .open(&file)
+                .unwrap()
+                .set_modified(tick)
+                .unwrap();
+            let etag = store.head(&p).await.unwrap().e_tag.unwrap();
+            assert!(!etags.contains(&etag), "write {i} repeated {etag}");
+            etags.push(etag);
+            inodes.insert(std::fs::metadata(&file).unwrap().ino());
+        }
+        if inodes.len() == 1500 {
+            eprintln!("note: this filesystem never reused an inode number here");
+        }
+        let stale = PutOptions::from(PutMode::Update(UpdateVersion {
+            e_tag: Some(etags[0].clone()),
+            version: None,
+        }));
+        let e = store.put_opts(&p, "late".into(), stale).await.unwrap_err();
+        assert!(matches!(e, object_store::Error::Precondition { .. }), "{e}");
+        // Where generations are reported, a write without attributes writes no attribute.
+        let attr = xattr::get(&File::open(&file).unwrap()).unwrap();
+        assert_eq!(attr.is_none(), store.inode_etags);
+        // A move keeps the inode, so the ETag; a copy records its source's ETag.
+        let current = store.head(&p).await.unwrap().e_tag;
+        store.rename(&p, &Path::from("moved.json")).await.unwrap();
+        store.copy(&Path::from("moved.json"), &p).await.unwrap();
+        assert_eq!(
+            store.head(&Path::from("moved.json")).await.unwrap().e_tag,
+            current
+        );
+        assert_eq!(store.head(&p).await.unwrap().e_tag, current);
     }
 
     #[tokio::test]
