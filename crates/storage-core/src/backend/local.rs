@@ -1010,6 +1010,7 @@ mod tests {
         );
     }
 
+    #[cfg(unix)]
     #[tokio::test]
     async fn etags_stay_unique_when_inode_numbers_come_back() {
         use std::os::unix::fs::MetadataExt;
