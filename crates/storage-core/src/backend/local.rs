@@ -32,7 +32,13 @@
 //! - **Atomic delete-if-match**, under the same lock.
 //!
 //! Files put into the folder by other programs (no attribute) read like writes without
-//! attributes: the inode ETag above, and no attributes. The folder must be on a filesystem with user
+//! attributes: the inode ETag above, and no attributes.
+//!
+//! Every process sharing a folder should run this version on a mount that reports
+//! generations. An older Strata, or a process that reaches the folder through NFS, SMB,
+//! FUSE or overlayfs (no generations), computes `inode-mtime-size` for files without an
+//! attribute: ETags it receives from this version never match there (its conditional
+//! writes with them fail, safely), and its own ETags lose the generation's protection. The folder must be on a filesystem with user
 //! extended attributes (ext4, xfs, btrfs, zfs, tmpfs on Linux 6.6+, APFS);
 //! [`LocalStore::new`] checks and says so otherwise.
 
@@ -110,19 +116,20 @@ mod inode_generation {
     #[cfg(target_os = "linux")]
     pub(super) fn of(file: &File) -> Option<u32> {
         #![allow(unsafe_code)]
+        use std::ffi::{c_int, c_long};
+
         use rustix::ioctl::{Opcode, Updater, ioctl, opcode};
-        // `_IOR('v', 1, long)`. ext4, xfs and btrfs write an `int` through the pointer;
-        // the buffer has room for a `long` in case a filesystem writes one.
-        const FS_IOC_GETVERSION: Opcode = opcode::read::<std::ffi::c_long>(b'v', 1);
-        let mut buf = [0u8; std::mem::size_of::<std::ffi::c_long>()];
+        // `_IOR('v', 1, long)`. ext4, xfs and btrfs store an `int` through the pointer; the
+        // buffer is int-aligned and has room for a `long` in case a filesystem writes one.
+        const FS_IOC_GETVERSION: Opcode = opcode::read::<c_long>(b'v', 1);
+        const INTS: usize = std::mem::size_of::<c_long>() / std::mem::size_of::<c_int>();
+        let mut buf: [c_int; INTS] = [0; INTS];
         // SAFETY: the request only writes (at most `size_of::<c_long>()` bytes) to the
         // buffer it is given, which is initialised, owned here and alive for the call; it
         // changes nothing in the file.
         let ioctl_result = unsafe { ioctl(file, Updater::<FS_IOC_GETVERSION, _>::new(&mut buf)) };
         ioctl_result.ok()?;
-        let mut int = [0u8; 4];
-        int.copy_from_slice(&buf[..4]);
-        Some(u32::from_ne_bytes(int))
+        Some(buf[0] as u32)
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -473,7 +480,7 @@ impl LocalStore {
                 StorageError::invalid_config(
                     "root",
                     format!(
-                        "the folder {} cannot keep extended attributes ({e}); the local-folder store keeps ETags and content types in them. Use a folder on ext4, xfs, btrfs, zfs, APFS or tmpfs (Linux 6.6+), or the memory backend",
+                        "the folder {} cannot keep extended attributes ({e}); the local-folder store keeps content types, user metadata and tags in them. Use a folder on ext4, xfs, btrfs, zfs, APFS or tmpfs (Linux 6.6+), or the memory backend",
                         root.display()
                     ),
                 )
@@ -1016,6 +1023,24 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path()).unwrap();
+        // Where the filesystem is known to report generations, they must be what is tested
+        // (elsewhere, e.g. a tmpfs TMPDIR, the recorded ETags are).
+        #[cfg(target_os = "linux")]
+        {
+            const EXT4: u64 = 0xEF53;
+            const XFS: u64 = 0x5846_5342;
+            const BTRFS: u64 = 0x9123_683E;
+            #[allow(clippy::unnecessary_cast)]
+            let kind = rustix::fs::statfs(dir.path()).unwrap().f_type as u64 & 0xffff_ffff;
+            if [EXT4, XFS, BTRFS].contains(&kind) {
+                assert!(
+                    store.inode_etags,
+                    "filesystem {kind:#x} reports generations"
+                );
+            } else {
+                eprintln!("note: filesystem {kind:#x} has no generations; recorded ETags tested");
+            }
+        }
         let (p, file) = (Path::from("doc.json"), dir.path().join("doc.json"));
         // Every version gets the same size and the same mtime, as writes within one tick of
         // a coarse clock would: only the generation (or a recorded ETag) tells them apart.
@@ -1075,15 +1100,16 @@ mod tests {
         let store = LocalStore::new(dir.path()).unwrap();
         std::fs::write(dir.path().join("external.txt"), "by hand").unwrap();
         let r = store.get(&Path::from("external.txt")).await.unwrap();
-        assert!(r.meta.e_tag.is_some());
+        let etag = r.meta.e_tag.clone();
+        assert!(etag.is_some());
         assert_eq!(r.bytes().await.unwrap(), "by hand");
-        // Copying it gives the copy a Strata ETag.
+        // A copy records the source's ETag (the copy's own inode would give another).
         store
             .copy(&Path::from("external.txt"), &Path::from("copy.txt"))
             .await
             .unwrap();
         let h = store.head(&Path::from("copy.txt")).await.unwrap();
-        assert!(h.e_tag.unwrap().contains('-'));
+        assert_eq!(h.e_tag, etag);
     }
 
     #[tokio::test]
