@@ -482,6 +482,16 @@ impl BucketBuilder {
         self
     }
 
+    /// Wrap the conditional-delete hook, if there is one: for a layer that must hear of
+    /// deletes made beneath it (the read cache drops the key).
+    pub fn wrap_conditional_delete(
+        mut self,
+        wrap: impl FnOnce(Arc<dyn ConditionalDelete>) -> Arc<dyn ConditionalDelete>,
+    ) -> Self {
+        self.bucket.conditional_delete = self.bucket.conditional_delete.take().map(wrap);
+        self
+    }
+
     /// Drop the conditional-delete hook: for stores (such as a mirror) where deleting
     /// through the hook would reach only one copy, `delete_if_match` answers `NotSupported`.
     pub fn without_conditional_delete(mut self) -> Self {

@@ -15,10 +15,12 @@
 //! - **Invalidation**: this store's own put, multipart complete, delete, copy (destination)
 //!   and rename (both keys) drop the entry; a read that was in flight while any write
 //!   happened does not fill the cache, so it cannot re-insert what a write just replaced.
-//!   `Bucket::delete_if_match` is the exception: its hook talks to the backend beneath the
-//!   layers (the `ObjectStore` trait has no conditional delete), so with a
-//!   `revalidate_after` above zero a conditionally deleted object can still be served from
-//!   the cache until then; the default (`0`) revalidates every read and sees it gone.
+//!   `Bucket::delete_if_match` talks to the backend beneath the layers (the `ObjectStore`
+//!   trait has no conditional delete), so its hook must be wrapped by
+//!   [`CacheLayer::conditional_delete_through`] to drop the key too (the `strata` facade
+//!   does this for buckets with a `[layers.cache]`). An unwrapped hook leaves a deleted
+//!   object servable until `revalidate_after`; the default (`0`) revalidates every read
+//!   and sees it gone.
 //! - **Stale if error** ([`CacheLayer::with_stale_if_error`], off by default): when a
 //!   revalidation fails because the backend is failing (or its circuit breaker is open), the
 //!   cached copy is served instead of the error.
@@ -68,7 +70,7 @@ use object_store::{
     ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
     Result as OsResult, UploadPart,
 };
-use storage_core::{ErrorKind, Layer, StorageError};
+use storage_core::{ConditionalDelete, ErrorKind, Layer, StorageError};
 use tokio::time::Instant;
 
 use crate::util::{classify, os_err};
@@ -121,7 +123,8 @@ pub struct CacheLayer {
     revalidate_after: Duration,
     stale_if_error: bool,
     counters: Arc<Counters>,
-    caches: Arc<std::sync::Mutex<Vec<EntryCache>>>,
+    /// Every store made from this layer: its cache and its write epoch.
+    stores: Arc<std::sync::Mutex<Vec<(EntryCache, Arc<AtomicU64>)>>>,
 }
 
 type EntryCache = Cache<Path, Arc<Entry>>;
@@ -150,7 +153,7 @@ impl Default for CacheLayer {
             revalidate_after: Duration::ZERO,
             stale_if_error: false,
             counters: Arc::default(),
-            caches: Arc::default(),
+            stores: Arc::default(),
         }
     }
 }
@@ -197,7 +200,7 @@ impl CacheLayer {
     /// Counters over every store made from this layer.
     pub fn stats(&self) -> CacheStats {
         let c = &self.counters;
-        let caches = self.caches.lock().expect("cache list");
+        let stores = self.stores.lock().expect("store list");
         CacheStats {
             hits: c.hits.load(Ordering::Relaxed),
             misses: c.misses.load(Ordering::Relaxed),
@@ -205,8 +208,8 @@ impl CacheLayer {
             bypassed: c.bypassed.load(Ordering::Relaxed),
             invalidations: c.invalidations.load(Ordering::Relaxed),
             stale_served: c.stale_served.load(Ordering::Relaxed),
-            entries: caches.iter().map(|c| c.entry_count()).sum(),
-            bytes: caches.iter().map(|c| c.weighted_size()).sum(),
+            entries: stores.iter().map(|(c, _)| c.entry_count()).sum(),
+            bytes: stores.iter().map(|(c, _)| c.weighted_size()).sum(),
         }
     }
 
@@ -222,13 +225,82 @@ impl CacheLayer {
             })
             .time_to_live(self.ttl)
             .build();
-        self.caches.lock().expect("cache list").push(cache.clone());
+        let writes = Arc::new(AtomicU64::new(0));
+        let mut stores = self.stores.lock().expect("store list");
+        stores.push((cache.clone(), writes.clone()));
         CacheStore {
             inner: Arc::new(inner),
             cache,
             cfg: Arc::new(self.clone()),
-            writes: Arc::new(AtomicU64::new(0)),
+            writes,
         }
+    }
+
+    /// Wrap a conditional-delete hook (e.g. `Bucket::delete_if_match`'s, which reaches the
+    /// backend beneath the layers) so that its deletes drop the key from every store made
+    /// from this layer, as the stores' own deletes do.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use storage_core::{Bucket, Layer, MemoryStore};
+    /// use storage_layers::cache::CacheLayer;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> storage_core::Result<()> {
+    /// let backend = Arc::new(MemoryStore::new());
+    /// let cache = CacheLayer::default().with_revalidate_after(Duration::from_secs(60));
+    /// let bucket = Bucket::builder("b", cache.layer(backend.clone()))
+    ///     .conditional_delete(cache.conditional_delete_through(backend))
+    ///     .build();
+    /// let etag = bucket.put("k", "v").await?.etag.unwrap();
+    /// bucket.get("k").await?; // cached, served for a minute without asking
+    /// bucket.delete_if_match("k", &etag).await?;
+    /// assert!(bucket.get("k").await.unwrap_err().is_not_found());
+    /// # Ok(()) }
+    /// ```
+    pub fn conditional_delete_through(
+        &self,
+        inner: Arc<dyn ConditionalDelete>,
+    ) -> Arc<dyn ConditionalDelete> {
+        Arc::new(CacheInvalidatingDelete {
+            inner,
+            stores: self.stores.clone(),
+            counters: self.counters.clone(),
+        })
+    }
+}
+
+/// A conditional-delete hook that drops the key from a layer's caches; see
+/// [`CacheLayer::conditional_delete_through`].
+struct CacheInvalidatingDelete {
+    inner: Arc<dyn ConditionalDelete>,
+    stores: Arc<std::sync::Mutex<Vec<(EntryCache, Arc<AtomicU64>)>>>,
+    counters: Arc<Counters>,
+}
+
+impl fmt::Debug for CacheInvalidatingDelete {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CacheInvalidatingDelete({:?})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ConditionalDelete for CacheInvalidatingDelete {
+    async fn delete_if_match(&self, path: &Path, etag: &str) -> OsResult<()> {
+        let stores = self.stores.lock().expect("store list").clone();
+        // As a store's own writes do: bump the epochs around the delete, so a read in flight
+        // does not fill with what was deleted, and invalidate even on failure (a failed
+        // request may still have been applied).
+        for (_, writes) in &stores {
+            writes.fetch_add(1, Ordering::SeqCst);
+        }
+        let res = self.inner.delete_if_match(path, etag).await;
+        for (cache, writes) in &stores {
+            if cache.remove(path).await.is_some() {
+                self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+            }
+            writes.fetch_add(1, Ordering::SeqCst);
+        }
+        res
     }
 }
 
@@ -719,8 +791,8 @@ mod tests {
             store.get(&p).await.unwrap();
         }
         // moka applies evictions lazily; run them.
-        let caches = cache.caches.lock().unwrap().clone();
-        for c in &caches {
+        let stores = cache.stores.lock().unwrap().clone();
+        for (c, _) in &stores {
             c.run_pending_tasks().await;
         }
         let s = cache.stats();

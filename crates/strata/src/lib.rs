@@ -227,6 +227,12 @@ impl Strata {
                     Some(layered) => built.to_builder().store(layered),
                     None => built.to_builder(),
                 };
+                // `delete_if_match` goes beneath the layers: the read cache must hear of it.
+                #[cfg(feature = "layers-full")]
+                if let Some(cache) = &stack.cache {
+                    builder = builder
+                        .wrap_conditional_delete(|hook| cache.conditional_delete_through(hook));
+                }
                 stacks.insert(name.clone(), std::sync::Arc::new(stack));
             }
             buckets.insert(name.clone(), builder.build());
@@ -541,6 +547,34 @@ mod tests {
         .unwrap();
         s.bucket("a").unwrap().put("k", "1").await.unwrap();
         assert!(!s.bucket("b").unwrap().exists("k").await.unwrap());
+    }
+
+    #[cfg(feature = "layers-full")]
+    #[tokio::test]
+    async fn delete_if_match_reaches_a_read_cache_that_does_not_revalidate() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!(
+            "[connections.disk]\nkind = 'fs'\nroot = '{}'\n[buckets.docs]\nconnection = 'disk'\n[buckets.docs.layers.cache]\nrevalidate_after = '1h'\n",
+            dir.path().display()
+        );
+        let s = Strata::from_toml_str(&toml, "x.toml").unwrap();
+        let docs = s.bucket("docs").unwrap();
+        let etag = docs.put("k", "v").await.unwrap().etag.unwrap();
+        docs.get("k").await.unwrap();
+        docs.get("k").await.unwrap();
+        assert_eq!(
+            s.layers("docs")
+                .unwrap()
+                .cache
+                .as_ref()
+                .unwrap()
+                .stats()
+                .hits,
+            1
+        );
+        docs.delete_if_match("k", &etag).await.unwrap();
+        let e = docs.get("k").await.unwrap_err();
+        assert!(e.is_not_found(), "the cache served a deleted object: {e}");
     }
 }
 
