@@ -124,10 +124,12 @@ pub struct CacheLayer {
     stale_if_error: bool,
     counters: Arc<Counters>,
     /// Every store made from this layer: its cache and its write epoch.
-    stores: Arc<std::sync::Mutex<Vec<(EntryCache, Arc<AtomicU64>)>>>,
+    stores: StoreList,
 }
 
 type EntryCache = Cache<Path, Arc<Entry>>;
+/// The stores made from one layer: each one's cache and write epoch.
+type StoreList = Arc<std::sync::Mutex<Vec<(EntryCache, Arc<AtomicU64>)>>>;
 
 impl fmt::Debug for CacheLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -273,7 +275,7 @@ impl CacheLayer {
 /// [`CacheLayer::conditional_delete_through`].
 struct CacheInvalidatingDelete {
     inner: Arc<dyn ConditionalDelete>,
-    stores: Arc<std::sync::Mutex<Vec<(EntryCache, Arc<AtomicU64>)>>>,
+    stores: StoreList,
     counters: Arc<Counters>,
 }
 
