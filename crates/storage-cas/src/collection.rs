@@ -375,7 +375,9 @@ where
     }
 
     /// Use `deleter` for atomic delete-if-match (for collections built with
-    /// [`from_store`](Self::from_store); a [`Bucket`] brings its own).
+    /// [`from_store`](Self::from_store); a [`Bucket`] brings its own). Over a store with a
+    /// read cache, wrap the backend's deleter with `storage_layers`'
+    /// `CacheLayer::conditional_delete_through`, or the cache keeps serving what it deletes.
     pub fn with_conditional_delete(mut self, deleter: Arc<dyn ConditionalDelete>) -> Self {
         self.bucket = self.bucket.to_builder().conditional_delete(deleter).build();
         self

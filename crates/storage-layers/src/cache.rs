@@ -240,7 +240,9 @@ impl CacheLayer {
 
     /// Wrap a conditional-delete hook (e.g. `Bucket::delete_if_match`'s, which reaches the
     /// backend beneath the layers) so that its deletes drop the key from every store made
-    /// from this layer, as the stores' own deletes do.
+    /// from this layer, as the stores' own deletes do. `beneath`: the prefix between the
+    /// layers and the backend (a `Bucket`'s prefix when the layers were applied), which the
+    /// hook's paths carry and the cache's keys do not.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -251,7 +253,7 @@ impl CacheLayer {
     /// let backend = Arc::new(MemoryStore::new());
     /// let cache = CacheLayer::default().with_revalidate_after(Duration::from_secs(60));
     /// let bucket = Bucket::builder("b", cache.layer(backend.clone()))
-    ///     .conditional_delete(cache.conditional_delete_through(backend))
+    ///     .conditional_delete(cache.conditional_delete_through(backend, None))
     ///     .build();
     /// let etag = bucket.put("k", "v").await?.etag.unwrap();
     /// bucket.get("k").await?; // cached, served for a minute without asking
@@ -262,9 +264,11 @@ impl CacheLayer {
     pub fn conditional_delete_through(
         &self,
         inner: Arc<dyn ConditionalDelete>,
+        beneath: Option<Path>,
     ) -> Arc<dyn ConditionalDelete> {
         Arc::new(CacheInvalidatingDelete {
             inner,
+            beneath,
             stores: self.stores.clone(),
             counters: self.counters.clone(),
         })
@@ -275,6 +279,7 @@ impl CacheLayer {
 /// [`CacheLayer::conditional_delete_through`].
 struct CacheInvalidatingDelete {
     inner: Arc<dyn ConditionalDelete>,
+    beneath: Option<Path>,
     stores: StoreList,
     counters: Arc<Counters>,
 }
@@ -296,8 +301,15 @@ impl ConditionalDelete for CacheInvalidatingDelete {
             writes.fetch_add(1, Ordering::SeqCst);
         }
         let res = self.inner.delete_if_match(path, etag).await;
+        let cached = match &self.beneath {
+            Some(prefix) => match path.prefix_match(prefix) {
+                Some(rest) => Path::from_iter(rest),
+                None => path.clone(),
+            },
+            None => path.clone(),
+        };
         for (cache, writes) in &stores {
-            if cache.remove(path).await.is_some() {
+            if cache.remove(&cached).await.is_some() {
                 self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
             }
             writes.fetch_add(1, Ordering::SeqCst);
@@ -394,12 +406,21 @@ impl<T: ObjectStore> CacheStore<T> {
             attributes,
             checked_at: Instant::now(),
         });
-        if self.writes.load(Ordering::SeqCst) == epoch {
-            self.cache
-                .insert(location.clone(), Arc::clone(&entry))
-                .await;
-        }
+        self.insert_unless_written(location, &entry, epoch).await;
         Ok(entry)
+    }
+
+    /// Cache `entry`, read when the write epoch was `epoch`, unless a write has started
+    /// since. Checked again after inserting: a whole write can run between the first check
+    /// and the insert, and its invalidation would then come before the stale entry.
+    async fn insert_unless_written(&self, location: &Path, entry: &Arc<Entry>, epoch: u64) {
+        if self.writes.load(Ordering::SeqCst) != epoch {
+            return;
+        }
+        self.cache.insert(location.clone(), Arc::clone(entry)).await;
+        if self.writes.load(Ordering::SeqCst) != epoch {
+            self.cache.remove(location).await;
+        }
     }
 }
 
@@ -459,11 +480,7 @@ impl<T: ObjectStore> ObjectStore for CacheStore<T> {
                         attributes: entry.attributes.clone(),
                         checked_at: Instant::now(),
                     });
-                    if self.writes.load(Ordering::SeqCst) == epoch {
-                        self.cache
-                            .insert(location.clone(), Arc::clone(&fresh))
-                            .await;
-                    }
+                    self.insert_unless_written(location, &fresh, epoch).await;
                     return serve(&fresh, &options, key);
                 }
                 Ok(res) => {

@@ -389,6 +389,25 @@ pub struct Stack {
     pub chaos: Option<crate::chaos::ChaosLayer>,
 }
 
+impl Stack {
+    /// Wrap a `Bucket`'s conditional-delete hook so the layers hear of its deletes (the read
+    /// cache drops the key: see [`CacheLayer::conditional_delete_through`](crate::cache::CacheLayer::conditional_delete_through));
+    /// the hook itself when no layer needs to. `beneath`: the bucket's prefix when these
+    /// layers were applied over its store.
+    pub fn conditional_delete_through(
+        &self,
+        hook: Arc<dyn storage_core::ConditionalDelete>,
+        beneath: Option<object_store::path::Path>,
+    ) -> Arc<dyn storage_core::ConditionalDelete> {
+        #[cfg(feature = "cache")]
+        if let Some(cache) = &self.cache {
+            return cache.conditional_delete_through(hook, beneath);
+        }
+        let _ = beneath;
+        hook
+    }
+}
+
 #[allow(dead_code)]
 fn missing_feature(section: &str, feature: &str) -> StorageError {
     StorageError::invalid_config(

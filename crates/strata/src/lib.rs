@@ -222,17 +222,16 @@ impl Strata {
                 .filter(|l| !l.is_empty())
             {
                 let built = builder.build();
+                let beneath = built.prefix().map(|p| p.to_path());
                 let mut stack = layers.build(built.store().clone(), name, &Env::process())?;
                 builder = match stack.store.take() {
                     Some(layered) => built.to_builder().store(layered),
                     None => built.to_builder(),
                 };
                 // `delete_if_match` goes beneath the layers: the read cache must hear of it.
-                #[cfg(feature = "layers-full")]
-                if let Some(cache) = &stack.cache {
-                    builder = builder
-                        .wrap_conditional_delete(|hook| cache.conditional_delete_through(hook));
-                }
+                builder = builder.wrap_conditional_delete(|hook| {
+                    stack.conditional_delete_through(hook, beneath)
+                });
                 stacks.insert(name.clone(), std::sync::Arc::new(stack));
             }
             buckets.insert(name.clone(), builder.build());
@@ -554,27 +553,46 @@ mod tests {
     async fn delete_if_match_reaches_a_read_cache_that_does_not_revalidate() {
         let dir = tempfile::tempdir().unwrap();
         let toml = format!(
-            "[connections.disk]\nkind = 'fs'\nroot = '{}'\n[buckets.docs]\nconnection = 'disk'\n[buckets.docs.layers.cache]\nrevalidate_after = '1h'\n",
+            "[connections.disk]\nkind = 'fs'\nroot = '{}'\n[layers.cache]\nrevalidate_after = '1h'\n[buckets.docs]\nconnection = 'disk'\n[buckets.sub]\nconnection = 'disk'\nprefix = 'p'\n",
             dir.path().display()
         );
         let s = Strata::from_toml_str(&toml, "x.toml").unwrap();
-        let docs = s.bucket("docs").unwrap();
-        let etag = docs.put("k", "v").await.unwrap().etag.unwrap();
-        docs.get("k").await.unwrap();
-        docs.get("k").await.unwrap();
-        assert_eq!(
-            s.layers("docs")
+        let sub = s.bucket("sub").unwrap();
+        // As `strata doc` does for a route: a prefix added after the layers.
+        let routed = sub.to_builder().prefix("r").unwrap().build();
+        // (label, bucket whose `[layers]` stack it uses, handle)
+        for (name, stack, bucket) in [
+            ("docs", "docs", s.bucket("docs").unwrap()),
+            ("sub", "sub", sub),
+            ("sub/r", "sub", routed),
+        ] {
+            let etag = bucket.put("k", "v").await.unwrap().etag.unwrap();
+            bucket.get("k").await.unwrap();
+            let hits = s
+                .layers(stack)
                 .unwrap()
                 .cache
                 .as_ref()
                 .unwrap()
                 .stats()
-                .hits,
-            1
-        );
-        docs.delete_if_match("k", &etag).await.unwrap();
-        let e = docs.get("k").await.unwrap_err();
-        assert!(e.is_not_found(), "the cache served a deleted object: {e}");
+                .hits;
+            bucket.get("k").await.unwrap();
+            let now = s
+                .layers(stack)
+                .unwrap()
+                .cache
+                .as_ref()
+                .unwrap()
+                .stats()
+                .hits;
+            assert_eq!(now, hits + 1, "{name}: the second read is a cache hit");
+            bucket.delete_if_match("k", &etag).await.unwrap();
+            let e = bucket.get("k").await.unwrap_err();
+            assert!(
+                e.is_not_found(),
+                "{name}: the cache served a deleted object: {e}"
+            );
+        }
     }
 }
 
