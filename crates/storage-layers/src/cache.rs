@@ -73,7 +73,7 @@ use object_store::{
 use storage_core::{ConditionalDelete, ErrorKind, Layer, StorageError};
 use tokio::time::Instant;
 
-use crate::util::{classify, os_err};
+use crate::util::{above, classify, os_err};
 
 /// Counters of a [`CacheLayer`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -301,13 +301,7 @@ impl ConditionalDelete for CacheInvalidatingDelete {
             writes.fetch_add(1, Ordering::SeqCst);
         }
         let res = self.inner.delete_if_match(path, etag).await;
-        let cached = match &self.beneath {
-            Some(prefix) => match path.prefix_match(prefix) {
-                Some(rest) => Path::from_iter(rest),
-                None => path.clone(),
-            },
-            None => path.clone(),
-        };
+        let cached = above(path, self.beneath.as_ref());
         for (cache, writes) in &stores {
             if cache.remove(&cached).await.is_some() {
                 self.counters.invalidations.fetch_add(1, Ordering::Relaxed);

@@ -390,8 +390,9 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Wrap a `Bucket`'s conditional-delete hook so the layers hear of its deletes (the read
-    /// cache drops the key: see [`CacheLayer::conditional_delete_through`](crate::cache::CacheLayer::conditional_delete_through));
+    /// Wrap a `Bucket`'s conditional-delete hook so the layers hear of its deletes: the
+    /// read cache drops the key ([`CacheLayer::conditional_delete_through`](crate::cache::CacheLayer::conditional_delete_through))
+    /// and metrics measure the call ([`MetricsLayer::conditional_delete_through`](crate::metrics::MetricsLayer::conditional_delete_through));
     /// the hook itself when no layer needs to. `beneath`: the bucket's prefix when these
     /// layers were applied over its store.
     pub fn conditional_delete_through(
@@ -399,9 +400,15 @@ impl Stack {
         hook: Arc<dyn storage_core::ConditionalDelete>,
         beneath: Option<object_store::path::Path>,
     ) -> Arc<dyn storage_core::ConditionalDelete> {
+        let mut hook = hook;
         #[cfg(feature = "cache")]
         if let Some(cache) = &self.cache {
-            return cache.conditional_delete_through(hook, beneath);
+            hook = cache.conditional_delete_through(hook, beneath.clone());
+        }
+        // Outermost, as the metrics layer is: the figure includes the cache's work.
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.metrics {
+            hook = metrics.conditional_delete_through(hook, beneath.clone());
         }
         let _ = beneath;
         hook

@@ -57,11 +57,11 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
     UploadPart,
 };
-use storage_core::{ErrorKind, Layer};
+use storage_core::{ConditionalDelete, ErrorKind, Layer};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::util::{classify, key_prefix};
+use crate::util::{above, classify, key_prefix};
 
 /// Upper bounds of the latency histogram buckets, in milliseconds (a last bucket holds the
 /// rest).
@@ -141,7 +141,8 @@ pub struct MetricsSnapshot {
     /// Store name given to the layer.
     pub store: String,
     /// By operation: `put`, `put_multipart`, `get`, `head`, `get_ranges`, `delete`, `list`,
-    /// `list_with_delimiter`, `copy`, `rename`.
+    /// `list_with_delimiter`, `copy`, `rename`, and `delete_if_match` through a hook wrapped
+    /// by [`MetricsLayer::conditional_delete_through`].
     pub ops: BTreeMap<String, OpStats>,
     /// Errors by [`ErrorKind`] name (`not_found`, `timeout`, ...).
     pub errors_by_kind: BTreeMap<String, u64>,
@@ -273,6 +274,22 @@ impl MetricsLayer {
             .record(op, key, Err(kind), 0, 0, Duration::ZERO);
     }
 
+    /// Wrap a conditional-delete hook (e.g. `Bucket::delete_if_match`'s, which reaches the
+    /// backend beneath the layers) so its calls are measured as `delete_if_match`, with a
+    /// span, like the stores' own calls. `beneath`: the prefix between the layers and the
+    /// backend, left out of the recorded key as the stores' keys leave it out.
+    pub fn conditional_delete_through(
+        &self,
+        inner: Arc<dyn ConditionalDelete>,
+        beneath: Option<Path>,
+    ) -> Arc<dyn ConditionalDelete> {
+        Arc::new(MeasuredDelete {
+            inner,
+            beneath,
+            registry: Arc::clone(&self.registry),
+        })
+    }
+
     /// Wrap a concrete store.
     pub fn wrap<T: ObjectStore>(&self, inner: T) -> MetricsStore<T> {
         MetricsStore {
@@ -285,6 +302,35 @@ impl MetricsLayer {
 impl Layer for MetricsLayer {
     fn layer(&self, inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
         Arc::new(self.wrap(inner))
+    }
+}
+
+/// A measured conditional-delete hook; see [`MetricsLayer::conditional_delete_through`].
+struct MeasuredDelete {
+    inner: Arc<dyn ConditionalDelete>,
+    beneath: Option<Path>,
+    registry: Arc<Registry>,
+}
+
+impl fmt::Debug for MeasuredDelete {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MeasuredDelete({:?})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ConditionalDelete for MeasuredDelete {
+    async fn delete_if_match(&self, path: &Path, etag: &str) -> OsResult<()> {
+        let key = above(path, self.beneath.as_ref());
+        let mut m = Measure::start(&self.registry, "delete_if_match", key.as_ref());
+        let span = m.span.clone();
+        let res = self
+            .inner
+            .delete_if_match(path, etag)
+            .instrument(span)
+            .await;
+        m.finish_result(&res, |_| 0);
+        res
     }
 }
 

@@ -183,6 +183,19 @@ pub(crate) async fn cpu<R: Send + 'static>(
 }
 
 /// Key of a path for messages and metrics.
+/// `path` as the layers see it: without `beneath`, the prefix between them and the backend
+/// (conditional-delete hooks get backend paths).
+#[allow(dead_code)] // used by the cache and metrics layers, each behind its feature
+pub(crate) fn above(
+    path: &object_store::path::Path,
+    beneath: Option<&object_store::path::Path>,
+) -> object_store::path::Path {
+    match beneath.and_then(|b| path.prefix_match(b)) {
+        Some(rest) => object_store::path::Path::from_iter(rest),
+        None => path.clone(),
+    }
+}
+
 pub(crate) fn key_prefix(key: &str, depth: usize) -> String {
     if depth == 0 {
         return String::new();

@@ -553,7 +553,7 @@ mod tests {
     async fn delete_if_match_reaches_a_read_cache_that_does_not_revalidate() {
         let dir = tempfile::tempdir().unwrap();
         let toml = format!(
-            "[connections.disk]\nkind = 'fs'\nroot = '{}'\n[layers.cache]\nrevalidate_after = '1h'\n[buckets.docs]\nconnection = 'disk'\n[buckets.sub]\nconnection = 'disk'\nprefix = 'p'\n",
+            "[connections.disk]\nkind = 'fs'\nroot = '{}'\n[layers.cache]\nrevalidate_after = '1h'\n[layers.metrics]\n[buckets.docs]\nconnection = 'disk'\n[buckets.sub]\nconnection = 'disk'\nprefix = 'p'\n",
             dir.path().display()
         );
         let s = Strata::from_toml_str(&toml, "x.toml").unwrap();
@@ -586,12 +586,23 @@ mod tests {
                 .stats()
                 .hits;
             assert_eq!(now, hits + 1, "{name}: the second read is a cache hit");
+            let stale = bucket.delete_if_match("k", "\"stale\"").await.unwrap_err();
+            assert!(stale.is_conflict(), "{name}: {stale}");
             bucket.delete_if_match("k", &etag).await.unwrap();
             let e = bucket.get("k").await.unwrap_err();
             assert!(
                 e.is_not_found(),
                 "{name}: the cache served a deleted object: {e}"
             );
+        }
+        // The metrics layer measured every conditional delete, failed ones as errors.
+        for (stack, calls) in [("docs", 2), ("sub", 4)] {
+            let m = s.layers(stack).unwrap().metrics.as_ref().unwrap().stats();
+            let op = &m.ops["delete_if_match"];
+            assert_eq!((op.calls, op.errors), (calls, calls / 2), "{stack}: {m:?}");
+            // Keys as the bucket's layers see them: without the bucket's own prefix `p`.
+            let prefixes: Vec<&str> = m.errors_by_prefix.keys().map(|(_, p)| p.as_str()).collect();
+            assert!(!prefixes.contains(&"p"), "{stack}: {prefixes:?}");
         }
     }
 }
