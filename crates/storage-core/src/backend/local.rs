@@ -304,8 +304,6 @@ struct Opened {
     file: File,
     metadata: Metadata,
     meta: Option<FileMeta>,
-    /// The inode generation, read only when there is no attribute (so no recorded ETag).
-    generation: Option<u32>,
 }
 
 impl Opened {
@@ -330,22 +328,18 @@ impl Opened {
             },
             None => None,
         };
-        let generation = match meta {
-            Some(_) => None,
-            None => inode_generation::of(&file),
-        };
         Ok(Some(Opened {
             file,
             metadata,
             meta,
-            generation,
         }))
     }
 
     fn etag(&self) -> String {
         match &self.meta {
             Some(m) => m.etag.clone(),
-            None => inode_etag(&self.metadata, self.generation),
+            // Read only when asked: a create-if-absent check opens the file for nothing else.
+            None => inode_etag(&self.metadata, inode_generation::of(&self.file)),
         }
     }
 
@@ -633,14 +627,14 @@ impl ConditionalDelete for LocalStore {
         let (store, path, etag) = (self.clone(), path.clone(), etag.to_string());
         blocking(move || {
             let _g = store.locks.lock(&[path.as_ref()]).map_err(io_err)?;
-            match Opened::open(&fs_path).map_err(io_err)? {
+            match Opened::open(&fs_path).map_err(io_err)?.map(|o| o.etag()) {
                 None => Err(not_found(&path)),
-                Some(o) if etag_eq(&o.etag(), &etag) => {
+                Some(current) if etag_eq(&current, &etag) => {
                     std::fs::remove_file(&fs_path).map_err(io_err)
                 }
-                Some(o) => Err(object_store::Error::Precondition {
+                Some(current) => Err(object_store::Error::Precondition {
                     path: path.to_string(),
-                    source: format!("expected ETag {etag}, found {:?}", o.etag()).into(),
+                    source: format!("expected ETag {etag}, found {current:?}").into(),
                 }),
             }
         })
