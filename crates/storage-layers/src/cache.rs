@@ -275,6 +275,30 @@ impl CacheLayer {
     }
 }
 
+/// Run the write `fut` as the caches must see it: each store's write epoch is bumped before
+/// and after it (a read in flight across it does not fill), and `keys` leave each cache
+/// afterwards, on failure too (a failed write may still have been applied).
+async fn write_around<R>(
+    stores: &[(&EntryCache, &AtomicU64)],
+    keys: &[&Path],
+    counters: &Counters,
+    fut: impl std::future::Future<Output = OsResult<R>>,
+) -> OsResult<R> {
+    for (_, writes) in stores {
+        writes.fetch_add(1, Ordering::SeqCst);
+    }
+    let res = fut.await;
+    for (cache, writes) in stores {
+        for key in keys {
+            if cache.remove(*key).await.is_some() {
+                counters.invalidations.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        writes.fetch_add(1, Ordering::SeqCst);
+    }
+    res
+}
+
 /// A conditional-delete hook that drops the key from a layer's caches; see
 /// [`CacheLayer::conditional_delete_through`].
 struct CacheInvalidatingDelete {
@@ -294,21 +318,10 @@ impl fmt::Debug for CacheInvalidatingDelete {
 impl ConditionalDelete for CacheInvalidatingDelete {
     async fn delete_if_match(&self, path: &Path, etag: &str) -> OsResult<()> {
         let stores = self.stores.lock().expect("store list").clone();
-        // As a store's own writes do: bump the epochs around the delete, so a read in flight
-        // does not fill with what was deleted, and invalidate even on failure (a failed
-        // request may still have been applied).
-        for (_, writes) in &stores {
-            writes.fetch_add(1, Ordering::SeqCst);
-        }
-        let res = self.inner.delete_if_match(path, etag).await;
+        let stores: Vec<_> = stores.iter().map(|(c, w)| (c, &**w)).collect();
         let cached = above(path, self.beneath.as_ref());
-        for (cache, writes) in &stores {
-            if cache.remove(&cached).await.is_some() {
-                self.counters.invalidations.fetch_add(1, Ordering::Relaxed);
-            }
-            writes.fetch_add(1, Ordering::SeqCst);
-        }
-        res
+        let delete = self.inner.delete_if_match(path, etag);
+        write_around(&stores, &[&cached], &self.counters, delete).await
     }
 }
 
@@ -365,28 +378,13 @@ fn serve(entry: &Entry, options: &GetOptions, key: &str) -> OsResult<GetResult> 
 }
 
 impl<T: ObjectStore> CacheStore<T> {
-    async fn invalidate(&self, p: &Path) {
-        if self.cache.remove(p).await.is_some() {
-            self.cfg
-                .counters
-                .invalidations
-                .fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     async fn write<R>(
         &self,
         keys: &[&Path],
         fut: impl std::future::Future<Output = OsResult<R>>,
     ) -> OsResult<R> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        let res = fut.await;
-        // Invalidate on failure too: a failed write may still have been applied.
-        for k in keys {
-            self.invalidate(k).await;
-        }
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        res
+        let store = [(&self.cache, &*self.writes)];
+        write_around(&store, keys, &self.cfg.counters, fut).await
     }
 
     /// Read the whole object from the backend and fill the cache if no write intervened.

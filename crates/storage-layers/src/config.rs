@@ -397,10 +397,9 @@ impl Stack {
     /// layers were applied over its store.
     pub fn conditional_delete_through(
         &self,
-        hook: Arc<dyn storage_core::ConditionalDelete>,
+        mut hook: Arc<dyn storage_core::ConditionalDelete>,
         beneath: Option<object_store::path::Path>,
     ) -> Arc<dyn storage_core::ConditionalDelete> {
-        let mut hook = hook;
         #[cfg(feature = "cache")]
         if let Some(cache) = &self.cache {
             hook = cache.conditional_delete_through(hook, beneath.clone());

@@ -567,25 +567,19 @@ mod tests {
             ("sub/r", "sub", routed),
         ] {
             let etag = bucket.put("k", "v").await.unwrap().etag.unwrap();
+            let hits = || {
+                s.layers(stack)
+                    .unwrap()
+                    .cache
+                    .as_ref()
+                    .unwrap()
+                    .stats()
+                    .hits
+            };
             bucket.get("k").await.unwrap();
-            let hits = s
-                .layers(stack)
-                .unwrap()
-                .cache
-                .as_ref()
-                .unwrap()
-                .stats()
-                .hits;
+            let before = hits();
             bucket.get("k").await.unwrap();
-            let now = s
-                .layers(stack)
-                .unwrap()
-                .cache
-                .as_ref()
-                .unwrap()
-                .stats()
-                .hits;
-            assert_eq!(now, hits + 1, "{name}: the second read is a cache hit");
+            assert_eq!(hits(), before + 1, "{name}: the second read is a cache hit");
             let stale = bucket.delete_if_match("k", "\"stale\"").await.unwrap_err();
             assert!(stale.is_conflict(), "{name}: {stale}");
             bucket.delete_if_match("k", &etag).await.unwrap();
