@@ -90,6 +90,58 @@ pub fn validate_user_metadata<'a>(
     Ok(())
 }
 
+/// The name a header-valued attribute goes by in errors and flags (`content type`), or
+/// `None` for user metadata (checked by [`validate_user_metadata`]).
+fn header_field(attr: &Attribute) -> Option<&'static str> {
+    Some(match attr {
+        Attribute::ContentType => "content type",
+        Attribute::CacheControl => "cache control",
+        Attribute::ContentDisposition => "content disposition",
+        Attribute::ContentEncoding => "content encoding",
+        Attribute::ContentLanguage => "content language",
+        Attribute::StorageClass => "storage class",
+        Attribute::Metadata(_) => return None,
+        _ => "header",
+    })
+}
+
+/// Check one header value: printable ASCII only.
+///
+/// Values travel as HTTP headers, and a CR or LF in one would end the header early (a
+/// request-splitting hole on a plain HTTP client, a panic inside `object_store`'s SigV4
+/// signer on S3 and R2); other control characters and non-ASCII bytes are refused by the
+/// signer too. The local folder would store them as given, so the rule is applied before
+/// any backend sees the value: one answer on every backend.
+pub fn validate_header_value(field: &str, value: &str) -> Result<()> {
+    if let Some(c) = value.chars().find(|c| !(' '..='~').contains(c)) {
+        let what = if c.is_control() {
+            format!("contains the control character {c:?}")
+        } else {
+            format!("contains the non-ASCII character {c:?}")
+        };
+        return Err(StorageError::invalid_input(
+            field,
+            format!(
+                "`{}` {what}; header values must be printable ASCII (remove line breaks and control characters; percent-encode other text as RFC 8187 describes)",
+                value.escape_debug()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Check every header-valued attribute (content type, cache control, content disposition,
+/// encoding and language, storage class) with [`validate_header_value`]; the error names
+/// the field. Called by every put path of [`Bucket`](crate::Bucket) before a byte is sent.
+pub fn validate_attributes(attrs: &Attributes) -> Result<()> {
+    for (attr, value) in attrs.iter() {
+        if let Some(field) = header_field(attr) {
+            validate_header_value(field, value.as_ref())?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +164,61 @@ mod tests {
         assert!(err.to_string().contains("2048"), "{err}");
         assert!(validate_user_metadata([("bad name", "v")]).is_err());
         assert!(validate_user_metadata([("ok", "v")]).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_put_with_a_line_break_in_a_header_writes_nothing() {
+        use crate::{Bucket, PutOpts};
+        let dir = tempfile::tempdir().unwrap();
+        for bucket in [Bucket::memory("m"), Bucket::local("l", dir.path()).unwrap()] {
+            bucket.put("k", "old").await.unwrap();
+            let opts = PutOpts {
+                cache_control: Some("no-cache\r\nX-Injected: 1".into()),
+                ..Default::default()
+            };
+            let err = bucket.put_with("k", "new", opts.clone()).await.unwrap_err();
+            assert!(
+                matches!(&err, StorageError::InvalidInput { field, .. } if field == "cache control"),
+                "{err}"
+            );
+            let stream = futures::stream::iter([Ok(bytes::Bytes::from("new"))]);
+            assert!(bucket.put_stream("k", stream, opts).await.is_err());
+            assert_eq!(bucket.get("k").await.unwrap().bytes, "old");
+        }
+    }
+
+    #[test]
+    fn header_values_refuse_control_and_non_ascii_characters() {
+        let fields = [
+            (Attribute::ContentType, "content type"),
+            (Attribute::CacheControl, "cache control"),
+            (Attribute::ContentDisposition, "content disposition"),
+            (Attribute::ContentEncoding, "content encoding"),
+            (Attribute::ContentLanguage, "content language"),
+            (Attribute::StorageClass, "storage class"),
+        ];
+        for (attr, field) in fields {
+            for bad in [
+                "a\r\nX-Evil: 1",
+                "a\nb",
+                "a\rb",
+                "\0",
+                "tab\there",
+                "\u{7f}",
+                "caf\u{e9}",
+            ] {
+                let mut attrs = Attributes::new();
+                attrs.insert(attr.clone(), bad.to_string().into());
+                let err = validate_attributes(&attrs).unwrap_err();
+                assert!(
+                    matches!(&err, StorageError::InvalidInput { field: f, .. } if f == field),
+                    "{field} {bad:?}: {err}"
+                );
+                assert!(err.to_string().contains("printable ASCII"), "{err}");
+            }
+            let mut attrs = Attributes::new();
+            attrs.insert(attr, "text/plain; charset=utf-8".into());
+            validate_attributes(&attrs).unwrap();
+        }
     }
 }

@@ -20,7 +20,7 @@ use object_store::{
 use serde::Serialize;
 use url::Url;
 
-use crate::attrs::{META_PREFIX, attributes_to_map, validate_user_metadata};
+use crate::attrs::{META_PREFIX, attributes_to_map, validate_attributes, validate_user_metadata};
 use crate::backend::{ConditionalDelete, LocalStore, MemoryStore};
 use crate::capabilities::Capabilities;
 use crate::error::{Result, StorageError};
@@ -163,6 +163,7 @@ impl PutOpts {
             }
             tags.push(k, v);
         }
+        validate_attributes(&attrs)?;
         Ok((attrs, tags))
     }
 
@@ -1111,7 +1112,7 @@ impl Bucket {
 
     /// Copy `from` to `to` inside this bucket (server-side where the backend can).
     pub async fn copy(&self, from: impl AsRef<str>, to: impl AsRef<str>) -> Result<()> {
-        let (from, to) = (Self::key(from)?, Self::key(to)?);
+        let (from, to) = Key::source_and_destination(from.as_ref(), to.as_ref(), "copy")?;
         self.shared
             .store
             .copy(&from.to_path(), &to.to_path())
@@ -1125,7 +1126,7 @@ impl Bucket {
     /// not carry user metadata, Content-Type or Content-Encoding over; copy unconditionally
     /// (or re-put) when those matter.
     pub async fn copy_if_absent(&self, from: impl AsRef<str>, to: impl AsRef<str>) -> Result<()> {
-        let (from, to) = (Self::key(from)?, Self::key(to)?);
+        let (from, to) = Key::source_and_destination(from.as_ref(), to.as_ref(), "copy")?;
         self.shared
             .store
             .copy_if_not_exists(&from.to_path(), &to.to_path())
@@ -1136,7 +1137,7 @@ impl Bucket {
     /// Move `from` to `to`: copy, then delete the source. If the delete fails, both copies
     /// remain and the error is [`StorageError::PartialMove`]: data is never lost.
     pub async fn rename(&self, from: impl AsRef<str>, to: impl AsRef<str>) -> Result<()> {
-        let (from, to) = (Self::key(from)?, Self::key(to)?);
+        let (from, to) = Key::source_and_destination(from.as_ref(), to.as_ref(), "move")?;
         self.copy(from.as_str(), to.as_str()).await?;
         if let Err(e) = self.shared.store.delete(&from.to_path()).await {
             return Err(StorageError::PartialMove {

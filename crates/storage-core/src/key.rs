@@ -4,6 +4,7 @@ use std::fmt;
 
 use object_store::path::Path;
 
+use crate::bucket::Bucket;
 use crate::error::{Result, StorageError};
 
 /// Longest key S3 accepts, in bytes.
@@ -79,6 +80,89 @@ impl Key {
     /// Everything after the last `/`.
     pub fn file_name(&self) -> &str {
         self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+}
+
+impl Key {
+    /// Validate the source and destination keys of a copy or move within one bucket, and
+    /// refuse a key onto itself: a move would copy the object over itself and then delete
+    /// it. `operation` (`copy`, `move`) names the call in the error.
+    pub fn source_and_destination(from: &str, to: &str, operation: &str) -> Result<(Key, Key)> {
+        let (from, to) = (Key::new(from)?, Key::new(to)?);
+        if from == to {
+            return Err(same_object(operation, from.as_str()));
+        }
+        Ok((from, to))
+    }
+}
+
+#[cold]
+fn same_object(operation: &str, key: &str) -> StorageError {
+    StorageError::invalid_input(
+        "destination",
+        format!(
+            "`{}` is both the source and the destination of this {operation}; a {operation} onto itself would {}. Give a different destination",
+            key.escape_debug(),
+            if operation == "move" {
+                "delete the object it has just written"
+            } else {
+                "change nothing"
+            }
+        ),
+    )
+}
+
+/// Identity of stored keys across handles.
+///
+/// Two [`Bucket`] handles can name the same storage: two names for one S3 bucket, two local
+/// buckets whose folders nest, a bucket and a route or tenant view of it. Each handle knows
+/// its [`location`](Bucket::location) (`file:///canonical/folder`, `s3://endpoint/bucket`,
+/// `memory:...`) and its [`prefix`](Bucket::prefix); a key's identity is the location
+/// joined with the full key, compared segment by segment. So `a:sub/x` and `b:x` are the
+/// same object when `b`'s folder is `a`'s `sub` folder.
+impl Bucket {
+    /// Where `key` (or prefix) of this handle is stored, as `LOCATION/FULL/KEY`; a prefix
+    /// given as `""` is the handle's whole scope.
+    pub fn stored_at(&self, key: &str) -> String {
+        let mut at = self.location().trim_end_matches('/').to_string();
+        at.push('/');
+        if let Some(p) = self.prefix() {
+            at.push_str(p.as_str().trim_end_matches('/'));
+            at.push('/');
+        }
+        at.push_str(key);
+        at
+    }
+
+    /// Whether `key` of this handle and `other_key` of `other` are one stored object.
+    pub fn is_same_object(&self, key: &str, other: &Bucket, other_key: &str) -> bool {
+        self.stored_at(key) == other.stored_at(other_key)
+    }
+
+    /// Whether everything under `prefix` of this handle and under `other_prefix` of `other`
+    /// can share objects: one scope contains the other (`""` is the whole handle). A
+    /// recursive copy or move between overlapping scopes would read what it writes.
+    pub fn scopes_overlap(&self, prefix: &str, other: &Bucket, other_prefix: &str) -> bool {
+        let scope = |b: &Bucket, p: &str| {
+            let at = b.stored_at(p.trim_end_matches('/'));
+            format!("{}/", at.trim_end_matches('/'))
+        };
+        let (a, b) = (scope(self, prefix), scope(other, other_prefix));
+        a.starts_with(&b) || b.starts_with(&a)
+    }
+
+    /// Refuse a copy or move of `from` onto itself, whichever handles name the two ends.
+    pub fn check_not_same_object(
+        &self,
+        from: &str,
+        other: &Bucket,
+        to: &str,
+        operation: &str,
+    ) -> Result<()> {
+        if self.is_same_object(from, other, to) {
+            return Err(same_object(operation, &self.stored_at(from)));
+        }
+        Ok(())
     }
 }
 
@@ -438,6 +522,64 @@ mod tests {
                 Err(_) => assert!(!full, "store_path rejected valid {k:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_copy_or_move_onto_itself_is_refused() {
+        let e = Key::source_and_destination("a/b", "a/b", "move").unwrap_err();
+        assert!(
+            matches!(&e, StorageError::InvalidInput { field, .. } if field == "destination"),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .contains("`a/b` is both the source and the destination"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("delete the object"), "{e}");
+        assert!(Key::source_and_destination("a/b", "a/c", "copy").is_ok());
+        assert!(Key::source_and_destination("a/../b", "c", "copy").is_err());
+    }
+
+    #[tokio::test]
+    async fn bucket_copy_and_rename_onto_the_same_key_keep_the_object() {
+        let dir = tempfile::tempdir().unwrap();
+        for b in [Bucket::memory("m"), Bucket::local("l", dir.path()).unwrap()] {
+            b.put("k", "v").await.unwrap();
+            for r in [
+                b.rename("k", "k").await,
+                b.copy("k", "k").await,
+                b.copy_if_absent("k", "k").await,
+            ] {
+                let e = r.unwrap_err();
+                assert!(matches!(e, StorageError::InvalidInput { .. }), "{e}");
+            }
+            assert_eq!(b.get("k").await.unwrap().bytes, "v");
+        }
+    }
+
+    #[test]
+    fn handles_on_nested_folders_name_the_same_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("sub")).unwrap();
+        let outer = Bucket::local("outer", dir.path()).unwrap();
+        // The same folder reached through `..`: canonicalised to one location.
+        let inner = Bucket::local("inner", dir.path().join("sub/../sub")).unwrap();
+        assert!(outer.is_same_object("sub/x", &inner, "x"));
+        assert!(!outer.is_same_object("sub/x", &inner, "sub/x"));
+        assert!(outer.scopes_overlap("", &inner, "y/"));
+        assert!(outer.scopes_overlap("sub/", &inner, ""));
+        assert!(!outer.scopes_overlap("other", &inner, ""));
+        // Segments, not characters: `sub` does not contain `subway`.
+        assert!(!outer.scopes_overlap("subway", &outer, "sub"));
+        let prefixed = outer.to_builder().prefix("sub").unwrap().build();
+        assert!(prefixed.is_same_object("x", &inner, "x"));
+        let e = prefixed
+            .check_not_same_object("x", &inner, "x", "move")
+            .unwrap_err();
+        assert!(e.to_string().contains("/sub/x"), "{e}");
+        // Separate memory stores are separate even under one name.
+        assert!(!Bucket::memory("m").is_same_object("k", &Bucket::memory("m"), "k"));
     }
 
     #[test]
