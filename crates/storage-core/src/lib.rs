@@ -44,7 +44,7 @@ mod key;
 mod layer;
 mod secret;
 
-pub use backend::{ConditionalDelete, LocalStore, MemoryStore, etag_eq};
+pub use backend::{ConditionalDelete, Durability, LocalStore, MemoryStore, etag_eq};
 pub use bucket::{
     Bucket, BucketBuilder, BucketStats, DEFAULT_PART_SIZE, DeleteReport, Health, Listing,
     MAX_PRESIGN_EXPIRY, Object, ObjectInfo, ObjectStream, PresignMethod, Presigner, PutOpts,

@@ -44,7 +44,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::{File, Metadata, OpenOptions};
+use std::fs::{File, Metadata};
 use std::io::{ErrorKind, Write};
 use std::ops::Range;
 use std::path::{Path as FsPath, PathBuf};
@@ -63,11 +63,18 @@ use object_store::{
 };
 use serde::{Deserialize, Serialize};
 
+use self::durable::{Staging, SyncCounts, Syncer};
 use super::locks::KeyLocks;
 use super::{ConditionalDelete, etag_eq};
 use crate::attrs::{attributes_to_map, map_to_attributes};
 use crate::error::{Result, StorageError};
 use crate::key::RESERVED_PREFIX;
+
+mod durable;
+#[cfg(unix)]
+mod walk;
+
+pub use durable::Durability;
 
 const BACKEND: &str = "fs";
 
@@ -85,23 +92,11 @@ struct FileMeta {
 /// A new ETag: this process's random id and a per-process counter, unique across the
 /// processes sharing a folder (64 random bits per process).
 fn new_etag() -> String {
-    use std::hash::{BuildHasher, Hasher};
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
     static PROCESS: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let process = *PROCESS.get_or_init(|| {
-        // std's RandomState keys come from the OS's random source.
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos(),
-        );
-        h.finish()
-    });
+    let process = *PROCESS.get_or_init(durable::random_id);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("\"{process:016x}-{n:x}\"")
 }
@@ -228,12 +223,15 @@ pub struct LocalStore {
     /// Whether this folder's filesystem reports inode generations, so writes without
     /// attributes need no extended attribute (see the module docs).
     inode_etags: bool,
+    sync: Arc<Syncer>,
+    staging: Arc<Staging>,
 }
 
 impl fmt::Debug for LocalStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalStore")
             .field("root", &self.root)
+            .field("durability", &self.sync.durability())
             .finish()
     }
 }
@@ -318,6 +316,11 @@ impl Opened {
         if metadata.is_dir() {
             return Ok(None);
         }
+        Opened::from_file(file, metadata, fs_path).map(Some)
+    }
+
+    /// Read the attribute of the open data `file` (at `fs_path`, named in warnings).
+    fn from_file(file: File, metadata: Metadata, fs_path: &FsPath) -> std::io::Result<Opened> {
         let meta = match xattr::get(&file)? {
             Some(bytes) => match serde_json::from_slice(&bytes) {
                 Ok(m) => Some(m),
@@ -328,11 +331,11 @@ impl Opened {
             },
             None => None,
         };
-        Ok(Some(Opened {
+        Ok(Opened {
             file,
             metadata,
             meta,
-        }))
+        })
     }
 
     fn etag(&self) -> String {
@@ -354,36 +357,6 @@ impl Opened {
             size: self.metadata.len(),
             e_tag: Some(self.etag()),
             version: None,
-        }
-    }
-}
-
-/// Create a new staging file `dest#N` beside `dest` (creating folders as needed).
-fn stage(dest: &FsPath) -> std::io::Result<(File, PathBuf)> {
-    let mut n = 1u32;
-    let mut made_parent = false;
-    loop {
-        let mut name = dest.as_os_str().to_owned();
-        name.push(format!("#{n}"));
-        let staged = PathBuf::from(name);
-        match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&staged)
-        {
-            Ok(f) => return Ok((f, staged)),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => n += 1,
-            // The folder is missing (or was just removed): create it once and retry.
-            // `create_dir_all` succeeds when a concurrent writer created it first.
-            Err(e) if e.kind() == ErrorKind::NotFound && !made_parent => match dest.parent() {
-                Some(parent) => {
-                    std::fs::create_dir_all(parent)?;
-                    made_parent = true;
-                }
-                None => return Err(e),
-            },
-            Err(e) => return Err(e),
         }
     }
 }
@@ -445,8 +418,20 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| io_err(std::io::Error::other(e)))?
 }
 
+/// What a committed file records.
+enum Stamp {
+    /// A new ETag, with these attributes and tags (puts, multipart uploads).
+    New(FileMeta),
+    /// This ETag, attributes and tags as they are (a copy keeps its source's).
+    Copied(FileMeta),
+}
+
 impl LocalStore {
-    /// Open (creating if needed) the folder `root`.
+    /// Open (creating if needed) the folder `root`, with durable writes
+    /// ([`Durability::Fsync`]; see [`with_durability`](Self::with_durability)).
+    ///
+    /// Removes what writers that are no longer running left staged (see
+    /// [`remove_abandoned_staging`](Self::remove_abandoned_staging)).
     ///
     /// Fails with `InvalidConfig` when the folder cannot be created or its filesystem does
     /// not support user extended attributes, where attributes and tags (and, on filesystems
@@ -479,12 +464,60 @@ impl LocalStore {
                     ),
                 )
             })?;
+        let staging_root = sys.join("staging");
+        let staging_err = |e: std::io::Error| {
+            StorageError::invalid_config(
+                "root",
+                format!(
+                    "cannot prepare the staging folder {}: {e}",
+                    staging_root.display()
+                ),
+            )
+        };
+        Staging::sweep(&staging_root).map_err(staging_err)?;
+        let staging = Staging::claim(&staging_root).map_err(staging_err)?;
         Ok(LocalStore {
             inner: Arc::new(inner),
             root,
             locks: Arc::new(locks),
             inode_etags: inode_generation::of(&probe).is_some(),
+            sync: Arc::new(Syncer::new(Durability::Fsync)),
+            staging: Arc::new(staging),
         })
+    }
+
+    /// This store with writes made durable as `durability` says (the default,
+    /// [`Durability::Fsync`], syncs every write; [`Durability::None`] is for scratch data).
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.sync = Arc::new(Syncer::new(durability));
+        self
+    }
+
+    /// How this store makes writes durable.
+    pub fn durability(&self) -> Durability {
+        self.sync.durability()
+    }
+
+    /// Remove the staged files of writers that are no longer running: a process killed in
+    /// the middle of a put, copy or multipart upload leaves its staged file under
+    /// `ROOT/.strata-sys/staging/`, never beside the objects and never listed. Opening a
+    /// store does this already; a long-running process may call it from time to time.
+    /// Stores still open, in this process or another, keep theirs. Returns the number of
+    /// files removed.
+    pub fn remove_abandoned_staging(&self) -> Result<u64> {
+        Staging::sweep(&self.root.join(RESERVED_PREFIX).join("staging"))
+            .map_err(|e| StorageError::from_object_store(BACKEND, io_err(e)))
+    }
+
+    /// A [`Bucket`](crate::Bucket) named `name` on this store.
+    pub fn into_bucket(self, name: impl Into<String>) -> crate::Bucket {
+        let store = Arc::new(self);
+        crate::Bucket::builder(name, store.clone())
+            .location(format!("file://{}", store.root().display()))
+            .provider(BACKEND)
+            .capabilities(crate::Capabilities::LOCAL)
+            .conditional_delete(store)
+            .build()
     }
 
     /// The folder this store writes to.
@@ -492,18 +525,51 @@ impl LocalStore {
         &self.root
     }
 
+    /// fsync calls this store (and its clones) made so far.
+    #[cfg_attr(not(test), allow(dead_code))]
+    fn sync_counts(&self) -> SyncCounts {
+        self.sync.counts()
+    }
+
     fn fs_path(&self, location: &Path) -> OsResult<PathBuf> {
         self.inner.path_to_filesystem(location)
     }
 
-    /// `meta` as the file now at its location describes itself (for listings).
-    fn visible(&self, meta: ObjectMeta) -> ObjectMeta {
-        let Ok(fs_path) = self.fs_path(&meta.location) else {
-            return meta;
+    /// A walk listing `prefix` (everything under it, or one level of it).
+    #[cfg(unix)]
+    fn walk(
+        &self,
+        prefix: Option<&Path>,
+        recursive: bool,
+        offset: Option<&Path>,
+    ) -> OsResult<walk::Walk> {
+        let prefix = prefix.cloned().unwrap_or_default();
+        let dir = if prefix.is_root() {
+            self.root.clone()
+        } else {
+            self.fs_path(&prefix)?
         };
-        match Opened::open(&fs_path) {
-            Ok(Some(opened)) => opened.object_meta(meta.location),
-            _ => meta,
+        if is_reserved(&prefix) {
+            return Ok(walk::Walk::nothing(recursive));
+        }
+        walk::Walk::new(&dir, prefix, recursive, offset.cloned())
+    }
+
+    /// Remove `fs_path` (the object `location`) under its key lock; a missing file is fine.
+    fn remove(&self, location: &Path, fs_path: &FsPath) -> OsResult<()> {
+        let _g = self.locks.lock(&[location.as_ref()]).map_err(io_err)?;
+        self.remove_locked(fs_path)
+    }
+
+    /// Remove `fs_path` (its key lock held) and sync its folder.
+    fn remove_locked(&self, fs_path: &FsPath) -> OsResult<()> {
+        match std::fs::remove_file(fs_path) {
+            Ok(()) => match fs_path.parent() {
+                Some(dir) => self.sync.folder(dir).map_err(io_err),
+                None => Ok(()),
+            },
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(e)),
         }
     }
 
@@ -517,7 +583,7 @@ impl LocalStore {
     ) -> OsResult<()> {
         let (src, dst) = (self.fs_path(from)?, self.fs_path(to)?);
         let (from, to) = (from.clone(), to.clone());
-        let locks = self.locks.clone();
+        let store = self.clone();
         blocking(move || {
             let to_mode = if create_only {
                 PutMode::Create
@@ -526,7 +592,10 @@ impl LocalStore {
             };
             if remove_source {
                 // A rename keeps the inode, so the metadata moves with the data.
-                let _g = locks.lock(&[from.as_ref(), to.as_ref()]).map_err(io_err)?;
+                let _g = store
+                    .locks
+                    .lock(&[from.as_ref(), to.as_ref()])
+                    .map_err(io_err)?;
                 // Only existence matters here: no need to open the file and read its metadata.
                 match std::fs::metadata(&src) {
                     Ok(m) if !m.is_dir() => {}
@@ -535,16 +604,15 @@ impl LocalStore {
                     Err(e) => return Err(io_err(e)),
                 }
                 check_mode(&to, &dst, &to_mode)?;
-                if let Err(e) = std::fs::rename(&src, &dst) {
-                    if e.kind() != ErrorKind::NotFound {
-                        return Err(io_err(e));
+                // The new entry is made durable before the old one's removal is, so a crash
+                // leaves the object in one place or both, never in neither.
+                store.sync.publish(&src, &dst).map_err(io_err)?;
+                return match src.parent() {
+                    Some(dir) if Some(dir) != dst.parent() => {
+                        store.sync.folder(dir).map_err(io_err)
                     }
-                    if let Some(parent) = dst.parent() {
-                        std::fs::create_dir_all(parent).map_err(io_err)?;
-                    }
-                    std::fs::rename(&src, &dst).map_err(io_err)?;
-                }
-                return Ok(());
+                    _ => Ok(()),
+                };
             }
             // A copy is staged from one open descriptor (a consistent snapshot of the
             // source), given the source's metadata, and renamed into place.
@@ -552,70 +620,102 @@ impl LocalStore {
                 return Err(not_found(&from));
             };
             check_mode(&to, &dst, &to_mode)?;
-            let (mut staged_file, staged) = stage(&dst).map_err(io_err)?;
-            let outcome = (|| {
-                std::io::copy(&mut source.file, &mut staged_file).map_err(io_err)?;
-                // A source without an attribute has an inode ETag, which the copy's own
-                // inode would not reproduce: the copy records it.
-                let meta = match source.meta.take() {
-                    Some(meta) => meta,
-                    None => FileMeta {
-                        etag: source.etag(),
-                        ..Default::default()
-                    },
-                };
-                set_meta(&staged_file, &meta)?;
-                drop(staged_file);
-                let _g = locks.lock(&[to.as_ref()]).map_err(io_err)?;
-                check_mode(&to, &dst, &to_mode)?;
-                std::fs::rename(&staged, &dst).map_err(io_err)
-            })();
-            if outcome.is_err() {
+            let (mut staged_file, staged) = store.staging.file().map_err(io_err)?;
+            let copied = std::io::copy(&mut source.file, &mut staged_file).map_err(io_err);
+            if let Err(e) = copied {
                 let _ = std::fs::remove_file(&staged);
+                return Err(e);
             }
-            outcome
+            // A source without an attribute has an inode ETag, which the copy's own inode
+            // would not reproduce: the copy records it.
+            let meta = match source.meta.take() {
+                Some(meta) => meta,
+                None => FileMeta {
+                    etag: source.etag(),
+                    ..Default::default()
+                },
+            };
+            store
+                .commit(&to, (staged_file, staged), Stamp::Copied(meta), &to_mode)
+                .map(drop)
         })
         .await
     }
 
-    /// Give the written `staged` file its ETag (and `meta`'s attributes and tags, if any),
-    /// then (under the key lock and after checking `mode`) rename it into place; returns
-    /// the ETag. Used by puts and multipart completion.
+    /// Give the written `staged` file its ETag and metadata, make it durable, then (under
+    /// the key lock and after checking `mode`) rename it into place and make that durable;
+    /// returns the ETag. The staged file is removed on failure. Used by puts, copies and
+    /// multipart completion.
     fn commit(
         &self,
         location: &Path,
         staged: (File, PathBuf),
-        mut meta: FileMeta,
+        meta: Stamp,
         mode: &PutMode,
     ) -> OsResult<String> {
         let dest = self.fs_path(location)?;
         let (file, staged) = staged;
         let outcome = (|| {
-            let plain = meta.attributes.is_empty() && meta.tags.is_empty();
-            // A rename keeps the inode and its mtime, so the staged file's ETag is the
-            // ETag readers will see.
-            let generation = match plain && self.inode_etags {
-                true => inode_generation::of(&file),
-                false => None,
-            };
-            let etag = match generation {
-                Some(g) => inode_etag(&file.metadata().map_err(io_err)?, Some(g)),
-                None => {
-                    meta.etag = new_etag();
+            let etag = match meta {
+                Stamp::Copied(meta) => {
                     set_meta(&file, &meta)?;
                     meta.etag
                 }
+                Stamp::New(mut meta) => {
+                    let plain = meta.attributes.is_empty() && meta.tags.is_empty();
+                    // A rename keeps the inode and its mtime, so the staged file's ETag is
+                    // the ETag readers will see.
+                    let generation = match plain && self.inode_etags {
+                        true => inode_generation::of(&file),
+                        false => None,
+                    };
+                    match generation {
+                        Some(g) => inode_etag(&file.metadata().map_err(io_err)?, Some(g)),
+                        None => {
+                            meta.etag = new_etag();
+                            set_meta(&file, &meta)?;
+                            meta.etag
+                        }
+                    }
+                }
             };
+            self.sync.file(&file).map_err(io_err)?;
             drop(file);
             let _g = self.locks.lock(&[location.as_ref()]).map_err(io_err)?;
             check_mode(location, &dest, mode)?;
-            std::fs::rename(&staged, &dest).map_err(io_err)?;
+            self.sync.publish(&staged, &dest).map_err(io_err)?;
             Ok(etag)
         })();
         if outcome.is_err() {
             let _ = std::fs::remove_file(&staged);
         }
         outcome
+    }
+}
+
+/// Where there is no walk of our own: `LocalFileSystem`'s listing, each file then opened
+/// for its ETag.
+#[cfg(not(unix))]
+impl LocalStore {
+    fn list_by_inner(
+        &self,
+        list: BoxStream<'static, OsResult<ObjectMeta>>,
+    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        let store = self.clone();
+        list.filter(|r| futures::future::ready(!matches!(r, Ok(m) if is_reserved(&m.location))))
+            .map(move |r| r.map(|m| store.visible(m)))
+            .boxed()
+    }
+
+    /// `meta` as the file now at its location describes itself.
+    fn visible(&self, meta: ObjectMeta) -> ObjectMeta {
+        let Ok(fs_path) = self.fs_path(&meta.location) else {
+            return meta;
+        };
+        match Opened::open(&fs_path) {
+            Ok(Some(opened)) => opened.object_meta(meta.location),
+            _ => meta,
+        }
     }
 }
 
@@ -629,9 +729,7 @@ impl ConditionalDelete for LocalStore {
             let _g = store.locks.lock(&[path.as_ref()]).map_err(io_err)?;
             match Opened::open(&fs_path).map_err(io_err)?.map(|o| o.etag()) {
                 None => Err(not_found(&path)),
-                Some(current) if etag_eq(&current, &etag) => {
-                    std::fs::remove_file(&fs_path).map_err(io_err)
-                }
+                Some(current) if etag_eq(&current, &etag) => store.remove_locked(&fs_path),
                 Some(current) => Err(object_store::Error::Precondition {
                     path: path.to_string(),
                     source: format!("expected ETag {etag}, found {current:?}").into(),
@@ -657,7 +755,7 @@ impl ObjectStore for LocalStore {
         blocking(move || {
             // A stale conditional write fails here, before writing anything.
             check_mode(&location, &dest, &opts.mode)?;
-            let (mut file, staged) = stage(&dest).map_err(io_err)?;
+            let (mut file, staged) = store.staging.file().map_err(io_err)?;
             if let Err(e) = payload.iter().try_for_each(|c| file.write_all(c)) {
                 let _ = std::fs::remove_file(&staged);
                 return Err(io_err(e));
@@ -667,7 +765,7 @@ impl ObjectStore for LocalStore {
                 attributes: attributes_to_map(&opts.attributes),
                 tags: opts.tags.encoded().to_string(),
             };
-            let etag = store.commit(&location, (file, staged), meta, &opts.mode)?;
+            let etag = store.commit(&location, (file, staged), Stamp::New(meta), &opts.mode)?;
             Ok(PutResult {
                 e_tag: Some(etag),
                 version: None,
@@ -683,8 +781,10 @@ impl ObjectStore for LocalStore {
         opts: PutMultipartOptions,
     ) -> OsResult<Box<dyn MultipartUpload>> {
         check_not_reserved(&[location])?;
-        let dest = self.fs_path(location)?;
-        let (file, staged) = blocking(move || stage(&dest).map_err(io_err)).await?;
+        // Checked now, so a bad key fails before any part is written.
+        self.fs_path(location)?;
+        let staging = self.staging.clone();
+        let (file, staged) = blocking(move || staging.file().map_err(io_err)).await?;
         Ok(Box::new(LocalUpload {
             file: Some(Arc::new(file)),
             staged,
@@ -752,16 +852,7 @@ impl ObjectStore for LocalStore {
                     let loc = loc?;
                     check_not_reserved(&[&loc])?;
                     let fs_path = store.fs_path(&loc)?;
-                    let locks = store.locks.clone();
-                    blocking(move || {
-                        let _g = locks.lock(&[loc.as_ref()]).map_err(io_err)?;
-                        match std::fs::remove_file(&fs_path) {
-                            Ok(()) => Ok(loc),
-                            Err(e) if e.kind() == ErrorKind::NotFound => Ok(loc),
-                            Err(e) => Err(io_err(e)),
-                        }
-                    })
-                    .await
+                    blocking(move || store.remove(&loc, &fs_path).map(|()| loc)).await
                 }
             })
             .buffered(8)
@@ -769,12 +860,10 @@ impl ObjectStore for LocalStore {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        let store = self.clone();
-        self.inner
-            .list(prefix)
-            .filter(|r| futures::future::ready(!matches!(r, Ok(m) if is_reserved(&m.location))))
-            .map(move |r| r.map(|m| store.visible(m)))
-            .boxed()
+        #[cfg(unix)]
+        return walk::stream(self.walk(prefix, true, None));
+        #[cfg(not(unix))]
+        return self.list_by_inner(self.inner.list(prefix));
     }
 
     fn list_with_offset(
@@ -782,24 +871,49 @@ impl ObjectStore for LocalStore {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        let store = self.clone();
-        self.inner
-            .list_with_offset(prefix, offset)
-            .filter(|r| futures::future::ready(!matches!(r, Ok(m) if is_reserved(&m.location))))
-            .map(move |r| r.map(|m| store.visible(m)))
-            .boxed()
+        #[cfg(unix)]
+        return walk::stream(self.walk(prefix, true, Some(offset)));
+        #[cfg(not(unix))]
+        return self.list_by_inner(self.inner.list_with_offset(prefix, offset));
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
-        let mut result = self.inner.list_with_delimiter(prefix).await?;
-        result.common_prefixes.retain(|p| !is_reserved(p));
-        result.objects.retain(|m| !is_reserved(&m.location));
-        result.objects = result
-            .objects
-            .into_iter()
-            .map(|m| self.visible(m))
-            .collect();
-        Ok(result)
+        #[cfg(unix)]
+        {
+            let walk = self.walk(prefix, false, None)?;
+            blocking(move || {
+                let (mut objects, mut common_prefixes) = (Vec::new(), Vec::new());
+                for found in walk {
+                    match found? {
+                        walk::Found::Object(m) => objects.push(m),
+                        walk::Found::Folder(p) => common_prefixes.push(p),
+                    }
+                }
+                common_prefixes.sort_unstable();
+                Ok(ListResult {
+                    common_prefixes,
+                    objects,
+                    extensions: Default::default(),
+                })
+            })
+            .await
+        }
+        #[cfg(not(unix))]
+        {
+            let mut result = self.inner.list_with_delimiter(prefix).await?;
+            result.common_prefixes.retain(|p| !is_reserved(p));
+            result.objects.retain(|m| !is_reserved(&m.location));
+            let store = self.clone();
+            result.objects = blocking(move || {
+                Ok(result
+                    .objects
+                    .into_iter()
+                    .map(|m| store.visible(m))
+                    .collect())
+            })
+            .await?;
+            Ok(result)
+        }
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
@@ -886,9 +1000,15 @@ impl MultipartUpload for LocalUpload {
             self.staged.clone(),
         );
         self.finished = true;
-        let etag =
-            blocking(move || store.commit(&location, (file, staged), meta, &PutMode::Overwrite))
-                .await?;
+        let etag = blocking(move || {
+            store.commit(
+                &location,
+                (file, staged),
+                Stamp::New(meta),
+                &PutMode::Overwrite,
+            )
+        })
+        .await?;
         Ok(PutResult {
             e_tag: Some(etag),
             version: None,
@@ -1074,6 +1194,226 @@ mod tests {
             current
         );
         assert_eq!(store.head(&p).await.unwrap().e_tag, current);
+    }
+
+    #[tokio::test]
+    async fn every_write_syncs_its_file_and_folders_and_none_syncs_nothing() {
+        for durability in [Durability::Fsync, Durability::None] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = LocalStore::new(dir.path())
+                .unwrap()
+                .with_durability(durability);
+            assert_eq!(store.durability(), durability);
+            let on = u64::from(durability == Durability::Fsync);
+            let mut last = store.sync_counts();
+            let mut step = |what: &str, files: u64, folders: u64| {
+                let now = store.sync_counts();
+                let made = (now.files - last.files, now.folders - last.folders);
+                assert_eq!(made, (files * on, folders * on), "{what} ({durability:?})");
+                last = now;
+            };
+            let p = Path::from("a/b/c.txt");
+            // Two new folders: each one's parent is synced too.
+            let first = store.put(&p, "1".into()).await.unwrap();
+            step("put creating a/ and a/b/", 1, 3);
+            let second = store.put(&p, "2".into()).await.unwrap();
+            step("put", 1, 1);
+            let mut attrs = Attributes::new();
+            attrs.insert(object_store::Attribute::ContentType, "text/plain".into());
+            let with_attrs = PutOptions {
+                attributes: attrs,
+                ..Default::default()
+            };
+            store.put_opts(&p, "3".into(), with_attrs).await.unwrap();
+            step("put with attributes", 1, 1);
+            let current = UpdateVersion::from(store.put(&p, "4".into()).await.unwrap());
+            step("put", 1, 1);
+            let cas = PutOptions::from(PutMode::Update(current));
+            store.put_opts(&p, "5".into(), cas).await.unwrap();
+            step("compare-and-swap", 1, 1);
+            let stale = PutOptions::from(PutMode::Update(UpdateVersion::from(first)));
+            assert!(store.put_opts(&p, "6".into(), stale).await.is_err());
+            step("stale compare-and-swap", 0, 0);
+            let _ = second;
+            let create = PutOptions::from(PutMode::Create);
+            assert!(store.put_opts(&p, "7".into(), create).await.is_err());
+            step("create-if-absent on an existing key", 0, 0);
+            store.copy(&p, &Path::from("a/b/d.txt")).await.unwrap();
+            step("copy", 1, 1);
+            store
+                .rename(&Path::from("a/b/d.txt"), &Path::from("a/e.txt"))
+                .await
+                .unwrap();
+            step("move to another folder", 0, 2);
+            store
+                .rename(&Path::from("a/e.txt"), &Path::from("a/f.txt"))
+                .await
+                .unwrap();
+            step("move within a folder", 0, 1);
+            store.delete(&Path::from("a/f.txt")).await.unwrap();
+            step("delete", 0, 1);
+            store.delete(&Path::from("a/f.txt")).await.unwrap();
+            step("delete of a missing key", 0, 0);
+            let etag = store.head(&p).await.unwrap().e_tag.unwrap();
+            let _: Vec<_> = store.list(None).collect().await;
+            store.get(&p).await.unwrap().bytes().await.unwrap();
+            step("head, list, get", 0, 0);
+            store.delete_if_match(&p, &etag).await.unwrap();
+            step("delete-if-match", 0, 1);
+            let mut up = store.put_multipart(&Path::from("m/p")).await.unwrap();
+            up.put_part("par".into()).await.unwrap();
+            up.put_part("ts".into()).await.unwrap();
+            step("multipart parts", 0, 0);
+            up.complete().await.unwrap();
+            step("multipart completion creating m/", 1, 2);
+            let total = store.sync_counts();
+            assert_eq!(
+                (total.files, total.folders),
+                (7 * on, 15 * on),
+                "{durability:?}"
+            );
+        }
+    }
+
+    /// Lists `store` and `LocalFileSystem` over the same folder; both sorted by key.
+    async fn both_lists(
+        store: &LocalStore,
+        prefix: Option<&Path>,
+        offset: Option<&Path>,
+    ) -> (Vec<ObjectMeta>, Vec<ObjectMeta>) {
+        let raw = LocalFileSystem::new_with_prefix(store.root()).unwrap();
+        let (ours, theirs) = match offset {
+            Some(o) => (
+                store.list_with_offset(prefix, o),
+                raw.list_with_offset(prefix, o),
+            ),
+            None => (store.list(prefix), raw.list(prefix)),
+        };
+        let mut ours: Vec<ObjectMeta> = ours.map(|r| r.unwrap()).collect().await;
+        let mut theirs: Vec<ObjectMeta> = theirs
+            .map(|r| r.unwrap())
+            .filter(|m| futures::future::ready(!is_reserved(&m.location)))
+            .collect()
+            .await;
+        ours.sort_by(|a, b| a.location.cmp(&b.location));
+        theirs.sort_by(|a, b| a.location.cmp(&b.location));
+        (ours, theirs)
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn listings_find_what_local_file_system_finds_with_the_etags_head_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        for key in [
+            "a.txt",
+            "d/b c.txt",
+            "d/e/f%20g",
+            "d/é€",
+            "x#a",
+            "x#",
+            "d/e/h.json",
+        ] {
+            store.put(&Path::from(key), key.into()).await.unwrap();
+        }
+        let mut attrs = Attributes::new();
+        attrs.insert(object_store::Attribute::ContentType, "text/csv".into());
+        let opts = PutOptions {
+            attributes: attrs,
+            ..Default::default()
+        };
+        store
+            .put_opts(&Path::from("d/with-attrs.csv"), "1,2".into(), opts)
+            .await
+            .unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("d/by-hand"), "plain").unwrap();
+        std::fs::write(root.join("d/staged#12"), "hidden").unwrap();
+        std::fs::write(root.join("d/hash#a"), "shown").unwrap();
+        std::fs::write(root.join("d/hash#"), "shown").unwrap();
+        std::fs::create_dir_all(root.join("empty/folder")).unwrap();
+        std::os::unix::fs::symlink(root.join("a.txt"), root.join("d/link")).unwrap();
+        std::os::unix::fs::symlink(root.join("missing"), root.join("d/broken")).unwrap();
+        std::os::unix::fs::symlink(root.join("d/e"), root.join("linked-folder")).unwrap();
+
+        let (ours, theirs) = both_lists(&store, None, None).await;
+        let keys = |v: &[ObjectMeta]| v.iter().map(|m| m.location.to_string()).collect::<Vec<_>>();
+        assert_eq!(keys(&ours), keys(&theirs));
+        assert_eq!(
+            keys(&ours),
+            // `Path::from` percent-encodes what S3 advises against; files are named so.
+            [
+                "a.txt",
+                "d/%C3%A9%E2%82%AC",
+                "d/b c.txt",
+                "d/by-hand",
+                "d/e/f%2520g",
+                "d/e/h.json",
+                "d/hash#",
+                "d/hash#a",
+                "d/link",
+                "d/with-attrs.csv",
+                "linked-folder/f%2520g",
+                "linked-folder/h.json",
+                "x%23",
+                "x%23a"
+            ]
+        );
+        for (o, t) in ours.iter().zip(&theirs) {
+            assert_eq!(
+                (o.size, o.last_modified),
+                (t.size, t.last_modified),
+                "{}",
+                o.location
+            );
+            let head = store.head(&o.location).await.unwrap();
+            assert_eq!(o.e_tag, head.e_tag, "{}", o.location);
+        }
+        let d = Path::from("d");
+        let (ours, theirs) = both_lists(&store, Some(&d), None).await;
+        assert_eq!(keys(&ours), keys(&theirs));
+        assert_eq!(ours.len(), 9);
+        let (ours, theirs) = both_lists(&store, None, Some(&Path::from("d/e/h.json"))).await;
+        assert_eq!(keys(&ours), keys(&theirs));
+        assert_eq!(ours.len(), 8);
+        for missing in ["nothing", "a.txt", ".strata-sys", ".strata-sys/staging"] {
+            let (ours, _) = both_lists(&store, Some(&Path::from(missing)), None).await;
+            assert!(ours.is_empty(), "{missing}");
+        }
+
+        let raw = LocalFileSystem::new_with_prefix(store.root()).unwrap();
+        for prefix in [None, Some(Path::from("d")), Some(Path::from("nothing"))] {
+            let mut ours = store.list_with_delimiter(prefix.as_ref()).await.unwrap();
+            let mut theirs = raw.list_with_delimiter(prefix.as_ref()).await.unwrap();
+            theirs.common_prefixes.retain(|p| !is_reserved(p));
+            ours.objects.sort_by(|a, b| a.location.cmp(&b.location));
+            theirs.objects.sort_by(|a, b| a.location.cmp(&b.location));
+            assert_eq!(ours.common_prefixes, theirs.common_prefixes, "{prefix:?}");
+            assert_eq!(keys(&ours.objects), keys(&theirs.objects), "{prefix:?}");
+            for o in &ours.objects {
+                let head = store.head(&o.location).await.unwrap();
+                assert_eq!(o.e_tag, head.e_tag, "{}", o.location);
+            }
+        }
+        let top = store.list_with_delimiter(None).await.unwrap();
+        assert_eq!(
+            top.common_prefixes,
+            [
+                Path::from("d"),
+                Path::from("empty"),
+                Path::from("linked-folder")
+            ]
+        );
+
+        // A symlink loop is an error, not an endless walk.
+        std::os::unix::fs::symlink(root.join("d"), root.join("d/e/loop")).unwrap();
+        let results: Vec<_> = store.list(None).collect().await;
+        assert!(
+            results
+                .iter()
+                .any(|r| r.as_ref().is_err_and(|e| e.to_string().contains("loop"))),
+            "no loop error"
+        );
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@ mod local;
 mod locks;
 mod memory;
 
-pub use local::LocalStore;
+pub use local::{Durability, LocalStore};
 pub use memory::MemoryStore;
 
 /// Atomic delete-if-match, which the `ObjectStore` trait has no method for.
