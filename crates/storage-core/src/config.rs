@@ -13,19 +13,108 @@ use crate::error::{Result, StorageError};
 
 /// Parse TOML `text` into `T`. Errors name `origin` (a file name), the line and the field
 /// path (`strata.toml:3: routes.records.colour`).
+///
+/// A table deserialized as a whole (an internally tagged enum, a `try_from` type) reports
+/// its errors at the table; when such an error's message starts with
+/// [`field_message`]'s `` `key`: `` it is placed at that key's own line instead.
 pub fn from_toml_str<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T> {
     toml::from_str(text).map_err(|e| {
         let mut where_ = origin.to_string();
+        let mut message = e.message().trim().to_string();
         if let Some(span) = e.span() {
             let offset = span.start.min(text.len());
-            let line = text[..offset].matches('\n').count() + 1;
-            where_ = match toml_path_at(text, offset) {
+            let mut line = text[..offset].matches('\n').count() + 1;
+            let mut path = toml_path_at(text, offset);
+            if let Some((key, rest)) = split_field_message(&message)
+                && let Some(table) = &path
+                && let Some(found) = toml_line_of(text, &format!("{table}.{key}"))
+            {
+                path = Some(format!("{table}.{key}"));
+                line = found;
+                message = rest.to_string();
+            }
+            where_ = match path {
                 Some(path) => format!("{origin}:{line}: {path}"),
                 None => format!("{origin}:{line}"),
             };
         }
-        StorageError::invalid_config(where_, e.message().trim().to_string())
+        StorageError::invalid_config(where_, message)
     })
+}
+
+/// An error message about `key` of a table checked as a whole: `` `key`: reason ``, which
+/// [`from_toml_str`] turns into that key's line and field path.
+pub fn field_message(key: &str, reason: impl std::fmt::Display) -> String {
+    format!("`{key}`: {reason}")
+}
+
+fn split_field_message(message: &str) -> Option<(&str, &str)> {
+    let rest = message.strip_prefix('`')?;
+    let (key, rest) = rest.split_once("`: ")?;
+    (!key.is_empty() && !key.contains(char::is_whitespace)).then_some((key, rest))
+}
+
+/// The 1-based line of dotted `path` in TOML `text`: a `[table]` header or a `key = value`
+/// line under the nearest header (dotted keys and inline tables not followed). `None` when
+/// the path is not written there.
+pub fn toml_line_of(text: &str, path: &str) -> Option<usize> {
+    let mut table = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            table = line
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .split('.')
+                .map(|p| p.trim().trim_matches(|c| c == '"' || c == '\''))
+                .collect::<Vec<_>>()
+                .join(".");
+            if table == path {
+                return Some(i + 1);
+            }
+        } else if let Some((key, _)) = line.split_once('=') {
+            let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
+            let full = if table.is_empty() {
+                key.to_string()
+            } else {
+                format!("{table}.{key}")
+            };
+            if full == path {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
+}
+
+/// Place a validation error found after parsing (`InvalidConfig` whose field is
+/// `"{origin}: a.b.c"`, or several paths joined by `/`, the most specific last) at the line
+/// of `text` that sets it: `"{origin}:LINE: a.b.c"`. Other errors pass through.
+pub fn locate_error(err: StorageError, text: &str, origin: &str) -> StorageError {
+    let StorageError::InvalidConfig { field, reason } = err else {
+        return err;
+    };
+    let Some(paths) = field
+        .strip_prefix(origin)
+        .and_then(|f| f.strip_prefix(": "))
+    else {
+        return StorageError::InvalidConfig { field, reason };
+    };
+    let found = paths.rsplit('/').find_map(|candidate| {
+        // `buckets.media/connections.aws.secret_access_key`: the last names the setting;
+        // `tenants.a` may be a table; `connections.aws.` a prefix with the key after it.
+        let candidate = candidate.trim_end_matches('.');
+        toml_line_of(text, candidate).map(|line| (line, candidate))
+    });
+    match found {
+        Some((line, path)) => StorageError::InvalidConfig {
+            field: format!("{origin}:{line}: {path}"),
+            reason,
+        },
+        None => StorageError::InvalidConfig { field, reason },
+    }
 }
 
 /// The dotted path (`table.key`) of the TOML line holding byte `offset`, found from the
@@ -172,6 +261,22 @@ fn parse_duration_with_unit(s: &str, bare_unit: Duration) -> std::result::Result
     }
 }
 
+/// Deserialize a number that must be at least 1 (a threshold, a count, a size): 0 is
+/// refused where it is read, so the error carries the line and field.
+pub fn at_least_one<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + PartialOrd + From<u8>,
+{
+    let v = T::deserialize(d)?;
+    if v < T::from(1) {
+        return Err(serde::de::Error::custom(
+            "must be at least 1 (0 would make the setting do nothing or fail every call); remove it to use the default",
+        ));
+    }
+    Ok(v)
+}
+
 /// Serde helpers for durations written as `"30s"` in TOML.
 pub mod duration_str {
     use super::*;
@@ -186,6 +291,57 @@ pub mod duration_str {
     /// Serialize as `"30s"`.
     pub fn serialize<S: Serializer>(v: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.serialize_str(&humantime::format_duration(*v).to_string())
+    }
+
+    /// A duration that must be more than zero (a timeout, an interval): `"0s"` is refused
+    /// where it is read, so the error carries the line and field.
+    pub mod nonzero {
+        use super::*;
+
+        /// Deserialize `"30s"`, refusing zero.
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> std::result::Result<Duration, D::Error> {
+            let v = super::deserialize(d)?;
+            if v.is_zero() {
+                return Err(serde::de::Error::custom(ZERO));
+            }
+            Ok(v)
+        }
+
+        /// Serialize as `"30s"`.
+        pub fn serialize<S: Serializer>(
+            v: &Duration,
+            s: S,
+        ) -> std::result::Result<S::Ok, S::Error> {
+            super::serialize(v, s)
+        }
+
+        /// Same, for `Option<Duration>`.
+        pub mod option {
+            use super::*;
+
+            /// Deserialize `"30s"` or absent, refusing zero.
+            pub fn deserialize<'de, D: Deserializer<'de>>(
+                d: D,
+            ) -> std::result::Result<Option<Duration>, D::Error> {
+                let v = super::super::option::deserialize(d)?;
+                if v.is_some_and(|v| v.is_zero()) {
+                    return Err(serde::de::Error::custom(ZERO));
+                }
+                Ok(v)
+            }
+
+            /// Serialize as `"30s"` or nothing.
+            pub fn serialize<S: Serializer>(
+                v: &Option<Duration>,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                super::super::option::serialize(v, s)
+            }
+        }
+
+        const ZERO: &str = "must be more than zero (with 0s every call would time out or nothing would wait); write e.g. \"30s\", or remove it to use the default";
     }
 
     /// Same, for `Option<Duration>`.
@@ -307,6 +463,84 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("strata.toml:6: b.colour"), "{err}");
+    }
+
+    #[test]
+    fn checked_values_and_tables_checked_whole_keep_line_and_field() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code, reason = "only the errors are looked at")]
+        struct Limits {
+            #[serde(with = "duration_str::nonzero")]
+            timeout: Duration,
+            #[serde(deserialize_with = "at_least_one", default = "one")]
+            threshold: u32,
+        }
+        fn one() -> u32 {
+            1
+        }
+        let e = from_toml_str::<BTreeMap<String, Limits>>(
+            "[a]\ntimeout = '1s'\n\n[b]\nthreshold = 2\ntimeout = '0s'\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("x.toml:6: b.timeout") && e.contains("more than zero"),
+            "{e}"
+        );
+        let e = from_toml_str::<BTreeMap<String, Limits>>(
+            "[a]\ntimeout = '1s'\nthreshold = 0\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("x.toml:3: a.threshold") && e.contains("at least 1"),
+            "{e}"
+        );
+
+        // A table checked whole points at the key its message names.
+        #[derive(Debug, Deserialize)]
+        #[serde(try_from = "toml::Table")]
+        struct Whole;
+        impl TryFrom<toml::Table> for Whole {
+            type Error = String;
+            fn try_from(_: toml::Table) -> std::result::Result<Self, String> {
+                Err(field_message("region", "invalid type: integer `30`"))
+            }
+        }
+        let e = from_toml_str::<BTreeMap<String, Whole>>(
+            "[conn]\nkind = 's3'\nregion = 30\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`x.toml:3: conn.region`: invalid type: integer `30`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn errors_found_after_parsing_get_their_line() {
+        let text = "[connections.aws]\nkind = 's3'\nsecret_access_key = ''\n[buckets.m]\nconnection = 'aws'\n";
+        let e = locate_error(
+            StorageError::invalid_config(
+                "s.toml: buckets.m/connections.aws.secret_access_key",
+                "is empty",
+            ),
+            text,
+            "s.toml",
+        );
+        assert_eq!(
+            e.to_string(),
+            StorageError::invalid_config("s.toml:3: connections.aws.secret_access_key", "is empty")
+                .to_string()
+        );
+        assert_eq!(toml_line_of(text, "buckets.m"), Some(4));
+        assert_eq!(toml_line_of(text, "buckets.m.connection"), Some(5));
+        assert_eq!(toml_line_of(text, "buckets.x"), None);
     }
 
     #[test]
