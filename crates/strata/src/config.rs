@@ -138,7 +138,10 @@ impl TryFrom<RawConnection> for ConnectionConfig {
                     match kind {
                         None => "missing `kind`; set kind = \"s3\", \"r2\", \"fs\" or \"memory\""
                             .to_string(),
-                        Some(k) if msg.contains("unknown variant") => {
+                        Some(k)
+                            if msg.contains("unknown variant")
+                                && !crate::enabled_providers().contains(&k.as_str()) =>
+                        {
                             format!(
                                 "kind `{k}` is not available; allowed: {}",
                                 crate::enabled_providers().join(", ")
@@ -175,6 +178,10 @@ pub struct FsConnection {
     /// Folder holding one sub-folder per bucket. Relative paths are relative to the
     /// configuration file's folder.
     pub root: PathBuf,
+    /// `"fsync"` (default): every write is on stable storage before it returns. `"none"`:
+    /// no fsync, for scratch data (an acknowledged write can be lost to a power loss).
+    #[serde(default)]
+    pub durability: storage_core::Durability,
 }
 
 /// An in-memory connection.

@@ -191,7 +191,9 @@ impl Strata {
                     storage_core::Key::new(&remote)
                         .map_err(|e| E::invalid_config(field("bucket"), e.to_string()))?;
                     let root = base.join(&fs.root).join(&remote);
-                    Bucket::local(name, root)?
+                    storage_core::LocalStore::new(root)?
+                        .with_durability(fs.durability)
+                        .into_bucket(name)
                 }
                 ProviderConfig::Memory(_) => {
                     let store = memory
@@ -533,6 +535,36 @@ mod tests {
         .to_string();
         assert!(
             e.contains("x.toml: buckets.a.connection") && e.contains("known connections: m"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn fs_durability_is_fsync_unless_set_to_none_and_a_typo_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = |extra: &str| {
+            format!(
+                "[connections.disk]\nkind = 'fs'\nroot = '{}'\n{extra}\n[buckets.a]\nconnection = 'disk'\n",
+                dir.path().display()
+            )
+        };
+        for (extra, shown) in [
+            ("", "durability: Fsync"),
+            ("durability = 'fsync'", "durability: Fsync"),
+            ("durability = 'none'", "durability: None"),
+        ] {
+            let s = Strata::from_toml_str(&toml(extra), "x.toml").unwrap();
+            let store = format!("{:?}", s.bucket("a").unwrap().store());
+            assert!(store.contains(shown), "{extra:?}: {store}");
+        }
+        let e = Strata::from_toml_str(&toml("durability = 'sync'"), "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`fs` connection")
+                && e.contains("`sync`")
+                && e.contains("`fsync`")
+                && e.contains("`none`"),
             "{e}"
         );
     }
