@@ -58,7 +58,7 @@ use std::time::Duration;
 
 use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
-use storage_core::config::{Env, duration_str};
+use storage_core::config::{Env, at_least_one, duration_str};
 use storage_core::{Result, Secret, StorageError};
 
 /// The `[layers]` table; see the [module docs](self).
@@ -118,10 +118,10 @@ impl Default for MetricsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct TimeoutConfig {
     /// Per call (default 30s).
-    #[serde(with = "duration_str")]
+    #[serde(with = "duration_str::nonzero")]
     pub operation: Duration,
     /// Longest gap between chunks of a GET body or entries of a listing (default 30s).
-    #[serde(with = "duration_str")]
+    #[serde(with = "duration_str::nonzero")]
     pub idle: Duration,
 }
 
@@ -139,6 +139,7 @@ impl Default for TimeoutConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
     /// Attempts including the first (default 4).
+    #[serde(deserialize_with = "at_least_one")]
     pub max_attempts: u32,
     /// First backoff (default 100ms), doubled per retry, full jitter.
     #[serde(with = "duration_str")]
@@ -169,13 +170,15 @@ impl Default for RetryConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
     /// Consecutive failures that open it (default 5).
+    #[serde(deserialize_with = "at_least_one")]
     pub failure_threshold: u32,
     /// Time open before a probe (default 30s).
-    #[serde(with = "duration_str")]
+    #[serde(with = "duration_str::nonzero")]
     pub recovery_timeout: Duration,
     /// Also open at this failure rate (0..=1) over the last `window` calls.
     pub failure_rate: Option<f64>,
     /// Calls in the rate window (default 20).
+    #[serde(deserialize_with = "at_least_one")]
     pub window: usize,
     /// Calls needed before the rate rule applies (default 10).
     pub min_calls: usize,
@@ -198,6 +201,7 @@ impl Default for BreakerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LimitConfig {
     /// Calls in flight at once (default 64).
+    #[serde(deserialize_with = "at_least_one")]
     pub max_concurrency: usize,
 }
 
@@ -272,7 +276,22 @@ pub struct CompressionConfig {
     /// Smaller payloads are stored as is (default 1024).
     pub min_size: usize,
     /// Level (gzip 0-9, zstd 1-22).
+    #[serde(deserialize_with = "compression_level")]
     pub level: Option<i32>,
+}
+
+/// Gzip knows levels 0-9 and zstd 1-22; anything else is refused where it is read (the
+/// gzip encoder would otherwise quietly use 9 for 99).
+fn compression_level<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<i32>, D::Error> {
+    let level = i32::deserialize(d)?;
+    if !(0..=22).contains(&level) {
+        return Err(serde::de::Error::custom(format!(
+            "{level} is not a compression level: gzip takes 0-9, zstd 1-22 (remove it for each codec's default)"
+        )));
+    }
+    Ok(Some(level))
 }
 
 impl Default for CompressionConfig {
@@ -639,6 +658,16 @@ impl LayersConfig {
                     l = l.with_rule(&r.content_type, codec("layers.compression.rules", r.codec)?);
                 }
                 if let Some(level) = c.level {
+                    let gzip = c.default == CodecName::Gzip
+                        || c.rules.iter().any(|r| r.codec == CodecName::Gzip);
+                    if gzip && level > 9 {
+                        return Err(StorageError::invalid_config(
+                            "layers.compression.level",
+                            format!(
+                                "{level} is above gzip's highest level 9, and gzip is used here; use 0-9, or zstd for levels up to 22"
+                            ),
+                        ));
+                    }
                     l = l.with_level(level);
                 }
                 s = storage_core::Layer::layer(&l, s);
@@ -762,6 +791,68 @@ keys = [{ id = "k1", key_env = "TEST_KEY" }]
             )
             .unwrap_err();
         assert!(err.to_string().contains("NOPE_NOT_SET"), "{err}");
+    }
+
+    #[test]
+    fn zero_and_out_of_range_values_are_refused_at_their_line() {
+        let cases = [
+            (
+                "[timeout]\nidle = \"5s\"\noperation = \"0s\"\n",
+                "s.toml:3: timeout.operation",
+                "more than zero",
+            ),
+            (
+                "[timeout]\nidle = \"0ms\"\n",
+                "s.toml:2: timeout.idle",
+                "more than zero",
+            ),
+            (
+                "[breaker]\nfailure_threshold = 0\n",
+                "s.toml:2: breaker.failure_threshold",
+                "at least 1",
+            ),
+            (
+                "[breaker]\nrecovery_timeout = \"0s\"\n",
+                "s.toml:2: breaker.recovery_timeout",
+                "more than zero",
+            ),
+            (
+                "[breaker]\nwindow = 0\n",
+                "s.toml:2: breaker.window",
+                "at least 1",
+            ),
+            (
+                "[retry]\nmax_attempts = 0\n",
+                "s.toml:2: retry.max_attempts",
+                "at least 1",
+            ),
+            (
+                "[limit]\nmax_concurrency = 0\n",
+                "s.toml:2: limit.max_concurrency",
+                "at least 1",
+            ),
+            (
+                "[compression]\nlevel = 99\n",
+                "s.toml:2: compression.level",
+                "gzip takes 0-9",
+            ),
+        ];
+        for (text, place, why) in cases {
+            let err = LayersConfig::from_toml(text, "s.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(place) && err.contains(why), "{text}: {err}");
+        }
+        // A level zstd takes is still too high for gzip, which only the build can see.
+        let cfg =
+            LayersConfig::from_toml("[compression]\ndefault = \"gzip\"\nlevel = 15\n", "s.toml")
+                .unwrap();
+        let err = cfg.apply(Arc::new(MemoryStore::new())).unwrap_err();
+        assert!(
+            err.to_string().contains("layers.compression.level")
+                && err.to_string().contains("gzip's highest level 9"),
+            "{err}"
+        );
     }
 
     #[test]
