@@ -287,6 +287,28 @@ impl S3Config {
             }
             _ => {}
         }
+        // An empty key is an unset variable or a placeholder, never a credential: every
+        // request would fail to sign or be refused (R2 refuses it outright).
+        if self
+            .access_key_id
+            .as_deref()
+            .is_some_and(|k| k.trim().is_empty())
+        {
+            return Err(StorageError::invalid_config(
+                f("access_key_id"),
+                "is empty; set the access key id, or remove both keys to use the default credential chain",
+            ));
+        }
+        if self
+            .secret_access_key
+            .as_ref()
+            .is_some_and(|k| k.expose().trim().is_empty())
+        {
+            return Err(StorageError::invalid_config(
+                f("secret_access_key"),
+                "is empty; set the secret access key (e.g. from AWS_SECRET_ACCESS_KEY), or remove both keys to use the default credential chain",
+            ));
+        }
         if self.credentials == CredentialSource::Static && self.access_key_id.is_none() {
             return Err(StorageError::invalid_config(
                 f("credentials"),
@@ -302,13 +324,16 @@ impl S3Config {
                 ));
             }
         }
-        if let Some(t) = self.timeout
-            && t.is_zero()
-        {
-            return Err(StorageError::invalid_config(
-                f("timeout"),
-                "must be greater than zero",
-            ));
+        for (name, t) in [
+            ("timeout", self.timeout),
+            ("connect_timeout", self.connect_timeout),
+        ] {
+            if t.is_some_and(|t| t.is_zero()) {
+                return Err(StorageError::invalid_config(
+                    f(name),
+                    "must be more than zero (0s fails every request); write e.g. \"30s\", or remove it for the default",
+                ));
+            }
         }
         if let Some(p) = self.part_size
             && p < 5 * 1024 * 1024
