@@ -131,7 +131,7 @@ impl TryFrom<RawConnection> for ConnectionConfig {
             .and_then(|k| k.as_str())
             .map(str::to_string);
         let provider: ProviderConfig =
-            toml::Value::Table(raw.rest)
+            toml::Value::Table(raw.rest.clone())
                 .try_into()
                 .map_err(|e: toml::de::Error| {
                     let msg = e.message().trim().to_string();
@@ -147,7 +147,13 @@ impl TryFrom<RawConnection> for ConnectionConfig {
                                 crate::enabled_providers().join(", ")
                             )
                         }
-                        Some(k) => format!("in a `{k}` connection: {msg}"),
+                        Some(k) => match culprit(&raw.rest, &msg) {
+                            Some(key) => storage_core::config::field_message(
+                                &key,
+                                format!("{msg} (in a `{k}` connection)"),
+                            ),
+                            None => format!("in a `{k}` connection: {msg}"),
+                        },
                     }
                 })?;
         Ok(ConnectionConfig {
@@ -155,6 +161,20 @@ impl TryFrom<RawConnection> for ConnectionConfig {
             type_buckets: raw.type_buckets,
         })
     }
+}
+
+/// The key of a connection block that `message` is about. The provider settings are typed
+/// as a whole, after the file was read, so the error has lost its place: the culprit is the
+/// key whose removal changes the error (a wrong type becomes "missing field" or goes away).
+fn culprit(table: &toml::Table, message: &str) -> Option<String> {
+    table.keys().filter(|key| *key != "kind").find_map(|key| {
+        let mut without = table.clone();
+        without.remove(key);
+        let changed = toml::Value::Table(without)
+            .try_into::<ProviderConfig>()
+            .map_or_else(|e| e.message().trim() != message, |_| true);
+        changed.then(|| key.clone())
+    })
 }
 
 impl ConnectionConfig {
@@ -251,4 +271,68 @@ pub(crate) fn validate(cfg: &StrataConfig, origin: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(all(test, feature = "s3"))]
+mod tests {
+    use crate::Strata;
+
+    fn error(text: &str) -> String {
+        match Strata::from_toml_str(text, "s.toml") {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const S3: &str = "[connections.aws]\nkind = 's3'\nregion = 'us-east-1'\nendpoint = 'http://127.0.0.1:9'\nallow_http = true\n";
+
+    #[test]
+    fn a_wrong_type_in_a_connection_names_its_line_and_field() {
+        let e = error("[connections.bad]\nkind = 's3'\nregion = 'eu-west-1'\nmax_retries = 'x'\n");
+        assert!(
+            e.contains("s.toml:4: connections.bad.max_retries")
+                && e.contains("invalid type: string \"x\""),
+            "{e}"
+        );
+        let e = error("[connections.bad]\nkind = 's3'\ntimeout = 30\n");
+        assert!(e.contains("s.toml:3: connections.bad.timeout"), "{e}");
+        let e = error("[connections.bad]\nkind = 's3'\ncolour = 'red'\n");
+        assert!(
+            e.contains("s.toml:3: connections.bad.colour") && e.contains("unknown field"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn settings_checked_after_parsing_name_their_line() {
+        let e = error(&format!(
+            "{S3}access_key_id = 'AK'\nsecret_access_key = ''\n[buckets.m]\nconnection = 'aws'\nbucket = 'media'\n"
+        ));
+        assert!(
+            e.contains("s.toml:7: connections.aws.secret_access_key") && e.contains("is empty"),
+            "{e}"
+        );
+        let e = error(&format!(
+            "{S3}connect_timeout = '0s'\n[buckets.m]\nconnection = 'aws'\nbucket = 'media'\n"
+        ));
+        assert!(
+            e.contains("s.toml:6: connections.aws.connect_timeout") && e.contains("more than zero"),
+            "{e}"
+        );
+    }
+
+    #[cfg(feature = "layers")]
+    #[test]
+    fn layer_settings_name_their_table_and_line() {
+        let mem = "[connections.mem]\nkind = 'memory'\n[buckets.m]\nconnection = 'mem'\n";
+        let e = error(&format!("{mem}[layers.timeout]\noperation = '0s'\n"));
+        assert!(e.contains("s.toml:6: layers.timeout.operation"), "{e}");
+        let e = error(&format!(
+            "{mem}[buckets.m.layers.compression]\ndefault = 'gzip'\nlevel = 12\n"
+        ));
+        assert!(
+            e.contains("s.toml:7: buckets.m.layers.compression.level") && e.contains("gzip"),
+            "{e}"
+        );
+    }
 }

@@ -146,7 +146,9 @@ impl Strata {
 
     fn from_toml_in(text: &str, origin: &str, base: &Path) -> Result<Strata> {
         let cfg: StrataConfig = storage_core::config::from_toml_str(text, origin)?;
+        // Checks made after parsing name the field; the text says on which line it is.
         Self::from_parsed(&cfg, origin, base)
+            .map_err(|e| storage_core::config::locate_error(e, text, origin))
     }
 
     /// Build from an already-parsed config.
@@ -225,7 +227,21 @@ impl Strata {
             {
                 let built = builder.build();
                 let beneath = built.prefix().map(|p| p.to_path());
-                let mut stack = layers.build(built.store().clone(), name, &Env::process())?;
+                let mut stack = layers
+                    .build(built.store().clone(), name, &Env::process())
+                    .map_err(|e| match e {
+                        // The layers name their own fields (`layers.timeout.operation`):
+                        // say which table of this file they come from.
+                        E::InvalidConfig { field, reason } if field.starts_with("layers.") => {
+                            let table = if b.layers.is_some() {
+                                format!("buckets.{name}.")
+                            } else {
+                                String::new()
+                            };
+                            E::invalid_config(format!("{origin}: {table}{field}"), reason)
+                        }
+                        other => other,
+                    })?;
                 builder = match stack.store.take() {
                     Some(layered) => built.to_builder().store(layered),
                     None => built.to_builder(),
