@@ -187,13 +187,16 @@ impl R2Config {
             ));
         }
         validate_bucket_name(&f("bucket"), &self.bucket)?;
-        if self.access_key_id.is_empty() {
-            return Err(StorageError::invalid_config(f("access_key_id"), "is empty"));
+        if self.access_key_id.trim().is_empty() {
+            return Err(StorageError::invalid_config(
+                f("access_key_id"),
+                "is empty; set the R2 API token's access key id (R2_ACCESS_KEY_ID)",
+            ));
         }
-        if self.secret_access_key.is_empty() {
+        if self.secret_access_key.expose().trim().is_empty() {
             return Err(StorageError::invalid_config(
                 f("secret_access_key"),
-                "is empty",
+                "is empty; set the R2 API token's secret access key (R2_SECRET_ACCESS_KEY)",
             ));
         }
         Ok(())
