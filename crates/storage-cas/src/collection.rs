@@ -15,7 +15,7 @@ use storage_core::{
     Bucket, Capabilities, ConditionalDelete, Key, ObjectInfo, Result, StorageError, WriteCondition,
 };
 
-use crate::backoff::BackoffStrategy;
+use storage_core::backoff::BackoffStrategy;
 use crate::queue::{process_queue, queue_key};
 use crate::scheme::KeyScheme;
 use crate::ttl::{self, Clock, EXPIRES_AT_META, SystemClock};
@@ -256,7 +256,7 @@ where
             bucket: bucket.clone(),
             scheme: Arc::new(KeyScheme::new(scheme)?),
             default_ttl: None,
-            backoff: BackoffStrategy::STANDARD,
+            backoff: BackoffStrategy::UNTIL_DEADLINE,
             clock: Arc::new(SystemClock),
             queue: true,
             _marker: PhantomData,
@@ -351,7 +351,8 @@ where
     }
 
     /// Retry policy of [`update_with`](Self::update_with) (default
-    /// [`BackoffStrategy::STANDARD`]).
+    /// [`BackoffStrategy::UNTIL_DEADLINE`]: retry until 30 s have passed, so contention alone
+    /// never makes an update give up).
     pub fn with_backoff(mut self, backoff: BackoffStrategy) -> Self {
         self.backoff = backoff;
         self

@@ -58,22 +58,20 @@
 //!
 //! ## Ambiguous outcomes
 //!
-//! A conditional write whose response is lost (timeout, reset connection) may or may not
-//! have been applied. Every write made by this crate carries a random write id in the
-//! object's user metadata (`strata-write-id`) and remembers the ids and ETags of the last
-//! [`WRITE_LOG_LEN`] writes it replaced (`strata-write-log`). After an ambiguous failure the
-//! writer HEADs the key and decides: applied (our id is there, or in the log of a later
-//! write), not applied (the precondition still holds: the same conditional write is sent
-//! again), or lost to another writer (the log shows who replaced the ETag we expected: a
-//! conflict, retried by `update_with`). So a write is never applied twice and never reported
-//! failed when it succeeded. If more than [`WRITE_LOG_LEN`] other writes landed before the
-//! check, the outcome cannot be known and the call fails with
+//! A conditional write whose response is lost (timeout, reset connection, 5xx) may or may
+//! not have been applied. Every write made by this crate is a [`Bucket`](storage_core::Bucket) conditional write:
+//! it carries a random write id in the object's user metadata (`strata-write-id`) and the
+//! ids and ETags of the writes it replaced (`strata-write-log`, as many as fit in S3's
+//! 2 KiB user-metadata budget). After an ambiguous failure the bucket HEADs the key and
+//! decides: applied (our id is there, or in the log of a later write), not applied (the
+//! precondition still holds: the same conditional write is sent again), or lost to another
+//! writer (the log shows who replaced the ETag we expected: a conflict, retried by
+//! `update_with`). So a write is never applied twice and never reported failed when it
+//! succeeded. If more writes landed before the check than the log remembers, the outcome
+//! cannot be known and the call fails with
 //! [`StorageError::Ambiguous`](storage_core::StorageError::Ambiguous) rather than guess
-//! (not retryable; read the document and decide). S3's `409 ConditionalRequestConflict` is
-//! mapped to `Precondition` by `storage-core` and retried like any conflict.
-//!
-//! The bookkeeping costs about 50 bytes of user metadata per remembered write (under 1 KiB
-//! of S3's 2 KiB; the log gives way first when user metadata needs the room).
+//! (not retryable; read the document and decide). The mechanism is
+//! [`storage_core::conditional`]; this crate adds nothing of its own.
 //!
 //! ## Contention inside one process
 //!
@@ -85,7 +83,6 @@
 //! [`Collection::with_local_queue`] to let every task race on CAS alone.
 
 mod attachments;
-mod backoff;
 mod collection;
 mod queue;
 mod records;
@@ -95,7 +92,7 @@ pub mod ttl;
 mod write;
 
 pub use attachments::{ATTACHMENTS_SUFFIX, Attachment, AttachmentInfo};
-pub use backoff::{BackoffStrategy, Jitter};
+pub use storage_core::backoff::{BackoffStrategy, Jitter};
 pub use collection::{
     Collection, JSON_CONTENT_TYPE, RESERVED_METADATA, SweepReport, Ttl, UpdateAction, Updated,
     Versioned, WriteOpts, Written,
@@ -104,4 +101,4 @@ pub use records::{Commit, Record, RecordLayout, VersionInfo, VersionedRecords};
 pub use scheme::KeyScheme;
 pub use sweep::SweepOptions;
 pub use ttl::{Clock, ManualClock, SystemClock};
-pub use write::{WRITE_ID_META, WRITE_LOG_LEN, WRITE_LOG_META};
+pub use write::{WRITE_ID_META, WRITE_LOG_META};

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use storage_core::{Bucket, Key, Result, StorageError, WriteCondition};
 
-use crate::backoff::BackoffStrategy;
+use storage_core::backoff::BackoffStrategy;
 use crate::collection::{JSON_CONTENT_TYPE, require_cas};
 use crate::queue::{process_queue, queue_key};
 use crate::scheme::KeyScheme;

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use common::{Fault, FaultStore};
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, UpdateVersion};
 use serde::{Deserialize, Serialize};
-use storage_cas::{BackoffStrategy, Collection, VersionedRecords, WRITE_ID_META, WRITE_LOG_LEN};
+use storage_cas::{BackoffStrategy, Collection, VersionedRecords, WRITE_ID_META, WRITE_LOG_META};
 use storage_core::StorageError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -221,7 +221,8 @@ async fn write_id_is_stored_in_metadata() {
     let c = counters(&store);
     c.create("c", &Counter { n: 1 }).await.unwrap();
     let info = store.bucket().head("counters/c.json").await.unwrap();
-    assert_eq!(info.metadata[WRITE_ID_META].len(), 12);
+    assert_eq!(info.metadata[WRITE_ID_META].len(), 10);
+    assert!(!info.metadata.contains_key(WRITE_LOG_META), "a creation has no history");
     // A raw conditional put by a non-Strata client still works against our ETag.
     let path = object_store::path::Path::from("counters/c.json");
     let e_tag = info.etag.clone();
@@ -278,24 +279,22 @@ async fn lost_answer_then_rivals(
 
 #[tokio::test(start_paused = true)]
 async fn lost_answer_is_resolved_while_the_log_remembers_it() {
-    let (r, n) = lost_answer_then_rivals(WRITE_LOG_LEN - 1).await;
+    // 40 rivals: more than the fixed 16-entry log of earlier versions remembered.
+    let (r, n) = lost_answer_then_rivals(40).await;
     let w = r.unwrap();
     assert!(w.superseded);
-    assert_eq!(
-        n,
-        2 + (WRITE_LOG_LEN as u64 - 1),
-        "ours applied once, then every rival"
-    );
+    assert_eq!(n, 2 + 40, "ours applied once, then every rival");
 }
 
 #[tokio::test(start_paused = true)]
 async fn lost_answer_beyond_the_log_is_ambiguous_never_repeated() {
-    let (r, n) = lost_answer_then_rivals(WRITE_LOG_LEN + 4).await;
+    // The log is bounded by the 2 KiB metadata budget: 400 rivals are more than it holds.
+    let (r, n) = lost_answer_then_rivals(400).await;
     let err = r.unwrap_err();
     assert!(matches!(err, StorageError::Ambiguous { .. }), "{err}");
     assert!(!err.is_retryable() && !err.is_conflict());
     // Our write applied exactly once (it was not repeated), then every rival's.
-    assert_eq!(n, 2 + WRITE_LOG_LEN as u64 + 4);
+    assert_eq!(n, 2 + 400);
 }
 
 #[tokio::test(start_paused = true)]

@@ -23,6 +23,7 @@ use url::Url;
 use crate::attrs::{META_PREFIX, attributes_to_map, validate_attributes, validate_user_metadata};
 use crate::backend::{ConditionalDelete, LocalStore, MemoryStore};
 use crate::capabilities::Capabilities;
+use crate::conditional::{self, Replaces};
 use crate::error::{Result, StorageError};
 use crate::key::{Key, prefix_path};
 
@@ -91,6 +92,10 @@ pub struct PutOpts {
     pub tags: BTreeMap<String, String>,
     /// Storage class (`STANDARD`, `STANDARD_IA`, `GLACIER_IR`, ...).
     pub storage_class: Option<String>,
+    /// The object a compare-and-swap replaces (set by [`PutOpts::replacing`]): its write id
+    /// and log seed this write's log, so concurrent writers can resolve lost answers (see
+    /// [`conditional`](crate::conditional)).
+    pub replaces: Option<Replaces>,
 }
 
 impl PutOpts {
@@ -111,6 +116,38 @@ impl PutOpts {
             },
             ..Default::default()
         }
+    }
+
+    /// Compare-and-swap over `info`, the object as last read: put-if-match on its ETag (and
+    /// version), carrying its write history so that any writer whose answer was lost can
+    /// still tell whether its write landed. Prefer this to [`if_match`](Self::if_match)
+    /// whenever the object was read first.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> storage_core::Result<()> {
+    /// use storage_core::{Bucket, PutOpts};
+    /// let bucket = Bucket::memory("docs");
+    /// bucket.put_with("n", "1", PutOpts::if_absent()).await?;
+    /// let seen = bucket.get("n").await?;
+    /// bucket.put_with("n", "2", PutOpts::replacing(&seen.info)?).await?;
+    /// assert_eq!(bucket.get("n").await?.bytes, "2");
+    /// # Ok(()) }
+    /// ```
+    pub fn replacing(info: &ObjectInfo) -> Result<Self> {
+        let replaces = Replaces::of(info).ok_or_else(|| {
+            StorageError::not_supported(
+                "store",
+                format!("compare-and-swap on `{}`: the backend returned no ETag", info.key),
+            )
+        })?;
+        Ok(PutOpts {
+            condition: WriteCondition::IfMatch {
+                etag: replaces.etag().to_string(),
+                version: info.version.clone(),
+            },
+            replaces: Some(replaces),
+            ..Default::default()
+        })
     }
 
     /// Set the content type.
@@ -199,6 +236,10 @@ pub struct WriteResult {
     pub version: Option<String>,
     /// Bytes written.
     pub size: u64,
+    /// A conditional write whose answer was lost was found applied, but another writer has
+    /// replaced the object since; `etag` is still the ETag this write produced.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub superseded: bool,
 }
 
 /// Everything known about one stored object.
@@ -705,9 +746,16 @@ impl Bucket {
         bytes: Bytes,
         opts: PutOpts,
     ) -> impl Future<Output = Result<WriteResult>> + Send + use<'_> {
+        if opts.condition != WriteCondition::Overwrite {
+            // The key is copied so the future does not borrow the caller's `&str`.
+            let key = key.to_string();
+            return Either::Left(Either::Right(Box::pin(async move {
+                self.write_conditional(&key, bytes, opts).await
+            })));
+        }
         let (path, put) = match self.prepare_put(key, opts) {
             Ok(prepared) => prepared,
-            Err(e) => return Either::Left(std::future::ready(Err(e))),
+            Err(e) => return Either::Left(Either::Left(std::future::ready(Err(e)))),
         };
         let size = bytes.len() as u64;
         Either::Right(async move {
@@ -721,8 +769,19 @@ impl Bucket {
                 etag: r.e_tag,
                 version: r.version,
                 size,
+                superseded: false,
             })
         })
+    }
+
+    /// A create-if-absent or put-if-match, stamped with a write id and resolved by
+    /// [`conditional`](crate::conditional) when its answer is lost.
+    async fn write_conditional(&self, key: &str, bytes: Bytes, mut opts: PutOpts) -> Result<WriteResult> {
+        let write_id = conditional::new_write_id();
+        conditional::stamp(&mut opts, &write_id);
+        let condition = opts.condition.clone();
+        let (path, put) = self.prepare_put(key, opts)?;
+        conditional::write(self, key, &path, bytes, put, &condition, &write_id).await
     }
 
     fn prepare_put(&self, key: &str, opts: PutOpts) -> Result<(Path, PutOptions)> {
@@ -775,6 +834,7 @@ impl Bucket {
         let path = Key::store_path(key.as_ref())?;
         let (attributes, tags) = opts.to_attributes()?;
         self.check_condition(&opts.condition)?;
+        let key = key.as_ref();
         let mut stream = std::pin::pin!(stream);
         let mut head: Vec<Bytes> = Vec::new();
         let mut head_len = 0usize;
@@ -785,6 +845,10 @@ impl Bucket {
                     let chunk = chunk?;
                     head_len += chunk.len();
                     head.push(chunk);
+                }
+                None if opts.condition != WriteCondition::Overwrite => {
+                    let body: Vec<u8> = head.concat();
+                    return self.write_conditional(key, Bytes::from(body), opts).await;
                 }
                 None => {
                     let payload: PutPayload = head.into_iter().collect();
@@ -804,6 +868,7 @@ impl Bucket {
                         etag: r.e_tag,
                         version: r.version,
                         size: head_len as u64,
+                        superseded: false,
                     });
                 }
             }
@@ -854,6 +919,7 @@ impl Bucket {
                     etag: r.e_tag,
                     version: r.version,
                     size,
+                    superseded: false,
                 })
             }
             Err(e) => {
@@ -1014,10 +1080,13 @@ impl Bucket {
         let key = Self::key(key)?;
         match &self.shared.conditional_delete {
             // The hook talks to the raw backend, beneath any prefix: give it the full key.
-            Some(d) => d
-                .delete_if_match(&self.full_key(&key)?.to_path(), etag)
+            Some(d) => {
+                let path = self.full_key(&key)?.to_path();
+                conditional::delete_if_match(self, key.as_str(), etag, || async {
+                    d.delete_if_match(&path, etag).await.map_err(|e| self.err(e))
+                })
                 .await
-                .map_err(|e| self.err(e)),
+            }
             None => Err(StorageError::not_supported(
                 self.shared.name.as_ref(),
                 "delete-if-match",

@@ -117,6 +117,9 @@ pub enum StorageError {
         operation: String,
         /// Configured limit.
         after: Duration,
+        /// What timed out below, where known (the HTTP client's error, say).
+        #[source]
+        source: Option<BoxError>,
     },
     /// The backend is unreachable or answered 5xx.
     #[error("{backend}: unavailable: {source}")]
@@ -266,8 +269,9 @@ impl fmt::Display for ErrorKind {
 }
 
 /// Wrapper that lets a [`StorageError`] travel through `object_store::Error::Generic`.
+/// Public so provider crates that classify `Generic` errors themselves can recover it.
 #[derive(Debug)]
-struct Carried(StorageError);
+pub struct Carried(pub StorageError);
 
 impl fmt::Display for Carried {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -478,65 +482,71 @@ impl StorageError {
 
 /// Classify an opaque client error by the HTTP status and S3 error code in its text.
 fn classify_generic(backend: String, store: &'static str, source: BoxError) -> StorageError {
-    let text = source.to_string();
-    let status = find_status(&text);
-    if text.contains("SlowDown") || text.contains("TooManyRequests") || status == Some(429) {
-        return StorageError::QuotaExceeded {
-            backend,
-            detail: text,
-        };
+    // Provider error codes (S3's SlowDown, NoSuchBucket, ...) are matched by the provider
+    // crate before an error gets here; this only reads what any store's chain can say: an
+    // HTTP status and I/O error kinds, wherever they sit in the chain.
+    let mut status = None;
+    let mut io = None;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+    while let Some(e) = cur {
+        if status.is_none() {
+            status = find_status(&e.to_string());
+        }
+        if io.is_none() {
+            io = io_kind(e);
+        }
+        cur = e.source();
     }
-    if text.contains("QuotaExceeded") {
-        return StorageError::QuotaExceeded {
+    use std::io::ErrorKind as Io;
+    match (status, io) {
+        (Some(429), _) => StorageError::QuotaExceeded {
             backend,
-            detail: text,
-        };
-    }
-    if text.contains("ConditionalRequestConflict") || status == Some(409) {
-        return StorageError::Precondition {
+            detail: source.to_string(),
+        },
+        (Some(409), _) => StorageError::Precondition {
             backend,
             key: String::new(),
-            detail: text,
-        };
-    }
-    if text.contains("InvalidAccessKeyId")
-        || text.contains("SignatureDoesNotMatch")
-        || text.contains("ExpiredToken")
-    {
-        return StorageError::Unauthenticated { backend, source };
-    }
-    if status == Some(403) || text.contains("AccessDenied") {
-        return StorageError::AccessDenied {
+            detail: source.to_string(),
+        },
+        (Some(401), _) => StorageError::Unauthenticated { backend, source },
+        (Some(403), _) => StorageError::AccessDenied {
             backend,
             key: String::new(),
             source,
-        };
-    }
-    if text.contains("NoSuchBucket") {
-        return StorageError::InvalidConfig {
-            field: "bucket".into(),
-            reason: format!("the bucket does not exist on {backend}: {text}"),
-        };
-    }
-    let lower = text.to_ascii_lowercase();
-    if lower.contains("timed out") || lower.contains("timeout") {
-        return StorageError::Timeout {
+        },
+        (Some(500..=599 | 408), _) => StorageError::Unavailable { backend, source },
+        (None, Some(Io::TimedOut)) => StorageError::Timeout {
             backend,
             operation: format!("{store} request"),
             after: Duration::ZERO,
-        };
+            source: Some(source),
+        },
+        (
+            None,
+            Some(
+                Io::ConnectionRefused
+                | Io::ConnectionReset
+                | Io::ConnectionAborted
+                | Io::BrokenPipe
+                | Io::UnexpectedEof
+                | Io::Interrupted,
+            ),
+        ) => StorageError::Unavailable { backend, source },
+        (status, _) => StorageError::Backend {
+            backend,
+            status,
+            source,
+        },
     }
-    if matches!(status, Some(500..=599))
-        || lower.contains("connection refused")
-        || lower.contains("error sending request")
-        || lower.contains("connection reset")
-    {
-        return StorageError::Unavailable { backend, source };
-    }
-    StorageError::Backend {
-        backend,
-        status,
-        source,
+}
+
+/// The kind of the I/O error `e` is, looking inside `io::Error::other` wrappers (whose
+/// `source()` skips the wrapped error itself); `Other` is no answer.
+pub fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let io = e.downcast_ref::<std::io::Error>()?;
+    match io.kind() {
+        std::io::ErrorKind::Other => io.get_ref().and_then(|inner| io_kind(inner)),
+        kind => Some(kind),
     }
 }
 
@@ -589,12 +599,8 @@ mod tests {
     }
 
     #[test]
-    fn status_codes_classify() {
-        let e = classify_generic(
-            "s3".into(),
-            "S3",
-            "Server returned status 503 SlowDown".into(),
-        );
+    fn status_codes_and_io_kinds_classify_from_the_chain() {
+        let e = classify_generic("s3".into(), "S3", "Server returned status 429 Too Many".into());
         assert!(matches!(e, StorageError::QuotaExceeded { .. }));
         assert!(e.is_retryable());
         let e = classify_generic("s3".into(), "S3", "request failed, status 500".into());
@@ -602,8 +608,29 @@ mod tests {
         let e = classify_generic("s3".into(), "S3", "status 403 Forbidden".into());
         assert!(matches!(e, StorageError::AccessDenied { .. }));
         assert!(!e.is_retryable());
-        let e = classify_generic("s3".into(), "S3", "ConditionalRequestConflict".into());
-        assert!(e.is_conflict());
+        // The I/O kind is found below the top-level message.
+        let deep: BoxError = Box::new(std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "slow",
+        )));
+        let e = classify_generic("x".into(), "X", Box::new(Wrapped(deep)));
+        assert!(matches!(e, StorageError::Timeout { source: Some(_), .. }), "{e:?}");
+        // No text guessing: a message that merely mentions a timeout is not one.
+        let e = classify_generic("x".into(), "X", "the word timeout".into());
+        assert!(matches!(e, StorageError::Backend { .. }), "{e:?}");
+    }
+
+    #[derive(Debug)]
+    struct Wrapped(BoxError);
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("outer")
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(self.0.as_ref())
+        }
     }
 
     #[test]

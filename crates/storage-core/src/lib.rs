@@ -35,9 +35,11 @@
 //! ```
 
 pub mod attrs;
+pub mod backoff;
 mod backend;
 mod bucket;
 mod capabilities;
+pub mod conditional;
 pub mod config;
 mod error;
 mod key;
@@ -51,7 +53,8 @@ pub use bucket::{
     WriteCondition, WriteResult,
 };
 pub use capabilities::Capabilities;
-pub use error::{BoxError, ErrorKind, Result, StorageError};
+pub use conditional::Replaces;
+pub use error::{BoxError, Carried, ErrorKind, Result, StorageError, io_kind};
 pub use key::{Key, MAX_KEY_BYTES, RESERVED_PREFIX, prefix_path};
 pub use layer::{Layer, StackBuilder};
 pub use object_store;

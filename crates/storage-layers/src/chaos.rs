@@ -79,6 +79,7 @@ impl ChaosFault {
                 backend,
                 operation: format!("{op} (injected)"),
                 after: Duration::ZERO,
+                source: None,
             },
             ChaosFault::SlowDown => StorageError::QuotaExceeded {
                 backend,

@@ -18,34 +18,24 @@
 //! - Compression and encryption outside retry: the payload is encoded once and the same bytes
 //!   are resent; the conditional-write check below compares stored bytes exactly.
 //!
-//! # Conditional writes are not retried blindly
+//! # Conditional writes are not retried here
 //!
-//! A `PutMode::Create` or `PutMode::Update` write that failed *ambiguously* (timeout, dropped
-//! connection, 5xx: the backend may have applied it before the failure) cannot simply be
-//! resent: if the first attempt landed, the second answers `AlreadyExists`/`Precondition` and
-//! the caller would wrongly believe it lost the race. So after an ambiguous failure the layer
-//! reads the object (its own reads retried):
-//! - absent, or (for `Update`) still at the expected ETag → the write did not land: retry;
-//! - for create-if-absent, present with exactly our bytes → our write landed: success (for
-//!   compare-and-swap equal bytes prove nothing: writers racing from one ETag usually
-//!   compute the same new value, so this case is treated as unknown, below);
-//! - anything else: either our write never landed and another writer's did, or ours landed
-//!   and was overwritten since — the two cannot be told apart. For create-if-absent the
-//!   answer is `AlreadyExists` (another object is there either way; a caller that reads it
-//!   never creates twice). For compare-and-swap (`Update`) the layer returns the original
-//!   ambiguous error (`Unavailable`, `Timeout`, ...), **never** `Precondition`: that would
-//!   tell a CAS loop its write did not happen, and the loop would apply its change a second
-//!   time. Counted in [`RetryStats::unknown_outcomes`].
+//! A `PutMode::Create` or `PutMode::Update` write is passed through once, whatever it
+//! answers. After an ambiguous failure (timeout, reset, 5xx: the backend may have applied it)
+//! only a layer that knows the write's identity can tell "my earlier attempt landed" from
+//! "another writer won", so the one owner of those retries is
+//! [`Bucket`](storage_core::Bucket)'s conditional write (`storage_core::conditional`), which
+//! stamps a write id into the object's metadata and checks it. A blind resend here would
+//! answer `Precondition` for our own write and make a compare-and-swap loop apply its change
+//! twice. `copy` with `CopyMode::Create` and `rename` without replace are checked after an
+//! ambiguous failure (the destination holding the source's bytes, or the source gone and the
+//! destination present, is success).
 //!
-//! If the check's reads fail too, the write is retried and a later conflict answer is
-//! checked the same way (still unknown → the ambiguous error). A rate-limit answer
-//! (429/SlowDown) means the write was refused, so it is retried directly. Limits: another
-//! writer *creating* byte-identical content at the same moment counts as our success (the
-//! object is as we wanted it); a write that landed and was undone before the check (deleted
-//! again, or set back to identical bytes, which S3 gives the same ETag) reads as not landed
-//! and is applied again. `copy` with `CopyMode::Create` and `rename` follow the same rule
-//! (the destination holding the source's bytes, or the source gone and the destination
-//! present, is success).
+//! # Deadline
+//!
+//! Besides the attempt count, no retry starts later than the deadline (default 30 s) after
+//! the first attempt began ([`RetryLayer::with_deadline`]), so a slow backend cannot hold a
+//! call for attempts × timeout.
 //!
 //! # Streams
 //!
@@ -58,15 +48,13 @@
 //! retry covers both (it resends the same request); a failure beyond it fails the upload,
 //! which the caller aborts and restarts (starting an upload is retried).
 //!
-//! # Combining with `object_store`'s HTTP retry
+//! # One retrier per request
 //!
-//! The S3 backend already retries each HTTP request (`ClientOptions`/`RetryConfig`: by default
-//! up to 10 retries within 3 minutes on 5xx, 429 and connection errors). Stacking this layer on
-//! top multiplies attempts: 4 attempts here × 11 there = 44 requests for one call. Either keep
-//! `object_store`'s retry for transport errors and set this layer to 2-3 attempts (it then
-//! adds what the HTTP retry does not cover: timeouts raised by the timeout layer, resumed
-//! streams, and the conditional-write check), or lower the S3 client's `max_retries`. The
-//! retry budget bounds the total either way.
+//! The S3 backend's HTTP client can retry too. Stacked, the two multiply (4 attempts here ×
+//! 4 there = 16 requests for one call), so there is one owner: when a stack has a retry
+//! layer, the facade builds its S3 clients with HTTP retries off (`max_retries = 0`), and
+//! an explicit `max_retries` above 0 next to `[layers.retry]` is a configuration error. The
+//! S3 backend never lets its HTTP client resend a conditional request in any case.
 //!
 //! ```
 //! use std::{sync::Arc, time::Duration};
@@ -99,9 +87,13 @@ use object_store::{
     ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload,
     PutResult, RenameOptions, RenameTargetMode, Result as OsResult,
 };
-use storage_core::{ErrorKind, Layer, etag_eq};
+use storage_core::backoff::{BackoffStrategy, Jitter};
+use storage_core::{ErrorKind, Layer};
 
-use crate::util::{ErrorClass, classify, into_stream, payload_bytes};
+/// Default [`RetryLayer::with_deadline`].
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+
+use crate::util::{ErrorClass, classify, into_stream};
 
 /// A token bucket limiting retries to a share of successful traffic (like tower's budget).
 ///
@@ -199,6 +191,7 @@ pub struct RetryLayer {
 #[derive(Debug)]
 struct Policy {
     max_attempts: u32,
+    deadline: Duration,
     base_delay: Duration,
     max_delay: Duration,
     budget: Arc<RetryBudget>,
@@ -207,12 +200,14 @@ struct Policy {
 }
 
 impl Default for RetryLayer {
-    /// 4 attempts, backoff from 100 ms doubling to at most 10 s with full jitter, a fresh
+    /// 4 attempts within a 30 s deadline, backoff from 100 ms doubling to at most 10 s with
+    /// full jitter, a fresh
     /// [`RetryBudget::default`] shared by every store made from this layer.
     fn default() -> Self {
         RetryLayer {
             policy: Arc::new(Policy {
                 max_attempts: 4,
+                deadline: DEFAULT_DEADLINE,
                 base_delay: Duration::from_millis(100),
                 max_delay: Duration::from_secs(10),
                 budget: Arc::new(RetryBudget::default()),
@@ -232,6 +227,11 @@ impl RetryLayer {
     /// Total attempts including the first (at least 1).
     pub fn with_max_attempts(self, attempts: u32) -> Self {
         self.edit(|p| p.max_attempts = attempts.max(1))
+    }
+
+    /// No retry starts later than this after the first attempt began (default 30 s).
+    pub fn with_deadline(self, deadline: Duration) -> Self {
+        self.edit(|p| p.deadline = deadline)
     }
 
     /// Backoff before the first retry; it doubles each time (before jitter).
@@ -288,6 +288,7 @@ fn policy_mut(this: &mut Arc<Policy>) -> &mut Policy {
         if Arc::get_mut(this).is_none() {
             let p = Policy {
                 max_attempts: this.max_attempts,
+                deadline: this.deadline,
                 base_delay: this.base_delay,
                 max_delay: this.max_delay,
                 budget: Arc::clone(&this.budget),
@@ -307,29 +308,37 @@ impl Layer for RetryLayer {
 }
 
 impl Policy {
-    /// Full jitter: uniform in `0..=min(max_delay, base * 2^(attempt-1))`.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32 << (attempt - 1).min(20))
-            .min(self.max_delay);
-        let nanos = exp.as_nanos().min(u128::from(u64::MAX)) as u64;
-        if nanos == 0 {
-            return Duration::ZERO;
-        }
-        Duration::from_nanos(self.rng.lock().expect("jitter rng").u64(0..=nanos))
+    /// The backoff as the workspace's one backoff type: full jitter, uniform in
+    /// `0..=min(max_delay, base * 2^(attempt-1))`, none once the deadline would pass.
+    fn strategy(&self) -> BackoffStrategy {
+        BackoffStrategy::custom(self.max_attempts - 1, self.base_delay, self.max_delay)
+            .with_jitter(Jitter::Full)
+            .with_deadline(self.deadline)
     }
 
     /// Decide whether to retry after `attempt` failed with `class`; sleeps the backoff if so.
-    async fn should_retry(&self, class: ErrorClass, attempt: u32, op: &str, key: &str) -> bool {
+    /// `started` is when the call's first attempt began.
+    async fn should_retry(
+        &self,
+        class: ErrorClass,
+        attempt: u32,
+        started: tokio::time::Instant,
+        op: &str,
+        key: &str,
+    ) -> bool {
         if !class.retryable {
             return false;
         }
-        if attempt >= self.max_attempts {
+        let delay = {
+            let mut rng = self.rng.lock().expect("jitter rng");
+            self.strategy()
+                .next_delay_with(attempt, started.elapsed(), || rng.f64())
+        };
+        let Some(delay) = delay else {
             self.counters.gave_up.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(op, key, attempt, kind = %class.kind, "giving up after the last attempt");
+            tracing::warn!(op, key, attempt, kind = %class.kind, "giving up: last attempt made or deadline reached");
             return false;
-        }
+        };
         if !self.budget.withdraw() {
             self.counters
                 .budget_exhausted
@@ -338,7 +347,6 @@ impl Policy {
             return false;
         }
         self.counters.retries.fetch_add(1, Ordering::Relaxed);
-        let delay = self.backoff(attempt);
         tracing::debug!(op, key, attempt, ?delay, kind = %class.kind, "retrying");
         tokio::time::sleep(delay).await;
         true
@@ -350,6 +358,7 @@ impl Policy {
         Fut: Future<Output = OsResult<R>>,
     {
         let mut attempt = 1;
+        let started = tokio::time::Instant::now();
         loop {
             match call().await {
                 Ok(v) => {
@@ -359,7 +368,7 @@ impl Policy {
                     return Ok(v);
                 }
                 Err(e) => {
-                    if !self.should_retry(classify(&e), attempt, op, key).await {
+                    if !self.should_retry(classify(&e), attempt, started, op, key).await {
                         return Err(e);
                     }
                     attempt += 1;
@@ -387,191 +396,7 @@ impl<T: ObjectStore> fmt::Display for RetryStore<T> {
     }
 }
 
-/// What an ambiguous conditional write turned out to be.
-enum Landed {
-    /// It did not land; retrying is safe.
-    No,
-    /// It landed; here is its result.
-    Yes(PutResult),
-    /// Another state than ours and than the one we expected is there: either our write
-    /// never landed and another writer's did, or ours landed and was overwritten since.
-    /// The two cannot be told apart, so the outcome is unknown.
-    Changed,
-    /// Could not tell (the check failed too).
-    Unknown,
-}
-
 impl<T: ObjectStore> RetryStore<T> {
-    /// After an ambiguous failure of a conditional put: did our write land?
-    async fn check_put(&self, location: &Path, ours: &Bytes, mode: &PutMode) -> Landed {
-        // The check's own reads are retried like any read: a fault here must not turn a
-        // write that landed into a reported conflict.
-        let key = location.as_ref();
-        let meta = match self
-            .policy
-            .run("head", key, || self.inner.head(location))
-            .await
-        {
-            Ok(m) => m,
-            Err(e) if classify(&e).kind == ErrorKind::NotFound => return Landed::No,
-            Err(_) => return Landed::Unknown,
-        };
-        if let PutMode::Update(expected) = mode {
-            let same_etag = match (&expected.e_tag, &meta.e_tag) {
-                (Some(a), Some(b)) => etag_eq(a, b),
-                _ => false,
-            };
-            let same_version = expected.version.is_some() && expected.version == meta.version;
-            if same_etag || same_version {
-                return Landed::No;
-            }
-        }
-        if meta.size != ours.len() as u64 {
-            return Landed::Changed;
-        }
-        let pinned = GetOptions::new().with_if_match(meta.e_tag.clone());
-        let body = self
-            .policy
-            .run("get", key, || async {
-                self.inner
-                    .get_opts(location, pinned.clone())
-                    .await?
-                    .bytes()
-                    .await
-            })
-            .await;
-        match body {
-            // For compare-and-swap, equal bytes prove nothing: writers racing from the same
-            // ETag usually compute the same new value (a counter's n + 1), so another
-            // writer's success would be taken for ours and one increment lost.
-            Ok(b) if b == *ours && matches!(mode, PutMode::Update(_)) => Landed::Changed,
-            Ok(b) if b == *ours => Landed::Yes(PutResult {
-                e_tag: meta.e_tag,
-                version: meta.version,
-                extensions: Default::default(),
-            }),
-            Ok(_) => Landed::Changed,
-            Err(_) => Landed::Unknown,
-        }
-    }
-
-    /// The answer for an ambiguous conditional write that found another object state.
-    ///
-    /// Create-if-absent: `AlreadyExists` — another object is there either way, and a caller
-    /// that then reads it never applies its create twice. Update (compare-and-swap): the
-    /// ambiguous error itself — `Precondition` would tell a CAS loop that its write did not
-    /// happen, and it may have (then been overwritten): the loop would apply it twice.
-    fn changed(
-        &self,
-        location: &Path,
-        mode: &PutMode,
-        ambiguous: object_store::Error,
-    ) -> object_store::Error {
-        if *mode == PutMode::Create {
-            return object_store::Error::AlreadyExists {
-                path: location.to_string(),
-                source: "another object is at this key after an ambiguous failure of this \
-                         create-if-absent write"
-                    .into(),
-            };
-        }
-        self.policy
-            .counters
-            .unknown_outcomes
-            .fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
-            key = location.as_ref(),
-            "conditional write failed ambiguously and the object changed since; its outcome is unknown"
-        );
-        ambiguous
-    }
-
-    async fn conditional_put(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> OsResult<PutResult> {
-        let ours = payload_bytes(&payload);
-        let key = location.as_ref();
-        let mut attempt = 1;
-        // The error of an ambiguous attempt whose outcome the check could not determine.
-        let mut unresolved: Option<object_store::Error> = None;
-        loop {
-            let err = match self
-                .inner
-                .put_opts(location, payload.clone(), opts.clone())
-                .await
-            {
-                Ok(r) => {
-                    if attempt == 1 {
-                        self.policy.budget.deposit();
-                    }
-                    return Ok(r);
-                }
-                Err(e) => e,
-            };
-            let class = classify(&err);
-            if class.kind == ErrorKind::Conflict
-                && let Some(ambiguous) = unresolved.take()
-            {
-                {
-                    // An earlier attempt failed ambiguously and could not be checked: this
-                    // conflict may be our own write.
-                    return match self.check_put(location, &ours, &opts.mode).await {
-                        Landed::Yes(r) => {
-                            self.policy
-                                .counters
-                                .recovered_writes
-                                .fetch_add(1, Ordering::Relaxed);
-                            Ok(r)
-                        }
-                        Landed::No => Err(err),
-                        // Still unknown: report the ambiguous failure, not a conflict that
-                        // may be our own write.
-                        Landed::Changed => Err(self.changed(location, &opts.mode, ambiguous)),
-                        Landed::Unknown => {
-                            self.policy
-                                .counters
-                                .unknown_outcomes
-                                .fetch_add(1, Ordering::Relaxed);
-                            Err(ambiguous)
-                        }
-                    };
-                }
-            }
-            if !class.retryable {
-                return Err(err);
-            }
-            if class.ambiguous() {
-                match self.check_put(location, &ours, &opts.mode).await {
-                    Landed::Yes(r) => {
-                        self.policy
-                            .counters
-                            .recovered_writes
-                            .fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(key, "ambiguous conditional write had landed");
-                        return Ok(r);
-                    }
-                    Landed::Changed => return Err(self.changed(location, &opts.mode, err)),
-                    Landed::No => unresolved = None,
-                    Landed::Unknown => {
-                        if !self.policy.should_retry(class, attempt, "put", key).await {
-                            return Err(err);
-                        }
-                        unresolved = Some(err);
-                        attempt += 1;
-                        continue;
-                    }
-                }
-            }
-            if !self.policy.should_retry(class, attempt, "put", key).await {
-                return Err(err);
-            }
-            attempt += 1;
-        }
-    }
-
     async fn same_bytes(&self, a: &Path, b: &Path) -> bool {
         let (x, y) = futures::join!(self.inner.get(a), self.inner.get(b));
         match (x, y) {
@@ -602,7 +427,9 @@ impl<T: ObjectStore> ObjectStore for RetryStore<T> {
         opts: PutOptions,
     ) -> OsResult<PutResult> {
         if opts.mode != PutMode::Overwrite {
-            return self.conditional_put(location, payload, opts).await;
+            // Sent once: a conditional write is repeated only by the layer that can tell its
+            // own earlier attempt from another writer's (`storage_core::conditional`).
+            return self.inner.put_opts(location, payload, opts).await;
         }
         // An overwrite is idempotent: resending the same bytes is always safe.
         self.policy
@@ -682,10 +509,11 @@ impl<T: ObjectStore> ObjectStore for RetryStore<T> {
                         match (res, path) {
                             (Err(e), Some(path)) if classify(&e).retryable => {
                                 let mut attempt = 1;
+                                let started = tokio::time::Instant::now();
                                 let mut last = Err(e);
                                 while let Err(e) = &last {
                                     if !policy
-                                        .should_retry(classify(e), attempt, "delete", path.as_ref())
+                                        .should_retry(classify(e), attempt, started, "delete", path.as_ref())
                                         .await
                                     {
                                         break;
@@ -743,6 +571,7 @@ impl<T: ObjectStore> ObjectStore for RetryStore<T> {
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
         let create = matches!(options.mode, CopyMode::Create);
         let mut attempt = 1;
+        let started = tokio::time::Instant::now();
         let mut ambiguous: Option<object_store::Error> = None;
         loop {
             let err = match self.inner.copy_opts(from, to, options.clone()).await {
@@ -769,7 +598,7 @@ impl<T: ObjectStore> ObjectStore for RetryStore<T> {
             }
             if !self
                 .policy
-                .should_retry(class, attempt, "copy", to.as_ref())
+                .should_retry(class, attempt, started, "copy", to.as_ref())
                 .await
             {
                 return Err(err);
@@ -783,6 +612,7 @@ impl<T: ObjectStore> ObjectStore for RetryStore<T> {
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
         let mut attempt = 1;
+        let started = tokio::time::Instant::now();
         let mut ambiguous: Option<object_store::Error> = None;
         loop {
             let err = match self.inner.rename_opts(from, to, options.clone()).await {
@@ -832,7 +662,7 @@ impl<T: ObjectStore> ObjectStore for RetryStore<T> {
             }
             if !self
                 .policy
-                .should_retry(class, attempt, "rename", to.as_ref())
+                .should_retry(class, attempt, started, "rename", to.as_ref())
                 .await
             {
                 return Err(err);
@@ -853,11 +683,12 @@ fn retry_stream_start<I: Send + 'static>(
 ) -> BoxStream<'static, OsResult<I>> {
     let start = async move {
         let mut attempt = 1;
+        let started = tokio::time::Instant::now();
         loop {
             let mut s = make();
             match s.next().await {
                 Some(Err(e)) => {
-                    if !policy.should_retry(classify(&e), attempt, op, "").await {
+                    if !policy.should_retry(classify(&e), attempt, started, op, "").await {
                         return stream::once(async move { Err(e) }).boxed();
                     }
                     attempt += 1;
@@ -895,6 +726,7 @@ fn resumable<T: ObjectStore>(
         next: u64,
         end: u64,
         attempt: u32,
+        started: tokio::time::Instant,
         done: bool,
     }
     let state = State {
@@ -908,6 +740,7 @@ fn resumable<T: ObjectStore>(
         next: meta.range.start,
         end,
         attempt: 1,
+        started: tokio::time::Instant::now(),
         done: false,
     };
     let s = stream::unfold(state, |mut st| async move {
@@ -927,7 +760,7 @@ fn resumable<T: ObjectStore>(
                     if st.next >= st.end
                         || !st
                             .policy
-                            .should_retry(class, st.attempt, "get body", &key)
+                            .should_retry(class, st.attempt, st.started, "get body", &key)
                             .await
                     {
                         st.done = true;
@@ -1038,89 +871,80 @@ mod tests {
             .with_max_delay(Duration::from_secs(1))
             .with_jitter_seed(5);
         let p = &retry.policy;
+        let mut rng = fastrand::Rng::with_seed(5);
+        let backoff = |attempt: u32, rng: &mut fastrand::Rng| {
+            p.strategy()
+                .with_max_retries(100)
+                .next_delay_with(attempt, Duration::ZERO, || rng.f64())
+                .unwrap()
+        };
         for attempt in 1..=8u32 {
             let cap =
                 Duration::from_millis(100 * (1u64 << (attempt - 1))).min(Duration::from_secs(1));
             for _ in 0..20 {
-                assert!(p.backoff(attempt) <= cap);
+                assert!(backoff(attempt, &mut rng) <= cap);
             }
         }
         // Jitter spreads the delays (not all equal).
-        let draws: Vec<_> = (0..10).map(|_| p.backoff(4)).collect();
+        let draws: Vec<_> = (0..10).map(|_| backoff(4, &mut rng)).collect();
         assert!(draws.iter().any(|d| *d != draws[0]));
     }
 
     #[tokio::test]
-    async fn lost_ack_on_create_is_success_not_already_exists() {
-        let chaos = ChaosLayer::default().with_lost_ack_rate(1.0);
-        let retry = fast();
-        let store = retry.wrap(chaos.wrap(MemoryStore::new()));
+    async fn conditional_writes_are_sent_once_whatever_they_answer() {
+        // Lost answers, plain failures: a create or compare-and-swap is never resent here
+        // (Bucket's conditional write owns that, with the write id).
         let p = Path::from("doc");
-        let r = store
-            .put_opts(&p, "mine".into(), PutMode::Create.into())
-            .await
-            .unwrap();
-        assert!(r.e_tag.is_some());
-        assert_eq!(retry.stats().recovered_writes, 1);
-    }
-
-    #[tokio::test]
-    async fn ambiguous_update_over_a_changed_object_is_unknown_not_a_conflict() {
+        for lost_ack in [true, false] {
+            let mem = MemoryStore::new();
+            let first = mem.put(&p, "v1".into()).await.unwrap();
+            let chaos = if lost_ack {
+                ChaosLayer::default().with_lost_ack_rate(1.0)
+            } else {
+                ChaosLayer::default()
+                    .with_error_rate(1.0)
+                    .with_target(crate::chaos::ChaosTarget::Writes)
+            };
+            let retry = fast().with_max_attempts(10);
+            let store = retry.wrap(chaos.wrap(mem.clone()));
+            let new = Path::from("new");
+            let create = store.put_opts(&new, "x".into(), PutMode::Create.into());
+            assert!(create.await.is_err());
+            let update = store.put_opts(&p, "x".into(), PutMode::Update(first.into()).into());
+            assert!(update.await.is_err());
+            let stats = chaos.stats();
+            assert_eq!(stats.injected_errors + stats.lost_acks, 2, "one attempt each");
+            assert_eq!(retry.stats().retries, 0);
+        }
         let mem = MemoryStore::new();
-        let p = Path::from("doc");
-        let first = mem.put(&p, "v1".into()).await.unwrap();
-        // The object changed (another writer, or our own write then overwritten: the layer
-        // cannot tell), then our update fails ambiguously.
-        mem.put(&p, "theirs".into()).await.unwrap();
-        let chaos = ChaosLayer::default()
-            .with_error_rate(1.0)
-            .with_target(crate::chaos::ChaosTarget::Writes);
-        let retry = fast().with_max_attempts(5);
-        let store = retry.wrap(chaos.wrap(mem.clone()));
-        let err = store
-            .put_opts(&p, "ours".into(), PutMode::Update(first.into()).into())
-            .await
-            .unwrap_err();
-        let err = StorageError::from_object_store("t", err);
-        assert!(matches!(err, StorageError::Unavailable { .. }), "{err}");
-        // Only one attempt: no blind retry.
-        assert_eq!(chaos.stats().injected_errors, 1);
-        assert_eq!(retry.stats().unknown_outcomes, 1);
-        assert_eq!(mem.get(&p).await.unwrap().bytes().await.unwrap(), "theirs");
-    }
-
-    #[tokio::test]
-    async fn ambiguous_create_over_another_object_is_already_exists() {
-        let mem = MemoryStore::new();
-        let p = Path::from("doc");
-        mem.put(&p, "theirs".into()).await.unwrap();
-        let chaos = ChaosLayer::default()
-            .with_error_rate(1.0)
-            .with_target(crate::chaos::ChaosTarget::Writes);
-        let store = fast().wrap(chaos.wrap(mem.clone()));
-        let err = store
-            .put_opts(&p, "ours".into(), PutMode::Create.into())
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, object_store::Error::AlreadyExists { .. }),
-            "{err}"
-        );
-        assert_eq!(chaos.stats().injected_errors, 1);
-    }
-
-    #[tokio::test]
-    async fn ambiguous_update_that_did_not_land_is_retried() {
-        let mem = MemoryStore::new();
-        let p = Path::from("doc");
-        let first = mem.put(&p, "v1".into()).await.unwrap();
+        // An unconditional put through the same faults is retried until it lands.
         let chaos = ChaosLayer::default().with_seed(2).with_error_rate(0.5);
-        let store = fast().with_max_attempts(30).wrap(chaos.wrap(mem.clone()));
-        store
-            .put_opts(&p, "v2".into(), PutMode::Update(first.into()).into())
+        let retry = fast().with_max_attempts(30);
+        retry
+            .wrap(chaos.wrap(mem.clone()))
+            .put(&p, "v2".into())
             .await
             .unwrap();
+        assert!(retry.stats().retries > 0);
         assert_eq!(mem.get(&p).await.unwrap().bytes().await.unwrap(), "v2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_stops_retries_before_the_attempt_count() {
+        let chaos = ChaosLayer::default().with_error_rate(1.0);
+        let retry = RetryLayer::default()
+            .with_max_attempts(1000)
+            .with_base_delay(Duration::from_secs(1))
+            .with_max_delay(Duration::from_secs(1))
+            .with_deadline(Duration::from_secs(10))
+            .with_budget(Arc::new(RetryBudget::unlimited()));
+        let store = retry.wrap(chaos.wrap(MemoryStore::new()));
+        let started = tokio::time::Instant::now();
+        store.get(&Path::from("x")).await.unwrap_err();
+        assert!(started.elapsed() <= Duration::from_secs(10));
+        let made = retry.stats().retries;
+        assert!((1..1000).contains(&made), "{made}");
+        assert_eq!(retry.stats().gave_up, 1);
     }
 
     #[tokio::test]

@@ -113,6 +113,7 @@ impl TimeoutLayer {
             backend: self.name.clone(),
             operation: op.to_string(),
             after,
+            source: None,
         })
     }
 

@@ -226,6 +226,7 @@ mod tests {
             backend: "b".into(),
             operation: "get".into(),
             after: std::time::Duration::from_secs(1),
+            source: None,
         }
         .into_object_store();
         assert_eq!(classify(&carried).kind, ErrorKind::Timeout);

@@ -53,6 +53,16 @@ use storage_core::{
 };
 use url::Url;
 
+mod store;
+
+pub use store::{S3Store, classify};
+
+/// HTTP retries of unconditional requests when `max_retries` is not set and no retry layer
+/// owns retries (the facade sets 0 under `[layers.retry]`).
+pub const DEFAULT_MAX_RETRIES: usize = 3;
+/// Client timeout when `timeout` is not set.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Where credentials come from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -351,8 +361,12 @@ impl S3Config {
         Ok(())
     }
 
-    /// The configured `object_store` builder.
+    /// The configured `object_store` builder (with the configured HTTP retries).
     pub fn builder(&self) -> Result<AmazonS3Builder> {
+        self.builder_with_retries(self.max_retries.unwrap_or(DEFAULT_MAX_RETRIES))
+    }
+
+    fn builder_with_retries(&self, max_retries: usize) -> Result<AmazonS3Builder> {
         self.validate("")?;
         let mut b = match self.credentials {
             CredentialSource::Environment => AmazonS3Builder::from_env(),
@@ -399,14 +413,14 @@ impl S3Config {
         }
         let mut client = ClientOptions::new()
             .with_allow_http(self.allow_http)
-            .with_timeout(self.timeout.unwrap_or(Duration::from_secs(30)))
+            .with_timeout(self.timeout.unwrap_or(DEFAULT_TIMEOUT))
             .with_connect_timeout(self.connect_timeout.unwrap_or(Duration::from_secs(5)));
         if !self.keep_alive {
             client = client.with_pool_max_idle_per_host(0);
         }
         b = b.with_client_options(client).with_retry(RetryConfig {
             backoff: BackoffConfig::default(),
-            max_retries: self.max_retries.unwrap_or(3),
+            max_retries,
             retry_timeout: Duration::from_secs(180),
         });
         Ok(b)
@@ -426,11 +440,19 @@ impl S3Config {
 
     /// Build with a provider label and base capabilities (used by `storage-r2`).
     pub fn build_as(&self, name: &str, provider: &str, caps: Capabilities) -> Result<Bucket> {
-        let store = Arc::new(
-            self.builder()?
+        let build = |retries| {
+            self.builder_with_retries(retries)?
                 .build()
-                .map_err(|e| StorageError::from_object_store(name, e))?,
+                .map_err(|e| StorageError::from_object_store(name, e))
+        };
+        let s3 = S3Store::new(
+            build(self.max_retries.unwrap_or(DEFAULT_MAX_RETRIES))?,
+            // Conditional writes are never resent by the HTTP client: see `store`.
+            build(0)?,
+            self.timeout.unwrap_or(DEFAULT_TIMEOUT),
         );
+        let store = Arc::clone(s3.plain());
+        let s3: Arc<dyn object_store::ObjectStore> = Arc::new(s3);
         let mut caps = caps.with_conditional_put(self.conditional_put);
         if !self.bulk_delete {
             caps = caps.with_max_delete_batch(1);
@@ -444,7 +466,7 @@ impl S3Config {
                 self.region.as_deref().unwrap_or("us-east-1")
             )
         });
-        let mut builder = Bucket::builder(name, store.clone())
+        let mut builder = Bucket::builder(name, s3)
             .location(format!(
                 "s3://{}/{}",
                 endpoint.trim_end_matches('/'),

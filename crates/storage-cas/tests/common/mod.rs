@@ -97,6 +97,7 @@ impl FaultStore {
             backend: "faulty".into(),
             operation: "put (response lost)".into(),
             after: Duration::from_secs(30),
+            source: None,
         }
         .into_object_store()
     }

@@ -1,4 +1,6 @@
-//! How long a compare-and-swap loop waits between attempts, and when it gives up.
+//! How long a retry loop waits between attempts, and when it gives up: the one backoff type
+//! of every Strata retry loop (the retry layer, the resolution of conditional writes whose
+//! answer was lost, and the compare-and-swap loops of documents and manifests).
 
 use std::time::Duration;
 
@@ -15,8 +17,7 @@ pub enum Jitter {
     Equal,
 }
 
-/// Retry policy of [`Collection::update_with`](crate::Collection::update_with) and
-/// [`VersionedRecords::commit`](crate::VersionedRecords::commit): exponential backoff from
+/// A retry policy: exponential backoff from
 /// `base` doubling up to `cap`, with [`Jitter`], at most `max_retries` retries after the first
 /// attempt, and optionally an overall `deadline` after which no new attempt starts.
 ///
@@ -30,7 +31,7 @@ pub enum Jitter {
 ///
 /// ```
 /// use std::time::Duration;
-/// use storage_cas::{BackoffStrategy, Jitter};
+/// use storage_core::backoff::{BackoffStrategy, Jitter};
 /// let many_writers = BackoffStrategy::custom(1000, Duration::from_millis(1), Duration::from_millis(50))
 ///     .with_jitter(Jitter::Full)
 ///     .with_deadline(Duration::from_secs(30));
@@ -81,6 +82,17 @@ impl BackoffStrategy {
         deadline: None,
     };
 
+    /// For contended documents: retry until 30 s have passed since the first attempt,
+    /// 5 ms doubling to at most 500 ms, fully jittered. Writers then give up only when the
+    /// document is so hot that 30 s were not enough, not after a fixed count of collisions.
+    pub const UNTIL_DEADLINE: BackoffStrategy = BackoffStrategy {
+        max_retries: u32::MAX,
+        base: Duration::from_millis(5),
+        cap: Duration::from_millis(500),
+        jitter: Jitter::Full,
+        deadline: Some(Duration::from_secs(30)),
+    };
+
     /// A custom strategy with equal jitter and no deadline.
     pub const fn custom(max_retries: u32, base: Duration, cap: Duration) -> Self {
         BackoffStrategy {
@@ -121,14 +133,25 @@ impl BackoffStrategy {
     /// `None` when the strategy is exhausted: `retry > max_retries`, or the deadline would
     /// pass before the retry could start (`elapsed` is the time since the first attempt).
     pub fn next_delay(&self, retry: u32, elapsed: Duration) -> Option<Duration> {
+        self.next_delay_with(retry, elapsed, fastrand::f64)
+    }
+
+    /// [`next_delay`](Self::next_delay) with the jitter drawn from `unit` (a uniform number
+    /// in `0..1`), for callers with their own (seeded) random source.
+    pub fn next_delay_with(
+        &self,
+        retry: u32,
+        elapsed: Duration,
+        mut unit: impl FnMut() -> f64,
+    ) -> Option<Duration> {
         if retry > self.max_retries {
             return None;
         }
         let full = self.delay_before_retry(retry);
         let delay = match self.jitter {
             Jitter::None => full,
-            Jitter::Full => full.mul_f64(fastrand::f64()),
-            Jitter::Equal => full / 2 + (full / 2).mul_f64(fastrand::f64()),
+            Jitter::Full => full.mul_f64(unit()),
+            Jitter::Equal => full / 2 + (full / 2).mul_f64(unit()),
         };
         if let Some(deadline) = self.deadline
             && elapsed.saturating_add(delay) >= deadline

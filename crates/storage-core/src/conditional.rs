@@ -1,0 +1,567 @@
+//! Conditional writes whose lost answers are resolved, never guessed: the one place in
+//! Strata that decides what happened to a create-if-absent, put-if-match or delete-if-match
+//! whose answer did not arrive.
+//!
+//! # Who retries what
+//!
+//! - **Conditional requests are sent once per attempt by everything below [`Bucket`]**: the
+//!   S3 backend sends them with a client whose HTTP retries are off, and the retry layer
+//!   passes them through untouched. Only the loop here repeats them, because only it knows
+//!   the write's id and can tell "my earlier attempt landed" from "another writer won".
+//! - Everything else (reads, listings, unconditional writes, deletes) is retried by the
+//!   retry layer when one is configured, else by the S3 client's HTTP retry: never both
+//!   (the facade turns the HTTP retry off under a retry layer).
+//! - Every loop has a wall-clock deadline as well as an attempt count
+//!   ([`BackoffStrategy`]).
+//!
+//! # How an ambiguous conditional write is resolved
+//!
+//! Every conditional write made through a [`Bucket`] carries a random write id in the
+//! object's user metadata ([`WRITE_ID_META`]) and the ids and ETags of the writes it
+//! replaced ([`WRITE_LOG_META`], newest first; an entry marked `*` starts a chain: a
+//! creation, an unconditional put or a foreign write). The log holds as many entries as fit
+//! in what the caller's metadata leaves of S3's 2 KiB user-metadata budget (about 40 S3
+//! writes), so it is bounded and sized by the budget rather than by a fixed count. After an
+//! ambiguous failure (timeout, reset, 5xx, or a conflict answered after one of those) the
+//! writer HEADs the key:
+//!
+//! - the current object carries our write id → our write applied; its ETag is ours;
+//! - our id is in the current object's write log → our write applied and another writer
+//!   has replaced it since (`WriteResult::superseded`);
+//! - the precondition still holds (same ETag / still absent) → our write did not apply:
+//!   send the same write again (same id, still conditional, so a delayed copy of the first
+//!   request can never apply a second time);
+//! - the log shows who replaced the ETag we expected (or the whole chain since the object
+//!   was created) and it was not us → another writer got there first: an ordinary conflict;
+//! - otherwise more writes landed in between than the log remembers: the outcome cannot be
+//!   known, and the write fails with [`StorageError::Ambiguous`] instead of being repeated.
+//!
+//! Pass the object a compare-and-swap replaces with [`PutOpts::replacing`]: its id and log
+//! seed the new object's log, which is what lets *other* writers resolve their lost answers.
+//! A bare [`PutOpts::if_match`] resolves its own writes the same way but starts a new chain.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{PutOptions, PutPayload};
+
+use crate::attrs::MAX_USER_METADATA_BYTES;
+use crate::backoff::{BackoffStrategy, Jitter};
+use crate::bucket::{Bucket, ObjectInfo, PutOpts, WriteCondition, WriteResult};
+use crate::{Result, StorageError, etag_eq};
+
+/// User-metadata name of the id of the write that produced an object.
+pub const WRITE_ID_META: &str = "strata-write-id";
+/// User-metadata name of the ids and ETags of the writes an object replaced, newest first
+/// (`id:etag,id:etag,...`; `*` before an id marks the start of a chain, `-` an object
+/// written without an id).
+pub const WRITE_LOG_META: &str = "strata-write-log";
+
+/// Retries of one ambiguous conditional write (each preceded by a HEAD check): at most 8,
+/// and none started later than 30 s after the first attempt.
+pub const AMBIGUITY_BACKOFF: BackoffStrategy =
+    BackoffStrategy::custom(8, Duration::from_millis(20), Duration::from_secs(1))
+        .with_jitter(Jitter::Equal)
+        .with_deadline(Duration::from_secs(30));
+
+/// The object a compare-and-swap write replaces, as it was read: its ETag, and the write id
+/// and log that let concurrent writers resolve lost answers. Made by
+/// [`PutOpts::replacing`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replaces {
+    etag: String,
+    write_id: Option<String>,
+    log: Option<String>,
+}
+
+impl Replaces {
+    /// What `info` contributes to the log of the write that replaces it; `None` without an
+    /// ETag.
+    pub fn of(info: &ObjectInfo) -> Option<Replaces> {
+        Some(Replaces {
+            etag: info.etag.clone()?,
+            write_id: info.metadata.get(WRITE_ID_META).cloned(),
+            log: info.metadata.get(WRITE_LOG_META).cloned(),
+        })
+    }
+
+    /// The ETag of the replaced object.
+    pub fn etag(&self) -> &str {
+        &self.etag
+    }
+}
+
+pub(crate) fn new_write_id() -> String {
+    format!("{:010x}", fastrand::u64(..1 << 40))
+}
+
+fn escape_etag(etag: &str) -> String {
+    etag.replace('%', "%25").replace(',', "%2C")
+}
+
+fn unescape_etag(etag: &str) -> String {
+    etag.replace("%2C", ",").replace("%25", "%")
+}
+
+/// One entry of an object's write log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogEntry {
+    /// Write id (`-` for an object written without one).
+    pub id: String,
+    /// ETag of the object that write produced.
+    pub etag: String,
+    /// That object started its chain (it replaced nothing this log knows about).
+    pub chain_start: bool,
+}
+
+/// The entries of an object's write log, newest first.
+pub(crate) fn write_log(meta: &BTreeMap<String, String>) -> Vec<LogEntry> {
+    meta.get(WRITE_LOG_META)
+        .map(|log| parse_log(log))
+        .unwrap_or_default()
+}
+
+fn parse_log(log: &str) -> Vec<LogEntry> {
+    log.split(',')
+        .filter_map(|e| e.split_once(':'))
+        .map(|(id, etag)| {
+            let (chain_start, id) = match id.strip_prefix('*') {
+                Some(id) => (true, id),
+                None => (false, id),
+            };
+            LogEntry {
+                id: id.to_string(),
+                etag: unescape_etag(etag),
+                chain_start,
+            }
+        })
+        .collect()
+}
+
+/// The log entries a write replacing `previous` carries, newest first (not yet trimmed to
+/// the metadata budget).
+fn next_log(previous: Option<&Replaces>) -> Vec<String> {
+    let Some(prev) = previous else {
+        return Vec::new();
+    };
+    let id = prev.write_id.as_deref().unwrap_or("-");
+    let start = if prev.log.is_some() { "" } else { "*" };
+    let mut log = vec![format!("{start}{id}:{}", escape_etag(&prev.etag))];
+    if let Some(old) = &prev.log {
+        log.extend(old.split(',').filter(|e| !e.is_empty()).map(str::to_string));
+    }
+    log
+}
+
+/// Add the write id and the log to `opts.metadata`, the log trimmed (oldest first) to what
+/// the caller's metadata leaves of the 2 KiB budget.
+pub(crate) fn stamp(opts: &mut PutOpts, write_id: &str) {
+    opts.metadata.remove(WRITE_ID_META);
+    opts.metadata.remove(WRITE_LOG_META);
+    opts.metadata
+        .insert(WRITE_ID_META.to_string(), write_id.to_string());
+    let mut log = next_log(opts.replaces.as_ref());
+    let used: usize = opts.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let room = MAX_USER_METADATA_BYTES.saturating_sub(used + WRITE_LOG_META.len());
+    let mut len = 0;
+    let keep = log
+        .iter()
+        .take_while(|e| {
+            len += e.len() + usize::from(len > 0);
+            len <= room
+        })
+        .count();
+    log.truncate(keep);
+    if !log.is_empty() {
+        opts.metadata
+            .insert(WRITE_LOG_META.to_string(), log.join(","));
+    }
+}
+
+enum Probe {
+    /// Our write applied.
+    Applied(WriteResult),
+    /// Our write did not apply and its precondition still holds: send it again.
+    NotApplied,
+    /// Our write did not apply and never will: another writer changed the object.
+    Conflict(StorageError),
+    /// The HEAD itself failed transiently.
+    Unknown(StorageError),
+    /// Too many writes landed in between: what happened cannot be known.
+    Ambiguous(StorageError),
+}
+
+fn conflict_for(bucket: &Bucket, key: &str, condition: &WriteCondition, detail: &str) -> StorageError {
+    match condition {
+        WriteCondition::IfAbsent => StorageError::AlreadyExists {
+            backend: bucket.name().to_string(),
+            key: key.to_string(),
+        },
+        _ => StorageError::Precondition {
+            backend: bucket.name().to_string(),
+            key: key.to_string(),
+            detail: detail.to_string(),
+        },
+    }
+}
+
+async fn head(bucket: &Bucket, key: &str) -> Result<Option<ObjectInfo>> {
+    match bucket.head(key).await {
+        Ok(info) => Ok(Some(info)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+async fn probe(
+    bucket: &Bucket,
+    key: &str,
+    write_id: &str,
+    condition: &WriteCondition,
+    size: u64,
+) -> Probe {
+    let current = match head(bucket, key).await {
+        Ok(c) => c,
+        Err(e) if e.is_retryable() => return Probe::Unknown(e),
+        Err(e) => return Probe::Conflict(e),
+    };
+    let Some(info) = current else {
+        return match condition {
+            WriteCondition::IfAbsent | WriteCondition::Overwrite => Probe::NotApplied,
+            WriteCondition::IfMatch { .. } => Probe::Conflict(conflict_for(
+                bucket,
+                key,
+                condition,
+                "the object was deleted by another writer",
+            )),
+        };
+    };
+    if info.metadata.get(WRITE_ID_META).map(String::as_str) == Some(write_id) {
+        return Probe::Applied(WriteResult {
+            etag: info.etag,
+            version: info.version,
+            size,
+            superseded: false,
+        });
+    }
+    let log = write_log(&info.metadata);
+    if let Some(entry) = log.iter().find(|e| e.id == write_id) {
+        return Probe::Applied(WriteResult {
+            etag: Some(entry.etag.clone()),
+            version: None,
+            size,
+            superseded: true,
+        });
+    }
+    // Can the log tell who replaced what we expected? It can if it reaches back to the ETag
+    // we matched on, or to the start of the chain.
+    let start_visible =
+        !info.metadata.contains_key(WRITE_LOG_META) || log.iter().any(|e| e.chain_start);
+    let ambiguous = || {
+        Probe::Ambiguous(StorageError::Ambiguous {
+            backend: bucket.name().to_string(),
+            key: key.to_string(),
+            detail: format!(
+                "the answer to a conditional write was lost and {} other writes landed before it could be checked, more than the object's write log remembers, so it may or may not have been applied; it was not repeated. Read the object and decide",
+                log.len() + 1
+            ),
+        })
+    };
+    match condition {
+        WriteCondition::Overwrite => Probe::NotApplied,
+        WriteCondition::IfMatch { etag, .. }
+            if info.etag.as_deref().is_some_and(|e| etag_eq(e, etag)) =>
+        {
+            Probe::NotApplied
+        }
+        WriteCondition::IfMatch { etag, .. }
+            if start_visible || log.iter().any(|e| etag_eq(&e.etag, etag)) =>
+        {
+            Probe::Conflict(conflict_for(
+                bucket,
+                key,
+                condition,
+                &format!(
+                    "expected ETag {etag}, found {} (changed by another writer)",
+                    info.etag.as_deref().unwrap_or("none")
+                ),
+            ))
+        }
+        WriteCondition::IfAbsent if start_visible => {
+            Probe::Conflict(conflict_for(bucket, key, condition, ""))
+        }
+        WriteCondition::IfMatch { .. } | WriteCondition::IfAbsent => ambiguous(),
+    }
+}
+
+/// Normalise backend differences: S3 answers put-if-match on a missing key with 404, and its
+/// 409 ConditionalRequestConflict arrives without the key.
+fn normalise(e: StorageError, bucket: &Bucket, key: &str, condition: &WriteCondition) -> StorageError {
+    match (e, condition) {
+        (StorageError::NotFound { .. }, WriteCondition::IfMatch { etag, .. }) => {
+            StorageError::Precondition {
+                backend: bucket.name().to_string(),
+                key: key.to_string(),
+                detail: format!("expected ETag {etag}, but the object no longer exists"),
+            }
+        }
+        (StorageError::Precondition { backend, key: k, detail }, _) if k.is_empty() => {
+            StorageError::Precondition {
+                backend,
+                key: key.to_string(),
+                detail,
+            }
+        }
+        (StorageError::AlreadyExists { backend, key: k }, _) if k.is_empty() => {
+            StorageError::AlreadyExists {
+                backend,
+                key: key.to_string(),
+            }
+        }
+        (e, _) => e,
+    }
+}
+
+/// Sleep before retry `round`, or say the loop is over.
+async fn backoff(round: &mut u32, started: tokio::time::Instant) -> bool {
+    *round += 1;
+    match AMBIGUITY_BACKOFF.next_delay(*round, started.elapsed()) {
+        Some(d) => {
+            tokio::time::sleep(d).await;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Counters of conditional-write resolution, process-wide (exported for soak tests and
+/// metrics).
+pub mod stats {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    pub(crate) static RESOLVED_APPLIED: AtomicU64 = AtomicU64::new(0);
+    pub(crate) static RESOLVED_NOT_APPLIED: AtomicU64 = AtomicU64::new(0);
+    pub(crate) static RESOLVED_CONFLICT: AtomicU64 = AtomicU64::new(0);
+    pub(crate) static AMBIGUOUS: AtomicU64 = AtomicU64::new(0);
+
+    /// How ambiguous conditional writes were resolved so far in this process.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct Resolutions {
+        /// Found applied (our id current or in the log): answered as success.
+        pub applied: u64,
+        /// Found not applied with the precondition still holding: sent again.
+        pub not_applied: u64,
+        /// Found beaten by another writer: answered as a conflict.
+        pub conflict: u64,
+        /// Could not be known: answered [`Ambiguous`](crate::StorageError::Ambiguous).
+        pub ambiguous: u64,
+    }
+
+    /// The counters now.
+    pub fn resolutions() -> Resolutions {
+        Resolutions {
+            applied: RESOLVED_APPLIED.load(Ordering::Relaxed),
+            not_applied: RESOLVED_NOT_APPLIED.load(Ordering::Relaxed),
+            conflict: RESOLVED_CONFLICT.load(Ordering::Relaxed),
+            ambiguous: AMBIGUOUS.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Write `body` under the condition in `opts`, resolving ambiguous failures as described in
+/// the module docs. `put` is the translated request for `path` (attributes already carry the
+/// write id); `key` is the caller's key, for HEAD checks and errors.
+pub(crate) async fn write(
+    bucket: &Bucket,
+    key: &str,
+    path: &Path,
+    body: Bytes,
+    put: PutOptions,
+    condition: &WriteCondition,
+    write_id: &str,
+) -> Result<WriteResult> {
+    let size = body.len() as u64;
+    let payload = PutPayload::from(body);
+    let mut ambiguous = false;
+    let mut round = 0u32;
+    let started = tokio::time::Instant::now();
+    loop {
+        let err = match bucket.store().put_opts(path, payload.clone(), put.clone()).await {
+            Ok(r) => {
+                return Ok(WriteResult {
+                    etag: r.e_tag,
+                    version: r.version,
+                    size,
+                    superseded: false,
+                });
+            }
+            Err(e) => normalise(
+                StorageError::from_object_store(bucket.name(), e),
+                bucket,
+                key,
+                condition,
+            ),
+        };
+        // A conflict answered to the first attempt is real: nothing below a Bucket resends a
+        // conditional request. After an ambiguous attempt it may be our own write.
+        if !(err.is_retryable() || (ambiguous && err.is_conflict())) {
+            return Err(err);
+        }
+        ambiguous = true;
+        tracing::debug!(key, error = %err, "ambiguous conditional write; checking what happened");
+        let mut last = err;
+        loop {
+            match probe(bucket, key, write_id, condition, size).await {
+                Probe::Applied(w) => {
+                    stats::bump(&stats::RESOLVED_APPLIED);
+                    return Ok(w);
+                }
+                Probe::Conflict(e) => {
+                    stats::bump(&stats::RESOLVED_CONFLICT);
+                    return Err(e);
+                }
+                Probe::Ambiguous(e) => {
+                    stats::bump(&stats::AMBIGUOUS);
+                    return Err(e);
+                }
+                Probe::NotApplied => {
+                    stats::bump(&stats::RESOLVED_NOT_APPLIED);
+                    break;
+                }
+                Probe::Unknown(e) => {
+                    if !backoff(&mut round, started).await {
+                        stats::bump(&stats::AMBIGUOUS);
+                        return Err(unresolved(bucket, key, last));
+                    }
+                    last = e;
+                }
+            }
+        }
+        if !backoff(&mut round, started).await {
+            return Err(last);
+        }
+    }
+}
+
+/// The error for a write whose check could not run before the deadline: the write may have
+/// landed, so it is `Ambiguous`, never a plain retryable error a caller would repeat.
+fn unresolved(bucket: &Bucket, key: &str, last: StorageError) -> StorageError {
+    StorageError::Ambiguous {
+        backend: bucket.name().to_string(),
+        key: key.to_string(),
+        detail: format!(
+            "the answer to a conditional write was lost and the object could not be read to check it before the retry deadline ({last}); it may or may not have been applied. Read the object and decide"
+        ),
+    }
+}
+
+/// Delete `key` only while its ETag is `etag`, resolving ambiguous failures with a HEAD:
+/// gone → done; same ETag → try again; other ETag → `Precondition`.
+pub(crate) async fn delete_if_match<F, Fut>(
+    bucket: &Bucket,
+    key: &str,
+    etag: &str,
+    mut attempt: F,
+) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut round = 0u32;
+    let mut ambiguous = false;
+    loop {
+        let err = match attempt().await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if !(err.is_retryable() || (ambiguous && (err.is_conflict() || err.is_not_found()))) {
+            return Err(err);
+        }
+        ambiguous = true;
+        let mut last = err;
+        loop {
+            match head(bucket, key).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(info)) if info.etag.as_deref().is_some_and(|e| etag_eq(e, etag)) => break,
+                Ok(Some(info)) => {
+                    return Err(StorageError::Precondition {
+                        backend: bucket.name().to_string(),
+                        key: key.to_string(),
+                        detail: format!(
+                            "expected ETag {etag}, found {} (changed by another writer)",
+                            info.etag.as_deref().unwrap_or("none")
+                        ),
+                    });
+                }
+                Err(e) if e.is_retryable() => {
+                    if !backoff(&mut round, started).await {
+                        return Err(last);
+                    }
+                    last = e;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !backoff(&mut round, started).await {
+            return Err(last);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(etag: &str, meta: &[(&str, &str)]) -> ObjectInfo {
+        ObjectInfo {
+            key: "k".into(),
+            size: 0,
+            last_modified: chrono::Utc::now(),
+            etag: Some(etag.into()),
+            version: None,
+            headers: BTreeMap::new(),
+            metadata: meta
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn log_chains_escapes_and_fills_the_metadata_budget() {
+        let old: Vec<String> = (0..200).map(|i| format!("id{i}:e{i}")).collect();
+        let prev = info(
+            "\"x,y%\"",
+            &[(WRITE_ID_META, "aaaa"), (WRITE_LOG_META, &old.join(","))],
+        );
+        let mut opts = PutOpts::replacing(&prev).unwrap();
+        opts.metadata.insert("user".into(), "v".repeat(300));
+        stamp(&mut opts, "bbbb");
+        let total: usize = opts.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(total <= MAX_USER_METADATA_BYTES, "{total}");
+        // Trimmed to the budget, not to a fixed count: far more than 16 entries survive.
+        let parsed = write_log(&opts.metadata);
+        assert!(parsed.len() > 100, "{}", parsed.len());
+        assert!(total > MAX_USER_METADATA_BYTES - 12, "{total}");
+        assert_eq!(parsed[0].id, "aaaa");
+        assert_eq!(parsed[0].etag, "\"x,y%\"");
+        assert!(!parsed[0].chain_start);
+        assert_eq!((parsed[1].id.as_str(), parsed[1].etag.as_str()), ("id0", "e0"));
+        assert_eq!(opts.metadata[WRITE_ID_META], "bbbb");
+
+        // An object without a log starts a chain; one without a write id is recorded as `-`.
+        let mut opts = PutOpts::replacing(&info("\"e\"", &[])).unwrap();
+        stamp(&mut opts, "cccc");
+        let parsed = write_log(&opts.metadata);
+        assert_eq!(parsed.len(), 1);
+        assert!(parsed[0].chain_start);
+        assert_eq!(parsed[0].id, "-");
+    }
+}

@@ -1,0 +1,461 @@
+//! [`S3Store`]: `object_store`'s `AmazonS3` with Strata's two S3 rules applied in one place.
+//!
+//! 1. **A conditional request is never resent by the HTTP client.** `object_store`'s client
+//!    resends a request after a 5xx (and an `If-Match` PUT after a 409); when the first send
+//!    was applied, the resend answers 412 for our own write. So conditional writes
+//!    (create-if-absent, put-if-match, copy-if-absent) go through a second client built with
+//!    HTTP retries off, and only [`Bucket`](storage_core::Bucket)'s conditional-write loop,
+//!    which can tell its own write from another's, repeats them. Every other request uses
+//!    the client with the configured HTTP retries.
+//! 2. **Errors are typed from the error chain, and S3's error codes are matched here**
+//!    ([`classify`]): a transport timeout is `Timeout` with the configured duration and its
+//!    source, a 5xx or a dropped connection or torn body is `Unavailable`, `SlowDown` and 429
+//!    are `QuotaExceeded`, `ConditionalRequestConflict` and 409 are `Precondition`,
+//!    credential codes are `Unauthenticated`, `NoSuchBucket` is `InvalidConfig`. Nothing above
+//!    guesses from message text.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use object_store::aws::AmazonS3;
+use object_store::client::{HttpError, HttpErrorKind};
+use object_store::path::Path;
+use object_store::{
+    CopyMode, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload,
+    ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    RenameOptions, Result as OsResult,
+};
+use storage_core::StorageError;
+
+/// `AmazonS3` with conditional requests sent once and errors typed; see the module docs.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    /// Reads, listings, unconditional writes and deletes: HTTP retries as configured.
+    plain: Arc<AmazonS3>,
+    /// Conditional writes: HTTP retries off.
+    conditional: Arc<AmazonS3>,
+    /// The client timeout, reported in `Timeout` errors.
+    timeout: Duration,
+}
+
+impl fmt::Display for S3Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "S3Store({})", self.plain)
+    }
+}
+
+impl S3Store {
+    pub(crate) fn new(plain: AmazonS3, conditional: AmazonS3, timeout: Duration) -> Self {
+        S3Store {
+            plain: Arc::new(plain),
+            conditional: Arc::new(conditional),
+            timeout,
+        }
+    }
+
+    /// The client for unconditional requests (presigning uses its signer).
+    pub(crate) fn plain(&self) -> &Arc<AmazonS3> {
+        &self.plain
+    }
+
+    fn map(&self, e: object_store::Error) -> object_store::Error {
+        map_error(e, self.timeout)
+    }
+}
+
+fn map_error(e: object_store::Error, timeout: Duration) -> object_store::Error {
+    use object_store::Error as E;
+    match e {
+        // Already typed by object_store from the status; kept as they are so generic
+        // `object_store` callers see the usual variants.
+        E::NotFound { .. } | E::Precondition { .. } | E::NotModified { .. } => e,
+        // object_store maps every 409 to AlreadyExists; on S3 a 409 to a conditional request
+        // is ConditionalRequestConflict (a concurrent conditional write), which is a
+        // precondition failure, not an existing object.
+        E::AlreadyExists { path, source } => {
+            if chain_text(source.as_ref()).contains("ConditionalRequestConflict") {
+                E::Precondition { path, source }
+            } else {
+                E::AlreadyExists { path, source }
+            }
+        }
+        E::Generic { source, .. } => classify("s3", source, timeout).into_object_store(),
+        E::PermissionDenied { path, source } => {
+            if is_credential_error(&chain_text(source.as_ref())) {
+                StorageError::Unauthenticated {
+                    backend: "s3".into(),
+                    source,
+                }
+                .into_object_store()
+            } else {
+                E::PermissionDenied { path, source }
+            }
+        }
+        other => other,
+    }
+}
+
+fn is_credential_error(text: &str) -> bool {
+    text.contains("InvalidAccessKeyId")
+        || text.contains("SignatureDoesNotMatch")
+        || text.contains("ExpiredToken")
+}
+
+/// Every message in the chain, joined (S3 error codes sit in the innermost body).
+fn chain_text(err: &(dyn StdError + 'static)) -> String {
+    let mut out = String::new();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        out.push_str(&e.to_string());
+        out.push('\n');
+        cur = e.source();
+    }
+    out
+}
+
+/// What the error chain says about an S3 request: the transport failure kind and the HTTP
+/// status, wherever in the chain they sit.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ChainFacts {
+    transport: Option<HttpErrorKind>,
+    io: Option<std::io::ErrorKind>,
+    status: Option<u16>,
+}
+
+fn facts(err: &(dyn StdError + 'static)) -> ChainFacts {
+    let mut f = ChainFacts::default();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(h) = e.downcast_ref::<HttpError>() {
+            f.transport.get_or_insert(h.kind());
+        }
+        if f.io.is_none() {
+            f.io = storage_core::io_kind(e);
+        }
+        if f.status.is_none() {
+            f.status = status_in(&e.to_string());
+        }
+        cur = e.source();
+    }
+    f
+}
+
+/// The status in object_store's `Server returned non-2xx status code: 503 Service
+/// Unavailable` (the status type itself is private to object_store).
+fn status_in(text: &str) -> Option<u16> {
+    let rest = text.split("status code: ").nth(1)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|s| (100..600).contains(s))
+}
+
+/// Type an S3 failure from its error chain; see the module docs.
+pub fn classify(
+    backend: &str,
+    source: Box<dyn StdError + Send + Sync + 'static>,
+    timeout: Duration,
+) -> StorageError {
+    let backend = backend.to_string();
+    // A StorageError carried up from below keeps its variant.
+    let source = match source.downcast::<storage_core::Carried>() {
+        Ok(carried) => return carried.0,
+        Err(source) => source,
+    };
+    let f = facts(source.as_ref());
+    let text = chain_text(source.as_ref());
+    if text.contains("SlowDown") || f.status == Some(429) || text.contains("QuotaExceeded") {
+        return StorageError::QuotaExceeded {
+            backend,
+            detail: first_line(&text),
+        };
+    }
+    if text.contains("ConditionalRequestConflict") || f.status == Some(409) {
+        return StorageError::Precondition {
+            backend,
+            key: String::new(),
+            detail: first_line(&text),
+        };
+    }
+    if is_credential_error(&text) || f.status == Some(401) {
+        return StorageError::Unauthenticated { backend, source };
+    }
+    if f.status == Some(403) {
+        return StorageError::AccessDenied {
+            backend,
+            key: String::new(),
+            source,
+        };
+    }
+    if text.contains("NoSuchBucket") {
+        return StorageError::InvalidConfig {
+            field: "bucket".into(),
+            reason: format!("the bucket does not exist on {backend}: {}", first_line(&text)),
+        };
+    }
+    if let Some(s) = f.status {
+        if (500..600).contains(&s) || s == 408 {
+            return StorageError::Unavailable { backend, source };
+        }
+        return StorageError::Backend {
+            backend,
+            status: Some(s),
+            source,
+        };
+    }
+    if f.transport == Some(HttpErrorKind::Timeout) || f.io == Some(std::io::ErrorKind::TimedOut) {
+        return StorageError::Timeout {
+            backend,
+            operation: "S3 request".into(),
+            after: timeout,
+            source: Some(source),
+        };
+    }
+    // Connection refused or reset, a torn body or listing, a failed decode of a cut answer:
+    // the server may be back on the next try.
+    if f.transport.is_some() || f.io.is_some() {
+        return StorageError::Unavailable { backend, source };
+    }
+    StorageError::Backend {
+        backend,
+        status: None,
+        source,
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+fn is_conditional(mode: &PutMode) -> bool {
+    !matches!(mode, PutMode::Overwrite)
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl ObjectStore for S3Store {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> OsResult<PutResult> {
+        let client = if is_conditional(&opts.mode) {
+            &self.conditional
+        } else {
+            &self.plain
+        };
+        client
+            .put_opts(location, payload, opts)
+            .await
+            .map_err(|e| self.map(e))
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> OsResult<Box<dyn MultipartUpload>> {
+        let upload = self
+            .plain
+            .put_multipart_opts(location, opts)
+            .await
+            .map_err(|e| self.map(e))?;
+        Ok(Box::new(MappedUpload {
+            inner: upload,
+            timeout: self.timeout,
+        }))
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
+        let mut r = self
+            .plain
+            .get_opts(location, options)
+            .await
+            .map_err(|e| self.map(e))?;
+        if let GetResultPayload::Stream(s) = r.payload {
+            let timeout = self.timeout;
+            r.payload =
+                GetResultPayload::Stream(s.map(move |c| c.map_err(|e| map_error(e, timeout))).boxed());
+        }
+        Ok(r)
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
+        self.plain
+            .get_ranges(location, ranges)
+            .await
+            .map_err(|e| self.map(e))
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, OsResult<Path>>,
+    ) -> BoxStream<'static, OsResult<Path>> {
+        let timeout = self.timeout;
+        self.plain
+            .delete_stream(locations)
+            .map(move |r| r.map_err(|e| map_error(e, timeout)))
+            .boxed()
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        let timeout = self.timeout;
+        self.plain
+            .list(prefix)
+            .map(move |r| r.map_err(|e| map_error(e, timeout)))
+            .boxed()
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        let timeout = self.timeout;
+        self.plain
+            .list_with_offset(prefix, offset)
+            .map(move |r| r.map_err(|e| map_error(e, timeout)))
+            .boxed()
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
+        self.plain
+            .list_with_delimiter(prefix)
+            .await
+            .map_err(|e| self.map(e))
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
+        let client = match options.mode {
+            CopyMode::Create => &self.conditional,
+            _ => &self.plain,
+        };
+        client
+            .copy_opts(from, to, options)
+            .await
+            .map_err(|e| self.map(e))
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
+        // object_store's S3 rename is copy + delete; a no-replace rename is a conditional
+        // copy, so it takes the client that does not resend.
+        let client = match options.target_mode {
+            object_store::RenameTargetMode::Overwrite => &self.plain,
+            _ => &self.conditional,
+        };
+        client
+            .rename_opts(from, to, options)
+            .await
+            .map_err(|e| self.map(e))
+    }
+}
+
+/// A multipart upload whose errors are typed like every other S3 error.
+#[derive(Debug)]
+struct MappedUpload {
+    inner: Box<dyn MultipartUpload>,
+    timeout: Duration,
+}
+
+#[async_trait]
+impl MultipartUpload for MappedUpload {
+    fn put_part(&mut self, data: PutPayload) -> object_store::UploadPart {
+        let timeout = self.timeout;
+        let part = self.inner.put_part(data);
+        Box::pin(async move { part.await.map_err(|e| map_error(e, timeout)) })
+    }
+
+    async fn complete(&mut self) -> OsResult<PutResult> {
+        self.inner
+            .complete()
+            .await
+            .map_err(|e| map_error(e, self.timeout))
+    }
+
+    async fn abort(&mut self) -> OsResult<()> {
+        self.inner
+            .abort()
+            .await
+            .map_err(|e| map_error(e, self.timeout))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_is_read_from_object_stores_message() {
+        assert_eq!(
+            status_in("Server returned non-2xx status code: 503 Service Unavailable: <Error>"),
+            Some(503)
+        );
+        assert_eq!(status_in("connection reset"), None);
+    }
+
+    #[derive(Debug)]
+    struct Msg(&'static str, Option<Box<dyn StdError + Send + Sync>>);
+    impl fmt::Display for Msg {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl StdError for Msg {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            self.1.as_deref().map(|e| e as &(dyn StdError + 'static))
+        }
+    }
+
+    fn chain(outer: &'static str, inner: &'static str) -> Box<dyn StdError + Send + Sync> {
+        Box::new(Msg(outer, Some(Box::new(Msg(inner, None)))))
+    }
+
+    #[test]
+    fn codes_and_statuses_deep_in_the_chain_decide_the_variant() {
+        let t = Duration::from_secs(7);
+        let e = classify(
+            "s3",
+            chain(
+                "Error performing PUT http://x/k in 3ms",
+                "Server returned non-2xx status code: 500 Internal Server Error: <Code>InternalError</Code>",
+            ),
+            t,
+        );
+        assert!(matches!(e, StorageError::Unavailable { .. }), "{e:?}");
+        let e = classify(
+            "s3",
+            chain("request failed", "Server returned non-2xx status code: 503 Service Unavailable: <Code>SlowDown</Code>"),
+            t,
+        );
+        assert!(matches!(e, StorageError::QuotaExceeded { .. }), "{e:?}");
+        let e = classify(
+            "s3",
+            chain("request failed", "Server returned non-2xx status code: 409 Conflict: <Code>ConditionalRequestConflict</Code>"),
+            t,
+        );
+        assert!(matches!(e, StorageError::Precondition { .. }), "{e:?}");
+        let e = classify(
+            "s3",
+            Box::new(std::io::Error::new(std::io::ErrorKind::TimedOut, "slow")),
+            t,
+        );
+        match e {
+            StorageError::Timeout { after, source, .. } => {
+                assert_eq!(after, t);
+                assert!(source.is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = classify(
+            "s3",
+            Box::new(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset")),
+            t,
+        );
+        assert!(matches!(e, StorageError::Unavailable { .. }), "{e:?}");
+    }
+}
