@@ -160,24 +160,28 @@ fn put_file_and_stdin_json_output() {
     ))
     .unwrap();
     assert_eq!(out["size"], 3 * 1024 * 1024);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["put", "blobs:stdin.txt"])
-        .env("STRATA_HOME", h)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"from stdin")
+    // Standard input only when asked for, with either spelling.
+    for ask in [&["--stdin"][..], &["--file", "-"][..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["put", "blobs:stdin.txt"])
+            .args(ask)
+            .env("STRATA_HOME", h)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
             .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(b"from stdin ").unwrap();
+            stdin.write_all(ask[0].as_bytes()).unwrap();
+        }
+        assert!(child.wait().unwrap().success(), "{ask:?}");
+        assert_eq!(
+            ok(h, &["get", "blobs:stdin.txt"]),
+            format!("from stdin {}", ask[0])
+        );
     }
-    assert!(child.wait().unwrap().success());
-    assert_eq!(ok(h, &["get", "blobs:stdin.txt"]), "from stdin");
     let health = ok(h, &["health", "--json"]);
     assert!(health.contains("\"ok\":true"), "{health}");
 }

@@ -282,14 +282,32 @@ fn routed_records(ctx: &Ctx, collection: &str) -> CliResult<VersionedRecords<Val
     )?)
 }
 
+/// The last instant an RFC 3339 timestamp (four-digit year) can write,
+/// 9999-12-31T23:59:59Z in unix seconds: an expiry after it could not be read back.
+const LAST_READABLE_EXPIRY: u64 = 253_402_300_799;
+
 fn parse_ttl(ttl: Option<&str>) -> CliResult<Ttl> {
-    match ttl {
-        None => Ok(Ttl::CollectionDefault),
-        Some("never" | "none") => Ok(Ttl::Never),
-        Some(s) => storage_core::config::parse_duration(s)
-            .map(Ttl::After)
-            .map_err(|e| CliError::bad_input(format!("--ttl {s}: {e}"))),
+    let s = match ttl {
+        None => return Ok(Ttl::CollectionDefault),
+        Some("never" | "none") => return Ok(Ttl::Never),
+        Some(s) => s,
+    };
+    let ttl = storage_core::config::parse_duration(s)
+        .map_err(|e| CliError::bad_input(format!("--ttl {s}: {e}")))?;
+    if ttl < std::time::Duration::from_secs(1) {
+        return Err(CliError::bad_input(format!(
+            "--ttl {s}: a document must live at least 1s (it would expire before anyone reads it); use --ttl never for no expiry"
+        )));
     }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if now.saturating_add(ttl.as_secs()) > LAST_READABLE_EXPIRY {
+        return Err(CliError::bad_input(format!(
+            "--ttl {s}: the expiry would fall after the year 9999, which cannot be recorded; use --ttl never for no expiry, or a shorter TTL such as 3650d"
+        )));
+    }
+    Ok(Ttl::After(ttl))
 }
 
 async fn read_value(data: Option<String>, file: Option<PathBuf>) -> CliResult<Value> {
@@ -904,17 +922,25 @@ mod tests {
         .await
         .unwrap();
 
-        // A zero TTL has expired by the time anyone reads it: no sleeping needed.
-        let mut p = put_args("short", "{}");
-        p.ttl = Some("0s".into());
-        DocCommand::Put(p).run(&ctx).await.unwrap();
-        let mut p = put_args("bad", "{}");
-        p.ttl = Some("soon".into());
-        assert_eq!(
-            DocCommand::Put(p).run(&ctx).await.unwrap_err().code,
-            EXIT_BAD_INPUT
-        );
+        // TTLs the CLI refuses: none is written.
+        for bad in ["soon", "0s", "500ms", "1000000000d"] {
+            let mut p = put_args("bad", "{}");
+            p.ttl = Some(bad.into());
+            let e = DocCommand::Put(p).run(&ctx).await.unwrap_err();
+            assert_eq!(e.code, EXIT_BAD_INPUT, "{bad}: {}", e.message);
+            assert!(e.message.contains(&format!("--ttl {bad}")), "{}", e.message);
+        }
         let a = collection(&ctx, &coll("app:assistants")).unwrap();
+        assert!(a.get_including_expired("bad").await.unwrap().is_none());
+        // A zero TTL (library callers may give one) has expired by the time anyone reads
+        // it: no sleeping needed.
+        a.put_with(
+            "short",
+            &json!({}),
+            &WriteOpts::ttl(std::time::Duration::ZERO),
+        )
+        .await
+        .unwrap();
         assert!(
             a.get("short").await.unwrap().is_none(),
             "expired reads as absent"

@@ -16,7 +16,7 @@ use crate::output::{CliError, CliResult, Ctx, human_bytes};
 /// Object commands.
 #[derive(Debug, Subcommand)]
 pub enum ObjectCommand {
-    /// Upload a file, text or stdin to NAME:KEY.
+    /// Upload a file, text or standard input (`--stdin`) to NAME:KEY.
     Put(PutArgs),
     /// Download NAME:KEY to stdout or a file.
     Get(GetArgs),
@@ -43,18 +43,32 @@ pub enum ObjectCommand {
 pub struct PutArgs {
     /// Destination NAME:KEY.
     pub dest: String,
-    /// Upload this file (streamed; any size).
-    #[arg(long, short, conflicts_with = "data")]
+    /// Upload this file (streamed; any size); `-` reads standard input.
+    #[arg(long, short, conflicts_with_all = ["data", "stdin"])]
     pub file: Option<PathBuf>,
     /// Upload this text.
-    #[arg(long, short)]
+    #[arg(long, short, conflicts_with = "stdin")]
     pub data: Option<String>,
+    /// Upload standard input (never read unless asked: a forgotten `--file` in a script
+    /// must not overwrite an object with nothing).
+    #[arg(long)]
+    pub stdin: bool,
+    /// Accept empty standard input, file or text (refused by default: it would replace the
+    /// object with 0 bytes).
+    #[arg(long)]
+    pub allow_empty: bool,
     /// Content type (default: guessed from the key's extension).
     #[arg(long)]
     pub content_type: Option<String>,
     /// Cache-Control header.
     #[arg(long)]
     pub cache_control: Option<String>,
+    /// Content-Disposition header (e.g. `attachment; filename="report.pdf"`).
+    #[arg(long)]
+    pub content_disposition: Option<String>,
+    /// Content-Encoding header of bytes that are already encoded (e.g. `gzip`).
+    #[arg(long)]
+    pub content_encoding: Option<String>,
     /// User metadata `k=v` (repeatable).
     #[arg(long = "meta", value_name = "K=V")]
     pub meta: Vec<String>,
@@ -110,12 +124,21 @@ pub struct LsArgs {
 /// `strata rm`.
 #[derive(Debug, Args)]
 pub struct RmArgs {
-    /// NAME:KEY addresses (or NAME: with --prefix).
+    /// NAME:KEY addresses (or NAME: with --prefix or --all).
     #[arg(required = true)]
     pub targets: Vec<String>,
-    /// Delete everything under this prefix of the (single) bucket given as NAME:.
+    /// Delete everything under this prefix of the (single) bucket given as NAME:. An empty
+    /// prefix is the whole bucket and needs --all.
     #[arg(long)]
     pub prefix: Option<String>,
+    /// Delete every object of the bucket given as NAME: (or confirm that an empty --prefix
+    /// means the whole bucket). Without it, a whole-bucket delete asks on a terminal and is
+    /// refused elsewhere.
+    #[arg(long)]
+    pub all: bool,
+    /// List what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `strata cp` / `strata mv`.
@@ -128,6 +151,9 @@ pub struct CpArgs {
     /// Copy a folder / prefix and everything below it.
     #[arg(long, short)]
     pub recursive: bool,
+    /// List what would be copied (or moved); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `strata stat`.
@@ -230,9 +256,9 @@ fn parse_meta(pairs: &[String]) -> CliResult<BTreeMap<String, String>> {
         .collect()
 }
 
-/// A file as a stream of 1 MiB chunks, advancing `bar`.
-fn file_stream(
-    file: tokio::fs::File,
+/// A file (or standard input) as a stream of 1 MiB chunks, advancing `bar`.
+fn file_stream<R: tokio::io::AsyncRead + Unpin + Send>(
+    file: R,
     bar: indicatif::ProgressBar,
 ) -> impl futures::Stream<Item = storage_core::Result<Bytes>> + Send {
     futures::stream::try_unfold((file, bar), |(mut file, bar)| async move {
@@ -267,8 +293,61 @@ struct PutOutput<'a> {
     size: u64,
 }
 
-async fn put(ctx: &Ctx, a: PutArgs) -> CliResult {
+/// Where `put` takes its bytes from.
+enum PutSource {
+    Text(String),
+    File(PathBuf),
+    Stdin,
+}
+
+impl PutArgs {
+    /// The one source the flags name. Standard input only when asked for: run from cron or
+    /// CI with a forgotten `--file`, reading it would write 0 bytes over the object.
+    fn source(&mut self) -> CliResult<PutSource> {
+        let file = self.file.take();
+        match (self.data.take(), file, self.stdin) {
+            (Some(text), _, _) => Ok(PutSource::Text(text)),
+            (None, Some(p), _) if p.as_os_str() == "-" => Ok(PutSource::Stdin),
+            (None, Some(p), _) => Ok(PutSource::File(p)),
+            (None, None, true) => Ok(PutSource::Stdin),
+            (None, None, false) => Err(CliError::bad_input(format!(
+                "nothing to upload to `{}`: give --file PATH, --data TEXT, or --stdin (or --file -) to upload standard input",
+                self.dest
+            ))),
+        }
+    }
+}
+
+/// The first chunk of `file` (up to 1 MiB), refusing an empty one unless `allow_empty`.
+async fn first_chunk<R: tokio::io::AsyncRead + Unpin>(
+    file: &mut R,
+    what: &str,
+    allow_empty: bool,
+) -> CliResult<Bytes> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = file
+            .read(&mut buf[filled..])
+            .await
+            .map_err(|e| CliError::bad_input(format!("cannot read {what}: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    if filled == 0 && !allow_empty {
+        return Err(CliError::bad_input(format!(
+            "{what} is empty; refusing to write a 0-byte object. Pass --allow-empty if an empty object is what you want"
+        )));
+    }
+    buf.truncate(filled);
+    Ok(Bytes::from(buf))
+}
+
+async fn put(ctx: &Ctx, mut a: PutArgs) -> CliResult {
     let (name, key) = Address::remote_key(&a.dest)?;
+    let source = a.source()?;
     let bucket = ctx.strata.bucket(&name)?;
     let opts = PutOpts {
         condition: match (a.if_absent, a.if_match) {
@@ -283,35 +362,50 @@ async fn put(ctx: &Ctx, a: PutArgs) -> CliResult {
             .content_type
             .or_else(|| guess_content_type(&key).map(str::to_string)),
         cache_control: a.cache_control,
+        content_disposition: a.content_disposition,
+        content_encoding: a.content_encoding,
         metadata: parse_meta(&a.meta)?,
         ..Default::default()
     };
-    let result = match (a.file, a.data) {
-        (_, Some(text)) => bucket.put_with(&key, text, opts).await?,
-        (Some(path), None) => {
+    // Headers and metadata are checked before any input is read.
+    opts.to_attributes()?;
+    let (mut file, what, bar): (Box<dyn tokio::io::AsyncRead + Unpin + Send>, _, _) = match source {
+        PutSource::Text(text) => {
+            if text.is_empty() && !a.allow_empty {
+                return Err(CliError::bad_input(
+                    "--data is empty; refusing to write a 0-byte object. Pass --allow-empty if an empty object is what you want",
+                ));
+            }
+            let result = bucket.put_with(&key, text, opts).await?;
+            return put_done(ctx, &name, &key, result);
+        }
+        PutSource::File(path) => {
             let file = tokio::fs::File::open(&path)
                 .await
                 .map_err(|e| CliError::bad_input(format!("cannot open {}: {e}", path.display())))?;
             let len = file.metadata().await?.len();
-            let bar = ctx.progress(len, true, "upload");
-            bucket
-                .put_stream(&key, file_stream(file, bar), opts)
-                .await?
+            (
+                Box::new(file),
+                path.display().to_string(),
+                ctx.progress(len, true, "upload"),
+            )
         }
-        (None, None) => {
-            let stdin = tokio::fs::File::from_std(
-                std::fs::File::open("/dev/stdin")
-                    .map_err(|e| CliError::bad_input(format!("cannot read stdin: {e}")))?,
-            );
-            bucket
-                .put_stream(
-                    &key,
-                    file_stream(stdin, indicatif::ProgressBar::hidden()),
-                    opts,
-                )
-                .await?
-        }
+        PutSource::Stdin => (
+            Box::new(tokio::io::stdin()),
+            "standard input".to_string(),
+            indicatif::ProgressBar::hidden(),
+        ),
     };
+    let first = first_chunk(&mut file, &what, a.allow_empty).await?;
+    bar.inc(first.len() as u64);
+    let body = futures::stream::once(async move { Ok(first) })
+        .chain(file_stream(file, bar))
+        .try_filter(|chunk| std::future::ready(!chunk.is_empty()));
+    let result = bucket.put_stream(&key, body, opts).await?;
+    put_done(ctx, &name, &key, result)
+}
+
+fn put_done(ctx: &Ctx, name: &str, key: &str, result: storage_core::WriteResult) -> CliResult {
     ctx.emit(
         format!(
             "put {name}:{key} ({}, etag {})",
@@ -319,8 +413,8 @@ async fn put(ctx: &Ctx, a: PutArgs) -> CliResult {
             result.etag.as_deref().unwrap_or("-")
         ),
         &PutOutput {
-            bucket: &name,
-            key: &key,
+            bucket: name,
+            key,
             etag: result.etag.clone(),
             version: result.version.clone(),
             size: result.size,
@@ -472,21 +566,43 @@ struct RmOutput {
     failed: Vec<(String, String)>,
 }
 
+/// Whether the person at the terminal confirms deleting every object of `scope`. Never asks
+/// when standard input is not a terminal (scripts, cron, CI): those need `--all`.
+fn confirm_whole_bucket(scope: &str, count: usize) -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return false;
+    }
+    eprint!("delete all {count} object(s) of {scope}? type `yes` to confirm: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).is_ok() && answer.trim() == "yes"
+}
+
 async fn rm(ctx: &Ctx, a: RmArgs) -> CliResult {
     let mut by_bucket: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    if let Some(prefix) = &a.prefix {
+    if a.prefix.is_some() || a.all {
         let [target] = a.targets.as_slice() else {
             return Err(CliError::bad_input(
-                "with --prefix give exactly one NAME: (e.g. strata rm photos: --prefix 2025/)",
+                "with --prefix or --all give exactly one NAME: (e.g. strata rm photos: --prefix 2025/)",
             ));
         };
-        let (name, _) = Address::remote(target)?;
+        let (name, key) = Address::remote(target)?;
+        if !key.is_empty() {
+            return Err(CliError::bad_input(format!(
+                "`{target}` names a key; with --prefix or --all give the bucket alone (`{name}:`) and the prefix as --prefix {key}"
+            )));
+        }
+        let prefix = a.prefix.as_deref().unwrap_or("").trim_end_matches('/');
         let bucket = ctx.strata.bucket(&name)?;
-        let keys: Vec<String> = bucket
-            .list(prefix.trim_end_matches('/'))
-            .map_ok(|o| o.key)
-            .try_collect()
-            .await?;
+        let keys: Vec<String> = bucket.list(prefix).map_ok(|o| o.key).try_collect().await?;
+        // An empty prefix (often an unset variable in a script) is the whole bucket.
+        if prefix.is_empty() && !a.all && !a.dry_run && !confirm_whole_bucket(target, keys.len()) {
+            return Err(CliError::bad_input(format!(
+                "this would delete every object of `{name}:` ({} object(s)): the prefix is empty. Add --all to delete the whole bucket, give a non-empty --prefix, or try --dry-run first",
+                keys.len()
+            )));
+        }
         by_bucket.insert(name, keys);
     } else {
         for t in &a.targets {
@@ -495,6 +611,21 @@ async fn rm(ctx: &Ctx, a: RmArgs) -> CliResult {
         }
     }
     let total: usize = by_bucket.values().map(Vec::len).sum();
+    if a.dry_run {
+        let would: Vec<String> = by_bucket
+            .iter()
+            .flat_map(|(name, keys)| keys.iter().map(move |k| format!("{name}:{k}")))
+            .collect();
+        let mut text = format!("would delete {total} object(s)");
+        for k in &would {
+            text.push_str(&format!("\n  would delete {k}"));
+        }
+        ctx.emit(
+            text,
+            &serde_json::json!({ "dry_run": true, "would_delete": would }),
+        );
+        return Ok(());
+    }
     let bar = ctx.progress(total as u64, false, "delete");
     let mut out = RmOutput {
         deleted: Vec::new(),
@@ -545,6 +676,63 @@ impl Endpoint {
             Endpoint::Local(p) => p.display().to_string(),
         }
     }
+
+    /// Where this end is stored, comparable across bucket names, prefixes and local paths
+    /// (see [`Bucket::stored_at`]), without a trailing `/`.
+    fn stored_at(&self) -> String {
+        let at = match self {
+            Endpoint::Remote(b, k) => b.stored_at(k),
+            Endpoint::Local(p) => format!("file://{}", canonical_local(p).display()),
+        };
+        at.trim_end_matches('/').to_string()
+    }
+}
+
+/// `p` made absolute with symbolic links resolved as far as it exists (a destination may
+/// not exist yet), so it compares with a local bucket's canonical folder.
+fn canonical_local(p: &Path) -> PathBuf {
+    let mut missing = Vec::new();
+    let mut at = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    loop {
+        if let Ok(found) = at.canonicalize() {
+            return missing.iter().rev().fold(found, |acc, part| acc.join(part));
+        }
+        match (at.file_name().map(|n| n.to_os_string()), at.parent()) {
+            (Some(name), Some(parent)) => {
+                missing.push(name);
+                at = parent.to_path_buf();
+            }
+            _ => return std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()),
+        }
+    }
+}
+
+/// Refuse a copy or move whose two ends are one object, or (recursive) whose scopes nest:
+/// it would read what it writes, and a move would then delete what it copied.
+fn check_distinct(src: &Endpoint, dest: &Endpoint, recursive: bool, verb: &str) -> CliResult {
+    let (a, b) = (src.stored_at(), dest.stored_at());
+    let nested = |outer: &str, inner: &str| inner.starts_with(&format!("{outer}/"));
+    if a == b {
+        return Err(CliError::bad_input(format!(
+            "`{}` and `{}` are the same {} ({a}); a {verb} onto itself would {}. Give a different destination",
+            src.label(),
+            dest.label(),
+            if recursive { "folder" } else { "object" },
+            if verb == "move" {
+                "delete what it has just written"
+            } else {
+                "change nothing"
+            }
+        )));
+    }
+    if recursive && (nested(&a, &b) || nested(&b, &a)) {
+        return Err(CliError::bad_input(format!(
+            "`{}` and `{}` overlap ({a} and {b}): a recursive {verb} would read what it writes. Choose a destination outside the source (and not above it)",
+            src.label(),
+            dest.label()
+        )));
+    }
+    Ok(())
 }
 
 fn resolve(ctx: &Ctx, s: &str) -> CliResult<Endpoint> {
@@ -725,13 +913,18 @@ async fn cp(ctx: &Ctx, a: CpArgs, remove_source: bool) -> CliResult {
             a.src
         )));
     }
+    let verb = if remove_source { "move" } else { "copy" };
+    if a.recursive {
+        check_distinct(&src, &dest, true, verb)?;
+    }
     // A same-bucket move of one object is a rename (copy + delete, never losing data).
-    if let (true, false, Endpoint::Remote(sb, sk), Endpoint::Remote(db, dk)) =
-        (remove_source, a.recursive, &src, &dest)
+    if let (true, false, false, Endpoint::Remote(sb, sk), Endpoint::Remote(db, dk)) =
+        (remove_source, a.recursive, a.dry_run, &src, &dest)
         && sb.name() == db.name()
         && !dk.is_empty()
         && !dk.ends_with('/')
     {
+        check_distinct(&src, &dest, false, verb)?;
         sb.rename(sk, dk).await?;
         ctx.emit(
             format!("moved {} → {}", src.label(), dest.label()),
@@ -744,8 +937,32 @@ async fn cp(ctx: &Ctx, a: CpArgs, remove_source: bool) -> CliResult {
         return Ok(());
     }
     let jobs = plan(&src, &dest, a.recursive).await?;
+    // Every pair is checked before anything is written: a failure halfway would leave a
+    // half-done move behind.
+    for (s, d, _) in &jobs {
+        check_distinct(s, d, false, verb)?;
+    }
     let total: u64 = jobs.iter().map(|(_, _, s)| s).sum();
-    let bar = ctx.progress(total, true, if remove_source { "move" } else { "copy" });
+    if a.dry_run {
+        let mut text = format!(
+            "would {verb} {} object(s), {}",
+            jobs.len(),
+            human_bytes(total)
+        );
+        for (s, d, _) in &jobs {
+            text.push_str(&format!("\n  would {verb} {} → {}", s.label(), d.label()));
+        }
+        let pairs: Vec<(String, String)> = jobs
+            .iter()
+            .map(|(s, d, _)| (s.label(), d.label()))
+            .collect();
+        ctx.emit(
+            text,
+            &serde_json::json!({ "dry_run": true, "would": verb, "pairs": pairs, "bytes": total }),
+        );
+        return Ok(());
+    }
+    let bar = ctx.progress(total, true, verb);
     let mut out = CopyOutput {
         copied: Vec::new(),
         bytes: total,
@@ -764,16 +981,16 @@ async fn cp(ctx: &Ctx, a: CpArgs, remove_source: bool) -> CliResult {
         out.copied.push((s.label(), d.label()));
     }
     bar.finish_and_clear();
-    let verb = if remove_source { "moved" } else { "copied" };
+    let done = if remove_source { "moved" } else { "copied" };
     let text = if jobs.len() == 1 {
         format!(
-            "{verb} {} → {} ({})",
+            "{done} {} → {} ({})",
             jobs[0].0.label(),
             jobs[0].1.label(),
             human_bytes(total)
         )
     } else {
-        format!("{verb} {} object(s), {}", jobs.len(), human_bytes(total))
+        format!("{done} {} object(s), {}", jobs.len(), human_bytes(total))
     };
     ctx.emit(text, &out);
     Ok(())
