@@ -162,11 +162,35 @@ impl Strata {
             let conn = &cfg.connections[&b.connection];
             let remote = b.bucket.clone().unwrap_or_else(|| name.clone());
             let field = |f: &str| format!("{origin}: buckets.{name}.{f}");
+            // One retrier per request: under a retry layer the S3 client's HTTP retries are
+            // off (both retrying would multiply attempts).
+            #[cfg(feature = "layers")]
+            let retry_layer = b
+                .layers
+                .as_ref()
+                .or(cfg.layers.as_ref())
+                .is_some_and(|l| l.retry.is_some());
+            #[cfg(not(feature = "layers"))]
+            let retry_layer = false;
+            let http_retries = |configured: Option<usize>| -> Result<Option<usize>> {
+                match configured {
+                    _ if !retry_layer => Ok(configured),
+                    Some(n) if n > 0 => Err(E::invalid_config(
+                        format!("{origin}: connections.{}.max_retries", b.connection),
+                        format!(
+                            "is {n}, but bucket `{name}` also has [layers.retry]: both would retry every request (up to attempts x {}). Remove max_retries (the retry layer then owns retries) or remove [layers.retry]",
+                            n + 1
+                        ),
+                    )),
+                    _ => Ok(Some(0)),
+                }
+            };
             let bucket = match &conn.provider {
                 #[cfg(feature = "s3")]
                 ProviderConfig::S3(s3) => {
                     let mut s3 = s3.clone();
                     s3.bucket = remote;
+                    s3.max_retries = http_retries(s3.max_retries)?;
                     if b.cdn_url.is_some() {
                         s3.cdn_url = b.cdn_url.clone();
                     }
@@ -180,6 +204,7 @@ impl Strata {
                 ProviderConfig::R2(r2) => {
                     let mut r2 = r2.clone();
                     r2.bucket = remote;
+                    r2.max_retries = http_retries(r2.max_retries)?;
                     if b.cdn_url.is_some() {
                         r2.cdn_url = b.cdn_url.clone();
                     }
@@ -815,5 +840,29 @@ prefix = "{route_prefix}"
         );
         // Disjoint folders in the same storage are fine.
         Strata::from_toml_str(&config(dir.path(), "records"), "strata.toml").unwrap();
+    }
+}
+
+#[cfg(all(test, feature = "layers", feature = "s3"))]
+mod retry_owner_tests {
+    use super::*;
+
+    const S3: &str = "[connections.s3]\nkind = 's3'\nendpoint = 'http://127.0.0.1:1'\nallow_http = true\naccess_key_id = 'a'\nsecret_access_key = 'b'\n";
+
+    #[test]
+    fn http_retries_and_a_retry_layer_are_not_stacked() {
+        // Both retrying: refused, naming the field and the fix.
+        let both = format!("{S3}max_retries = 2\n[buckets.bkt]\nconnection = 's3'\n[layers.retry]\n");
+        let e = Strata::from_toml_str(&both, "s.toml").unwrap_err().to_string();
+        assert!(e.contains("connections.s3.max_retries"), "{e}");
+        assert!(e.contains("Remove max_retries"), "{e}");
+        // The layer alone, or the HTTP retry alone (no layer), are fine.
+        let layer = format!("{S3}[buckets.bkt]\nconnection = 's3'\n[layers.retry]\n");
+        Strata::from_toml_str(&layer, "s.toml").unwrap();
+        let http = format!("{S3}max_retries = 2\n[buckets.bkt]\nconnection = 's3'\n");
+        Strata::from_toml_str(&http, "s.toml").unwrap();
+        // An explicit 0 next to the layer says the same as the default.
+        let zero = format!("{S3}max_retries = 0\n[buckets.bkt]\nconnection = 's3'\n[layers.retry]\n");
+        Strata::from_toml_str(&zero, "s.toml").unwrap();
     }
 }
