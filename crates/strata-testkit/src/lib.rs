@@ -11,6 +11,12 @@
 //! - [`behaviour::run`]: the behaviour suite, the same checks against any [`Bucket`].
 //! - [`python`]: the Python (with boto3 and pyarrow) that `cargo xtask test` installed.
 //! - [`CountingStore`]: counts GET requests and bytes, to prove reads fetch only what they need.
+//! - [`fault_proxy::FaultProxy`]: a seeded fault-injecting HTTP proxy on loopback, in front of
+//!   moto, for faults below the HTTP client (503 before, 500 after applying, delays past the
+//!   client timeout, resets, torn bodies).
+//! - [`linearizability::check`]: a Wing & Gong linearizability checker over a sequential
+//!   model ([`linearizability::CasRegister`] for one object under compare-and-swap), with
+//!   [`linearizability::History`] to record calls and returns from many tasks or processes.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -30,6 +36,8 @@ use storage_s3::{CredentialSource, S3Config};
 
 pub mod behaviour;
 mod counting;
+pub mod fault_proxy;
+pub mod linearizability;
 
 pub use counting::CountingStore;
 

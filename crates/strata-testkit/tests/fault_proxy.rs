@@ -1,0 +1,534 @@
+//! The fault proxy in front of moto: what a raw `object_store` S3 client (no retries) sees
+//! for each fault, checked against a direct, fault-free read of moto.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::client::{HttpError, HttpErrorKind};
+use object_store::path::Path;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutPayload, RetryConfig};
+use strata_testkit::fault_proxy::{Fault, FaultPlan, FaultProxy, RequestRecord};
+use strata_testkit::{ServerEnv, moto_env, run_prefix};
+
+/// A raw S3 client without retries, so each call is exactly one request.
+fn client(server: &ServerEnv, endpoint: &str, timeout: Option<Duration>) -> AmazonS3 {
+    let mut options = ClientOptions::new().with_allow_http(true);
+    if let Some(timeout) = timeout {
+        options = options.with_timeout(timeout);
+    }
+    AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_bucket_name(&server.bucket)
+        .with_access_key_id(&server.access_key)
+        .with_secret_access_key(server.secret_key.expose())
+        .with_region("us-east-1")
+        .with_virtual_hosted_style_request(false)
+        .with_client_options(options)
+        .with_retry(RetryConfig {
+            max_retries: 0,
+            ..RetryConfig::default()
+        })
+        .build()
+        .expect("valid S3 client config")
+}
+
+struct Setup {
+    proxy: FaultProxy,
+    /// Through the proxy.
+    faulty: AmazonS3,
+    /// Straight to moto: the oracle.
+    direct: AmazonS3,
+    prefix: String,
+}
+
+impl Setup {
+    async fn new(plan: FaultPlan, timeout: Option<Duration>) -> Option<Setup> {
+        let server = moto_env()?;
+        let proxy = FaultProxy::start(&server.endpoint, plan)
+            .await
+            .expect("proxy starts");
+        Some(Setup {
+            faulty: client(&server, &proxy.endpoint(), timeout),
+            direct: client(&server, &server.endpoint, None),
+            proxy,
+            prefix: run_prefix("fault-proxy"),
+        })
+    }
+
+    fn path(&self, name: &str) -> Path {
+        Path::from(format!("{}/{name}", self.prefix))
+    }
+
+    async fn on_server(&self, path: &Path) -> Option<Bytes> {
+        match self.direct.get(path).await {
+            Ok(result) => Some(result.bytes().await.expect("direct read")),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => panic!("direct read of {path}: {e}"),
+        }
+    }
+}
+
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(" <- ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// The transport error kind in the chain, if the request failed below HTTP.
+fn transport_kind(error: &(dyn std::error::Error + 'static)) -> Option<HttpErrorKind> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(http) = e.downcast_ref::<HttpError>() {
+            return Some(http.kind());
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// A TCP reset as the client sees it: an interrupted request, no HTTP status.
+fn assert_reset(error: &object_store::Error) {
+    let text = chain(error);
+    assert_eq!(
+        transport_kind(error),
+        Some(HttpErrorKind::Interrupted),
+        "{text}"
+    );
+    assert!(text.contains("Connection reset by peer"), "{text}");
+    assert!(!text.contains("Server returned"), "{text}");
+}
+
+/// A body cut short of its Content-Length: an error, never short data.
+fn assert_torn(error: &object_store::Error) {
+    let text = chain(error);
+    assert_eq!(
+        transport_kind(error),
+        Some(HttpErrorKind::Interrupted),
+        "{text}"
+    );
+    assert!(
+        text.contains("end of file before message length reached"),
+        "{text}"
+    );
+}
+
+fn faults(records: &[RequestRecord]) -> Vec<(String, Option<Fault>, Option<u16>)> {
+    records
+        .iter()
+        .map(|r| (r.method.clone(), r.fault, r.upstream_status))
+        .collect()
+}
+
+#[tokio::test]
+async fn rate_zero_is_transparent_and_keeps_connections_alive() {
+    let Some(s) = Setup::new(FaultPlan::none(), None).await else {
+        return;
+    };
+    let path = s.path("plain");
+    let data = Bytes::from_static(b"hello through the proxy");
+    s.faulty.put(&path, data.clone().into()).await.unwrap();
+    assert_eq!(
+        s.faulty.get(&path).await.unwrap().bytes().await.unwrap(),
+        data
+    );
+    assert_eq!(s.faulty.head(&path).await.unwrap().size, data.len() as u64);
+    let range = s.faulty.get_range(&path, 6..13).await.unwrap();
+    assert_eq!(range, Bytes::from_static(b"through"));
+
+    // Conditional headers reach moto: a second create is refused.
+    let created = s.path("created");
+    let create = || {
+        s.faulty.put_opts(
+            &created,
+            PutPayload::from_static(b"1"),
+            PutMode::Create.into(),
+        )
+    };
+    create().await.unwrap();
+    let err = create().await.unwrap_err();
+    assert!(
+        matches!(err, object_store::Error::AlreadyExists { .. }),
+        "{}",
+        chain(&err)
+    );
+
+    // Multipart: a 5 MiB part and a short last one.
+    let big = s.path("multipart");
+    let part = Bytes::from(vec![7u8; 5 << 20]);
+    let mut upload = s.faulty.put_multipart(&big).await.unwrap();
+    upload.put_part(part.clone().into()).await.unwrap();
+    upload
+        .put_part(Bytes::from_static(b"tail").into())
+        .await
+        .unwrap();
+    upload.complete().await.unwrap();
+    let whole = s.on_server(&big).await.expect("multipart object on moto");
+    assert_eq!(whole.len(), part.len() + 4);
+    assert_eq!(&whole[part.len()..], b"tail");
+
+    let prefix = Path::from(s.prefix.as_str());
+    let mut listed: Vec<String> = s
+        .faulty
+        .list(Some(&prefix))
+        .map_ok(|meta| meta.location.filename().unwrap_or_default().to_owned())
+        .try_collect()
+        .await
+        .unwrap();
+    listed.sort();
+    assert_eq!(listed, ["created", "multipart", "plain"]);
+
+    for p in [&path, &created, &big] {
+        s.faulty.delete(p).await.unwrap();
+    }
+    assert!(matches!(
+        s.faulty.get(&path).await,
+        Err(object_store::Error::NotFound { .. })
+    ));
+    assert_eq!(s.on_server(&created).await, None);
+
+    let records = s.proxy.records();
+    assert!(
+        records
+            .iter()
+            .all(|r| r.fault.is_none() && r.note.is_none()),
+        "{records:#?}"
+    );
+    assert!(
+        records.iter().all(|r| r.upstream_status.is_some()),
+        "{records:#?}"
+    );
+    let methods: Vec<&str> = records.iter().map(|r| r.method.as_str()).collect();
+    // put, get, head, range, 2 creates, multipart (create, 2 parts, complete), list,
+    // 3 deletes (object_store deletes with POST ?delete), get.
+    assert_eq!(
+        methods,
+        [
+            "PUT", "GET", "HEAD", "GET", "PUT", "PUT", "POST", "PUT", "PUT", "POST", "GET", "POST",
+            "POST", "POST", "GET"
+        ]
+    );
+    assert_eq!(
+        records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (0..15).collect::<Vec<_>>()
+    );
+    // One client calling in sequence: every request on the first connection.
+    assert!(records.iter().all(|r| r.connection == 0), "{records:#?}");
+    assert!(s.proxy.counts().is_empty());
+    println!("{}", s.proxy.summary());
+}
+
+#[tokio::test]
+async fn unavailable_503_before_is_not_applied() {
+    let plan = FaultPlan::only(Fault::Unavailable503Before, Duration::ZERO);
+    let Some(s) = Setup::new(plan, None).await else {
+        return;
+    };
+    let path = s.path("503");
+    let err = s
+        .faulty
+        .put(&path, PutPayload::from_static(b"x"))
+        .await
+        .unwrap_err();
+    let text = chain(&err);
+    assert!(matches!(err, object_store::Error::Generic { .. }), "{text}");
+    assert!(text.contains("503 Service Unavailable"), "{text}");
+    assert!(text.contains("<Code>ServiceUnavailable</Code>"), "{text}");
+    assert_eq!(transport_kind(&err), None, "{text}");
+    assert_eq!(s.on_server(&path).await, None);
+    assert_eq!(
+        faults(&s.proxy.records()),
+        [("PUT".into(), Some(Fault::Unavailable503Before), None)]
+    );
+}
+
+#[tokio::test]
+async fn internal_error_500_after_is_applied() {
+    let plan = FaultPlan::only(Fault::InternalError500After, Duration::ZERO);
+    let Some(s) = Setup::new(plan, None).await else {
+        return;
+    };
+    let path = s.path("500");
+    let err = s
+        .faulty
+        .put(&path, PutPayload::from_static(b"landed"))
+        .await
+        .unwrap_err();
+    let text = chain(&err);
+    assert!(text.contains("500 Internal Server Error"), "{text}");
+    assert!(text.contains("<Code>InternalError</Code>"), "{text}");
+    assert_eq!(s.on_server(&path).await.as_deref(), Some(&b"landed"[..]));
+    assert_eq!(
+        faults(&s.proxy.records()),
+        [("PUT".into(), Some(Fault::InternalError500After), Some(200))]
+    );
+    assert_eq!(s.proxy.counts()[&Fault::InternalError500After], 1);
+}
+
+#[tokio::test]
+async fn delay_past_timeout_times_out_an_applied_write() {
+    let plan = FaultPlan::only(Fault::DelayPastTimeout, Duration::from_secs(30));
+    let Some(s) = Setup::new(plan, Some(Duration::from_millis(500))).await else {
+        return;
+    };
+    let path = s.path("delayed");
+    let err = s
+        .faulty
+        .put(&path, PutPayload::from_static(b"late"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        transport_kind(&err),
+        Some(HttpErrorKind::Timeout),
+        "{}",
+        chain(&err)
+    );
+    // The proxy forwarded before holding: wait for moto's answer to reach it.
+    let mut records = s.proxy.records();
+    for _ in 0..200 {
+        if records[0].upstream_status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        records = s.proxy.records();
+    }
+    assert_eq!(
+        faults(&records),
+        [("PUT".into(), Some(Fault::DelayPastTimeout), Some(200))]
+    );
+    assert_eq!(s.on_server(&path).await.as_deref(), Some(&b"late"[..]));
+}
+
+#[tokio::test]
+async fn reset_before_is_a_transport_error_and_not_applied() {
+    let plan = FaultPlan::only(Fault::ResetBefore, Duration::ZERO);
+    let Some(s) = Setup::new(plan, None).await else {
+        return;
+    };
+    let path = s.path("reset-before");
+    let err = s
+        .faulty
+        .put(&path, PutPayload::from_static(b"x"))
+        .await
+        .unwrap_err();
+    assert_reset(&err);
+    assert_eq!(s.on_server(&path).await, None);
+    assert_eq!(
+        faults(&s.proxy.records()),
+        [("PUT".into(), Some(Fault::ResetBefore), None)]
+    );
+}
+
+#[tokio::test]
+async fn reset_after_is_a_transport_error_and_applied() {
+    let plan = FaultPlan::only(Fault::ResetAfter, Duration::ZERO);
+    let Some(s) = Setup::new(plan, None).await else {
+        return;
+    };
+    let path = s.path("reset-after");
+    let err = s
+        .faulty
+        .put(&path, PutPayload::from_static(b"landed"))
+        .await
+        .unwrap_err();
+    assert_reset(&err);
+    assert_eq!(s.on_server(&path).await.as_deref(), Some(&b"landed"[..]));
+    assert_eq!(
+        faults(&s.proxy.records()),
+        [("PUT".into(), Some(Fault::ResetAfter), Some(200))]
+    );
+}
+
+#[tokio::test]
+async fn torn_bodies_are_errors_not_short_data() {
+    let plan = FaultPlan::only(Fault::TornBody, Duration::ZERO);
+    let Some(s) = Setup::new(plan, None).await else {
+        return;
+    };
+    let path = s.path("torn");
+    let data = Bytes::from(vec![b'z'; 64 << 10]);
+    s.proxy.set_rate(0.0);
+    s.faulty.put(&path, data.clone().into()).await.unwrap();
+    s.proxy.set_rate(1.0);
+
+    // The status and headers arrive whole; the body stops halfway.
+    let result = s.faulty.get(&path).await.expect("headers arrive");
+    assert_eq!(result.meta.size, data.len() as u64);
+    assert_torn(&result.bytes().await.unwrap_err());
+
+    // A listing's XML is cut too.
+    let prefix = Path::from(s.prefix.as_str());
+    let listed: Result<Vec<_>, _> = s.faulty.list(Some(&prefix)).try_collect().await;
+    assert_torn(&listed.unwrap_err());
+
+    // An error answer's XML is cut too: raw object_store then loses the 404 (it reports the
+    // body error), which is what the layers above must cope with.
+    let err = s.faulty.get(&s.path("missing")).await.unwrap_err();
+    assert_torn(&err);
+    assert!(
+        matches!(err, object_store::Error::Generic { .. }),
+        "{err:?}"
+    );
+
+    // HEAD has no body: its connection is closed before the status.
+    assert_reset(&s.faulty.head(&path).await.unwrap_err());
+
+    let records = s.proxy.records();
+    assert_eq!(
+        faults(&records),
+        [
+            ("PUT".into(), None, Some(200)),
+            ("GET".into(), Some(Fault::TornBody), Some(200)),
+            ("GET".into(), Some(Fault::TornBody), Some(200)),
+            ("GET".into(), Some(Fault::TornBody), Some(404)),
+            ("HEAD".into(), Some(Fault::TornBody), Some(200)),
+        ]
+    );
+    assert_eq!(s.on_server(&path).await, Some(data));
+}
+
+/// After each fault the client opens a new connection, and then keeps it: a faulted
+/// connection is never reused, a healthy one is.
+#[tokio::test]
+async fn faulted_connections_are_closed_and_healthy_ones_reused() {
+    for fault in [
+        Fault::Unavailable503Before,
+        Fault::InternalError500After,
+        Fault::ResetBefore,
+        Fault::ResetAfter,
+        Fault::TornBody,
+    ] {
+        let mut plan = FaultPlan::only(fault, Duration::ZERO);
+        plan.max_requests = Some(1);
+        let Some(s) = Setup::new(plan, None).await else {
+            return;
+        };
+        let path = s.path("conn");
+        s.direct
+            .put(&path, PutPayload::from_static(b"0123456789"))
+            .await
+            .unwrap();
+        let failed = match s.faulty.get(&path).await {
+            Ok(result) => result.bytes().await.is_err(),
+            Err(_) => true,
+        };
+        assert!(failed, "{fault}");
+        for _ in 0..2 {
+            let got = s.faulty.get(&path).await.unwrap().bytes().await.unwrap();
+            assert_eq!(got, Bytes::from_static(b"0123456789"), "{fault}");
+        }
+        let records = s.proxy.records();
+        let connections: Vec<(u64, Option<Fault>)> =
+            records.iter().map(|r| (r.connection, r.fault)).collect();
+        assert_eq!(
+            connections,
+            [(0, Some(fault)), (1, None), (1, None)],
+            "{fault}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn summary_counts_by_kind() {
+    let plan = FaultPlan::mixed(3, 1.0, Duration::ZERO);
+    let Some(s) = Setup::new(plan, Some(Duration::from_secs(5))).await else {
+        return;
+    };
+    let path = s.path("summary");
+    for _ in 0..12 {
+        let _ = s.faulty.head(&path).await;
+    }
+    let counts = s.proxy.counts();
+    assert_eq!(counts.values().sum::<u64>(), 12);
+    let summary = s.proxy.summary();
+    assert!(
+        summary.starts_with("fault proxy (seed 3, rate 1): 12 requests, 12 faulted ("),
+        "{summary}"
+    );
+    for fault in Fault::ALL {
+        let n = counts.get(&fault).copied().unwrap_or(0);
+        assert!(
+            summary.contains(&format!("{} {n}", fault.name())),
+            "{summary}"
+        );
+    }
+}
+
+/// s3s-fs checks every signature: requests through the proxy still verify.
+#[tokio::test]
+async fn signatures_still_verify_through_the_proxy() {
+    let Some(server) = strata_testkit::sigv4_env() else {
+        return;
+    };
+    let proxy = FaultProxy::start(&server.endpoint, FaultPlan::none())
+        .await
+        .unwrap();
+    let store = client(&server, &proxy.endpoint(), None);
+    let path = Path::from(format!("{}/signed", run_prefix("fault-proxy-sigv4")));
+    store
+        .put(&path, PutPayload::from_static(b"signed"))
+        .await
+        .unwrap();
+    let got = store.get(&path).await.unwrap().bytes().await.unwrap();
+    assert_eq!(got, Bytes::from_static(b"signed"));
+    store.delete(&path).await.unwrap();
+
+    // The control: a wrong secret is refused through the proxy, so the server does check.
+    let wrong = ServerEnv {
+        secret_key: storage_core::Secret::new("not-the-secret"),
+        ..server.clone()
+    };
+    let err = client(&wrong, &proxy.endpoint(), None)
+        .put(&path, PutPayload::from_static(b"x"))
+        .await
+        .unwrap_err();
+    assert!(chain(&err).contains("403"), "{}", chain(&err));
+    let seen: Vec<(String, Option<u16>)> = proxy
+        .records()
+        .into_iter()
+        .map(|r| (r.method, r.upstream_status))
+        .collect();
+    let expected = [("PUT", 200), ("GET", 200), ("POST", 200), ("PUT", 403)]
+        .map(|(method, status)| (method.to_owned(), Some(status)));
+    assert_eq!(seen, expected);
+}
+
+/// Concurrent clients: every request is numbered once, in arrival order, and answered.
+#[tokio::test]
+async fn concurrent_requests_are_each_recorded_once() {
+    let Some(s) = Setup::new(FaultPlan::none(), None).await else {
+        return;
+    };
+    let puts = (0..32).map(|i| {
+        let path = s.path(&format!("c{i}"));
+        let store = &s.faulty;
+        async move {
+            store
+                .put(&path, PutPayload::from(vec![i as u8; 1000]))
+                .await
+        }
+    });
+    for result in futures::future::join_all(puts).await {
+        result.unwrap();
+    }
+    let records = s.proxy.records();
+    assert_eq!(
+        records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (0..32).collect::<Vec<_>>()
+    );
+    let mut targets: Vec<&str> = records.iter().map(|r| r.target.as_str()).collect();
+    targets.sort();
+    targets.dedup();
+    assert_eq!(targets.len(), 32);
+    assert!(records.iter().all(|r| r.upstream_status == Some(200)));
+    for i in [0u8, 31] {
+        let got = s.on_server(&s.path(&format!("c{i}"))).await.unwrap();
+        assert_eq!(got, Bytes::from(vec![i; 1000]));
+    }
+}
