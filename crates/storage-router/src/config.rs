@@ -153,13 +153,16 @@ pub struct TenantConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {
-    /// Consecutive failures after which a bucket is tried last.
-    #[serde(default = "default_demote_after")]
+    /// Consecutive failures after which a bucket is tried last (at least 1).
+    #[serde(
+        default = "default_demote_after",
+        deserialize_with = "storage_core::config::at_least_one"
+    )]
     pub demote_after: u32,
-    /// How long a demotion lasts after the latest failure.
+    /// How long a demotion lasts after the latest failure (more than zero).
     #[serde(
         default = "default_demote_for",
-        with = "storage_core::config::duration_str"
+        with = "storage_core::config::duration_str::nonzero"
     )]
     pub demote_for: Duration,
 }
