@@ -16,7 +16,7 @@ use crate::{Result, run};
 const MOTO_VERSION: &str = "5.2.5";
 const S3S_FS_VERSION: &str = "0.14.1";
 /// Bump when the Python package set changes, so caches reinstall.
-const VENV_STAMP: &str = ".strata-venv-v1";
+const VENV_STAMP: &str = ".strata-venv-v2";
 const ACCESS_KEY: &str = "strata-test-ak";
 const SECRET_KEY: &str = "strata-test-sk-0123456789";
 const BUCKET: &str = "strata-test";
@@ -38,12 +38,12 @@ pub fn install(dry_run: bool) -> Result<()> {
     let venv = dir.join("venv");
     if venv.join(VENV_STAMP).exists() {
         println!(
-            "xtask: moto {MOTO_VERSION}, boto3, pyarrow: cached in {}",
+            "xtask: moto {MOTO_VERSION}, boto3, pyarrow, duckdb: cached in {}",
             venv.display()
         );
     } else {
         println!(
-            "xtask: installing moto[server]=={MOTO_VERSION}, boto3, pyarrow into {} (~1 min)",
+            "xtask: installing moto[server]=={MOTO_VERSION}, boto3, pyarrow, duckdb into {} (~1 min)",
             venv.display()
         );
         if !dry_run {
@@ -52,7 +52,7 @@ pub fn install(dry_run: bool) -> Result<()> {
             run(Command::new(venv.join("bin/pip"))
                 .args(["install", "--quiet", "--disable-pip-version-check"])
                 .arg(format!("moto[server]=={MOTO_VERSION}"))
-                .args(["boto3", "pyarrow"]))?;
+                .args(["boto3", "pyarrow", "duckdb"]))?;
             std::fs::write(venv.join(VENV_STAMP), "")?;
         }
     }
@@ -91,7 +91,7 @@ fn s3s_fs_bin() -> PathBuf {
     cache_dir().join("s3s-fs/bin/s3s-fs")
 }
 
-/// The venv's Python (with boto3 and pyarrow).
+/// The venv's Python (with boto3, pyarrow and duckdb, the manifest bench's baseline).
 pub fn python() -> PathBuf {
     cache_dir().join("venv/bin/python")
 }

@@ -16,17 +16,18 @@ use serde_json::Value;
 use storage_core::{Bucket, PresignMethod, PutOpts, Result, StorageError, WriteResult, etag_eq};
 use url::Url;
 
+use crate::entry::{EntryFilter, ManifestEntry};
 #[cfg(not(feature = "parquet"))]
 use crate::format::parquet_not_compiled;
 use crate::format::{Compression, Format};
-use crate::manifest::{EntryFilter, Manifest, ManifestEntry, ManifestOptions};
+use crate::manifest::{Manifest, ManifestOptions};
 use crate::names::{
     BLOB_PREFIX, data_key, data_prefix, id_time, new_id, parse_data_key, validate_name,
 };
 #[cfg(feature = "parquet")]
-use crate::parquet_io::{OpenParquet, ParquetSettings, encode, prune_row_groups};
+use crate::parquet_io::{OpenParquet, ParquetSettings, ReadPlan, encode, prune_row_groups};
 #[cfg(feature = "parquet")]
-use crate::records::batch_to_records;
+use crate::records::rows_to_records;
 use crate::records::{RecordSchema, index_text, parse_time, record_times, value_contains};
 use crate::search::{SearchHit, SearchQuery, SearchResults, page};
 use crate::time_range::TimeRange;
@@ -509,6 +510,7 @@ impl Dataset {
             self.bucket.store().clone(),
             &entry.key,
             Some(entry.bytes).filter(|b| *b > 0),
+            None,
         )
         .await?;
         let time_col = entry
@@ -549,18 +551,24 @@ impl Dataset {
         let fallback = entry.created.timestamp_micros();
         let time_name = time_col.map(|(name, _)| name);
         let columns = options.columns.clone();
-        let batches = open.stream(&backend, &entry.key, row_groups, projection, 8192)?;
+        let plan = ReadPlan {
+            row_groups,
+            columns: projection,
+            rows: None,
+        };
+        let batches = open.stream(&backend, &entry.key, plan, 8192)?;
         Ok(batches
             .map(move |batch| -> Result<Vec<Result<Value>>> {
                 let batch = batch?;
-                let keep = row_mask(&batch, time_name.as_deref(), range, fallback);
-                let records = batch_to_records(&batch)?;
-                Ok(records
+                // Rows outside the window and the time column read only to judge them never
+                // become JSON.
+                let keep: Vec<usize> = row_mask(&batch, time_name.as_deref(), range, fallback)
                     .into_iter()
-                    .zip(keep)
-                    .filter(|(_, k)| *k)
-                    .map(|(v, _)| Ok(project(v, columns.as_deref())))
-                    .collect())
+                    .enumerate()
+                    .filter_map(|(i, k)| k.then_some(i))
+                    .collect();
+                let records = rows_to_records(&batch, &keep, columns.as_deref())?;
+                Ok(records.into_iter().map(Ok).collect())
             })
             .map_ok(stream::iter)
             .try_flatten()

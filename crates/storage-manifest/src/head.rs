@@ -1,5 +1,6 @@
 //! The manifest head: a small JSON document updated by compare-and-swap on its ETag.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -35,6 +36,10 @@ pub struct PartRef {
     pub min_time: Option<DateTime<Utc>>,
     /// Latest `max_time` of its entries.
     pub max_time: Option<DateTime<Utc>>,
+    /// Length of a Parquet part's footer (metadata, its length and the magic), so a reader
+    /// fetches it with one exact ranged GET. Absent in heads written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub footer_bytes: Option<u64>,
 }
 
 /// The head of one manifest: which parts and segments make it up, oldest first.
@@ -102,15 +107,58 @@ fn check_format(bucket: &Bucket, key: &str, head: &ManifestHead) -> Result<()> {
     Ok(())
 }
 
-/// Read head `id` (`module/user`); an empty head when there is none yet.
-pub(crate) async fn read_head(heads: &Collection<ManifestHead>, id: &str) -> Result<ManifestHead> {
-    match heads.get(id).await? {
-        Some(doc) => {
-            check_format(heads.bucket(), &doc.key, &doc.value)?;
-            Ok(doc.value)
-        }
-        None => Ok(ManifestHead::default()),
+/// The head a [`Manifest`](crate::Manifest) handle (and its clones) read last, with its ETag:
+/// the next read asks the store for the head only if that ETag changed (a conditional GET
+/// answered "not modified" carries no body).
+#[derive(Debug, Default)]
+pub(crate) struct HeadCache(Mutex<Option<(String, ManifestHead)>>);
+
+impl HeadCache {
+    fn get(&self) -> Option<(String, ManifestHead)> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    fn set(&self, value: Option<(String, ManifestHead)>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = value;
+    }
+}
+
+/// Read head `id` (`module/user`), revalidating `cache` by ETag; an empty head when there is
+/// none yet.
+pub(crate) async fn read_head(
+    heads: &Collection<ManifestHead>,
+    id: &str,
+    cache: &HeadCache,
+) -> Result<ManifestHead> {
+    let bucket = heads.bucket();
+    let key = heads.key_for(id)?;
+    let read = match cache.get() {
+        Some((etag, head)) if bucket.capabilities().get_if_none_match => {
+            match bucket.get_if_none_match(key.as_str(), &etag).await {
+                Ok(None) => return Ok(head),
+                Ok(Some(obj)) => Ok(obj),
+                Err(e) => Err(e),
+            }
+        }
+        _ => bucket.get(key.as_str()).await,
+    };
+    let obj = match read {
+        Ok(obj) => obj,
+        Err(e) if e.is_not_found() => {
+            cache.set(None);
+            return Ok(ManifestHead::default());
+        }
+        Err(e) => return Err(e),
+    };
+    let head: ManifestHead =
+        serde_json::from_slice(&obj.bytes).map_err(|e| StorageError::Corrupt {
+            backend: bucket.name().to_string(),
+            key: key.to_string(),
+            reason: format!("not a manifest head: {e}"),
+        })?;
+    check_format(bucket, key.as_str(), &head)?;
+    cache.set(obj.info.etag.map(|etag| (etag, head.clone())));
+    Ok(head)
 }
 
 /// Apply `change` to head `id` with `storage-cas`'s read-modify-write loop: compare-and-swap

@@ -92,12 +92,15 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod dataset;
+mod entry;
 mod format;
 mod head;
 mod manifest;
 mod names;
 #[cfg(feature = "parquet")]
 mod parquet_io;
+#[cfg(feature = "parquet")]
+mod part;
 mod records;
 mod search;
 mod time_range;
@@ -105,15 +108,16 @@ mod time_range;
 pub use dataset::{
     DEFAULT_TIME_FIELD, Dataset, EtagCheck, ReadOptions, RebuildReport, VerifyReport, WriteOptions,
 };
+pub use entry::{EntryFilter, ManifestEntry};
 pub use format::{Compression, Format};
 pub use head::{HEAD_BACKOFF, HEAD_FORMAT, ManifestHead, PartRef, SegmentRef};
-#[cfg(feature = "parquet")]
-pub use manifest::manifest_schema;
-pub use manifest::{CompactReport, EntryFilter, Manifest, ManifestEntry, ManifestOptions};
+pub use manifest::{CompactReport, Manifest, ManifestOptions};
 pub use names::{
     BLOB_PREFIX, ID_LEN, MANIFEST_PREFIX, MAX_NAME_LEN, RESERVED_MODULES, data_key, data_prefix,
     id_time, manifest_prefix, new_id, parse_data_key, validate_name,
 };
+#[cfg(feature = "parquet")]
+pub use part::manifest_schema;
 pub use records::{
     Column, ColumnType, JSON_COLUMN_META, MAX_INDEX_BYTES, MAX_INDEX_WORDS, RecordSchema,
     index_text,

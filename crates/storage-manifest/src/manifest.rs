@@ -1,94 +1,35 @@
 //! The manifest of one `{module}/{user}`: an index entry per data file.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 #[cfg(feature = "parquet")]
+use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
+#[cfg(feature = "parquet")]
+use std::sync::Mutex;
 
-#[cfg(feature = "parquet")]
-use arrow_array::{
-    Array, ArrayRef, RecordBatch,
-    builder::{BooleanBuilder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder},
-    cast::AsArray,
-    types::{Int64Type, TimestampMicrosecondType},
-};
-#[cfg(feature = "parquet")]
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
-#[cfg(feature = "parquet")]
-use chrono::TimeZone;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use storage_cas::{BackoffStrategy, Collection};
 use storage_core::{Bucket, PutOpts, Result, StorageError};
 
+use crate::entry::{EntryFilter, ManifestEntry};
 #[cfg(not(feature = "parquet"))]
 use crate::format::parquet_not_compiled;
 use crate::format::{Compression, Format};
-use storage_cas::{BackoffStrategy, Collection};
-
 use crate::head::{
-    HEAD_BACKOFF, ManifestHead, PartRef, SegmentRef, head_collection, read_head, update_head,
+    HEAD_BACKOFF, HeadCache, ManifestHead, PartRef, SegmentRef, head_collection, read_head,
+    update_head,
 };
 use crate::names::{manifest_prefix, new_id, validate_name};
 #[cfg(feature = "parquet")]
-use crate::parquet_io::{OpenParquet, ParquetSettings, encode, prune_row_groups};
-use crate::search::{SearchQuery, SearchResults, rank};
-use crate::time_range::TimeRange;
-
-/// The index entry of one data file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestEntry {
-    /// Object key of the file (`{module}/{user}/{yyyy}/{mm}/{dd}/{id}.{ext}`).
-    pub key: String,
-    /// File id (a lowercase ULID: sorts by creation time).
-    pub id: String,
-    /// File format.
-    pub format: Format,
-    /// Records in the file.
-    pub rows: u64,
-    /// File size in bytes.
-    pub bytes: u64,
-    /// Earliest record time (the creation time when records carry none).
-    pub min_time: DateTime<Utc>,
-    /// Latest record time (the creation time when records carry none).
-    pub max_time: DateTime<Utc>,
-    /// ETag the store gave the file.
-    pub etag: Option<String>,
-    /// When the file was written.
-    pub created: DateTime<Utc>,
-    /// The record field holding each record's time, if any.
-    pub time_field: Option<String>,
-    /// Searchable text: distinct lowercase words of the records' string values.
-    pub text: String,
-    /// Whether `text` was cut at its size cap (a deep search still sees everything).
-    pub text_truncated: bool,
-    /// User tags.
-    pub tags: BTreeMap<String, String>,
-}
-
-/// Which entries a scan keeps.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EntryFilter {
-    /// Entries whose `[min_time, max_time]` overlaps this window.
-    pub range: TimeRange,
-    /// Only this format.
-    pub format: Option<Format>,
-    /// Only entries carrying every one of these tags (exact key and value).
-    pub tags: BTreeMap<String, String>,
-}
-
-impl EntryFilter {
-    /// Whether `e` passes.
-    pub fn matches(&self, e: &ManifestEntry) -> bool {
-        self.range.overlaps(e.min_time, e.max_time)
-            && self.format.is_none_or(|f| f == e.format)
-            && self
-                .tags
-                .iter()
-                .all(|(k, v)| e.tags.get(k).is_some_and(|x| x == v))
-    }
-}
+use crate::parquet_io::{OpenParquet, ParquetSettings, encode, footer_len};
+#[cfg(feature = "parquet")]
+use crate::part::{PartFile, PartSearch, entries_to_batch};
+use crate::search::{Found, SearchHit, SearchQuery, SearchResults, TopK, results, text_score};
 
 /// Settings of a [`Manifest`].
 #[derive(Debug, Clone, PartialEq)]
@@ -188,6 +129,23 @@ pub struct Manifest {
     prefix: String,
     options: ManifestOptions,
     heads: Collection<ManifestHead>,
+    cache: Arc<ReadCache>,
+}
+
+/// What a handle and its clones keep between reads: the head (revalidated by ETag on every
+/// read) and the opened footers of compacted parts (immutable objects under fresh keys, so a
+/// footer stays valid for as long as a head lists its part).
+#[derive(Default)]
+struct ReadCache {
+    head: HeadCache,
+    #[cfg(feature = "parquet")]
+    footers: Mutex<HashMap<String, OpenParquet>>,
+}
+
+impl std::fmt::Debug for ReadCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadCache").finish_non_exhaustive()
+    }
 }
 
 /// Attempts at a scan when compaction deletes a part or segment under it.
@@ -208,6 +166,7 @@ impl Manifest {
             user: user.to_string(),
             prefix: manifest_prefix(module, user),
             options,
+            cache: Arc::default(),
         })
     }
 
@@ -247,9 +206,10 @@ impl Manifest {
         format!("{}head.json", self.prefix)
     }
 
-    /// The current head (an empty one when nothing was appended yet).
+    /// The current head (an empty one when nothing was appended yet). The handle keeps the
+    /// last head it read and asks the store for it again only if its ETag changed.
     pub async fn head(&self) -> Result<ManifestHead> {
-        read_head(&self.heads, &self.head_id()).await
+        read_head(&self.heads, &self.head_id(), &self.cache.head).await
     }
 
     /// Append `entries` as one segment. Safe under any number of concurrent writers: the
@@ -329,17 +289,37 @@ impl Manifest {
     /// Entries passing `filter`. Compacted parts are read with row-group pruning on
     /// `min_time`/`max_time`, so a narrow time window reads a small share of a large manifest.
     pub async fn scan(&self, filter: &EntryFilter) -> Result<Vec<ManifestEntry>> {
+        self.at_current_head(|head| async move { self.scan_head(&head, filter).await })
+            .await
+    }
+
+    /// Run `read` on the current head; when a compaction replaced the head and removed what
+    /// it listed under the read, read the new head and run it again.
+    async fn at_current_head<T, F, Fut>(&self, read: F) -> Result<T>
+    where
+        F: Fn(ManifestHead) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
         let mut attempt = 0;
         loop {
             let head = self.head().await?;
-            match self.scan_head(&head, filter).await {
-                Err(e) if e.is_not_found() && attempt + 1 < SCAN_ATTEMPTS => {
-                    // A compaction replaced the head and removed what it listed: read again.
-                    attempt += 1;
-                }
+            match read(head).await {
+                Err(e) if e.is_not_found() && attempt + 1 < SCAN_ATTEMPTS => attempt += 1,
                 other => return other,
             }
         }
+    }
+
+    /// Parts of `head` that may hold entries in `range`, by the time span the head records.
+    fn parts_in(head: &ManifestHead, range: &crate::TimeRange) -> Vec<PartRef> {
+        head.parts
+            .iter()
+            .filter(|p| match (p.min_time, p.max_time) {
+                (Some(min), Some(max)) => range.overlaps(min, max),
+                _ => true,
+            })
+            .cloned()
+            .collect()
     }
 
     async fn scan_head(
@@ -349,15 +329,7 @@ impl Manifest {
     ) -> Result<Vec<ManifestEntry>> {
         // Owned inputs and boxed futures: keeps the future `Send` for any caller
         // (`tokio::spawn`), which borrowed iterator adaptors inside a stream do not.
-        let parts: Vec<PartRef> = head
-            .parts
-            .iter()
-            .filter(|p| match (p.min_time, p.max_time) {
-                (Some(min), Some(max)) => filter.range.overlaps(min, max),
-                _ => true,
-            })
-            .cloned()
-            .collect();
+        let parts = Self::parts_in(head, &filter.range);
         let part_reads: Vec<BoxFuture<'static, Result<Vec<ManifestEntry>>>> = parts
             .into_iter()
             .map(|p| {
@@ -426,55 +398,173 @@ impl Manifest {
         part: &PartRef,
         filter: &EntryFilter,
     ) -> Result<Vec<ManifestEntry>> {
-        let backend = self.bucket.name();
-        let open = OpenParquet::open(
-            backend,
-            self.bucket.store().clone(),
-            &part.key,
-            Some(part.bytes),
-        )
-        .await?;
-        let corrupt = |reason: String| StorageError::Corrupt {
-            backend: backend.to_string(),
-            key: part.key.clone(),
-            reason,
+        self.part_file(part).await?.entries(filter).await
+    }
+
+    /// The opened footer of `part`, from the cache or read with one exact ranged GET.
+    #[cfg(feature = "parquet")]
+    async fn part_file<'a>(&'a self, part: &'a PartRef) -> Result<PartFile<'a>> {
+        let cached = self
+            .cache
+            .footers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&part.key)
+            .cloned();
+        let open = match cached {
+            Some(open) => open,
+            None => {
+                let open = OpenParquet::open(
+                    self.bucket.name(),
+                    self.bucket.store().clone(),
+                    &part.key,
+                    Some(part.bytes),
+                    part.footer_bytes,
+                )
+                .await?;
+                self.cache
+                    .footers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(part.key.clone(), open.clone());
+                open
+            }
         };
-        let row_groups = if filter.range.is_all() {
-            None
-        } else {
-            let min_col = open
-                .column_index("min_time")
-                .ok_or_else(|| corrupt("compacted manifest has no `min_time` column".into()))?;
-            let max_col = open
-                .column_index("max_time")
-                .ok_or_else(|| corrupt("compacted manifest has no `max_time` column".into()))?;
-            Some(prune_row_groups(
-                open.metadata(),
-                min_col,
-                max_col,
-                filter.range.micros(),
-                false,
-            ))
-        };
-        let mut out = Vec::new();
-        let mut batches = open.stream(backend, &part.key, row_groups, None, 8192)?;
-        while let Some(batch) = batches.try_next().await? {
-            out.extend(
-                entries_from_batch(&batch)
-                    .map_err(corrupt)?
-                    .into_iter()
-                    .filter(|e| filter.matches(e)),
-            );
-        }
-        Ok(out)
+        Ok(PartFile {
+            open,
+            backend: self.bucket.name(),
+            key: &part.key,
+        })
     }
 
     /// Search the manifest's indexed text (case-insensitive; every word of the query must
     /// occur), filtered by time, format and tags, ranked and paged. This reads the manifest
     /// only; [`Dataset::search`](crate::Dataset::search) can confirm in the files.
+    ///
+    /// Compacted Parquet parts are searched column-wise: only the columns the query needs are
+    /// read (of the row groups its time window can touch), the filters and the score run on
+    /// the arrays, the best hits up to the page's end are kept in a bounded heap while the
+    /// total is counted, and only the page's hits are read in full. Entries of a part are
+    /// replaced by a later part's or segment's entry for the same key (as
+    /// [`Manifest::scan`] does), checked only where such a later source exists.
     pub async fn search(&self, query: &SearchQuery) -> Result<SearchResults> {
-        let candidates = self.scan(&query.filter()).await?;
-        Ok(rank(candidates, query))
+        self.at_current_head(|head| async move { self.search_head(&head, query).await })
+            .await
+    }
+
+    async fn search_head(&self, head: &ManifestHead, query: &SearchQuery) -> Result<SearchResults> {
+        let filter = query.filter();
+        let terms = query.terms();
+        let mut top: TopK<Found> = TopK::for_page(query);
+        let (mut total, mut scanned) = (0usize, 0usize);
+
+        // Segments are newest and small: read whole, later duplicates replacing earlier ones.
+        let segment_reads: Vec<BoxFuture<'_, Result<Vec<ManifestEntry>>>> = head
+            .segments
+            .iter()
+            .map(|s| self.read_jsonl(&s.key, &filter).boxed())
+            .collect();
+        let segments: Vec<Vec<ManifestEntry>> = futures::stream::iter(segment_reads)
+            .buffered(16)
+            .try_collect()
+            .await?;
+        let newer = dedupe(segments.into_iter().flatten());
+        let mut shadowed: HashSet<String> = newer.iter().map(|e| e.key.clone()).collect();
+        let offer = |top: &mut TopK<Found>, entry: ManifestEntry| {
+            if let Some(score) = text_score(&entry.text, &terms) {
+                let (newest, key) = (entry.max_time, entry.key.clone());
+                top.offer(score, newest, &key, move || Found::Entry(Box::new(entry)));
+                return true;
+            }
+            false
+        };
+        scanned += newer.len();
+        for entry in newer {
+            total += usize::from(offer(&mut top, entry));
+        }
+
+        // Parts, newest first: each skips the keys a newer source lists.
+        let parts = Self::parts_in(head, &filter.range);
+        #[cfg(feature = "parquet")]
+        let mut files: HashMap<usize, PartFile<'_>> = HashMap::new();
+        for (n, part) in parts.iter().enumerate().rev() {
+            let older_remain = n > 0;
+            if part.key.ends_with(".parquet") {
+                #[cfg(feature = "parquet")]
+                {
+                    let file = self.part_file(part).await?;
+                    let search = PartSearch {
+                        filter: &filter,
+                        terms: &terms,
+                        shadowed: &shadowed,
+                        collect_keys: older_remain,
+                    };
+                    let hits = file.search(search, n, &mut top).await?;
+                    total += hits.total;
+                    scanned += hits.scanned;
+                    shadowed.extend(hits.keys);
+                    files.insert(n, file);
+                    continue;
+                }
+            }
+            for entry in self.read_part(part, &filter).await? {
+                if shadowed.contains(&entry.key) {
+                    continue;
+                }
+                if older_remain {
+                    shadowed.insert(entry.key.clone());
+                }
+                scanned += 1;
+                total += usize::from(offer(&mut top, entry));
+            }
+        }
+        #[cfg(feature = "parquet")]
+        self.forget_footers(head);
+
+        // Only the page's hits become entries: rows of each part in one read.
+        let page = top.page(query);
+        #[cfg(feature = "parquet")]
+        let mut rows_of: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+        #[cfg(feature = "parquet")]
+        for r in &page {
+            if let Found::Row { part, row } = r.found {
+                rows_of.entry(part).or_default().push(row);
+            }
+        }
+        #[cfg(feature = "parquet")]
+        let mut read_rows: HashMap<(usize, u64), ManifestEntry> = HashMap::new();
+        #[cfg(feature = "parquet")]
+        for (part, mut rows) in rows_of {
+            rows.sort_unstable();
+            let entries = files[&part].rows(&rows).await?;
+            read_rows.extend(rows.into_iter().map(|r| (part, r)).zip(entries));
+        }
+        let hits = page
+            .into_iter()
+            .map(|r| SearchHit {
+                score: r.score,
+                matched_rows: None,
+                entry: match r.found {
+                    Found::Entry(e) => *e,
+                    #[cfg(feature = "parquet")]
+                    Found::Row { part, row } => read_rows
+                        .remove(&(part, row))
+                        .expect("every page row was read"),
+                },
+            })
+            .collect();
+        Ok(results(hits, total, scanned, query))
+    }
+
+    /// Drop cached footers of parts `head` no longer lists (compaction deleted them).
+    #[cfg(feature = "parquet")]
+    fn forget_footers(&self, head: &ManifestHead) {
+        let listed: HashSet<&str> = head.parts.iter().map(|p| p.key.as_str()).collect();
+        self.cache
+            .footers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| listed.contains(k.as_str()));
     }
 
     /// Fold the segments into a compacted Parquet part (merging all parts into it when there
@@ -566,6 +656,10 @@ impl Manifest {
     pub(crate) async fn write_part(&self, entries: &[ManifestEntry]) -> Result<PartRef> {
         let (body, format) = self.encode_part(entries)?;
         let bytes = body.len() as u64;
+        #[cfg(feature = "parquet")]
+        let footer_bytes = footer_len(&body).filter(|_| format == Format::Parquet);
+        #[cfg(not(feature = "parquet"))]
+        let footer_bytes = None;
         let key = self
             .put_new_object("compacted", format.extension(), body, format.content_type())
             .await?;
@@ -575,6 +669,7 @@ impl Manifest {
             bytes,
             min_time: entries.iter().map(|e| e.min_time).min(),
             max_time: entries.iter().map(|e| e.max_time).max(),
+            footer_bytes,
         })
     }
 
@@ -677,151 +772,12 @@ fn parse_segment(bytes: &[u8], backend: &str, key: &str) -> Result<Vec<ManifestE
         .collect()
 }
 
-#[cfg(feature = "parquet")]
-fn ts_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-}
-
-/// Arrow schema of a compacted Parquet manifest part. Needs the `parquet` feature.
-#[cfg(feature = "parquet")]
-#[cfg_attr(docsrs, doc(cfg(feature = "parquet")))]
-pub fn manifest_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("key", DataType::Utf8, false),
-        Field::new("id", DataType::Utf8, false),
-        Field::new("format", DataType::Utf8, false),
-        Field::new("rows", DataType::Int64, false),
-        Field::new("bytes", DataType::Int64, false),
-        Field::new("min_time", ts_type(), false),
-        Field::new("max_time", ts_type(), false),
-        Field::new("created", ts_type(), false),
-        Field::new("etag", DataType::Utf8, true),
-        Field::new("time_field", DataType::Utf8, true),
-        Field::new("text", DataType::Utf8, false),
-        Field::new("text_truncated", DataType::Boolean, false),
-        Field::new("tags", DataType::Utf8, false),
-    ]))
-}
-
-#[cfg(feature = "parquet")]
-fn entries_to_batch(entries: &[ManifestEntry]) -> RecordBatch {
-    let n = entries.len();
-    let mut key = StringBuilder::with_capacity(n, n * 48);
-    let mut id = StringBuilder::with_capacity(n, n * 26);
-    let mut format = StringBuilder::with_capacity(n, n * 6);
-    let mut rows = Int64Builder::with_capacity(n);
-    let mut bytes = Int64Builder::with_capacity(n);
-    let ts = || TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let (mut min_time, mut max_time, mut created) = (ts(), ts(), ts());
-    let mut etag = StringBuilder::with_capacity(n, n * 34);
-    let mut time_field = StringBuilder::with_capacity(n, n * 9);
-    let mut text = StringBuilder::with_capacity(n, n * 64);
-    let mut truncated = BooleanBuilder::with_capacity(n);
-    let mut tags = StringBuilder::with_capacity(n, n * 2);
-    for e in entries {
-        key.append_value(&e.key);
-        id.append_value(&e.id);
-        format.append_value(e.format.extension());
-        rows.append_value(e.rows as i64);
-        bytes.append_value(e.bytes as i64);
-        min_time.append_value(e.min_time.timestamp_micros());
-        max_time.append_value(e.max_time.timestamp_micros());
-        created.append_value(e.created.timestamp_micros());
-        etag.append_option(e.etag.as_deref());
-        time_field.append_option(e.time_field.as_deref());
-        text.append_value(&e.text);
-        truncated.append_value(e.text_truncated);
-        tags.append_value(serde_json::to_string(&e.tags).expect("tags serialize"));
-    }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(key.finish()),
-        Arc::new(id.finish()),
-        Arc::new(format.finish()),
-        Arc::new(rows.finish()),
-        Arc::new(bytes.finish()),
-        Arc::new(min_time.finish()),
-        Arc::new(max_time.finish()),
-        Arc::new(created.finish()),
-        Arc::new(etag.finish()),
-        Arc::new(time_field.finish()),
-        Arc::new(text.finish()),
-        Arc::new(truncated.finish()),
-        Arc::new(tags.finish()),
-    ];
-    RecordBatch::try_new(manifest_schema(), columns).expect("columns match the manifest schema")
-}
-
-#[cfg(feature = "parquet")]
-fn entries_from_batch(batch: &RecordBatch) -> std::result::Result<Vec<ManifestEntry>, String> {
-    let col = |name: &str| -> std::result::Result<&ArrayRef, String> {
-        batch
-            .column_by_name(name)
-            .ok_or_else(|| format!("compacted manifest has no `{name}` column"))
-    };
-    let string = |name: &str| -> std::result::Result<&arrow_array::StringArray, String> {
-        col(name)?
-            .as_string_opt::<i32>()
-            .ok_or_else(|| format!("column `{name}` is not UTF-8 text"))
-    };
-    let int = |name: &str| -> std::result::Result<&arrow_array::Int64Array, String> {
-        col(name)?
-            .as_primitive_opt::<Int64Type>()
-            .ok_or_else(|| format!("column `{name}` is not INT64"))
-    };
-    let time =
-        |name: &str| -> std::result::Result<&arrow_array::TimestampMicrosecondArray, String> {
-            col(name)?
-                .as_primitive_opt::<TimestampMicrosecondType>()
-                .ok_or_else(|| format!("column `{name}` is not a microsecond timestamp"))
-        };
-    let (key, id, format, etag, time_field, text, tags) = (
-        string("key")?,
-        string("id")?,
-        string("format")?,
-        string("etag")?,
-        string("time_field")?,
-        string("text")?,
-        string("tags")?,
-    );
-    let (rows, bytes) = (int("rows")?, int("bytes")?);
-    let (min_time, max_time, created) = (time("min_time")?, time("max_time")?, time("created")?);
-    let truncated = col("text_truncated")?
-        .as_boolean_opt()
-        .ok_or("column `text_truncated` is not BOOLEAN")?;
-    let at = |us: i64| {
-        Utc.timestamp_micros(us)
-            .single()
-            .ok_or_else(|| format!("timestamp {us} is out of range"))
-    };
-    let opt =
-        |a: &arrow_array::StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_string());
-    (0..batch.num_rows())
-        .map(|i| {
-            Ok(ManifestEntry {
-                key: key.value(i).to_string(),
-                id: id.value(i).to_string(),
-                format: Format::from_extension(format.value(i))
-                    .ok_or_else(|| format!("row {i}: unknown format `{}`", format.value(i)))?,
-                rows: rows.value(i) as u64,
-                bytes: bytes.value(i) as u64,
-                min_time: at(min_time.value(i))?,
-                max_time: at(max_time.value(i))?,
-                etag: opt(etag, i),
-                created: at(created.value(i))?,
-                time_field: opt(time_field, i),
-                text: text.value(i).to_string(),
-                text_truncated: truncated.value(i),
-                tags: serde_json::from_str(tags.value(i))
-                    .map_err(|e| format!("row {i}: tags are not a JSON object: {e}"))?,
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::TimeRange;
     use chrono::TimeZone;
+    use std::collections::BTreeMap;
 
     pub(crate) fn entry(n: u32, day: u32) -> ManifestEntry {
         let t = Utc.with_ymd_and_hms(2024, 1, day, 0, 0, 0).unwrap();
@@ -841,16 +797,6 @@ mod tests {
             text_truncated: false,
             tags: BTreeMap::from([("n".to_string(), n.to_string())]),
         }
-    }
-
-    #[cfg(feature = "parquet")]
-    #[test]
-    fn entries_survive_the_parquet_schema() {
-        let mut entries: Vec<ManifestEntry> = (1..=3).map(|n| entry(n, n)).collect();
-        entries[1].etag = None;
-        entries[2].time_field = None;
-        let back = entries_from_batch(&entries_to_batch(&entries)).unwrap();
-        assert_eq!(back, entries);
     }
 
     #[tokio::test]
@@ -954,6 +900,7 @@ mod tests {
             bytes: 9,
             min_time: Some(day(20)),
             max_time: Some(day(25)),
+            footer_bytes: None,
         };
         update_head(&m.heads, &m.head_id(), move |h| {
             h.parts.push(part.clone());

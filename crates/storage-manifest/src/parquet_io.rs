@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, Stream, StreamExt, TryFutureExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowSelection};
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStreamBuilder};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::errors::ParquetError;
@@ -115,12 +115,24 @@ pub(crate) fn prune_row_groups(
         .collect()
 }
 
-/// Bytes the footer read asks for up front: 1/16 of the file, between 8 KiB and 64 KiB. The
-/// footer of a typical file (schema plus the statistics of its row groups) fits, so metadata
-/// costs one ranged GET, without fetching a large share of a small file; a larger footer costs
-/// one more GET.
-fn footer_prefetch(size: u64) -> usize {
-    (size / 16).clamp(8 * 1024, 64 * 1024) as usize
+/// Bytes the footer read asks for up front. With the footer's length known (a manifest
+/// part's [`PartRef::footer_bytes`](crate::PartRef::footer_bytes)) exactly that, so metadata
+/// costs one ranged GET whatever its size. Otherwise 1/16 of the file, between 8 KiB and
+/// 64 KiB: the footer of a typical file fits, without fetching a large share of a small file;
+/// a larger footer costs one more GET.
+fn footer_prefetch(size: u64, footer: Option<u64>) -> usize {
+    match footer {
+        Some(f) => f.min(size) as usize,
+        None => (size / 16).clamp(8 * 1024, 64 * 1024) as usize,
+    }
+}
+
+/// The length of `file`'s footer: its metadata, the 4-byte metadata length and the `PAR1`
+/// magic (what a reader must fetch to open it).
+pub(crate) fn footer_len(file: &[u8]) -> Option<u64> {
+    let tail = file.len().checked_sub(8)?;
+    let len = u32::from_le_bytes(file[tail..tail + 4].try_into().ok()?);
+    Some(u64::from(len) + 8)
 }
 
 /// [`AsyncFileReader`] over any `ObjectStore` (so over every Strata store and layer): ranged
@@ -131,6 +143,7 @@ pub(crate) struct ObjectStoreReader {
     store: Arc<dyn ObjectStore>,
     path: Path,
     size: u64,
+    footer: Option<u64>,
 }
 
 fn to_parquet_err(e: object_store::Error) -> ParquetError {
@@ -166,7 +179,7 @@ impl AsyncFileReader for ObjectStoreReader {
             let size = self.size;
             let metadata = ParquetMetaDataReader::new()
                 .with_arrow_reader_options(options)
-                .with_prefetch_hint(Some(footer_prefetch(size)))
+                .with_prefetch_hint(Some(footer_prefetch(size, self.footer)))
                 .load_and_finish(self, size)
                 .await?;
             Ok(Arc::new(metadata))
@@ -175,19 +188,33 @@ impl AsyncFileReader for ObjectStoreReader {
     }
 }
 
-/// An opened Parquet object: its metadata, read with ranged GETs.
+/// An opened Parquet object: its metadata, read with ranged GETs. Cheap to clone.
+#[derive(Clone)]
 pub(crate) struct OpenParquet {
     reader: ObjectStoreReader,
     meta: ArrowReaderMetadata,
 }
 
+/// What to read of an opened file.
+#[derive(Debug, Default)]
+pub(crate) struct ReadPlan {
+    /// Row groups to read (all when `None`).
+    pub row_groups: Option<Vec<usize>>,
+    /// Top-level columns to decode (all when `None`).
+    pub columns: Option<Vec<usize>>,
+    /// Rows to decode within `row_groups` (all when `None`).
+    pub rows: Option<RowSelection>,
+}
+
 impl OpenParquet {
-    /// Open `key` (of `size` bytes, when known, which saves a HEAD request).
+    /// Open `key` (of `size` bytes, when known, which saves a HEAD request; its footer is
+    /// `footer` bytes long, when known, which makes the metadata one exact GET).
     pub(crate) async fn open(
         backend: &str,
         store: Arc<dyn ObjectStore>,
         key: &str,
         size: Option<u64>,
+        footer: Option<u64>,
     ) -> Result<Self> {
         let path = Key::new(key)?.to_path();
         let size = match size {
@@ -200,7 +227,12 @@ impl OpenParquet {
                     .size
             }
         };
-        let mut reader = ObjectStoreReader { store, path, size };
+        let mut reader = ObjectStoreReader {
+            store,
+            path,
+            size,
+            footer,
+        };
         let meta = ArrowReaderMetadata::load_async(&mut reader, Default::default())
             .await
             .map_err(|e| parquet_error(backend, key, e))?;
@@ -220,25 +252,28 @@ impl OpenParquet {
         self.meta.schema().index_of(name).ok()
     }
 
-    /// Stream the batches of `row_groups` (all when `None`), reading only `columns` (all when
-    /// `None`; top-level indices).
+    /// Stream the batches `plan` selects.
     pub(crate) fn stream(
-        self,
+        &self,
         backend: &str,
         key: &str,
-        row_groups: Option<Vec<usize>>,
-        columns: Option<Vec<usize>>,
+        plan: ReadPlan,
         batch_size: usize,
     ) -> Result<impl Stream<Item = Result<RecordBatch>> + Send + 'static> {
-        let mut builder =
-            ParquetRecordBatchStreamBuilder::new_with_metadata(self.reader, self.meta.clone())
-                .with_batch_size(batch_size);
-        if let Some(rgs) = row_groups {
+        let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(
+            self.reader.clone(),
+            self.meta.clone(),
+        )
+        .with_batch_size(batch_size);
+        if let Some(rgs) = plan.row_groups {
             builder = builder.with_row_groups(rgs);
         }
-        if let Some(cols) = columns {
+        if let Some(cols) = plan.columns {
             let mask = ProjectionMask::roots(self.meta.parquet_schema(), cols);
             builder = builder.with_projection(mask);
+        }
+        if let Some(rows) = plan.rows {
+            builder = builder.with_row_selection(rows);
         }
         let (b, k) = (backend.to_string(), key.to_string());
         let stream = builder.build().map_err(|e| parquet_error(&b, &k, e))?;

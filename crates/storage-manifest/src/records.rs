@@ -7,7 +7,7 @@
 #[cfg(feature = "parquet")]
 mod arrow;
 #[cfg(feature = "parquet")]
-pub use arrow::batch_to_records;
+pub use arrow::rows_to_records;
 
 use std::collections::{HashMap, HashSet};
 

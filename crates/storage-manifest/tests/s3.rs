@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
-use storage_manifest::{Dataset, Format};
+use storage_manifest::{Dataset, Format, SearchQuery};
 
 use common::*;
 
@@ -72,4 +72,39 @@ async fn round_trips_through_the_r2_configuration() {
         return;
     };
     round_trip_every_format(&bucket).await;
+}
+
+/// A handle keeps the head it read and revalidates it by ETag (a conditional GET): on S3 a
+/// search after another handle's append or compaction sees the change at once.
+#[tokio::test]
+async fn a_cached_head_is_revalidated_on_s3() {
+    let Some(bucket) = strata_testkit::s3_bucket("manifest-head-cache") else {
+        return;
+    };
+    let ds = Dataset::new(bucket.clone());
+    let write = |text: &'static str| {
+        let ds = ds.clone();
+        async move {
+            ds.write("m", "u", &[json!({ "memo": text })], Format::Jsonl)
+                .await
+                .unwrap()
+        }
+    };
+    let first = write("coffee one").await;
+    let reader = ds.manifest("m", "u").unwrap();
+    let q = SearchQuery::new("coffee");
+    for _ in 0..2 {
+        let found = reader.search(&q).await.unwrap();
+        assert_eq!(found.total, 1);
+        assert_eq!(found.hits[0].entry, first);
+    }
+    write("coffee two").await;
+    assert_eq!(reader.search(&q).await.unwrap().total, 2);
+    ds.manifest("m", "u").unwrap().compact_all().await.unwrap();
+    let after = reader.search(&q).await.unwrap();
+    assert_eq!(after.total, 2);
+    assert_eq!(
+        after,
+        ds.manifest("m", "u").unwrap().search(&q).await.unwrap()
+    );
 }

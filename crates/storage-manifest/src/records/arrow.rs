@@ -193,12 +193,28 @@ fn build_column(col: &Column, records: &[Value]) -> Result<ArrayRef> {
 /// Turn an Arrow batch back into JSON records. Nulls are left out of the record (Parquet
 /// does not tell "absent" from "null"); timestamps come back as RFC 3339 text; columns marked
 /// as JSON are parsed.
+#[cfg(test)]
 pub fn batch_to_records(batch: &RecordBatch) -> Result<Vec<Value>> {
+    let all: Vec<usize> = (0..batch.num_rows()).collect();
+    rows_to_records(batch, &all, None)
+}
+
+/// The records of rows `rows` of `batch` (as [`batch_to_records`] makes them), with only the
+/// columns named in `columns` (all when `None`): rows and columns a read leaves out are never
+/// turned into JSON.
+pub fn rows_to_records(
+    batch: &RecordBatch,
+    rows: &[usize],
+    columns: Option<&[String]>,
+) -> Result<Vec<Value>> {
     let schema = batch.schema();
-    let mut rows: Vec<Map<String, Value>> = vec![Map::new(); batch.num_rows()];
+    let mut out_rows: Vec<Map<String, Value>> = vec![Map::new(); rows.len()];
     for (field, col) in schema.fields().iter().zip(batch.columns()) {
+        if columns.is_some_and(|cols| !cols.iter().any(|c| c == field.name())) {
+            continue;
+        }
         let is_json = field.metadata().get(JSON_COLUMN_META).map(String::as_str) == Some("true");
-        for (row, out) in rows.iter_mut().enumerate() {
+        for (&row, out) in rows.iter().zip(out_rows.iter_mut()) {
             if col.is_null(row) {
                 continue;
             }
@@ -206,7 +222,7 @@ pub fn batch_to_records(batch: &RecordBatch) -> Result<Vec<Value>> {
             out.insert(field.name().clone(), v);
         }
     }
-    Ok(rows.into_iter().map(Value::Object).collect())
+    Ok(out_rows.into_iter().map(Value::Object).collect())
 }
 
 fn float(x: f64) -> Value {
