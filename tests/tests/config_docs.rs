@@ -230,6 +230,11 @@ fn source_config() -> SourceConfig {
         buckets: vec!["agent".into()],
         policy: PolicyName::Hedged,
         hedge_delay: Some(Duration::from_millis(50)),
+        hedge_quantile: Some(0.95),
+        hedge_floor: Some(Duration::from_millis(1)),
+        hedge_cap: Some(Duration::from_millis(50)),
+        hedge_budget: Some(0.1),
+        hedge_within_bucket: Some(false),
     }
 }
 

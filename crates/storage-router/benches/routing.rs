@@ -128,21 +128,15 @@ async fn main() {
         ("parallel", ReadPolicy::Parallel),
         (
             "hedged 1ms",
-            ReadPolicy::Hedged {
-                delay: Duration::from_millis(1),
-            },
+            ReadPolicy::Hedged(storage_router::Hedging::fixed(Duration::from_millis(1))),
         ),
         (
             "hedged 2ms",
-            ReadPolicy::Hedged {
-                delay: Duration::from_millis(2),
-            },
+            ReadPolicy::Hedged(storage_router::Hedging::fixed(Duration::from_millis(2))),
         ),
         (
             "hedged 10ms",
-            ReadPolicy::Hedged {
-                delay: Duration::from_millis(10),
-            },
+            ReadPolicy::Hedged(storage_router::Hedging::fixed(Duration::from_millis(10))),
         ),
     ];
     let mut direct = Vec::new();
@@ -187,9 +181,7 @@ async fn main() {
         ("parallel", ReadPolicy::Parallel),
         (
             "hedged 20ms",
-            ReadPolicy::Hedged {
-                delay: Duration::from_millis(20),
-            },
+            ReadPolicy::Hedged(storage_router::Hedging::fixed(Duration::from_millis(20))),
         ),
     ];
     println!(

@@ -15,7 +15,8 @@
 //! [sources.tide]              # ordered read set: primary first, then fallbacks
 //! buckets = ["agent", "server-001", "server-002", "server-003"]
 //! policy = "hedged"           # sequential (default) | parallel | hedged
-//! hedge_delay = "50ms"        # only with policy = "hedged"
+//! hedge_cap = "50ms"          # hedged: the delay adapts to observed latency, up to this
+//! hedge_budget = 0.1          # hedged: at most 10% more requests than sequential
 //!
 //! [tenants.acme]              # a scope that can never reach outside its prefix/bucket
 //! prefix = "tenants/acme"
@@ -112,7 +113,8 @@ pub enum PolicyName {
     Sequential,
     /// All buckets at once; the hit from the highest-priority bucket wins.
     Parallel,
-    /// Start the first bucket, then the next one each `hedge_delay` (or as soon as one misses).
+    /// Start the first bucket, then the next one after a delay learnt from its latency (or
+    /// `hedge_delay`), or as soon as one misses.
     Hedged,
 }
 
@@ -125,16 +127,47 @@ pub struct SourceConfig {
     /// Read policy.
     #[serde(default)]
     pub policy: PolicyName,
-    /// Delay before hedging to the next bucket (policy = "hedged" only; default 50ms).
+    /// A fixed delay before hedging to the next bucket (policy = "hedged" only). Absent: the
+    /// delay adapts to each bucket's observed latency (`hedge_quantile`, `hedge_floor`,
+    /// `hedge_cap`).
     #[serde(
         default,
         with = "storage_core::config::duration_str::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub hedge_delay: Option<Duration>,
+    /// Adaptive hedging: the latency quantile of a bucket that usually has the key after
+    /// which the next request starts (default 0.95).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge_quantile: Option<f64>,
+    /// Adaptive hedging: the least delay before hedging past a bucket that usually has the
+    /// key (default 1ms).
+    #[serde(
+        default,
+        with = "storage_core::config::duration_str::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub hedge_floor: Option<Duration>,
+    /// Adaptive hedging: the longest delay, also used while a bucket has too few observed
+    /// answers (default 50ms).
+    #[serde(
+        default,
+        with = "storage_core::config::duration_str::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub hedge_cap: Option<Duration>,
+    /// Extra requests hedging may add, as a fraction of the requests a sequential read
+    /// would make (default 0.1: at most 10% more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge_budget: Option<f64>,
+    /// Also hedge within one bucket: a second GET of the same object after the delay,
+    /// before moving on to the next bucket (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge_within_bucket: Option<bool>,
 }
 
-/// Default hedge delay when `policy = "hedged"` gives none.
+/// The fixed hedge delay of `ReadPolicy::parse("hedged:…")`'s examples, and the default cap
+/// of the adaptive delay (the delay used before a bucket has been observed).
 pub const DEFAULT_HEDGE_DELAY: Duration = Duration::from_millis(50);
 
 /// A tenant's scope: a folder prefix, a bucket of its own, or both.
@@ -201,6 +234,7 @@ mod tests {
             buckets = ["agent", "server-001"]
             policy = "hedged"
             hedge_delay = "50ms"
+            hedge_budget = 0.05
             [tenants.acme]
             prefix = "tenants/acme"
             [bucket_health]
@@ -219,6 +253,7 @@ mod tests {
             cfg.sources["tide"].hedge_delay,
             Some(Duration::from_millis(50))
         );
+        assert_eq!(cfg.sources["tide"].hedge_budget, Some(0.05));
         assert_eq!(cfg.bucket_health.demote_after, 3);
         assert_eq!(cfg.bucket_health.demote_for, Duration::from_secs(30));
     }

@@ -2,6 +2,7 @@
 //! buckets that failed recently are tried last for a while.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,21 +13,115 @@ use tokio::time::Instant;
 use crate::config::HealthConfig;
 use crate::failure::is_bucket_failure;
 
-#[derive(Debug, Default, Clone)]
-struct State {
-    ok: u64,
-    errors: u64,
-    consecutive_failures: u32,
-    last_error: Option<String>,
-    last_failure_at: Option<Instant>,
-    last_latency: Option<Duration>,
+/// Latencies kept per bucket for adaptive hedging: the most recent answers.
+pub(crate) const LATENCY_WINDOW: usize = 256;
+
+/// One bucket's record. Reads update it with atomics only (a lock is taken on failures,
+/// to keep the message), so recording an answer costs no lock and no allocation.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    ok: AtomicU64,
+    errors: AtomicU64,
+    consecutive_failures: AtomicU32,
+    /// Latest latency in nanoseconds plus one (0: none yet).
+    last_latency: AtomicU64,
+    failure: Mutex<Option<(String, Instant)>>,
+    /// Ring of answer latencies in microseconds; `next` counts every sample ever written.
+    latencies: Box<[AtomicU32]>,
+    next: AtomicUsize,
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Slot {
+            ok: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            last_latency: AtomicU64::new(0),
+            failure: Mutex::new(None),
+            latencies: (0..LATENCY_WINDOW).map(|_| AtomicU32::new(0)).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Slot {
+    /// Record the outcome of one call. Not-found and other answers about the object count
+    /// as success: the bucket answered.
+    pub(crate) fn record<T>(&self, outcome: &Result<T, StorageError>, latency: Duration) {
+        match outcome {
+            Err(e) if is_bucket_failure(e) => self.record_failure(e, latency),
+            _ => self.record_success(latency),
+        }
+    }
+
+    fn record_success(&self, latency: Duration) {
+        self.ok.fetch_add(1, Ordering::Relaxed);
+        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+        self.set_latency(latency);
+        self.record_latency(latency);
+    }
+
+    /// Add one sample to the latency window only (a request abandoned after `latency`).
+    pub(crate) fn record_latency(&self, latency: Duration) {
+        let micros = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % LATENCY_WINDOW;
+        self.latencies[i].store(micros, Ordering::Relaxed);
+    }
+
+    fn record_failure(&self, error: &StorageError, latency: Duration) {
+        let message = error.to_string();
+        // A poisoned lock only means another thread panicked mid-update of plain values.
+        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        *f = Some((message, Instant::now()));
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+        self.set_latency(latency);
+    }
+
+    fn set_latency(&self, latency: Duration) {
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX - 1);
+        self.last_latency.store(nanos + 1, Ordering::Relaxed);
+    }
+
+    /// Until when the bucket is tried last, if it is now.
+    fn demoted_until(&self, config: &HealthConfig) -> Option<Instant> {
+        // The common case (no recent failures) is decided without the lock.
+        let failures = self.consecutive_failures.load(Ordering::Relaxed);
+        if config.demote_after == 0 || failures < config.demote_after {
+            return None;
+        }
+        let f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        let until = f.as_ref()?.1 + config.demote_for;
+        (Instant::now() < until).then_some(until)
+    }
+
+    /// The `level` quantile (0 < level ≤ 1) of the recorded answer latencies, or `None`
+    /// with fewer than `min_samples` of them.
+    pub(crate) fn latency_quantile(&self, level: f64, min_samples: usize) -> Option<Duration> {
+        let n = self.next.load(Ordering::Relaxed).min(LATENCY_WINDOW);
+        if n < min_samples.max(1) {
+            return None;
+        }
+        let mut v = [0u32; LATENCY_WINDOW];
+        for (dst, src) in v.iter_mut().zip(&self.latencies[..n]) {
+            *dst = src.load(Ordering::Relaxed);
+        }
+        let v = &mut v[..n];
+        // Nearest rank: the smallest sample with at least `level` of the samples at or below it.
+        let rank = ((level.clamp(0.0, 1.0) * n as f64).ceil() as usize).clamp(1, n) - 1;
+        let (_, q, _) = v.select_nth_unstable(rank);
+        Some(Duration::from_micros(u64::from(*q)))
+    }
 }
 
 /// Shared record of how each bucket has been answering. Cheap to clone (shared state).
 #[derive(Debug, Clone)]
 pub struct HealthTracker {
     config: HealthConfig,
-    state: Arc<Mutex<BTreeMap<String, State>>>,
+    slots: Arc<Mutex<BTreeMap<String, Arc<Slot>>>>,
 }
 
 impl Default for HealthTracker {
@@ -68,7 +163,7 @@ impl HealthTracker {
     pub fn new(config: HealthConfig) -> Self {
         HealthTracker {
             config,
-            state: Arc::default(),
+            slots: Arc::default(),
         }
     }
 
@@ -77,54 +172,40 @@ impl HealthTracker {
         self.config
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut BTreeMap<String, State>) -> R) -> R {
-        // A poisoned lock only means another thread panicked mid-update of plain counters.
-        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
+    /// The record of `bucket`, made on first use. Readers keep the handle, so recording an
+    /// answer never looks the name up again.
+    pub(crate) fn slot(&self, bucket: &str) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        match slots.get(bucket) {
+            Some(s) => s.clone(),
+            None => slots.entry(bucket.to_string()).or_default().clone(),
+        }
+    }
+
+    /// Whether the bucket behind `slot` is demoted now under this tracker's policy.
+    pub(crate) fn slot_is_demoted(&self, slot: &Slot) -> bool {
+        slot.demoted_until(&self.config).is_some()
     }
 
     /// Record the outcome of one call to `bucket`. Not-found and other answers about the
     /// object count as success: the bucket answered.
     pub fn record<T>(&self, bucket: &str, outcome: &Result<T, StorageError>, latency: Duration) {
-        match outcome {
-            Err(e) if is_bucket_failure(e) => self.record_failure(bucket, e, latency),
-            _ => self.record_success(bucket, latency),
-        }
+        self.slot(bucket).record(outcome, latency);
     }
 
     /// Record a successful call.
     pub fn record_success(&self, bucket: &str, latency: Duration) {
-        self.with(|m| {
-            let s = m.entry(bucket.to_string()).or_default();
-            s.ok += 1;
-            s.consecutive_failures = 0;
-            s.last_latency = Some(latency);
-        });
+        self.slot(bucket).record_success(latency);
     }
 
     /// Record a failed call.
     pub fn record_failure(&self, bucket: &str, error: &StorageError, latency: Duration) {
-        self.with(|m| {
-            let s = m.entry(bucket.to_string()).or_default();
-            s.errors += 1;
-            s.consecutive_failures = s.consecutive_failures.saturating_add(1);
-            s.last_error = Some(error.to_string());
-            s.last_failure_at = Some(Instant::now());
-            s.last_latency = Some(latency);
-        });
-    }
-
-    fn demoted_until(&self, s: &State) -> Option<Instant> {
-        if self.config.demote_after == 0 || s.consecutive_failures < self.config.demote_after {
-            return None;
-        }
-        let until = s.last_failure_at? + self.config.demote_for;
-        (Instant::now() < until).then_some(until)
+        self.slot(bucket).record_failure(error, latency);
     }
 
     /// Whether `bucket` is currently demoted.
     pub fn is_demoted(&self, bucket: &str) -> bool {
-        self.with(|m| m.get(bucket).and_then(|s| self.demoted_until(s)).is_some())
+        self.slot_is_demoted(&self.slot(bucket))
     }
 
     /// `items` in priority order: the given order, with demoted buckets moved to the end
@@ -137,22 +218,27 @@ impl HealthTracker {
 
     /// Health of one bucket.
     pub fn snapshot(&self, bucket: &str, provider: Option<&str>) -> BucketHealth {
-        self.with(|m| {
-            let s = m.get(bucket).cloned().unwrap_or_default();
-            let demoted_for_ms = self
-                .demoted_until(&s)
-                .map(|u| (u - Instant::now()).as_secs_f64() * 1000.0);
-            BucketHealth {
-                bucket: bucket.to_string(),
-                provider: provider.map(str::to_string),
-                ok: s.ok,
-                errors: s.errors,
-                consecutive_failures: s.consecutive_failures,
-                last_error: s.last_error,
-                latency_ms: s.last_latency.map(|d| d.as_secs_f64() * 1000.0),
-                demoted_for_ms,
-            }
-        })
+        let s = self.slot(bucket);
+        let demoted_for_ms = s
+            .demoted_until(&self.config)
+            .map(|u| (u - Instant::now()).as_secs_f64() * 1000.0);
+        let last_error = s
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(m, _)| m.clone());
+        let latency = s.last_latency.load(Ordering::Relaxed);
+        BucketHealth {
+            bucket: bucket.to_string(),
+            provider: provider.map(str::to_string),
+            ok: s.ok.load(Ordering::Relaxed),
+            errors: s.errors.load(Ordering::Relaxed),
+            consecutive_failures: s.consecutive_failures.load(Ordering::Relaxed),
+            last_error,
+            latency_ms: (latency > 0).then(|| (latency - 1) as f64 / 1e6),
+            demoted_for_ms,
+        }
     }
 
     /// Probe `bucket` with a cheap listing ([`Bucket::health`]) and record the result.
@@ -212,5 +298,33 @@ mod tests {
         let snap = h.snapshot("a", Some("memory"));
         assert_eq!((snap.ok, snap.errors, snap.consecutive_failures), (1, 1, 0));
         assert_eq!(snap.latency_ms, Some(3.0));
+    }
+
+    #[test]
+    fn latency_quantile_is_the_nearest_rank_of_the_recent_window() {
+        let h = HealthTracker::default();
+        let s = h.slot("a");
+        assert_eq!(s.latency_quantile(0.9, 1), None, "no samples yet");
+        for ms in 1..=10 {
+            s.record_success(Duration::from_millis(ms));
+        }
+        assert_eq!(s.latency_quantile(0.9, 1), Some(Duration::from_millis(9)));
+        assert_eq!(s.latency_quantile(1.0, 1), Some(Duration::from_millis(10)));
+        assert_eq!(s.latency_quantile(0.01, 1), Some(Duration::from_millis(1)));
+        assert_eq!(s.latency_quantile(0.5, 11), None, "too few samples");
+        // The window keeps the latest LATENCY_WINDOW samples only.
+        for _ in 0..LATENCY_WINDOW {
+            s.record_success(Duration::from_millis(100));
+        }
+        assert_eq!(
+            s.latency_quantile(0.01, 1),
+            Some(Duration::from_millis(100))
+        );
+        // Failures are not answers: they do not enter the window.
+        s.record_failure(&outage(), Duration::from_millis(1));
+        assert_eq!(
+            s.latency_quantile(0.01, 1),
+            Some(Duration::from_millis(100))
+        );
     }
 }

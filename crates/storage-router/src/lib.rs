@@ -7,12 +7,15 @@
 //!   own) map to a bucket and a folder prefix ([`Router::route`] → [`RoutedBucket`]);
 //!   [`layout`] has seed 004's key layouts; the legacy single `bucket` still works;
 //! - **source sets**: an ordered primary + fallbacks read with a [`ReadPolicy`]
-//!   (sequential, parallel, hedged), merged listings, health-based priority
-//!   ([`SourceSet`], [`HealthTracker`]);
+//!   (sequential, parallel, hedged with adaptive delays and a request budget: [`Hedging`]),
+//!   merged listings, health-based priority ([`SourceSet`], [`HealthTracker`]);
 //! - **tenants**: a scope that cannot reach outside its prefix or bucket ([`Router::tenant`]);
 //! - **stores**: [`FailoverStore`] (seed 002 provider fallback), [`MirrorStore`] (seed 003
 //!   hybrid mode) and [`FallbackStore`] (a source set as one store) are plain
 //!   `object_store::ObjectStore`s;
+//! - **one fallback engine** reads for all of them: a source set's `get`, its store,
+//!   failover and mirror reads, and a route's offload fallback differ only in which answers
+//!   move a read on and in the policy, never in code;
 //! - **offload** of old objects ([`offload()`]) and **sync/migrate** between buckets
 //!   ([`sync()`]): resumable, verified, with progress.
 //!
@@ -48,6 +51,7 @@
 
 mod config;
 mod copy;
+mod engine;
 mod failure;
 mod health;
 pub mod layout;
@@ -64,11 +68,15 @@ pub use config::{
     BUILTIN_ROUTES, DEFAULT_HEDGE_DELAY, HealthConfig, OffloadConfig, PolicyName, RouteConfig,
     RouterConfig, SourceConfig, TenantConfig,
 };
+pub use engine::ReadStats;
 pub use failure::{AllBucketsFailed, BucketFailure};
 pub use health::{BucketHealth, HealthTracker};
 pub use listing::{ListedObject, MergedListing, merged_list};
 pub use offload::{OffloadOptions, OffloadReport, offload};
-pub use read::{Found, ReadPolicy, read_any};
+pub use read::{
+    DEFAULT_HEDGE_BUDGET, DEFAULT_HEDGE_FLOOR, DEFAULT_HEDGE_QUANTILE, Found, HedgeDelay, Hedging,
+    ReadPolicy,
+};
 pub use routed::{OffloadTarget, RoutedBucket, RoutedTarget};
 pub use router::{BucketEntry, OffloadInfo, RouteInfo, Router, RouterInfo, TenantInfo};
 pub use source::{MirrorCopy, MirrorReport, SourceInfo, SourceSet};

@@ -1,5 +1,6 @@
 //! A bucket seen through a folder prefix: what a route or a tenant hands out.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,6 +15,9 @@ use storage_core::{
     Bucket, BucketStats, Key, Listing, Object, ObjectInfo, ObjectStream, PresignMethod, PutOpts,
     Result, StorageError, WriteResult,
 };
+
+use crate::engine::{Engine, FallbackOn};
+use crate::read::ReadPolicy;
 
 /// Where a route's old objects were moved (seed 004 `s3Offload`); reads fall back there.
 #[derive(Debug, Clone)]
@@ -56,8 +60,17 @@ pub struct RoutedBucket {
     name: String,
     bucket: Bucket,
     prefix: Option<Key>,
-    offload: Option<Arc<OffloadTarget>>,
+    offload: Option<Arc<Offload>>,
     strict: bool,
+}
+
+/// An offload target and the fallback engine that reads through to it.
+#[derive(Debug)]
+struct Offload {
+    target: OffloadTarget,
+    /// Members: 0 the route's own folder, 1 the target. Only a miss moves on: an outage of
+    /// either is the answer, never "not found".
+    engine: Engine,
 }
 
 /// Where a routed handle points, for `strata buckets info`.
@@ -85,7 +98,18 @@ impl RoutedBucket {
 
     /// Also look in `target` when an object is not under the prefix any more.
     pub fn with_offload(mut self, target: OffloadTarget) -> Self {
-        self.offload = Some(Arc::new(target));
+        let engine = Engine::new(
+            format!("route {}", self.name),
+            self.bucket.name(),
+            vec![
+                self.bucket.name().to_string(),
+                target.bucket.name().to_string(),
+            ],
+            FallbackOn::Miss,
+            ReadPolicy::Sequential,
+            None,
+        );
+        self.offload = Some(Arc::new(Offload { target, engine }));
         self
     }
 
@@ -129,7 +153,7 @@ impl RoutedBucket {
 
     /// The offload target, if the route has one.
     pub fn offload(&self) -> Option<&OffloadTarget> {
-        self.offload.as_deref()
+        self.offload.as_deref().map(|o| &o.target)
     }
 
     /// Bucket, prefix and provider.
@@ -191,31 +215,21 @@ impl RoutedBucket {
     /// Read an object as a stream (falling back to the offload target like
     /// [`get`](Self::get)). The returned key is relative to the prefix.
     pub async fn get_stream(&self, key: &str) -> Result<ObjectStream> {
-        let full = self.full_key(key)?;
-        let mut s = match self.bucket.get_stream(&full).await {
-            Err(e) if e.is_not_found() => match self.offload_key(key)? {
-                Some((bucket, k)) => bucket.get_stream(k).await.map_err(|e2| miss_or(e, e2))?,
-                None => return Err(e),
-            },
-            r => r?,
-        };
+        let mut s = self
+            .read_through(key, |b, k| async move { b.get_stream(k).await })
+            .await?;
         s.info.key = key.to_string();
         Ok(s)
     }
 
     /// Read bytes `range` of an object (falling back to the offload target).
     pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Object> {
-        let full = self.full_key(key)?;
-        let mut obj = match self.bucket.get_range(&full, range.clone()).await {
-            Err(e) if e.is_not_found() => match self.offload_key(key)? {
-                Some((bucket, k)) => bucket
-                    .get_range(k, range)
-                    .await
-                    .map_err(|e2| miss_or(e, e2))?,
-                None => return Err(e),
-            },
-            r => r?,
-        };
+        let mut obj = self
+            .read_through(key, |b, k| {
+                let range = range.clone();
+                async move { b.get_range(k, range).await }
+            })
+            .await?;
         obj.info.key = key.to_string();
         Ok(obj)
     }
@@ -242,30 +256,50 @@ impl RoutedBucket {
     /// Read an object; if the route has an offload target and the object is not under the
     /// prefix, it is read from there. The returned key is relative to the prefix.
     pub async fn get(&self, key: &str) -> Result<Object> {
-        let full = self.full_key(key)?;
-        let mut obj = match self.bucket.get(&full).await {
-            Err(e) if e.is_not_found() => match self.offload_key(key)? {
-                Some((bucket, k)) => bucket.get(k).await.map_err(|e2| miss_or(e, e2))?,
-                None => return Err(e),
-            },
-            r => r?,
-        };
+        let mut obj = self
+            .read_through(key, |b, k| async move { b.get(k).await })
+            .await?;
         obj.info.key = key.to_string();
         Ok(obj)
     }
 
     /// Metadata of an object (falling back to the offload target like [`get`](Self::get)).
     pub async fn head(&self, key: &str) -> Result<ObjectInfo> {
-        let full = self.full_key(key)?;
-        let mut info = match self.bucket.head(&full).await {
-            Err(e) if e.is_not_found() => match self.offload_key(key)? {
-                Some((bucket, k)) => bucket.head(k).await.map_err(|e2| miss_or(e, e2))?,
-                None => return Err(e),
-            },
-            r => r?,
-        };
+        let mut info = self
+            .read_through(key, |b, k| async move { b.head(k).await })
+            .await?;
         info.key = key.to_string();
         Ok(info)
+    }
+
+    /// Run the read `op(bucket, full key)` under the prefix and, when the route has a
+    /// separate offload target, through the fallback engine: the target is asked only when
+    /// the route's own folder says "not found".
+    async fn read_through<T, F, Fut>(&self, key: &str, op: F) -> Result<T>
+    where
+        F: Fn(Bucket, Key) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let full = self.full_key(key)?;
+        let Some(off) = self
+            .offload
+            .as_deref()
+            .filter(|o| !o.target.is_in_place(self))
+        else {
+            return op(self.bucket.clone(), full).await;
+        };
+        let (op, full_ref) = (&op, &full);
+        off.engine
+            .read(full.as_str(), ReadPolicy::Sequential, |i| async move {
+                if i == 0 {
+                    op(self.bucket.clone(), full_ref.clone()).await
+                } else {
+                    let k = self.full_key_in(&off.target.prefix, key)?;
+                    op(off.target.bucket.clone(), k).await
+                }
+            })
+            .await
+            .map(|a| a.value)
     }
 
     /// Whether an object exists (here or offloaded).
@@ -289,7 +323,7 @@ impl RoutedBucket {
     /// Every object under `prefix` (relative), then every offloaded one, keys relative.
     pub fn list(&self, prefix: &str) -> BoxStream<'static, Result<ObjectInfo>> {
         let main = self.list_one(&self.bucket, &self.prefix, prefix);
-        match &self.offload {
+        match self.offload() {
             Some(t) if !t.is_in_place(self) => main
                 .chain(self.list_one(&t.bucket, &t.prefix, prefix))
                 .boxed(),
@@ -367,21 +401,12 @@ impl RoutedBucket {
 
     /// Bucket and full key of `key` in the offload target, when there is a separate one.
     pub(crate) fn offload_key(&self, key: &str) -> Result<Option<(&Bucket, Key)>> {
-        match &self.offload {
+        match self.offload() {
             Some(t) if !t.is_in_place(self) => {
                 Ok(Some((&t.bucket, self.full_key_in(&t.prefix, key)?)))
             }
             _ => Ok(None),
         }
-    }
-}
-
-/// The primary's NotFound unless the offload target failed for another reason.
-fn miss_or(primary: StorageError, offload: StorageError) -> StorageError {
-    if offload.is_not_found() {
-        primary
-    } else {
-        offload
     }
 }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 use storage_core::config::validate_name;
 use storage_core::{Bucket, Key, Object, Result, StorageError};
 
-use crate::config::{BUILTIN_ROUTES, OffloadConfig, PolicyName, RouterConfig};
+use crate::config::{BUILTIN_ROUTES, OffloadConfig, RouterConfig};
 use crate::health::{BucketHealth, HealthTracker};
 use crate::read::{Found, ReadPolicy};
 use crate::routed::{OffloadTarget, RoutedBucket, RoutedTarget, parse_prefix};
@@ -377,26 +377,13 @@ impl Router {
                 }
                 members.push(cx.bucket(f, b)?);
             }
-            if let Some(d) = src.hedge_delay {
-                if src.policy != PolicyName::Hedged {
-                    return Err(cx.err(
-                        format!("{field}.hedge_delay"),
-                        format!(
-                            "only applies to policy = \"hedged\" (this set's policy is {:?}); remove it or set policy = \"hedged\"",
-                            src.policy
-                        )
-                        .to_lowercase(),
-                    ));
+            let policy = ReadPolicy::from_config(src).map_err(|e| match e {
+                StorageError::InvalidConfig { field: f, reason } => {
+                    cx.err(format!("{field}.{f}"), reason)
                 }
-                if d.is_zero() {
-                    return Err(cx.err(
-                        format!("{field}.hedge_delay"),
-                        "must be more than zero (zero would be policy = \"parallel\"); e.g. \"50ms\"",
-                    ));
-                }
-            }
-            let set = SourceSet::new(name.clone(), members, ReadPolicy::from_config(src))?
-                .with_health(health.clone());
+                other => other,
+            })?;
+            let set = SourceSet::new(name.clone(), members, policy)?.with_health(health.clone());
             sources.insert(name.clone(), set);
         }
 

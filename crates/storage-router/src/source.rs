@@ -1,5 +1,6 @@
 //! An ordered set of buckets read as one: a primary and its fallbacks (seed 000).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -10,15 +11,17 @@ use storage_core::{
     Bucket, Object, ObjectInfo, PutOpts, Result, StorageError, WriteCondition, WriteResult,
 };
 
+use crate::engine::{Engine, FallbackOn, ReadStats};
 use crate::health::HealthTracker;
 use crate::listing::{MergedListing, merged_list};
-use crate::read::{Found, ReadPolicy, read_any};
+use crate::read::{Found, ReadPolicy};
 use crate::stores::{FallbackStore, MirrorStore};
 
 /// An ordered read set: the first bucket is the primary, the rest are fallbacks.
 ///
 /// Reads go through [`get`](Self::get) under the set's [`ReadPolicy`]; buckets that failed
-/// recently are tried last (see [`HealthTracker`]). Cheap to clone.
+/// recently are tried last (see [`HealthTracker`]). The set's [`store`](Self::store) reads
+/// through the same engine, policy, health and hedge budget. Cheap to clone.
 ///
 /// ```
 /// use storage_core::Bucket;
@@ -36,8 +39,8 @@ use crate::stores::{FallbackStore, MirrorStore};
 pub struct SourceSet {
     name: String,
     buckets: Vec<Bucket>,
-    policy: ReadPolicy,
     health: HealthTracker,
+    engine: Engine,
 }
 
 /// One copy of a mirrored write.
@@ -108,7 +111,7 @@ struct BucketFailureView<'a> {
 }
 
 /// Primary, fallbacks and policy of a set, for `strata buckets info`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SourceInfo {
     /// Set name.
     pub name: String,
@@ -132,23 +135,35 @@ impl SourceSet {
                 "a source set needs at least one bucket",
             ));
         }
+        let health = HealthTracker::default();
+        let engine = Engine::new(
+            name.clone(),
+            format!("set `{name}`"),
+            buckets.iter().map(|b| b.name().to_string()).collect(),
+            FallbackOn::MissOrFailure,
+            policy,
+            Some(health.clone()),
+        );
         Ok(SourceSet {
             name,
             buckets,
-            policy,
-            health: HealthTracker::default(),
+            health,
+            engine,
         })
     }
 
     /// Share `health` with other sets (the router shares one tracker across all of them).
     pub fn with_health(mut self, health: HealthTracker) -> Self {
+        self.engine = self
+            .engine
+            .reconfigured(self.policy(), Some(health.clone()));
         self.health = health;
         self
     }
 
     /// Use another read policy.
     pub fn with_policy(mut self, policy: ReadPolicy) -> Self {
-        self.policy = policy;
+        self.engine = self.engine.reconfigured(policy, Some(self.health.clone()));
         self
     }
 
@@ -169,7 +184,14 @@ impl SourceSet {
 
     /// Read policy.
     pub fn policy(&self) -> ReadPolicy {
-        self.policy
+        self.engine.policy()
+    }
+
+    /// Requests the set's reads have made so far (through [`get`](Self::get),
+    /// [`head`](Self::head) and [`store`](Self::store)), and how many of them were extra
+    /// compared with sequential reads.
+    pub fn read_stats(&self) -> ReadStats {
+        self.engine.stats()
     }
 
     /// The health tracker.
@@ -179,46 +201,43 @@ impl SourceSet {
 
     /// Buckets in the order reads try them now: configured order, demoted ones last.
     pub fn priority_order(&self) -> Vec<Bucket> {
-        self.health.order(self.buckets.clone(), |b| b.name())
+        self.engine
+            .priority()
+            .into_iter()
+            .map(|i| self.buckets[i].clone())
+            .collect()
     }
 
     /// Read `key` from the first bucket that has it, under the set's policy.
     pub async fn get(&self, key: &str) -> Result<Found<Object>> {
-        self.get_with(key, self.policy).await
+        self.get_with(key, self.policy()).await
     }
 
     /// Read `key` under another policy.
     pub async fn get_with(&self, key: &str, policy: ReadPolicy) -> Result<Found<Object>> {
-        let k = key.to_string();
-        read_any(
-            &self.name,
-            key,
-            &self.priority_order(),
-            policy,
-            &self.health,
-            move |b| {
-                let k = k.clone();
-                async move { b.get(k).await }
-            },
-        )
-        .await
+        self.read(key, policy, |b| b.get(key)).await
     }
 
     /// Metadata of `key` from the first bucket that has it.
     pub async fn head(&self, key: &str) -> Result<Found<ObjectInfo>> {
-        let k = key.to_string();
-        read_any(
-            &self.name,
-            key,
-            &self.priority_order(),
-            self.policy,
-            &self.health,
-            move |b| {
-                let k = k.clone();
-                async move { b.head(k).await }
-            },
-        )
-        .await
+        self.read(key, self.policy(), |b| b.head(key)).await
+    }
+
+    async fn read<'a, T, F, Fut>(&'a self, key: &str, policy: ReadPolicy, op: F) -> Result<Found<T>>
+    where
+        F: Fn(&'a Bucket) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let a = self
+            .engine
+            .read(key, policy, |i| op(&self.buckets[i]))
+            .await?;
+        tracing::debug!(set = %self.name, bucket = self.engine.name(a.index), "read-any: found");
+        Ok(Found {
+            bucket: self.engine.name(a.index).to_string(),
+            value: a.value,
+            skipped: a.skipped,
+        })
     }
 
     /// Read `key` from one named bucket of the set (seed 000 `getTideDataFromServer`);
@@ -313,10 +332,11 @@ impl SourceSet {
         }
     }
 
-    /// The set as one `object_store` store: reads fall back across the buckets in priority
-    /// order (on a miss or a failure), listings are merged, writes go to the primary.
+    /// The set as one `object_store` store ([`FallbackStore`]): reads follow the set's
+    /// policy through the same engine as [`get`](Self::get) (on a miss or a failure, in
+    /// priority order), listings are merged, writes go to the primary.
     pub fn store(&self) -> Arc<dyn ObjectStore> {
-        Arc::new(FallbackStore::from_source(self))
+        Arc::new(FallbackStore::from(self))
     }
 
     /// The set as a mirroring store: writes go to every bucket, reads prefer the primary.
@@ -338,7 +358,7 @@ impl SourceSet {
                 .iter()
                 .map(|b| b.name().to_string())
                 .collect(),
-            policy: self.policy,
+            policy: self.policy(),
             providers: self
                 .buckets
                 .iter()
@@ -354,4 +374,18 @@ pub(crate) fn names(buckets: &[Bucket]) -> String {
         .map(|b| format!("`{}`", b.name()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+impl From<&SourceSet> for FallbackStore {
+    /// The set as one store, sharing its engine: policy, health and hedge budget.
+    fn from(set: &SourceSet) -> Self {
+        FallbackStore::over(
+            format!("source {}", set.name),
+            set.buckets
+                .iter()
+                .map(|b| (b.name().to_string(), b.store().clone()))
+                .collect(),
+            set.engine.clone(),
+        )
+    }
 }

@@ -6,7 +6,7 @@
 //! |---|---|---|---|
 //! | [`FailoverStore`] | primary; the next store only when the primary is *unavailable* (retryable error, timeout, open circuit) — never because an object is missing | primary; unconditional writes fail over like reads, conditional ones never do (a CAS must be decided by one store) | primary, failing over when unavailable |
 //! | [`MirrorStore`] | primary first, then the others on a miss *or* a failure | every store (see [`MirrorRequirement`]) | primary, failing over when unavailable |
-//! | [`FallbackStore`] | in priority order (demoted stores last) on a miss or a failure | primary only | merged across stores, de-duplicated; a store that fails makes the listing end in an error rather than silently lose keys |
+//! | [`FallbackStore`] | under the source set's [`ReadPolicy`] (sequential, parallel, hedged), in priority order (demoted stores last), on a miss or a failure | primary only | merged across stores, de-duplicated; a store that fails makes the listing end in an error rather than silently lose keys |
 
 use std::fmt;
 use std::ops::Range;
@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::FutureExt;
 use futures::future::{BoxFuture, join_all};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path;
@@ -24,9 +25,9 @@ use object_store::{
 use storage_core::{Bucket, ErrorKind, StorageError};
 use tokio::time::Instant;
 
-use crate::failure::{AllBucketsFailed, BucketFailure, is_final_answer, is_unavailable};
-use crate::health::HealthTracker;
-use crate::source::SourceSet;
+use crate::engine::{Engine, FallbackOn};
+use crate::failure::{AllBucketsFailed, BucketFailure, is_unavailable};
+use crate::read::ReadPolicy;
 
 type OsResult<T> = object_store::Result<T>;
 
@@ -60,12 +61,6 @@ fn batch_failure(
 pub const DELETE_BATCH: usize = 700;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReadFallback {
-    OnUnavailable,
-    OnMissOrFailure,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Writes {
     Primary,
     Failover,
@@ -97,10 +92,11 @@ struct Core {
     kind: &'static str,
     label: String,
     members: Vec<Member>,
-    read: ReadFallback,
+    /// Reads: the fallback engine over the members (with the source set's health and
+    /// policy for a [`FallbackStore`]).
+    engine: Engine,
     writes: Writes,
     lists: Lists,
-    health: Option<HealthTracker>,
 }
 
 impl Core {
@@ -108,7 +104,7 @@ impl Core {
         kind: &'static str,
         label: String,
         members: Vec<(String, Arc<dyn ObjectStore>)>,
-        read: ReadFallback,
+        on: FallbackOn,
         writes: Writes,
         lists: Lists,
     ) -> Arc<Self> {
@@ -116,6 +112,26 @@ impl Core {
             !members.is_empty(),
             "{kind} needs at least one store; this is a programming error"
         );
+        let names = members.iter().map(|(n, _)| n.clone()).collect();
+        let engine = Engine::new(
+            label.clone(),
+            label.clone(),
+            names,
+            on,
+            ReadPolicy::Sequential,
+            None,
+        );
+        Self::with_engine(kind, label, members, engine, writes, lists)
+    }
+
+    fn with_engine(
+        kind: &'static str,
+        label: String,
+        members: Vec<(String, Arc<dyn ObjectStore>)>,
+        engine: Engine,
+        writes: Writes,
+        lists: Lists,
+    ) -> Arc<Self> {
         Arc::new(Core {
             kind,
             label,
@@ -123,10 +139,9 @@ impl Core {
                 .into_iter()
                 .map(|(name, store)| Member { name, store })
                 .collect(),
-            read,
+            engine,
             writes,
             lists,
-            health: None,
         })
     }
 
@@ -134,68 +149,21 @@ impl Core {
         &self.members[0]
     }
 
-    fn read_order(&self) -> Vec<Member> {
-        match &self.health {
-            Some(h) => h.order(self.members.clone(), |m| m.name.as_str()),
-            None => self.members.clone(),
-        }
-    }
-
-    fn record<T>(&self, name: &str, r: &Result<T, StorageError>, start: Instant) {
-        if let Some(h) = &self.health {
-            h.record(name, r, start.elapsed());
-        }
-    }
-
-    fn falls_back(&self, err: &StorageError) -> bool {
-        match self.read {
-            ReadFallback::OnUnavailable => is_unavailable(err),
-            ReadFallback::OnMissOrFailure => !is_final_answer(err),
-        }
-    }
-
-    /// Run `op` on each member in read order until one answers.
-    async fn read<T, F>(&self, op: F) -> OsResult<T>
+    /// Run `op` on the members through the fallback engine, under its policy.
+    async fn read<'a, T, F, Fut>(&'a self, location: &Path, op: F) -> OsResult<T>
     where
-        F: Fn(Arc<dyn ObjectStore>) -> BoxFuture<'static, OsResult<T>>,
+        F: Fn(&'a Arc<dyn ObjectStore>) -> Fut,
+        Fut: std::future::Future<Output = OsResult<T>> + 'a,
     {
-        let mut miss: Option<StorageError> = None;
-        let mut failures = Vec::new();
-        let order = self.read_order();
-        let last = order.len() - 1;
-        for (i, m) in order.into_iter().enumerate() {
-            let start = Instant::now();
-            let r = op(m.store.clone())
-                .await
-                .map_err(|e| StorageError::from_object_store(&m.name, e));
-            self.record(&m.name, &r, start);
-            match r {
-                Ok(v) => return Ok(v),
-                Err(e) if i == last && failures.is_empty() && miss.is_none() => {
-                    return Err(e.into_object_store());
-                }
-                Err(e) if !self.falls_back(&e) => return Err(e.into_object_store()),
-                Err(e) if e.is_not_found() => {
-                    miss.get_or_insert(e);
-                }
-                Err(e) => {
-                    tracing::warn!(store = %self.label, bucket = %m.name, error = %e, "read failed; falling back to the next store");
-                    failures.push(BucketFailure {
-                        bucket: m.name.clone(),
-                        error: e,
-                    });
-                }
-            }
-        }
-        match miss {
-            Some(e) => Err(e.into_object_store()),
-            None => Err(AllBucketsFailed {
-                set: self.label.clone(),
-                failures,
-            }
-            .into_error()
-            .into_object_store()),
-        }
+        self.engine
+            .read(location.as_ref(), self.engine.policy(), |i| {
+                let m = &self.members[i];
+                op(&m.store)
+                    .map(move |r| r.map_err(|e| StorageError::from_object_store(&m.name, e)))
+            })
+            .await
+            .map(|a| a.value)
+            .map_err(StorageError::into_object_store)
     }
 
     /// Run a write on the primary, failing over to the next members while the error says
@@ -207,11 +175,9 @@ impl Core {
         let mut failures = Vec::new();
         let last = self.members.len() - 1;
         for (i, m) in self.members.iter().enumerate() {
-            let start = Instant::now();
             let r = op(m.store.clone())
                 .await
                 .map_err(|e| StorageError::from_object_store(&m.name, e));
-            self.record(&m.name, &r, start);
             match r {
                 Ok(v) => return Ok(v),
                 Err(e) if may_fail_over && i < last && is_unavailable(&e) => {
@@ -271,16 +237,14 @@ impl Core {
         let outcomes = join_all(rest.iter().map(|m| {
             let fut = f(m.store.clone());
             async move {
-                let start = Instant::now();
                 let r = fut
                     .await
                     .map_err(|e| StorageError::from_object_store(&m.name, e));
-                (m.name.clone(), r, start)
+                (m.name.clone(), r)
             }
         }))
         .await;
-        for (name, r, start) in outcomes {
-            self.record(&name, &r, start);
+        for (name, r) in outcomes {
             if let Err(e) = &r {
                 tracing::warn!(store = %self.label, bucket = %name, error = %e, "mirror copy failed");
             }
@@ -413,19 +377,13 @@ impl Core {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
-        self.read(|s| {
-            let (l, o) = (location.clone(), options.clone());
-            Box::pin(async move { s.get_opts(&l, o).await })
-        })
-        .await
+        self.read(location, |s| s.get_opts(location, options.clone()))
+            .await
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
-        self.read(|s| {
-            let (l, r) = (location.clone(), ranges.to_vec());
-            Box::pin(async move { s.get_ranges(&l, &r).await })
-        })
-        .await
+        self.read(location, |s| s.get_ranges(location, ranges))
+            .await
     }
 
     /// Deletes go to the members in batches of at most [`DELETE_BATCH`] keys (one
@@ -532,17 +490,19 @@ impl Core {
             .flatten()
             .boxed(),
             Lists::Merged => stream::once(async move {
-                let order = core.read_order();
-                let listings = join_all(order.iter().map(|m| {
+                let ranks = core.engine.priority();
+                let order: Vec<&Member> = ranks.iter().map(|&i| &core.members[i]).collect();
+                let listings = join_all(ranks.iter().map(|&i| {
                     let core = core.clone();
-                    let s = m.store.list(prefix.as_ref());
+                    let s = core.members[i].store.list(prefix.as_ref());
                     async move {
                         let start = Instant::now();
+                        let m = &core.members[i];
                         let r: Result<Vec<ObjectMeta>, StorageError> = s
                             .try_collect()
                             .await
                             .map_err(|e| StorageError::from_object_store(&m.name, e));
-                        core.record(&m.name, &r, start);
+                        core.engine.observe(i, &r, start.elapsed());
                         r
                     }
                 }))
@@ -593,7 +553,12 @@ impl Core {
                     .unwrap_or_else(|| unreachable_empty(self.kind)))
             }
             Lists::Merged => {
-                let order = self.read_order();
+                let order: Vec<&Member> = self
+                    .engine
+                    .priority()
+                    .into_iter()
+                    .map(|i| &self.members[i])
+                    .collect();
                 let results =
                     join_all(order.iter().map(|m| m.store.list_with_delimiter(prefix))).await;
                 let mut objects: Vec<(usize, ObjectMeta)> = Vec::new();
@@ -796,7 +761,7 @@ multi_store!(
     /// copied to the others only when it succeeds. Which copies must succeed is a
     /// [`MirrorRequirement`] (default: any). Multipart uploads go to every store that
     /// accepted the upload, and every part must reach all of them. For a per-copy report
-    /// use [`SourceSet::mirror_put`]. Objects written while the primary was down exist only
+    /// use [`SourceSet::mirror_put`](crate::SourceSet::mirror_put). Objects written while the primary was down exist only
     /// in the other stores: reads find them, but the primary's listings do not until you
     /// bring it up to date with [`sync`](crate::sync()) from a mirror.
     ///
@@ -817,10 +782,11 @@ multi_store!(
 );
 
 multi_store!(
-    /// A source set as one store: reads try the stores in priority order (recently failing
-    /// ones last) and fall back on a miss or a failure; listings are merged across all stores
+    /// A source set as one store: reads follow the set's [`ReadPolicy`](crate::ReadPolicy)
+    /// over the stores in priority order (recently failing ones last), falling back on a
+    /// miss or a failure, exactly like [`SourceSet::get`](crate::SourceSet::get); listings are merged across all stores
     /// and de-duplicated (first by priority wins), ending in an error if a store could not be
-    /// listed; writes, copies and deletes go to the primary. Made by [`SourceSet::store`].
+    /// listed; writes, copies and deletes go to the primary. Made by [`SourceSet::store`](crate::SourceSet::store).
     FallbackStore
 );
 
@@ -851,7 +817,7 @@ impl FailoverStore {
                 "FailoverStore",
                 format!("failover {label}"),
                 stores,
-                ReadFallback::OnUnavailable,
+                FallbackOn::Unavailable,
                 Writes::Failover,
                 Lists::PrimaryWithFailover,
             ),
@@ -910,7 +876,7 @@ impl MirrorStore {
                 "MirrorStore",
                 format!("mirror {label}"),
                 stores,
-                ReadFallback::OnMissOrFailure,
+                FallbackOn::MissOrFailure,
                 Writes::Mirror(requirement),
                 Lists::PrimaryWithFailover,
             ),
@@ -919,22 +885,22 @@ impl MirrorStore {
 }
 
 impl FallbackStore {
-    /// Over the buckets of `set`, sharing its health tracker.
-    pub fn from_source(set: &SourceSet) -> Self {
-        let mut core = Core::new(
-            "FallbackStore",
-            format!("source {}", set.name()),
-            set.buckets()
-                .iter()
-                .map(|b| (b.name().to_string(), b.store().clone()))
-                .collect(),
-            ReadFallback::OnMissOrFailure,
-            Writes::Primary,
-            Lists::Merged,
-        );
-        Arc::get_mut(&mut core)
-            .expect("just created, not shared")
-            .health = Some(set.health().clone());
-        FallbackStore { core }
+    /// Over `members` (configured order), reading through `engine` (a source set's: its
+    /// policy, health and budget).
+    pub(crate) fn over(
+        label: String,
+        members: Vec<(String, Arc<dyn ObjectStore>)>,
+        engine: Engine,
+    ) -> Self {
+        FallbackStore {
+            core: Core::with_engine(
+                "FallbackStore",
+                label,
+                members,
+                engine,
+                Writes::Primary,
+                Lists::Merged,
+            ),
+        }
     }
 }

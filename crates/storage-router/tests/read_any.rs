@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use common::{Faults, faulty_bucket, faulty_local};
 use storage_core::{Bucket, StorageError};
-use storage_router::{AllBucketsFailed, HealthConfig, HealthTracker, ReadPolicy, SourceSet};
+use storage_router::{
+    AllBucketsFailed, HealthConfig, HealthTracker, Hedging, ReadPolicy, SourceSet,
+};
 use tokio::time::Instant;
 
 const NAMES: [&str; 4] = ["agent", "server-001", "server-002", "server-003"];
@@ -52,13 +54,12 @@ fn fixture(backend: Backend) -> Fixture {
     }
 }
 
-fn policies() -> [ReadPolicy; 3] {
+fn policies() -> [ReadPolicy; 4] {
     [
         ReadPolicy::Sequential,
         ReadPolicy::Parallel,
-        ReadPolicy::Hedged {
-            delay: Duration::from_millis(10),
-        },
+        ReadPolicy::Hedged(Hedging::fixed(Duration::from_millis(10))),
+        ReadPolicy::hedged(),
     ]
 }
 
@@ -223,9 +224,7 @@ async fn hedged_starts_the_next_bucket_after_the_delay() {
     let start = Instant::now();
     let found = set(
         &fx,
-        ReadPolicy::Hedged {
-            delay: Duration::from_millis(50),
-        },
+        ReadPolicy::Hedged(Hedging::fixed(Duration::from_millis(50))),
     )
     .get(KEY)
     .await
@@ -247,9 +246,7 @@ async fn hedged_moves_on_at_once_after_a_miss() {
     let start = Instant::now();
     let found = set(
         &fx,
-        ReadPolicy::Hedged {
-            delay: Duration::from_millis(50),
-        },
+        ReadPolicy::Hedged(Hedging::fixed(Duration::from_millis(50))),
     )
     .get(KEY)
     .await
@@ -269,9 +266,7 @@ async fn hedged_does_not_start_the_next_bucket_when_the_first_is_quick() {
     fx.faults[0].set_latency(Duration::from_millis(20));
     set(
         &fx,
-        ReadPolicy::Hedged {
-            delay: Duration::from_millis(50),
-        },
+        ReadPolicy::Hedged(Hedging::fixed(Duration::from_millis(50))),
     )
     .get(KEY)
     .await

@@ -56,9 +56,10 @@ async fn routing_and_read_any_on_s3() {
     for policy in [
         ReadPolicy::Sequential,
         ReadPolicy::Parallel,
-        ReadPolicy::Hedged {
-            delay: std::time::Duration::from_millis(20),
-        },
+        ReadPolicy::hedged(),
+        ReadPolicy::Hedged(storage_router::Hedging::fixed(
+            std::time::Duration::from_millis(20),
+        )),
     ] {
         let first = set
             .get_with("records/users/42/head.json", policy)

@@ -150,11 +150,7 @@ fn info(ctx: &Ctx) -> CliResult {
     if !info.sources.is_empty() {
         let _ = writeln!(t, "\nsources:");
         for s in &info.sources {
-            let policy = match s.policy {
-                ReadPolicy::Sequential => "sequential".to_string(),
-                ReadPolicy::Parallel => "parallel".to_string(),
-                ReadPolicy::Hedged { delay } => format!("hedged {delay:?}"),
-            };
+            let policy = &s.policy;
             let _ = writeln!(
                 t,
                 "  {:<12} primary {} → fallbacks {} ({policy})",
