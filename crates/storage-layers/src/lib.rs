@@ -10,7 +10,7 @@
 //! | [`timeout`] | per call and per stream-idle deadlines | `timeout` |
 //! | [`limit`] | concurrency limit, shareable across stores | `limit` |
 //! | [`breaker`] | circuit breaker (closed → open → half-open) | `breaker` |
-//! | [`recovery`] | `withErrorHandling`: retry / fallback value / fallback store / fail fast | `recovery` |
+//! | [`recovery`] | `withErrorHandling`: retry / fallback value or function / fail fast (falling back to another store is `storage-router`'s) | `recovery` |
 //! | [`metrics`] | `tracing` span per call, counters and latency histograms, errors by key prefix | `metrics` (+ `metrics-crate`) |
 //! | [`chaos`] | injected errors, lost acknowledgements, torn streams, latency; seeded | `chaos` |
 //! | [`compression`] | gzip / zstd with `Content-Encoding` | `compression`, `zstd` |

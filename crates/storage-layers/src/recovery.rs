@@ -1,5 +1,5 @@
-//! Error recovery strategies (seed 001's `withErrorHandling`): retry, fall back to a value,
-//! fall back to another store, or fail fast, composed in a small API.
+//! Error recovery strategies (seed 001's `withErrorHandling`): retry, fall back to a value
+//! (or to what an async function answers), or fail fast, composed in a small API.
 //!
 //! [`Recovery`] wraps any async operation returning `storage_core::Result<T>`:
 //!
@@ -29,29 +29,18 @@
 //! failed attempt, and a [`MetricsLayer`](crate::metrics::MetricsLayer) can count them by
 //! kind and key prefix (seed 001's `globalErrorMetrics`).
 //!
-//! [`FallbackLayer`] is the store-level fallback: reads that fail on the primary store are
-//! answered by a secondary one (writes always go to the primary). For ordered sets of
-//! buckets with health-based priority use `storage-router`, which does this at scale.
+//! Falling back to another *store* is not a strategy here: Strata has one fallback engine,
+//! in `storage-router`. Its `FailoverStore` reads (and writes) from a secondary store when
+//! the primary is unavailable; a `SourceSet`'s store (`FallbackStore`) also reads it on a
+//! miss, under a read policy, with health-based priority.
 
 use std::fmt;
 use std::future::Future;
-use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use futures::stream::{self, BoxStream, StreamExt};
-use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
-};
-use storage_core::{ErrorKind, Layer, Result, StorageError};
-
-use crate::util::classify;
+use storage_core::{Result, StorageError};
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = Result<T>> + Send>>;
 type FallbackFn<T> = Arc<dyn Fn(&StorageError) -> BoxFut<T> + Send + Sync>;
@@ -225,223 +214,12 @@ where
     recovery.run(op).await
 }
 
-/// Serves reads from a secondary store when the primary fails; see the [module docs](self).
-///
-/// # Where it belongs
-///
-/// Outside each store's own resilience stack (retry, breaker, ...): `fallback(primary stack,
-/// secondary stack)`. The primary's retries are spent before the fallback is used, and an
-/// open breaker on the primary sends reads to the secondary at once.
-#[derive(Clone)]
-pub struct FallbackLayer {
-    secondary: Arc<dyn ObjectStore>,
-    on_not_found: bool,
-    used: Arc<AtomicU64>,
-}
-
-impl fmt::Debug for FallbackLayer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "FallbackLayer({})", self.secondary)
-    }
-}
-
-impl FallbackLayer {
-    /// Fall back to `secondary` on retryable failures (outages, timeouts, open breakers).
-    pub fn new(secondary: Arc<dyn ObjectStore>) -> Self {
-        FallbackLayer {
-            secondary,
-            on_not_found: false,
-            used: Arc::default(),
-        }
-    }
-
-    /// Also read from the secondary when the primary says not-found (a store being migrated).
-    pub fn with_fallback_on_not_found(mut self, yes: bool) -> Self {
-        self.on_not_found = yes;
-        self
-    }
-
-    /// Reads answered by the secondary so far.
-    pub fn fallbacks(&self) -> u64 {
-        self.used.load(Ordering::Relaxed)
-    }
-
-    /// Wrap a concrete store.
-    pub fn wrap<T: ObjectStore>(&self, inner: T) -> FallbackStore<T> {
-        FallbackStore {
-            inner: Arc::new(inner),
-            layer: self.clone(),
-        }
-    }
-
-    fn should(&self, e: &object_store::Error) -> bool {
-        let c = classify(e);
-        c.retryable
-            || c.kind == ErrorKind::Unavailable
-            || (self.on_not_found && c.kind == ErrorKind::NotFound)
-    }
-}
-
-impl Layer for FallbackLayer {
-    fn layer(&self, inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
-        Arc::new(self.wrap(inner))
-    }
-}
-
-/// A store whose reads fall back to a secondary; made by [`FallbackLayer`].
-pub struct FallbackStore<T: ObjectStore> {
-    inner: Arc<T>,
-    layer: FallbackLayer,
-}
-
-impl<T: ObjectStore> fmt::Debug for FallbackStore<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "FallbackStore({:?}, {})",
-            self.inner, self.layer.secondary
-        )
-    }
-}
-
-impl<T: ObjectStore> fmt::Display for FallbackStore<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "FallbackStore({}, {})", self.inner, self.layer.secondary)
-    }
-}
-
-impl<T: ObjectStore> FallbackStore<T> {
-    async fn read<R, P, S>(&self, key: &str, primary: P, secondary: S) -> OsResult<R>
-    where
-        P: Future<Output = OsResult<R>>,
-        S: Future<Output = OsResult<R>>,
-    {
-        match primary.await {
-            Err(e) if self.layer.should(&e) => {
-                tracing::warn!(key, error = %e, secondary = %self.layer.secondary, "primary read failed; reading the secondary store");
-                self.layer.used.fetch_add(1, Ordering::Relaxed);
-                secondary.await
-            }
-            other => other,
-        }
-    }
-}
-
-fn fallback_stream<I: Send + 'static>(
-    layer: FallbackLayer,
-    primary: BoxStream<'static, OsResult<I>>,
-    secondary: impl FnOnce() -> BoxStream<'static, OsResult<I>> + Send + 'static,
-) -> BoxStream<'static, OsResult<I>> {
-    futures::FutureExt::flatten_stream(async move {
-        let mut primary = primary;
-        match primary.next().await {
-            Some(Err(e)) if layer.should(&e) => {
-                layer.used.fetch_add(1, Ordering::Relaxed);
-                secondary()
-            }
-            None => stream::empty().boxed(),
-            Some(first) => stream::once(async move { first }).chain(primary).boxed(),
-        }
-    })
-    .boxed()
-}
-
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl<T: ObjectStore> ObjectStore for FallbackStore<T> {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> OsResult<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> OsResult<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
-        let o2 = options.clone();
-        self.read(
-            location.as_ref(),
-            self.inner.get_opts(location, options),
-            self.layer.secondary.get_opts(location, o2),
-        )
-        .await
-    }
-
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
-        self.read(
-            location.as_ref(),
-            self.inner.get_ranges(location, ranges),
-            self.layer.secondary.get_ranges(location, ranges),
-        )
-        .await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, OsResult<Path>>,
-    ) -> BoxStream<'static, OsResult<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        let secondary = Arc::clone(&self.layer.secondary);
-        let p = prefix.cloned();
-        fallback_stream(self.layer.clone(), self.inner.list(prefix), move || {
-            secondary.list(p.as_ref())
-        })
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        let secondary = Arc::clone(&self.layer.secondary);
-        let p = prefix.cloned();
-        let o = offset.clone();
-        fallback_stream(
-            self.layer.clone(),
-            self.inner.list_with_offset(prefix, offset),
-            move || secondary.list_with_offset(p.as_ref(), &o),
-        )
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
-        let key = prefix.map(|p| p.to_string()).unwrap_or_default();
-        self.read(
-            &key,
-            self.inner.list_with_delimiter(prefix),
-            self.layer.secondary.list_with_delimiter(prefix),
-        )
-        .await
-    }
-
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
-        self.inner.rename_opts(from, to, options).await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chaos::ChaosLayer;
-    use object_store::ObjectStoreExt;
     use std::sync::Mutex;
-    use std::sync::atomic::AtomicU32;
-    use storage_core::MemoryStore;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use storage_core::ErrorKind;
 
     fn unavailable() -> StorageError {
         StorageError::Unavailable {
@@ -524,34 +302,5 @@ mod tests {
         });
         let v = r.run(|| async { Err(unavailable()) }).await.unwrap();
         assert!(v.starts_with("fallback after"), "{v}");
-    }
-
-    #[tokio::test]
-    async fn fallback_store_serves_reads_when_primary_is_down() {
-        let primary_mem = MemoryStore::new();
-        let secondary = MemoryStore::new();
-        let p = Path::from("a");
-        secondary.put(&p, "from secondary".into()).await.unwrap();
-        let layer = FallbackLayer::new(Arc::new(secondary.clone()));
-        let down = layer.wrap(
-            ChaosLayer::default()
-                .with_error_rate(1.0)
-                .wrap(primary_mem.clone()),
-        );
-        assert_eq!(
-            down.get(&p).await.unwrap().bytes().await.unwrap(),
-            "from secondary"
-        );
-        let listed: Vec<_> = down.list(None).collect().await;
-        assert_eq!(listed.len(), 1);
-        assert_eq!(layer.fallbacks(), 2);
-        // Not-found is an answer unless asked otherwise.
-        let up = layer.wrap(primary_mem.clone());
-        assert!(up.get(&p).await.is_err());
-        let migrating = layer
-            .clone()
-            .with_fallback_on_not_found(true)
-            .wrap(primary_mem);
-        assert!(migrating.get(&p).await.is_ok());
     }
 }

@@ -14,7 +14,6 @@ use storage_layers::compression::{Codec, CompressionLayer};
 use storage_layers::encryption::{EncryptionLayer, Keyring};
 use storage_layers::limit::ConcurrencyLimitLayer;
 use storage_layers::metrics::MetricsLayer;
-use storage_layers::recovery::FallbackLayer;
 use storage_layers::retry::{RetryBudget, RetryLayer};
 use storage_layers::timeout::TimeoutLayer;
 use strata_testkit::behaviour::{self, Profile};
@@ -50,12 +49,6 @@ async fn breaker() {
 #[tokio::test]
 async fn metrics() {
     suite("metrics", |s| MetricsLayer::new("m").layer(s)).await;
-}
-
-#[tokio::test]
-async fn fallback() {
-    let secondary: Arc<dyn ObjectStore> = Arc::new(storage_core::MemoryStore::new());
-    suite("fallback", move |s| FallbackLayer::new(secondary).layer(s)).await;
 }
 
 #[tokio::test]

@@ -15,7 +15,6 @@ use storage_layers::config::LayersConfig;
 use storage_layers::encryption::{EncryptionLayer, Keyring};
 use storage_layers::limit::ConcurrencyLimitLayer;
 use storage_layers::metrics::MetricsLayer;
-use storage_layers::recovery::FallbackLayer;
 use storage_layers::retry::RetryLayer;
 use storage_layers::timeout::TimeoutLayer;
 
@@ -102,11 +101,6 @@ async fn metrics_layer() {
 #[tokio::test]
 async fn chaos_layer_without_faults() {
     conformance(ChaosLayer::default().layer(memory())).await;
-}
-
-#[tokio::test]
-async fn fallback_layer() {
-    conformance(FallbackLayer::new(memory()).layer(memory())).await;
 }
 
 #[tokio::test]
