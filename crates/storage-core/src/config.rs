@@ -105,8 +105,16 @@ pub fn locate_error(err: StorageError, text: &str, origin: &str) -> StorageError
     let found = paths.rsplit('/').find_map(|candidate| {
         // `buckets.media/connections.aws.secret_access_key`: the last names the setting;
         // `tenants.a` may be a table; `connections.aws.` a prefix with the key after it.
+        // A setting that is missing, or sits in an inline table, is placed at the nearest
+        // written table or key above it.
         let candidate = candidate.trim_end_matches('.');
-        toml_line_of(text, candidate).map(|line| (line, candidate))
+        let mut at = candidate;
+        loop {
+            if let Some(line) = toml_line_of(text, at) {
+                return Some((line, candidate));
+            }
+            at = at.rsplit_once('.')?.0;
+        }
     });
     match found {
         Some((line, path)) => StorageError::InvalidConfig {
@@ -537,6 +545,20 @@ mod tests {
             e.to_string(),
             StorageError::invalid_config("s.toml:3: connections.aws.secret_access_key", "is empty")
                 .to_string()
+        );
+        // Not written: the nearest table above it.
+        let e = locate_error(
+            StorageError::invalid_config(
+                "s.toml: buckets.m/connections.aws.access_key_id",
+                "is missing",
+            ),
+            text,
+            "s.toml",
+        );
+        assert!(
+            e.to_string()
+                .contains("s.toml:1: connections.aws.access_key_id"),
+            "{e}"
         );
         assert_eq!(toml_line_of(text, "buckets.m"), Some(4));
         assert_eq!(toml_line_of(text, "buckets.m.connection"), Some(5));

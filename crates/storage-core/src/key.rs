@@ -301,7 +301,7 @@ fn validate_rule_by_rule(key: &str) -> Result<()> {
         return Err(invalid(
             &format!("{}…", &key[..key.floor_char_boundary(40)]),
             format!(
-                "a key may be at most {MAX_KEY_BYTES} bytes, this one is {} bytes",
+                "a key may be at most {MAX_KEY_BYTES} bytes, this one is {} bytes; shorten it",
                 key.len()
             ),
         ));
@@ -322,7 +322,7 @@ fn validate_rule_by_rule(key: &str) -> Result<()> {
     if has_control && let Some(c) = key.chars().find(|c| c.is_control()) {
         return Err(invalid(
             key,
-            format!("a key may not contain control characters (found {c:?})"),
+            format!("a key may not contain control characters (found {c:?}); remove it"),
         ));
     }
     let trimmed = key.strip_suffix('/').unwrap_or(key);
@@ -331,14 +331,14 @@ fn validate_rule_by_rule(key: &str) -> Result<()> {
             "" => {
                 return Err(invalid(
                     key,
-                    "a key may not contain an empty segment (`//`)",
+                    "a key may not contain an empty segment (`//`); remove the doubled `/`",
                 ));
             }
             "." | ".." => {
                 return Err(invalid(
                     key,
                     format!(
-                        "a key may not contain a `{segment}` segment; keys are not relative paths"
+                        "a key may not contain a `{segment}` segment; keys are not relative paths, write the whole key from the bucket's root"
                     ),
                 ));
             }
@@ -351,7 +351,9 @@ fn validate_rule_by_rule(key: &str) -> Result<()> {
     {
         return Err(invalid(
             key,
-            format!("keys under `{RESERVED_PREFIX}/` are reserved for Strata's own bookkeeping"),
+            format!(
+                "keys under `{RESERVED_PREFIX}/` are reserved for Strata's own bookkeeping; use another folder name"
+            ),
         ));
     }
     Ok(())

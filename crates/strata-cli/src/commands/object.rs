@@ -605,8 +605,10 @@ async fn rm(ctx: &Ctx, a: RmArgs) -> CliResult {
         }
         by_bucket.insert(name, keys);
     } else {
+        // Every key is checked before any is deleted: one typo stops the whole command.
         for t in &a.targets {
             let (name, key) = Address::remote_key(t)?;
+            storage_core::Key::new(key.as_str())?;
             by_bucket.entry(name).or_default().push(key);
         }
     }
@@ -1033,11 +1035,18 @@ async fn presign(ctx: &Ctx, a: PresignArgs) -> CliResult {
         MethodArg::Get => PresignMethod::Get,
         MethodArg::Put => PresignMethod::Put,
     };
-    let url = ctx
-        .strata
-        .bucket(&name)?
+    let bucket = ctx.strata.bucket(&name)?;
+    let url = bucket
         .presign(method, &key, expires)
-        .await?;
+        .await
+        .map_err(|e| match e {
+            StorageError::NotSupported { .. } if bucket.provider() == "fs" => {
+                CliError::from(e).with_context(&format!(
+                    "`{name}` is a local folder, which has no URLs to sign; use an s3 or r2 bucket, or read it with `strata get {name}:{key}`"
+                ))
+            }
+            other => other.into(),
+        })?;
     ctx.emit(
         url.as_str(),
         &PresignOutput {

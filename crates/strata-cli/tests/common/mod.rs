@@ -16,16 +16,41 @@ pub enum Target<'a> {
 /// Run `strata args` on `target`. The environment's own config variables are removed and
 /// stdin is closed, so a run sees only what the test gives it.
 pub fn run(target: Target<'_>, args: &[&str]) -> Output {
+    run_with(target, args, &[], None)
+}
+
+/// [`run`] with extra environment variables, and `stdin` written to standard input when
+/// given (closed otherwise).
+pub fn run_with(
+    target: Target<'_>,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: Option<&[u8]>,
+) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
     cmd.env_remove("STRATA_CONFIG")
         .env_remove("STORAGE_PROVIDER")
         .env_remove("STORAGE_BACKEND")
-        .stdin(Stdio::null());
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     match target {
         Target::Home(home) => cmd.env("STRATA_HOME", home),
         Target::Config(cfg) => cmd.arg("--config").arg(cfg),
     };
-    cmd.args(args).output().expect("run strata")
+    cmd.envs(env.iter().copied());
+    let mut child = cmd.args(args).spawn().expect("run strata");
+    if let Some(bytes) = stdin {
+        use std::io::Write;
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        // The command may exit before reading (a refused put): a broken pipe is fine.
+        let _ = pipe.write_all(bytes);
+    }
+    child.wait_with_output().expect("run strata")
 }
 
 /// Standard output of a run that must succeed (its standard error in the panic otherwise).
