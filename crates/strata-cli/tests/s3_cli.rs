@@ -190,3 +190,44 @@ async fn object_commands_and_presigned_urls_on_s3() {
     let stats = json(cfg, &["stats", "media:"]);
     assert_eq!(stats["objects"], 0, "{stats}");
 }
+
+/// Issue 17 on real S3: header values with line breaks or control characters were a panic
+/// inside `object_store`'s signer (exit 101); a move onto itself and an empty-prefix rm
+/// must leave the object where it is.
+#[test]
+fn hostile_headers_and_destructive_mistakes_on_s3_change_nothing() {
+    let Some(Setup { dir: _dir, cfg }) = setup() else {
+        return;
+    };
+    let cfg = cfg.as_path();
+    ok(cfg, &["put", "media:keep.txt", "--data", "kept"]);
+    let hostile: [(&str, &str, &str); 6] = [
+        ("--content-type", "text/plain\r\nX-Evil: 1", "content type"),
+        ("--cache-control", "no-cache\nX: y", "cache control"),
+        (
+            "--content-disposition",
+            "attachment\r",
+            "content disposition",
+        ),
+        ("--content-encoding", "gzip\t", "content encoding"),
+        ("--content-type", "tëxt/plain", "content type"),
+        ("--meta", "k=a\r\nb", "metadata `k`"),
+    ];
+    for (flag, value, field) in hostile {
+        let (code, err) = common::code(
+            Config(cfg),
+            &["put", "media:keep.txt", "--data", "new", flag, value],
+        );
+        assert_eq!(code, 2, "{flag} {value:?}: {err}");
+        assert!(err.contains(field) && !err.contains("panicked"), "{err}");
+    }
+    let (code, err) = common::code(Config(cfg), &["mv", "media:keep.txt", "media:keep.txt"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("same object"), "{err}");
+    let (code, err) = common::code(Config(cfg), &["rm", "media:", "--prefix", ""]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--all"), "{err}");
+    assert_eq!(ok(cfg, &["get", "media:keep.txt"]), "kept");
+    let stat = json(cfg, &["stat", "media:keep.txt"]);
+    assert_eq!(stat["size"], 4, "{stat}");
+}
