@@ -408,6 +408,7 @@ pub fn prefix_path(prefix: &str) -> Result<Option<Path>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn accepts_ordinary_keys() {
@@ -582,6 +583,103 @@ mod tests {
         assert!(e.to_string().contains("/sub/x"), "{e}");
         // Separate memory stores are separate even under one name.
         assert!(!Bucket::memory("m").is_same_object("k", &Bucket::memory("m"), "k"));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Strings over the characters that break key rules, with the odd long one.
+        fn hostile() -> impl Strategy<Value = String> {
+            let pieces = prop::sample::select(vec![
+                "a",
+                "b",
+                "/",
+                ".",
+                "..",
+                "\\",
+                "%2F",
+                "%2E",
+                "%5C",
+                "\n",
+                "\r",
+                "\0",
+                " ",
+                "\u{7f}",
+                "\u{85}",
+                "\u{202e}",
+                "é",
+                ":",
+                "C:",
+                ".strata-sys",
+                "~",
+                "?",
+            ]);
+            prop_oneof![
+                prop::collection::vec(pieces, 0..12).prop_map(|v| v.concat()),
+                (1000usize..1100).prop_map(|n| "k".repeat(n)),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Whatever the string, validation answers (never panics), the fast path agrees
+            /// with the named rules, and an accepted key keeps every rule.
+            #[test]
+            fn a_valid_key_keeps_every_rule(k in hostile()) {
+                let checked = Key::new(k.as_str());
+                prop_assert_eq!(checked.is_ok(), Key::store_path(&k).is_ok());
+                prop_assert_eq!(checked.is_ok(), validate_rule_by_rule(&k).is_ok());
+                if let Ok(key) = checked {
+                    let s = key.as_str();
+                    prop_assert!(!s.is_empty() && s.len() <= MAX_KEY_BYTES);
+                    prop_assert!(!s.starts_with('/') && !s.chars().any(char::is_control));
+                    let segments: Vec<&str> = s.strip_suffix('/').unwrap_or(s).split('/').collect();
+                    prop_assert!(segments.iter().all(|seg| !matches!(*seg, "" | "." | "..")));
+                    prop_assert!(segments[0] != RESERVED_PREFIX);
+
+                }
+                let _ = prefix_path(&k);
+            }
+
+            /// A key joined to a prefix stays under it, segment for segment.
+            #[test]
+            fn nothing_joined_escapes_its_prefix(prefix in "[a-z]{1,3}(/[a-z]{1,3}){0,2}", k in hostile()) {
+                let base = Key::new(prefix.as_str()).unwrap();
+                if let Ok(joined) = base.join(&k) {
+                    prop_assert!(joined.as_str().starts_with(&format!("{prefix}/")), "{}", joined);
+                    prop_assert_eq!(&joined.as_str()[prefix.len() + 1..], k.as_str());
+                }
+            }
+
+            /// Through a prefixed handle, every write lands under the prefix of the store
+            /// beneath, and two handles on one store are one object exactly when their full
+            /// keys are.
+            #[test]
+            fn a_prefixed_bucket_writes_only_under_its_prefix(k in hostile()) {
+                let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                let store = Arc::new(crate::MemoryStore::new());
+                let root = Bucket::on_memory_store("root", store.clone(), "memory:props");
+                let scoped = root.to_builder().prefix("tenant/a").unwrap().build();
+                let wrote = rt.block_on(scoped.put(k.as_str(), "x"));
+                let listed: Vec<String> = rt.block_on(async {
+                    use futures::TryStreamExt;
+                    root.list("").map_ok(|o| o.key).try_collect().await
+                }).unwrap();
+                match wrote {
+                    Ok(_) => {
+                        prop_assert_eq!(listed.len(), 1);
+                        prop_assert!(listed[0].starts_with("tenant/a/"), "{:?}", listed);
+                        let full = format!("tenant/a/{}", k);
+                        prop_assert!(scoped.is_same_object(&k, &root, &full));
+                        prop_assert!(rt.block_on(scoped.rename(k.as_str(), k.as_str())).is_err());
+                        prop_assert!(rt.block_on(scoped.exists(k.as_str())).unwrap());
+                    }
+                    Err(_) => prop_assert!(listed.is_empty()),
+                }
+            }
+        }
     }
 
     #[test]
