@@ -40,6 +40,9 @@ const BASE: &str =
 /// An S3 connection that is never contacted (every case fails before a request).
 const S3: &str = "[connections.aws]\nkind = 's3'\nregion = 'us-east-1'\nendpoint = 'http://127.0.0.1:9'\nallow_http = true\n";
 
+/// A `logs` route on `data:dir/` whose old objects move to the `archive` bucket.
+const OFFLOAD: &str = "[buckets.archive]\nconnection = 'disk'\n[routes.logs]\nbucket = 'data'\nprefix = 'dir'\n[routes.logs.offload]\nafter_days = 30\nbucket = 'archive'\n";
+
 const fn case(
     what: &'static str,
     on: On,
@@ -447,6 +450,20 @@ fn cases() -> Vec<Case> {
             &["migrate", "data:", "other:", "--no-verify"],
             2,
             &["always verifies", "strata sync --no-verify"],
+        ),
+        case(
+            "offload --dry-run moves nothing",
+            Config(OFFLOAD),
+            &["offload", "logs", "--older-than", "0s", "--dry-run"],
+            0,
+            &[],
+        ),
+        case(
+            "offload of a route without an offload target",
+            Config("[routes.records]\nbucket = 'data'\n"),
+            &["offload", "records"],
+            2,
+            &["records", "[routes.records.offload]"],
         ),
         case(
             "offload --older-than soon",
@@ -1325,6 +1342,17 @@ fn dry_runs_list_what_would_happen() {
     );
     let out = common::ok(Target::Home(h), &["sync", "data:", "other:", "--dry-run"]);
     assert!(out.contains("would copy 4 object(s)"), "{out}");
+    let cfg = h.join("strata.toml");
+    std::fs::write(
+        &cfg,
+        format!("{BASE}{OFFLOAD}").replace("{root}", &h.display().to_string()),
+    )
+    .unwrap();
+    let out = common::ok(
+        Target::Config(&cfg),
+        &["offload", "logs", "--older-than", "0s", "--dry-run"],
+    );
+    assert!(out.contains("would move 2 of 2 object(s)"), "{out}");
     // Then the real thing does what the dry run said.
     common::ok(Target::Home(h), &["rm", "data:", "--all"]);
     assert_eq!(
