@@ -262,26 +262,31 @@ fn file_stream<R: tokio::io::AsyncRead + Unpin + Send>(
     bar: indicatif::ProgressBar,
 ) -> impl futures::Stream<Item = storage_core::Result<Bytes>> + Send {
     futures::stream::try_unfold((file, bar), |(mut file, bar)| async move {
-        let mut buf = vec![0u8; 1 << 20];
-        let mut filled = 0;
-        while filled < buf.len() {
-            let n = file
-                .read(&mut buf[filled..])
-                .await
-                .map_err(|e| StorageError::invalid_input("file", e.to_string()))?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        if filled == 0 {
+        let chunk = read_chunk(&mut file)
+            .await
+            .map_err(|e| StorageError::invalid_input("file", e.to_string()))?;
+        if chunk.is_empty() {
             bar.finish_and_clear();
             return Ok(None);
         }
-        buf.truncate(filled);
-        bar.inc(filled as u64);
-        Ok(Some((Bytes::from(buf), (file, bar))))
+        bar.inc(chunk.len() as u64);
+        Ok(Some((chunk, (file, bar))))
     })
+}
+
+/// Up to 1 MiB from `file`; empty at its end.
+async fn read_chunk<R: tokio::io::AsyncRead + Unpin>(file: &mut R) -> std::io::Result<Bytes> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = file.read(&mut buf[filled..]).await?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    buf.truncate(filled);
+    Ok(Bytes::from(buf))
 }
 
 #[derive(Serialize)]
@@ -324,25 +329,15 @@ async fn first_chunk<R: tokio::io::AsyncRead + Unpin>(
     what: &str,
     allow_empty: bool,
 ) -> CliResult<Bytes> {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut filled = 0;
-    while filled < buf.len() {
-        let n = file
-            .read(&mut buf[filled..])
-            .await
-            .map_err(|e| CliError::bad_input(format!("cannot read {what}: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    if filled == 0 && !allow_empty {
+    let chunk = read_chunk(file)
+        .await
+        .map_err(|e| CliError::bad_input(format!("cannot read {what}: {e}")))?;
+    if chunk.is_empty() && !allow_empty {
         return Err(CliError::bad_input(format!(
             "{what} is empty; refusing to write a 0-byte object. Pass --allow-empty if an empty object is what you want"
         )));
     }
-    buf.truncate(filled);
-    Ok(Bytes::from(buf))
+    Ok(chunk)
 }
 
 async fn put(ctx: &Ctx, mut a: PutArgs) -> CliResult {
