@@ -176,7 +176,7 @@ where
             .put_with(key.as_str(), attachment.bytes, opts)
             .await?;
         Ok(Written {
-            etag: w.etag.unwrap_or_default(),
+            etag: w.etag,
             version: w.version,
             expires_at: None,
             superseded: false,

@@ -15,11 +15,11 @@ use storage_core::{
     Bucket, Capabilities, ConditionalDelete, Key, ObjectInfo, Result, StorageError, WriteCondition,
 };
 
-use storage_core::backoff::BackoffStrategy;
 use crate::queue::{process_queue, queue_key};
 use crate::scheme::KeyScheme;
 use crate::ttl::{self, Clock, EXPIRES_AT_META, SystemClock};
 use crate::write::{self, Raw, WRITE_ID_META, WRITE_LOG_META, WriteRequest};
+use storage_core::backoff::BackoffStrategy;
 
 /// Content type of every document.
 pub const JSON_CONTENT_TYPE: &str = "application/json";
@@ -56,8 +56,9 @@ impl<T> Versioned<T> {
 /// What a successful write produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
-    /// ETag of the object this write created.
-    pub etag: String,
+    /// ETag of the object this write created; `None` only when `superseded` and the
+    /// document's write log no longer holds it (the write landed; its ETag is stale anyway).
+    pub etag: Option<String>,
     /// Backend version id, where known.
     pub version: Option<String>,
     /// When the document expires, if it has a TTL.
@@ -848,7 +849,7 @@ where
                     .await?;
                 Ok(Updated {
                     value: Some(value),
-                    etag: Some(w.etag),
+                    etag: w.etag,
                     previous_etag,
                     attempts,
                     action: if was_live {

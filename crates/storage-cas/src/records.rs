@@ -10,12 +10,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use storage_core::{Bucket, Key, Result, StorageError, WriteCondition};
 
-use storage_core::backoff::BackoffStrategy;
 use crate::collection::{JSON_CONTENT_TYPE, require_cas};
 use crate::queue::{process_queue, queue_key};
 use crate::scheme::KeyScheme;
 use crate::ttl::{Clock, SystemClock};
 use crate::write::{self, Raw, WriteRequest};
+use storage_core::backoff::BackoffStrategy;
 
 /// Where heads and versions live. Placeholders: `{collection}` (substituted once),
 /// the id placeholders (the same in both templates), and `{version}` in the last segment
@@ -416,10 +416,12 @@ where
         )
         .await;
         match created {
+            // A version is created once and never replaced, so its ETag is always known
+            // (only a write superseded by another keeps none).
             Ok(c) => Ok(self
                 .advance_head(head_key, next, body, head)
                 .await
-                .map(|()| (next, c.etag))
+                .map(|()| (next, c.etag.unwrap_or_default()))
                 .map_err(|e| StorageError::Backend {
                     backend: self.heads.name().to_string(),
                     status: None,

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use storage_core::{Bucket, Key, ObjectInfo, PutOpts, Replaces, Result, StorageError, WriteCondition};
+use storage_core::{
+    Bucket, Key, ObjectInfo, PutOpts, Replaces, Result, StorageError, WriteCondition,
+};
 
 pub use storage_core::conditional::{WRITE_ID_META, WRITE_LOG_META};
 
@@ -56,8 +58,9 @@ pub(crate) async fn head(bucket: &Bucket, key: &Key) -> Result<Option<ObjectInfo
 /// A write that is known to have applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Committed {
-    /// ETag our write produced.
-    pub etag: String,
+    /// ETag our write produced (`None` only for a superseded write whose ETag the object's
+    /// write log no longer holds).
+    pub etag: Option<String>,
     /// Version id, where the backend versions objects and it is known.
     pub version: Option<String>,
     /// Our write applied but another writer has replaced it since.
@@ -91,8 +94,11 @@ pub(crate) async fn write(bucket: &Bucket, req: WriteRequest<'_>) -> Result<Comm
         ..Default::default()
     };
     let w = bucket.put_with(req.key.as_str(), req.body, opts).await?;
+    if w.etag.is_none() && !w.superseded {
+        return Err(missing_etag(bucket, req.key));
+    }
     Ok(Committed {
-        etag: w.etag.ok_or_else(|| missing_etag(bucket, req.key))?,
+        etag: w.etag,
         version: w.version,
         superseded: w.superseded,
     })

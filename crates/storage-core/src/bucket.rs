@@ -137,7 +137,10 @@ impl PutOpts {
         let replaces = Replaces::of(info).ok_or_else(|| {
             StorageError::not_supported(
                 "store",
-                format!("compare-and-swap on `{}`: the backend returned no ETag", info.key),
+                format!(
+                    "compare-and-swap on `{}`: the backend returned no ETag",
+                    info.key
+                ),
             )
         })?;
         Ok(PutOpts {
@@ -237,7 +240,8 @@ pub struct WriteResult {
     /// Bytes written.
     pub size: u64,
     /// A conditional write whose answer was lost was found applied, but another writer has
-    /// replaced the object since; `etag` is still the ETag this write produced.
+    /// replaced the object since; `etag` is the ETag this write produced while the object's
+    /// write log still holds it, else `None`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub superseded: bool,
 }
@@ -776,12 +780,28 @@ impl Bucket {
 
     /// A create-if-absent or put-if-match, stamped with a write id and resolved by
     /// [`conditional`](crate::conditional) when its answer is lost.
-    async fn write_conditional(&self, key: &str, bytes: Bytes, mut opts: PutOpts) -> Result<WriteResult> {
+    async fn write_conditional(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        mut opts: PutOpts,
+    ) -> Result<WriteResult> {
         let write_id = conditional::new_write_id();
         conditional::stamp(&mut opts, &write_id);
         let condition = opts.condition.clone();
+        let replaces = opts.replaces.clone();
         let (path, put) = self.prepare_put(key, opts)?;
-        conditional::write(self, key, &path, bytes, put, &condition, &write_id).await
+        conditional::write(
+            self,
+            key,
+            &path,
+            bytes,
+            put,
+            &condition,
+            replaces.as_ref(),
+            &write_id,
+        )
+        .await
     }
 
     fn prepare_put(&self, key: &str, opts: PutOpts) -> Result<(Path, PutOptions)> {
@@ -1083,7 +1103,9 @@ impl Bucket {
             Some(d) => {
                 let path = self.full_key(&key)?.to_path();
                 conditional::delete_if_match(self, key.as_str(), etag, || async {
-                    d.delete_if_match(&path, etag).await.map_err(|e| self.err(e))
+                    d.delete_if_match(&path, etag)
+                        .await
+                        .map_err(|e| self.err(e))
                 })
                 .await
             }

@@ -17,22 +17,27 @@
 //! # How an ambiguous conditional write is resolved
 //!
 //! Every conditional write made through a [`Bucket`] carries a random write id in the
-//! object's user metadata ([`WRITE_ID_META`]) and the ids and ETags of the writes it
-//! replaced ([`WRITE_LOG_META`], newest first; an entry marked `*` starts a chain: a
-//! creation, an unconditional put or a foreign write). The log holds as many entries as fit
-//! in what the caller's metadata leaves of S3's 2 KiB user-metadata budget (about 40 S3
-//! writes), so it is bounded and sized by the budget rather than by a fixed count. After an
-//! ambiguous failure (timeout, reset, 5xx, or a conflict answered after one of those) the
-//! writer HEADs the key:
+//! object's user metadata ([`WRITE_ID_META`]) and the ids of the writes it replaced
+//! ([`WRITE_LOG_META`], newest first; an entry marked `*` starts a chain: a creation, an
+//! unconditional put or a foreign write). Entries are 8-character ids; the newest
+//! [`LOG_ETAGS`] also keep their ETag (so a write superseded by a few others still learns
+//! its ETag), and an object written by another client is recorded by its ETag. The log
+//! holds as many entries as fit in what the caller's metadata leaves of S3's 2 KiB
+//! user-metadata budget (about 190 writes), so it is bounded by the budget, not by a fixed
+//! count, and survives a burst of writes landing while one answer is lost (at moto's ~60
+//! commits/s on this machine, three seconds of them). After an ambiguous failure (timeout,
+//! reset, 5xx, or a conflict answered after one of those) the writer HEADs the key:
 //!
 //! - the current object carries our write id → our write applied; its ETag is ours;
 //! - our id is in the current object's write log → our write applied and another writer
-//!   has replaced it since (`WriteResult::superseded`);
+//!   has replaced it since (`WriteResult::superseded`; its ETag is reported while the log
+//!   still holds it, else `None`);
 //! - the precondition still holds (same ETag / still absent) → our write did not apply:
 //!   send the same write again (same id, still conditional, so a delayed copy of the first
 //!   request can never apply a second time);
-//! - the log shows who replaced the ETag we expected (or the whole chain since the object
-//!   was created) and it was not us → another writer got there first: an ordinary conflict;
+//! - the log reaches back to the object we replaced (its write id, or its ETag for a foreign
+//!   write), or shows the whole chain since the object was created, and we are not in it →
+//!   another writer got there first: an ordinary conflict;
 //! - otherwise more writes landed in between than the log remembers: the outcome cannot be
 //!   known, and the write fails with [`StorageError::Ambiguous`] instead of being repeated.
 //!
@@ -54,10 +59,13 @@ use crate::{Result, StorageError, etag_eq};
 
 /// User-metadata name of the id of the write that produced an object.
 pub const WRITE_ID_META: &str = "strata-write-id";
-/// User-metadata name of the ids and ETags of the writes an object replaced, newest first
-/// (`id:etag,id:etag,...`; `*` before an id marks the start of a chain, `-` an object
-/// written without an id).
+/// User-metadata name of the ids of the writes an object replaced, newest first
+/// (`id:etag,id:etag,id,id,...`: the newest [`LOG_ETAGS`] with their ETag; `*` before an id
+/// marks the start of a chain, `-:etag` an object written without an id).
 pub const WRITE_LOG_META: &str = "strata-write-log";
+
+/// How many of the newest log entries keep their ETag.
+pub const LOG_ETAGS: usize = 2;
 
 /// Retries of one ambiguous conditional write (each preceded by a HEAD check): at most 8,
 /// and none started later than 30 s after the first attempt.
@@ -93,8 +101,16 @@ impl Replaces {
     }
 }
 
+/// 8 characters of base 36 (41 bits): collisions between the writes one log holds are
+/// negligible.
 pub(crate) fn new_write_id() -> String {
-    format!("{:010x}", fastrand::u64(..1 << 40))
+    let mut n = fastrand::u64(..36u64.pow(8));
+    let mut id = [b'0'; 8];
+    for c in id.iter_mut().rev() {
+        *c = b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize];
+        n /= 36;
+    }
+    String::from_utf8(id.to_vec()).expect("ascii")
 }
 
 fn escape_etag(etag: &str) -> String {
@@ -110,8 +126,8 @@ fn unescape_etag(etag: &str) -> String {
 pub(crate) struct LogEntry {
     /// Write id (`-` for an object written without one).
     pub id: String,
-    /// ETag of the object that write produced.
-    pub etag: String,
+    /// ETag of the object that write produced, where the log still holds it.
+    pub etag: Option<String>,
     /// That object started its chain (it replaced nothing this log knows about).
     pub chain_start: bool,
 }
@@ -125,19 +141,32 @@ pub(crate) fn write_log(meta: &BTreeMap<String, String>) -> Vec<LogEntry> {
 
 fn parse_log(log: &str) -> Vec<LogEntry> {
     log.split(',')
-        .filter_map(|e| e.split_once(':'))
-        .map(|(id, etag)| {
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let (id, etag) = match e.split_once(':') {
+                Some((id, etag)) => (id, Some(unescape_etag(etag))),
+                None => (e, None),
+            };
             let (chain_start, id) = match id.strip_prefix('*') {
                 Some(id) => (true, id),
                 None => (false, id),
             };
             LogEntry {
                 id: id.to_string(),
-                etag: unescape_etag(etag),
+                etag,
                 chain_start,
             }
         })
         .collect()
+}
+
+/// An entry past the newest [`LOG_ETAGS`] keeps only its id (a foreign write, `-`, keeps its
+/// ETag: it has nothing else).
+fn compact(entry: &str) -> &str {
+    match entry.split_once(':') {
+        Some((id, _)) if id.trim_start_matches('*') != "-" => id,
+        _ => entry,
+    }
 }
 
 /// The log entries a write replacing `previous` carries, newest first (not yet trimmed to
@@ -150,7 +179,15 @@ fn next_log(previous: Option<&Replaces>) -> Vec<String> {
     let start = if prev.log.is_some() { "" } else { "*" };
     let mut log = vec![format!("{start}{id}:{}", escape_etag(&prev.etag))];
     if let Some(old) = &prev.log {
-        log.extend(old.split(',').filter(|e| !e.is_empty()).map(str::to_string));
+        log.extend(
+            old.split(',')
+                .filter(|e| !e.is_empty())
+                .enumerate()
+                .map(|(i, e)| match i + 1 < LOG_ETAGS {
+                    true => e.to_string(),
+                    false => compact(e).to_string(),
+                }),
+        );
     }
     log
 }
@@ -193,7 +230,12 @@ enum Probe {
     Ambiguous(StorageError),
 }
 
-fn conflict_for(bucket: &Bucket, key: &str, condition: &WriteCondition, detail: &str) -> StorageError {
+fn conflict_for(
+    bucket: &Bucket,
+    key: &str,
+    condition: &WriteCondition,
+    detail: &str,
+) -> StorageError {
     match condition {
         WriteCondition::IfAbsent => StorageError::AlreadyExists {
             backend: bucket.name().to_string(),
@@ -220,6 +262,7 @@ async fn probe(
     key: &str,
     write_id: &str,
     condition: &WriteCondition,
+    replaces: Option<&Replaces>,
     size: u64,
 ) -> Probe {
     let current = match head(bucket, key).await {
@@ -249,16 +292,24 @@ async fn probe(
     let log = write_log(&info.metadata);
     if let Some(entry) = log.iter().find(|e| e.id == write_id) {
         return Probe::Applied(WriteResult {
-            etag: Some(entry.etag.clone()),
+            etag: entry.etag.clone(),
             version: None,
             size,
             superseded: true,
         });
     }
-    // Can the log tell who replaced what we expected? It can if it reaches back to the ETag
-    // we matched on, or to the start of the chain.
+    // Can the log tell who replaced what we expected? It can if it reaches back to the
+    // object we replaced (by its write id, or by its ETag where the log kept it), or to the
+    // start of the chain.
     let start_visible =
         !info.metadata.contains_key(WRITE_LOG_META) || log.iter().any(|e| e.chain_start);
+    let reaches = |etag: &str| {
+        log.iter()
+            .any(|e| match replaces.and_then(|r| r.write_id.as_deref()) {
+                Some(id) => e.id == id,
+                None => e.etag.as_deref().is_some_and(|x| etag_eq(x, etag)),
+            })
+    };
     let ambiguous = || {
         Probe::Ambiguous(StorageError::Ambiguous {
             backend: bucket.name().to_string(),
@@ -276,9 +327,7 @@ async fn probe(
         {
             Probe::NotApplied
         }
-        WriteCondition::IfMatch { etag, .. }
-            if start_visible || log.iter().any(|e| etag_eq(&e.etag, etag)) =>
-        {
+        WriteCondition::IfMatch { etag, .. } if start_visible || reaches(etag) => {
             Probe::Conflict(conflict_for(
                 bucket,
                 key,
@@ -298,7 +347,12 @@ async fn probe(
 
 /// Normalise backend differences: S3 answers put-if-match on a missing key with 404, and its
 /// 409 ConditionalRequestConflict arrives without the key.
-fn normalise(e: StorageError, bucket: &Bucket, key: &str, condition: &WriteCondition) -> StorageError {
+fn normalise(
+    e: StorageError,
+    bucket: &Bucket,
+    key: &str,
+    condition: &WriteCondition,
+) -> StorageError {
     match (e, condition) {
         (StorageError::NotFound { .. }, WriteCondition::IfMatch { etag, .. }) => {
             StorageError::Precondition {
@@ -307,13 +361,18 @@ fn normalise(e: StorageError, bucket: &Bucket, key: &str, condition: &WriteCondi
                 detail: format!("expected ETag {etag}, but the object no longer exists"),
             }
         }
-        (StorageError::Precondition { backend, key: k, detail }, _) if k.is_empty() => {
+        (
             StorageError::Precondition {
                 backend,
-                key: key.to_string(),
+                key: k,
                 detail,
-            }
-        }
+            },
+            _,
+        ) if k.is_empty() => StorageError::Precondition {
+            backend,
+            key: key.to_string(),
+            detail,
+        },
         (StorageError::AlreadyExists { backend, key: k }, _) if k.is_empty() => {
             StorageError::AlreadyExists {
                 backend,
@@ -384,6 +443,7 @@ pub(crate) async fn write(
     body: Bytes,
     put: PutOptions,
     condition: &WriteCondition,
+    replaces: Option<&Replaces>,
     write_id: &str,
 ) -> Result<WriteResult> {
     let size = body.len() as u64;
@@ -392,7 +452,11 @@ pub(crate) async fn write(
     let mut round = 0u32;
     let started = tokio::time::Instant::now();
     loop {
-        let err = match bucket.store().put_opts(path, payload.clone(), put.clone()).await {
+        let err = match bucket
+            .store()
+            .put_opts(path, payload.clone(), put.clone())
+            .await
+        {
             Ok(r) => {
                 return Ok(WriteResult {
                     etag: r.e_tag,
@@ -417,7 +481,7 @@ pub(crate) async fn write(
         tracing::debug!(key, error = %err, "ambiguous conditional write; checking what happened");
         let mut last = err;
         loop {
-            match probe(bucket, key, write_id, condition, size).await {
+            match probe(bucket, key, write_id, condition, replaces, size).await {
                 Probe::Applied(w) => {
                     stats::bump(&stats::RESOLVED_APPLIED);
                     return Ok(w);
@@ -536,7 +600,7 @@ mod tests {
 
     #[test]
     fn log_chains_escapes_and_fills_the_metadata_budget() {
-        let old: Vec<String> = (0..200).map(|i| format!("id{i}:e{i}")).collect();
+        let old: Vec<String> = (0..600).map(|i| format!("id{i}:e{i}")).collect();
         let prev = info(
             "\"x,y%\"",
             &[(WRITE_ID_META, "aaaa"), (WRITE_LOG_META, &old.join(","))],
@@ -551,9 +615,17 @@ mod tests {
         assert!(parsed.len() > 100, "{}", parsed.len());
         assert!(total > MAX_USER_METADATA_BYTES - 12, "{total}");
         assert_eq!(parsed[0].id, "aaaa");
-        assert_eq!(parsed[0].etag, "\"x,y%\"");
+        assert_eq!(parsed[0].etag.as_deref(), Some("\"x,y%\""));
         assert!(!parsed[0].chain_start);
-        assert_eq!((parsed[1].id.as_str(), parsed[1].etag.as_str()), ("id0", "e0"));
+        // The newest LOG_ETAGS entries keep their ETag, older ones only their id.
+        assert_eq!(
+            (parsed[1].id.as_str(), parsed[1].etag.as_deref()),
+            ("id0", Some("e0"))
+        );
+        assert_eq!(
+            (parsed[2].id.as_str(), parsed[2].etag.as_deref()),
+            ("id1", None)
+        );
         assert_eq!(opts.metadata[WRITE_ID_META], "bbbb");
 
         // An object without a log starts a chain; one without a write id is recorded as `-`.

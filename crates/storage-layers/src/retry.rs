@@ -368,7 +368,10 @@ impl Policy {
                     return Ok(v);
                 }
                 Err(e) => {
-                    if !self.should_retry(classify(&e), attempt, started, op, key).await {
+                    if !self
+                        .should_retry(classify(&e), attempt, started, op, key)
+                        .await
+                    {
                         return Err(e);
                     }
                     attempt += 1;
@@ -431,7 +434,9 @@ impl<T: ObjectStore> ObjectStore for RetryStore<T> {
             // own earlier attempt from another writer's (`storage_core::conditional`).
             return self.inner.put_opts(location, payload, opts).await;
         }
-        // An overwrite is idempotent: resending the same bytes is always safe.
+        // An overwrite is idempotent for its own key state, so it is resent; it is
+        // at-least-once, though: a resend can land after another writer's later put and undo
+        // it. Writers that race on a key use conditional writes.
         self.policy
             .run("put", location.as_ref(), || {
                 self.inner.put_opts(location, payload.clone(), opts.clone())
@@ -513,7 +518,13 @@ impl<T: ObjectStore> ObjectStore for RetryStore<T> {
                                 let mut last = Err(e);
                                 while let Err(e) = &last {
                                     if !policy
-                                        .should_retry(classify(e), attempt, started, "delete", path.as_ref())
+                                        .should_retry(
+                                            classify(e),
+                                            attempt,
+                                            started,
+                                            "delete",
+                                            path.as_ref(),
+                                        )
                                         .await
                                     {
                                         break;
@@ -688,7 +699,10 @@ fn retry_stream_start<I: Send + 'static>(
             let mut s = make();
             match s.next().await {
                 Some(Err(e)) => {
-                    if !policy.should_retry(classify(&e), attempt, started, op, "").await {
+                    if !policy
+                        .should_retry(classify(&e), attempt, started, op, "")
+                        .await
+                    {
                         return stream::once(async move { Err(e) }).boxed();
                     }
                     attempt += 1;
@@ -913,7 +927,11 @@ mod tests {
             let update = store.put_opts(&p, "x".into(), PutMode::Update(first.into()).into());
             assert!(update.await.is_err());
             let stats = chaos.stats();
-            assert_eq!(stats.injected_errors + stats.lost_acks, 2, "one attempt each");
+            assert_eq!(
+                stats.injected_errors + stats.lost_acks,
+                2,
+                "one attempt each"
+            );
             assert_eq!(retry.stats().retries, 0);
         }
         let mem = MemoryStore::new();

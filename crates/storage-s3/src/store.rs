@@ -194,7 +194,10 @@ pub fn classify(
     if text.contains("NoSuchBucket") {
         return StorageError::InvalidConfig {
             field: "bucket".into(),
-            reason: format!("the bucket does not exist on {backend}: {}", first_line(&text)),
+            reason: format!(
+                "the bucket does not exist on {backend}: {}",
+                first_line(&text)
+            ),
         };
     }
     if let Some(s) = f.status {
@@ -279,8 +282,9 @@ impl ObjectStore for S3Store {
             .map_err(|e| self.map(e))?;
         if let GetResultPayload::Stream(s) = r.payload {
             let timeout = self.timeout;
-            r.payload =
-                GetResultPayload::Stream(s.map(move |c| c.map_err(|e| map_error(e, timeout))).boxed());
+            r.payload = GetResultPayload::Stream(
+                s.map(move |c| c.map_err(|e| map_error(e, timeout))).boxed(),
+            );
         }
         Ok(r)
     }
@@ -429,13 +433,19 @@ mod tests {
         assert!(matches!(e, StorageError::Unavailable { .. }), "{e:?}");
         let e = classify(
             "s3",
-            chain("request failed", "Server returned non-2xx status code: 503 Service Unavailable: <Code>SlowDown</Code>"),
+            chain(
+                "request failed",
+                "Server returned non-2xx status code: 503 Service Unavailable: <Code>SlowDown</Code>",
+            ),
             t,
         );
         assert!(matches!(e, StorageError::QuotaExceeded { .. }), "{e:?}");
         let e = classify(
             "s3",
-            chain("request failed", "Server returned non-2xx status code: 409 Conflict: <Code>ConditionalRequestConflict</Code>"),
+            chain(
+                "request failed",
+                "Server returned non-2xx status code: 409 Conflict: <Code>ConditionalRequestConflict</Code>",
+            ),
             t,
         );
         assert!(matches!(e, StorageError::Precondition { .. }), "{e:?}");
@@ -453,7 +463,10 @@ mod tests {
         }
         let e = classify(
             "s3",
-            Box::new(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset")),
+            Box::new(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "reset",
+            )),
             t,
         );
         assert!(matches!(e, StorageError::Unavailable { .. }), "{e:?}");

@@ -852,8 +852,11 @@ mod retry_owner_tests {
     #[test]
     fn http_retries_and_a_retry_layer_are_not_stacked() {
         // Both retrying: refused, naming the field and the fix.
-        let both = format!("{S3}max_retries = 2\n[buckets.bkt]\nconnection = 's3'\n[layers.retry]\n");
-        let e = Strata::from_toml_str(&both, "s.toml").unwrap_err().to_string();
+        let both =
+            format!("{S3}max_retries = 2\n[buckets.bkt]\nconnection = 's3'\n[layers.retry]\n");
+        let e = Strata::from_toml_str(&both, "s.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("connections.s3.max_retries"), "{e}");
         assert!(e.contains("Remove max_retries"), "{e}");
         // The layer alone, or the HTTP retry alone (no layer), are fine.
@@ -862,7 +865,8 @@ mod retry_owner_tests {
         let http = format!("{S3}max_retries = 2\n[buckets.bkt]\nconnection = 's3'\n");
         Strata::from_toml_str(&http, "s.toml").unwrap();
         // An explicit 0 next to the layer says the same as the default.
-        let zero = format!("{S3}max_retries = 0\n[buckets.bkt]\nconnection = 's3'\n[layers.retry]\n");
+        let zero =
+            format!("{S3}max_retries = 0\n[buckets.bkt]\nconnection = 's3'\n[layers.retry]\n");
         Strata::from_toml_str(&zero, "s.toml").unwrap();
     }
 }

@@ -408,12 +408,12 @@ async fn put(ctx: &Ctx, a: PutArgs, create: bool) -> CliResult {
         format!(
             "{} {key} (etag {})",
             if create { "created" } else { "put" },
-            w.etag
+            w.etag.as_deref().unwrap_or("unknown")
         ),
         &WriteOutput {
             id: &a.id,
             key: key.clone(),
-            etag: Some(&w.etag),
+            etag: w.etag.as_deref(),
             expires_at: w.expires_at.map(|t| t.to_rfc3339()),
         },
     );
@@ -519,7 +519,7 @@ async fn update(ctx: &Ctx, a: UpdateArgs) -> CliResult {
         let w = c.put_if_match_with(&a.id, &value, etag, &opts).await?;
         UpdateOutput {
             id: &a.id,
-            etag: Some(w.etag),
+            etag: w.etag,
             previous_etag: Some(doc.etag),
             attempts: 1,
             value: Some(value),
