@@ -417,6 +417,28 @@ pub fn validate_bucket_name(field: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Check a credential (access key id, secret, session token): not blank, and visible ASCII
+/// only. Keys never hold spaces or line breaks (a trailing newline usually comes from reading
+/// a key file), and a value that cannot travel in an HTTP header made `object_store`'s
+/// signer panic on the first request.
+pub fn validate_credential(field: &str, value: &str) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(StorageError::invalid_config(
+            field,
+            "is empty; set the key (from your provider's console or its environment variable), or remove it",
+        ));
+    }
+    if let Some(c) = value.chars().find(|c| !('!'..='~').contains(c)) {
+        return Err(StorageError::invalid_config(
+            field,
+            format!(
+                "contains {c:?}; credentials are ASCII letters, digits and symbols without spaces or line breaks (a trailing newline often comes from a key file: strip it)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Check a logical name (of a bucket handle, connection, route): letters, digits, `-`, `_`.
 pub fn validate_name(field: &str, name: &str) -> Result<()> {
     if name.is_empty()
@@ -563,6 +585,24 @@ mod tests {
         assert_eq!(toml_line_of(text, "buckets.m"), Some(4));
         assert_eq!(toml_line_of(text, "buckets.m.connection"), Some(5));
         assert_eq!(toml_line_of(text, "buckets.x"), None);
+    }
+
+    #[test]
+    fn credentials_are_visible_ascii() {
+        assert!(validate_credential("k", "AKIA/x+y=").is_ok());
+        for (bad, says) in [
+            ("", "is empty"),
+            ("  ", "is empty"),
+            ("AK\n", "'\\n'"),
+            ("a b", "' '"),
+            ("é", "'é'"),
+        ] {
+            let e = validate_credential("connections.c.secret_access_key", bad).unwrap_err();
+            assert!(
+                e.to_string().contains(says) && e.to_string().contains("secret_access_key"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -39,7 +39,7 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use storage_core::config::{Env, duration_str, validate_bucket_name};
+use storage_core::config::{Env, duration_str, validate_bucket_name, validate_credential};
 use storage_core::{Bucket, Capabilities, Result, Secret, StorageError};
 use storage_s3::{CredentialSource, S3Config};
 
@@ -187,18 +187,8 @@ impl R2Config {
             ));
         }
         validate_bucket_name(&f("bucket"), &self.bucket)?;
-        if self.access_key_id.trim().is_empty() {
-            return Err(StorageError::invalid_config(
-                f("access_key_id"),
-                "is empty; set the R2 API token's access key id (R2_ACCESS_KEY_ID)",
-            ));
-        }
-        if self.secret_access_key.expose().trim().is_empty() {
-            return Err(StorageError::invalid_config(
-                f("secret_access_key"),
-                "is empty; set the R2 API token's secret access key (R2_SECRET_ACCESS_KEY)",
-            ));
-        }
+        validate_credential(&f("access_key_id"), &self.access_key_id)?;
+        validate_credential(&f("secret_access_key"), self.secret_access_key.expose())?;
         Ok(())
     }
 

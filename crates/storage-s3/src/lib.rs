@@ -47,7 +47,7 @@ use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 use serde::{Deserialize, Serialize};
-use storage_core::config::{Env, duration_str, validate_bucket_name};
+use storage_core::config::{Env, duration_str, validate_bucket_name, validate_credential};
 use storage_core::{
     Bucket, Capabilities, ConditionalDelete, PresignMethod, Presigner, Result, Secret, StorageError,
 };
@@ -297,27 +297,23 @@ impl S3Config {
             }
             _ => {}
         }
-        // An empty key is an unset variable or a placeholder, never a credential: every
-        // request would fail to sign or be refused (R2 refuses it outright).
-        if self
-            .access_key_id
-            .as_deref()
-            .is_some_and(|k| k.trim().is_empty())
-        {
-            return Err(StorageError::invalid_config(
-                f("access_key_id"),
-                "is empty; set the access key id, or remove both keys to use the default credential chain",
-            ));
-        }
-        if self
-            .secret_access_key
-            .as_ref()
-            .is_some_and(|k| k.expose().trim().is_empty())
-        {
-            return Err(StorageError::invalid_config(
-                f("secret_access_key"),
-                "is empty; set the secret access key (e.g. from AWS_SECRET_ACCESS_KEY), or remove both keys to use the default credential chain",
-            ));
+        // An empty key is an unset variable or a placeholder, and a line break in one comes
+        // from a key file: never a credential, and one that cannot travel in a header made
+        // the signer panic on the first request.
+        for (name, value) in [
+            ("access_key_id", self.access_key_id.as_deref()),
+            (
+                "secret_access_key",
+                self.secret_access_key.as_ref().map(Secret::expose),
+            ),
+            (
+                "session_token",
+                self.session_token.as_ref().map(Secret::expose),
+            ),
+        ] {
+            if let Some(v) = value {
+                validate_credential(&f(name), v)?;
+            }
         }
         if self.credentials == CredentialSource::Static && self.access_key_id.is_none() {
             return Err(StorageError::invalid_config(

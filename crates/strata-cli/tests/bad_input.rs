@@ -872,10 +872,7 @@ fn cases() -> Vec<Case> {
             ),
             LS,
             2,
-            &[
-                "connections.aws.secret_access_key",
-                "set the secret access key",
-            ],
+            &["connections.aws.secret_access_key", "is empty; set the key"],
         ),
         case(
             "empty S3 access_key_id",
@@ -884,10 +881,16 @@ fn cases() -> Vec<Case> {
             ),
             LS,
             2,
-            &[
-                "connections.aws.access_key_id",
-                "is empty; set the access key id",
-            ],
+            &["connections.aws.access_key_id", "is empty; set the key"],
+        ),
+        case(
+            "S3 secret with a trailing newline",
+            Config(
+                "[buckets.media]\nconnection = 'aws'\n{s3}access_key_id = 'AK'\nsecret_access_key = \"SK\\n\"\n",
+            ),
+            LS,
+            2,
+            &["connections.aws.secret_access_key", "strip it"],
         ),
         case(
             "S3 secret without a key id",
