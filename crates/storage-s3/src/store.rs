@@ -32,6 +32,7 @@ use object_store::{
     RenameOptions, Result as OsResult,
 };
 use storage_core::StorageError;
+use storage_core::attrs::validate_attributes;
 
 /// `AmazonS3` with conditional requests sent once and errors typed; see the module docs.
 #[derive(Debug, Clone)]
@@ -247,6 +248,9 @@ impl ObjectStore for S3Store {
         payload: PutPayload,
         opts: PutOptions,
     ) -> OsResult<PutResult> {
+        // The signer panics on a header value it cannot send: refuse it as bad input, for
+        // callers that write through the raw store as well as through `Bucket`.
+        validate_attributes(&opts.attributes).map_err(StorageError::into_object_store)?;
         let client = if is_conditional(&opts.mode) {
             &self.conditional
         } else {
@@ -263,6 +267,7 @@ impl ObjectStore for S3Store {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> OsResult<Box<dyn MultipartUpload>> {
+        validate_attributes(&opts.attributes).map_err(StorageError::into_object_store)?;
         let upload = self
             .plain
             .put_multipart_opts(location, opts)

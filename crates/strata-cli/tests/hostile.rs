@@ -4,6 +4,8 @@
 //! nothing listens on, so a request that went out would fail differently).
 
 use proptest::prelude::*;
+use storage_core::object_store::path::Path;
+use storage_core::object_store::{Attribute, Attributes, ObjectStore, PutOptions};
 use storage_core::{Bucket, PresignMethod, PutOpts, StorageError};
 use strata::Strata;
 
@@ -105,7 +107,24 @@ proptest! {
         prop_assert_eq!(r.is_ok(), sendable, "{:?}", r);
         if !sendable {
             // On S3 too: the put must stop before the signer sees the value.
-            let e = rt.block_on(s3_bucket().put_with("k", "x", opts)).unwrap_err();
+            let e = rt.block_on(s3_bucket().put_with("k", "x", opts.clone())).unwrap_err();
+            prop_assert!(matches!(e, StorageError::InvalidInput { .. }), "{}", e);
+            // And through the raw store, where object_store's signer used to panic.
+            let mut raw = Attributes::new();
+            for (attr, v) in [
+                (Attribute::ContentType, &ct),
+                (Attribute::CacheControl, &cc),
+                (Attribute::ContentDisposition, &cd),
+                (Attribute::ContentEncoding, &ce),
+                (Attribute::StorageClass, &sc),
+            ] {
+                raw.insert(attr, v.clone().into());
+            }
+            let put = PutOptions { attributes: raw, ..Default::default() };
+            let e = rt
+                .block_on(s3_bucket().store().put_opts(&Path::from("k"), "x".into(), put))
+                .unwrap_err();
+            let e = StorageError::from_object_store("b", e);
             prop_assert!(matches!(e, StorageError::InvalidInput { .. }), "{}", e);
         }
     }
