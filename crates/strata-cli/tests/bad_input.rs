@@ -438,6 +438,27 @@ fn cases() -> Vec<Case> {
             &[],
         ),
         case(
+            "sync onto itself",
+            Home,
+            &["sync", "data:", "data:"],
+            2,
+            &["overlap", "outside the source"],
+        ),
+        case(
+            "sync into its own sub-folder",
+            Home,
+            &["sync", "data:", "data:backup/"],
+            2,
+            &["overlap", "outside the source"],
+        ),
+        case(
+            "migrate through two names of one folder",
+            Config("[buckets.alias]\nconnection = 'disk'\nbucket = 'data'\n"),
+            &["migrate", "data:dir", "alias:"],
+            2,
+            &["overlap", "outside the source"],
+        ),
+        case(
             "sync with the prefix given twice",
             Home,
             &["sync", "data:dir", "other:", "--prefix", "dir"],

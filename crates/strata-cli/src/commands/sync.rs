@@ -83,6 +83,22 @@ pub async fn run_sync(ctx: &Ctx, a: SyncArgs, migrate: bool) -> CliResult {
     let (dst_name, dst_prefix) = split(&a.dest, None)?;
     let src = ctx.strata.bucket(&src_name)?;
     let dst = ctx.strata.bucket(&dst_name)?;
+    // `new:` keeps the source's keys, so its scope is the source prefix in `new`.
+    let dst_scope = if dst_prefix.is_empty() {
+        &src_prefix
+    } else {
+        &dst_prefix
+    };
+    if src.scopes_overlap(&src_prefix, &dst, dst_scope) {
+        return Err(CliError::bad_input(format!(
+            "`{}` and `{}` overlap ({} and {}): a {} would copy objects onto themselves or into their own folder, again on every run. Choose a destination outside the source",
+            a.src,
+            a.dest,
+            src.stored_at(&src_prefix).trim_end_matches('/'),
+            dst.stored_at(dst_scope).trim_end_matches('/'),
+            if migrate { "migration" } else { "sync" }
+        )));
+    }
     let opts = SyncOptions {
         // `new:` keeps the source's keys; `new:PREFIX` puts them under PREFIX instead.
         dest_prefix: (!dst_prefix.is_empty()).then_some(dst_prefix),
