@@ -1384,3 +1384,57 @@ fn dry_runs_list_what_would_happen() {
         ""
     );
 }
+
+/// On a terminal a whole-bucket rm without `--all` asks, and only `yes` deletes. The
+/// terminal is util-linux `script`'s pseudo-terminal, fed the answer.
+#[cfg(unix)]
+#[test]
+fn a_whole_bucket_rm_on_a_terminal_asks_first() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: util-linux `script` is not installed, so no pseudo-terminal");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    seed(h);
+    let rm = |answer: &str| {
+        let mut child = Command::new("script")
+            .args([
+                "-qec",
+                &format!("{} rm data: --prefix ''", env!("CARGO_BIN_EXE_strata")),
+                "/dev/null",
+            ])
+            .env("STRATA_HOME", h)
+            .env_remove("STRATA_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(answer.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let before = snapshot(h);
+    let (code, out) = rm("no\n");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("delete all 4 object(s) of data:? type `yes`"),
+        "{out}"
+    );
+    assert_eq!(snapshot(h), before);
+    let (code, out) = rm("yes\n");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("deleted 4 object(s)"), "{out}");
+    assert!(snapshot(&h.join("data")).is_empty());
+    assert_eq!(snapshot(&h.join("other")).len(), 1);
+}
