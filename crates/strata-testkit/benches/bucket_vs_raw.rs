@@ -3,16 +3,26 @@
 //! For each backend (memory, local folder, and the moto S3 server when `cargo xtask bench`
 //! started it) and each payload (4 KiB, 1 MiB), batches of puts and gets run through the raw
 //! store and through `Bucket`, interleaved (raw first on even rounds, Strata first on odd),
-//! for several rounds. Both sides write into the same store root, and swap their two key
-//! folders every round: on a disk, how fast a folder takes new files depends on where the
-//! filesystem placed it (two raw `LocalFileSystem`s in sibling folders measured 0.78x of
-//! each other), which would otherwise be charged to one side. On the local folder each put
-//! pass first removes its keys, untimed, so every timed put writes a new file and neither
-//! side pays to free the other's old files. Printed: median throughput of each and the median of the rounds'
-//! Strata / raw ratios (target ≥ 0.95). A reference row, `memory/InMemory`, puts `Bucket`
-//! over the very `InMemory` store it is compared with: the handle's own cost, apart from
-//! Strata's memory store. Then a 1 GiB object is streamed up and down through `Bucket` in a
-//! child process, which reports its peak RSS (target ≤ 64 MiB).
+//! for several rounds, one at a time and (memory, local folder) 16 at a time; then both
+//! list 10,000 keys, in one listing and in 16 listings at once of a sixteenth each. Both
+//! sides write into the same store root, and swap their two key folders every round: on a
+//! disk, how fast a folder takes new files depends on where the filesystem placed it (two
+//! raw `LocalFileSystem`s in sibling folders measured 0.78x of each other), which would
+//! otherwise be charged to one side. On the local folder each put pass first removes its
+//! keys, untimed, so every timed put writes a new file and neither side pays to free the
+//! other's old files.
+//!
+//! The local folder has two target rows: `local` (neither side fsyncs: Strata with
+//! `durability = "none"` against `LocalFileSystem`) and `local fsync` (durable puts on both
+//! sides: Strata's default against `LocalFileSystem::with_fsync(true)`), and a reference
+//! row, `local fsync/none`, of Strata durable against Strata without fsync: what durability
+//! itself costs. Printed: median rate of each side, the median of the rounds' Strata / raw
+//! ratios (target >= 0.95) with their 25th-75th percentiles, and the number of rounds. A
+//! reference row, `memory/InMemory`, puts `Bucket` over the very `InMemory` store it is
+//! compared with: the handle's own cost, apart from Strata's memory store. Then a 1 GiB
+//! object is streamed up and down through `Bucket` in a child process, which reports its
+//! peak RSS (target <= 64 MiB). `STRATA_BENCH_ONLY=local` runs only the rows whose backend
+//! starts with `local`.
 //!
 //! Absolute times on a shared 2-core machine are noise; the side-by-side ratios are the
 //! figures that count.
@@ -24,7 +34,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use storage_core::{Bucket, PutOpts};
+use storage_core::{Bucket, Durability, LocalStore, PutOpts};
 
 struct Target {
     name: &'static str,
@@ -32,7 +42,7 @@ struct Target {
     bucket: Bucket,
     /// Rounds, each running both sides back to back.
     rounds: usize,
-    /// Counted against the 0.95 target; the reference row is not.
+    /// Counted against the 0.95 target; reference rows are not.
     target: bool,
     ops_small: usize,
     ops_large: usize,
@@ -41,18 +51,38 @@ struct Target {
     /// attribute). Elsewhere puts overwrite: the two memory stores are separate, and on S3
     /// an overwrite costs the same whoever wrote the object.
     fresh_puts: bool,
+    /// Also measure gets (not where only the cost of durable puts is compared).
+    gets: bool,
+    /// Also run every put and get pass 16 at a time.
+    concurrent: bool,
+    /// Keys to list (0: no list rows): one listing of all, then 16 listings at once of a
+    /// sixteenth each.
+    list_keys: usize,
 }
 
-async fn timed<F, Fut>(n: usize, bytes: usize, f: F) -> f64
+/// Operations in flight at once in the concurrent rows.
+const WIDTH: usize = 16;
+
+/// Run `f(0..n)`, `width` at a time; returns the rate in units per second (`units` per
+/// call: bytes for puts and gets).
+async fn timed<F, Fut>(n: usize, units: f64, width: usize, f: F) -> f64
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let start = Instant::now();
-    for i in 0..n {
-        f(i).await;
+    if width == 1 {
+        for i in 0..n {
+            f(i).await;
+        }
+    } else {
+        futures::stream::iter(0..n)
+            .map(&f)
+            .buffer_unordered(width)
+            .collect::<()>()
+            .await;
     }
-    (n * bytes) as f64 / start.elapsed().as_secs_f64() / (1024.0 * 1024.0)
+    n as f64 * units / start.elapsed().as_secs_f64()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -60,94 +90,187 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The 25th and 75th percentiles.
+fn quartiles(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (v[v.len() / 4], v[(v.len() * 3) / 4])
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Raw,
+    Strata,
+}
+
+async fn put_one(t: &Target, side: Side, key: String, body: Bytes) {
+    match side {
+        Side::Raw => {
+            t.raw
+                .put(&Path::from(key), PutPayload::from(body))
+                .await
+                .unwrap();
+        }
+        Side::Strata => {
+            t.bucket
+                .put_with(key, body, PutOpts::default())
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn get_one(t: &Target, side: Side, key: String) -> usize {
+    match side {
+        Side::Raw => t
+            .raw
+            .get(&Path::from(key))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .len(),
+        Side::Strata => t.bucket.get(key).await.unwrap().bytes.len(),
+    }
+}
+
+async fn list_count(t: &Target, side: Side, prefix: String) -> usize {
+    match side {
+        Side::Raw => {
+            t.raw
+                .list(Some(&Path::from(prefix)))
+                .map(|r| r.unwrap())
+                .count()
+                .await
+        }
+        Side::Strata => t.bucket.list(&prefix).map(|r| r.unwrap()).count().await,
+    }
+}
+
+/// Which side goes first in `round`, and the folder each side uses (swapped every round).
+fn sides(round: usize) -> [(Side, usize); 2] {
+    let raw = (Side::Raw, round % 2);
+    let strata = (Side::Strata, (round + 1) % 2);
+    if round.is_multiple_of(2) {
+        [raw, strata]
+    } else {
+        [strata, raw]
+    }
+}
+
+/// Per-round rates of each side, and the rows they make.
+#[derive(Default)]
+struct Samples {
+    raw: Vec<f64>,
+    strata: Vec<f64>,
+}
+
+impl Samples {
+    fn push(&mut self, side: Side, rate: f64) {
+        match side {
+            Side::Raw => self.raw.push(rate),
+            Side::Strata => self.strata.push(rate),
+        }
+    }
+}
+
 async fn compare(t: &Target, size: usize, ops: usize) -> Vec<Compared> {
     let payload = Bytes::from(vec![0x5a; size]);
-    let (mut raw_put, mut strata_put, mut raw_get, mut strata_get) =
-        (vec![], vec![], vec![], vec![]);
+    let mib = size as f64 / (1024.0 * 1024.0);
+    let widths: &[usize] = if t.concurrent { &[1, WIDTH] } else { &[1] };
+    let mut samples: Vec<(String, Samples)> = Vec::new();
+    for &w in widths {
+        let suffix = if w == 1 {
+            String::new()
+        } else {
+            format!(" x{w}")
+        };
+        samples.push((format!("put{suffix}"), Samples::default()));
+        if t.gets {
+            samples.push((format!("get{suffix}"), Samples::default()));
+        }
+    }
     for round in 0..t.rounds {
-        let raw_first = round % 2 == 0;
-        for pass in 0..2 {
-            let use_raw = (pass == 0) == raw_first;
-            let folder = (round + usize::from(use_raw)) % 2;
-            if t.fresh_puts {
-                remove_keys(t, use_raw, folder, size, ops).await;
-            }
-            if use_raw {
-                let p = payload.clone();
-                raw_put.push(
-                    timed(ops, size, |i| {
-                        let p = p.clone();
-                        let s = t.raw.clone();
-                        async move {
-                            s.put(
-                                &Path::from(format!("bench/f{folder}/{size}/{i}")),
-                                PutPayload::from(p),
-                            )
-                            .await
-                            .unwrap();
-                        }
+        for (side, folder) in sides(round) {
+            let mut row = samples.iter_mut();
+            for &w in widths {
+                if t.fresh_puts {
+                    remove_keys(t, side, folder, size, ops).await;
+                }
+                let key = |i: usize| format!("bench/f{folder}/{size}/{i}");
+                let put = timed(ops, mib, w, |i| put_one(t, side, key(i), payload.clone())).await;
+                row.next().unwrap().1.push(side, put);
+                if t.gets {
+                    let get = timed(ops, mib, w, |i| async move {
+                        assert_eq!(get_one(t, side, key(i)).await, size);
                     })
-                    .await,
-                );
-                raw_get.push(
-                    timed(ops, size, |i| {
-                        let s = t.raw.clone();
-                        async move {
-                            let b = s
-                                .get(&Path::from(format!("bench/f{folder}/{size}/{i}")))
-                                .await
-                                .unwrap()
-                                .bytes()
-                                .await
-                                .unwrap();
-                            assert_eq!(b.len(), size);
-                        }
-                    })
-                    .await,
-                );
-            } else {
-                let p = payload.clone();
-                strata_put.push(
-                    timed(ops, size, |i| {
-                        let p = p.clone();
-                        let b = t.bucket.clone();
-                        async move {
-                            b.put_with(
-                                format!("bench/f{folder}/{size}/{i}"),
-                                p,
-                                PutOpts::default(),
-                            )
-                            .await
-                            .unwrap();
-                        }
-                    })
-                    .await,
-                );
-                strata_get.push(
-                    timed(ops, size, |i| {
-                        let b = t.bucket.clone();
-                        async move {
-                            let o = b.get(format!("bench/f{folder}/{size}/{i}")).await.unwrap();
-                            assert_eq!(o.bytes.len(), size);
-                        }
-                    })
-                    .await,
-                );
+                    .await;
+                    row.next().unwrap().1.push(side, get);
+                }
             }
         }
     }
+    let label = if size < 1 << 20 {
+        format!("{} KiB", size >> 10)
+    } else {
+        format!("{} MiB", size >> 20)
+    };
+    samples
+        .into_iter()
+        .map(|(op, s)| Compared::new(op, label.clone(), s))
+        .collect()
+}
+
+/// Listing rows: `t.list_keys` keys in each of two folders, written untimed through each
+/// side (so each side lists files it wrote half the rounds, the other's the other half).
+async fn compare_lists(t: &Target) -> Vec<Compared> {
+    let n = t.list_keys;
+    let body = Bytes::from_static(b"listed");
+    for (side, folder) in [(Side::Raw, 0), (Side::Strata, 1)] {
+        futures::stream::iter(0..n)
+            .map(|i| {
+                put_one(
+                    t,
+                    side,
+                    format!("list/f{folder}/p{}/k{i}", i % WIDTH),
+                    body.clone(),
+                )
+            })
+            .buffer_unordered(WIDTH)
+            .collect::<()>()
+            .await;
+    }
+    let (mut whole, mut parts) = (Samples::default(), Samples::default());
+    for round in 0..t.rounds {
+        for (side, folder) in sides(round) {
+            let rate = timed(1, n as f64 / 1000.0, 1, |_| async move {
+                assert_eq!(list_count(t, side, format!("list/f{folder}")).await, n);
+            })
+            .await;
+            whole.push(side, rate);
+            let rate = timed(WIDTH, (n / WIDTH) as f64 / 1000.0, WIDTH, |p| async move {
+                assert_eq!(
+                    list_count(t, side, format!("list/f{folder}/p{p}")).await,
+                    n / WIDTH
+                );
+            })
+            .await;
+            parts.push(side, rate);
+        }
+    }
+    let label = format!("{}k keys", n / 1000);
     vec![
-        Compared::new("put", raw_put, strata_put),
-        Compared::new("get", raw_get, strata_get),
+        Compared::new("list".into(), label.clone(), whole),
+        Compared::new(format!("list x{WIDTH}"), label, parts),
     ]
 }
 
 /// Remove one side's `ops` keys of `folder` (missing keys, as in the first rounds, are fine).
-async fn remove_keys(t: &Target, use_raw: bool, folder: usize, size: usize, ops: usize) {
+async fn remove_keys(t: &Target, side: Side, folder: usize, size: usize, ops: usize) {
     let keys: Vec<String> = (0..ops)
         .map(|i| format!("bench/f{folder}/{size}/{i}"))
         .collect();
-    if use_raw {
+    if side == Side::Raw {
         let paths: Vec<_> = keys.iter().map(|k| Ok(Path::from(k.as_str()))).collect();
         let _: Vec<_> = t
             .raw
@@ -161,24 +284,39 @@ async fn remove_keys(t: &Target, use_raw: bool, folder: usize, size: usize, ops:
 
 /// One operation measured both ways over all rounds.
 struct Compared {
-    op: &'static str,
+    op: String,
+    size: String,
     raw: f64,
     strata: f64,
     /// Median of each round's own Strata/raw ratio: the two sides of a round ran back to
     /// back, so a slow stretch of the machine slows both and drops out of the ratio.
     ratio: f64,
+    /// 25th and 75th percentiles of the rounds' ratios.
+    spread: (f64, f64),
+    rounds: usize,
 }
 
 impl Compared {
-    fn new(op: &'static str, raw: Vec<f64>, strata: Vec<f64>) -> Self {
-        let ratios = raw.iter().zip(&strata).map(|(r, s)| s / r).collect();
+    fn new(op: String, size: String, s: Samples) -> Self {
+        let ratios: Vec<f64> = s.raw.iter().zip(&s.strata).map(|(r, s)| s / r).collect();
         Compared {
             op,
-            raw: median(raw),
-            strata: median(strata),
-            ratio: median(ratios),
+            size,
+            rounds: ratios.len(),
+            raw: median(s.raw),
+            strata: median(s.strata),
+            ratio: median(ratios.clone()),
+            spread: quartiles(ratios),
         }
     }
+}
+
+/// A local-folder store of `durability` on `root`, as a bucket.
+fn local(root: &std::path::Path, durability: Durability) -> Bucket {
+    LocalStore::new(root)
+        .unwrap()
+        .with_durability(durability)
+        .into_bucket("bench")
 }
 
 fn peak_rss_mib() -> f64 {
@@ -242,9 +380,17 @@ fn main() {
     }
     // `cargo bench` passes `--bench`; filters are not supported.
     let dir = tempfile::tempdir().unwrap();
-    // One root for both sides (see the module docs).
-    let local_root = dir.path().join("local");
-    let local_bucket = Bucket::local("bench", &local_root).unwrap();
+    // One root for both sides of a row (see the module docs); one root per row.
+    let root = |row: &str| dir.path().join(row);
+    let raw_local = |row: &str, fsync: bool| -> Arc<dyn ObjectStore> {
+        Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(root(row))
+                .unwrap()
+                .with_fsync(fsync),
+        )
+    };
+    let _ = std::fs::create_dir_all(root("local"));
+    let _ = std::fs::create_dir_all(root("local-fsync"));
     let mut targets = vec![
         Target {
             name: "memory",
@@ -258,6 +404,9 @@ fn main() {
             ops_small: 5_000,
             ops_large: 5_000,
             fresh_puts: false,
+            gets: true,
+            concurrent: true,
+            list_keys: 10_000,
         },
         Target {
             // Not a target row: `Bucket` over the very store it is compared with, which
@@ -271,13 +420,15 @@ fn main() {
             ops_small: 5_000,
             ops_large: 5_000,
             fresh_puts: false,
+            gets: true,
+            concurrent: false,
+            list_keys: 0,
         },
         Target {
-            name: "local folder",
-            raw: Arc::new(
-                object_store::local::LocalFileSystem::new_with_prefix(&local_root).unwrap(),
-            ),
-            bucket: local_bucket,
+            // Neither side syncs: what Strata's local folder adds to LocalFileSystem.
+            name: "local",
+            raw: raw_local("local", false),
+            bucket: local(&root("local"), Durability::None),
             // A 4 KiB put takes about 250 us on this disk, whose journal stalls now and
             // then: short back-to-back pairs keep a stall inside one round's ratio.
             rounds: 61,
@@ -285,6 +436,42 @@ fn main() {
             ops_small: 60,
             ops_large: 20,
             fresh_puts: true,
+            gets: true,
+            concurrent: true,
+            list_keys: 10_000,
+        },
+        Target {
+            // Both sides fsync file and folder (LocalFileSystem::with_fsync): durable puts.
+            name: "local fsync",
+            raw: raw_local("local-fsync", true),
+            bucket: local(&root("local-fsync"), Durability::Fsync),
+            rounds: 21,
+            target: true,
+            ops_small: 40,
+            ops_large: 10,
+            fresh_puts: true,
+            gets: false,
+            concurrent: true,
+            list_keys: 0,
+        },
+        Target {
+            // Not a target row: Strata durable ("raw" column: Strata without fsync) — the
+            // cost of durability itself.
+            name: "local fsync/none",
+            raw: Arc::new(
+                LocalStore::new(root("local-cost"))
+                    .unwrap()
+                    .with_durability(Durability::None),
+            ),
+            bucket: local(&root("local-cost"), Durability::Fsync),
+            rounds: 21,
+            target: false,
+            ops_small: 40,
+            ops_large: 10,
+            fresh_puts: true,
+            gets: false,
+            concurrent: false,
+            list_keys: 0,
         },
     ];
     let have_s3 = std::env::var("STRATA_TEST_S3_ENDPOINT").is_ok();
@@ -301,36 +488,48 @@ fn main() {
             ops_small: 50,
             ops_large: 5,
             fresh_puts: false,
+            gets: true,
+            concurrent: false,
+            list_keys: 0,
         });
     } else {
         println!("s3 (moto): skipped, STRATA_TEST_S3_ENDPOINT not set (run `cargo xtask bench`)");
     }
+    let only: Option<String> = std::env::var("STRATA_BENCH_ONLY").ok();
     println!(
-        "\nBucket vs raw object_store, interleaved rounds (memory 41, local folder 61, S3 15): median MiB/s, median ratio"
+        "\nBucket vs raw object_store, interleaved rounds: median MiB/s (list: thousand keys/s), median of the rounds' ratios, their 25th-75th percentiles"
     );
     println!(
-        "{:<16} {:<4} {:>8} {:>12} {:>12} {:>7}",
-        "backend", "op", "size", "raw", "strata", "ratio"
+        "{:<18} {:<7} {:>9} {:>10} {:>10} {:>7} {:>13} {:>6}",
+        "backend", "op", "size", "raw", "strata", "ratio", "p25-p75", "rounds"
     );
     let mut worst: f64 = f64::MAX;
     for t in &mut targets {
-        for (size, ops, label) in [
-            (4096, t.ops_small, "4 KiB"),
-            (1 << 20, t.ops_large, "1 MiB"),
-        ] {
-            for c in rt.block_on(compare(t, size, ops)) {
-                if t.target {
-                    worst = worst.min(c.ratio);
-                }
-                println!(
-                    "{:<16} {:<4} {:>8} {:>12.1} {:>12.1} {:>6.2}x",
-                    t.name, c.op, label, c.raw, c.strata, c.ratio
-                );
+        if only
+            .as_ref()
+            .is_some_and(|o| !t.name.starts_with(o.as_str()))
+        {
+            continue;
+        }
+        let mut rows = Vec::new();
+        for (size, ops) in [(4096, t.ops_small), (1 << 20, t.ops_large)] {
+            rows.extend(rt.block_on(compare(t, size, ops)));
+        }
+        if t.list_keys > 0 {
+            rows.extend(rt.block_on(compare_lists(t)));
+        }
+        for c in rows {
+            if t.target {
+                worst = worst.min(c.ratio);
             }
+            println!(
+                "{:<18} {:<7} {:>9} {:>10.1} {:>10.1} {:>6.2}x {:>6.2}-{:<6.2} {:>6}",
+                t.name, c.op, c.size, c.raw, c.strata, c.ratio, c.spread.0, c.spread.1, c.rounds
+            );
         }
     }
     println!(
-        "worst ratio: {worst:.2}x (target >= 0.95x; memory/InMemory, Bucket over object_store's own InMemory, is shown for reference and not counted)"
+        "worst ratio: {worst:.2}x (target >= 0.95x; reference rows not counted: memory/InMemory is Bucket over object_store's own InMemory, local fsync/none is Strata durable over Strata without fsync)"
     );
 
     println!(

@@ -6,9 +6,13 @@
 //!
 //! - **Metadata travels with the data.** Attributes and tags are kept in an extended
 //!   attribute (`user.strata.meta`) of the data file itself. A write stages the body in
-//!   `KEY#N`, sets the attribute on the staged file and renames it into place, so data and
-//!   metadata appear together in one atomic rename, and a reader that opened a file reads
-//!   the metadata of exactly that file (no lock, no second file).
+//!   the store's own folder under `ROOT/.strata-sys/staging/`, sets the attribute on the
+//!   staged file and renames it into place, so data and metadata appear together in one
+//!   atomic rename, and a reader that opened a file reads the metadata of exactly that file
+//!   (no lock, no second file). A writer killed mid-write leaves its staged file there,
+//!   where the next open finds and removes it (see [`durable`]).
+//! - **Durable writes** ([`Durability`]): by default the staged file is fsynced before the
+//!   rename and the folder after it (deletes, copies, moves and multipart completion too).
 //! - **ETags are unique to each write.** Every write stages a new file, so a new inode.
 //!   - Where the filesystem reports inode generations (ext4, xfs, btrfs on Linux), a write
 //!     without attributes or tags writes no attribute at all: its ETag is
@@ -30,6 +34,9 @@
 //!   `ROOT/.strata-sys/locks/`), so several `strata` processes may share one folder.
 //!   Conditional writes also check before staging, so a stale write fails without writing.
 //! - **Atomic delete-if-match**, under the same lock.
+//! - **Listings read ETags cheaply** (see [`walk`]): one walk opens each file by its bare
+//!   name relative to its open folder, on the blocking pool, rather than resolving paths
+//!   again after `LocalFileSystem`'s own walk.
 //!
 //! Files put into the folder by other programs (no attribute) read like writes without
 //! attributes: the inode ETag above, and no attributes.
@@ -38,8 +45,9 @@
 //! generations. An older Strata, or a process that reaches the folder through NFS, SMB,
 //! FUSE or overlayfs (no generations), computes `inode-mtime-size` for files without an
 //! attribute: ETags it receives from this version never match there (its conditional
-//! writes with them fail, safely), and its own ETags lose the generation's protection. The folder must be on a filesystem with user
-//! extended attributes (ext4, xfs, btrfs, zfs, tmpfs on Linux 6.6+, APFS);
+//! writes with them fail, safely), and its own ETags lose the generation's protection. An
+//! older Strata also stages beside the key (`KEY#N`, hidden from listings). The folder must
+//! be on a filesystem with user extended attributes (ext4, xfs, btrfs, zfs, tmpfs on Linux 6.6+, APFS);
 //! [`LocalStore::new`] checks and says so otherwise.
 
 use std::collections::BTreeMap;

@@ -209,10 +209,8 @@ impl Staging {
     /// Remove what stores that are no longer running left under `root` (the staging
     /// folder); returns the number of staged files removed. Live stores are left alone.
     pub(super) fn sweep(root: &FsPath) -> io::Result<u64> {
-        let entries = match std::fs::read_dir(root) {
-            Ok(e) => e,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(e),
+        let Some(entries) = gone_is_none(std::fs::read_dir(root))? else {
+            return Ok(0);
         };
         let mut removed = 0;
         for entry in entries {
@@ -228,20 +226,14 @@ impl Staging {
                 continue;
             };
             let lock_path = entry.path();
-            let lock = match OpenOptions::new().write(true).open(&lock_path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
+            let Some(lock) = gone_is_none(OpenOptions::new().write(true).open(&lock_path))? else {
+                continue;
             };
             if lock.try_lock().is_err() {
                 continue; // its store is open
             }
             removed += remove_owner(&root.join(id))?;
-            match std::fs::remove_file(&lock_path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
+            gone_is_none(std::fs::remove_file(&lock_path))?;
         }
         Ok(removed)
     }
@@ -257,22 +249,24 @@ impl Drop for Staging {
 
 /// Remove an owner folder and its staged files; returns how many files it held.
 fn remove_owner(dir: &FsPath) -> io::Result<u64> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
+    let Some(entries) = gone_is_none(std::fs::read_dir(dir))? else {
+        return Ok(0);
     };
     let mut removed = 0;
     for entry in entries {
-        match std::fs::remove_file(entry?.path()) {
-            Ok(()) => removed += 1,
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        if gone_is_none(std::fs::remove_file(entry?.path()))?.is_some() {
+            removed += 1;
         }
     }
-    match std::fs::remove_dir(dir) {
-        Ok(()) => Ok(removed),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(removed),
+    gone_is_none(std::fs::remove_dir(dir))?;
+    Ok(removed)
+}
+
+/// `result`, with NotFound (removed meanwhile, by a concurrent sweeper) as `None`.
+fn gone_is_none<T>(result: io::Result<T>) -> io::Result<Option<T>> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }
