@@ -575,7 +575,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            e.contains("x.toml: buckets.a.connection") && e.contains("known connections: m"),
+            e.contains("x.toml:4: buckets.a.connection") && e.contains("known connections: m"),
             "{e}"
         );
     }
