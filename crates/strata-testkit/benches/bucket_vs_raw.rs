@@ -222,23 +222,25 @@ async fn compare(t: &Target, size: usize, ops: usize) -> Vec<Compared> {
 }
 
 /// Listing rows: `t.list_keys` keys in each of two folders, written untimed through each
-/// side (so each side lists files it wrote half the rounds, the other's the other half).
+/// side (so where both sides share one store, as on the local folder, each side lists files
+/// it wrote half the rounds and the other's the other half; where they do not, as in
+/// memory, each side writes both folders into its own store).
 async fn compare_lists(t: &Target) -> Vec<Compared> {
     let n = t.list_keys;
-    let body = Bytes::from_static(b"listed");
-    for (side, folder) in [(Side::Raw, 0), (Side::Strata, 1)] {
+    let write = |side: Side, folder: usize| {
         futures::stream::iter(0..n)
-            .map(|i| {
-                put_one(
-                    t,
-                    side,
-                    format!("list/f{folder}/p{}/k{i}", i % WIDTH),
-                    body.clone(),
-                )
+            .map(move |i| {
+                let key = format!("list/f{folder}/p{}/k{i}", i % WIDTH);
+                put_one(t, side, key, Bytes::from_static(b"listed"))
             })
             .buffer_unordered(WIDTH)
             .collect::<()>()
-            .await;
+    };
+    write(Side::Raw, 0).await;
+    write(Side::Strata, 1).await;
+    if list_count(t, Side::Raw, "list/f1".into()).await == 0 {
+        write(Side::Raw, 1).await;
+        write(Side::Strata, 0).await;
     }
     let (mut whole, mut parts) = (Samples::default(), Samples::default());
     for round in 0..t.rounds {
