@@ -58,6 +58,9 @@ struct Target {
     /// Keys to list (0: no list rows): one listing of all, then 16 listings at once of a
     /// sixteenth each.
     list_keys: usize,
+    /// Strata's side calls the bucket's store itself, not the `Bucket` handle (reference
+    /// rows that tell the store's cost from the handle's).
+    direct: bool,
 }
 
 /// Operations in flight at once in the concurrent rows.
@@ -102,15 +105,23 @@ enum Side {
     Strata,
 }
 
-async fn put_one(t: &Target, side: Side, key: String, body: Bytes) {
+/// The store a side calls, or `None` for Strata through its `Bucket`.
+fn direct(t: &Target, side: Side) -> Option<&Arc<dyn ObjectStore>> {
     match side {
-        Side::Raw => {
-            t.raw
+        Side::Raw => Some(&t.raw),
+        Side::Strata => t.direct.then(|| t.bucket.store()),
+    }
+}
+
+async fn put_one(t: &Target, side: Side, key: String, body: Bytes) {
+    match direct(t, side) {
+        Some(store) => {
+            store
                 .put(&Path::from(key), PutPayload::from(body))
                 .await
                 .unwrap();
         }
-        Side::Strata => {
+        None => {
             t.bucket
                 .put_with(key, body, PutOpts::default())
                 .await
@@ -120,30 +131,22 @@ async fn put_one(t: &Target, side: Side, key: String, body: Bytes) {
 }
 
 async fn get_one(t: &Target, side: Side, key: String) -> usize {
-    match side {
-        Side::Raw => t
-            .raw
-            .get(&Path::from(key))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .len(),
-        Side::Strata => t.bucket.get(key).await.unwrap().bytes.len(),
+    match direct(t, side) {
+        Some(store) => {
+            let got = store.get(&Path::from(key)).await.unwrap();
+            got.bytes().await.unwrap().len()
+        }
+        None => t.bucket.get(key).await.unwrap().bytes.len(),
     }
 }
 
 async fn list_count(t: &Target, side: Side, prefix: String) -> usize {
-    match side {
-        Side::Raw => {
-            t.raw
-                .list(Some(&Path::from(prefix)))
-                .map(|r| r.unwrap())
-                .count()
-                .await
+    match direct(t, side) {
+        Some(store) => {
+            let listed = store.list(Some(&Path::from(prefix)));
+            listed.map(|r| r.unwrap()).count().await
         }
-        Side::Strata => t.bucket.list(&prefix).map(|r| r.unwrap()).count().await,
+        None => t.bucket.list(&prefix).map(|r| r.unwrap()).count().await,
     }
 }
 
@@ -393,6 +396,7 @@ fn main() {
     };
     let _ = std::fs::create_dir_all(root("local"));
     let _ = std::fs::create_dir_all(root("local-fsync"));
+    let _ = std::fs::create_dir_all(root("local-direct"));
     let mut targets = vec![
         Target {
             name: "memory",
@@ -409,6 +413,7 @@ fn main() {
             gets: true,
             concurrent: true,
             list_keys: 10_000,
+            direct: false,
         },
         Target {
             // Not a target row: `Bucket` over the very store it is compared with, which
@@ -425,6 +430,7 @@ fn main() {
             gets: true,
             concurrent: false,
             list_keys: 0,
+            direct: false,
         },
         Target {
             // Neither side syncs: what Strata's local folder adds to LocalFileSystem.
@@ -441,6 +447,23 @@ fn main() {
             gets: true,
             concurrent: true,
             list_keys: 10_000,
+            direct: false,
+        },
+        Target {
+            // Not a target row: `LocalStore` itself, without the `Bucket` handle, against
+            // LocalFileSystem (neither syncs): what the store costs apart from the handle.
+            name: "local/LocalStore",
+            raw: raw_local("local-direct", false),
+            bucket: local(&root("local-direct"), Durability::None),
+            rounds: 31,
+            target: false,
+            ops_small: 60,
+            ops_large: 20,
+            fresh_puts: true,
+            gets: true,
+            concurrent: false,
+            list_keys: 0,
+            direct: true,
         },
         Target {
             // Both sides fsync file and folder (LocalFileSystem::with_fsync): durable puts.
@@ -455,6 +478,7 @@ fn main() {
             gets: false,
             concurrent: true,
             list_keys: 0,
+            direct: false,
         },
         Target {
             // Not a target row: Strata durable ("raw" column: Strata without fsync) — the
@@ -474,6 +498,7 @@ fn main() {
             gets: false,
             concurrent: false,
             list_keys: 0,
+            direct: false,
         },
     ];
     let have_s3 = std::env::var("STRATA_TEST_S3_ENDPOINT").is_ok();
@@ -493,6 +518,7 @@ fn main() {
             gets: true,
             concurrent: false,
             list_keys: 0,
+            direct: false,
         });
     } else {
         println!("s3 (moto): skipped, STRATA_TEST_S3_ENDPOINT not set (run `cargo xtask bench`)");
@@ -531,7 +557,7 @@ fn main() {
         }
     }
     println!(
-        "worst ratio: {worst:.2}x (target >= 0.95x; reference rows not counted: memory/InMemory is Bucket over object_store's own InMemory, local fsync/none is Strata durable over Strata without fsync)"
+        "worst ratio: {worst:.2}x (target >= 0.95x; reference rows not counted: memory/InMemory is Bucket over object_store's own InMemory, local/LocalStore is the store without the Bucket handle, local fsync/none is Strata durable over Strata without fsync)"
     );
 
     println!(
