@@ -175,7 +175,7 @@ impl Staging {
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             };
-            if lock.try_lock().is_err() {
+            if !locked(&lock)? {
                 continue;
             }
             // A sweeper may have taken the lock between our create and lock, found it
@@ -229,7 +229,7 @@ impl Staging {
             let Some(lock) = gone_is_none(OpenOptions::new().write(true).open(&lock_path))? else {
                 continue;
             };
-            if lock.try_lock().is_err() {
+            if !locked(&lock)? {
                 continue; // its store is open
             }
             removed += remove_owner(&root.join(id))?;
@@ -260,6 +260,16 @@ fn remove_owner(dir: &FsPath) -> io::Result<u64> {
     }
     gone_is_none(std::fs::remove_dir(dir))?;
     Ok(removed)
+}
+
+/// Take `file`'s lock if it is free: `false` if another holds it, an error if the
+/// filesystem cannot lock at all.
+fn locked(file: &File) -> io::Result<bool> {
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
 }
 
 /// `result`, with NotFound (removed meanwhile, by a concurrent sweeper) as `None`.
@@ -302,4 +312,47 @@ pub(super) fn random_id() -> u64 {
             .as_nanos(),
     );
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &FsPath) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn sweeps_spare_open_stores_and_remove_what_dead_ones_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("staging");
+        let live = Staging::claim(&root).unwrap();
+        let (_file, _staged) = live.file().unwrap();
+        let live_id = live.dir.file_name().unwrap().to_string_lossy().into_owned();
+        // What a killed process leaves: its lock file, no longer locked, and its folder.
+        std::fs::write(root.join("00000000000000d1.lock"), "").unwrap();
+        std::fs::create_dir(root.join("00000000000000d1")).unwrap();
+        std::fs::write(root.join("00000000000000d1/0"), "part").unwrap();
+        std::fs::write(root.join("00000000000000d1/1"), "part").unwrap();
+        // What a sweeper killed between removing a folder's files and its lock leaves.
+        std::fs::create_dir(root.join("00000000000000d2")).unwrap();
+        std::fs::write(root.join("00000000000000d2/5"), "part").unwrap();
+
+        assert_eq!(Staging::sweep(&root).unwrap(), 3);
+        assert_eq!(
+            names(&root),
+            [live_id.clone(), format!("{live_id}.lock")],
+            "the open store's staging stays"
+        );
+        assert_eq!(names(&live.dir), ["0"], "with its staged file");
+        assert_eq!(Staging::sweep(&root).unwrap(), 0);
+        // A store that closes removes its own.
+        drop(live);
+        assert!(names(&root).is_empty());
+    }
 }
