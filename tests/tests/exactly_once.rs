@@ -657,3 +657,71 @@ fn local_counter_by_8_processes_killed_and_restarted_at_random() {
         "every id in the counter was acknowledged or in flight"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn torn_listings_resume_after_the_last_entry_and_lose_nothing() {
+    if strata_testkit::moto_env().is_none() {
+        return;
+    }
+    use futures::{StreamExt, TryStreamExt};
+    let prefix = strata_testkit::run_prefix("torn-list");
+    let direct = oracle_bucket(&prefix);
+    // 2,500 keys: three pages of S3's 1,000.
+    let keys: Vec<String> = (0..2500).map(|i| format!("k{i:05}")).collect();
+    futures::stream::iter(keys.clone())
+        .map(|k| {
+            let b = direct.clone();
+            async move { b.put(&k, "x").await.map(drop) }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await
+        .unwrap();
+    let server = strata_testkit::moto_env().unwrap();
+    // Tear half of the listing pages (status and headers sent, body cut in half).
+    let mut plan = FaultPlan::only(strata_testkit::fault_proxy::Fault::TornBody, Duration::ZERO);
+    plan.rate = 0.5;
+    plan.seed = seed();
+    let proxy = FaultProxy::start(&server.endpoint, plan).await.unwrap();
+    let toml = format!(
+        "[connections.moto]\nkind = 's3'\nendpoint = '{}'\nallow_http = true\npath_style = true\naccess_key_id = '{}'\nsecret_access_key = '{}'\n[buckets.soak]\nconnection = 'moto'\nbucket = '{}'\nprefix = '{prefix}'\n[layers.retry]\nmax_attempts = 20\nbase_delay = '1ms'\n",
+        proxy.endpoint(),
+        server.access_key,
+        server.secret_key.expose(),
+        server.bucket
+    );
+    let strata = Strata::from_toml_str(&toml, "torn.toml").unwrap();
+    let bucket = strata.bucket("soak").unwrap();
+    let mut listed: Vec<String> = bucket
+        .list("")
+        .map_ok(|i| i.key)
+        .try_collect()
+        .await
+        .unwrap();
+    listed.sort();
+    eprintln!("{}", proxy.summary());
+    assert_eq!(listed, keys, "every key exactly once");
+    let torn_after_first_page = proxy
+        .records()
+        .iter()
+        .filter(|r| r.fault.is_some() && r.target.contains("start-after"))
+        .count()
+        + proxy
+            .records()
+            .iter()
+            .filter(|r| r.fault.is_some() && r.target.contains("continuation-token"))
+            .count();
+    assert!(
+        torn_after_first_page >= 1,
+        "a page after the first was torn: {}",
+        proxy.summary()
+    );
+    let stats = strata
+        .layers("soak")
+        .unwrap()
+        .retry
+        .as_ref()
+        .unwrap()
+        .stats();
+    assert!(stats.resumed_streams >= 1, "{stats:?}");
+}

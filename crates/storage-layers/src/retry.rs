@@ -39,6 +39,9 @@
 //!
 //! # Streams
 //!
+//! A listing torn mid-way (a cut page) resumes after the last entry it yielded, where the
+//! store lists in key order (S3); see `resumable_list`.
+//!
 //! A GET whose body fails mid-way with a retryable error is resumed from the next byte with a
 //! ranged GET pinned to the first response's ETag (`If-Match`), so a torn stream neither
 //! restarts nor mixes two versions. `list` is retried only if it fails before its first
@@ -165,7 +168,7 @@ pub struct RetryStats {
     pub gave_up: u64,
     /// Ambiguous conditional writes found to have been applied (answered as success).
     pub recovered_writes: u64,
-    /// GET bodies resumed after a mid-stream failure.
+    /// GET bodies and listings resumed after a mid-stream failure.
     pub resumed_streams: u64,
     /// Compare-and-swap writes whose outcome could not be determined (returned as their
     /// ambiguous error, never as a conflict).
@@ -550,11 +553,12 @@ impl<T: ObjectStore> ObjectStore for RetryStore<T> {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        let inner = Arc::clone(&self.inner);
-        let prefix = prefix.cloned();
-        retry_stream_start(Arc::clone(&self.policy), "list", move || {
-            inner.list(prefix.as_ref())
-        })
+        resumable_list(
+            Arc::clone(&self.inner),
+            Arc::clone(&self.policy),
+            prefix.cloned(),
+            None,
+        )
     }
 
     fn list_with_offset(
@@ -562,12 +566,12 @@ impl<T: ObjectStore> ObjectStore for RetryStore<T> {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        let inner = Arc::clone(&self.inner);
-        let prefix = prefix.cloned();
-        let offset = offset.clone();
-        retry_stream_start(Arc::clone(&self.policy), "list", move || {
-            inner.list_with_offset(prefix.as_ref(), &offset)
-        })
+        resumable_list(
+            Arc::clone(&self.inner),
+            Arc::clone(&self.policy),
+            prefix.cloned(),
+            Some(offset.clone()),
+        )
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
@@ -686,35 +690,91 @@ impl<T: ObjectStore> ObjectStore for RetryStore<T> {
     }
 }
 
-/// Retry a stream-producing call while it fails before yielding anything.
-fn retry_stream_start<I: Send + 'static>(
+/// A listing that survives a torn page. A retryable failure before the first entry restarts
+/// it; one after resumes after the last entry yielded (`list_with_offset`), which is exact
+/// where the store lists in key order, as S3 does. Where the entries seen so far were not in
+/// key order (a local folder lists in directory order) the failure is returned instead:
+/// resuming by offset could skip entries.
+fn resumable_list<T: ObjectStore>(
+    inner: Arc<T>,
     policy: Arc<Policy>,
-    op: &'static str,
-    make: impl Fn() -> BoxStream<'static, OsResult<I>> + Send + Sync + 'static,
-) -> BoxStream<'static, OsResult<I>> {
-    let start = async move {
-        let mut attempt = 1;
-        let started = tokio::time::Instant::now();
+    prefix: Option<Path>,
+    offset: Option<Path>,
+) -> BoxStream<'static, OsResult<ObjectMeta>> {
+    struct State<T: ObjectStore> {
+        inner: Arc<T>,
+        policy: Arc<Policy>,
+        prefix: Option<Path>,
+        /// The listing continues after this (the caller's offset, then the last entry).
+        after: Option<Path>,
+        yielded: bool,
+        sorted: bool,
+        attempt: u32,
+        started: tokio::time::Instant,
+        current: BoxStream<'static, OsResult<ObjectMeta>>,
+        done: bool,
+    }
+    fn open<T: ObjectStore>(
+        inner: &Arc<T>,
+        prefix: &Option<Path>,
+        after: &Option<Path>,
+    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        match after {
+            Some(after) => inner.list_with_offset(prefix.as_ref(), after),
+            None => inner.list(prefix.as_ref()),
+        }
+    }
+    let state = State {
+        current: open(&inner, &prefix, &offset),
+        inner,
+        policy,
+        prefix,
+        after: offset,
+        yielded: false,
+        sorted: true,
+        attempt: 1,
+        started: tokio::time::Instant::now(),
+        done: false,
+    };
+    stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
+        }
         loop {
-            let mut s = make();
-            match s.next().await {
-                Some(Err(e)) => {
-                    if !policy
-                        .should_retry(classify(&e), attempt, started, op, "")
-                        .await
-                    {
-                        return stream::once(async move { Err(e) }).boxed();
+            match st.current.next().await {
+                Some(Ok(meta)) => {
+                    if st.yielded && st.after.as_ref().is_some_and(|a| meta.location <= *a) {
+                        st.sorted = false;
                     }
-                    attempt += 1;
+                    st.after = Some(meta.location.clone());
+                    st.yielded = true;
+                    return Some((Ok(meta), st));
                 }
-                Some(Ok(first)) => {
-                    return stream::once(async move { Ok(first) }).chain(s).boxed();
+                None => return None,
+                Some(Err(e)) => {
+                    let resumable = !st.yielded || st.sorted;
+                    if !resumable
+                        || !st
+                            .policy
+                            .should_retry(classify(&e), st.attempt, st.started, "list", "")
+                            .await
+                    {
+                        st.done = true;
+                        return Some((Err(e), st));
+                    }
+                    if st.yielded {
+                        st.policy
+                            .counters
+                            .resumed_streams
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    st.attempt += 1;
+                    st.current = open(&st.inner, &st.prefix, &st.after);
                 }
-                None => return stream::empty().boxed(),
             }
         }
-    };
-    futures::FutureExt::flatten_stream(start).boxed()
+    })
+    .boxed()
 }
 
 /// Wrap a GET body so a retryable mid-stream failure resumes from the next byte.
