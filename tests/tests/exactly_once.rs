@@ -725,3 +725,35 @@ async fn torn_listings_resume_after_the_last_entry_and_lose_nothing() {
         .stats();
     assert!(stats.resumed_streams >= 1, "{stats:?}");
 }
+
+#[tokio::test]
+async fn an_error_answer_with_a_cut_body_keeps_its_status() {
+    if strata_testkit::moto_env().is_none() {
+        return;
+    }
+    let server = strata_testkit::moto_env().unwrap();
+    let proxy = FaultProxy::start(
+        &server.endpoint,
+        FaultPlan::only(strata_testkit::fault_proxy::Fault::TornBody, Duration::ZERO),
+    )
+    .await
+    .unwrap();
+    // No retry layer and no HTTP retries: the first answer is what the caller gets.
+    let mut cfg = strata_testkit::s3_config(&server);
+    cfg.endpoint = Some(proxy.endpoint());
+    cfg.max_retries = Some(0);
+    let bucket = cfg.build("torn").unwrap();
+    let err = bucket
+        .get(format!(
+            "{}/missing",
+            strata_testkit::run_prefix("torn-404")
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_not_found(),
+        "a 404 with a cut body is still NotFound: {err:?}"
+    );
+    let torn = proxy.counts().values().sum::<u64>();
+    assert_eq!(torn, 1, "{}", proxy.summary());
+}

@@ -414,11 +414,14 @@ impl S3Config {
         if !self.keep_alive {
             client = client.with_pool_max_idle_per_host(0);
         }
-        b = b.with_client_options(client).with_retry(RetryConfig {
-            backoff: BackoffConfig::default(),
-            max_retries,
-            retry_timeout: Duration::from_secs(180),
-        });
+        b = b
+            .with_http_connector(store::StatusKeepingConnector::default())
+            .with_client_options(client)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries,
+                retry_timeout: Duration::from_secs(180),
+            });
         Ok(b)
     }
 

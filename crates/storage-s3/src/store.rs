@@ -13,6 +13,11 @@
 //!    are `QuotaExceeded`, `ConditionalRequestConflict` and 409 are `Precondition`,
 //!    credential codes are `Unauthenticated`, `NoSuchBucket` is `InvalidConfig`. Nothing above
 //!    guesses from message text.
+//! 3. **An error answer keeps its status even when its body is cut** (`StatusKeeping`):
+//!    `object_store` reads an error body to build its error, and a body cut mid-way used to
+//!    lose the status (a missing key then read as a transport failure). The connector reads
+//!    error bodies itself and replaces a cut one with an empty body, so a 404 is `NotFound`
+//!    and a 500 is retried as a 500.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -24,12 +29,15 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use object_store::aws::AmazonS3;
-use object_store::client::{HttpError, HttpErrorKind};
+use object_store::client::{
+    HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse, HttpService,
+    ReqwestConnector,
+};
 use object_store::path::Path;
 use object_store::{
-    CopyMode, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload,
-    ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-    RenameOptions, Result as OsResult,
+    ClientOptions, CopyMode, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult,
+    MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload,
+    PutResult, RenameOptions, Result as OsResult,
 };
 use storage_core::StorageError;
 use storage_core::attrs::validate_attributes;
@@ -233,6 +241,42 @@ pub fn classify(
 
 fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().to_string()
+}
+
+/// The S3 clients' HTTP connector: `object_store`'s reqwest client, with error answers read
+/// whole here so a cut error body cannot hide the status (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct StatusKeepingConnector(ReqwestConnector);
+
+impl HttpConnector for StatusKeepingConnector {
+    fn connect(&self, options: &ClientOptions) -> OsResult<HttpClient> {
+        Ok(HttpClient::new(StatusKeeping(self.0.connect(options)?)))
+    }
+}
+
+/// An [`HttpService`] that reads error bodies (non-2xx, non-304) in full and answers a cut
+/// one with an empty body and the status it had.
+#[derive(Debug)]
+pub(crate) struct StatusKeeping(HttpClient);
+
+#[async_trait]
+impl HttpService for StatusKeeping {
+    async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let res = self.0.execute(req).await?;
+        let status = res.status();
+        if status.is_success() || status.is_redirection() {
+            return Ok(res);
+        }
+        let (parts, body) = res.into_parts();
+        let body = match body.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(%status, error = %e, "error answer with a cut body: keeping its status");
+                Bytes::new()
+            }
+        };
+        Ok(HttpResponse::from_parts(parts, body.into()))
+    }
 }
 
 fn is_conditional(mode: &PutMode) -> bool {
