@@ -1419,7 +1419,7 @@ mod tests {
         assert!(
             results
                 .iter()
-                .any(|r| r.as_ref().is_err_and(|e| e.to_string().contains("loop"))),
+                .any(|r| r.as_ref().is_err_and(|e| e.to_string().contains("symlink loop"))),
             "no loop error"
         );
     }

@@ -163,10 +163,16 @@ impl Walk {
         }
         match self.push(dir, key.clone()) {
             Ok(()) => None,
-            Err(e) => Some(Err(io_err(std::io::Error::new(
-                std::io::Error::from(e).kind(),
-                format!("entering folder `{key}`: {e}"),
-            )))),
+            Err(e) => {
+                let why = match e {
+                    Errno::LOOP => "it is a symlink loop back to a folder above it".to_string(),
+                    e => e.to_string(),
+                };
+                Some(Err(io_err(std::io::Error::new(
+                    std::io::Error::from(e).kind(),
+                    format!("listing folder `{key}`: {why}"),
+                ))))
+            }
         }
     }
 }
@@ -195,6 +201,9 @@ impl Iterator for Walk {
             let dirfd = &self.stack.last().expect("an entry came from it").dir;
             let Ok(dirfd) = dirfd.fd() else { continue };
             if file_type == FileType::Directory {
+                if !self.recursive {
+                    return Some(Ok(Found::Folder(key)));
+                }
                 match rustix::fs::openat(dirfd, name.as_c_str(), dir_flags(), Mode::empty()) {
                     Ok(fd) => match self.folder(File::from(fd), key) {
                         Some(found) => return Some(found),
