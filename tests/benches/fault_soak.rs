@@ -71,12 +71,14 @@ async fn main() {
     println!("|---|---|---|---|---|---|---|---|---|");
     for seed in SEEDS {
         for side in ["raw object_store", "strata"] {
-            let proxy = FaultProxy::start(
-                &server.endpoint,
-                FaultPlan::mixed(seed, 0.10, Duration::from_millis(1300)),
-            )
-            .await
-            .expect("proxy");
+            let proxy = Arc::new(
+                FaultProxy::start(
+                    &server.endpoint,
+                    FaultPlan::mixed(seed, 0.10, Duration::from_millis(1300)),
+                )
+                .await
+                .expect("proxy"),
+            );
             let prefix = strata_testkit::run_prefix(&format!("bench-soak-{seed}"));
             let direct = Arc::new(StrataClient(guide_bucket(
                 &server,
@@ -90,7 +92,7 @@ async fn main() {
                     &proxy.endpoint(),
                     &prefix,
                 )));
-                soak::soak(client, direct, SoakPlan::standard(seed)).await
+                soak::soak(client, direct, SoakPlan::standard(seed), Arc::clone(&proxy)).await
             } else {
                 let mut cfg = strata_testkit::s3_config(&server);
                 cfg.endpoint = Some(proxy.endpoint());
@@ -102,7 +104,7 @@ async fn main() {
                     store,
                     root: prefix.clone(),
                 });
-                soak::soak(client, direct, SoakPlan::standard(seed)).await
+                soak::soak(client, direct, SoakPlan::standard(seed), Arc::clone(&proxy)).await
             };
             row(
                 if side == "strata" { "strata" } else { "raw" },

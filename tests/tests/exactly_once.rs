@@ -75,10 +75,15 @@ recovery_timeout = "1s"
         .unwrap()
 }
 
-/// The same prefix, straight to moto: the oracle.
+/// The same prefix, straight to moto without layers: the oracle.
 fn oracle_bucket(prefix: &str) -> Bucket {
-    let server = strata_testkit::moto_env().expect("moto");
-    guide_bucket(&server.endpoint, prefix)
+    strata_testkit::s3_config(&strata_testkit::moto_env().expect("moto"))
+        .build("oracle")
+        .unwrap()
+        .to_builder()
+        .prefix(prefix)
+        .unwrap()
+        .build()
 }
 
 async fn proxy(seed: u64) -> FaultProxy {
@@ -103,12 +108,12 @@ async fn fault_soak_2000_mixed_ops_on_200_keys_below_the_http_client() {
         return;
     }
     let seed = seed();
-    let proxy = proxy(seed).await;
+    let proxy = Arc::new(proxy(seed).await);
     let prefix = strata_testkit::run_prefix("soak");
     let client = Arc::new(StrataClient(guide_bucket(&proxy.endpoint(), &prefix)));
     let oracle = Arc::new(StrataClient(oracle_bucket(&prefix)));
     let before = storage_core::conditional::stats::resolutions();
-    let t = soak::soak(client, oracle, SoakPlan::standard(seed)).await;
+    let t = soak::soak(client, oracle, SoakPlan::standard(seed), Arc::clone(&proxy)).await;
     let after = storage_core::conditional::stats::resolutions();
     eprintln!("{}", proxy.summary());
     eprintln!("strata: {}", t.line());
@@ -231,6 +236,7 @@ async fn counter_16_writers_x_25_increments_under_faults_lose_and_double_nothing
         answers.ambiguous.extend(a.ambiguous);
         answers.failed.extend(a.failed);
     }
+    assert!(proxy.settle("counter.json", Duration::from_secs(60)).await);
     let oracle: Collection<Counter> =
         Collection::new(&oracle_bucket(&prefix), "{id}.json").unwrap();
     let counter = oracle.get("counter").await.unwrap().unwrap().value;

@@ -267,8 +267,17 @@ async fn probe(
 ) -> Probe {
     let current = match head(bucket, key).await {
         Ok(c) => c,
-        Err(e) if e.is_retryable() => return Probe::Unknown(e),
-        Err(e) => return Probe::Conflict(e),
+        Err(e) if transient(&e) => return Probe::Unknown(e),
+        // The object cannot be read (access denied, ...): what happened cannot be checked.
+        Err(e) => {
+            return Probe::Ambiguous(StorageError::Ambiguous {
+                backend: bucket.name().to_string(),
+                key: key.to_string(),
+                detail: format!(
+                    "the answer to a conditional write was lost and the object cannot be read to check it ({e}); it may or may not have been applied"
+                ),
+            });
+        }
     };
     let Some(info) = current else {
         return match condition {
@@ -383,6 +392,12 @@ fn normalise(
     }
 }
 
+/// A failure that says nothing about the write and may pass: retryable errors, and an open
+/// circuit breaker (which refused the request without sending it).
+fn transient(e: &StorageError) -> bool {
+    e.is_retryable() || matches!(e, StorageError::CircuitOpen { .. })
+}
+
 /// Sleep before retry `round`, or say the loop is over.
 async fn backoff(round: &mut u32, started: tokio::time::Instant) -> bool {
     *round += 1;
@@ -474,7 +489,13 @@ pub(crate) async fn write(
         };
         // A conflict answered to the first attempt is real: nothing below a Bucket resends a
         // conditional request. After an ambiguous attempt it may be our own write.
-        if !(err.is_retryable() || (ambiguous && err.is_conflict())) {
+        if !(transient(&err) || (ambiguous && err.is_conflict())) {
+            // After an ambiguous attempt, any other answer leaves that attempt's fate open:
+            // it may still land (a server can apply a request after its answer was lost).
+            if ambiguous {
+                stats::bump(&stats::AMBIGUOUS);
+                return Err(unresolved(bucket, key, err));
+            }
             return Err(err);
         }
         ambiguous = true;
@@ -508,19 +529,23 @@ pub(crate) async fn write(
             }
         }
         if !backoff(&mut round, started).await {
-            return Err(last);
+            // An earlier attempt may still land (a server can apply a request after its
+            // answer timed out): the outcome is unknown, not a plain failure.
+            stats::bump(&stats::AMBIGUOUS);
+            return Err(unresolved(bucket, key, last));
         }
     }
 }
 
-/// The error for a write whose check could not run before the deadline: the write may have
-/// landed, so it is `Ambiguous`, never a plain retryable error a caller would repeat.
+/// The error for a write whose outcome could not be settled before the retry deadline: an
+/// attempt may have landed or may still land, so it is `Ambiguous`, never a plain retryable
+/// error a caller would repeat.
 fn unresolved(bucket: &Bucket, key: &str, last: StorageError) -> StorageError {
     StorageError::Ambiguous {
         backend: bucket.name().to_string(),
         key: key.to_string(),
         detail: format!(
-            "the answer to a conditional write was lost and the object could not be read to check it before the retry deadline ({last}); it may or may not have been applied. Read the object and decide"
+            "the answer to a conditional request was lost and its outcome could not be settled before the retry deadline (last error: {last}); it may or may not have been applied. Read the object and decide"
         ),
     }
 }
@@ -545,7 +570,10 @@ where
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
-        if !(err.is_retryable() || (ambiguous && (err.is_conflict() || err.is_not_found()))) {
+        if !(transient(&err) || (ambiguous && (err.is_conflict() || err.is_not_found()))) {
+            if ambiguous {
+                return Err(unresolved(bucket, key, err));
+            }
             return Err(err);
         }
         ambiguous = true;
@@ -564,9 +592,9 @@ where
                         ),
                     });
                 }
-                Err(e) if e.is_retryable() => {
+                Err(e) if transient(&e) => {
                     if !backoff(&mut round, started).await {
-                        return Err(last);
+                        return Err(unresolved(bucket, key, last));
                     }
                     last = e;
                 }
@@ -574,7 +602,7 @@ where
             }
         }
         if !backoff(&mut round, started).await {
-            return Err(last);
+            return Err(unresolved(bucket, key, last));
         }
     }
 }

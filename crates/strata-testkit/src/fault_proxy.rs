@@ -259,6 +259,7 @@ impl FaultProxy {
             hold: plan.hold,
             seed: plan.seed,
             connections: AtomicU64::new(0),
+            in_flight: Mutex::new(std::collections::BTreeMap::new()),
             state: Mutex::new(Decider {
                 rng: fastrand::Rng::with_seed(plan.seed),
                 total_weight: plan.total_weight(),
@@ -291,6 +292,30 @@ impl FaultProxy {
             panic!("FaultProxy::set_rate: {e}");
         }
         state.plan.rate = rate;
+    }
+
+    /// Waits until no forwarded request whose target contains `needle` is still on its way
+    /// to or from the upstream, at most `limit`; says whether that happened. A request whose
+    /// client timed out or went away is still delivered and may apply after the client's
+    /// error: call this before reading the server directly to judge a write's outcome.
+    pub async fn settle(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let busy = self
+                .shared
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .values()
+                .any(|t| t.contains(needle));
+            if !busy {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Every request so far, in arrival order.
@@ -346,6 +371,9 @@ struct Shared {
     seed: u64,
     connections: AtomicU64,
     state: Mutex<Decider>,
+    /// Targets of the requests forwarded and not yet answered by the upstream, by sequence
+    /// number: a request keeps going after its client gave up, as on a real network.
+    in_flight: Mutex<std::collections::BTreeMap<u64, String>>,
 }
 
 struct Decider {
@@ -527,8 +555,30 @@ async fn handle(
         }
         _ => {}
     }
-    let response = match forward(shared.upstream, Request::from_parts(parts, Full::new(body))).await
-    {
+    // Forwarded on a task of its own: if the client gives up (timeout, reset), hyper drops
+    // this handler, but a request already sent still reaches the server, as on a network.
+    shared
+        .in_flight
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(seq, target.clone());
+    let delivery = {
+        let shared = Arc::clone(&shared);
+        let request = Request::from_parts(parts, Full::new(body));
+        tokio::spawn(async move {
+            let r = forward(shared.upstream, request).await;
+            shared
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&seq);
+            r
+        })
+    };
+    let forwarded = delivery
+        .await
+        .unwrap_or_else(|e| Err(format!("forwarding task: {e}")));
+    let response = match forwarded {
         Ok(response) => response,
         Err(e) => {
             let message = format!("upstream http://{}: {e}", shared.upstream);

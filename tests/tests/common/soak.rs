@@ -18,6 +18,7 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, UpdateVersion};
 use storage_core::{Bucket, ObjectInfo, PutOpts, StorageError};
+use strata_testkit::fault_proxy::FaultProxy;
 
 /// What a write answered, as the soak classifies it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,14 +299,22 @@ async fn oracle_read<O: Client>(oracle: &O, key: &str) -> Option<Bytes> {
     panic!("the oracle cannot read `{key}` from the server");
 }
 
-/// Run the soak: `client` goes through the faults, `oracle` reads the same keys directly.
-pub async fn soak<C: Client, O: Client>(client: Arc<C>, oracle: Arc<O>, plan: SoakPlan) -> Tally {
+/// Run the soak: `client` goes through `proxy`'s faults, `oracle` reads the same keys
+/// directly once the proxy has delivered every request for the key (a request whose client
+/// gave up can still apply after the client's error).
+pub async fn soak<C: Client, O: Client>(
+    client: Arc<C>,
+    oracle: Arc<O>,
+    plan: SoakPlan,
+    proxy: Arc<FaultProxy>,
+) -> Tally {
     let mut tasks = Vec::new();
     for w in 0..plan.workers {
         let client = Arc::clone(&client);
         let oracle = Arc::clone(&oracle);
+        let proxy = Arc::clone(&proxy);
         tasks.push(tokio::spawn(async move {
-            worker(&*client, &*oracle, plan, w).await
+            worker(&*client, &*oracle, plan, w, &proxy).await
         }));
     }
     let mut total = Tally::default();
@@ -315,7 +324,13 @@ pub async fn soak<C: Client, O: Client>(client: Arc<C>, oracle: Arc<O>, plan: So
     total
 }
 
-async fn worker<C: Client, O: Client>(client: &C, oracle: &O, plan: SoakPlan, w: usize) -> Tally {
+async fn worker<C: Client, O: Client>(
+    client: &C,
+    oracle: &O,
+    plan: SoakPlan,
+    w: usize,
+    proxy: &FaultProxy,
+) -> Tally {
     let mut rng =
         fastrand::Rng::with_seed(plan.seed.wrapping_mul(1_000_003).wrapping_add(w as u64));
     let mut t = Tally::default();
@@ -395,6 +410,12 @@ async fn worker<C: Client, O: Client>(client: &C, oracle: &O, plan: SoakPlan, w:
         t.writes += 1;
         t.conditional_writes += u64::from(conditional);
         let is_delete = (40..50).contains(&roll);
+        assert!(
+            proxy
+                .settle(&format!("/{key}"), Duration::from_secs(60))
+                .await,
+            "requests for {key} still in flight after 60 s"
+        );
         let now = oracle_read(oracle, key).await;
         let ours = if is_delete { None } else { Some(body.clone()) };
         let landed = now == ours;
