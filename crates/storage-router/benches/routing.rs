@@ -1,21 +1,23 @@
-//! Read policies and merged listings over buckets with injected latency, in one run.
+//! The router's read paths and merged listings, each against a baseline measured in the
+//! same run. Printed (ratios are what count; absolute times on a shared machine are noise):
 //!
-//! Four in-memory buckets answer every request after 20 ms (a listing: 20 ms per page of
-//! 1000 keys, like S3's ListObjectsV2). The object lives only in the 4th bucket. Printed:
-//! median time of a direct read of that bucket, and of sequential, parallel and hedged
-//! reads over the set, with their ratios to the direct read (targets: parallel and hedged
-//! ≤ 1.2×; sequential is the seed's 4×). A hedged read reaches the 4th bucket only after
-//! three hedge delays, so it meets the target only with a delay of at most latency / 15;
-//! hedging pays off when the *first* bucket is slow, not when the object is in the last —
-//! shown next with a 200 ms primary and the object also in the 2nd bucket. Then a merged listing of 4 × 10,000 keys against
-//! the slowest single listing (target ≤ 1.3×).
+//! 1. **Fallback reads**: 4 in-memory buckets answering after 10 ms, the object only in the
+//!    4th: a direct read of that bucket against sequential, parallel and hedged reads over
+//!    the set (target: hedged ≤ 1.2× direct). Adaptive hedging learns that the first three
+//!    never have the key and asks them all at once; the old fixed 50 ms delay is shown too.
+//! 2. **Tail latency**: two buckets hold the key; the primary answers in 10 ms but 5% of its
+//!    requests take 200 ms longer. p50/p99/p99.9 of sequential against hedged reads (target:
+//!    p99 and p99.9 at least 3× lower) and the extra requests hedging spent (budget 10%).
+//! 3. **Engine overhead**: the same 4 buckets without latency, a sequential read against a
+//!    hand-written loop over them (target ≤ 1.1×).
+//! 4. **Merged listing** of 4 × 10,000 keys against the slowest single listing (≤ 1.3×).
 //!
 //! Run with `cargo bench -p storage-router --bench routing` (or `cargo xtask bench`).
-//! Absolute times on a shared machine are noise; the ratios measured side by side count.
 
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -26,20 +28,51 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
-use storage_core::{Bucket, Capabilities, MemoryStore};
-use storage_router::{HealthTracker, ReadPolicy, SourceSet, merged_list};
+use storage_core::{Bucket, Capabilities, MemoryStore, Object};
+use storage_router::{HealthTracker, Hedging, ReadPolicy, SourceSet, merged_list};
 
-const LATENCY: Duration = Duration::from_millis(20);
+const LATENCY: Duration = Duration::from_millis(10);
 const PAGE: usize = 1000;
 const ROUNDS: usize = 15;
+const KEY: &str = "users/u1/tides/t1.json";
 
-/// A memory store that answers after a fixed latency (listings: per page).
+/// A memory store that answers after a latency (listings: per page); `tail_per_mille` of
+/// its reads take `tail` longer (a seeded xorshift decides which).
 #[derive(Debug)]
-struct Slow(MemoryStore, Duration);
+struct Slow {
+    inner: MemoryStore,
+    latency: Duration,
+    tail_per_mille: u64,
+    tail: Duration,
+    rng: AtomicU64,
+}
 
 impl fmt::Display for Slow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Slow({:?})", self.1)
+        write!(f, "Slow({:?})", self.latency)
+    }
+}
+
+impl Slow {
+    fn read_latency(&self) -> Duration {
+        if self.tail_per_mille == 0 {
+            return self.latency;
+        }
+        let mut x = 0;
+        let _ = self
+            .rng
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |mut s| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                x = s;
+                Some(s)
+            });
+        if x % 1000 < self.tail_per_mille {
+            self.latency + self.tail
+        } else {
+            self.latency
+        }
     }
 }
 
@@ -51,32 +84,32 @@ impl ObjectStore for Slow {
         p: PutPayload,
         o: PutOptions,
     ) -> object_store::Result<PutResult> {
-        self.0.put_opts(l, p, o).await
+        self.inner.put_opts(l, p, o).await
     }
     async fn put_multipart_opts(
         &self,
         l: &Path,
         o: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.0.put_multipart_opts(l, o).await
+        self.inner.put_multipart_opts(l, o).await
     }
     async fn get_opts(&self, l: &Path, o: GetOptions) -> object_store::Result<GetResult> {
-        tokio::time::sleep(self.1).await;
-        self.0.get_opts(l, o).await
+        tokio::time::sleep(self.read_latency()).await;
+        self.inner.get_opts(l, o).await
     }
     async fn get_ranges(&self, l: &Path, r: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
-        tokio::time::sleep(self.1).await;
-        self.0.get_ranges(l, r).await
+        tokio::time::sleep(self.read_latency()).await;
+        self.inner.get_ranges(l, r).await
     }
     fn delete_stream(
         &self,
         l: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.0.delete_stream(l)
+        self.inner.delete_stream(l)
     }
     fn list(&self, p: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let inner = self.0.list(p);
-        let latency = self.1;
+        let inner = self.inner.list(p);
+        let latency = self.latency;
         inner
             .chunks(PAGE)
             .then(move |page| async move {
@@ -87,20 +120,27 @@ impl ObjectStore for Slow {
             .boxed()
     }
     async fn list_with_delimiter(&self, p: Option<&Path>) -> object_store::Result<ListResult> {
-        tokio::time::sleep(self.1).await;
-        self.0.list_with_delimiter(p).await
+        tokio::time::sleep(self.latency).await;
+        self.inner.list_with_delimiter(p).await
     }
     async fn copy_opts(&self, f: &Path, t: &Path, o: CopyOptions) -> object_store::Result<()> {
-        self.0.copy_opts(f, t, o).await
+        self.inner.copy_opts(f, t, o).await
     }
 }
 
 fn slow_bucket(name: &str) -> Bucket {
-    slow_bucket_with(name, LATENCY)
+    tail_bucket(name, LATENCY, 0, Duration::ZERO)
 }
 
-fn slow_bucket_with(name: &str, latency: Duration) -> Bucket {
-    Bucket::builder(name, Arc::new(Slow(MemoryStore::new(), latency)))
+fn tail_bucket(name: &str, latency: Duration, tail_per_mille: u64, tail: Duration) -> Bucket {
+    let store = Slow {
+        inner: MemoryStore::new(),
+        latency,
+        tail_per_mille,
+        tail,
+        rng: AtomicU64::new(0x9E37_79B9_7F4A_7C15 ^ name.len() as u64),
+    };
+    Bucket::builder(name, Arc::new(store))
         .provider("memory")
         .capabilities(Capabilities::MEMORY)
         .build()
@@ -111,34 +151,55 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}
+
+/// Median, smallest and largest of per-round ratios.
+fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "meets target" } else { "MISSES target" }
+}
+
 async fn time<F: std::future::Future<Output = ()>>(f: F) -> Duration {
     let start = Instant::now();
     f.await;
     start.elapsed()
 }
 
-#[tokio::main]
-async fn main() {
+/// Nearest-rank percentile of sorted durations.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+async fn fallback_reads() {
     let buckets: Vec<Bucket> = (0..4).map(|i| slow_bucket(&format!("b{i}"))).collect();
-    let key = "users/u1/tides/t1.json";
-    buckets[3].put(key, vec![7u8; 4096]).await.unwrap();
-    let set = |p| SourceSet::new("bench", buckets.clone(), p).unwrap();
+    buckets[3].put(KEY, vec![7u8; 4096]).await.unwrap();
     let policies = [
         ("sequential", ReadPolicy::Sequential),
         ("parallel", ReadPolicy::Parallel),
+        ("hedged", ReadPolicy::hedged()),
         (
-            "hedged 1ms",
-            ReadPolicy::Hedged(storage_router::Hedging::fixed(Duration::from_millis(1))),
-        ),
-        (
-            "hedged 2ms",
-            ReadPolicy::Hedged(storage_router::Hedging::fixed(Duration::from_millis(2))),
-        ),
-        (
-            "hedged 10ms",
-            ReadPolicy::Hedged(storage_router::Hedging::fixed(Duration::from_millis(10))),
+            "hedged 50ms",
+            ReadPolicy::Hedged(Hedging::fixed(Duration::from_millis(50))),
         ),
     ];
+    // One set per policy for the whole run: adaptive hedging learns from earlier reads.
+    let sets: Vec<SourceSet> = policies
+        .iter()
+        .map(|(_, p)| SourceSet::new("bench", buckets.clone(), *p).unwrap())
+        .collect();
+    for s in &sets {
+        for _ in 0..20 {
+            s.get(KEY).await.unwrap();
+        }
+    }
+    let before: Vec<_> = sets.iter().map(SourceSet::read_stats).collect();
     let mut direct = Vec::new();
     let mut by_policy: Vec<Vec<Duration>> = vec![Vec::new(); policies.len()];
     for round in 0..ROUNDS {
@@ -146,60 +207,163 @@ async fn main() {
         for step in 0..=policies.len() {
             let which = (step + round) % (policies.len() + 1);
             if which == policies.len() {
-                direct.push(time(async { buckets[3].get(key).await.map(|_| ()).unwrap() }).await);
+                direct.push(time(async { buckets[3].get(KEY).await.map(|_| ()).unwrap() }).await);
             } else {
-                let s = set(policies[which].1);
-                by_policy[which].push(time(async { s.get(key).await.map(|_| ()).unwrap() }).await);
+                let s = &sets[which];
+                by_policy[which].push(time(async { s.get(KEY).await.map(|_| ()).unwrap() }).await);
             }
         }
     }
     let direct = median(direct);
     println!(
-        "storage-router read policies: 4 buckets, {LATENCY:?} each, object only in the 4th, median of {ROUNDS}"
+        "storage-router fallback reads: 4 buckets, {LATENCY:?} each, object only in the 4th, median of {ROUNDS} (after 20 warm-up reads)"
     );
     println!("  {:<12} {:>9.1?}  1.00x", "direct", direct);
-    for ((name, _), times) in policies.iter().zip(by_policy) {
+    for (((name, _), times), (s, b)) in policies.iter().zip(by_policy).zip(sets.iter().zip(before))
+    {
         let m = median(times);
+        let st = s.read_stats();
+        let extra = st.extra_requests - b.extra_requests;
+        let r = ratio(m, direct);
+        let target = if *name == "hedged" {
+            format!("  (target <= 1.20x: {})", verdict(r <= 1.2))
+        } else {
+            String::new()
+        };
         println!(
-            "  {:<12} {:>9.1?}  {:.2}x",
-            name,
-            m,
-            m.as_secs_f64() / direct.as_secs_f64()
+            "  {name:<12} {m:>9.1?}  {r:.2}x  extra requests {extra} over {} reads{target}",
+            st.reads - b.reads
         );
     }
+}
 
-    // Where hedging pays: the primary is slow (200 ms) and the object is also in the 2nd.
-    let tail: Vec<Bucket> = [200, 20, 20, 20]
-        .iter()
-        .enumerate()
-        .map(|(i, ms)| slow_bucket_with(&format!("t{i}"), Duration::from_millis(*ms)))
-        .collect();
-    tail[0].put(key, "primary").await.unwrap();
-    tail[1].put(key, "copy").await.unwrap();
-    let tail_policies = [
-        ("sequential", ReadPolicy::Sequential),
-        ("parallel", ReadPolicy::Parallel),
-        (
-            "hedged 20ms",
-            ReadPolicy::Hedged(storage_router::Hedging::fixed(Duration::from_millis(20))),
-        ),
-    ];
+async fn tail_latency() {
+    const READS: usize = 4000;
+    const CONCURRENCY: usize = 50;
+    let primary = tail_bucket("p", LATENCY, 50, Duration::from_millis(200));
+    let copy = tail_bucket("c", LATENCY, 0, Duration::ZERO);
+    primary.put(KEY, "primary").await.unwrap();
+    copy.put(KEY, "copy").await.unwrap();
     println!(
-        "storage-router slow primary: 200 ms primary, 20 ms fallbacks, object in primary and 2nd, median of 5"
+        "storage-router tail latency: primary {LATENCY:?} with 5% of reads +200 ms, key also in a 2nd bucket ({LATENCY:?}), {READS} reads, {CONCURRENCY} at a time"
     );
-    for (name, policy) in tail_policies {
-        let s = SourceSet::new("tail", tail.clone(), policy).unwrap();
-        let mut v = Vec::new();
-        let mut from = String::new();
-        for _ in 0..5 {
-            let start = Instant::now();
-            from = s.get(key).await.unwrap().bucket;
-            v.push(start.elapsed());
-        }
-        println!("  {:<12} {:>9.1?}  answered by {from}", name, median(v));
+    let mut rows = Vec::new();
+    for (name, policy) in [
+        ("sequential", ReadPolicy::Sequential),
+        ("hedged", ReadPolicy::hedged()),
+    ] {
+        let set = SourceSet::new("tail", vec![primary.clone(), copy.clone()], policy).unwrap();
+        let run = |n: usize| {
+            let set = set.clone();
+            async move {
+                stream::iter(0..n)
+                    .map(|_| {
+                        let set = set.clone();
+                        async move {
+                            let start = Instant::now();
+                            set.get(KEY).await.unwrap();
+                            start.elapsed()
+                        }
+                    })
+                    .buffer_unordered(CONCURRENCY)
+                    .collect::<Vec<Duration>>()
+                    .await
+            }
+        };
+        run(400).await; // warm-up: the adaptive delay learns the primary's latency
+        let before = set.read_stats();
+        let mut v = run(READS).await;
+        let st = set.read_stats();
+        v.sort();
+        let (p50, p99, p999) = (
+            percentile(&v, 0.5),
+            percentile(&v, 0.99),
+            percentile(&v, 0.999),
+        );
+        let extra = st.extra_requests - before.extra_requests;
+        let seq = st.sequential_requests - before.sequential_requests;
+        println!(
+            "  {name:<12} p50 {p50:>8.1?}  p99 {p99:>8.1?}  p99.9 {p999:>8.1?}  requests {}  extra {extra} ({:.1}% of sequential)  hedges denied {}",
+            st.requests - before.requests,
+            100.0 * extra as f64 / seq.max(1) as f64,
+            st.hedges_denied - before.hedges_denied
+        );
+        rows.push((p99, p999));
     }
+    let (r99, r999) = (ratio(rows[0].0, rows[1].0), ratio(rows[0].1, rows[1].1));
+    println!(
+        "  sequential / hedged: p99 {r99:.1}x, p99.9 {r999:.1}x (target >= 3x: {})",
+        verdict(r99 >= 3.0 && r999 >= 3.0)
+    );
+}
 
-    // Merged listing: 4 buckets × 10,000 keys (half shared with the next bucket).
+/// The loop a user would write without the router.
+async fn hand_loop(buckets: &[Bucket], key: &str) -> Option<Object> {
+    for b in buckets {
+        match b.get(key).await {
+            Ok(o) => return Some(o),
+            Err(_) => continue,
+        }
+    }
+    None
+}
+
+async fn engine_overhead() {
+    const READS: usize = 1000;
+    const OVERHEAD_ROUNDS: usize = 31;
+    let buckets: Vec<Bucket> = (0..4).map(|i| Bucket::memory(format!("m{i}"))).collect();
+    buckets[3].put(KEY, vec![7u8; 4096]).await.unwrap();
+    let set = SourceSet::new("loop", buckets.clone(), ReadPolicy::Sequential).unwrap();
+    let run_set = || async {
+        time(async {
+            for _ in 0..READS {
+                set.get(KEY).await.unwrap();
+            }
+        })
+        .await
+    };
+    let run_loop = || async {
+        time(async {
+            for _ in 0..READS {
+                hand_loop(&buckets, KEY).await.unwrap();
+            }
+        })
+        .await
+    };
+    run_set().await;
+    run_loop().await;
+    let mut ratios = Vec::new();
+    let (mut engine_t, mut loop_t) = (Vec::new(), Vec::new());
+    for _ in 0..OVERHEAD_ROUNDS {
+        // A B B A within each round, so a burst of load on the machine hits both sides.
+        let l1 = run_loop().await;
+        let e1 = run_set().await;
+        let e2 = run_set().await;
+        let l2 = run_loop().await;
+        ratios.push(ratio(e1 + e2, l1 + l2));
+        engine_t.push((e1 + e2) / 2);
+        loop_t.push((l1 + l2) / 2);
+    }
+    let (m, lo, hi) = spread(ratios);
+    let per = |d: Duration| d / READS as u32;
+    println!(
+        "storage-router engine overhead: 4 memory buckets, no latency, object in the 4th, {READS} reads per run, {OVERHEAD_ROUNDS} rounds of loop/set/set/loop"
+    );
+    println!(
+        "  {:<22} {:>9.2?}/read  1.00x",
+        "hand-written loop",
+        per(median(loop_t))
+    );
+    println!(
+        "  {:<22} {:>9.2?}/read  {m:.2}x (median of per-round ratios; spread {lo:.2}-{hi:.2}; target <= 1.10x: {})",
+        "sequential source set",
+        per(median(engine_t)),
+        verdict(m <= 1.1)
+    );
+}
+
+async fn merged_listing() {
+    // 4 buckets × 10,000 keys (half shared with the next bucket).
     let list_buckets: Vec<Bucket> = (0..4).map(|i| slow_bucket(&format!("l{i}"))).collect();
     for (i, b) in list_buckets.iter().enumerate() {
         let store = b.store().clone();
@@ -267,4 +431,12 @@ async fn main() {
         m,
         m.as_secs_f64() / s.as_secs_f64()
     );
+}
+
+#[tokio::main]
+async fn main() {
+    fallback_reads().await;
+    tail_latency().await;
+    engine_overhead().await;
+    merged_listing().await;
 }

@@ -30,8 +30,10 @@ use crate::read::{HedgeDelay, Hedging, ReadPolicy};
 pub(crate) const MIN_SAMPLES: usize = 16;
 /// One hedge, in milli-tokens.
 const TOKEN: i64 = 1000;
-/// Tokens a set may save up (and starts with): ten hedges.
-const BURST: i64 = 10 * TOKEN;
+/// Tokens a set may save up (and starts with): a hundred hedges, so that a burst of slow
+/// answers under concurrent reads is still hedged (tower's retry budget allows the same: 10
+/// a second over its 10 s window); over time extra requests stay within the budget.
+const BURST: i64 = 100 * TOKEN;
 
 /// Which answers move a read on to the next member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +118,6 @@ impl ReadStats {
 #[derive(Debug, Default)]
 struct Counters {
     reads: AtomicU64,
-    requests: AtomicU64,
     sequential: AtomicU64,
     extra: AtomicU64,
     hedges: AtomicU64,
@@ -168,6 +169,8 @@ struct Inner {
     on: FallbackOn,
     policy: ReadPolicy,
     health: Option<(HealthTracker, Box<[Arc<Slot>]>)>,
+    /// Whether sequential reads are timed: with health kept and a hedged policy.
+    timed: bool,
     hits: Box<[HitHistory]>,
     tokens: AtomicI64,
     counters: Counters,
@@ -210,7 +213,12 @@ impl Order {
 /// Where one member stands within a parallel or hedged read.
 enum State<T> {
     NotAsked,
-    Running(Instant),
+    /// Asked at `start`; `sampled` once its latency went into the window as "at least the
+    /// hedge delay" (see `Engine::hedged`).
+    Running {
+        start: Instant,
+        sampled: bool,
+    },
     Hit(T),
     Missed,
     Failed(StorageError),
@@ -232,6 +240,26 @@ where
         rank,
         latency: start.elapsed(),
         result,
+    }
+}
+
+/// A hedge delay, and whether it was learnt (or is the cap for want of observations).
+#[derive(Debug, Clone, Copy)]
+struct Delay {
+    wait: Duration,
+    learnt: bool,
+}
+
+impl Delay {
+    fn learnt(wait: Duration) -> Self {
+        Delay { wait, learnt: true }
+    }
+
+    fn cold(wait: Duration) -> Self {
+        Delay {
+            wait,
+            learnt: false,
+        }
     }
 }
 
@@ -275,6 +303,7 @@ impl Engine {
                 names: names.into(),
                 on,
                 policy,
+                timed: health.is_some() && matches!(policy, ReadPolicy::Hedged(_)),
                 health,
                 tokens: AtomicI64::new(budget),
                 counters: Counters::default(),
@@ -309,7 +338,7 @@ impl Engine {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         ReadStats {
             reads: get(&c.reads),
-            requests: get(&c.requests),
+            requests: get(&c.sequential) + get(&c.extra),
             sequential_requests: get(&c.sequential),
             extra_requests: get(&c.extra),
             hedges: get(&c.hedges),
@@ -350,7 +379,6 @@ impl Engine {
     fn count(&self, requests: u64, sequential: u64) {
         let c = &self.inner.counters;
         c.reads.fetch_add(1, Ordering::Relaxed);
-        c.requests.fetch_add(requests, Ordering::Relaxed);
         c.sequential.fetch_add(sequential, Ordering::Relaxed);
         let extra = requests.saturating_sub(sequential);
         if extra > 0 {
@@ -429,15 +457,20 @@ impl Engine {
         let n = order.len();
         let mut misses = 0;
         let mut skipped = Vec::new();
-        // One clock read per request: each request starts when the previous one ended.
-        let mut last = self.inner.health.as_ref().map(|_| Instant::now());
+        // Timed only where adaptive hedging learns from it, with one clock read per
+        // request (each starts when the previous one ended): the clock is the largest cost
+        // of this loop after the requests themselves.
+        let mut last = self.inner.timed.then(Instant::now);
         for rank in 0..n {
             let i = order.get(rank);
             let r = op(i).await;
-            if let (Some((_, slots)), Some(start)) = (&self.inner.health, last) {
-                let end = Instant::now();
-                slots[i].record(&r, end - start);
-                last = Some(end);
+            if let Some((_, slots)) = &self.inner.health {
+                let latency = last.map(|start| {
+                    let end = Instant::now();
+                    last = Some(end);
+                    end - start
+                });
+                slots[i].record_answer(&r, latency, true);
             }
             match self.inner.on.classify(r) {
                 Class::Hit(value) => {
@@ -461,10 +494,11 @@ impl Engine {
     }
 
     /// Record a finished request of a parallel or hedged read and classify it.
-    fn finish<T>(&self, order: &Order, done: Done<T>) -> (usize, Class<T>) {
+    /// `sampled`: its latency is in the window already (it was hedged past).
+    fn finish<T>(&self, order: &Order, done: Done<T>, sampled: bool) -> (usize, Class<T>) {
         let i = order.get(done.rank);
         if let Some(slot) = self.slot(i) {
-            slot.record(&done.result, done.latency);
+            slot.record_answer(&done.result, Some(done.latency), !sampled);
         }
         let class = self.inner.on.classify(done.result);
         let hit = match &class {
@@ -480,15 +514,14 @@ impl Engine {
 
     /// Count a finished parallel or hedged read and return what sequential reads would
     /// have spent on it: every member up to the first that hit or had not answered.
-    /// Requests still running are recorded at their elapsed time (a lower bound of their
-    /// latency: the read stopped waiting at or after its hedge delay, so this keeps the
-    /// latency quantiles above the delay honest).
+    /// Requests still running, and not yet sampled when they were hedged past, are recorded
+    /// at their elapsed time (a lower bound of their latency).
     fn settle<T>(&self, order: &Order, states: &[State<T>], requests: u64) -> u64 {
         let mut sequential = None;
         for (rank, s) in states.iter().enumerate() {
             match s {
-                State::Running(start) => {
-                    if let Some(slot) = self.slot(order.get(rank)) {
+                State::Running { start, sampled } => {
+                    if !sampled && let Some(slot) = self.slot(order.get(rank)) {
                         slot.record_latency(start.elapsed());
                     }
                     sequential.get_or_insert(rank as u64 + 1);
@@ -529,14 +562,19 @@ impl Engine {
     {
         let n = order.len();
         let now = Instant::now();
-        let mut states: Vec<State<T>> = (0..n).map(|_| State::Running(now)).collect();
+        let mut states: Vec<State<T>> = (0..n)
+            .map(|_| State::Running {
+                start: now,
+                sampled: false,
+            })
+            .collect();
         let mut running: FuturesUnordered<_> = (0..n)
             .map(|rank| timed(rank, op(order.get(rank))))
             .collect();
         let mut misses = 0;
         while let Some(done) = running.next().await {
             let rank = done.rank;
-            let (i, class) = self.finish(order, done);
+            let (i, class) = self.finish(order, done, false);
             states[rank] = match class {
                 Class::Hit(v) => State::Hit(v),
                 Class::Miss => {
@@ -555,7 +593,7 @@ impl Engine {
             // The highest-priority hit wins once every member above it has missed.
             let Some(first) = states
                 .iter()
-                .position(|s| matches!(s, State::Running(_) | State::Hit(_)))
+                .position(|s| matches!(s, State::Running { .. } | State::Hit(_)))
             else {
                 continue;
             };
@@ -577,9 +615,9 @@ impl Engine {
     }
 
     /// How long to wait, after asking the member at `index`, before asking the next.
-    fn delay_past(&self, index: usize, h: &Hedging) -> Duration {
+    fn delay_past(&self, index: usize, h: &Hedging) -> Delay {
         let (quantile, floor, cap) = match h.delay {
-            HedgeDelay::Fixed(d) => return d,
+            HedgeDelay::Fixed(d) => return Delay::learnt(d),
             HedgeDelay::Adaptive {
                 quantile,
                 floor,
@@ -587,7 +625,7 @@ impl Engine {
             } => (quantile, floor, cap),
         };
         let Some(hit_rate) = self.inner.hits[index].rate() else {
-            return cap;
+            return Delay::cold(cap);
         };
         // Hedging at delay d is wasted when the member has the key and answers after d:
         // P = hit_rate * P(latency > d). Keep P within 1 - quantile.
@@ -598,24 +636,24 @@ impl Engine {
         };
         // (With a tolerance: 1 - 0.1 / 0.1 is not exactly zero in floating point.)
         if level <= 1e-9 {
-            return Duration::ZERO;
+            return Delay::learnt(Duration::ZERO);
         }
         self.latency_quantile(index, level)
-            .map_or(cap, |q| q.clamp(floor, cap))
+            .map_or(Delay::cold(cap), |q| Delay::learnt(q.clamp(floor, cap)))
     }
 
     /// How long to wait before a second request to the member at `index`: such a request
     /// is always extra if the first one answers, so the plain `quantile` applies.
-    fn delay_again(&self, index: usize, h: &Hedging) -> Duration {
+    fn delay_again(&self, index: usize, h: &Hedging) -> Delay {
         match h.delay {
-            HedgeDelay::Fixed(d) => d,
+            HedgeDelay::Fixed(d) => Delay::learnt(d),
             HedgeDelay::Adaptive {
                 quantile,
                 floor,
                 cap,
             } => self
                 .latency_quantile(index, quantile)
-                .map_or(cap, |q| q.clamp(floor, cap)),
+                .map_or(Delay::cold(cap), |q| Delay::learnt(q.clamp(floor, cap))),
         }
     }
 
@@ -630,14 +668,14 @@ impl Engine {
         states: &[State<T>],
         asked: usize,
         again_sent: bool,
-    ) -> Option<(Hedge, Duration)> {
+    ) -> Option<(Hedge, Delay)> {
         let front = asked - 1;
         let index = order.get(front);
         let past = (asked < order.len()).then(|| self.delay_past(index, h));
         if h.within_bucket
             && !again_sent
-            && matches!(states[front], State::Running(_))
-            && past != Some(Duration::ZERO)
+            && matches!(states[front], State::Running { .. })
+            && past.is_none_or(|d| !d.wait.is_zero())
         {
             return Some((Hedge::Again(front), self.delay_again(index, h)));
         }
@@ -652,8 +690,8 @@ impl Engine {
     {
         while let Some(Some(done)) = running.next().now_or_never() {
             let rank = done.rank;
-            let running_now = matches!(states[rank], State::Running(_));
-            let (_, class) = self.finish(order, done);
+            let running_now = matches!(states[rank], State::Running { .. });
+            let (_, class) = self.finish(order, done, sampled(&states[rank]));
             if running_now {
                 states[rank] = match class {
                     Class::Hit(_) => State::Hit(()),
@@ -706,7 +744,10 @@ impl Engine {
         let mut running = FuturesUnordered::new();
         let mut last = Instant::now();
         running.push(timed(0, op(order.get(0))));
-        states[0] = State::Running(last);
+        states[0] = State::Running {
+            start: last,
+            sampled: false,
+        };
         let (mut asked, mut requests, mut reserved) = (1, 1u64, 0u64);
         let mut again_sent = false;
         let mut out_of_budget = false;
@@ -717,13 +758,13 @@ impl Engine {
             } else {
                 self.next_hedge(&h, order, &states, asked, again_sent)
             };
-            let at = hedge.map(|(_, d)| last + d);
+            let at = hedge.map(|(_, d)| last + d.wait);
             tokio::select! {
                 biased;
                 Some(done) = running.next() => {
                     let rank = done.rank;
-                    let (i, class) = self.finish(order, done);
-                    let was_running = matches!(states[rank], State::Running(_));
+                    let was_running = matches!(states[rank], State::Running { .. });
+                    let (i, class) = self.finish(order, done, sampled(&states[rank]));
                     match class {
                         Class::Hit(value) => {
                             states[rank] = State::Hit(());
@@ -760,7 +801,10 @@ impl Engine {
                     if was_running && asked < n {
                         let now = Instant::now();
                         running.push(timed(asked, op(order.get(asked))));
-                        states[asked] = State::Running(now);
+                        states[asked] = State::Running {
+                            start: now,
+                            sampled: false,
+                        };
                         asked += 1;
                         requests += 1;
                         again_sent = false;
@@ -768,9 +812,25 @@ impl Engine {
                     }
                 }
                 _ = sleep_until_opt(at), if at.is_some() => {
-                    let (what, _) = hedge.expect("a timer only runs for a hedge");
+                    let (what, delay) = hedge.expect("a timer only runs for a hedge");
                     if self.take_token() {
                         self.inner.counters.hedges.fetch_add(1, Ordering::Relaxed);
+                        // The member hedged past has taken at least the delay: that is its
+                        // sample if it never answers (the read ends first). Recording the
+                        // delay, not the later moment the read ended, keeps slow answers
+                        // that were cut short from pushing the next delay up step by step.
+                        // Not while the delay is the cap for want of data: that would
+                        // teach the cap instead of the bucket's latency.
+                        let front = asked - 1;
+                        if let State::Running { start, sampled: sampled @ false } =
+                            &mut states[front]
+                            && delay.learnt
+                        {
+                            *sampled = true;
+                            if let Some(slot) = self.slot(order.get(front)) {
+                                slot.record_latency(at.expect("a timer has a time") - *start);
+                            }
+                        }
                         reserved += 1;
                         requests += 1;
                         let rank = match what {
@@ -779,7 +839,10 @@ impl Engine {
                                 rank
                             }
                             Hedge::Next(rank) => {
-                                states[rank] = State::Running(Instant::now());
+                                states[rank] = State::Running {
+                                    start: Instant::now(),
+                                    sampled: false,
+                                };
                                 asked += 1;
                                 again_sent = false;
                                 rank
@@ -802,6 +865,10 @@ impl Engine {
         let failures = self.failures(order, &mut states);
         Err(self.exhausted(key, misses, failures))
     }
+}
+
+fn sampled<T>(s: &State<T>) -> bool {
+    matches!(s, State::Running { sampled: true, .. })
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
@@ -940,7 +1007,7 @@ mod tests {
                 e.slot(0).unwrap().record_latency(ms(n * scale));
                 e.inner.hits[0].record(n as usize <= hits);
             }
-            e.delay_past(0, &h)
+            e.delay_past(0, &h).wait
         };
         // Always has the key: the p90 (18 ms).
         assert_eq!(delay(20, 1), ms(18));
@@ -957,11 +1024,11 @@ mod tests {
                 .record_latency(Duration::from_micros(500));
             e.inner.hits[0].record(true);
         }
-        assert_eq!(e.delay_past(0, &h), ms(4));
+        assert_eq!(e.delay_past(0, &h).wait, ms(4));
         // Too few observations: the cap.
         let e = engine(2, ReadPolicy::Hedged(h));
         e.slot(0).unwrap().record_latency(ms(1));
-        assert_eq!(e.delay_past(0, &h), ms(30));
+        assert_eq!(e.delay_past(0, &h).wait, ms(30));
         // A second GET of the same object is always extra if the first answers: plain p90.
         assert_eq!(
             {
@@ -970,7 +1037,7 @@ mod tests {
                     e.slot(0).unwrap().record_latency(ms(n));
                     e.inner.hits[0].record(false);
                 }
-                (e.delay_past(0, &h), e.delay_again(0, &h))
+                (e.delay_past(0, &h).wait, e.delay_again(0, &h).wait)
             },
             (Duration::ZERO, ms(18))
         );
@@ -1005,18 +1072,18 @@ mod tests {
         // the delay is fixed at 1 ms.
         let members = [member(true, 10), member(true, 10)];
         let e = engine(2, ReadPolicy::Hedged(Hedging::fixed(ms(1))));
-        for _ in 0..111 {
+        for _ in 0..1111 {
             assert_eq!(read(&e, &members).await, (0, ms(10)));
         }
         let s = e.stats();
-        // 10 saved tokens and 0.1 per read: the first 11 reads hedge (the 11th on the
-        // tokens the first ten earned), then one read in ten.
-        assert_eq!(s.hedges, 11 + 10);
-        assert_eq!(s.extra_requests, 21);
-        assert_eq!(s.hedges_denied, 111 - 21);
-        assert_eq!((s.requests, s.sequential_requests), (111 + 21, 111));
-        assert!(s.extra_requests as f64 <= 0.1 * 111.0 + 10.0);
-        assert_eq!(members[1].calls(), 21);
+        // 100 saved tokens and 0.1 per read: the first 111 reads hedge (the last 11 on the
+        // tokens the first 110 earned), then one read in ten.
+        assert_eq!(s.hedges, 111 + 100);
+        assert_eq!(s.extra_requests, 211);
+        assert_eq!(s.hedges_denied, 1111 - 211);
+        assert_eq!((s.requests, s.sequential_requests), (1111 + 211, 1111));
+        assert!(s.extra_requests as f64 <= 0.1 * 1111.0 + 100.0);
+        assert_eq!(members[1].calls(), 211);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1085,11 +1152,23 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn sequential_reads_record_each_latency_once() {
+    async fn sequential_reads_are_timed_only_where_hedging_learns_from_them() {
         let members = [member(false, 3), member(true, 7)];
+        // A hedged set reading sequentially (e.g. `get_with`) feeds the latency windows,
+        // one sample per request.
+        let e = engine(2, ReadPolicy::hedged());
+        let start = Instant::now();
+        e.read("k", ReadPolicy::Sequential, |i| members[i].call(i))
+            .await
+            .unwrap();
+        assert_eq!(start.elapsed(), ms(10));
+        let latency = |e: &Engine, i: usize| e.slot(i).unwrap().latency_quantile(1.0, 1);
+        assert_eq!((latency(&e, 0), latency(&e, 1)), (Some(ms(3)), Some(ms(7))));
+        // A sequential set keeps health (answers, failures) without reading the clock.
         let e = engine(2, ReadPolicy::Sequential);
         assert_eq!(read(&e, &members).await, (1, ms(10)));
-        let latency = |i: usize| e.slot(i).unwrap().latency_quantile(1.0, 1);
-        assert_eq!((latency(0), latency(1)), (Some(ms(3)), Some(ms(7))));
+        assert_eq!((latency(&e, 0), latency(&e, 1)), (None, None));
+        let h = e.inner.health.as_ref().unwrap().0.snapshot("m0", None);
+        assert_eq!((h.ok, h.latency_ms), (1, None));
     }
 }

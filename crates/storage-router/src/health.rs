@@ -49,19 +49,34 @@ impl Slot {
     /// Record the outcome of one call. Not-found and other answers about the object count
     /// as success: the bucket answered.
     pub(crate) fn record<T>(&self, outcome: &Result<T, StorageError>, latency: Duration) {
+        self.record_answer(outcome, Some(latency), true);
+    }
+
+    /// [`record`](Self::record) with the latency if it was measured, adding an answer's
+    /// latency to the window only if `sample`.
+    pub(crate) fn record_answer<T>(
+        &self,
+        outcome: &Result<T, StorageError>,
+        latency: Option<Duration>,
+        sample: bool,
+    ) {
         match outcome {
             Err(e) if is_bucket_failure(e) => self.record_failure(e, latency),
-            _ => self.record_success(latency),
+            _ => self.record_success(latency, sample),
         }
     }
 
-    fn record_success(&self, latency: Duration) {
+    fn record_success(&self, latency: Option<Duration>, sample: bool) {
         self.ok.fetch_add(1, Ordering::Relaxed);
         if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
             self.consecutive_failures.store(0, Ordering::Relaxed);
         }
-        self.set_latency(latency);
-        self.record_latency(latency);
+        if let Some(latency) = latency {
+            self.set_latency(latency);
+            if sample {
+                self.record_latency(latency);
+            }
+        }
     }
 
     /// Add one sample to the latency window only (a request abandoned after `latency`).
@@ -71,14 +86,16 @@ impl Slot {
         self.latencies[i].store(micros, Ordering::Relaxed);
     }
 
-    fn record_failure(&self, error: &StorageError, latency: Duration) {
+    fn record_failure(&self, error: &StorageError, latency: Option<Duration>) {
         let message = error.to_string();
         // A poisoned lock only means another thread panicked mid-update of plain values.
         let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
         *f = Some((message, Instant::now()));
         self.errors.fetch_add(1, Ordering::Relaxed);
         self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
-        self.set_latency(latency);
+        if let Some(latency) = latency {
+            self.set_latency(latency);
+        }
     }
 
     fn set_latency(&self, latency: Duration) {
@@ -145,7 +162,9 @@ pub struct BucketHealth {
     pub consecutive_failures: u32,
     /// The latest failure, if any.
     pub last_error: Option<String>,
-    /// Latency of the latest call, in milliseconds.
+    /// Latency of the latest timed call, in milliseconds: probes, listings, parallel and
+    /// hedged reads, and sequential reads of sets with a hedged policy (other sequential
+    /// reads are not timed, to keep them as cheap as a loop over the buckets).
     pub latency_ms: Option<f64>,
     /// How much longer the bucket is tried last, in milliseconds (`None`: not demoted).
     pub demoted_for_ms: Option<f64>,
@@ -195,12 +214,12 @@ impl HealthTracker {
 
     /// Record a successful call.
     pub fn record_success(&self, bucket: &str, latency: Duration) {
-        self.slot(bucket).record_success(latency);
+        self.slot(bucket).record_success(Some(latency), true);
     }
 
     /// Record a failed call.
     pub fn record_failure(&self, bucket: &str, error: &StorageError, latency: Duration) {
-        self.slot(bucket).record_failure(error, latency);
+        self.slot(bucket).record_failure(error, Some(latency));
     }
 
     /// Whether `bucket` is currently demoted.
@@ -306,7 +325,7 @@ mod tests {
         let s = h.slot("a");
         assert_eq!(s.latency_quantile(0.9, 1), None, "no samples yet");
         for ms in 1..=10 {
-            s.record_success(Duration::from_millis(ms));
+            s.record_success(Some(Duration::from_millis(ms)), true);
         }
         assert_eq!(s.latency_quantile(0.9, 1), Some(Duration::from_millis(9)));
         assert_eq!(s.latency_quantile(1.0, 1), Some(Duration::from_millis(10)));
@@ -314,14 +333,14 @@ mod tests {
         assert_eq!(s.latency_quantile(0.5, 11), None, "too few samples");
         // The window keeps the latest LATENCY_WINDOW samples only.
         for _ in 0..LATENCY_WINDOW {
-            s.record_success(Duration::from_millis(100));
+            s.record_success(Some(Duration::from_millis(100)), true);
         }
         assert_eq!(
             s.latency_quantile(0.01, 1),
             Some(Duration::from_millis(100))
         );
         // Failures are not answers: they do not enter the window.
-        s.record_failure(&outage(), Duration::from_millis(1));
+        s.record_failure(&outage(), Some(Duration::from_millis(1)));
         assert_eq!(
             s.latency_quantile(0.01, 1),
             Some(Duration::from_millis(100))

@@ -42,7 +42,7 @@ pub enum ReadPolicy {
 ///   bucket is asked at once, whatever the delay.
 /// - **Budget**: a request is *extra* when a sequential read would not have made it (a
 ///   bucket after the one that had the key, or a second GET of the same object). Each
-///   read earns `budget` × its sequential requests in tokens (at most 10 saved up), each
+///   read earns `budget` × its sequential requests in tokens (at most 100 saved up), each
 ///   hedge spends one, and a read with no token left waits like a sequential one. So over
 ///   time extra requests stay within `budget` of the sequential ones; [`ReadStats`] reports
 ///   them.

@@ -327,3 +327,48 @@ async fn head_reads_any_too() {
     let found = set(&fx, ReadPolicy::Parallel).head(KEY).await.unwrap();
     assert_eq!((found.bucket.as_str(), found.value.size), ("server-003", 4));
 }
+
+/// One set, one behaviour: the set's store reads under the set's policy, through the same
+/// engine (and counters) as `get`. Before the one engine, the store was always sequential
+/// and this read waited the full second.
+#[tokio::test(start_paused = true)]
+async fn a_source_sets_store_follows_the_sets_policy() {
+    use object_store::{ObjectStoreExt, path::Path};
+    let fx = fixture(Backend::Memory);
+    fx.buckets[0].put(KEY, "slow primary").await.unwrap();
+    fx.buckets[1].put(KEY, "fast fallback").await.unwrap();
+    fx.faults[0].set_latency(Duration::from_millis(1000));
+    fx.faults[1].set_latency(Duration::from_millis(10));
+    let s = set(
+        &fx,
+        ReadPolicy::Hedged(Hedging::fixed(Duration::from_millis(50))),
+    );
+    let start = Instant::now();
+    let found = s.get(KEY).await.unwrap();
+    assert_eq!(
+        (found.bucket.as_str(), start.elapsed()),
+        ("server-001", Duration::from_millis(60))
+    );
+    let start = Instant::now();
+    let bytes = s
+        .store()
+        .get(&Path::from(KEY))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&bytes[..], start.elapsed()),
+        (&b"fast fallback"[..], Duration::from_millis(60))
+    );
+    let stats = s.read_stats();
+    assert_eq!((stats.reads, stats.hedges, stats.extra_requests), (2, 2, 2));
+    // Parallel: the primary's copy wins, in the primary's time, for both.
+    let s = s.with_policy(ReadPolicy::Parallel);
+    let start = Instant::now();
+    assert_eq!(s.get(KEY).await.unwrap().value.bytes, "slow primary");
+    let got = s.store().get(&Path::from(KEY)).await.unwrap();
+    assert_eq!(got.bytes().await.unwrap(), "slow primary");
+    assert_eq!(start.elapsed(), Duration::from_millis(2000));
+}
