@@ -7,9 +7,18 @@
 //! Measures append throughput into a manifest; a date-range text search over the JSONL
 //! segment manifest (what seed 003's `manifest.jsonl` scan does) against the compacted Parquet
 //! manifest with row-group pruning, with the bytes each reads (counted by a wrapper store);
-//! and writing and reading a dataset of the same number of rows. Prints a table with ratios.
-//! Absolute times on a shared machine are noise; the side-by-side ratios are the figures.
+//! four search shapes (one day or month or all time, a rare or a common word) on the
+//! compacted part in a local folder and in memory against DuckDB on the same local file, the
+//! results asserted identical; and writing and reading a dataset of the same number of rows.
+//! Prints tables with ratios. Absolute times on a shared machine are noise; the side-by-side
+//! ratios are the figures.
+//!
+//! DuckDB runs through the Python package of `STRATA_TEST_PYTHON` (the venv `cargo xtask
+//! bench` installs and sets); without it, or without `duckdb` in it, that comparison prints
+//! why it was skipped.
 
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -234,7 +243,10 @@ async fn run() {
         ),
     );
 
-    // 4. A dataset of n rows: one Parquet file and one JSONL file.
+    // 4. The search shapes of issue 21 on the compacted part, against DuckDB.
+    duckdb_comparison(&bucket, &manifest, &mut table).await;
+
+    // 5. A dataset of n rows: one Parquet file and one JSONL file.
     let ds = Dataset::new(bucket.clone());
     let records: Vec<Value> = (0..n).map(|i| record(i, n)).collect();
     let mut files = Vec::new();
@@ -318,6 +330,270 @@ async fn run() {
     for (what, value, note) in &table.0 {
         println!("| {what} | {value} | {note} |");
     }
+}
+
+/// DuckDB's side: each query as SQL with the same filter, score and ranking as
+/// `Manifest::search`. Reads the file and queries from its first input line, answers its
+/// version, then runs query `i` for each line `i` and answers time and page as one JSON line,
+/// so the bench can interleave DuckDB's runs with Strata's (load on a shared machine then
+/// weighs on both alike).
+const DUCKDB_SCRIPT: &str = r#"
+import json, sys, time
+try:
+    import duckdb
+except ImportError as e:
+    print(json.dumps({"skip": f"{sys.executable} has no duckdb ({e}); run `cargo xtask servers --install`"}), flush=True)
+    sys.exit(0)
+spec = json.loads(sys.stdin.readline())
+con = duckdb.connect()
+con.execute("SET TimeZone = 'UTC'")
+lit = lambda s: "'" + s.replace("'", "''") + "'"
+sqls = []
+for q in spec["queries"]:
+    terms = q["terms"]
+    score = " + ".join(
+        f"list_sum(list_transform(string_split(text, ' '), lambda w: CASE WHEN w = {lit(t)} THEN 2 "
+        f"WHEN contains(w, {lit(t)}) THEN 1 ELSE 0 END))" for t in terms) or "0"
+    where = [f"contains(text, {lit(t)})" for t in terms]
+    if q["from"]:
+        where.append(f"max_time >= TIMESTAMPTZ {lit(q['from'])}")
+    if q["to"]:
+        where.append(f"min_time < TIMESTAMPTZ {lit(q['to'])}")
+    sqls.append(f"SELECT key, score, count(*) OVER () FROM (SELECT key, max_time, {score} AS score "
+                f"FROM read_parquet({lit(spec['file'])}) WHERE {' AND '.join(where) or 'true'}) "
+                f"ORDER BY score DESC, max_time DESC, key LIMIT {q['limit']} OFFSET {q['offset']}")
+print(json.dumps({"version": duckdb.__version__}), flush=True)
+for line in sys.stdin:
+    start = time.perf_counter()
+    rows = con.execute(sqls[int(line)]).fetchall()
+    ms = (time.perf_counter() - start) * 1000
+    print(json.dumps({"ms": ms, "total": rows[0][2] if rows else 0,
+                      "hits": [[r[0], int(r[1])] for r in rows]}), flush=True)
+"#;
+
+/// One query's page as both sides report it: (key, score) best first, and the total.
+type Page = (Vec<(String, u64)>, usize);
+
+/// A DuckDB process answering the bench's queries on one file.
+struct DuckDb {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    python: String,
+    version: String,
+}
+
+impl DuckDb {
+    /// Start it for `queries` on `file`; `Err` says why it cannot run.
+    fn start(file: &std::path::Path, queries: &[(&str, SearchQuery)]) -> Result<Self, String> {
+        let python = std::env::var("STRATA_TEST_PYTHON").map_err(|_| {
+            "STRATA_TEST_PYTHON is not set (`cargo xtask bench` sets it)".to_string()
+        })?;
+        let at =
+            |t: Option<DateTime<Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string());
+        let spec = json!({
+            "file": file.to_str().ok_or("the temporary path is not UTF-8")?,
+            "queries": queries.iter().map(|(_, q)| json!({
+                "terms": q.terms(),
+                "from": at(q.range.from),
+                "to": at(q.range.to),
+                "offset": q.offset,
+                "limit": q.limit.max(1),
+            })).collect::<Vec<_>>(),
+        });
+        let mut child = Command::new(&python)
+            .args(["-c", DUCKDB_SCRIPT])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {python}: {e}"))?;
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut duck = DuckDb {
+            child,
+            stdin,
+            stdout,
+            python,
+            version: String::new(),
+        };
+        let hello = duck.ask(&spec.to_string())?;
+        if let Some(skip) = hello["skip"].as_str() {
+            return Err(skip.to_string());
+        }
+        duck.version = hello["version"].as_str().unwrap_or("?").to_string();
+        Ok(duck)
+    }
+
+    fn ask(&mut self, line: &str) -> Result<Value, String> {
+        let python = &self.python;
+        writeln!(self.stdin, "{line}").map_err(|e| format!("{python} stopped: {e}"))?;
+        let mut answer = String::new();
+        self.stdout
+            .read_line(&mut answer)
+            .map_err(|e| format!("{python} stopped: {e}"))?;
+        serde_json::from_str(&answer)
+            .map_err(|e| format!("{python} answered no JSON ({e}): {answer:?}"))
+    }
+
+    /// Run query `i` once: its time and page.
+    fn run(&mut self, i: usize) -> Result<(Duration, Page), String> {
+        let r = self.ask(&i.to_string())?;
+        let hits = r["hits"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|h| {
+                (
+                    h[0].as_str().unwrap_or_default().to_string(),
+                    h[1].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        let total = r["total"].as_u64().unwrap_or(0) as usize;
+        let ms = r["ms"].as_f64().ok_or("no time in the answer")?;
+        Ok((Duration::from_secs_f64(ms / 1000.0), (hits, total)))
+    }
+}
+
+impl Drop for DuckDb {
+    fn drop(&mut self) {
+        // Closing its input ends its loop.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The four query shapes of issue 21 on `manifest`'s compacted part, copied as is into a
+/// local folder and a memory store, against DuckDB on the local file. Rounds interleave the
+/// three (one warm-up round, then `ROUNDS` timed ones); each figure is a median.
+async fn duckdb_comparison(source: &Bucket, manifest: &Manifest, table: &mut Table) {
+    const ROUNDS: usize = 11;
+    let head = manifest.head().await.unwrap();
+    let part = &head.parts[0];
+    let part_bytes = source.get(&part.key).await.unwrap().bytes;
+    let head_bytes = source.get(manifest.head_key()).await.unwrap().bytes;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stores = [
+        Bucket::local("search", dir.path()).expect("local bucket"),
+        Bucket::memory("search"),
+    ];
+    for b in &stores {
+        b.put(&part.key, part_bytes.clone()).await.unwrap();
+        b.put(manifest.head_key(), head_bytes.clone())
+            .await
+            .unwrap();
+    }
+    let day = year_start() + chrono::Duration::days(180);
+    let july = TimeRange::between(
+        Utc.with_ymd_and_hms(2024, 7, 1, 0, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(2024, 8, 1, 0, 0, 0).unwrap(),
+    )
+    .unwrap();
+    let one_day = TimeRange::between(day, day + chrono::Duration::days(1)).unwrap();
+    let queries = [
+        (
+            "one day + \"coffee\"",
+            SearchQuery::new("coffee").with_range(one_day),
+        ),
+        (
+            "one day + a word in every entry",
+            SearchQuery::new("payment").with_range(one_day),
+        ),
+        (
+            "one month + \"coffee\"",
+            SearchQuery::new("coffee").with_range(july),
+        ),
+        ("all time + \"coffee\"", SearchQuery::new("coffee")),
+    ]
+    .map(|(name, q)| (name, q.page(0, 20)));
+    let mut duck = match DuckDb::start(&dir.path().join(&part.key), &queries) {
+        Ok(d) => d,
+        Err(why) => {
+            println!("  DuckDB comparison skipped: {why}");
+            table.row("search vs DuckDB", "skipped", why);
+            return;
+        }
+    };
+    let handles: Vec<Manifest> = stores
+        .iter()
+        .map(|b| Manifest::new(b.clone(), "bench", "user").unwrap())
+        .collect();
+    // times[query][side]: side 0 local, 1 memory, 2 DuckDB.
+    let mut times = vec![vec![Vec::new(); 3]; queries.len()];
+    let mut pages: Vec<Vec<Page>> = vec![Vec::new(); queries.len()];
+    for round in 0..=ROUNDS {
+        for (qi, (name, q)) in queries.iter().enumerate() {
+            let mut round_pages = Vec::new();
+            for (side, m) in handles.iter().enumerate() {
+                let start = Instant::now();
+                let r = m.search(q).await.unwrap();
+                times[qi][side].push(start.elapsed());
+                round_pages.push((
+                    r.hits.into_iter().map(|h| (h.entry.key, h.score)).collect(),
+                    r.total,
+                ));
+            }
+            let (t, page) = duck
+                .run(qi)
+                .unwrap_or_else(|e| panic!("{name}: DuckDB: {e}"));
+            times[qi][2].push(t);
+            for (side, p) in round_pages.iter().enumerate() {
+                assert_eq!(
+                    p,
+                    &page,
+                    "{name}: Strata ({}) and DuckDB disagree",
+                    ["local", "memory"][side]
+                );
+            }
+            if round == 0 {
+                // Warm-up: the handles read head and footer, DuckDB's file enters the cache.
+                for side in &mut times[qi] {
+                    side.clear();
+                }
+                pages[qi].push(page);
+            }
+        }
+    }
+    let mut lines = Vec::new();
+    for (qi, (name, _)) in queries.iter().enumerate() {
+        let [local, memory, duck_t] = [0, 1, 2].map(|side| median(times[qi][side].clone()));
+        let hits = pages[qi][0].1;
+        let ratio = |t: Duration| t.as_secs_f64() / duck_t.as_secs_f64();
+        lines.push(format!(
+            "| {name} | {hits} | {} | {} | {} | {:.2}x | {:.2}x |",
+            ms(local),
+            ms(memory),
+            ms(duck_t),
+            ratio(local),
+            ratio(memory)
+        ));
+        table.row(
+            format!("search {name}, Strata local / memory vs DuckDB"),
+            format!("{:.2}x / {:.2}x", ratio(local), ratio(memory)),
+            format!(
+                "({hits} hits, pages identical to DuckDB's; {} / {} / DuckDB {}; goal <= 2x)",
+                ms(local),
+                ms(memory),
+                ms(duck_t)
+            ),
+        );
+    }
+    println!();
+    println!(
+        "search on one compacted part ({} entries, {}), page of 20, median of {ROUNDS} \
+         interleaved warm rounds; DuckDB {} on the same local file",
+        part.entries,
+        mib(part.bytes),
+        duck.version
+    );
+    println!(
+        "| query | hits | Strata local | Strata memory | DuckDB | local / DuckDB | memory / DuckDB |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for line in lines {
+        println!("{line}");
+    }
+    println!();
 }
 
 fn main() {

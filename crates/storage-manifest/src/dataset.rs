@@ -2,6 +2,7 @@
 //! keep their manifest, search, verify, rebuild, presign; and keyed JSON blobs.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[cfg(feature = "parquet")]
@@ -230,7 +231,14 @@ pub struct RebuildReport {
 pub struct Dataset {
     bucket: Bucket,
     manifest_options: ManifestOptions,
+    /// Manifest handles by `(module, user)`, shared by clones, so repeated searches reuse a
+    /// handle's cached head (revalidated by ETag) and part footers.
+    manifests: Arc<Mutex<HashMap<(String, String), Manifest>>>,
 }
+
+/// Manifest handles a [`Dataset`] keeps; past this many it starts again from none (each
+/// holds a head and the footers of its parts).
+const KEPT_MANIFESTS: usize = 256;
 
 impl Dataset {
     /// Datasets in `bucket`.
@@ -238,12 +246,14 @@ impl Dataset {
         Dataset {
             bucket,
             manifest_options: ManifestOptions::default(),
+            manifests: Arc::default(),
         }
     }
 
     /// Use `options` for every manifest.
     pub fn with_manifest_options(mut self, options: ManifestOptions) -> Self {
         self.manifest_options = options;
+        self.manifests = Arc::default();
         self
     }
 
@@ -252,10 +262,21 @@ impl Dataset {
         &self.bucket
     }
 
-    /// The manifest of `module`/`user`.
+    /// The manifest of `module`/`user` (the same handle, and so the same read cache, each
+    /// time while this dataset or a clone keeps it).
     pub fn manifest(&self, module: &str, user: &str) -> Result<Manifest> {
-        Ok(Manifest::new(self.bucket.clone(), module, user)?
-            .with_options(self.manifest_options.clone()))
+        let id = (module.to_string(), user.to_string());
+        let mut kept = self.manifests.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = kept.get(&id) {
+            return Ok(m.clone());
+        }
+        let m = Manifest::new(self.bucket.clone(), module, user)?
+            .with_options(self.manifest_options.clone());
+        if kept.len() >= KEPT_MANIFESTS {
+            kept.clear();
+        }
+        kept.insert(id, m.clone());
+        Ok(m)
     }
 
     /// Write `records` as one file with default options. See [`Dataset::write_with`].

@@ -211,7 +211,7 @@ fn micros_time(us: i64) -> Option<DateTime<Utc>> {
 /// `stored >= t` is `stored >= ceil(t)` and `stored < t` is `stored < ceil(t)`: the row filter
 /// decides exactly as [`TimeRange::overlaps`](crate::TimeRange::overlaps) on the entry would.
 fn ceil_micros(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros() + i64::from(t.timestamp_subsec_nanos() % 1000 != 0)
+    t.timestamp_micros() + i64::from(!t.timestamp_subsec_nanos().is_multiple_of(1000))
 }
 
 /// An [`EntryFilter`] compiled for manifest columns.
@@ -395,6 +395,8 @@ impl PartFile<'_> {
             .unwrap_or_else(|| (0..starts.len()).collect());
         let mut batches = self.open.stream(self.backend, self.key, plan, BATCH_ROWS)?;
         let (mut total, mut scanned, mut keys) = (0, 0, Vec::new());
+        // Hashing every key costs more than scoring it: only when a newer source exists.
+        let shadowing = !s.shadowed.is_empty();
         // File row number of each batch row: batches run through `groups` in order.
         let (mut group, mut in_group) = (0usize, 0u64);
         while let Some(batch) = batches.try_next().await? {
@@ -416,7 +418,7 @@ impl PartFile<'_> {
                         continue;
                     }
                     let k = key.value(j);
-                    if s.shadowed.contains(k) {
+                    if shadowing && s.shadowed.contains(k) {
                         continue;
                     }
                     scanned += 1;

@@ -51,11 +51,11 @@ fn entry(i: usize, generation: usize) -> ManifestEntry {
         bytes: 100 + i as u64,
         min_time: t,
         max_time: t + Duration::minutes((i % 5) as i64 * 30),
-        etag: (i % 4 != 0).then(|| format!("\"e{i}-{generation}\"")),
+        etag: (!i.is_multiple_of(4)).then(|| format!("\"e{i}-{generation}\"")),
         created: t,
-        time_field: (i % 6 != 0).then(|| "timestamp".to_string()),
+        time_field: (!i.is_multiple_of(6)).then(|| "timestamp".to_string()),
         text,
-        text_truncated: i % 11 == 0,
+        text_truncated: i.is_multiple_of(11),
         tags: if i % 4 == 1 {
             BTreeMap::from([("source".to_string(), "bank".to_string())])
         } else {
@@ -286,4 +286,34 @@ async fn head_and_footer_are_read_once_per_handle() {
     let third = clone.search(&q).await.unwrap();
     assert_eq!(third.total, first.total + 1);
     assert_eq!(third.hits[0].entry, added);
+}
+
+/// `Dataset` keeps one manifest handle per module and user, so its searches share the cache.
+#[tokio::test]
+async fn dataset_searches_reuse_one_handle() {
+    let (bucket, counting) = CountingStore::wrap(&Bucket::memory("s"));
+    let ds = storage_manifest::Dataset::new(bucket);
+    for n in 0..3 {
+        ds.write(
+            "m",
+            "u",
+            &[serde_json::json!({ "memo": format!("coffee {n}") })],
+            Format::Jsonl,
+        )
+        .await
+        .unwrap();
+    }
+    ds.manifest("m", "u").unwrap().compact_all().await.unwrap();
+    let q = SearchQuery::new("coffee");
+    let before = counting.snapshot();
+    let first = ds.search("m", "u", &q).await.unwrap();
+    let mid = counting.snapshot();
+    let second = ds.clone().search("m", "u", &q).await.unwrap();
+    let after = counting.snapshot();
+    assert_eq!((first.total, &first), (3, &second));
+    assert_eq!(
+        (mid.0 - before.0) - (after.0 - mid.0),
+        2,
+        "head and footer, once"
+    );
 }
