@@ -99,32 +99,19 @@ struct Core {
     lists: Lists,
 }
 
+/// A sequential engine without health over `members`, moving on as `on` says: failover and
+/// mirror reads.
+fn sequential_engine(
+    label: &str,
+    members: &[(String, Arc<dyn ObjectStore>)],
+    on: FallbackOn,
+) -> Engine {
+    let names = members.iter().map(|(n, _)| n.clone()).collect();
+    Engine::new(label, label, names, on, ReadPolicy::Sequential, None)
+}
+
 impl Core {
     fn new(
-        kind: &'static str,
-        label: String,
-        members: Vec<(String, Arc<dyn ObjectStore>)>,
-        on: FallbackOn,
-        writes: Writes,
-        lists: Lists,
-    ) -> Arc<Self> {
-        assert!(
-            !members.is_empty(),
-            "{kind} needs at least one store; this is a programming error"
-        );
-        let names = members.iter().map(|(n, _)| n.clone()).collect();
-        let engine = Engine::new(
-            label.clone(),
-            label.clone(),
-            names,
-            on,
-            ReadPolicy::Sequential,
-            None,
-        );
-        Self::with_engine(kind, label, members, engine, writes, lists)
-    }
-
-    fn with_engine(
         kind: &'static str,
         label: String,
         members: Vec<(String, Arc<dyn ObjectStore>)>,
@@ -812,12 +799,14 @@ impl FailoverStore {
             .map(|(n, _)| n.as_str())
             .collect::<Vec<_>>()
             .join("->");
+        let label = format!("failover {label}");
+        let engine = sequential_engine(&label, &stores, FallbackOn::Unavailable);
         FailoverStore {
             core: Core::new(
                 "FailoverStore",
-                format!("failover {label}"),
+                label,
                 stores,
-                FallbackOn::Unavailable,
+                engine,
                 Writes::Failover,
                 Lists::PrimaryWithFailover,
             ),
@@ -871,12 +860,14 @@ impl MirrorStore {
             .map(|(n, _)| n.as_str())
             .collect::<Vec<_>>()
             .join("+");
+        let label = format!("mirror {label}");
+        let engine = sequential_engine(&label, &stores, FallbackOn::MissOrFailure);
         MirrorStore {
             core: Core::new(
                 "MirrorStore",
-                format!("mirror {label}"),
+                label,
                 stores,
-                FallbackOn::MissOrFailure,
+                engine,
                 Writes::Mirror(requirement),
                 Lists::PrimaryWithFailover,
             ),
@@ -893,7 +884,7 @@ impl FallbackStore {
         engine: Engine,
     ) -> Self {
         FallbackStore {
-            core: Core::with_engine(
+            core: Core::new(
                 "FallbackStore",
                 label,
                 members,
