@@ -4,6 +4,10 @@
 
 use std::time::Duration;
 
+/// The deadline of every preset that retries, and of [`BackoffStrategy::custom`]: no retry
+/// starts later than this after the first attempt.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+
 /// Randomisation applied to each backoff delay, so writers that collided once do not
 /// collide again in lock-step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,15 +23,17 @@ pub enum Jitter {
 
 /// A retry policy: exponential backoff from
 /// `base` doubling up to `cap`, with [`Jitter`], at most `max_retries` retries after the first
-/// attempt, and optionally an overall `deadline` after which no new attempt starts.
+/// attempt, and an overall `deadline` after which no new attempt starts (every preset that
+/// retries has one: 30 s).
 ///
 /// The presets follow seed 001's `CAS_STRATEGIES`:
 ///
-/// | preset | retries | delays |
-/// |---|---|---|
-/// | [`NONE`](Self::NONE) | 0 | — |
-/// | [`STANDARD`](Self::STANDARD) | 3 | 100 ms → 1 s |
-/// | [`AGGRESSIVE`](Self::AGGRESSIVE) | 10 | 10 ms → 500 ms |
+/// | preset | retries | delays | deadline |
+/// |---|---|---|---|
+/// | [`NONE`](Self::NONE) | 0 | — | — |
+/// | [`STANDARD`](Self::STANDARD) | 3 | 100 ms → 1 s | 30 s |
+/// | [`AGGRESSIVE`](Self::AGGRESSIVE) | 10 | 10 ms → 500 ms | 30 s |
+/// | [`UNTIL_DEADLINE`](Self::UNTIL_DEADLINE) | unbounded | 5 ms → 500 ms | 30 s |
 ///
 /// ```
 /// use std::time::Duration;
@@ -70,7 +76,7 @@ impl BackoffStrategy {
         base: Duration::from_millis(100),
         cap: Duration::from_secs(1),
         jitter: Jitter::Equal,
-        deadline: None,
+        deadline: Some(DEFAULT_DEADLINE),
     };
 
     /// For hot documents: 10 retries starting at 10 ms, up to 500 ms, fully jittered.
@@ -79,7 +85,7 @@ impl BackoffStrategy {
         base: Duration::from_millis(10),
         cap: Duration::from_millis(500),
         jitter: Jitter::Full,
-        deadline: None,
+        deadline: Some(DEFAULT_DEADLINE),
     };
 
     /// For contended documents: retry until 30 s have passed since the first attempt,
@@ -90,18 +96,24 @@ impl BackoffStrategy {
         base: Duration::from_millis(5),
         cap: Duration::from_millis(500),
         jitter: Jitter::Full,
-        deadline: Some(Duration::from_secs(30)),
+        deadline: Some(DEFAULT_DEADLINE),
     };
 
-    /// A custom strategy with equal jitter and no deadline.
+    /// A custom strategy with equal jitter and the default 30 s deadline.
     pub const fn custom(max_retries: u32, base: Duration, cap: Duration) -> Self {
         BackoffStrategy {
             max_retries,
             base,
             cap,
             jitter: Jitter::Equal,
-            deadline: None,
+            deadline: Some(DEFAULT_DEADLINE),
         }
+    }
+
+    /// A copy without a deadline: only the retry count bounds it.
+    pub const fn without_deadline(mut self) -> Self {
+        self.deadline = None;
+        self
     }
 
     /// A copy with another jitter.

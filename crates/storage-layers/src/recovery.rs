@@ -40,6 +40,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use storage_core::backoff::{BackoffStrategy, Jitter};
 use storage_core::{Result, StorageError};
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = Result<T>> + Send>>;
@@ -49,9 +50,8 @@ type Predicate = Arc<dyn Fn(&StorageError) -> bool + Send + Sync>;
 
 /// How to recover from a failed operation; see the [module docs](self).
 pub struct Recovery<T> {
-    max_retries: u32,
-    base_delay: Duration,
-    max_delay: Duration,
+    /// The workspace's one backoff type: attempts, delays, jitter and deadline.
+    backoff: BackoffStrategy,
     fallback: Option<FallbackFn<T>>,
     fallback_when: Predicate,
     logger: Option<Logger>,
@@ -62,9 +62,7 @@ pub struct Recovery<T> {
 impl<T> Clone for Recovery<T> {
     fn clone(&self) -> Self {
         Recovery {
-            max_retries: self.max_retries,
-            base_delay: self.base_delay,
-            max_delay: self.max_delay,
+            backoff: self.backoff,
             fallback: self.fallback.clone(),
             fallback_when: Arc::clone(&self.fallback_when),
             logger: self.logger.clone(),
@@ -77,8 +75,7 @@ impl<T> Clone for Recovery<T> {
 impl<T> fmt::Debug for Recovery<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Recovery")
-            .field("max_retries", &self.max_retries)
-            .field("base_delay", &self.base_delay)
+            .field("backoff", &self.backoff)
             .field("fallback", &self.fallback.is_some())
             .finish()
     }
@@ -88,9 +85,9 @@ impl<T: Send + 'static> Recovery<T> {
     /// Return the first error as it is (seed 001's `FAIL_FAST`).
     pub fn fail_fast() -> Self {
         Recovery {
-            max_retries: 0,
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(5),
+            backoff: BackoffStrategy::custom(0, Duration::from_millis(100), Duration::from_secs(5))
+                .with_jitter(Jitter::Full)
+                .with_deadline(Duration::from_secs(30)),
             fallback: None,
             fallback_when: Arc::new(|_| true),
             logger: None,
@@ -100,18 +97,24 @@ impl<T: Send + 'static> Recovery<T> {
     }
 
     /// Retry retryable errors up to `max_retries` times (seed 001's `RETRY`), with
-    /// exponential backoff and full jitter from 100 ms up to 5 s.
+    /// exponential backoff and full jitter from 100 ms up to 5 s, none started later than
+    /// 30 s after the first attempt.
     pub fn retry(max_retries: u32) -> Self {
-        Recovery {
-            max_retries,
-            ..Recovery::fail_fast()
-        }
+        let mut r = Recovery::fail_fast();
+        r.backoff = r.backoff.with_max_retries(max_retries);
+        r
     }
 
     /// Backoff bounds for retries.
     pub fn with_backoff(mut self, base: Duration, max: Duration) -> Self {
-        self.base_delay = base;
-        self.max_delay = max.max(base);
+        self.backoff.base = base;
+        self.backoff.cap = max.max(base);
+        self
+    }
+
+    /// No retry starts later than this after the first attempt (default 30 s).
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.backoff.deadline = Some(deadline);
         self
     }
 
@@ -163,15 +166,6 @@ impl<T: Send + 'static> Recovery<T> {
         self
     }
 
-    fn backoff(&self, retry: u32) -> Duration {
-        let cap = self
-            .base_delay
-            .saturating_mul(1u32 << retry.min(20))
-            .min(self.max_delay);
-        let nanos = cap.as_nanos().min(u128::from(u64::MAX)) as u64;
-        Duration::from_nanos(fastrand::u64(0..=nanos))
-    }
-
     /// Run `op` under this recovery policy (seed 001's `withErrorHandling(operation, config)`).
     pub async fn run<F, Fut>(&self, mut op: F) -> Result<T>
     where
@@ -179,6 +173,7 @@ impl<T: Send + 'static> Recovery<T> {
         Fut: Future<Output = Result<T>>,
     {
         let mut attempt = 0;
+        let started = tokio::time::Instant::now();
         loop {
             attempt += 1;
             let err = match op().await {
@@ -192,8 +187,10 @@ impl<T: Send + 'static> Recovery<T> {
             if let Some((m, key)) = &self.metrics {
                 m.record_error("recovery", key, err.kind());
             }
-            if err.is_retryable() && attempt <= self.max_retries {
-                tokio::time::sleep(self.backoff(attempt - 1)).await;
+            if err.is_retryable()
+                && let Some(delay) = self.backoff.next_delay(attempt, started.elapsed())
+            {
+                tokio::time::sleep(delay).await;
                 continue;
             }
             return match &self.fallback {
