@@ -60,6 +60,16 @@ pub trait Model: Clone + Eq + Hash + Debug {
     /// return the state after the operation takes effect, whatever it answered; `None` then
     /// means it cannot take effect in this state.
     fn step(&self, input: &Self::Input, output: Option<&Self::Output>) -> Option<Self>;
+
+    /// Whether `input` answering `output` leaves every state unchanged (a read, a refused
+    /// conditional write). Such an operation is placed as soon as it may be and no other
+    /// order is tried around it, which keeps the search small when the answer is no.
+    /// Answer `true` only when it holds in every state; the default, `false`, is always
+    /// correct.
+    fn read_only(input: &Self::Input, output: &Self::Output) -> bool {
+        let _ = (input, output);
+        false
+    }
 }
 
 /// One operation of a history.
@@ -95,6 +105,9 @@ pub struct NotLinearizable {
     pub state: String,
     /// Search steps taken.
     pub explored: u64,
+    /// The search stopped at its step budget before trying every order: no valid order was
+    /// found, but one may exist (see [`check_with_budget`]).
+    pub gave_up: bool,
     message: String,
 }
 
@@ -256,18 +269,44 @@ impl Model for CasRegister {
             _ => Some(next),
         }
     }
+
+    fn read_only(_: &CasInput, output: &CasOutput) -> bool {
+        matches!(
+            output,
+            CasOutput::Value(_) | CasOutput::Conflict | CasOutput::AlreadyExists
+        )
+    }
 }
 
-/// Checks that `history` is linearizable with respect to the model starting in `init`.
+/// Search steps [`check`] takes at most before it gives up (a few seconds in a debug build).
+pub const DEFAULT_BUDGET: u64 = 2_000_000;
+
+/// Checks that `history` is linearizable with respect to the model starting in `init`,
+/// within [`DEFAULT_BUDGET`] search steps.
 ///
 /// The history is one object's (partition by key first, see the module docs); operations
-/// may be in any order.
+/// may be in any order. A linearizable history is usually confirmed in a few steps per
+/// operation; proving that no order exists can take exponentially many, most of all with
+/// many unknown outcomes, and then the error says the search gave up
+/// ([`NotLinearizable::gave_up`]).
 ///
 /// # Panics
 /// When an operation returns before it is called (`ret < call`): a recording bug.
 pub fn check<M: Model>(
     init: &M,
     history: &[Op<M::Input, M::Output>],
+) -> Result<(), NotLinearizable> {
+    check_with_budget(init, history, DEFAULT_BUDGET)
+}
+
+/// [`check`] with a budget of `max_steps` search steps.
+///
+/// # Panics
+/// As [`check`].
+pub fn check_with_budget<M: Model>(
+    init: &M,
+    history: &[Op<M::Input, M::Output>],
+    max_steps: u64,
 ) -> Result<(), NotLinearizable> {
     for (i, op) in history.iter().enumerate() {
         if let Some(ret) = op.ret {
@@ -280,7 +319,7 @@ pub fn check<M: Model>(
             );
         }
     }
-    Search::new(init.clone(), history).run()
+    Search::new(init.clone(), history, max_steps).run()
 }
 
 const NIL: usize = usize::MAX;
@@ -297,6 +336,9 @@ struct Frame<M> {
     op: usize,
     /// The state before the op was applied; `None` when the op was dropped (never applied).
     before: Option<M>,
+    /// The op was its node's only child (a drop, or a read-only op placed first): when it
+    /// fails, so does the node.
+    last: bool,
 }
 
 struct Best<M> {
@@ -331,11 +373,12 @@ struct Search<'h, M: Model> {
     stack: Vec<Frame<M>>,
     failed: HashMap<u64, Vec<Failed<M>>>,
     explored: u64,
+    budget: u64,
     best: Option<Best<M>>,
 }
 
 impl<'h, M: Model> Search<'h, M> {
-    fn new(init: M, ops: &'h [Op<M::Input, M::Output>]) -> Self {
+    fn new(init: M, ops: &'h [Op<M::Input, M::Output>], budget: u64) -> Self {
         let n = ops.len();
         let time = |entry: usize| {
             if entry < n {
@@ -381,6 +424,7 @@ impl<'h, M: Model> Search<'h, M> {
             stack: Vec::new(),
             failed: HashMap::new(),
             explored: 0,
+            budget,
             best: None,
         }
     }
@@ -391,6 +435,29 @@ impl<'h, M: Model> Search<'h, M> {
         let mut entry = self.next[head];
         self.note_progress();
         while self.next[head] != NIL {
+            if self.explored >= self.budget {
+                return Err(self.explain(true));
+            }
+            if entry == self.next[head] && phase == Phase::Required {
+                match self.read_only_first() {
+                    Some(true) => {
+                        self.note_progress();
+                        entry = self.next[head];
+                        continue;
+                    }
+                    Some(false) => {
+                        match self.backtrack() {
+                            Some(op) => {
+                                phase = self.phase_of(op);
+                                entry = self.next[op];
+                            }
+                            None => return Err(self.explain(false)),
+                        }
+                        continue;
+                    }
+                    None => {}
+                }
+            }
             if entry < self.n {
                 let op = entry;
                 // Completed ops are tried before unknown-outcome ones: most histories
@@ -425,16 +492,52 @@ impl<'h, M: Model> Search<'h, M> {
             }
             match self.backtrack() {
                 Some(op) => {
-                    phase = match self.optional[op] {
-                        None => Phase::Required,
-                        Some(_) => Phase::Optional,
-                    };
+                    phase = self.phase_of(op);
                     entry = self.next[op];
                 }
-                None => return Err(self.explain()),
+                None => return Err(self.explain(false)),
             }
         }
         Ok(())
+    }
+
+    fn phase_of(&self, op: usize) -> Phase {
+        match self.optional[op] {
+            None => Phase::Required,
+            Some(_) => Phase::Optional,
+        }
+    }
+
+    /// Partial-order reduction: a read-only op that may come next and is accepted now can
+    /// be moved to the front of any valid order from here (it changes no state, and nothing
+    /// unplaced has to precede it), so it is the node's only child. `Some(true)`: placed;
+    /// `Some(false)`: the node is known to fail; `None`: no such op.
+    fn read_only_first(&mut self) -> Option<bool> {
+        let mut entry = self.next[2 * self.n];
+        while entry < self.n {
+            let op = &self.ops[entry];
+            if let Some(output) = &op.output
+                && M::read_only(&op.input, output)
+                && self.state.step(&op.input, Some(output)).as_ref() == Some(&self.state)
+            {
+                self.explored += 1;
+                let placed = entry;
+                self.mark(placed, true);
+                if self.dominated(&self.state) {
+                    self.mark(placed, false);
+                    return Some(false);
+                }
+                self.stack.push(Frame {
+                    op: placed,
+                    before: Some(self.state.clone()),
+                    last: true,
+                });
+                self.lift(placed);
+                return Some(true);
+            }
+            entry = self.next[entry];
+        }
+        None
     }
 
     /// Places `op` now if the model accepts it and the node it leads to is not known to fail.
@@ -449,6 +552,14 @@ impl<'h, M: Model> Search<'h, M> {
         if self.optional[op].is_some() && after == self.state {
             return false;
         }
+        // After a run of unknown-outcome ops, an op that leads to the same state without
+        // them made them useless here: the order without them (fewer ops used, the same
+        // state) is tried from where the run started.
+        if let Some(start) = self.run_start()
+            && start.step(&o.input, o.output.as_ref()).as_ref() == Some(&after)
+        {
+            return false;
+        }
         self.mark(op, true);
         if self.dominated(&after) {
             self.mark(op, false);
@@ -458,8 +569,21 @@ impl<'h, M: Model> Search<'h, M> {
         self.stack.push(Frame {
             op,
             before: Some(before),
+            last: false,
         });
         true
+    }
+
+    /// The state before the unknown-outcome ops applied last (on top of the stack), if any.
+    fn run_start(&self) -> Option<&M> {
+        let mut start = None;
+        for frame in self.stack.iter().rev() {
+            match &frame.before {
+                Some(before) if self.optional[frame.op].is_some() => start = Some(before),
+                _ => break,
+            }
+        }
+        start
     }
 
     /// Decides that unknown-outcome `op` never took effect.
@@ -470,7 +594,11 @@ impl<'h, M: Model> Search<'h, M> {
             self.mark(op, false);
             return false;
         }
-        self.stack.push(Frame { op, before: None });
+        self.stack.push(Frame {
+            op,
+            before: None,
+            last: true,
+        });
         true
     }
 
@@ -482,13 +610,11 @@ impl<'h, M: Model> Search<'h, M> {
             let frame = self.stack.pop()?;
             self.unlift(frame.op);
             self.mark(frame.op, false);
-            match frame.before {
-                Some(before) => {
-                    self.state = before;
-                    return Some(frame.op);
-                }
-                // A drop is a node's last alternative: that node failed as well.
-                None => continue,
+            if let Some(before) = frame.before {
+                self.state = before;
+            }
+            if !frame.last {
+                return Some(frame.op);
             }
         }
     }
@@ -602,7 +728,7 @@ impl<'h, M: Model> Search<'h, M> {
         });
     }
 
-    fn explain(self) -> NotLinearizable {
+    fn explain(self, gave_up: bool) -> NotLinearizable {
         let best = self.best.expect("the root node is always noted");
         let completed = self.optional.iter().filter(|o| o.is_none()).count();
         let describe = |i: usize| {
@@ -617,10 +743,17 @@ impl<'h, M: Model> Search<'h, M> {
                 op.client, op.call, op.input
             )
         };
-        let mut message = format!(
-            "history of {} operations is not linearizable: at most {} of its {completed} completed operations can be ordered; after them the state is {:?} and none of these can come next:",
-            self.n, best.required_done, best.state
-        );
+        let mut message = if gave_up {
+            format!(
+                "gave up after {} search steps without finding a valid order of a history of {} operations (it may not be linearizable; a larger budget would tell): the most found was {} of its {completed} completed operations; after them the state is {:?} and none of these could come next:",
+                self.explored, self.n, best.required_done, best.state
+            )
+        } else {
+            format!(
+                "history of {} operations is not linearizable: at most {} of its {completed} completed operations can be ordered; after them the state is {:?} and none of these can come next:",
+                self.n, best.required_done, best.state
+            )
+        };
         for &i in &best.candidates {
             let _ = write!(message, "\n  {}", describe(i));
         }
@@ -645,6 +778,7 @@ impl<'h, M: Model> Search<'h, M> {
             candidates: best.candidates,
             state: format!("{:?}", best.state),
             explored: self.explored,
+            gave_up,
             message,
         }
     }
