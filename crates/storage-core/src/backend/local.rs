@@ -644,7 +644,12 @@ impl LocalStore {
                 },
             };
             store
-                .commit(&to, (staged_file, staged), Stamp::Copied(meta), &to_mode)
+                .commit(
+                    (&to, &dst),
+                    (staged_file, staged),
+                    Stamp::Copied(meta),
+                    &to_mode,
+                )
                 .map(drop)
         })
         .await
@@ -653,15 +658,14 @@ impl LocalStore {
     /// Give the written `staged` file its ETag and metadata, make it durable, then (under
     /// the key lock and after checking `mode`) rename it into place and make that durable;
     /// returns the ETag. The staged file is removed on failure. Used by puts, copies and
-    /// multipart completion.
+    /// multipart completion, which pass the key with the file path it was resolved to.
     fn commit(
         &self,
-        location: &Path,
+        (location, dest): (&Path, &FsPath),
         staged: (File, PathBuf),
         meta: Stamp,
         mode: &PutMode,
     ) -> OsResult<String> {
-        let dest = self.fs_path(location)?;
         let (file, staged) = staged;
         let outcome = (|| {
             let etag = match meta {
@@ -773,7 +777,12 @@ impl ObjectStore for LocalStore {
                 attributes: attributes_to_map(&opts.attributes),
                 tags: opts.tags.encoded().to_string(),
             };
-            let etag = store.commit(&location, (file, staged), Stamp::New(meta), &opts.mode)?;
+            let etag = store.commit(
+                (&location, &dest),
+                (file, staged),
+                Stamp::New(meta),
+                &opts.mode,
+            )?;
             Ok(PutResult {
                 e_tag: Some(etag),
                 version: None,
@@ -789,8 +798,8 @@ impl ObjectStore for LocalStore {
         opts: PutMultipartOptions,
     ) -> OsResult<Box<dyn MultipartUpload>> {
         check_not_reserved(&[location])?;
-        // Checked now, so a bad key fails before any part is written.
-        self.fs_path(location)?;
+        // Resolved now, so a bad key fails before any part is written.
+        let dest = self.fs_path(location)?;
         let staging = self.staging.clone();
         let (file, staged) = blocking(move || staging.file().map_err(io_err)).await?;
         Ok(Box::new(LocalUpload {
@@ -799,6 +808,7 @@ impl ObjectStore for LocalStore {
             offset: 0,
             store: self.clone(),
             location: location.clone(),
+            dest,
             meta: FileMeta {
                 etag: String::new(),
                 attributes: attributes_to_map(&opts.attributes),
@@ -950,6 +960,7 @@ struct LocalUpload {
     offset: u64,
     store: LocalStore,
     location: Path,
+    dest: PathBuf,
     meta: FileMeta,
     finished: bool,
 }
@@ -1001,16 +1012,17 @@ impl MultipartUpload for LocalUpload {
                 "complete() was called while parts were still being written; await every part first",
             ))
         })?;
-        let (store, location, meta, staged) = (
+        let (store, location, dest, meta, staged) = (
             self.store.clone(),
             self.location.clone(),
+            self.dest.clone(),
             self.meta.clone(),
             self.staged.clone(),
         );
         self.finished = true;
         let etag = blocking(move || {
             store.commit(
-                &location,
+                (&location, &dest),
                 (file, staged),
                 Stamp::New(meta),
                 &PutMode::Overwrite,
@@ -1417,9 +1429,9 @@ mod tests {
         std::os::unix::fs::symlink(root.join("d"), root.join("d/e/loop")).unwrap();
         let results: Vec<_> = store.list(None).collect().await;
         assert!(
-            results
-                .iter()
-                .any(|r| r.as_ref().is_err_and(|e| e.to_string().contains("symlink loop"))),
+            results.iter().any(|r| r
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("symlink loop"))),
             "no loop error"
         );
     }
