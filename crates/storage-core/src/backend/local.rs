@@ -694,8 +694,8 @@ impl LocalStore {
             self.sync.file(&file).map_err(io_err)?;
             drop(file);
             let _g = self.locks.lock(&[location.as_ref()]).map_err(io_err)?;
-            check_mode(location, &dest, mode)?;
-            self.sync.publish(&staged, &dest).map_err(io_err)?;
+            check_mode(location, dest, mode)?;
+            self.sync.publish(&staged, dest).map_err(io_err)?;
             Ok(etag)
         })();
         if outcome.is_err() {
