@@ -119,9 +119,13 @@ pub struct UpdateArgs {
     /// Expire after this long; `never` for no expiry. Default: the collection default.
     #[arg(long)]
     pub ttl: Option<String>,
-    /// Retries on conflict (exponential backoff from 100 ms up to 1 s).
-    #[arg(long, default_value_t = 3)]
-    pub retries: u32,
+    /// Give up after this many retries on conflict (default: no count, retry until
+    /// --deadline; jittered backoff from 5 ms up to 500 ms).
+    #[arg(long)]
+    pub retries: Option<u32>,
+    /// Stop retrying conflicts once this long has passed since the first attempt.
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub deadline: String,
 }
 
 /// `strata doc rm`.
@@ -285,6 +289,23 @@ fn routed_records(ctx: &Ctx, collection: &str) -> CliResult<VersionedRecords<Val
 /// The last instant an RFC 3339 timestamp (four-digit year) can write,
 /// 9999-12-31T23:59:59Z in unix seconds: an expiry after it could not be read back.
 const LAST_READABLE_EXPIRY: u64 = 253_402_300_799;
+
+/// `doc update`'s conflict policy: retry until `--deadline`, at most `--retries` times.
+fn update_backoff(a: &UpdateArgs) -> CliResult<BackoffStrategy> {
+    let deadline = storage_core::config::parse_duration(&a.deadline)
+        .map_err(|e| CliError::bad_input(format!("--deadline {}: {e}", a.deadline)))?;
+    if deadline.is_zero() {
+        return Err(CliError::bad_input(format!(
+            "--deadline {}: give a positive duration such as 30s (use --retries 0 for a single attempt)",
+            a.deadline
+        )));
+    }
+    let b = BackoffStrategy::UNTIL_DEADLINE.with_deadline(deadline);
+    Ok(match a.retries {
+        Some(n) => b.with_max_retries(n),
+        None => b,
+    })
+}
 
 fn parse_ttl(ttl: Option<&str>) -> CliResult<Ttl> {
     let s = match ttl {
@@ -525,7 +546,7 @@ async fn update(ctx: &Ctx, a: UpdateArgs) -> CliResult {
             value: Some(value),
         }
     } else {
-        let c = c.with_backoff(BackoffStrategy::STANDARD.with_max_retries(a.retries));
+        let c = c.with_backoff(update_backoff(&a)?);
         let mut closure_error = None;
         let result = c
             .update_with_opts(&a.id, &opts, |cur| {
@@ -771,7 +792,8 @@ mod tests {
             create: false,
             if_match: None,
             ttl: None,
-            retries: 3,
+            retries: Some(3),
+            deadline: "30s".into(),
         }
     }
 
