@@ -113,36 +113,31 @@ struct Columns<'a> {
     tags: Option<&'a StringArray>,
 }
 
-type Typed<'a, T> = std::result::Result<Option<&'a T>, String>;
+/// Column `name` of `batch` as `T`: `None` when the read did not project it, an error naming
+/// the column when it is of another type (`what` it should be).
+fn typed<'a, T>(
+    batch: &'a RecordBatch,
+    name: &str,
+    cast: impl Fn(&'a ArrayRef) -> Option<&'a T>,
+    what: &str,
+) -> std::result::Result<Option<&'a T>, String> {
+    batch
+        .column_by_name(name)
+        .map(|c| cast(c).ok_or_else(|| format!("column `{name}` is not {what}")))
+        .transpose()
+}
 
 impl<'a> Columns<'a> {
     fn of(batch: &'a RecordBatch) -> std::result::Result<Self, String> {
-        let string = |name: &str| -> Typed<'a, StringArray> {
-            batch
-                .column_by_name(name)
-                .map(|c| {
-                    c.as_string_opt::<i32>()
-                        .ok_or_else(|| format!("column `{name}` is not UTF-8 text"))
-                })
-                .transpose()
-        };
-        let int = |name: &str| -> Typed<'a, Int64Array> {
-            batch
-                .column_by_name(name)
-                .map(|c| {
-                    c.as_primitive_opt::<Int64Type>()
-                        .ok_or_else(|| format!("column `{name}` is not INT64"))
-                })
-                .transpose()
-        };
-        let time = |name: &str| -> Typed<'a, TimestampMicrosecondArray> {
-            batch
-                .column_by_name(name)
-                .map(|c| {
-                    c.as_primitive_opt::<TimestampMicrosecondType>()
-                        .ok_or_else(|| format!("column `{name}` is not a microsecond timestamp"))
-                })
-                .transpose()
+        let string = |n: &str| typed(batch, n, |c| c.as_string_opt::<i32>(), "UTF-8 text");
+        let int = |n: &str| typed(batch, n, |c| c.as_primitive_opt::<Int64Type>(), "INT64");
+        let time = |n: &str| {
+            typed(
+                batch,
+                n,
+                |c| c.as_primitive_opt::<TimestampMicrosecondType>(),
+                "a microsecond timestamp",
+            )
         };
         Ok(Columns {
             key: string("key")?,
@@ -156,13 +151,7 @@ impl<'a> Columns<'a> {
             etag: string("etag")?,
             time_field: string("time_field")?,
             text: string("text")?,
-            text_truncated: batch
-                .column_by_name("text_truncated")
-                .map(|c| {
-                    c.as_boolean_opt()
-                        .ok_or_else(|| "column `text_truncated` is not BOOLEAN".to_string())
-                })
-                .transpose()?,
+            text_truncated: typed(batch, "text_truncated", |c| c.as_boolean_opt(), "BOOLEAN")?,
             tags: string("tags")?,
         })
     }
