@@ -278,6 +278,18 @@ fn check_not_reserved(paths: &[&Path]) -> OsResult<()> {
     }
 }
 
+/// Keys deleted per trip to the blocking pool (and per folder sync).
+const DELETE_BATCH: usize = 256;
+
+/// Remove the file at `fs_path`: `true` if it was there.
+fn unlink(fs_path: &FsPath) -> OsResult<bool> {
+    match std::fs::remove_file(fs_path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
 fn not_found(path: &Path) -> object_store::Error {
     object_store::Error::NotFound {
         path: path.to_string(),
@@ -563,22 +575,52 @@ impl LocalStore {
         walk::Walk::new(&dir, prefix, recursive, offset.cloned())
     }
 
-    /// Remove `fs_path` (the object `location`) under its key lock; a missing file is fine.
-    fn remove(&self, location: &Path, fs_path: &FsPath) -> OsResult<()> {
-        let _g = self.locks.lock(&[location.as_ref()]).map_err(io_err)?;
-        self.remove_locked(fs_path)
-    }
-
     /// Remove `fs_path` (its key lock held) and sync its folder.
     fn remove_locked(&self, fs_path: &FsPath) -> OsResult<()> {
-        match std::fs::remove_file(fs_path) {
-            Ok(()) => match fs_path.parent() {
-                Some(dir) => self.sync.folder(dir).map_err(io_err),
-                None => Ok(()),
-            },
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(e)),
+        match (unlink(fs_path)?, fs_path.parent()) {
+            (true, Some(dir)) => self.sync.folder(dir).map_err(io_err),
+            _ => Ok(()),
         }
+    }
+
+    /// Delete a batch of keys, each under its key lock, then sync each folder that lost a
+    /// file once: a bulk delete costs one fsync per folder and batch, not one per key. A
+    /// key's result is only `Ok` once its folder is synced.
+    fn remove_batch(&self, batch: Vec<OsResult<Path>>) -> Vec<OsResult<Path>> {
+        // First every unlink, then (below) each folder that lost a file synced once.
+        let removed: Vec<OsResult<(Path, Option<PathBuf>)>> = batch
+            .into_iter()
+            .map(|loc| {
+                let loc = loc?;
+                check_not_reserved(&[&loc])?;
+                let fs_path = self.fs_path(&loc)?;
+                let _g = self.locks.lock(&[loc.as_ref()]).map_err(io_err)?;
+                let folder = match unlink(&fs_path)? {
+                    true => fs_path.parent().map(FsPath::to_path_buf),
+                    false => None,
+                };
+                Ok((loc, folder))
+            })
+            .collect();
+        let mut synced: BTreeMap<PathBuf, std::result::Result<(), String>> = BTreeMap::new();
+        removed
+            .into_iter()
+            .map(|r| {
+                let (loc, folder) = r?;
+                let Some(folder) = folder else {
+                    return Ok(loc);
+                };
+                let outcome = synced
+                    .entry(folder)
+                    .or_insert_with_key(|f| self.sync.folder(f).map_err(|e| e.to_string()));
+                match outcome {
+                    Ok(()) => Ok(loc),
+                    Err(e) => Err(io_err(std::io::Error::other(format!(
+                        "`{loc}` was deleted, but syncing its folder failed: {e}"
+                    )))),
+                }
+            })
+            .collect()
     }
 
     /// Copy (or move) `from` to `to` with its metadata.
@@ -864,16 +906,16 @@ impl ObjectStore for LocalStore {
     ) -> BoxStream<'static, OsResult<Path>> {
         let store = self.clone();
         locations
-            .map(move |loc| {
+            .ready_chunks(DELETE_BATCH)
+            .map(move |batch| {
                 let store = store.clone();
                 async move {
-                    let loc = loc?;
-                    check_not_reserved(&[&loc])?;
-                    let fs_path = store.fs_path(&loc)?;
-                    blocking(move || store.remove(&loc, &fs_path).map(|()| loc)).await
+                    let removed = blocking(move || Ok(store.remove_batch(batch))).await;
+                    futures::stream::iter(removed.unwrap_or_else(|e| vec![Err(e)]))
                 }
             })
-            .buffered(8)
+            .buffered(2)
+            .flatten()
             .boxed()
     }
 
@@ -1274,6 +1316,19 @@ mod tests {
             step("delete", 0, 1);
             store.delete(&Path::from("a/f.txt")).await.unwrap();
             step("delete of a missing key", 0, 0);
+            let batch = ["a/g1", "a/g2", "a/g3", "a/b/g4"];
+            for k in batch {
+                store.put(&Path::from(k), "g".into()).await.unwrap();
+            }
+            step("four puts", 4, 4);
+            let paths = batch.iter().chain(&["a/none"]).map(|k| Ok(Path::from(*k)));
+            let deleted: Vec<_> = store
+                .delete_stream(futures::stream::iter(paths.collect::<Vec<_>>()).boxed())
+                .map(|r| r.unwrap().to_string())
+                .collect()
+                .await;
+            assert_eq!(deleted, ["a/g1", "a/g2", "a/g3", "a/b/g4", "a/none"]);
+            step("one batch deleting four keys in two folders", 0, 2);
             let etag = store.head(&p).await.unwrap().e_tag.unwrap();
             let _: Vec<_> = store.list(None).collect().await;
             store.get(&p).await.unwrap().bytes().await.unwrap();
@@ -1289,7 +1344,7 @@ mod tests {
             let total = store.sync_counts();
             assert_eq!(
                 (total.files, total.folders),
-                (7 * on, 15 * on),
+                (11 * on, 21 * on),
                 "{durability:?}"
             );
         }
