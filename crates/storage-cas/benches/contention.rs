@@ -10,6 +10,12 @@
 //! Each backend runs twice: with the default in-process queue (writers of one key in one
 //! process take turns, CAS settles the rest) and with it off (every writer races on CAS
 //! alone, the situation of writers in separate processes).
+//!
+//! First, one writer: `update_with` against a hand-written compare-and-swap loop on the same
+//! store (GET, then a conditional PUT with the ETag read, through raw `object_store`),
+//! interleaved, as the median of the rounds' ratios (issue 19's target: >= 0.8 on the local
+//! folder). The difference is what `update_with` adds: JSON, the write id and write log,
+//! the queue.
 
 use std::time::{Duration, Instant};
 
@@ -104,6 +110,74 @@ async fn bench(name: &str, bucket: &Bucket, commits: usize, backoff: BackoffStra
     }
 }
 
+/// Commits per second of a hand-written CAS loop on `store` (GET, conditional PUT).
+async fn raw_loop(
+    store: &std::sync::Arc<dyn object_store::ObjectStore>,
+    key: &str,
+    commits: usize,
+) -> f64 {
+    use object_store::{ObjectStoreExt, PutMode, UpdateVersion};
+    let path = object_store::path::Path::from(key);
+    let start = Instant::now();
+    for _ in 0..commits {
+        loop {
+            let (n, mode) = match store.get(&path).await {
+                Ok(r) => {
+                    let version = UpdateVersion {
+                        e_tag: r.meta.e_tag.clone(),
+                        version: r.meta.version.clone(),
+                    };
+                    let c: Counter = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+                    (c.n + 1, PutMode::Update(version))
+                }
+                Err(object_store::Error::NotFound { .. }) => (1, PutMode::Create),
+                Err(e) => panic!("{e}"),
+            };
+            let body = serde_json::to_vec(&Counter { n }).unwrap();
+            match store.put_opts(&path, body.into(), mode.into()).await {
+                Ok(_) => break,
+                Err(
+                    object_store::Error::Precondition { .. }
+                    | object_store::Error::AlreadyExists { .. },
+                ) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    commits as f64 / start.elapsed().as_secs_f64()
+}
+
+/// One writer: `update_with` against the hand-written loop on the same store.
+async fn against_raw_loop(name: &str, bucket: &Bucket, commits: usize) {
+    let c: Collection<Counter> = Collection::new(bucket, "raw-vs/{id}.json").unwrap();
+    let mut ratios = Vec::new();
+    let (mut strata, mut raw) = (Vec::new(), Vec::new());
+    for round in 0..15 {
+        let doc = format!("r{round}");
+        let key = format!("raw-vs/raw-{round}.json");
+        let (s, r) = if round % 2 == 0 {
+            let r = raw_loop(bucket.store(), &key, commits).await;
+            (run(&c, &doc, 1, commits).await.rate, r)
+        } else {
+            let s = run(&c, &doc, 1, commits).await.rate;
+            (s, raw_loop(bucket.store(), &key, commits).await)
+        };
+        strata.push(s);
+        raw.push(r);
+        ratios.push(s / r);
+    }
+    let mut q = ratios.clone();
+    q.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "{name}, 1 writer: update_with {:.0} commits/s, raw CAS loop {:.0} commits/s, ratio {:.2} (p25 {:.2}, p75 {:.2}, 15 rounds, target >= 0.8)",
+        median(strata),
+        median(raw),
+        median(ratios),
+        q[q.len() / 4],
+        q[q.len() * 3 / 4]
+    );
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -135,6 +209,12 @@ fn main() {
             );
             None
         };
+        println!("\nupdate_with against a hand-written CAS loop");
+        against_raw_loop("memory", &memory, 400).await;
+        against_raw_loop("local folder", &local, 200).await;
+        if std::env::var("STRATA_BENCH_ONLY").is_ok_and(|v| v == "raw-loop") {
+            return;
+        }
         for queue in [true, false] {
             bench("memory", &memory, 1600, fast, queue).await;
             bench("local folder", &local, 800, fast, queue).await;
