@@ -918,6 +918,8 @@ mod tests {
                 hold: Duration::ZERO,
                 seed: 9,
                 connections: AtomicU64::new(0),
+                in_flight: Mutex::new(std::collections::BTreeMap::new()),
+                in_flight: Mutex::new(std::collections::BTreeMap::new()),
                 state: Mutex::new(Decider {
                     rng: fastrand::Rng::with_seed(9),
                     total_weight: 6,
