@@ -919,7 +919,6 @@ mod tests {
                 seed: 9,
                 connections: AtomicU64::new(0),
                 in_flight: Mutex::new(std::collections::BTreeMap::new()),
-                in_flight: Mutex::new(std::collections::BTreeMap::new()),
                 state: Mutex::new(Decider {
                     rng: fastrand::Rng::with_seed(9),
                     total_weight: 6,
