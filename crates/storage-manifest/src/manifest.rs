@@ -209,7 +209,10 @@ impl Manifest {
     /// The current head (an empty one when nothing was appended yet). The handle keeps the
     /// last head it read and asks the store for it again only if its ETag changed.
     pub async fn head(&self) -> Result<ManifestHead> {
-        read_head(&self.heads, &self.head_id(), &self.cache.head).await
+        let head = read_head(&self.heads, &self.head_id(), &self.cache.head).await?;
+        #[cfg(feature = "parquet")]
+        self.forget_footers(&head);
+        Ok(head)
     }
 
     /// Append `entries` as one segment. Safe under any number of concurrent writers: the
@@ -518,8 +521,6 @@ impl Manifest {
                 total += usize::from(offer(&mut top, entry));
             }
         }
-        #[cfg(feature = "parquet")]
-        self.forget_footers(head);
 
         // Only the page's hits become entries: rows of each part in one read.
         let page = top.page(query);

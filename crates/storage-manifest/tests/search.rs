@@ -317,3 +317,26 @@ async fn dataset_searches_reuse_one_handle() {
         "head and footer, once"
     );
 }
+
+/// On a local folder too, a cached head is revalidated: another handle's append and
+/// compaction are seen by the next search.
+#[tokio::test]
+async fn a_cached_head_is_revalidated_on_a_local_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = Bucket::local("s", dir.path()).unwrap();
+    let writer = Manifest::new(bucket.clone(), "m", "u")
+        .unwrap()
+        .with_options(options());
+    let reader = Manifest::new(bucket, "m", "u").unwrap();
+    let q = SearchQuery::new("");
+    writer.append(&[entry(0, 0)]).await.unwrap();
+    writer.compact_all().await.unwrap();
+    assert_eq!(reader.search(&q).await.unwrap().total, 1);
+    assert_eq!(reader.search(&q).await.unwrap().total, 1);
+    writer.append(&[entry(1, 0)]).await.unwrap();
+    assert_eq!(reader.search(&q).await.unwrap().total, 2);
+    writer.compact_all().await.unwrap();
+    let after = reader.search(&q).await.unwrap();
+    assert_eq!(after.total, 2);
+    assert_eq!(after, reference(&reader, &q).await);
+}
