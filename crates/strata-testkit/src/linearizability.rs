@@ -6,9 +6,16 @@
 //! operation that returned before another was called comes first, and (2) is accepted by a
 //! sequential [`Model`], such as [`CasRegister`] for one object under compare-and-swap.
 //!
-//! The search is Wing & Gong's, with Lowe's memoisation of (operations placed, model state),
-//! as in Porcupine: exponential in the worst case, fast for histories of a few thousand
-//! operations on one object from a few dozen clients.
+//! The search is Wing & Gong's, with Lowe's memoisation of (operations placed, model state)
+//! as in Porcupine, plus three shortcuts that never change the answer (checked against an
+//! exhaustive enumeration in the tests): an accepted read-only operation is placed first; an
+//! unknown-outcome operation is placed only where it changes what follows; a node is skipped
+//! when one with the same operations placed, the same state and fewer unknown outcomes used
+//! already failed. Linearizable histories of 2,000 operations from 16 clients with ~10%
+//! unknown outcomes check in about 0.1 s (debug build). Proving that *no* order exists is
+//! exponential in the worst case: fast without pending operations (2,000 operations in
+//! under 100,000 steps), much slower with many operations that may land at any later time
+//! (`ret: None`); the search stops after [`DEFAULT_BUDGET`] steps and says it gave up.
 //!
 //! **Partition by key first.** Operations on different objects are independent, and a
 //! history of many objects is linearizable exactly when each object's sub-history is: check
@@ -18,7 +25,8 @@
 //! Operations whose outcome is unknown (a timeout, a reset, an `Ambiguous` error) have
 //! `output: None`: they may have taken effect at any point after their call (and before
 //! their return, if `ret` is `Some`) or never. Leave `ret` `None` when the request may
-//! still land after the client gave up, as a write held by a slow server can.
+//! still land after the client gave up, as a write held by a slow server can; give it the
+//! time after which it can no longer land when you know one ([`History::ret_unknown`]).
 //!
 //! ```
 //! use strata_testkit::linearizability::{check, CasInput as I, CasOutput as O, CasRegister, Op};
@@ -179,6 +187,18 @@ impl<I: Clone, O: Clone> History<I, O> {
         let op = &mut ops[id];
         op.ret = Some(ret);
         op.output = Some(output);
+    }
+
+    /// Records that call `id` ended without a known outcome, and can no longer take effect
+    /// (it took effect before now, or never): for example once the request's connection is
+    /// closed and the server has answered it. Prefer this to leaving the op pending when you
+    /// know it: pending ops make failing searches much longer.
+    pub fn ret_unknown(&self, id: usize) {
+        let ret = now_nanos();
+        let mut ops = self.ops.lock().unwrap_or_else(PoisonError::into_inner);
+        let op = &mut ops[id];
+        op.ret = Some(ret);
+        op.output = None;
     }
 
     /// The operations so far.

@@ -310,8 +310,12 @@ fn the_recorder_timestamps_calls_and_returns() {
     let b = history.call(2, I::Read);
     history.ret(b, O::Value(Some(1)));
     history.call(3, I::Delete);
+    let ambiguous = history.call(4, I::Put(2));
+    history.ret_unknown(ambiguous);
     let ops = history.ops();
-    assert_eq!(ops.len(), 3);
+    assert_eq!(ops.len(), 4);
+    assert!(ops[3].ret.is_some_and(|ret| ret >= ops[3].call));
+    assert_eq!(ops[3].output, None);
     assert!(ops[0].call <= ops[0].ret.unwrap());
     assert!(ops[0].ret.unwrap() <= ops[1].call);
     assert_eq!(ops[2].ret, None);
@@ -559,4 +563,169 @@ fn a_false_conflict_deep_in_a_long_history_fails() {
         let err = fails(&history);
         assert!(!err.gave_up, "seed {seed}: {err}");
     }
+}
+
+/// Every order and every choice of unknown outcomes, tried one by one: the definition of
+/// linearizability, for histories small enough to enumerate.
+fn brute_force(history: &[CasOp]) -> bool {
+    fn orders(
+        history: &[CasOp],
+        chosen: &[usize],
+        state: CasRegister,
+        placed: &mut Vec<usize>,
+    ) -> bool {
+        if placed.len() == chosen.len() {
+            return true;
+        }
+        for &i in chosen {
+            if placed.contains(&i) {
+                continue;
+            }
+            // Every chosen op that returned before `i` was called must already be placed.
+            let waits = chosen.iter().any(|&j| {
+                j != i
+                    && !placed.contains(&j)
+                    && history[j].ret.is_some_and(|ret| ret < history[i].call)
+            });
+            if waits {
+                continue;
+            }
+            let op = &history[i];
+            if let Some(next) = state.step(&op.input, op.output.as_ref()) {
+                placed.push(i);
+                if orders(history, chosen, next, placed) {
+                    return true;
+                }
+                placed.pop();
+            }
+        }
+        false
+    }
+    let unknown: Vec<usize> = (0..history.len())
+        .filter(|&i| history[i].output.is_none())
+        .collect();
+    (0..1u32 << unknown.len()).any(|mask| {
+        let chosen: Vec<usize> = (0..history.len())
+            .filter(|&i| {
+                history[i].output.is_some()
+                    || unknown
+                        .iter()
+                        .position(|&u| u == i)
+                        .is_some_and(|k| mask & (1 << k) != 0)
+            })
+            .collect();
+        orders(history, &chosen, CasRegister::default(), &mut Vec::new())
+    })
+}
+
+fn random_small_history(rng: &mut fastrand::Rng) -> Vec<CasOp> {
+    let n = rng.usize(1..=6);
+    let value = |rng: &mut fastrand::Rng| rng.u64(1..=3);
+    (0..n)
+        .map(|_| {
+            let call = rng.u64(0..10);
+            let input = match rng.u8(..6) {
+                0 => I::Read,
+                1 => I::Put(value(rng)),
+                2 => I::Create(value(rng)),
+                3 => I::PutIfMatch {
+                    expected: value(rng),
+                    new: value(rng),
+                },
+                4 => I::Delete,
+                _ => I::DeleteIfMatch {
+                    expected: value(rng),
+                },
+            };
+            let output = match (rng.u8(..5), input) {
+                (0, _) => None,
+                (_, I::Read) => Some(O::Value(rng.bool().then(|| value(rng)))),
+                (1, _) => Some(O::Conflict),
+                (2, _) => Some(O::AlreadyExists),
+                _ => Some(O::Ok),
+            };
+            let ret = match output {
+                None if rng.bool() => None,
+                _ => Some(call + rng.u64(0..6)),
+            };
+            Op {
+                client: rng.u64(0..3),
+                call,
+                ret,
+                input,
+                output,
+            }
+        })
+        .collect()
+}
+
+/// The search with all its shortcuts gives the definition's answer on random small
+/// histories (values repeat here, so no shortcut may rely on unique values).
+#[test]
+fn agrees_with_brute_force_on_small_histories() {
+    let mut rng = fastrand::Rng::with_seed(15);
+    let (mut yes, mut no) = (0, 0);
+    for round in 0..20_000 {
+        let history = random_small_history(&mut rng);
+        let expected = brute_force(&history);
+        let got = check(&empty(), &history);
+        assert_eq!(
+            got.is_ok(),
+            expected,
+            "round {round}: checker says {got:?}, brute force says {expected}: {history:#?}"
+        );
+        if let Err(e) = got {
+            assert!(!e.gave_up);
+        }
+        if expected { yes += 1 } else { no += 1 }
+    }
+    // Both answers are well represented.
+    assert!(yes > 3000 && no > 3000, "{yes} linearizable, {no} not");
+}
+
+/// Simulated histories of 10 ops from 4 clients, values folded onto 1..=3 (so writes
+/// collide) and, every other time, one answer changed: mostly linearizable, often not.
+#[test]
+fn agrees_with_brute_force_on_simulated_histories() {
+    let fold = |v: u64| v % 3 + 1;
+    let mut rng = fastrand::Rng::with_seed(16);
+    let (mut yes, mut no) = (0, 0);
+    for seed in 0..1500 {
+        let mut history = simulate(seed, 10, 4, BOTH);
+        for op in &mut history {
+            op.input = match op.input {
+                I::Put(v) => I::Put(fold(v)),
+                I::Create(v) => I::Create(fold(v)),
+                I::PutIfMatch { expected, new } => I::PutIfMatch {
+                    expected: fold(expected),
+                    new: fold(new),
+                },
+                I::DeleteIfMatch { expected } => I::DeleteIfMatch {
+                    expected: fold(expected),
+                },
+                other => other,
+            };
+            if let Some(O::Value(Some(v))) = op.output {
+                op.output = Some(O::Value(Some(fold(v))));
+            }
+        }
+        if rng.bool() {
+            let i = rng.usize(..history.len());
+            history[i].output = match history[i].output {
+                Some(O::Value(_)) => Some(O::Value(rng.bool().then(|| rng.u64(1..=3)))),
+                Some(O::Ok) => Some(O::Conflict),
+                Some(_) => Some(O::Ok),
+                None => Some(O::Ok),
+            };
+        }
+        let expected = brute_force(&history);
+        let got = check(&empty(), &history);
+        assert_eq!(
+            got.is_ok(),
+            expected,
+            "seed {seed}: checker says {got:?}, brute force says {expected}: {history:#?}"
+        );
+        if expected { yes += 1 } else { no += 1 }
+    }
+    assert!(yes > 500 && no > 250, "{yes} linearizable, {no} not");
 }
