@@ -34,7 +34,7 @@ use crate::search::{Found, SearchHit, SearchQuery, SearchResults, TopK, results,
 /// Settings of a [`Manifest`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ManifestOptions {
-    /// Retry policy for head compare-and-swap (default [`HEAD_BACKOFF`](crate::HEAD_BACKOFF)).
+    /// Retry policy for head compare-and-swap (default [`HEAD_BACKOFF`]).
     pub cas: BackoffStrategy,
     /// Compact automatically once the head lists this many segments (`None`: only when
     /// [`Manifest::compact`] is called).

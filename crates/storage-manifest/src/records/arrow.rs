@@ -190,18 +190,17 @@ fn build_column(col: &Column, records: &[Value]) -> Result<ArrayRef> {
     })
 }
 
-/// Turn an Arrow batch back into JSON records. Nulls are left out of the record (Parquet
-/// does not tell "absent" from "null"); timestamps come back as RFC 3339 text; columns marked
-/// as JSON are parsed.
+/// Every row of `batch` as a JSON record (see [`rows_to_records`]).
 #[cfg(test)]
 pub fn batch_to_records(batch: &RecordBatch) -> Result<Vec<Value>> {
     let all: Vec<usize> = (0..batch.num_rows()).collect();
     rows_to_records(batch, &all, None)
 }
 
-/// The records of rows `rows` of `batch` (as [`batch_to_records`] makes them), with only the
-/// columns named in `columns` (all when `None`): rows and columns a read leaves out are never
-/// turned into JSON.
+/// Turn rows `rows` of an Arrow batch back into JSON records, with only the columns named in
+/// `columns` (all when `None`): rows and columns a read leaves out never become JSON. Nulls
+/// are left out of the record (Parquet does not tell "absent" from "null"); timestamps come
+/// back as RFC 3339 text; columns marked as JSON are parsed.
 pub fn rows_to_records(
     batch: &RecordBatch,
     rows: &[usize],
