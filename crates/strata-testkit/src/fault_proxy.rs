@@ -12,7 +12,8 @@
 //! bodies over [`MAX_BODY`] bytes are refused (413); at most [`MAX_CONNECTIONS`] client
 //! connections are served at once; an upstream that does not answer within
 //! [`UPSTREAM_TIMEOUT`] gets the request a 502; after [`FaultPlan::max_requests`] requests it
-//! stops faulting. Dropping the [`FaultProxy`] stops it and closes its connections.
+//! stops faulting. Dropping the [`FaultProxy`] stops it and closes its connections (a
+//! request already forwarded still reaches the upstream, as on a network).
 //!
 //! ```no_run
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
@@ -566,29 +567,32 @@ async fn handle(
         let shared = Arc::clone(&shared);
         let request = Request::from_parts(parts, Full::new(body));
         tokio::spawn(async move {
-            let r = forward(shared.upstream, request).await;
+            let forwarded = forward(shared.upstream, request)
+                .await
+                .map_err(|e| format!("upstream http://{}: {e}", shared.upstream));
+            // Recorded here, not by the handler, which is gone if the client gave up; and
+            // before leaving `in_flight`, so a settled request's record is complete.
+            shared.update(seq, |r| match &forwarded {
+                Ok(response) => r.upstream_status = Some(response.status().as_u16()),
+                Err(message) => r.note = Some(message.clone()),
+            });
             shared
                 .in_flight
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&seq);
-            r
+            forwarded
         })
     };
-    let forwarded = delivery
-        .await
-        .unwrap_or_else(|e| Err(format!("forwarding task: {e}")));
-    let response = match forwarded {
-        Ok(response) => response,
+    let response = match delivery.await {
+        Ok(Ok(response)) => response,
+        Ok(Err(message)) => return Ok(plain(StatusCode::BAD_GATEWAY, message)),
         Err(e) => {
-            let message = format!("upstream http://{}: {e}", shared.upstream);
+            let message = format!("forwarding task: {e}");
             shared.update(seq, |r| r.note = Some(message.clone()));
             return Ok(plain(StatusCode::BAD_GATEWAY, message));
         }
     };
-    shared.update(seq, |r| {
-        r.upstream_status = Some(response.status().as_u16())
-    });
     let (mut head, body) = response.into_parts();
     strip_hop_by_hop(&mut head.headers);
     match fault {

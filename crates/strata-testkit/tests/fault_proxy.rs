@@ -289,17 +289,10 @@ async fn delay_past_timeout_times_out_an_applied_write() {
         "{}",
         chain(&err)
     );
-    // The proxy forwarded before holding: wait for moto's answer to reach it.
-    let mut records = s.proxy.records();
-    for _ in 0..200 {
-        if records[0].upstream_status.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        records = s.proxy.records();
-    }
+    // The proxy forwarded before holding; the hold is past moto's answer.
+    assert!(s.proxy.settle("delayed", Duration::from_secs(10)).await);
     assert_eq!(
-        faults(&records),
+        faults(&s.proxy.records()),
         [("PUT".into(), Some(Fault::DelayPastTimeout), Some(200))]
     );
     assert_eq!(s.on_server(&path).await.as_deref(), Some(&b"late"[..]));
@@ -531,4 +524,55 @@ async fn concurrent_requests_are_each_recorded_once() {
         let got = s.on_server(&s.path(&format!("c{i}"))).await.unwrap();
         assert_eq!(got, Bytes::from(vec![i; 1000]));
     }
+}
+
+/// A client that gives up while the upstream is still working does not stop the request:
+/// it is delivered, answered and recorded, and `settle` waits for that.
+#[tokio::test]
+async fn a_request_outlives_its_client() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A slow upstream: answers each request a second after reading it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(
+                n > 0,
+                "request cut: {:?}",
+                String::from_utf8_lossy(&request)
+            );
+            request.extend_from_slice(&buf[..n]);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&request).into_owned()
+    });
+    let proxy = FaultProxy::start(&upstream, FaultPlan::none())
+        .await
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let err = client
+        .get(format!("{}/bucket/slow", proxy.endpoint()))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(proxy.settle("/bucket/slow", Duration::from_secs(10)).await);
+    let records = proxy.records();
+    assert_eq!(faults(&records), [("GET".into(), None, Some(200))]);
+    let request = server.await.unwrap();
+    assert!(
+        request.starts_with("GET /bucket/slow HTTP/1.1\r\n"),
+        "{request}"
+    );
 }
