@@ -300,6 +300,7 @@ fn tables() -> Vec<(&'static str, Vec<String>)> {
             "### `[connections.NAME]` with `kind = \"fs\"`",
             keys(&connection(ProviderConfig::Fs(FsConnection {
                 root: "./data".into(),
+                durability: Default::default(),
             }))),
         ),
         (
