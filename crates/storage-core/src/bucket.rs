@@ -656,13 +656,7 @@ impl Bucket {
 
     /// A bucket on a local folder (created if missing).
     pub fn local(name: impl Into<String>, root: impl AsRef<std::path::Path>) -> Result<Bucket> {
-        let store = Arc::new(LocalStore::new(root)?);
-        Ok(Bucket::builder(name, store.clone())
-            .location(format!("file://{}", store.root().display()))
-            .provider("fs")
-            .capabilities(Capabilities::LOCAL)
-            .conditional_delete(store)
-            .build())
+        Ok(LocalStore::new(root)?.into_bucket(name))
     }
 
     /// A builder seeded with this bucket's settings, e.g. to wrap its store in layers.
