@@ -527,15 +527,23 @@ async fn handle(
     );
     let (seq, fault) = shared.decide(conn.id, request.method(), target.clone());
     let (parts, body) = request.into_parts();
+    let too_large = || {
+        let message = format!("request body over {MAX_BODY} bytes: not forwarded");
+        shared.update(seq, |r| r.note = Some(message.clone()));
+        Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, message))
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY as u64) {
+        return too_large();
+    }
     // The whole request is read before any fault, so what the client sees never depends on
     // how far its upload got.
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => {
-            let message = format!("request body over {MAX_BODY} bytes: not forwarded");
-            shared.update(seq, |r| r.note = Some(message.clone()));
-            return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, message));
-        }
+        Err(e) if e.is::<LengthLimitError>() => return too_large(),
         Err(e) => {
             shared.update(seq, |r| {
                 r.note = Some(format!("reading the request body: {e}"))

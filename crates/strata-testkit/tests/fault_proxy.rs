@@ -576,3 +576,31 @@ async fn a_request_outlives_its_client() {
         "{request}"
     );
 }
+
+/// A body over the limit is refused, never forwarded.
+#[tokio::test]
+async fn bodies_over_the_limit_are_refused() {
+    let Some(server) = moto_env() else {
+        return;
+    };
+    let proxy = FaultProxy::start(&server.endpoint, FaultPlan::none())
+        .await
+        .unwrap();
+    let body = vec![0u8; strata_testkit::fault_proxy::MAX_BODY + 1];
+    let answer = reqwest::Client::new()
+        .put(format!("{}/{}/too-large", proxy.endpoint(), server.bucket))
+        .body(body)
+        .send()
+        .await;
+    // The proxy answers 413 without reading the body; the client may see the answer or,
+    // still sending, a reset. Either way nothing reached moto.
+    if let Ok(answer) = answer {
+        assert_eq!(answer.status(), 413);
+    }
+    let records = proxy.records();
+    assert_eq!(faults(&records), [("PUT".into(), None, None)]);
+    assert_eq!(
+        records[0].note.as_deref(),
+        Some("request body over 67108864 bytes: not forwarded")
+    );
+}
