@@ -530,7 +530,8 @@ mod tests {
         entries
     }
 
-    async fn part(entries: &[ManifestEntry], row_group_rows: usize) -> OpenParquet {
+    /// `entries` as a part in memory, opened.
+    async fn part(entries: &[ManifestEntry], row_group_rows: usize) -> PartFile<'static> {
         let body = encode(
             &entries_to_batch(entries),
             ParquetSettings {
@@ -544,20 +545,20 @@ mod tests {
         let size = body.len() as u64;
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         store.put(&"p.parquet".into(), body.into()).await.unwrap();
-        OpenParquet::open("mem", store, "p.parquet", Some(size), Some(footer))
+        let open = OpenParquet::open("mem", store, "p.parquet", Some(size), Some(footer))
             .await
-            .unwrap()
+            .unwrap();
+        PartFile {
+            open,
+            backend: "mem",
+            key: "p.parquet",
+        }
     }
 
     #[tokio::test]
     async fn entries_survive_the_parquet_schema() {
         let entries = entries();
-        let open = part(&entries, 5).await;
-        let file = PartFile {
-            open,
-            backend: "mem",
-            key: "p.parquet",
-        };
+        let file = part(&entries, 5).await;
         assert_eq!(
             file.entries(&EntryFilter::default()).await.unwrap(),
             entries
@@ -569,12 +570,7 @@ mod tests {
     #[tokio::test]
     async fn the_row_test_is_entry_filter_matches() {
         let entries = entries();
-        let open = part(&entries, 5).await;
-        let file = PartFile {
-            open,
-            backend: "mem",
-            key: "p.parquet",
-        };
+        let file = part(&entries, 5).await;
         let half = chrono::Duration::nanoseconds(500);
         let (a, b) = (entries[4].max_time, entries[9].min_time);
         let ranges = [
@@ -611,12 +607,7 @@ mod tests {
     #[tokio::test]
     async fn rows_reads_exactly_the_rows_asked_for() {
         let entries = entries();
-        let open = part(&entries, 5).await;
-        let file = PartFile {
-            open,
-            backend: "mem",
-            key: "p.parquet",
-        };
+        let file = part(&entries, 5).await;
         for rows in [
             vec![0],
             vec![27],
