@@ -442,10 +442,12 @@ impl Engine {
         Fut: Future<Output = Result<T>>,
     {
         let order = self.order();
+        // The concurrent paths are boxed so that their larger state (a set of running
+        // requests, timers) does not inflate the future of every sequential read.
         match policy {
             ReadPolicy::Sequential => self.sequential(key, &order, &op).await,
-            ReadPolicy::Parallel => self.parallel(key, &order, &op).await,
-            ReadPolicy::Hedged(h) => self.hedged(key, &order, h, &op).await,
+            ReadPolicy::Parallel => Box::pin(self.parallel(key, &order, &op)).await,
+            ReadPolicy::Hedged(h) => Box::pin(self.hedged(key, &order, h, &op)).await,
         }
     }
 
@@ -1148,6 +1150,19 @@ mod tests {
         assert_eq!(
             (s.requests, s.sequential_requests, s.extra_requests),
             (3, 2, 1)
+        );
+    }
+
+    #[test]
+    fn a_read_future_is_small() {
+        let members = [member(true, 1)];
+        let e = engine(1, ReadPolicy::Sequential);
+        let read = e.read("k", ReadPolicy::Sequential, |i| members[i].call(i));
+        // The sequential loop and a box for the others, not the hedged state machine.
+        assert!(
+            std::mem::size_of_val(&read) < 512,
+            "{}",
+            std::mem::size_of_val(&read)
         );
     }
 

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use futures::future::join_all;
 use object_store::ObjectStore;
 use serde::Serialize;
@@ -210,7 +211,7 @@ impl SourceSet {
 
     /// Read `key` from the first bucket that has it, under the set's policy.
     pub async fn get(&self, key: &str) -> Result<Found<Object>> {
-        self.get_with(key, self.policy()).await
+        self.read(key, self.policy(), |b| b.get(key)).await
     }
 
     /// Read `key` under another policy.
@@ -223,21 +224,28 @@ impl SourceSet {
         self.read(key, self.policy(), |b| b.head(key)).await
     }
 
-    async fn read<'a, T, F, Fut>(&'a self, key: &str, policy: ReadPolicy, op: F) -> Result<Found<T>>
+    /// The engine's read, its answer named. Not an `async fn`: each nested async layer
+    /// moves the whole read state once more, which a loop over memory buckets measures.
+    fn read<'a, T, F, Fut>(
+        &'a self,
+        key: &'a str,
+        policy: ReadPolicy,
+        op: F,
+    ) -> impl Future<Output = Result<Found<T>>> + 'a
     where
-        F: Fn(&'a Bucket) -> Fut,
-        Fut: Future<Output = Result<T>>,
+        F: Fn(&'a Bucket) -> Fut + 'a,
+        Fut: Future<Output = Result<T>> + 'a,
+        T: 'a,
     {
-        let a = self
-            .engine
-            .read(key, policy, |i| op(&self.buckets[i]))
-            .await?;
-        tracing::debug!(set = %self.name, bucket = self.engine.name(a.index), "read-any: found");
-        Ok(Found {
-            bucket: self.engine.name(a.index).to_string(),
-            value: a.value,
-            skipped: a.skipped,
-        })
+        self.engine
+            .read(key, policy, move |i| op(&self.buckets[i]))
+            .map(move |r| {
+                r.map(|a| Found {
+                    bucket: self.engine.name(a.index).to_string(),
+                    value: a.value,
+                    skipped: a.skipped,
+                })
+            })
     }
 
     /// Read `key` from one named bucket of the set (seed 000 `getTideDataFromServer`);
