@@ -7,6 +7,8 @@ use futures::TryStreamExt;
 use storage_core::{Bucket, ObjectInfo, PutOpts};
 use storage_router::{OffloadOptions, Router, RouterConfig};
 
+mod common;
+
 fn age_file(root: &std::path::Path, key: &str, days: u64) {
     let f = std::fs::File::options()
         .write(true)
@@ -162,4 +164,41 @@ async fn a_route_without_offload_says_how_to_add_one() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("[routes.records.offload]"), "{err}");
+}
+
+/// The offload fallback is the fallback engine moving on only on a miss: an outage of either
+/// folder is the answer, never "not found", and the archive is not asked when the route's
+/// own bucket is down.
+#[tokio::test]
+async fn offload_reads_move_on_only_when_the_route_misses() {
+    use storage_core::{Key, StorageError};
+    use storage_router::{OffloadTarget, RoutedBucket};
+    let (main, main_faults) = common::faulty_bucket("main");
+    let (archive, archive_faults) = common::faulty_bucket("archive");
+    let route = RoutedBucket::new("logs", main.clone(), "logs")
+        .unwrap()
+        .with_offload(OffloadTarget {
+            bucket: archive.clone(),
+            prefix: Some(Key::new("old-logs").unwrap()),
+            storage_class: None,
+            after_days: 30,
+        });
+    archive.put("old-logs/a.json", "archived").await.unwrap();
+    assert_eq!(route.get("a.json").await.unwrap().bytes, "archived");
+    assert_eq!(route.head("a.json").await.unwrap().key, "a.json");
+    // Missing in both: the route's own "not found".
+    let err = route.get("b.json").await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert!(err.to_string().contains("main"), "{err}");
+    // The archive is down: that is the answer, not "not found".
+    archive_faults.set_down(true);
+    let err = route.get("a.json").await.unwrap_err();
+    assert!(matches!(err, StorageError::Unavailable { .. }), "{err}");
+    archive_faults.set_down(false);
+    // The route's bucket is down: the archive is not asked.
+    main_faults.set_down(true);
+    let asked = archive_faults.gets();
+    let err = route.get("a.json").await.unwrap_err();
+    assert!(matches!(err, StorageError::Unavailable { .. }), "{err}");
+    assert_eq!(archive_faults.gets(), asked);
 }
