@@ -44,8 +44,8 @@ pub enum ReadPolicy {
 ///   bucket after the one that had the key, or a second GET of the same object). Each
 ///   read earns `budget` × its sequential requests in tokens (at most 100 saved up), each
 ///   hedge spends one, and a read with no token left waits like a sequential one. So over
-///   time extra requests stay within `budget` of the sequential ones; [`ReadStats`] reports
-///   them.
+///   time extra requests stay within `budget` of the sequential ones;
+///   [`ReadStats`](crate::ReadStats) reports them.
 /// - **Within one bucket** (opt-in): before moving on, send a second GET of the same
 ///   object to the bucket that is slow (another server may answer it sooner); with one
 ///   bucket this is the only hedge there is.
