@@ -151,6 +151,7 @@ async fn racing_writers_with_lost_answers_are_exact_or_ambiguous() {
         let c = c.clone();
         tasks.push(tokio::spawn(async move {
             let (mut ok, mut ambiguous, mut links) = (0u64, 0u64, Vec::new());
+            let mut unplaced = 0u64;
             for _ in 0..INCREMENTS {
                 match c
                     .update_with("hot", |cur| {
@@ -162,24 +163,31 @@ async fn racing_writers_with_lost_answers_are_exact_or_ambiguous() {
                 {
                     Ok(out) => {
                         ok += 1;
-                        links.push(Link {
-                            replaced: out.previous_etag,
-                            wrote: out.etag.unwrap(),
-                        });
+                        // A write found applied after its answer was lost, and superseded
+                        // by more writes than the log keeps ETags for, knows no ETag: it
+                        // cannot be placed in the chain.
+                        match out.etag {
+                            Some(wrote) => links.push(Link {
+                                replaced: out.previous_etag,
+                                wrote,
+                            }),
+                            None => unplaced += 1,
+                        }
                     }
                     Err(storage_core::StorageError::Ambiguous { .. }) => ambiguous += 1,
                     Err(e) => panic!("{e}"),
                 }
             }
-            (ok, ambiguous, links)
+            (ok, ambiguous, links, unplaced)
         }));
     }
-    let (mut ok, mut ambiguous, mut links) = (0, 0, Vec::new());
+    let (mut ok, mut ambiguous, mut links, mut unplaced) = (0, 0, Vec::new(), 0);
     for t in tasks {
-        let (o, a, l) = t.await.unwrap();
+        let (o, a, l, u) = t.await.unwrap();
         ok += o;
         ambiguous += a;
         links.extend(l);
+        unplaced += u;
     }
     let doc = c.get("hot").await.unwrap().unwrap();
     assert_eq!(ok + ambiguous, (WRITERS * INCREMENTS) as u64);
@@ -190,9 +198,13 @@ async fn racing_writers_with_lost_answers_are_exact_or_ambiguous() {
     );
     if ambiguous == 0 {
         assert_eq!(doc.value.n, ok);
-        assert_one_chain(&links, &doc.etag);
+        if unplaced == 0 {
+            assert_one_chain(&links, &doc.etag);
+        }
     }
-    eprintln!("racing with lost answers: {ok} confirmed, {ambiguous} ambiguous");
+    eprintln!(
+        "racing with lost answers: {ok} confirmed ({unplaced} superseded without a known ETag), {ambiguous} ambiguous"
+    );
 }
 
 // Several processes on one folder: the test binary runs itself as child writers.

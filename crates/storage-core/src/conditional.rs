@@ -23,7 +23,7 @@
 //! [`LOG_ETAGS`] also keep their ETag (so a write superseded by a few others still learns
 //! its ETag), and an object written by another client is recorded by its ETag. The log
 //! holds as many entries as fit in what the caller's metadata leaves of S3's 2 KiB
-//! user-metadata budget (about 190 writes), so it is bounded by the budget, not by a fixed
+//! user-metadata budget (about 150 S3 writes), so it is bounded by the budget, not by a fixed
 //! count, and survives a burst of writes landing while one answer is lost (at moto's ~60
 //! commits/s on this machine, three seconds of them). After an ambiguous failure (timeout,
 //! reset, 5xx, or a conflict answered after one of those) the writer HEADs the key:
@@ -65,7 +65,7 @@ pub const WRITE_ID_META: &str = "strata-write-id";
 pub const WRITE_LOG_META: &str = "strata-write-log";
 
 /// How many of the newest log entries keep their ETag.
-pub const LOG_ETAGS: usize = 2;
+pub const LOG_ETAGS: usize = 16;
 
 /// Retries of one ambiguous conditional write (each preceded by a HEAD check): at most 8,
 /// and none started later than 30 s after the first attempt.
@@ -646,13 +646,21 @@ mod tests {
         assert_eq!(parsed[0].etag.as_deref(), Some("\"x,y%\""));
         assert!(!parsed[0].chain_start);
         // The newest LOG_ETAGS entries keep their ETag, older ones only their id.
+        let last_with_etag = LOG_ETAGS - 1;
         assert_eq!(
             (parsed[1].id.as_str(), parsed[1].etag.as_deref()),
             ("id0", Some("e0"))
         );
         assert_eq!(
-            (parsed[2].id.as_str(), parsed[2].etag.as_deref()),
-            ("id1", None)
+            parsed[last_with_etag].etag.as_deref(),
+            Some(format!("e{}", last_with_etag - 1).as_str())
+        );
+        assert_eq!(
+            (
+                parsed[LOG_ETAGS].id.as_str(),
+                parsed[LOG_ETAGS].etag.as_deref()
+            ),
+            (format!("id{}", LOG_ETAGS - 1).as_str(), None)
         );
         assert_eq!(opts.metadata[WRITE_ID_META], "bbbb");
 

@@ -545,12 +545,14 @@ impl Presigner for S3Presigner {
 struct S3ConditionalDelete {
     store: Arc<AmazonS3>,
     http: reqwest::Client,
+    /// The client timeout, reported in `Timeout` errors.
+    timeout: Duration,
 }
 
 impl S3ConditionalDelete {
     fn new(cfg: &S3Config, store: Arc<AmazonS3>) -> Result<Self> {
         let mut http = reqwest::Client::builder()
-            .timeout(cfg.timeout.unwrap_or(Duration::from_secs(30)))
+            .timeout(cfg.timeout.unwrap_or(DEFAULT_TIMEOUT))
             .connect_timeout(cfg.connect_timeout.unwrap_or(Duration::from_secs(5)));
         if !cfg.keep_alive {
             http = http.pool_max_idle_per_host(0);
@@ -561,7 +563,11 @@ impl S3ConditionalDelete {
                 format!("cannot build the HTTP client for conditional deletes: {e}"),
             )
         })?;
-        Ok(S3ConditionalDelete { store, http })
+        Ok(S3ConditionalDelete {
+            store,
+            http,
+            timeout: cfg.timeout.unwrap_or(DEFAULT_TIMEOUT),
+        })
     }
 }
 
@@ -584,10 +590,8 @@ impl ConditionalDelete for S3ConditionalDelete {
             .header("If-Match", format!("\"{bare}\""))
             .send()
             .await
-            .map_err(|e| object_store::Error::Generic {
-                store: "S3",
-                source: format!("DELETE {path} with If-Match: {e}").into(),
-            })?;
+            // Typed from the error itself (timeout, connection), like every S3 error.
+            .map_err(|e| store::classify("s3", Box::new(e), self.timeout).into_object_store())?;
         let status = response.status().as_u16();
         let answer = || async {
             let body = response.text().await.unwrap_or_default();

@@ -133,6 +133,9 @@ fn chain_text(err: &(dyn StdError + 'static)) -> String {
 #[derive(Debug, Default, PartialEq, Eq)]
 struct ChainFacts {
     transport: Option<HttpErrorKind>,
+    /// A reqwest error (the conditional DELETE's client): timed out, or failed in transport.
+    reqwest_timeout: bool,
+    reqwest_transport: bool,
     io: Option<std::io::ErrorKind>,
     status: Option<u16>,
 }
@@ -146,6 +149,10 @@ fn facts(err: &(dyn StdError + 'static)) -> ChainFacts {
         }
         if f.io.is_none() {
             f.io = storage_core::io_kind(e);
+        }
+        if let Some(r) = e.downcast_ref::<reqwest::Error>() {
+            f.reqwest_timeout |= r.is_timeout();
+            f.reqwest_transport |= r.is_connect() || r.is_request() || r.is_body();
         }
         if f.status.is_none() {
             f.status = status_in(&e.to_string());
@@ -219,7 +226,10 @@ pub fn classify(
             source,
         };
     }
-    if f.transport == Some(HttpErrorKind::Timeout) || f.io == Some(std::io::ErrorKind::TimedOut) {
+    if f.transport == Some(HttpErrorKind::Timeout)
+        || f.io == Some(std::io::ErrorKind::TimedOut)
+        || f.reqwest_timeout
+    {
         return StorageError::Timeout {
             backend,
             operation: "S3 request".into(),
@@ -229,7 +239,7 @@ pub fn classify(
     }
     // Connection refused or reset, a torn body or listing, a failed decode of a cut answer:
     // the server may be back on the next try.
-    if f.transport.is_some() || f.io.is_some() {
+    if f.transport.is_some() || f.io.is_some() || f.reqwest_transport {
         return StorageError::Unavailable { backend, source };
     }
     StorageError::Backend {

@@ -289,6 +289,7 @@ pub struct Counter {
 pub fn contended() -> BackoffStrategy {
     BackoffStrategy::custom(100_000, Duration::from_millis(1), Duration::from_millis(20))
         .with_jitter(Jitter::Full)
+        .without_deadline()
 }
 
 /// `writers` tasks each add 1 to `counters/hot` `increments` times; returns every
