@@ -780,22 +780,9 @@ impl Bucket {
         bytes: Bytes,
         mut opts: PutOpts,
     ) -> Result<WriteResult> {
-        let write_id = conditional::new_write_id();
-        conditional::stamp(&mut opts, &write_id);
-        let condition = opts.condition.clone();
-        let replaces = opts.replaces.clone();
+        let stamped = conditional::stamp(&mut opts);
         let (path, put) = self.prepare_put(key, opts)?;
-        conditional::write(
-            self,
-            key,
-            &path,
-            bytes,
-            put,
-            &condition,
-            replaces.as_ref(),
-            &write_id,
-        )
-        .await
+        conditional::write(self, key, &path, bytes, put, &stamped).await
     }
 
     fn prepare_put(&self, key: &str, opts: PutOpts) -> Result<(Path, PutOptions)> {

@@ -103,7 +103,7 @@ impl Replaces {
 
 /// 8 characters of base 36 (41 bits): collisions between the writes one log holds are
 /// negligible.
-pub(crate) fn new_write_id() -> String {
+fn new_write_id() -> String {
     let mut n = fastrand::u64(..36u64.pow(8));
     let mut id = [b'0'; 8];
     for c in id.iter_mut().rev() {
@@ -192,9 +192,27 @@ fn next_log(previous: Option<&Replaces>) -> Vec<String> {
     log
 }
 
-/// Add the write id and the log to `opts.metadata`, the log trimmed (oldest first) to what
-/// the caller's metadata leaves of the 2 KiB budget.
-pub(crate) fn stamp(opts: &mut PutOpts, write_id: &str) {
+/// What identifies one conditional write while its outcome is resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct Stamped {
+    pub write_id: String,
+    pub condition: WriteCondition,
+    pub replaces: Option<Replaces>,
+}
+
+/// Give the write in `opts` a new id: add it and the log to `opts.metadata`, the log
+/// trimmed (oldest first) to what the caller's metadata leaves of the 2 KiB budget.
+pub(crate) fn stamp(opts: &mut PutOpts) -> Stamped {
+    let write_id = new_write_id();
+    stamp_with(opts, &write_id);
+    Stamped {
+        write_id,
+        condition: opts.condition.clone(),
+        replaces: opts.replaces.clone(),
+    }
+}
+
+fn stamp_with(opts: &mut PutOpts, write_id: &str) {
     opts.metadata.remove(WRITE_ID_META);
     opts.metadata.remove(WRITE_LOG_META);
     opts.metadata
@@ -257,14 +275,9 @@ async fn head(bucket: &Bucket, key: &str) -> Result<Option<ObjectInfo>> {
     }
 }
 
-async fn probe(
-    bucket: &Bucket,
-    key: &str,
-    write_id: &str,
-    condition: &WriteCondition,
-    replaces: Option<&Replaces>,
-    size: u64,
-) -> Probe {
+async fn probe(bucket: &Bucket, key: &str, stamped: &Stamped, size: u64) -> Probe {
+    let (write_id, condition) = (stamped.write_id.as_str(), &stamped.condition);
+    let replaces = stamped.replaces.as_ref();
     let current = match head(bucket, key).await {
         Ok(c) => c,
         Err(e) if transient(&e) => return Probe::Unknown(e),
@@ -457,10 +470,9 @@ pub(crate) async fn write(
     path: &Path,
     body: Bytes,
     put: PutOptions,
-    condition: &WriteCondition,
-    replaces: Option<&Replaces>,
-    write_id: &str,
+    stamped: &Stamped,
 ) -> Result<WriteResult> {
+    let condition = &stamped.condition;
     let size = body.len() as u64;
     let payload = PutPayload::from(body);
     let mut ambiguous = false;
@@ -502,7 +514,7 @@ pub(crate) async fn write(
         tracing::debug!(key, error = %err, "ambiguous conditional write; checking what happened");
         let mut last = err;
         loop {
-            match probe(bucket, key, write_id, condition, replaces, size).await {
+            match probe(bucket, key, stamped, size).await {
                 Probe::Applied(w) => {
                     stats::bump(&stats::RESOLVED_APPLIED);
                     return Ok(w);
@@ -635,7 +647,7 @@ mod tests {
         );
         let mut opts = PutOpts::replacing(&prev).unwrap();
         opts.metadata.insert("user".into(), "v".repeat(300));
-        stamp(&mut opts, "bbbb");
+        stamp_with(&mut opts, "bbbb");
         let total: usize = opts.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
         assert!(total <= MAX_USER_METADATA_BYTES, "{total}");
         // Trimmed to the budget, not to a fixed count: far more than 16 entries survive.
@@ -666,7 +678,7 @@ mod tests {
 
         // An object without a log starts a chain; one without a write id is recorded as `-`.
         let mut opts = PutOpts::replacing(&info("\"e\"", &[])).unwrap();
-        stamp(&mut opts, "cccc");
+        stamp_with(&mut opts, "cccc");
         let parsed = write_log(&opts.metadata);
         assert_eq!(parsed.len(), 1);
         assert!(parsed[0].chain_start);
