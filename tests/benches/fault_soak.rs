@@ -15,25 +15,10 @@ mod soak;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use soak::{RawClient, SoakPlan, StrataClient, Tally};
-use storage_core::Bucket;
-use strata::Strata;
+use soak::{RawClient, SoakPlan, StrataClient, Tally, guide_bucket};
 use strata_testkit::fault_proxy::{FaultPlan, FaultProxy};
 
 const SEEDS: [u64; 3] = [1, 2, 3];
-
-fn guide_bucket(server: &strata_testkit::ServerEnv, endpoint: &str, prefix: &str) -> Bucket {
-    let toml = format!(
-        "[connections.moto]\nkind = 's3'\nendpoint = '{endpoint}'\nallow_http = true\npath_style = true\naccess_key_id = '{ak}'\nsecret_access_key = '{sk}'\ntimeout = '1s'\n[buckets.soak]\nconnection = 'moto'\nbucket = '{bucket}'\nprefix = '{prefix}'\n[layers.retry]\n[layers.breaker]\nrecovery_timeout = '1s'\n",
-        ak = server.access_key,
-        sk = server.secret_key.expose(),
-        bucket = server.bucket,
-    );
-    Strata::from_toml_str(&toml, "fault_soak.toml")
-        .expect("config")
-        .bucket("soak")
-        .expect("bucket")
-}
 
 fn row(label: &str, seed: u64, t: &Tally, secs: f64) {
     println!(

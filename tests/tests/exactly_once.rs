@@ -20,16 +20,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::soak::{self, SoakPlan, StrataClient, Tally};
+use common::soak::{self, SoakPlan, StrataClient, Tally, guide_bucket, strata_on};
 use serde::{Deserialize, Serialize};
 use storage_core::{Bucket, PutOpts, StorageError};
-use strata::Strata;
 use strata::cas::{BackoffStrategy, Collection};
 use strata_testkit::fault_proxy::{FaultPlan, FaultProxy};
 use strata_testkit::linearizability::{CasInput, CasOutput, CasRegister, History, check};
 
-/// Client timeout of the faulted bucket, and how long the proxy holds an answer past it.
-const TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the proxy holds an answer: past the soak bucket's 1 s client timeout.
 const HOLD: Duration = Duration::from_millis(1300);
 
 fn seed() -> u64 {
@@ -37,42 +35,6 @@ fn seed() -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(15)
-}
-
-/// A bucket configured as the guides show (`timeout = "1s"`, `[layers.retry]`,
-/// `[layers.breaker]`), on `endpoint`, under a fresh prefix.
-fn guide_bucket(endpoint: &str, prefix: &str) -> Bucket {
-    let server = strata_testkit::moto_env().expect("moto");
-    let toml = format!(
-        r#"
-[connections.moto]
-kind = "s3"
-endpoint = "{endpoint}"
-allow_http = true
-path_style = true
-access_key_id = "{ak}"
-secret_access_key = "{sk}"
-timeout = "{timeout}ms"
-
-[buckets.soak]
-connection = "moto"
-bucket = "{bucket}"
-prefix = "{prefix}"
-
-[layers.retry]
-
-[layers.breaker]
-recovery_timeout = "1s"
-"#,
-        ak = server.access_key,
-        sk = server.secret_key.expose(),
-        bucket = server.bucket,
-        timeout = TIMEOUT.as_millis(),
-    );
-    Strata::from_toml_str(&toml, "exactly_once.toml")
-        .expect("the guide's config loads")
-        .bucket("soak")
-        .unwrap()
 }
 
 /// The same prefix, straight to moto without layers: the oracle.
@@ -689,14 +651,12 @@ async fn torn_listings_resume_after_the_last_entry_and_lose_nothing() {
     plan.rate = 0.5;
     plan.seed = seed();
     let proxy = FaultProxy::start(&server.endpoint, plan).await.unwrap();
-    let toml = format!(
-        "[connections.moto]\nkind = 's3'\nendpoint = '{}'\nallow_http = true\npath_style = true\naccess_key_id = '{}'\nsecret_access_key = '{}'\n[buckets.soak]\nconnection = 'moto'\nbucket = '{}'\nprefix = '{prefix}'\n[layers.retry]\nmax_attempts = 20\nbase_delay = '1ms'\n",
-        proxy.endpoint(),
-        server.access_key,
-        server.secret_key.expose(),
-        server.bucket
+    let strata = strata_on(
+        &proxy.endpoint(),
+        &prefix,
+        Duration::from_secs(30),
+        "[layers.retry]\nmax_attempts = 20\nbase_delay = '1ms'\n",
     );
-    let strata = Strata::from_toml_str(&toml, "torn.toml").unwrap();
     let bucket = strata.bucket("soak").unwrap();
     let mut listed: Vec<String> = bucket
         .list("")

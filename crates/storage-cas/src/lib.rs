@@ -92,13 +92,13 @@ pub mod ttl;
 mod write;
 
 pub use attachments::{ATTACHMENTS_SUFFIX, Attachment, AttachmentInfo};
-pub use storage_core::backoff::{BackoffStrategy, Jitter};
 pub use collection::{
     Collection, JSON_CONTENT_TYPE, RESERVED_METADATA, SweepReport, Ttl, UpdateAction, Updated,
     Versioned, WriteOpts, Written,
 };
 pub use records::{Commit, Record, RecordLayout, VersionInfo, VersionedRecords};
 pub use scheme::KeyScheme;
+pub use storage_core::backoff::{BackoffStrategy, Jitter};
 pub use sweep::SweepOptions;
 pub use ttl::{Clock, ManualClock, SystemClock};
 pub use write::{WRITE_ID_META, WRITE_LOG_META};

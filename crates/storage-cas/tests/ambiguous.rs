@@ -121,7 +121,8 @@ async fn applied_then_overwritten_is_reported_applied_with_its_own_etag() {
     let ours = rx.try_recv().unwrap();
     assert!(w.superseded, "our write applied and was then replaced");
     assert_eq!(
-        w.etag.unwrap(), ours,
+        w.etag.unwrap(),
+        ours,
         "the ETag our write produced, from the successor's log"
     );
     // Applied exactly once: 1 → 2 (ours) → 102 (rival).
@@ -196,7 +197,9 @@ async fn delete_if_match_with_lost_answer_succeeds() {
     let c = counters(&store);
     let w = c.create("c", &Counter { n: 1 }).await.unwrap();
     store.lost_delete_acks.store(1, Ordering::Relaxed);
-    c.delete_if_match("c", w.etag.as_deref().unwrap()).await.unwrap();
+    c.delete_if_match("c", w.etag.as_deref().unwrap())
+        .await
+        .unwrap();
     assert!(c.get("c").await.unwrap().is_none());
 }
 
@@ -222,7 +225,10 @@ async fn write_id_is_stored_in_metadata() {
     c.create("c", &Counter { n: 1 }).await.unwrap();
     let info = store.bucket().head("counters/c.json").await.unwrap();
     assert_eq!(info.metadata[WRITE_ID_META].len(), 8);
-    assert!(!info.metadata.contains_key(WRITE_LOG_META), "a creation has no history");
+    assert!(
+        !info.metadata.contains_key(WRITE_LOG_META),
+        "a creation has no history"
+    );
     // A raw conditional put by a non-Strata client still works against our ETag.
     let path = object_store::path::Path::from("counters/c.json");
     let e_tag = info.etag.clone();

@@ -128,7 +128,9 @@ async fn crud_round_trip_on_every_backend() {
             matches!(err, StorageError::Precondition { .. }),
             "{p}: {err}"
         );
-        c.delete_if_match("t1/m1", w2.etag.as_deref().unwrap()).await.unwrap();
+        c.delete_if_match("t1/m1", w2.etag.as_deref().unwrap())
+            .await
+            .unwrap();
         assert!(c.get("t1/m1").await.unwrap().is_none());
         c.delete("t1/m2").await.unwrap();
         c.delete("t1/m2").await.unwrap(); // missing is fine
@@ -174,7 +176,10 @@ async fn raw_store_works_and_conditional_delete_is_never_faked() {
     let c: Collection<Msg> = Collection::from_store(store.clone(), "a/{id}.json").unwrap();
     let w = c.create("x", &msg("x", 1)).await.unwrap();
     // No conditional delete was given: refused, and the document is still there.
-    let err = c.delete_if_match("x", w.etag.as_deref().unwrap()).await.unwrap_err();
+    let err = c
+        .delete_if_match("x", w.etag.as_deref().unwrap())
+        .await
+        .unwrap_err();
     assert!(matches!(err, StorageError::NotSupported { .. }), "{err}");
     assert!(c.exists("x").await.unwrap());
     // update_with returning None needs the conditional delete too.
@@ -183,7 +188,9 @@ async fn raw_store_works_and_conditional_delete_is_never_faked() {
     assert!(c.exists("x").await.unwrap());
 
     let c = c.with_conditional_delete(store);
-    c.delete_if_match("x", w.etag.as_deref().unwrap()).await.unwrap();
+    c.delete_if_match("x", w.etag.as_deref().unwrap())
+        .await
+        .unwrap();
     assert!(!c.exists("x").await.unwrap());
 }
 

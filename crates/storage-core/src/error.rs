@@ -600,7 +600,11 @@ mod tests {
 
     #[test]
     fn status_codes_and_io_kinds_classify_from_the_chain() {
-        let e = classify_generic("s3".into(), "S3", "Server returned status 429 Too Many".into());
+        let e = classify_generic(
+            "s3".into(),
+            "S3",
+            "Server returned status 429 Too Many".into(),
+        );
         assert!(matches!(e, StorageError::QuotaExceeded { .. }));
         assert!(e.is_retryable());
         let e = classify_generic("s3".into(), "S3", "request failed, status 500".into());
@@ -614,7 +618,16 @@ mod tests {
             "slow",
         )));
         let e = classify_generic("x".into(), "X", Box::new(Wrapped(deep)));
-        assert!(matches!(e, StorageError::Timeout { source: Some(_), .. }), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                StorageError::Timeout {
+                    source: Some(_),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         // No text guessing: a message that merely mentions a timeout is not one.
         let e = classify_generic("x".into(), "X", "the word timeout".into());
         assert!(matches!(e, StorageError::Backend { .. }), "{e:?}");

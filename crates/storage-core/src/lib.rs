@@ -35,8 +35,8 @@
 //! ```
 
 pub mod attrs;
-pub mod backoff;
 mod backend;
+pub mod backoff;
 mod bucket;
 mod capabilities;
 pub mod conditional;

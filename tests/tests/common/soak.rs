@@ -20,6 +20,31 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, UpdateVersion};
 use storage_core::{Bucket, ObjectInfo, PutOpts, StorageError};
 use strata_testkit::fault_proxy::FaultProxy;
 
+/// The guides' setup (`timeout = "1s"`, `[layers.retry]`, `[layers.breaker]`) as layers.
+pub const GUIDE_LAYERS: &str = "[layers.retry]\n[layers.breaker]\nrecovery_timeout = '1s'\n";
+
+/// A `Strata` with one bucket handle, `soak`, on moto's bucket reached through `endpoint`
+/// (the fault proxy, or moto itself), under `prefix`, with the client `timeout` and the
+/// `layers` tables given; its layers are read back with `strata.layers("soak")`.
+pub fn strata_on(endpoint: &str, prefix: &str, timeout: Duration, layers: &str) -> strata::Strata {
+    let server = strata_testkit::moto_env().expect("moto");
+    let toml = format!(
+        "[connections.moto]\nkind = 's3'\nendpoint = '{endpoint}'\nallow_http = true\npath_style = true\naccess_key_id = '{ak}'\nsecret_access_key = '{sk}'\ntimeout = '{ms}ms'\n[buckets.soak]\nconnection = 'moto'\nbucket = '{bucket}'\nprefix = '{prefix}'\n{layers}",
+        ak = server.access_key,
+        sk = server.secret_key.expose(),
+        bucket = server.bucket,
+        ms = timeout.as_millis(),
+    );
+    strata::Strata::from_toml_str(&toml, "soak.toml").expect("the soak's config loads")
+}
+
+/// [`strata_on`] with the guides' layers and a 1 s timeout: the bucket the soak drives.
+pub fn guide_bucket(endpoint: &str, prefix: &str) -> Bucket {
+    strata_on(endpoint, prefix, Duration::from_secs(1), GUIDE_LAYERS)
+        .bucket("soak")
+        .expect("bucket")
+}
+
 /// What a write answered, as the soak classifies it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
