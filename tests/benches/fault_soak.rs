@@ -65,18 +65,10 @@ async fn main() {
                 .expect("proxy"),
             );
             let prefix = strata_testkit::run_prefix(&format!("bench-soak-{seed}"));
-            let direct = Arc::new(StrataClient(guide_bucket(
-                &server,
-                &server.endpoint,
-                &prefix,
-            )));
+            let direct = Arc::new(StrataClient(guide_bucket(&server.endpoint, &prefix)));
             let started = Instant::now();
             let t = if side == "strata" {
-                let client = Arc::new(StrataClient(guide_bucket(
-                    &server,
-                    &proxy.endpoint(),
-                    &prefix,
-                )));
+                let client = Arc::new(StrataClient(guide_bucket(&proxy.endpoint(), &prefix)));
                 soak::soak(client, direct, SoakPlan::standard(seed), Arc::clone(&proxy)).await
             } else {
                 let mut cfg = strata_testkit::s3_config(&server);
