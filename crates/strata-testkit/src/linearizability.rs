@@ -572,6 +572,12 @@ impl<'h, M: Model> Search<'h, M> {
         if self.optional[op].is_some() && after == self.state {
             return false;
         }
+        // An op that may land at any later time is worth placing now only if the next op
+        // behaves differently after it; otherwise placing it later (or never) is as good.
+        // (An op with a known return may enable later calls when lifted: not skipped.)
+        if o.output.is_none() && o.ret.is_none() && !self.changes_what_follows(op, &after) {
+            return false;
+        }
         // After a run of unknown-outcome ops, an op that leads to the same state without
         // them made them useless here: the order without them (fewer ops used, the same
         // state) is tried from where the run started.
@@ -592,6 +598,23 @@ impl<'h, M: Model> Search<'h, M> {
             last: false,
         });
         true
+    }
+
+    /// Whether some op that may come next answers or ends differently after `op` took
+    /// effect (state `after`) than without it.
+    fn changes_what_follows(&self, op: usize, after: &M) -> bool {
+        let mut entry = self.next[2 * self.n];
+        while entry < self.n {
+            if entry != op {
+                let next = &self.ops[entry];
+                let with = after.step(&next.input, next.output.as_ref());
+                if with.is_some() && with != self.state.step(&next.input, next.output.as_ref()) {
+                    return true;
+                }
+            }
+            entry = self.next[entry];
+        }
+        false
     }
 
     /// The state before the unknown-outcome ops applied last (on top of the stack), if any.
