@@ -164,14 +164,15 @@ impl Strata {
             let field = |f: &str| format!("{origin}: buckets.{name}.{f}");
             // One retrier per request: under a retry layer the S3 client's HTTP retries are
             // off (both retrying would multiply attempts).
-            #[cfg(feature = "layers")]
+            #[cfg(all(feature = "layers", any(feature = "s3", feature = "r2")))]
             let retry_layer = b
                 .layers
                 .as_ref()
                 .or(cfg.layers.as_ref())
                 .is_some_and(|l| l.retry.is_some());
-            #[cfg(not(feature = "layers"))]
+            #[cfg(all(not(feature = "layers"), any(feature = "s3", feature = "r2")))]
             let retry_layer = false;
+            #[cfg(any(feature = "s3", feature = "r2"))]
             let http_retries = |configured: Option<usize>| -> Result<Option<usize>> {
                 match configured {
                     _ if !retry_layer => Ok(configured),
