@@ -329,6 +329,29 @@ async fn cas_histories_on_memory_are_linearizable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cas_histories_on_memory_with_lost_answers_and_failures_are_linearizable() {
+    use storage_core::object_store::ObjectStore;
+    use strata::layers::chaos::ChaosLayer;
+    // A fifth of writes applied with their answer lost, a tenth of calls failed before
+    // reaching the store: Bucket's conditional writes resolve them; blind puts whose answer
+    // was lost stay pending in the history (no retry layer resends them here).
+    let plain = Bucket::memory("lin-chaos");
+    let chaos = ChaosLayer::default()
+        .with_seed(seed())
+        .with_lost_ack_rate(0.2)
+        .with_error_rate(0.1);
+    let faulted: std::sync::Arc<dyn ObjectStore> =
+        storage_core::Layer::layer(&chaos, plain.store().clone());
+    let bucket = plain.to_builder().store(faulted).build();
+    linearizable_on(bucket, 8, 40, true, "memory with lost answers and failures").await;
+    let stats = chaos.stats();
+    assert!(
+        stats.lost_acks > 0 && stats.injected_errors > 0,
+        "{stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cas_histories_on_moto_are_linearizable_with_and_without_faults() {
     if strata_testkit::moto_env().is_none() {
         return;

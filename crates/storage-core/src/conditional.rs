@@ -35,9 +35,10 @@
 //! - the precondition still holds (same ETag / still absent) → our write did not apply:
 //!   send the same write again (same id, still conditional, so a delayed copy of the first
 //!   request can never apply a second time);
-//! - the log reaches back to the object we replaced (its write id, or its ETag for a foreign
-//!   write), or shows the whole chain since the object was created, and we are not in it →
-//!   another writer got there first: an ordinary conflict;
+//! - for a compare-and-swap, the log reaches back to the object we replaced (its write id,
+//!   or its ETag for a foreign write) and we are not in it → another writer got there first:
+//!   an ordinary conflict (an object without a log proves nothing: a blind put may have
+//!   replaced our write); for a create, another chain is there → `AlreadyExists`;
 //! - otherwise more writes landed in between than the log remembers: the outcome cannot be
 //!   known, and the write fails with [`StorageError::Ambiguous`] instead of being repeated.
 //!
@@ -349,17 +350,20 @@ async fn probe(bucket: &Bucket, key: &str, stamped: &Stamped, size: u64) -> Prob
         {
             Probe::NotApplied
         }
-        WriteCondition::IfMatch { etag, .. } if start_visible || reaches(etag) => {
-            Probe::Conflict(conflict_for(
-                bucket,
-                key,
-                condition,
-                &format!(
-                    "expected ETag {etag}, found {} (changed by another writer)",
-                    info.etag.as_deref().unwrap_or("none")
-                ),
-            ))
-        }
+        // Only a log that reaches back to the object we replaced proves we did not land: an
+        // object without a log may be a blind put or a re-creation that replaced our write.
+        WriteCondition::IfMatch { etag, .. } if reaches(etag) => Probe::Conflict(conflict_for(
+            bucket,
+            key,
+            condition,
+            &format!(
+                "expected ETag {etag}, found {} (changed by another writer)",
+                info.etag.as_deref().unwrap_or("none")
+            ),
+        )),
+        // Another chain is there: our create did not win. (Had it landed and been replaced
+        // by a blind put or a delete and re-creation, AlreadyExists is still what a caller
+        // sees next; it never leads to a second create.)
         WriteCondition::IfAbsent if start_visible => {
             Probe::Conflict(conflict_for(bucket, key, condition, ""))
         }
