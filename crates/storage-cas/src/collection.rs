@@ -547,7 +547,9 @@ where
     /// Whether document `id` exists and has not expired (one HEAD request).
     pub async fn exists(&self, id: &str) -> Result<bool> {
         let key = self.key_for(id)?;
-        Ok(write::head(&self.bucket, &key)
+        Ok(self
+            .bucket
+            .head_if_exists(key.as_str())
             .await?
             .is_some_and(|info| !ttl::is_expired(&info.metadata, self.clock.now())))
     }

@@ -365,7 +365,9 @@ where
             match self.backoff.next_delay(attempts, started.elapsed()) {
                 Some(d) => tokio::time::sleep(d).await,
                 None if err.is_conflict() => {
-                    let last_etag = write::head(&self.heads, &head_key)
+                    let last_etag = self
+                        .heads
+                        .head_if_exists(head_key.as_str())
                         .await
                         .ok()
                         .flatten()

@@ -73,7 +73,7 @@ where
             let heads: Vec<Result<Option<(String, String, String)>>> = stream::iter(batch)
                 .map(|id| async move {
                     let key = self.key_for(&id)?;
-                    let info = write::head(&self.bucket, &key).await?;
+                    let info = self.bucket.head_if_exists(key.as_str()).await?;
                     Ok(info.and_then(|info| {
                         let etag = info.etag.clone()?;
                         ttl::is_expired(&info.metadata, now).then(|| (id, key.to_string(), etag))

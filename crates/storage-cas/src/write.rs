@@ -46,15 +46,6 @@ pub(crate) async fn read(bucket: &Bucket, key: &Key) -> Result<Option<Raw>> {
     }
 }
 
-/// HEAD `key`; a missing object is `Ok(None)`.
-pub(crate) async fn head(bucket: &Bucket, key: &Key) -> Result<Option<ObjectInfo>> {
-    match bucket.head(key.as_str()).await {
-        Ok(info) => Ok(Some(info)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// A write that is known to have applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Committed {

@@ -1057,6 +1057,15 @@ impl Bucket {
         Ok(info)
     }
 
+    /// [`head`](Self::head), with a missing object as `Ok(None)`.
+    pub async fn head_if_exists(&self, key: impl AsRef<str>) -> Result<Option<ObjectInfo>> {
+        match self.head(key).await {
+            Ok(info) => Ok(Some(info)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether an object exists.
     pub async fn exists(&self, key: impl AsRef<str>) -> Result<bool> {
         let path = Key::store_path(key.as_ref())?;

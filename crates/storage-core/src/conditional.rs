@@ -245,7 +245,8 @@ enum Probe {
     Conflict(StorageError),
     /// The HEAD itself failed transiently.
     Unknown(StorageError),
-    /// Too many writes landed in between: what happened cannot be known.
+    /// What happened cannot be known (more writes landed than the log remembers, or the
+    /// object cannot be read).
     Ambiguous(StorageError),
 }
 
@@ -268,18 +269,10 @@ fn conflict_for(
     }
 }
 
-async fn head(bucket: &Bucket, key: &str) -> Result<Option<ObjectInfo>> {
-    match bucket.head(key).await {
-        Ok(info) => Ok(Some(info)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 async fn probe(bucket: &Bucket, key: &str, stamped: &Stamped, size: u64) -> Probe {
     let (write_id, condition) = (stamped.write_id.as_str(), &stamped.condition);
     let replaces = stamped.replaces.as_ref();
-    let current = match head(bucket, key).await {
+    let current = match bucket.head_if_exists(key).await {
         Ok(c) => c,
         Err(e) if transient(&e) => return Probe::Unknown(e),
         // The object cannot be read (access denied, ...): what happened cannot be checked.
@@ -437,7 +430,8 @@ pub mod stats {
     pub(crate) static RESOLVED_CONFLICT: AtomicU64 = AtomicU64::new(0);
     pub(crate) static AMBIGUOUS: AtomicU64 = AtomicU64::new(0);
 
-    /// How ambiguous conditional writes were resolved so far in this process.
+    /// How conditional requests whose answer was lost were resolved so far in this process
+    /// (`ambiguous` counts deletes-if-match too).
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
     pub struct Resolutions {
         /// Found applied (our id current or in the log): answered as success.
@@ -509,7 +503,6 @@ pub(crate) async fn write(
             // After an ambiguous attempt, any other answer leaves that attempt's fate open:
             // it may still land (a server can apply a request after its answer was lost).
             if ambiguous {
-                stats::bump(&stats::AMBIGUOUS);
                 return Err(unresolved(bucket, key, err));
             }
             return Err(err);
@@ -537,7 +530,6 @@ pub(crate) async fn write(
                 }
                 Probe::Unknown(e) => {
                     if !backoff(&mut round, started).await {
-                        stats::bump(&stats::AMBIGUOUS);
                         return Err(unresolved(bucket, key, last));
                     }
                     last = e;
@@ -547,7 +539,6 @@ pub(crate) async fn write(
         if !backoff(&mut round, started).await {
             // An earlier attempt may still land (a server can apply a request after its
             // answer timed out): the outcome is unknown, not a plain failure.
-            stats::bump(&stats::AMBIGUOUS);
             return Err(unresolved(bucket, key, last));
         }
     }
@@ -557,6 +548,7 @@ pub(crate) async fn write(
 /// attempt may have landed or may still land, so it is `Ambiguous`, never a plain retryable
 /// error a caller would repeat.
 fn unresolved(bucket: &Bucket, key: &str, last: StorageError) -> StorageError {
+    stats::bump(&stats::AMBIGUOUS);
     StorageError::Ambiguous {
         backend: bucket.name().to_string(),
         key: key.to_string(),
@@ -595,7 +587,7 @@ where
         ambiguous = true;
         let mut last = err;
         loop {
-            match head(bucket, key).await {
+            match bucket.head_if_exists(key).await {
                 Ok(None) => return Ok(()),
                 Ok(Some(info)) if info.etag.as_deref().is_some_and(|e| etag_eq(e, etag)) => break,
                 Ok(Some(info)) => {

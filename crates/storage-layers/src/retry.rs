@@ -166,11 +166,12 @@ pub struct RetryStats {
     pub budget_exhausted: u64,
     /// Calls that failed after the last allowed attempt.
     pub gave_up: u64,
-    /// Ambiguous conditional writes found to have been applied (answered as success).
+    /// Copies and renames whose answer was lost, found to have been applied (answered as
+    /// success). Conditional puts are not retried here (see the module docs).
     pub recovered_writes: u64,
     /// GET bodies and listings resumed after a mid-stream failure.
     pub resumed_streams: u64,
-    /// Compare-and-swap writes whose outcome could not be determined (returned as their
+    /// Renames whose outcome could not be determined (returned as their
     /// ambiguous error, never as a conflict).
     pub unknown_outcomes: u64,
 }

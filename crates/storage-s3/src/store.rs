@@ -76,6 +76,15 @@ impl S3Store {
     fn map(&self, e: object_store::Error) -> object_store::Error {
         map_error(e, self.timeout)
     }
+
+    /// A stream whose errors are typed like every other S3 error.
+    fn map_stream<T: Send + 'static>(
+        &self,
+        s: BoxStream<'static, OsResult<T>>,
+    ) -> BoxStream<'static, OsResult<T>> {
+        let timeout = self.timeout;
+        s.map(move |r| r.map_err(|e| map_error(e, timeout))).boxed()
+    }
 }
 
 fn map_error(e: object_store::Error, timeout: Duration) -> object_store::Error {
@@ -340,10 +349,7 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| self.map(e))?;
         if let GetResultPayload::Stream(s) = r.payload {
-            let timeout = self.timeout;
-            r.payload = GetResultPayload::Stream(
-                s.map(move |c| c.map_err(|e| map_error(e, timeout))).boxed(),
-            );
+            r.payload = GetResultPayload::Stream(self.map_stream(s));
         }
         Ok(r)
     }
@@ -359,19 +365,11 @@ impl ObjectStore for S3Store {
         &self,
         locations: BoxStream<'static, OsResult<Path>>,
     ) -> BoxStream<'static, OsResult<Path>> {
-        let timeout = self.timeout;
-        self.plain
-            .delete_stream(locations)
-            .map(move |r| r.map_err(|e| map_error(e, timeout)))
-            .boxed()
+        self.map_stream(self.plain.delete_stream(locations))
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        let timeout = self.timeout;
-        self.plain
-            .list(prefix)
-            .map(move |r| r.map_err(|e| map_error(e, timeout)))
-            .boxed()
+        self.map_stream(self.plain.list(prefix))
     }
 
     fn list_with_offset(
@@ -379,11 +377,7 @@ impl ObjectStore for S3Store {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        let timeout = self.timeout;
-        self.plain
-            .list_with_offset(prefix, offset)
-            .map(move |r| r.map_err(|e| map_error(e, timeout)))
-            .boxed()
+        self.map_stream(self.plain.list_with_offset(prefix, offset))
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
