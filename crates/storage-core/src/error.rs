@@ -269,9 +269,8 @@ impl fmt::Display for ErrorKind {
 }
 
 /// Wrapper that lets a [`StorageError`] travel through `object_store::Error::Generic`.
-/// Public so provider crates that classify `Generic` errors themselves can recover it.
 #[derive(Debug)]
-pub struct Carried(pub StorageError);
+struct Carried(StorageError);
 
 impl fmt::Display for Carried {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -485,18 +484,8 @@ fn classify_generic(backend: String, store: &'static str, source: BoxError) -> S
     // Provider error codes (S3's SlowDown, NoSuchBucket, ...) are matched by the provider
     // crate before an error gets here; this only reads what any store's chain can say: an
     // HTTP status and I/O error kinds, wherever they sit in the chain.
-    let mut status = None;
-    let mut io = None;
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
-    while let Some(e) = cur {
-        if status.is_none() {
-            status = find_status(&e.to_string());
-        }
-        if io.is_none() {
-            io = io_kind(e);
-        }
-        cur = e.source();
-    }
+    let status = status_in_chain(source.as_ref());
+    let io = error_sources(source.as_ref()).find_map(io_kind);
     use std::io::ErrorKind as Io;
     match (status, io) {
         (Some(429), _) => StorageError::QuotaExceeded {
@@ -550,7 +539,20 @@ pub fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKi
     }
 }
 
-/// Find an HTTP status in an error message (`... status 503 ...`, `Server returned 404`).
+/// `err` and every error below it, outermost first.
+pub fn error_sources<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| e.source())
+}
+
+/// The first HTTP status (400-599) any error in the chain states in its message.
+pub fn status_in_chain(err: &(dyn std::error::Error + 'static)) -> Option<u16> {
+    error_sources(err).find_map(|e| find_status(&e.to_string()))
+}
+
+/// Find an HTTP status in an error message (`... status 503 ...`, `Server returned 404`,
+/// object_store's `status code: 503`).
 fn find_status(text: &str) -> Option<u16> {
     let bytes = text.as_bytes();
     for (i, w) in bytes.windows(3).enumerate() {
@@ -565,6 +567,7 @@ fn find_status(text: &str) -> Option<u16> {
                     || before.ends_with("status: ")
                     || before.ends_with("returned ")
                     || before.ends_with("code ")
+                    || before.ends_with("code: ")
                     || before.ends_with("http ")
                 {
                     return Some(n);
@@ -600,6 +603,12 @@ mod tests {
 
     #[test]
     fn status_codes_and_io_kinds_classify_from_the_chain() {
+        // object_store's own wording.
+        assert_eq!(
+            find_status("Server returned non-2xx status code: 503 Service Unavailable: <Error>"),
+            Some(503)
+        );
+        assert_eq!(find_status("connection reset"), None);
         let e = classify_generic(
             "s3".into(),
             "S3",

@@ -54,7 +54,9 @@ pub use bucket::{
 };
 pub use capabilities::Capabilities;
 pub use conditional::Replaces;
-pub use error::{BoxError, Carried, ErrorKind, Result, StorageError, io_kind};
+pub use error::{
+    BoxError, ErrorKind, Result, StorageError, error_sources, io_kind, status_in_chain,
+};
 pub use key::{Key, MAX_KEY_BYTES, RESERVED_PREFIX, prefix_path};
 pub use layer::{Layer, StackBuilder};
 pub use object_store;

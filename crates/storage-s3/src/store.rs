@@ -127,14 +127,10 @@ fn is_credential_error(text: &str) -> bool {
 
 /// Every message in the chain, joined (S3 error codes sit in the innermost body).
 fn chain_text(err: &(dyn StdError + 'static)) -> String {
-    let mut out = String::new();
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        out.push_str(&e.to_string());
-        out.push('\n');
-        cur = e.source();
-    }
-    out
+    storage_core::error_sources(err)
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// What the error chain says about an S3 request: the transport failure kind and the HTTP
@@ -150,33 +146,15 @@ struct ChainFacts {
 }
 
 fn facts(err: &(dyn StdError + 'static)) -> ChainFacts {
-    let mut f = ChainFacts::default();
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if let Some(h) = e.downcast_ref::<HttpError>() {
-            f.transport.get_or_insert(h.kind());
-        }
-        if f.io.is_none() {
-            f.io = storage_core::io_kind(e);
-        }
-        if let Some(r) = e.downcast_ref::<reqwest::Error>() {
-            f.reqwest_timeout |= r.is_timeout();
-            f.reqwest_transport |= r.is_connect() || r.is_request() || r.is_body();
-        }
-        if f.status.is_none() {
-            f.status = status_in(&e.to_string());
-        }
-        cur = e.source();
+    let sources = || storage_core::error_sources(err);
+    let reqwest = || sources().filter_map(|e| e.downcast_ref::<reqwest::Error>());
+    ChainFacts {
+        transport: sources().find_map(|e| e.downcast_ref::<HttpError>().map(HttpError::kind)),
+        reqwest_timeout: reqwest().any(|r| r.is_timeout()),
+        reqwest_transport: reqwest().any(|r| r.is_connect() || r.is_request() || r.is_body()),
+        io: sources().find_map(storage_core::io_kind),
+        status: storage_core::status_in_chain(err),
     }
-    f
-}
-
-/// The status in object_store's `Server returned non-2xx status code: 503 Service
-/// Unavailable` (the status type itself is private to object_store).
-fn status_in(text: &str) -> Option<u16> {
-    let rest = text.split("status code: ").nth(1)?;
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok().filter(|s| (100..600).contains(s))
 }
 
 /// Type an S3 failure from its error chain; see the module docs.
@@ -186,11 +164,6 @@ pub fn classify(
     timeout: Duration,
 ) -> StorageError {
     let backend = backend.to_string();
-    // A StorageError carried up from below keeps its variant.
-    let source = match source.downcast::<storage_core::Carried>() {
-        Ok(carried) => return carried.0,
-        Err(source) => source,
-    };
     let f = facts(source.as_ref());
     let text = chain_text(source.as_ref());
     if text.contains("SlowDown") || f.status == Some(429) || text.contains("QuotaExceeded") {
@@ -445,15 +418,6 @@ impl MultipartUpload for MappedUpload {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_is_read_from_object_stores_message() {
-        assert_eq!(
-            status_in("Server returned non-2xx status code: 503 Service Unavailable: <Error>"),
-            Some(503)
-        );
-        assert_eq!(status_in("connection reset"), None);
-    }
 
     #[derive(Debug)]
     struct Msg(&'static str, Option<Box<dyn StdError + Send + Sync>>);
