@@ -273,6 +273,7 @@ fn strata_config() -> StrataConfig {
         sources: BTreeMap::from([("tide".to_string(), source_config())]),
         tenants: BTreeMap::from([("acme".to_string(), tenant_config())]),
         bucket_health: HealthConfig::default(),
+        serve: None,
     }
 }
 

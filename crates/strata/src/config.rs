@@ -58,6 +58,9 @@ pub struct StrataConfig {
     #[cfg(feature = "router")]
     #[serde(default)]
     pub bucket_health: storage_router::HealthConfig,
+    /// `[serve]`: settings of `strata serve` (parsed by `storage-serve`; opaque here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serve: Option<toml::Table>,
 }
 
 impl StrataConfig {
