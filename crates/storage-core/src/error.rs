@@ -109,7 +109,7 @@ pub enum StorageError {
         reason: String,
     },
     /// The operation did not finish in time.
-    #[error("{backend}: {operation} timed out after {after:?}")]
+    #[error("{backend}: {operation} timed out after {}", human_duration(*after))]
     Timeout {
         /// Backend name.
         backend: String,
@@ -130,7 +130,10 @@ pub enum StorageError {
         source: BoxError,
     },
     /// A circuit breaker is open and failed the call fast.
-    #[error("{backend}: circuit open, failing fast (retry after {retry_after:?})")]
+    #[error(
+        "{backend}: circuit open after repeated failures, failing fast; retry after {}",
+        human_duration(*retry_after)
+    )]
     CircuitOpen {
         /// Backend name.
         backend: String,
@@ -157,7 +160,8 @@ pub enum StorageError {
     },
     /// A conflict that retrying with fresh state did not resolve (CAS retries exhausted).
     #[error(
-        "{backend}: conflict on `{key}` after {attempts} attempts (last seen ETag {last_etag:?})"
+        "{backend}: conflict on `{key}` after {attempts} attempts{}",
+        last_etag.as_deref().map(|e| format!(" (last seen ETag {e})")).unwrap_or_default()
     )]
     Conflict {
         /// Backend name.
@@ -216,6 +220,17 @@ pub enum StorageError {
         /// Underlying error.
         source: BoxError,
     },
+}
+
+/// A duration as people write it: `250ms`, `1.5s`, `30s`, `2m 30s` (never Rust's `Debug`).
+fn human_duration(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else if d < Duration::from_secs(60) && d.subsec_millis() != 0 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+    }
 }
 
 /// A coarse classification of errors, handy for metrics and exit codes.
