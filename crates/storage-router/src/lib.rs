@@ -57,6 +57,7 @@ mod health;
 pub mod layout;
 mod listing;
 mod offload;
+mod outbox;
 mod read;
 mod routed;
 mod router;
@@ -73,6 +74,10 @@ pub use failure::{AllBucketsFailed, BucketFailure};
 pub use health::{BucketHealth, HealthTracker};
 pub use listing::{ListedObject, MergedListing, merged_list};
 pub use offload::{OffloadOptions, OffloadReport, offload};
+pub use outbox::{
+    ENTRY_FORMAT, OUTBOX_FOLDER, Outbox, OwedOp, OwedWrite, ReplayMerge, ReplayNote, ReplayReport,
+    STAMP_META,
+};
 pub use read::{
     DEFAULT_HEDGE_BUDGET, DEFAULT_HEDGE_FLOOR, DEFAULT_HEDGE_QUANTILE, Found, HedgeDelay, Hedging,
     ReadPolicy,

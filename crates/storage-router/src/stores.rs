@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use crate::engine::{Engine, FallbackOn};
 use crate::failure::{AllBucketsFailed, BucketFailure, is_unavailable};
+use crate::outbox::{Outbox, OwedOp, Ticket};
 use crate::read::ReadPolicy;
 
 type OsResult<T> = object_store::Result<T>;
@@ -97,6 +98,8 @@ struct Core {
     engine: Engine,
     writes: Writes,
     lists: Lists,
+    /// Where a mirror records writes some copies missed ([`MirrorStore::with_outbox`]).
+    outbox: std::sync::OnceLock<Outbox>,
 }
 
 /// A sequential engine without health over `members`, moving on as `on` says: failover and
@@ -129,7 +132,15 @@ impl Core {
             engine,
             writes,
             lists,
+            outbox: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Tell the outbox the primary answered (it may replay in the background).
+    fn primary_answered(&self) {
+        if let Some(o) = self.outbox.get() {
+            o.primary_answered();
+        }
     }
 
     fn primary(&self) -> &Member {
@@ -149,7 +160,12 @@ impl Core {
                     .map(move |r| r.map_err(|e| StorageError::from_object_store(&m.name, e)))
             })
             .await
-            .map(|a| a.value)
+            .map(|a| {
+                if a.index == 0 {
+                    self.primary_answered();
+                }
+                a.value
+            })
             .map_err(StorageError::into_object_store)
     }
 
@@ -237,6 +253,15 @@ impl Core {
             }
             results.push((name, r));
         }
+        self.decide(req, results)
+    }
+
+    /// The answer of a mirrored write from each copy's result (primary first), by `req`.
+    fn decide<T>(
+        &self,
+        req: MirrorRequirement,
+        mut results: Vec<(String, Result<T, StorageError>)>,
+    ) -> OsResult<T> {
         let primary_ok = results[0].1.is_ok();
         let all_ok = results.iter().all(|(_, r)| r.is_ok());
         let any_ok = results.iter().any(|(_, r)| r.is_ok());
@@ -277,6 +302,93 @@ impl Core {
         .into_object_store())
     }
 
+    /// A mirrored write recorded in `ticket`'s outbox entry. A conditional write is decided
+    /// by the primary or, while it is unavailable and any copy will do, by the next member;
+    /// the others get the unconditional `rest_op`. The copies written and missed are
+    /// recorded before the answer is returned.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_owed<T, F, G>(
+        &self,
+        ticket: Ticket,
+        req: MirrorRequirement,
+        conditional: bool,
+        op: F,
+        rest_op: G,
+        etag_of: fn(&T) -> Option<String>,
+    ) -> OsResult<T>
+    where
+        F: Fn(Arc<dyn ObjectStore>) -> BoxFuture<'static, OsResult<T>>,
+        G: Fn(Arc<dyn ObjectStore>) -> BoxFuture<'static, OsResult<T>>,
+    {
+        let mut results: Vec<(String, Result<T, StorageError>)> = Vec::new();
+        let mut start = 0;
+        while conditional {
+            let m = &self.members[start];
+            let r = op(m.store.clone())
+                .await
+                .map_err(|e| StorageError::from_object_store(&m.name, e));
+            start += 1;
+            match r {
+                Ok(v) => {
+                    results.push((m.name.clone(), Ok(v)));
+                    break;
+                }
+                Err(e)
+                    if req == MirrorRequirement::Any
+                        && start < self.members.len()
+                        && is_unavailable(&e) =>
+                {
+                    tracing::warn!(store = %self.label, bucket = %m.name, error = %e, "conditional write decided by the next copy; owed to this one");
+                    results.push((m.name.clone(), Err(e)));
+                }
+                Err(e) => {
+                    // Refused (or nobody could decide): nothing was written.
+                    ticket.finish(Vec::new(), Vec::new()).await;
+                    if start == 1 && !is_unavailable(&e) {
+                        self.primary_answered();
+                    }
+                    if results.is_empty() || !is_unavailable(&e) {
+                        return Err(e.into_object_store());
+                    }
+                    results.push((m.name.clone(), Err(e)));
+                    return self.decide(req, results);
+                }
+            }
+        }
+        let f: &dyn Fn(Arc<dyn ObjectStore>) -> BoxFuture<'static, OsResult<T>> =
+            if conditional { &rest_op } else { &op };
+        let outcomes = join_all(self.members[start..].iter().map(|m| {
+            let fut = f(m.store.clone());
+            async move {
+                let r = fut
+                    .await
+                    .map_err(|e| StorageError::from_object_store(&m.name, e));
+                (m.name.clone(), r)
+            }
+        }))
+        .await;
+        for (name, r) in outcomes {
+            if let Err(e) = &r {
+                tracing::warn!(store = %self.label, bucket = %name, error = %e, "mirror copy failed; owed in the outbox");
+            }
+            results.push((name, r));
+        }
+        let written = results
+            .iter()
+            .filter_map(|(n, r)| r.as_ref().ok().map(|v| (n.clone(), etag_of(v))))
+            .collect();
+        let failed = results
+            .iter()
+            .filter(|(_, r)| r.is_err())
+            .map(|(n, _)| n.clone())
+            .collect();
+        ticket.finish(written, failed).await;
+        if results[0].1.is_ok() {
+            self.primary_answered();
+        }
+        self.decide(req, results)
+    }
+
     async fn put_opts(
         &self,
         location: &Path,
@@ -291,6 +403,32 @@ impl Core {
             Writes::Primary => op(self.primary().store.clone()).await,
             Writes::Failover => {
                 self.write_failover(opts.mode == PutMode::Overwrite, op)
+                    .await
+            }
+            Writes::Mirror(req) if self.outbox.get().is_some() => {
+                let ob = self.outbox.get().expect("checked");
+                ob.settle_key(location.as_ref()).await;
+                let ticket = ob
+                    .begin(OwedOp::Put, vec![location.to_string()], None)
+                    .await?;
+                let opts = PutOptions {
+                    attributes: ticket.stamped(opts.attributes.clone()),
+                    ..opts
+                };
+                let op = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<PutResult>> {
+                    let (l, p, o) = (location.clone(), payload.clone(), opts.clone());
+                    Box::pin(async move { s.put_opts(&l, p, o).await })
+                };
+                let rest = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<PutResult>> {
+                    let (l, p) = (location.clone(), payload.clone());
+                    let o = PutOptions {
+                        mode: PutMode::Overwrite,
+                        ..opts.clone()
+                    };
+                    Box::pin(async move { s.put_opts(&l, p, o).await })
+                };
+                let conditional = opts.mode != PutMode::Overwrite;
+                self.write_owed(ticket, req, conditional, op, rest, |r| r.e_tag.clone())
                     .await
             }
             Writes::Mirror(req) => {
@@ -322,6 +460,27 @@ impl Core {
             Writes::Primary => op(self.primary().store.clone()).await,
             Writes::Failover => self.write_failover(true, op).await,
             Writes::Mirror(req) => {
+                let ticket = match self.outbox.get() {
+                    Some(ob) => {
+                        ob.settle_key(location.as_ref()).await;
+                        Some(
+                            ob.begin(OwedOp::Put, vec![location.to_string()], None)
+                                .await?,
+                        )
+                    }
+                    None => None,
+                };
+                let opts = match &ticket {
+                    Some(t) => PutMultipartOptions {
+                        attributes: t.stamped(opts.attributes.clone()),
+                        ..opts.clone()
+                    },
+                    None => opts.clone(),
+                };
+                let op = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<Box<dyn MultipartUpload>>> {
+                    let (l, o) = (location.clone(), opts.clone());
+                    Box::pin(async move { s.put_multipart_opts(&l, o).await })
+                };
                 let started = join_all(self.members.iter().map(|m| {
                     let fut = op(m.store.clone());
                     async move { (m.name.clone(), fut.await) }
@@ -351,6 +510,9 @@ impl Core {
                     for (_, mut u) in uploads {
                         let _ = u.abort().await;
                     }
+                    if let Some(t) = ticket {
+                        t.finish(Vec::new(), Vec::new()).await;
+                    }
                     return Err(AllBucketsFailed {
                         set: self.label.clone(),
                         failures: failures.into_iter().map(|(_, f)| f).collect(),
@@ -358,7 +520,11 @@ impl Core {
                     .into_error()
                     .into_object_store());
                 }
-                Ok(Box::new(MirrorUpload { uploads }))
+                let missed = failures.into_iter().map(|(_, f)| f.bucket).collect();
+                Ok(Box::new(MirrorUpload {
+                    uploads,
+                    owed: ticket.map(|t| (t, missed)),
+                }))
             }
         }
     }
@@ -435,7 +601,21 @@ impl Core {
             match self.writes {
                 Writes::Primary => op(self.primary().store.clone()).await,
                 Writes::Failover => self.write_failover(true, op).await,
-                Writes::Mirror(req) => self.write_mirror(req, false, op, op).await,
+                Writes::Mirror(req) => match self.outbox.get() {
+                    Some(ob) => {
+                        let keys: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+                        for k in &keys {
+                            ob.settle_key(k).await;
+                        }
+                        match ob.begin(OwedOp::Delete, keys, None).await {
+                            Ok(ticket) => {
+                                self.write_owed(ticket, req, false, op, op, |_| None).await
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    None => self.write_mirror(req, false, op, op).await,
+                },
             }
         };
         let failure = outcome.err();
@@ -523,9 +703,15 @@ impl Core {
         match self.lists {
             Lists::PrimaryWithFailover => {
                 let mut last_err = None;
-                for m in &self.members {
+                for (i, m) in self.members.iter().enumerate() {
                     match m.store.list_with_delimiter(prefix).await {
-                        Ok(r) => return Ok(r),
+                        Ok(r) => {
+                            if i == 0 {
+                                // A health check: the outbox may replay now.
+                                self.primary_answered();
+                            }
+                            return Ok(r);
+                        }
                         Err(e) => {
                             let e = StorageError::from_object_store(&m.name, e);
                             if !is_unavailable(&e) {
@@ -592,6 +778,20 @@ impl Core {
                 self.write_failover(options.mode == object_store::CopyMode::Overwrite, op)
                     .await
             }
+            Writes::Mirror(req) if self.outbox.get().is_some() => {
+                let ob = self.outbox.get().expect("checked");
+                ob.settle_key(to.as_ref()).await;
+                let ticket = ob
+                    .begin(OwedOp::Copy, vec![to.to_string()], Some(from.to_string()))
+                    .await?;
+                let conditional = options.mode != object_store::CopyMode::Overwrite;
+                let rest = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<()>> {
+                    let (f, t) = (from.clone(), to.clone());
+                    Box::pin(async move { s.copy(&f, &t).await })
+                };
+                self.write_owed(ticket, req, conditional, op, rest, |_| None)
+                    .await
+            }
             Writes::Mirror(req) => {
                 let conditional = options.mode != object_store::CopyMode::Overwrite;
                 let rest = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<()>> {
@@ -629,9 +829,19 @@ fn unreachable_empty(kind: &str) -> object_store::Error {
 }
 
 /// A multipart upload fanned out to several stores: each part goes to every upload.
-#[derive(Debug)]
 struct MirrorUpload {
     uploads: Vec<(String, Box<dyn MultipartUpload>)>,
+    /// With an outbox: the write's entry and the members whose upload could not start.
+    owed: Option<(Ticket, Vec<String>)>,
+}
+
+impl fmt::Debug for MirrorUpload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MirrorUpload")
+            .field("uploads", &self.uploads)
+            .field("owed", &self.owed.as_ref().map(|(t, m)| (t.stamp(), m)))
+            .finish()
+    }
 }
 
 #[async_trait]
@@ -652,14 +862,24 @@ impl MultipartUpload for MirrorUpload {
 
     async fn complete(&mut self) -> OsResult<PutResult> {
         let mut first = None;
-        for (_, u) in &mut self.uploads {
+        let mut written = Vec::new();
+        for (name, u) in &mut self.uploads {
+            // An error leaves the write's intent in the outbox: the replay finds which
+            // members completed.
             let r = u.complete().await?;
+            written.push((name.clone(), r.e_tag.clone()));
             first.get_or_insert(r);
+        }
+        if let Some((ticket, missed)) = self.owed.take() {
+            ticket.finish(written, missed).await;
         }
         first.ok_or_else(|| unreachable_empty("MirrorUpload"))
     }
 
     async fn abort(&mut self) -> OsResult<()> {
+        if let Some((ticket, _)) = self.owed.take() {
+            ticket.finish(Vec::new(), Vec::new()).await;
+        }
         let mut result = Ok(());
         for (_, u) in &mut self.uploads {
             if let Err(e) = u.abort().await {
@@ -872,6 +1092,31 @@ impl MirrorStore {
                 Lists::PrimaryWithFailover,
             ),
         }
+    }
+}
+
+impl MirrorStore {
+    /// Mirror writes, recording in `outbox` every write some copies missed, and replaying
+    /// it to them when they answer again (see [`Outbox`](crate::Outbox): what is owed, when
+    /// it is replayed, the conflict rule). With [`MirrorRequirement::Any`], a conditional
+    /// write whose primary is unavailable is decided by the next member.
+    ///
+    /// # Panics
+    /// If `stores` is empty.
+    pub fn with_outbox(
+        stores: Vec<(String, Arc<dyn ObjectStore>)>,
+        requirement: MirrorRequirement,
+        outbox: Outbox,
+    ) -> Self {
+        let store = Self::with_requirement(stores.clone(), requirement);
+        outbox.attach(stores);
+        let _ = store.core.outbox.set(outbox);
+        store
+    }
+
+    /// The outbox, if the mirror has one.
+    pub fn outbox(&self) -> Option<&Outbox> {
+        self.core.outbox.get()
     }
 }
 
