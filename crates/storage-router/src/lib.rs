@@ -75,8 +75,8 @@ pub use health::{BucketHealth, HealthTracker};
 pub use listing::{ListedObject, MergedListing, merged_list};
 pub use offload::{OffloadOptions, OffloadReport, offload};
 pub use outbox::{
-    ENTRY_FORMAT, OUTBOX_FOLDER, Outbox, OwedOp, OwedWrite, ReplayMerge, ReplayNote, ReplayReport,
-    STAMP_META,
+    AUTO_REPLAY_INTERVAL, ENTRY_FORMAT, OUTBOX_FOLDER, Outbox, OwedOp, OwedWrite, ReplayMerge,
+    ReplayNote, ReplayReport, STAMP_META,
 };
 pub use read::{
     DEFAULT_HEDGE_BUDGET, DEFAULT_HEDGE_FLOOR, DEFAULT_HEDGE_QUANTILE, Found, HedgeDelay, Hedging,

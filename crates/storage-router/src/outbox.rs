@@ -140,17 +140,10 @@ impl OwedWrite {
     fn path(&self) -> Path {
         entry_path(&self.id)
     }
-    fn millis(&self) -> i64 {
-        stamp_millis(&self.id).unwrap_or_else(|| self.time.timestamp_millis())
-    }
 }
 
 fn entry_path(id: &str) -> Path {
     Path::from(format!("{OUTBOX_FOLDER}/{id}.json"))
-}
-
-fn stamp_millis(stamp: &str) -> Option<i64> {
-    stamp.split('-').next()?.parse().ok()
 }
 
 /// A new write stamp: `{unix ms, 13 digits}-{process random}-{counter}`, unique across
@@ -181,8 +174,12 @@ pub trait ReplayMerge: Send + Sync + fmt::Debug {
     /// Keys (as the mirror sees them) that document `key` lists in `ours` and not in
     /// `theirs` (the owed member's copy, if any): each must be present on the owed member,
     /// or still owed to it, before the merge is written.
-    fn missing_references(&self, key: &str, ours: &[u8], theirs: Option<&[u8]>)
-    -> Result<Vec<String>>;
+    fn missing_references(
+        &self,
+        key: &str,
+        ours: &[u8],
+        theirs: Option<&[u8]>,
+    ) -> Result<Vec<String>>;
     /// `theirs` with what only `ours` lists added; `present` says which of the missing
     /// references exist on the owed member (an absent one was folded or deleted there).
     fn merge(
@@ -252,7 +249,15 @@ struct Inner {
     replaying: Arc<tokio::sync::Mutex<()>>,
     /// (entries may be pending, records since the last replay started).
     hint: Mutex<(bool, u64)>,
+    /// A background replay left entries owed (another member is down): no new one starts
+    /// before this instant, so a healthy primary does not trigger a replay per call.
+    auto_after: Mutex<Option<std::time::Instant>>,
+    /// Background replays on ([`Outbox::with_auto_replay`]).
+    auto: bool,
 }
+
+/// How long after a background replay that left entries owed the next one may start.
+pub const AUTO_REPLAY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A durable record of writes owed to members of a mirror, and their replay. See the
 /// [module docs](self) for what is owed, when it is replayed and the conflict rule.
@@ -293,7 +298,9 @@ enum Probe {
 }
 
 fn stamp_of(attrs: &Attributes) -> Option<&str> {
-    attrs.get(&Attribute::Metadata(STAMP_META.into())).map(|v| v.as_ref())
+    attrs
+        .get(&Attribute::Metadata(STAMP_META.into()))
+        .map(|v| v.as_ref())
 }
 
 /// Which of two writes is newer.
@@ -304,13 +311,30 @@ enum Age {
     Same,
 }
 
-/// The member's copy compared with the owed write made at `millis`.
-fn age_of(meta: &ObjectMeta, attrs: &Attributes, millis: i64) -> Age {
+/// A stamp's parts: unix ms, writer process, counter in that process.
+fn stamp_parts(stamp: &str) -> Option<(i64, &str, u64)> {
+    let mut it = stamp.splitn(3, '-');
+    let ms = it.next()?.parse().ok()?;
+    let process = it.next()?;
+    let n = it.next()?.parse().ok()?;
+    Some((ms, process, n))
+}
+
+/// The member's copy compared with the owed write whose stamp is `owed`: two stamps of one
+/// process by its counter (exact, whatever the clock does), of two processes by their
+/// milliseconds; an unstamped copy by its last-modified second.
+fn age_of(meta: &ObjectMeta, attrs: &Attributes, owed: &str) -> Age {
     use std::cmp::Ordering as O;
-    let ord = match stamp_of(attrs).and_then(stamp_millis) {
-        Some(ms) => ms.cmp(&millis),
+    let owed_parts = stamp_parts(owed);
+    let owed_ms = owed_parts.map_or(0, |p| p.0);
+    let ord = match (stamp_of(attrs).and_then(stamp_parts), owed_parts) {
+        (Some((_, p, n)), Some((_, op, on))) if p == op => n.cmp(&on),
+        (Some((ms, ..)), _) => ms.cmp(&owed_ms),
         // Last-modified is whole seconds on S3 and R2: compare at that precision.
-        None => meta.last_modified.timestamp().cmp(&millis.div_euclid(1000)),
+        (None, _) => meta
+            .last_modified
+            .timestamp()
+            .cmp(&owed_ms.div_euclid(1000)),
     };
     match ord {
         O::Less => Age::Older,
@@ -338,7 +362,11 @@ async fn probe(name: &str, store: &dyn ObjectStore, key: &str) -> Result<Probe> 
     }
 }
 
-async fn fetch(name: &str, store: &dyn ObjectStore, key: &str) -> Result<(Bytes, ObjectMeta, Attributes)> {
+async fn fetch(
+    name: &str,
+    store: &dyn ObjectStore,
+    key: &str,
+) -> Result<(Bytes, ObjectMeta, Attributes)> {
     let r = store
         .get_opts(&Path::from(key), GetOptions::default())
         .await
@@ -374,6 +402,8 @@ impl Outbox {
                 in_flight: Mutex::new(HashSet::new()),
                 replaying: Arc::new(tokio::sync::Mutex::new(())),
                 hint: Mutex::new((true, 0)),
+                auto_after: Mutex::new(None),
+                auto: true,
             }),
         }
     }
@@ -387,6 +417,16 @@ impl Outbox {
     pub fn with_merge(mut self, merge: Arc<dyn ReplayMerge>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.merges.push(merge);
+        }
+        self
+    }
+
+    /// Whether to replay in the background once the primary answers (default on). Off,
+    /// owed writes are replayed only before a write to their key and on demand
+    /// ([`replay`](Self::replay)). Call before attaching.
+    pub fn with_auto_replay(mut self, on: bool) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.auto = on;
         }
         self
     }
@@ -507,7 +547,9 @@ impl Outbox {
     ) -> std::result::Result<Ticket, object_store::Error> {
         let members = self.attached().map_err(StorageError::into_object_store)?;
         // Load the index first, so this process knows of entries other runs left.
-        self.index().await.map_err(StorageError::into_object_store)?;
+        self.index()
+            .await
+            .map_err(StorageError::into_object_store)?;
         let (id, time) = new_stamp();
         let entry = OwedWrite {
             id,
@@ -545,7 +587,12 @@ impl Outbox {
 
     /// Whether this process knows of an entry owing `key` (besides running writes).
     pub(crate) fn is_owed(&self, key: &str) -> bool {
-        let in_flight = self.inner.in_flight.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let in_flight = self
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         self.with_index(|i| {
             i.values()
                 .any(|e| !in_flight.contains(&e.id) && (e.keys.iter().any(|k| k == key)))
@@ -568,7 +615,17 @@ impl Outbox {
     /// The primary answered: if entries may be pending and no replay runs, replay in the
     /// background.
     pub(crate) fn primary_answered(&self) {
-        if !self.inner.hint.lock().unwrap_or_else(|p| p.into_inner()).0 {
+        if !self.inner.auto || !self.inner.hint.lock().unwrap_or_else(|p| p.into_inner()).0 {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if self
+            .inner
+            .auto_after
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| now < t)
+        {
             return;
         }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
@@ -580,9 +637,21 @@ impl Outbox {
         let me = self.clone();
         handle.spawn(async move {
             let _guard = guard;
-            match me.run(None, &mut |_, _| {}).await {
+            let r = me.run(None, &mut |_, _| {}).await;
+            let owed = !matches!(&r, Ok(r) if r.pending == 0);
+            *me.inner
+                .auto_after
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) =
+                owed.then(|| std::time::Instant::now() + AUTO_REPLAY_INTERVAL);
+            match r {
                 Ok(r) if r.entries > 0 => {
-                    tracing::info!(delivered = r.delivered, merged = r.merged, pending = r.pending, "mirror outbox replayed")
+                    tracing::info!(
+                        delivered = r.delivered,
+                        merged = r.merged,
+                        pending = r.pending,
+                        "mirror outbox replayed"
+                    )
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "mirror outbox replay failed"),
@@ -617,7 +686,12 @@ impl Outbox {
         let members = self.attached()?.clone();
         self.index().await?;
         let epoch = self.inner.hint.lock().unwrap_or_else(|p| p.into_inner()).1;
-        let in_flight = self.inner.in_flight.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let in_flight = self
+            .inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let entries: Vec<OwedWrite> = match key {
             None => self.pending().await?,
             Some(k) => {
@@ -744,7 +818,7 @@ impl Outbox {
                 continue;
             }
             for (name, store, meta, attrs) in plan {
-                match age_of(&meta, &attrs, e.millis()) {
+                match age_of(&meta, &attrs, &e.id) {
                     Age::Newer => report.kept_newer.push(note(
                         key,
                         &name,
@@ -760,9 +834,7 @@ impl Outbox {
                         owed_left.insert(name.clone());
                     }
                     Age::Older => match store.delete(&Path::from(key.as_str())).await {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {
-                            report.delivered += 1
-                        }
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => report.delivered += 1,
                         Err(err) => {
                             let err = os_err(&name, err);
                             if is_unavailable(&err) {
@@ -781,7 +853,12 @@ impl Outbox {
             return None;
         }
         Some(OwedWrite {
-            keys: e.keys.iter().filter(|k| keys_left.contains(*k)).cloned().collect(),
+            keys: e
+                .keys
+                .iter()
+                .filter(|k| keys_left.contains(*k))
+                .cloned()
+                .collect(),
             owed_to: owed_left.into_iter().collect(),
             intent: false,
             ..e.clone()
@@ -864,7 +941,10 @@ impl Outbox {
                 return Some(e.clone());
             }
         };
-        if e.etag.as_ref().is_some_and(|t| src_meta.e_tag.as_ref() != Some(t)) {
+        if e.etag
+            .as_ref()
+            .is_some_and(|t| src_meta.e_tag.as_ref() != Some(t))
+        {
             // Replaced between the probe and the read.
             report.superseded += 1;
             return None;
@@ -933,7 +1013,7 @@ impl Outbox {
                     return Ok(None);
                 }
                 if let Probe::Present(meta, attrs) = probe(name, store.as_ref(), key).await?
-                    && age_of(&meta, &attrs, e.millis()) == Age::Newer
+                    && age_of(&meta, &attrs, &e.id) == Age::Newer
                 {
                     return Ok(Some(false));
                 }
@@ -946,7 +1026,11 @@ impl Outbox {
             .await;
             match outcome {
                 Ok(Some(true)) => report.delivered += 1,
-                Ok(Some(false)) => report.kept_newer.push(note(key, name, format!("{name} holds a newer write; kept"))),
+                Ok(Some(false)) => report.kept_newer.push(note(
+                    key,
+                    name,
+                    format!("{name} holds a newer write; kept"),
+                )),
                 Ok(None) => report.already += 1,
                 Err(err) => {
                     if is_unavailable(&err) {
@@ -1012,7 +1096,8 @@ impl Outbox {
             };
             let (body, mode, put_attrs, merged) = match (&current, merge) {
                 (Probe::Present(_, theirs_attrs), _)
-                    if stamp_of(theirs_attrs).is_some() && stamp_of(theirs_attrs) == stamp_of(attrs) =>
+                    if stamp_of(theirs_attrs).is_some()
+                        && stamp_of(theirs_attrs) == stamp_of(attrs) =>
                 {
                     return Delivery::Already;
                 }
@@ -1023,7 +1108,10 @@ impl Outbox {
                         Err(err) if err.is_not_found() => continue,
                         Err(err) => return classify(err),
                     };
-                    let present = match self.references(m, key, bytes, Some(&theirs), e, name, store).await {
+                    let present = match self
+                        .references(m, key, bytes, Some(&theirs), e, name, store)
+                        .await
+                    {
                         Ok(p) => p,
                         Err(d) => return d,
                     };
@@ -1034,15 +1122,10 @@ impl Outbox {
                     if merged == theirs {
                         return Delivery::Already;
                     }
-                    (
-                        merged,
-                        update(meta),
-                        theirs_attrs.clone(),
-                        true,
-                    )
+                    (merged, update(meta), theirs_attrs.clone(), true)
                 }
                 (Probe::Present(meta, theirs_attrs), None) => {
-                    match age_of(meta, theirs_attrs, e.millis()) {
+                    match age_of(meta, theirs_attrs, &e.id) {
                         Age::Newer => {
                             return Delivery::KeptNewer(format!(
                                 "{name} holds a newer write ({}); kept",
