@@ -450,20 +450,25 @@ where
         })
     }
 
-    fn expiry_for(&self, ttl: Ttl) -> Option<DateTime<Utc>> {
+    /// The expiry of a write with `ttl`; a TTL that cannot be recorded and read back (under
+    /// a second, or past the year 9999) is refused before anything is written.
+    fn expiry_for(&self, ttl: Ttl) -> Result<Option<DateTime<Utc>>> {
         let ttl = match ttl {
-            Ttl::CollectionDefault => self.default_ttl?,
-            Ttl::Never => return None,
+            Ttl::CollectionDefault => match self.default_ttl {
+                Some(d) => d,
+                None => return Ok(None),
+            },
+            Ttl::Never => return Ok(None),
             Ttl::After(d) => d,
         };
-        Some(ttl::expiry_after(self.clock.now(), ttl))
+        ttl::checked_expiry(self.clock.now(), ttl).map(Some)
     }
 
     fn metadata_for(
         &self,
         base: BTreeMap<String, String>,
         opts: &WriteOpts,
-    ) -> (BTreeMap<String, String>, Option<DateTime<Utc>>) {
+    ) -> Result<(BTreeMap<String, String>, Option<DateTime<Utc>>)> {
         let mut meta = base;
         meta.extend(
             opts.metadata
@@ -471,11 +476,11 @@ where
                 .filter(|(k, _)| !k.starts_with("strata-"))
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
-        let expires = self.expiry_for(opts.ttl);
+        let expires = self.expiry_for(opts.ttl)?;
         if let Some(at) = expires {
             meta.insert(EXPIRES_AT_META.to_string(), ttl::format_expiry(at));
         }
-        (meta, expires)
+        Ok((meta, expires))
     }
 
     async fn write_value(
@@ -488,7 +493,7 @@ where
         previous: Option<&ObjectInfo>,
     ) -> Result<Written> {
         let body = self.encode(value)?;
-        let (metadata, expires_at) = self.metadata_for(base_meta, opts);
+        let (metadata, expires_at) = self.metadata_for(base_meta, opts)?;
         let c = write::write(
             &self.bucket,
             WriteRequest {

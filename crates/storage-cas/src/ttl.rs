@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use storage_core::StorageError;
 
 /// User-metadata name holding a document's expiry time (RFC 3339, UTC, whole seconds).
 /// On S3 it travels as `x-amz-meta-strata-expires-at`, so other clients can see it too.
@@ -70,6 +71,51 @@ pub fn expiry_after(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
         .ok()
         .and_then(|d| now.checked_add_signed(d))
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Shortest TTL a write accepts: expiry times are recorded in whole seconds, so a shorter
+/// one expires before anyone can read the document.
+pub const MIN_TTL: Duration = Duration::from_secs(1);
+
+/// Latest expiry a write accepts (9999-12-31T23:59:59Z): RFC 3339, how expiry times are
+/// recorded, has four-digit years, and a later time could not be read back.
+pub fn last_expiry() -> DateTime<Utc> {
+    DateTime::from_timestamp(253_402_300_799, 0).expect("a valid time")
+}
+
+/// `now + ttl`, or [`StorageError::InvalidInput`] (field `ttl`) naming the TTL and the fix
+/// when it is shorter than [`MIN_TTL`] or ends after [`last_expiry`]. Every TTL a
+/// [`Collection`](crate::Collection) writes goes through this.
+///
+/// ```
+/// use std::time::Duration;
+/// use storage_cas::ttl::checked_expiry;
+/// let now = "2026-01-01T00:00:00Z".parse().unwrap();
+/// assert_eq!(checked_expiry(now, Duration::from_secs(60))?.to_rfc3339(), "2026-01-01T00:01:00+00:00");
+/// assert!(checked_expiry(now, Duration::ZERO).is_err());
+/// assert!(checked_expiry(now, Duration::from_secs(1_000_000_000 * 86_400)).is_err());
+/// # Ok::<(), storage_core::StorageError>(())
+/// ```
+pub fn checked_expiry(now: DateTime<Utc>, ttl: Duration) -> Result<DateTime<Utc>, StorageError> {
+    if ttl < MIN_TTL {
+        return Err(StorageError::invalid_input(
+            "ttl",
+            format!(
+                "a TTL of {ttl:?} expires before anyone can read the document (expiry times are recorded in whole seconds); use at least 1s, or no TTL (Ttl::Never)"
+            ),
+        ));
+    }
+    let at = expiry_after(now, ttl);
+    if at > last_expiry() {
+        return Err(StorageError::invalid_input(
+            "ttl",
+            format!(
+                "a TTL of {} days would expire after the year 9999, which cannot be recorded and read back; use a shorter TTL (such as 3650 days) or no TTL (Ttl::Never)",
+                ttl.as_secs() / 86_400
+            ),
+        ));
+    }
+    Ok(at)
 }
 
 /// The metadata value recording `at`.
@@ -197,6 +243,67 @@ mod tests {
         assert!(is_expired_now(&past) && !is_expired_now(&future));
         let junk = BTreeMap::from([(EXPIRES_AT_META.to_string(), "soon".to_string())]);
         assert!(!is_expired(&junk, DateTime::<Utc>::MAX_UTC));
+    }
+
+    #[test]
+    fn ttls_are_bounded_to_what_can_be_read_back() {
+        let now: DateTime<Utc> = "2026-03-01T12:00:00Z".parse().unwrap();
+        for bad in [Duration::ZERO, Duration::from_millis(999)] {
+            let e = checked_expiry(now, bad).unwrap_err();
+            assert!(
+                matches!(&e, StorageError::InvalidInput { field, .. } if field == "ttl"),
+                "{e}"
+            );
+            assert!(e.to_string().contains("at least 1s"), "{e}");
+        }
+        for bad in [Duration::from_secs(1_000_000_000 * 86_400), Duration::MAX] {
+            let e = checked_expiry(now, bad).unwrap_err();
+            assert!(e.to_string().contains("after the year 9999"), "{e}");
+        }
+        assert_eq!(
+            checked_expiry(now, MIN_TTL).unwrap().to_rfc3339(),
+            "2026-03-01T12:00:01+00:00"
+        );
+        // The last expiry accepted is written and read back exactly.
+        let room = (last_expiry() - now).to_std().unwrap();
+        let at = checked_expiry(now, room).unwrap();
+        let meta = BTreeMap::from([(EXPIRES_AT_META.to_string(), format_expiry(at))]);
+        assert_eq!(expires_at(&meta), Some(last_expiry()));
+        assert!(checked_expiry(now, room + MIN_TTL).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_collection_refuses_ttls_it_cannot_read_back_and_writes_nothing() {
+        use crate::{Collection, WriteOpts};
+        let bucket = storage_core::Bucket::memory("docs");
+        let docs: Collection<serde_json::Value> = Collection::new(&bucket, "d/{id}.json").unwrap();
+        for ttl in [Duration::ZERO, Duration::from_secs(1_000_000_000 * 86_400)] {
+            let e = docs
+                .put_with("a", &serde_json::json!({}), &WriteOpts::ttl(ttl))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&e, StorageError::InvalidInput { field, .. } if field == "ttl"),
+                "{e}"
+            );
+        }
+        // A collection default is checked the same way, at the write.
+        let zero = docs.clone().with_ttl(Duration::ZERO);
+        let e = zero.put("b", &serde_json::json!({})).await.unwrap_err();
+        assert!(e.to_string().contains("at least 1s"), "{e}");
+        assert!(!bucket.exists("d/a.json").await.unwrap());
+        assert!(!bucket.exists("d/b.json").await.unwrap());
+        docs.put_with("c", &serde_json::json!({}), &WriteOpts::ttl(MIN_TTL))
+            .await
+            .unwrap();
+        assert!(
+            docs.get_including_expired("c")
+                .await
+                .unwrap()
+                .unwrap()
+                .expires_at
+                .is_some()
+        );
     }
 
     #[test]
