@@ -468,7 +468,7 @@ where
         &self,
         base: BTreeMap<String, String>,
         opts: &WriteOpts,
-    ) -> Result<(BTreeMap<String, String>, Option<DateTime<Utc>>)> {
+    ) -> Result<MetadataAndExpiry> {
         let mut meta = base;
         meta.extend(
             opts.metadata
@@ -885,3 +885,6 @@ impl From<StorageError> for RoundError {
 
 /// Names of Strata's own metadata entries on documents.
 pub const RESERVED_METADATA: [&str; 3] = [EXPIRES_AT_META, WRITE_ID_META, WRITE_LOG_META];
+
+/// A write's user metadata, and its expiry if it has a TTL.
+type MetadataAndExpiry = (BTreeMap<String, String>, Option<DateTime<Utc>>);

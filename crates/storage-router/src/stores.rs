@@ -322,7 +322,8 @@ impl Core {
     {
         let mut results: Vec<(String, Result<T, StorageError>)> = Vec::new();
         let mut start = 0;
-        while conditional {
+        // Each round either ends or moves on to the next member.
+        while conditional && start < self.members.len() {
             let m = &self.members[start];
             let r = op(m.store.clone())
                 .await
