@@ -1,0 +1,342 @@
+//! Multipart uploads with no state in the process: each upload is a folder of objects in
+//! the backing bucket (`.strata-serve/uploads/ID/`): `upload.json` (bucket, key, headers)
+//! and one object per part. Any `strata serve` process on the same storage can take the
+//! next request of an upload, and completion streams the parts, in order, into one
+//! streamed (multipart) write of the final object, so memory stays bounded whatever the
+//! size.
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt};
+use s3s::dto::*;
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+use serde::{Deserialize, Serialize};
+use storage_core::{PutOpts, StorageError};
+
+use crate::catalog::{UPLOADS_PREFIX, View};
+use crate::error::{invalid, to_s3};
+use crate::metrics;
+use crate::s3::{Headers, StrataS3, body_stream, etag_out, timestamp, write_condition};
+
+/// Largest part number S3 allows.
+const MAX_PART_NUMBER: i32 = 10_000;
+
+/// What `upload.json` records.
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    /// Served bucket name the upload belongs to.
+    bucket: String,
+    key: String,
+    content_type: Option<String>,
+    cache_control: Option<String>,
+    content_disposition: Option<String>,
+    content_encoding: Option<String>,
+    #[serde(default)]
+    metadata: std::collections::BTreeMap<String, String>,
+}
+
+fn folder(id: &str) -> String {
+    format!("{UPLOADS_PREFIX}/uploads/{id}")
+}
+
+fn part_key(id: &str, n: i32) -> String {
+    format!("{}/part-{n:05}", folder(id))
+}
+
+fn no_such_upload(id: &str) -> S3Error {
+    S3Error::with_message(
+        S3ErrorCode::NoSuchUpload,
+        format!(
+            "no multipart upload `{id}` for this bucket and key (completed, aborted, or never created)"
+        ),
+    )
+}
+
+/// Upload ids are 32 hex digits; anything else cannot name a folder of ours.
+fn check_id(id: &str) -> S3Result<()> {
+    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(no_such_upload(id))
+    }
+}
+
+/// The upload's manifest, checked against the bucket and key of the request.
+async fn manifest(view: &View, id: &str, key: &str) -> S3Result<Manifest> {
+    check_id(id)?;
+    let obj = match view.base.get(format!("{}/upload.json", folder(id))).await {
+        Ok(o) => o,
+        Err(e) if e.is_not_found() => return Err(no_such_upload(id)),
+        Err(e) => return Err(to_s3(e)),
+    };
+    let m: Manifest = serde_json::from_slice(&obj.bytes)
+        .map_err(|e| to_s3(StorageError::invalid_input("upload.json", e.to_string())))?;
+    if m.bucket != view.name || m.key != key {
+        return Err(no_such_upload(id));
+    }
+    Ok(m)
+}
+
+/// Parts stored so far: number → (size, ETag, last modified).
+async fn stored_parts(
+    view: &View,
+    id: &str,
+) -> S3Result<std::collections::BTreeMap<i32, storage_core::ObjectInfo>> {
+    let prefix = format!("{}/", folder(id));
+    let mut parts = std::collections::BTreeMap::new();
+    let mut list = view.base.list(&prefix);
+    while let Some(o) = list.next().await {
+        let o = o.map_err(to_s3)?;
+        let name = o.key.rsplit('/').next().unwrap_or_default();
+        if let Some(n) = name
+            .strip_prefix("part-")
+            .and_then(|n| n.parse::<i32>().ok())
+        {
+            parts.insert(n, o);
+        }
+    }
+    Ok(parts)
+}
+
+pub(crate) async fn create(
+    s3: &StrataS3,
+    req: S3Request<CreateMultipartUploadInput>,
+) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+    let input = req.input;
+    let view = s3.view(&input.bucket)?;
+    view.key(&input.key).map_err(to_s3)?;
+    let opts = Headers {
+        content_type: input.content_type.map(|c| c.to_string()),
+        cache_control: input.cache_control,
+        content_disposition: input.content_disposition,
+        content_encoding: input.content_encoding,
+        metadata: input.metadata,
+    }
+    .into_opts()?;
+    // Checked now, so a bad header fails before any part is sent.
+    opts.to_attributes().map_err(to_s3)?;
+    let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let m = Manifest {
+        bucket: view.name.clone(),
+        key: input.key.clone(),
+        content_type: opts.content_type,
+        cache_control: opts.cache_control,
+        content_disposition: opts.content_disposition,
+        content_encoding: opts.content_encoding,
+        metadata: opts.metadata,
+    };
+    let json = serde_json::to_vec(&m).expect("a manifest serialises");
+    view.base
+        .put_with(
+            format!("{}/upload.json", folder(&id)),
+            json,
+            PutOpts::if_absent(),
+        )
+        .await
+        .map_err(to_s3)?;
+    Ok(S3Response::new(CreateMultipartUploadOutput {
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        upload_id: Some(id),
+        ..Default::default()
+    }))
+}
+
+pub(crate) async fn upload_part(
+    s3: &StrataS3,
+    req: S3Request<UploadPartInput>,
+) -> S3Result<S3Response<UploadPartOutput>> {
+    let input = req.input;
+    let view = s3.view(&input.bucket)?;
+    if !(1..=MAX_PART_NUMBER).contains(&input.part_number) {
+        return Err(invalid(format!(
+            "part number {} is outside 1..=10000",
+            input.part_number
+        )));
+    }
+    manifest(&view, &input.upload_id, &input.key).await?;
+    // Each part is buffered up to one bucket part (8 MiB by default) before it is written:
+    // the permit bounds how many are at once.
+    let _permit = s3
+        .part_permits
+        .acquire()
+        .await
+        .map_err(|_| S3Error::new(S3ErrorCode::ServiceUnavailable))?;
+    let body = metrics::count_in(body_stream(input.body));
+    let w = view
+        .base
+        .put_stream(
+            part_key(&input.upload_id, input.part_number),
+            body,
+            PutOpts::default(),
+        )
+        .await
+        .map_err(to_s3)?;
+    Ok(S3Response::new(UploadPartOutput {
+        e_tag: etag_out(w.etag.as_deref()),
+        ..Default::default()
+    }))
+}
+
+pub(crate) async fn list_parts(
+    s3: &StrataS3,
+    req: S3Request<ListPartsInput>,
+) -> S3Result<S3Response<ListPartsOutput>> {
+    let input = req.input;
+    let view = s3.view(&input.bucket)?;
+    manifest(&view, &input.upload_id, &input.key).await?;
+    let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
+    let marker = input.part_number_marker.unwrap_or(0);
+    let all = stored_parts(&view, &input.upload_id).await?;
+    let mut after = all.range(marker + 1..);
+    let parts: Vec<Part> = after
+        .by_ref()
+        .take(max)
+        .map(|(n, o)| Part {
+            part_number: Some(*n),
+            size: Some(o.size as i64),
+            e_tag: etag_out(o.etag.as_deref()),
+            last_modified: Some(timestamp(o.last_modified)),
+            ..Default::default()
+        })
+        .collect();
+    let truncated = after.next().is_some();
+    let next = parts.last().and_then(|p| p.part_number);
+    Ok(S3Response::new(ListPartsOutput {
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        upload_id: Some(input.upload_id),
+        max_parts: Some(max as i32),
+        part_number_marker: input.part_number_marker,
+        next_part_number_marker: if truncated { next } else { None },
+        is_truncated: Some(truncated),
+        parts: Some(parts),
+        ..Default::default()
+    }))
+}
+
+pub(crate) async fn abort(
+    s3: &StrataS3,
+    req: S3Request<AbortMultipartUploadInput>,
+) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+    let input = req.input;
+    let view = s3.view(&input.bucket)?;
+    manifest(&view, &input.upload_id, &input.key).await?;
+    remove(&view, &input.upload_id).await?;
+    Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+}
+
+/// Delete an upload's folder: parts first, the manifest last, so a failure part-way leaves
+/// an upload that can still be aborted again.
+async fn remove(view: &View, id: &str) -> S3Result<()> {
+    let parts = stored_parts(view, id).await?;
+    let keys: Vec<String> = parts.into_values().map(|o| o.key).collect();
+    let report = view.base.delete_many(&keys).await;
+    if let Some((_, e)) = report.failed.into_iter().next() {
+        return Err(to_s3(e));
+    }
+    view.base
+        .delete(format!("{}/upload.json", folder(id)))
+        .await
+        .map_err(to_s3)
+}
+
+pub(crate) async fn complete(
+    s3: &StrataS3,
+    req: S3Request<CompleteMultipartUploadInput>,
+) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+    let input = req.input;
+    let view = s3.view(&input.bucket)?;
+    let key = view.key(&input.key).map_err(to_s3)?;
+    let m = manifest(&view, &input.upload_id, &input.key).await?;
+    let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+    let wanted = input
+        .multipart_upload
+        .and_then(|u| u.parts)
+        .unwrap_or_default();
+    if wanted.is_empty() {
+        return Err(S3Error::with_message(
+            S3ErrorCode::MalformedXML,
+            "CompleteMultipartUpload lists no parts",
+        ));
+    }
+    let stored = stored_parts(&view, &input.upload_id).await?;
+    let mut chosen = Vec::with_capacity(wanted.len());
+    let mut previous = 0;
+    for p in &wanted {
+        let n = p.part_number.unwrap_or(0);
+        if n <= previous {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidPartOrder,
+                "parts must be listed in ascending order of part number, each once",
+            ));
+        }
+        previous = n;
+        let Some(info) = stored.get(&n) else {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidPart,
+                format!("part {n} was not uploaded"),
+            ));
+        };
+        if let Some(e) = &p.e_tag
+            && info.etag.as_deref().map(|s| s.trim_matches('"')) != Some(e.value())
+        {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidPart,
+                format!("part {n}: the ETag does not match the uploaded part"),
+            ));
+        }
+        chosen.push(info.key.clone());
+    }
+    let mut opts = PutOpts {
+        content_type: m.content_type,
+        cache_control: m.cache_control,
+        content_disposition: m.content_disposition,
+        content_encoding: m.content_encoding,
+        metadata: m.metadata,
+        ..Default::default()
+    };
+    opts.condition = condition;
+    let parts_stream = concat(view.base.clone(), chosen);
+    // `put_stream` writes a body of one bucket part conditionally in one request, and
+    // refuses a larger conditional body before writing anything (S3 backends cannot apply
+    // a condition to a multipart write atomically).
+    let written = view
+        .bucket
+        .put_stream(key.as_str(), parts_stream, opts)
+        .await
+        .map_err(to_s3)?;
+    remove(&view, &input.upload_id).await?;
+    Ok(S3Response::new(CompleteMultipartUploadOutput {
+        bucket: Some(input.bucket.clone()),
+        key: Some(input.key.clone()),
+        e_tag: etag_out(written.etag.as_deref()),
+        location: Some(format!("/{}/{}", input.bucket, input.key)),
+        ..Default::default()
+    }))
+}
+
+/// The parts' bytes in order, one part open at a time.
+fn concat(
+    base: storage_core::Bucket,
+    keys: Vec<String>,
+) -> futures::stream::BoxStream<'static, storage_core::Result<Bytes>> {
+    type Open = Option<futures::stream::BoxStream<'static, storage_core::Result<Bytes>>>;
+    let state: (storage_core::Bucket, std::vec::IntoIter<String>, Open) =
+        (base, keys.into_iter(), None);
+    stream::unfold(state, |(base, mut keys, mut open)| async move {
+        loop {
+            if let Some(s) = open.as_mut() {
+                match s.next().await {
+                    Some(item) => return Some((item, (base, keys, open))),
+                    None => {}
+                }
+            }
+            let k = keys.next()?;
+            match base.get_stream(&k).await {
+                Ok(o) => open = Some(o.stream),
+                Err(e) => return Some((Err(e), (base, Vec::new().into_iter(), None))),
+            }
+        }
+    })
+    .boxed()
+}

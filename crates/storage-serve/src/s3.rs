@@ -1,0 +1,871 @@
+//! The S3 operations, each mapped onto a `Bucket` call of the served handle.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use s3s::dto::*;
+use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+use storage_core::conditional::{WRITE_ID_META, WRITE_LOG_META};
+use storage_core::object_store::{GetOptions, GetRange, GetResult, ObjectStore};
+use storage_core::{ObjectInfo, PutOpts, StorageError, WriteCondition};
+use tokio::sync::Semaphore;
+
+use crate::auth::Policy;
+use crate::catalog::{Catalog, View, is_reserved};
+use crate::error::{invalid, no_such_bucket, not_implemented, to_s3};
+use crate::metrics;
+
+/// Most keys one listing page returns (S3's limit).
+pub const MAX_KEYS: usize = 1000;
+
+/// The S3 implementation over a [`Catalog`].
+#[derive(Debug, Clone)]
+pub struct StrataS3 {
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) policy: Arc<Policy>,
+    /// Bounds multipart parts buffered at once.
+    pub(crate) part_permits: Arc<Semaphore>,
+    started: SystemTime,
+}
+
+impl StrataS3 {
+    /// Serve `catalog` under `policy`; at most `parts_in_flight` multipart parts buffered.
+    pub fn new(catalog: Arc<Catalog>, policy: Arc<Policy>, parts_in_flight: usize) -> StrataS3 {
+        StrataS3 {
+            catalog,
+            policy,
+            part_permits: Arc::new(Semaphore::new(parts_in_flight.max(1))),
+            started: SystemTime::now(),
+        }
+    }
+
+    pub(crate) fn view(&self, name: &str) -> S3Result<View> {
+        self.catalog.get(name).ok_or_else(|| no_such_bucket(name))
+    }
+}
+
+// ---- conversions ----------------------------------------------------------------------
+
+/// A Strata ETag (`"abc"`) as S3 sends it.
+pub(crate) fn etag_out(etag: Option<&str>) -> Option<ETag> {
+    etag.map(|e| ETag::Strong(e.trim_start_matches("W/").trim_matches('"').to_string()))
+}
+
+/// A client's ETag in the quoted form Strata's stores compare.
+pub(crate) fn etag_in(etag: &ETag) -> String {
+    format!("\"{}\"", etag.value())
+}
+
+pub(crate) fn timestamp(t: DateTime<Utc>) -> Timestamp {
+    Timestamp::from(SystemTime::from(t))
+}
+
+fn chrono_of(t: &Timestamp) -> S3Result<DateTime<Utc>> {
+    let odt: time::OffsetDateTime = t.clone().into();
+    DateTime::from_timestamp(odt.unix_timestamp(), odt.nanosecond())
+        .ok_or_else(|| invalid("timestamp out of range"))
+}
+
+/// User metadata as S3 shows it: Strata's own write-id bookkeeping hidden.
+pub(crate) fn user_metadata(info: &ObjectInfo) -> Option<Metadata> {
+    let m: Metadata = info
+        .metadata
+        .iter()
+        .filter(|(k, _)| k.as_str() != WRITE_ID_META && k.as_str() != WRITE_LOG_META)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    (!m.is_empty()).then_some(m)
+}
+
+fn header(info: &ObjectInfo, name: &str) -> Option<String> {
+    info.headers.get(name).cloned()
+}
+
+fn content_type_of(info: &ObjectInfo) -> Option<ContentType> {
+    header(info, "content-type").and_then(|c| c.parse().ok())
+}
+
+/// Put options from a request's headers.
+pub(crate) struct Headers {
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_encoding: Option<String>,
+    pub metadata: Option<Metadata>,
+}
+
+impl Headers {
+    pub(crate) fn into_opts(self) -> S3Result<PutOpts> {
+        let mut opts = PutOpts {
+            content_type: self.content_type,
+            cache_control: self.cache_control,
+            content_disposition: self.content_disposition,
+            content_encoding: self.content_encoding,
+            ..Default::default()
+        };
+        for (k, v) in self.metadata.unwrap_or_default() {
+            let k = k.to_ascii_lowercase();
+            if k == WRITE_ID_META || k == WRITE_LOG_META {
+                return Err(invalid(format!(
+                    "user metadata `{k}` is reserved for Strata's conditional-write bookkeeping"
+                )));
+            }
+            opts.metadata.insert(k, v);
+        }
+        Ok(opts)
+    }
+
+    fn of_info(info: &ObjectInfo) -> Headers {
+        Headers {
+            content_type: header(info, "content-type"),
+            cache_control: header(info, "cache-control"),
+            content_disposition: header(info, "content-disposition"),
+            content_encoding: header(info, "content-encoding"),
+            metadata: user_metadata(info),
+        }
+    }
+}
+
+/// A write condition from `If-Match` / `If-None-Match`.
+pub(crate) fn write_condition(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<WriteCondition> {
+    match (if_match, if_none_match) {
+        (None, None) => Ok(WriteCondition::Overwrite),
+        (None, Some(ETagCondition::Any)) => Ok(WriteCondition::IfAbsent),
+        (Some(ETagCondition::ETag(e)), None) => Ok(WriteCondition::IfMatch {
+            etag: etag_in(e),
+            version: None,
+        }),
+        (Some(ETagCondition::Any), None) => Err(not_implemented(
+            "If-Match: * on a write; send the object's ETag instead",
+        )),
+        (None, Some(ETagCondition::ETag(_))) => Err(not_implemented(
+            "If-None-Match with an ETag on a write; only If-None-Match: * (create) is supported",
+        )),
+        (Some(_), Some(_)) => Err(invalid(
+            "If-Match and If-None-Match together on a write; send one",
+        )),
+    }
+}
+
+/// The request body as a stream of Strata results.
+pub(crate) fn body_stream(
+    body: Option<StreamingBlob>,
+) -> BoxStream<'static, storage_core::Result<Bytes>> {
+    match body {
+        None => futures::stream::empty().boxed(),
+        Some(b) => b
+            .map_err(|e| {
+                StorageError::invalid_input("body", format!("reading the request body: {e}"))
+            })
+            .boxed(),
+    }
+}
+
+fn get_range(r: &Range) -> GetRange {
+    match *r {
+        Range::Int {
+            first,
+            last: Some(last),
+        } => GetRange::Bounded(first..last.saturating_add(1)),
+        Range::Int { first, last: None } => GetRange::Offset(first),
+        Range::Suffix { length } => GetRange::Suffix(length),
+    }
+}
+
+/// GET/HEAD preconditions as `object_store` options (the store applies them atomically with
+/// the read; they are checked again on what it returns, for backends that ignore them).
+fn read_options(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<GetOptions> {
+    let cond = |c: &ETagCondition| match c {
+        ETagCondition::Any => "*".to_string(),
+        ETagCondition::ETag(e) => etag_in(e),
+    };
+    let mut o = GetOptions {
+        if_match: if_match.map(cond),
+        if_none_match: if_none_match.map(cond),
+        ..Default::default()
+    };
+    // RFC 9110: If-None-Match wins over If-Modified-Since, If-Match over If-Unmodified-Since.
+    if o.if_none_match.is_none() {
+        o.if_modified_since = if_modified_since.map(chrono_of).transpose()?;
+    }
+    if o.if_match.is_none() {
+        o.if_unmodified_since = if_unmodified_since.map(chrono_of).transpose()?;
+    }
+    Ok(o)
+}
+
+/// Read through the view's whole stack with `options`; answers as S3 expects.
+async fn read(view: &View, key: &str, options: GetOptions) -> S3Result<(ObjectInfo, GetResult)> {
+    let path = view.key(key).map_err(to_s3)?.to_path();
+    let store = view.bucket.store();
+    let checks = options.clone();
+    let r = store
+        .get_opts(&path, options)
+        .await
+        .map_err(|e| to_s3(StorageError::from_object_store(view.bucket.name(), e)))?;
+    if let Err(e) = checks.check_preconditions(&r.meta) {
+        return Err(to_s3(StorageError::from_object_store(
+            view.bucket.name(),
+            e,
+        )));
+    }
+    let mut info = ObjectInfo::from_meta(&r.meta);
+    info.key = key.to_string();
+    for (k, v) in storage_core::attrs::attributes_to_map(&r.attributes) {
+        match k.strip_prefix(storage_core::attrs::META_PREFIX) {
+            Some(m) => info.metadata.insert(m.to_string(), v),
+            None => info.headers.insert(k, v),
+        };
+    }
+    Ok((info, r))
+}
+
+// ---- listings --------------------------------------------------------------------------
+
+/// One page of a listing, whatever the API version.
+struct Page {
+    objects: Vec<ObjectInfo>,
+    prefixes: Vec<String>,
+    /// More entries follow the last one returned.
+    truncated: bool,
+    /// The last entry returned (a key or a common prefix).
+    last: Option<String>,
+}
+
+/// Entries of `view` whose key starts with `prefix`, grouped at `delimiter`, strictly after
+/// `after`, in key order, at most `max` of them.
+///
+/// Memory is bounded by `max`: a backend that lists in no particular order (the local
+/// folder) is walked once per page, keeping only the `max + 1` smallest entries.
+async fn list_page(
+    view: &View,
+    prefix: &str,
+    delimiter: Option<&str>,
+    after: Option<&str>,
+    max: usize,
+) -> S3Result<Page> {
+    let hide = view.holds_uploads();
+    // The folder to ask the store for: `object_store` lists by whole path segments.
+    let dir = match prefix.rfind('/') {
+        Some(i) => &prefix[..i],
+        None => "",
+    };
+    let mut entries: BTreeMap<String, Option<ObjectInfo>> = BTreeMap::new();
+    let keep = max + 1;
+    let push = |entries: &mut BTreeMap<String, Option<ObjectInfo>>,
+                name: String,
+                info: Option<ObjectInfo>| {
+        if after.is_some_and(|a| name.as_str() <= a) || entries.contains_key(&name) {
+            return;
+        }
+        if entries.len() >= keep {
+            let last = entries.keys().next_back().cloned().unwrap_or_default();
+            if name >= last {
+                return;
+            }
+            entries.remove(&last);
+        }
+        entries.insert(name, info);
+    };
+    if delimiter == Some("/") {
+        let level = view.bucket.list_dir(dir).await.map_err(to_s3)?;
+        for p in level.prefixes {
+            if p.starts_with(prefix) && !(hide && is_reserved(&p)) {
+                push(&mut entries, p, None);
+            }
+        }
+        for o in level.objects {
+            if o.key.starts_with(prefix) && !(hide && is_reserved(&o.key)) {
+                push(&mut entries, o.key.clone(), Some(o));
+            }
+        }
+    } else {
+        // Start the walk after `after` where it lies under the folder (S3 backends skip
+        // there server-side).
+        let offset = after.filter(|a| a.starts_with(dir) && !a.is_empty());
+        let mut stream = view.bucket.list_after(dir, offset);
+        while let Some(o) = stream.next().await {
+            let o = o.map_err(to_s3)?;
+            if !o.key.starts_with(prefix) || (hide && is_reserved(&o.key)) {
+                continue;
+            }
+            match delimiter.filter(|d| !d.is_empty()) {
+                Some(d) => match o.key[prefix.len()..].find(d) {
+                    Some(i) => {
+                        let p = o.key[..prefix.len() + i + d.len()].to_string();
+                        push(&mut entries, p, None);
+                    }
+                    None => push(&mut entries, o.key.clone(), Some(o)),
+                },
+                None => push(&mut entries, o.key.clone(), Some(o)),
+            }
+        }
+    }
+    let truncated = entries.len() > max;
+    let mut page = Page {
+        objects: Vec::new(),
+        prefixes: Vec::new(),
+        truncated,
+        last: None,
+    };
+    for (name, info) in entries.into_iter().take(max) {
+        page.last = Some(name.clone());
+        match info {
+            Some(i) => page.objects.push(i),
+            None => page.prefixes.push(name),
+        }
+    }
+    Ok(page)
+}
+
+/// Percent-encode for `encoding-type=url` (everything but unreserved characters and `/`).
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn max_keys(m: Option<i32>) -> usize {
+    m.map(|m| usize::try_from(m).unwrap_or(0).min(MAX_KEYS))
+        .unwrap_or(MAX_KEYS)
+}
+
+fn objects_out(objects: Vec<ObjectInfo>, enc: &dyn Fn(String) -> String) -> ObjectList {
+    objects
+        .into_iter()
+        .map(|o| Object {
+            e_tag: etag_out(o.etag.as_deref()),
+            key: Some(enc(o.key)),
+            last_modified: Some(timestamp(o.last_modified)),
+            size: Some(o.size as i64),
+            storage_class: Some(ObjectStorageClass::from_static(
+                ObjectStorageClass::STANDARD,
+            )),
+            ..Default::default()
+        })
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl S3 for StrataS3 {
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let created = Timestamp::from(self.started);
+        let buckets = self
+            .catalog
+            .names()
+            .into_iter()
+            .filter(|n| self.policy.may_reach(req.credentials.as_ref(), n))
+            .map(|n| Bucket {
+                name: Some(n),
+                creation_date: Some(created.clone()),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            ..Default::default()
+        }))
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.view(&req.input.bucket)?;
+        Ok(S3Response::new(HeadBucketOutput::default()))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.view(&req.input.bucket)?;
+        Ok(S3Response::new(GetBucketLocationOutput::default()))
+    }
+
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let name = &req.input.bucket;
+        if self.catalog.get(name).is_some() {
+            return Err(S3Error::with_message(
+                S3ErrorCode::BucketAlreadyOwnedByYou,
+                format!("`{name}` is already served"),
+            ));
+        }
+        self.catalog.create(name).map_err(to_s3)?;
+        Ok(S3Response::new(CreateBucketOutput {
+            location: Some(format!("/{name}")),
+        }))
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let input = req.input;
+        let view = self.view(&input.bucket)?;
+        if input.part_number.is_some() {
+            return Err(not_implemented("GetObject with partNumber; use a Range"));
+        }
+        let mut options = read_options(
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        )?;
+        options.range = input.range.as_ref().map(get_range);
+        let (info, r) = match read(&view, &input.key, options).await {
+            Ok(x) => x,
+            Err(e) => return Err(range_error(&view, &input.key, input.range.as_ref(), e).await),
+        };
+        let range = r.range.clone();
+        let size = r.meta.size;
+        let partial = input.range.is_some();
+        let name = view.bucket.name().to_string();
+        let bytes = range.end - range.start;
+        metrics::bytes_out(bytes);
+        let body = r
+            .into_stream()
+            .map_err(move |e| StorageError::from_object_store(&name, e));
+        Ok(S3Response::new(GetObjectOutput {
+            body: Some(StreamingBlob::wrap(SyncStream::new(body.boxed()))),
+            content_length: Some(bytes as i64),
+            content_range: partial.then(|| {
+                format!(
+                    "bytes {}-{}/{}",
+                    range.start,
+                    range.end.saturating_sub(1),
+                    size
+                )
+            }),
+            accept_ranges: Some("bytes".into()),
+            last_modified: Some(timestamp(info.last_modified)),
+            e_tag: etag_out(info.etag.as_deref()),
+            metadata: user_metadata(&info),
+            content_type: input
+                .response_content_type
+                .and_then(|c| c.parse().ok())
+                .or_else(|| content_type_of(&info)),
+            content_encoding: input
+                .response_content_encoding
+                .or_else(|| header(&info, "content-encoding")),
+            content_disposition: input
+                .response_content_disposition
+                .or_else(|| header(&info, "content-disposition")),
+            cache_control: input
+                .response_cache_control
+                .or_else(|| header(&info, "cache-control")),
+            content_language: header(&info, "content-language"),
+            ..Default::default()
+        }))
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let input = req.input;
+        let view = self.view(&input.bucket)?;
+        let mut options = read_options(
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        )?;
+        options.head = true;
+        let (info, _) = read(&view, &input.key, options).await?;
+        Ok(S3Response::new(HeadObjectOutput {
+            content_length: Some(info.size as i64),
+            accept_ranges: Some("bytes".into()),
+            last_modified: Some(timestamp(info.last_modified)),
+            e_tag: etag_out(info.etag.as_deref()),
+            metadata: user_metadata(&info),
+            content_type: content_type_of(&info),
+            content_encoding: header(&info, "content-encoding"),
+            content_disposition: header(&info, "content-disposition"),
+            cache_control: header(&info, "cache-control"),
+            content_language: header(&info, "content-language"),
+            ..Default::default()
+        }))
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let input = req.input;
+        let view = self.view(&input.bucket)?;
+        let key = view.key(&input.key).map_err(to_s3)?;
+        let mut opts = Headers {
+            content_type: input.content_type.map(|c| c.to_string()),
+            cache_control: input.cache_control,
+            content_disposition: input.content_disposition,
+            content_encoding: input.content_encoding,
+            metadata: input.metadata,
+        }
+        .into_opts()?;
+        opts.condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        let body = metrics::count_in(body_stream(input.body));
+        let w = view
+            .bucket
+            .put_stream(key.as_str(), body, opts)
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: etag_out(w.etag.as_deref()),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let input = req.input;
+        let view = self.view(&input.bucket)?;
+        let key = view.key(&input.key).map_err(to_s3)?;
+        match &input.if_match {
+            None => view.bucket.delete(key.as_str()).await.map_err(to_s3)?,
+            Some(ETagCondition::ETag(e)) => view
+                .bucket
+                .delete_if_match(key.as_str(), &etag_in(e))
+                .await
+                .map_err(to_s3)?,
+            Some(ETagCondition::Any) => {
+                // "Delete only if it exists": a missing object is 404, as on S3.
+                view.bucket.head(key.as_str()).await.map_err(to_s3)?;
+                view.bucket.delete(key.as_str()).await.map_err(to_s3)?
+            }
+        }
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let input = req.input;
+        let view = self.view(&input.bucket)?;
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let mut errors = Vec::new();
+        let mut keys = Vec::new();
+        for o in input.delete.objects {
+            match view.key(&o.key) {
+                Ok(_) => keys.push(o.key),
+                Err(e) => errors.push(Error {
+                    code: Some("InvalidArgument".into()),
+                    key: Some(o.key),
+                    message: Some(e.to_string()),
+                    ..Default::default()
+                }),
+            }
+        }
+        let report = view.bucket.delete_many(&keys).await;
+        for (key, e) in report.failed {
+            let s3 = to_s3(e);
+            errors.push(Error {
+                code: Some(s3.code().as_str().to_string()),
+                key: Some(key),
+                message: s3.message().map(str::to_string),
+                ..Default::default()
+            });
+        }
+        let deleted = (!quiet).then(|| {
+            report
+                .deleted
+                .into_iter()
+                .map(|k| DeletedObject {
+                    key: Some(k),
+                    ..Default::default()
+                })
+                .collect()
+        });
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted,
+            errors: (!errors.is_empty()).then_some(errors),
+            ..Default::default()
+        }))
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let input = req.input;
+        let (src_bucket, src_key) = match &input.copy_source {
+            CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
+            _ => return Err(not_implemented("copy from an access point or outpost")),
+        };
+        if !self.policy.may_reach(req.credentials.as_ref(), &src_bucket) {
+            return Err(crate::error::denied(format!(
+                "this credential may not read the copy source bucket `{src_bucket}`"
+            )));
+        }
+        let src = self.view(&src_bucket)?;
+        let dst = self.view(&input.bucket)?;
+        let dst_key = dst.key(&input.key).map_err(to_s3)?;
+        let options = read_options(
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+            input.copy_source_if_modified_since.as_ref(),
+            input.copy_source_if_unmodified_since.as_ref(),
+        )?;
+        let replace = input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        // A copy whose preconditions fail is 412, never 304.
+        let precondition = |e: S3Error| {
+            if *e.code() == S3ErrorCode::NotModified {
+                S3Error::with_message(S3ErrorCode::PreconditionFailed, "copy source not modified")
+            } else {
+                e
+            }
+        };
+        let (info, r) = read(&src, &src_key, options).await.map_err(precondition)?;
+        let headers = if replace {
+            Headers {
+                content_type: input.content_type.map(|c| c.to_string()),
+                cache_control: input.cache_control,
+                content_disposition: input.content_disposition,
+                content_encoding: input.content_encoding,
+                metadata: input.metadata,
+            }
+        } else {
+            Headers::of_info(&info)
+        };
+        let opts = headers.into_opts()?;
+        // Same handle, metadata kept: the backend's own copy (server-side on S3).
+        let w = if !replace && src.name == dst.name && src_key != dst_key.as_str() {
+            drop(r);
+            dst.bucket
+                .copy(&src_key, dst_key.as_str())
+                .await
+                .map_err(to_s3)?;
+            let head = dst.bucket.head(dst_key.as_str()).await.map_err(to_s3)?;
+            (head.etag, head.last_modified)
+        } else {
+            let name = src.bucket.name().to_string();
+            let body = r
+                .into_stream()
+                .map_err(move |e| StorageError::from_object_store(&name, e));
+            let w = dst
+                .bucket
+                .put_stream(dst_key.as_str(), body, opts)
+                .await
+                .map_err(to_s3)?;
+            (w.etag, Utc::now())
+        };
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: etag_out(w.0.as_deref()),
+                last_modified: Some(timestamp(w.1)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let input = req.input;
+        let view = self.view(&input.bucket)?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let max = max_keys(input.max_keys);
+        let after = input
+            .continuation_token
+            .clone()
+            .or_else(|| input.start_after.clone())
+            .filter(|a| !a.is_empty());
+        let page = list_page(
+            &view,
+            &prefix,
+            input.delimiter.as_deref(),
+            after.as_deref(),
+            max,
+        )
+        .await?;
+        let url = input
+            .encoding_type
+            .as_ref()
+            .is_some_and(|e| e.as_str() == EncodingType::URL);
+        let enc = move |s: String| if url { url_encode(&s) } else { s };
+        let key_count = (page.objects.len() + page.prefixes.len()) as i32;
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(input.bucket),
+            prefix: Some(enc(prefix)),
+            max_keys: Some(max as i32),
+            key_count: Some(key_count),
+            continuation_token: input.continuation_token,
+            is_truncated: Some(page.truncated),
+            next_continuation_token: if page.truncated { page.last } else { None },
+            common_prefixes: Some(
+                page.prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix {
+                        prefix: Some(enc(p)),
+                    })
+                    .collect(),
+            ),
+            contents: Some(objects_out(page.objects, &enc)),
+            delimiter: input.delimiter.map(&enc),
+            encoding_type: input.encoding_type,
+            start_after: input.start_after.map(&enc),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        let input = req.input;
+        let view = self.view(&input.bucket)?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let max = max_keys(input.max_keys);
+        let after = input.marker.clone().filter(|m| !m.is_empty());
+        let page = list_page(
+            &view,
+            &prefix,
+            input.delimiter.as_deref(),
+            after.as_deref(),
+            max,
+        )
+        .await?;
+        let url = input
+            .encoding_type
+            .as_ref()
+            .is_some_and(|e| e.as_str() == EncodingType::URL);
+        let enc = move |s: String| if url { url_encode(&s) } else { s };
+        // S3 sends NextMarker only with a delimiter; clients use the last key otherwise.
+        let next_marker = (page.truncated && input.delimiter.is_some())
+            .then(|| page.last.clone().map(&enc))
+            .flatten();
+        Ok(S3Response::new(ListObjectsOutput {
+            name: Some(input.bucket),
+            prefix: Some(enc(prefix)),
+            marker: input.marker.map(&enc),
+            max_keys: Some(max as i32),
+            is_truncated: Some(page.truncated),
+            next_marker,
+            common_prefixes: Some(
+                page.prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix {
+                        prefix: Some(enc(p)),
+                    })
+                    .collect(),
+            ),
+            contents: Some(objects_out(page.objects, &enc)),
+            delimiter: input.delimiter.map(&enc),
+            encoding_type: input.encoding_type,
+            ..Default::default()
+        }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        crate::multipart::create(self, req).await
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        crate::multipart::upload_part(self, req).await
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        crate::multipart::list_parts(self, req).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        crate::multipart::complete(self, req).await
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        crate::multipart::abort(self, req).await
+    }
+}
+
+/// A failed ranged read: `InvalidRange` when the range lies past the object's end.
+async fn range_error(view: &View, key: &str, range: Option<&Range>, e: S3Error) -> S3Error {
+    let Some(range) = range else { return e };
+    if matches!(
+        e.code(),
+        S3ErrorCode::NoSuchKey | S3ErrorCode::PreconditionFailed | S3ErrorCode::NotModified
+    ) {
+        return e;
+    }
+    match view.bucket.head(key).await {
+        Ok(info) if range.check(info.size).is_err() => S3Error::with_message(
+            S3ErrorCode::InvalidRange,
+            format!(
+                "the range is not satisfiable: the object is {} bytes",
+                info.size
+            ),
+        ),
+        _ => e,
+    }
+}
+
+/// A stream that is `Sync` because it is only ever polled through `&mut` (what
+/// `StreamingBlob` asks of a body).
+pub(crate) struct SyncStream<T>(std::sync::Mutex<BoxStream<'static, T>>);
+
+impl<T> SyncStream<T> {
+    pub(crate) fn new(s: BoxStream<'static, T>) -> Self {
+        SyncStream(std::sync::Mutex::new(s))
+    }
+}
+
+impl<T> futures::Stream for SyncStream<T> {
+    type Item = T;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        // `get_mut` takes no lock: the `&mut` proves exclusive access.
+        match self.get_mut().0.get_mut() {
+            Ok(s) => s.poll_next_unpin(cx),
+            Err(poisoned) => poisoned.into_inner().poll_next_unpin(cx),
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! boto3 against `strata serve` on a local folder: round trips, listings, batch deletes,
+//! copies, multipart uploads, conditional requests and racing conditional writers.
+
+mod common;
+
+use common::{fs_config, python, run_python, start};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn round_trip_metadata_ranges_and_errors() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&fs_config(&["media", "other"]), dir.path()).await;
+    let out = run_python(
+        &py,
+        r#"
+out["buckets"] = sorted(b["Name"] for b in s3.list_buckets()["Buckets"])
+s3.head_bucket(Bucket="media")
+body = bytes(range(256)) * 40
+put = s3.put_object(Bucket="media", Key="docs/a b+c.bin", Body=body,
+                    ContentType="application/x-test", CacheControl="max-age=60",
+                    ContentDisposition="attachment", ContentEncoding="identity",
+                    Metadata={"owner": "ada", "n": "1"})
+g = s3.get_object(Bucket="media", Key="docs/a b+c.bin")
+out["bytes_equal"] = g["Body"].read() == body
+out["etag_same"] = g["ETag"] == put["ETag"]
+out["content_type"] = g["ContentType"]
+out["cache_control"] = g["CacheControl"]
+out["disposition"] = g["ContentDisposition"]
+out["encoding"] = g["ContentEncoding"]
+out["metadata"] = g["Metadata"]
+h = s3.head_object(Bucket="media", Key="docs/a b+c.bin")
+out["head_len"] = h["ContentLength"]
+out["head_meta"] = h["Metadata"]
+r = s3.get_object(Bucket="media", Key="docs/a b+c.bin", Range="bytes=2-5")
+out["range"] = list(r["Body"].read())
+out["range_header"] = r["ContentRange"]
+out["range_status"] = r["ResponseMetadata"]["HTTPStatusCode"]
+out["suffix"] = list(s3.get_object(Bucket="media", Key="docs/a b+c.bin", Range="bytes=-3")["Body"].read())
+out["open_end"] = len(s3.get_object(Bucket="media", Key="docs/a b+c.bin", Range="bytes=10000-")["Body"].read())
+out["bad_range"] = code(s3.get_object, Bucket="media", Key="docs/a b+c.bin", Range="bytes=20000-20010")
+out["no_key"] = code(s3.get_object, Bucket="media", Key="missing")
+out["no_key_head"] = code(s3.head_object, Bucket="media", Key="missing")
+out["no_bucket"] = code(s3.get_object, Bucket="nope", Key="x")
+out["bad_key"] = code(s3.put_object, Bucket="media", Key="a/../b", Body=b"x")
+out["reserved_key"] = code(s3.put_object, Bucket="media", Key=".strata-serve/x", Body=b"x")
+s3.delete_object(Bucket="media", Key="docs/a b+c.bin")
+out["after_delete"] = code(s3.head_object, Bucket="media", Key="docs/a b+c.bin")
+out["delete_missing"] = s3.delete_object(Bucket="media", Key="never")["ResponseMetadata"]["HTTPStatusCode"]
+"#,
+        &[("EP", &server.endpoint)],
+    )
+    .await;
+    assert_eq!(out["buckets"], json!(["media", "other"]));
+    assert_eq!(out["bytes_equal"], true);
+    assert_eq!(out["etag_same"], true);
+    assert_eq!(out["content_type"], "application/x-test");
+    assert_eq!(out["cache_control"], "max-age=60");
+    assert_eq!(out["disposition"], "attachment");
+    assert_eq!(out["encoding"], "identity");
+    assert_eq!(out["metadata"], json!({"owner": "ada", "n": "1"}));
+    assert_eq!(out["head_len"], 10240);
+    assert_eq!(out["head_meta"], json!({"owner": "ada", "n": "1"}));
+    assert_eq!(out["range"], json!([2, 3, 4, 5]));
+    assert_eq!(out["range_header"], "bytes 2-5/10240");
+    assert_eq!(out["range_status"], 206);
+    assert_eq!(out["suffix"], json!([253, 254, 255]));
+    assert_eq!(out["open_end"], 240);
+    assert_eq!(out["bad_range"], json!(["InvalidRange", 416]));
+    assert_eq!(out["no_key"], json!(["NoSuchKey", 404]));
+    assert_eq!(out["no_key_head"], json!(["404", 404]));
+    assert_eq!(out["no_bucket"], json!(["NoSuchBucket", 404]));
+    assert_eq!(out["bad_key"], json!(["InvalidArgument", 400]));
+    assert_eq!(out["reserved_key"], json!(["InvalidArgument", 400]));
+    assert_eq!(out["after_delete"], json!(["404", 404]));
+    assert_eq!(out["delete_missing"], 204);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn listings_page_past_1000_keys_and_delete_objects_1500() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&fs_config(&["media"]), dir.path()).await;
+    let out = run_python(
+        &py,
+        r#"
+from concurrent.futures import ThreadPoolExecutor
+keys = [f"flat/{i:05d}" for i in range(1500)] + [f"tree/d{i:04d}/f" for i in range(1100)] + ["tree/top"]
+with ThreadPoolExecutor(16) as ex:
+    list(ex.map(lambda k: s3.put_object(Bucket="media", Key=k, Body=b"x"), keys))
+
+def pages(**kw):
+    p = s3.get_paginator("list_objects_v2")
+    got, prefixes, n = [], [], 0
+    for page in p.paginate(Bucket="media", **kw):
+        n += 1
+        got += [o["Key"] for o in page.get("Contents", [])]
+        prefixes += [c["Prefix"] for c in page.get("CommonPrefixes", [])]
+    return got, prefixes, n
+
+flat, _, n = pages(Prefix="flat/")
+out["flat"] = [len(flat), n, flat == sorted(flat), flat[0], flat[-1]]
+small, _, n = pages(Prefix="flat/", PaginationConfig={"PageSize": 100})
+out["small_pages"] = [len(small), n, small == flat]
+objs, prefixes, n = pages(Prefix="tree/", Delimiter="/")
+out["tree"] = [objs, len(prefixes), n, prefixes[0], prefixes[-1], prefixes == sorted(prefixes)]
+after = s3.list_objects_v2(Bucket="media", Prefix="flat/", StartAfter="flat/01490")
+out["start_after"] = [o["Key"] for o in after["Contents"]]
+top = s3.list_objects_v2(Bucket="media", Delimiter="/")
+out["top"] = [c["Prefix"] for c in top["CommonPrefixes"]]
+v1 = s3.get_paginator("list_objects")
+got, n = [], 0
+for page in v1.paginate(Bucket="media", Prefix="flat/"):
+    n += 1
+    got += [o["Key"] for o in page.get("Contents", [])]
+out["v1"] = [len(got), n, got == flat]
+v1d = [c["Prefix"] for page in v1.paginate(Bucket="media", Prefix="tree/", Delimiter="/") for c in page.get("CommonPrefixes", [])]
+out["v1_delim"] = len(v1d)
+mk = s3.list_objects_v2(Bucket="media", Prefix="flat/", MaxKeys=7)
+out["max_keys"] = [mk["KeyCount"], mk["IsTruncated"]]
+deleted, errors = 0, 0
+for i in range(0, 1500, 1000):
+    r = s3.delete_objects(Bucket="media", Delete={"Objects": [{"Key": k} for k in flat[i:i+1000]]})
+    deleted += len(r.get("Deleted", []))
+    errors += len(r.get("Errors", []))
+out["deleted"] = [deleted, errors]
+out["left"] = s3.list_objects_v2(Bucket="media", Prefix="flat/")["KeyCount"]
+q = s3.delete_objects(Bucket="media", Delete={"Objects": [{"Key": "tree/top"}, {"Key": "a/../b"}], "Quiet": True})
+out["quiet"] = [len(q.get("Deleted", [])), [e["Code"] for e in q.get("Errors", [])]]
+"#,
+        &[("EP", &server.endpoint)],
+    )
+    .await;
+    assert_eq!(
+        out["flat"],
+        json!([1500, 2, true, "flat/00000", "flat/01499"])
+    );
+    assert_eq!(out["small_pages"], json!([1500, 15, true]));
+    assert_eq!(
+        out["tree"],
+        json!([["tree/top"], 1100, 2, "tree/d0000/", "tree/d1099/", true])
+    );
+    assert_eq!(
+        out["start_after"],
+        json!([
+            "flat/01491",
+            "flat/01492",
+            "flat/01493",
+            "flat/01494",
+            "flat/01495",
+            "flat/01496",
+            "flat/01497",
+            "flat/01498",
+            "flat/01499"
+        ])
+    );
+    assert_eq!(out["top"], json!(["flat/", "tree/"]));
+    assert_eq!(out["v1"], json!([1500, 2, true]));
+    assert_eq!(out["v1_delim"], 1100);
+    assert_eq!(out["max_keys"], json!([7, true]));
+    assert_eq!(out["deleted"], json!([1500, 0]));
+    assert_eq!(out["left"], 0);
+    assert_eq!(out["quiet"], json!([0, ["InvalidArgument"]]));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn copy_object_keeps_or_replaces_metadata() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&fs_config(&["media", "other"]), dir.path()).await;
+    let out = run_python(
+        &py,
+        r#"
+s3.put_object(Bucket="media", Key="src", Body=b"hello", ContentType="text/plain", Metadata={"a": "1"})
+s3.copy_object(Bucket="media", Key="same", CopySource={"Bucket": "media", "Key": "src"})
+g = s3.get_object(Bucket="media", Key="same")
+out["copy"] = [g["Body"].read().decode(), g["ContentType"], g["Metadata"]]
+s3.copy_object(Bucket="other", Key="x", CopySource={"Bucket": "media", "Key": "src"})
+g = s3.get_object(Bucket="other", Key="x")
+out["cross"] = [g["Body"].read().decode(), g["ContentType"], g["Metadata"]]
+s3.copy_object(Bucket="media", Key="src", CopySource={"Bucket": "media", "Key": "src"},
+               MetadataDirective="REPLACE", ContentType="text/markdown", Metadata={"b": "2"})
+g = s3.get_object(Bucket="media", Key="src")
+out["replace"] = [g["Body"].read().decode(), g["ContentType"], g["Metadata"]]
+etag = g["ETag"]
+out["if_match_ok"] = s3.copy_object(Bucket="media", Key="c2", CopySource={"Bucket": "media", "Key": "src"}, CopySourceIfMatch=etag)["ResponseMetadata"]["HTTPStatusCode"]
+out["if_match_bad"] = code(s3.copy_object, Bucket="media", Key="c3", CopySource={"Bucket": "media", "Key": "src"}, CopySourceIfMatch='"nope"')
+out["if_none_match"] = code(s3.copy_object, Bucket="media", Key="c4", CopySource={"Bucket": "media", "Key": "src"}, CopySourceIfNoneMatch=etag)
+out["missing"] = code(s3.copy_object, Bucket="media", Key="c5", CopySource={"Bucket": "media", "Key": "nothing"})
+"#,
+        &[("EP", &server.endpoint)],
+    )
+    .await;
+    assert_eq!(out["copy"], json!(["hello", "text/plain", {"a": "1"}]));
+    assert_eq!(out["cross"], json!(["hello", "text/plain", {"a": "1"}]));
+    assert_eq!(
+        out["replace"],
+        json!(["hello", "text/markdown", {"b": "2"}])
+    );
+    assert_eq!(out["if_match_ok"], 200);
+    assert_eq!(out["if_match_bad"], json!(["PreconditionFailed", 412]));
+    assert_eq!(out["if_none_match"], json!(["PreconditionFailed", 412]));
+    assert_eq!(out["missing"], json!(["NoSuchKey", 404]));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn multipart_64_mib_upload_ranged_reads_list_parts_and_abort() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&fs_config(&["media"]), dir.path()).await;
+    let out = run_python(
+        &py,
+        r#"
+import hashlib, io, random
+from boto3.s3.transfer import TransferConfig
+rnd = random.Random(7)
+data = rnd.randbytes(64 * 1024 * 1024)
+cfg = TransferConfig(multipart_threshold=8 * 1024 * 1024, multipart_chunksize=8 * 1024 * 1024, max_concurrency=8)
+s3.upload_fileobj(io.BytesIO(data), "media", "big.bin", Config=cfg,
+                  ExtraArgs={"ContentType": "application/octet-stream", "Metadata": {"kind": "big"}})
+h = s3.head_object(Bucket="media", Key="big.bin")
+out["size"] = h["ContentLength"]
+out["meta"] = [h["ContentType"], h["Metadata"]]
+ok = True
+for start in [0, 5, 8 * 1024 * 1024 - 3, 33_333_333, 64 * 1024 * 1024 - 10]:
+    end = min(start + 99_999, len(data) - 1)
+    got = s3.get_object(Bucket="media", Key="big.bin", Range=f"bytes={start}-{end}")["Body"].read()
+    ok = ok and got == data[start:end + 1]
+out["ranges_ok"] = ok
+whole = hashlib.sha256(s3.get_object(Bucket="media", Key="big.bin")["Body"].read()).hexdigest()
+out["whole_ok"] = whole == hashlib.sha256(data).hexdigest()
+out["no_leftovers"] = [o["Key"] for o in s3.list_objects_v2(Bucket="media").get("Contents", [])]
+
+# The low-level calls: list parts, a wrong ETag, out-of-order parts, abort.
+up = s3.create_multipart_upload(Bucket="media", Key="parts.bin")["UploadId"]
+p1 = s3.upload_part(Bucket="media", Key="parts.bin", UploadId=up, PartNumber=1, Body=b"a" * (5 * 1024 * 1024))
+p2 = s3.upload_part(Bucket="media", Key="parts.bin", UploadId=up, PartNumber=2, Body=b"b" * 10)
+lp = s3.list_parts(Bucket="media", Key="parts.bin", UploadId=up)
+out["parts"] = [[p["PartNumber"], p["Size"], p["ETag"] == e] for p, e in zip(lp["Parts"], [p1["ETag"], p2["ETag"]])]
+out["wrong_etag"] = code(s3.complete_multipart_upload, Bucket="media", Key="parts.bin", UploadId=up,
+    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": '"zzz"'}, {"PartNumber": 2, "ETag": p2["ETag"]}]})
+out["wrong_order"] = code(s3.complete_multipart_upload, Bucket="media", Key="parts.bin", UploadId=up,
+    MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": p2["ETag"]}, {"PartNumber": 1, "ETag": p1["ETag"]}]})
+out["wrong_key"] = code(s3.list_parts, Bucket="media", Key="other.bin", UploadId=up)
+s3.complete_multipart_upload(Bucket="media", Key="parts.bin", UploadId=up,
+    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p1["ETag"]}, {"PartNumber": 2, "ETag": p2["ETag"]}]})
+body = s3.get_object(Bucket="media", Key="parts.bin")["Body"].read()
+out["assembled"] = [len(body), body[:1].decode(), body[-1:].decode()]
+out["completed_twice"] = code(s3.list_parts, Bucket="media", Key="parts.bin", UploadId=up)
+up2 = s3.create_multipart_upload(Bucket="media", Key="gone.bin")["UploadId"]
+s3.upload_part(Bucket="media", Key="gone.bin", UploadId=up2, PartNumber=1, Body=b"x")
+s3.abort_multipart_upload(Bucket="media", Key="gone.bin", UploadId=up2)
+out["aborted"] = code(s3.upload_part, Bucket="media", Key="gone.bin", UploadId=up2, PartNumber=2, Body=b"x")
+out["not_created"] = code(s3.head_object, Bucket="media", Key="gone.bin")
+out["bogus_id"] = code(s3.abort_multipart_upload, Bucket="media", Key="gone.bin", UploadId="../../etc")
+"#,
+        &[("EP", &server.endpoint)],
+    )
+    .await;
+    assert_eq!(out["size"], 64 * 1024 * 1024);
+    assert_eq!(
+        out["meta"],
+        json!(["application/octet-stream", {"kind": "big"}])
+    );
+    assert_eq!(out["ranges_ok"], true);
+    assert_eq!(out["whole_ok"], true);
+    assert_eq!(out["no_leftovers"], json!(["big.bin"]));
+    assert_eq!(out["parts"], json!([[1, 5242880, true], [2, 10, true]]));
+    assert_eq!(out["wrong_etag"], json!(["InvalidPart", 400]));
+    assert_eq!(out["wrong_order"], json!(["InvalidPartOrder", 400]));
+    assert_eq!(out["wrong_key"], json!(["NoSuchUpload", 404]));
+    assert_eq!(out["assembled"], json!([5242890, "a", "b"]));
+    assert_eq!(out["completed_twice"], json!(["NoSuchUpload", 404]));
+    assert_eq!(out["aborted"], json!(["NoSuchUpload", 404]));
+    assert_eq!(out["not_created"], json!(["404", 404]));
+    assert_eq!(out["bogus_id"], json!(["NoSuchUpload", 404]));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conditional_requests() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&fs_config(&["media"]), dir.path()).await;
+    let out = run_python(
+        &py,
+        r#"
+import datetime
+first = s3.put_object(Bucket="media", Key="k", Body=b"v1", IfNoneMatch="*")
+out["create_again"] = code(s3.put_object, Bucket="media", Key="k", Body=b"v2", IfNoneMatch="*")
+out["stale_match"] = code(s3.put_object, Bucket="media", Key="k", Body=b"v2", IfMatch='"stale"')
+second = s3.put_object(Bucket="media", Key="k", Body=b"v2", IfMatch=first["ETag"])
+out["cas"] = [second["ETag"] != first["ETag"], s3.get_object(Bucket="media", Key="k")["Body"].read().decode()]
+out["old_etag"] = code(s3.put_object, Bucket="media", Key="k", Body=b"v3", IfMatch=first["ETag"])
+e = second["ETag"]
+out["get_inm"] = code(s3.get_object, Bucket="media", Key="k", IfNoneMatch=e)
+out["head_inm"] = code(s3.head_object, Bucket="media", Key="k", IfNoneMatch=e)
+out["get_inm_other"] = s3.get_object(Bucket="media", Key="k", IfNoneMatch='"other"')["Body"].read().decode()
+out["get_im_bad"] = code(s3.get_object, Bucket="media", Key="k", IfMatch='"other"')
+out["head_im_bad"] = code(s3.head_object, Bucket="media", Key="k", IfMatch='"other"')
+out["get_im_ok"] = s3.get_object(Bucket="media", Key="k", IfMatch=e)["Body"].read().decode()
+future = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+past = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
+out["ims_future"] = code(s3.get_object, Bucket="media", Key="k", IfModifiedSince=future)
+out["ims_past"] = s3.get_object(Bucket="media", Key="k", IfModifiedSince=past)["Body"].read().decode()
+out["ius_past"] = code(s3.get_object, Bucket="media", Key="k", IfUnmodifiedSince=past)
+out["del_bad"] = code(s3.delete_object, Bucket="media", Key="k", IfMatch='"other"')
+out["still_there"] = s3.get_object(Bucket="media", Key="k")["Body"].read().decode()
+out["del_ok"] = s3.delete_object(Bucket="media", Key="k", IfMatch=e)["ResponseMetadata"]["HTTPStatusCode"]
+out["gone"] = code(s3.head_object, Bucket="media", Key="k")
+out["create_after"] = s3.put_object(Bucket="media", Key="k", Body=b"v4", IfNoneMatch="*")["ResponseMetadata"]["HTTPStatusCode"]
+# A conditional multipart completion.
+up = s3.create_multipart_upload(Bucket="media", Key="k")["UploadId"]
+p = s3.upload_part(Bucket="media", Key="k", UploadId=up, PartNumber=1, Body=b"mp")
+parts = {"Parts": [{"PartNumber": 1, "ETag": p["ETag"]}]}
+out["mpu_exists"] = code(s3.complete_multipart_upload, Bucket="media", Key="k", UploadId=up, MultipartUpload=parts, IfNoneMatch="*")
+cur = s3.head_object(Bucket="media", Key="k")["ETag"]
+out["mpu_if_match"] = s3.complete_multipart_upload(Bucket="media", Key="k", UploadId=up, MultipartUpload=parts, IfMatch=cur)["ResponseMetadata"]["HTTPStatusCode"]
+out["mpu_result"] = s3.get_object(Bucket="media", Key="k")["Body"].read().decode()
+"#,
+        &[("EP", &server.endpoint)],
+    )
+    .await;
+    assert_eq!(out["create_again"], json!(["PreconditionFailed", 412]));
+    assert_eq!(out["stale_match"], json!(["PreconditionFailed", 412]));
+    assert_eq!(out["cas"], json!([true, "v2"]));
+    assert_eq!(out["old_etag"], json!(["PreconditionFailed", 412]));
+    assert_eq!(out["get_inm"], json!(["304", 304]));
+    assert_eq!(out["head_inm"], json!(["304", 304]));
+    assert_eq!(out["get_inm_other"], "v2");
+    assert_eq!(out["get_im_bad"], json!(["PreconditionFailed", 412]));
+    assert_eq!(out["head_im_bad"], json!(["412", 412]));
+    assert_eq!(out["get_im_ok"], "v2");
+    assert_eq!(out["ims_future"], json!(["304", 304]));
+    assert_eq!(out["ims_past"], "v2");
+    assert_eq!(out["ius_past"], json!(["PreconditionFailed", 412]));
+    assert_eq!(out["del_bad"], json!(["PreconditionFailed", 412]));
+    assert_eq!(out["still_there"], "v2");
+    assert_eq!(out["del_ok"], 204);
+    assert_eq!(out["gone"], json!(["404", 404]));
+    assert_eq!(out["create_after"], 200);
+    assert_eq!(out["mpu_exists"], json!(["PreconditionFailed", 412]));
+    assert_eq!(out["mpu_if_match"], 200);
+    assert_eq!(out["mpu_result"], "mp");
+    server.stop().await;
+}
+
+/// 32 boto3 threads race one conditional write each; exactly one may win. Run through one
+/// server, then through two servers (each with its own store) on the same folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_conditional_writers_one_winner_through_one_and_two_servers() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(&fs_config(&["media"]), dir.path()).await;
+    let b = start(&fs_config(&["media"]), dir.path()).await;
+    let script = r#"
+eps = os.environ["EPS"].split(",")
+clients = [client(eps[i % len(eps)]) for i in range(32)]
+result = {}
+for rnd in range(int(os.environ["ROUNDS"])):
+    key = f"race-{os.environ['TAG']}-{rnd}"
+    seed = clients[0].put_object(Bucket="media", Key=key, Body=b"seed")["ETag"]
+    for mode in ["if_match", "create"]:
+        k = key if mode == "if_match" else key + "-new"
+        barrier = threading.Barrier(32)
+        statuses = [None] * 32
+        def go(i):
+            barrier.wait()
+            try:
+                if mode == "if_match":
+                    clients[i].put_object(Bucket="media", Key=k, Body=f"w{i}".encode(), IfMatch=seed)
+                else:
+                    clients[i].put_object(Bucket="media", Key=k, Body=f"w{i}".encode(), IfNoneMatch="*")
+                statuses[i] = 200
+            except ClientError as e:
+                statuses[i] = e.response["ResponseMetadata"]["HTTPStatusCode"]
+        ts = [threading.Thread(target=go, args=(i,)) for i in range(32)]
+        [t.start() for t in ts]
+        [t.join() for t in ts]
+        winner = [i for i, s in enumerate(statuses) if s == 200]
+        body = clients[0].get_object(Bucket="media", Key=k)["Body"].read().decode()
+        result.setdefault(mode, []).append([statuses.count(200), statuses.count(412), body == f"w{winner[0]}" if winner else False])
+out = result
+"#;
+    let one = a.endpoint.clone();
+    let two = format!("{},{}", a.endpoint, b.endpoint);
+    for (tag, eps) in [("one", one), ("two", two)] {
+        let out = run_python(
+            &py,
+            script,
+            &[
+                ("EP", &a.endpoint),
+                ("EPS", &eps),
+                ("ROUNDS", "5"),
+                ("TAG", tag),
+            ],
+        )
+        .await;
+        for mode in ["if_match", "create"] {
+            for round in out[mode].as_array().unwrap() {
+                assert_eq!(round, &json!([1, 31, true]), "{mode} through {eps}: {out}");
+            }
+        }
+    }
+    a.stop().await;
+    b.stop().await;
+}

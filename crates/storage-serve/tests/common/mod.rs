@@ -1,0 +1,169 @@
+//! Start `strata serve` in-process on a temporary folder and drive it with real clients
+//! (boto3, the aws CLI, pyarrow) from the venv `cargo xtask test` installs.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use storage_serve::{ServeConfig, Server};
+use strata::Strata;
+use tokio::sync::oneshot;
+
+/// A running server and the folder it serves.
+pub struct Running {
+    pub endpoint: String,
+    pub admin: Option<String>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<strata::Result<()>>>,
+}
+
+impl Running {
+    /// Stop and wait for the server (in-flight requests finish).
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// `config` with `{ROOT}` replaced by `root`, served on free loopback ports.
+pub async fn start(config: &str, root: &Path) -> Running {
+    let text = config.replace("{ROOT}", &root.display().to_string());
+    let strata = Strata::from_toml_str(&text, "test.toml").expect("valid test config");
+    let mut cfg = ServeConfig::from_toml_str(&text, "test.toml").expect("valid [serve]");
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.admin = Some("127.0.0.1:0".parse().unwrap());
+    start_with(strata, cfg).await
+}
+
+/// Serve `strata` with `cfg` as given.
+pub async fn start_with(strata: Strata, cfg: ServeConfig) -> Running {
+    let mut server = Server::new(strata, cfg).expect("server config");
+    if let Some(h) = prometheus() {
+        server = server.with_prometheus(h);
+    }
+    let bound = server.bind().await.expect("bind");
+    let endpoint = format!("http://{}", bound.local_addr());
+    let admin = bound.admin_addr().map(|a| format!("http://{a}"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(bound.run_until(async {
+        let _ = stopped.await;
+    }));
+    Running {
+        endpoint,
+        admin,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+/// One recorder per test process (the `metrics` facade has one global recorder).
+fn prometheus() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(storage_serve::install_prometheus)
+        .clone()
+}
+
+/// Access key of the credential [`fs_config`] configures (SDKs sign every request, and a
+/// signed request needs a configured secret).
+pub const AK: &str = "test-ak";
+/// Its secret.
+pub const SK: &str = "test-sk-0123456789";
+
+/// A plain fs config with bucket handles `names` under `{ROOT}`, and one credential
+/// ([`AK`], [`SK`]) that reaches all of them.
+pub fn fs_config(names: &[&str]) -> String {
+    let mut s = format!(
+        "[serve.credentials.test]\naccess_key = \"{AK}\"\nsecret_key = \"{SK}\"\nbuckets = [\"*\"]\n"
+    );
+    s.push_str("[connections.disk]\nkind = \"fs\"\nroot = \"{ROOT}\"\n");
+    for n in names {
+        s.push_str(&format!(
+            "[buckets.{n}]\nconnection = \"disk\"\nbucket = \"{n}\"\n"
+        ));
+    }
+    s
+}
+
+/// [`fs_config`] without credentials: unsigned requests only (what an SDK cannot send).
+pub fn open_config(names: &[&str]) -> String {
+    let full = fs_config(names);
+    full[full.find("[connections").unwrap()..].to_string()
+}
+
+/// The venv's Python, or `None` (skip, said on stderr) when `STRATA_SKIP_PYTHON=1`.
+pub fn python() -> Option<PathBuf> {
+    strata_testkit::python()
+}
+
+/// The lines every script starts with: boto3 client `s3` on `EP` with `AK`/`SK`.
+pub const PRELUDE: &str = r#"
+import json, os, sys, threading
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+def client(ep=None, ak=None, sk=None):
+    return boto3.client(
+        "s3",
+        endpoint_url=ep or os.environ["EP"],
+        aws_access_key_id=ak or os.environ.get("AK", "test-ak"),
+        aws_secret_access_key=sk or os.environ.get("SK", "test-sk-0123456789"),
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}, signature_version="s3v4", retries={"max_attempts": 1},
+                      max_pool_connections=64),
+    )
+
+s3 = client()
+
+def code(f, *a, **k):
+    """The S3 error code and HTTP status of a call that must fail."""
+    try:
+        f(*a, **k)
+    except ClientError as e:
+        return [e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]]
+    return ["no error", 200]
+
+out = {}
+"#;
+
+/// Run `script` (after [`PRELUDE`]) with `env`; it must print one JSON object last, which is
+/// returned. A failing script fails the test with its output.
+pub async fn run_python(py: &Path, script: &str, env: &[(&str, &str)]) -> serde_json::Value {
+    let full = format!("{PRELUDE}\n{script}\nprint(json.dumps(out))\n");
+    let mut cmd = Command::new(py);
+    cmd.arg("-c").arg(full);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let output = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "python failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("python printed no JSON ({e}):\n{stdout}\n{stderr}"))
+}
