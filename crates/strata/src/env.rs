@@ -3,8 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-#[cfg(all(feature = "router", feature = "r2"))]
-use std::sync::Arc;
 
 use storage_core::StorageError as E;
 use storage_core::config::Env;
@@ -75,16 +73,11 @@ impl Strata {
                 "hybrid" => {
                     // Seed 003's hybrid mode: R2 is the primary, every write is mirrored to the
                     // local folder, and reads fall back to it.
+                    // Writes R2 misses are owed in the outbox and replayed (hybrid.rs).
                     let r2 = storage_r2::R2Config::from_env(env)?.build("r2")?;
-                    let local = Bucket::local("local", Path::new(&home).join("default"))?;
-                    let mirror = storage_router::MirrorStore::new(vec![
-                        ("r2".to_string(), r2.store().clone()),
-                        ("local".to_string(), local.store().clone()),
-                    ]);
-                    let bucket = Bucket::builder("default", Arc::new(mirror))
-                        .provider("hybrid")
-                        .capabilities(r2.capabilities().with_presign(false))
-                        .build();
+                    let dir = Path::new(&home).join("default");
+                    let local = Bucket::local("local", &dir)?;
+                    let bucket = crate::hybrid::hybrid_bucket(&r2, &local, &dir)?;
                     Ok(single(bucket, "environment (STORAGE_BACKEND=hybrid)"))
                 }
                 #[cfg(not(all(feature = "router", feature = "r2")))]

@@ -52,6 +52,8 @@ use std::sync::Arc;
 
 pub mod config;
 mod env;
+#[cfg(feature = "router")]
+mod hybrid;
 
 pub use config::{BucketConfig, ConnectionConfig, ProviderConfig, StrataConfig};
 #[cfg(feature = "cas")]
@@ -437,7 +439,10 @@ fn wrap_failover_and_mirrors(
             let store: Arc<dyn storage_core::object_store::ObjectStore> = if field == "failover" {
                 Arc::new(storage_router::FailoverStore::chain(members))
             } else {
-                Arc::new(storage_router::MirrorStore::new(members))
+                // With an outbox for the writes a mirror misses (hybrid.rs).
+                let mirrors: Vec<&Bucket> = list.iter().filter_map(|o| plain.get(o)).collect();
+                let home = Env::process().get(HOME_ENV).unwrap_or_else(|| DEFAULT_HOME.into());
+                hybrid::mirror_store(name, &out[name], members, &mirrors, Path::new(&home))?
             };
             let current = out.remove(name).expect("built above");
             let mut builder = current.to_builder().store(store);
