@@ -16,7 +16,7 @@ use crate::{Result, run};
 const MOTO_VERSION: &str = "5.2.5";
 const S3S_FS_VERSION: &str = "0.14.1";
 /// Bump when the Python package set changes, so caches reinstall.
-const VENV_STAMP: &str = ".strata-venv-v2";
+const VENV_STAMP: &str = ".strata-venv-v3";
 const ACCESS_KEY: &str = "strata-test-ak";
 const SECRET_KEY: &str = "strata-test-sk-0123456789";
 const BUCKET: &str = "strata-test";
@@ -38,12 +38,12 @@ pub fn install(dry_run: bool) -> Result<()> {
     let venv = dir.join("venv");
     if venv.join(VENV_STAMP).exists() {
         println!(
-            "xtask: moto {MOTO_VERSION}, boto3, pyarrow, duckdb: cached in {}",
+            "xtask: moto {MOTO_VERSION}, boto3, pyarrow, duckdb, awscli: cached in {}",
             venv.display()
         );
     } else {
         println!(
-            "xtask: installing moto[server]=={MOTO_VERSION}, boto3, pyarrow, duckdb into {} (~1 min)",
+            "xtask: installing moto[server]=={MOTO_VERSION}, boto3, pyarrow, duckdb, awscli into {} (~1 min)",
             venv.display()
         );
         if !dry_run {
@@ -52,7 +52,8 @@ pub fn install(dry_run: bool) -> Result<()> {
             run(Command::new(venv.join("bin/pip"))
                 .args(["install", "--quiet", "--disable-pip-version-check"])
                 .arg(format!("moto[server]=={MOTO_VERSION}"))
-                .args(["boto3", "pyarrow", "duckdb"]))?;
+                // awscli: `strata serve`'s interop tests drive `aws s3 cp/ls/sync/rm`.
+                .args(["boto3", "pyarrow", "duckdb", "awscli"]))?;
             std::fs::write(venv.join(VENV_STAMP), "")?;
         }
     }
