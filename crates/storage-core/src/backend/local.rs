@@ -254,6 +254,28 @@ impl fmt::Display for LocalStore {
     }
 }
 
+/// `file://` and the folder's path, the same for every handle on one folder in this process
+/// however it was reached: `root` is canonical (symlinks resolved), and a folder reached by
+/// another path with the same device and inode (a bind mount, which canonicalizing keeps)
+/// gets the path it was first opened by here. So `Bucket::is_same_object` sees one storage
+/// and a copy or move onto itself is refused. (Another process keeps its own first path.)
+fn folder_location(root: &FsPath) -> String {
+    use std::os::unix::fs::MetadataExt;
+    type Seen = std::sync::Mutex<std::collections::HashMap<(u64, u64), PathBuf>>;
+    static SEEN: std::sync::OnceLock<Seen> = std::sync::OnceLock::new();
+    let path = match std::fs::metadata(root) {
+        Ok(m) => SEEN
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((m.dev(), m.ino()))
+            .or_insert_with(|| root.to_path_buf())
+            .clone(),
+        Err(_) => root.to_path_buf(),
+    };
+    format!("file://{}", path.display())
+}
+
 fn io_err(e: std::io::Error) -> object_store::Error {
     object_store::Error::Generic {
         store: "LocalStore",
@@ -577,7 +599,7 @@ impl LocalStore {
     pub fn into_bucket(self, name: impl Into<String>) -> crate::Bucket {
         let store = Arc::new(self);
         crate::Bucket::builder(name, store.clone())
-            .location(format!("file://{}", store.root().display()))
+            .location(folder_location(store.root()))
             .provider(BACKEND)
             .capabilities(crate::Capabilities::LOCAL)
             .conditional_delete(store)
@@ -1675,5 +1697,22 @@ mod tests {
             store.head(&Path::from("k")).await,
             Err(object_store::Error::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn one_folder_by_two_paths_has_one_location() {
+        // A symlink path used as is (not canonicalized) reaches the folder by another path
+        // with the same device and inode, as a bind mount does.
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let first = folder_location(&real);
+        assert_eq!(folder_location(&link), first);
+        assert_eq!(first, format!("file://{}", real.display()));
+        let other = dir.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        assert_ne!(folder_location(&other), first);
     }
 }
