@@ -959,7 +959,7 @@ impl Outbox {
                 continue;
             }
             let outcome = self
-                .deliver(e, key, name, store.as_ref(), &bytes, &attrs, members)
+                .deliver(e, key, name, store.as_ref(), &bytes, &attrs)
                 .await;
             match outcome {
                 Delivery::Delivered => report.delivered += 1,
@@ -1077,7 +1077,6 @@ impl Outbox {
         store: &dyn ObjectStore,
         bytes: &Bytes,
         attrs: &Attributes,
-        members: &Members,
     ) -> Delivery {
         let classify = |err: StorageError| {
             if is_unavailable(&err) {
@@ -1186,7 +1185,9 @@ impl Outbox {
                 Err(err) => return classify(err),
             }
             if merged {
-                self.refresh_holder(e, key, &body, members).await;
+                // The holder keeps its own copy: the merged document may list objects only
+                // the member has. Reads prefer the primary; the next outage's replay
+                // merges again.
                 return Delivery::Merged;
             }
             return Delivery::Delivered;
@@ -1229,30 +1230,6 @@ impl Outbox {
             }
         }
         Ok(present)
-    }
-
-    /// After a merge, give the holder the merged document too (best effort, conditional on
-    /// the copy the entry recorded, so a newer local write is never overwritten).
-    async fn refresh_holder(&self, e: &OwedWrite, key: &str, merged: &Bytes, members: &Members) {
-        let (Some(holder), Some(etag)) = (&e.held_by, &e.etag) else {
-            return;
-        };
-        let Some(store) = Self::member(members, holder) else {
-            return;
-        };
-        let opts = PutOptions {
-            mode: PutMode::Update(UpdateVersion {
-                e_tag: Some(etag.clone()),
-                version: None,
-            }),
-            ..Default::default()
-        };
-        if let Err(err) = store
-            .put_opts(&Path::from(key), PutPayload::from(merged.clone()), opts)
-            .await
-        {
-            tracing::debug!(key, holder, error = %err, "merged document not copied back to its holder");
-        }
     }
 }
 

@@ -464,9 +464,10 @@ async fn mergeable_documents_are_merged_not_overwritten() {
         text(h.primary(), "index.json").await.as_deref(),
         Some(r#"["part/1","seg/1","seg/3","seg/2"]"#)
     );
-    // The holder gets the merged document too.
+    // The holder keeps its own document: the merged one lists part/1 and seg/3, which only
+    // the primary has.
     assert_eq!(
         text(h.local.as_ref(), "index.json").await.as_deref(),
-        Some(r#"["part/1","seg/1","seg/3","seg/2"]"#)
+        Some(r#"["seg/1","seg/folded","seg/2"]"#)
     );
 }
