@@ -7,7 +7,9 @@
 //! 500 after the server applied the request, answers held past the timeout, resets, torn
 //! bodies): false conflicts, errors for conditional writes that landed, lost acknowledged
 //! writes, corrupt reads, `Ambiguous` answers. Needs the moto server (`cargo xtask bench`
-//! starts it); without it the row is skipped with the reason printed.
+//! starts it); without it the row is skipped with the reason printed. The totals over the
+//! seeds are also `BENCH {json}` lines (`strata_testkit::bench`) for
+//! `cargo xtask bench --report`: Strata's goal is zero of each kind of wrong answer.
 
 #[path = "../tests/common/soak.rs"]
 mod soak;
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use soak::{RawClient, SoakPlan, StrataClient, Tally, guide_bucket};
+use strata_testkit::bench::{Better, Value};
 use strata_testkit::fault_proxy::{FaultPlan, FaultProxy};
 
 const SEEDS: [u64; 3] = [1, 2, 3];
@@ -54,6 +57,9 @@ async fn main() {
         "| client        | seed | false conflicts | errors for applied CAS/create | lost acked writes | corrupt reads | ambiguous | surfaced | secs  |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
+    // Totals over the seeds per side: false conflicts, errors for applied writes, lost
+    // acknowledged writes, corrupt reads, ambiguous answers, surfaced errors.
+    let mut totals = [[0u64; 6]; 2];
     for seed in SEEDS {
         for side in ["raw object_store", "strata"] {
             let proxy = Arc::new(
@@ -83,6 +89,17 @@ async fn main() {
                 });
                 soak::soak(client, direct, SoakPlan::standard(seed), Arc::clone(&proxy)).await
             };
+            let sum = &mut totals[usize::from(side == "strata")];
+            for (total, n) in sum.iter_mut().zip([
+                t.false_conflicts,
+                t.errors_for_applied_writes,
+                t.lost_acked_writes,
+                t.corrupt_reads,
+                t.ambiguous,
+                t.surfaced.values().sum::<u64>(),
+            ]) {
+                *total += n;
+            }
             row(
                 if side == "strata" { "strata" } else { "raw" },
                 seed,
@@ -90,6 +107,36 @@ async fn main() {
                 started.elapsed().as_secs_f64(),
             );
             eprintln!("  {side} seed {seed}: {}\n  {}", t.line(), proxy.summary());
+        }
+    }
+    let group = format!(
+        "fault soak through the fault proxy ({} seeds x 2,000 ops, 10% faults), totals",
+        SEEDS.len()
+    );
+    let kinds = [
+        ("false conflicts", true),
+        ("errors for applied CAS/create", true),
+        ("lost acked writes", true),
+        ("corrupt reads", true),
+        ("ambiguous answers", false),
+        ("errors surfaced", false),
+    ];
+    for (side, sums) in ["raw object_store", "strata"].iter().zip(totals) {
+        for ((kind, wrong), n) in kinds.iter().zip(sums) {
+            let v = Value::new(
+                "fault_soak",
+                &group,
+                &format!("{side}: {kind}"),
+                n as f64,
+                "count",
+                Better::Lower,
+            );
+            // Strata is held to no wrong answers; raw object_store is the reference.
+            if *side == "strata" && *wrong {
+                v.goal(0.0).print();
+            } else {
+                v.print();
+            }
         }
     }
 }

@@ -368,14 +368,143 @@ pub fn workspace_crates(root: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// `cargo xtask bench`: every benchmark, servers running, ratios printed by each.
+/// Options of `cargo xtask bench`.
+#[derive(Debug, Default, PartialEq)]
+pub struct BenchArgs {
+    /// Write `docs/benchmarks.md` and its charts.
+    pub report: bool,
+    /// `STRATA_BENCH_QUICK=1`: fewer rounds, a smoke run.
+    pub quick: bool,
+    /// Read the output of an earlier run instead of running the benches.
+    pub from: Option<PathBuf>,
+    /// Passed on to `cargo bench`.
+    pub cargo: Vec<String>,
+}
+
+impl BenchArgs {
+    /// `[--report] [--quick] [--from LOG] [CARGO BENCH ARGS]`.
+    pub fn parse(args: &[String]) -> Result<Self> {
+        let mut out = BenchArgs::default();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--report" => out.report = true,
+                "--quick" => out.quick = true,
+                "--from" => match it.next() {
+                    Some(p) => out.from = Some(PathBuf::from(p)),
+                    None => {
+                        return Err(
+                            "--from needs the file a `cargo xtask bench` run saved its output in (e.g. target/xtask/bench-output.txt)".into(),
+                        );
+                    }
+                },
+                _ => out.cargo.push(a.clone()),
+            }
+        }
+        if out.from.is_some() && (out.quick || !out.cargo.is_empty()) {
+            return Err("--from reads an earlier run's output: --quick and cargo bench arguments would not apply to it".into());
+        }
+        Ok(out)
+    }
+}
+
+/// `cargo xtask bench [--report] [--quick] [--from LOG] [ARGS]`: every benchmark, servers
+/// running, ratios printed by each; their output is kept in `target/xtask/bench-output.txt`.
+/// `--report` then writes `docs/benchmarks.md` and `docs/benchmarks/*.svg` from it (or, with
+/// `--from LOG`, from an earlier run's output, without running anything).
 pub fn bench(args: &[String]) -> Result<()> {
+    let opts = BenchArgs::parse(args)?;
     let root = workspace_root();
-    let mut cmd = cargo();
-    cmd.current_dir(&root)
-        .args(["bench", "--workspace"])
-        .args(args);
-    with_servers(&mut cmd)
+    let (output, quick) = match &opts.from {
+        Some(log) => {
+            let text = std::fs::read_to_string(log)
+                .map_err(|e| format!("cannot read bench output {}: {e}", log.display()))?;
+            // A quick run says so in its first line (see below).
+            (text.clone(), text.starts_with(QUICK_MARK))
+        }
+        None => {
+            let mut cmd = cargo();
+            cmd.current_dir(&root)
+                .args(["bench", "--workspace"])
+                .args(&opts.cargo);
+            if opts.quick {
+                cmd.env("STRATA_BENCH_QUICK", "1");
+            }
+            std::fs::create_dir_all(log_dir())?;
+            let log = log_dir().join("bench-output.txt");
+            let started = Instant::now();
+            let output = with_servers_tee(&mut cmd, &log, opts.quick)?;
+            println!(
+                "xtask: benches done in {:.0?}; output kept in {}",
+                started.elapsed(),
+                log.display()
+            );
+            (output, opts.quick)
+        }
+    };
+    if opts.report {
+        let run = crate::report::Run {
+            machine: crate::report::describe_machine(&root),
+            quick,
+        };
+        let (met, goals) = crate::report::write(&root, &output, &run)?;
+        println!(
+            "xtask: wrote docs/benchmarks.md and docs/benchmarks/*.svg: {met} of {goals} goals met"
+        );
+    }
+    Ok(())
+}
+
+/// First line of the saved output of a `--quick` run.
+const QUICK_MARK: &str = "xtask: quick run (STRATA_BENCH_QUICK=1)";
+
+/// Run `cmd` with the servers' variables set, printing its standard output as it comes and
+/// saving it to `log` (also when it fails, so a report can still be made from it with
+/// `--from`); returns that output.
+fn with_servers_tee(cmd: &mut Command, log: &Path, quick: bool) -> Result<String> {
+    use std::io::{BufRead, BufReader, Write};
+    servers::install(false)?;
+    let running = servers::start(&log_dir())?;
+    for (k, v) in &running.env {
+        cmd.env(k, v);
+    }
+    println!(
+        "xtask: $ {} (output also in {})",
+        crate::show(cmd),
+        log.display()
+    );
+    let mut file =
+        std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let mut output = String::new();
+    if quick {
+        output.push_str(QUICK_MARK);
+        output.push('\n');
+        writeln!(file, "{QUICK_MARK}")?;
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", crate::show(cmd)))?;
+    let stdout = child.stdout.take().expect("piped above");
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        writeln!(file, "{line}")?;
+        output.push_str(&line);
+        output.push('\n');
+    }
+    let status = child.wait()?;
+    drop(running);
+    if status.success() {
+        Ok(output)
+    } else {
+        Err(format!(
+            "`{}` failed ({status}); its output so far is in {}",
+            crate::show(cmd),
+            log.display()
+        )
+        .into())
+    }
 }
 
 /// `cargo xtask servers [--install]`.
@@ -403,6 +532,34 @@ mod tests {
         format!(
             r#"{{"reason":"compiler-artifact","package_id":"path+file:///w/crates/{package}#0.1.0","manifest_path":"/w/Cargo.toml","target":{{"kind":["{kind}"],"crate_types":["bin"],"name":"{name}","src_path":"/w/x.rs"}},"profile":{{"test":false}},"features":[],"executable":{exe},"fresh":true}}"#
         )
+    }
+
+    #[test]
+    fn bench_args_parse_and_refuse_what_from_cannot_honour() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            BenchArgs::parse(&args(&["--report", "--quick", "-p", "storage-cas"])).unwrap(),
+            BenchArgs {
+                report: true,
+                quick: true,
+                from: None,
+                cargo: args(&["-p", "storage-cas"]),
+            }
+        );
+        assert_eq!(
+            BenchArgs::parse(&args(&["--report", "--from", "log.txt"]))
+                .unwrap()
+                .from,
+            Some(PathBuf::from("log.txt"))
+        );
+        let e = BenchArgs::parse(&args(&["--from"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--from needs"), "{e}");
+        let e = BenchArgs::parse(&args(&["--from", "x", "--quick"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("would not apply"), "{e}");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //!   feature set, rustdoc with warnings denied, `cargo deny check`. `--full` adds the
 //!   doctests of every crate alone and of each facade feature set (see `ci::ci`);
 //!   `--keep-going` runs every step even after a failure and lists the failed ones at the end.
-//! - `bench`: the benchmarks, each comparing Strata with raw `object_store` in one run.
+//! - `bench [--report] [--quick] [--from LOG]`: the benchmarks, each comparing Strata with a
+//!   baseline in one run; `--report` writes `docs/benchmarks.md` with tables and SVG charts
+//!   (see `report`), `--quick` runs fewer rounds, `--from` reports an earlier run's output.
 //! - `servers [--install]`: install the servers, or start them and print their variables
 //!   (for running single tests by hand) until interrupted.
 //! - `tidy`: the workspace's own rules (also run as tests).
@@ -17,6 +19,7 @@ use std::process::Command;
 
 mod ci;
 mod release;
+mod report;
 mod servers;
 mod tidy;
 
@@ -36,7 +39,8 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     }
 }
 
-fn show(cmd: &Command) -> String {
+/// `cmd` as a shell line, for messages.
+pub fn show(cmd: &Command) -> String {
     std::iter::once(cmd.get_program().to_string_lossy().into_owned())
         .chain(cmd.get_args().map(|a| a.to_string_lossy().into_owned()))
         .collect::<Vec<_>>()
@@ -49,7 +53,7 @@ pub fn cargo() -> Command {
 }
 
 fn usage() -> &'static str {
-    "usage: cargo xtask <test [CARGO TEST ARGS] | ci [--full] [--keep-going] | bench | servers [--install] | tidy | release VERSION [--dry-run]>"
+    "usage: cargo xtask <test [CARGO TEST ARGS] | ci [--full] [--keep-going] | bench [--report] [--quick] [--from LOG] | servers [--install] | tidy | release VERSION [--dry-run]>"
 }
 
 fn main() {

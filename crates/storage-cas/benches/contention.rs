@@ -16,15 +16,19 @@
 //! interleaved, as the median of the rounds' ratios (issue 19's target: >= 0.8 on the local
 //! folder). The difference is what `update_with` adds: JSON, the write id and write log,
 //! the queue.
+//!
+//! Each ratio is also a `BENCH {json}` line (`strata_testkit::bench`) for
+//! `cargo xtask bench --report`; `STRATA_BENCH_QUICK=1` runs fewer rounds and commits.
+//! `STRATA_BENCH_ONLY=raw-loop` runs only the comparison with the hand-written loop.
 
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use storage_cas::{BackoffStrategy, Collection, Jitter};
 use storage_core::Bucket;
+use strata_testkit::bench::{Better, Ratio, scaled};
 
 const WRITER_COUNTS: [usize; 5] = [1, 2, 4, 8, 16];
-const ROUNDS: usize = 5;
 
 #[derive(Serialize, Deserialize)]
 struct Counter {
@@ -82,7 +86,9 @@ async fn bench(name: &str, bucket: &Bucket, commits: usize, backoff: BackoffStra
         .with_local_queue(queue);
     let mut rates = vec![Vec::new(); WRITER_COUNTS.len()];
     let mut attempts = vec![Vec::new(); WRITER_COUNTS.len()];
-    for round in 0..ROUNDS {
+    let rounds = scaled(5, 2);
+    let commits = scaled(commits, commits / 4);
+    for round in 0..rounds {
         for (i, &w) in WRITER_COUNTS.iter().enumerate() {
             let s = run(&c, &format!("hot-{queue}-{round}-{w}"), w, commits).await;
             rates[i].push(s.rate);
@@ -95,18 +101,28 @@ async fn bench(name: &str, bucket: &Bucket, commits: usize, backoff: BackoffStra
     } else {
         "queue off: every writer races on CAS"
     };
-    println!("\n{name}, {mode}: {commits} commits per run, {ROUNDS} rounds, medians");
+    println!("\n{name}, {mode}: {commits} commits per run, {rounds} rounds, medians");
     println!(
         "{:>8} {:>14} {:>18} {:>10}",
         "writers", "commits/s", "attempts/commit", "ratio"
     );
     for (i, &w) in WRITER_COUNTS.iter().enumerate() {
         let r = median(rates[i].clone());
-        println!(
-            "{w:>8} {r:>14.0} {:>18.2} {:>10.2}",
-            median(attempts[i].clone()),
-            r / base
-        );
+        let per_commit = median(attempts[i].clone());
+        println!("{w:>8} {r:>14.0} {per_commit:>18.2} {:>10.2}", r / base);
+        let queue = if queue { "queue on" } else { "queue off" };
+        Ratio::new(
+            "contention",
+            &format!("{name}, {queue}: commit rate vs 1 writer"),
+            &format!("{w} writers"),
+            r / base,
+            Better::Higher,
+        )
+        .baseline("1 writer")
+        .goal_if(w == 16, 0.5)
+        .rounds(rounds)
+        .note(format!("{r:.0} commits/s, {per_commit:.2} attempts/commit"))
+        .print();
     }
 }
 
@@ -152,7 +168,9 @@ async fn against_raw_loop(name: &str, bucket: &Bucket, commits: usize) {
     let c: Collection<Counter> = Collection::new(bucket, "raw-vs/{id}.json").unwrap();
     let mut ratios = Vec::new();
     let (mut strata, mut raw) = (Vec::new(), Vec::new());
-    for round in 0..15 {
+    let rounds = scaled(15, 5);
+    let commits = scaled(commits, commits / 4);
+    for round in 0..rounds {
         let doc = format!("r{round}");
         let key = format!("raw-vs/raw-{round}.json");
         let (s, r) = if round % 2 == 0 {
@@ -168,14 +186,24 @@ async fn against_raw_loop(name: &str, bucket: &Bucket, commits: usize) {
     }
     let mut q = ratios.clone();
     q.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let (s, r, ratio) = (median(strata), median(raw), median(ratios));
+    let (p25, p75) = (q[q.len() / 4], q[q.len() * 3 / 4]);
     println!(
-        "{name}, 1 writer: update_with {:.0} commits/s, raw CAS loop {:.0} commits/s, ratio {:.2} (p25 {:.2}, p75 {:.2}, 15 rounds, target >= 0.8)",
-        median(strata),
-        median(raw),
-        median(ratios),
-        q[q.len() / 4],
-        q[q.len() * 3 / 4]
+        "{name}, 1 writer: update_with {s:.0} commits/s, raw CAS loop {r:.0} commits/s, ratio {ratio:.2} (p25 {p25:.2}, p75 {p75:.2}, {rounds} rounds, target >= 0.8 on the local folder)",
     );
+    Ratio::new(
+        "contention",
+        "update_with vs a hand-written CAS loop (1 writer)",
+        name,
+        ratio,
+        Better::Higher,
+    )
+    .baseline("GET + conditional PUT through raw object_store")
+    .goal_if(name == "local folder", 0.8)
+    .spread(p25, p75)
+    .rounds(rounds)
+    .note(format!("{s:.0} vs {r:.0} commits/s"))
+    .print();
 }
 
 fn main() {

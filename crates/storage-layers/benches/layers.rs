@@ -5,6 +5,9 @@
 //!   are noise, ratios measured side by side are the figures);
 //! - gzip and zstd throughput and ratio on JSON;
 //! - AES-256-GCM chunked encryption throughput (put = encrypt, get = decrypt).
+//!
+//! Each layer's ratio is also a `BENCH {json}` line (`strata_testkit::bench`) for
+//! `cargo xtask bench --report`; `STRATA_BENCH_QUICK=1` runs fewer rounds and operations.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,9 +26,15 @@ use storage_layers::limit::ConcurrencyLimitLayer;
 use storage_layers::metrics::MetricsLayer;
 use storage_layers::retry::RetryLayer;
 use storage_layers::timeout::TimeoutLayer;
+use strata_testkit::bench::{Better, Ratio, quick};
 
 const ROUNDS: usize = 7;
 const OPS: usize = 2000;
+
+/// Rounds and put+get pairs per round: fewer under `STRATA_BENCH_QUICK`.
+fn rounds_ops() -> (usize, usize) {
+    if quick() { (3, 500) } else { (ROUNDS, OPS) }
+}
 
 fn json(bytes: usize) -> Bytes {
     let mut s = String::with_capacity(bytes + 100);
@@ -46,7 +55,7 @@ fn json(bytes: usize) -> Bytes {
 
 async fn put_get_round(store: &dyn ObjectStore, payload: &Bytes) -> Duration {
     let t = Instant::now();
-    for i in 0..OPS {
+    for i in 0..rounds_ops().1 {
         let p = Path::from(format!("bench/{}", i % 64));
         store.put(&p, payload.clone().into()).await.unwrap();
         let got = store.get(&p).await.unwrap().bytes().await.unwrap();
@@ -69,17 +78,32 @@ async fn overhead(name: &str, make: impl Fn(Arc<dyn ObjectStore>) -> Arc<dyn Obj
     put_get_round(layered.as_ref(), &payload).await;
     let mut ratios = Vec::new();
     let mut bare_us = Vec::new();
-    for _ in 0..ROUNDS {
+    let (rounds, ops) = rounds_ops();
+    for _ in 0..rounds {
         let b = put_get_round(bare.as_ref(), &payload).await;
         let l = put_get_round(layered.as_ref(), &payload).await;
         ratios.push(l.as_secs_f64() / b.as_secs_f64());
-        bare_us.push(b.as_secs_f64() * 1e6 / OPS as f64);
+        bare_us.push(b.as_secs_f64() * 1e6 / ops as f64);
     }
     let (ratio, bare) = (median(ratios), median(bare_us));
     println!(
         "{name:<56} {ratio:>6.2}x  (+{:>6.1} µs per put+get; bare {bare:.1} µs)",
         bare * (ratio - 1.0),
     );
+    Ratio::new(
+        "layers",
+        "layer overhead (4 KiB JSON put + get)",
+        name,
+        ratio,
+        Better::Lower,
+    )
+    .baseline("the bare MemoryStore")
+    .rounds(rounds)
+    .note(format!(
+        "+{:.1} µs per put+get (bare {bare:.1} µs)",
+        bare * (ratio - 1.0)
+    ))
+    .print();
 }
 
 fn codec_throughput(codec: Codec, data: &Bytes) {
@@ -192,7 +216,8 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        println!("layer overhead on 4 KiB JSON put + get vs the bare MemoryStore (median of {ROUNDS} interleaved rounds of {OPS}):");
+        let (rounds, ops) = rounds_ops();
+        println!("layer overhead on 4 KiB JSON put + get vs the bare MemoryStore (median of {rounds} interleaved rounds of {ops}):");
         overhead("retry", |s| RetryLayer::default().layer(s)).await;
         overhead("timeout", |s| TimeoutLayer::default().layer(s)).await;
         overhead("limit", |s| ConcurrencyLimitLayer::new(64).layer(s)).await;

@@ -1,7 +1,8 @@
 //! Manifest and dataset benchmark (`cargo bench -p storage-manifest --bench manifest_bench`).
 //!
 //! Environment:
-//! - `STRATA_BENCH_ENTRIES`: manifest entries and dataset rows (default 1 000 000);
+//! - `STRATA_BENCH_ENTRIES`: manifest entries and dataset rows (default 1 000 000, or
+//!   100 000 with `STRATA_BENCH_QUICK=1`, which also runs fewer DuckDB rounds);
 //! - `STRATA_BENCH_STORE`: `memory` (default) or `local` (a temporary folder).
 //!
 //! Measures append throughput into a manifest; a date-range text search over the JSONL
@@ -11,7 +12,8 @@
 //! compacted part in a local folder and in memory against DuckDB on the same local file, the
 //! results asserted identical; and writing and reading a dataset of the same number of rows.
 //! Prints tables with ratios. Absolute times on a shared machine are noise; the side-by-side
-//! ratios are the figures.
+//! ratios are the figures. Each ratio is also a `BENCH {json}` line (`strata_testkit::bench`)
+//! for `cargo xtask bench --report`.
 //!
 //! DuckDB runs through the Python package of `STRATA_TEST_PYTHON` (the venv `cargo xtask
 //! bench` installs and sets); without it, or without `duckdb` in it, that comparison prints
@@ -30,6 +32,7 @@ use storage_manifest::{
     new_id,
 };
 use strata_testkit::CountingStore;
+use strata_testkit::bench::{Better, Ratio, scaled};
 
 const WORDS: &[&str] = &[
     "coffee",
@@ -120,7 +123,7 @@ async fn run() {
     let n: usize = std::env::var("STRATA_BENCH_ENTRIES")
         .ok()
         .and_then(|v| v.replace('_', "").parse().ok())
-        .unwrap_or(1_000_000);
+        .unwrap_or(scaled(1_000_000, 100_000));
     let store_kind = std::env::var("STRATA_BENCH_STORE").unwrap_or_else(|_| "memory".into());
     let dir = tempfile::tempdir().expect("temp dir");
     let base = match store_kind.as_str() {
@@ -234,6 +237,29 @@ async fn run() {
             mib(pq_bytes)
         ),
     );
+    let group = format!("manifest search, 1 day + a word, {n} entries: JSONL segments / Parquet");
+    Ratio::new(
+        "manifest_bench",
+        &group,
+        "time",
+        jsonl_t.as_secs_f64() / pq_t.as_secs_f64(),
+        Better::Higher,
+    )
+    .baseline("the compacted Parquet manifest (the ratio is how many times faster it is)")
+    .goal(10.0)
+    .rounds(rounds)
+    .note(format!("{} vs {}", ms(jsonl_t), ms(pq_t)))
+    .print();
+    Ratio::new(
+        "manifest_bench",
+        &group,
+        "bytes read",
+        jsonl_bytes as f64 / pq_bytes.max(1) as f64,
+        Better::Higher,
+    )
+    .baseline("the compacted Parquet manifest")
+    .note(format!("{} vs {}", mib(jsonl_bytes), mib(pq_bytes)))
+    .print();
     table.row(
         "  ratio JSONL / Parquet",
         format!("{:.1}x time", jsonl_t.as_secs_f64() / pq_t.as_secs_f64()),
@@ -311,6 +337,18 @@ async fn run() {
             format!("({count} rows, {} read)", mib(read)),
         );
         ranged.push((t, read));
+    }
+    let group = format!("dataset read, 1 day, column `amount`, {n} rows: JSONL / Parquet");
+    for (row, r) in [
+        (
+            "time",
+            ranged[1].0.as_secs_f64() / ranged[0].0.as_secs_f64(),
+        ),
+        ("bytes read", ranged[1].1 as f64 / ranged[0].1.max(1) as f64),
+    ] {
+        Ratio::new("manifest_bench", &group, row, r, Better::Higher)
+            .baseline("the Parquet file (the ratio is how many times less it costs)")
+            .print();
     }
     table.row(
         "  ratio JSONL / Parquet, 1-day read",
@@ -465,9 +503,9 @@ impl Drop for DuckDb {
 
 /// The four query shapes of issue 21 on `manifest`'s compacted part, copied as is into a
 /// local folder and a memory store, against DuckDB on the local file. Rounds interleave the
-/// three (one warm-up round, then `ROUNDS` timed ones); each figure is a median.
+/// three (one warm-up round, then `rounds` timed ones); each figure is a median.
 async fn duckdb_comparison(source: &Bucket, manifest: &Manifest, table: &mut Table) {
-    const ROUNDS: usize = 11;
+    let rounds = scaled(11, 3);
     let head = manifest.head().await.unwrap();
     let part = &head.parts[0];
     let part_bytes = source.get(&part.key).await.unwrap().bytes;
@@ -521,7 +559,7 @@ async fn duckdb_comparison(source: &Bucket, manifest: &Manifest, table: &mut Tab
     // times[query][side]: side 0 local, 1 memory, 2 DuckDB.
     let mut times = vec![vec![Vec::new(); 3]; queries.len()];
     let mut pages: Vec<Vec<Page>> = vec![Vec::new(); queries.len()];
-    for round in 0..=ROUNDS {
+    for round in 0..=rounds {
         for (qi, (name, q)) in queries.iter().enumerate() {
             let mut round_pages = Vec::new();
             for (side, m) in handles.iter().enumerate() {
@@ -567,6 +605,20 @@ async fn duckdb_comparison(source: &Bucket, manifest: &Manifest, table: &mut Tab
             ratio(local),
             ratio(memory)
         ));
+        for (side, t) in [("local folder", local), ("memory", memory)] {
+            Ratio::new(
+                "manifest_bench",
+                "search on one compacted part vs DuckDB",
+                &format!("{name}, {side}"),
+                ratio(t),
+                Better::Lower,
+            )
+            .baseline("DuckDB on the same local Parquet file")
+            .goal(2.0)
+            .rounds(rounds)
+            .note(format!("{hits} hits; {} vs {}", ms(t), ms(duck_t)))
+            .print();
+        }
         table.row(
             format!("search {name}, Strata local / memory vs DuckDB"),
             format!("{:.2}x / {:.2}x", ratio(local), ratio(memory)),
@@ -580,7 +632,7 @@ async fn duckdb_comparison(source: &Bucket, manifest: &Manifest, table: &mut Tab
     }
     println!();
     println!(
-        "search on one compacted part ({} entries, {}), page of 20, median of {ROUNDS} \
+        "search on one compacted part ({} entries, {}), page of 20, median of {rounds} \
          interleaved warm rounds; DuckDB {} on the same local file",
         part.entries,
         mib(part.bytes),

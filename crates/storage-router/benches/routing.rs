@@ -13,6 +13,9 @@
 //! 4. **Merged listing** of 4 × 10,000 keys against the slowest single listing (≤ 1.3×).
 //!
 //! Run with `cargo bench -p storage-router --bench routing` (or `cargo xtask bench`).
+//! Each ratio is also a `BENCH {json}` line, and the tail latencies a CDF line
+//! (`strata_testkit::bench`), for `cargo xtask bench --report`; `STRATA_BENCH_QUICK=1`
+//! runs fewer rounds and reads.
 
 use std::fmt;
 use std::ops::Range;
@@ -30,10 +33,10 @@ use object_store::{
 };
 use storage_core::{Bucket, Capabilities, MemoryStore, Object};
 use storage_router::{HealthTracker, Hedging, ReadPolicy, SourceSet, merged_list};
+use strata_testkit::bench::{Better, Cdf, Ratio, scaled};
 
 const LATENCY: Duration = Duration::from_millis(10);
 const PAGE: usize = 1000;
-const ROUNDS: usize = 15;
 const KEY: &str = "users/u1/tides/t1.json";
 
 /// A memory store that answers after a latency (listings: per page); `tail_per_mille` of
@@ -178,6 +181,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn fallback_reads() {
+    let rounds = scaled(15, 5);
     let buckets: Vec<Bucket> = (0..4).map(|i| slow_bucket(&format!("b{i}"))).collect();
     buckets[3].put(KEY, vec![7u8; 4096]).await.unwrap();
     let policies = [
@@ -202,7 +206,7 @@ async fn fallback_reads() {
     let before: Vec<_> = sets.iter().map(SourceSet::read_stats).collect();
     let mut direct = Vec::new();
     let mut by_policy: Vec<Vec<Duration>> = vec![Vec::new(); policies.len()];
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         // Rotate which one goes first so no variant always runs on a warm or cold machine.
         for step in 0..=policies.len() {
             let which = (step + round) % (policies.len() + 1);
@@ -216,7 +220,7 @@ async fn fallback_reads() {
     }
     let direct = median(direct);
     println!(
-        "storage-router fallback reads: 4 buckets, {LATENCY:?} each, object only in the 4th, median of {ROUNDS} (after 20 warm-up reads)"
+        "storage-router fallback reads: 4 buckets, {LATENCY:?} each, object only in the 4th, median of {rounds} (after 20 warm-up reads)"
     );
     println!("  {:<12} {:>9.1?}  1.00x", "direct", direct);
     for (((name, _), times), (s, b)) in policies.iter().zip(by_policy).zip(sets.iter().zip(before))
@@ -234,18 +238,33 @@ async fn fallback_reads() {
             "  {name:<12} {m:>9.1?}  {r:.2}x  extra requests {extra} over {} reads{target}",
             st.reads - b.reads
         );
+        Ratio::new(
+            "routing",
+            "fallback reads (4 buckets x 10 ms, key in the 4th)",
+            name,
+            r,
+            Better::Lower,
+        )
+        .baseline("a direct read of the 4th bucket")
+        .rounds(rounds)
+        .note(format!(
+            "median {m:.1?}; {extra} extra requests over {} reads",
+            st.reads - b.reads
+        ))
+        .goal_if(*name == "hedged", 1.2)
+        .print();
     }
 }
 
 async fn tail_latency() {
-    const READS: usize = 4000;
+    let reads = scaled(4000, 1000);
     const CONCURRENCY: usize = 50;
     let primary = tail_bucket("p", LATENCY, 50, Duration::from_millis(200));
     let copy = tail_bucket("c", LATENCY, 0, Duration::ZERO);
     primary.put(KEY, "primary").await.unwrap();
     copy.put(KEY, "copy").await.unwrap();
     println!(
-        "storage-router tail latency: primary {LATENCY:?} with 5% of reads +200 ms, key also in a 2nd bucket ({LATENCY:?}), {READS} reads, {CONCURRENCY} at a time"
+        "storage-router tail latency: primary {LATENCY:?} with 5% of reads +200 ms, key also in a 2nd bucket ({LATENCY:?}), {reads} reads, {CONCURRENCY} at a time"
     );
     let mut rows = Vec::new();
     for (name, policy) in [
@@ -272,7 +291,7 @@ async fn tail_latency() {
         };
         run(400).await; // warm-up: the adaptive delay learns the primary's latency
         let before = set.read_stats();
-        let mut v = run(READS).await;
+        let mut v = run(reads).await;
         let st = set.read_stats();
         v.sort();
         let (p50, p99, p999) = (
@@ -288,13 +307,35 @@ async fn tail_latency() {
             100.0 * extra as f64 / seq.max(1) as f64,
             st.hedges_denied - before.hedges_denied
         );
-        rows.push((p99, p999));
+        let ms: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        Cdf::from_sorted("routing", "tail latency CDF", name, &ms).print();
+        rows.push((p50, p99, p999, extra, seq));
     }
-    let (r99, r999) = (ratio(rows[0].0, rows[1].0), ratio(rows[0].1, rows[1].1));
+    let (r99, r999) = (ratio(rows[0].1, rows[1].1), ratio(rows[0].2, rows[1].2));
     println!(
         "  sequential / hedged: p99 {r99:.1}x, p99.9 {r999:.1}x (target >= 3x: {})",
         verdict(r99 >= 3.0 && r999 >= 3.0)
     );
+    let group = "tail latency (5% of primary reads +200 ms), sequential / hedged";
+    let baseline = "hedged reads (the ratio is how many times lower hedging makes it)";
+    let (_, _, _, extra, seq) = rows[1];
+    for (row, r, goal) in [
+        ("p50", ratio(rows[0].0, rows[1].0), None),
+        ("p99", r99, Some(3.0)),
+        ("p99.9", r999, Some(3.0)),
+    ] {
+        let line = Ratio::new("routing", group, row, r, Better::Higher)
+            .baseline(baseline)
+            .rounds(reads)
+            .note(format!(
+                "hedging spent {extra} extra requests ({:.1}% of sequential's)",
+                100.0 * extra as f64 / seq.max(1) as f64
+            ));
+        match goal {
+            Some(g) => line.goal(g).print(),
+            None => line.print(),
+        }
+    }
 }
 
 /// The loop a user would write without the router.
@@ -310,7 +351,7 @@ async fn hand_loop(buckets: &[Bucket], key: &str) -> Option<Object> {
 
 async fn engine_overhead() {
     const READS: usize = 1000;
-    const OVERHEAD_ROUNDS: usize = 31;
+    let overhead_rounds = scaled(31, 7);
     let buckets: Vec<Bucket> = (0..4).map(|i| Bucket::memory(format!("m{i}"))).collect();
     buckets[3].put(KEY, vec![7u8; 4096]).await.unwrap();
     let set = SourceSet::new("loop", buckets.clone(), ReadPolicy::Sequential).unwrap();
@@ -334,7 +375,7 @@ async fn engine_overhead() {
     run_loop().await;
     let mut ratios = Vec::new();
     let (mut engine_t, mut loop_t) = (Vec::new(), Vec::new());
-    for _ in 0..OVERHEAD_ROUNDS {
+    for _ in 0..overhead_rounds {
         // A B B A within each round, so a burst of load on the machine hits both sides.
         let l1 = run_loop().await;
         let e1 = run_set().await;
@@ -346,20 +387,30 @@ async fn engine_overhead() {
     }
     let (m, lo, hi) = spread(ratios);
     let per = |d: Duration| d / READS as u32;
+    let (engine_t, loop_t) = (per(median(engine_t)), per(median(loop_t)));
     println!(
-        "storage-router engine overhead: 4 memory buckets, no latency, object in the 4th, {READS} reads per run, {OVERHEAD_ROUNDS} rounds of loop/set/set/loop"
+        "storage-router engine overhead: 4 memory buckets, no latency, object in the 4th, {READS} reads per run, {overhead_rounds} rounds of loop/set/set/loop"
     );
-    println!(
-        "  {:<22} {:>9.2?}/read  1.00x",
-        "hand-written loop",
-        per(median(loop_t))
-    );
+    println!("  {:<22} {:>9.2?}/read  1.00x", "hand-written loop", loop_t);
     println!(
         "  {:<22} {:>9.2?}/read  {m:.2}x (median of per-round ratios; spread {lo:.2}-{hi:.2}; target <= 1.10x: {})",
         "sequential source set",
-        per(median(engine_t)),
+        engine_t,
         verdict(m <= 1.1)
     );
+    Ratio::new(
+        "routing",
+        "engine overhead (4 memory buckets, no latency)",
+        "sequential source set",
+        m,
+        Better::Lower,
+    )
+    .baseline("a hand-written loop over the same buckets")
+    .goal(1.1)
+    .spread(lo, hi)
+    .rounds(overhead_rounds)
+    .note(format!("{engine_t:.2?} vs {loop_t:.2?} per read"))
+    .print();
 }
 
 async fn merged_listing() {
@@ -389,7 +440,8 @@ async fn merged_listing() {
     let health = HealthTracker::default();
     let (mut merged, mut slowest) = (Vec::new(), Vec::new());
     let mut entries = 0;
-    for round in 0..7 {
+    let list_rounds = scaled(7, 3);
+    for round in 0..list_rounds {
         let run_merged = || async {
             let start = Instant::now();
             let l = merged_list(&list_buckets, "k", &health).await;
@@ -422,7 +474,7 @@ async fn merged_listing() {
     }
     let (m, s) = (median(merged), median(slowest));
     println!(
-        "storage-router merged listing: 4 × 10,000 keys → {entries} unique, {PAGE} per page, {LATENCY:?} per page, median of 7"
+        "storage-router merged listing: 4 × 10,000 keys → {entries} unique, {PAGE} per page, {LATENCY:?} per page, median of {list_rounds}"
     );
     println!("  {:<22} {:>9.1?}  1.00x", "slowest single listing", s);
     println!(
@@ -431,6 +483,18 @@ async fn merged_listing() {
         m,
         m.as_secs_f64() / s.as_secs_f64()
     );
+    Ratio::new(
+        "routing",
+        "merged listing (4 x 10,000 keys, 10 ms per page)",
+        "merged (4 concurrent)",
+        ratio(m, s),
+        Better::Lower,
+    )
+    .baseline("the slowest single listing")
+    .goal(1.3)
+    .rounds(list_rounds)
+    .note(format!("{m:.1?} vs {s:.1?}"))
+    .print();
 }
 
 #[tokio::main]

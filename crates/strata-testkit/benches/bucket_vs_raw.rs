@@ -22,7 +22,11 @@
 //! compared with: the handle's own cost, apart from Strata's memory store. Then a 1 GiB
 //! object is streamed up and down through `Bucket` in a child process, which reports its
 //! peak RSS (target <= 64 MiB). `STRATA_BENCH_ONLY=local` runs only the rows whose backend
-//! starts with `local`.
+//! starts with `local`. `STRATA_BENCH_QUICK=1` (`cargo xtask bench --quick`) runs a fifth of
+//! the rounds and lists 2,000 keys: a smoke run, noisier.
+//!
+//! Each row is also printed as a `BENCH {json}` line (`strata_testkit::bench`) for
+//! `cargo xtask bench --report`.
 //!
 //! Absolute times on a shared 2-core machine are noise; the side-by-side ratios are the
 //! figures that count.
@@ -35,9 +39,12 @@ use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use storage_core::{Bucket, Durability, LocalStore, PutOpts};
+use strata_testkit::bench::{Better, Ratio, Value, scaled};
 
 struct Target {
     name: &'static str,
+    /// What the raw side is (the 1.0 of the row).
+    baseline: &'static str,
     raw: Arc<dyn ObjectStore>,
     bucket: Bucket,
     /// Rounds, each running both sides back to back.
@@ -363,13 +370,24 @@ async fn stream_gib(target: &str) {
     let down = start.elapsed();
     assert_eq!(got, TOTAL);
     let _ = bucket.delete("gib.bin").await;
+    let peak = peak_rss_mib();
+    let (up, down) = (1024.0 / up.as_secs_f64(), 1024.0 / down.as_secs_f64());
     println!(
-        "STREAM {target} up {:.0} MiB/s down {:.0} MiB/s peak_rss_before {:.1} MiB peak_rss {:.1} MiB",
-        1024.0 / up.as_secs_f64(),
-        1024.0 / down.as_secs_f64(),
-        before,
-        peak_rss_mib()
+        "STREAM {target} up {up:.0} MiB/s down {down:.0} MiB/s peak_rss_before {before:.1} MiB peak_rss {peak:.1} MiB"
     );
+    Value::new(
+        "bucket_vs_raw",
+        "1 GiB streamed",
+        &format!("{target}: peak RSS"),
+        peak,
+        "MiB",
+        Better::Lower,
+    )
+    .goal(64.0)
+    .note(format!(
+        "up {up:.0} MiB/s, down {down:.0} MiB/s; {before:.1} MiB before"
+    ))
+    .print();
 }
 
 fn main() {
@@ -400,29 +418,31 @@ fn main() {
     let mut targets = vec![
         Target {
             name: "memory",
+            baseline: "object_store InMemory",
             raw: Arc::new(object_store::memory::InMemory::new()),
             bucket: Bucket::memory("bench"),
             // A memory operation takes about half a microsecond and this machine's speed
             // drifts by ±30% from one 10 ms to the next: many short rounds, each a
             // back-to-back pair, give a median ratio that holds still between runs.
-            rounds: 41,
+            rounds: scaled(41, 8),
             target: true,
             ops_small: 5_000,
             ops_large: 5_000,
             fresh_puts: false,
             gets: true,
             concurrent: true,
-            list_keys: 10_000,
+            list_keys: scaled(10_000, 2_000),
             direct: false,
         },
         Target {
             // Not a target row: `Bucket` over the very store it is compared with, which
             // shows what the handle itself costs apart from Strata's own memory store.
             name: "memory/InMemory",
+            baseline: "object_store InMemory (the same store type under Bucket)",
             raw: Arc::new(object_store::memory::InMemory::new()),
             bucket: Bucket::builder("bench", Arc::new(object_store::memory::InMemory::new()))
                 .build(),
-            rounds: 41,
+            rounds: scaled(41, 8),
             target: false,
             ops_small: 5_000,
             ops_large: 5_000,
@@ -435,27 +455,29 @@ fn main() {
         Target {
             // Neither side syncs: what Strata's local folder adds to LocalFileSystem.
             name: "local",
+            baseline: "object_store LocalFileSystem",
             raw: raw_local("local", false),
             bucket: local(&root("local"), Durability::None),
             // A 4 KiB put takes about 250 us on this disk, whose journal stalls now and
             // then: short back-to-back pairs keep a stall inside one round's ratio.
-            rounds: 61,
+            rounds: scaled(61, 12),
             target: true,
             ops_small: 60,
             ops_large: 20,
             fresh_puts: true,
             gets: true,
             concurrent: true,
-            list_keys: 10_000,
+            list_keys: scaled(10_000, 2_000),
             direct: false,
         },
         Target {
             // Not a target row: `LocalStore` itself, without the `Bucket` handle, against
             // LocalFileSystem (neither syncs): what the store costs apart from the handle.
             name: "local/LocalStore",
+            baseline: "object_store LocalFileSystem (LocalStore without Bucket)",
             raw: raw_local("local-direct", false),
             bucket: local(&root("local-direct"), Durability::None),
-            rounds: 31,
+            rounds: scaled(31, 6),
             target: false,
             ops_small: 60,
             ops_large: 20,
@@ -468,9 +490,10 @@ fn main() {
         Target {
             // Both sides fsync file and folder (LocalFileSystem::with_fsync): durable puts.
             name: "local fsync",
+            baseline: "LocalFileSystem::with_fsync(true)",
             raw: raw_local("local-fsync", true),
             bucket: local(&root("local-fsync"), Durability::Fsync),
-            rounds: 21,
+            rounds: scaled(21, 4),
             target: true,
             ops_small: 40,
             ops_large: 10,
@@ -484,13 +507,14 @@ fn main() {
             // Not a target row: Strata durable ("raw" column: Strata without fsync) — the
             // cost of durability itself.
             name: "local fsync/none",
+            baseline: "Strata local, durability none",
             raw: Arc::new(
                 LocalStore::new(root("local-cost"))
                     .unwrap()
                     .with_durability(Durability::None),
             ),
             bucket: local(&root("local-cost"), Durability::Fsync),
-            rounds: 21,
+            rounds: scaled(21, 4),
             target: false,
             ops_small: 40,
             ops_large: 10,
@@ -508,9 +532,10 @@ fn main() {
         let raw: Arc<dyn ObjectStore> = Arc::new(cfg.builder().unwrap().build().unwrap());
         targets.push(Target {
             name: "s3 (moto)",
+            baseline: "object_store AmazonS3",
             raw,
             bucket: cfg.build("bench").unwrap(),
-            rounds: 15,
+            rounds: scaled(15, 3),
             target: true,
             ops_small: 50,
             ops_large: 5,
@@ -554,6 +579,24 @@ fn main() {
                 "{:<18} {:<7} {:>9} {:>10.1} {:>10.1} {:>6.2}x {:>6.2}-{:<6.2} {:>6}",
                 t.name, c.op, c.size, c.raw, c.strata, c.ratio, c.spread.0, c.spread.1, c.rounds
             );
+            let unit = if c.op.starts_with("list") {
+                "thousand keys/s"
+            } else {
+                "MiB/s"
+            };
+            Ratio::new(
+                "bucket_vs_raw",
+                t.name,
+                &format!("{} {}", c.op, c.size),
+                c.ratio,
+                Better::Higher,
+            )
+            .baseline(t.baseline)
+            .goal_if(t.target, 0.95)
+            .spread(c.spread.0, c.spread.1)
+            .rounds(c.rounds)
+            .note(format!("{:.1} vs {:.1} {unit}", c.strata, c.raw))
+            .print();
         }
     }
     println!(

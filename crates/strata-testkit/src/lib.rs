@@ -17,6 +17,8 @@
 //! - [`linearizability::check`]: a Wing & Gong linearizability checker over a sequential
 //!   model ([`linearizability::CasRegister`] for one object under compare-and-swap), with
 //!   [`linearizability::History`] to record calls and returns from many tasks or processes.
+//! - [`bench`]: the `BENCH {json}` result lines the benchmarks print for
+//!   `cargo xtask bench --report`, and the `STRATA_BENCH_QUICK` knob.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -35,6 +37,7 @@ use storage_r2::R2Config;
 use storage_s3::{CredentialSource, S3Config};
 
 pub mod behaviour;
+pub mod bench;
 mod counting;
 pub mod fault_proxy;
 pub mod linearizability;
