@@ -969,9 +969,11 @@ multi_store!(
     /// copied to the others only when it succeeds. Which copies must succeed is a
     /// [`MirrorRequirement`] (default: any). Multipart uploads go to every store that
     /// accepted the upload, and every part must reach all of them. For a per-copy report
-    /// use [`SourceSet::mirror_put`](crate::SourceSet::mirror_put). Objects written while the primary was down exist only
-    /// in the other stores: reads find them, but the primary's listings do not until you
-    /// bring it up to date with [`sync`](crate::sync()) from a mirror.
+    /// use [`SourceSet::mirror_put`](crate::SourceSet::mirror_put). Without an outbox, objects
+    /// written while the primary was down exist only in the other stores: reads find them, but
+    /// the primary's listings do not until you bring it up to date with
+    /// [`sync`](crate::sync()) from a mirror. With one ([`MirrorStore::with_outbox`]), every
+    /// write a copy missed is recorded and replayed to it (see [`Outbox`](crate::Outbox)).
     ///
     /// ```
     /// use std::sync::Arc;
