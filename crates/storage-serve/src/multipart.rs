@@ -325,11 +325,10 @@ fn concat(
         (base, keys.into_iter(), None);
     stream::unfold(state, |(base, mut keys, mut open)| async move {
         loop {
-            if let Some(s) = open.as_mut() {
-                match s.next().await {
-                    Some(item) => return Some((item, (base, keys, open))),
-                    None => {}
-                }
+            if let Some(s) = open.as_mut()
+                && let Some(item) = s.next().await
+            {
+                return Some((item, (base, keys, open)));
             }
             let k = keys.next()?;
             match base.get_stream(&k).await {
