@@ -57,7 +57,7 @@ mod health;
 pub mod layout;
 mod listing;
 mod offload;
-mod outbox;
+pub mod outbox;
 mod read;
 mod routed;
 mod router;

@@ -1,5 +1,6 @@
-//! The mirror outbox: writes that reached only some copies of a [`MirrorStore`], recorded
-//! durably and replayed to the copies that missed them (seed 003's hybrid mode with R2 down).
+//! The mirror outbox: writes that reached only some copies of a
+//! [`MirrorStore`](crate::MirrorStore), recorded durably and replayed to the copies that
+//! missed them (seed 003's hybrid mode with R2 down).
 //!
 //! # What is owed
 //!
