@@ -755,7 +755,7 @@ fn cases() -> Vec<Case> {
             "presign on a local folder",
             Home,
             &["presign", "data:k"],
-            1,
+            2,
             &["`data` is a local folder", "use an s3 or r2 bucket"],
         ),
         // TTL.

@@ -1,14 +1,15 @@
-//! Bucket and routing commands: `strata buckets info|health|get|ls`.
+//! Bucket and routing commands: `strata buckets info|health` (and the aliases `buckets
+//! get|ls` of `strata get|ls --any|--route`).
 //!
-//! They operate the router of the configured setup (`[routes.*]`, `[sources.*]`,
-//! `[tenants.*]` in the config file): which bucket each data type lives in, the read sets
-//! with their fallbacks, and how healthy each bucket is.
+//! `info` shows the buckets of the setup (in the embedded default: the sub-folders of its
+//! folder) and, with a config file, its router (`[routes.*]`, `[sources.*]`, `[tenants.*]`):
+//! which bucket each data type lives in and the read sets with their fallbacks. `health`
+//! probes buckets now.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use futures::TryStreamExt;
 use serde::Serialize;
 use storage_core::ObjectInfo;
 use strata::router::{ReadPolicy, Router};
@@ -19,19 +20,29 @@ use crate::output::{CliError, CliResult, Ctx, human_bytes};
 /// `strata buckets ...`.
 #[derive(Debug, Subcommand)]
 pub enum BucketsCommand {
-    /// Buckets, routes (data type → bucket/prefix), source sets (primary and fallbacks),
-    /// tenants, and the provider of each.
+    /// The buckets (in the embedded default: the sub-folders of $STRATA_HOME or ./.strata)
+    /// with their providers; with a config file also routes (data type → bucket/prefix),
+    /// source sets (primary and fallbacks) and tenants.
+    #[command(after_help = crate::help::BUCKETS_INFO)]
     Info,
-    /// Probe every bucket now and show its health: ok/error counts, latency, last error,
-    /// and whether recent failures have lowered its read priority.
-    Health,
-    /// Read KEY from a source set (the first bucket that has it), from one bucket of it, or
-    /// from a route (`--route records`: its bucket and prefix, then its offload target).
+    /// Probe buckets now (every bucket, or the NAMEs given): provider, latency, and the
+    /// error of a failing one. Exit 0 when all answer, else the exit code of the first
+    /// failure's cause (5 unreachable or overloaded, 6 denied). `strata health` is an alias.
+    #[command(after_help = crate::help::BUCKETS_HEALTH)]
+    Health(HealthArgs),
+    /// Alias of `strata get KEY --any SOURCE` / `--route ROUTE` (kept for scripts).
+    #[command(hide = true)]
     Get(SourceGetArgs),
-    /// List PREFIX across a source set: merged, de-duplicated, each key tagged with the
-    /// bucket it came from (a bucket that cannot be listed makes the command fail, exit 1,
-    /// after printing what it could list); or under a route (`--route records`).
+    /// Alias of `strata ls PREFIX --any SOURCE` / `--route ROUTE` (kept for scripts).
+    #[command(hide = true)]
     Ls(SourceLsArgs),
+}
+
+/// `strata buckets health` / `strata health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Bucket names (default: every bucket of the setup).
+    pub buckets: Vec<String>,
 }
 
 /// `strata buckets get`.
@@ -88,7 +99,7 @@ impl BucketsCommand {
     pub async fn run(self, ctx: &Ctx) -> CliResult {
         match self {
             BucketsCommand::Info => info(ctx),
-            BucketsCommand::Health => health(ctx).await,
+            BucketsCommand::Health(a) => health(ctx, a).await,
             BucketsCommand::Get(a) => get(ctx, a).await,
             BucketsCommand::Ls(a) => ls(ctx, a).await,
         }
@@ -100,7 +111,49 @@ fn router(ctx: &Ctx) -> CliResult<Router> {
     Ok(ctx.strata.router()?.clone())
 }
 
+#[derive(Serialize)]
+struct PlainInfo {
+    origin: String,
+    embedded: bool,
+    buckets: Vec<PlainBucket>,
+}
+
+#[derive(Serialize)]
+struct PlainBucket {
+    name: String,
+    provider: String,
+}
+
 fn info(ctx: &Ctx) -> CliResult {
+    if ctx.strata.router().is_err() {
+        // No router without a config file (the embedded default, or an env-only setup):
+        // the buckets are all there is. In the embedded default they are the folders.
+        let names = ctx.strata.bucket_names();
+        let mut buckets = Vec::new();
+        for name in names {
+            let provider = ctx.strata.bucket(&name)?.provider().to_string();
+            buckets.push(PlainBucket { name, provider });
+        }
+        let mut t = format!("config: {}\n\nbuckets:", ctx.strata.origin());
+        if buckets.is_empty() {
+            t.push_str("\n  (none yet: `strata put NAME:KEY ...` creates folder NAME)");
+        }
+        for b in &buckets {
+            let _ = write!(t, "\n  {:<20} {}", b.name, b.provider);
+        }
+        t.push_str(
+            "\n\nroutes, sources and tenants need a config file (--config FILE or STRATA_CONFIG)",
+        );
+        ctx.emit(
+            t,
+            &PlainInfo {
+                origin: ctx.strata.origin().to_string(),
+                embedded: ctx.strata.is_embedded(),
+                buckets,
+            },
+        );
+        return Ok(());
+    }
     let info = router(ctx)?.info();
     let mut t = String::new();
     let _ = writeln!(t, "config: {}", info.origin);
@@ -178,44 +231,82 @@ fn info(ctx: &Ctx) -> CliResult {
     Ok(())
 }
 
-async fn health(ctx: &Ctx) -> CliResult {
-    let reports = router(ctx)?.probe_health().await;
-    if reports.is_empty() {
-        return Err(CliError::bad_input("no buckets configured to probe"));
-    }
-    let text = reports
-        .iter()
-        .map(|h| {
-            format!(
-                "{:<20} {:<8} {:>8}  ok {:<4} errors {:<4} {}{}",
-                h.bucket,
-                h.provider.as_deref().unwrap_or(""),
-                h.latency_ms
-                    .map(|l| format!("{l:.1} ms"))
-                    .unwrap_or_default(),
-                h.ok,
-                h.errors,
-                if h.consecutive_failures == 0 {
-                    "healthy".to_string()
-                } else {
-                    format!("FAILING: {}", h.last_error.as_deref().unwrap_or(""))
-                },
-                h.demoted_for_ms
-                    .map(|ms| format!(" (tried last for {:.0} s more)", ms / 1000.0))
-                    .unwrap_or_default()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    ctx.emit(text, &reports);
-    let failing = reports
-        .iter()
-        .filter(|h| h.consecutive_failures > 0)
-        .count();
-    if failing == 0 {
-        Ok(())
+/// One bucket's probe, a line of `health --json`.
+#[derive(Serialize)]
+struct HealthLine {
+    bucket: String,
+    provider: String,
+    ok: bool,
+    /// Milliseconds the probe took.
+    latency_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// The exit code this failure maps to (5 temporary, 6 denied, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<u8>,
+}
+
+/// Probe each bucket with one small listing (as `Bucket::health` does), keeping the error
+/// itself so the exit code says what kind of failure it was.
+pub(crate) async fn health(ctx: &Ctx, a: HealthArgs) -> CliResult {
+    let names = if a.buckets.is_empty() {
+        ctx.strata.bucket_names()
     } else {
-        Err(CliError::other(format!("{failing} bucket(s) failing")))
+        a.buckets
+    };
+    if names.is_empty() {
+        return Err(CliError::bad_input(format!(
+            "no buckets to probe in {}; name some (strata buckets health NAME...) or create one (strata put NAME:KEY ...)",
+            ctx.strata.origin()
+        )));
+    }
+    let buckets = names
+        .iter()
+        .map(|n| ctx.strata.bucket(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let probes = futures::future::join_all(buckets.iter().map(|b| async move {
+        let start = std::time::Instant::now();
+        let r = b.list_dir("strata-health-probe").await;
+        (b, start.elapsed(), r.err())
+    }))
+    .await;
+    let mut lines = ctx.lines();
+    let mut first_failure = None;
+    let mut failed = 0;
+    for (b, latency, err) in probes {
+        let line = HealthLine {
+            bucket: b.name().to_string(),
+            provider: b.provider().to_string(),
+            ok: err.is_none(),
+            latency_ms: (latency.as_secs_f64() * 10_000.0).round() / 10.0,
+            error: err.as_ref().map(|e| e.to_string()),
+            exit_code: err.as_ref().map(crate::output::exit_code),
+        };
+        lines.item(
+            format_args!(
+                "{:<20} {:<8} {:>8.1} ms  {}",
+                line.bucket,
+                line.provider,
+                line.latency_ms,
+                match &line.error {
+                    None => "ok".to_string(),
+                    Some(e) => format!("FAILING: {e}"),
+                }
+            ),
+            &line,
+        )?;
+        if let Some(e) = err {
+            failed += 1;
+            first_failure.get_or_insert(e);
+        }
+    }
+    lines.flush()?;
+    match first_failure {
+        None => Ok(()),
+        Some(e) => Err(CliError::caused_by(
+            &e,
+            format!("{failed} of {} bucket(s) failing", names.len()),
+        )),
     }
 }
 
@@ -272,7 +363,7 @@ pub(crate) async fn get(ctx: &Ctx, a: SourceGetArgs) -> CliResult {
                 etag: obj.info.etag.as_deref(),
                 skipped: &skipped,
             };
-            ctx.emit(
+            ctx.done(
                 format!(
                     "got {} from {bucket} → {} ({})",
                     a.key,
@@ -299,25 +390,22 @@ pub(crate) async fn ls(ctx: &Ctx, a: SourceLsArgs) -> CliResult {
     let prefix = a.prefix.trim_end_matches('/');
     if let Some(route) = &a.route {
         let r = router.route(route)?;
-        let mut all: Vec<ObjectInfo> = r.list(prefix).try_collect().await?;
-        all.sort_by(|x, y| x.key.cmp(&y.key));
-        let text = all
-            .iter()
-            .map(|o| {
-                if a.long {
-                    format!(
-                        "{:>10}  {}  {}",
-                        o.size,
-                        o.last_modified.format("%Y-%m-%d %H:%M:%S"),
-                        o.key
-                    )
-                } else {
-                    o.key.clone()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        ctx.emit(text, &all);
+        let mut lines = ctx.lines();
+        let long = a.long;
+        super::object::print_stream(&mut lines, r.list(prefix), |l, o: ObjectInfo| {
+            let human = if long {
+                format!(
+                    "{:>10}  {}  {}",
+                    o.size,
+                    o.last_modified.format("%Y-%m-%d %H:%M:%S"),
+                    o.key
+                )
+            } else {
+                o.key.clone()
+            };
+            l.item(human, &super::object::ListItem::object(&o, false))
+        })
+        .await?;
         return Ok(());
     }
     let source = a
@@ -326,32 +414,32 @@ pub(crate) async fn ls(ctx: &Ctx, a: SourceLsArgs) -> CliResult {
         .ok_or_else(|| CliError::bad_input("give --source NAME or --route NAME"))?;
     let set = router.source(source)?;
     let listing = set.list(prefix).await;
-    let text = listing
-        .entries
-        .iter()
-        .map(|e| {
-            if a.long {
-                format!(
-                    "{:<16} {:>10}  {}  {}",
-                    e.bucket,
-                    e.info.size,
-                    e.info.last_modified.format("%Y-%m-%d %H:%M:%S"),
-                    e.info.key
-                )
-            } else {
-                format!("{}\t{}", e.info.key, e.bucket)
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    ctx.emit(text, &listing);
+    let mut lines = ctx.lines();
+    for e in &listing.entries {
+        let human = if a.long {
+            format!(
+                "{:<16} {:>10}  {}  {}",
+                e.bucket,
+                e.info.size,
+                e.info.last_modified.format("%Y-%m-%d %H:%M:%S"),
+                e.info.key
+            )
+        } else {
+            format!("{}\t{}", e.info.key, e.bucket)
+        };
+        lines.item(human, e)?;
+    }
+    lines.flush()?;
     if listing.is_partial() {
         let which: Vec<String> = listing.partial.iter().map(|f| f.to_string()).collect();
-        return Err(CliError::other(format!(
-            "the listing is partial: {} bucket(s) could not be listed: {}",
-            listing.partial.len(),
-            which.join("; ")
-        )));
+        return Err(CliError::caused_by(
+            &listing.partial[0].error,
+            format!(
+                "the listing is partial: {} bucket(s) could not be listed: {}",
+                listing.partial.len(),
+                which.join("; ")
+            ),
+        ));
     }
     Ok(())
 }

@@ -322,7 +322,7 @@ async fn write(ctx: &Ctx, a: WriteArgs) -> CliResult {
         .await;
     bar.finish_and_clear();
     let e = written?;
-    ctx.emit(
+    ctx.done(
         format!(
             "wrote {} ({} row(s), {}, {}), id {}, ETag {}",
             e.key,
@@ -349,22 +349,21 @@ async fn ls(ctx: &Ctx, a: ListArgs) -> CliResult {
         .scan(&filter)
         .await?;
     entries.sort_by(|x, y| x.key.cmp(&y.key));
-    let text = entries
-        .iter()
-        .map(|e| {
-            format!(
+    let mut lines = ctx.lines();
+    for e in &entries {
+        lines.item(
+            format_args!(
                 "{}  {:<7} {:>8} rows {:>10}  {}",
                 e.key,
                 e.format,
                 e.rows,
                 human_bytes(e.bytes),
                 span(e)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    ctx.emit(text, &entries);
-    Ok(())
+            ),
+            e,
+        )?;
+    }
+    lines.flush()
 }
 
 async fn read(ctx: &Ctx, a: ReadArgs) -> CliResult {
@@ -404,31 +403,34 @@ async fn search(ctx: &Ctx, a: SearchArgs) -> CliResult {
         q = q.with_tag(k, v);
     }
     let results = ds.search(&a.target.module, &a.target.user, &q).await?;
-    let mut text: Vec<String> = results
-        .hits
-        .iter()
-        .map(|h| {
-            let matched = h
-                .matched_rows
-                .map(|m| format!(", {m} matching row(s)"))
-                .unwrap_or_default();
-            format!(
+    let mut lines = ctx.lines();
+    for h in &results.hits {
+        let matched = h
+            .matched_rows
+            .map(|m| format!(", {m} matching row(s)"))
+            .unwrap_or_default();
+        lines.item(
+            format_args!(
                 "{:>4}  {}  {} row(s){matched}  {}",
                 h.score,
                 h.entry.key,
                 h.entry.rows,
                 span(&h.entry)
-            )
-        })
-        .collect();
+            ),
+            h,
+        )?;
+    }
+    // The last line says which page this was: `{"page": {...}}` with `--json`.
     let shown = results.hits.len();
     let mut summary = format!("{shown} of {} hit(s)", results.total);
     if let Some(next) = results.next_offset {
         summary.push_str(&format!("; next page: --offset {next}"));
     }
-    text.push(summary);
-    ctx.emit(text.join("\n"), &results);
-    Ok(())
+    lines.item(
+        summary,
+        &serde_json::json!({"page": {"shown": shown, "total": results.total, "offset": a.offset, "next_offset": results.next_offset}}),
+    )?;
+    lines.flush()
 }
 
 async fn verify(ctx: &Ctx, a: TargetArgs) -> CliResult {
@@ -484,7 +486,7 @@ async fn rebuild(ctx: &Ctx, a: TargetArgs) -> CliResult {
             .iter()
             .map(|(k, why)| format!("skipped {k}: {why}")),
     );
-    ctx.emit(text.join("\n"), &r);
+    ctx.done(text.join("\n"), &r);
     Ok(())
 }
 
@@ -507,7 +509,7 @@ async fn compact(ctx: &Ctx, a: CompactArgs) -> CliResult {
         ),
         None => "nothing to compact".to_string(),
     };
-    ctx.emit(text, &r);
+    ctx.done(text, &r);
     Ok(())
 }
 
@@ -520,8 +522,7 @@ struct PresignOutput {
 
 async fn presign(ctx: &Ctx, a: PresignArgs) -> CliResult {
     let ds = dataset(ctx, &a.bucket)?;
-    let expires = storage_core::config::parse_duration(&a.expires)
-        .map_err(|e| CliError::bad_input(format!("--expires: {e}")))?;
+    let expires = super::object::presign_expiry(&a.expires)?;
     let url = ds.presign(&a.key, expires).await?;
     ctx.emit(
         url.as_str(),
@@ -557,11 +558,7 @@ mod tests {
     #[tokio::test]
     async fn write_ls_read_search_verify_rebuild_compact() {
         let home = tempfile::tempdir().unwrap();
-        let ctx = Ctx {
-            strata: Strata::embedded(home.path()),
-            json: true,
-            quiet: true,
-        };
+        let ctx = Ctx::with(Strata::embedded(home.path()), true, true);
         let input = home.path().join("tx.jsonl");
         std::fs::write(
             &input,
@@ -653,7 +650,7 @@ mod tests {
         let err = run(&ctx, &["verify", "finance", "user123"])
             .await
             .unwrap_err();
-        assert_eq!(err.code, crate::output::EXIT_OTHER);
+        assert_eq!(err.code, crate::output::EXIT_INTERNAL);
         assert!(err.message.contains("rebuild"), "{}", err.message);
         run(&ctx, &["rebuild", "finance", "user123"]).await.unwrap();
         run(&ctx, &["verify", "finance", "user123"]).await.unwrap();
@@ -662,11 +659,7 @@ mod tests {
     #[tokio::test]
     async fn bad_input_exits_2_and_names_the_problem() {
         let home = tempfile::tempdir().unwrap();
-        let ctx = Ctx {
-            strata: Strata::embedded(home.path()),
-            json: true,
-            quiet: true,
-        };
+        let ctx = Ctx::with(Strata::embedded(home.path()), true, true);
         let input = home.path().join("bad.jsonl");
         std::fs::write(&input, "{\"amount\": 1}\n{\"amount\": \"x\"}\n").unwrap();
         let file = input.to_str().unwrap();

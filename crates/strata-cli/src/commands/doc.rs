@@ -425,7 +425,7 @@ async fn put(ctx: &Ctx, a: PutArgs, create: bool) -> CliResult {
         (false, None) => c.put_with(&a.id, &value, &opts).await?,
     };
     let key = c.key_for(&a.id)?.to_string();
-    ctx.emit(
+    ctx.done(
         format!(
             "{} {key} (etag {})",
             if create { "created" } else { "put" },
@@ -489,6 +489,33 @@ pub fn set_path(target: &mut Value, assignment: &str) -> CliResult<()> {
     Ok(())
 }
 
+const CREATE_HINT: &str = "add --create to start from an empty document {} when it does not exist";
+
+/// A failed `doc update` with the flag that fixes it: `--create` for a missing document,
+/// `--retries` / `--deadline` for a conflict that retries did not resolve.
+fn update_hint(e: StorageError, a: &UpdateArgs) -> CliError {
+    let hint = match &e {
+        StorageError::NotFound { .. } if !a.create => Some(CREATE_HINT.to_string()),
+        StorageError::Conflict { .. } => Some(format!(
+            "other writers kept changing the document; allow more time with --deadline (now {}){}",
+            a.deadline,
+            match a.retries {
+                Some(n) => format!(" or more --retries (now {n})"),
+                None => String::new(),
+            }
+        )),
+        StorageError::Precondition { .. } => Some(
+            "the document changed since you read its ETag; read it again (strata doc get ... --json) and retry with the new ETag".to_string(),
+        ),
+        _ => None,
+    };
+    let err = CliError::from(e);
+    match hint {
+        Some(h) => err.hint(h),
+        None => err,
+    }
+}
+
 #[derive(Serialize)]
 struct UpdateOutput<'a> {
     id: &'a str,
@@ -527,7 +554,10 @@ async fn update(ctx: &Ctx, a: UpdateArgs) -> CliResult {
     let c = collection(ctx, &a.coll)?;
     let out = if let Some(etag) = &a.if_match {
         // One attempt, against exactly the version the caller saw.
-        let doc = c.get(&a.id).await?.ok_or_else(|| not_found(&c, &a.id))?;
+        let doc = c
+            .get(&a.id)
+            .await?
+            .ok_or_else(|| not_found(&c, &a.id).hint(CREATE_HINT))?;
         if !storage_core::etag_eq(&doc.etag, etag) {
             return Err(StorageError::Precondition {
                 backend: c.bucket().name().to_string(),
@@ -573,7 +603,7 @@ async fn update(ctx: &Ctx, a: UpdateArgs) -> CliResult {
         if let Some(e) = closure_error {
             return Err(e);
         }
-        let u = result?;
+        let u = result.map_err(|e| update_hint(e, &a))?;
         UpdateOutput {
             id: &a.id,
             etag: u.etag,
@@ -582,7 +612,7 @@ async fn update(ctx: &Ctx, a: UpdateArgs) -> CliResult {
             value: u.value,
         }
     };
-    ctx.emit(
+    ctx.done(
         format!(
             "updated {} (etag {}, {} attempt{})",
             a.id,
@@ -613,7 +643,7 @@ async fn rm(ctx: &Ctx, a: RmArgs) -> CliResult {
     } else {
         0
     };
-    ctx.emit(
+    ctx.done(
         format!("deleted {}", a.id),
         &RmOutput {
             id: &a.id,
@@ -631,8 +661,11 @@ async fn ls(ctx: &Ctx, a: LsArgs) -> CliResult {
         .try_collect()
         .await?;
     ids.sort();
-    ctx.emit(ids.join("\n"), &ids);
-    Ok(())
+    let mut lines = ctx.lines();
+    for id in &ids {
+        lines.item(id, &serde_json::json!({ "id": id }))?;
+    }
+    lines.flush()
 }
 
 #[derive(Serialize)]
@@ -665,7 +698,7 @@ async fn sweep(ctx: &Ctx, a: SweepArgs) -> CliResult {
             .map(|(k, e)| (k.clone(), e.to_string()))
             .collect(),
     };
-    ctx.emit(
+    ctx.done(
         format!(
             "scanned {}, expired {}, deleted {} ({} attachments), kept {} rewritten, {} failed",
             out.scanned,
@@ -698,7 +731,7 @@ async fn commit(ctx: &Ctx, a: CommitArgs) -> CliResult {
     let r = records(ctx, &a.records)?;
     let value = read_value(a.data, a.file).await?;
     let c = r.commit(&a.id, &value).await?;
-    ctx.emit(
+    ctx.done(
         format!("committed {} v{}", a.id, c.version),
         &CommitOutput {
             id: &a.id,
@@ -720,26 +753,25 @@ async fn history(ctx: &Ctx, a: HistoryArgs) -> CliResult {
         }
         .into());
     }
-    let text = versions
-        .iter()
-        .map(|v| {
-            format!(
+    let mut lines = ctx.lines();
+    for v in &versions {
+        lines.item(
+            format_args!(
                 "v{:<5} {}  {} B",
                 v.version,
                 v.last_modified.format("%Y-%m-%d %H:%M:%S"),
                 v.size
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    ctx.emit(text, &versions);
-    Ok(())
+            ),
+            v,
+        )?;
+    }
+    lines.flush()
 }
 
 async fn revert(ctx: &Ctx, a: RevertArgs) -> CliResult {
     let r = records(ctx, &a.records)?;
     let c = r.revert(&a.id, a.version).await?;
-    ctx.emit(
+    ctx.done(
         format!("reverted {} to v{} as v{}", a.id, a.version, c.version),
         &CommitOutput {
             id: &a.id,
@@ -758,11 +790,7 @@ mod tests {
     use serde_json::json;
 
     fn ctx(dir: &std::path::Path) -> Ctx {
-        Ctx {
-            strata: strata::Strata::embedded(dir),
-            json: true,
-            quiet: true,
-        }
+        Ctx::with(strata::Strata::embedded(dir), true, true)
     }
 
     fn coll(spec: &str) -> CollectionArg {
@@ -795,6 +823,37 @@ mod tests {
             retries: Some(3),
             deadline: "30s".into(),
         }
+    }
+
+    #[test]
+    fn update_errors_hint_at_the_flag_that_fixes_them() {
+        let mut a = update_args("7");
+        a.retries = Some(3);
+        let conflict = StorageError::Conflict {
+            backend: "app".into(),
+            key: "users/7.json".into(),
+            attempts: 4,
+            last_etag: Some("\"e1\"".into()),
+        };
+        let e = update_hint(conflict, &a);
+        assert_eq!(e.code, EXIT_CONFLICT);
+        assert_eq!(
+            e.message,
+            "app: conflict on `users/7.json` after 4 attempts (last seen ETag \"e1\")"
+        );
+        assert_eq!(
+            e.hint.as_deref(),
+            Some(
+                "other writers kept changing the document; allow more time with --deadline (now 30s) or more --retries (now 3)"
+            )
+        );
+        let missing = StorageError::NotFound {
+            backend: "app".into(),
+            key: "users/7.json".into(),
+        };
+        let e = update_hint(missing, &a);
+        assert_eq!(e.code, EXIT_NOT_FOUND);
+        assert_eq!(e.hint.as_deref(), Some(CREATE_HINT));
     }
 
     #[test]
@@ -954,15 +1013,18 @@ mod tests {
         }
         let a = collection(&ctx, &coll("app:assistants")).unwrap();
         assert!(a.get_including_expired("bad").await.unwrap().is_none());
-        // A zero TTL (library callers may give one) has expired by the time anyone reads
-        // it: no sleeping needed.
-        a.put_with(
-            "short",
-            &json!({}),
-            &WriteOpts::ttl(std::time::Duration::ZERO),
-        )
-        .await
-        .unwrap();
+        // A document written in 2020 (by a handle whose clock says so) with a 1s TTL has
+        // expired: no sleeping needed.
+        let in_2020 = "2020-01-01T00:00:00Z".parse().unwrap();
+        a.clone()
+            .with_clock(std::sync::Arc::new(strata::cas::ManualClock::new(in_2020)))
+            .put_with(
+                "short",
+                &json!({}),
+                &WriteOpts::ttl(std::time::Duration::from_secs(1)),
+            )
+            .await
+            .unwrap();
         assert!(
             a.get("short").await.unwrap().is_none(),
             "expired reads as absent"
@@ -1043,11 +1105,7 @@ prefix = "history"
 "#;
         let path = dir.path().join("strata.toml");
         std::fs::write(&path, cfg).unwrap();
-        let routed = Ctx {
-            strata: strata::Strata::from_config(&path).unwrap(),
-            json: true,
-            quiet: true,
-        };
+        let routed = Ctx::with(strata::Strata::from_config(&path).unwrap(), true, true);
         commit_versions(&routed, "users", "42", &[json!({"n": 0}), json!({"n": 1})]).await;
         let data = dir.path().join("data");
         assert!(data.join("hot/heads/users/42/head.json").is_file());

@@ -7,5 +7,7 @@
 pub mod buckets;
 pub mod dataset;
 pub mod doc;
+pub mod mirror;
 pub mod object;
+pub mod serve;
 pub mod sync;

@@ -17,24 +17,31 @@ use crate::output::{CliError, CliResult, Ctx, human_bytes};
 #[derive(Debug, Subcommand)]
 pub enum ObjectCommand {
     /// Upload a file, text or standard input (`--stdin`) to NAME:KEY.
+    #[command(after_help = crate::help::PUT)]
     Put(PutArgs),
     /// Download NAME:KEY to stdout or a file.
+    #[command(after_help = crate::help::GET)]
     Get(GetArgs),
     /// List NAME: or NAME:PREFIX.
+    #[command(after_help = crate::help::LS)]
     Ls(LsArgs),
     /// Delete keys, or everything under a prefix.
+    #[command(after_help = crate::help::RM)]
     Rm(RmArgs),
     /// Copy local↔remote or remote↔remote (recursive with -r).
+    #[command(after_help = crate::help::CP)]
     Cp(CpArgs),
     /// Move (copy, then delete the source only if the copy succeeded).
+    #[command(after_help = crate::help::CP)]
     Mv(CpArgs),
     /// Show an object's metadata.
+    #[command(after_help = crate::help::STAT)]
     Stat(StatArgs),
     /// Print a presigned URL for NAME:KEY.
+    #[command(after_help = crate::help::PRESIGN)]
     Presign(PresignArgs),
-    /// Probe buckets and report latency.
-    Health(HealthArgs),
     /// Count objects and bytes under NAME: or NAME:PREFIX.
+    #[command(after_help = crate::help::STATS)]
     Stats(StatsArgs),
 }
 
@@ -72,6 +79,10 @@ pub struct PutArgs {
     /// User metadata `k=v` (repeatable).
     #[arg(long = "meta", value_name = "K=V")]
     pub meta: Vec<String>,
+    /// Object tag `k=v` (repeatable; S3 and R2 keep tags apart from metadata, for
+    /// lifecycle rules and access policies).
+    #[arg(long = "tag", value_name = "K=V")]
+    pub tag: Vec<String>,
     /// Only create: fail with exit 4 if the object exists.
     #[arg(long, conflicts_with = "if_match")]
     pub if_absent: bool,
@@ -185,13 +196,6 @@ pub struct PresignArgs {
     pub method: MethodArg,
 }
 
-/// `strata health`.
-#[derive(Debug, Args)]
-pub struct HealthArgs {
-    /// Bucket names (default: every configured bucket).
-    pub buckets: Vec<String>,
-}
-
 /// `strata stats`.
 #[derive(Debug, Args)]
 pub struct StatsArgs {
@@ -211,7 +215,6 @@ impl ObjectCommand {
             ObjectCommand::Mv(a) => cp(ctx, a, true).await,
             ObjectCommand::Stat(a) => stat(ctx, a).await,
             ObjectCommand::Presign(a) => presign(ctx, a).await,
-            ObjectCommand::Health(a) => health(ctx, a).await,
             ObjectCommand::Stats(a) => stats(ctx, a).await,
         }
     }
@@ -254,6 +257,47 @@ fn parse_meta(pairs: &[String]) -> CliResult<BTreeMap<String, String>> {
                 })
         })
         .collect()
+}
+
+/// `--tag k=v` pairs, checked against S3's tag rules before anything is uploaded: keys of
+/// 1-128 and values of at most 256 characters, letters, digits, spaces and `+ - = . _ : / @`,
+/// each key once, at most 10 tags.
+pub fn parse_tags(pairs: &[String]) -> CliResult<BTreeMap<String, String>> {
+    const ALLOWED: &str = "letters, digits, spaces and + - = . _ : / @";
+    let ok = |s: &str| {
+        s.chars()
+            .all(|c| c.is_alphanumeric() || c == ' ' || "+-=._:/@".contains(c))
+    };
+    let mut tags = BTreeMap::new();
+    for p in pairs {
+        let Some((k, v)) = p.split_once('=') else {
+            return Err(CliError::bad_input(format!(
+                "--tag `{p}` is not K=V, e.g. --tag project=apollo"
+            )));
+        };
+        if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
+            return Err(CliError::bad_input(format!(
+                "--tag `{p}`: a tag key must have 1-128 characters and a value at most 256"
+            )));
+        }
+        if !ok(k) || !ok(v) {
+            return Err(CliError::bad_input(format!(
+                "--tag `{p}`: tags may contain only {ALLOWED}"
+            )));
+        }
+        if tags.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(CliError::bad_input(format!(
+                "--tag `{k}` is given twice; give each tag key once"
+            )));
+        }
+    }
+    if tags.len() > 10 {
+        return Err(CliError::bad_input(format!(
+            "{} --tag flags: an object can have at most 10 tags",
+            tags.len()
+        )));
+    }
+    Ok(tags)
 }
 
 /// A file (or standard input) as a stream of 1 MiB chunks, advancing `bar`.
@@ -360,9 +404,10 @@ async fn put(ctx: &Ctx, mut a: PutArgs) -> CliResult {
         content_disposition: a.content_disposition,
         content_encoding: a.content_encoding,
         metadata: parse_meta(&a.meta)?,
+        tags: parse_tags(&a.tag)?,
         ..Default::default()
     };
-    // Headers and metadata are checked before any input is read.
+    // Headers, metadata and tags are checked before any input is read.
     opts.to_attributes()?;
     let (mut file, what, bar): (Box<dyn tokio::io::AsyncRead + Unpin + Send>, _, _) = match source {
         PutSource::Text(text) => {
@@ -401,7 +446,7 @@ async fn put(ctx: &Ctx, mut a: PutArgs) -> CliResult {
 }
 
 fn put_done(ctx: &Ctx, name: &str, key: &str, result: storage_core::WriteResult) -> CliResult {
-    ctx.emit(
+    ctx.done(
         format!(
             "put {name}:{key} ({}, etag {})",
             human_bytes(result.size),
@@ -442,7 +487,7 @@ async fn get(ctx: &Ctx, a: GetArgs) -> CliResult {
         Some(path) => {
             write_stream_to_file(obj.stream, path, &bar).await?;
             bar.finish_and_clear();
-            ctx.emit(
+            ctx.done(
                 format!(
                     "got {name}:{key} → {} ({})",
                     path.display(),
@@ -499,14 +544,88 @@ async fn write_stream_to_file(
     }
 }
 
-fn long_line(o: &ObjectInfo) -> String {
+fn long_line(o: &ObjectInfo, stored: bool) -> String {
     format!(
-        "{:>10}  {}  {:<34}  {}",
+        "{:>10}{}  {}  {:<34}  {}",
         human_bytes(o.size),
+        if stored { "*" } else { "" },
         o.last_modified.format("%Y-%m-%d %H:%M:%S"),
         o.etag.as_deref().unwrap_or("-"),
         o.key
     )
+}
+
+/// One line of `ls --json` (NDJSON): an object, or (`prefix`) a folder one level down.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(crate) enum ListItem<'a> {
+    /// An object.
+    Object {
+        key: &'a str,
+        size: u64,
+        /// `stored` where the bucket compresses: the size of the stored (compressed)
+        /// bytes, not of what `get` returns.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        size_is: Option<&'static str>,
+        last_modified: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        etag: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        version: Option<&'a str>,
+    },
+    /// A sub-folder (`ls` without `-r`).
+    Prefix { prefix: &'a str },
+}
+
+impl<'a> ListItem<'a> {
+    pub(crate) fn object(o: &'a ObjectInfo, stored: bool) -> Self {
+        ListItem::Object {
+            key: &o.key,
+            size: o.size,
+            size_is: stored.then_some("stored"),
+            last_modified: o.last_modified.to_rfc3339(),
+            etag: o.etag.as_deref(),
+            version: o.version.as_deref(),
+        }
+    }
+}
+
+/// Print `stream` through `lines` page by page: everything that has arrived is printed and
+/// flushed whenever the next item is not there yet (a listing's next page), so the first
+/// lines appear long before a large listing ends, and nothing is collected or sorted.
+pub(crate) async fn print_stream<T>(
+    lines: &mut crate::output::Lines,
+    stream: impl futures::Stream<Item = storage_core::Result<T>>,
+    mut each: impl FnMut(&mut crate::output::Lines, T) -> CliResult,
+) -> CliResult {
+    let mut pages = std::pin::pin!(stream.ready_chunks(4096));
+    while let Some(page) = pages.next().await {
+        let mut failed = None;
+        for item in page {
+            match item {
+                Ok(item) => each(lines, item)?,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        lines.flush()?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
+
+/// Tell a person reading `ls -l` which sizes are stored sizes (on stderr: stdout stays the
+/// listing).
+fn note_stored_sizes(ctx: &Ctx, name: &str) {
+    if !ctx.json && !ctx.quiet {
+        eprintln!(
+            "note: sizes marked * are stored sizes: bucket `{name}` compresses; `strata stat {name}:KEY` shows the original size"
+        );
+    }
 }
 
 async fn ls(ctx: &Ctx, a: LsArgs) -> CliResult {
@@ -522,35 +641,42 @@ async fn ls(ctx: &Ctx, a: LsArgs) -> CliResult {
     let (name, prefix) = Address::remote(&a.target)?;
     let bucket = ctx.strata.bucket(&name)?;
     let prefix = prefix.trim_end_matches('/').to_string();
+    let stored = ctx.compresses(&name);
+    let mut lines = ctx.lines();
     if a.recursive {
-        let mut all: Vec<ObjectInfo> = bucket.list(&prefix).try_collect().await?;
-        all.sort_by(|x, y| x.key.cmp(&y.key));
-        let text = all
-            .iter()
-            .map(|o| if a.long { long_line(o) } else { o.key.clone() })
-            .collect::<Vec<_>>()
-            .join("\n");
-        ctx.emit(text, &all);
+        // Streamed in the backend's order (S3 and R2: key order), never collected first.
+        let long = a.long;
+        print_stream(&mut lines, bucket.list(&prefix), |l, o| {
+            let human = if long {
+                long_line(&o, stored)
+            } else {
+                o.key.clone()
+            };
+            l.item(human, &ListItem::object(&o, stored))
+        })
+        .await?;
     } else {
         let listing = bucket.list_dir(&prefix).await?;
-        let mut lines: Vec<String> = listing
-            .prefixes
-            .iter()
-            .map(|p| {
-                if a.long {
-                    format!("{:>10}  {:19}  {:34}  {p}", "DIR", "", "")
-                } else {
-                    p.clone()
-                }
-            })
-            .collect();
-        lines.extend(
-            listing
-                .objects
-                .iter()
-                .map(|o| if a.long { long_line(o) } else { o.key.clone() }),
-        );
-        ctx.emit(lines.join("\n"), &listing);
+        for p in &listing.prefixes {
+            let human = if a.long {
+                format!("{:>10}  {:19}  {:34}  {p}", "DIR", "", "")
+            } else {
+                p.clone()
+            };
+            lines.item(human, &ListItem::Prefix { prefix: p })?;
+        }
+        for o in &listing.objects {
+            let human = if a.long {
+                long_line(o, stored)
+            } else {
+                o.key.clone()
+            };
+            lines.item(human, &ListItem::object(o, stored))?;
+        }
+        lines.flush()?;
+    }
+    if a.long && stored {
+        note_stored_sizes(ctx, &name);
     }
     Ok(())
 }
@@ -648,7 +774,7 @@ async fn rm(ctx: &Ctx, a: RmArgs) -> CliResult {
     for (k, e) in &out.failed {
         text.push_str(&format!("\nfailed {k}: {e}"));
     }
-    ctx.emit(text, &out);
+    ctx.done(text, &out);
     if out.failed.is_empty() {
         Ok(())
     } else {
@@ -923,7 +1049,7 @@ async fn cp(ctx: &Ctx, a: CpArgs, remove_source: bool) -> CliResult {
     {
         check_distinct(&src, &dest, false, verb)?;
         sb.rename(sk, dk).await?;
-        ctx.emit(
+        ctx.done(
             format!("moved {} → {}", src.label(), dest.label()),
             &CopyOutput {
                 copied: vec![(src.label(), dest.label())],
@@ -989,29 +1115,76 @@ async fn cp(ctx: &Ctx, a: CpArgs, remove_source: bool) -> CliResult {
     } else {
         format!("{done} {} object(s), {}", jobs.len(), human_bytes(total))
     };
-    ctx.emit(text, &out);
+    ctx.done(text, &out);
     Ok(())
+}
+
+#[derive(Serialize)]
+struct StatOutput<'a> {
+    #[serde(flatten)]
+    info: &'a ObjectInfo,
+    /// Size of the stored bytes, where a codec (compression) makes it differ from `size`
+    /// (the original size, what `get` returns).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stored_size: Option<u64>,
 }
 
 async fn stat(ctx: &Ctx, a: StatArgs) -> CliResult {
     let (name, key) = Address::remote_key(&a.target)?;
-    let info = ctx.strata.bucket(&name)?.head(&key).await?;
+    let bucket = ctx.strata.bucket(&name)?;
+    let info = bucket.head(&key).await?;
+    // `head` reports the original size; a listing the stored one. Only where the bucket
+    // compresses can they differ, so only then is the listing asked.
+    let stored_size = if ctx.compresses(&name) {
+        // A listing's prefix is whole path segments: list the key's folder, one level.
+        let folder = key.rsplit_once('/').map_or("", |(folder, _)| folder);
+        bucket
+            .list_dir(folder)
+            .await?
+            .objects
+            .into_iter()
+            .find(|o| o.key == info.key)
+            .map(|o| o.size)
+            .filter(|s| *s != info.size)
+    } else {
+        None
+    };
     let mut text = format!(
-        "key:       {}\nsize:      {} ({} bytes)\nmodified:  {}\netag:      {}\nversion:   {}",
+        "key:       {}\nsize:      {} ({} bytes{})",
         info.key,
         human_bytes(info.size),
         info.size,
+        if stored_size.is_some() {
+            ", original"
+        } else {
+            ""
+        },
+    );
+    if let Some(stored) = stored_size {
+        text.push_str(&format!(
+            "\nstored:    {} ({stored} bytes, compressed)",
+            human_bytes(stored)
+        ));
+    }
+    text.push_str(&format!(
+        "\nmodified:  {}\netag:      {}\nversion:   {}",
         info.last_modified.to_rfc3339(),
         info.etag.as_deref().unwrap_or("-"),
         info.version.as_deref().unwrap_or("-"),
-    );
+    ));
     for (k, v) in &info.headers {
         text.push_str(&format!("\n{k}: {v}"));
     }
     for (k, v) in &info.metadata {
         text.push_str(&format!("\nmeta {k}: {v}"));
     }
-    ctx.emit(text, &info);
+    ctx.emit(
+        text,
+        &StatOutput {
+            info: &info,
+            stored_size,
+        },
+    );
     Ok(())
 }
 
@@ -1022,10 +1195,26 @@ struct PresignOutput {
     expires_in_seconds: u64,
 }
 
+/// `--expires` of a presigned URL, checked here so errors echo it as typed (`8d`).
+pub(crate) fn presign_expiry(typed: &str) -> CliResult<std::time::Duration> {
+    let d = storage_core::config::parse_duration(typed)
+        .map_err(|e| CliError::bad_input(format!("--expires: {e}")))?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err(CliError::bad_input(format!(
+            "--expires {typed}: a presigned URL must be valid for at least 1 second"
+        )));
+    }
+    if d > std::time::Duration::from_secs(7 * 24 * 3600) {
+        return Err(CliError::bad_input(format!(
+            "--expires {typed} is longer than the 7 day maximum S3 allows for presigned URLs; use at most 7d"
+        )));
+    }
+    Ok(d)
+}
+
 async fn presign(ctx: &Ctx, a: PresignArgs) -> CliResult {
     let (name, key) = Address::remote_key(&a.target)?;
-    let expires = storage_core::config::parse_duration(&a.expires)
-        .map_err(|e| CliError::bad_input(format!("--expires: {e}")))?;
+    let expires = presign_expiry(&a.expires)?;
     let method = match a.method {
         MethodArg::Get => PresignMethod::Get,
         MethodArg::Put => PresignMethod::Put,
@@ -1057,45 +1246,13 @@ async fn presign(ctx: &Ctx, a: PresignArgs) -> CliResult {
     Ok(())
 }
 
-async fn health(ctx: &Ctx, a: HealthArgs) -> CliResult {
-    let names = if a.buckets.is_empty() {
-        ctx.strata.bucket_names()
-    } else {
-        a.buckets
-    };
-    if names.is_empty() {
-        return Err(CliError::bad_input(
-            "no buckets to probe; name some (strata health NAME...) or configure them",
-        ));
-    }
-    let mut reports = Vec::new();
-    for n in &names {
-        reports.push(ctx.strata.bucket(n)?.health().await);
-    }
-    let text = reports
-        .iter()
-        .map(|h| {
-            format!(
-                "{:<20} {:<8} {:>8.1} ms  {}",
-                h.bucket,
-                h.provider,
-                h.latency.as_secs_f64() * 1000.0,
-                if h.ok {
-                    "ok".to_string()
-                } else {
-                    format!("FAIL {}", h.error.as_deref().unwrap_or(""))
-                }
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    ctx.emit(text, &reports);
-    let failed = reports.iter().filter(|h| !h.ok).count();
-    if failed == 0 {
-        Ok(())
-    } else {
-        Err(CliError::other(format!("{failed} bucket(s) unhealthy")))
-    }
+#[derive(Serialize)]
+struct StatsOutput {
+    #[serde(flatten)]
+    stats: storage_core::BucketStats,
+    /// `stored` where the bucket compresses: `bytes` counts stored (compressed) bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size_is: Option<&'static str>,
 }
 
 async fn stats(ctx: &Ctx, a: StatsArgs) -> CliResult {
@@ -1105,14 +1262,23 @@ async fn stats(ctx: &Ctx, a: StatsArgs) -> CliResult {
         .bucket(&name)?
         .stats(prefix.trim_end_matches('/'))
         .await?;
+    let stored = ctx.compresses(&name);
     ctx.emit(
         format!(
-            "{} object(s), {} ({} bytes)",
+            "{} object(s), {} ({} bytes){}",
             s.objects,
             human_bytes(s.bytes),
-            s.bytes
+            s.bytes,
+            if stored {
+                " stored, compressed: the original sizes are larger"
+            } else {
+                ""
+            }
         ),
-        &s,
+        &StatsOutput {
+            stats: s,
+            size_is: stored.then_some("stored"),
+        },
     );
     Ok(())
 }

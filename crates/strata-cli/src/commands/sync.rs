@@ -125,7 +125,12 @@ pub async fn run_sync(ctx: &Ctx, a: SyncArgs, migrate: bool) -> CliResult {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    ctx.emit(summary(&report, &src_name, &dst_name, migrate), &report);
+    let text = summary(&report, &src_name, &dst_name, migrate);
+    if a.dry_run {
+        ctx.emit(text, &report);
+    } else {
+        ctx.done(text, &report);
+    }
     if report.is_complete() {
         Ok(())
     } else {
@@ -194,7 +199,11 @@ pub async fn run_offload(ctx: &Ctx, a: OffloadArgs) -> CliResult {
     for f in &report.failed {
         text.push_str(&format!("\n  FAILED {f}"));
     }
-    ctx.emit(text, &report);
+    if a.dry_run {
+        ctx.emit(text, &report);
+    } else {
+        ctx.done(text, &report);
+    }
     if report.failed.is_empty() {
         Ok(())
     } else {

@@ -1,6 +1,8 @@
 //! Running the `strata` binary from the integration tests.
 #![allow(dead_code)]
 
+pub mod fake_s3;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
