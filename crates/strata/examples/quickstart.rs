@@ -3,10 +3,16 @@
 //! `cargo run -p strata --example quickstart --all-features`
 //!
 //! Uses `$STRATA_HOME` (default `./.strata`) as a local folder store and:
-//! 1. uploads files and lists them back with ETags;
-//! 2. has 8 concurrent writers increment one JSON counter document 25 times each through
-//!    ETag compare-and-swap, and checks that no increment was lost (200);
-//! 3. writes a JSONL and a Parquet dataset, searches its manifest, and compacts it.
+//! 1. uploads three files (bucket `quickstart-files`) and lists them back with ETags;
+//! 2. resets a JSON counter document to 0, has 8 concurrent writers increment it 25 times
+//!    each through ETag compare-and-swap, and checks that no increment was lost (200);
+//! 3. writes the same records as a JSONL and a Parquet file of a dataset, searches its
+//!    manifest ("coffee": 2 files), compacts the manifest into Parquet, and searches again
+//!    (still 2 files, now answered from the compacted manifest).
+//!
+//! Every run gives the same output: uploads overwrite, the counter starts at 0 again, and
+//! the dataset bucket (`quickstart-data`) is emptied first. (Without that, each run would
+//! add two more files, with new ids, to the dataset, and the search would find 2 more.)
 
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
@@ -78,8 +84,18 @@ async fn main() -> strata::Result<()> {
     println!("counter after 8 writers x 25 CAS increments: {total} (expected 200)");
     assert_eq!(total, 200, "no update may be lost");
 
-    // 3. Datasets with a searchable manifest.
-    let data = Dataset::new(strata.bucket("quickstart-data")?);
+    // 3. Datasets with a searchable manifest. Start from an empty bucket, so a rerun finds
+    // what this run wrote and nothing from earlier runs.
+    let data_bucket = strata.bucket("quickstart-data")?;
+    let old: Vec<String> = data_bucket.list("").map_ok(|o| o.key).try_collect().await?;
+    let cleared = data_bucket.delete_many(&old).await;
+    if let Some((key, e)) = cleared.failed.first() {
+        return Err(strata::StorageError::invalid_input(
+            "quickstart-data",
+            format!("could not clear the previous run's `{key}`: {e}"),
+        ));
+    }
+    let data = Dataset::new(data_bucket);
     let rows = vec![
         json!({"timestamp": "2026-11-01T08:00:00Z", "amount": 4.5, "description": "Coffee with Ana"}),
         json!({"timestamp": "2026-11-02T12:30:00Z", "amount": 42.0, "description": "Groceries"}),
@@ -98,6 +114,22 @@ async fn main() -> strata::Result<()> {
         .search("finance", "demo-user", &SearchQuery::new("coffee"))
         .await?;
     println!("search \"coffee\": {} file(s) match", hits.total);
+    assert_eq!(hits.total, 2, "the JSONL and the Parquet file");
+    let compacted = data.manifest("finance", "demo-user")?.compact().await?;
+    println!(
+        "compacted the manifest: {} segment(s) folded into {} ({} entries)",
+        compacted.segments_folded,
+        compacted.part.as_deref().unwrap_or("-"),
+        compacted.entries
+    );
+    let again = data
+        .search("finance", "demo-user", &SearchQuery::new("coffee"))
+        .await?;
+    println!(
+        "search \"coffee\" after compaction: {} file(s) match",
+        again.total
+    );
+    assert_eq!(again.total, 2, "compaction keeps every entry");
     println!(
         "done: look inside {} to see the plain files",
         std::env::var("STRATA_HOME").unwrap_or_else(|_| ".strata".into())
