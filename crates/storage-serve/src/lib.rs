@@ -53,6 +53,7 @@
 
 pub mod auth;
 pub mod catalog;
+mod checksum;
 pub mod config;
 pub mod error;
 pub mod metrics;

@@ -13,9 +13,10 @@ use serde::{Deserialize, Serialize};
 use storage_core::{PutOpts, StorageError};
 
 use crate::catalog::{UPLOADS_PREFIX, View};
+use crate::checksum::{self, Expected};
 use crate::error::{invalid, to_s3};
 use crate::metrics;
-use crate::s3::{Headers, StrataS3, body_stream, etag_out, timestamp, write_condition};
+use crate::s3::{Headers, StrataS3, etag_out, timestamp, write_condition};
 
 /// Largest part number S3 allows.
 const MAX_PART_NUMBER: i32 = 10_000;
@@ -145,6 +146,7 @@ pub(crate) async fn upload_part(
     s3: &StrataS3,
     req: S3Request<UploadPartInput>,
 ) -> S3Result<S3Response<UploadPartOutput>> {
+    let trailers = req.trailing_headers;
     let input = req.input;
     let view = s3.view(&input.bucket)?;
     if !(1..=MAX_PART_NUMBER).contains(&input.part_number) {
@@ -161,16 +163,25 @@ pub(crate) async fn upload_part(
         .acquire()
         .await
         .map_err(|_| S3Error::new(S3ErrorCode::ServiceUnavailable))?;
-    let body = metrics::count_in(body_stream(input.body));
+    let expected = Expected {
+        content_md5: input.content_md5,
+        algorithm: input.checksum_algorithm,
+        crc32: input.checksum_crc32,
+        crc32c: input.checksum_crc32c,
+        sha1: input.checksum_sha1,
+        sha256: input.checksum_sha256,
+        crc64nvme: input.checksum_crc64nvme,
+    };
+    let (body, verdict) = checksum::verified(input.body, expected, trailers);
     let w = view
         .base
         .put_stream(
             part_key(&input.upload_id, input.part_number),
-            body,
+            metrics::count_in(body),
             PutOpts::default(),
         )
         .await
-        .map_err(to_s3)?;
+        .map_err(|e| verdict.error().unwrap_or_else(|| to_s3(e)))?;
     Ok(S3Response::new(UploadPartOutput {
         e_tag: etag_out(w.etag.as_deref()),
         ..Default::default()

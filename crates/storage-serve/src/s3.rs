@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 
 use crate::auth::Policy;
 use crate::catalog::{Catalog, View, is_reserved};
+use crate::checksum::{self, Expected};
 use crate::error::{invalid, no_such_bucket, not_implemented, to_s3};
 use crate::metrics;
 
@@ -109,10 +110,10 @@ impl Headers {
         };
         for (k, v) in self.metadata.unwrap_or_default() {
             let k = k.to_ascii_lowercase();
+            // A Strata client's own write stamps: the server's `Bucket` stamps each
+            // conditional write itself, and hides the stamps from clients.
             if k == WRITE_ID_META || k == WRITE_LOG_META {
-                return Err(invalid(format!(
-                    "user metadata `{k}` is reserved for Strata's conditional-write bookkeeping"
-                )));
+                continue;
             }
             opts.metadata.insert(k, v);
         }
@@ -516,9 +517,19 @@ impl S3 for StrataS3 {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
+        let trailers = req.trailing_headers;
         let input = req.input;
         let view = self.view(&input.bucket)?;
         let key = view.key(&input.key).map_err(to_s3)?;
+        let expected = Expected {
+            content_md5: input.content_md5,
+            algorithm: input.checksum_algorithm,
+            crc32: input.checksum_crc32,
+            crc32c: input.checksum_crc32c,
+            sha1: input.checksum_sha1,
+            sha256: input.checksum_sha256,
+            crc64nvme: input.checksum_crc64nvme,
+        };
         let mut opts = Headers {
             content_type: input.content_type.map(|c| c.to_string()),
             cache_control: input.cache_control,
@@ -528,12 +539,12 @@ impl S3 for StrataS3 {
         }
         .into_opts()?;
         opts.condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
-        let body = metrics::count_in(body_stream(input.body));
+        let (body, verdict) = checksum::verified(input.body, expected, trailers);
         let w = view
             .bucket
-            .put_stream(key.as_str(), body, opts)
+            .put_stream(key.as_str(), metrics::count_in(body), opts)
             .await
-            .map_err(to_s3)?;
+            .map_err(|e| verdict.error().unwrap_or_else(|| to_s3(e)))?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: etag_out(w.etag.as_deref()),
             ..Default::default()

@@ -44,6 +44,15 @@ out["no_key_head"] = code(s3.head_object, Bucket="media", Key="missing")
 out["no_bucket"] = code(s3.get_object, Bucket="nope", Key="x")
 out["bad_key"] = code(s3.put_object, Bucket="media", Key="a/../b", Body=b"x")
 out["reserved_key"] = code(s3.put_object, Bucket="media", Key=".strata-serve/x", Body=b"x")
+# Integrity: a declared checksum or Content-MD5 the body does not match is BadDigest and
+# writes nothing; matching ones (and the SDK's default CRC32 trailer) pass.
+out["bad_crc32"] = code(s3.put_object, Bucket="media", Key="digest", Body=b"payload", ChecksumCRC32="AAAAAA==")
+out["bad_md5"] = code(s3.put_object, Bucket="media", Key="digest", Body=b"payload", ContentMD5="AAAAAAAAAAAAAAAAAAAAAA==")
+out["digest_absent"] = code(s3.head_object, Bucket="media", Key="digest")
+import base64, hashlib
+good_md5 = base64.b64encode(hashlib.md5(b"payload").digest()).decode()
+out["good_md5"] = s3.put_object(Bucket="media", Key="digest", Body=b"payload", ContentMD5=good_md5)["ResponseMetadata"]["HTTPStatusCode"]
+out["sha256"] = s3.put_object(Bucket="media", Key="digest2", Body=b"payload", ChecksumAlgorithm="SHA256")["ResponseMetadata"]["HTTPStatusCode"]
 s3.delete_object(Bucket="media", Key="docs/a b+c.bin")
 out["after_delete"] = code(s3.head_object, Bucket="media", Key="docs/a b+c.bin")
 out["delete_missing"] = s3.delete_object(Bucket="media", Key="never")["ResponseMetadata"]["HTTPStatusCode"]
@@ -72,6 +81,11 @@ out["delete_missing"] = s3.delete_object(Bucket="media", Key="never")["ResponseM
     assert_eq!(out["no_bucket"], json!(["NoSuchBucket", 404]));
     assert_eq!(out["bad_key"], json!(["InvalidArgument", 400]));
     assert_eq!(out["reserved_key"], json!(["InvalidArgument", 400]));
+    assert_eq!(out["bad_crc32"], json!(["BadDigest", 400]));
+    assert_eq!(out["bad_md5"], json!(["BadDigest", 400]));
+    assert_eq!(out["digest_absent"], json!(["404", 404]));
+    assert_eq!(out["good_md5"], 200);
+    assert_eq!(out["sha256"], 200);
     assert_eq!(out["after_delete"], json!(["404", 404]));
     assert_eq!(out["delete_missing"], 204);
     server.stop().await;
