@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
-use object_store::ObjectStore;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use storage_core::{
-    Bucket, Capabilities, ConditionalDelete, Key, ObjectInfo, Result, StorageError, WriteCondition,
+    Bucket, IntoStore, Key, ObjectInfo, Result, StorageError, WriteCondition,
 };
 
 use crate::queue::{process_queue, queue_key};
@@ -226,13 +225,11 @@ pub(crate) fn require_cas(bucket: &Bucket) -> Result<()> {
     }
 }
 
-/// A bucket over a raw store, assumed to support conditional puts.
-pub(crate) fn bucket_for_store(store: Arc<dyn ObjectStore>) -> Bucket {
+/// A bucket over a store, with the capabilities the store reports.
+pub(crate) fn bucket_for_store(store: impl IntoStore) -> Bucket {
+    let store = store.into_store();
     let name = store.to_string();
-    Bucket::builder(name, store)
-        .provider("object_store")
-        .capabilities(Capabilities::S3.with_presign(false))
-        .build()
+    Bucket::builder(name, store).provider("object_store").build()
 }
 
 pub(crate) fn user_metadata(meta: &BTreeMap<String, String>) -> BTreeMap<String, String> {
@@ -264,85 +261,26 @@ where
         })
     }
 
-    /// A collection over a raw `object_store` store.
+    /// A collection over a store: a Strata store (whose capabilities say whether it can do
+    /// compare-and-swap), or a plain `object_store` store, which must say so through
+    /// [`Declared`](storage_core::Declared):
     ///
-    /// A raw store carries no [`Capabilities`], so it is **assumed** to make `PutMode::Create`
-    /// and `PutMode::Update` atomic (true of `object_store`'s `InMemory` and S3 with
-    /// conditional put enabled, and of Strata's `MemoryStore` and `LocalStore`; **not** of
-    /// `LocalFileSystem`, which answers `Update` with an error). Prefer [`Collection::new`]
-    /// with a [`Bucket`], whose capabilities are checked, or
-    /// [`from_store_probed`](Self::from_store_probed), which tests. Conditional deletes need
-    /// [`Collection::with_conditional_delete`].
-    pub fn from_store(store: Arc<dyn ObjectStore>, scheme: &str) -> Result<Self> {
+    /// ```
+    /// use std::sync::Arc;
+    /// use object_store::memory::InMemory;
+    /// use storage_cas::Collection;
+    /// use storage_core::{Capabilities, Declared};
+    ///
+    /// // InMemory makes PutMode::Create and PutMode::Update atomic.
+    /// let store = Declared::new(Arc::new(InMemory::new()), Capabilities::MEMORY);
+    /// let c = Collection::<serde_json::Value>::from_store(Arc::new(store), "a/{id}.json");
+    /// assert!(c.is_ok());
+    /// // Undeclared, it claims nothing, and documents refuse it.
+    /// let plain: Arc<dyn object_store::ObjectStore> = Arc::new(InMemory::new());
+    /// assert!(Collection::<serde_json::Value>::from_store(plain, "a/{id}.json").is_err());
+    /// ```
+    pub fn from_store(store: impl IntoStore, scheme: &str) -> Result<Self> {
         Self::new(&bucket_for_store(store), scheme)
-    }
-
-    /// Like [`from_store`](Self::from_store), but first proves the store can do atomic
-    /// conditional writes: it creates a scratch object under the collection's prefix
-    /// (create-if-absent), checks that a second create is refused, replaces it by ETag,
-    /// checks that a stale ETag is refused, and deletes it. A store that cannot is
-    /// [`StorageError::NotSupported`] (e.g. `object_store`'s plain `LocalFileSystem`).
-    pub async fn from_store_probed(store: Arc<dyn ObjectStore>, scheme: &str) -> Result<Self> {
-        let c = Self::from_store(store, scheme)?;
-        c.probe_conditional_writes().await?;
-        Ok(c)
-    }
-
-    async fn probe_conditional_writes(&self) -> Result<()> {
-        let prefix = self.scheme.list_prefix("")?;
-        let name = format!(".strata-cas-probe-{:016x}", fastrand::u64(..));
-        let key = if prefix.is_empty() {
-            Key::new(name)?
-        } else {
-            Key::new(&prefix)?.join(&name)?
-        };
-        let b = &self.bucket;
-        let unsupported = |what: &str| {
-            StorageError::not_supported(
-                b.name(),
-                format!(
-                    "documents with compare-and-swap: the store {what}, so concurrent writers would overwrite each other"
-                ),
-            )
-        };
-        let outcome: Result<()> = async {
-            let first = b
-                .put_with(key.as_str(), "1", storage_core::PutOpts::if_absent())
-                .await?;
-            match b
-                .put_with(key.as_str(), "2", storage_core::PutOpts::if_absent())
-                .await
-            {
-                Err(StorageError::AlreadyExists { .. }) => {}
-                Ok(_) => {
-                    return Err(unsupported(
-                        "accepted a create-if-absent over an existing object",
-                    ));
-                }
-                Err(e) => return Err(e),
-            }
-            let etag = first.etag.ok_or_else(|| unsupported("returns no ETags"))?;
-            let second = b
-                .put_with(key.as_str(), "3", storage_core::PutOpts::if_match(&etag))
-                .await?;
-            if second.etag.as_deref() == Some(etag.as_str()) {
-                return Err(unsupported("gave two different objects the same ETag"));
-            }
-            match b
-                .put_with(key.as_str(), "4", storage_core::PutOpts::if_match(&etag))
-                .await
-            {
-                Err(StorageError::Precondition { .. }) => Ok(()),
-                Ok(_) => Err(unsupported("accepted a put-if-match with a stale ETag")),
-                Err(e) => Err(e),
-            }
-        }
-        .await;
-        let _ = b.delete(key.as_str()).await;
-        match outcome {
-            Err(StorageError::NotSupported { .. }) => Err(unsupported("has no conditional put")),
-            other => other,
-        }
     }
 
     /// Give documents without an explicit TTL this one (`None`: never expire).
@@ -373,15 +311,6 @@ where
     /// correct, just slower under in-process contention).
     pub fn with_local_queue(mut self, on: bool) -> Self {
         self.queue = on;
-        self
-    }
-
-    /// Use `deleter` for atomic delete-if-match (for collections built with
-    /// [`from_store`](Self::from_store); a [`Bucket`] brings its own). Over a store with a
-    /// read cache, wrap the backend's deleter with `storage_layers`'
-    /// `CacheLayer::conditional_delete_through`, or the cache keeps serving what it deletes.
-    pub fn with_conditional_delete(mut self, deleter: Arc<dyn ConditionalDelete>) -> Self {
-        self.bucket = self.bucket.to_builder().conditional_delete(deleter).build();
         self
     }
 

@@ -12,7 +12,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use object_store::ObjectStore;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 /// Per-key FIFO turns.
@@ -47,7 +46,7 @@ pub(crate) fn process_queue() -> &'static KeyQueue {
 }
 
 /// The queue key of `key` in `store` (stores are told apart by identity).
-pub(crate) fn queue_key(store: &Arc<dyn ObjectStore>, key: &str) -> String {
+pub(crate) fn queue_key(store: &Arc<dyn storage_core::StrataStore>, key: &str) -> String {
     format!("{:p}\u{0}{key}", Arc::as_ptr(store).cast::<()>())
 }
 

@@ -159,10 +159,10 @@ async fn ids_cannot_escape_and_templates_are_checked() {
 
 #[tokio::test]
 async fn backend_without_conditional_writes_is_refused() {
-    // A bucket whose capabilities say: no conditional put.
-    let plain = Bucket::builder("plain", Arc::new(MemoryStore::new()))
-        .capabilities(Capabilities::S3.with_conditional_put(false))
-        .build();
+    // A store that declares no conditional put.
+    let store: Arc<dyn object_store::ObjectStore> = Arc::new(MemoryStore::new());
+    let declared = storage_core::Declared::new(store, Capabilities::S3.with_conditional_put(false));
+    let plain = Bucket::builder("plain", Arc::new(declared)).build();
     let err = Collection::<Msg>::new(&plain, "a/{id}.json").unwrap_err();
     assert!(matches!(err, StorageError::NotSupported { .. }), "{err}");
     assert!(err.to_string().contains("last-writer-wins"), "{err}");
@@ -171,11 +171,13 @@ async fn backend_without_conditional_writes_is_refused() {
 }
 
 #[tokio::test]
-async fn raw_store_works_and_conditional_delete_is_never_faked() {
-    let store = Arc::new(MemoryStore::new());
-    let c: Collection<Msg> = Collection::from_store(store.clone(), "a/{id}.json").unwrap();
+async fn foreign_store_works_as_declared_and_conditional_delete_is_never_faked() {
+    // object_store's InMemory does atomic conditional puts but has no conditional delete:
+    // declared as such, documents work and deletes-if-match are refused, never faked.
+    let inner: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let declared = storage_core::Declared::new(inner, Capabilities::MEMORY);
+    let c: Collection<Msg> = Collection::from_store(Arc::new(declared), "a/{id}.json").unwrap();
     let w = c.create("x", &msg("x", 1)).await.unwrap();
-    // No conditional delete was given: refused, and the document is still there.
     let err = c
         .delete_if_match("x", w.etag.as_deref().unwrap())
         .await
@@ -187,7 +189,10 @@ async fn raw_store_works_and_conditional_delete_is_never_faked() {
     assert!(matches!(err, StorageError::NotSupported { .. }), "{err}");
     assert!(c.exists("x").await.unwrap());
 
-    let c = c.with_conditional_delete(store);
+    // Strata's own memory store reports its conditional delete through the contract.
+    let c: Collection<Msg> =
+        Collection::from_store(Arc::new(MemoryStore::new()), "a/{id}.json").unwrap();
+    let w = c.create("x", &msg("x", 1)).await.unwrap();
     c.delete_if_match("x", w.etag.as_deref().unwrap())
         .await
         .unwrap();
@@ -397,25 +402,20 @@ async fn deadline_bounds_the_retry_loop() {
 }
 
 #[tokio::test]
-async fn probed_raw_stores() {
-    let ok =
-        Collection::<Msg>::from_store_probed(Arc::new(MemoryStore::new()), "a/{id}.json").await;
-    assert!(ok.is_ok(), "{:?}", ok.err());
+async fn stores_say_what_they_can_do_without_probing() {
     let dir = tempfile::tempdir().unwrap();
-    let ok = Collection::<Msg>::from_store_probed(
+    let ok = Collection::<Msg>::from_store(
         Arc::new(storage_core::LocalStore::new(dir.path()).unwrap()),
         "a/{id}.json",
     )
-    .await
     .unwrap();
-    // The probe cleaned up after itself.
+    // Nothing was written to find out.
     let left: Vec<_> = ok.bucket().list("").try_collect().await.unwrap();
     assert!(left.is_empty(), "{left:?}");
-    // object_store's plain LocalFileSystem has no put-if-match.
-    let plain = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
-    let err = Collection::<Msg>::from_store_probed(Arc::new(plain), "a/{id}.json")
-        .await
-        .unwrap_err();
+    // object_store's plain LocalFileSystem claims nothing: refused.
+    let plain: Arc<dyn object_store::ObjectStore> =
+        Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let err = Collection::<Msg>::from_store(plain, "a/{id}.json").unwrap_err();
     assert!(matches!(err, StorageError::NotSupported { .. }), "{err}");
     assert!(err.to_string().contains("compare-and-swap"), "{err}");
 }

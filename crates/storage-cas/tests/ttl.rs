@@ -205,7 +205,10 @@ async fn sweep_removes_only_expired_documents_and_their_attachments() {
 #[tokio::test]
 async fn sweep_without_conditional_delete_uses_batches_or_refuses() {
     let clock = Arc::new(ManualClock::new(start()));
-    let c: Collection<Run> = Collection::from_store(Arc::new(MemoryStore::new()), "runs/{id}.json")
+    // object_store's InMemory: atomic conditional puts, no conditional delete.
+    let inner: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let store = storage_core::Declared::new(inner, storage_core::Capabilities::MEMORY);
+    let c: Collection<Run> = Collection::from_store(Arc::new(store), "runs/{id}.json")
         .unwrap()
         .with_ttl(HOUR)
         .with_clock(clock.clone());

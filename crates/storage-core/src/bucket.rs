@@ -6,7 +6,6 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::future::Either;
@@ -21,7 +20,8 @@ use serde::Serialize;
 use url::Url;
 
 use crate::attrs::{META_PREFIX, attributes_to_map, validate_attributes, validate_user_metadata};
-use crate::backend::{ConditionalDelete, LocalStore, MemoryStore};
+use crate::backend::{LocalStore, MemoryStore};
+use crate::store::{IntoStore, ScopedStore, StrataStore};
 use crate::capabilities::Capabilities;
 use crate::conditional::{self, Replaces};
 use crate::error::{Result, StorageError};
@@ -40,19 +40,6 @@ pub enum PresignMethod {
     Get,
     /// Upload.
     Put,
-}
-
-/// Creates presigned URLs; provider crates implement it (`storage-s3` over
-/// `object_store`'s signer).
-#[async_trait]
-pub trait Presigner: Send + Sync + fmt::Debug {
-    /// A URL that performs `method` on `path` without credentials until `expires_in` passes.
-    async fn presign(
-        &self,
-        method: PresignMethod,
-        path: &Path,
-        expires_in: Duration,
-    ) -> Result<Url>;
 }
 
 /// The precondition of a write.
@@ -470,14 +457,15 @@ pub struct Bucket {
 struct Shared {
     name: Arc<str>,
     provider: Arc<str>,
-    store: Arc<dyn ObjectStore>,
-    presigner: Option<Arc<dyn Presigner>>,
-    conditional_delete: Option<Arc<dyn ConditionalDelete>>,
+    /// The one stack every call goes through (layers, scope, backend).
+    store: Arc<dyn StrataStore>,
+    /// `store.capabilities()`, read once at `build`: a stack never changes.
     capabilities: Capabilities,
     public_url: Option<Arc<Url>>,
     part_size: usize,
     upload_concurrency: usize,
-    /// Folder prefix applied by a `PrefixStore` around the store; presigning needs it.
+    /// The folder a [`ScopedStore`] in `store` scopes this handle to, for `url_for` and
+    /// [`Bucket::prefix`]; operations never read it, the store applies the scope.
     prefix: Option<Arc<Key>>,
     /// Where the data lives (`s3://endpoint/bucket`, `file:///root`, ...), so two handles on
     /// the same storage can be recognised as such.
@@ -518,45 +506,10 @@ impl BucketBuilder {
         self
     }
 
-    /// What the backend supports.
-    pub fn capabilities(mut self, caps: Capabilities) -> Self {
-        self.bucket.capabilities = caps;
-        self
-    }
-
-    /// Presigner for `presign`.
-    pub fn presigner(mut self, p: Arc<dyn Presigner>) -> Self {
-        self.bucket.presigner = Some(p);
-        self
-    }
-
-    /// Atomic conditional delete.
-    pub fn conditional_delete(mut self, d: Arc<dyn ConditionalDelete>) -> Self {
-        self.bucket.conditional_delete = Some(d);
-        self
-    }
-
     /// Where the data lives (`s3://endpoint/bucket`, `file:///root`, `memory:NAME`): handles
     /// with the same location (and overlapping prefixes) see the same objects.
     pub fn location(mut self, location: impl Into<String>) -> Self {
         self.bucket.location = location.into().into();
-        self
-    }
-
-    /// Wrap the conditional-delete hook, if there is one: for a layer that must hear of
-    /// deletes made beneath it (the read cache drops the key).
-    pub fn wrap_conditional_delete(
-        mut self,
-        wrap: impl FnOnce(Arc<dyn ConditionalDelete>) -> Arc<dyn ConditionalDelete>,
-    ) -> Self {
-        self.bucket.conditional_delete = self.bucket.conditional_delete.take().map(wrap);
-        self
-    }
-
-    /// Drop the conditional-delete hook: for stores (such as a mirror) where deleting
-    /// through the hook would reach only one copy, `delete_if_match` answers `NotSupported`.
-    pub fn without_conditional_delete(mut self) -> Self {
-        self.bucket.conditional_delete = None;
         self
     }
 
@@ -570,10 +523,7 @@ impl BucketBuilder {
     /// and presigned and public URLs include it. Applying it twice nests the prefixes.
     pub fn prefix(mut self, prefix: &str) -> Result<Self> {
         let p = Key::new(prefix.trim_end_matches('/'))?;
-        self.bucket.store = Arc::new(object_store::prefix::PrefixStore::new(
-            self.bucket.store.clone(),
-            p.to_path(),
-        ));
+        self.bucket.store = Arc::new(ScopedStore::new(self.bucket.store.clone(), p.clone()));
         self.bucket.prefix = Some(Arc::new(match &self.bucket.prefix {
             Some(outer) => outer.join(p.as_str())?,
             None => p,
@@ -582,8 +532,8 @@ impl BucketBuilder {
     }
 
     /// Replace the store (e.g. with a layered one), keeping everything else.
-    pub fn store(mut self, store: Arc<dyn ObjectStore>) -> Self {
-        self.bucket.store = store;
+    pub fn store(mut self, store: impl IntoStore) -> Self {
+        self.bucket.store = store.into_store();
         self
     }
 
@@ -605,19 +555,13 @@ impl BucketBuilder {
         self
     }
 
-    /// Finish. A bucket given no location gets `custom:NAME`; `delete_if_match` is claimed
-    /// exactly when a [`ConditionalDelete`] hook was given, and `presign` is cleared
-    /// without a [`Presigner`].
+    /// Finish. A bucket given no location gets `custom:NAME`; its capabilities are those
+    /// its store reports.
     pub fn build(mut self) -> Bucket {
         if self.bucket.location.is_empty() {
             self.bucket.location = format!("custom:{}", self.bucket.name).into();
         }
-        // Capabilities copied from another bucket can claim what this one has no hook for,
-        // or miss the hook it was given: they must say what this handle can do. (A
-        // presigner may be present yet off, for anonymous S3 access: presign only clears.)
-        let caps = &mut self.bucket.capabilities;
-        caps.delete_if_match = self.bucket.conditional_delete.is_some();
-        caps.presign &= self.bucket.presigner.is_some();
+        self.bucket.capabilities = self.bucket.store.capabilities();
         Bucket {
             shared: Arc::new(self.bucket),
         }
@@ -625,18 +569,17 @@ impl BucketBuilder {
 }
 
 impl Bucket {
-    /// Start building a bucket named `name` over `store`.
-    pub fn builder(name: impl Into<String>, store: Arc<dyn ObjectStore>) -> BucketBuilder {
+    /// Start building a bucket named `name` over `store`: a Strata store, or any
+    /// `Arc<dyn ObjectStore>` (which claims no conditional operation; wrap it in
+    /// [`Declared`](crate::Declared) to say what it supports).
+    pub fn builder(name: impl Into<String>, store: impl IntoStore) -> BucketBuilder {
+        let store = store.into_store();
         BucketBuilder {
             bucket: Shared {
                 name: name.into().into(),
                 provider: "custom".into(),
+                capabilities: store.capabilities(),
                 store,
-                presigner: None,
-                conditional_delete: None,
-                capabilities: Capabilities::MEMORY
-                    .with_conditional_put(false)
-                    .with_conditional_get(false),
                 public_url: None,
                 part_size: DEFAULT_PART_SIZE,
                 upload_concurrency: 2,
@@ -661,11 +604,9 @@ impl Bucket {
         store: Arc<MemoryStore>,
         location: impl Into<String>,
     ) -> Bucket {
-        Bucket::builder(name, store.clone())
+        Bucket::builder(name, store)
             .location(location)
             .provider("memory")
-            .capabilities(Capabilities::MEMORY)
-            .conditional_delete(store)
             .build()
     }
 
@@ -691,7 +632,7 @@ impl Bucket {
         &self.shared.provider
     }
 
-    /// What the backend supports.
+    /// What this handle's whole stack supports (each layer narrows what it changes).
     pub fn capabilities(&self) -> Capabilities {
         self.shared.capabilities
     }
@@ -715,9 +656,16 @@ impl Bucket {
         }
     }
 
-    /// The underlying store, for code that speaks `object_store` (DataFusion, parquet, ...).
-    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+    /// The stack every call of this handle goes through. It is also an `ObjectStore`, for
+    /// code that speaks `object_store` (DataFusion, parquet, ...): see
+    /// [`object_store`](Self::object_store).
+    pub fn store(&self) -> &Arc<dyn StrataStore> {
         &self.shared.store
+    }
+
+    /// The same stack as a plain `Arc<dyn ObjectStore>`.
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.shared.store.clone()
     }
 
     // Errors are the rare path: kept out of line so the hot code stays small (i-cache).
@@ -725,6 +673,19 @@ impl Bucket {
     #[inline(never)]
     fn err(&self, e: object_store::Error) -> StorageError {
         StorageError::from_object_store(&self.shared.name, e)
+    }
+
+    /// A store deep in the stack that cannot do an operation names itself; the caller
+    /// knows this handle, so name it, keeping the store's reason.
+    #[cold]
+    fn unsupported_names_handle(&self, e: object_store::Error) -> StorageError {
+        match self.err(e) {
+            StorageError::NotSupported { operation, .. } => StorageError::NotSupported {
+                backend: format!("{} ({})", self.shared.name, self.shared.provider),
+                operation,
+            },
+            other => other,
+        }
     }
 
     fn key(key: impl AsRef<str>) -> Result<Key> {
@@ -1103,22 +1064,15 @@ impl Bucket {
     /// Delete only if the object's ETag is `etag`.
     pub async fn delete_if_match(&self, key: impl AsRef<str>, etag: &str) -> Result<()> {
         let key = Self::key(key)?;
-        match &self.shared.conditional_delete {
-            // The hook talks to the raw backend, beneath any prefix: give it the full key.
-            Some(d) => {
-                let path = self.full_key(&key)?.to_path();
-                conditional::delete_if_match(self, key.as_str(), etag, || async {
-                    d.delete_if_match(&path, etag)
-                        .await
-                        .map_err(|e| self.err(e))
-                })
+        let path = key.to_path();
+        conditional::delete_if_match(self, key.as_str(), etag, || async {
+            self.shared
+                .store
+                .delete_if_match(&path, etag)
                 .await
-            }
-            None => Err(StorageError::not_supported(
-                self.shared.name.as_ref(),
-                "delete-if-match",
-            )),
-        }
+                .map_err(|e| self.unsupported_names_handle(e))
+        })
+        .await
     }
 
     /// Delete many keys in batches of the backend's limit. Never fails as a whole: each key
@@ -1269,16 +1223,11 @@ impl Bucket {
                 ),
             ));
         }
-        match &self.shared.presigner {
-            Some(p) => {
-                p.presign(method, &self.full_key(&key)?.to_path(), expires_in)
-                    .await
-            }
-            None => Err(StorageError::not_supported(
-                format!("{} ({})", self.shared.name, self.shared.provider),
-                "presigned URLs",
-            )),
-        }
+        self.shared
+            .store
+            .presign(method, &key.to_path(), expires_in)
+            .await
+            .map_err(|e| self.unsupported_names_handle(e))
     }
 
     /// The public (CDN) URL of `key`, from the configured base URL.
@@ -1333,27 +1282,38 @@ impl Bucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_trait::async_trait;
 
     #[tokio::test]
-    async fn capabilities_claim_only_what_the_handle_has_hooks_for() {
-        // Capabilities that claim presigning and conditional deletes, copied onto a handle
-        // with neither hook (as a layered re-wrap of a store does).
-        let claims = Capabilities::MEMORY.with_presign(true);
-        assert!(claims.delete_if_match && claims.presign);
-        let b = Bucket::builder("copied", Arc::new(MemoryStore::new()))
-            .capabilities(claims)
-            .build();
-        assert!(!b.capabilities().presign);
-        assert!(!b.capabilities().delete_if_match);
+    async fn capabilities_and_side_operations_come_from_the_store() {
+        // A plain object_store store claims nothing conditional and cannot sign or
+        // delete-if-match, whatever it is declared to do.
+        let plain: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let b = Bucket::builder("plain", plain).build();
+        let caps = b.capabilities();
+        assert!(!caps.presign && !caps.delete_if_match && !caps.put_if_match);
         let e = b.delete_if_match("a", "x").await.unwrap_err();
+        assert!(
+            matches!(&e, StorageError::NotSupported { backend, operation }
+                if backend == "plain (custom)" && operation == "delete-if-match"),
+            "{e}"
+        );
+        let e = b
+            .presign(PresignMethod::Get, "a", Duration::from_secs(60))
+            .await
+            .unwrap_err();
         assert!(matches!(e, StorageError::NotSupported { .. }), "{e}");
-        // A hook given after capabilities that lack the claim: the hook decides.
-        let store = Arc::new(MemoryStore::new());
-        let b = Bucket::builder("hooked", store.clone())
-            .conditional_delete(store)
-            .capabilities(Capabilities::S3)
-            .build();
+        // The memory backend deletes conditionally through the same store the handle uses,
+        // scoped or not.
+        let b = Bucket::memory("m").to_builder().prefix("p").unwrap().build();
         assert!(b.capabilities().delete_if_match);
+        let put = b.put("k", "v").await.unwrap();
+        let stale = b.delete_if_match("k", "\"nope\"").await.unwrap_err();
+        assert!(matches!(stale, StorageError::Precondition { .. }), "{stale}");
+        b.delete_if_match("k", put.etag.as_deref().unwrap())
+            .await
+            .unwrap();
+        assert!(!b.exists("k").await.unwrap());
     }
 
     #[tokio::test]
@@ -1423,7 +1383,8 @@ mod tests {
                 self.0.copy_opts(f, t, o).await
             }
         }
-        let b = Bucket::builder("b", Arc::new(NoDelete(MemoryStore::new()))).build();
+        let store: Arc<dyn ObjectStore> = Arc::new(NoDelete(MemoryStore::new()));
+        let b = Bucket::builder("b", store).build();
         b.put("a", "x").await.unwrap();
         let err = b.rename("a", "b").await.unwrap_err();
         assert!(matches!(err, StorageError::PartialMove { .. }), "{err}");

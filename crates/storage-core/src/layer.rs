@@ -2,22 +2,23 @@
 
 use std::sync::Arc;
 
-use object_store::ObjectStore;
+use crate::store::StrataStore;
 
 /// Something that wraps a store in another store with added behaviour (retry, cache, ...).
 ///
-/// A layer's output is itself an `ObjectStore`, so layers compose and any Strata store can be
+/// A layer's output is itself a [`StrataStore`] (and so an `ObjectStore`): layers compose,
+/// every operation of the contract passes through each of them, and any Strata store can be
 /// handed to code that expects a plain `object_store` store.
 pub trait Layer: Send + Sync {
     /// Wrap `inner`.
-    fn layer(&self, inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>;
+    fn layer(&self, inner: Arc<dyn StrataStore>) -> Arc<dyn StrataStore>;
 }
 
 impl<F> Layer for F
 where
-    F: Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync,
+    F: Fn(Arc<dyn StrataStore>) -> Arc<dyn StrataStore> + Send + Sync,
 {
-    fn layer(&self, inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    fn layer(&self, inner: Arc<dyn StrataStore>) -> Arc<dyn StrataStore> {
         self(inner)
     }
 }
@@ -27,17 +28,16 @@ where
 ///
 /// ```
 /// use std::sync::Arc;
-/// use object_store::{memory::InMemory, ObjectStore};
-/// use storage_core::StackBuilder;
+/// use storage_core::{MemoryStore, StackBuilder, StrataStore};
 ///
 /// let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
 /// let counted = calls.clone();
 /// let store = StackBuilder::new()
-///     .layer(move |inner: Arc<dyn ObjectStore>| {
+///     .layer(move |inner: Arc<dyn StrataStore>| {
 ///         counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 ///         inner
 ///     })
-///     .build(Arc::new(InMemory::new()));
+///     .build(Arc::new(MemoryStore::new()));
 /// assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
 /// # let _ = store;
 /// ```
@@ -69,7 +69,7 @@ impl StackBuilder {
     }
 
     /// Wrap `store`: the last layer added wraps it first, the first added ends outermost.
-    pub fn build(self, store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    pub fn build(self, store: Arc<dyn StrataStore>) -> Arc<dyn StrataStore> {
         self.layers
             .iter()
             .rev()

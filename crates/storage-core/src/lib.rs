@@ -45,11 +45,12 @@ mod error;
 mod key;
 mod layer;
 mod secret;
+pub mod store;
 
-pub use backend::{ConditionalDelete, Durability, LocalStore, MemoryStore, etag_eq};
+pub use backend::{Durability, LocalStore, MemoryStore, etag_eq};
 pub use bucket::{
     Bucket, BucketBuilder, BucketStats, DEFAULT_PART_SIZE, DeleteReport, Health, Listing,
-    MAX_PRESIGN_EXPIRY, Object, ObjectInfo, ObjectStream, PresignMethod, Presigner, PutOpts,
+    MAX_PRESIGN_EXPIRY, Object, ObjectInfo, ObjectStream, PresignMethod, PutOpts,
     WriteCondition, WriteResult,
 };
 pub use capabilities::Capabilities;
@@ -61,3 +62,4 @@ pub use key::{Key, MAX_KEY_BYTES, RESERVED_PREFIX, prefix_path};
 pub use layer::{Layer, StackBuilder};
 pub use object_store;
 pub use secret::Secret;
+pub use store::{Declared, IntoStore, ScopedStore, StrataStore};

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
+use object_store::{ObjectStoreExt, PutPayload, path::Path};
 use storage_core::{Bucket, LocalStore, Secret, StackBuilder, StorageError};
 use storage_layers::chaos::ChaosLayer;
 use storage_layers::compression::{Codec, CompressionLayer};
@@ -37,7 +37,7 @@ fn document(i: usize) -> String {
 #[tokio::main]
 async fn main() -> storage_core::Result<()> {
     let dir = tempfile::tempdir().expect("create a temporary folder");
-    let backend: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path())?);
+    let backend: Arc<dyn storage_core::StrataStore> = Arc::new(LocalStore::new(dir.path())?);
 
     let keyring = Keyring::new().with_key("2026-01", &Secret::new(KEY_HEX))?;
     let metrics = MetricsLayer::new("vault");

@@ -60,7 +60,8 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
 };
-use storage_core::{Layer, StorageError};
+use storage_core::{Capabilities, Layer, PresignMethod, StorageError, StrataStore};
+use url::Url;
 use tokio::time::Instant;
 
 use crate::util::{classify, os_err};
@@ -226,7 +227,7 @@ impl CircuitBreakerLayer {
     }
 
     /// Wrap a concrete store.
-    pub fn wrap<T: ObjectStore>(&self, inner: T) -> BreakerStore<T> {
+    pub fn wrap<T: StrataStore>(&self, inner: T) -> BreakerStore<T> {
         BreakerStore {
             inner: Arc::new(inner),
             breaker: Arc::clone(&self.breaker),
@@ -235,7 +236,7 @@ impl CircuitBreakerLayer {
 }
 
 impl Layer for CircuitBreakerLayer {
-    fn layer(&self, inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    fn layer(&self, inner: Arc<dyn StrataStore>) -> Arc<dyn StrataStore> {
         Arc::new(self.wrap(inner))
     }
 }
@@ -366,18 +367,18 @@ impl Breaker {
 }
 
 /// A store behind a circuit breaker; made by [`CircuitBreakerLayer`].
-pub struct BreakerStore<T: ObjectStore> {
+pub struct BreakerStore<T: StrataStore> {
     inner: Arc<T>,
     breaker: Arc<Breaker>,
 }
 
-impl<T: ObjectStore> fmt::Debug for BreakerStore<T> {
+impl<T: StrataStore> fmt::Debug for BreakerStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "BreakerStore({:?})", self.inner)
     }
 }
 
-impl<T: ObjectStore> fmt::Display for BreakerStore<T> {
+impl<T: StrataStore> fmt::Display for BreakerStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "BreakerStore({})", self.inner)
     }
@@ -408,7 +409,30 @@ fn guarded_stream<I: Send + 'static>(
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
-impl<T: ObjectStore> ObjectStore for BreakerStore<T> {
+impl<T: StrataStore> StrataStore for BreakerStore<T> {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
+        self.breaker
+            .call(self.inner.delete_if_match(location, etag))
+            .await
+    }
+
+    async fn presign(
+        &self,
+        method: PresignMethod,
+        location: &Path,
+        expires_in: Duration,
+    ) -> OsResult<Url> {
+        self.inner.presign(method, location, expires_in).await
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl<T: StrataStore> ObjectStore for BreakerStore<T> {
     async fn put_opts(
         &self,
         location: &Path,

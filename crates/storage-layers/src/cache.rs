@@ -70,10 +70,11 @@ use object_store::{
     ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
     Result as OsResult, UploadPart,
 };
-use storage_core::{ConditionalDelete, ErrorKind, Layer, StorageError};
+use storage_core::{Capabilities, ErrorKind, Layer, PresignMethod, StorageError, StrataStore};
+use url::Url;
 use tokio::time::Instant;
 
-use crate::util::{above, classify, os_err};
+use crate::util::{classify, os_err};
 
 /// Counters of a [`CacheLayer`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -216,7 +217,7 @@ impl CacheLayer {
     }
 
     /// Wrap a concrete store (each store gets its own cache; counters are shared).
-    pub fn wrap<T: ObjectStore>(&self, inner: T) -> CacheStore<T> {
+    pub fn wrap<T: StrataStore>(&self, inner: T) -> CacheStore<T> {
         let min_weight = (self.max_bytes / self.max_entries).max(1);
         let cache = Cache::builder()
             .max_capacity(self.max_bytes)
@@ -238,41 +239,6 @@ impl CacheLayer {
         }
     }
 
-    /// Wrap a conditional-delete hook (e.g. `Bucket::delete_if_match`'s, which reaches the
-    /// backend beneath the layers) so that its deletes drop the key from every store made
-    /// from this layer, as the stores' own deletes do. `beneath`: the prefix between the
-    /// layers and the backend (a `Bucket`'s prefix when the layers were applied), which the
-    /// hook's paths carry and the cache's keys do not.
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use std::time::Duration;
-    /// use storage_core::{Bucket, Layer, MemoryStore};
-    /// use storage_layers::cache::CacheLayer;
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> storage_core::Result<()> {
-    /// let backend = Arc::new(MemoryStore::new());
-    /// let cache = CacheLayer::default().with_revalidate_after(Duration::from_secs(60));
-    /// let bucket = Bucket::builder("b", cache.layer(backend.clone()))
-    ///     .conditional_delete(cache.conditional_delete_through(backend, None))
-    ///     .build();
-    /// let etag = bucket.put("k", "v").await?.etag.unwrap();
-    /// bucket.get("k").await?; // cached, served for a minute without asking
-    /// bucket.delete_if_match("k", &etag).await?;
-    /// assert!(bucket.get("k").await.unwrap_err().is_not_found());
-    /// # Ok(()) }
-    /// ```
-    pub fn conditional_delete_through(
-        &self,
-        inner: Arc<dyn ConditionalDelete>,
-        beneath: Option<Path>,
-    ) -> Arc<dyn ConditionalDelete> {
-        Arc::new(CacheInvalidatingDelete {
-            inner,
-            beneath,
-            stores: self.stores.clone(),
-            counters: self.counters.clone(),
-        })
-    }
 }
 
 /// Run the write `fut` as the caches must see it: each store's write epoch is bumped before
@@ -299,40 +265,14 @@ async fn write_around<R>(
     res
 }
 
-/// A conditional-delete hook that drops the key from a layer's caches; see
-/// [`CacheLayer::conditional_delete_through`].
-struct CacheInvalidatingDelete {
-    inner: Arc<dyn ConditionalDelete>,
-    beneath: Option<Path>,
-    stores: StoreList,
-    counters: Arc<Counters>,
-}
-
-impl fmt::Debug for CacheInvalidatingDelete {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CacheInvalidatingDelete({:?})", self.inner)
-    }
-}
-
-#[async_trait]
-impl ConditionalDelete for CacheInvalidatingDelete {
-    async fn delete_if_match(&self, path: &Path, etag: &str) -> OsResult<()> {
-        let stores = self.stores.lock().expect("store list").clone();
-        let stores: Vec<_> = stores.iter().map(|(c, w)| (c, &**w)).collect();
-        let cached = above(path, self.beneath.as_ref());
-        let delete = self.inner.delete_if_match(path, etag);
-        write_around(&stores, &[&cached], &self.counters, delete).await
-    }
-}
-
 impl Layer for CacheLayer {
-    fn layer(&self, inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    fn layer(&self, inner: Arc<dyn StrataStore>) -> Arc<dyn StrataStore> {
         Arc::new(self.wrap(inner))
     }
 }
 
 /// A caching store; made by [`CacheLayer`].
-pub struct CacheStore<T: ObjectStore> {
+pub struct CacheStore<T: StrataStore> {
     inner: Arc<T>,
     cache: Cache<Path, Arc<Entry>>,
     cfg: Arc<CacheLayer>,
@@ -340,13 +280,13 @@ pub struct CacheStore<T: ObjectStore> {
     writes: Arc<AtomicU64>,
 }
 
-impl<T: ObjectStore> fmt::Debug for CacheStore<T> {
+impl<T: StrataStore> fmt::Debug for CacheStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CacheStore({:?})", self.inner)
     }
 }
 
-impl<T: ObjectStore> fmt::Display for CacheStore<T> {
+impl<T: StrataStore> fmt::Display for CacheStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CacheStore({})", self.inner)
     }
@@ -377,7 +317,7 @@ fn serve(entry: &Entry, options: &GetOptions, key: &str) -> OsResult<GetResult> 
     })
 }
 
-impl<T: ObjectStore> CacheStore<T> {
+impl<T: StrataStore> CacheStore<T> {
     async fn write<R>(
         &self,
         keys: &[&Path],
@@ -418,7 +358,31 @@ impl<T: ObjectStore> CacheStore<T> {
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
-impl<T: ObjectStore> ObjectStore for CacheStore<T> {
+impl<T: StrataStore> StrataStore for CacheStore<T> {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
+        self.write(&[location], self.inner.delete_if_match(location, etag))
+            .await
+    }
+
+    // A presigned PUT writes behind the cache: readers see it once their entry is
+    // revalidated (`with_revalidate_after`), as for any writer that does not use this store.
+    async fn presign(
+        &self,
+        method: PresignMethod,
+        location: &Path,
+        expires_in: Duration,
+    ) -> OsResult<Url> {
+        self.inner.presign(method, location, expires_in).await
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl<T: StrataStore> ObjectStore for CacheStore<T> {
     async fn put_opts(
         &self,
         location: &Path,

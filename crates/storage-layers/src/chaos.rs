@@ -44,7 +44,8 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
     UploadPart,
 };
-use storage_core::{Layer, StorageError};
+use storage_core::{Capabilities, Layer, PresignMethod, StorageError, StrataStore};
+use url::Url;
 
 use crate::util::{into_stream, os_err};
 
@@ -248,7 +249,7 @@ impl ChaosLayer {
     }
 
     /// Wrap a concrete store.
-    pub fn wrap<T: ObjectStore>(&self, inner: T) -> ChaosStore<T> {
+    pub fn wrap<T: StrataStore>(&self, inner: T) -> ChaosStore<T> {
         ChaosStore {
             inner: Arc::new(inner),
             layer: self.clone(),
@@ -311,24 +312,24 @@ impl ChaosLayer {
 }
 
 impl Layer for ChaosLayer {
-    fn layer(&self, inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    fn layer(&self, inner: Arc<dyn StrataStore>) -> Arc<dyn StrataStore> {
         Arc::new(self.wrap(inner))
     }
 }
 
 /// A store with injected faults; made by [`ChaosLayer`].
-pub struct ChaosStore<T: ObjectStore> {
+pub struct ChaosStore<T: StrataStore> {
     inner: Arc<T>,
     layer: ChaosLayer,
 }
 
-impl<T: ObjectStore> fmt::Debug for ChaosStore<T> {
+impl<T: StrataStore> fmt::Debug for ChaosStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ChaosStore({:?})", self.inner)
     }
 }
 
-impl<T: ObjectStore> fmt::Display for ChaosStore<T> {
+impl<T: StrataStore> fmt::Display for ChaosStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ChaosStore({})", self.inner)
     }
@@ -336,7 +337,33 @@ impl<T: ObjectStore> fmt::Display for ChaosStore<T> {
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
-impl<T: ObjectStore> ObjectStore for ChaosStore<T> {
+impl<T: StrataStore> StrataStore for ChaosStore<T> {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
+        self.layer
+            .before("delete_if_match", location.as_ref(), true)
+            .await?;
+        let res = self.inner.delete_if_match(location, etag).await;
+        self.layer
+            .after_write("delete_if_match", location.as_ref(), res)
+    }
+
+    async fn presign(
+        &self,
+        method: PresignMethod,
+        location: &Path,
+        expires_in: Duration,
+    ) -> OsResult<Url> {
+        self.inner.presign(method, location, expires_in).await
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl<T: StrataStore> ObjectStore for ChaosStore<T> {
     async fn put_opts(
         &self,
         location: &Path,

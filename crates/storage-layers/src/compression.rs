@@ -99,7 +99,10 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, RenameTargetMode,
     Result as OsResult, UploadPart,
 };
-use storage_core::{Layer, StorageError};
+use std::time::Duration;
+
+use storage_core::{Capabilities, Layer, PresignMethod, StorageError, StrataStore};
+use url::Url;
 
 use crate::util::{cpu, into_stream, os_err, payload_bytes};
 
@@ -351,7 +354,7 @@ impl CompressionLayer {
     }
 
     /// Wrap a concrete store.
-    pub fn wrap<T: ObjectStore>(&self, inner: T) -> CompressionStore<T> {
+    pub fn wrap<T: StrataStore>(&self, inner: T) -> CompressionStore<T> {
         CompressionStore {
             inner: Arc::new(inner),
             cfg: Arc::new(self.clone()),
@@ -380,24 +383,24 @@ impl CompressionLayer {
 }
 
 impl Layer for CompressionLayer {
-    fn layer(&self, inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    fn layer(&self, inner: Arc<dyn StrataStore>) -> Arc<dyn StrataStore> {
         Arc::new(self.wrap(inner))
     }
 }
 
 /// A compressing store; made by [`CompressionLayer`].
-pub struct CompressionStore<T: ObjectStore> {
+pub struct CompressionStore<T: StrataStore> {
     inner: Arc<T>,
     cfg: Arc<CompressionLayer>,
 }
 
-impl<T: ObjectStore> fmt::Debug for CompressionStore<T> {
+impl<T: StrataStore> fmt::Debug for CompressionStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CompressionStore({:?})", self.inner)
     }
 }
 
-impl<T: ObjectStore> fmt::Display for CompressionStore<T> {
+impl<T: StrataStore> fmt::Display for CompressionStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CompressionStore({})", self.inner)
     }
@@ -451,7 +454,29 @@ fn range_err(key: &str, e: impl fmt::Display) -> object_store::Error {
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
-impl<T: ObjectStore> ObjectStore for CompressionStore<T> {
+impl<T: StrataStore> StrataStore for CompressionStore<T> {
+    fn capabilities(&self) -> Capabilities {
+        // A presigned URL would hand out the stored (compressed) bytes.
+        self.inner.capabilities().with_presign(false)
+    }
+
+    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
+        self.inner.delete_if_match(location, etag).await
+    }
+
+    async fn presign(&self, _: PresignMethod, _: &Path, _: Duration) -> OsResult<Url> {
+        Err(storage_core::store::not_supported(
+            "compressed bucket",
+            "presigned URLs: a URL would download the compressed bytes and an upload through \
+             one would skip compression; read and write through Strata (or `strata serve`), \
+             or presign from a bucket without the compression layer",
+        ))
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl<T: StrataStore> ObjectStore for CompressionStore<T> {
     async fn put_opts(
         &self,
         location: &Path,
@@ -654,7 +679,7 @@ impl<T: ObjectStore> ObjectStore for CompressionStore<T> {
     }
 }
 
-impl<T: ObjectStore> CompressionStore<T> {
+impl<T: StrataStore> CompressionStore<T> {
     /// Copy-if-absent that keeps a compressed object's markers.
     ///
     /// S3 has no atomic copy-if-absent; `object_store` emulates it with a multipart upload

@@ -56,7 +56,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::ObjectStore;
+use storage_core::StrataStore;
 use serde::{Deserialize, Serialize};
 use storage_core::config::{Env, at_least_one, duration_str};
 use storage_core::{Result, Secret, StorageError};
@@ -390,7 +390,7 @@ impl Default for ChaosConfig {
 #[non_exhaustive]
 pub struct Stack {
     /// The wrapped store.
-    pub store: Option<Arc<dyn ObjectStore>>,
+    pub store: Option<Arc<dyn StrataStore>>,
     /// Metrics layer, if enabled.
     #[cfg(feature = "metrics")]
     pub metrics: Option<crate::metrics::MetricsLayer>,
@@ -406,31 +406,6 @@ pub struct Stack {
     /// Chaos layer, if enabled.
     #[cfg(feature = "chaos")]
     pub chaos: Option<crate::chaos::ChaosLayer>,
-}
-
-impl Stack {
-    /// Wrap a `Bucket`'s conditional-delete hook so the layers hear of its deletes: the
-    /// read cache drops the key ([`CacheLayer::conditional_delete_through`](crate::cache::CacheLayer::conditional_delete_through))
-    /// and metrics measure the call ([`MetricsLayer::conditional_delete_through`](crate::metrics::MetricsLayer::conditional_delete_through));
-    /// the hook itself when no layer needs to. `beneath`: the bucket's prefix when these
-    /// layers were applied over its store.
-    pub fn conditional_delete_through(
-        &self,
-        mut hook: Arc<dyn storage_core::ConditionalDelete>,
-        beneath: Option<object_store::path::Path>,
-    ) -> Arc<dyn storage_core::ConditionalDelete> {
-        #[cfg(feature = "cache")]
-        if let Some(cache) = &self.cache {
-            hook = cache.conditional_delete_through(hook, beneath.clone());
-        }
-        // Outermost, as the metrics layer is: the figure includes the cache's work.
-        #[cfg(feature = "metrics")]
-        if let Some(metrics) = &self.metrics {
-            hook = metrics.conditional_delete_through(hook, beneath.clone());
-        }
-        let _ = beneath;
-        hook
-    }
 }
 
 #[allow(dead_code)]
@@ -468,7 +443,7 @@ impl LayersConfig {
 
     /// Wrap `store` in the enabled layers, in the [documented order](self); keys named by
     /// `key_env` are read from the process environment.
-    pub fn apply(&self, store: Arc<dyn ObjectStore>) -> Result<Arc<dyn ObjectStore>> {
+    pub fn apply(&self, store: Arc<dyn StrataStore>) -> Result<Arc<dyn StrataStore>> {
         Ok(self
             .build(store, "storage", &Env::process())?
             .store
@@ -479,7 +454,7 @@ impl LayersConfig {
     /// breaker errors) and reading `key_env` variables from `env`; returns the layers too,
     /// so their counters can be read.
     #[allow(unused_mut)] // `s` is only reassigned when a layer's feature is compiled in
-    pub fn build(&self, store: Arc<dyn ObjectStore>, name: &str, env: &Env) -> Result<Stack> {
+    pub fn build(&self, store: Arc<dyn StrataStore>, name: &str, env: &Env) -> Result<Stack> {
         let _ = (name, env);
         let mut stack = Stack::default();
         let mut s = store;

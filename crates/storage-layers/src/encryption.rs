@@ -92,7 +92,10 @@ use object_store::{
     ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
     Result as OsResult, UploadPart,
 };
-use storage_core::{Layer, Secret, StorageError};
+use std::time::Duration;
+
+use storage_core::{Capabilities, Layer, PresignMethod, Secret, StorageError, StrataStore};
+use url::Url;
 
 use crate::util::{cpu, into_stream, os_err, payload_bytes};
 
@@ -430,7 +433,7 @@ impl EncryptionLayer {
     }
 
     /// Wrap a concrete store.
-    pub fn wrap<T: ObjectStore>(&self, inner: T) -> EncryptionStore<T> {
+    pub fn wrap<T: StrataStore>(&self, inner: T) -> EncryptionStore<T> {
         EncryptionStore {
             inner: Arc::new(inner),
             cfg: Arc::new(self.clone()),
@@ -439,24 +442,24 @@ impl EncryptionLayer {
 }
 
 impl Layer for EncryptionLayer {
-    fn layer(&self, inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    fn layer(&self, inner: Arc<dyn StrataStore>) -> Arc<dyn StrataStore> {
         Arc::new(self.wrap(inner))
     }
 }
 
 /// An encrypting store; made by [`EncryptionLayer`].
-pub struct EncryptionStore<T: ObjectStore> {
+pub struct EncryptionStore<T: StrataStore> {
     inner: Arc<T>,
     cfg: Arc<EncryptionLayer>,
 }
 
-impl<T: ObjectStore> fmt::Debug for EncryptionStore<T> {
+impl<T: StrataStore> fmt::Debug for EncryptionStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "EncryptionStore({:?})", self.inner)
     }
 }
 
-impl<T: ObjectStore> fmt::Display for EncryptionStore<T> {
+impl<T: StrataStore> fmt::Display for EncryptionStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "EncryptionStore({})", self.inner)
     }
@@ -565,7 +568,7 @@ impl Decryptor {
     }
 }
 
-impl<T: ObjectStore> EncryptionStore<T> {
+impl<T: StrataStore> EncryptionStore<T> {
     /// Fetch and decrypt plaintext `range` (already resolved) given the header and stored size.
     async fn read_range(
         &self,
@@ -656,7 +659,29 @@ impl<T: ObjectStore> EncryptionStore<T> {
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
-impl<T: ObjectStore> ObjectStore for EncryptionStore<T> {
+impl<T: StrataStore> StrataStore for EncryptionStore<T> {
+    fn capabilities(&self) -> Capabilities {
+        // A presigned URL would hand out ciphertext.
+        self.inner.capabilities().with_presign(false)
+    }
+
+    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
+        self.inner.delete_if_match(location, etag).await
+    }
+
+    async fn presign(&self, _: PresignMethod, _: &Path, _: Duration) -> OsResult<Url> {
+        Err(storage_core::store::not_supported(
+            "encrypted bucket",
+            "presigned URLs: a URL would download ciphertext (the key never leaves this \
+             process) and an upload through one would be stored unencrypted; read and write \
+             through Strata (or `strata serve`, which decrypts)",
+        ))
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl<T: StrataStore> ObjectStore for EncryptionStore<T> {
     async fn put_opts(
         &self,
         location: &Path,

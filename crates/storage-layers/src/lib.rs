@@ -1,8 +1,10 @@
 //! # storage-layers
 //!
-//! Layers for Strata stores. Each one wraps any `Arc<dyn ObjectStore>` in another
-//! `ObjectStore` that adds one behaviour, so they compose with each other, with
-//! `object_store`'s own wrappers, and with anything written for `object_store`.
+//! Layers for Strata stores. Each one wraps any [`StrataStore`](storage_core::StrataStore)
+//! in another that adds one behaviour to every operation of the contract (conditional
+//! deletes and presigned URLs included) and reports the capabilities of the stack beneath
+//! it, narrowed where it changes stored bytes. They compose with each other, and each stack
+//! is still an `ObjectStore` for anything written for `object_store`.
 //!
 //! | module | layer | cargo feature |
 //! |---|---|---|

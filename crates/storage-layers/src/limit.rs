@@ -46,7 +46,10 @@ use object_store::{
     ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
     Result as OsResult, UploadPart,
 };
-use storage_core::Layer;
+use std::time::Duration;
+
+use storage_core::{Capabilities, Layer, PresignMethod, StrataStore};
+use url::Url;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::util::into_stream;
@@ -125,7 +128,7 @@ impl ConcurrencyLimitLayer {
     }
 
     /// Wrap a concrete store.
-    pub fn wrap<T: ObjectStore>(&self, inner: T) -> LimitStore<T> {
+    pub fn wrap<T: StrataStore>(&self, inner: T) -> LimitStore<T> {
         LimitStore {
             inner: Arc::new(inner),
             max: self.max,
@@ -138,25 +141,25 @@ impl ConcurrencyLimitLayer {
 }
 
 impl Layer for ConcurrencyLimitLayer {
-    fn layer(&self, inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    fn layer(&self, inner: Arc<dyn StrataStore>) -> Arc<dyn StrataStore> {
         Arc::new(self.wrap(inner))
     }
 }
 
 /// A store with a concurrency limit; made by [`ConcurrencyLimitLayer`].
-pub struct LimitStore<T: ObjectStore> {
+pub struct LimitStore<T: StrataStore> {
     inner: Arc<T>,
     max: usize,
     semaphore: Arc<Semaphore>,
 }
 
-impl<T: ObjectStore> fmt::Debug for LimitStore<T> {
+impl<T: StrataStore> fmt::Debug for LimitStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "LimitStore({}, {:?})", self.max, self.inner)
     }
 }
 
-impl<T: ObjectStore> fmt::Display for LimitStore<T> {
+impl<T: StrataStore> fmt::Display for LimitStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "LimitStore({}, {})", self.max, self.inner)
     }
@@ -199,7 +202,29 @@ fn permitted<I: Send + 'static>(
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
-impl<T: ObjectStore> ObjectStore for LimitStore<T> {
+impl<T: StrataStore> StrataStore for LimitStore<T> {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
+        let _p = permit(&self.semaphore).await;
+        self.inner.delete_if_match(location, etag).await
+    }
+
+    async fn presign(
+        &self,
+        method: PresignMethod,
+        location: &Path,
+        expires_in: Duration,
+    ) -> OsResult<Url> {
+        self.inner.presign(method, location, expires_in).await
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl<T: StrataStore> ObjectStore for LimitStore<T> {
     async fn put_opts(
         &self,
         location: &Path,

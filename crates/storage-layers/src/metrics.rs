@@ -57,11 +57,12 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
     UploadPart,
 };
-use storage_core::{ConditionalDelete, ErrorKind, Layer};
+use storage_core::{Capabilities, ErrorKind, Layer, PresignMethod, StrataStore};
+use url::Url;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::util::{above, classify, key_prefix};
+use crate::util::{classify, key_prefix};
 
 /// Upper bounds of the latency histogram buckets, in milliseconds (a last bucket holds the
 /// rest).
@@ -274,24 +275,8 @@ impl MetricsLayer {
             .record(op, key, Err(kind), 0, 0, Duration::ZERO);
     }
 
-    /// Wrap a conditional-delete hook (e.g. `Bucket::delete_if_match`'s, which reaches the
-    /// backend beneath the layers) so its calls are measured as `delete_if_match`, with a
-    /// span, like the stores' own calls. `beneath`: the prefix between the layers and the
-    /// backend, left out of the recorded key as the stores' keys leave it out.
-    pub fn conditional_delete_through(
-        &self,
-        inner: Arc<dyn ConditionalDelete>,
-        beneath: Option<Path>,
-    ) -> Arc<dyn ConditionalDelete> {
-        Arc::new(MeasuredDelete {
-            inner,
-            beneath,
-            registry: Arc::clone(&self.registry),
-        })
-    }
-
     /// Wrap a concrete store.
-    pub fn wrap<T: ObjectStore>(&self, inner: T) -> MetricsStore<T> {
+    pub fn wrap<T: StrataStore>(&self, inner: T) -> MetricsStore<T> {
         MetricsStore {
             inner: Arc::new(inner),
             registry: Arc::clone(&self.registry),
@@ -300,53 +285,24 @@ impl MetricsLayer {
 }
 
 impl Layer for MetricsLayer {
-    fn layer(&self, inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    fn layer(&self, inner: Arc<dyn StrataStore>) -> Arc<dyn StrataStore> {
         Arc::new(self.wrap(inner))
     }
 }
 
-/// A measured conditional-delete hook; see [`MetricsLayer::conditional_delete_through`].
-struct MeasuredDelete {
-    inner: Arc<dyn ConditionalDelete>,
-    beneath: Option<Path>,
-    registry: Arc<Registry>,
-}
-
-impl fmt::Debug for MeasuredDelete {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "MeasuredDelete({:?})", self.inner)
-    }
-}
-
-#[async_trait]
-impl ConditionalDelete for MeasuredDelete {
-    async fn delete_if_match(&self, path: &Path, etag: &str) -> OsResult<()> {
-        let key = above(path, self.beneath.as_ref());
-        let mut m = Measure::start(&self.registry, "delete_if_match", key.as_ref());
-        let span = m.span.clone();
-        let res = self
-            .inner
-            .delete_if_match(path, etag)
-            .instrument(span)
-            .await;
-        m.finish_result(&res, |_| 0);
-        res
-    }
-}
-
 /// A store with metrics; made by [`MetricsLayer`].
-pub struct MetricsStore<T: ObjectStore> {
+pub struct MetricsStore<T: StrataStore> {
     inner: Arc<T>,
     registry: Arc<Registry>,
 }
 
-impl<T: ObjectStore> fmt::Debug for MetricsStore<T> {
+impl<T: StrataStore> fmt::Debug for MetricsStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "MetricsStore({:?})", self.inner)
     }
 }
 
-impl<T: ObjectStore> fmt::Display for MetricsStore<T> {
+impl<T: StrataStore> fmt::Display for MetricsStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "MetricsStore({})", self.inner)
     }
@@ -473,7 +429,42 @@ impl Measure {
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
-impl<T: ObjectStore> ObjectStore for MetricsStore<T> {
+impl<T: StrataStore> StrataStore for MetricsStore<T> {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
+        let mut m = Measure::start(&self.registry, "delete_if_match", location.as_ref());
+        let res = self
+            .inner
+            .delete_if_match(location, etag)
+            .instrument(m.span.clone())
+            .await;
+        m.finish_result(&res, |_| 0);
+        res
+    }
+
+    async fn presign(
+        &self,
+        method: PresignMethod,
+        location: &Path,
+        expires_in: Duration,
+    ) -> OsResult<Url> {
+        let mut m = Measure::start(&self.registry, "presign", location.as_ref());
+        let res = self
+            .inner
+            .presign(method, location, expires_in)
+            .instrument(m.span.clone())
+            .await;
+        m.finish_result(&res, |_| 0);
+        res
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl<T: StrataStore> ObjectStore for MetricsStore<T> {
     async fn put_opts(
         &self,
         location: &Path,

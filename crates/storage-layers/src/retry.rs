@@ -91,7 +91,8 @@ use object_store::{
     PutResult, RenameOptions, RenameTargetMode, Result as OsResult,
 };
 use storage_core::backoff::{BackoffStrategy, Jitter};
-use storage_core::{ErrorKind, Layer};
+use storage_core::{Capabilities, ErrorKind, Layer, PresignMethod, StrataStore};
+use url::Url;
 
 /// Default [`RetryLayer::with_deadline`].
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
@@ -277,7 +278,7 @@ impl RetryLayer {
     }
 
     /// Wrap a concrete store.
-    pub fn wrap<T: ObjectStore>(&self, inner: T) -> RetryStore<T> {
+    pub fn wrap<T: StrataStore>(&self, inner: T) -> RetryStore<T> {
         RetryStore {
             inner: Arc::new(inner),
             policy: Arc::clone(&self.policy),
@@ -306,7 +307,7 @@ fn policy_mut(this: &mut Arc<Policy>) -> &mut Policy {
 }
 
 impl Layer for RetryLayer {
-    fn layer(&self, inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    fn layer(&self, inner: Arc<dyn StrataStore>) -> Arc<dyn StrataStore> {
         Arc::new(self.wrap(inner))
     }
 }
@@ -386,24 +387,24 @@ impl Policy {
 }
 
 /// A store that retries; made by [`RetryLayer`].
-pub struct RetryStore<T: ObjectStore> {
+pub struct RetryStore<T: StrataStore> {
     inner: Arc<T>,
     policy: Arc<Policy>,
 }
 
-impl<T: ObjectStore> fmt::Debug for RetryStore<T> {
+impl<T: StrataStore> fmt::Debug for RetryStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "RetryStore({:?})", self.inner)
     }
 }
 
-impl<T: ObjectStore> fmt::Display for RetryStore<T> {
+impl<T: StrataStore> fmt::Display for RetryStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "RetryStore({})", self.inner)
     }
 }
 
-impl<T: ObjectStore> RetryStore<T> {
+impl<T: StrataStore> RetryStore<T> {
     async fn same_bytes(&self, a: &Path, b: &Path) -> bool {
         let (x, y) = futures::join!(self.inner.get(a), self.inner.get(b));
         match (x, y) {
@@ -426,7 +427,34 @@ impl<T: ObjectStore> RetryStore<T> {
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
-impl<T: ObjectStore> ObjectStore for RetryStore<T> {
+impl<T: StrataStore> StrataStore for RetryStore<T> {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
+        // Sent once, as conditional puts are: `Bucket` repeats it and can tell its own lost
+        // delete from another writer's (`storage_core::conditional`).
+        self.inner.delete_if_match(location, etag).await
+    }
+
+    async fn presign(
+        &self,
+        method: PresignMethod,
+        location: &Path,
+        expires_in: Duration,
+    ) -> OsResult<Url> {
+        self.policy
+            .run("presign", location.as_ref(), || {
+                self.inner.presign(method, location, expires_in)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl<T: StrataStore> ObjectStore for RetryStore<T> {
     async fn put_opts(
         &self,
         location: &Path,
@@ -696,13 +724,13 @@ impl<T: ObjectStore> ObjectStore for RetryStore<T> {
 /// where the store lists in key order, as S3 does. Where the entries seen so far were not in
 /// key order (a local folder lists in directory order) the failure is returned instead:
 /// resuming by offset could skip entries.
-fn resumable_list<T: ObjectStore>(
+fn resumable_list<T: StrataStore>(
     inner: Arc<T>,
     policy: Arc<Policy>,
     prefix: Option<Path>,
     offset: Option<Path>,
 ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-    struct State<T: ObjectStore> {
+    struct State<T: StrataStore> {
         inner: Arc<T>,
         policy: Arc<Policy>,
         prefix: Option<Path>,
@@ -715,7 +743,7 @@ fn resumable_list<T: ObjectStore>(
         current: BoxStream<'static, OsResult<ObjectMeta>>,
         done: bool,
     }
-    fn open<T: ObjectStore>(
+    fn open<T: StrataStore>(
         inner: &Arc<T>,
         prefix: &Option<Path>,
         after: &Option<Path>,
@@ -779,7 +807,7 @@ fn resumable_list<T: ObjectStore>(
 }
 
 /// Wrap a GET body so a retryable mid-stream failure resumes from the next byte.
-fn resumable<T: ObjectStore>(
+fn resumable<T: StrataStore>(
     inner: Arc<T>,
     policy: Arc<Policy>,
     location: Path,
@@ -790,7 +818,7 @@ fn resumable<T: ObjectStore>(
     let etag = meta.meta.e_tag.clone();
     let version = meta.meta.version.clone();
     let end = meta.range.end;
-    struct State<T: ObjectStore> {
+    struct State<T: StrataStore> {
         inner: Arc<T>,
         policy: Arc<Policy>,
         location: Path,

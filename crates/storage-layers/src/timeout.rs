@@ -46,7 +46,8 @@ use object_store::{
     ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
     Result as OsResult, UploadPart,
 };
-use storage_core::{Layer, StorageError};
+use storage_core::{Capabilities, Layer, PresignMethod, StorageError, StrataStore};
+use url::Url;
 
 use crate::util::{into_stream, os_err};
 
@@ -101,7 +102,7 @@ impl TimeoutLayer {
     }
 
     /// Wrap a concrete store.
-    pub fn wrap<T: ObjectStore>(&self, inner: T) -> TimeoutStore<T> {
+    pub fn wrap<T: StrataStore>(&self, inner: T) -> TimeoutStore<T> {
         TimeoutStore {
             inner: Arc::new(inner),
             cfg: Arc::new(self.clone()),
@@ -129,7 +130,7 @@ impl TimeoutLayer {
 }
 
 impl Layer for TimeoutLayer {
-    fn layer(&self, inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    fn layer(&self, inner: Arc<dyn StrataStore>) -> Arc<dyn StrataStore> {
         Arc::new(self.wrap(inner))
     }
 }
@@ -156,18 +157,18 @@ fn idle_limited<I: Send + 'static>(
 }
 
 /// A store with timeouts; made by [`TimeoutLayer`].
-pub struct TimeoutStore<T: ObjectStore> {
+pub struct TimeoutStore<T: StrataStore> {
     inner: Arc<T>,
     cfg: Arc<TimeoutLayer>,
 }
 
-impl<T: ObjectStore> fmt::Debug for TimeoutStore<T> {
+impl<T: StrataStore> fmt::Debug for TimeoutStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "TimeoutStore({:?})", self.inner)
     }
 }
 
-impl<T: ObjectStore> fmt::Display for TimeoutStore<T> {
+impl<T: StrataStore> fmt::Display for TimeoutStore<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "TimeoutStore({})", self.inner)
     }
@@ -175,7 +176,33 @@ impl<T: ObjectStore> fmt::Display for TimeoutStore<T> {
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
-impl<T: ObjectStore> ObjectStore for TimeoutStore<T> {
+impl<T: StrataStore> StrataStore for TimeoutStore<T> {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
+        self.cfg
+            .run("delete_if_match", self.inner.delete_if_match(location, etag))
+            .await
+    }
+
+    async fn presign(
+        &self,
+        method: PresignMethod,
+        location: &Path,
+        expires_in: Duration,
+    ) -> OsResult<Url> {
+        // Signing may ask the provider for credentials: bounded like any call.
+        self.cfg
+            .run("presign", self.inner.presign(method, location, expires_in))
+            .await
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl<T: StrataStore> ObjectStore for TimeoutStore<T> {
     async fn put_opts(
         &self,
         location: &Path,

@@ -23,7 +23,7 @@ const INCREMENTS: u64 = 60;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_increment_lost_none_applied_twice() {
-    let backend: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let backend: Arc<dyn storage_core::StrataStore> = Arc::new(MemoryStore::new());
     let key = Path::from("counter");
     backend.put(&key, "0".into()).await.unwrap();
     let chaos = ChaosLayer::default()

@@ -18,7 +18,7 @@ use storage_layers::metrics::MetricsLayer;
 use storage_layers::retry::RetryLayer;
 use storage_layers::timeout::TimeoutLayer;
 
-fn memory() -> Arc<dyn ObjectStore> {
+fn memory() -> Arc<dyn storage_core::StrataStore> {
     Arc::new(MemoryStore::new())
 }
 
@@ -166,9 +166,10 @@ async fn encryption_layer() {
     conformance(EncryptionLayer::new(ring).layer(memory())).await;
 }
 
-fn local_folder() -> (tempfile::TempDir, Arc<dyn ObjectStore>) {
+fn local_folder() -> (tempfile::TempDir, Arc<dyn storage_core::StrataStore>) {
     let dir = tempfile::tempdir().unwrap();
-    let local: Arc<dyn ObjectStore> = Arc::new(storage_core::LocalStore::new(dir.path()).unwrap());
+    let local: Arc<dyn storage_core::StrataStore> =
+        Arc::new(storage_core::LocalStore::new(dir.path()).unwrap());
     (dir, local)
 }
 

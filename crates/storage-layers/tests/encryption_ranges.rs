@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStoreExt;
 use storage_core::{Layer, MemoryStore};
 use storage_layers::encryption::{
     CHUNK_SIZE, EncryptionLayer, HEADER_LEN, Keyring, TAG_LEN, stored_len,
@@ -16,7 +16,7 @@ use storage_layers::metrics::MetricsLayer;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_mib_range_of_100_mib_reads_only_its_chunks() {
     const MIB: u64 = 1024 * 1024;
-    let backend: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let backend: Arc<dyn storage_core::StrataStore> = Arc::new(MemoryStore::new());
     let counting = MetricsLayer::new("backend");
     let keyring = Keyring::new()
         .with_key("k1", &Keyring::generate_key())

@@ -35,18 +35,18 @@ fn bucket(hint: &str) -> Option<Bucket> {
 }
 
 /// The behaviour suite on moto through `wrap`. Presigned URLs are signed for the stored
-/// bytes and bypass every layer (a presigned GET of an encrypted object returns
-/// ciphertext), so the layered bucket does not offer them and those checks skip.
+/// bytes and bypass every layer (a presigned GET of an encrypted object would return
+/// ciphertext), so the byte-changing layers refuse them and those checks skip.
 async fn behaviour_on_s3(
     hint: &str,
-    wrap: impl FnOnce(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>,
+    wrap: impl FnOnce(Arc<dyn storage_core::StrataStore>) -> Arc<dyn storage_core::StrataStore>,
 ) {
     let Some(b) = bucket(hint) else { return };
-    // A fresh handle on the (already prefixed) store: no presigner.
-    let layered = Bucket::builder(hint, wrap(Arc::clone(b.store())))
-        .provider(b.provider())
-        .capabilities(b.capabilities().with_presign(false))
-        .build();
+    let layered = b.to_builder().store(wrap(Arc::clone(b.store()))).build();
+    assert!(
+        !layered.capabilities().presign,
+        "a layer that changes stored bytes must not offer presigned URLs"
+    );
     let report =
         strata_testkit::behaviour::run(&layered, &strata_testkit::behaviour::Profile::moto()).await;
     assert!(report.passed.len() >= 12, "{report:?}");
@@ -92,7 +92,7 @@ async fn encryption_layer_on_s3() {
         .unwrap();
     let raw = Arc::clone(b.store());
     let store = EncryptionLayer::new(ring).layer(Arc::clone(&raw));
-    s3_checks(Arc::clone(&store)).await;
+    s3_checks(store.clone()).await;
 
     // Ranges over HTTP, then a tampered byte on the server is an authentication error.
     let p = Path::from("enc/range.bin");

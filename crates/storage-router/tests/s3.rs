@@ -165,5 +165,5 @@ async fn sync_between_s3_and_memory() {
         .unwrap();
     assert_eq!(up.copied_keys, ["data/2.txt"]);
     assert_eq!(mem.get("data/2.txt").await.unwrap().bytes, "PAYLOAD 2");
-    let _: &Arc<dyn ObjectStore> = mem.store();
+    let _: Arc<dyn ObjectStore> = mem.object_store();
 }

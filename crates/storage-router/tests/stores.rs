@@ -8,7 +8,7 @@ use common::{faulty_bucket, faulty_local};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use storage_core::{Bucket, MemoryStore, PutOpts, StorageError};
+use storage_core::{Bucket, MemoryStore, PutOpts, StorageError, StrataStore};
 use storage_router::{
     AllBucketsFailed, FailoverStore, MirrorRequirement, MirrorStore, ReadPolicy, SourceSet,
 };
@@ -76,7 +76,7 @@ async fn failover_serves_from_the_fallback_only_when_the_primary_is_unavailable(
 
 #[tokio::test]
 async fn failover_does_not_mask_other_errors() {
-    let primary: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let primary: Arc<dyn StrataStore> = Arc::new(MemoryStore::new());
     let (fallback, _) = faulty_bucket("fb");
     let store = FailoverStore::new(("p", primary.clone()), ("fb", fallback.store().clone()));
     primary.put(&p("k"), "v".into()).await.unwrap();
@@ -291,11 +291,9 @@ fn counting_memory() -> Arc<strata_testkit::CountingStore> {
 #[tokio::test]
 async fn deletes_reach_every_store_in_batches() {
     let (a, b) = (counting_memory(), counting_memory());
-    let members: Vec<(String, Arc<dyn ObjectStore>)> =
+    let members: Vec<(String, Arc<dyn StrataStore>)> =
         vec![("a".into(), a.clone()), ("b".into(), b.clone())];
-    let mirror = Bucket::builder("m", Arc::new(MirrorStore::new(members)))
-        .capabilities(storage_core::Capabilities::MEMORY)
-        .build();
+    let mirror = Bucket::builder("m", Arc::new(MirrorStore::new(members))).build();
     let keys: Vec<String> = (0..1500).map(|i| format!("k/{i:04}")).collect();
     for k in &keys {
         mirror.put(k, "x").await.unwrap();
@@ -319,11 +317,9 @@ async fn a_failed_delete_batch_fails_over_whole_and_reports_every_key() {
     let fallback = counting_memory();
     let store = FailoverStore::new(
         ("s3", primary.store().clone()),
-        ("r2", fallback.clone() as Arc<dyn ObjectStore>),
+        ("r2", fallback.clone() as Arc<dyn StrataStore>),
     );
-    let bucket = Bucket::builder("media", Arc::new(store))
-        .capabilities(storage_core::Capabilities::MEMORY)
-        .build();
+    let bucket = Bucket::builder("media", Arc::new(store)).build();
     let keys: Vec<String> = (0..10).map(|i| format!("k/{i}")).collect();
     for k in &keys {
         fallback.put(&p(k), PutPayload::from("x")).await.unwrap();
@@ -336,9 +332,7 @@ async fn a_failed_delete_batch_fails_over_whole_and_reports_every_key() {
     // With no other store to turn to, a failed batch fails each of its keys.
     let (refusing, rf) = faulty_bucket("s3");
     rf.set_down(true);
-    let only = Bucket::builder("solo", refusing.store().clone())
-        .capabilities(storage_core::Capabilities::MEMORY)
-        .build();
+    let only = Bucket::builder("solo", refusing.store().clone()).build();
     let mirror = Bucket::builder(
         "m",
         Arc::new(MirrorStore::with_requirement(

@@ -39,17 +39,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use object_store::aws::{
-    AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut, S3CopyIfNotExists,
+    AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut, S3CopyIfNotExists,
 };
-use object_store::path::Path;
-use object_store::signer::Signer;
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 use serde::{Deserialize, Serialize};
 use storage_core::config::{Env, duration_str, validate_bucket_name, validate_credential};
 use storage_core::{
-    Bucket, Capabilities, ConditionalDelete, PresignMethod, Presigner, Result, Secret, StorageError,
+    Bucket, Capabilities, Result, Secret, StorageError,
 };
 use url::Url;
 
@@ -407,22 +404,29 @@ impl S3Config {
             Some(ServerSideEncryption::SseKms { key_id }) => b = b.with_sse_kms_encryption(key_id),
             Some(ServerSideEncryption::SseC { key }) => b = b.with_ssec_encryption(key.expose()),
         }
-        let mut client = ClientOptions::new()
-            .with_allow_http(self.allow_http)
-            .with_timeout(self.timeout.unwrap_or(DEFAULT_TIMEOUT))
-            .with_connect_timeout(self.connect_timeout.unwrap_or(Duration::from_secs(5)));
-        if !self.keep_alive {
-            client = client.with_pool_max_idle_per_host(0);
-        }
         b = b
             .with_http_connector(store::StatusKeepingConnector::default())
-            .with_client_options(client)
+            .with_client_options(self.client_options())
             .with_retry(RetryConfig {
                 backoff: BackoffConfig::default(),
                 max_retries,
                 retry_timeout: Duration::from_secs(180),
             });
         Ok(b)
+    }
+
+    /// The HTTP client settings of every request to this bucket (the conditional DELETE,
+    /// which `object_store` has no method for, included).
+    fn client_options(&self) -> ClientOptions {
+        let client = ClientOptions::new()
+            .with_allow_http(self.allow_http)
+            .with_timeout(self.timeout.unwrap_or(DEFAULT_TIMEOUT))
+            .with_connect_timeout(self.connect_timeout.unwrap_or(Duration::from_secs(5)));
+        if self.keep_alive {
+            client
+        } else {
+            client.with_pool_max_idle_per_host(0)
+        }
     }
 
     /// Whether `delete_if_match` is sent to the server: as configured, else only to AWS
@@ -444,14 +448,6 @@ impl S3Config {
                 .build()
                 .map_err(|e| StorageError::from_object_store(name, e))
         };
-        let s3 = S3Store::new(
-            build(self.max_retries.unwrap_or(DEFAULT_MAX_RETRIES))?,
-            // Conditional writes are never resent by the HTTP client: see `store`.
-            build(0)?,
-            self.timeout.unwrap_or(DEFAULT_TIMEOUT),
-        );
-        let store = Arc::clone(s3.plain());
-        let s3: Arc<dyn object_store::ObjectStore> = Arc::new(s3);
         let mut caps = caps.with_conditional_put(self.conditional_put);
         if !self.bulk_delete {
             caps = caps.with_max_delete_batch(1);
@@ -459,27 +455,33 @@ impl S3Config {
         if self.credentials == CredentialSource::Anonymous {
             caps = caps.with_presign(false);
         }
+        let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let conditional_delete = if self.conditional_delete_enabled() {
+            Some(store::ConditionalDeleteClient::new(&self.client_options(), timeout)?)
+        } else {
+            None
+        };
+        let s3 = S3Store::new(
+            build(self.max_retries.unwrap_or(DEFAULT_MAX_RETRIES))?,
+            // Conditional writes are never resent by the HTTP client: see `store`.
+            build(0)?,
+            timeout,
+            caps,
+            conditional_delete,
+        );
         let endpoint = self.endpoint.clone().unwrap_or_else(|| {
             format!(
                 "s3.{}.amazonaws.com",
                 self.region.as_deref().unwrap_or("us-east-1")
             )
         });
-        let mut builder = Bucket::builder(name, s3)
+        let mut builder = Bucket::builder(name, Arc::new(s3))
             .location(format!(
                 "s3://{}/{}",
                 endpoint.trim_end_matches('/'),
                 self.bucket
             ))
-            .provider(provider)
-            .capabilities(caps)
-            .presigner(Arc::new(S3Presigner {
-                store: store.clone(),
-            }));
-        // The hook is what makes the bucket claim `delete_if_match`.
-        if self.conditional_delete_enabled() {
-            builder = builder.conditional_delete(Arc::new(S3ConditionalDelete::new(self, store)?));
-        }
+            .provider(provider);
         if let Some(p) = self.part_size {
             builder = builder.part_size(p)?;
         }
@@ -509,116 +511,6 @@ fn base64_decoded_len(s: &str) -> Option<usize> {
         return None;
     }
     Some(body.len() * 3 / 4)
-}
-
-/// Presigns with `object_store`'s SigV4 signer.
-#[derive(Debug)]
-pub struct S3Presigner {
-    store: Arc<AmazonS3>,
-}
-
-#[async_trait]
-impl Presigner for S3Presigner {
-    async fn presign(
-        &self,
-        method: PresignMethod,
-        path: &Path,
-        expires_in: Duration,
-    ) -> Result<Url> {
-        let m = match method {
-            PresignMethod::Get => object_store::signer::Method::GET,
-            PresignMethod::Put => object_store::signer::Method::PUT,
-        };
-        self.store
-            .signed_url(m, path, expires_in)
-            .await
-            .map_err(|e| StorageError::from_object_store("s3", e))
-    }
-}
-
-/// Delete-if-match as a DELETE with `If-Match`, which S3 evaluates atomically (412 when the
-/// ETag differs). `object_store` has no conditional DELETE, so the request is presigned by
-/// its SigV4 signer (credentials, session tokens and refreshes as for every other request)
-/// and sent by a plain HTTP client with the bucket's timeouts. It is not retried: after a
-/// lost answer, a second attempt would find the object gone and report it missing.
-#[derive(Debug)]
-struct S3ConditionalDelete {
-    store: Arc<AmazonS3>,
-    http: reqwest::Client,
-    /// The client timeout, reported in `Timeout` errors.
-    timeout: Duration,
-}
-
-impl S3ConditionalDelete {
-    fn new(cfg: &S3Config, store: Arc<AmazonS3>) -> Result<Self> {
-        let mut http = reqwest::Client::builder()
-            .timeout(cfg.timeout.unwrap_or(DEFAULT_TIMEOUT))
-            .connect_timeout(cfg.connect_timeout.unwrap_or(Duration::from_secs(5)));
-        if !cfg.keep_alive {
-            http = http.pool_max_idle_per_host(0);
-        }
-        let http = http.build().map_err(|e| {
-            StorageError::invalid_config(
-                "conditional_delete",
-                format!("cannot build the HTTP client for conditional deletes: {e}"),
-            )
-        })?;
-        Ok(S3ConditionalDelete {
-            store,
-            http,
-            timeout: cfg.timeout.unwrap_or(DEFAULT_TIMEOUT),
-        })
-    }
-}
-
-#[async_trait]
-impl ConditionalDelete for S3ConditionalDelete {
-    async fn delete_if_match(&self, path: &Path, etag: &str) -> object_store::Result<()> {
-        // Long enough for a slow request; the URL is used once, at once.
-        let url = self
-            .store
-            .signed_url(
-                object_store::signer::Method::DELETE,
-                path,
-                Duration::from_secs(300),
-            )
-            .await?;
-        let bare = etag.trim().trim_start_matches("W/").trim_matches('"');
-        let response = self
-            .http
-            .delete(url)
-            .header("If-Match", format!("\"{bare}\""))
-            .send()
-            .await
-            // Typed from the error itself (timeout, connection), like every S3 error.
-            .map_err(|e| store::classify("s3", Box::new(e), self.timeout).into_object_store())?;
-        let status = response.status().as_u16();
-        let answer = || async {
-            let body = response.text().await.unwrap_or_default();
-            let body: String = body.chars().take(300).collect();
-            format!("DELETE {path} with If-Match {etag}: HTTP {status} {body}")
-        };
-        match status {
-            200..=299 => Ok(()),
-            404 => Err(object_store::Error::NotFound {
-                path: path.to_string(),
-                source: answer().await.into(),
-            }),
-            // 409: another request changed the object while this one was evaluated.
-            409 | 412 => Err(object_store::Error::Precondition {
-                path: path.to_string(),
-                source: answer().await.into(),
-            }),
-            401 | 403 => Err(object_store::Error::PermissionDenied {
-                path: path.to_string(),
-                source: answer().await.into(),
-            }),
-            _ => Err(object_store::Error::Generic {
-                store: "S3",
-                source: answer().await.into(),
-            }),
-        }
-    }
 }
 
 #[cfg(test)]

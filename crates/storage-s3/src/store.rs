@@ -34,12 +34,14 @@ use object_store::client::{
     ReqwestConnector,
 };
 use object_store::path::Path;
+use object_store::signer::Signer;
 use object_store::{
     ClientOptions, CopyMode, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult,
     MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload,
     PutResult, RenameOptions, Result as OsResult,
 };
-use storage_core::StorageError;
+use storage_core::{Capabilities, PresignMethod, StorageError, StrataStore};
+use url::Url;
 use storage_core::attrs::validate_attributes;
 
 /// `AmazonS3` with conditional requests sent once and errors typed; see the module docs.
@@ -51,6 +53,10 @@ pub struct S3Store {
     conditional: Arc<AmazonS3>,
     /// The client timeout, reported in `Timeout` errors.
     timeout: Duration,
+    /// What this bucket is configured to support.
+    capabilities: Capabilities,
+    /// Sends DELETE with If-Match; present when the server is known to honour it.
+    conditional_delete: Option<ConditionalDeleteClient>,
 }
 
 impl fmt::Display for S3Store {
@@ -60,17 +66,22 @@ impl fmt::Display for S3Store {
 }
 
 impl S3Store {
-    pub(crate) fn new(plain: AmazonS3, conditional: AmazonS3, timeout: Duration) -> Self {
+    pub(crate) fn new(
+        plain: AmazonS3,
+        conditional: AmazonS3,
+        timeout: Duration,
+        capabilities: Capabilities,
+        conditional_delete: Option<ConditionalDeleteClient>,
+    ) -> Self {
+        let mut capabilities = capabilities;
+        capabilities.delete_if_match = conditional_delete.is_some();
         S3Store {
             plain: Arc::new(plain),
             conditional: Arc::new(conditional),
             timeout,
+            capabilities,
+            conditional_delete,
         }
-    }
-
-    /// The client for unconditional requests (presigning uses its signer).
-    pub(crate) fn plain(&self) -> &Arc<AmazonS3> {
-        &self.plain
     }
 
     fn map(&self, e: object_store::Error) -> object_store::Error {
@@ -273,6 +284,115 @@ impl HttpService for StatusKeeping {
 
 fn is_conditional(mode: &PutMode) -> bool {
     !matches!(mode, PutMode::Overwrite)
+}
+
+#[async_trait]
+impl StrataStore for S3Store {
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
+        match &self.conditional_delete {
+            Some(client) => client.send(&self.plain, location, etag).await,
+            None => Err(storage_core::store::not_supported(
+                "s3",
+                "delete-if-match on this server (set conditional_delete = true if it honours \
+                 If-Match on DELETE)",
+            )),
+        }
+    }
+
+    async fn presign(
+        &self,
+        method: PresignMethod,
+        location: &Path,
+        expires_in: Duration,
+    ) -> OsResult<Url> {
+        if !self.capabilities.presign {
+            return Err(storage_core::store::not_supported(
+                "s3",
+                "presigned URLs with anonymous access (there is no key to sign with)",
+            ));
+        }
+        let m = match method {
+            PresignMethod::Get => object_store::signer::Method::GET,
+            PresignMethod::Put => object_store::signer::Method::PUT,
+        };
+        self.plain
+            .signed_url(m, location, expires_in)
+            .await
+            .map_err(|e| self.map(e))
+    }
+}
+
+/// Delete-if-match as a DELETE with `If-Match`, which S3 evaluates atomically (412 when the
+/// ETag differs). `object_store` has no conditional DELETE, so the request is presigned by
+/// its SigV4 signer (credentials, session tokens and refreshes as for every other request)
+/// and sent by an HTTP client made from the bucket's own `ClientOptions` (timeouts, proxy,
+/// pool) and connector. It is not resent here: after a lost answer, a second attempt would
+/// find the object gone; `Bucket`'s conditional loop resolves that.
+#[derive(Debug, Clone)]
+pub(crate) struct ConditionalDeleteClient {
+    http: HttpClient,
+    /// The client timeout, reported in `Timeout` errors.
+    timeout: Duration,
+}
+
+impl ConditionalDeleteClient {
+    pub(crate) fn new(options: &ClientOptions, timeout: Duration) -> storage_core::Result<Self> {
+        let http = StatusKeepingConnector::default()
+            .connect(options)
+            .map_err(|e| StorageError::from_object_store("s3", e))?;
+        Ok(ConditionalDeleteClient { http, timeout })
+    }
+
+    async fn send(&self, signer: &AmazonS3, path: &Path, etag: &str) -> OsResult<()> {
+        // Long enough for a slow request; the URL is used once, at once.
+        let url = signer
+            .signed_url(
+                object_store::signer::Method::DELETE,
+                path,
+                Duration::from_secs(300),
+            )
+            .await?;
+        let bare = etag.trim().trim_start_matches("W/").trim_matches('"');
+        let request = http::Request::builder()
+            .method(http::Method::DELETE)
+            .uri(url.as_str())
+            .header("If-Match", format!("\"{bare}\""))
+            .body(object_store::client::HttpRequestBody::empty())
+            .map_err(|e| classify("s3", Box::new(e), self.timeout).into_object_store())?;
+        let response = self
+            .http
+            .execute(request)
+            .await
+            // Typed from the error itself (timeout, connection), like every S3 error.
+            .map_err(|e| classify("s3", Box::new(e), self.timeout).into_object_store())?;
+        let status = response.status().as_u16();
+        let answer = || async {
+            let body = response.into_body().bytes().await.unwrap_or_default();
+            let body: String = String::from_utf8_lossy(&body).chars().take(300).collect();
+            format!("DELETE {path} with If-Match {etag}: HTTP {status} {body}")
+        };
+        match status {
+            200..=299 => Ok(()),
+            404 => Err(object_store::Error::NotFound {
+                path: path.to_string(),
+                source: answer().await.into(),
+            }),
+            // 409: another request changed the object while this one was evaluated.
+            409 | 412 => Err(object_store::Error::Precondition {
+                path: path.to_string(),
+                source: answer().await.into(),
+            }),
+            401 | 403 => Err(object_store::Error::PermissionDenied {
+                path: path.to_string(),
+                source: answer().await.into(),
+            }),
+            _ => Err(classify("s3", answer().await.into(), self.timeout).into_object_store()),
+        }
+    }
 }
 
 #[async_trait]

@@ -16,13 +16,16 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
 };
-use storage_core::Bucket;
+use std::time::Duration;
+
+use storage_core::{Bucket, Capabilities, PresignMethod, StrataStore};
+use url::Url;
 
 /// Counts GET requests (whole, ranged, multi-range; not HEADs' bytes) and returned bytes,
 /// and delete calls (each `delete_stream`, which a single `delete` also goes through).
 #[derive(Debug)]
 pub struct CountingStore {
-    inner: Arc<dyn ObjectStore>,
+    inner: Arc<dyn StrataStore>,
     gets: AtomicU64,
     bytes: AtomicU64,
     delete_calls: AtomicU64,
@@ -31,7 +34,7 @@ pub struct CountingStore {
 
 impl CountingStore {
     /// Wrap `inner`.
-    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+    pub fn new(inner: Arc<dyn StrataStore>) -> Self {
         CountingStore {
             inner,
             gets: AtomicU64::new(0),
@@ -75,6 +78,28 @@ impl CountingStore {
 impl fmt::Display for CountingStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CountingStore({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl StrataStore for CountingStore {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
+        self.delete_calls.fetch_add(1, Ordering::Relaxed);
+        self.deleted_keys.fetch_add(1, Ordering::Relaxed);
+        self.inner.delete_if_match(location, etag).await
+    }
+
+    async fn presign(
+        &self,
+        method: PresignMethod,
+        location: &Path,
+        expires_in: Duration,
+    ) -> OsResult<Url> {
+        self.inner.presign(method, location, expires_in).await
     }
 }
 

@@ -19,7 +19,7 @@ use object_store::{
 };
 use serde::{Deserialize, Serialize};
 use storage_cas::{BackoffStrategy, Collection, Jitter, VersionedRecords};
-use storage_core::{Bucket, Capabilities, ConditionalDelete, MemoryStore, StorageError};
+use storage_core::{Bucket, Capabilities, MemoryStore, PresignMethod, StorageError, StrataStore};
 
 /// What to do to one write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,8 +87,6 @@ impl FaultStore {
     pub fn bucket(self: &Arc<Self>) -> Bucket {
         Bucket::builder("faulty", self.clone())
             .provider("memory+faults")
-            .capabilities(Capabilities::MEMORY)
-            .conditional_delete(self.clone())
             .build()
     }
 
@@ -116,7 +114,20 @@ impl fmt::Display for FaultStore {
 }
 
 #[async_trait]
-impl ConditionalDelete for FaultStore {
+impl StrataStore for FaultStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::MEMORY
+    }
+
+    async fn presign(
+        &self,
+        _: PresignMethod,
+        _: &Path,
+        _: Duration,
+    ) -> OsResult<url::Url> {
+        Err(storage_core::store::not_supported("faulty", "presigned URLs"))
+    }
+
     async fn delete_if_match(&self, path: &Path, etag: &str) -> OsResult<()> {
         let r = self.inner.delete_if_match(path, etag).await;
         if r.is_ok()

@@ -597,12 +597,10 @@ impl LocalStore {
 
     /// A [`Bucket`](crate::Bucket) named `name` on this store.
     pub fn into_bucket(self, name: impl Into<String>) -> crate::Bucket {
-        let store = Arc::new(self);
-        crate::Bucket::builder(name, store.clone())
-            .location(folder_location(store.root()))
+        let location = folder_location(self.root());
+        crate::Bucket::builder(name, Arc::new(self))
+            .location(location)
             .provider(BACKEND)
-            .capabilities(crate::Capabilities::LOCAL)
-            .conditional_delete(store)
             .build()
     }
 

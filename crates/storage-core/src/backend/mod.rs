@@ -1,7 +1,14 @@
-//! The embedded backends (memory, local folder) and the hook for conditional deletes.
+//! The embedded backends (memory, local folder) and their side of the store contract.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use object_store::path::Path;
+use url::Url;
+
+use crate::bucket::PresignMethod;
+use crate::capabilities::Capabilities;
+use crate::store::{StrataStore, not_supported};
 
 mod local;
 mod locks;
@@ -10,12 +17,10 @@ mod memory;
 pub use local::{Durability, LocalStore};
 pub use memory::MemoryStore;
 
-/// Atomic delete-if-match, which the `ObjectStore` trait has no method for.
-///
-/// Backends that can do it implement this; [`Bucket`](crate::Bucket) uses it when present
-/// and answers `NotSupported` otherwise.
+/// Atomic delete-if-match of an embedded backend, under the same lock as its conditional
+/// puts; [`StrataStore::delete_if_match`] of each backend calls it.
 #[async_trait]
-pub trait ConditionalDelete: Send + Sync + std::fmt::Debug {
+pub(crate) trait ConditionalDelete: Send + Sync + std::fmt::Debug {
     /// Delete `path` only if its current ETag equals `etag` (quotes ignored).
     /// A different ETag is `Precondition`; a missing object is `NotFound`.
     async fn delete_if_match(&self, path: &Path, etag: &str) -> object_store::Result<()>;
@@ -28,3 +33,35 @@ pub fn etag_eq(a: &str, b: &str) -> bool {
     }
     norm(a) == norm(b)
 }
+
+/// The embedded backends have no signer: a presigned URL needs an HTTP endpoint (`strata
+/// serve` gives a local folder one).
+macro_rules! embedded_contract {
+    ($ty:ty, $caps:expr, $name:literal) => {
+        #[async_trait]
+        impl StrataStore for $ty {
+            fn capabilities(&self) -> Capabilities {
+                $caps
+            }
+
+            async fn delete_if_match(&self, location: &Path, etag: &str) -> object_store::Result<()> {
+                ConditionalDelete::delete_if_match(self, location, etag).await
+            }
+
+            async fn presign(
+                &self,
+                _: PresignMethod,
+                _: &Path,
+                _: Duration,
+            ) -> object_store::Result<Url> {
+                Err(not_supported(
+                    $name,
+                    "presigned URLs (no HTTP endpoint serves this store; `strata serve` can)",
+                ))
+            }
+        }
+    };
+}
+
+embedded_contract!(MemoryStore, Capabilities::MEMORY, "memory");
+embedded_contract!(LocalStore, Capabilities::LOCAL, "local folder");

@@ -16,7 +16,7 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
-use storage_core::{Bucket, Capabilities, MemoryStore, StorageError};
+use storage_core::{Bucket, Capabilities, MemoryStore, PresignMethod, StorageError, StrataStore};
 
 /// Knobs of a [`Faulty`] store, shared with the test.
 #[derive(Debug, Default)]
@@ -60,7 +60,7 @@ impl Faults {
 #[derive(Debug)]
 pub struct Faulty {
     name: String,
-    inner: Arc<dyn ObjectStore>,
+    inner: Arc<dyn StrataStore>,
     faults: Arc<Faults>,
 }
 
@@ -103,6 +103,25 @@ impl Faulty {
             return Err(outage(&self.name));
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl StrataStore for Faulty {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn delete_if_match(&self, l: &Path, etag: &str) -> object_store::Result<()> {
+        self.gate().await?;
+        self.inner.delete_if_match(l, etag).await
+    }
+    async fn presign(
+        &self,
+        m: PresignMethod,
+        l: &Path,
+        e: Duration,
+    ) -> object_store::Result<url::Url> {
+        self.inner.presign(m, l, e).await
     }
 }
 
@@ -183,12 +202,11 @@ impl ObjectStore for Faulty {
 
 /// A memory-backed bucket wrapped in a [`Faulty`] store, and its knobs.
 pub fn faulty_bucket(name: &str) -> (Bucket, Arc<Faults>) {
-    let (b, f) = faulty_over(name, Arc::new(MemoryStore::new()));
-    (b.to_builder().capabilities(Capabilities::MEMORY).build(), f)
+    faulty_over(name, Arc::new(MemoryStore::new()))
 }
 
 /// `inner` wrapped in a [`Faulty`] store, as a bucket named `name`.
-pub fn faulty_over(name: &str, inner: Arc<dyn ObjectStore>) -> (Bucket, Arc<Faults>) {
+pub fn faulty_over(name: &str, inner: Arc<dyn StrataStore>) -> (Bucket, Arc<Faults>) {
     let faults = Faults::new();
     let store = Faulty {
         name: name.to_string(),
@@ -207,11 +225,5 @@ pub fn faulty_over(name: &str, inner: Arc<dyn ObjectStore>) -> (Bucket, Arc<Faul
 pub fn faulty_local(name: &str, dir: &std::path::Path) -> (Bucket, Arc<Faults>) {
     let store = storage_core::LocalStore::new(dir).expect("local store");
     let (b, f) = faulty_over(name, Arc::new(store));
-    (
-        b.to_builder()
-            .provider("fs")
-            .capabilities(Capabilities::LOCAL)
-            .build(),
-        f,
-    )
+    (b.to_builder().provider("fs").build(), f)
 }
