@@ -425,7 +425,11 @@ async fn admin(
             )
         }
         "/metrics" => match prometheus {
-            Some(h) => reply(StatusCode::OK, "text/plain; version=0.0.4", h.render()),
+            Some(h) => {
+                let mut text = h.render();
+                layer_metrics(strata, &mut text);
+                reply(StatusCode::OK, "text/plain; version=0.0.4", text)
+            }
             None => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",
@@ -438,5 +442,54 @@ async fn admin(
             "text/plain",
             "strata serve admin: GET /health or /metrics\n".into(),
         ),
+    }
+}
+
+/// Breaker states and cache counters of every bucket's layers, in Prometheus text: read
+/// from the layers' own counters at scrape time.
+fn layer_metrics(strata: &Strata, out: &mut String) {
+    use std::fmt::Write as _;
+    use strata::layers::breaker::BreakerState;
+    let mut breakers = String::new();
+    let mut hits = String::new();
+    let mut misses = String::new();
+    for name in strata.bucket_names() {
+        let Some(stack) = strata.layers(&name) else {
+            continue;
+        };
+        if let Some(b) = &stack.breaker {
+            let state = match b.state() {
+                BreakerState::Closed => 0,
+                BreakerState::HalfOpen => 1,
+                BreakerState::Open => 2,
+            };
+            let _ = writeln!(
+                breakers,
+                "strata_serve_breaker_state{{bucket=\"{name}\"}} {state}"
+            );
+        }
+        if let Some(c) = &stack.cache {
+            let st = c.stats();
+            let _ = writeln!(
+                hits,
+                "strata_serve_cache_hits_total{{bucket=\"{name}\"}} {}",
+                st.hits
+            );
+            let _ = writeln!(
+                misses,
+                "strata_serve_cache_misses_total{{bucket=\"{name}\"}} {}",
+                st.misses
+            );
+        }
+    }
+    if !breakers.is_empty() {
+        out.push_str("# HELP strata_serve_breaker_state Circuit breaker of each bucket: 0 closed, 1 half-open, 2 open.\n# TYPE strata_serve_breaker_state gauge\n");
+        out.push_str(&breakers);
+    }
+    if !hits.is_empty() {
+        out.push_str("# HELP strata_serve_cache_hits_total Reads answered by each bucket's read cache.\n# TYPE strata_serve_cache_hits_total counter\n");
+        out.push_str(&hits);
+        out.push_str("# HELP strata_serve_cache_misses_total Reads each bucket's read cache sent to the backend.\n# TYPE strata_serve_cache_misses_total counter\n");
+        out.push_str(&misses);
     }
 }

@@ -265,7 +265,11 @@ out["zipped"] = s3.get_object(Bucket="zipped", Key="z.txt")["Body"].read() == te
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn health_and_metrics_on_the_admin_listener() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(&common::open_config(&["media"]), dir.path()).await;
+    let config = format!(
+        "{}[layers.breaker]\n[layers.cache]\n",
+        common::open_config(&["media"])
+    );
+    let server = start(&config, dir.path()).await;
     let admin = server.admin.clone().unwrap();
     let client = reqwest::Client::new();
     let put = client
@@ -301,6 +305,8 @@ async fn health_and_metrics_on_the_admin_listener() {
         "strata_serve_errors_total{code=\"NoSuchKey\"}",
         "strata_serve_request_duration_seconds_bucket",
         "strata_serve_received_bytes_total",
+        "strata_serve_breaker_state{bucket=\"media\"} 0",
+        "strata_serve_cache_misses_total{bucket=\"media\"}",
     ] {
         assert!(
             metrics.contains(needle),

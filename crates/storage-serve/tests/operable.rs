@@ -1,0 +1,136 @@
+//! Limits, timeouts and graceful shutdown, over raw HTTP (unsigned requests on a server
+//! without credentials).
+
+mod common;
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn config(serve: &str) -> String {
+    format!("[serve]\n{serve}\n{}", common::open_config(&["media"]))
+}
+
+/// Send `head` (and `body`), return the whole response as text.
+async fn raw(endpoint: &str, head: &str, body: &[u8]) -> String {
+    let addr = endpoint.strip_prefix("http://").unwrap();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn body_and_header_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(
+        &config("max_body_bytes = 1024\nmax_header_bytes = 8192"),
+        dir.path(),
+    )
+    .await;
+    let ok = raw(
+        &server.endpoint,
+        "PUT /media/small HTTP/1.1\r\nhost: x\r\ncontent-length: 1024\r\nconnection: close\r\n\r\n",
+        &[b'a'; 1024],
+    )
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let big = raw(
+        &server.endpoint,
+        "PUT /media/big HTTP/1.1\r\nhost: x\r\ncontent-length: 1025\r\nconnection: close\r\n\r\n",
+        &[b'a'; 1025],
+    )
+    .await;
+    assert!(big.starts_with("HTTP/1.1 400"), "{big}");
+    assert!(big.contains("<Code>EntityTooLarge</Code>"), "{big}");
+    assert!(!dir.path().join("media/big").exists());
+    // A chunked body has no length to check up front: it is cut off at the limit.
+    let mut chunked = String::new();
+    for _ in 0..3 {
+        chunked.push_str(&format!("200\r\n{}\r\n", "b".repeat(512)));
+    }
+    chunked.push_str("0\r\n\r\n");
+    let cut = raw(
+        &server.endpoint,
+        "PUT /media/chunked HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        chunked.as_bytes(),
+    )
+    .await;
+    assert!(!cut.starts_with("HTTP/1.1 200"), "{cut}");
+    assert!(!dir.path().join("media/chunked").exists());
+    let huge_header = format!(
+        "GET /media/small HTTP/1.1\r\nhost: x\r\nx-filler: {}\r\nconnection: close\r\n\r\n",
+        "f".repeat(20_000)
+    );
+    let refused = raw(&server.endpoint, &huge_header, b"").await;
+    assert!(
+        refused.is_empty() || refused.starts_with("HTTP/1.1 431"),
+        "{refused}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_slower_than_the_timeout_is_answered_request_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(&config("request_timeout = \"1s\""), dir.path()).await;
+    let addr = server.endpoint.strip_prefix("http://").unwrap().to_string();
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(
+        b"PUT /media/slow HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\nconnection: close\r\n\r\nab",
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out))
+        .await
+        .expect("the server answers a stalled upload")
+        .unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("<Code>RequestTimeout</Code>"), "{out}");
+    assert!(!dir.path().join("media/slow").exists());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_lets_an_in_flight_download_finish_and_refuses_new_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(&config("shutdown_grace = \"30s\""), dir.path()).await;
+    let body = vec![b'z'; 32 * 1024 * 1024];
+    let client = reqwest::Client::new();
+    let put = client
+        .put(format!("{}/media/big", server.endpoint))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    // Start a download, read a little of it, then stop the server.
+    let mut resp = client
+        .get(format!("{}/media/big", server.endpoint))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut got = resp.chunk().await.unwrap().unwrap().to_vec();
+    let endpoint = server.endpoint.clone();
+    let stopping = tokio::spawn(server.stop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while let Some(c) = resp.chunk().await.unwrap() {
+        got.extend_from_slice(&c);
+    }
+    assert_eq!(
+        got.len(),
+        body.len(),
+        "the in-flight download finished whole"
+    );
+    stopping.await.unwrap();
+    let after = reqwest::Client::new()
+        .get(format!("{endpoint}/media/big"))
+        .send()
+        .await;
+    assert!(after.is_err(), "a stopped server accepts nothing");
+}
