@@ -10,6 +10,7 @@
 //! starts it); without it the row is skipped with the reason printed. The totals over the
 //! seeds are also `BENCH {json}` lines (`strata_testkit::bench`) for
 //! `cargo xtask bench --report`: Strata's goal is zero of each kind of wrong answer.
+//! `STRATA_BENCH_QUICK=1` runs one seed.
 
 #[path = "../tests/common/soak.rs"]
 mod soak;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use soak::{RawClient, SoakPlan, StrataClient, Tally, guide_bucket};
-use strata_testkit::bench::{Better, Value};
+use strata_testkit::bench::{Better, Value, quick};
 use strata_testkit::fault_proxy::{FaultPlan, FaultProxy};
 
 const SEEDS: [u64; 3] = [1, 2, 3];
@@ -60,7 +61,9 @@ async fn main() {
     // Totals over the seeds per side: false conflicts, errors for applied writes, lost
     // acknowledged writes, corrupt reads, ambiguous answers, surfaced errors.
     let mut totals = [[0u64; 6]; 2];
-    for seed in SEEDS {
+    // `STRATA_BENCH_QUICK`: one seed.
+    let seeds = if quick() { &SEEDS[..1] } else { &SEEDS[..] };
+    for &seed in seeds {
         for side in ["raw object_store", "strata"] {
             let proxy = Arc::new(
                 FaultProxy::start(
@@ -111,7 +114,7 @@ async fn main() {
     }
     let group = format!(
         "fault soak through the fault proxy ({} seeds x 2,000 ops, 10% faults), totals",
-        SEEDS.len()
+        seeds.len()
     );
     let kinds = [
         ("false conflicts", true),
