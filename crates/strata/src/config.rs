@@ -58,6 +58,10 @@ pub struct StrataConfig {
     #[cfg(feature = "router")]
     #[serde(default)]
     pub bucket_health: storage_router::HealthConfig,
+    /// `[telemetry]`: Prometheus and OTLP export (installed by `strata::telemetry`, feature
+    /// `telemetry`; the CLI installs it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetryConfig>,
     /// `[serve]`: settings of `strata serve` (parsed by `storage-serve`; opaque here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serve: Option<toml::Table>,
@@ -244,9 +248,333 @@ pub struct BucketConfig {
     pub layers: Option<storage_layers::config::LayersConfig>,
 }
 
+/// `[telemetry]`: where metrics and spans go. Installed by
+/// `strata::telemetry::Telemetry::install` (cargo feature `telemetry`).
+///
+/// ```toml
+/// [telemetry.prometheus]
+/// listen = "127.0.0.1:9464"     # GET /metrics for a Prometheus scrape
+/// file = "/var/lib/node_exporter/textfile/strata.prom"   # or a text file, rewritten every interval
+///
+/// [telemetry.otlp]
+/// endpoint = "http://localhost:4318"   # OTLP/HTTP (protobuf): /v1/traces and /v1/metrics
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Prometheus exposition of the `metrics` counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusConfig>,
+    /// OTLP export of spans and metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// `[telemetry.prometheus]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusConfig {
+    /// `HOST:PORT` to serve the text exposition on (any path answers), for a scrape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// File to write the text exposition to, every `interval` and when the program ends
+    /// (for node_exporter's textfile collector, or a short-lived CLI run). Written to a
+    /// temporary file and renamed, so a reader never sees half of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// How often `file` is rewritten (default 15s).
+    #[serde(
+        default = "default_file_interval",
+        with = "storage_core::config::duration_str::nonzero"
+    )]
+    pub interval: std::time::Duration,
+}
+
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        PrometheusConfig {
+            listen: None,
+            file: None,
+            interval: default_file_interval(),
+        }
+    }
+}
+
+fn default_file_interval() -> std::time::Duration {
+    std::time::Duration::from_secs(15)
+}
+
+/// `[telemetry.otlp]`: OTLP over HTTP with protobuf bodies (port 4318 of a collector).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// Base URL of the collector (`http://localhost:4318`); `/v1/traces` and `/v1/metrics`
+    /// are appended.
+    pub endpoint: String,
+    /// `service.name` of the exported resource (default `strata`).
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// Export spans (default true).
+    #[serde(default = "yes")]
+    pub traces: bool,
+    /// Export the `metrics` counters (default true).
+    #[serde(default = "yes")]
+    pub metrics: bool,
+    /// Which spans are exported: a `tracing` filter (default `info`; the storage layers'
+    /// `storage_op` spans are `info`).
+    #[serde(default = "default_filter")]
+    pub filter: String,
+    /// How often metrics are pushed (default 60s; also when the program ends).
+    #[serde(
+        default = "default_push_interval",
+        with = "storage_core::config::duration_str::nonzero"
+    )]
+    pub interval: std::time::Duration,
+    /// Timeout of one export request (default 10s).
+    #[serde(
+        default = "default_export_timeout",
+        with = "storage_core::config::duration_str::nonzero"
+    )]
+    pub timeout: std::time::Duration,
+}
+
+impl OtlpConfig {
+    /// Defaults for `endpoint`.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        OtlpConfig {
+            endpoint: endpoint.into(),
+            service_name: default_service_name(),
+            traces: true,
+            metrics: true,
+            filter: default_filter(),
+            interval: default_push_interval(),
+            timeout: default_export_timeout(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_service_name() -> String {
+    "strata".into()
+}
+fn default_filter() -> String {
+    "info".into()
+}
+fn default_push_interval() -> std::time::Duration {
+    std::time::Duration::from_secs(60)
+}
+fn default_export_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(10)
+}
+
+/// Variables that set (or override) `[telemetry]`.
+pub mod telemetry_env {
+    /// `[telemetry.prometheus] listen`.
+    pub const PROMETHEUS_LISTEN: &str = "STRATA_PROMETHEUS_LISTEN";
+    /// `[telemetry.prometheus] file`.
+    pub const PROMETHEUS_FILE: &str = "STRATA_PROMETHEUS_FILE";
+    /// `[telemetry.otlp] endpoint` (the OpenTelemetry standard variable).
+    pub const OTLP_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+    /// `[telemetry.otlp] service_name` (standard).
+    pub const SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
+    /// `otlp` or `none`: `[telemetry.otlp] traces` (standard).
+    pub const TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
+    /// `otlp` or `none`: `[telemetry.otlp] metrics` (standard).
+    pub const METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
+    /// `[telemetry.otlp] filter`.
+    pub const FILTER: &str = "STRATA_TELEMETRY_FILTER";
+}
+
+impl TelemetryConfig {
+    /// Whether nothing is exported.
+    pub fn is_empty(&self) -> bool {
+        self.prometheus
+            .as_ref()
+            .is_none_or(|p| p.listen.is_none() && p.file.is_none())
+            && self.otlp.is_none()
+    }
+
+    /// The `[telemetry]` table of `config_file` (or of `$STRATA_CONFIG` when `None`), with
+    /// the variables of [`telemetry_env`] applied over it, checked. No file and no variables:
+    /// an empty config (nothing exported).
+    pub fn resolve(
+        config_file: Option<&std::path::Path>,
+        env: &storage_core::config::Env,
+    ) -> Result<TelemetryConfig> {
+        let path = config_file
+            .map(PathBuf::from)
+            .or_else(|| env.get(crate::CONFIG_ENV).map(PathBuf::from));
+        let mut cfg = match &path {
+            Some(p) => {
+                let origin = p.display().to_string();
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    StorageError::invalid_config(
+                        origin.clone(),
+                        format!("cannot read the config file: {e}"),
+                    )
+                })?;
+                let file: StrataConfig = storage_core::config::from_toml_str(&text, &origin)?;
+                let cfg = file.telemetry.unwrap_or_default();
+                cfg.validate(&format!("{origin}: telemetry."))
+                    .map_err(|e| storage_core::config::locate_error(e, &text, &origin))?;
+                cfg
+            }
+            None => TelemetryConfig::default(),
+        };
+        cfg.apply_env(env)?;
+        Ok(cfg)
+    }
+
+    /// Apply the variables of [`telemetry_env`]; each wins over the file. Errors name the
+    /// variable.
+    pub fn apply_env(&mut self, env: &storage_core::config::Env) -> Result<()> {
+        use telemetry_env as v;
+        if let Some(listen) = env.get(v::PROMETHEUS_LISTEN) {
+            check_listen(v::PROMETHEUS_LISTEN, &listen)?;
+            self.prometheus.get_or_insert_with(Default::default).listen = Some(listen);
+        }
+        if let Some(file) = env.get(v::PROMETHEUS_FILE) {
+            check_file(v::PROMETHEUS_FILE, std::path::Path::new(&file))?;
+            self.prometheus.get_or_insert_with(Default::default).file = Some(file.into());
+        }
+        if let Some(endpoint) = env.get(v::OTLP_ENDPOINT) {
+            check_endpoint(v::OTLP_ENDPOINT, &endpoint)?;
+            match &mut self.otlp {
+                Some(o) => o.endpoint = endpoint,
+                None => self.otlp = Some(OtlpConfig::new(endpoint)),
+            }
+        }
+        let set = |var: &str| -> Result<Option<bool>> {
+            match env.get(var) {
+                None => Ok(None),
+                Some(x) => match x.trim().to_ascii_lowercase().as_str() {
+                    "otlp" => Ok(Some(true)),
+                    "none" => Ok(Some(false)),
+                    _ => Err(StorageError::invalid_config(
+                        var,
+                        format!("`{x}` is not supported here; use otlp or none"),
+                    )),
+                },
+            }
+        };
+        let traces = set(v::TRACES_EXPORTER)?;
+        let metrics = set(v::METRICS_EXPORTER)?;
+        let service = env.get(v::SERVICE_NAME);
+        let filter = env.get(v::FILTER);
+        if let Some(o) = &mut self.otlp {
+            o.traces = traces.unwrap_or(o.traces);
+            o.metrics = metrics.unwrap_or(o.metrics);
+            if let Some(s) = service {
+                o.service_name = s;
+            }
+            if let Some(f) = filter {
+                o.filter = f;
+            }
+        } else if traces == Some(true) || metrics == Some(true) {
+            return Err(StorageError::invalid_config(
+                v::OTLP_ENDPOINT,
+                format!(
+                    "is not set, and {}=otlp asks for OTLP export: set it to the collector's OTLP/HTTP URL (e.g. http://localhost:4318)",
+                    if traces == Some(true) {
+                        v::TRACES_EXPORTER
+                    } else {
+                        v::METRICS_EXPORTER
+                    }
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Check the settings; `prefix` goes before each field name in errors
+    /// (`strata.toml: telemetry.`).
+    pub fn validate(&self, prefix: &str) -> Result<()> {
+        if let Some(p) = &self.prometheus {
+            if let Some(listen) = &p.listen {
+                check_listen(&format!("{prefix}prometheus.listen"), listen)?;
+            }
+            if let Some(file) = &p.file {
+                check_file(&format!("{prefix}prometheus.file"), file)?;
+            }
+            if p.listen.is_none() && p.file.is_none() {
+                return Err(StorageError::invalid_config(
+                    format!("{prefix}prometheus"),
+                    "exports nothing: set `listen` (HOST:PORT for a scrape) or `file` (a text file), or remove the table",
+                ));
+            }
+        }
+        if let Some(o) = &self.otlp {
+            check_endpoint(&format!("{prefix}otlp.endpoint"), &o.endpoint)?;
+            if o.service_name.trim().is_empty() {
+                return Err(StorageError::invalid_config(
+                    format!("{prefix}otlp.service_name"),
+                    "is empty; name the service (default `strata`)",
+                ));
+            }
+        }
+        #[cfg(not(feature = "telemetry"))]
+        if !self.is_empty() {
+            return Err(StorageError::invalid_config(
+                prefix.trim_end_matches('.').to_string(),
+                "needs the `telemetry` cargo feature of the strata crate (the strata CLI has it)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_listen(field: &str, v: &str) -> Result<()> {
+    v.parse::<std::net::SocketAddr>().map(|_| ()).map_err(|_| {
+        StorageError::invalid_config(
+            field,
+            format!("`{v}` is not an address to listen on; write IP:PORT, e.g. 127.0.0.1:9464 (0.0.0.0:9464 for every interface)"),
+        )
+    })
+}
+
+pub(crate) fn check_file(field: &str, path: &std::path::Path) -> Result<()> {
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if path.file_name().is_none() || path.is_dir() {
+        return Err(StorageError::invalid_config(
+            field,
+            format!("`{}` is not a file name", path.display()),
+        ));
+    }
+    if !parent.is_dir() {
+        return Err(StorageError::invalid_config(
+            field,
+            format!(
+                "the folder `{}` does not exist; create it or choose another file",
+                parent.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_endpoint(field: &str, v: &str) -> Result<()> {
+    match url::Url::parse(v) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        _ => Err(StorageError::invalid_config(
+            field,
+            format!(
+                "`{v}` is not an http(s) URL; write the collector's OTLP/HTTP base URL, e.g. http://localhost:4318"
+            ),
+        )),
+    }
+}
+
 /// Check the names of connections and buckets, and that every bucket's connection exists.
 pub(crate) fn validate(cfg: &StrataConfig, origin: &str) -> Result<()> {
     let field = |path: String| format!("{origin}: {path}");
+    if let Some(t) = &cfg.telemetry {
+        t.validate(&format!("{origin}: telemetry."))?;
+    }
     for name in cfg.connections.keys() {
         storage_core::config::validate_name(&field(format!("connections.{name}")), name)?;
     }

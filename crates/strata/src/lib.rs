@@ -52,6 +52,9 @@ use std::sync::Arc;
 
 pub mod config;
 mod env;
+#[cfg(feature = "telemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "telemetry")))]
+pub mod telemetry;
 #[cfg(feature = "router")]
 mod hybrid;
 
