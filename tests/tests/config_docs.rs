@@ -274,6 +274,18 @@ fn strata_config() -> StrataConfig {
         tenants: BTreeMap::from([("acme".to_string(), tenant_config())]),
         bucket_health: HealthConfig::default(),
         serve: None,
+        telemetry: Some(telemetry_config()),
+    }
+}
+
+fn telemetry_config() -> strata::config::TelemetryConfig {
+    strata::config::TelemetryConfig {
+        prometheus: Some(strata::config::PrometheusConfig {
+            listen: Some("127.0.0.1:9464".into()),
+            file: Some("strata.prom".into()),
+            ..Default::default()
+        }),
+        otlp: Some(strata::config::OtlpConfig::new("http://localhost:4318")),
     }
 }
 
@@ -346,6 +358,14 @@ fn tables() -> Vec<(&'static str, Vec<String>)> {
         ("### `[sources.NAME]`", keys(&source_config())),
         ("### `[tenants.NAME]`", keys(&tenant_config())),
         ("### `[bucket_health]`", keys(&HealthConfig::default())),
+        (
+            "### `[telemetry.prometheus]`",
+            keys(telemetry_config().prometheus.as_ref().unwrap()),
+        ),
+        (
+            "### `[telemetry.otlp]`",
+            keys(telemetry_config().otlp.as_ref().unwrap()),
+        ),
     ]
 }
 
