@@ -14,7 +14,7 @@ use storage_router::{MirrorRequirement, MirrorStore, Outbox};
 async fn main() {
     for durability in [Durability::Fsync, Durability::None] {
         let dir = tempfile::tempdir().unwrap();
-        let mk = |n: &str| -> Arc<dyn ObjectStore> {
+        let mk = |n: &str| -> Arc<dyn storage_core::StrataStore> {
             Arc::new(
                 LocalStore::new(dir.path().join(n))
                     .unwrap()

@@ -8,7 +8,7 @@ use object_store::integration::*;
 use storage_core::{Bucket, LocalStore, MemoryStore};
 use storage_router::{FailoverStore, MirrorStore, ReadPolicy, RoutedBucket, SourceSet};
 
-fn memory() -> Arc<dyn ObjectStore> {
+fn memory() -> Arc<dyn storage_core::StrataStore> {
     Arc::new(MemoryStore::new())
 }
 
@@ -37,7 +37,7 @@ async fn mirror_store_conforms_over_memory_and_a_local_folder() {
     let dirs = std::sync::Mutex::new(Vec::new());
     conformance(|| {
         let dir = tempfile::tempdir().unwrap();
-        let local: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
+        let local: Arc<dyn storage_core::StrataStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
         dirs.lock().unwrap().push(dir);
         Arc::new(MirrorStore::new(vec![
             ("cloud".into(), memory()),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{Faults, faulty_bucket, faulty_over};
 use object_store::path::Path;
 use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
-use storage_core::{Bucket, Capabilities, LocalStore, MemoryStore, PutOpts, StorageError};
+use storage_core::{Bucket, LocalStore, MemoryStore, PutOpts, StorageError, StrataStore};
 use storage_router::{
     MirrorRequirement, MirrorStore, OUTBOX_FOLDER, Outbox, OwedOp, ReplayMerge, STAMP_META,
 };
@@ -30,7 +30,7 @@ async fn text(store: &dyn ObjectStore, key: &str) -> Option<String> {
 struct Hybrid {
     primary: Bucket,
     pf: Arc<Faults>,
-    local: Arc<dyn ObjectStore>,
+    local: Arc<dyn StrataStore>,
     journal: Arc<dyn ObjectStore>,
 }
 
@@ -249,7 +249,8 @@ async fn an_older_primary_copy_is_replaced_and_a_tombstone_keeps_a_newer_write()
 async fn a_crash_between_the_local_copy_and_its_record_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (primary, pf) = faulty_bucket("r2");
-    let local: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path().join("local")).unwrap());
+    let local: Arc<dyn StrataStore> =
+        Arc::new(LocalStore::new(dir.path().join("local")).unwrap());
     let journal_root = dir.path().join("outbox");
     let open = |outbox: Outbox| {
         MirrorStore::with_outbox(
@@ -331,9 +332,7 @@ async fn an_intent_that_landed_nowhere_is_dropped() {
 async fn conditional_writes_are_decided_by_the_local_copy_while_the_primary_is_down() {
     let h = Hybrid::new();
     let (store, outbox) = h.open();
-    let bucket = Bucket::builder("hybrid", Arc::new(store))
-        .capabilities(Capabilities::MEMORY)
-        .build();
+    let bucket = Bucket::builder("hybrid", Arc::new(store)).build();
     h.pf.set_down(true);
     let w = bucket
         .put_with("doc.json", "1", PutOpts::if_absent())

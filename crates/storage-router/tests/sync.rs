@@ -266,7 +266,8 @@ impl ObjectStore for Truncating {
 #[tokio::test]
 async fn verification_catches_a_bad_copy() {
     let src = Bucket::memory("a");
-    let dst = Bucket::builder("lossy", Arc::new(Truncating(MemoryStore::new()))).build();
+    let lossy: Arc<dyn object_store::ObjectStore> = Arc::new(Truncating(MemoryStore::new()));
+    let dst = Bucket::builder("lossy", lossy).build();
     fill(&src, 2).await;
     let r = sync(&src, &dst, &SyncOptions::default(), |_| {})
         .await
