@@ -987,6 +987,106 @@ mod tests {
         );
     }
 
+    /// A stand-in collector on loopback: records method, path, content type and body size of
+    /// each request and answers 200.
+    async fn collector() -> (String, Arc<Mutex<Vec<(String, String, String, usize)>>>) {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut conn = BufReader::new(socket);
+                    loop {
+                        let mut request_line = String::new();
+                        if conn.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let (mut length, mut content_type) = (0usize, String::new());
+                        loop {
+                            let mut h = String::new();
+                            conn.read_line(&mut h).await.unwrap();
+                            let h = h.trim_end();
+                            if h.is_empty() {
+                                break;
+                            }
+                            let (name, value) = h.split_once(':').unwrap();
+                            match name.to_ascii_lowercase().as_str() {
+                                "content-length" => length = value.trim().parse().unwrap(),
+                                "content-type" => content_type = value.trim().to_string(),
+                                _ => {}
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        conn.read_exact(&mut body).await.unwrap();
+                        let mut parts = request_line.split_whitespace();
+                        let (method, path) = (parts.next().unwrap(), parts.next().unwrap());
+                        log.lock().unwrap().push((
+                            method.to_string(),
+                            path.to_string(),
+                            content_type,
+                            length,
+                        ));
+                        conn.get_mut()
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                            .await
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        (url, seen)
+    }
+
+    /// The OTLP exporters as configured (reqwest on the telemetry runtime, called from the
+    /// SDK's own threads) deliver spans and metrics over HTTP.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn otlp_over_http_reaches_a_collector() {
+        let (url, seen) = collector().await;
+        let cfg = TelemetryConfig {
+            prometheus: None,
+            otlp: Some(OtlpConfig::new(url)),
+        };
+        let telemetry = Telemetry::from_config(&cfg).unwrap();
+        {
+            let subscriber = tracing_subscriber::registry().with(telemetry.tracing_layer());
+            let _spans = tracing::subscriber::set_default(subscriber);
+            let recorder = telemetry.recorder();
+            let _local = metrics::set_default_local_recorder(&recorder);
+            three_calls().await;
+        }
+        tokio::task::block_in_place(|| telemetry.flush()).unwrap();
+        let seen = seen.lock().unwrap().clone();
+        for path in ["/v1/traces", "/v1/metrics"] {
+            assert!(
+                seen.iter().any(|(m, p, ct, len)| m == "POST"
+                    && p == path
+                    && ct == "application/x-protobuf"
+                    && *len > 100),
+                "no protobuf POST to {path}: {seen:?}"
+            );
+        }
+        // And an unreachable collector is an error of flush, not a hang or a panic.
+        let dead = TelemetryConfig {
+            prometheus: None,
+            otlp: Some(OtlpConfig::new("http://127.0.0.1:9")),
+        };
+        let telemetry = Telemetry::from_config(&dead).unwrap();
+        {
+            let subscriber = tracing_subscriber::registry().with(telemetry.tracing_layer());
+            let _spans = tracing::subscriber::set_default(subscriber);
+            three_calls().await;
+        }
+        let e = tokio::task::block_in_place(|| telemetry.flush())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("exporting spans failed"), "{e}");
+    }
+
     fn config_error(telemetry: &str) -> String {
         let text = format!("{CONFIG}{telemetry}");
         crate::Strata::from_toml_str(&text, "s.toml")
