@@ -58,8 +58,10 @@ pub struct ServeConfig {
     /// Requests served at once; more wait (the client sees latency, not errors).
     #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
-    /// Multipart parts buffered at once (each up to the bucket's part size, 8 MiB by default):
-    /// bounds memory under many parallel part uploads.
+    /// Request bodies over 1 MiB (parts, large puts) read at once; more wait before any of
+    /// their body is read. Each may be held whole (a signed payload is hashed before the
+    /// operation runs; a part is buffered up to the bucket's part size, 8 MiB by default),
+    /// so this bounds memory under many parallel uploads.
     #[serde(default = "default_part_buffers")]
     pub max_parts_in_flight: usize,
     /// How long in-flight requests may take to finish after SIGTERM / Ctrl-C.

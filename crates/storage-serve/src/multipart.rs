@@ -156,13 +156,6 @@ pub(crate) async fn upload_part(
         )));
     }
     manifest(&view, &input.upload_id, &input.key).await?;
-    // Each part is buffered up to one bucket part (8 MiB by default) before it is written:
-    // the permit bounds how many are at once.
-    let _permit = s3
-        .part_permits
-        .acquire()
-        .await
-        .map_err(|_| S3Error::new(S3ErrorCode::ServiceUnavailable))?;
     let expected = Expected {
         content_md5: input.content_md5,
         algorithm: input.checksum_algorithm,

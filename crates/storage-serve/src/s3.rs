@@ -12,13 +12,16 @@ use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use storage_core::conditional::{WRITE_ID_META, WRITE_LOG_META};
 use storage_core::object_store::{GetOptions, GetRange, GetResult, ObjectStore};
 use storage_core::{ObjectInfo, PutOpts, StorageError, WriteCondition};
-use tokio::sync::Semaphore;
 
 use crate::auth::Policy;
 use crate::catalog::{Catalog, View, is_reserved};
 use crate::checksum::{self, Expected};
 use crate::error::{invalid, no_such_bucket, not_implemented, to_s3};
 use crate::metrics;
+
+/// Bodies up to this size are read whole before the response starts (bounded: at most this
+/// much per request in memory); larger ones stream.
+const SMALL_READ: u64 = 256 * 1024;
 
 /// Most keys one listing page returns (S3's limit).
 pub const MAX_KEYS: usize = 1000;
@@ -28,18 +31,15 @@ pub const MAX_KEYS: usize = 1000;
 pub struct StrataS3 {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) policy: Arc<Policy>,
-    /// Bounds multipart parts buffered at once.
-    pub(crate) part_permits: Arc<Semaphore>,
     started: SystemTime,
 }
 
 impl StrataS3 {
-    /// Serve `catalog` under `policy`; at most `parts_in_flight` multipart parts buffered.
-    pub fn new(catalog: Arc<Catalog>, policy: Arc<Policy>, parts_in_flight: usize) -> StrataS3 {
+    /// Serve `catalog` under `policy`.
+    pub fn new(catalog: Arc<Catalog>, policy: Arc<Policy>) -> StrataS3 {
         StrataS3 {
             catalog,
             policy,
-            part_permits: Arc::new(Semaphore::new(parts_in_flight.max(1))),
             started: SystemTime::now(),
         }
     }
@@ -448,11 +448,21 @@ impl S3 for StrataS3 {
         let name = view.bucket.name().to_string();
         let bytes = range.end - range.start;
         metrics::bytes_out(bytes);
-        let body = r
-            .into_stream()
-            .map_err(move |e| StorageError::from_object_store(&name, e));
+        let body = if bytes <= SMALL_READ {
+            // A small body in one read (one trip to the blocking pool for a local file,
+            // where a stream takes one per 8 KiB chunk).
+            let whole = r
+                .bytes()
+                .await
+                .map_err(|e| to_s3(StorageError::from_object_store(&name, e)))?;
+            futures::stream::once(async move { Ok::<_, StorageError>(whole) }).boxed()
+        } else {
+            r.into_stream()
+                .map_err(move |e| StorageError::from_object_store(&name, e))
+                .boxed()
+        };
         Ok(S3Response::new(GetObjectOutput {
-            body: Some(StreamingBlob::wrap(SyncStream::new(body.boxed()))),
+            body: Some(StreamingBlob::wrap(SyncStream::new(body))),
             content_length: Some(bytes as i64),
             content_range: partial.then(|| {
                 format!(

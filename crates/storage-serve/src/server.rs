@@ -116,11 +116,7 @@ impl Server {
             Some(a) => Some(bind(a, "admin").await?),
             None => None,
         };
-        let s3 = StrataS3::new(
-            self.catalog.clone(),
-            self.policy.clone(),
-            self.config.max_parts_in_flight,
-        );
+        let s3 = StrataS3::new(self.catalog.clone(), self.policy.clone());
         let mut b = S3ServiceBuilder::new(s3);
         if self.policy.enabled() {
             b.set_auth(Auth(self.policy.clone()));
@@ -130,6 +126,7 @@ impl Server {
         let state = Arc::new(State {
             service: b.build(),
             permits: Semaphore::new(self.config.max_concurrency),
+            large_bodies: Semaphore::new(self.config.max_parts_in_flight),
             max_body: self.config.max_body_bytes,
             timeout: self.config.request_timeout,
             policy: self.policy.clone(),
@@ -146,9 +143,13 @@ impl Server {
     }
 }
 
+/// Bodies larger than this take a `max_parts_in_flight` permit.
+const LARGE_BODY: u64 = 1024 * 1024;
+
 struct State {
     service: S3Service,
     permits: Semaphore,
+    large_bodies: Semaphore,
     max_body: u64,
     timeout: Duration,
     policy: Arc<Policy>,
@@ -313,6 +314,13 @@ async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> 
             ),
         )
     } else {
+        // A large body may be buffered whole (s3s hashes a signed payload before the
+        // operation runs; a part is held up to one bucket part): bound how many at once,
+        // before anything is read.
+        let _large = match declared {
+            Some(n) if n > LARGE_BODY => state.large_bodies.acquire().await.ok(),
+            _ => None,
+        };
         let max = usize::try_from(state.max_body).unwrap_or(usize::MAX);
         let req = req.map(|b| Body::http_body_unsync(Limited::new(b, max)));
         match tokio::time::timeout(state.timeout, state.service.call(req)).await {
