@@ -40,7 +40,8 @@
 //! - **Small reads take one trip to the blocking pool.** A body up to 64 KiB is read from
 //!   the descriptor that was just opened, in the same trip, and handed back as one chunk;
 //!   `LocalFileSystem` hands back the open file, read in a second trip (4 KiB gets ran at
-//!   0.86-0.95x of its speed before, at 1.3-1.7x after in quick bench runs). Larger bodies stream from the file.
+//!   0.86-0.95x of its speed before, at 1.3-1.7x after in quick bench runs). Larger
+//!   bodies stream from the file.
 //!
 //! Files put into the folder by other programs (no attribute) read like writes without
 //! attributes: the inode ETag above, and no attributes.
