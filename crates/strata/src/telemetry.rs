@@ -132,6 +132,16 @@ impl Telemetry {
         Ok(telemetry)
     }
 
+    /// [`TelemetryConfig::resolve`] (the `[telemetry]` table of `config_file` or
+    /// `$STRATA_CONFIG`, then the variables) and [`install`](Self::install): what the CLI
+    /// does at start-up.
+    pub fn install_from(config_file: Option<&std::path::Path>) -> Result<Telemetry> {
+        Self::install(&TelemetryConfig::resolve(
+            config_file,
+            &storage_core::config::Env::process(),
+        )?)
+    }
+
     /// Build the exporters of `cfg` without installing anything global.
     pub fn from_config(cfg: &TelemetryConfig) -> Result<Telemetry> {
         cfg.validate("telemetry.")?;
