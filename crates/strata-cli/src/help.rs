@@ -158,6 +158,20 @@ Examples:
   strata --config prod.toml sync media:2026/ backup: --dry-run
 ";
 
+/// `strata migrate --help`.
+pub const MIGRATE: &str = "\
+Examples:
+  strata --config move.toml migrate old-s3: new-r2:
+  strata --config move.toml migrate old-s3:2025/ new-r2:archive/2025/ --dry-run
+";
+
+/// `strata offload --help`.
+pub const OFFLOAD: &str = "\
+Examples:
+  strata --config prod.toml offload logs --dry-run
+  strata --config prod.toml offload logs --older-than 90d
+";
+
 /// `strata completions --help`.
 pub const COMPLETIONS: &str = "\
 Examples:

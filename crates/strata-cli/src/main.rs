@@ -72,8 +72,10 @@ enum Command {
     #[command(after_help = help::SYNC)]
     Sync(commands::sync::SyncArgs),
     /// Like sync, always verified: move a bucket's data to another bucket or provider.
+    #[command(after_help = help::MIGRATE)]
     Migrate(commands::sync::SyncArgs),
     /// Move a route's old objects to its offload bucket or storage class.
+    #[command(after_help = help::OFFLOAD)]
     Offload(commands::sync::OffloadArgs),
     /// Serve every bucket, route and tenant as an S3-compatible endpoint (docs/serve.md).
     Serve(commands::serve::ServeArgs),

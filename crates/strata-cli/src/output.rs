@@ -165,6 +165,10 @@ impl From<StorageError> for CliError {
 
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            // `strata get big | head`: the reader has what it wanted.
+            return closed(e);
+        }
         let code = match e.kind() {
             std::io::ErrorKind::NotFound => EXIT_NOT_FOUND,
             std::io::ErrorKind::PermissionDenied => EXIT_DENIED,
@@ -219,8 +223,9 @@ impl Ctx {
     }
 
     /// Whether bucket `name` compresses what it stores (`[layers.compression]` or
-    /// `[buckets.NAME.layers.compression]` in the config): its listings then show stored
-    /// (compressed) sizes, `head` the original ones.
+    /// `[buckets.NAME.layers.compression]` in the config, or `STRATA_COMPRESSION` in an
+    /// env-only setup): its listings then show stored (compressed) sizes, `head` the
+    /// original ones.
     pub fn compresses(&self, name: &str) -> bool {
         /// The parts of the config file that say where compression is on.
         #[derive(serde::Deserialize)]
@@ -239,6 +244,14 @@ impl Ctx {
         struct Layers {
             #[serde(default)]
             compression: Option<serde::de::IgnoredAny>,
+        }
+        if self.config_text.is_none() {
+            // An env-only setup turns compression on for its one bucket, `default`, with
+            // STRATA_COMPRESSION (the embedded default has no codecs).
+            return name == "default"
+                && !self.strata.is_embedded()
+                && std::env::var("STRATA_COMPRESSION")
+                    .is_ok_and(|v| !v.is_empty() && !v.eq_ignore_ascii_case("none"));
         }
         let Some(cfg) = self
             .config_text
@@ -351,7 +364,7 @@ fn closed(e: std::io::Error) -> CliError {
             hint: None,
         }
     } else {
-        e.into()
+        CliError::from(e)
     }
 }
 
