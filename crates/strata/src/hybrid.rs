@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use storage_core::object_store::ObjectStore;
-use storage_core::{Bucket, MemoryStore, RESERVED_PREFIX, Result, StorageError};
+use storage_core::{Bucket, MemoryStore, RESERVED_PREFIX, Result, StorageError, StrataStore};
 use storage_router::{MirrorRequirement, MirrorStore, Outbox};
 
 use crate::Strata;
@@ -37,7 +37,7 @@ fn register(location: &str, outbox: &Outbox) {
 /// A mirror over `members` (primary first) with an outbox journaled in `journal`, merging
 /// manifest heads when the `manifest` feature is on.
 fn mirror(
-    members: Vec<(String, Arc<dyn ObjectStore>)>,
+    members: Vec<(String, Arc<dyn StrataStore>)>,
     journal: Arc<dyn ObjectStore>,
 ) -> (MirrorStore, Outbox) {
     #[allow(unused_mut)]
@@ -75,7 +75,6 @@ pub(crate) fn hybrid_bucket(r2: &Bucket, local: &Bucket, local_dir: &Path) -> Re
     Ok(Bucket::builder("default", Arc::new(store))
         .provider("hybrid")
         .location(location)
-        .capabilities(r2.capabilities().with_presign(false))
         .build())
 }
 
@@ -84,10 +83,10 @@ pub(crate) fn hybrid_bucket(r2: &Bucket, local: &Bucket, local_dir: &Path) -> Re
 pub(crate) fn mirror_store(
     name: &str,
     primary: &Bucket,
-    members: Vec<(String, Arc<dyn ObjectStore>)>,
+    members: Vec<(String, Arc<dyn StrataStore>)>,
     buckets: &[&Bucket],
     home: &Path,
-) -> Result<Arc<dyn ObjectStore>> {
+) -> Result<Arc<dyn StrataStore>> {
     let journal: Arc<dyn ObjectStore> = match buckets.iter().find_map(|b| local_root(b)) {
         Some(root) => Arc::new(storage_core::LocalStore::new(
             root.join(RESERVED_PREFIX).join("outbox").join(name),
