@@ -174,11 +174,11 @@ async fn against_raw_loop(name: &str, bucket: &Bucket, commits: usize) {
         let doc = format!("r{round}");
         let key = format!("raw-vs/raw-{round}.json");
         let (s, r) = if round % 2 == 0 {
-            let r = raw_loop(bucket.store(), &key, commits).await;
+            let r = raw_loop(&bucket.object_store(), &key, commits).await;
             (run(&c, &doc, 1, commits).await.rate, r)
         } else {
             let s = run(&c, &doc, 1, commits).await.rate;
-            (s, raw_loop(bucket.store(), &key, commits).await)
+            (s, raw_loop(&bucket.object_store(), &key, commits).await)
         };
         strata.push(s);
         raw.push(r);

@@ -10,7 +10,7 @@ use storage_cas::ttl::{EXPIRES_AT_META, TtlDefaults, is_expired};
 use storage_cas::{
     Attachment, Clock, Collection, ManualClock, SweepOptions, UpdateAction, WriteOpts,
 };
-use storage_core::{Bucket, MemoryStore, StorageError};
+use storage_core::{Bucket, StorageError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Run {

@@ -69,9 +69,12 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-async fn overhead(name: &str, make: impl Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>) {
+async fn overhead(
+    name: &str,
+    make: impl Fn(Arc<dyn storage_core::StrataStore>) -> Arc<dyn storage_core::StrataStore>,
+) {
     let payload = json(4096);
-    let bare: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let bare: Arc<dyn storage_core::StrataStore> = Arc::new(MemoryStore::new());
     let layered = make(Arc::new(MemoryStore::new()));
     // Warm up both.
     put_get_round(bare.as_ref(), &payload).await;
@@ -135,7 +138,7 @@ async fn encryption_throughput() {
     let ring = Keyring::new()
         .with_key("bench", &Keyring::generate_key())
         .unwrap();
-    let mem: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let mem: Arc<dyn storage_core::StrataStore> = Arc::new(MemoryStore::new());
     let enc = EncryptionLayer::new(ring).layer(Arc::clone(&mem));
     let data = Bytes::from(vec![7u8; 64 << 20]);
     let p = Path::from("big");

@@ -5,15 +5,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures::TryStreamExt;
 use serde_json::{Value, json};
-use storage_core::object_store::path::Path;
-use storage_core::{Bucket, PresignMethod, Presigner, StorageError};
+use storage_core::{Bucket, StorageError};
 #[cfg(feature = "parquet")]
 use storage_manifest::{ColumnType, RecordSchema};
 use storage_manifest::{Dataset, EtagCheck, Format, ManifestOptions, SearchQuery, WriteOptions};
-use url::Url;
 
 use common::*;
 
@@ -382,25 +379,6 @@ async fn search_ranks_pages_and_deep_search_sees_past_the_index_cap() {
     assert_eq!(deep.hits[0].matched_rows, Some(1));
 }
 
-#[derive(Debug)]
-struct FakeSigner;
-
-#[async_trait]
-impl Presigner for FakeSigner {
-    async fn presign(
-        &self,
-        method: PresignMethod,
-        path: &Path,
-        expires_in: Duration,
-    ) -> storage_core::Result<Url> {
-        Ok(Url::parse(&format!(
-            "https://signed.example/{path}?m={method:?}&e={}",
-            expires_in.as_secs()
-        ))
-        .unwrap())
-    }
-}
-
 #[tokio::test]
 async fn presigned_urls_for_manifest_entries() {
     let plain = Dataset::new(Bucket::memory("mem"));
@@ -414,10 +392,9 @@ async fn presigned_urls_for_manifest_entries() {
         .unwrap_err();
     assert!(matches!(err, StorageError::NotSupported { .. }), "{err}");
 
-    let bucket = Bucket::memory("mem")
-        .to_builder()
-        .presigner(Arc::new(FakeSigner))
-        .build();
+    let mem = Bucket::memory("mem");
+    let signing = strata_testkit::FakeSigningStore::new(mem.store().clone());
+    let bucket = mem.to_builder().store(Arc::new(signing)).build();
     let ds = Dataset::new(bucket);
     let e = ds
         .write("m", "u", &[json!({"a": "b"})], writable(Format::Parquet))
@@ -470,7 +447,8 @@ async fn a_failed_manifest_append_removes_the_data_file() {
 async fn a_store_without_conditional_writes_is_refused_up_front() {
     // A bucket over a raw store whose capabilities promise no compare-and-swap: appends could
     // silently lose entries, so the manifest refuses to start.
-    let raw = Arc::new(storage_core::object_store::memory::InMemory::new());
+    let raw: Arc<dyn storage_core::object_store::ObjectStore> =
+        Arc::new(storage_core::object_store::memory::InMemory::new());
     let bucket = Bucket::builder("raw", raw).build();
     let ds = Dataset::new(bucket.clone());
     let err = ds

@@ -31,7 +31,7 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
-use storage_core::{Bucket, Capabilities, MemoryStore, Object};
+use storage_core::{Bucket, Capabilities, Declared, MemoryStore, Object};
 use storage_router::{HealthTracker, Hedging, ReadPolicy, SourceSet, merged_list};
 use strata_testkit::bench::{Better, Cdf, Ratio, scaled};
 
@@ -143,9 +143,9 @@ fn tail_bucket(name: &str, latency: Duration, tail_per_mille: u64, tail: Duratio
         tail,
         rng: AtomicU64::new(0x9E37_79B9_7F4A_7C15 ^ name.len() as u64),
     };
-    Bucket::builder(name, Arc::new(store))
+    let store: Arc<dyn object_store::ObjectStore> = Arc::new(store);
+    Bucket::builder(name, Arc::new(Declared::new(store, Capabilities::MEMORY)))
         .provider("memory")
-        .capabilities(Capabilities::MEMORY)
         .build()
 }
 

@@ -113,10 +113,10 @@ enum Side {
 }
 
 /// The store a side calls, or `None` for Strata through its `Bucket`.
-fn direct(t: &Target, side: Side) -> Option<&Arc<dyn ObjectStore>> {
+fn direct(t: &Target, side: Side) -> Option<&dyn ObjectStore> {
     match side {
-        Side::Raw => Some(&t.raw),
-        Side::Strata => t.direct.then(|| t.bucket.store()),
+        Side::Raw => Some(t.raw.as_ref()),
+        Side::Strata => t.direct.then(|| t.bucket.store().as_ref() as &dyn ObjectStore),
     }
 }
 
@@ -440,8 +440,11 @@ fn main() {
             name: "memory/InMemory",
             baseline: "object_store InMemory (the same store type under Bucket)",
             raw: Arc::new(object_store::memory::InMemory::new()),
-            bucket: Bucket::builder("bench", Arc::new(object_store::memory::InMemory::new()))
-                .build(),
+            bucket: Bucket::builder(
+                "bench",
+                Arc::new(object_store::memory::InMemory::new()) as Arc<dyn ObjectStore>,
+            )
+            .build(),
             rounds: scaled(41, 8),
             target: false,
             ops_small: 5_000,

@@ -41,8 +41,10 @@ pub mod bench;
 mod counting;
 pub mod fault_proxy;
 pub mod linearizability;
+mod signing;
 
 pub use counting::CountingStore;
+pub use signing::FakeSigningStore;
 
 /// Variables `cargo xtask test` exports for the moto server.
 pub const S3_ENDPOINT: &str = "STRATA_TEST_S3_ENDPOINT";
