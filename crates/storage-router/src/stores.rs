@@ -22,7 +22,7 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
 };
-use storage_core::{Bucket, ErrorKind, StorageError};
+use storage_core::{Bucket, ErrorKind, StorageError, StrataStore};
 use tokio::time::Instant;
 
 use crate::engine::{Engine, FallbackOn};
@@ -30,12 +30,17 @@ use crate::failure::{AllBucketsFailed, BucketFailure, is_unavailable};
 use crate::outbox::{Outbox, OwedOp, Ticket};
 use crate::read::ReadPolicy;
 
+// The contract's side operations (capabilities, delete-if-match, presign) of the three
+// multi-store types; a child module, so it reads `Core` as this module does.
+#[path = "stores_contract.rs"]
+mod contract;
+
 type OsResult<T> = object_store::Result<T>;
 
 #[derive(Debug, Clone)]
 struct Member {
     name: String,
-    store: Arc<dyn ObjectStore>,
+    store: Arc<dyn StrataStore>,
 }
 
 /// The failure of a batch delete, as `path`'s own error: the same `object_store` variant,
@@ -106,7 +111,7 @@ struct Core {
 /// mirror reads.
 fn sequential_engine(
     label: &str,
-    members: &[(String, Arc<dyn ObjectStore>)],
+    members: &[(String, Arc<dyn StrataStore>)],
     on: FallbackOn,
 ) -> Engine {
     let names = members.iter().map(|(n, _)| n.clone()).collect();
@@ -117,7 +122,7 @@ impl Core {
     fn new(
         kind: &'static str,
         label: String,
-        members: Vec<(String, Arc<dyn ObjectStore>)>,
+        members: Vec<(String, Arc<dyn StrataStore>)>,
         engine: Engine,
         writes: Writes,
         lists: Lists,
@@ -150,7 +155,7 @@ impl Core {
     /// Run `op` on the members through the fallback engine, under its policy.
     async fn read<'a, T, F, Fut>(&'a self, location: &Path, op: F) -> OsResult<T>
     where
-        F: Fn(&'a Arc<dyn ObjectStore>) -> Fut,
+        F: Fn(&'a Arc<dyn StrataStore>) -> Fut,
         Fut: std::future::Future<Output = OsResult<T>> + 'a,
     {
         self.engine
@@ -173,7 +178,7 @@ impl Core {
     /// "unavailable" and `may_fail_over` holds.
     async fn write_failover<T, F>(&self, may_fail_over: bool, op: F) -> OsResult<T>
     where
-        F: Fn(Arc<dyn ObjectStore>) -> BoxFuture<'static, OsResult<T>>,
+        F: Fn(Arc<dyn StrataStore>) -> BoxFuture<'static, OsResult<T>>,
     {
         let mut failures = Vec::new();
         let last = self.members.len() - 1;
@@ -218,8 +223,8 @@ impl Core {
         rest_op: G,
     ) -> OsResult<T>
     where
-        F: Fn(Arc<dyn ObjectStore>) -> BoxFuture<'static, OsResult<T>>,
-        G: Fn(Arc<dyn ObjectStore>) -> BoxFuture<'static, OsResult<T>>,
+        F: Fn(Arc<dyn StrataStore>) -> BoxFuture<'static, OsResult<T>>,
+        G: Fn(Arc<dyn StrataStore>) -> BoxFuture<'static, OsResult<T>>,
     {
         let mut results: Vec<(String, Result<T, StorageError>)> = Vec::new();
         let rest: &[Member] = if conditional {
@@ -235,7 +240,7 @@ impl Core {
         } else {
             &self.members
         };
-        let f: &dyn Fn(Arc<dyn ObjectStore>) -> BoxFuture<'static, OsResult<T>> =
+        let f: &dyn Fn(Arc<dyn StrataStore>) -> BoxFuture<'static, OsResult<T>> =
             if conditional { &rest_op } else { &op };
         let outcomes = join_all(rest.iter().map(|m| {
             let fut = f(m.store.clone());
@@ -317,8 +322,8 @@ impl Core {
         etag_of: fn(&T) -> Option<String>,
     ) -> OsResult<T>
     where
-        F: Fn(Arc<dyn ObjectStore>) -> BoxFuture<'static, OsResult<T>>,
-        G: Fn(Arc<dyn ObjectStore>) -> BoxFuture<'static, OsResult<T>>,
+        F: Fn(Arc<dyn StrataStore>) -> BoxFuture<'static, OsResult<T>>,
+        G: Fn(Arc<dyn StrataStore>) -> BoxFuture<'static, OsResult<T>>,
     {
         let mut results: Vec<(String, Result<T, StorageError>)> = Vec::new();
         let mut start = 0;
@@ -356,7 +361,7 @@ impl Core {
                 }
             }
         }
-        let f: &dyn Fn(Arc<dyn ObjectStore>) -> BoxFuture<'static, OsResult<T>> =
+        let f: &dyn Fn(Arc<dyn StrataStore>) -> BoxFuture<'static, OsResult<T>> =
             if conditional { &rest_op } else { &op };
         let outcomes = join_all(self.members[start..].iter().map(|m| {
             let fut = f(m.store.clone());
@@ -396,7 +401,7 @@ impl Core {
         payload: PutPayload,
         opts: PutOptions,
     ) -> OsResult<PutResult> {
-        let op = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<PutResult>> {
+        let op = |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<PutResult>> {
             let (l, p, o) = (location.clone(), payload.clone(), opts.clone());
             Box::pin(async move { s.put_opts(&l, p, o).await })
         };
@@ -416,11 +421,11 @@ impl Core {
                     attributes: ticket.stamped(opts.attributes.clone()),
                     ..opts
                 };
-                let op = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<PutResult>> {
+                let op = |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<PutResult>> {
                     let (l, p, o) = (location.clone(), payload.clone(), opts.clone());
                     Box::pin(async move { s.put_opts(&l, p, o).await })
                 };
-                let rest = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<PutResult>> {
+                let rest = |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<PutResult>> {
                     let (l, p) = (location.clone(), payload.clone());
                     let o = PutOptions {
                         mode: PutMode::Overwrite,
@@ -434,7 +439,7 @@ impl Core {
             }
             Writes::Mirror(req) => {
                 let conditional = opts.mode != PutMode::Overwrite;
-                let rest = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<PutResult>> {
+                let rest = |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<PutResult>> {
                     let (l, p) = (location.clone(), payload.clone());
                     let o = PutOptions {
                         mode: PutMode::Overwrite,
@@ -453,7 +458,7 @@ impl Core {
         opts: PutMultipartOptions,
     ) -> OsResult<Box<dyn MultipartUpload>> {
         let op =
-            |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<Box<dyn MultipartUpload>>> {
+            |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<Box<dyn MultipartUpload>>> {
                 let (l, o) = (location.clone(), opts.clone());
                 Box::pin(async move { s.put_multipart_opts(&l, o).await })
             };
@@ -478,7 +483,7 @@ impl Core {
                     },
                     None => opts.clone(),
                 };
-                let op = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<Box<dyn MultipartUpload>>> {
+                let op = |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<Box<dyn MultipartUpload>>> {
                     let (l, o) = (location.clone(), opts.clone());
                     Box::pin(async move { s.put_multipart_opts(&l, o).await })
                 };
@@ -585,7 +590,7 @@ impl Core {
         let outcome = if paths.is_empty() {
             Ok(())
         } else {
-            let op = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<()>> {
+            let op = |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<()>> {
                 let paths = paths.clone();
                 Box::pin(async move {
                     let keys = stream::iter(paths.iter().cloned().map(Ok).collect::<Vec<_>>());
@@ -769,7 +774,7 @@ impl Core {
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
-        let op = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<()>> {
+        let op = |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<()>> {
             let (f, t, o) = (from.clone(), to.clone(), options.clone());
             Box::pin(async move { s.copy_opts(&f, &t, o).await })
         };
@@ -786,7 +791,7 @@ impl Core {
                     .begin(OwedOp::Copy, vec![to.to_string()], Some(from.to_string()))
                     .await?;
                 let conditional = options.mode != object_store::CopyMode::Overwrite;
-                let rest = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<()>> {
+                let rest = |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<()>> {
                     let (f, t) = (from.clone(), to.clone());
                     Box::pin(async move { s.copy(&f, &t).await })
                 };
@@ -795,7 +800,7 @@ impl Core {
             }
             Writes::Mirror(req) => {
                 let conditional = options.mode != object_store::CopyMode::Overwrite;
-                let rest = |s: Arc<dyn ObjectStore>| -> BoxFuture<'static, OsResult<()>> {
+                let rest = |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<()>> {
                     let (f, t) = (from.clone(), to.clone());
                     Box::pin(async move { s.copy(&f, &t).await })
                 };
@@ -948,8 +953,8 @@ multi_store!(
     /// use storage_core::MemoryStore;
     /// use storage_router::FailoverStore;
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> object_store::Result<()> {
-    /// let primary: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
-    /// let fallback: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    /// let primary: Arc<dyn StrataStore> = Arc::new(MemoryStore::new());
+    /// let fallback: Arc<dyn StrataStore> = Arc::new(MemoryStore::new());
     /// let store = FailoverStore::new(("s3", primary), ("r2", fallback.clone()));
     /// store.put(&Path::from("a"), "1".into()).await?;
     /// // Missing in the primary is "not found", even though nothing is wrong with it.
@@ -981,8 +986,8 @@ multi_store!(
     /// use storage_core::MemoryStore;
     /// use storage_router::MirrorStore;
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> object_store::Result<()> {
-    /// let cloud: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
-    /// let local: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    /// let cloud: Arc<dyn StrataStore> = Arc::new(MemoryStore::new());
+    /// let local: Arc<dyn StrataStore> = Arc::new(MemoryStore::new());
     /// let hybrid = MirrorStore::new(vec![("r2".into(), cloud.clone()), ("local".into(), local.clone())]);
     /// hybrid.put(&Path::from("a"), "1".into()).await?;
     /// assert!(cloud.head(&Path::from("a")).await.is_ok() && local.head(&Path::from("a")).await.is_ok());
@@ -1003,8 +1008,8 @@ multi_store!(
 impl FailoverStore {
     /// `primary`, falling over to `fallback`. Each is `(name, store)`; names appear in errors.
     pub fn new(
-        primary: (impl Into<String>, Arc<dyn ObjectStore>),
-        fallback: (impl Into<String>, Arc<dyn ObjectStore>),
+        primary: (impl Into<String>, Arc<dyn StrataStore>),
+        fallback: (impl Into<String>, Arc<dyn StrataStore>),
     ) -> Self {
         Self::chain(vec![
             (primary.0.into(), primary.1),
@@ -1016,7 +1021,7 @@ impl FailoverStore {
     ///
     /// # Panics
     /// If `stores` is empty.
-    pub fn chain(stores: Vec<(String, Arc<dyn ObjectStore>)>) -> Self {
+    pub fn chain(stores: Vec<(String, Arc<dyn StrataStore>)>) -> Self {
         let label = stores
             .iter()
             .map(|(n, _)| n.as_str())
@@ -1066,7 +1071,7 @@ impl MirrorStore {
     ///
     /// # Panics
     /// If `stores` is empty.
-    pub fn new(stores: Vec<(String, Arc<dyn ObjectStore>)>) -> Self {
+    pub fn new(stores: Vec<(String, Arc<dyn StrataStore>)>) -> Self {
         Self::with_requirement(stores, MirrorRequirement::Any)
     }
 
@@ -1075,7 +1080,7 @@ impl MirrorStore {
     /// # Panics
     /// If `stores` is empty.
     pub fn with_requirement(
-        stores: Vec<(String, Arc<dyn ObjectStore>)>,
+        stores: Vec<(String, Arc<dyn StrataStore>)>,
         requirement: MirrorRequirement,
     ) -> Self {
         let label = stores
@@ -1107,12 +1112,17 @@ impl MirrorStore {
     /// # Panics
     /// If `stores` is empty.
     pub fn with_outbox(
-        stores: Vec<(String, Arc<dyn ObjectStore>)>,
+        stores: Vec<(String, Arc<dyn StrataStore>)>,
         requirement: MirrorRequirement,
         outbox: Outbox,
     ) -> Self {
         let store = Self::with_requirement(stores.clone(), requirement);
-        outbox.attach(stores);
+        outbox.attach(
+            stores
+                .into_iter()
+                .map(|(name, store)| (name, store as Arc<dyn ObjectStore>))
+                .collect(),
+        );
         let _ = store.core.outbox.set(outbox);
         store
     }
@@ -1128,7 +1138,7 @@ impl FallbackStore {
     /// policy, health and budget).
     pub(crate) fn over(
         label: String,
-        members: Vec<(String, Arc<dyn ObjectStore>)>,
+        members: Vec<(String, Arc<dyn StrataStore>)>,
         engine: Engine,
     ) -> Self {
         FallbackStore {

@@ -258,7 +258,6 @@ impl Strata {
                 .filter(|l| !l.is_empty())
             {
                 let built = builder.build();
-                let beneath = built.prefix().map(|p| p.to_path());
                 let mut stack = layers
                     .build(built.store().clone(), name, &Env::process())
                     .map_err(|e| match e {
@@ -278,10 +277,6 @@ impl Strata {
                     Some(layered) => built.to_builder().store(layered),
                     None => built.to_builder(),
                 };
-                // `delete_if_match` goes beneath the layers: the read cache must hear of it.
-                builder = builder.wrap_conditional_delete(|hook| {
-                    stack.conditional_delete_through(hook, beneath)
-                });
                 stacks.insert(name.clone(), std::sync::Arc::new(stack));
             }
             buckets.insert(name.clone(), builder.build());
@@ -439,7 +434,7 @@ fn wrap_failover_and_mirrors(
                 };
                 members.push((other.clone(), ob.store().clone()));
             }
-            let store: Arc<dyn storage_core::object_store::ObjectStore> = if field == "failover" {
+            let store: Arc<dyn storage_core::StrataStore> = if field == "failover" {
                 Arc::new(storage_router::FailoverStore::chain(members))
             } else {
                 // With an outbox for the writes a mirror misses (hybrid.rs).
@@ -448,13 +443,9 @@ fn wrap_failover_and_mirrors(
                 hybrid::mirror_store(name, &out[name], members, &mirrors, Path::new(&home))?
             };
             let current = out.remove(name).expect("built above");
-            let mut builder = current.to_builder().store(store);
-            if field == "mirror" {
-                // A conditional delete through the primary's hook would leave the mirror
-                // copies behind: refuse it instead.
-                builder = builder.without_conditional_delete();
-            }
-            out.insert(name.clone(), builder.build());
+            // A mirror refuses conditional deletes itself: deciding on the primary would
+            // leave the other copies behind.
+            out.insert(name.clone(), current.to_builder().store(store).build());
         }
     }
     Ok(out)
