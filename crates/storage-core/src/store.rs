@@ -37,8 +37,7 @@ use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
-    Result as OsResult,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
 };
 use url::Url;
 
@@ -76,7 +75,10 @@ pub trait StrataStore: ObjectStore {
 
 /// The error a store returns for an operation it cannot do: it reaches the caller as
 /// [`StorageError::NotSupported`] naming `store` and `operation`.
-pub fn not_supported(store: impl Into<String>, operation: impl Into<String>) -> object_store::Error {
+pub fn not_supported(
+    store: impl Into<String>,
+    operation: impl Into<String>,
+) -> object_store::Error {
     StorageError::not_supported(store, operation).into_object_store()
 }
 
@@ -236,7 +238,11 @@ impl ScopedStore {
     }
 
     fn full(&self, location: &Path) -> Path {
-        self.prefix.to_path().parts().chain(location.parts()).collect()
+        self.prefix
+            .to_path()
+            .parts()
+            .chain(location.parts())
+            .collect()
     }
 }
 
@@ -324,7 +330,11 @@ macro_rules! forward_object_store {
                 self.$field.get_opts(location, options).await
             }
 
-            async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
+            async fn get_ranges(
+                &self,
+                location: &Path,
+                ranges: &[Range<u64>],
+            ) -> OsResult<Vec<Bytes>> {
                 self.$field.get_ranges(location, ranges).await
             }
 
@@ -351,11 +361,21 @@ macro_rules! forward_object_store {
                 self.$field.list_with_delimiter(prefix).await
             }
 
-            async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
+            async fn copy_opts(
+                &self,
+                from: &Path,
+                to: &Path,
+                options: CopyOptions,
+            ) -> OsResult<()> {
                 self.$field.copy_opts(from, to, options).await
             }
 
-            async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
+            async fn rename_opts(
+                &self,
+                from: &Path,
+                to: &Path,
+                options: RenameOptions,
+            ) -> OsResult<()> {
                 self.$field.rename_opts(from, to, options).await
             }
         }
