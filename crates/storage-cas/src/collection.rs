@@ -10,9 +10,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use storage_core::{
-    Bucket, IntoStore, Key, ObjectInfo, Result, StorageError, WriteCondition,
-};
+use storage_core::{Bucket, IntoStore, Key, ObjectInfo, Result, StorageError, WriteCondition};
 
 use crate::queue::{process_queue, queue_key};
 use crate::scheme::KeyScheme;
@@ -229,7 +227,9 @@ pub(crate) fn require_cas(bucket: &Bucket) -> Result<()> {
 pub(crate) fn bucket_for_store(store: impl IntoStore) -> Bucket {
     let store = store.into_store();
     let name = store.to_string();
-    Bucket::builder(name, store).provider("object_store").build()
+    Bucket::builder(name, store)
+        .provider("object_store")
+        .build()
 }
 
 pub(crate) fn user_metadata(meta: &BTreeMap<String, String>) -> BTreeMap<String, String> {

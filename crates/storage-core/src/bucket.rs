@@ -21,11 +21,11 @@ use url::Url;
 
 use crate::attrs::{META_PREFIX, attributes_to_map, validate_attributes, validate_user_metadata};
 use crate::backend::{LocalStore, MemoryStore};
-use crate::store::{IntoStore, ScopedStore, StrataStore};
 use crate::capabilities::Capabilities;
 use crate::conditional::{self, Replaces};
 use crate::error::{Result, StorageError};
 use crate::key::{Key, prefix_path};
+use crate::store::{IntoStore, ScopedStore, StrataStore};
 
 /// Longest expiry a presigned URL may have (S3's SigV4 limit).
 pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -1305,11 +1305,18 @@ mod tests {
         assert!(matches!(e, StorageError::NotSupported { .. }), "{e}");
         // The memory backend deletes conditionally through the same store the handle uses,
         // scoped or not.
-        let b = Bucket::memory("m").to_builder().prefix("p").unwrap().build();
+        let b = Bucket::memory("m")
+            .to_builder()
+            .prefix("p")
+            .unwrap()
+            .build();
         assert!(b.capabilities().delete_if_match);
         let put = b.put("k", "v").await.unwrap();
         let stale = b.delete_if_match("k", "\"nope\"").await.unwrap_err();
-        assert!(matches!(stale, StorageError::Precondition { .. }), "{stale}");
+        assert!(
+            matches!(stale, StorageError::Precondition { .. }),
+            "{stale}"
+        );
         b.delete_if_match("k", put.etag.as_deref().unwrap())
             .await
             .unwrap();

@@ -50,8 +50,8 @@ pub mod store;
 pub use backend::{Durability, LocalStore, MemoryStore, etag_eq};
 pub use bucket::{
     Bucket, BucketBuilder, BucketStats, DEFAULT_PART_SIZE, DeleteReport, Health, Listing,
-    MAX_PRESIGN_EXPIRY, Object, ObjectInfo, ObjectStream, PresignMethod, PutOpts,
-    WriteCondition, WriteResult,
+    MAX_PRESIGN_EXPIRY, Object, ObjectInfo, ObjectStream, PresignMethod, PutOpts, WriteCondition,
+    WriteResult,
 };
 pub use capabilities::Capabilities;
 pub use conditional::Replaces;

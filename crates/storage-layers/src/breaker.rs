@@ -61,8 +61,8 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
 };
 use storage_core::{Capabilities, Layer, PresignMethod, StorageError, StrataStore};
-use url::Url;
 use tokio::time::Instant;
+use url::Url;
 
 use crate::util::{classify, os_err};
 

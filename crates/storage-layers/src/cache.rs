@@ -71,8 +71,8 @@ use object_store::{
     Result as OsResult, UploadPart,
 };
 use storage_core::{Capabilities, ErrorKind, Layer, PresignMethod, StorageError, StrataStore};
-use url::Url;
 use tokio::time::Instant;
+use url::Url;
 
 use crate::util::{classify, os_err};
 
@@ -238,7 +238,6 @@ impl CacheLayer {
             writes,
         }
     }
-
 }
 
 /// Run the write `fut` as the caches must see it: each store's write epoch is bumped before

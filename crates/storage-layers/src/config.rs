@@ -56,8 +56,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use storage_core::StrataStore;
 use serde::{Deserialize, Serialize};
+use storage_core::StrataStore;
 use storage_core::config::{Env, at_least_one, duration_str};
 use storage_core::{Result, Secret, StorageError};
 

@@ -49,8 +49,8 @@ use object_store::{
 use std::time::Duration;
 
 use storage_core::{Capabilities, Layer, PresignMethod, StrataStore};
-use url::Url;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use url::Url;
 
 use crate::util::into_stream;
 

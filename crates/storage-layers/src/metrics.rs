@@ -58,9 +58,9 @@ use object_store::{
     UploadPart,
 };
 use storage_core::{Capabilities, ErrorKind, Layer, PresignMethod, StrataStore};
-use url::Url;
 use tokio::time::Instant;
 use tracing::Instrument;
+use url::Url;
 
 use crate::util::{classify, key_prefix};
 

@@ -183,7 +183,10 @@ impl<T: StrataStore> StrataStore for TimeoutStore<T> {
 
     async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
         self.cfg
-            .run("delete_if_match", self.inner.delete_if_match(location, etag))
+            .run(
+                "delete_if_match",
+                self.inner.delete_if_match(location, etag),
+            )
             .await
     }
 

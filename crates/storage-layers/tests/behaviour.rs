@@ -29,7 +29,10 @@ async fn suite(name: &str, wrap: impl FnOnce(Arc<dyn StrataStore>) -> Arc<dyn St
     let report = behaviour::run(&bucket, &Profile::embedded(name)).await;
     let skipped: Vec<&str> = report.skipped.iter().map(|(check, _)| *check).collect();
     assert_eq!(skipped, NO_PRESIGN, "{name}: {report:?}");
-    assert!(report.passed.contains(&"conditional_delete"), "{name}: {report:?}");
+    assert!(
+        report.passed.contains(&"conditional_delete"),
+        "{name}: {report:?}"
+    );
 }
 
 #[tokio::test]

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use object_store::path::Path;
 use object_store::ObjectStoreExt;
+use object_store::path::Path;
 use storage_core::{Layer, MemoryStore};
 use storage_layers::encryption::{
     CHUNK_SIZE, EncryptionLayer, HEADER_LEN, Keyring, TAG_LEN, stored_len,

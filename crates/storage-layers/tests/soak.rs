@@ -76,7 +76,12 @@ fn surfaced(counts: &mut Counts, e: object_store::Error) {
         .or_default() += 1;
 }
 
-async fn soak(backend: Arc<dyn storage_core::StrataStore>, seed: u64, attempts: u32, label: &str) -> Counts {
+async fn soak(
+    backend: Arc<dyn storage_core::StrataStore>,
+    seed: u64,
+    attempts: u32,
+    label: &str,
+) -> Counts {
     let chaos = ChaosLayer::default()
         .with_seed(seed)
         .with_error_rate(0.10)

@@ -37,7 +37,8 @@ async fn mirror_store_conforms_over_memory_and_a_local_folder() {
     let dirs = std::sync::Mutex::new(Vec::new());
     conformance(|| {
         let dir = tempfile::tempdir().unwrap();
-        let local: Arc<dyn storage_core::StrataStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
+        let local: Arc<dyn storage_core::StrataStore> =
+            Arc::new(LocalStore::new(dir.path()).unwrap());
         dirs.lock().unwrap().push(dir);
         Arc::new(MirrorStore::new(vec![
             ("cloud".into(), memory()),

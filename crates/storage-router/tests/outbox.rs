@@ -249,8 +249,7 @@ async fn an_older_primary_copy_is_replaced_and_a_tombstone_keeps_a_newer_write()
 async fn a_crash_between_the_local_copy_and_its_record_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (primary, pf) = faulty_bucket("r2");
-    let local: Arc<dyn StrataStore> =
-        Arc::new(LocalStore::new(dir.path().join("local")).unwrap());
+    let local: Arc<dyn StrataStore> = Arc::new(LocalStore::new(dir.path().join("local")).unwrap());
     let journal_root = dir.path().join("outbox");
     let open = |outbox: Outbox| {
         MirrorStore::with_outbox(

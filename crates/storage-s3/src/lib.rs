@@ -39,15 +39,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::{
-    AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut, S3CopyIfNotExists,
-};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut, S3CopyIfNotExists};
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 use serde::{Deserialize, Serialize};
 use storage_core::config::{Env, duration_str, validate_bucket_name, validate_credential};
-use storage_core::{
-    Bucket, Capabilities, Result, Secret, StorageError,
-};
+use storage_core::{Bucket, Capabilities, Result, Secret, StorageError};
 use url::Url;
 
 mod store;
@@ -457,7 +453,10 @@ impl S3Config {
         }
         let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
         let conditional_delete = if self.conditional_delete_enabled() {
-            Some(store::ConditionalDeleteClient::new(&self.client_options(), timeout)?)
+            Some(store::ConditionalDeleteClient::new(
+                &self.client_options(),
+                timeout,
+            )?)
         } else {
             None
         };

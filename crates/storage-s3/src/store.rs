@@ -40,9 +40,9 @@ use object_store::{
     MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload,
     PutResult, RenameOptions, Result as OsResult,
 };
+use storage_core::attrs::validate_attributes;
 use storage_core::{Capabilities, PresignMethod, StorageError, StrataStore};
 use url::Url;
-use storage_core::attrs::validate_attributes;
 
 /// `AmazonS3` with conditional requests sent once and errors typed; see the module docs.
 #[derive(Debug, Clone)]

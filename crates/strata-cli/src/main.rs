@@ -135,13 +135,17 @@ fn main() -> ExitCode {
         1 => "info",
         _ => "debug",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(output::stderr_colour())
-        .init();
+    // [telemetry] / STRATA_PROMETHEUS_* / OTEL_*: exported and flushed when `telemetry` drops.
+    let telemetry = match strata::telemetry::Telemetry::install_from(cli.config.as_deref()) {
+        Ok(t) => t,
+        Err(e) => return output::CliError::from(e).report(cli.json),
+    };
+    telemetry.init_tracing(tracing_subscriber::Layer::with_filter(
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(output::stderr_colour()),
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()),
+    ));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

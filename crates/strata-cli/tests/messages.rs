@@ -245,11 +245,9 @@ fn cli_errors_read_as_sentences_with_hints() {
     }
 }
 
-/// The local-folder and memory backends still word a failed `--if-match` with `Debug`
-/// (`expected ETag Some("\"stale\"")`): storage-core/src/backend/local.rs and memory.rs,
-/// which are being reworked for the store contract (issue 16) and fixed there.
+/// The local-folder and memory backends word a failed `--if-match` for people (they used
+/// `Debug`: `expected ETag Some("\"stale\"")`).
 #[test]
-#[ignore = "waits for storage-core's local/memory backends to print ETags without Debug (issue 16 rework)"]
 fn a_failed_if_match_names_the_etags_plainly() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();

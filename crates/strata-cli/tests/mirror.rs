@@ -54,7 +54,10 @@ connection = "disk"
     )
     .unwrap();
 
-    let put = strata(&down, &["put", "main:notes/a.txt", "--data", "written while down"]);
+    let put = strata(
+        &down,
+        &["put", "main:notes/a.txt", "--data", "written while down"],
+    );
     assert!(put.status.success(), "{}", text(&put.stderr));
     assert_eq!(
         std::fs::read_to_string(dir.path().join("copy/notes/a.txt")).unwrap(),
@@ -97,7 +100,11 @@ connection = "disk"
     // A bucket that is not mirrored has no outbox: a clear error naming the mirrored ones.
     let err = strata(&down, &["mirror", "pending", "copy"]);
     assert_eq!(err.status.code(), Some(2), "{}", text(&err.stderr));
-    assert!(text(&err.stderr).contains("mirrored buckets: main"), "{}", text(&err.stderr));
+    assert!(
+        text(&err.stderr).contains("mirrored buckets: main"),
+        "{}",
+        text(&err.stderr)
+    );
 
     // The primary answers again (the handle `main` now on a local folder; the outbox is the
     // same journal, kept beside the `copy` folder).

@@ -116,7 +116,9 @@ enum Side {
 fn direct(t: &Target, side: Side) -> Option<&dyn ObjectStore> {
     match side {
         Side::Raw => Some(t.raw.as_ref()),
-        Side::Strata => t.direct.then(|| t.bucket.store().as_ref() as &dyn ObjectStore),
+        Side::Strata => t
+            .direct
+            .then(|| t.bucket.store().as_ref() as &dyn ObjectStore),
     }
 }
 

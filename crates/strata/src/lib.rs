@@ -52,11 +52,11 @@ use std::sync::Arc;
 
 pub mod config;
 mod env;
+#[cfg(feature = "router")]
+mod hybrid;
 #[cfg(feature = "telemetry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "telemetry")))]
 pub mod telemetry;
-#[cfg(feature = "router")]
-mod hybrid;
 
 pub use config::{BucketConfig, ConnectionConfig, ProviderConfig, StrataConfig};
 #[cfg(feature = "cas")]
@@ -439,7 +439,9 @@ fn wrap_failover_and_mirrors(
             } else {
                 // With an outbox for the writes a mirror misses (hybrid.rs).
                 let mirrors: Vec<&Bucket> = list.iter().filter_map(|o| plain.get(o)).collect();
-                let home = Env::process().get(HOME_ENV).unwrap_or_else(|| DEFAULT_HOME.into());
+                let home = Env::process()
+                    .get(HOME_ENV)
+                    .unwrap_or_else(|| DEFAULT_HOME.into());
                 hybrid::mirror_store(name, &out[name], members, &mirrors, Path::new(&home))?
             };
             let current = out.remove(name).expect("built above");

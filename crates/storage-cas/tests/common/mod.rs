@@ -119,13 +119,11 @@ impl StrataStore for FaultStore {
         Capabilities::MEMORY
     }
 
-    async fn presign(
-        &self,
-        _: PresignMethod,
-        _: &Path,
-        _: Duration,
-    ) -> OsResult<url::Url> {
-        Err(storage_core::store::not_supported("faulty", "presigned URLs"))
+    async fn presign(&self, _: PresignMethod, _: &Path, _: Duration) -> OsResult<url::Url> {
+        Err(storage_core::store::not_supported(
+            "faulty",
+            "presigned URLs",
+        ))
     }
 
     async fn delete_if_match(&self, path: &Path, etag: &str) -> OsResult<()> {

@@ -449,7 +449,7 @@ fn check_mode(location: &Path, fs_path: &FsPath, mode: &PutMode) -> OsResult<()>
             } else {
                 Err(object_store::Error::Precondition {
                     path: location.to_string(),
-                    source: format!("expected ETag {:?}, found {:?}", v.e_tag, current).into(),
+                    source: super::etag_mismatch(v.e_tag.as_deref(), current.as_deref()).into(),
                 })
             }
         }
@@ -851,7 +851,7 @@ impl ConditionalDelete for LocalStore {
                 Some(current) if etag_eq(&current, &etag) => store.remove_locked(&fs_path),
                 Some(current) => Err(object_store::Error::Precondition {
                     path: path.to_string(),
-                    source: format!("expected ETag {etag}, found {current:?}").into(),
+                    source: super::etag_mismatch(Some(&etag), Some(&current)).into(),
                 }),
             }
         })

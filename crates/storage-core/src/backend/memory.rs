@@ -178,7 +178,7 @@ impl ConditionalDelete for MemoryStore {
         } else {
             Err(object_store::Error::Precondition {
                 path: path.to_string(),
-                source: format!("expected ETag {etag}, found {current}").into(),
+                source: super::etag_mismatch(Some(etag), Some(&current)).into(),
             })
         }
     }
@@ -211,7 +211,7 @@ impl ObjectStore for MemoryStore {
                 if !matches {
                     return Err(object_store::Error::Precondition {
                         path: location.to_string(),
-                        source: format!("expected ETag {:?}, found {current:?}", v.e_tag).into(),
+                        source: super::etag_mismatch(v.e_tag.as_deref(), current.as_deref()).into(),
                     });
                 }
             }

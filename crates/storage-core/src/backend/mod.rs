@@ -26,6 +26,18 @@ pub(crate) trait ConditionalDelete: Send + Sync + std::fmt::Debug {
     async fn delete_if_match(&self, path: &Path, etag: &str) -> object_store::Result<()>;
 }
 
+/// Why a conditional write or delete was refused, for people: `expected ETag "a", found
+/// "b"` (or `found no object`), never Rust's `Some(..)`.
+pub(crate) fn etag_mismatch(expected: Option<&str>, found: Option<&str>) -> String {
+    let quoted = |e: &str| format!("\"{}\"", e.trim().trim_matches('"'));
+    match (expected, found) {
+        (Some(e), Some(f)) => format!("expected ETag {}, found {}", quoted(e), quoted(f)),
+        (Some(e), None) => format!("expected ETag {}, found no object", quoted(e)),
+        (None, Some(f)) => format!("no ETag given, found {}", quoted(f)),
+        (None, None) => "no ETag given and no object found".to_string(),
+    }
+}
+
 /// Compare two ETags ignoring surrounding quotes and a weak `W/` marker.
 pub fn etag_eq(a: &str, b: &str) -> bool {
     fn norm(s: &str) -> &str {
@@ -44,7 +56,11 @@ macro_rules! embedded_contract {
                 $caps
             }
 
-            async fn delete_if_match(&self, location: &Path, etag: &str) -> object_store::Result<()> {
+            async fn delete_if_match(
+                &self,
+                location: &Path,
+                etag: &str,
+            ) -> object_store::Result<()> {
                 ConditionalDelete::delete_if_match(self, location, etag).await
             }
 
