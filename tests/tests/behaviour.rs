@@ -41,7 +41,16 @@ async fn local_folder_with_prefix() {
         .prefix("tenant-a/app")
         .unwrap()
         .build();
-    run(&bucket, &Profile::embedded("local folder, prefixed")).await;
+    let report = run(&bucket, &Profile::embedded("local folder, prefixed")).await;
+    // Exactly the presign checks are skipped (a folder has no endpoint); every other check,
+    // conditional delete included, ran through the scope.
+    let skipped: Vec<&str> = report.skipped.iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        skipped,
+        ["presigned_get_and_put", "presigned_url_tampered_or_expired"],
+        "{report:?}"
+    );
+    assert!(report.passed.contains(&"conditional_delete"), "{report:?}");
     // Everything landed under the prefix.
     assert!(dir.path().join("tenant-a/app").is_dir());
 }

@@ -987,6 +987,13 @@ mod tests {
             for _ in 0..20 {
                 assert!(backoff(attempt, &mut rng) <= cap);
             }
+            // The window itself doubles up to the cap: 100, 200, 400, 800 ms, then 1 s.
+            let window = p
+                .strategy()
+                .with_max_retries(100)
+                .next_delay_with(attempt, Duration::ZERO, || 1.0)
+                .unwrap();
+            assert_eq!(window, cap, "attempt {attempt}");
         }
         // Jitter spreads the delays (not all equal).
         let draws: Vec<_> = (0..10).map(|_| backoff(4, &mut rng)).collect();

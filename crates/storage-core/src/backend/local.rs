@@ -265,13 +265,25 @@ fn folder_location(root: &FsPath) -> String {
     type Seen = std::sync::Mutex<std::collections::HashMap<(u64, u64), PathBuf>>;
     static SEEN: std::sync::OnceLock<Seen> = std::sync::OnceLock::new();
     let path = match std::fs::metadata(root) {
-        Ok(m) => SEEN
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((m.dev(), m.ino()))
-            .or_insert_with(|| root.to_path_buf())
-            .clone(),
+        Ok(m) => {
+            let id = (m.dev(), m.ino());
+            let mut seen = SEEN
+                .get_or_init(Default::default)
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            // A folder deleted since it was seen frees its inode for another one: only a
+            // path that still names this very folder may stand for it.
+            let still_there = |p: &PathBuf| {
+                std::fs::metadata(p).is_ok_and(|other| (other.dev(), other.ino()) == id)
+            };
+            match seen.get(&id) {
+                Some(first) if still_there(first) => first.clone(),
+                _ => {
+                    seen.insert(id, root.to_path_buf());
+                    root.to_path_buf()
+                }
+            }
+        }
         Err(_) => root.to_path_buf(),
     };
     format!("file://{}", path.display())
