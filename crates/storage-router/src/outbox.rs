@@ -269,8 +269,8 @@ pub const AUTO_REPLAY_INTERVAL: std::time::Duration = std::time::Duration::from_
 /// use storage_core::MemoryStore;
 /// use storage_router::{MirrorRequirement, MirrorStore, Outbox};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> storage_core::Result<()> {
-/// let cloud: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
-/// let local: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+/// let cloud: Arc<dyn storage_core::StrataStore> = Arc::new(MemoryStore::new());
+/// let local: Arc<dyn storage_core::StrataStore> = Arc::new(MemoryStore::new());
 /// let outbox = Outbox::new(Arc::new(MemoryStore::new()));
 /// let hybrid = MirrorStore::with_outbox(
 ///     vec![("r2".into(), cloud.clone()), ("local".into(), local.clone())],

@@ -950,7 +950,7 @@ multi_store!(
     /// ```
     /// use std::sync::Arc;
     /// use object_store::{ObjectStore, ObjectStoreExt, path::Path};
-    /// use storage_core::MemoryStore;
+    /// use storage_core::{MemoryStore, StrataStore};
     /// use storage_router::FailoverStore;
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> object_store::Result<()> {
     /// let primary: Arc<dyn StrataStore> = Arc::new(MemoryStore::new());
@@ -983,7 +983,7 @@ multi_store!(
     /// ```
     /// use std::sync::Arc;
     /// use object_store::{ObjectStore, ObjectStoreExt, path::Path};
-    /// use storage_core::MemoryStore;
+    /// use storage_core::{MemoryStore, StrataStore};
     /// use storage_router::MirrorStore;
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> object_store::Result<()> {
     /// let cloud: Arc<dyn StrataStore> = Arc::new(MemoryStore::new());
