@@ -62,28 +62,20 @@ pub const FACADE_FEATURES: &[&str] = &[
 ///    `strata-tests`), then every example (`crates/*/examples/*.rs`) from the executables
 ///    that build already made, failing on a non-zero exit.
 /// 3. Every crate alone with its default features: `cargo clippy -p X --all-targets -D
-///    warnings` and `cargo test -p X`, so a crate that needs something it does not declare
-///    fails here; then the `strata` facade the same way with no features, each of
-///    [`FACADE_FEATURES`] alone, and all features; and `storage-manifest` without its
-///    default `parquet` feature. These runs have no S3 servers
-///    (`STRATA_SKIP_S3=1` and `STRATA_SKIP_PYTHON=1` skip the S3 and pyarrow/boto3 checks,
-///    which step 2 already ran) and no doctests (step 2 ran the same ones with more
-///    features; `--full` runs them per crate too).
+///    warnings`, so a crate that needs something it does not declare, or code (tests
+///    included) that is dead under its own features, fails here; then the `strata` facade
+///    the same way with no features, each of [`FACADE_FEATURES`] alone, and all features;
+///    and `storage-manifest` without its default `parquet` feature.
 /// 4. rustdoc with warnings denied, cargo-deny (bans, licenses, sources).
 ///
-/// Cost on the 2-core CI machine. Step 3 compiles what a crate alone resolves differently
-/// from the workspace: graphs without parquet (whose `half` turns on more `syn` features
-/// for every proc macro, so tokio, hyper and reqwest are built again), `object_store`
-/// without its `integration` feature, `storage-core`'s local-only `object_store`, and
-/// parquet for `storage-manifest` alone and for the facade's `manifest-parquet` alone. Every
-/// test build lists the same tokio features (see strata-testkit's Cargo.toml) and md-5 has
-/// no default features, so the rest is shared. Measured (November 2026): warm, step 3 takes
-/// 0.5 min when nothing changed and 5 min when every crate changed (all tests relink);
-/// cold, the unit graphs (`cargo --unit-graph`, weighted by each crate's measured compile
-/// time) grow by about half over the former check-only matrix,
-/// about 5 to 10 more minutes on top of the former 30.
+/// Step 3 type-checks every target (tests and examples too) under each feature resolution
+/// but does not build or run the tests again: step 2 ran every one of them with all
+/// features, and codegen plus linking of about 80 test executables per feature set is
+/// what made a cold `ci` pass 45 minutes on the 2-core CI machine (38 min were spent before
+/// the facade sets in December 2026). `--full` also runs `cargo test -p X` for each crate
+/// alone and each facade feature set (no S3 servers there: `STRATA_SKIP_S3=1` and
+/// `STRATA_SKIP_PYTHON=1`; step 2 already ran those checks), doctests included.
 ///
-/// `--full` adds the doctests of every crate alone and of each facade feature set.
 /// `--keep-going` runs every step even after one fails and lists the failed ones at the end.
 pub fn ci(full: bool, keep_going: bool) -> Result<()> {
     let root = workspace_root();
@@ -104,56 +96,37 @@ pub fn ci(full: bool, keep_going: bool) -> Result<()> {
     timer.step("test --workspace --all-features (servers)", || test(&[]))?;
     timer.step("examples", || run_examples(&root))?;
 
-    // A crate alone: its own feature resolution. `--tests` (unit and integration tests)
-    // leaves out the doctests (run in step 2) and the benches (`harness = false` programs).
-    let test_targets: &[&str] = if full { &[] } else { &["--tests"] };
-    for krate in workspace_crates(&root)? {
-        timer.step(&format!("{krate} alone"), || {
+    // A crate alone: its own feature resolution. Clippy with `--all-targets` type-checks the
+    // tests under it; `--full` also builds and runs them (doctests included).
+    let alone = |args: &[&str]| -> Result<()> {
+        run(cargo()
+            .current_dir(&root)
+            .arg("clippy")
+            .args(args)
+            .arg("--all-targets")
+            .args(DENY_WARNINGS))?;
+        if full {
             run(cargo()
                 .current_dir(&root)
-                .args(["clippy", "-p", &krate, "--all-targets"])
-                .args(DENY_WARNINGS))?;
-            run(cargo()
-                .current_dir(&root)
-                .args(["test", "-p", &krate])
-                .args(test_targets)
+                .arg("test")
+                .args(args)
                 .env("STRATA_SKIP_S3", "1")
-                .env("STRATA_SKIP_PYTHON", "1"))
-        })?;
+                .env("STRATA_SKIP_PYTHON", "1"))?;
+        }
+        Ok(())
+    };
+    for krate in workspace_crates(&root)? {
+        timer.step(&format!("{krate} alone"), || alone(&["-p", &krate]))?;
     }
     // storage-manifest's Parquet is a default feature; the crate must also work without it.
     timer.step("storage-manifest --no-default-features", || {
-        run(cargo()
-            .current_dir(&root)
-            .args([
-                "clippy",
-                "-p",
-                "storage-manifest",
-                "--all-targets",
-                "--no-default-features",
-            ])
-            .args(DENY_WARNINGS))?;
-        run(cargo()
-            .current_dir(&root)
-            .args(["test", "-p", "storage-manifest", "--no-default-features"])
-            .args(test_targets)
-            .env("STRATA_SKIP_S3", "1")
-            .env("STRATA_SKIP_PYTHON", "1"))
+        alone(&["-p", "storage-manifest", "--no-default-features"])
     })?;
     for set in facade_feature_sets(&root)? {
         timer.step(&format!("strata {}", set.join(" ")), || {
-            run(cargo()
-                .current_dir(&root)
-                .args(["clippy", "-p", "strata", "--all-targets"])
-                .args(&set)
-                .args(DENY_WARNINGS))?;
-            run(cargo()
-                .current_dir(&root)
-                .args(["test", "-p", "strata"])
-                .args(&set)
-                .args(test_targets)
-                .env("STRATA_SKIP_S3", "1")
-                .env("STRATA_SKIP_PYTHON", "1"))
+            let mut args = vec!["-p", "strata"];
+            args.extend(set.iter().map(String::as_str));
+            alone(&args)
         })?;
     }
 

@@ -451,6 +451,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "layers")]
     fn local(home: &Path, extra: &[(&'static str, &'static str)]) -> Vec<(String, String)> {
         let mut v = vec![
             ("STORAGE_BACKEND".to_string(), "local".to_string()),
