@@ -27,18 +27,12 @@
 //! ```
 
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use futures::stream::BoxStream;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
-};
+use object_store::{ObjectStore, Result as OsResult};
 use url::Url;
 
 use crate::bucket::PresignMethod;
@@ -192,7 +186,7 @@ impl StrataStore for Declared {
     }
 }
 
-forward_object_store!(Declared, inner);
+crate::forward_object_store!(Declared, inner);
 
 /// A store scoped to a folder of another: every path is stored under `prefix/`, listings
 /// strip it, and conditional deletes and presigned URLs name the full path. This is how a
@@ -277,7 +271,7 @@ impl StrataStore for ScopedStore {
     }
 }
 
-forward_object_store!(ScopedStore, prefixed);
+crate::forward_object_store!(ScopedStore, prefixed);
 
 /// `object_store`'s `PrefixStore` reports paths as the caller named them; do the same for
 /// the two methods it does not carry.
@@ -302,83 +296,230 @@ fn strip_path(err: object_store::Error, prefix: &Key) -> object_store::Error {
     }
 }
 
-/// Implement every `ObjectStore` method of `$ty` by forwarding to its field `$field`: the
-/// wrappers above change only the contract's extra methods.
+/// What [`forward_object_store!`](crate::forward_object_store) names, so the crates that use
+/// it need not depend on the same crates under the same names.
+#[doc(hidden)]
+pub mod __private {
+    pub use bytes::Bytes;
+    pub use futures::stream::BoxStream;
+    pub use object_store;
+}
+
+/// Implement `ObjectStore` methods by forwarding them to a field: for wrappers that change
+/// only some calls (or only the contract's extra methods).
+///
+/// - `forward_object_store!(Type, field)`: the whole `ObjectStore` impl of `Type`, every
+///   method forwarded to `self.field`.
+/// - `forward_object_store!(@methods field: get_opts, list, …)`: just those methods, as items
+///   inside an `#[async_trait] impl ObjectStore for …` that writes the others itself. They
+///   are written as `#[async_trait]` would expand them, so they sit beside its `async fn`s.
+///
+/// Not part of the public API (hidden): Strata's own crates and tests share it.
+#[doc(hidden)]
+#[macro_export]
 macro_rules! forward_object_store {
     ($ty:ty, $field:ident) => {
-        #[async_trait]
         #[deny(clippy::missing_trait_methods)]
-        impl ObjectStore for $ty {
-            async fn put_opts(
-                &self,
-                location: &Path,
-                payload: PutPayload,
-                opts: PutOptions,
-            ) -> OsResult<PutResult> {
-                self.$field.put_opts(location, payload, opts).await
-            }
-
-            async fn put_multipart_opts(
-                &self,
-                location: &Path,
-                opts: PutMultipartOptions,
-            ) -> OsResult<Box<dyn MultipartUpload>> {
-                self.$field.put_multipart_opts(location, opts).await
-            }
-
-            async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
-                self.$field.get_opts(location, options).await
-            }
-
-            async fn get_ranges(
-                &self,
-                location: &Path,
-                ranges: &[Range<u64>],
-            ) -> OsResult<Vec<Bytes>> {
-                self.$field.get_ranges(location, ranges).await
-            }
-
-            fn delete_stream(
-                &self,
-                locations: BoxStream<'static, OsResult<Path>>,
-            ) -> BoxStream<'static, OsResult<Path>> {
-                self.$field.delete_stream(locations)
-            }
-
-            fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-                self.$field.list(prefix)
-            }
-
-            fn list_with_offset(
-                &self,
-                prefix: Option<&Path>,
-                offset: &Path,
-            ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-                self.$field.list_with_offset(prefix, offset)
-            }
-
-            async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
-                self.$field.list_with_delimiter(prefix).await
-            }
-
-            async fn copy_opts(
-                &self,
-                from: &Path,
-                to: &Path,
-                options: CopyOptions,
-            ) -> OsResult<()> {
-                self.$field.copy_opts(from, to, options).await
-            }
-
-            async fn rename_opts(
-                &self,
-                from: &Path,
-                to: &Path,
-                options: RenameOptions,
-            ) -> OsResult<()> {
-                self.$field.rename_opts(from, to, options).await
-            }
+        impl $crate::store::__private::object_store::ObjectStore for $ty {
+            $crate::forward_object_store!(@methods $field:
+                put_opts, put_multipart_opts, get_opts, get_ranges, delete_stream, list,
+                list_with_offset, list_with_delimiter, copy_opts, rename_opts);
+        }
+    };
+    (@methods $field:ident: $($method:ident),+ $(,)?) => {
+        $($crate::forward_object_store!(@one $field $method);)+
+    };
+    (@one $f:ident put_opts) => {
+        fn put_opts<'life0, 'life1, 'async_trait>(
+            &'life0 self,
+            location: &'life1 $crate::store::__private::object_store::path::Path,
+            payload: $crate::store::__private::object_store::PutPayload,
+            opts: $crate::store::__private::object_store::PutOptions,
+        ) -> ::core::pin::Pin<::std::boxed::Box<
+            dyn ::core::future::Future<
+                    Output = $crate::store::__private::object_store::Result<
+                        $crate::store::__private::object_store::PutResult,
+                    >,
+                > + ::core::marker::Send
+                + 'async_trait,
+        >>
+        where
+            'life0: 'async_trait,
+            'life1: 'async_trait,
+            Self: 'async_trait,
+        {
+            self.$f.put_opts(location, payload, opts)
+        }
+    };
+    (@one $f:ident put_multipart_opts) => {
+        fn put_multipart_opts<'life0, 'life1, 'async_trait>(
+            &'life0 self,
+            location: &'life1 $crate::store::__private::object_store::path::Path,
+            opts: $crate::store::__private::object_store::PutMultipartOptions,
+        ) -> ::core::pin::Pin<::std::boxed::Box<
+            dyn ::core::future::Future<
+                    Output = $crate::store::__private::object_store::Result<
+                        ::std::boxed::Box<dyn $crate::store::__private::object_store::MultipartUpload>,
+                    >,
+                > + ::core::marker::Send
+                + 'async_trait,
+        >>
+        where
+            'life0: 'async_trait,
+            'life1: 'async_trait,
+            Self: 'async_trait,
+        {
+            self.$f.put_multipart_opts(location, opts)
+        }
+    };
+    (@one $f:ident get_opts) => {
+        fn get_opts<'life0, 'life1, 'async_trait>(
+            &'life0 self,
+            location: &'life1 $crate::store::__private::object_store::path::Path,
+            options: $crate::store::__private::object_store::GetOptions,
+        ) -> ::core::pin::Pin<::std::boxed::Box<
+            dyn ::core::future::Future<
+                    Output = $crate::store::__private::object_store::Result<
+                        $crate::store::__private::object_store::GetResult,
+                    >,
+                > + ::core::marker::Send
+                + 'async_trait,
+        >>
+        where
+            'life0: 'async_trait,
+            'life1: 'async_trait,
+            Self: 'async_trait,
+        {
+            self.$f.get_opts(location, options)
+        }
+    };
+    (@one $f:ident get_ranges) => {
+        fn get_ranges<'life0, 'life1, 'life2, 'async_trait>(
+            &'life0 self,
+            location: &'life1 $crate::store::__private::object_store::path::Path,
+            ranges: &'life2 [::core::ops::Range<u64>],
+        ) -> ::core::pin::Pin<::std::boxed::Box<
+            dyn ::core::future::Future<
+                    Output = $crate::store::__private::object_store::Result<
+                        ::std::vec::Vec<$crate::store::__private::Bytes>,
+                    >,
+                > + ::core::marker::Send
+                + 'async_trait,
+        >>
+        where
+            'life0: 'async_trait,
+            'life1: 'async_trait,
+            'life2: 'async_trait,
+            Self: 'async_trait,
+        {
+            self.$f.get_ranges(location, ranges)
+        }
+    };
+    (@one $f:ident delete_stream) => {
+        fn delete_stream(
+            &self,
+            locations: $crate::store::__private::BoxStream<
+                'static,
+                $crate::store::__private::object_store::Result<
+                    $crate::store::__private::object_store::path::Path,
+                >,
+            >,
+        ) -> $crate::store::__private::BoxStream<
+            'static,
+            $crate::store::__private::object_store::Result<
+                $crate::store::__private::object_store::path::Path,
+            >,
+        > {
+            self.$f.delete_stream(locations)
+        }
+    };
+    (@one $f:ident list) => {
+        fn list(
+            &self,
+            prefix: ::core::option::Option<&$crate::store::__private::object_store::path::Path>,
+        ) -> $crate::store::__private::BoxStream<
+            'static,
+            $crate::store::__private::object_store::Result<
+                $crate::store::__private::object_store::ObjectMeta,
+            >,
+        > {
+            self.$f.list(prefix)
+        }
+    };
+    (@one $f:ident list_with_offset) => {
+        fn list_with_offset(
+            &self,
+            prefix: ::core::option::Option<&$crate::store::__private::object_store::path::Path>,
+            offset: &$crate::store::__private::object_store::path::Path,
+        ) -> $crate::store::__private::BoxStream<
+            'static,
+            $crate::store::__private::object_store::Result<
+                $crate::store::__private::object_store::ObjectMeta,
+            >,
+        > {
+            self.$f.list_with_offset(prefix, offset)
+        }
+    };
+    (@one $f:ident list_with_delimiter) => {
+        fn list_with_delimiter<'life0, 'life1, 'async_trait>(
+            &'life0 self,
+            prefix: ::core::option::Option<&'life1 $crate::store::__private::object_store::path::Path>,
+        ) -> ::core::pin::Pin<::std::boxed::Box<
+            dyn ::core::future::Future<
+                    Output = $crate::store::__private::object_store::Result<
+                        $crate::store::__private::object_store::ListResult,
+                    >,
+                > + ::core::marker::Send
+                + 'async_trait,
+        >>
+        where
+            'life0: 'async_trait,
+            'life1: 'async_trait,
+            Self: 'async_trait,
+        {
+            self.$f.list_with_delimiter(prefix)
+        }
+    };
+    (@one $f:ident copy_opts) => {
+        fn copy_opts<'life0, 'life1, 'life2, 'async_trait>(
+            &'life0 self,
+            from: &'life1 $crate::store::__private::object_store::path::Path,
+            to: &'life2 $crate::store::__private::object_store::path::Path,
+            options: $crate::store::__private::object_store::CopyOptions,
+        ) -> ::core::pin::Pin<::std::boxed::Box<
+            dyn ::core::future::Future<
+                    Output = $crate::store::__private::object_store::Result<()>,
+                > + ::core::marker::Send
+                + 'async_trait,
+        >>
+        where
+            'life0: 'async_trait,
+            'life1: 'async_trait,
+            'life2: 'async_trait,
+            Self: 'async_trait,
+        {
+            self.$f.copy_opts(from, to, options)
+        }
+    };
+    (@one $f:ident rename_opts) => {
+        fn rename_opts<'life0, 'life1, 'life2, 'async_trait>(
+            &'life0 self,
+            from: &'life1 $crate::store::__private::object_store::path::Path,
+            to: &'life2 $crate::store::__private::object_store::path::Path,
+            options: $crate::store::__private::object_store::RenameOptions,
+        ) -> ::core::pin::Pin<::std::boxed::Box<
+            dyn ::core::future::Future<
+                    Output = $crate::store::__private::object_store::Result<()>,
+                > + ::core::marker::Send
+                + 'async_trait,
+        >>
+        where
+            'life0: 'async_trait,
+            'life1: 'async_trait,
+            'life2: 'async_trait,
+            Self: 'async_trait,
+        {
+            self.$f.rename_opts(from, to, options)
         }
     };
 }
-use forward_object_store;

@@ -2,18 +2,12 @@
 //! URLs (manifests, the CLI) on the embedded backends, which have no signer.
 
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use futures::stream::BoxStream;
+use object_store::Result as OsResult;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
-};
 use storage_core::{Capabilities, PresignMethod, StrataStore};
 use url::Url;
 
@@ -62,48 +56,4 @@ impl StrataStore for FakeSigningStore {
     }
 }
 
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl ObjectStore for FakeSigningStore {
-    async fn put_opts(&self, l: &Path, p: PutPayload, o: PutOptions) -> OsResult<PutResult> {
-        self.inner.put_opts(l, p, o).await
-    }
-    async fn put_multipart_opts(
-        &self,
-        l: &Path,
-        o: PutMultipartOptions,
-    ) -> OsResult<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(l, o).await
-    }
-    async fn get_opts(&self, l: &Path, o: GetOptions) -> OsResult<GetResult> {
-        self.inner.get_opts(l, o).await
-    }
-    async fn get_ranges(&self, l: &Path, r: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
-        self.inner.get_ranges(l, r).await
-    }
-    fn delete_stream(
-        &self,
-        l: BoxStream<'static, OsResult<Path>>,
-    ) -> BoxStream<'static, OsResult<Path>> {
-        self.inner.delete_stream(l)
-    }
-    fn list(&self, p: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        self.inner.list(p)
-    }
-    fn list_with_offset(
-        &self,
-        p: Option<&Path>,
-        o: &Path,
-    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        self.inner.list_with_offset(p, o)
-    }
-    async fn list_with_delimiter(&self, p: Option<&Path>) -> OsResult<ListResult> {
-        self.inner.list_with_delimiter(p).await
-    }
-    async fn copy_opts(&self, f: &Path, t: &Path, o: CopyOptions) -> OsResult<()> {
-        self.inner.copy_opts(f, t, o).await
-    }
-    async fn rename_opts(&self, f: &Path, t: &Path, o: RenameOptions) -> OsResult<()> {
-        self.inner.rename_opts(f, t, o).await
-    }
-}
+storage_core::forward_object_store!(FakeSigningStore, inner);

@@ -3,20 +3,13 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
-use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use futures::stream::BoxStream;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
-    Result as OsResult,
-};
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, PutResult, Result as OsResult};
 use serde::{Deserialize, Serialize};
 use storage_cas::{BackoffStrategy, Collection, Jitter, VersionedRecords};
 use storage_core::{Bucket, Capabilities, MemoryStore, PresignMethod, StorageError, StrataStore};
@@ -181,52 +174,9 @@ impl ObjectStore for FaultStore {
         }
     }
 
-    async fn put_multipart_opts(
-        &self,
-        l: &Path,
-        o: PutMultipartOptions,
-    ) -> OsResult<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(l, o).await
-    }
-
-    async fn get_opts(&self, l: &Path, o: GetOptions) -> OsResult<GetResult> {
-        self.inner.get_opts(l, o).await
-    }
-
-    async fn get_ranges(&self, l: &Path, r: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
-        self.inner.get_ranges(l, r).await
-    }
-
-    fn delete_stream(
-        &self,
-        l: BoxStream<'static, OsResult<Path>>,
-    ) -> BoxStream<'static, OsResult<Path>> {
-        self.inner.delete_stream(l)
-    }
-
-    fn list(&self, p: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        self.inner.list(p)
-    }
-
-    fn list_with_offset(
-        &self,
-        p: Option<&Path>,
-        o: &Path,
-    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        self.inner.list_with_offset(p, o)
-    }
-
-    async fn list_with_delimiter(&self, p: Option<&Path>) -> OsResult<ListResult> {
-        self.inner.list_with_delimiter(p).await
-    }
-
-    async fn copy_opts(&self, f: &Path, t: &Path, o: CopyOptions) -> OsResult<()> {
-        self.inner.copy_opts(f, t, o).await
-    }
-
-    async fn rename_opts(&self, f: &Path, t: &Path, o: RenameOptions) -> OsResult<()> {
-        self.inner.rename_opts(f, t, o).await
-    }
+    storage_core::forward_object_store!(@methods inner:
+        put_multipart_opts, get_opts, get_ranges, delete_stream, list, list_with_offset,
+        list_with_delimiter, copy_opts, rename_opts);
 }
 
 /// One committed change, as its writer logged it.
