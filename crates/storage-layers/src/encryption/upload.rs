@@ -1,0 +1,131 @@
+//! Streaming encryption of a multipart upload.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use object_store::{MultipartUpload, PutPayload, PutResult, Result as OsResult, UploadPart};
+use storage_core::StorageError;
+
+use super::CHUNK_SIZE;
+use super::format::Header;
+use super::keyring::Cipher;
+use crate::util::os_err;
+
+/// Smallest part sent to the backend by an encrypting multipart upload (S3's minimum).
+const MIN_PART: usize = 5 * 1024 * 1024;
+
+/// Encrypts a multipart upload as it streams: whole chunks are sealed as data arrives and
+/// sent in parts of at least 5 MiB; the final chunk is sealed (with its "last" flag) on
+/// `complete`.
+pub(super) struct EncryptingUpload {
+    pub(super) upload: Box<dyn MultipartUpload>,
+    pub(super) cipher: Cipher,
+    pub(super) header: Header,
+    /// Sealed bytes not yet sent.
+    pub(super) out: Vec<u8>,
+    /// Plaintext not yet sealed (always kept non-empty until complete, so the final chunk
+    /// is known when it is sealed).
+    pub(super) pending: Vec<u8>,
+    pub(super) next: u64,
+    pub(super) done: bool,
+}
+
+impl fmt::Debug for EncryptingUpload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EncryptingUpload({:?})", self.upload)
+    }
+}
+
+impl EncryptingUpload {
+    fn seal_chunk(&mut self, plain: &[u8], last: bool) {
+        let start = self.out.len();
+        self.out.extend_from_slice(plain);
+        self.header
+            .seal(&self.cipher, self.next, last, &mut self.out, start);
+        self.next += 1;
+    }
+}
+
+#[async_trait]
+impl MultipartUpload for EncryptingUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        if self.done {
+            return futures::future::ready(Err(os_err(StorageError::invalid_input(
+                "put_part",
+                "the upload was already completed",
+            ))))
+            .boxed();
+        }
+        for chunk in data.iter() {
+            self.pending.extend_from_slice(chunk);
+        }
+        // Seal every whole chunk except one, which may turn out to be the last.
+        let c = CHUNK_SIZE as usize;
+        let whole = self.pending.len().saturating_sub(1) / c;
+        if whole > 0 {
+            let rest = self.pending.split_off(whole * c);
+            let sealed = std::mem::replace(&mut self.pending, rest);
+            for piece in sealed.chunks(c) {
+                self.seal_chunk(piece, false);
+            }
+        }
+        if self.out.len() >= MIN_PART {
+            let part = std::mem::take(&mut self.out);
+            return self.upload.put_part(part.into());
+        }
+        futures::future::ready(Ok(())).boxed()
+    }
+
+    async fn complete(&mut self) -> OsResult<PutResult> {
+        if !self.done {
+            self.done = true;
+            let last = std::mem::take(&mut self.pending);
+            self.seal_chunk(&last, true);
+            let part = std::mem::take(&mut self.out);
+            self.upload.put_part(part.into()).await?;
+        }
+        self.upload.complete().await
+    }
+
+    async fn abort(&mut self) -> OsResult<()> {
+        self.done = true;
+        self.pending.clear();
+        self.out.clear();
+        self.upload.abort().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use object_store::path::Path;
+    use object_store::{ObjectStoreExt, WriteMultipart};
+    use storage_core::MemoryStore;
+
+    use crate::encryption::test_support::{data, keyring};
+    use crate::encryption::{CHUNK_SIZE, EncryptionLayer, stored_len};
+
+    #[tokio::test]
+    async fn multipart_streams_encrypt_chunk_by_chunk() {
+        let mem = Arc::new(MemoryStore::new());
+        let store = EncryptionLayer::new(keyring()).wrap(Arc::clone(&mem));
+        for n in [0usize, CHUNK_SIZE as usize * 3, 6 * 1024 * 1024 + 123] {
+            let p = Path::from(format!("mp{n}"));
+            let d = data(n);
+            let mut w = WriteMultipart::new_with_chunk_size(
+                store.put_multipart(&p).await.unwrap(),
+                100_000,
+            );
+            w.write(&d);
+            w.finish().await.unwrap();
+            assert_eq!(mem.head(&p).await.unwrap().size, stored_len(n as u64));
+            assert_eq!(
+                store.get(&p).await.unwrap().bytes().await.unwrap(),
+                d,
+                "{n}"
+            );
+        }
+    }
+}
