@@ -1,0 +1,178 @@
+//! Copies and renames whose answer was lost: retried, and resolved by looking at the
+//! objects (conditional puts and deletes are not: see the [module docs](super)).
+
+use std::sync::atomic::Ordering;
+
+use object_store::path::Path;
+use object_store::{
+    CopyMode, CopyOptions, ObjectStore, ObjectStoreExt, RenameOptions, RenameTargetMode,
+    Result as OsResult,
+};
+use storage_core::{ErrorKind, StrataStore};
+
+use super::store::RetryStore;
+use crate::util::classify;
+
+impl<T: StrataStore> RetryStore<T> {
+    async fn same_bytes(&self, a: &Path, b: &Path) -> bool {
+        let (x, y) = futures::join!(self.inner.get(a), self.inner.get(b));
+        match (x, y) {
+            (Ok(x), Ok(y)) => match futures::join!(x.bytes(), y.bytes()) {
+                (Ok(x), Ok(y)) => x == y,
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    async fn exists(&self, p: &Path) -> Option<bool> {
+        match self.inner.head(p).await {
+            Ok(_) => Some(true),
+            Err(e) if classify(&e).kind == ErrorKind::NotFound => Some(false),
+            Err(_) => None,
+        }
+    }
+
+    /// A copy, retried; after an ambiguous failure a copy-if-absent that then meets an
+    /// existing destination holding the source's bytes is our own earlier attempt: success.
+    pub(super) async fn copy_resolving(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> OsResult<()> {
+        let create = matches!(options.mode, CopyMode::Create);
+        let mut attempt = 1;
+        let started = tokio::time::Instant::now();
+        let mut ambiguous: Option<object_store::Error> = None;
+        loop {
+            let err = match self.inner.copy_opts(from, to, options.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            let class = classify(&err);
+            if create
+                && class.kind == ErrorKind::Conflict
+                && let Some(first) = ambiguous.take()
+            {
+                // Our earlier attempt may have created the destination.
+                if self.same_bytes(from, to).await {
+                    self.policy
+                        .counters
+                        .recovered_writes
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                // Another object is at the destination either way: the copy-if-absent answer
+                // stands.
+                drop(first);
+                return Err(err);
+            }
+            if !self
+                .policy
+                .should_retry(class, attempt, started, "copy", to.as_ref())
+                .await
+            {
+                return Err(err);
+            }
+            if class.ambiguous() && ambiguous.is_none() {
+                ambiguous = Some(err);
+            }
+            attempt += 1;
+        }
+    }
+
+    /// A rename, retried; after an ambiguous failure the state of source and destination
+    /// says whether an earlier attempt moved (or half-moved) the object.
+    pub(super) async fn rename_resolving(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: RenameOptions,
+    ) -> OsResult<()> {
+        let mut attempt = 1;
+        let started = tokio::time::Instant::now();
+        let mut ambiguous: Option<object_store::Error> = None;
+        loop {
+            let err = match self.inner.rename_opts(from, to, options.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            let class = classify(&err);
+            if ambiguous.is_some()
+                && matches!(class.kind, ErrorKind::NotFound | ErrorKind::Conflict)
+            {
+                // An earlier attempt may have done the move (source gone, destination there),
+                // or copied without deleting the source.
+                let source = self.exists(from).await;
+                let dest = self.exists(to).await;
+                match (source, dest) {
+                    (Some(false), Some(true)) => {
+                        self.policy
+                            .counters
+                            .recovered_writes
+                            .fetch_add(1, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    (Some(true), Some(true))
+                        if matches!(options.target_mode, RenameTargetMode::Create)
+                            && self.same_bytes(from, to).await =>
+                    {
+                        // Copied but the source delete was lost: finish the move.
+                        return self
+                            .policy
+                            .run("rename", from.as_ref(), || self.inner.delete(from))
+                            .await;
+                    }
+                    // Source still there, another object at the destination: nothing moved.
+                    (Some(true), Some(true))
+                        if matches!(options.target_mode, RenameTargetMode::Create) =>
+                    {
+                        return Err(err);
+                    }
+                    _ => {
+                        self.policy
+                            .counters
+                            .unknown_outcomes
+                            .fetch_add(1, Ordering::Relaxed);
+                        return Err(ambiguous.take().unwrap_or(err));
+                    }
+                }
+            }
+            if !self
+                .policy
+                .should_retry(class, attempt, started, "rename", to.as_ref())
+                .await
+            {
+                return Err(err);
+            }
+            if class.ambiguous() && ambiguous.is_none() {
+                ambiguous = Some(err);
+            }
+            attempt += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use storage_core::MemoryStore;
+
+    use super::*;
+    use crate::chaos::ChaosLayer;
+    use crate::retry::test_support::fast;
+
+    #[tokio::test]
+    async fn lost_ack_on_rename_is_success() {
+        let chaos = ChaosLayer::default().with_lost_ack_rate(1.0);
+        let mem = MemoryStore::new();
+        mem.put(&Path::from("a"), "x".into()).await.unwrap();
+        let store = fast().wrap(chaos.wrap(mem.clone()));
+        store
+            .rename(&Path::from("a"), &Path::from("b"))
+            .await
+            .unwrap();
+        assert!(mem.head(&Path::from("a")).await.is_err());
+        assert!(mem.head(&Path::from("b")).await.is_ok());
+    }
+}
