@@ -403,6 +403,9 @@ pub struct Stack {
     /// Breaker, if enabled.
     #[cfg(feature = "breaker")]
     pub breaker: Option<crate::breaker::CircuitBreakerLayer>,
+    /// Concurrency limit, if enabled: its pool is this stack's (or the one it was given).
+    #[cfg(feature = "limit")]
+    pub limit: Option<crate::limit::ConcurrencyLimitLayer>,
     /// Chaos layer, if enabled.
     #[cfg(feature = "chaos")]
     pub chaos: Option<crate::chaos::ChaosLayer>,
@@ -453,9 +456,38 @@ impl LayersConfig {
     /// Like [`apply`](Self::apply), naming the store (`name` appears in metrics, spans and
     /// breaker errors) and reading `key_env` variables from `env`; returns the layers too,
     /// so their counters can be read.
-    #[allow(unused_mut)] // `s` is only reassigned when a layer's feature is compiled in
+    ///
+    /// A `[layers.limit]` table gives the stack a concurrency pool of its own: two stacks
+    /// built by two calls never share a limit (see
+    /// [`build_with_limit_pool`](Self::build_with_limit_pool) for buckets that should).
     pub fn build(&self, store: Arc<dyn StrataStore>, name: &str, env: &Env) -> Result<Stack> {
-        let _ = (name, env);
+        self.build_stack(store, name, env, None)
+    }
+
+    /// Like [`build`](Self::build), with the concurrency limit (if `[layers.limit]` is
+    /// enabled) drawing from `pool` instead of a pool of its own, so stacks built with clones
+    /// of one pool share one limit; the pool's size applies, not `max_concurrency`.
+    #[cfg(feature = "limit")]
+    pub fn build_with_limit_pool(
+        &self,
+        store: Arc<dyn StrataStore>,
+        name: &str,
+        env: &Env,
+        pool: &crate::limit::LimitPool,
+    ) -> Result<Stack> {
+        self.build_stack(store, name, env, Some(pool))
+    }
+
+    #[allow(unused_mut)] // `s` is only reassigned when a layer's feature is compiled in
+    fn build_stack(
+        &self,
+        store: Arc<dyn StrataStore>,
+        name: &str,
+        env: &Env,
+        #[cfg(feature = "limit")] pool: Option<&crate::limit::LimitPool>,
+        #[cfg(not(feature = "limit"))] pool: Option<&()>,
+    ) -> Result<Stack> {
+        let _ = (name, env, pool);
         let mut stack = Stack::default();
         let mut s = store;
 
@@ -515,8 +547,12 @@ impl LayersConfig {
                         "must be at least 1",
                     ));
                 }
-                let l = crate::limit::ConcurrencyLimitLayer::new(c.max_concurrency);
+                let l = match pool {
+                    Some(pool) => crate::limit::ConcurrencyLimitLayer::with_pool(pool.clone()),
+                    None => crate::limit::ConcurrencyLimitLayer::new(c.max_concurrency),
+                };
                 s = storage_core::Layer::layer(&l, s);
+                stack.limit = Some(l);
             }
             #[cfg(not(feature = "limit"))]
             {
@@ -828,6 +864,50 @@ keys = [{ id = "k1", key_env = "TEST_KEY" }]
                 && err.to_string().contains("gzip's highest level 9"),
             "{err}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stacks_share_a_limit_only_when_given_the_same_pool() {
+        use object_store::{ObjectStoreExt, path::Path};
+        let cfg = LayersConfig::from_toml("[limit]\nmax_concurrency = 1\n", "s.toml").unwrap();
+        let env = Env::from_pairs::<String, String>([]);
+        let stack = |pool: Option<&crate::limit::LimitPool>| {
+            let store = Arc::new(MemoryStore::new());
+            let built = match pool {
+                Some(p) => cfg.build_with_limit_pool(store, "b", &env, p),
+                None => cfg.build(store, "b", &env),
+            };
+            built.unwrap()
+        };
+        let busy = |s: &Stack| s.limit.as_ref().unwrap().available() == 0;
+        let x = Path::from("x");
+        let blocked = |s: Arc<dyn StrataStore>| {
+            let x = x.clone();
+            async move {
+                tokio::time::timeout(Duration::from_secs(1), s.get(&x))
+                    .await
+                    .is_err()
+            }
+        };
+        for shared in [false, true] {
+            let pool = crate::limit::LimitPool::new(1);
+            let (a, b) = if shared {
+                (stack(Some(&pool)), stack(Some(&pool)))
+            } else {
+                (stack(None), stack(None))
+            };
+            let (sa, sb) = (a.store.clone().unwrap(), b.store.clone().unwrap());
+            sa.put(&x, "1".into()).await.unwrap();
+            sb.put(&x, "1".into()).await.unwrap();
+            // A body held through stack a holds a's one permit...
+            let held = sa.get(&x).await.unwrap();
+            assert!(busy(&a));
+            // ...which stack b waits for only when it was given the same pool.
+            assert_eq!(busy(&b), shared, "shared: {shared}");
+            assert_eq!(blocked(sb.clone()).await, shared, "shared: {shared}");
+            drop(held);
+            assert!(!blocked(sb).await);
+        }
     }
 
     #[test]

@@ -12,11 +12,15 @@
 //!
 //! # Sharing
 //!
-//! Every store made from one `ConcurrencyLimitLayer` value draws from the same permits: make
-//! the layer once and apply it to several buckets on the same backend (one connection pool,
-//! one provider rate limit) to bound them together. Use [`ConcurrencyLimitLayer::per_store`]
-//! for a separate budget per store, and [`ConcurrencyLimitLayer::named_pool`] to share one
-//! pool between layers built separately (for example from each bucket's config).
+//! The permits live in a [`LimitPool`], a value that belongs to whoever configures it: a
+//! layer makes its own, and every store made from one `ConcurrencyLimitLayer` value draws
+//! from it. Make the layer once and apply it to several buckets on the same backend (one
+//! connection pool, one provider rate limit) to bound them together; give layers built
+//! separately (for example from each bucket's config, with
+//! [`LayersConfig::build_with_limit_pool`](crate::config::LayersConfig::build_with_limit_pool))
+//! a clone of one pool to share it. Nothing is shared by name or process-wide: two stacks
+//! share a limit only when they were handed the same pool. Use
+//! [`ConcurrencyLimitLayer::per_store`] for a separate budget per store.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -54,11 +58,67 @@ use url::Url;
 
 use crate::util::into_stream;
 
+/// Permits for calls in flight, shared by every store that draws from it; clones share
+/// the same permits. See the [module docs](self#sharing).
+///
+/// ```
+/// use std::sync::Arc;
+/// use storage_core::{Layer, MemoryStore};
+/// use storage_layers::limit::{ConcurrencyLimitLayer, LimitPool};
+///
+/// let pool = LimitPool::new(4);
+/// // Two layers built apart (say, from two buckets' configs) share the pool they are given.
+/// let a = ConcurrencyLimitLayer::with_pool(pool.clone()).layer(Arc::new(MemoryStore::new()));
+/// let b = ConcurrencyLimitLayer::with_pool(pool.clone()).layer(Arc::new(MemoryStore::new()));
+/// assert_eq!(pool.available(), 4); // a and b together make at most 4 calls at once
+/// # let _ = (a, b);
+/// ```
+#[derive(Clone)]
+pub struct LimitPool {
+    max: usize,
+    semaphore: Arc<Semaphore>,
+}
+
+impl LimitPool {
+    /// A pool of `max` permits (at least 1).
+    pub fn new(max: usize) -> Self {
+        let max = max.max(1);
+        LimitPool {
+            max,
+            semaphore: Arc::new(Semaphore::new(max)),
+        }
+    }
+
+    /// The number of permits.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Permits free right now.
+    pub fn available(&self) -> usize {
+        self.semaphore.available_permits()
+    }
+
+    /// Whether `self` and `other` are the same pool (clones of one another).
+    pub fn same_pool(&self, other: &LimitPool) -> bool {
+        Arc::ptr_eq(&self.semaphore, &other.semaphore)
+    }
+}
+
+impl fmt::Debug for LimitPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LimitPool")
+            .field("max", &self.max)
+            .field("available", &self.available())
+            .finish()
+    }
+}
+
 /// Limits concurrent calls; see the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct ConcurrencyLimitLayer {
     max: usize,
-    shared: Option<Arc<Semaphore>>,
+    shared: Option<LimitPool>,
 }
 
 impl Default for ConcurrencyLimitLayer {
@@ -69,33 +129,17 @@ impl Default for ConcurrencyLimitLayer {
 }
 
 impl ConcurrencyLimitLayer {
-    /// At most `max` calls in flight across every store made from this layer (at least 1).
+    /// At most `max` calls in flight across every store made from this layer (at least 1):
+    /// a new pool of its own.
     pub fn new(max: usize) -> Self {
-        let max = max.max(1);
-        ConcurrencyLimitLayer {
-            max,
-            shared: Some(Arc::new(Semaphore::new(max))),
-        }
+        ConcurrencyLimitLayer::with_pool(LimitPool::new(max))
     }
 
-    /// A layer drawing from the process-wide pool named `name`, created with `max` permits
-    /// on first use (later calls with the same name share it and ignore `max`). Lets
-    /// separately configured buckets on one backend share one limit: give their configs
-    /// the same pool name.
-    pub fn named_pool(name: &str, max: usize) -> Self {
-        type Pools = std::collections::HashMap<String, (usize, Arc<Semaphore>)>;
-        static POOLS: std::sync::OnceLock<std::sync::Mutex<Pools>> = std::sync::OnceLock::new();
-        let mut pools = POOLS
-            .get_or_init(Default::default)
-            .lock()
-            .expect("limit pools");
-        let (max, sem) = pools
-            .entry(name.to_string())
-            .or_insert_with(|| (max.max(1), Arc::new(Semaphore::new(max.max(1)))))
-            .clone();
+    /// A layer drawing from `pool`, which other layers may share (see [`LimitPool`]).
+    pub fn with_pool(pool: LimitPool) -> Self {
         ConcurrencyLimitLayer {
-            max,
-            shared: Some(sem),
+            max: pool.max(),
+            shared: Some(pool),
         }
     }
 
@@ -122,9 +166,12 @@ impl ConcurrencyLimitLayer {
 
     /// Permits free right now in the shared pool (the limit when per store).
     pub fn available(&self) -> usize {
-        self.shared
-            .as_ref()
-            .map_or(self.max, |s| s.available_permits())
+        self.shared.as_ref().map_or(self.max, LimitPool::available)
+    }
+
+    /// The pool the stores made from this layer share (`None` when per store).
+    pub fn pool(&self) -> Option<&LimitPool> {
+        self.shared.as_ref()
     }
 
     /// Wrap a concrete store.
@@ -132,10 +179,10 @@ impl ConcurrencyLimitLayer {
         LimitStore {
             inner: Arc::new(inner),
             max: self.max,
-            semaphore: self
-                .shared
-                .clone()
-                .unwrap_or_else(|| Arc::new(Semaphore::new(self.max))),
+            semaphore: self.shared.as_ref().map_or_else(
+                || Arc::new(Semaphore::new(self.max)),
+                |p| Arc::clone(&p.semaphore),
+            ),
         }
     }
 }
@@ -404,9 +451,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn named_pools_are_shared_process_wide() {
-        let a = ConcurrencyLimitLayer::named_pool("test-pool-a", 2);
-        let b = ConcurrencyLimitLayer::named_pool("test-pool-a", 99);
+    async fn layers_share_a_pool_only_when_given_it() {
+        let pool = LimitPool::new(2);
+        let a = ConcurrencyLimitLayer::with_pool(pool.clone());
+        let b = ConcurrencyLimitLayer::with_pool(pool.clone());
         assert_eq!(b.max(), 2);
         let sa = a.wrap(MemoryStore::new());
         let sb = b.wrap(MemoryStore::new());
@@ -416,12 +464,16 @@ mod tests {
         let rb = sb.get(&Path::from("x")).await.unwrap();
         // Two bodies held through two different layers drain one pool.
         assert_eq!(a.available(), 0);
+        assert_eq!(pool.available(), 0);
         drop((ra, rb));
         assert_eq!(b.available(), 2);
-        assert_eq!(
-            ConcurrencyLimitLayer::named_pool("test-pool-other", 5).available(),
-            5
-        );
+        assert!(a.pool().unwrap().same_pool(&pool));
+        // A layer given no pool has its own, whatever its size.
+        let other = ConcurrencyLimitLayer::new(2);
+        assert!(!other.pool().unwrap().same_pool(&pool));
+        let held = sa.get(&Path::from("x")).await.unwrap();
+        assert_eq!((pool.available(), other.available()), (1, 2));
+        drop(held);
     }
 
     #[tokio::test]
