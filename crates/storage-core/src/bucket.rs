@@ -24,7 +24,7 @@ use crate::backend::{LocalStore, MemoryStore};
 use crate::capabilities::Capabilities;
 use crate::conditional::{self, Replaces};
 use crate::error::{Result, StorageError};
-use crate::key::{Key, prefix_path};
+use crate::key::{AsKey, Key, KeyPolicy, prefix_path};
 use crate::store::{IntoStore, ScopedStore, StrataStore};
 
 /// Longest expiry a presigned URL may have (S3's SigV4 limit).
@@ -467,6 +467,8 @@ struct Shared {
     /// The folder a [`ScopedStore`] in `store` scopes this handle to, for `url_for` and
     /// [`Bucket::prefix`]; operations never read it, the store applies the scope.
     prefix: Option<Arc<Key>>,
+    /// The extra key rules of this handle (tenants refuse disguised separators).
+    key_policy: KeyPolicy,
     /// Where the data lives (`s3://endpoint/bucket`, `file:///root`, ...), so two handles on
     /// the same storage can be recognised as such.
     location: Arc<str>,
@@ -531,6 +533,13 @@ impl BucketBuilder {
         Ok(self)
     }
 
+    /// Check keys given to this handle under `policy` too ([`KeyPolicy::Strict`] for a
+    /// tenant's scope).
+    pub fn key_policy(mut self, policy: KeyPolicy) -> Self {
+        self.bucket.key_policy = policy;
+        self
+    }
+
     /// Replace the store (e.g. with a layered one), keeping everything else.
     pub fn store(mut self, store: impl IntoStore) -> Self {
         self.bucket.store = store.into_store();
@@ -584,6 +593,7 @@ impl Bucket {
                 part_size: DEFAULT_PART_SIZE,
                 upload_concurrency: 2,
                 prefix: None,
+                key_policy: KeyPolicy::Standard,
                 location: "".into(),
             },
         }
@@ -688,27 +698,66 @@ impl Bucket {
         }
     }
 
-    fn key(key: impl AsRef<str>) -> Result<Key> {
-        Key::new(key.as_ref())
+    /// `key` checked under this handle's rules and made a [`Key`] (a `Key` is not validated
+    /// again; a [`KeyPolicy::Strict`] handle still applies its extra rules).
+    pub fn check_key(&self, key: impl AsKey) -> Result<Key> {
+        Key::under(&key, self.shared.key_policy)
+    }
+
+    /// The key rules of this handle.
+    pub fn key_policy(&self) -> KeyPolicy {
+        self.shared.key_policy
+    }
+
+    /// This handle seen through folder `sub` of its scope: keys are stored under
+    /// `prefix/sub/`, listings strip it again, and `sub` is checked like any key, so the
+    /// view can never reach outside this one. `""` is this handle itself.
+    ///
+    /// ```
+    /// use storage_core::Bucket;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> storage_core::Result<()> {
+    /// let bucket = Bucket::memory("main");
+    /// let records = bucket.scoped("records")?;
+    /// records.put("users/42/head.json", "{}").await?;
+    /// assert!(bucket.exists("records/users/42/head.json").await?);
+    /// assert!(records.put("../escape", "x").await.is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn scoped(&self, sub: &str) -> Result<Bucket> {
+        let sub = sub.trim_end_matches('/');
+        if sub.is_empty() {
+            return Ok(self.clone());
+        }
+        let sub = self.check_key(sub)?;
+        Ok(self.to_builder().prefix(sub.as_str())?.build())
+    }
+
+    fn path_of(&self, key: &(impl AsKey + ?Sized)) -> Result<Path> {
+        Key::path_under(key, self.shared.key_policy)
     }
 
     /// Write `data` (anything convertible to bytes) unconditionally.
     pub fn put(
         &self,
-        key: impl AsRef<str>,
+        key: impl AsKey,
         data: impl Into<Bytes>,
     ) -> impl Future<Output = Result<WriteResult>> + Send + '_ {
-        self.write_whole(key.as_ref(), data.into(), PutOpts::default())
+        self.write_whole(
+            key.key_text(),
+            self.path_of(&key),
+            data.into(),
+            PutOpts::default(),
+        )
     }
 
     /// Write `data` with options (condition, headers, metadata, tags, storage class).
     pub fn put_with(
         &self,
-        key: impl AsRef<str>,
+        key: impl AsKey,
         data: impl Into<Bytes>,
         opts: PutOpts,
     ) -> impl Future<Output = Result<WriteResult>> + Send + '_ {
-        self.write_whole(key.as_ref(), data.into(), opts)
+        self.write_whole(key.key_text(), self.path_of(&key), data.into(), opts)
     }
 
     /// The write behind [`put`](Self::put) and [`put_with`](Self::put_with). As in
@@ -717,17 +766,22 @@ impl Bucket {
     fn write_whole(
         &self,
         key: &str,
+        path: Result<Path>,
         bytes: Bytes,
         opts: PutOpts,
     ) -> impl Future<Output = Result<WriteResult>> + Send + use<'_> {
+        let path = match path {
+            Ok(path) => path,
+            Err(e) => return Either::Left(Either::Left(std::future::ready(Err(e)))),
+        };
         if opts.condition != WriteCondition::Overwrite {
             // The key is copied so the future does not borrow the caller's `&str`.
             let key = key.to_string();
             return Either::Left(Either::Right(Box::pin(async move {
-                self.write_conditional(&key, bytes, opts).await
+                self.write_conditional(&key, path, bytes, opts).await
             })));
         }
-        let (path, put) = match self.prepare_put(key, opts) {
+        let put = match self.prepare_put(opts) {
             Ok(prepared) => prepared,
             Err(e) => return Either::Left(Either::Left(std::future::ready(Err(e)))),
         };
@@ -753,16 +807,16 @@ impl Bucket {
     async fn write_conditional(
         &self,
         key: &str,
+        path: Path,
         bytes: Bytes,
         mut opts: PutOpts,
     ) -> Result<WriteResult> {
         let stamped = conditional::stamp(&mut opts);
-        let (path, put) = self.prepare_put(key, opts)?;
+        let put = self.prepare_put(opts)?;
         conditional::write(self, key, &path, bytes, put, &stamped).await
     }
 
-    fn prepare_put(&self, key: &str, opts: PutOpts) -> Result<(Path, PutOptions)> {
-        let path = Key::store_path(key)?;
+    fn prepare_put(&self, opts: PutOpts) -> Result<PutOptions> {
         let (attributes, tags) = opts.to_attributes()?;
         self.check_condition(&opts.condition)?;
         let put = PutOptions {
@@ -771,7 +825,7 @@ impl Bucket {
             attributes,
             ..Default::default()
         };
-        Ok((path, put))
+        Ok(put)
     }
 
     fn check_condition(&self, c: &WriteCondition) -> Result<()> {
@@ -801,17 +855,17 @@ impl Bucket {
     /// aborted: no partial object becomes visible.
     pub async fn put_stream<S>(
         &self,
-        key: impl AsRef<str>,
+        key: impl AsKey,
         stream: S,
         opts: PutOpts,
     ) -> Result<WriteResult>
     where
         S: Stream<Item = Result<Bytes>> + Send,
     {
-        let path = Key::store_path(key.as_ref())?;
+        let path = self.path_of(&key)?;
         let (attributes, tags) = opts.to_attributes()?;
         self.check_condition(&opts.condition)?;
-        let key = key.as_ref();
+        let key = key.key_text();
         let mut stream = std::pin::pin!(stream);
         let mut head: Vec<Bytes> = Vec::new();
         let mut head_len = 0usize;
@@ -825,7 +879,9 @@ impl Bucket {
                 }
                 None if opts.condition != WriteCondition::Overwrite => {
                     let body: Vec<u8> = head.concat();
-                    return self.write_conditional(key, Bytes::from(body), opts).await;
+                    return self
+                        .write_conditional(key, path, Bytes::from(body), opts)
+                        .await;
                 }
                 None => {
                     let payload: PutPayload = head.into_iter().collect();
@@ -907,12 +963,12 @@ impl Bucket {
     }
 
     /// Read a whole object.
-    pub fn get(&self, key: impl AsRef<str>) -> impl Future<Output = Result<Object>> + Send + '_ {
-        self.read_whole(key.as_ref(), GetOptions::default)
+    pub fn get(&self, key: impl AsKey) -> impl Future<Output = Result<Object>> + Send + '_ {
+        self.read_whole(self.path_of(&key), GetOptions::default)
     }
 
     /// Read bytes `range` (end exclusive) of an object.
-    pub async fn get_range(&self, key: impl AsRef<str>, range: Range<u64>) -> Result<Object> {
+    pub async fn get_range(&self, key: impl AsKey, range: Range<u64>) -> Result<Object> {
         if range.start >= range.end {
             return Err(StorageError::invalid_input(
                 "range",
@@ -930,11 +986,7 @@ impl Bucket {
     }
 
     /// Read the object unless its ETag is still `etag`: `Ok(None)` means "not modified".
-    pub async fn get_if_none_match(
-        &self,
-        key: impl AsRef<str>,
-        etag: &str,
-    ) -> Result<Option<Object>> {
+    pub async fn get_if_none_match(&self, key: impl AsKey, etag: &str) -> Result<Option<Object>> {
         if !self.shared.capabilities.get_if_none_match {
             return Err(StorageError::not_supported(
                 self.shared.name.as_ref(),
@@ -954,10 +1006,10 @@ impl Bucket {
     /// Read with raw `object_store` options.
     pub fn get_opts(
         &self,
-        key: impl AsRef<str>,
+        key: impl AsKey,
         options: GetOptions,
     ) -> impl Future<Output = Result<Object>> + Send + '_ {
-        self.read_whole(key.as_ref(), move || options)
+        self.read_whole(self.path_of(&key), move || options)
     }
 
     /// The read behind [`get`](Self::get) and [`get_opts`](Self::get_opts).
@@ -969,13 +1021,13 @@ impl Bucket {
     /// are made inside it, so it holds neither.
     fn read_whole<'a, O>(
         &'a self,
-        key: &str,
+        path: Result<Path>,
         options: O,
     ) -> impl Future<Output = Result<Object>> + Send + use<'a, O>
     where
         O: FnOnce() -> GetOptions + Send + 'a,
     {
-        let path = match Key::store_path(key) {
+        let path = match path {
             Ok(path) => path,
             Err(e) => return Either::Left(std::future::ready(Err(e))),
         };
@@ -1006,16 +1058,12 @@ impl Bucket {
     }
 
     /// Read an object as a stream of chunks (memory stays bounded by the chunk size).
-    pub async fn get_stream(&self, key: impl AsRef<str>) -> Result<ObjectStream> {
+    pub async fn get_stream(&self, key: impl AsKey) -> Result<ObjectStream> {
         self.get_stream_opts(key, GetOptions::default()).await
     }
 
-    async fn get_stream_opts(
-        &self,
-        key: impl AsRef<str>,
-        options: GetOptions,
-    ) -> Result<ObjectStream> {
-        let (info, r) = self.fetch(Key::store_path(key.as_ref())?, options).await?;
+    async fn get_stream_opts(&self, key: impl AsKey, options: GetOptions) -> Result<ObjectStream> {
+        let (info, r) = self.fetch(self.path_of(&key)?, options).await?;
         let name = self.shared.name.clone();
         let stream = r
             .into_stream()
@@ -1025,8 +1073,8 @@ impl Bucket {
     }
 
     /// Metadata of an object, with its headers and user metadata.
-    pub async fn head(&self, key: impl AsRef<str>) -> Result<ObjectInfo> {
-        let path = Key::store_path(key.as_ref())?;
+    pub async fn head(&self, key: impl AsKey) -> Result<ObjectInfo> {
+        let path = self.path_of(&key)?;
         let (info, _) = self
             .fetch(path, GetOptions::default().with_head(true))
             .await?;
@@ -1034,7 +1082,7 @@ impl Bucket {
     }
 
     /// [`head`](Self::head), with a missing object as `Ok(None)`.
-    pub async fn head_if_exists(&self, key: impl AsRef<str>) -> Result<Option<ObjectInfo>> {
+    pub async fn head_if_exists(&self, key: impl AsKey) -> Result<Option<ObjectInfo>> {
         match self.head(key).await {
             Ok(info) => Ok(Some(info)),
             Err(e) if e.is_not_found() => Ok(None),
@@ -1043,8 +1091,8 @@ impl Bucket {
     }
 
     /// Whether an object exists.
-    pub async fn exists(&self, key: impl AsRef<str>) -> Result<bool> {
-        let path = Key::store_path(key.as_ref())?;
+    pub async fn exists(&self, key: impl AsKey) -> Result<bool> {
+        let path = self.path_of(&key)?;
         match self.shared.store.head(&path).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
@@ -1053,8 +1101,8 @@ impl Bucket {
     }
 
     /// Delete an object. Deleting a missing object succeeds (as on S3).
-    pub async fn delete(&self, key: impl AsRef<str>) -> Result<()> {
-        let path = Key::store_path(key.as_ref())?;
+    pub async fn delete(&self, key: impl AsKey) -> Result<()> {
+        let path = self.path_of(&key)?;
         match self.shared.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err(e)),
@@ -1062,8 +1110,8 @@ impl Bucket {
     }
 
     /// Delete only if the object's ETag is `etag`.
-    pub async fn delete_if_match(&self, key: impl AsRef<str>, etag: &str) -> Result<()> {
-        let key = Self::key(key)?;
+    pub async fn delete_if_match(&self, key: impl AsKey, etag: &str) -> Result<()> {
+        let key = self.check_key(key)?;
         let path = key.to_path();
         conditional::delete_if_match(self, key.as_str(), etag, || async {
             self.shared
@@ -1080,14 +1128,14 @@ impl Bucket {
     pub async fn delete_many<I, K>(&self, keys: I) -> DeleteReport
     where
         I: IntoIterator<Item = K>,
-        K: AsRef<str>,
+        K: AsKey,
     {
         let mut report = DeleteReport::default();
         let mut valid = Vec::new();
         for k in keys {
-            match Self::key(k.as_ref()) {
+            match self.check_key(&k) {
                 Ok(key) => valid.push(key),
-                Err(e) => report.failed.push((k.as_ref().to_string(), e)),
+                Err(e) => report.failed.push((k.key_text().to_string(), e)),
             }
         }
         let batch = self.shared.capabilities.max_delete_batch.max(1);
@@ -1161,8 +1209,8 @@ impl Bucket {
     }
 
     /// Copy `from` to `to` inside this bucket (server-side where the backend can).
-    pub async fn copy(&self, from: impl AsRef<str>, to: impl AsRef<str>) -> Result<()> {
-        let (from, to) = Key::source_and_destination(from.as_ref(), to.as_ref(), "copy")?;
+    pub async fn copy(&self, from: impl AsKey, to: impl AsKey) -> Result<()> {
+        let (from, to) = self.source_and_destination(&from, &to, "copy")?;
         self.shared
             .store
             .copy(&from.to_path(), &to.to_path())
@@ -1175,8 +1223,8 @@ impl Bucket {
     /// On S3 this is `object_store`'s multipart copy with a conditional completion, which does
     /// not carry user metadata, Content-Type or Content-Encoding over; copy unconditionally
     /// (or re-put) when those matter.
-    pub async fn copy_if_absent(&self, from: impl AsRef<str>, to: impl AsRef<str>) -> Result<()> {
-        let (from, to) = Key::source_and_destination(from.as_ref(), to.as_ref(), "copy")?;
+    pub async fn copy_if_absent(&self, from: impl AsKey, to: impl AsKey) -> Result<()> {
+        let (from, to) = self.source_and_destination(&from, &to, "copy")?;
         self.shared
             .store
             .copy_if_not_exists(&from.to_path(), &to.to_path())
@@ -1186,9 +1234,9 @@ impl Bucket {
 
     /// Move `from` to `to`: copy, then delete the source. If the delete fails, both copies
     /// remain and the error is [`StorageError::PartialMove`]: data is never lost.
-    pub async fn rename(&self, from: impl AsRef<str>, to: impl AsRef<str>) -> Result<()> {
-        let (from, to) = Key::source_and_destination(from.as_ref(), to.as_ref(), "move")?;
-        self.copy(from.as_str(), to.as_str()).await?;
+    pub async fn rename(&self, from: impl AsKey, to: impl AsKey) -> Result<()> {
+        let (from, to) = self.source_and_destination(&from, &to, "move")?;
+        self.copy(&from, &to).await?;
         if let Err(e) = self.shared.store.delete(&from.to_path()).await {
             return Err(StorageError::PartialMove {
                 backend: self.shared.name.to_string(),
@@ -1204,10 +1252,10 @@ impl Bucket {
     pub async fn presign(
         &self,
         method: PresignMethod,
-        key: impl AsRef<str>,
+        key: impl AsKey,
         expires_in: Duration,
     ) -> Result<Url> {
-        let key = Self::key(key)?;
+        let key = self.check_key(key)?;
         if expires_in < Duration::from_secs(1) {
             return Err(StorageError::invalid_input(
                 "expires",
@@ -1231,8 +1279,8 @@ impl Bucket {
     }
 
     /// The public (CDN) URL of `key`, from the configured base URL.
-    pub fn url_for(&self, key: impl AsRef<str>) -> Result<Url> {
-        let key = self.full_key(&Self::key(key)?)?;
+    pub fn url_for(&self, key: impl AsKey) -> Result<Url> {
+        let key = self.full_key(&self.check_key(key)?)?;
         let base = self.shared.public_url.as_ref().ok_or_else(|| {
             StorageError::invalid_config(
                 format!("buckets.{}.cdn_url", self.shared.name),

@@ -83,6 +83,131 @@ impl Key {
     }
 }
 
+/// How strictly a handle checks the keys it is given, on top of the rules of [`Key`].
+///
+/// ```
+/// use storage_core::KeyPolicy;
+/// assert!(KeyPolicy::Standard.check("a%2F..%2Fb").is_ok());
+/// assert!(KeyPolicy::Strict.check("a%2F..%2Fb").is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyPolicy {
+    /// The rules of [`Key`] alone.
+    #[default]
+    Standard,
+    /// Also refuse keys that only look harmless: backslashes and percent-encoded
+    /// separators or dots (`%2F`, `%5C`, `%2E`), which a layer in front (a proxy, a web
+    /// framework) might decode into a path outside the scope. Tenants use it.
+    Strict,
+}
+
+impl KeyPolicy {
+    /// Check `key` against what this policy adds to the rules of [`Key`].
+    pub fn check(self, key: &str) -> Result<()> {
+        match self {
+            KeyPolicy::Standard => Ok(()),
+            KeyPolicy::Strict => match disguised_separator(key) {
+                None => Ok(()),
+                Some(what) => Err(StorageError::InvalidKey {
+                    key: key.escape_debug().to_string(),
+                    rule: format!(
+                        "a scoped key may not contain {what}: it could be decoded into a path outside the scope"
+                    ),
+                }),
+            },
+        }
+    }
+}
+
+fn disguised_separator(key: &str) -> Option<&'static str> {
+    let lower = key.to_ascii_lowercase();
+    if key.contains('\\') {
+        Some("`\\`")
+    } else if lower.contains("%2f") {
+        Some("`%2F` (an encoded `/`)")
+    } else if lower.contains("%5c") {
+        Some("`%5C` (an encoded `\\`)")
+    } else if lower.contains("%2e") {
+        Some("`%2E` (an encoded `.`)")
+    } else {
+        None
+    }
+}
+
+/// A key argument of a [`Bucket`] call: text, checked on use, or a [`Key`], checked
+/// already (it is not validated again).
+pub trait AsKey {
+    /// The key as text.
+    fn key_text(&self) -> &str;
+    /// The key, when it is one already.
+    fn as_validated(&self) -> Option<&Key> {
+        None
+    }
+}
+
+impl AsKey for str {
+    fn key_text(&self) -> &str {
+        self
+    }
+}
+
+impl AsKey for String {
+    fn key_text(&self) -> &str {
+        self
+    }
+}
+
+impl AsKey for std::borrow::Cow<'_, str> {
+    fn key_text(&self) -> &str {
+        self
+    }
+}
+
+impl AsKey for std::sync::Arc<str> {
+    fn key_text(&self) -> &str {
+        self
+    }
+}
+
+impl AsKey for Key {
+    fn key_text(&self) -> &str {
+        &self.0
+    }
+    fn as_validated(&self) -> Option<&Key> {
+        Some(self)
+    }
+}
+
+impl<T: AsKey + ?Sized> AsKey for &T {
+    fn key_text(&self) -> &str {
+        (**self).key_text()
+    }
+    fn as_validated(&self) -> Option<&Key> {
+        (**self).as_validated()
+    }
+}
+
+impl Key {
+    /// Check `key` under `policy` and give its store path; a [`Key`] is not validated
+    /// again (only the policy's extra rules run).
+    pub(crate) fn path_under(key: &(impl AsKey + ?Sized), policy: KeyPolicy) -> Result<Path> {
+        policy.check(key.key_text())?;
+        match key.as_validated() {
+            Some(k) => Ok(k.to_path()),
+            None => Key::store_path(key.key_text()),
+        }
+    }
+
+    /// Check `key` under `policy` and make it a [`Key`] (a [`Key`] is cloned as it is).
+    pub(crate) fn under(key: &(impl AsKey + ?Sized), policy: KeyPolicy) -> Result<Key> {
+        policy.check(key.key_text())?;
+        match key.as_validated() {
+            Some(k) => Ok(k.clone()),
+            None => Key::new(key.key_text()),
+        }
+    }
+}
+
 impl Key {
     /// Validate the source and destination keys of a copy or move within one bucket, and
     /// refuse a key onto itself: a move would copy the object over itself and then delete
@@ -149,6 +274,21 @@ impl Bucket {
         };
         let (a, b) = (scope(self, prefix), scope(other, other_prefix));
         a.starts_with(&b) || b.starts_with(&a)
+    }
+
+    /// Check the two keys of a copy or move within this handle (under its key policy), and
+    /// refuse a key onto itself.
+    pub(crate) fn source_and_destination(
+        &self,
+        from: &(impl AsKey + ?Sized),
+        to: &(impl AsKey + ?Sized),
+        operation: &str,
+    ) -> Result<(Key, Key)> {
+        let (from, to) = (self.check_key(from)?, self.check_key(to)?);
+        if from == to {
+            return Err(same_object(operation, from.as_str()));
+        }
+        Ok((from, to))
     }
 
     /// Refuse a copy or move of `from` onto itself, whichever handles name the two ends.

@@ -58,7 +58,7 @@ pub use conditional::Replaces;
 pub use error::{
     BoxError, ErrorKind, Result, StorageError, error_sources, io_kind, status_in_chain,
 };
-pub use key::{Key, MAX_KEY_BYTES, RESERVED_PREFIX, prefix_path};
+pub use key::{AsKey, Key, KeyPolicy, MAX_KEY_BYTES, RESERVED_PREFIX, prefix_path};
 pub use layer::{Layer, StackBuilder};
 pub use object_store;
 pub use secret::Secret;

@@ -49,13 +49,18 @@ async fn main() -> storage_core::Result<()> {
     let version = layout::record_version("users", "42", 0)?;
     records.put(&head, r#"{"name":"Ada"}"#).await?;
     versions.put(&version, r#"{"name":"Ada"}"#).await?;
-    let head_key = records.full_key(&head)?;
-    let version_key = versions.full_key(&version)?;
-    println!("records  -> {}: {head_key}", records.bucket().name());
-    println!("versions -> {}: {version_key}", versions.bucket().name());
-    assert!(router.bucket("hot")?.exists(head_key.as_str()).await?);
-    assert!(router.bucket("cheap")?.exists(version_key.as_str()).await?);
-    assert!(!router.bucket("cheap")?.exists(head_key.as_str()).await?);
+    // Where they landed: the route's bucket, under its folder.
+    let (to_records, to_versions) = (
+        router.route_info("records")?,
+        router.route_info("versions")?,
+    );
+    let head_key = format!("{}/{head}", to_records.prefix());
+    let version_key = format!("{}/{version}", to_versions.prefix());
+    println!("records  -> {}: {head_key}", to_records.bucket().name());
+    println!("versions -> {}: {version_key}", to_versions.bucket().name());
+    assert!(router.bucket("hot")?.exists(&head_key).await?);
+    assert!(router.bucket("cheap")?.exists(&version_key).await?);
+    assert!(!router.bucket("cheap")?.exists(&head_key).await?);
 
     // 2. Sequential read across primary and fallback.
     router
@@ -89,9 +94,8 @@ async fn main() -> storage_core::Result<()> {
     let acme = router.tenant("acme")?;
     acme.put("invoices/1.json", "{}").await?;
     println!(
-        "tenant acme wrote invoices/1.json as {} in bucket {}",
-        acme.full_key("invoices/1.json")?,
-        acme.bucket().name()
+        "tenant acme wrote invoices/1.json at {}",
+        acme.stored_at("invoices/1.json")
     );
     assert!(
         router

@@ -4,7 +4,7 @@
 //! read and write across several buckets as if they were one.
 //!
 //! - **routes**: data types (`records`, `versions`, `content`, `backups`, `logs`, and your
-//!   own) map to a bucket and a folder prefix ([`Router::route`] → [`RoutedBucket`]);
+//!   own) map to a bucket and a folder prefix ([`Router::route`] → a scoped [`Bucket`](storage_core::Bucket), described by [`Route`]);
 //!   [`layout`] has seed 004's key layouts; the legacy single `bucket` still works;
 //! - **source sets**: an ordered primary + fallbacks read with a [`ReadPolicy`]
 //!   (sequential, parallel, hedged with adaptive delays and a request budget: [`Hedging`]),
@@ -59,7 +59,7 @@ mod listing;
 mod offload;
 pub mod outbox;
 mod read;
-mod routed;
+mod route;
 mod router;
 mod source;
 mod stores;
@@ -82,10 +82,11 @@ pub use read::{
     DEFAULT_HEDGE_BUDGET, DEFAULT_HEDGE_FLOOR, DEFAULT_HEDGE_QUANTILE, Found, HedgeDelay, Hedging,
     ReadPolicy,
 };
-pub use routed::{OffloadTarget, RoutedBucket, RoutedTarget};
+pub use route::{OffloadTarget, Route, RoutedTarget};
 pub use router::{BucketEntry, OffloadInfo, RouteInfo, Router, RouterInfo, TenantInfo};
 pub use source::{MirrorCopy, MirrorReport, SourceInfo, SourceSet};
 pub use stores::{
-    DELETE_BATCH, FailoverStore, FallbackStore, MirrorRequirement, MirrorStore, failover_bucket,
+    DELETE_BATCH, FailoverStore, FallbackStore, MirrorRequirement, MirrorStore, OffloadStore,
+    failover_bucket,
 };
 pub use sync::{CHECKPOINT_FOLDER, CompareMode, SyncOptions, SyncProgress, SyncReport, sync};

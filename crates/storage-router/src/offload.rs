@@ -1,5 +1,6 @@
 //! Offload (seed 004 `s3Offload`): move a route's old objects to a cheaper bucket or storage
-//! class. Reads through the route still find them ([`RoutedBucket::get`] falls back).
+//! class. Reads through the route still find them (its handle reads through an
+//! [`OffloadStore`](crate::OffloadStore)).
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use storage_core::{Bucket, ObjectInfo, Result, StorageError, etag_eq};
 
 use crate::copy::{copy_object, put_opts_from};
 use crate::failure::BucketFailure;
-use crate::routed::RoutedBucket;
+use crate::route::Route;
 use crate::router::Router;
 
 /// How to run an offload.
@@ -57,14 +58,14 @@ pub struct OffloadReport {
 impl Router {
     /// Offload route `route` (see [`offload`]).
     pub async fn offload(&self, route: &str, opts: &OffloadOptions) -> Result<OffloadReport> {
-        offload(&self.route(route)?, opts).await
+        offload(self.route_info(route)?, opts).await
     }
 }
 
 /// Move the route's objects older than the cut-off to its offload target: copy, verify the
 /// size, then delete the original only if it is unchanged (delete-if-match where the
 /// backend has it). A failure leaves the object where it was, and readable.
-pub async fn offload(route: &RoutedBucket, opts: &OffloadOptions) -> Result<OffloadReport> {
+pub async fn offload(route: &Route, opts: &OffloadOptions) -> Result<OffloadReport> {
     let target = route.offload().ok_or_else(|| {
         StorageError::invalid_input(
             "route",
@@ -85,7 +86,8 @@ pub async fn offload(route: &RoutedBucket, opts: &OffloadOptions) -> Result<Offl
                 "the age is too large to compute a cut-off date",
             )
         })?;
-    let mut objects: Vec<ObjectInfo> = route.list_here("").try_collect().await?;
+    let here = route.here();
+    let mut objects: Vec<ObjectInfo> = here.list("").try_collect().await?;
     objects.sort_by(|a, b| a.key.cmp(&b.key));
     let mut report = OffloadReport {
         route: route.name().to_string(),
@@ -99,10 +101,9 @@ pub async fn offload(route: &RoutedBucket, opts: &OffloadOptions) -> Result<Offl
             continue;
         }
         let rel = info.key.clone();
-        let src_key = route.full_key(&rel)?;
         if in_place {
             // Same key, new storage class: skip objects already there.
-            let head = route.bucket().head(&src_key).await;
+            let head = here.head(&rel).await;
             let wanted = target.storage_class.as_deref();
             match head {
                 Ok(h) if h.headers.get("storage-class").map(String::as_str) == wanted => {
@@ -126,7 +127,6 @@ pub async fn offload(route: &RoutedBucket, opts: &OffloadOptions) -> Result<Offl
         }
         match move_one(
             route,
-            target.bucket.clone(),
             &rel,
             &info,
             in_place,
@@ -150,16 +150,15 @@ pub async fn offload(route: &RoutedBucket, opts: &OffloadOptions) -> Result<Offl
 
 /// Move one object. `Ok(false)`: it changed meanwhile and was left alone.
 async fn move_one(
-    route: &RoutedBucket,
-    dst: Bucket,
+    route: &Route,
     rel: &str,
     listed: &ObjectInfo,
     in_place: bool,
     storage_class: Option<&str>,
 ) -> std::result::Result<bool, (String, StorageError)> {
-    let src = route.bucket();
-    let src_key = route
-        .full_key(rel)
+    let src = route.here();
+    let src_key = &src
+        .check_key(rel)
         .map_err(|e| (src.name().to_string(), e))?;
     if in_place {
         // Rewrite with the new storage class, only if nobody changed it meanwhile.
@@ -182,11 +181,11 @@ async fn move_one(
             Err(e) => Err((src.name().to_string(), e)),
         };
     }
-    let (_, dst_key) = route
-        .offload_key(rel)
-        .map_err(|e| (dst.name().to_string(), e))?
+    let dst: &Bucket = route
+        .offloaded()
         .expect("not in place, so there is a separate offload target");
-    let copied = copy_object(src, &src_key, &dst, &dst_key, storage_class)
+    let dst_key = src_key;
+    let copied = copy_object(src, src_key, dst, dst_key, storage_class)
         .await
         .map_err(|e| (dst.name().to_string(), e))?;
     let written = dst

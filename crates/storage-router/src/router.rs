@@ -12,7 +12,7 @@ use storage_core::{Bucket, Key, Object, Result, StorageError};
 use crate::config::{BUILTIN_ROUTES, OffloadConfig, RouterConfig};
 use crate::health::{BucketHealth, HealthTracker};
 use crate::read::{Found, ReadPolicy};
-use crate::routed::{OffloadTarget, RoutedBucket, RoutedTarget, parse_prefix};
+use crate::route::{OffloadTarget, Route, RoutedTarget, parse_prefix};
 use crate::source::{SourceInfo, SourceSet};
 
 /// Buckets, routes, source sets and tenants, built from a [`RouterConfig`] and validated as
@@ -48,10 +48,10 @@ struct Inner {
     origin: String,
     buckets: BTreeMap<String, Bucket>,
     bucket_connections: BTreeMap<String, String>,
-    routes: BTreeMap<String, RoutedBucket>,
+    routes: BTreeMap<String, Route>,
     unrouted: BTreeMap<String, String>,
     sources: BTreeMap<String, SourceSet>,
-    tenants: BTreeMap<String, RoutedBucket>,
+    tenants: BTreeMap<String, Route>,
     health: HealthTracker,
     legacy_bucket: Option<String>,
 }
@@ -322,7 +322,7 @@ impl Router {
                 .unwrap_or_else(|| name.to_string());
             let prefix = cx.prefix(format!("{field}.prefix"), &prefix_text)?;
             let mut routed =
-                RoutedBucket::new(name, bucket, prefix.as_ref().map(Key::as_str).unwrap_or(""))?;
+                Route::new(name, bucket, prefix.as_ref().map(Key::as_str).unwrap_or(""))?;
             areas.push(Area {
                 field: format!("{field}.prefix"),
                 owner: format!("route `{name}`"),
@@ -344,7 +344,7 @@ impl Router {
                         ),
                     });
                 }
-                routed = routed.with_offload(target);
+                routed = routed.with_offload(target)?;
             }
             routes.insert(name.to_string(), routed);
         }
@@ -413,7 +413,7 @@ impl Router {
             };
             let bucket = cx.bucket(format!("{field}.bucket"), &bucket_name)?;
             let prefix = cx.prefix(format!("{field}.prefix"), t.prefix.as_deref().unwrap_or(""))?;
-            let routed = RoutedBucket::new(
+            let routed = Route::new(
                 name.clone(),
                 bucket,
                 prefix.as_ref().map(Key::as_str).unwrap_or(""),
@@ -484,11 +484,17 @@ impl Router {
         Router::new(map, BTreeMap::new(), BTreeMap::new(), config, origin)
     }
 
-    /// The handle for data type `name` (`records`, `versions`, ...): its bucket under its
-    /// prefix, falling back to its offload target on reads.
-    pub fn route(&self, name: &str) -> Result<RoutedBucket> {
+    /// The handle for data type `name` (`records`, `versions`, ...): its bucket scoped to
+    /// its prefix, falling back to its offload target on reads. Where it points:
+    /// [`route_info`](Self::route_info).
+    pub fn route(&self, name: &str) -> Result<Bucket> {
+        self.route_info(name).map(|r| r.handle().clone())
+    }
+
+    /// Route `name`: its bucket, prefix and offload target, and its handle.
+    pub fn route_info(&self, name: &str) -> Result<&Route> {
         if let Some(r) = self.inner.routes.get(name) {
-            return Ok(r.clone());
+            return Ok(r);
         }
         if let Some(reason) = self.inner.unrouted.get(name) {
             return Err(StorageError::invalid_config(
@@ -507,7 +513,7 @@ impl Router {
     }
 
     /// Every resolved route, by name.
-    pub fn routes(&self) -> &BTreeMap<String, RoutedBucket> {
+    pub fn routes(&self) -> &BTreeMap<String, Route> {
         &self.inner.routes
     }
 
@@ -548,9 +554,15 @@ impl Router {
         &self.inner.sources
     }
 
-    /// A tenant's scope: keys given to it can never reach outside its prefix or bucket.
-    pub fn tenant(&self, name: &str) -> Result<RoutedBucket> {
-        self.inner.tenants.get(name).cloned().ok_or_else(|| {
+    /// A tenant's scope: keys given to it can never reach outside its prefix or bucket, and
+    /// keys with disguised separators are refused ([`KeyPolicy::Strict`](storage_core::KeyPolicy)).
+    pub fn tenant(&self, name: &str) -> Result<Bucket> {
+        self.tenant_info(name).map(|t| t.handle().clone())
+    }
+
+    /// Tenant `name`: its bucket and prefix, and its handle.
+    pub fn tenant_info(&self, name: &str) -> Result<&Route> {
+        self.inner.tenants.get(name).ok_or_else(|| {
             StorageError::invalid_input(
                 "tenant",
                 format!(
@@ -663,7 +675,7 @@ impl Router {
 fn offload_target(
     cx: &Ctx<'_>,
     field: &str,
-    route: &RoutedBucket,
+    route: &Route,
     off: &OffloadConfig,
 ) -> Result<OffloadTarget> {
     let f = format!("{field}.offload");

@@ -105,6 +105,9 @@ struct Core {
     lists: Lists,
     /// Where a mirror records writes some copies missed ([`MirrorStore::with_outbox`]).
     outbox: std::sync::OnceLock<Outbox>,
+    /// Deletes remove the key from every member, writes still go to the primary alone
+    /// ([`OffloadStore`]: an offloaded copy must not outlive the object).
+    deletes_everywhere: bool,
 }
 
 /// A sequential engine without health over `members`, moving on as `on` says: failover and
@@ -138,6 +141,7 @@ impl Core {
             writes,
             lists,
             outbox: std::sync::OnceLock::new(),
+            deletes_everywhere: false,
         })
     }
 
@@ -557,7 +561,7 @@ impl Core {
         // `ready_chunks`, not `chunks`: a caller feeding keys one at a time and waiting for
         // each answer must not wait for a batch to fill.
         let batches = locations.ready_chunks(DELETE_BATCH);
-        if self.writes == Writes::Primary {
+        if self.writes == Writes::Primary && !self.deletes_everywhere {
             let store = self.primary().store.clone();
             return batches
                 .flat_map(move |batch| store.delete_stream(stream::iter(batch).boxed()))
@@ -605,6 +609,16 @@ impl Core {
                 })
             };
             match self.writes {
+                Writes::Primary if self.deletes_everywhere => {
+                    let mut outcome = Ok(());
+                    for m in &self.members {
+                        if let Err(e) = op(m.store.clone()).await {
+                            outcome = Err(e);
+                            break;
+                        }
+                    }
+                    outcome
+                }
                 Writes::Primary => op(self.primary().store.clone()).await,
                 Writes::Failover => self.write_failover(true, op).await,
                 Writes::Mirror(req) => match self.outbox.get() {
@@ -997,6 +1011,17 @@ multi_store!(
 );
 
 multi_store!(
+    /// A route whose old objects were moved to a separate offload target (seed 004
+    /// `s3Offload`), as one store: reads look in the route's own folder first and in the
+    /// target only when the object is not there (an outage of either is the answer, never
+    /// "not found"); listings merge both; writes and copies go to the route's folder; a
+    /// delete removes the key from both, so an offloaded copy never outlives its object.
+    /// [`Router::route`](crate::Router::route) builds one for a route with an offload
+    /// target in another bucket or folder.
+    OffloadStore
+);
+
+multi_store!(
     /// A source set as one store: reads follow the set's [`ReadPolicy`](crate::ReadPolicy)
     /// over the stores in priority order (recently failing ones last), falling back on a
     /// miss or a failure, exactly like [`SourceSet::get`](crate::SourceSet::get); listings are merged across all stores
@@ -1130,6 +1155,33 @@ impl MirrorStore {
     /// The outbox, if the mirror has one.
     pub fn outbox(&self) -> Option<&Outbox> {
         self.core.outbox.get()
+    }
+}
+
+impl OffloadStore {
+    /// `here` (the route's folder) first, then `target` (its offload folder); each is
+    /// `(name, store)`, names appear in errors.
+    pub fn new(
+        label: impl Into<String>,
+        here: (String, Arc<dyn StrataStore>),
+        target: (String, Arc<dyn StrataStore>),
+    ) -> Self {
+        let label = label.into();
+        let members = vec![here, target];
+        // Only a miss moves on: an outage of the route's own folder is the answer.
+        let engine = sequential_engine(&label, &members, FallbackOn::Miss);
+        let mut core = Core::new(
+            "OffloadStore",
+            label,
+            members,
+            engine,
+            Writes::Primary,
+            Lists::Merged,
+        );
+        Arc::get_mut(&mut core)
+            .expect("a core nobody else holds yet")
+            .deletes_everywhere = true;
+        OffloadStore { core }
     }
 }
 

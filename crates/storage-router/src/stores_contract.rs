@@ -11,7 +11,7 @@ use storage_core::store::not_supported;
 use storage_core::{Capabilities, PresignMethod, StrataStore};
 use url::Url;
 
-use super::{Core, FailoverStore, FallbackStore, MirrorStore, OsResult, Writes};
+use super::{Core, FailoverStore, FallbackStore, MirrorStore, OffloadStore, OsResult, Writes};
 
 impl Core {
     fn capabilities(&self) -> Capabilities {
@@ -31,8 +31,35 @@ impl Core {
                  delete through each bucket, or use a plain delete",
             ));
         }
-        // Conditional operations never fail over: one store decides.
-        self.primary().store.delete_if_match(location, etag).await
+        let primary = self.primary().store.delete_if_match(location, etag).await;
+        if !self.deletes_everywhere {
+            // Conditional operations never fail over: one store decides.
+            return primary;
+        }
+        // An offload route: the member holding the object decides (the route's folder
+        // first, the target when it is not there), and no copy of the key outlives it.
+        match primary {
+            Ok(()) => {
+                for m in &self.members[1..] {
+                    match m.store.delete(location).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                let mut last = primary;
+                for m in &self.members[1..] {
+                    last = m.store.delete_if_match(location, etag).await;
+                    if !matches!(last, Err(object_store::Error::NotFound { .. })) {
+                        return last;
+                    }
+                }
+                last
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn presign(
@@ -87,4 +114,4 @@ macro_rules! contract {
     )*};
 }
 
-contract!(FailoverStore, MirrorStore, FallbackStore);
+contract!(FailoverStore, MirrorStore, FallbackStore, OffloadStore);

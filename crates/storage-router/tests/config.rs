@@ -185,12 +185,12 @@ fn route_resolution_order() {
     )
     .unwrap();
     // 1. the route's own bucket beats the connection's per-type bucket
-    assert_eq!(r.route("records").unwrap().bucket().name(), "own");
+    assert_eq!(r.route_info("records").unwrap().bucket().name(), "own");
     // 2. the connection's per-type bucket beats the legacy bucket
-    assert_eq!(r.route("versions").unwrap().bucket().name(), "typed");
+    assert_eq!(r.route_info("versions").unwrap().bucket().name(), "typed");
     // 3. the legacy bucket for the rest
-    assert_eq!(r.route("content").unwrap().bucket().name(), "legacy");
-    assert_eq!(r.route("logs").unwrap().prefix(), "logs");
+    assert_eq!(r.route_info("content").unwrap().bucket().name(), "legacy");
+    assert_eq!(r.route_info("logs").unwrap().prefix(), "logs");
     let info = r.info();
     assert_eq!(info.legacy_bucket.as_deref(), Some("legacy"));
     assert_eq!(info.buckets[0].connection.as_deref(), Some("s3-primary"));
@@ -254,7 +254,7 @@ async fn legacy_single_bucket_behaves_like_explicit_routes() {
     let explicit = build(&explicit_toml, &["data", "other"]).unwrap();
     for router in [&legacy, &explicit] {
         for route in BUILTIN_ROUTES {
-            let r = router.route(route).unwrap();
+            let r = router.route_info(route).unwrap();
             assert_eq!(r.bucket().name(), "data");
             assert_eq!(r.prefix(), route);
         }
@@ -308,7 +308,7 @@ async fn legacy_single_bucket_behaves_like_explicit_routes() {
 async fn one_bucket_and_no_config_routes_everything_there() {
     let r = build("", &["only"]).unwrap();
     for route in BUILTIN_ROUTES {
-        assert_eq!(r.route(route).unwrap().bucket().name(), "only");
+        assert_eq!(r.route_info(route).unwrap().bucket().name(), "only");
     }
 }
 

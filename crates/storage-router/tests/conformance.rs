@@ -6,7 +6,7 @@ use std::sync::Arc;
 use object_store::ObjectStore;
 use object_store::integration::*;
 use storage_core::{Bucket, LocalStore, MemoryStore};
-use storage_router::{FailoverStore, MirrorStore, ReadPolicy, RoutedBucket, SourceSet};
+use storage_router::{FailoverStore, MirrorStore, ReadPolicy, Route, SourceSet};
 
 fn memory() -> Arc<dyn storage_core::StrataStore> {
     Arc::new(MemoryStore::new())
@@ -65,9 +65,10 @@ async fn a_source_set_store_conforms() {
 #[tokio::test]
 async fn a_routed_view_conforms() {
     conformance(|| {
-        RoutedBucket::new("records", Bucket::memory("m"), "records")
+        Route::new("records", Bucket::memory("m"), "records")
             .unwrap()
-            .store()
+            .handle()
+            .object_store()
     })
     .await;
 }

@@ -172,17 +172,19 @@ async fn a_route_without_offload_says_how_to_add_one() {
 #[tokio::test]
 async fn offload_reads_move_on_only_when_the_route_misses() {
     use storage_core::{Key, StorageError};
-    use storage_router::{OffloadTarget, RoutedBucket};
+    use storage_router::{OffloadTarget, Route};
     let (main, main_faults) = common::faulty_bucket("main");
     let (archive, archive_faults) = common::faulty_bucket("archive");
-    let route = RoutedBucket::new("logs", main.clone(), "logs")
+    let route = Route::new("logs", main.clone(), "logs")
         .unwrap()
         .with_offload(OffloadTarget {
             bucket: archive.clone(),
             prefix: Some(Key::new("old-logs").unwrap()),
             storage_class: None,
             after_days: 30,
-        });
+        })
+        .unwrap();
+    let route = route.handle();
     archive.put("old-logs/a.json", "archived").await.unwrap();
     assert_eq!(route.get("a.json").await.unwrap().bytes, "archived");
     assert_eq!(route.head("a.json").await.unwrap().key, "a.json");

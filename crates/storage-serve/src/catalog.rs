@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use storage_core::{Bucket, Key, Result, StorageError};
 use strata::Strata;
-use strata::router::RoutedBucket;
+use strata::router::Route;
 
 /// Folder (relative to the backing bucket) that holds in-progress multipart uploads. Keys
 /// under it are hidden from listings and refused as object keys.
@@ -32,13 +32,12 @@ pub struct View {
     pub name: String,
     /// What it is.
     pub kind: ViewKind,
-    /// The handle requests go to (with the route's or tenant's folder applied).
+    /// The handle requests go to: a route's or tenant's own handle (its folder, its key
+    /// rules, its offload target), so the endpoint serves exactly what the library does.
     pub bucket: Bucket,
     /// The handle multipart parts are kept in (the same storage, without the view's folder,
     /// so parts never show up inside a route or tenant).
     pub base: Bucket,
-    /// A tenant's scope: keys are also checked with its strict rules.
-    pub scope: Option<RoutedBucket>,
 }
 
 impl View {
@@ -48,23 +47,16 @@ impl View {
             kind: ViewKind::Bucket,
             base: bucket.clone(),
             bucket,
-            scope: None,
         }
     }
 
-    fn routed(name: &str, kind: ViewKind, routed: &RoutedBucket) -> Result<View> {
-        let base = routed.bucket().clone();
-        let bucket = match routed.prefix() {
-            "" => base.clone(),
-            p => base.to_builder().prefix(p)?.build(),
-        };
-        Ok(View {
+    fn routed(name: &str, kind: ViewKind, route: &Route) -> View {
+        View {
             name: name.to_string(),
             kind,
-            bucket,
-            base,
-            scope: (kind == ViewKind::Tenant).then(|| routed.clone()),
-        })
+            bucket: route.handle().clone(),
+            base: route.bucket().clone(),
+        }
     }
 
     /// Whether the uploads folder lies inside this view (its listings hide it).
@@ -74,10 +66,7 @@ impl View {
 
     /// Validate an S3 object key for this view.
     pub fn key(&self, key: &str) -> Result<Key> {
-        if let Some(scope) = &self.scope {
-            scope.full_key(key)?;
-        }
-        let k = Key::new(key)?;
+        let k = self.bucket.check_key(key)?;
         if self.holds_uploads() && is_reserved(key) {
             return Err(StorageError::invalid_input(
                 "key",
@@ -122,17 +111,16 @@ impl Catalog {
         }
         if let Ok(router) = strata.router() {
             for t in router.info().tenants {
-                let routed = router.tenant(&t.name)?;
                 insert(
                     &mut views,
-                    View::routed(&t.name, ViewKind::Tenant, &routed)?,
+                    View::routed(&t.name, ViewKind::Tenant, router.tenant_info(&t.name)?),
                 );
             }
             for (name, routed) in router.routes() {
                 if routes.is_some_and(|r| !r.contains(name)) {
                     continue;
                 }
-                insert(&mut views, View::routed(name, ViewKind::Route, routed)?);
+                insert(&mut views, View::routed(name, ViewKind::Route, routed));
             }
             for name in router.sources().keys() {
                 let bucket = Bucket::builder(name.clone(), router.source_store(name)?).build();
@@ -143,7 +131,6 @@ impl Catalog {
                         kind: ViewKind::Source,
                         base: bucket.clone(),
                         bucket,
-                        scope: None,
                     },
                 );
             }

@@ -328,8 +328,8 @@ pub(crate) async fn get(ctx: &Ctx, a: SourceGetArgs) -> CliResult {
                     "--from and --policy apply to --source, not --route",
                 ));
             }
-            let r = router.route(route)?;
-            let obj = r.get(&a.key).await?;
+            let r = router.route_info(route)?;
+            let obj = r.handle().get(&a.key).await?;
             (r.bucket().name().to_string(), obj, Vec::new())
         }
         (None, Some(source)) => {

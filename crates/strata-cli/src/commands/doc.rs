@@ -267,12 +267,7 @@ fn routed_records(ctx: &Ctx, collection: &str) -> CliResult<VersionedRecords<Val
     };
     let router = ctx.strata.router().map_err(unrouted)?;
     let scoped = |route: &str| -> CliResult<storage_core::Bucket> {
-        let routed = router.route(route).map_err(unrouted)?;
-        let builder = routed.bucket().to_builder();
-        Ok(match routed.prefix() {
-            "" => builder.build(),
-            prefix => builder.prefix(prefix)?.build(),
-        })
+        Ok(router.route(route).map_err(unrouted)?)
     };
     let layout = RecordLayout {
         head: "{collection}/{id}/head.json".into(),
