@@ -1,6 +1,8 @@
-//! The foundation's behaviour suite (`strata_testkit::behaviour`), unchanged, against a
-//! `Bucket` whose store is each layer wrapped around memory — and against a retrying stack
-//! over a backend that fails 10% of calls.
+//! The foundation's behaviour suite (`strata_testkit::behaviour`), unchanged, as one trial
+//! per check against a `Bucket` whose store is each layer wrapped around memory, and as one
+//! report (`behaviour::run`) against a retrying stack over a backend that fails 10% of calls.
+//! The stacks `Strata::from_toml_str` builds (all layers together, over memory and S3) are in
+//! `tests/tests/behaviour.rs` of the workspace.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,72 +18,83 @@ use storage_layers::metrics::MetricsLayer;
 use storage_layers::retry::{RetryBudget, RetryLayer};
 use storage_layers::timeout::TimeoutLayer;
 use strata_testkit::behaviour::{self, Profile};
+use strata_testkit::behaviour_tests;
 
-/// Checks no memory stack can run: it has no HTTP endpoint to sign URLs for.
-const NO_PRESIGN: &[&str] = &["presigned_get_and_put", "presigned_url_tampered_or_expired"];
-
-/// Run the suite over `wrap(memory)` and assert exactly which checks were skipped: every
-/// other check ran and passed, conditional deletes through the layer under test included.
-async fn suite(name: &str, wrap: impl FnOnce(Arc<dyn StrataStore>) -> Arc<dyn StrataStore>) {
+/// A fresh memory bucket whose store is `wrap(memory)`.
+fn wrapped(name: &str, wrap: impl FnOnce(Arc<dyn StrataStore>) -> Arc<dyn StrataStore>) -> Bucket {
     let base = Bucket::memory(name);
     let layered = wrap(Arc::clone(base.store()));
-    let bucket = base.to_builder().store(layered).build();
-    let report = behaviour::run(&bucket, &Profile::embedded(name)).await;
-    let skipped: Vec<&str> = report.skipped.iter().map(|(check, _)| *check).collect();
-    assert_eq!(skipped, NO_PRESIGN, "{name}: {report:?}");
-    assert!(
-        report.passed.contains(&"conditional_delete"),
-        "{name}: {report:?}"
-    );
+    base.to_builder().store(layered).build()
 }
 
-#[tokio::test]
-async fn retry() {
-    suite("retry", |s| RetryLayer::default().layer(s)).await;
-}
+// One trial per check per layer over memory. Every stack skips exactly the presign checks
+// (memory has no endpoint to sign URLs for); every other check, conditional deletes through
+// the layer under test included, must pass.
 
-#[tokio::test]
-async fn timeout() {
-    suite("timeout", |s| TimeoutLayer::default().layer(s)).await;
-}
+behaviour_tests!(
+    retry,
+    setup = |_| wrapped("retry", |s| RetryLayer::default().layer(s)),
+    profile = Profile::embedded("retry"),
+    skips = [presigned_get_and_put, presigned_url_tampered_or_expired],
+);
 
-#[tokio::test]
-async fn limit() {
-    suite("limit", |s| ConcurrencyLimitLayer::new(8).layer(s)).await;
-}
+behaviour_tests!(
+    timeout,
+    setup = |_| wrapped("timeout", |s| TimeoutLayer::default().layer(s)),
+    profile = Profile::embedded("timeout"),
+    skips = [presigned_get_and_put, presigned_url_tampered_or_expired],
+);
 
-#[tokio::test]
-async fn breaker() {
-    suite("breaker", |s| CircuitBreakerLayer::default().layer(s)).await;
-}
+behaviour_tests!(
+    limit,
+    setup = |_| wrapped("limit", |s| ConcurrencyLimitLayer::new(8).layer(s)),
+    profile = Profile::embedded("limit"),
+    skips = [presigned_get_and_put, presigned_url_tampered_or_expired],
+);
 
-#[tokio::test]
-async fn metrics() {
-    suite("metrics", |s| MetricsLayer::new("m").layer(s)).await;
-}
+behaviour_tests!(
+    breaker,
+    setup = |_| wrapped("breaker", |s| CircuitBreakerLayer::default().layer(s)),
+    profile = Profile::embedded("breaker"),
+    skips = [presigned_get_and_put, presigned_url_tampered_or_expired],
+);
 
-#[tokio::test]
-async fn cache() {
-    suite("cache", |s| CacheLayer::default().layer(s)).await;
-}
+behaviour_tests!(
+    metrics,
+    setup = |_| wrapped("metrics", |s| MetricsLayer::new("m").layer(s)),
+    profile = Profile::embedded("metrics"),
+    skips = [presigned_get_and_put, presigned_url_tampered_or_expired],
+);
 
-#[tokio::test]
-async fn compression() {
-    suite("compression", |s| {
+behaviour_tests!(
+    cache,
+    setup = |_| wrapped("cache", |s| CacheLayer::default().layer(s)),
+    profile = Profile::embedded("cache"),
+    skips = [presigned_get_and_put, presigned_url_tampered_or_expired],
+);
+
+behaviour_tests!(
+    compression,
+    setup = |_| wrapped("compression", |s| {
         CompressionLayer::default()
             .with_default(Codec::Zstd)
             .layer(s)
-    })
-    .await;
-}
+    }),
+    profile = Profile::embedded("compression").compressed(),
+    skips = [presigned_get_and_put, presigned_url_tampered_or_expired],
+);
 
-#[tokio::test]
-async fn encryption() {
-    let ring = Keyring::new()
-        .with_key("k1", &Keyring::generate_key())
-        .unwrap();
-    suite("encryption", |s| EncryptionLayer::new(ring).layer(s)).await;
-}
+behaviour_tests!(
+    encryption,
+    setup = |_| {
+        let ring = Keyring::new()
+            .with_key("k1", &Keyring::generate_key())
+            .unwrap();
+        wrapped("encryption", |s| EncryptionLayer::new(ring).layer(s))
+    },
+    profile = Profile::embedded("encryption"),
+    skips = [presigned_get_and_put, presigned_url_tampered_or_expired],
+);
 
 /// Retry + breaker + timeout over a backend that fails 10% of calls, loses 2% of write
 /// acknowledgements and tears 2% of GET bodies: the suite cannot tell.
@@ -100,12 +113,15 @@ async fn resilient_stack_over_a_flaky_backend() {
         // Parts and completions are the HTTP client's to retry (storage_layers::retry, "Streams").
         .with_multipart(false);
     let c2 = chaos.clone();
-    suite("flaky", move |s| {
+    let bucket = wrapped("flaky", move |s| {
         let s = c2.layer(s);
         let s = TimeoutLayer::default().layer(s);
         let s = CircuitBreakerLayer::new(20, Duration::from_millis(10)).layer(s);
         retry.layer(s)
-    })
-    .await;
+    });
+    // The whole suite on one bucket, every check reported; exactly the presign checks skip.
+    behaviour::run(&bucket, &Profile::embedded("flaky"))
+        .await
+        .assert_exact_skips(&["presigned_get_and_put", "presigned_url_tampered_or_expired"]);
     assert!(chaos.stats().injected_errors > 10, "{:?}", chaos.stats());
 }
