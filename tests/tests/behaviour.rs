@@ -3,9 +3,10 @@
 //! server, R2's config path pointed at moto) and the stacks users run, built by
 //! `Strata::from_toml_str` from a config file's text: a bucket with layers (metrics, cache,
 //! retry, breaker, limit, timeout), one with compression and encryption, a bucket that
-//! fails over to another, and a mirrored bucket. Each stack asserts the exact set of checks it
-//! skips; every trial runs on a fresh bucket (a fresh memory store, temporary folder or
-//! random prefix).
+//! fails over to another, a mirrored bucket, and routes and tenants (`strata.router()?`) on
+//! plain and layered buckets, one route with an offload target. Each stack asserts the
+//! exact set of checks it skips; every trial runs on a fresh bucket (a fresh memory store,
+//! temporary folder or random prefix).
 //!
 //! S3 stacks need the servers of `cargo xtask test`; with `STRATA_SKIP_S3=1` (and no server
 //! variables) their trials print `SKIPPED` and pass.
@@ -248,6 +249,84 @@ behaviour_tests!(
     profile = Profile::moto().named("moto mirrored to a local folder (hybrid)"),
     // A mirror refuses conditional deletes: deciding on the primary would leave the copies.
     skips = [conditional_delete, presigned_url_tampered_or_expired],
+);
+
+/// Route `events` or tenant `acme` (`scope` is `"route"` or `"tenant"`) of bucket `main` on
+/// `backend` (with `layers`), as `strata.router()?.route(..)` / `.tenant(..)` hands it out.
+/// `extra` is more config (an offload target and its bucket).
+fn scoped(
+    scope: &str,
+    backend: Backend,
+    layers: &str,
+    extra: impl FnOnce(&Path) -> Option<String>,
+    hint: &str,
+) -> Option<Subject> {
+    let dir = tempfile::tempdir().unwrap();
+    let (table, name) = match scope {
+        "route" => ("routes", "events"),
+        _ => ("tenants", "acme"),
+    };
+    let toml = bucket_toml("main", backend, dir.path(), hint)?
+        + layers
+        + &format!("\n[{table}.{name}]\nbucket = \"main\"\nprefix = \"{scope}s/{name}\"\n\n")
+        + &extra(dir.path())?;
+    let strata = Strata::from_toml_str(&toml, "behaviour test")
+        .unwrap_or_else(|e| panic!("{e}\n--- config ---\n{toml}"));
+    let router = strata.router().unwrap();
+    let bucket = match scope {
+        "route" => router.route(name),
+        _ => router.tenant(name),
+    }
+    .unwrap();
+    Some(Subject::new(bucket).keeping(dir))
+}
+
+/// An offload target for route `events`: bucket `archive` on a local folder.
+fn offload_to_local(root: &Path, hint: &str) -> Option<String> {
+    Some(
+        "[routes.events.offload]\nafter_days = 30\nbucket = \"archive\"\n\n".to_string()
+            + &bucket_toml("archive", Backend::Local, root, hint)?,
+    )
+}
+
+behaviour_tests!(
+    route_memory,
+    setup = |hint| scoped("route", Backend::Memory, "", |_| Some(String::new()), hint),
+    profile = Profile::embedded("route on memory"),
+    skips = [presigned_get_and_put, presigned_url_tampered_or_expired],
+);
+
+behaviour_tests!(
+    route_with_offload_moto,
+    setup = |hint| scoped(
+        "route",
+        Backend::Moto,
+        LAYERS,
+        |root| offload_to_local(root, hint),
+        hint
+    ),
+    profile = Profile::moto().named("route on layered moto, offloading to a local folder"),
+    skips = [presigned_url_tampered_or_expired],
+);
+
+behaviour_tests!(
+    tenant_memory,
+    setup = |hint| scoped("tenant", Backend::Memory, "", |_| Some(String::new()), hint),
+    profile = Profile::embedded("tenant on memory"),
+    skips = [presigned_get_and_put, presigned_url_tampered_or_expired],
+);
+
+behaviour_tests!(
+    tenant_moto,
+    setup = |hint| scoped(
+        "tenant",
+        Backend::Moto,
+        LAYERS,
+        |_| Some(String::new()),
+        hint
+    ),
+    profile = Profile::moto().named("tenant on layered moto"),
+    skips = [presigned_url_tampered_or_expired],
 );
 
 // --- Signatures -----------------------------------------------------------------------------
