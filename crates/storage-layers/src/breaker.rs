@@ -44,7 +44,6 @@
 //! ```
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::future::Future;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,11 +59,10 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
 };
-use storage_core::{Capabilities, Layer, PresignMethod, StorageError, StrataStore};
+use storage_core::{Layer, StorageError, StrataStore};
 use tokio::time::Instant;
-use url::Url;
 
-use crate::util::{classify, os_err};
+use crate::util::{classify, delete_stream_later, list_later, list_with_offset_later, os_err};
 
 /// The breaker's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -372,17 +370,7 @@ pub struct BreakerStore<T: StrataStore> {
     breaker: Arc<Breaker>,
 }
 
-impl<T: StrataStore> fmt::Debug for BreakerStore<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BreakerStore({:?})", self.inner)
-    }
-}
-
-impl<T: StrataStore> fmt::Display for BreakerStore<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BreakerStore({})", self.inner)
-    }
-}
+crate::util::layer_store_fmt!(BreakerStore);
 
 /// Admit a stream-producing call; its first item (or its end) is the recorded outcome.
 fn guarded_stream<I: Send + 'static>(
@@ -407,28 +395,11 @@ fn guarded_stream<I: Send + 'static>(
     .boxed()
 }
 
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl<T: StrataStore> StrataStore for BreakerStore<T> {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
-        self.breaker
-            .call(self.inner.delete_if_match(location, etag))
-            .await
-    }
-
-    async fn presign(
-        &self,
-        method: PresignMethod,
-        location: &Path,
-        expires_in: Duration,
-    ) -> OsResult<Url> {
-        self.inner.presign(method, location, expires_in).await
-    }
-}
+crate::util::guarded_strata_store!(BreakerStore, |this, location, etag| {
+    this.breaker
+        .call(this.inner.delete_if_match(location, etag))
+        .await
+});
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
@@ -471,18 +442,14 @@ impl<T: StrataStore> ObjectStore for BreakerStore<T> {
         &self,
         locations: BoxStream<'static, OsResult<Path>>,
     ) -> BoxStream<'static, OsResult<Path>> {
-        let inner = Arc::clone(&self.inner);
-        guarded_stream(Arc::clone(&self.breaker), move || {
-            inner.delete_stream(locations)
-        })
+        guarded_stream(
+            Arc::clone(&self.breaker),
+            delete_stream_later(&self.inner, locations),
+        )
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        let inner = Arc::clone(&self.inner);
-        let prefix = prefix.cloned();
-        guarded_stream(Arc::clone(&self.breaker), move || {
-            inner.list(prefix.as_ref())
-        })
+        guarded_stream(Arc::clone(&self.breaker), list_later(&self.inner, prefix))
     }
 
     fn list_with_offset(
@@ -490,12 +457,10 @@ impl<T: StrataStore> ObjectStore for BreakerStore<T> {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        let inner = Arc::clone(&self.inner);
-        let prefix = prefix.cloned();
-        let offset = offset.clone();
-        guarded_stream(Arc::clone(&self.breaker), move || {
-            inner.list_with_offset(prefix.as_ref(), &offset)
-        })
+        guarded_stream(
+            Arc::clone(&self.breaker),
+            list_with_offset_later(&self.inner, prefix, offset),
+        )
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {

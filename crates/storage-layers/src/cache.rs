@@ -66,13 +66,12 @@ use futures::stream::{self, BoxStream, StreamExt};
 use moka::future::Cache;
 use object_store::path::Path;
 use object_store::{
-    Attributes, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload,
-    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    Attributes, CopyOptions, GetOptions, GetResult, GetResultPayload, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
     Result as OsResult, UploadPart,
 };
-use storage_core::{Capabilities, ErrorKind, Layer, PresignMethod, StorageError, StrataStore};
+use storage_core::{ErrorKind, Layer, StorageError, StrataStore};
 use tokio::time::Instant;
-use url::Url;
 
 use crate::util::{classify, os_err};
 
@@ -279,17 +278,7 @@ pub struct CacheStore<T: StrataStore> {
     writes: Arc<AtomicU64>,
 }
 
-impl<T: StrataStore> fmt::Debug for CacheStore<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CacheStore({:?})", self.inner)
-    }
-}
-
-impl<T: StrataStore> fmt::Display for CacheStore<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CacheStore({})", self.inner)
-    }
-}
+crate::util::layer_store_fmt!(CacheStore);
 
 fn serve(entry: &Entry, options: &GetOptions, key: &str) -> OsResult<GetResult> {
     let size = entry.body.len() as u64;
@@ -355,29 +344,13 @@ impl<T: StrataStore> CacheStore<T> {
     }
 }
 
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl<T: StrataStore> StrataStore for CacheStore<T> {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
-        self.write(&[location], self.inner.delete_if_match(location, etag))
-            .await
-    }
-
-    // A presigned PUT writes behind the cache: readers see it once their entry is
-    // revalidated (`with_revalidate_after`), as for any writer that does not use this store.
-    async fn presign(
-        &self,
-        method: PresignMethod,
-        location: &Path,
-        expires_in: Duration,
-    ) -> OsResult<Url> {
-        self.inner.presign(method, location, expires_in).await
-    }
-}
+// Presigned URLs pass through: a presigned PUT writes behind the cache, and readers see it
+// once their entry is revalidated (`with_revalidate_after`), as for any writer that does not
+// use this store.
+crate::util::guarded_strata_store!(CacheStore, |this, location, etag| {
+    this.write(&[location], this.inner.delete_if_match(location, etag))
+        .await
+});
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
@@ -547,21 +520,9 @@ impl<T: StrataStore> ObjectStore for CacheStore<T> {
             .boxed()
     }
 
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        self.inner.list_with_offset(prefix, offset)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
+    // Listings are not cached.
+    storage_core::forward_object_store!(@methods inner:
+        list, list_with_offset, list_with_delimiter);
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
         self.write(&[to], self.inner.copy_opts(from, to, options))

@@ -44,8 +44,7 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
     UploadPart,
 };
-use storage_core::{Capabilities, Layer, PresignMethod, StorageError, StrataStore};
-use url::Url;
+use storage_core::{Layer, StorageError, StrataStore};
 
 use crate::util::{into_stream, os_err};
 
@@ -317,49 +316,41 @@ impl Layer for ChaosLayer {
     }
 }
 
+impl ChaosLayer {
+    /// `inner`, a listing of `prefix`, behind this layer's faults for a listing.
+    fn listing(
+        &self,
+        prefix: Option<&Path>,
+        inner: BoxStream<'static, OsResult<ObjectMeta>>,
+    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        let layer = self.clone();
+        let key = prefix.map(|p| p.to_string()).unwrap_or_default();
+        async move { layer.before("list", &key, false).await }
+            .map(move |r| match r {
+                Ok(()) => inner,
+                Err(e) => stream::once(async move { Err(e) }).boxed(),
+            })
+            .flatten_stream()
+            .boxed()
+    }
+}
+
 /// A store with injected faults; made by [`ChaosLayer`].
 pub struct ChaosStore<T: StrataStore> {
     inner: Arc<T>,
     layer: ChaosLayer,
 }
 
-impl<T: StrataStore> fmt::Debug for ChaosStore<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ChaosStore({:?})", self.inner)
-    }
-}
+crate::util::layer_store_fmt!(ChaosStore);
 
-impl<T: StrataStore> fmt::Display for ChaosStore<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ChaosStore({})", self.inner)
-    }
-}
-
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl<T: StrataStore> StrataStore for ChaosStore<T> {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
-        self.layer
-            .before("delete_if_match", location.as_ref(), true)
-            .await?;
-        let res = self.inner.delete_if_match(location, etag).await;
-        self.layer
-            .after_write("delete_if_match", location.as_ref(), res)
-    }
-
-    async fn presign(
-        &self,
-        method: PresignMethod,
-        location: &Path,
-        expires_in: Duration,
-    ) -> OsResult<Url> {
-        self.inner.presign(method, location, expires_in).await
-    }
-}
+crate::util::guarded_strata_store!(ChaosStore, |this, location, etag| {
+    this.layer
+        .before("delete_if_match", location.as_ref(), true)
+        .await?;
+    let res = this.inner.delete_if_match(location, etag).await;
+    this.layer
+        .after_write("delete_if_match", location.as_ref(), res)
+});
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
@@ -464,16 +455,7 @@ impl<T: StrataStore> ObjectStore for ChaosStore<T> {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        let layer = self.layer.clone();
-        let key = prefix.map(|p| p.to_string()).unwrap_or_default();
-        let inner = self.inner.list(prefix);
-        async move { layer.before("list", &key, false).await }
-            .map(move |r| match r {
-                Ok(()) => inner,
-                Err(e) => stream::once(async move { Err(e) }).boxed(),
-            })
-            .flatten_stream()
-            .boxed()
+        self.layer.listing(prefix, self.inner.list(prefix))
     }
 
     fn list_with_offset(
@@ -481,16 +463,8 @@ impl<T: StrataStore> ObjectStore for ChaosStore<T> {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        let layer = self.layer.clone();
-        let key = prefix.map(|p| p.to_string()).unwrap_or_default();
-        let inner = self.inner.list_with_offset(prefix, offset);
-        async move { layer.before("list", &key, false).await }
-            .map(move |r| match r {
-                Ok(()) => inner,
-                Err(e) => stream::once(async move { Err(e) }).boxed(),
-            })
-            .flatten_stream()
-            .boxed()
+        self.layer
+            .listing(prefix, self.inner.list_with_offset(prefix, offset))
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {

@@ -91,19 +91,18 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::FutureExt;
-use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
     Attribute, AttributeValue, Attributes, CopyMode, CopyOptions, GetOptions, GetResult,
-    ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, RenameTargetMode,
-    Result as OsResult, UploadPart,
+    MultipartUpload, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
+    PutPayload, PutResult, RenameOptions, RenameTargetMode, Result as OsResult, UploadPart,
 };
-use std::time::Duration;
 
-use storage_core::{Capabilities, Layer, PresignMethod, StorageError, StrataStore};
-use url::Url;
+use storage_core::{Layer, StorageError, StrataStore};
 
+use crate::transform::{
+    MIN_PART, byte_transforming_strata_store, check_range, range_err, upload_finished,
+};
 use crate::util::{cpu, into_stream, os_err, payload_bytes};
 
 /// Request attribute choosing the codec of one put: `gzip`, `zstd` or `none`.
@@ -112,9 +111,6 @@ pub const COMPRESS_ATTRIBUTE: &str = "strata-compress";
 pub const CODEC_METADATA: &str = "strata-compression";
 /// Stored metadata holding the uncompressed size.
 pub const SIZE_METADATA: &str = "strata-uncompressed-size";
-
-/// Smallest part sent to the backend while compressing a multipart upload (S3's minimum).
-const MIN_PART: usize = 5 * 1024 * 1024;
 
 /// A compression codec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -394,17 +390,7 @@ pub struct CompressionStore<T: StrataStore> {
     cfg: Arc<CompressionLayer>,
 }
 
-impl<T: StrataStore> fmt::Debug for CompressionStore<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CompressionStore({:?})", self.inner)
-    }
-}
-
-impl<T: StrataStore> fmt::Display for CompressionStore<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CompressionStore({})", self.inner)
-    }
-}
+crate::util::layer_store_fmt!(CompressionStore);
 
 /// The codec a stored object was compressed with by this layer: both the marker metadata and
 /// a matching `Content-Encoding` must be present. Objects other clients uploaded with a
@@ -445,34 +431,14 @@ fn stored_size(attrs: &Attributes) -> Option<u64> {
         .and_then(|v| v.as_ref().parse().ok())
 }
 
-fn range_err(key: &str, e: impl fmt::Display) -> object_store::Error {
-    os_err(StorageError::invalid_input(
-        format!("range of `{key}`"),
-        e.to_string(),
-    ))
-}
-
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl<T: StrataStore> StrataStore for CompressionStore<T> {
-    fn capabilities(&self) -> Capabilities {
-        // A presigned URL would hand out the stored (compressed) bytes.
-        self.inner.capabilities().with_presign(false)
-    }
-
-    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
-        self.inner.delete_if_match(location, etag).await
-    }
-
-    async fn presign(&self, _: PresignMethod, _: &Path, _: Duration) -> OsResult<Url> {
-        Err(storage_core::store::not_supported(
-            "compressed bucket",
-            "presigned URLs: a URL would download the compressed bytes and an upload through \
-             one would skip compression; read and write through Strata (or `strata serve`), \
-             or presign from a bucket without the compression layer",
-        ))
-    }
-}
+// A presigned URL would hand out the stored (compressed) bytes.
+byte_transforming_strata_store!(
+    CompressionStore,
+    "compressed bucket",
+    "presigned URLs: a URL would download the compressed bytes and an upload through \
+     one would skip compression; read and write through Strata (or `strata serve`), \
+     or presign from a bucket without the compression layer"
+);
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
@@ -628,40 +594,15 @@ impl<T: StrataStore> ObjectStore for CompressionStore<T> {
         ranges
             .iter()
             .map(|r| {
-                if r.start > r.end || r.end > whole.len() as u64 {
-                    Err(range_err(
-                        location.as_ref(),
-                        format!("range {r:?} is outside the object's {} bytes", whole.len()),
-                    ))
-                } else {
-                    Ok(whole.slice(r.start as usize..r.end as usize))
-                }
+                check_range(location.as_ref(), r, whole.len() as u64)?;
+                Ok(whole.slice(r.start as usize..r.end as usize))
             })
             .collect()
     }
 
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, OsResult<Path>>,
-    ) -> BoxStream<'static, OsResult<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        self.inner.list_with_offset(prefix, offset)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
+    // Listings report stored sizes (see "What size, range and ETag mean").
+    storage_core::forward_object_store!(@methods inner:
+        delete_stream, list, list_with_offset, list_with_delimiter);
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
         if matches!(options.mode, CopyMode::Create) {
@@ -734,11 +675,7 @@ impl fmt::Debug for CompressingUpload {
 impl MultipartUpload for CompressingUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
         let Some(enc) = self.encoder.as_mut() else {
-            return futures::future::ready(Err(os_err(StorageError::invalid_input(
-                "put_part",
-                "the upload was already completed",
-            ))))
-            .boxed();
+            return upload_finished();
         };
         for chunk in data.iter() {
             if let Err(e) = enc.write(chunk) {

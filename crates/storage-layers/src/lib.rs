@@ -61,6 +61,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(any(feature = "compression", feature = "encryption"))]
+mod transform;
 mod util;
 
 #[cfg(feature = "breaker")]

@@ -50,13 +50,11 @@ use object_store::{
     ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
     Result as OsResult, UploadPart,
 };
-use std::time::Duration;
 
-use storage_core::{Capabilities, Layer, PresignMethod, StrataStore};
+use storage_core::{Layer, StrataStore};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use url::Url;
 
-use crate::util::into_stream;
+use crate::util::{delete_stream_later, into_stream, list_later, list_with_offset_later};
 
 /// Permits for calls in flight, shared by every store that draws from it; clones share
 /// the same permits. See the [module docs](self#sharing).
@@ -247,27 +245,10 @@ fn permitted<I: Send + 'static>(
     .boxed()
 }
 
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl<T: StrataStore> StrataStore for LimitStore<T> {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
-        let _p = permit(&self.semaphore).await;
-        self.inner.delete_if_match(location, etag).await
-    }
-
-    async fn presign(
-        &self,
-        method: PresignMethod,
-        location: &Path,
-        expires_in: Duration,
-    ) -> OsResult<Url> {
-        self.inner.presign(method, location, expires_in).await
-    }
-}
+crate::util::guarded_strata_store!(LimitStore, |this, location, etag| {
+    let _p = permit(&this.semaphore).await;
+    this.inner.delete_if_match(location, etag).await
+});
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
@@ -322,18 +303,14 @@ impl<T: StrataStore> ObjectStore for LimitStore<T> {
         &self,
         locations: BoxStream<'static, OsResult<Path>>,
     ) -> BoxStream<'static, OsResult<Path>> {
-        let inner = Arc::clone(&self.inner);
-        permitted(Arc::clone(&self.semaphore), move || {
-            inner.delete_stream(locations)
-        })
+        permitted(
+            Arc::clone(&self.semaphore),
+            delete_stream_later(&self.inner, locations),
+        )
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        let inner = Arc::clone(&self.inner);
-        let prefix = prefix.cloned();
-        permitted(Arc::clone(&self.semaphore), move || {
-            inner.list(prefix.as_ref())
-        })
+        permitted(Arc::clone(&self.semaphore), list_later(&self.inner, prefix))
     }
 
     fn list_with_offset(
@@ -341,12 +318,10 @@ impl<T: StrataStore> ObjectStore for LimitStore<T> {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        let inner = Arc::clone(&self.inner);
-        let prefix = prefix.cloned();
-        let offset = offset.clone();
-        permitted(Arc::clone(&self.semaphore), move || {
-            inner.list_with_offset(prefix.as_ref(), &offset)
-        })
+        permitted(
+            Arc::clone(&self.semaphore),
+            list_with_offset_later(&self.inner, prefix, offset),
+        )
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {

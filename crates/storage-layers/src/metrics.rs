@@ -296,17 +296,7 @@ pub struct MetricsStore<T: StrataStore> {
     registry: Arc<Registry>,
 }
 
-impl<T: StrataStore> fmt::Debug for MetricsStore<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "MetricsStore({:?})", self.inner)
-    }
-}
-
-impl<T: StrataStore> fmt::Display for MetricsStore<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "MetricsStore({})", self.inner)
-    }
-}
+crate::util::layer_store_fmt!(MetricsStore);
 
 /// One call being measured; records when finished (or when dropped unfinished).
 struct Measure {

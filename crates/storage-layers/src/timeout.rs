@@ -162,17 +162,7 @@ pub struct TimeoutStore<T: StrataStore> {
     cfg: Arc<TimeoutLayer>,
 }
 
-impl<T: StrataStore> fmt::Debug for TimeoutStore<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TimeoutStore({:?})", self.inner)
-    }
-}
-
-impl<T: StrataStore> fmt::Display for TimeoutStore<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TimeoutStore({})", self.inner)
-    }
-}
+crate::util::layer_store_fmt!(TimeoutStore);
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]

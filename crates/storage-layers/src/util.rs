@@ -4,10 +4,13 @@
 //! Which helpers are used depends on the layers compiled in, hence the blanket allowance.
 #![allow(dead_code)]
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use object_store::{GetResult, GetResultPayload, PutPayload};
+use object_store::path::Path;
+use object_store::{GetResult, GetResultPayload, ObjectMeta, ObjectStore, PutPayload};
 use storage_core::{ErrorKind, StorageError};
 
 /// What a layer needs to know about an `object_store` error to decide what to do with it.
@@ -209,6 +212,94 @@ pub(crate) fn key_prefix(key: &str, depth: usize) -> String {
         segments.join("/")
     }
 }
+
+/// A listing of `inner`, started when called: for layers that must do something (admit,
+/// take a permit) before the stream may start.
+pub(crate) fn list_later<T: ObjectStore>(
+    inner: &Arc<T>,
+    prefix: Option<&Path>,
+) -> impl FnOnce() -> BoxStream<'static, object_store::Result<ObjectMeta>> + Send + 'static {
+    let inner = Arc::clone(inner);
+    let prefix = prefix.cloned();
+    move || inner.list(prefix.as_ref())
+}
+
+/// [`list_later`] from an offset.
+pub(crate) fn list_with_offset_later<T: ObjectStore>(
+    inner: &Arc<T>,
+    prefix: Option<&Path>,
+    offset: &Path,
+) -> impl FnOnce() -> BoxStream<'static, object_store::Result<ObjectMeta>> + Send + 'static {
+    let inner = Arc::clone(inner);
+    let prefix = prefix.cloned();
+    let offset = offset.clone();
+    move || inner.list_with_offset(prefix.as_ref(), &offset)
+}
+
+/// [`list_later`] for a delete stream.
+pub(crate) fn delete_stream_later<T: ObjectStore>(
+    inner: &Arc<T>,
+    locations: BoxStream<'static, object_store::Result<Path>>,
+) -> impl FnOnce() -> BoxStream<'static, object_store::Result<Path>> + Send + 'static {
+    let inner = Arc::clone(inner);
+    move || inner.delete_stream(locations)
+}
+
+/// `Debug` and `Display` of a layer's store `Name<T>` with an `inner` field: `Name(inner)`.
+#[allow(unused_macros)] // used by the layers, each behind its feature
+macro_rules! layer_store_fmt {
+    ($store:ident) => {
+        impl<T: storage_core::StrataStore> std::fmt::Debug for $store<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!(stringify!($store), "({:?})"), self.inner)
+            }
+        }
+
+        impl<T: storage_core::StrataStore> std::fmt::Display for $store<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!(stringify!($store), "({})"), self.inner)
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use layer_store_fmt;
+
+/// The contract's extra methods of a layer store `Name<T>` (field `inner`) that passes
+/// capabilities and presigning through and handles a conditional delete like its other
+/// calls: `|this, location, etag| body` (in an `async fn`, so the body may `.await`).
+#[allow(unused_macros)] // used by the layers, each behind its feature
+macro_rules! guarded_strata_store {
+    ($store:ident, |$this:ident, $location:ident, $etag:ident| $delete_if_match:expr) => {
+        #[async_trait::async_trait]
+        #[deny(clippy::missing_trait_methods)]
+        impl<T: storage_core::StrataStore> storage_core::StrataStore for $store<T> {
+            fn capabilities(&self) -> storage_core::Capabilities {
+                self.inner.capabilities()
+            }
+
+            async fn delete_if_match(
+                &self,
+                $location: &object_store::path::Path,
+                $etag: &str,
+            ) -> object_store::Result<()> {
+                let $this = self;
+                $delete_if_match
+            }
+
+            async fn presign(
+                &self,
+                method: storage_core::PresignMethod,
+                location: &object_store::path::Path,
+                expires_in: std::time::Duration,
+            ) -> object_store::Result<url::Url> {
+                self.inner.presign(method, location, expires_in).await
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use guarded_strata_store;
 
 #[cfg(test)]
 mod tests {

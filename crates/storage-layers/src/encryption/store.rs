@@ -1,6 +1,5 @@
 //! The layer and its store: encrypt on put, decrypt on get (whole, streamed or by range).
 
-use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -9,19 +8,17 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{
-    Attribute, CopyOptions, GetOptions, GetRange, GetResult, ListResult, MultipartUpload,
-    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
-    Result as OsResult,
+    Attribute, GetOptions, GetRange, GetResult, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result as OsResult,
 };
-use std::time::Duration;
 
-use storage_core::{Capabilities, Layer, PresignMethod, StorageError, StrataStore};
-use url::Url;
+use storage_core::{Layer, StorageError, StrataStore};
 
 use super::format::{Header, STORED_CHUNK, chunk_count, corrupt, encrypt_all, plain_len};
 use super::keyring::{Cipher, Keyring};
 use super::upload::EncryptingUpload;
 use super::{CHUNK_SIZE, ENCRYPTION_METADATA, FORMAT, HEADER_LEN};
+use crate::transform::{byte_transforming_strata_store, check_range, range_err};
 use crate::util::{cpu, into_stream, os_err, payload_bytes};
 
 /// Attributes without this layer's marker, as the caller wrote them.
@@ -79,17 +76,7 @@ pub struct EncryptionStore<T: StrataStore> {
     cfg: Arc<EncryptionLayer>,
 }
 
-impl<T: StrataStore> fmt::Debug for EncryptionStore<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EncryptionStore({:?})", self.inner)
-    }
-}
-
-impl<T: StrataStore> fmt::Display for EncryptionStore<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EncryptionStore({})", self.inner)
-    }
-}
+crate::util::layer_store_fmt!(EncryptionStore);
 
 impl EncryptionLayer {
     fn primary(&self) -> Result<(&str, &Cipher), StorageError> {
@@ -112,6 +99,17 @@ impl EncryptionLayer {
                 ),
             )
         })
+    }
+
+    /// A listed object's size: the plaintext size, unless plaintext objects are allowed
+    /// (then listings show stored sizes; see the module docs).
+    fn listed(&self, mut meta: ObjectMeta) -> ObjectMeta {
+        if !self.allow_plaintext
+            && let Some(p) = plain_len(meta.size)
+        {
+            meta.size = p;
+        }
+        meta
     }
 
     fn not_encrypted(&self, key: &str) -> object_store::Error {
@@ -206,12 +204,7 @@ impl<T: StrataStore> EncryptionStore<T> {
         etag: Option<String>,
     ) -> OsResult<Bytes> {
         let key = location.as_ref();
-        let plain = plain_len(stored).ok_or_else(|| {
-            os_err(corrupt(
-                key,
-                "the stored size is not a valid encrypted size".into(),
-            ))
-        })?;
+        let plain = plain_size(key, stored)?;
         if range.start >= range.end {
             return Ok(Bytes::new());
         }
@@ -272,38 +265,16 @@ impl<T: StrataStore> EncryptionStore<T> {
             }
         }
     }
-
-    fn fix_size(&self, mut meta: ObjectMeta) -> ObjectMeta {
-        if !self.cfg.allow_plaintext
-            && let Some(p) = plain_len(meta.size)
-        {
-            meta.size = p;
-        }
-        meta
-    }
 }
 
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl<T: StrataStore> StrataStore for EncryptionStore<T> {
-    fn capabilities(&self) -> Capabilities {
-        // A presigned URL would hand out ciphertext.
-        self.inner.capabilities().with_presign(false)
-    }
-
-    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
-        self.inner.delete_if_match(location, etag).await
-    }
-
-    async fn presign(&self, _: PresignMethod, _: &Path, _: Duration) -> OsResult<Url> {
-        Err(storage_core::store::not_supported(
-            "encrypted bucket",
-            "presigned URLs: a URL would download ciphertext (the key never leaves this \
-             process) and an upload through one would be stored unencrypted; read and write \
-             through Strata (or `strata serve`, which decrypts)",
-        ))
-    }
-}
+// A presigned URL would hand out ciphertext.
+byte_transforming_strata_store!(
+    EncryptionStore,
+    "encrypted bucket",
+    "presigned URLs: a URL would download ciphertext (the key never leaves this \
+     process) and an upload through one would be stored unencrypted; read and write \
+     through Strata (or `strata serve`, which decrypts)"
+);
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
@@ -374,18 +345,8 @@ impl<T: StrataStore> ObjectStore for EncryptionStore<T> {
                 return Err(self.cfg.not_encrypted(&key));
             };
             let stored = meta.meta.size;
-            let plain = plain_len(stored).ok_or_else(|| {
-                os_err(corrupt(
-                    &key,
-                    "the stored size is not a valid encrypted size".into(),
-                ))
-            })?;
-            let range = wanted.as_range(plain).map_err(|e| {
-                os_err(StorageError::invalid_input(
-                    format!("range of `{key}`"),
-                    e.to_string(),
-                ))
-            })?;
+            let plain = plain_size(&key, stored)?;
+            let range = wanted.as_range(plain).map_err(|e| range_err(&key, e))?;
             let bytes = self
                 .read_range(
                     location,
@@ -495,20 +456,10 @@ impl<T: StrataStore> ObjectStore for EncryptionStore<T> {
             return Err(self.cfg.not_encrypted(&key));
         };
         let stored = meta.meta.size;
-        let plain = plain_len(stored).ok_or_else(|| {
-            os_err(corrupt(
-                &key,
-                "the stored size is not a valid encrypted size".into(),
-            ))
-        })?;
+        let plain = plain_size(&key, stored)?;
         let mut out = Vec::with_capacity(ranges.len());
         for r in ranges {
-            if r.start > r.end || r.end > plain {
-                return Err(os_err(StorageError::invalid_input(
-                    format!("range of `{key}`"),
-                    format!("range {r:?} is outside the object's {plain} bytes"),
-                )));
-            }
+            check_range(&key, r, plain)?;
             out.push(
                 self.read_range(
                     location,
@@ -522,13 +473,6 @@ impl<T: StrataStore> ObjectStore for EncryptionStore<T> {
             );
         }
         Ok(out)
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, OsResult<Path>>,
-    ) -> BoxStream<'static, OsResult<Path>> {
-        self.inner.delete_stream(locations)
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
@@ -550,31 +494,29 @@ impl<T: StrataStore> ObjectStore for EncryptionStore<T> {
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
         let mut r = self.inner.list_with_delimiter(prefix).await?;
-        r.objects = r.objects.into_iter().map(|m| self.fix_size(m)).collect();
+        r.objects = r.objects.into_iter().map(|m| self.cfg.listed(m)).collect();
         Ok(r)
     }
 
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
-        self.inner.rename_opts(from, to, options).await
-    }
+    // Deletes, copies and renames move stored objects whole: the header travels with them.
+    storage_core::forward_object_store!(@methods inner: delete_stream, copy_opts, rename_opts);
 }
 
 /// A size fixer for listings that does not borrow the store.
+/// The plaintext size of a stored object of `stored` bytes, or `Corrupt` naming `key`.
+fn plain_size(key: &str, stored: u64) -> OsResult<u64> {
+    plain_len(stored).ok_or_else(|| {
+        os_err(corrupt(
+            key,
+            "the stored size is not a valid encrypted size".into(),
+        ))
+    })
+}
+
 fn list_sizes(
     cfg: Arc<EncryptionLayer>,
 ) -> impl Fn(ObjectMeta) -> ObjectMeta + Send + Sync + 'static {
-    move |mut meta| {
-        if !cfg.allow_plaintext
-            && let Some(p) = plain_len(meta.size)
-        {
-            meta.size = p;
-        }
-        meta
-    }
+    move |meta| cfg.listed(meta)
 }
 
 #[cfg(test)]

@@ -5,15 +5,11 @@ use std::fmt;
 use async_trait::async_trait;
 use futures::FutureExt;
 use object_store::{MultipartUpload, PutPayload, PutResult, Result as OsResult, UploadPart};
-use storage_core::StorageError;
 
 use super::CHUNK_SIZE;
 use super::format::Header;
 use super::keyring::Cipher;
-use crate::util::os_err;
-
-/// Smallest part sent to the backend by an encrypting multipart upload (S3's minimum).
-const MIN_PART: usize = 5 * 1024 * 1024;
+use crate::transform::{MIN_PART, upload_finished};
 
 /// Encrypts a multipart upload as it streams: whole chunks are sealed as data arrives and
 /// sent in parts of at least 5 MiB; the final chunk is sealed (with its "last" flag) on
@@ -51,11 +47,7 @@ impl EncryptingUpload {
 impl MultipartUpload for EncryptingUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
         if self.done {
-            return futures::future::ready(Err(os_err(StorageError::invalid_input(
-                "put_part",
-                "the upload was already completed",
-            ))))
-            .boxed();
+            return upload_finished();
         }
         for chunk in data.iter() {
             self.pending.extend_from_slice(chunk);

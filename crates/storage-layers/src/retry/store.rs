@@ -1,6 +1,5 @@
 //! The retrying store: which calls are resent, and which are sent once.
 
-use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,17 +26,7 @@ pub struct RetryStore<T: StrataStore> {
     pub(super) policy: Arc<Policy>,
 }
 
-impl<T: StrataStore> fmt::Debug for RetryStore<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RetryStore({:?})", self.inner)
-    }
-}
-
-impl<T: StrataStore> fmt::Display for RetryStore<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RetryStore({})", self.inner)
-    }
-}
+crate::util::layer_store_fmt!(RetryStore);
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
