@@ -1019,3 +1019,63 @@ async fn invalid_keys_rejected(b: &Bucket, _: &Profile) -> Outcome {
     }
     Outcome::Passed
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::FakeSigningStore;
+
+    /// A failing check does not stop the suite: every check runs, and every failure is
+    /// reported with its message.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_all_reports_every_failure() {
+        // Claims presign with URLs nothing serves: both presign checks fail.
+        let lying = || {
+            let memory = Bucket::memory("lying");
+            let store = Arc::new(FakeSigningStore::new(Arc::clone(memory.store())));
+            memory.to_builder().store(store).build()
+        };
+        let bucket = lying();
+        let profile = Profile {
+            verifies_signatures: true,
+            heavy: false,
+            ..Profile::embedded("lying")
+        };
+        let report = run_all(&bucket, &profile).await;
+        let failed: Vec<&str> = report.failed.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            failed,
+            ["presigned_get_and_put", "presigned_url_tampered_or_expired"],
+            "{report:?}"
+        );
+        assert!(
+            report.passed.contains(&"invalid_keys_rejected"),
+            "{report:?}"
+        );
+        assert_eq!(
+            report.passed.len() + report.skipped.len() + report.failed.len(),
+            CHECKS.len()
+        );
+        let fresh = lying();
+        let panicked = std::panic::AssertUnwindSafe(run(&fresh, &profile));
+        let message = match futures::FutureExt::catch_unwind(panicked).await {
+            Ok(_) => panic!("run() must fail when a check fails"),
+            Err(payload) => panic_message(payload),
+        };
+        assert!(message.contains("2 of 18 checks failed"), "{message}");
+        assert!(
+            message.contains("presigned_url_tampered_or_expired"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn every_check_is_listed_once() {
+        let mut names: Vec<&str> = CHECKS.iter().map(|c| c.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), CHECKS.len());
+    }
+}
