@@ -17,7 +17,7 @@ pub(super) fn random_bytes(buf: &mut [u8]) {
     aws_lc_rs::rand::fill(buf).expect("the operating system's random source failed");
 }
 
-/// Named AES-256 keys; see the [module docs](self#keys).
+/// Named AES-256 keys; see the [module docs](super#keys).
 #[derive(Clone, Default)]
 pub struct Keyring {
     keys: Vec<(String, Cipher)>,

@@ -19,7 +19,7 @@
 //!
 //! # Keys
 //!
-//! A [`Keyring`] holds named 32-byte keys given as [`Secret`]s (64 hex characters or
+//! A [`Keyring`] holds named 32-byte keys given as [`Secret`](storage_core::Secret)s (64 hex characters or
 //! base64); the primary key (the last added, or the one named with
 //! [`Keyring::with_primary`]) encrypts new objects and every key can decrypt. Rotation: add
 //! the new key, keep the old ones until everything written with them was rewritten. An

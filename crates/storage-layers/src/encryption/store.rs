@@ -26,7 +26,7 @@ fn strip_marker(attrs: &mut object_store::Attributes) {
     attrs.remove(&Attribute::Metadata(ENCRYPTION_METADATA.into()));
 }
 
-/// Encrypts on put and decrypts on get; see the [module docs](self).
+/// Encrypts on put and decrypts on get; see the [module docs](super).
 #[derive(Debug, Clone)]
 pub struct EncryptionLayer {
     keyring: Arc<Keyring>,

@@ -42,7 +42,7 @@ pub(super) struct Counters {
     pub(super) unknown_outcomes: AtomicU64,
 }
 
-/// Retries failed calls; see the [module docs](self).
+/// Retries failed calls; see the [module docs](super).
 #[derive(Debug, Clone)]
 pub struct RetryLayer {
     policy: Arc<Policy>,

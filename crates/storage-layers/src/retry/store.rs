@@ -20,7 +20,7 @@ use super::policy::Policy;
 use super::resume::{resumable, resumable_list};
 use crate::util::classify;
 
-/// A store that retries; made by [`RetryLayer`].
+/// A store that retries; made by [`RetryLayer`](super::RetryLayer).
 pub struct RetryStore<T: StrataStore> {
     pub(super) inner: Arc<T>,
     pub(super) policy: Arc<Policy>,
