@@ -15,12 +15,8 @@
 //! - **Invalidation**: this store's own put, multipart complete, delete, copy (destination)
 //!   and rename (both keys) drop the entry; a read that was in flight while any write
 //!   happened does not fill the cache, so it cannot re-insert what a write just replaced.
-//!   `Bucket::delete_if_match` talks to the backend beneath the layers (the `ObjectStore`
-//!   trait has no conditional delete), so its hook must be wrapped by
-//!   [`CacheLayer::conditional_delete_through`] to drop the key too (the `strata` facade
-//!   does this for buckets with a `[layers.cache]`). An unwrapped hook leaves a deleted
-//!   object servable until `revalidate_after`; the default (`0`) revalidates every read
-//!   and sees it gone.
+//!   A conditional delete (`StrataStore::delete_if_match`) passes through this store like
+//!   every call and drops the key as well.
 //! - **Stale if error** ([`CacheLayer::with_stale_if_error`], off by default): when a
 //!   revalidation fails because the backend is failing (or its circuit breaker is open), the
 //!   cached copy is served instead of the error.

@@ -142,8 +142,7 @@ pub struct MetricsSnapshot {
     /// Store name given to the layer.
     pub store: String,
     /// By operation: `put`, `put_multipart`, `get`, `head`, `get_ranges`, `delete`, `list`,
-    /// `list_with_delimiter`, `copy`, `rename`, and `delete_if_match` through a hook wrapped
-    /// by [`MetricsLayer::conditional_delete_through`].
+    /// `list_with_delimiter`, `copy`, `rename` and `delete_if_match`.
     pub ops: BTreeMap<String, OpStats>,
     /// Errors by [`ErrorKind`] name (`not_found`, `timeout`, ...).
     pub errors_by_kind: BTreeMap<String, u64>,
