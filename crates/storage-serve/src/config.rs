@@ -9,6 +9,7 @@
 //! max_header_bytes = 65536
 //! request_timeout = "15m"
 //! max_concurrency = 256
+//! max_conditional_bytes = 268435456  # conditional writes over 8 MiB held at once (256 MiB)
 //!
 //! [serve.credentials.app]
 //! access_key = "AKIAAPP"
@@ -64,6 +65,13 @@ pub struct ServeConfig {
     /// so this bounds memory under many parallel uploads.
     #[serde(default = "default_part_buffers")]
     pub max_parts_in_flight: usize,
+    /// Bytes that conditional writes (If-Match / If-None-Match: `*` on PutObject and
+    /// CompleteMultipartUpload) larger than one part (8 MiB) may hold in memory, all such
+    /// writes together; one larger than this is refused with `EntityTooLarge`. Backends apply
+    /// a condition only to a write sent in one request, so such a body is held whole (see
+    /// the crate's `whole` module); others wait for room before reading their body.
+    #[serde(default = "default_max_conditional")]
+    pub max_conditional_bytes: u64,
     /// How long in-flight requests may take to finish after SIGTERM / Ctrl-C.
     #[serde(default = "default_grace", with = "humantime_serde_compat")]
     pub shutdown_grace: Duration,
@@ -108,6 +116,9 @@ fn default_concurrency() -> usize {
 fn default_part_buffers() -> usize {
     4
 }
+fn default_max_conditional() -> u64 {
+    crate::whole::DEFAULT_MAX_CONDITIONAL_BYTES
+}
 fn default_grace() -> Duration {
     Duration::from_secs(30)
 }
@@ -124,6 +135,7 @@ impl Default for ServeConfig {
             request_timeout: default_timeout(),
             max_concurrency: default_concurrency(),
             max_parts_in_flight: default_part_buffers(),
+            max_conditional_bytes: default_max_conditional(),
             shutdown_grace: default_grace(),
             routes: None,
         }

@@ -60,6 +60,7 @@ pub mod metrics;
 mod multipart;
 mod s3;
 mod server;
+mod whole;
 
 pub use config::{CredentialConfig, ServeConfig};
 pub use s3::StrataS3;

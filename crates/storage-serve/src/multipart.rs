@@ -3,20 +3,23 @@
 //! and one object per part. Any `strata serve` process on the same storage can take the
 //! next request of an upload, and completion streams the parts, in order, into one
 //! streamed (multipart) write of the final object, so memory stays bounded whatever the
-//! size.
+//! size. A conditional completion (`If-Match`, `If-None-Match: *`) is one conditional write
+//! of the whole object instead, held in memory under the server's budget (see
+//! [`crate::whole`] for why no backend offers anything else atomic).
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use serde::{Deserialize, Serialize};
-use storage_core::{PutOpts, StorageError};
+use storage_core::{PutOpts, StorageError, WriteCondition};
 
 use crate::catalog::{UPLOADS_PREFIX, View};
 use crate::checksum::{self, Expected};
 use crate::error::{invalid, to_s3};
 use crate::metrics;
 use crate::s3::{Headers, StrataS3, etag_out, timestamp, write_condition};
+use crate::whole;
 
 /// Largest part number S3 allows.
 const MAX_PART_NUMBER: i32 = 10_000;
@@ -265,6 +268,7 @@ pub(crate) async fn complete(
     }
     let stored = stored_parts(&view, &input.upload_id).await?;
     let mut chosen = Vec::with_capacity(wanted.len());
+    let mut total = 0u64;
     let mut previous = 0;
     for p in &wanted {
         let n = p.part_number.unwrap_or(0);
@@ -290,6 +294,7 @@ pub(crate) async fn complete(
             ));
         }
         chosen.push(info.key.clone());
+        total += info.size;
     }
     let mut opts = PutOpts {
         content_type: m.content_type,
@@ -300,15 +305,22 @@ pub(crate) async fn complete(
         ..Default::default()
     };
     opts.condition = condition;
-    let parts_stream = concat(view.base.clone(), chosen);
-    // `put_stream` writes a body of one bucket part conditionally in one request, and
-    // refuses a larger conditional body before writing anything (S3 backends cannot apply
-    // a condition to a multipart write atomically).
-    let written = view
-        .bucket
-        .put_stream(key.as_str(), parts_stream, opts)
-        .await
-        .map_err(to_s3)?;
+    let parts = concat(view.base.clone(), chosen);
+    let written = if opts.condition == WriteCondition::Overwrite {
+        // Streamed: a multipart write of the target, memory bounded whatever the size.
+        view.bucket.put_stream(key.as_str(), parts, opts).await
+    } else {
+        // One conditional request of the whole object, the only write every backend applies
+        // a condition to atomically (see `whole`); over one part it takes its size from the
+        // server's budget first.
+        let _held = s3.whole.hold(total).await?;
+        whole::precheck(&view.bucket, key.as_str(), &opts.condition).await?;
+        match whole::collect(parts, total).await {
+            Ok(bytes) => view.bucket.put_with(key.as_str(), bytes, opts).await,
+            Err(e) => Err(e),
+        }
+    }
+    .map_err(to_s3)?;
     remove(&view, &input.upload_id).await?;
     Ok(S3Response::new(CompleteMultipartUploadOutput {
         bucket: Some(input.bucket.clone()),

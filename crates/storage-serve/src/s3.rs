@@ -18,6 +18,7 @@ use crate::catalog::{Catalog, View, is_reserved};
 use crate::checksum::{self, Expected};
 use crate::error::{invalid, no_such_bucket, not_implemented, to_s3};
 use crate::metrics;
+use crate::whole::{self, Budget, DEFAULT_MAX_CONDITIONAL_BYTES};
 
 /// Bodies up to this size are read whole before the response starts (bounded: at most this
 /// much per request in memory); larger ones stream.
@@ -31,6 +32,8 @@ pub const MAX_KEYS: usize = 1000;
 pub struct StrataS3 {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) policy: Arc<Policy>,
+    /// Memory for conditional writes over one part (see [`crate::whole`]).
+    pub(crate) whole: Arc<Budget>,
     started: SystemTime,
 }
 
@@ -40,8 +43,16 @@ impl StrataS3 {
         StrataS3 {
             catalog,
             policy,
+            whole: Arc::new(Budget::new(DEFAULT_MAX_CONDITIONAL_BYTES)),
             started: SystemTime::now(),
         }
+    }
+
+    /// Hold at most `bytes` of conditional writes over one part (8 MiB) in memory at once;
+    /// a larger one is refused (`serve.max_conditional_bytes`, 256 MiB by default).
+    pub fn with_max_conditional_bytes(mut self, bytes: u64) -> StrataS3 {
+        self.whole = Arc::new(Budget::new(bytes));
+        self
     }
 
     pub(crate) fn view(&self, name: &str) -> S3Result<View> {
@@ -549,12 +560,25 @@ impl S3 for StrataS3 {
         }
         .into_opts()?;
         opts.condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        let size = input.content_length.and_then(|n| u64::try_from(n).ok());
         let (body, verdict) = checksum::verified(input.body, expected, trailers);
-        let w = view
-            .bucket
-            .put_stream(key.as_str(), metrics::count_in(body), opts)
-            .await
-            .map_err(|e| verdict.error().unwrap_or_else(|| to_s3(e)))?;
+        let body = metrics::count_in(body);
+        let w = match size {
+            // A conditional body of known size goes out whole, in one conditional request,
+            // whatever its size (see `whole`); `put_stream` refuses one over a part.
+            Some(size) if opts.condition != WriteCondition::Overwrite => {
+                let held = self.whole.hold(size).await?;
+                if held.is_some() {
+                    whole::precheck(&view.bucket, key.as_str(), &opts.condition).await?;
+                }
+                match whole::collect(body, size).await {
+                    Ok(bytes) => view.bucket.put_with(key.as_str(), bytes, opts).await,
+                    Err(e) => Err(e),
+                }
+            }
+            _ => view.bucket.put_stream(key.as_str(), body, opts).await,
+        }
+        .map_err(|e| verdict.error().unwrap_or_else(|| to_s3(e)))?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: etag_out(w.etag.as_deref()),
             ..Default::default()

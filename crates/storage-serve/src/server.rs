@@ -116,7 +116,8 @@ impl Server {
             Some(a) => Some(bind(a, "admin").await?),
             None => None,
         };
-        let s3 = StrataS3::new(self.catalog.clone(), self.policy.clone());
+        let s3 = StrataS3::new(self.catalog.clone(), self.policy.clone())
+            .with_max_conditional_bytes(self.config.max_conditional_bytes);
         let mut b = S3ServiceBuilder::new(s3);
         if self.policy.enabled() {
             b.set_auth(Auth(self.policy.clone()));

@@ -422,3 +422,134 @@ out = result
     a.stop().await;
     b.stop().await;
 }
+
+/// Conditional writes over one part (8 MiB): a 20 MiB multipart completion and PutObject
+/// with If-None-Match: * or If-Match are applied atomically (held whole, one conditional
+/// write), a failed condition leaves the old object as it was, racing completions have one
+/// winner, and a body over `max_conditional_bytes` is refused before anything is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conditional_multipart_complete_and_put_over_one_part() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&fs_config(&["media"]), dir.path()).await;
+    let small_dir = tempfile::tempdir().unwrap();
+    let small = start(
+        &format!(
+            "[serve]\nmax_conditional_bytes = 16777216\n{}",
+            fs_config(&["media"])
+        ),
+        small_dir.path(),
+    )
+    .await;
+    let out = run_python(
+        &py,
+        r#"
+import hashlib, random
+MiB = 1024 * 1024
+rnd = random.Random(18)
+data = rnd.randbytes(20 * MiB)
+
+def upload(c, key, body, part=5 * MiB):
+    up = c.create_multipart_upload(Bucket="media", Key=key, ContentType="application/x-big", Metadata={"v": "new"})["UploadId"]
+    parts = []
+    for i in range(0, len(body), part):
+        n = len(parts) + 1
+        e = c.upload_part(Bucket="media", Key=key, UploadId=up, PartNumber=n, Body=body[i:i + part])["ETag"]
+        parts.append({"PartNumber": n, "ETag": e})
+    return up, {"Parts": parts}
+
+def complete(c, key, up, parts, **cond):
+    return c.complete_multipart_upload(Bucket="media", Key=key, UploadId=up, MultipartUpload=parts, **cond)
+
+def state(c, key):
+    g = c.get_object(Bucket="media", Key=key)
+    body = g["Body"].read()
+    return [len(body), hashlib.sha256(body).hexdigest() == hashlib.sha256(data).hexdigest(), g["ETag"], g.get("Metadata", {})]
+
+old = s3.put_object(Bucket="media", Key="big", Body=b"old", Metadata={"v": "old"})["ETag"]
+up, parts = upload(s3, "big", data)
+out["create_on_existing"] = code(complete, s3, "big", up, parts, IfNoneMatch="*")
+out["after_create"] = state(s3, "big")[:2] + [state(s3, "big")[2] == old, state(s3, "big")[3]]
+out["wrong_if_match"] = code(complete, s3, "big", up, parts, IfMatch='"not-the-etag"')
+out["after_wrong"] = state(s3, "big")[:2] + [state(s3, "big")[2] == old]
+r = complete(s3, "big", up, parts, IfMatch=old)
+after = state(s3, "big")
+out["right_if_match"] = [r["ResponseMetadata"]["HTTPStatusCode"], after[0], after[1], after[2] == r["ETag"], after[3]]
+out["upload_gone"] = code(s3.list_parts, Bucket="media", Key="big", UploadId=up)
+out["old_etag_now"] = code(complete, s3, "big", *upload(s3, "big", data), IfMatch=old)
+up, parts = upload(s3, "fresh", data)
+out["create_new"] = complete(s3, "fresh", up, parts, IfNoneMatch="*")["ResponseMetadata"]["HTTPStatusCode"]
+out["fresh"] = state(s3, "fresh")[:2]
+
+# PutObject bodies over one part.
+out["put_create_existing"] = code(s3.put_object, Bucket="media", Key="fresh", Body=data, IfNoneMatch="*")
+cur = s3.head_object(Bucket="media", Key="fresh")["ETag"]
+out["put_wrong"] = code(s3.put_object, Bucket="media", Key="fresh", Body=data[::-1], IfMatch=old)
+p = s3.put_object(Bucket="media", Key="fresh", Body=data[::-1], IfMatch=cur)
+g = s3.get_object(Bucket="media", Key="fresh")
+out["put_right"] = [p["ResponseMetadata"]["HTTPStatusCode"], g["Body"].read() == data[::-1], g["ETag"] == p["ETag"]]
+out["put_create_new"] = s3.put_object(Bucket="media", Key="fresh2", Body=data, IfNoneMatch="*")["ResponseMetadata"]["HTTPStatusCode"]
+
+# Eight racing 9 MiB completions with the same If-Match: one winner.
+seed = s3.put_object(Bucket="media", Key="race", Body=b"seed")["ETag"]
+clients = [client() for _ in range(8)]
+bodies = [bytes([i]) * (9 * MiB) for i in range(8)]
+ups = [upload(clients[i], "race", bodies[i]) for i in range(8)]
+barrier = threading.Barrier(8)
+statuses = [None] * 8
+def go(i):
+    barrier.wait()
+    try:
+        complete(clients[i], "race", *ups[i], IfMatch=seed)
+        statuses[i] = 200
+    except ClientError as e:
+        statuses[i] = e.response["ResponseMetadata"]["HTTPStatusCode"]
+ts = [threading.Thread(target=go, args=(i,)) for i in range(8)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+won = [i for i, s in enumerate(statuses) if s == 200]
+body = s3.get_object(Bucket="media", Key="race")["Body"].read()
+out["race"] = [statuses.count(200), statuses.count(412), len(won) == 1 and body == bodies[won[0]]]
+
+# Over the budget: refused before anything is written.
+small = client(os.environ["SMALL"])
+small.put_object(Bucket="media", Key="big", Body=b"old")
+up, parts = upload(small, "big", data)
+out["over_budget"] = code(complete, small, "big", up, parts, IfNoneMatch="*")
+out["over_budget_put"] = code(small.put_object, Bucket="media", Key="other", Body=data, IfNoneMatch="*")
+out["over_budget_left"] = [small.get_object(Bucket="media", Key="big")["Body"].read().decode(), code(small.head_object, Bucket="media", Key="other")]
+out["unconditional_still_streams"] = complete(small, "big", up, parts)["ResponseMetadata"]["HTTPStatusCode"]
+"#,
+        &[("EP", &server.endpoint), ("SMALL", &small.endpoint)],
+    )
+    .await;
+    assert_eq!(
+        out["create_on_existing"],
+        json!(["PreconditionFailed", 412])
+    );
+    assert_eq!(out["after_create"], json!([3, false, true, {"v": "old"}]));
+    assert_eq!(out["wrong_if_match"], json!(["PreconditionFailed", 412]));
+    assert_eq!(out["after_wrong"], json!([3, false, true]));
+    assert_eq!(
+        out["right_if_match"],
+        json!([200, 20 * 1024 * 1024, true, true, {"v": "new"}])
+    );
+    assert_eq!(out["upload_gone"], json!(["NoSuchUpload", 404]));
+    assert_eq!(out["old_etag_now"], json!(["PreconditionFailed", 412]));
+    assert_eq!(out["create_new"], 200);
+    assert_eq!(out["fresh"], json!([20 * 1024 * 1024, true]));
+    assert_eq!(
+        out["put_create_existing"],
+        json!(["PreconditionFailed", 412])
+    );
+    assert_eq!(out["put_wrong"], json!(["PreconditionFailed", 412]));
+    assert_eq!(out["put_right"], json!([200, true, true]));
+    assert_eq!(out["put_create_new"], 200);
+    assert_eq!(out["race"], json!([1, 7, true]));
+    assert_eq!(out["over_budget"], json!(["EntityTooLarge", 400]));
+    assert_eq!(out["over_budget_put"], json!(["EntityTooLarge", 400]));
+    assert_eq!(out["over_budget_left"], json!(["old", ["404", 404]]));
+    assert_eq!(out["unconditional_still_streams"], 200);
+    server.stop().await;
+    small.stop().await;
+}
