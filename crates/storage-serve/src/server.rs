@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -296,6 +297,11 @@ async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> 
     let method = req.method().clone();
     // The path only: a presigned URL's query carries a signature, which stays out of logs.
     let path = req.uri().path().to_string();
+    // A response sent before the request body was read to its end must close the
+    // connection (see `Tracked`); requests without a body, and HTTP/2 streams, need nothing.
+    let ended = (req.version() <= hyper::Version::HTTP_11
+        && !hyper::body::Body::is_end_stream(req.body()))
+    .then(|| Arc::new(AtomicBool::new(false)));
     let Ok(_permit) = state.permits.acquire().await else {
         return s3_error_response(S3ErrorCode::ServiceUnavailable, "shutting down".into());
     };
@@ -323,7 +329,16 @@ async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> 
             _ => None,
         };
         let max = usize::try_from(state.max_body).unwrap_or(usize::MAX);
-        let req = req.map(|b| Body::http_body_unsync(Limited::new(b, max)));
+        let req = req.map(|b| {
+            let inner = Limited::new(b, max);
+            match &ended {
+                Some(ended) => Body::http_body_unsync(Tracked {
+                    inner,
+                    ended: ended.clone(),
+                }),
+                None => Body::http_body_unsync(inner),
+            }
+        });
         match tokio::time::timeout(state.timeout, state.service.call(req)).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
@@ -339,6 +354,13 @@ async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> 
             ),
         }
     };
+    let mut resp = resp;
+    if ended.is_some_and(|e| !e.load(Ordering::Acquire)) {
+        resp.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+    }
     crate::metrics::in_flight(-1.0);
     let took = start.elapsed();
     let status = resp.status().as_u16();
@@ -353,6 +375,55 @@ async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> 
         "request"
     );
     resp
+}
+
+/// A request body that records whether it was read to its end.
+///
+/// An operation may answer before it reads the body (`NoSuchUpload` for a part, a failed
+/// precondition, a refused size). The connection must then close: a client that sent
+/// `Expect: 100-continue` and got that final answer never sends the body it declared (boto3
+/// does this on every PutObject and UploadPart) yet keeps the connection for its next
+/// request, and hyper, draining the unread body once the answer is out, would take that many
+/// bytes of the next request as body. A HEAD that follows a refused 1-byte part then arrives
+/// as `EAD /bucket/key` and fails its signature check: 403 instead of 404, when the next
+/// request is sent before the drain, as happens under load. With `Connection: close` on such
+/// an answer, the client opens a new connection for its next request.
+struct Tracked<B> {
+    inner: B,
+    ended: Arc<AtomicBool>,
+}
+
+impl<B> hyper::body::Body for Tracked<B>
+where
+    B: hyper::body::Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<hyper::body::Frame<B::Data>, B::Error>>> {
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        let at_end = match &polled {
+            std::task::Poll::Ready(None) => true,
+            std::task::Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
+            _ => false,
+        };
+        if at_end {
+            this.ended.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 async fn admin_loop(

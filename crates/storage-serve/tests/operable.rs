@@ -134,3 +134,51 @@ async fn shutdown_lets_an_in_flight_download_finish_and_refuses_new_connections(
         .await;
     assert!(after.is_err(), "a stopped server accepts nothing");
 }
+
+/// boto3 sends `Expect: 100-continue` on every PutObject and UploadPart, and when the answer
+/// comes before the body (a part for an unknown upload: `NoSuchUpload`), it never sends the
+/// body it declared but keeps the connection. The server must then close it: otherwise the
+/// first bytes of the client's next request are read as that body (a HEAD arrived as `EAD`,
+/// failed its signature check, and boto3 saw 403 instead of 404 under load). Here the next
+/// request is sent at once behind the first, so the server always has it in hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_answer_sent_before_the_body_was_read_closes_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(&config(""), dir.path()).await;
+    let addr = server.endpoint.strip_prefix("http://").unwrap().to_string();
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(
+        b"PUT /media/k?partNumber=2&uploadId=0123456789abcdef0123456789abcdef HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\nexpect: 100-continue\r\n\r\nHEAD /media/missing HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out).to_string();
+    assert!(read.is_ok(), "the server kept the connection open:\n{out}");
+    assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+    assert!(out.contains("<Code>NoSuchUpload</Code>"), "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches("HTTP/1.1 ").count(),
+        1,
+        "one answer; nothing read the next request's bytes as the body:\n{out}"
+    );
+    // A request whose body was read keeps its connection.
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"PUT /media/k HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\nxHEAD /media/k HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("answered")
+        .unwrap();
+    let out = String::from_utf8_lossy(&out).to_string();
+    assert_eq!(out.matches("HTTP/1.1 200").count(), 2, "{out}");
+    server.stop().await;
+}
