@@ -396,6 +396,7 @@ fn measured_stream<I: Send + 'static>(
             }
         }
     })
+    .fuse()
     .boxed()
 }
 

@@ -153,6 +153,7 @@ fn idle_limited<I: Send + 'static>(
             }
         }
     })
+    .fuse()
     .boxed()
 }
 

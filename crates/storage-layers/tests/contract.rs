@@ -194,3 +194,106 @@ async fn a_failed_conditional_delete_is_repeated_by_the_bucket_not_the_retry_lay
     // Each failure was followed by exactly one more attempt (by Bucket), none by the layer.
     assert_eq!(attempts, 20 + failed, "{stats:?}");
 }
+
+/// A store that sends an empty object's body as no chunk at all, as S3 does (memory sends
+/// one empty chunk).
+#[derive(Debug)]
+struct NoChunkForEmpty {
+    inner: Arc<dyn StrataStore>,
+}
+
+impl std::fmt::Display for NoChunkForEmpty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NoChunkForEmpty({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for NoChunkForEmpty {
+    storage_core::forward_object_store!(@methods inner:
+        put_opts, put_multipart_opts, get_ranges, delete_stream, list, list_with_offset,
+        list_with_delimiter, copy_opts, rename_opts);
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        let mut r = self.inner.get_opts(location, options).await?;
+        if r.meta.size == 0 {
+            r.payload = object_store::GetResultPayload::Stream(Box::pin(futures::stream::empty()));
+        }
+        Ok(r)
+    }
+}
+
+#[async_trait::async_trait]
+impl StrataStore for NoChunkForEmpty {
+    fn capabilities(&self) -> storage_core::Capabilities {
+        self.inner.capabilities()
+    }
+    async fn delete_if_match(
+        &self,
+        location: &object_store::path::Path,
+        etag: &str,
+    ) -> object_store::Result<()> {
+        self.inner.delete_if_match(location, etag).await
+    }
+    async fn presign(
+        &self,
+        method: PresignMethod,
+        location: &object_store::path::Path,
+        expires_in: Duration,
+    ) -> object_store::Result<url::Url> {
+        self.inner.presign(method, location, expires_in).await
+    }
+}
+
+/// Every layer's body and listing streams end cleanly and stay ended: `object_store`'s
+/// `GetResult::bytes()` polls a body once more after its end, and an unfused stream panicked
+/// there ("Unfold must not be polled after it returned Poll::Ready(None)") for an empty
+/// object on S3.
+#[tokio::test]
+async fn empty_bodies_and_listings_end_cleanly_through_every_layer() {
+    use futures::StreamExt;
+    use object_store::{ObjectStoreExt, PutPayload, path::Path};
+    let layers: Vec<(&str, Box<dyn Layer>)> = vec![
+        ("retry", Box::new(RetryLayer::default())),
+        (
+            "timeout",
+            Box::new(TimeoutLayer::default().with_idle_timeout(Duration::from_secs(5))),
+        ),
+        ("limit", Box::new(ConcurrencyLimitLayer::new(4))),
+        ("breaker", Box::new(CircuitBreakerLayer::default())),
+        ("metrics", Box::new(MetricsLayer::new("m"))),
+        ("cache", Box::new(CacheLayer::default())),
+        ("chaos", Box::new(ChaosLayer::default())),
+        (
+            "compression",
+            Box::new(CompressionLayer::default().with_default(Codec::Gzip)),
+        ),
+        ("encryption", Box::new(EncryptionLayer::new(keyring()))),
+    ];
+    for (name, layer) in layers {
+        let store = layer.layer(Arc::new(NoChunkForEmpty {
+            inner: Arc::new(MemoryStore::new()),
+        }));
+        let empty = Path::from("empty");
+        store.put(&empty, PutPayload::default()).await.unwrap();
+        let body = store.get(&empty).await.unwrap().bytes().await;
+        assert_eq!(body.unwrap().len(), 0, "{name}");
+        let mut listing = store.list(Some(&Path::from("nothing-here")));
+        assert!(listing.next().await.is_none(), "{name}");
+        assert!(
+            listing.next().await.is_none(),
+            "{name}: polled after its end"
+        );
+        let mut listing = store.list(None);
+        assert!(listing.next().await.is_some(), "{name}");
+        assert!(listing.next().await.is_none(), "{name}");
+        assert!(
+            listing.next().await.is_none(),
+            "{name}: polled after its end"
+        );
+    }
+}

@@ -97,6 +97,7 @@ pub(super) fn resumable_list<T: StrataStore>(
             }
         }
     })
+    .fuse()
     .boxed()
 }
 
@@ -189,7 +190,7 @@ pub(super) fn resumable<T: StrataStore>(
             }
         }
     });
-    meta.with_stream(s.boxed())
+    meta.with_stream(s.fuse().boxed())
 }
 
 #[cfg(test)]
