@@ -245,7 +245,7 @@ where
 {
     /// A collection in `bucket` whose keys follow `scheme` (e.g. `assistants/{id}.json`).
     ///
-    /// Fails with [`StorageError::NotSupported`] when the bucket's [`Capabilities`] lack
+    /// Fails with [`StorageError::NotSupported`] when the bucket's [`Capabilities`](storage_core::Capabilities) lack
     /// atomic conditional puts, and with [`StorageError::InvalidConfig`] naming the template
     /// when `scheme` is not valid.
     pub fn new(bucket: &Bucket, scheme: &str) -> Result<Self> {

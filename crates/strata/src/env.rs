@@ -40,7 +40,7 @@ impl Strata {
     /// | `STRATA_SSE_KMS_KEY_ID` | KMS key id or ARN | the key for `aws:kms` (alone, it implies `aws:kms`) |
     /// | `STRATA_SSE_CUSTOMER_KEY` | base64 of 32 bytes | the key for `sse-c` |
     ///
-    /// A bad value is an [`InvalidConfig`](StorageError::InvalidConfig) naming the variable.
+    /// A bad value is an [`InvalidConfig`](crate::StorageError::InvalidConfig) naming the variable.
     /// These variables are refused where they would be ignored: beside `STRATA_CONFIG`
     /// (write `[layers.compression]` or the connection's `encryption` in the file instead)
     /// and in the embedded default (whose buckets are created on demand).

@@ -23,7 +23,7 @@ use super::{ConditionalDelete, etag_eq};
 ///
 /// `object_store`'s `InMemory` cannot delete conditionally, and wrapping it to add that
 /// cost every call a second lock and a second boxed future; this store keeps the objects
-/// itself, so [`ConditionalDelete::delete_if_match`] is as atomic as the conditional puts
+/// itself, so [`StrataStore::delete_if_match`](crate::StrataStore::delete_if_match) is as atomic as the conditional puts
 /// and a call costs one lock. ETags are a counter, `"1"`, `"2"`, ..., as in `InMemory`.
 ///
 /// ```

@@ -130,7 +130,7 @@ pub struct Listing {
     pub prefixes: Vec<String>,
 }
 
-/// Result of [`Bucket::delete_many`].
+/// Result of [`Bucket::delete_many`](crate::Bucket::delete_many).
 #[derive(Debug, Default)]
 pub struct DeleteReport {
     /// Keys deleted (or already absent).
@@ -148,7 +148,7 @@ pub struct BucketStats {
     pub bytes: u64,
 }
 
-/// Result of [`Bucket::health`].
+/// Result of [`Bucket::health`](crate::Bucket::health).
 #[derive(Debug, Clone, Serialize)]
 pub struct Health {
     /// Bucket name.
