@@ -267,7 +267,7 @@ fn routed_records(ctx: &Ctx, collection: &str) -> CliResult<VersionedRecords<Val
     };
     let router = ctx.strata.router().map_err(unrouted)?;
     let scoped = |route: &str| -> CliResult<storage_core::Bucket> {
-        Ok(router.route(route).map_err(unrouted)?)
+        router.route(route).map_err(unrouted)
     };
     let layout = RecordLayout {
         head: "{collection}/{id}/head.json".into(),
