@@ -3,13 +3,11 @@
 
 use storage_core::config::Env;
 use strata::Strata;
+use strata_testkit::ServerEnv;
 
-#[tokio::test]
-async fn seed_002_storage_provider_s3() {
-    let Some(server) = strata_testkit::moto_env() else {
-        return;
-    };
-    let env = Env::from_pairs([
+/// Seed 002's variables for an S3 bucket on the moto server.
+fn seed_002_on_moto(server: &ServerEnv) -> Vec<(&'static str, &str)> {
+    vec![
         ("STORAGE_PROVIDER", "s3"),
         ("STORAGE_BUCKET", server.bucket.as_str()),
         ("STORAGE_REGION", "us-east-1"),
@@ -17,10 +15,21 @@ async fn seed_002_storage_provider_s3() {
         ("AWS_SECRET_ACCESS_KEY", server.secret_key.expose()),
         ("AWS_ENDPOINT", server.endpoint.as_str()),
         ("AWS_ALLOW_HTTP", "true"),
+    ]
+}
+
+#[tokio::test]
+async fn seed_002_storage_provider_s3() {
+    let Some(server) = strata_testkit::moto_env() else {
+        return;
+    };
+    let mut pairs = seed_002_on_moto(&server);
+    pairs.extend([
         ("STORAGE_CDN_URL", "https://cdn.example.com"),
         ("STORAGE_MAX_RETRIES", "2"),
         ("STORAGE_TIMEOUT", "10000"),
     ]);
+    let env = Env::from_pairs(pairs);
     let strata = Strata::from_env_vars(&env).unwrap();
     let b = strata.bucket("default").unwrap();
     let key = format!("{}/seed002.txt", strata_testkit::run_prefix("env"));
@@ -145,18 +154,12 @@ async fn seed_002_env_turns_on_compression_and_sse() {
         ("AES256", None, "AES256"),
         ("aws:kms", Some(kms_key), "aws:kms"),
     ] {
-        let mut pairs = vec![
-            ("STORAGE_PROVIDER", "s3"),
-            ("STORAGE_BUCKET", server.bucket.as_str()),
-            ("STORAGE_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", server.access_key.as_str()),
-            ("AWS_SECRET_ACCESS_KEY", server.secret_key.expose()),
-            ("AWS_ENDPOINT", server.endpoint.as_str()),
-            ("AWS_ALLOW_HTTP", "true"),
+        let mut pairs = seed_002_on_moto(&server);
+        pairs.extend([
             ("STRATA_COMPRESSION", "gzip"),
             ("STRATA_COMPRESSION_LEVEL", "9"),
             ("STRATA_SSE", sse),
-        ];
+        ]);
         if let Some(k) = kms {
             pairs.push(("STRATA_SSE_KMS_KEY_ID", k));
         }
