@@ -80,7 +80,7 @@ fn main() {
         let rounds = if quick { 3 } else { 9 };
         println!("strata serve vs s3s-fs, same folder, same client, {rounds} rounds, 16 in flight");
         println!(
-            "{:<22} {:>12} {:>12} {:>8}",
+            "{:<22} {:>12} {:>12} {:>8}   spread of the per-round ratios",
             "op", "strata/s", "s3s-fs/s", "ratio"
         );
         for (size, label, n) in [(4096usize, "4 KiB", 400usize), (1 << 20, "1 MiB", 64)] {
@@ -103,11 +103,14 @@ fn main() {
                 }
                 let row = format!("{op} {label}");
                 let ratio = median(&mut ratios);
+                // `median` sorted the ratios: the spread is first to last.
                 println!(
-                    "{row:<22} {:>12.0} {:>12.0} {:>7.2}x",
+                    "{row:<22} {:>12.0} {:>12.0} {:>7.2}x   (rounds {:.2}-{:.2})",
                     median(&mut a_rates),
                     median(&mut b_rates),
-                    ratio
+                    ratio,
+                    ratios[0],
+                    ratios[ratios.len() - 1]
                 );
                 bench_line(&row, ratio, "x", 0.9, "higher", rounds);
             }
