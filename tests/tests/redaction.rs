@@ -1,28 +1,13 @@
 //! Secrets never appear in Debug, Display, serialised config or tracing output.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use storage_core::Secret;
 use storage_r2::R2Config;
 use storage_s3::{S3Config, ServerSideEncryption};
 use strata::Strata;
+use strata_testkit::tracing_capture::Captured;
 
 const SECRET: &str = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY";
 const SSE_C: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // 32 bytes
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[test]
 fn secrets_never_print() {
@@ -56,19 +41,13 @@ fn secrets_never_print() {
     let r2_bucket = r2.build("proofs").unwrap();
 
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    captured.with_default(tracing::Level::TRACE, || {
         tracing::info!(?s3, ?r2, "configs");
         tracing::info!(bucket = ?s3_bucket, r2 = ?r2_bucket, strata = ?strata, "handles");
         // Building logs too.
         let _ = s3.build("again").unwrap();
     });
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("configs") && logs.contains("handles"),
         "the subscriber captured the events"

@@ -507,44 +507,18 @@ fn info_lists_routes_sources_tenants_and_providers() {
     assert_eq!(json["origin"], ORIGIN);
 }
 
-/// Collects what `tracing` writes, for asserting on warnings.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn the_legacy_bucket_logs_a_deprecation_warning() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    // `tracing_subscriber::fmt()` records up to INFO unless told otherwise.
+    let captured = strata_testkit::tracing_capture::Captured::default();
+    captured.with_default(tracing::Level::INFO, || {
         build("[routes.records]\nbucket = \"data\"", &["data"]).unwrap();
     });
-    assert!(
-        captured.0.lock().unwrap().is_empty(),
-        "no warning without the legacy form"
-    );
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    assert!(captured.is_empty(), "no warning without the legacy form");
+    captured.with_default(tracing::Level::INFO, || {
         build("bucket = \"data\"", &["data"]).unwrap();
     });
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     assert!(log.contains("WARN") && log.contains("deprecated"), "{log}");
     assert!(
         log.contains("[routes.records]") && log.contains(ORIGIN),

@@ -3,9 +3,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::{python, run_python, start};
 use serde_json::json;
 
@@ -44,38 +41,9 @@ secret_key = "acme-secret-1a2b3c"
 buckets = ["acme"]
 "#;
 
-/// Everything logged while the tests of this file run.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_logs() -> Captured {
-    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Captured::default();
-        let writer = logs.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .init();
-        logs
-    })
-    .clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn signatures_presigned_urls_tenants_and_anonymous_reads() {
-    let logs = capture_logs();
+    let logs = strata_testkit::tracing_capture::Captured::global();
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let server = start(AUTH_CONFIG, dir.path()).await;
@@ -160,7 +128,7 @@ out["anonymous_list_buckets"] = fetch(f"{ep}/")[0]
     assert_eq!(out["anonymous_list_buckets"], 403);
     server.stop().await;
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         logs.contains("strata_serve::access"),
         "the access log reaches tracing"

@@ -19,6 +19,7 @@
 //!   [`linearizability::History`] to record calls and returns from many tasks or processes.
 //! - [`bench`]: the `BENCH {json}` result lines the benchmarks print for
 //!   `cargo xtask bench --report`, and the `STRATA_BENCH_QUICK` knob.
+//! - [`tracing_capture::Captured`]: what `tracing` writes, as text, for tests on logs.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -42,6 +43,7 @@ mod counting;
 pub mod fault_proxy;
 pub mod linearizability;
 mod signing;
+pub mod tracing_capture;
 
 pub use counting::CountingStore;
 pub use signing::FakeSigningStore;
