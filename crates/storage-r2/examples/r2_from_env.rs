@@ -6,8 +6,9 @@
 //! Builds an [`R2Config`] from `R2_*` variables (given as pairs here; `Env::process()`
 //! reads the real environment), shows the S3 settings it turns into (account endpoint,
 //! region `auto`, EU jurisdiction endpoint), and the resulting `Bucket`: provider,
-//! capabilities (batch deletes capped at R2's 700 keys), the CDN URL of a key and a
-//! presigned GET URL (signed locally: no request is sent, no real credentials needed).
+//! capabilities (batch deletes capped at R2's 700 keys, no conditional delete), the CDN
+//! URL of a key and a presigned GET URL (signed locally: no request is sent, no real
+//! credentials needed).
 
 use std::time::Duration;
 
@@ -53,32 +54,29 @@ async fn main() -> storage_core::Result<()> {
     println!("EU jurisdiction endpoint: {}", eu.endpoint_url());
     assert!(eu.endpoint_url().contains(".eu.r2.cloudflarestorage.com"));
 
+    // What R2 does differently shows in the capabilities: smaller delete batches and no
+    // conditional DeleteObject.
     let bucket = r2.build("proofs")?;
     let caps = bucket.capabilities();
     println!(
-        "bucket {:?}: provider {}, create-if-absent {}, put-if-match {}, presign {}, batch delete of {}",
+        "bucket {:?} on {}: batch delete of {} keys, delete-if-match {}",
         bucket.name(),
         bucket.provider(),
-        caps.create_if_absent,
-        caps.put_if_match,
-        caps.presign,
-        caps.max_delete_batch
+        caps.max_delete_batch,
+        caps.delete_if_match
     );
     assert_eq!(bucket.provider(), "r2");
     assert_eq!(caps.max_delete_batch, R2_MAX_DELETE_BATCH);
+    assert!(!caps.delete_if_match);
 
-    let public = bucket.url_for("images/logo.png")?;
-    println!("url_for: {public}");
-    assert_eq!(public.as_str(), "https://cdn.example.com/images/logo.png");
-
+    let logo = "images/logo.png";
+    let public = bucket.url_for(logo)?;
+    let five_minutes = Duration::from_secs(300);
     let get = bucket
-        .presign(
-            PresignMethod::Get,
-            "images/logo.png",
-            Duration::from_secs(300),
-        )
+        .presign(PresignMethod::Get, logo, five_minutes)
         .await?;
-    println!("presigned GET (5 min): {get}");
+    println!("url_for: {public}\npresigned GET (5 min): {get}");
+    assert_eq!(public.as_str(), "https://cdn.example.com/images/logo.png");
     assert!(get.as_str().contains(".r2.cloudflarestorage.com"));
     assert!(get.as_str().contains("X-Amz-Signature="));
     assert!(!get.as_str().contains(SECRET));
