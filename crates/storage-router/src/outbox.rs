@@ -564,11 +564,7 @@ impl Outbox {
             intent: true,
             format: ENTRY_FORMAT,
         };
-        self.inner
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(entry.id.clone());
+        self.in_flight().insert(entry.id.clone());
         let ticket = Ticket {
             outbox: self.clone(),
             entry,
@@ -586,14 +582,17 @@ impl Outbox {
         Ok(ticket)
     }
 
-    /// Whether this process knows of an entry owing `key` (besides running writes).
-    pub(crate) fn is_owed(&self, key: &str) -> bool {
-        let in_flight = self
-            .inner
+    /// The ids of the writes running in this process (a poisoned lock still holds them).
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.inner
             .in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
+    }
+
+    /// Whether this process knows of an entry owing `key` (besides running writes).
+    pub(crate) fn is_owed(&self, key: &str) -> bool {
+        let in_flight = self.in_flight().clone();
         self.with_index(|i| {
             i.values()
                 .any(|e| !in_flight.contains(&e.id) && (e.keys.iter().any(|k| k == key)))
@@ -687,12 +686,7 @@ impl Outbox {
         let members = self.attached()?.clone();
         self.index().await?;
         let epoch = self.inner.hint.lock().unwrap_or_else(|p| p.into_inner()).1;
-        let in_flight = self
-            .inner
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let in_flight = self.in_flight().clone();
         let entries: Vec<OwedWrite> = match key {
             None => self.pending().await?,
             Some(k) => {
@@ -726,25 +720,31 @@ impl Outbox {
                 i.insert(e.id.clone(), e.clone());
             }
         });
-        let mut report = ReplayReport {
-            entries: entries.len(),
-            ..Default::default()
+        let mut run = Replay {
+            members: &members,
+            down: BTreeSet::new(),
+            report: ReplayReport {
+                entries: entries.len(),
+                ..Default::default()
+            },
         };
-        let mut down: BTreeSet<String> = BTreeSet::new();
         let total = entries.len();
         for (n, e) in entries.iter().enumerate() {
-            let left = self.replay_entry(e, &members, &mut down, &mut report).await;
+            let left = self.replay_entry(e, &mut run).await;
             match left {
                 None => self.remove(&e.id).await?,
                 Some(rest) => {
                     if rest != *e {
                         self.record(&rest).await?;
                     }
-                    report.pending += 1;
+                    run.report.pending += 1;
                 }
             }
             progress(n + 1, total);
         }
+        let Replay {
+            down, mut report, ..
+        } = run;
         report.unavailable = down.into_iter().collect();
         if key.is_none() && report.pending == 0 {
             let mut hint = self.inner.hint.lock().unwrap_or_else(|p| p.into_inner());
@@ -755,31 +755,15 @@ impl Outbox {
         Ok(report)
     }
 
-    fn member<'a>(members: &'a Members, name: &str) -> Option<&'a Arc<dyn ObjectStore>> {
-        members.iter().find(|(n, _)| n == name).map(|(_, s)| s)
-    }
-
     /// Replay one entry; what is still owed afterwards, if anything.
-    async fn replay_entry(
-        &self,
-        e: &OwedWrite,
-        members: &Members,
-        down: &mut BTreeSet<String>,
-        report: &mut ReplayReport,
-    ) -> Option<OwedWrite> {
+    async fn replay_entry(&self, e: &OwedWrite, run: &mut Replay<'_>) -> Option<OwedWrite> {
         match e.op {
-            OwedOp::Delete => self.replay_delete(e, members, down, report).await,
-            OwedOp::Put | OwedOp::Copy => self.replay_put(e, members, down, report).await,
+            OwedOp::Delete => self.replay_delete(e, run).await,
+            OwedOp::Put | OwedOp::Copy => self.replay_put(e, run).await,
         }
     }
 
-    async fn replay_delete(
-        &self,
-        e: &OwedWrite,
-        members: &Members,
-        down: &mut BTreeSet<String>,
-        report: &mut ReplayReport,
-    ) -> Option<OwedWrite> {
+    async fn replay_delete(&self, e: &OwedWrite, run: &mut Replay<'_>) -> Option<OwedWrite> {
         let mut keys_left = BTreeSet::new();
         let mut owed_left = BTreeSet::new();
         // An intent: the delete may have landed anywhere. Finish it where copies are no
@@ -788,27 +772,22 @@ impl Outbox {
             let mut holders = 0;
             let mut plan = Vec::new();
             for name in &e.owed_to {
-                let Some(store) = Self::member(members, name) else {
+                let Some(store) = run.member(name) else {
                     continue;
                 };
-                if down.contains(name) {
+                if run.down.contains(name) {
                     keys_left.insert(key.clone());
                     owed_left.insert(name.clone());
                     continue;
                 }
                 match probe(name, store.as_ref(), key).await {
-                    Ok(Probe::Absent) => report.already += 1,
+                    Ok(Probe::Absent) => run.report.already += 1,
                     Ok(Probe::Present(meta, attrs)) => {
                         holders += 1;
                         plan.push((name.clone(), store.clone(), meta, attrs));
                     }
-                    Err(err) if is_unavailable(&err) => {
-                        down.insert(name.clone());
-                        keys_left.insert(key.clone());
-                        owed_left.insert(name.clone());
-                    }
                     Err(err) => {
-                        report.failed.push(note(key, name, err.to_string()));
+                        run.failed(err, key, name);
                         keys_left.insert(key.clone());
                         owed_left.insert(name.clone());
                     }
@@ -820,13 +799,13 @@ impl Outbox {
             }
             for (name, store, meta, attrs) in plan {
                 match age_of(&meta, &attrs, &e.id) {
-                    Age::Newer => report.kept_newer.push(note(
+                    Age::Newer => run.report.kept_newer.push(note(
                         key,
                         &name,
                         "written there after the delete; kept".into(),
                     )),
                     Age::Same => {
-                        report.undecided.push(note(
+                        run.report.undecided.push(note(
                             key,
                             &name,
                             "written there in the same second as the delete: cannot tell which came last; left owed".into(),
@@ -835,14 +814,11 @@ impl Outbox {
                         owed_left.insert(name.clone());
                     }
                     Age::Older => match store.delete(&Path::from(key.as_str())).await {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => report.delivered += 1,
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                            run.report.delivered += 1
+                        }
                         Err(err) => {
-                            let err = os_err(&name, err);
-                            if is_unavailable(&err) {
-                                down.insert(name.clone());
-                            } else {
-                                report.failed.push(note(key, &name, err.to_string()));
-                            }
+                            run.failed(os_err(&name, err), key, &name);
                             keys_left.insert(key.clone());
                             owed_left.insert(name.clone());
                         }
@@ -866,16 +842,10 @@ impl Outbox {
         })
     }
 
-    async fn replay_put(
-        &self,
-        e: &OwedWrite,
-        members: &Members,
-        down: &mut BTreeSet<String>,
-        report: &mut ReplayReport,
-    ) -> Option<OwedWrite> {
+    async fn replay_put(&self, e: &OwedWrite, run: &mut Replay<'_>) -> Option<OwedWrite> {
         let key = e.keys.first()?.as_str();
         if e.op == OwedOp::Copy && e.intent {
-            return self.replay_intent_copy(e, key, members, down, report).await;
+            return self.replay_intent_copy(e, key, run).await;
         }
         // 1. The surviving copy: the holder's copy if it still has the recorded ETag; for an
         //    intent, the first member whose copy carries this write's stamp.
@@ -886,10 +856,10 @@ impl Outbox {
         let mut source = None;
         let mut holder_down = false;
         for name in candidates {
-            let Some(store) = Self::member(members, name) else {
+            let Some(store) = run.member(name) else {
                 continue;
             };
-            if down.contains(name) {
+            if run.down.contains(name) {
                 holder_down = true;
                 continue;
             }
@@ -909,11 +879,11 @@ impl Outbox {
                 }
                 Ok(Probe::Absent) => {}
                 Err(err) if is_unavailable(&err) => {
-                    down.insert(name.clone());
+                    run.down.insert(name.clone());
                     holder_down = true;
                 }
                 Err(err) => {
-                    report.failed.push(note(key, name, err.to_string()));
+                    run.report.failed.push(note(key, name, err.to_string()));
                     return Some(e.clone());
                 }
             }
@@ -924,21 +894,17 @@ impl Outbox {
             }
             // No copy carries this write any more: a later write or delete replaced it
             // (owed or delivered by its own entry), or the write never landed.
-            report.superseded += 1;
+            run.report.superseded += 1;
             return None;
         };
         let (bytes, src_meta, attrs) = match fetch(&src_name, src.as_ref(), key).await {
             Ok(v) => v,
             Err(err) if err.is_not_found() => {
-                report.superseded += 1;
+                run.report.superseded += 1;
                 return None;
             }
             Err(err) => {
-                if is_unavailable(&err) {
-                    down.insert(src_name.clone());
-                } else {
-                    report.failed.push(note(key, &src_name, err.to_string()));
-                }
+                run.failed(err, key, &src_name);
                 return Some(e.clone());
             }
         };
@@ -947,15 +913,15 @@ impl Outbox {
             .is_some_and(|t| src_meta.e_tag.as_ref() != Some(t))
         {
             // Replaced between the probe and the read.
-            report.superseded += 1;
+            run.report.superseded += 1;
             return None;
         }
         let mut owed_left = Vec::new();
         for name in e.owed_to.iter().filter(|n| **n != src_name) {
-            let Some(store) = Self::member(members, name) else {
+            let Some(store) = run.member(name) else {
                 continue;
             };
-            if down.contains(name) {
+            if run.down.contains(name) {
                 owed_left.push(name.clone());
                 continue;
             }
@@ -963,20 +929,20 @@ impl Outbox {
                 .deliver(e, key, name, store.as_ref(), &bytes, &attrs)
                 .await;
             match outcome {
-                Delivery::Delivered => report.delivered += 1,
-                Delivery::Merged => report.merged += 1,
-                Delivery::Already => report.already += 1,
-                Delivery::KeptNewer(why) => report.kept_newer.push(note(key, name, why)),
+                Delivery::Delivered => run.report.delivered += 1,
+                Delivery::Merged => run.report.merged += 1,
+                Delivery::Already => run.report.already += 1,
+                Delivery::KeptNewer(why) => run.report.kept_newer.push(note(key, name, why)),
                 Delivery::Undecided(why) => {
-                    report.undecided.push(note(key, name, why));
+                    run.report.undecided.push(note(key, name, why));
                     owed_left.push(name.clone());
                 }
                 Delivery::Unavailable => {
-                    down.insert(name.clone());
+                    run.down.insert(name.clone());
                     owed_left.push(name.clone());
                 }
                 Delivery::Failed(err) => {
-                    report.failed.push(note(key, name, err.to_string()));
+                    run.report.failed.push(note(key, name, err.to_string()));
                     owed_left.push(name.clone());
                 }
             }
@@ -999,14 +965,12 @@ impl Outbox {
         &self,
         e: &OwedWrite,
         key: &str,
-        members: &Members,
-        down: &mut BTreeSet<String>,
-        report: &mut ReplayReport,
+        run: &mut Replay<'_>,
     ) -> Option<OwedWrite> {
         let from = e.copy_from.as_deref()?;
         let mut owed_left = Vec::new();
         for name in &e.owed_to {
-            let Some(store) = Self::member(members, name) else {
+            let Some(store) = run.member(name) else {
                 continue;
             };
             let outcome = async {
@@ -1026,19 +990,15 @@ impl Outbox {
             }
             .await;
             match outcome {
-                Ok(Some(true)) => report.delivered += 1,
-                Ok(Some(false)) => report.kept_newer.push(note(
+                Ok(Some(true)) => run.report.delivered += 1,
+                Ok(Some(false)) => run.report.kept_newer.push(note(
                     key,
                     name,
                     format!("{name} holds a newer write; kept"),
                 )),
-                Ok(None) => report.already += 1,
+                Ok(None) => run.report.already += 1,
                 Err(err) => {
-                    if is_unavailable(&err) {
-                        down.insert(name.clone());
-                    } else {
-                        report.failed.push(note(key, name, err.to_string()));
-                    }
+                    run.failed(err, key, name);
                     owed_left.push(name.clone());
                 }
             }
@@ -1248,6 +1208,35 @@ fn describe_age(meta: &ObjectMeta, attrs: &Attributes) -> String {
     }
 }
 
+/// Member `name`'s store.
+fn member<'a>(members: &'a Members, name: &str) -> Option<&'a Arc<dyn ObjectStore>> {
+    members.iter().find(|(n, _)| n == name).map(|(_, s)| s)
+}
+
+/// What one replay run carries from entry to entry: the members, those found unavailable
+/// (not asked again in this run) and the report.
+struct Replay<'a> {
+    members: &'a Members,
+    down: BTreeSet<String>,
+    report: ReplayReport,
+}
+
+impl<'a> Replay<'a> {
+    fn member(&self, name: &str) -> Option<&'a Arc<dyn ObjectStore>> {
+        member(self.members, name)
+    }
+
+    /// A member's error: an outage marks the member down, so the rest of this run leaves it
+    /// alone; any other error is reported as failed for `key`.
+    fn failed(&mut self, err: StorageError, key: &str, name: &str) {
+        if is_unavailable(&err) {
+            self.down.insert(name.to_string());
+        } else {
+            self.report.failed.push(note(key, name, err.to_string()));
+        }
+    }
+}
+
 fn note(key: &str, bucket: &str, reason: String) -> ReplayNote {
     ReplayNote {
         key: key.to_string(),
@@ -1265,12 +1254,7 @@ pub(crate) struct Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.outbox
-            .inner
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.entry.id);
+        self.outbox.in_flight().remove(&self.entry.id);
     }
 }
 
@@ -1300,7 +1284,7 @@ impl Ticket {
             if etag.is_none()
                 && self.entry.op != OwedOp::Delete
                 && let (Ok(members), Some(key)) = (outbox.attached(), self.entry.keys.first())
-                && let Some(store) = Outbox::member(members, &held_by)
+                && let Some(store) = member(members, &held_by)
                 && let Ok(Probe::Present(meta, _)) = probe(&held_by, store.as_ref(), key).await
             {
                 etag = meta.e_tag;

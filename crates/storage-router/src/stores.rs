@@ -43,6 +43,24 @@ struct Member {
     store: Arc<dyn StrataStore>,
 }
 
+/// One write on a member's store, as the write paths pass it around.
+type MemberOp<'a, T> = &'a dyn Fn(Arc<dyn StrataStore>) -> BoxFuture<'static, OsResult<T>>;
+
+impl Member {
+    /// Runs `op` on this member's store; an error names the member. `op` is called at once,
+    /// so the returned future holds only the call's own future, not `op`.
+    fn call<T>(
+        &self,
+        op: MemberOp<'_, T>,
+    ) -> impl Future<Output = Result<T, StorageError>> + use<'_, T> {
+        let call = op(self.store.clone());
+        async move {
+            call.await
+                .map_err(|e| StorageError::from_object_store(&self.name, e))
+        }
+    }
+}
+
 /// The failure of a batch delete, as `path`'s own error: the same `object_store` variant,
 /// so callers still tell a refusal from an outage, with the batch's message.
 fn batch_failure(
@@ -60,6 +78,32 @@ fn batch_failure(
         E::Precondition { .. } => E::Precondition { path, source },
         _ => E::Generic { store, source },
     }
+}
+
+/// A put of `payload` at `location` with `opts`, as the write paths run it on each member.
+fn put_op<'a>(
+    location: &'a Path,
+    payload: &'a PutPayload,
+    opts: &'a PutOptions,
+) -> impl Fn(Arc<dyn StrataStore>) -> BoxFuture<'static, OsResult<PutResult>> + Send + Sync + 'a {
+    move |s| {
+        let (l, p, o) = (location.clone(), payload.clone(), opts.clone());
+        Box::pin(async move { s.put_opts(&l, p, o).await })
+    }
+}
+
+/// `opts` without its condition: what the copies after the deciding one are written with.
+fn overwrite(opts: &PutOptions) -> PutOptions {
+    PutOptions {
+        mode: PutMode::Overwrite,
+        ..opts.clone()
+    }
+}
+
+/// `kind` and the members' names joined by `sep`, e.g. `failover s3->r2`.
+fn label_of(kind: &str, stores: &[(String, Arc<dyn StrataStore>)], sep: &str) -> String {
+    let names: Vec<&str> = stores.iter().map(|(n, _)| n.as_str()).collect();
+    format!("{kind} {}", names.join(sep))
 }
 
 /// Keys per batch delete sent to a member: the smallest `DeleteObjects` limit among the
@@ -187,10 +231,7 @@ impl Core {
         let mut failures = Vec::new();
         let last = self.members.len() - 1;
         for (i, m) in self.members.iter().enumerate() {
-            let r = op(m.store.clone())
-                .await
-                .map_err(|e| StorageError::from_object_store(&m.name, e));
-            match r {
+            match m.call(&op).await {
                 Ok(v) => return Ok(v),
                 Err(e) if may_fail_over && i < last && is_unavailable(&e) => {
                     tracing::warn!(store = %self.label, bucket = %m.name, error = %e, "write failed; failing over to the next store");
@@ -233,9 +274,7 @@ impl Core {
         let mut results: Vec<(String, Result<T, StorageError>)> = Vec::new();
         let rest: &[Member] = if conditional {
             let p = self.primary();
-            let r = op(p.store.clone())
-                .await
-                .map_err(|e| StorageError::from_object_store(&p.name, e));
+            let r = p.call(&op).await;
             if let Err(e) = r {
                 return Err(e.into_object_store());
             }
@@ -244,25 +283,33 @@ impl Core {
         } else {
             &self.members
         };
-        let f: &dyn Fn(Arc<dyn StrataStore>) -> BoxFuture<'static, OsResult<T>> =
-            if conditional { &rest_op } else { &op };
-        let outcomes = join_all(rest.iter().map(|m| {
-            let fut = f(m.store.clone());
-            async move {
-                let r = fut
-                    .await
-                    .map_err(|e| StorageError::from_object_store(&m.name, e));
-                (m.name.clone(), r)
-            }
-        }))
-        .await;
-        for (name, r) in outcomes {
-            if let Err(e) = &r {
-                tracing::warn!(store = %self.label, bucket = %name, error = %e, "mirror copy failed");
-            }
-            results.push((name, r));
-        }
+        let f: MemberOp<'_, T> = if conditional { &rest_op } else { &op };
+        results.extend(self.copy_to(rest, f, "mirror copy failed").await);
         self.decide(req, results)
+    }
+
+    /// Runs `op` on each of `members` at once, in their order; each failure is logged as
+    /// `failed` (what it means for the write). `op` is called for every member before this
+    /// returns, so the future does not hold it.
+    fn copy_to<'s, T>(
+        &'s self,
+        members: &'s [Member],
+        op: MemberOp<'_, T>,
+        failed: &'s str,
+    ) -> impl Future<Output = Vec<(String, Result<T, StorageError>)>> + use<'s, T> {
+        let calls = join_all(members.iter().map(|m| {
+            let call = m.call(op);
+            async move { (m.name.clone(), call.await) }
+        }));
+        async move {
+            let outcomes = calls.await;
+            for (name, r) in &outcomes {
+                if let Err(e) = r {
+                    tracing::warn!(store = %self.label, bucket = %name, error = %e, "{failed}");
+                }
+            }
+            outcomes
+        }
     }
 
     /// The answer of a mirrored write from each copy's result (primary first), by `req`.
@@ -334,9 +381,7 @@ impl Core {
         // Each round either ends or moves on to the next member.
         while conditional && start < self.members.len() {
             let m = &self.members[start];
-            let r = op(m.store.clone())
-                .await
-                .map_err(|e| StorageError::from_object_store(&m.name, e));
+            let r = m.call(&op).await;
             start += 1;
             match r {
                 Ok(v) => {
@@ -365,24 +410,12 @@ impl Core {
                 }
             }
         }
-        let f: &dyn Fn(Arc<dyn StrataStore>) -> BoxFuture<'static, OsResult<T>> =
-            if conditional { &rest_op } else { &op };
-        let outcomes = join_all(self.members[start..].iter().map(|m| {
-            let fut = f(m.store.clone());
-            async move {
-                let r = fut
-                    .await
-                    .map_err(|e| StorageError::from_object_store(&m.name, e));
-                (m.name.clone(), r)
-            }
-        }))
-        .await;
-        for (name, r) in outcomes {
-            if let Err(e) = &r {
-                tracing::warn!(store = %self.label, bucket = %name, error = %e, "mirror copy failed; owed in the outbox");
-            }
-            results.push((name, r));
-        }
+        let f: MemberOp<'_, T> = if conditional { &rest_op } else { &op };
+        let copies = &self.members[start..];
+        results.extend(
+            self.copy_to(copies, f, "mirror copy failed; owed in the outbox")
+                .await,
+        );
         let written = results
             .iter()
             .filter_map(|(n, r)| r.as_ref().ok().map(|v| (n.clone(), etag_of(v))))
@@ -405,10 +438,7 @@ impl Core {
         payload: PutPayload,
         opts: PutOptions,
     ) -> OsResult<PutResult> {
-        let op = |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<PutResult>> {
-            let (l, p, o) = (location.clone(), payload.clone(), opts.clone());
-            Box::pin(async move { s.put_opts(&l, p, o).await })
-        };
+        let op = put_op(location, &payload, &opts);
         match self.writes {
             Writes::Primary => op(self.primary().store.clone()).await,
             Writes::Failover => {
@@ -421,36 +451,23 @@ impl Core {
                 let ticket = ob
                     .begin(OwedOp::Put, vec![location.to_string()], None)
                     .await?;
-                let opts = PutOptions {
+                // The entry's stamp on every copy (`op` above borrows `opts`: a clone, beside
+                // the journal write this path makes anyway).
+                let stamped = PutOptions {
                     attributes: ticket.stamped(opts.attributes.clone()),
-                    ..opts
+                    ..opts.clone()
                 };
-                let op = |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<PutResult>> {
-                    let (l, p, o) = (location.clone(), payload.clone(), opts.clone());
-                    Box::pin(async move { s.put_opts(&l, p, o).await })
-                };
-                let rest = |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<PutResult>> {
-                    let (l, p) = (location.clone(), payload.clone());
-                    let o = PutOptions {
-                        mode: PutMode::Overwrite,
-                        ..opts.clone()
-                    };
-                    Box::pin(async move { s.put_opts(&l, p, o).await })
-                };
-                let conditional = opts.mode != PutMode::Overwrite;
+                let op = put_op(location, &payload, &stamped);
+                let rest_opts = overwrite(&stamped);
+                let rest = put_op(location, &payload, &rest_opts);
+                let conditional = stamped.mode != PutMode::Overwrite;
                 self.write_owed(ticket, req, conditional, op, rest, |r| r.e_tag.clone())
                     .await
             }
             Writes::Mirror(req) => {
                 let conditional = opts.mode != PutMode::Overwrite;
-                let rest = |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<PutResult>> {
-                    let (l, p) = (location.clone(), payload.clone());
-                    let o = PutOptions {
-                        mode: PutMode::Overwrite,
-                        ..opts.clone()
-                    };
-                    Box::pin(async move { s.put_opts(&l, p, o).await })
-                };
+                let rest_opts = overwrite(&opts);
+                let rest = put_op(location, &payload, &rest_opts);
                 self.write_mirror(req, conditional, op, rest).await
             }
         }
@@ -1047,12 +1064,7 @@ impl FailoverStore {
     /// # Panics
     /// If `stores` is empty.
     pub fn chain(stores: Vec<(String, Arc<dyn StrataStore>)>) -> Self {
-        let label = stores
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect::<Vec<_>>()
-            .join("->");
-        let label = format!("failover {label}");
+        let label = label_of("failover", &stores, "->");
         let engine = sequential_engine(&label, &stores, FallbackOn::Unavailable);
         FailoverStore {
             core: Core::new(
@@ -1108,12 +1120,7 @@ impl MirrorStore {
         stores: Vec<(String, Arc<dyn StrataStore>)>,
         requirement: MirrorRequirement,
     ) -> Self {
-        let label = stores
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect::<Vec<_>>()
-            .join("+");
-        let label = format!("mirror {label}");
+        let label = label_of("mirror", &stores, "+");
         let engine = sequential_engine(&label, &stores, FallbackOn::MissOrFailure);
         MirrorStore {
             core: Core::new(
