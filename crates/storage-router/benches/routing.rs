@@ -28,8 +28,7 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    GetOptions, GetResult, ListResult, ObjectMeta, ObjectStore, PutOptions, PutPayload,
 };
 use storage_core::{Bucket, Capabilities, Declared, MemoryStore, Object};
 use storage_router::{HealthTracker, Hedging, ReadPolicy, SourceSet, merged_list};
@@ -81,21 +80,9 @@ impl Slow {
 
 #[async_trait]
 impl ObjectStore for Slow {
-    async fn put_opts(
-        &self,
-        l: &Path,
-        p: PutPayload,
-        o: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.inner.put_opts(l, p, o).await
-    }
-    async fn put_multipart_opts(
-        &self,
-        l: &Path,
-        o: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(l, o).await
-    }
+    storage_core::forward_object_store!(@methods inner:
+        put_opts, put_multipart_opts, delete_stream, copy_opts);
+
     async fn get_opts(&self, l: &Path, o: GetOptions) -> object_store::Result<GetResult> {
         tokio::time::sleep(self.read_latency()).await;
         self.inner.get_opts(l, o).await
@@ -103,12 +90,6 @@ impl ObjectStore for Slow {
     async fn get_ranges(&self, l: &Path, r: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
         tokio::time::sleep(self.read_latency()).await;
         self.inner.get_ranges(l, r).await
-    }
-    fn delete_stream(
-        &self,
-        l: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(l)
     }
     fn list(&self, p: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         let inner = self.inner.list(p);
@@ -125,9 +106,6 @@ impl ObjectStore for Slow {
     async fn list_with_delimiter(&self, p: Option<&Path>) -> object_store::Result<ListResult> {
         tokio::time::sleep(self.latency).await;
         self.inner.list_with_delimiter(p).await
-    }
-    async fn copy_opts(&self, f: &Path, t: &Path, o: CopyOptions) -> object_store::Result<()> {
-        self.inner.copy_opts(f, t, o).await
     }
 }
 

@@ -319,42 +319,19 @@ async fn custom_prefixes_and_user_defined_types() {
         &["main", "media", "scratch"],
     )
     .unwrap();
-    r.route("records")
-        .unwrap()
-        .put("a/head.json", "1")
-        .await
-        .unwrap();
-    r.route("thumbnails")
-        .unwrap()
-        .put("x.png", "2")
-        .await
-        .unwrap();
-    r.route("everything")
-        .unwrap()
-        .put("top.txt", "3")
-        .await
-        .unwrap();
-    assert!(
-        r.bucket("main")
-            .unwrap()
-            .exists("r/a/head.json")
-            .await
-            .unwrap()
-    );
-    assert!(
-        r.bucket("media")
-            .unwrap()
-            .exists("thumbnails/x.png")
-            .await
-            .unwrap()
-    );
-    assert!(
-        r.bucket("scratch")
-            .unwrap()
-            .exists("top.txt")
-            .await
-            .unwrap()
-    );
+    // (route, key written through it, bucket, where the object lands there)
+    let cases = [
+        ("records", "a/head.json", "main", "r/a/head.json"),
+        ("thumbnails", "x.png", "media", "thumbnails/x.png"),
+        ("everything", "top.txt", "scratch", "top.txt"),
+    ];
+    for (route, key, _, _) in cases {
+        r.route(route).unwrap().put(key, route).await.unwrap();
+    }
+    for (route, _, bucket, stored) in cases {
+        let there = r.bucket(bucket).unwrap().exists(stored).await.unwrap();
+        assert!(there, "{route}: {bucket}:{stored}");
+    }
     let listed: Vec<ObjectInfo> = r
         .route("records")
         .unwrap()

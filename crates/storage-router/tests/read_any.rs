@@ -67,6 +67,31 @@ fn set(fx: &Fixture, policy: ReadPolicy) -> SourceSet {
     SourceSet::new("tide", fx.buckets.clone(), policy).unwrap()
 }
 
+/// Hedged reads that start the next bucket after 50 ms.
+fn hedged_50ms() -> ReadPolicy {
+    ReadPolicy::Hedged(Hedging::fixed(Duration::from_millis(50)))
+}
+
+/// Memory buckets where each `(position, value, ms)` of `copies` answers after `ms`, holding
+/// `KEY` = `value` when there is one.
+async fn timed(copies: &[(usize, Option<&str>, u64)]) -> Fixture {
+    let fx = fixture(Backend::Memory);
+    for &(pos, value, ms) in copies {
+        if let Some(v) = value {
+            fx.buckets[pos].put(KEY, v.to_string()).await.unwrap();
+        }
+        fx.faults[pos].set_latency(Duration::from_millis(ms));
+    }
+    fx
+}
+
+/// Which bucket answered `get(KEY)` and how long it took (on the paused clock).
+async fn timed_get(s: &SourceSet) -> (String, Duration) {
+    let start = Instant::now();
+    let found = s.get(KEY).await.unwrap();
+    (found.bucket, start.elapsed())
+}
+
 async fn every_position_and_nowhere(backend: Backend) {
     for policy in policies() {
         for pos in 0..NAMES.len() {
@@ -183,11 +208,7 @@ async fn failing_and_missing_elsewhere_is_not_found() {
 
 #[tokio::test(start_paused = true)]
 async fn parallel_prefers_priority_even_when_it_is_slower() {
-    let fx = fixture(Backend::Memory);
-    fx.buckets[0].put(KEY, "primary").await.unwrap();
-    fx.buckets[2].put(KEY, "fallback").await.unwrap();
-    fx.faults[0].set_latency(Duration::from_millis(300));
-    fx.faults[2].set_latency(Duration::from_millis(5));
+    let fx = timed(&[(0, Some("primary"), 300), (2, Some("fallback"), 5)]).await;
     let start = Instant::now();
     let found = set(&fx, ReadPolicy::Parallel).get(KEY).await.unwrap();
     assert_eq!(found.bucket, "agent");
@@ -201,59 +222,38 @@ async fn parallel_prefers_priority_even_when_it_is_slower() {
 
 #[tokio::test(start_paused = true)]
 async fn parallel_answers_in_the_time_of_the_holder_not_the_sum() {
-    let fx = fixture(Backend::Memory);
-    fx.buckets[3].put(KEY, "x").await.unwrap();
-    for f in &fx.faults {
-        f.set_latency(Duration::from_millis(20));
-    }
-    let start = Instant::now();
-    set(&fx, ReadPolicy::Parallel).get(KEY).await.unwrap();
-    assert_eq!(start.elapsed(), Duration::from_millis(20));
-    let start = Instant::now();
-    set(&fx, ReadPolicy::Sequential).get(KEY).await.unwrap();
-    assert_eq!(start.elapsed(), Duration::from_millis(80), "the seed's 4x");
+    let fx = timed(&[
+        (0, None, 20),
+        (1, None, 20),
+        (2, None, 20),
+        (3, Some("x"), 20),
+    ])
+    .await;
+    let (_, took) = timed_get(&set(&fx, ReadPolicy::Parallel)).await;
+    assert_eq!(took, Duration::from_millis(20));
+    let (_, took) = timed_get(&set(&fx, ReadPolicy::Sequential)).await;
+    assert_eq!(took, Duration::from_millis(80), "the seed's 4x");
 }
 
 #[tokio::test(start_paused = true)]
 async fn hedged_starts_the_next_bucket_after_the_delay() {
-    let fx = fixture(Backend::Memory);
-    fx.buckets[0].put(KEY, "slow primary").await.unwrap();
-    fx.buckets[1].put(KEY, "fast fallback").await.unwrap();
-    fx.faults[0].set_latency(Duration::from_millis(1000));
-    fx.faults[1].set_latency(Duration::from_millis(10));
-    let start = Instant::now();
-    let found = set(
-        &fx,
-        ReadPolicy::Hedged(Hedging::fixed(Duration::from_millis(50))),
-    )
-    .get(KEY)
-    .await
-    .unwrap();
-    assert_eq!(found.bucket, "server-001");
-    assert_eq!(
-        start.elapsed(),
-        Duration::from_millis(60),
-        "50 ms hedge + 10 ms read"
-    );
+    let fx = timed(&[
+        (0, Some("slow primary"), 1000),
+        (1, Some("fast fallback"), 10),
+    ])
+    .await;
+    let (bucket, took) = timed_get(&set(&fx, hedged_50ms())).await;
+    assert_eq!(bucket, "server-001");
+    assert_eq!(took, Duration::from_millis(60), "50 ms hedge + 10 ms read");
 }
 
 #[tokio::test(start_paused = true)]
 async fn hedged_moves_on_at_once_after_a_miss() {
-    let fx = fixture(Backend::Memory);
-    fx.buckets[1].put(KEY, "x").await.unwrap();
-    fx.faults[0].set_latency(Duration::from_millis(5));
-    fx.faults[1].set_latency(Duration::from_millis(10));
-    let start = Instant::now();
-    let found = set(
-        &fx,
-        ReadPolicy::Hedged(Hedging::fixed(Duration::from_millis(50))),
-    )
-    .get(KEY)
-    .await
-    .unwrap();
-    assert_eq!(found.bucket, "server-001");
+    let fx = timed(&[(0, None, 5), (1, Some("x"), 10)]).await;
+    let (bucket, took) = timed_get(&set(&fx, hedged_50ms())).await;
+    assert_eq!(bucket, "server-001");
     assert_eq!(
-        start.elapsed(),
+        took,
         Duration::from_millis(15),
         "no waiting for the hedge delay"
     );
@@ -261,16 +261,8 @@ async fn hedged_moves_on_at_once_after_a_miss() {
 
 #[tokio::test(start_paused = true)]
 async fn hedged_does_not_start_the_next_bucket_when_the_first_is_quick() {
-    let fx = fixture(Backend::Memory);
-    fx.buckets[0].put(KEY, "x").await.unwrap();
-    fx.faults[0].set_latency(Duration::from_millis(20));
-    set(
-        &fx,
-        ReadPolicy::Hedged(Hedging::fixed(Duration::from_millis(50))),
-    )
-    .get(KEY)
-    .await
-    .unwrap();
+    let fx = timed(&[(0, Some("x"), 20)]).await;
+    set(&fx, hedged_50ms()).get(KEY).await.unwrap();
     assert_eq!(fx.faults[1].gets(), 0, "no hedge was needed");
 }
 
@@ -334,19 +326,15 @@ async fn head_reads_any_too() {
 #[tokio::test(start_paused = true)]
 async fn a_source_sets_store_follows_the_sets_policy() {
     use object_store::{ObjectStoreExt, path::Path};
-    let fx = fixture(Backend::Memory);
-    fx.buckets[0].put(KEY, "slow primary").await.unwrap();
-    fx.buckets[1].put(KEY, "fast fallback").await.unwrap();
-    fx.faults[0].set_latency(Duration::from_millis(1000));
-    fx.faults[1].set_latency(Duration::from_millis(10));
-    let s = set(
-        &fx,
-        ReadPolicy::Hedged(Hedging::fixed(Duration::from_millis(50))),
-    );
-    let start = Instant::now();
-    let found = s.get(KEY).await.unwrap();
+    let fx = timed(&[
+        (0, Some("slow primary"), 1000),
+        (1, Some("fast fallback"), 10),
+    ])
+    .await;
+    let s = set(&fx, hedged_50ms());
+    let (bucket, took) = timed_get(&s).await;
     assert_eq!(
-        (found.bucket.as_str(), start.elapsed()),
+        (bucket.as_str(), took),
         ("server-001", Duration::from_millis(60))
     );
     let start = Instant::now();

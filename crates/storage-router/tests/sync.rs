@@ -4,7 +4,6 @@
 mod common;
 
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -12,12 +11,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use common::{faulty_bucket, faulty_local};
 use futures::TryStreamExt;
-use futures::stream::BoxStream;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
+use object_store::{ObjectStore, PutOptions, PutPayload, PutResult};
 use storage_core::{Bucket, MemoryStore, ObjectInfo, PutOpts};
 use storage_router::{CompareMode, SyncOptions, SyncProgress, sync};
 
@@ -213,7 +208,9 @@ async fn interrupted_sync_resumes_by_comparing_without_a_checkpoint() {
 
 /// Stores one byte less than asked: what verification must catch.
 #[derive(Debug)]
-struct Truncating(MemoryStore);
+struct Truncating {
+    inner: MemoryStore,
+}
 
 impl fmt::Display for Truncating {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -231,42 +228,20 @@ impl ObjectStore for Truncating {
     ) -> object_store::Result<PutResult> {
         let bytes: Vec<u8> = p.iter().flat_map(|b| b.iter().copied()).collect();
         let cut = Bytes::from(bytes[..bytes.len().saturating_sub(1)].to_vec());
-        self.0.put_opts(l, cut.into(), o).await
+        self.inner.put_opts(l, cut.into(), o).await
     }
-    async fn put_multipart_opts(
-        &self,
-        l: &Path,
-        o: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.0.put_multipart_opts(l, o).await
-    }
-    async fn get_opts(&self, l: &Path, o: GetOptions) -> object_store::Result<GetResult> {
-        self.0.get_opts(l, o).await
-    }
-    async fn get_ranges(&self, l: &Path, r: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
-        self.0.get_ranges(l, r).await
-    }
-    fn delete_stream(
-        &self,
-        l: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.0.delete_stream(l)
-    }
-    fn list(&self, p: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.0.list(p)
-    }
-    async fn list_with_delimiter(&self, p: Option<&Path>) -> object_store::Result<ListResult> {
-        self.0.list_with_delimiter(p).await
-    }
-    async fn copy_opts(&self, f: &Path, t: &Path, o: CopyOptions) -> object_store::Result<()> {
-        self.0.copy_opts(f, t, o).await
-    }
+
+    storage_core::forward_object_store!(@methods inner:
+        put_multipart_opts, get_opts, get_ranges, delete_stream, list, list_with_delimiter,
+        copy_opts);
 }
 
 #[tokio::test]
 async fn verification_catches_a_bad_copy() {
     let src = Bucket::memory("a");
-    let lossy: Arc<dyn object_store::ObjectStore> = Arc::new(Truncating(MemoryStore::new()));
+    let lossy: Arc<dyn object_store::ObjectStore> = Arc::new(Truncating {
+        inner: MemoryStore::new(),
+    });
     let dst = Bucket::builder("lossy", lossy).build();
     fill(&src, 2).await;
     let r = sync(&src, &dst, &SyncOptions::default(), |_| {})
