@@ -157,6 +157,9 @@ fn main() -> ExitCode {
         }
     };
     let json = cli.json;
+    // `serve` exposes the same recorder on its admin listener when [telemetry.prometheus]
+    // installed one (there is one global recorder per process).
+    let prometheus = telemetry.prometheus().cloned();
     let result = runtime.block_on(async move {
         let ctx = Ctx::new(cli.config.as_deref(), cli.json, cli.quiet)?;
         match cli.command {
@@ -168,7 +171,9 @@ fn main() -> ExitCode {
             Command::Sync(a) => commands::sync::run_sync(&ctx, a, false).await,
             Command::Migrate(a) => commands::sync::run_sync(&ctx, a, true).await,
             Command::Offload(a) => commands::sync::run_offload(&ctx, a).await,
-            Command::Serve(a) => commands::serve::run(&ctx, cli.config.as_deref(), a).await,
+            Command::Serve(a) => {
+                commands::serve::run(&ctx, cli.config.as_deref(), a, prometheus).await
+            }
             Command::Mirror(c) => c.run(&ctx).await,
             Command::Completions { .. } | Command::Man { .. } => Ok(()),
         }

@@ -334,3 +334,30 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
         "nothing listens after exit"
     );
 }
+
+/// With `[telemetry.prometheus]` configured the CLI installs the global `metrics` recorder
+/// before `serve` starts; the admin listener's `/metrics` must still expose the server's own
+/// metrics from that recorder, not lose them to it.
+#[test]
+fn serve_metrics_share_the_telemetry_recorder() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    std::fs::create_dir_all(&root).unwrap();
+    let cfg = config(dir.path(), &root, false);
+    let prom = dir.path().join("metrics.prom");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "[telemetry.prometheus]\nfile = \"{}\"\n",
+        prom.display()
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    let served = serve(&cfg);
+    let (status, _) = get(&served.s3, "/media/missing.txt").expect("an S3 answer");
+    assert_eq!(status, 404, "{}", served.log());
+    let (status, body) = get(&served.admin, "/metrics").expect("a /metrics answer");
+    assert_eq!(status, 200, "{}", served.log());
+    assert!(
+        body.contains("strata_serve_requests_total") && body.contains("strata_serve_in_flight"),
+        "/metrics lacks the server's metrics:\n{body}"
+    );
+}

@@ -22,8 +22,15 @@ pub struct ServeArgs {
 }
 
 /// Run until SIGTERM or Ctrl-C; in-flight requests finish first. `config` is the
-/// `--config` file, whose `[serve]` table is read here.
-pub async fn run(ctx: &Ctx, config: Option<&Path>, args: ServeArgs) -> CliResult {
+/// `--config` file, whose `[serve]` table is read here; `telemetry` is the Prometheus
+/// recorder `[telemetry.prometheus]` installed, which `/metrics` then exposes (otherwise
+/// serve installs its own).
+pub async fn run(
+    ctx: &Ctx,
+    config: Option<&Path>,
+    args: ServeArgs,
+    telemetry: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> CliResult {
     let mut cfg = match config {
         Some(path) => {
             let text = std::fs::read_to_string(path)?;
@@ -41,7 +48,7 @@ pub async fn run(ctx: &Ctx, config: Option<&Path>, args: ServeArgs) -> CliResult
         cfg.admin = None;
     }
     let mut server = Server::new(ctx.strata.clone(), cfg)?;
-    if let Some(handle) = storage_serve::install_prometheus() {
+    if let Some(handle) = telemetry.or_else(storage_serve::install_prometheus) {
         server = server.with_prometheus(handle);
     }
     let names = server.bucket_names();
