@@ -586,6 +586,17 @@ impl std::fmt::Debug for TeeRecorder {
 
 struct Tee<T>(Vec<T>);
 
+/// One handle for what the sinks registered: a no-op for none, the handle itself for one,
+/// a [`Tee`] of them for both.
+fn joined<H>(registered: [Option<H>; 2], noop: fn() -> H, tee: impl FnOnce(Vec<H>) -> H) -> H {
+    let mut all: Vec<H> = registered.into_iter().flatten().collect();
+    match all.len() {
+        0 => noop(),
+        1 => all.pop().expect("one"),
+        _ => tee(all),
+    }
+}
+
 impl CounterFn for Tee<Counter> {
     fn increment(&self, value: u64) {
         self.0.iter().for_each(|c| c.increment(value));
@@ -630,46 +641,35 @@ impl Recorder for TeeRecorder {
         }
     }
     fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
-        let mut all: Vec<Counter> = Vec::with_capacity(2);
-        if let Some(p) = &self.prometheus {
-            all.push(p.register_counter(key, metadata));
-        }
-        if let Some(o) = &self.otel {
-            all.push(o.counter(key));
-        }
-        match all.len() {
-            0 => Counter::noop(),
-            1 => all.pop().expect("one"),
-            _ => Counter::from_arc(Arc::new(Tee(all))),
-        }
+        let all = [
+            self.prometheus
+                .as_ref()
+                .map(|p| p.register_counter(key, metadata)),
+            self.otel.as_ref().map(|o| o.counter(key)),
+        ];
+        joined(all, Counter::noop, |all| {
+            Counter::from_arc(Arc::new(Tee(all)))
+        })
     }
     fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
-        let mut all: Vec<Gauge> = Vec::with_capacity(2);
-        if let Some(p) = &self.prometheus {
-            all.push(p.register_gauge(key, metadata));
-        }
-        if let Some(o) = &self.otel {
-            all.push(o.gauge(key));
-        }
-        match all.len() {
-            0 => Gauge::noop(),
-            1 => all.pop().expect("one"),
-            _ => Gauge::from_arc(Arc::new(Tee(all))),
-        }
+        let all = [
+            self.prometheus
+                .as_ref()
+                .map(|p| p.register_gauge(key, metadata)),
+            self.otel.as_ref().map(|o| o.gauge(key)),
+        ];
+        joined(all, Gauge::noop, |all| Gauge::from_arc(Arc::new(Tee(all))))
     }
     fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
-        let mut all: Vec<Histogram> = Vec::with_capacity(2);
-        if let Some(p) = &self.prometheus {
-            all.push(p.register_histogram(key, metadata));
-        }
-        if let Some(o) = &self.otel {
-            all.push(o.histogram(key));
-        }
-        match all.len() {
-            0 => Histogram::noop(),
-            1 => all.pop().expect("one"),
-            _ => Histogram::from_arc(Arc::new(Tee(all))),
-        }
+        let all = [
+            self.prometheus
+                .as_ref()
+                .map(|p| p.register_histogram(key, metadata)),
+            self.otel.as_ref().map(|o| o.histogram(key)),
+        ];
+        joined(all, Histogram::noop, |all| {
+            Histogram::from_arc(Arc::new(Tee(all)))
+        })
     }
 }
 
