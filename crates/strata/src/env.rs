@@ -461,51 +461,60 @@ mod tests {
         v
     }
 
+    /// Variables, and what the error refusing them must say.
+    type Refusal<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+
+    /// Each case's variables, after `base`, are refused with an error saying every part.
+    fn refused_saying(base: &[(&str, &str)], cases: &[Refusal<'_>]) {
+        for (vars, says) in cases {
+            let pairs: Vec<(&str, &str)> = base.iter().chain(vars.iter()).copied().collect();
+            let e = error(&pairs);
+            for s in *says {
+                assert!(e.contains(s), "{vars:?} does not say {s:?}: {e}");
+            }
+        }
+    }
+
     #[test]
     fn bad_compression_values_name_the_variable_and_the_fix() {
-        let local = [("STORAGE_BACKEND", "local"), (HOME_ENV, "/nonexistent")];
-        let e = error(&[local[0], local[1], (COMPRESSION_ENV, "brotli")]);
-        assert!(
-            e.contains("STRATA_COMPRESSION")
-                && e.contains("`brotli` is not a codec; use gzip, zstd or none"),
-            "{e}"
+        refused_saying(
+            &[("STORAGE_BACKEND", "local"), (HOME_ENV, "/nonexistent")],
+            &[
+                (
+                    &[(COMPRESSION_ENV, "brotli")],
+                    &[
+                        "STRATA_COMPRESSION",
+                        "`brotli` is not a codec; use gzip, zstd or none",
+                    ],
+                ),
+                (
+                    &[(COMPRESSION_ENV, "gzip"), (COMPRESSION_LEVEL_ENV, "12")],
+                    &[
+                        "STRATA_COMPRESSION_LEVEL",
+                        "12 is not a gzip level; gzip takes 0-9",
+                    ],
+                ),
+                (
+                    &[(COMPRESSION_ENV, "zstd"), (COMPRESSION_LEVEL_ENV, "0")],
+                    &["0 is not a zstd level; zstd takes 1-22"],
+                ),
+                (
+                    &[(COMPRESSION_ENV, "zstd"), (COMPRESSION_LEVEL_ENV, "high")],
+                    &["STRATA_COMPRESSION_LEVEL", "`high`"],
+                ),
+                (
+                    &[(COMPRESSION_LEVEL_ENV, "3")],
+                    &[
+                        "STRATA_COMPRESSION_LEVEL",
+                        "set STRATA_COMPRESSION=gzip or zstd",
+                    ],
+                ),
+                (
+                    &[(COMPRESSION_MIN_SIZE_ENV, "10")],
+                    &["STRATA_COMPRESSION_MIN_SIZE"],
+                ),
+            ],
         );
-        let e = error(&[
-            local[0],
-            local[1],
-            (COMPRESSION_ENV, "gzip"),
-            (COMPRESSION_LEVEL_ENV, "12"),
-        ]);
-        assert!(
-            e.contains("STRATA_COMPRESSION_LEVEL")
-                && e.contains("12 is not a gzip level; gzip takes 0-9"),
-            "{e}"
-        );
-        let e = error(&[
-            local[0],
-            local[1],
-            (COMPRESSION_ENV, "zstd"),
-            (COMPRESSION_LEVEL_ENV, "0"),
-        ]);
-        assert!(e.contains("0 is not a zstd level; zstd takes 1-22"), "{e}");
-        let e = error(&[
-            local[0],
-            local[1],
-            (COMPRESSION_ENV, "zstd"),
-            (COMPRESSION_LEVEL_ENV, "high"),
-        ]);
-        assert!(
-            e.contains("STRATA_COMPRESSION_LEVEL") && e.contains("`high`"),
-            "{e}"
-        );
-        let e = error(&[local[0], local[1], (COMPRESSION_LEVEL_ENV, "3")]);
-        assert!(
-            e.contains("STRATA_COMPRESSION_LEVEL")
-                && e.contains("set STRATA_COMPRESSION=gzip or zstd"),
-            "{e}"
-        );
-        let e = error(&[local[0], local[1], (COMPRESSION_MIN_SIZE_ENV, "10")]);
-        assert!(e.contains("STRATA_COMPRESSION_MIN_SIZE"), "{e}");
     }
 
     #[test]
@@ -534,33 +543,34 @@ mod tests {
     #[test]
     fn bad_sse_values_name_the_variable_and_the_fix() {
         let s3 = [("STORAGE_PROVIDER", "s3"), ("STORAGE_BUCKET", "proofs")];
-        let e = error(&[s3[0], s3[1], (SSE_ENV, "true")]);
-        assert!(
-            e.contains("STRATA_SSE")
-                && e.contains(
-                    "`true` is not a server-side encryption; use AES256, aws:kms, sse-c or none"
-                )
-                && e.contains("seed 002's `encryption: true` is AES256"),
-            "{e}"
+        refused_saying(
+            &s3,
+            &[
+                (
+                    &[(SSE_ENV, "true")],
+                    &[
+                        "STRATA_SSE",
+                        "`true` is not a server-side encryption; use AES256, aws:kms, sse-c or none",
+                        "seed 002's `encryption: true` is AES256",
+                    ],
+                ),
+                (
+                    &[(SSE_ENV, "aws:kms")],
+                    &[
+                        "STRATA_SSE_KMS_KEY_ID",
+                        "is not set, and STRATA_SSE=aws:kms needs it",
+                    ],
+                ),
+                (
+                    &[(SSE_ENV, "AES256"), (SSE_KMS_KEY_ID_ENV, "k")],
+                    &["STRATA_SSE_KMS_KEY_ID", "STRATA_SSE=AES256 does not use it"],
+                ),
+                (
+                    &[(SSE_KMS_KEY_ID_ENV, "k"), (SSE_CUSTOMER_KEY_ENV, "c")],
+                    &["are both set: pick one"],
+                ),
+            ],
         );
-        let e = error(&[s3[0], s3[1], (SSE_ENV, "aws:kms")]);
-        assert!(
-            e.contains("STRATA_SSE_KMS_KEY_ID")
-                && e.contains("is not set, and STRATA_SSE=aws:kms needs it"),
-            "{e}"
-        );
-        let e = error(&[s3[0], s3[1], (SSE_ENV, "AES256"), (SSE_KMS_KEY_ID_ENV, "k")]);
-        assert!(
-            e.contains("STRATA_SSE_KMS_KEY_ID") && e.contains("STRATA_SSE=AES256 does not use it"),
-            "{e}"
-        );
-        let e = error(&[
-            s3[0],
-            s3[1],
-            (SSE_KMS_KEY_ID_ENV, "k"),
-            (SSE_CUSTOMER_KEY_ENV, "c"),
-        ]);
-        assert!(e.contains("are both set: pick one"), "{e}");
         let e = error(&[
             s3[0],
             s3[1],
