@@ -48,20 +48,8 @@ impl Capabilities {
         max_delete_batch: 1000,
     };
 
-    /// The local-folder backend.
-    pub const LOCAL: Capabilities = Capabilities {
-        create_if_absent: true,
-        put_if_match: true,
-        get_if_none_match: true,
-        delete_if_match: true,
-        presign: false,
-        server_side_copy: true,
-        multipart: true,
-        tags: true,
-        metadata: true,
-        storage_class: false,
-        max_delete_batch: 1000,
-    };
+    /// The local-folder backend: the same as [`MEMORY`](Self::MEMORY).
+    pub const LOCAL: Capabilities = Self::MEMORY;
 
     /// Amazon S3 and faithful S3-compatible servers. `delete_if_match` is off here: a
     /// bucket claims it when it is given a conditional-delete hook (`storage-s3` gives one

@@ -329,91 +329,50 @@ macro_rules! forward_object_store {
     (@methods $field:ident: $($method:ident),+ $(,)?) => {
         $($crate::forward_object_store!(@one $field $method);)+
     };
-    (@one $f:ident put_opts) => {
-        fn put_opts<'life0, 'life1, 'async_trait>(
+    // An `async fn` of the trait as `#[async_trait]` expands it, forwarded to `self.$f`:
+    // `'life0` is `&self`, the named lifetimes are those of the reference arguments.
+    (@async $f:ident $m:ident <$($life:lifetime),*> ($($arg:ident : $argty:ty),* $(,)?) -> $out:ty) => {
+        fn $m<'life0, $($life,)* 'async_trait>(
             &'life0 self,
+            $($arg: $argty),*
+        ) -> ::core::pin::Pin<::std::boxed::Box<
+            dyn ::core::future::Future<
+                    Output = $crate::store::__private::object_store::Result<$out>,
+                > + ::core::marker::Send
+                + 'async_trait,
+        >>
+        where
+            'life0: 'async_trait,
+            $($life: 'async_trait,)*
+            Self: 'async_trait,
+        {
+            self.$f.$m($($arg),*)
+        }
+    };
+    (@one $f:ident put_opts) => {
+        $crate::forward_object_store!(@async $f put_opts <'life1> (
             location: &'life1 $crate::store::__private::object_store::path::Path,
             payload: $crate::store::__private::object_store::PutPayload,
             opts: $crate::store::__private::object_store::PutOptions,
-        ) -> ::core::pin::Pin<::std::boxed::Box<
-            dyn ::core::future::Future<
-                    Output = $crate::store::__private::object_store::Result<
-                        $crate::store::__private::object_store::PutResult,
-                    >,
-                > + ::core::marker::Send
-                + 'async_trait,
-        >>
-        where
-            'life0: 'async_trait,
-            'life1: 'async_trait,
-            Self: 'async_trait,
-        {
-            self.$f.put_opts(location, payload, opts)
-        }
+        ) -> $crate::store::__private::object_store::PutResult);
     };
     (@one $f:ident put_multipart_opts) => {
-        fn put_multipart_opts<'life0, 'life1, 'async_trait>(
-            &'life0 self,
+        $crate::forward_object_store!(@async $f put_multipart_opts <'life1> (
             location: &'life1 $crate::store::__private::object_store::path::Path,
             opts: $crate::store::__private::object_store::PutMultipartOptions,
-        ) -> ::core::pin::Pin<::std::boxed::Box<
-            dyn ::core::future::Future<
-                    Output = $crate::store::__private::object_store::Result<
-                        ::std::boxed::Box<dyn $crate::store::__private::object_store::MultipartUpload>,
-                    >,
-                > + ::core::marker::Send
-                + 'async_trait,
-        >>
-        where
-            'life0: 'async_trait,
-            'life1: 'async_trait,
-            Self: 'async_trait,
-        {
-            self.$f.put_multipart_opts(location, opts)
-        }
+        ) -> ::std::boxed::Box<dyn $crate::store::__private::object_store::MultipartUpload>);
     };
     (@one $f:ident get_opts) => {
-        fn get_opts<'life0, 'life1, 'async_trait>(
-            &'life0 self,
+        $crate::forward_object_store!(@async $f get_opts <'life1> (
             location: &'life1 $crate::store::__private::object_store::path::Path,
             options: $crate::store::__private::object_store::GetOptions,
-        ) -> ::core::pin::Pin<::std::boxed::Box<
-            dyn ::core::future::Future<
-                    Output = $crate::store::__private::object_store::Result<
-                        $crate::store::__private::object_store::GetResult,
-                    >,
-                > + ::core::marker::Send
-                + 'async_trait,
-        >>
-        where
-            'life0: 'async_trait,
-            'life1: 'async_trait,
-            Self: 'async_trait,
-        {
-            self.$f.get_opts(location, options)
-        }
+        ) -> $crate::store::__private::object_store::GetResult);
     };
     (@one $f:ident get_ranges) => {
-        fn get_ranges<'life0, 'life1, 'life2, 'async_trait>(
-            &'life0 self,
+        $crate::forward_object_store!(@async $f get_ranges <'life1, 'life2> (
             location: &'life1 $crate::store::__private::object_store::path::Path,
             ranges: &'life2 [::core::ops::Range<u64>],
-        ) -> ::core::pin::Pin<::std::boxed::Box<
-            dyn ::core::future::Future<
-                    Output = $crate::store::__private::object_store::Result<
-                        ::std::vec::Vec<$crate::store::__private::Bytes>,
-                    >,
-                > + ::core::marker::Send
-                + 'async_trait,
-        >>
-        where
-            'life0: 'async_trait,
-            'life1: 'async_trait,
-            'life2: 'async_trait,
-            Self: 'async_trait,
-        {
-            self.$f.get_ranges(location, ranges)
-        }
+        ) -> ::std::vec::Vec<$crate::store::__private::Bytes>);
     };
     (@one $f:ident delete_stream) => {
         fn delete_stream(
@@ -461,65 +420,22 @@ macro_rules! forward_object_store {
         }
     };
     (@one $f:ident list_with_delimiter) => {
-        fn list_with_delimiter<'life0, 'life1, 'async_trait>(
-            &'life0 self,
+        $crate::forward_object_store!(@async $f list_with_delimiter <'life1> (
             prefix: ::core::option::Option<&'life1 $crate::store::__private::object_store::path::Path>,
-        ) -> ::core::pin::Pin<::std::boxed::Box<
-            dyn ::core::future::Future<
-                    Output = $crate::store::__private::object_store::Result<
-                        $crate::store::__private::object_store::ListResult,
-                    >,
-                > + ::core::marker::Send
-                + 'async_trait,
-        >>
-        where
-            'life0: 'async_trait,
-            'life1: 'async_trait,
-            Self: 'async_trait,
-        {
-            self.$f.list_with_delimiter(prefix)
-        }
+        ) -> $crate::store::__private::object_store::ListResult);
     };
     (@one $f:ident copy_opts) => {
-        fn copy_opts<'life0, 'life1, 'life2, 'async_trait>(
-            &'life0 self,
+        $crate::forward_object_store!(@async $f copy_opts <'life1, 'life2> (
             from: &'life1 $crate::store::__private::object_store::path::Path,
             to: &'life2 $crate::store::__private::object_store::path::Path,
             options: $crate::store::__private::object_store::CopyOptions,
-        ) -> ::core::pin::Pin<::std::boxed::Box<
-            dyn ::core::future::Future<
-                    Output = $crate::store::__private::object_store::Result<()>,
-                > + ::core::marker::Send
-                + 'async_trait,
-        >>
-        where
-            'life0: 'async_trait,
-            'life1: 'async_trait,
-            'life2: 'async_trait,
-            Self: 'async_trait,
-        {
-            self.$f.copy_opts(from, to, options)
-        }
+        ) -> ());
     };
     (@one $f:ident rename_opts) => {
-        fn rename_opts<'life0, 'life1, 'life2, 'async_trait>(
-            &'life0 self,
+        $crate::forward_object_store!(@async $f rename_opts <'life1, 'life2> (
             from: &'life1 $crate::store::__private::object_store::path::Path,
             to: &'life2 $crate::store::__private::object_store::path::Path,
             options: $crate::store::__private::object_store::RenameOptions,
-        ) -> ::core::pin::Pin<::std::boxed::Box<
-            dyn ::core::future::Future<
-                    Output = $crate::store::__private::object_store::Result<()>,
-                > + ::core::marker::Send
-                + 'async_trait,
-        >>
-        where
-            'life0: 'async_trait,
-            'life1: 'async_trait,
-            'life2: 'async_trait,
-            Self: 'async_trait,
-        {
-            self.$f.rename_opts(from, to, options)
-        }
+        ) -> ());
     };
 }

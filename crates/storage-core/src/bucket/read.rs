@@ -1,6 +1,5 @@
 //! The read side of [`Bucket`]: whole, ranged, conditional and streamed reads, heads, listings.
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 
 use bytes::Bytes;
@@ -27,16 +26,7 @@ fn describe(mut r: GetResult) -> (ObjectInfo, GetResult) {
         version: None,
     };
     let meta = std::mem::replace(&mut r.meta, placeholder);
-    let info = ObjectInfo {
-        key: String::from(meta.location),
-        size: meta.size,
-        last_modified: meta.last_modified,
-        etag: meta.e_tag,
-        version: meta.version,
-        headers: BTreeMap::new(),
-        metadata: BTreeMap::new(),
-    }
-    .with_attributes(&r.attributes);
+    let info = ObjectInfo::from_listed(meta).with_attributes(&r.attributes);
     (info, r)
 }
 
