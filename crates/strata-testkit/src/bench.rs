@@ -35,9 +35,7 @@ pub enum Better {
 /// One ratio measured by a bench, printed as a `BENCH {json}` line.
 #[derive(Debug, Clone)]
 pub struct Ratio {
-    bench: String,
-    group: String,
-    row: String,
+    at: Row,
     ratio: f64,
     better: Better,
     baseline: String,
@@ -51,9 +49,7 @@ impl Ratio {
     /// `ratio` of row `row` in `group` of bench `bench`.
     pub fn new(bench: &str, group: &str, row: &str, ratio: f64, better: Better) -> Self {
         Ratio {
-            bench: bench.into(),
-            group: group.into(),
-            row: row.into(),
+            at: Row::new(bench, group, row),
             ratio,
             better,
             baseline: String::new(),
@@ -101,16 +97,11 @@ impl Ratio {
 
     /// The `BENCH {json}` line.
     pub fn line(&self) -> String {
-        let mut s = String::from("BENCH {");
-        field_str(&mut s, "bench", &self.bench);
-        field_str(&mut s, "group", &self.group);
-        field_str(&mut s, "row", &self.row);
+        let mut s = self.at.open_line();
         field_num(&mut s, "ratio", self.ratio);
         field_str(&mut s, "better", better_str(self.better));
         field_str(&mut s, "baseline", &self.baseline);
-        if let Some(goal) = self.goal {
-            field_num(&mut s, "goal", goal);
-        }
+        field_opt_num(&mut s, "goal", self.goal);
         if let Some((low, high)) = self.spread {
             field_num(&mut s, "low", low);
             field_num(&mut s, "high", high);
@@ -118,12 +109,7 @@ impl Ratio {
         if let Some(rounds) = self.rounds {
             let _ = write!(s, "\"rounds\":{rounds},");
         }
-        if !self.note.is_empty() {
-            field_str(&mut s, "note", &self.note);
-        }
-        s.pop(); // the last comma
-        s.push('}');
-        s
+        close_line(s, &self.note)
     }
 
     /// Print [`line`](Self::line).
@@ -136,9 +122,7 @@ impl Ratio {
 /// line with its unit; shown in the report's tables, and in a chart only if it has a goal.
 #[derive(Debug, Clone)]
 pub struct Value {
-    bench: String,
-    group: String,
-    row: String,
+    at: Row,
     value: f64,
     unit: String,
     better: Better,
@@ -157,9 +141,7 @@ impl Value {
         better: Better,
     ) -> Self {
         Value {
-            bench: bench.into(),
-            group: group.into(),
-            row: row.into(),
+            at: Row::new(bench, group, row),
             value,
             unit: unit.into(),
             better,
@@ -182,28 +164,56 @@ impl Value {
 
     /// The `BENCH {json}` line.
     pub fn line(&self) -> String {
-        let mut s = String::from("BENCH {");
-        field_str(&mut s, "bench", &self.bench);
-        field_str(&mut s, "group", &self.group);
-        field_str(&mut s, "row", &self.row);
+        let mut s = self.at.open_line();
         field_num(&mut s, "value", self.value);
         field_str(&mut s, "unit", &self.unit);
         field_str(&mut s, "better", better_str(self.better));
-        if let Some(goal) = self.goal {
-            field_num(&mut s, "goal", goal);
-        }
-        if !self.note.is_empty() {
-            field_str(&mut s, "note", &self.note);
-        }
-        s.pop();
-        s.push('}');
-        s
+        field_opt_num(&mut s, "goal", self.goal);
+        close_line(s, &self.note)
     }
 
     /// Print [`line`](Self::line).
     pub fn print(&self) {
         println!("{}", self.line());
     }
+}
+
+/// Where a line's figure belongs: the bench, the group of rows (one table and one chart)
+/// and the row.
+#[derive(Debug, Clone)]
+struct Row {
+    bench: String,
+    group: String,
+    row: String,
+}
+
+impl Row {
+    fn new(bench: &str, group: &str, row: &str) -> Self {
+        Row {
+            bench: bench.into(),
+            group: group.into(),
+            row: row.into(),
+        }
+    }
+
+    /// `BENCH {` and the fields naming the row, each followed by a comma.
+    fn open_line(&self) -> String {
+        let mut s = String::from("BENCH {");
+        field_str(&mut s, "bench", &self.bench);
+        field_str(&mut s, "group", &self.group);
+        field_str(&mut s, "row", &self.row);
+        s
+    }
+}
+
+/// The note (when there is one) and the closing brace in place of the last comma.
+fn close_line(mut s: String, note: &str) -> String {
+    if !note.is_empty() {
+        field_str(&mut s, "note", note);
+    }
+    s.pop(); // the last comma
+    s.push('}');
+    s
 }
 
 fn better_str(better: Better) -> &'static str {
@@ -216,9 +226,7 @@ fn better_str(better: Better) -> &'static str {
 /// A latency distribution (a CDF chart in the report): `(fraction, milliseconds)` points.
 #[derive(Debug, Clone)]
 pub struct Cdf {
-    bench: String,
-    group: String,
-    row: String,
+    at: Row,
     points: Vec<(f64, f64)>,
 }
 
@@ -242,19 +250,14 @@ impl Cdf {
                 .collect()
         };
         Cdf {
-            bench: bench.into(),
-            group: group.into(),
-            row: row.into(),
+            at: Row::new(bench, group, row),
             points,
         }
     }
 
     /// The `BENCH {json}` line.
     pub fn line(&self) -> String {
-        let mut s = String::from("BENCH {");
-        field_str(&mut s, "bench", &self.bench);
-        field_str(&mut s, "group", &self.group);
-        field_str(&mut s, "row", &self.row);
+        let mut s = self.at.open_line();
         s.push_str("\"cdf\":[");
         for (i, (q, ms)) in self.points.iter().enumerate() {
             if i > 0 {
@@ -300,6 +303,12 @@ fn num(x: f64) -> String {
 
 fn field_num(s: &mut String, name: &str, x: f64) {
     let _ = write!(s, "\"{name}\":{},", num(x));
+}
+
+fn field_opt_num(s: &mut String, name: &str, x: Option<f64>) {
+    if let Some(x) = x {
+        field_num(s, name, x);
+    }
 }
 
 fn field_str(s: &mut String, name: &str, value: &str) {
