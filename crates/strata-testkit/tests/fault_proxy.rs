@@ -57,8 +57,33 @@ impl Setup {
         })
     }
 
+    /// Every request given `fault`, at once; no client timeout.
+    async fn only(fault: Fault) -> Option<Setup> {
+        Setup::new(FaultPlan::only(fault, Duration::ZERO), None).await
+    }
+
     fn path(&self, name: &str) -> Path {
         Path::from(format!("{}/{name}", self.prefix))
+    }
+
+    /// A put of `body` at [`path`](Self::path) `name` through the proxy, which must fail.
+    async fn failed_put(&self, name: &str, body: &'static [u8]) -> (Path, object_store::Error) {
+        let path = self.path(name);
+        let err = self
+            .faulty
+            .put(&path, PutPayload::from_static(body))
+            .await
+            .unwrap_err();
+        (path, err)
+    }
+
+    /// The proxy saw one request, a PUT, given `fault`; `status` is moto's answer when the
+    /// request reached it.
+    fn saw_one_put(&self, fault: Fault, status: Option<u16>) {
+        assert_eq!(
+            faults(&self.proxy.records()),
+            [("PUT".into(), Some(fault), status)]
+        );
     }
 
     async fn on_server(&self, path: &Path) -> Option<Bytes> {
@@ -226,48 +251,30 @@ async fn rate_zero_is_transparent_and_keeps_connections_alive() {
 
 #[tokio::test]
 async fn unavailable_503_before_is_not_applied() {
-    let plan = FaultPlan::only(Fault::Unavailable503Before, Duration::ZERO);
-    let Some(s) = Setup::new(plan, None).await else {
+    let Some(s) = Setup::only(Fault::Unavailable503Before).await else {
         return;
     };
-    let path = s.path("503");
-    let err = s
-        .faulty
-        .put(&path, PutPayload::from_static(b"x"))
-        .await
-        .unwrap_err();
+    let (path, err) = s.failed_put("503", b"x").await;
     let text = chain(&err);
     assert!(matches!(err, object_store::Error::Generic { .. }), "{text}");
     assert!(text.contains("503 Service Unavailable"), "{text}");
     assert!(text.contains("<Code>ServiceUnavailable</Code>"), "{text}");
     assert_eq!(transport_kind(&err), None, "{text}");
     assert_eq!(s.on_server(&path).await, None);
-    assert_eq!(
-        faults(&s.proxy.records()),
-        [("PUT".into(), Some(Fault::Unavailable503Before), None)]
-    );
+    s.saw_one_put(Fault::Unavailable503Before, None);
 }
 
 #[tokio::test]
 async fn internal_error_500_after_is_applied() {
-    let plan = FaultPlan::only(Fault::InternalError500After, Duration::ZERO);
-    let Some(s) = Setup::new(plan, None).await else {
+    let Some(s) = Setup::only(Fault::InternalError500After).await else {
         return;
     };
-    let path = s.path("500");
-    let err = s
-        .faulty
-        .put(&path, PutPayload::from_static(b"landed"))
-        .await
-        .unwrap_err();
+    let (path, err) = s.failed_put("500", b"landed").await;
     let text = chain(&err);
     assert!(text.contains("500 Internal Server Error"), "{text}");
     assert!(text.contains("<Code>InternalError</Code>"), "{text}");
     assert_eq!(s.on_server(&path).await.as_deref(), Some(&b"landed"[..]));
-    assert_eq!(
-        faults(&s.proxy.records()),
-        [("PUT".into(), Some(Fault::InternalError500After), Some(200))]
-    );
+    s.saw_one_put(Fault::InternalError500After, Some(200));
     assert_eq!(s.proxy.counts()[&Fault::InternalError500After], 1);
 }
 
@@ -277,12 +284,7 @@ async fn delay_past_timeout_times_out_an_applied_write() {
     let Some(s) = Setup::new(plan, Some(Duration::from_millis(500))).await else {
         return;
     };
-    let path = s.path("delayed");
-    let err = s
-        .faulty
-        .put(&path, PutPayload::from_static(b"late"))
-        .await
-        .unwrap_err();
+    let (path, err) = s.failed_put("delayed", b"late").await;
     assert_eq!(
         transport_kind(&err),
         Some(HttpErrorKind::Timeout),
@@ -291,57 +293,35 @@ async fn delay_past_timeout_times_out_an_applied_write() {
     );
     // The proxy forwarded before holding; the hold is past moto's answer.
     assert!(s.proxy.settle("delayed", Duration::from_secs(10)).await);
-    assert_eq!(
-        faults(&s.proxy.records()),
-        [("PUT".into(), Some(Fault::DelayPastTimeout), Some(200))]
-    );
+    s.saw_one_put(Fault::DelayPastTimeout, Some(200));
     assert_eq!(s.on_server(&path).await.as_deref(), Some(&b"late"[..]));
 }
 
 #[tokio::test]
 async fn reset_before_is_a_transport_error_and_not_applied() {
-    let plan = FaultPlan::only(Fault::ResetBefore, Duration::ZERO);
-    let Some(s) = Setup::new(plan, None).await else {
+    let Some(s) = Setup::only(Fault::ResetBefore).await else {
         return;
     };
-    let path = s.path("reset-before");
-    let err = s
-        .faulty
-        .put(&path, PutPayload::from_static(b"x"))
-        .await
-        .unwrap_err();
+    let (path, err) = s.failed_put("reset-before", b"x").await;
     assert_reset(&err);
     assert_eq!(s.on_server(&path).await, None);
-    assert_eq!(
-        faults(&s.proxy.records()),
-        [("PUT".into(), Some(Fault::ResetBefore), None)]
-    );
+    s.saw_one_put(Fault::ResetBefore, None);
 }
 
 #[tokio::test]
 async fn reset_after_is_a_transport_error_and_applied() {
-    let plan = FaultPlan::only(Fault::ResetAfter, Duration::ZERO);
-    let Some(s) = Setup::new(plan, None).await else {
+    let Some(s) = Setup::only(Fault::ResetAfter).await else {
         return;
     };
-    let path = s.path("reset-after");
-    let err = s
-        .faulty
-        .put(&path, PutPayload::from_static(b"landed"))
-        .await
-        .unwrap_err();
+    let (path, err) = s.failed_put("reset-after", b"landed").await;
     assert_reset(&err);
     assert_eq!(s.on_server(&path).await.as_deref(), Some(&b"landed"[..]));
-    assert_eq!(
-        faults(&s.proxy.records()),
-        [("PUT".into(), Some(Fault::ResetAfter), Some(200))]
-    );
+    s.saw_one_put(Fault::ResetAfter, Some(200));
 }
 
 #[tokio::test]
 async fn torn_bodies_are_errors_not_short_data() {
-    let plan = FaultPlan::only(Fault::TornBody, Duration::ZERO);
-    let Some(s) = Setup::new(plan, None).await else {
+    let Some(s) = Setup::only(Fault::TornBody).await else {
         return;
     };
     let path = s.path("torn");

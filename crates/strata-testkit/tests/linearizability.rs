@@ -31,6 +31,11 @@ fn unknown(client: u64, call: u64, ret: Option<u64>, input: I) -> CasOp {
     }
 }
 
+/// A compare-and-swap from version `expected` to `new`.
+fn cas(expected: u64, new: u64) -> I {
+    I::PutIfMatch { expected, new }
+}
+
 fn empty() -> CasRegister {
     CasRegister::default()
 }
@@ -55,17 +60,8 @@ fn register_model_answers_like_s3() {
     assert_eq!(absent.apply(&I::Read), (O::Value(None), absent));
     assert_eq!(absent.apply(&I::Create(1)), (O::Ok, one));
     assert_eq!(one.apply(&I::Create(2)), (O::AlreadyExists, one));
-    assert_eq!(
-        one.apply(&I::PutIfMatch {
-            expected: 1,
-            new: 2
-        }),
-        (O::Ok, CasRegister(Some(2)))
-    );
-    let stale = I::PutIfMatch {
-        expected: 9,
-        new: 2,
-    };
+    assert_eq!(one.apply(&cas(1, 2)), (O::Ok, CasRegister(Some(2))));
+    let stale = cas(9, 2);
     assert_eq!(one.apply(&stale), (O::Conflict, one));
     assert_eq!(absent.apply(&stale), (O::Conflict, absent));
     assert_eq!(one.apply(&I::Delete), (O::Ok, absent));
@@ -89,16 +85,7 @@ fn linearizable_histories_pass() {
     passes(&[
         done(1, 0, 1, I::Create(1), O::Ok),
         done(1, 2, 3, I::Read, O::Value(Some(1))),
-        done(
-            1,
-            4,
-            5,
-            I::PutIfMatch {
-                expected: 1,
-                new: 2,
-            },
-            O::Ok,
-        ),
+        done(1, 4, 5, cas(1, 2), O::Ok),
         done(1, 6, 7, I::Delete, O::Ok),
         done(1, 8, 9, I::Read, O::Value(None)),
     ]);
@@ -117,26 +104,8 @@ fn linearizable_histories_pass() {
     // Two CAS from the same version: one wins, the other conflicts.
     passes(&[
         done(1, 0, 1, I::Create(1), O::Ok),
-        done(
-            2,
-            10,
-            20,
-            I::PutIfMatch {
-                expected: 1,
-                new: 2,
-            },
-            O::Conflict,
-        ),
-        done(
-            3,
-            10,
-            20,
-            I::PutIfMatch {
-                expected: 1,
-                new: 3,
-            },
-            O::Ok,
-        ),
+        done(2, 10, 20, cas(1, 2), O::Conflict),
+        done(3, 10, 20, cas(1, 3), O::Ok),
         done(2, 30, 40, I::Read, O::Value(Some(3))),
     ]);
     // Operations touching at one instant count as concurrent.
@@ -174,26 +143,8 @@ fn a_double_applied_compare_and_swap_fails() {
     // Both writers swapped from version 1: one of them must have been refused.
     let err = fails(&[
         done(1, 0, 1, I::Create(1), O::Ok),
-        done(
-            2,
-            10,
-            20,
-            I::PutIfMatch {
-                expected: 1,
-                new: 2,
-            },
-            O::Ok,
-        ),
-        done(
-            3,
-            10,
-            20,
-            I::PutIfMatch {
-                expected: 1,
-                new: 3,
-            },
-            O::Ok,
-        ),
+        done(2, 10, 20, cas(1, 2), O::Ok),
+        done(3, 10, 20, cas(1, 3), O::Ok),
     ]);
     assert_eq!(err.prefix.len(), 2);
     assert_eq!(err.candidates.len(), 1);
@@ -204,16 +155,7 @@ fn a_false_conflict_fails() {
     // The writer was told Conflict, but its value is there.
     fails(&[
         done(1, 0, 1, I::Create(1), O::Ok),
-        done(
-            2,
-            10,
-            20,
-            I::PutIfMatch {
-                expected: 1,
-                new: 2,
-            },
-            O::Conflict,
-        ),
+        done(2, 10, 20, cas(1, 2), O::Conflict),
         done(3, 30, 40, I::Read, O::Value(Some(2))),
     ]);
 }
@@ -222,16 +164,7 @@ fn a_false_conflict_fails() {
 fn a_lost_acknowledged_write_fails() {
     fails(&[
         done(1, 0, 1, I::Create(1), O::Ok),
-        done(
-            2,
-            10,
-            20,
-            I::PutIfMatch {
-                expected: 1,
-                new: 2,
-            },
-            O::Ok,
-        ),
+        done(2, 10, 20, cas(1, 2), O::Ok),
         done(3, 30, 40, I::Read, O::Value(Some(1))),
     ]);
     // A create acknowledged on an absent object, then gone without a delete.
