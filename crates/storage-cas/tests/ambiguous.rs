@@ -3,12 +3,15 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use common::{Fault, FaultStore};
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, UpdateVersion};
 use serde::{Deserialize, Serialize};
-use storage_cas::{BackoffStrategy, Collection, VersionedRecords, WRITE_ID_META, WRITE_LOG_META};
+use storage_cas::{
+    BackoffStrategy, Collection, Updated, VersionedRecords, WRITE_ID_META, WRITE_LOG_META,
+};
 use storage_core::StorageError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,26 +19,64 @@ struct Counter {
     n: u64,
 }
 
-fn counters(store: &std::sync::Arc<FaultStore>) -> Collection<Counter> {
+fn counters(store: &Arc<FaultStore>) -> Collection<Counter> {
     Collection::new(&store.bucket(), "counters/{id}.json")
         .unwrap()
         .with_backoff(BackoffStrategy::AGGRESSIVE)
 }
 
+/// Runs `work` on a thread and runtime of its own, as another writer would, and waits for
+/// it: the store's fault hooks run inside a call, where the test's runtime cannot be entered.
+fn on_another_thread(work: impl Future<Output = ()> + Send + 'static) {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(work)
+    })
+    .join()
+    .unwrap();
+}
+
+/// The value of counter `id`, which must exist.
+async fn value_of(c: &Collection<Counter>, id: &str) -> u64 {
+    c.get(id).await.unwrap().unwrap().value.n
+}
+
+/// Counter `id` plus one, counting from 0 when it does not exist yet.
+async fn count_up(c: &Collection<Counter>, id: &str) -> storage_core::Result<Updated<Counter>> {
+    c.update_with(id, |cur| {
+        Ok(Some(Counter {
+            n: cur.map_or(0, |c| c.n) + 1,
+        }))
+    })
+    .await
+}
+
+/// Counter `id`, which must exist, plus `by`.
+async fn add(c: &Collection<Counter>, id: &str, by: u64) -> storage_core::Result<Updated<Counter>> {
+    c.update_with(id, |cur| {
+        Ok(Some(Counter {
+            n: cur.unwrap().n + by,
+        }))
+    })
+    .await
+}
+
+/// Counters on a store whose every `n`th conditional write meets `fault`.
+fn faulty_counters(n: u64, fault: Fault) -> (Arc<FaultStore>, Collection<Counter>) {
+    let store = FaultStore::every_nth_conditional(n, fault);
+    let c = counters(&store);
+    (store, c)
+}
+
 #[tokio::test(start_paused = true)]
 async fn lost_answers_on_every_write_never_double_apply() {
     // Every conditional write is applied and then answered with a timeout.
-    let store = FaultStore::every_nth_conditional(1, Fault::LostAck);
-    let c = counters(&store);
+    let (store, c) = faulty_counters(1, Fault::LostAck);
     for _ in 0..20 {
-        let out = c
-            .update_with("c", |cur| {
-                Ok(Some(Counter {
-                    n: cur.map_or(0, |c| c.n) + 1,
-                }))
-            })
-            .await
-            .unwrap();
+        let out = count_up(&c, "c").await.unwrap();
         assert_eq!(
             out.attempts, 1,
             "resolved by the HEAD check, not by re-applying"
@@ -43,32 +84,24 @@ async fn lost_answers_on_every_write_never_double_apply() {
         // The ETag reported is the one really stored.
         assert_eq!(c.get("c").await.unwrap().unwrap().etag, out.etag.unwrap());
     }
-    assert_eq!(c.get("c").await.unwrap().unwrap().value.n, 20);
+    assert_eq!(value_of(&c, "c").await, 20);
     assert_eq!(store.lost_acks.load(Ordering::Relaxed), 20);
 }
 
 #[tokio::test(start_paused = true)]
 async fn writes_that_failed_before_applying_are_sent_again() {
     // Every other conditional write times out without reaching the store.
-    let store = FaultStore::every_nth_conditional(2, Fault::FailBefore);
-    let c = counters(&store);
+    let (store, c) = faulty_counters(2, Fault::FailBefore);
     for _ in 0..20 {
-        c.update_with("c", |cur| {
-            Ok(Some(Counter {
-                n: cur.map_or(0, |c| c.n) + 1,
-            }))
-        })
-        .await
-        .unwrap();
+        count_up(&c, "c").await.unwrap();
     }
-    assert_eq!(c.get("c").await.unwrap().unwrap().value.n, 20);
+    assert_eq!(value_of(&c, "c").await, 20);
     assert_eq!(store.failed_before.load(Ordering::Relaxed), 20);
 }
 
 #[tokio::test(start_paused = true)]
 async fn create_with_lost_answer_is_created_not_already_exists() {
-    let store = FaultStore::every_nth_conditional(1, Fault::LostAck);
-    let c = counters(&store);
+    let (_store, c) = faulty_counters(1, Fault::LostAck);
     let w = c.create("new", &Counter { n: 7 }).await.unwrap();
     let doc = c.get("new").await.unwrap().unwrap();
     assert_eq!(Some(&doc.etag), w.etag.as_ref());
@@ -80,8 +113,7 @@ async fn create_with_lost_answer_is_created_not_already_exists() {
 
 #[tokio::test(start_paused = true)]
 async fn applied_then_overwritten_is_reported_applied_with_its_own_etag() {
-    let store = FaultStore::every_nth_conditional(1, Fault::LostAck);
-    let c = counters(&store);
+    let (store, c) = faulty_counters(1, Fault::LostAck);
     c.put("c", &Counter { n: 1 }).await.unwrap();
     let before = c.get("c").await.unwrap().unwrap();
 
@@ -92,27 +124,12 @@ async fn applied_then_overwritten_is_reported_applied_with_its_own_etag() {
     store.set_after_apply(move |inner, path| {
         let rival = rival.clone();
         let (inner, path, tx) = (inner.clone(), path.clone(), tx.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                // Record the ETag our write produced (as the rival read it), then overwrite.
-                let ours = inner.head(&path).await.unwrap().e_tag.unwrap();
-                tx.send(ours).unwrap();
-                rival
-                    .update_with("c", |cur| {
-                        Ok(Some(Counter {
-                            n: cur.unwrap().n + 100,
-                        }))
-                    })
-                    .await
-                    .unwrap();
-            })
-        })
-        .join()
-        .unwrap();
+        on_another_thread(async move {
+            // Record the ETag our write produced (as the rival read it), then overwrite.
+            let ours = inner.head(&path).await.unwrap().e_tag.unwrap();
+            tx.send(ours).unwrap();
+            add(&rival, "c", 100).await.unwrap();
+        });
     });
     let w = c
         .put_if_match("c", &Counter { n: 2 }, &before.etag)
@@ -126,14 +143,13 @@ async fn applied_then_overwritten_is_reported_applied_with_its_own_etag() {
         "the ETag our write produced, from the successor's log"
     );
     // Applied exactly once: 1 → 2 (ours) → 102 (rival).
-    assert_eq!(c.get("c").await.unwrap().unwrap().value.n, 102);
+    assert_eq!(value_of(&c, "c").await, 102);
 }
 
 #[tokio::test(start_paused = true)]
 async fn stale_write_with_lost_answer_is_still_a_conflict() {
     // The write fails its precondition at the store; the answer is truthful.
-    let store = FaultStore::every_nth_conditional(1, Fault::LostAck);
-    let c = counters(&store);
+    let (_store, c) = faulty_counters(1, Fault::LostAck);
     let first = c.create("c", &Counter { n: 1 }).await.unwrap();
     c.put_if_match("c", &Counter { n: 2 }, first.etag.as_deref().unwrap())
         .await
@@ -143,14 +159,13 @@ async fn stale_write_with_lost_answer_is_still_a_conflict() {
         .await
         .unwrap_err();
     assert!(matches!(err, StorageError::Precondition { .. }), "{err}");
-    assert_eq!(c.get("c").await.unwrap().unwrap().value.n, 2);
+    assert_eq!(value_of(&c, "c").await, 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn s3_409_conditional_request_conflict_is_retried_as_a_conflict() {
     // The first conditional write of each pair is refused with S3's 409.
-    let store = FaultStore::every_nth_conditional(2, Fault::Conflict409);
-    let c = counters(&store);
+    let (store, c) = faulty_counters(2, Fault::Conflict409);
     // storage-core maps the 409 to Precondition.
     let mapped = StorageError::from_object_store(
         "s3",
@@ -166,17 +181,10 @@ async fn s3_409_conditional_request_conflict_is_retried_as_a_conflict() {
 
     let mut attempts = 0;
     for _ in 0..10 {
-        let out = c
-            .update_with("c", |cur| {
-                Ok(Some(Counter {
-                    n: cur.map_or(0, |c| c.n) + 1,
-                }))
-            })
-            .await
-            .unwrap();
+        let out = count_up(&c, "c").await.unwrap();
         attempts += out.attempts;
     }
-    assert_eq!(c.get("c").await.unwrap().unwrap().value.n, 10);
+    assert_eq!(value_of(&c, "c").await, 10);
     assert_eq!(store.conflicts_409.load(Ordering::Relaxed), 10);
     assert_eq!(attempts, 20, "each 409 cost one extra round");
     // put_if_match alone surfaces it as Precondition.
@@ -243,7 +251,7 @@ async fn write_id_is_stored_in_metadata() {
         )
         .await
         .unwrap();
-    assert_eq!(c.get("c").await.unwrap().unwrap().value.n, 5);
+    assert_eq!(value_of(&c, "c").await, 5);
 }
 
 /// Rivals commit `rivals` increments right after our write lands and before its (lost)
@@ -251,36 +259,20 @@ async fn write_id_is_stored_in_metadata() {
 async fn lost_answer_then_rivals(
     rivals: usize,
 ) -> (storage_core::Result<storage_cas::Written>, u64) {
-    let store = FaultStore::every_nth_conditional(1, Fault::LostAck);
-    let c = counters(&store);
+    let (store, c) = faulty_counters(1, Fault::LostAck);
     c.put("c", &Counter { n: 1 }).await.unwrap();
     let before = c.get("c").await.unwrap().unwrap();
     let rival = c.clone();
     store.set_after_apply(move |_, _| {
         let rival = rival.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                for _ in 0..rivals {
-                    rival
-                        .update_with("c", |cur| {
-                            Ok(Some(Counter {
-                                n: cur.unwrap().n + 1,
-                            }))
-                        })
-                        .await
-                        .unwrap();
-                }
-            })
-        })
-        .join()
-        .unwrap();
+        on_another_thread(async move {
+            for _ in 0..rivals {
+                add(&rival, "c", 1).await.unwrap();
+            }
+        });
     });
     let r = c.put_if_match("c", &Counter { n: 2 }, &before.etag).await;
-    (r, c.get("c").await.unwrap().unwrap().value.n)
+    (r, value_of(&c, "c").await)
 }
 
 #[tokio::test(start_paused = true)]
@@ -313,17 +305,10 @@ async fn lost_create_answer_with_a_short_chain_is_decided() {
     let rival = counters(&store);
     rival.create("d", &Counter { n: 10 }).await.unwrap();
     for _ in 0..3 {
-        rival
-            .update_with("d", |cur| {
-                Ok(Some(Counter {
-                    n: cur.unwrap().n + 1,
-                }))
-            })
-            .await
-            .unwrap();
+        add(&rival, "d", 1).await.unwrap();
     }
     let err = c.create("d", &Counter { n: 0 }).await.unwrap_err();
     assert!(matches!(err, StorageError::AlreadyExists { .. }), "{err}");
     assert_eq!(store.failed_before.load(Ordering::Relaxed), 1);
-    assert_eq!(c.get("d").await.unwrap().unwrap().value.n, 13);
+    assert_eq!(value_of(&c, "d").await, 13);
 }

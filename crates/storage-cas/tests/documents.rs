@@ -35,6 +35,19 @@ fn put_behind_back(c: &Collection<Msg>, id: &str, value: Msg) {
     .unwrap();
 }
 
+/// An update of document `k` that a rival beats every time (it rewrites the document between
+/// each read and write), until the backoff gives up: the error it ends with.
+async fn update_losing_every_race(c: &Collection<Msg>) -> StorageError {
+    let rival = c.clone();
+    c.update_with("k", |cur| {
+        let cur = cur.unwrap();
+        put_behind_back(&rival, "k", cur.clone());
+        Ok(Some(cur))
+    })
+    .await
+    .unwrap_err()
+}
+
 fn backends() -> Vec<(Bucket, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
     let local = Bucket::local("docs", dir.path()).unwrap();
@@ -328,15 +341,7 @@ async fn conflicts_are_retried_with_backoff_and_exhaustion_reports_conflict() {
     assert_eq!(started.elapsed(), Duration::from_millis(300));
 
     // A rival that always wins: 1 + 3 attempts, then Conflict with the last ETag seen.
-    let rival = c.clone();
-    let err = c
-        .update_with("k", |cur| {
-            let cur = cur.unwrap();
-            put_behind_back(&rival, "k", cur.clone());
-            Ok(Some(cur))
-        })
-        .await
-        .unwrap_err();
+    let err = update_losing_every_race(&c).await;
     match err {
         StorageError::Conflict {
             attempts,
@@ -357,15 +362,7 @@ async fn conflicts_are_retried_with_backoff_and_exhaustion_reports_conflict() {
 
     // NONE: no retry at all.
     let c = c.with_backoff(BackoffStrategy::NONE);
-    let rival = c.clone();
-    let err = c
-        .update_with("k", |cur| {
-            let cur = cur.unwrap();
-            put_behind_back(&rival, "k", cur.clone());
-            Ok(Some(cur))
-        })
-        .await
-        .unwrap_err();
+    let err = update_losing_every_race(&c).await;
     assert!(
         matches!(err, StorageError::Conflict { attempts: 1, .. }),
         "{err}"
@@ -383,16 +380,8 @@ async fn deadline_bounds_the_retry_loop() {
         .unwrap()
         .with_backoff(strategy);
     c.put("k", &msg("v", 0)).await.unwrap();
-    let rival = c.clone();
     let started = tokio::time::Instant::now();
-    let err = c
-        .update_with("k", |cur| {
-            let cur = cur.unwrap();
-            put_behind_back(&rival, "k", cur.clone());
-            Ok(Some(cur))
-        })
-        .await
-        .unwrap_err();
+    let err = update_losing_every_race(&c).await;
     // Attempts at 0, 100, 200, 300, 400 ms; the next would start at 500 > 450.
     assert!(
         matches!(err, StorageError::Conflict { attempts: 5, .. }),
