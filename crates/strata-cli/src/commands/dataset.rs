@@ -16,6 +16,7 @@ use strata::manifest::{
 };
 use tokio::io::AsyncReadExt;
 
+use super::object::ExpiresArg;
 use crate::output::{CliError, CliResult, Ctx, human_bytes};
 
 /// Dataset commands.
@@ -198,9 +199,8 @@ pub struct CompactArgs {
 pub struct PresignArgs {
     /// Object key of a dataset file (`finance/user123/2024/01/15/ID.parquet`).
     pub key: String,
-    /// How long the URL works: 30s, 15m, 1h, 7d (at most 7d).
-    #[arg(long, default_value = "1h")]
-    pub expires: String,
+    #[command(flatten)]
+    pub expires: ExpiresArg,
     #[command(flatten)]
     pub bucket: BucketArg,
 }
@@ -522,7 +522,7 @@ struct PresignOutput {
 
 async fn presign(ctx: &Ctx, a: PresignArgs) -> CliResult {
     let ds = dataset(ctx, &a.bucket)?;
-    let expires = super::object::presign_expiry(&a.expires)?;
+    let expires = a.expires.duration()?;
     let url = ds.presign(&a.key, expires).await?;
     ctx.emit(
         url.as_str(),

@@ -82,12 +82,8 @@ pub struct PutArgs {
     pub coll: CollectionArg,
     /// Document id.
     pub id: String,
-    /// The JSON value (default: read from --file, else stdin).
-    #[arg(long, short)]
-    pub data: Option<String>,
-    /// Read the JSON value from this file.
-    #[arg(long, short, conflicts_with = "data")]
-    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub value: ValueArg,
     /// Expire after this long (`30d`, `24h`, `90s`); `never` for no expiry.
     #[arg(long)]
     pub ttl: Option<String>,
@@ -163,14 +159,9 @@ pub struct SweepArgs {
     pub keep_attachments: bool,
 }
 
-/// `strata doc commit`.
+/// A JSON value given on the command line, in a file, or on standard input.
 #[derive(Debug, Args)]
-pub struct CommitArgs {
-    /// Versioned records: NAME:COLLECTION (one bucket), or COLLECTION alone (heads and
-    /// versions where [routes.records] and [routes.versions] put them).
-    pub records: String,
-    /// Record id.
-    pub id: String,
+pub struct ValueArg {
     /// The JSON value (default: read from --file, else stdin).
     #[arg(long, short)]
     pub data: Option<String>,
@@ -179,9 +170,9 @@ pub struct CommitArgs {
     pub file: Option<PathBuf>,
 }
 
-/// `strata doc history`.
+/// One versioned record: where the records live and the record's id.
 #[derive(Debug, Args)]
-pub struct HistoryArgs {
+pub struct RecordArg {
     /// Versioned records: NAME:COLLECTION (one bucket), or COLLECTION alone (heads and
     /// versions where [routes.records] and [routes.versions] put them).
     pub records: String,
@@ -189,14 +180,27 @@ pub struct HistoryArgs {
     pub id: String,
 }
 
+/// `strata doc commit`.
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    #[command(flatten)]
+    pub record: RecordArg,
+    #[command(flatten)]
+    pub value: ValueArg,
+}
+
+/// `strata doc history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub record: RecordArg,
+}
+
 /// `strata doc revert`.
 #[derive(Debug, Args)]
 pub struct RevertArgs {
-    /// Versioned records: NAME:COLLECTION (one bucket), or COLLECTION alone (heads and
-    /// versions where [routes.records] and [routes.versions] put them).
-    pub records: String,
-    /// Record id.
-    pub id: String,
+    #[command(flatten)]
+    pub record: RecordArg,
     /// The version whose value becomes the newest version.
     pub version: u64,
 }
@@ -266,9 +270,8 @@ fn routed_records(ctx: &Ctx, collection: &str) -> CliResult<VersionedRecords<Val
         ))
     };
     let router = ctx.strata.router().map_err(unrouted)?;
-    let scoped = |route: &str| -> CliResult<storage_core::Bucket> {
-        router.route(route).map_err(unrouted)
-    };
+    let scoped =
+        |route: &str| -> CliResult<storage_core::Bucket> { router.route(route).map_err(unrouted) };
     let layout = RecordLayout {
         head: "{collection}/{id}/head.json".into(),
         version: "{collection}/{id}/v{version}.json".into(),
@@ -326,22 +329,25 @@ fn parse_ttl(ttl: Option<&str>) -> CliResult<Ttl> {
     Ok(Ttl::After(ttl))
 }
 
-async fn read_value(data: Option<String>, file: Option<PathBuf>) -> CliResult<Value> {
-    let text = match (data, file) {
-        (Some(d), _) => d,
-        (None, Some(path)) => tokio::fs::read_to_string(&path)
-            .await
-            .map_err(|e| CliError::bad_input(format!("cannot read {}: {e}", path.display())))?,
-        (None, None) => {
-            let mut s = String::new();
-            tokio::io::AsyncReadExt::read_to_string(&mut tokio::io::stdin(), &mut s)
+impl ValueArg {
+    /// The value, parsed from `--data`, `--file` or standard input.
+    async fn read(self) -> CliResult<Value> {
+        let text = match (self.data, self.file) {
+            (Some(d), _) => d,
+            (None, Some(path)) => tokio::fs::read_to_string(&path)
                 .await
-                .map_err(|e| CliError::bad_input(format!("cannot read stdin: {e}")))?;
-            s
-        }
-    };
-    serde_json::from_str(&text)
-        .map_err(|e| CliError::bad_input(format!("the value is not valid JSON: {e}")))
+                .map_err(|e| CliError::bad_input(format!("cannot read {}: {e}", path.display())))?,
+            (None, None) => {
+                let mut s = String::new();
+                tokio::io::AsyncReadExt::read_to_string(&mut tokio::io::stdin(), &mut s)
+                    .await
+                    .map_err(|e| CliError::bad_input(format!("cannot read stdin: {e}")))?;
+                s
+            }
+        };
+        serde_json::from_str(&text)
+            .map_err(|e| CliError::bad_input(format!("the value is not valid JSON: {e}")))
+    }
 }
 
 fn not_found(c: &Collection<Value>, id: &str) -> CliError {
@@ -404,7 +410,7 @@ struct WriteOutput<'a> {
 
 async fn put(ctx: &Ctx, a: PutArgs, create: bool) -> CliResult {
     let c = collection(ctx, &a.coll)?;
-    let value = read_value(a.data, a.file).await?;
+    let value = a.value.read().await?;
     let opts = WriteOpts {
         ttl: parse_ttl(a.ttl.as_deref())?,
         ..Default::default()
@@ -722,29 +728,37 @@ struct CommitOutput<'a> {
     attempts: u32,
 }
 
-async fn commit(ctx: &Ctx, a: CommitArgs) -> CliResult {
-    let r = records(ctx, &a.records)?;
-    let value = read_value(a.data, a.file).await?;
-    let c = r.commit(&a.id, &value).await?;
-    ctx.done(
-        format!("committed {} v{}", a.id, c.version),
-        &CommitOutput {
-            id: &a.id,
+impl<'a> CommitOutput<'a> {
+    fn new(id: &'a str, c: strata::cas::Commit) -> Self {
+        CommitOutput {
+            id,
             version: c.version,
             etag: c.etag,
             attempts: c.attempts,
-        },
+        }
+    }
+}
+
+async fn commit(ctx: &Ctx, a: CommitArgs) -> CliResult {
+    let RecordArg { records: spec, id } = &a.record;
+    let r = records(ctx, spec)?;
+    let value = a.value.read().await?;
+    let c = r.commit(id, &value).await?;
+    ctx.done(
+        format!("committed {id} v{}", c.version),
+        &CommitOutput::new(id, c),
     );
     Ok(())
 }
 
 async fn history(ctx: &Ctx, a: HistoryArgs) -> CliResult {
-    let r = records(ctx, &a.records)?;
-    let versions = r.history(&a.id).await?;
+    let RecordArg { records: spec, id } = &a.record;
+    let r = records(ctx, spec)?;
+    let versions = r.history(id).await?;
     if versions.is_empty() {
         return Err(StorageError::NotFound {
-            backend: a.records.clone(),
-            key: r.head_key(&a.id)?.to_string(),
+            backend: spec.clone(),
+            key: r.head_key(id)?.to_string(),
         }
         .into());
     }
@@ -764,16 +778,12 @@ async fn history(ctx: &Ctx, a: HistoryArgs) -> CliResult {
 }
 
 async fn revert(ctx: &Ctx, a: RevertArgs) -> CliResult {
-    let r = records(ctx, &a.records)?;
-    let c = r.revert(&a.id, a.version).await?;
+    let RecordArg { records: spec, id } = &a.record;
+    let r = records(ctx, spec)?;
+    let c = r.revert(id, a.version).await?;
     ctx.done(
-        format!("reverted {} to v{} as v{}", a.id, a.version, c.version),
-        &CommitOutput {
-            id: &a.id,
-            version: c.version,
-            etag: c.etag,
-            attempts: c.attempts,
-        },
+        format!("reverted {id} to v{} as v{}", a.version, c.version),
+        &CommitOutput::new(id, c),
     );
     Ok(())
 }
@@ -799,8 +809,10 @@ mod tests {
         PutArgs {
             coll: coll("app:assistants"),
             id: id.into(),
-            data: Some(data.into()),
-            file: None,
+            value: ValueArg {
+                data: Some(data.into()),
+                file: None,
+            },
             ttl: None,
             if_match: None,
         }
@@ -1055,10 +1067,14 @@ mod tests {
     async fn commit_versions(ctx: &Ctx, records: &str, id: &str, values: &[Value]) {
         for v in values {
             DocCommand::Commit(CommitArgs {
-                records: records.into(),
-                id: id.into(),
-                data: Some(v.to_string()),
-                file: None,
+                record: RecordArg {
+                    records: records.into(),
+                    id: id.into(),
+                },
+                value: ValueArg {
+                    data: Some(v.to_string()),
+                    file: None,
+                },
             })
             .run(ctx)
             .await
@@ -1069,8 +1085,10 @@ mod tests {
     /// `strata doc revert RECORDS ID VERSION`.
     async fn revert_to(ctx: &Ctx, records: &str, id: &str, version: u64) {
         DocCommand::Revert(RevertArgs {
-            records: records.into(),
-            id: id.into(),
+            record: RecordArg {
+                records: records.into(),
+                id: id.into(),
+            },
             version,
         })
         .run(ctx)
@@ -1128,8 +1146,10 @@ prefix = "history"
         let ctx = ctx(dir.path());
         commit_versions(&ctx, "app:users", "42", &[json!({"n": 0}), json!({"n": 1})]).await;
         DocCommand::History(HistoryArgs {
-            records: "app:users".into(),
-            id: "42".into(),
+            record: RecordArg {
+                records: "app:users".into(),
+                id: "42".into(),
+            },
         })
         .run(&ctx)
         .await
@@ -1140,8 +1160,10 @@ prefix = "history"
         assert_eq!((head.version, head.value), (2, json!({"n": 0})));
         assert!(dir.path().join("app/versions/users/42/v2.json").exists());
         let err = DocCommand::History(HistoryArgs {
-            records: "app:users".into(),
-            id: "nobody".into(),
+            record: RecordArg {
+                records: "app:users".into(),
+                id: "nobody".into(),
+            },
         })
         .run(&ctx)
         .await

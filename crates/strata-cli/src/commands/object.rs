@@ -188,9 +188,8 @@ pub enum MethodArg {
 pub struct PresignArgs {
     /// NAME:KEY.
     pub target: String,
-    /// How long the URL works: 30s, 15m, 1h, 7d (at most 7d).
-    #[arg(long, default_value = "1h")]
-    pub expires: String,
+    #[command(flatten)]
+    pub expires: ExpiresArg,
     /// What the URL allows.
     #[arg(long, value_enum, default_value = "get")]
     pub method: MethodArg,
@@ -1195,26 +1194,37 @@ struct PresignOutput {
     expires_in_seconds: u64,
 }
 
-/// `--expires` of a presigned URL, checked here so errors echo it as typed (`8d`).
-pub(crate) fn presign_expiry(typed: &str) -> CliResult<std::time::Duration> {
-    let d = storage_core::config::parse_duration(typed)
-        .map_err(|e| CliError::bad_input(format!("--expires: {e}")))?;
-    if d < std::time::Duration::from_secs(1) {
-        return Err(CliError::bad_input(format!(
-            "--expires {typed}: a presigned URL must be valid for at least 1 second"
-        )));
+/// `--expires` of a presigned URL (`strata presign`, `strata dataset presign`).
+#[derive(Debug, Args)]
+pub struct ExpiresArg {
+    /// How long the URL works: 30s, 15m, 1h, 7d (at most 7d).
+    #[arg(long, default_value = "1h")]
+    pub expires: String,
+}
+
+impl ExpiresArg {
+    /// The duration, checked here so errors echo it as typed (`8d`).
+    pub(crate) fn duration(&self) -> CliResult<std::time::Duration> {
+        let typed = &self.expires;
+        let d = storage_core::config::parse_duration(typed)
+            .map_err(|e| CliError::bad_input(format!("--expires: {e}")))?;
+        if d < std::time::Duration::from_secs(1) {
+            return Err(CliError::bad_input(format!(
+                "--expires {typed}: a presigned URL must be valid for at least 1 second"
+            )));
+        }
+        if d > std::time::Duration::from_secs(7 * 24 * 3600) {
+            return Err(CliError::bad_input(format!(
+                "--expires {typed} is longer than the 7 day maximum S3 allows for presigned URLs; use at most 7d"
+            )));
+        }
+        Ok(d)
     }
-    if d > std::time::Duration::from_secs(7 * 24 * 3600) {
-        return Err(CliError::bad_input(format!(
-            "--expires {typed} is longer than the 7 day maximum S3 allows for presigned URLs; use at most 7d"
-        )));
-    }
-    Ok(d)
 }
 
 async fn presign(ctx: &Ctx, a: PresignArgs) -> CliResult {
     let (name, key) = Address::remote_key(&a.target)?;
-    let expires = presign_expiry(&a.expires)?;
+    let expires = a.expires.duration()?;
     let method = match a.method {
         MethodArg::Get => PresignMethod::Get,
         MethodArg::Put => PresignMethod::Put,
