@@ -95,19 +95,15 @@ fn sixteen_processes_of_doc_update_on_moto_all_succeed() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("strata.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[connections.moto]\nkind = 's3'\nendpoint = '{}'\nallow_http = true\npath_style = true\ncredentials = 'static'\naccess_key_id = '{}'\nsecret_access_key = '{}'\n[buckets.app]\nconnection = 'moto'\nbucket = '{}'\nprefix = '{}'\n",
-            server.endpoint,
-            server.access_key,
-            server.secret_key.expose(),
+    let cfg = common::moto_config(
+        dir.path(),
+        &server,
+        &format!(
+            "[buckets.app]\nconnection = 'moto'\nbucket = '{}'\nprefix = '{}'\n",
             server.bucket,
             strata_testkit::run_prefix("cli-contention"),
         ),
-    )
-    .unwrap();
+    );
     check(Target::Config(&cfg), "app:counters", "moto");
 }
 

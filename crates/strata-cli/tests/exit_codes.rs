@@ -83,29 +83,16 @@ fn wrong_secret_on_s3s_fs_is_denied_exit_6() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("strata.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"
-[connections.s3s]
-kind = "s3"
-endpoint = "{}"
-allow_http = true
-path_style = true
-credentials = "static"
-access_key_id = "{}"
-secret_access_key = "not-the-secret"
-max_retries = 0
-
-[buckets.denied]
-connection = "s3s"
-bucket = "{}"
-"#,
-            server.endpoint, server.access_key, server.bucket
+    let cfg = common::s3_config(
+        dir.path(),
+        "s3s",
+        &server.endpoint,
+        (&server.access_key, "not-the-secret"),
+        &format!(
+            "max_retries = 0\n\n[buckets.denied]\nconnection = \"s3s\"\nbucket = \"{}\"\n",
+            server.bucket
         ),
-    )
-    .unwrap();
+    );
     for args in [
         &["get", "denied:a.txt"][..],
         &["put", "denied:a.txt", "--data", "x"],

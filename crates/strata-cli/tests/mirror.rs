@@ -21,16 +21,36 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// A config at `path`: `extra` connections, a `disk` connection on `root`, and bucket `main`
+/// on connection `main_on` mirrored to bucket `copy` on the disk.
+fn write_config(path: &Path, root: &str, main_on: &str, extra: &str) {
+    let text = format!(
+        r#"{extra}
+[connections.disk]
+kind = "fs"
+root = "{root}"
+durability = "none"
+[buckets.main]
+connection = "{main_on}"
+mirror = ["copy"]
+[buckets.copy]
+connection = "disk"
+"#
+    );
+    std::fs::write(path, text).unwrap();
+}
+
 #[test]
 fn owed_writes_are_listed_and_replayed_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().display().to_string();
     // Port 9 (discard) on loopback: connections are refused at once.
     let down = dir.path().join("down.toml");
-    std::fs::write(
+    write_config(
         &down,
-        format!(
-            r#"
+        &root,
+        "cloud",
+        r#"
 [connections.cloud]
 kind = "s3"
 endpoint = "http://127.0.0.1:9"
@@ -39,20 +59,8 @@ credentials = "static"
 access_key_id = "ak"
 secret_access_key = "sk"
 max_retries = 0
-connect_timeout = "1s"
-[connections.disk]
-kind = "fs"
-root = "{root}"
-durability = "none"
-[buckets.main]
-connection = "cloud"
-mirror = ["copy"]
-[buckets.copy]
-connection = "disk"
-"#
-        ),
-    )
-    .unwrap();
+connect_timeout = "1s""#,
+    );
 
     let put = strata(
         &down,
@@ -109,23 +117,7 @@ connection = "disk"
     // The primary answers again (the handle `main` now on a local folder; the outbox is the
     // same journal, kept beside the `copy` folder).
     let up = dir.path().join("up.toml");
-    std::fs::write(
-        &up,
-        format!(
-            r#"
-[connections.disk]
-kind = "fs"
-root = "{root}"
-durability = "none"
-[buckets.main]
-connection = "disk"
-mirror = ["copy"]
-[buckets.copy]
-connection = "disk"
-"#
-        ),
-    )
-    .unwrap();
+    write_config(&up, &root, "disk", "");
     let replay = strata(&up, &["mirror", "replay", "main", "--json"]);
     assert!(replay.status.success(), "{}", text(&replay.stderr));
     let report: serde_json::Value = serde_json::from_slice(&replay.stdout).unwrap();

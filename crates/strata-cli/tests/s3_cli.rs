@@ -18,34 +18,15 @@ struct Setup {
 fn setup() -> Option<Setup> {
     let server = strata_testkit::moto_env()?;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("strata.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"
-[connections.moto]
-kind = "s3"
-endpoint = "{endpoint}"
-allow_http = true
-path_style = true
-credentials = "static"
-access_key_id = "{ak}"
-secret_access_key = "{sk}"
-conditional_delete = true
-
-[buckets.media]
-connection = "moto"
-bucket = "{bucket}"
-prefix = "{prefix}"
-"#,
-            endpoint = server.endpoint,
-            ak = server.access_key,
-            sk = server.secret_key.expose(),
-            bucket = server.bucket,
-            prefix = strata_testkit::run_prefix("cli"),
+    let cfg = common::moto_config(
+        dir.path(),
+        &server,
+        &format!(
+            "conditional_delete = true\n\n[buckets.media]\nconnection = \"moto\"\nbucket = \"{}\"\nprefix = \"{}\"\n",
+            server.bucket,
+            strata_testkit::run_prefix("cli"),
         ),
-    )
-    .unwrap();
+    );
     Some(Setup { dir, cfg })
 }
 

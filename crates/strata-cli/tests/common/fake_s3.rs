@@ -166,28 +166,11 @@ pub fn list_page(bucket: &str, keys: &[String], next: Option<&str>) -> String {
 /// A config file naming bucket `fake` on `endpoint`, with the client's own retries off so a
 /// failure surfaces at once.
 pub fn config(dir: &std::path::Path, endpoint: &str, secret: &str) -> std::path::PathBuf {
-    let cfg = dir.join("strata.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"
-[connections.s3]
-kind = "s3"
-endpoint = "{endpoint}"
-region = "us-east-1"
-allow_http = true
-path_style = true
-credentials = "static"
-access_key_id = "AKFAKE"
-secret_access_key = "{secret}"
-max_retries = 0
-
-[buckets.fake]
-connection = "s3"
-bucket = "fake"
-"#
-        ),
+    super::s3_config(
+        dir,
+        "s3",
+        endpoint,
+        ("AKFAKE", secret),
+        "region = \"us-east-1\"\nmax_retries = 0\n\n[buckets.fake]\nconnection = \"s3\"\nbucket = \"fake\"\n",
     )
-    .unwrap();
-    cfg
 }

@@ -66,6 +66,43 @@ pub fn ok(target: Target<'_>, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Writes `strata.toml` in `dir`: connection `name` to the S3 server at `endpoint` (plain
+/// HTTP, path-style, these static keys), with `rest` appended (more settings of the
+/// connection, then the buckets). Returns its path.
+pub fn s3_config(
+    dir: &Path,
+    name: &str,
+    endpoint: &str,
+    (access_key, secret_key): (&str, &str),
+    rest: &str,
+) -> std::path::PathBuf {
+    let cfg = dir.join("strata.toml");
+    let text = format!(
+        r#"
+[connections.{name}]
+kind = "s3"
+endpoint = "{endpoint}"
+allow_http = true
+path_style = true
+credentials = "static"
+access_key_id = "{access_key}"
+secret_access_key = "{secret_key}"
+{rest}"#
+    );
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+/// [`s3_config`] for connection `moto` on the moto server, with its keys.
+pub fn moto_config(
+    dir: &Path,
+    server: &strata_testkit::ServerEnv,
+    rest: &str,
+) -> std::path::PathBuf {
+    let keys = (server.access_key.as_str(), server.secret_key.expose());
+    s3_config(dir, "moto", &server.endpoint, keys, rest)
+}
+
 /// Exit code and standard error of a run.
 pub fn code(target: Target<'_>, args: &[&str]) -> (i32, String) {
     let out = run(target, args);
