@@ -24,15 +24,22 @@ use strata_testkit::fault_proxy::{FaultPlan, FaultProxy};
 
 const SEEDS: [u64; 3] = [1, 2, 3];
 
-fn row(label: &str, seed: u64, t: &Tally, secs: f64) {
-    println!(
-        "| {label:<13} | {seed:>4} | {:>15} | {:>26} | {:>18} | {:>13} | {:>9} | {:>10} | {secs:>5.1} |",
+/// The figures of a run, in the table's column order.
+fn figures(t: &Tally) -> [u64; 6] {
+    [
         t.false_conflicts,
         t.errors_for_applied_writes,
         t.lost_acked_writes,
         t.corrupt_reads,
         t.ambiguous,
         t.surfaced.values().sum::<u64>(),
+    ]
+}
+
+fn row(label: &str, seed: u64, t: &Tally, secs: f64) {
+    let [false_conflicts, errors, lost, corrupt, ambiguous, surfaced] = figures(t);
+    println!(
+        "| {label:<13} | {seed:>4} | {false_conflicts:>15} | {errors:>26} | {lost:>18} | {corrupt:>13} | {ambiguous:>9} | {surfaced:>10} | {secs:>5.1} |",
     );
 }
 
@@ -93,14 +100,7 @@ async fn main() {
                 soak::soak(client, direct, SoakPlan::standard(seed), Arc::clone(&proxy)).await
             };
             let sum = &mut totals[usize::from(side == "strata")];
-            for (total, n) in sum.iter_mut().zip([
-                t.false_conflicts,
-                t.errors_for_applied_writes,
-                t.lost_acked_writes,
-                t.corrupt_reads,
-                t.ambiguous,
-                t.surfaced.values().sum::<u64>(),
-            ]) {
+            for (total, n) in sum.iter_mut().zip(figures(&t)) {
                 *total += n;
             }
             row(

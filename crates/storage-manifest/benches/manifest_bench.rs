@@ -119,6 +119,26 @@ impl Table {
     }
 }
 
+/// Reads `e` with `opts`: the rows read, the time it took and the bytes fetched.
+async fn timed_read(
+    ds: &Dataset,
+    e: &ManifestEntry,
+    opts: &ReadOptions,
+    counting: &CountingStore,
+) -> (usize, Duration, u64) {
+    let before = counting.snapshot();
+    let start = Instant::now();
+    let count = ds
+        .read_entry(e, opts)
+        .await
+        .unwrap()
+        .try_fold(0usize, |c, _| async move { Ok(c + 1) })
+        .await
+        .unwrap();
+    let t = start.elapsed();
+    (count, t, counting.snapshot().1 - before.1)
+}
+
 async fn run() {
     let n: usize = std::env::var("STRATA_BENCH_ENTRIES")
         .ok()
@@ -296,17 +316,7 @@ async fn run() {
     let mut full = Vec::new();
     let mut ranged = Vec::new();
     for e in &files {
-        let before = counting.snapshot();
-        let start = Instant::now();
-        let count = ds
-            .read_entry(e, &ReadOptions::default())
-            .await
-            .unwrap()
-            .try_fold(0usize, |c, _| async move { Ok(c + 1) })
-            .await
-            .unwrap();
-        let t = start.elapsed();
-        let read = counting.snapshot().1 - before.1;
+        let (count, t, read) = timed_read(&ds, e, &ReadOptions::default(), &counting).await;
         assert_eq!(count, n);
         table.row(
             format!("dataset read all, {}", e.format),
@@ -315,22 +325,10 @@ async fn run() {
         );
         full.push(t);
 
-        let before = counting.snapshot();
-        let start = Instant::now();
-        let count = ds
-            .read_entry(
-                e,
-                &ReadOptions::default()
-                    .with_range(range)
-                    .with_columns(["amount"]),
-            )
-            .await
-            .unwrap()
-            .try_fold(0usize, |c, _| async move { Ok(c + 1) })
-            .await
-            .unwrap();
-        let t = start.elapsed();
-        let read = counting.snapshot().1 - before.1;
+        let one_day = ReadOptions::default()
+            .with_range(range)
+            .with_columns(["amount"]);
+        let (count, t, read) = timed_read(&ds, e, &one_day, &counting).await;
         table.row(
             format!("dataset read 1 day, column `amount`, {}", e.format),
             ms(t),
