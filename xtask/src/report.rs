@@ -491,6 +491,23 @@ fn draw_err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> Box<dyn std::error
     move |e| format!("cannot draw {}: {e:?}", path.display()).into()
 }
 
+/// Every chart's last steps: its legend in the lower right, then the file written.
+fn finish<'c, 'b: 'c, CT: CoordTranslate>(
+    mut chart: ChartContext<'c, SVGBackend<'b>, CT>,
+    root: &DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    path: &Path,
+) -> DrawResult<()> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(draw_err(path))?;
+    root.present().map_err(draw_err(path))?;
+    Ok(())
+}
+
 /// Horizontal bars of `rows`' ratios, a line at 1.0 (the baseline), each goal a black tick,
 /// each spread a whisker; green meets its goal, red misses it, grey-blue has none.
 fn bar_chart(path: &Path, title: &str, rows: &[&Row]) -> DrawResult<()> {
@@ -606,15 +623,7 @@ fn bar_chart(path: &Path, title: &str, rows: &[&Row]) -> DrawResult<()> {
             )
         }))
         .map_err(&err)?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(&err)?;
-    root.present().map_err(&err)?;
-    Ok(())
+    finish(chart, &root, path)
 }
 
 /// Latency distributions: fraction of reads at or under each latency, latency on a log axis.
@@ -669,15 +678,7 @@ fn cdf_chart(path: &Path, title: &str, rows: &[&Row]) -> DrawResult<()> {
                 PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
             });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(&err)?;
-    root.present().map_err(&err)?;
-    Ok(())
+    finish(chart, &root, path)
 }
 
 #[cfg(test)]
