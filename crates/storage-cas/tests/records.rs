@@ -1,5 +1,7 @@
 //! Versioned records (seed 004) and attachments.
 
+mod common;
+
 use serde::{Deserialize, Serialize};
 use storage_cas::{Attachment, Collection, RecordLayout, VersionedRecords};
 use storage_core::{Bucket, StorageError};
@@ -16,10 +18,7 @@ fn user(n: &str) -> User {
 #[tokio::test]
 async fn commit_history_get_version_revert_on_every_backend() {
     let dir = tempfile::tempdir().unwrap();
-    for bucket in [
-        Bucket::memory("m"),
-        Bucket::local("fs", dir.path()).unwrap(),
-    ] {
+    for bucket in common::every_backend(dir.path()) {
         let recs: VersionedRecords<User> = VersionedRecords::new(&bucket, "users").unwrap();
         assert!(recs.get("u1").await.unwrap().is_none());
         assert!(recs.history("u1").await.unwrap().is_empty());
@@ -168,10 +167,7 @@ async fn custom_layout_in_two_buckets() {
 #[tokio::test]
 async fn attachments_live_beside_their_document() {
     let dir = tempfile::tempdir().unwrap();
-    for bucket in [
-        Bucket::memory("m"),
-        Bucket::local("fs", dir.path()).unwrap(),
-    ] {
+    for bucket in common::every_backend(dir.path()) {
         let files: Collection<User> = Collection::new(&bucket, "files/{id}.json").unwrap();
         files.put("f1", &user("doc")).await.unwrap();
         let a = Attachment::new(&b"\x89PNG"[..])

@@ -1,5 +1,7 @@
 //! TTLs with an injected clock: expiry in metadata, expired reads as absent, sweep.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,10 +42,7 @@ fn setup(bucket: &Bucket) -> (Collection<Run>, Arc<ManualClock>) {
 #[tokio::test]
 async fn expiry_is_stored_in_metadata_and_expired_reads_as_absent() {
     let dir = tempfile::tempdir().unwrap();
-    for bucket in [
-        Bucket::memory("m"),
-        Bucket::local("fs", dir.path()).unwrap(),
-    ] {
+    for bucket in common::every_backend(dir.path()) {
         let (c, clock) = setup(&bucket);
         let w = c.put("t/r1", &run("queued")).await.unwrap();
         assert_eq!(w.expires_at, Some(start() + chrono::Duration::hours(24)));
@@ -138,10 +137,7 @@ async fn expired_documents_are_replaced_by_create_and_update_with() {
 #[tokio::test]
 async fn sweep_removes_only_expired_documents_and_their_attachments() {
     let dir = tempfile::tempdir().unwrap();
-    for bucket in [
-        Bucket::memory("m"),
-        Bucket::local("fs", dir.path()).unwrap(),
-    ] {
+    for bucket in common::every_backend(dir.path()) {
         let (c, clock) = setup(&bucket);
         for i in 0..25 {
             let ttl = if i % 5 == 0 {

@@ -245,6 +245,11 @@ pub struct Counter {
 }
 
 /// A budget large enough for 16 writers on one key.
+/// A memory bucket and a local-folder bucket in `dir`: the backends the tests run on.
+pub fn every_backend(dir: &std::path::Path) -> [Bucket; 2] {
+    [Bucket::memory("m"), Bucket::local("fs", dir).unwrap()]
+}
+
 pub fn contended() -> BackoffStrategy {
     BackoffStrategy::custom(100_000, Duration::from_millis(1), Duration::from_millis(20))
         .with_jitter(Jitter::Full)
