@@ -96,10 +96,13 @@ async fn mirror_writes_everywhere_and_reads_prefer_the_primary() {
     let dir = tempfile::tempdir().unwrap();
     let (cloud, cf) = faulty_bucket("r2");
     let (local, lf) = faulty_local("local", dir.path());
-    let hybrid = MirrorStore::new(vec![
-        ("r2".into(), cloud.store().clone()),
-        ("local".into(), local.store().clone()),
-    ]);
+    let r2_and_local = || {
+        vec![
+            ("r2".into(), cloud.store().clone()),
+            ("local".into(), local.store().clone()),
+        ]
+    };
+    let hybrid = MirrorStore::new(r2_and_local());
     hybrid.put(&p("a.json"), "v1".into()).await.unwrap();
     assert_eq!(cloud.get("a.json").await.unwrap().bytes, "v1");
     assert_eq!(local.get("a.json").await.unwrap().bytes, "v1");
@@ -115,24 +118,12 @@ async fn mirror_writes_everywhere_and_reads_prefer_the_primary() {
     assert_eq!(text(&hybrid, "b.json").await.unwrap(), "offline");
 
     // With the primary required, an outage fails the write.
-    let strict = MirrorStore::with_requirement(
-        vec![
-            ("r2".into(), cloud.store().clone()),
-            ("local".into(), local.store().clone()),
-        ],
-        MirrorRequirement::Primary,
-    );
+    let strict = MirrorStore::with_requirement(r2_and_local(), MirrorRequirement::Primary);
     cf.set_down(true);
     assert!(strict.put(&p("c.json"), "x".into()).await.is_err());
     cf.set_down(false);
     // With every copy required, a local failure fails the write.
-    let all = MirrorStore::with_requirement(
-        vec![
-            ("r2".into(), cloud.store().clone()),
-            ("local".into(), local.store().clone()),
-        ],
-        MirrorRequirement::All,
-    );
+    let all = MirrorStore::with_requirement(r2_and_local(), MirrorRequirement::All);
     lf.set_down(true);
     let err =
         StorageError::from_object_store("m", all.put(&p("d.json"), "x".into()).await.unwrap_err());
