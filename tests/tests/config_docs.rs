@@ -477,6 +477,11 @@ fn enum_values() -> Vec<(&'static str, Vec<String>)> {
     ]
 }
 
+/// Fails with `what`, then one entry a line, unless `found` is empty.
+fn assert_none(found: Vec<String>, what: &str) {
+    assert!(found.is_empty(), "{what}:\n  {}", found.join("\n  "));
+}
+
 #[test]
 fn every_config_field_is_documented_under_its_table() {
     let doc = doc();
@@ -489,10 +494,9 @@ fn every_config_field_is_documented_under_its_table() {
             }
         }
     }
-    assert!(
-        missing.is_empty(),
-        "docs/configuration.md lacks a table row (| `field` | type | default | meaning |) for:\n  {}",
-        missing.join("\n  ")
+    assert_none(
+        missing,
+        "docs/configuration.md lacks a table row (| `field` | type | default | meaning |) for",
     );
 }
 
@@ -507,10 +511,9 @@ fn every_documented_field_exists() {
             }
         }
     }
-    assert!(
-        stale.is_empty(),
-        "docs/configuration.md documents fields the code does not have (renamed or removed?):\n  {}",
-        stale.join("\n  ")
+    assert_none(
+        stale,
+        "docs/configuration.md documents fields the code does not have (renamed or removed?)",
     );
 }
 
@@ -526,10 +529,9 @@ fn every_config_enum_value_is_documented() {
             }
         }
     }
-    assert!(
-        missing.is_empty(),
-        "docs/configuration.md does not mention these values in their table's section:\n  {}",
-        missing.join("\n  ")
+    assert_none(
+        missing,
+        "docs/configuration.md does not mention these values in their table's section",
     );
 }
 
@@ -638,10 +640,9 @@ fn every_environment_variable_is_documented() {
             )
         })
         .collect();
-    assert!(
-        missing.is_empty(),
-        "docs/configuration.md, section \"## Environment variables\", lacks a table row (| `NAME` | ...) for:\n  {}",
-        missing.join("\n  ")
+    assert_none(
+        missing,
+        "docs/configuration.md, section \"## Environment variables\", lacks a table row (| `NAME` | ...) for",
     );
     let stale: Vec<String> = row_names(env_section)
         .into_iter()
