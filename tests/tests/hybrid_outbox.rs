@@ -53,19 +53,18 @@ async fn hybrid_writes_while_r2_is_down_reach_r2_by_replay() {
     let module = format!("outbox{:08x}", fastrand::u32(..));
     let user = "u1";
     let ds = Dataset::new(hybrid.clone());
-    let row = |t: &str, d: &str| json!({"timestamp": t, "description": d});
+    // One JSONL row written to `ds`'s dataset of this run's module and user.
+    let write_row = async |ds: &Dataset, t: &str, d: &str| {
+        let row = json!({"timestamp": t, "description": d});
+        ds.write(&module, user, &[row], Format::Jsonl)
+            .await
+            .unwrap()
+    };
 
     // Before the outage: both copies.
     hybrid.put(key("kept.txt"), "v0").await.unwrap();
     hybrid.put(key("gone.txt"), "delete me").await.unwrap();
-    ds.write(
-        &module,
-        user,
-        &[row("2026-01-01T00:00:00Z", "before outage")],
-        Format::Jsonl,
-    )
-    .await
-    .unwrap();
+    write_row(&ds, "2026-01-01T00:00:00Z", "before outage").await;
     assert!(outbox.pending().await.unwrap().is_empty());
 
     proxy.set_rate(1.0);
@@ -83,15 +82,7 @@ async fn hybrid_writes_while_r2_is_down_reach_r2_by_replay() {
         .put_with(key("doc.json"), "{\"n\":1}", PutOpts::if_absent())
         .await
         .unwrap();
-    let written = ds
-        .write(
-            &module,
-            user,
-            &[row("2026-01-02T00:00:00Z", "during outage coffee")],
-            Format::Jsonl,
-        )
-        .await
-        .unwrap();
+    let written = write_row(&ds, "2026-01-02T00:00:00Z", "during outage coffee").await;
     assert!(hybrid.exists(&written.key).await.unwrap());
     let owed = outbox.pending().await.unwrap();
     assert!(
@@ -142,15 +133,7 @@ async fn hybrid_writes_while_r2_is_down_reach_r2_by_replay() {
         .await
         .unwrap();
     let other = Dataset::new(r2.clone());
-    other
-        .write(
-            &module,
-            user,
-            &[row("2026-01-03T00:00:00Z", "other machine")],
-            Format::Jsonl,
-        )
-        .await
-        .unwrap();
+    write_row(&other, "2026-01-03T00:00:00Z", "other machine").await;
 
     let r = outbox.replay().await.unwrap();
     assert!(r.is_clean(), "{r:?}");
