@@ -110,15 +110,13 @@ fn put_tags_are_validated_and_written() {
 #[test]
 fn sizes_say_stored_or_original_where_the_bucket_compresses() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("strata.toml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let cfg = common::write_config(
+        dir.path(),
+        &format!(
             "[connections.disk]\nkind = 'fs'\nroot = '{}'\n\n[buckets.zipped]\nconnection = 'disk'\n\n[buckets.zipped.layers.compression]\ndefault = 'gzip'\n\n[buckets.plain]\nconnection = 'disk'\n",
             dir.path().join("data").display()
         ),
-    )
-    .unwrap();
+    );
     let c = Config(&cfg);
     let text = "all work and no play ".repeat(500);
     common::ok(c, &["put", "zipped:big.txt", "--data", &text]);

@@ -17,9 +17,8 @@ fn ok(cfg: &Path, args: &[&str]) -> String {
 
 fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("strata.toml");
-    std::fs::write(
-        &cfg,
+    let cfg = common::write_config(
+        dir.path(),
         r#"
 [connections.disk]
 kind = "fs"
@@ -39,8 +38,7 @@ policy = "sequential"
 [routes.records]
 bucket = "agent"
 "#,
-    )
-    .unwrap();
+    );
     (dir, cfg)
 }
 

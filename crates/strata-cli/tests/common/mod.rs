@@ -66,6 +66,13 @@ pub fn ok(target: Target<'_>, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Writes `text` as `strata.toml` in `dir`; returns its path.
+pub fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
+    let cfg = dir.join("strata.toml");
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
 /// Writes `strata.toml` in `dir`: connection `name` to the S3 server at `endpoint` (plain
 /// HTTP, path-style, these static keys), with `rest` appended (more settings of the
 /// connection, then the buckets). Returns its path.
@@ -76,7 +83,6 @@ pub fn s3_config(
     (access_key, secret_key): (&str, &str),
     rest: &str,
 ) -> std::path::PathBuf {
-    let cfg = dir.join("strata.toml");
     let text = format!(
         r#"
 [connections.{name}]
@@ -89,8 +95,7 @@ access_key_id = "{access_key}"
 secret_access_key = "{secret_key}"
 {rest}"#
     );
-    std::fs::write(&cfg, text).unwrap();
-    cfg
+    write_config(dir, &text)
 }
 
 /// [`s3_config`] for connection `moto` on the moto server, with its keys.
