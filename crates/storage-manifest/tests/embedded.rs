@@ -309,6 +309,7 @@ async fn verify_finds_every_kind_of_drift_and_rebuild_repairs_it() {
 #[tokio::test]
 async fn search_ranks_pages_and_deep_search_sees_past_the_index_cap() {
     let ds = Dataset::new(Bucket::memory("mem"));
+    let search = async |q: SearchQuery| ds.search("m", "u", &q).await.unwrap();
     for i in 0..5 {
         let records = vec![
             json!({"timestamp": format!("2024-01-{:02}T00:00:00Z", i + 1), "memo": format!("coffee run r{i}")}),
@@ -324,37 +325,22 @@ async fn search_ranks_pages_and_deep_search_sees_past_the_index_cap() {
     )
     .await
     .unwrap();
-    let page1 = ds
-        .search("m", "u", &SearchQuery::new("coffee").page(0, 4))
-        .await
-        .unwrap();
+    let page1 = search(SearchQuery::new("coffee").page(0, 4)).await;
     assert_eq!(page1.total, 6);
     assert_eq!(page1.hits.len(), 4);
     assert_eq!(page1.next_offset, Some(4));
     // Exact matches first, newest first among equals.
     assert_eq!(page1.hits[0].entry.text, "coffee run r4");
-    let page2 = ds
-        .search("m", "u", &SearchQuery::new("coffee").page(4, 4))
-        .await
-        .unwrap();
+    let page2 = search(SearchQuery::new("coffee").page(4, 4)).await;
     assert_eq!(page2.hits.len(), 2);
     assert_eq!(page2.next_offset, None);
     assert_eq!(page2.hits[1].entry.text, "coffeehouse");
-    let one = ds
-        .search("m", "u", &SearchQuery::new("Coffee R3"))
-        .await
-        .unwrap();
+    let one = search(SearchQuery::new("Coffee R3")).await;
     assert_eq!(one.total, 1, "every word must match");
     assert_eq!(one.hits[0].entry.text, "coffee run r3");
-    let none = ds
-        .search("m", "u", &SearchQuery::new("coffee tea"))
-        .await
-        .unwrap();
+    let none = search(SearchQuery::new("coffee tea")).await;
     assert_eq!(none.total, 0);
-    let both = ds
-        .search("m", "u", &SearchQuery::new("coffee run"))
-        .await
-        .unwrap();
+    let both = search(SearchQuery::new("coffee run")).await;
     assert_eq!(both.total, 5);
 
     // 2,000 distinct words exceed the index cap: the last ones are only found by a deep search.
@@ -366,15 +352,9 @@ async fn search_ranks_pages_and_deep_search_sees_past_the_index_cap() {
         .await
         .unwrap();
     assert!(e.text_truncated);
-    let shallow = ds
-        .search("m", "u", &SearchQuery::new("word1999"))
-        .await
-        .unwrap();
+    let shallow = search(SearchQuery::new("word1999")).await;
     assert_eq!(shallow.total, 0);
-    let deep = ds
-        .search("m", "u", &SearchQuery::new("WORD1999").deep(true))
-        .await
-        .unwrap();
+    let deep = search(SearchQuery::new("WORD1999").deep(true)).await;
     assert_eq!(deep.total, 1);
     assert_eq!(deep.hits[0].matched_rows, Some(1));
 }
