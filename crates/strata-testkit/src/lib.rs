@@ -17,7 +17,7 @@
 //! - [`linearizability::check`]: a Wing & Gong linearizability checker over a sequential
 //!   model ([`linearizability::CasRegister`] for one object under compare-and-swap), with
 //!   [`linearizability::History`] to record calls and returns from many tasks or processes.
-//! - [`bench`]: the `BENCH {json}` result lines the benchmarks print for
+//! - [`bench`](mod@bench): the `BENCH {json}` result lines the benchmarks print for
 //!   `cargo xtask bench --report`, and the `STRATA_BENCH_QUICK` knob.
 //! - [`tracing_capture::Captured`]: what `tracing` writes, as text, for tests on logs.
 //!
