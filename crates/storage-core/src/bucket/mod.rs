@@ -33,7 +33,8 @@ pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
 
 /// A named bucket: a store plus what the application needs around it.
 ///
-/// Cheap to clone. Every key argument is validated as a [`Key`].
+/// Cheap to clone. Every key argument ([`AsKey`]) is checked once, where it enters: text
+/// against the rules of [`Key`] and the handle's [`KeyPolicy`]; a `Key` is not validated again.
 ///
 /// ```
 /// use storage_core::{Bucket, PutOpts};
