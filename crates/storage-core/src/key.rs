@@ -213,7 +213,11 @@ impl Key {
     /// refuse a key onto itself: a move would copy the object over itself and then delete
     /// it. `operation` (`copy`, `move`) names the call in the error.
     pub fn source_and_destination(from: &str, to: &str, operation: &str) -> Result<(Key, Key)> {
-        let (from, to) = (Key::new(from)?, Key::new(to)?);
+        Key::distinct(Key::new(from)?, Key::new(to)?, operation)
+    }
+
+    /// `(from, to)`, unless they are one key.
+    fn distinct(from: Key, to: Key, operation: &str) -> Result<(Key, Key)> {
         if from == to {
             return Err(same_object(operation, from.as_str()));
         }
@@ -284,11 +288,7 @@ impl Bucket {
         to: &(impl AsKey + ?Sized),
         operation: &str,
     ) -> Result<(Key, Key)> {
-        let (from, to) = (self.check_key(from)?, self.check_key(to)?);
-        if from == to {
-            return Err(same_object(operation, from.as_str()));
-        }
-        Ok((from, to))
+        Key::distinct(self.check_key(from)?, self.check_key(to)?, operation)
     }
 
     /// Refuse a copy or move of `from` onto itself, whichever handles name the two ends.
