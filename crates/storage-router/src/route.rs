@@ -81,10 +81,7 @@ impl Route {
     /// tenant's, used in messages.
     pub fn new(name: impl Into<String>, bucket: Bucket, prefix: &str) -> Result<Self> {
         let prefix = parse_prefix(prefix)?;
-        let here = match &prefix {
-            Some(p) => bucket.scoped(p.as_str())?,
-            None => bucket.clone(),
-        };
+        let here = bucket.scoped(prefix.as_ref().map_or("", Key::as_str))?;
         Ok(Route {
             name: name.into(),
             bucket,
@@ -99,10 +96,9 @@ impl Route {
     /// Also look in `target` when an object is not under the prefix any more.
     pub fn with_offload(mut self, target: OffloadTarget) -> Result<Self> {
         if !target.is_in_place(&self) {
-            let there = match &target.prefix {
-                Some(p) => target.bucket.scoped(p.as_str())?,
-                None => target.bucket.clone(),
-            };
+            let there = target
+                .bucket
+                .scoped(target.prefix.as_ref().map_or("", Key::as_str))?;
             let there = there
                 .to_builder()
                 .key_policy(self.here.key_policy())
