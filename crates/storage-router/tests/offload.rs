@@ -204,3 +204,69 @@ async fn offload_reads_move_on_only_when_the_route_misses() {
     assert!(matches!(err, StorageError::Unavailable { .. }), "{err}");
     assert_eq!(archive_faults.gets(), asked);
 }
+
+/// A conditional delete through an offload route is decided by the folder holding the object
+/// (the route's own first, the offload folder when it is not there), and a delete that
+/// succeeds leaves no copy of the key in either folder.
+#[tokio::test]
+async fn conditional_deletes_are_decided_by_the_folder_holding_the_object() {
+    use storage_core::{Key, StorageError};
+    use storage_router::{OffloadTarget, Route};
+    let dir = tempfile::tempdir().unwrap();
+    let main = Bucket::local("main", dir.path().join("main")).unwrap();
+    let archive = Bucket::local("archive", dir.path().join("archive")).unwrap();
+    let route = Route::new("logs", main.clone(), "logs")
+        .unwrap()
+        .with_offload(OffloadTarget {
+            bucket: archive.clone(),
+            prefix: Some(Key::new("old-logs").unwrap()),
+            storage_class: None,
+            after_days: 30,
+        })
+        .unwrap();
+    let route = route.handle();
+    assert!(route.capabilities().delete_if_match);
+
+    // Only in the offload folder: a stale ETag is refused there and deletes nothing...
+    let old = archive.put("old-logs/only-archived.json", "v1").await.unwrap();
+    let err = route
+        .delete_if_match("only-archived.json", "\"stale\"")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Precondition { .. }), "{err}");
+    assert!(archive.exists("old-logs/only-archived.json").await.unwrap());
+    // ...and its own ETag deletes it.
+    route
+        .delete_if_match("only-archived.json", old.etag.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert!(!archive.exists("old-logs/only-archived.json").await.unwrap());
+
+    // In both folders: the route's own copy decides, and a success removes both copies.
+    let here = main.put("logs/both.json", "new").await.unwrap();
+    let there = archive.put("old-logs/both.json", "old").await.unwrap();
+    let err = route
+        .delete_if_match("both.json", there.etag.as_deref().unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Precondition { .. }), "{err}");
+    assert!(main.exists("logs/both.json").await.unwrap());
+    assert!(archive.exists("old-logs/both.json").await.unwrap());
+    route.delete_if_match("both.json", here.etag.as_deref().unwrap()).await.unwrap();
+    assert!(!main.exists("logs/both.json").await.unwrap());
+    assert!(!archive.exists("old-logs/both.json").await.unwrap());
+
+    // In neither: not found, naming the route's own bucket.
+    let err = route
+        .delete_if_match("nowhere.json", here.etag.as_deref().unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+
+    // A plain delete reaches both folders too.
+    main.put("logs/plain.json", "new").await.unwrap();
+    archive.put("old-logs/plain.json", "old").await.unwrap();
+    route.delete("plain.json").await.unwrap();
+    assert!(!main.exists("logs/plain.json").await.unwrap());
+    assert!(!archive.exists("old-logs/plain.json").await.unwrap());
+}
