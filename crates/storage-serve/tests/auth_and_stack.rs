@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{python, run_python, start};
+use common::{python, run_python, run_python_on_fresh_server, start};
 use serde_json::json;
 
 const AUTH_CONFIG: &str = r#"
@@ -44,11 +44,8 @@ buckets = ["acme"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn signatures_presigned_urls_tenants_and_anonymous_reads() {
     let logs = strata_testkit::tracing_capture::Captured::global();
-    let Some(py) = python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(AUTH_CONFIG, dir.path()).await;
-    let out = run_python(
-        &py,
+    let Some(out) = run_python_on_fresh_server(
+        AUTH_CONFIG,
         r#"
 import time, urllib.request, urllib.error
 ep = os.environ["EP"]
@@ -98,9 +95,11 @@ out["anonymous_put_public"] = fetch(f"{ep}/public/x.txt", "PUT", b"x")[0]
 out["anonymous_main"] = fetch(f"{ep}/main/tenants/acme/mine.txt")[0]
 out["anonymous_list_buckets"] = fetch(f"{ep}/")[0]
 "#,
-        &[("EP", &server.endpoint)],
     )
-    .await;
+    .await
+    else {
+        return;
+    };
     assert_eq!(out["admin_sees_acme_under_main"], "acme data");
     assert_eq!(out["wrong_secret"], json!(["SignatureDoesNotMatch", 403]));
     assert_eq!(out["unknown_key"], json!(["InvalidAccessKeyId", 403]));
@@ -126,7 +125,6 @@ out["anonymous_list_buckets"] = fetch(f"{ep}/")[0]
     assert_eq!(out["anonymous_put_public"], 403);
     assert_eq!(out["anonymous_main"], 403);
     assert_eq!(out["anonymous_list_buckets"], 403);
-    server.stop().await;
 
     let logs = logs.text();
     assert!(

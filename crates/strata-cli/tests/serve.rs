@@ -155,52 +155,6 @@ fn config(dir: &Path, root: &Path, signed: bool) -> std::path::PathBuf {
     path
 }
 
-/// 32 threads race one conditional write each per round, client `i` through endpoint
-/// `i % 2`; the script prints per mode and round `[200s, 412s, winner's body read back
-/// through each endpoint]`.
-const RACE: &str = r#"
-import json, os, threading
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError
-
-def client(ep):
-    return boto3.client("s3", endpoint_url=ep, aws_access_key_id=os.environ["AK"],
-                        aws_secret_access_key=os.environ["SK"], region_name="us-east-1",
-                        config=Config(s3={"addressing_style": "path"}, signature_version="s3v4",
-                                      retries={"max_attempts": 1}, max_pool_connections=64))
-
-eps = os.environ["EPS"].split(",")
-direct = [client(ep) for ep in eps]
-clients = [client(eps[i % len(eps)]) for i in range(32)]
-out = {}
-for rnd in range(int(os.environ["ROUNDS"])):
-    key = f"race-{rnd}"
-    seed = direct[0].put_object(Bucket="media", Key=key, Body=b"seed")["ETag"]
-    for mode in ["if_match", "create"]:
-        k = key if mode == "if_match" else key + "-new"
-        barrier = threading.Barrier(32)
-        statuses = [None] * 32
-        def go(i):
-            barrier.wait()
-            try:
-                if mode == "if_match":
-                    clients[i].put_object(Bucket="media", Key=k, Body=f"w{i}".encode(), IfMatch=seed)
-                else:
-                    clients[i].put_object(Bucket="media", Key=k, Body=f"w{i}".encode(), IfNoneMatch="*")
-                statuses[i] = 200
-            except ClientError as e:
-                statuses[i] = e.response["ResponseMetadata"]["HTTPStatusCode"]
-        ts = [threading.Thread(target=go, args=(i,)) for i in range(32)]
-        [t.start() for t in ts]
-        [t.join() for t in ts]
-        winners = [i for i, s in enumerate(statuses) if s == 200]
-        want = f"w{winners[0]}" if len(winners) == 1 else None
-        seen = [c.get_object(Bucket="media", Key=k)["Body"].read().decode() == want for c in direct]
-        out.setdefault(mode, []).append([statuses.count(200), statuses.count(412), seen, statuses])
-print(json.dumps(out))
-"#;
-
 #[test]
 fn two_serve_processes_on_one_folder_let_exactly_one_of_32_racing_writers_win() {
     let Some(py) = strata_testkit::python() else {
@@ -215,40 +169,14 @@ fn two_serve_processes_on_one_folder_let_exactly_one_of_32_racing_writers_win() 
     assert_ne!(a.s3, b.s3);
     assert_ne!(a.child.id(), b.child.id());
     let rounds = 5;
-    let output = Command::new(&py)
-        .arg("-c")
-        .arg(RACE)
-        .env("EPS", format!("{},{}", a.endpoint(), b.endpoint()))
-        .env("AK", AK)
-        .env("SK", SK)
-        .env("ROUNDS", rounds.to_string())
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "python failed ({}):\n{stdout}\n{}\nserver a:\n{}\nserver b:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr),
-        a.log(),
-        b.log()
-    );
-    let out: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
-    for mode in ["if_match", "create"] {
-        let results = out[mode].as_array().unwrap();
-        assert_eq!(results.len(), rounds, "{out}");
-        for r in results {
-            assert_eq!(
-                (&r[0], &r[1], &r[2]),
-                (
-                    &serde_json::json!(1),
-                    &serde_json::json!(31),
-                    &serde_json::json!([true, true])
-                ),
-                "{mode}: one 200, 31 412, and both processes serve the winner's body: {r}"
-            );
-        }
+    if let Err(e) = strata_testkit::boto3::racing_writers(
+        &py,
+        &[&a.endpoint(), &b.endpoint()],
+        (AK, SK),
+        rounds,
+        "processes",
+    ) {
+        panic!("{e}\nserver a:\n{}\nserver b:\n{}", a.log(), b.log());
     }
     // The two processes really were both used: each counted PUTs on its /metrics.
     for s in [&a, &b] {

@@ -39,6 +39,7 @@ use storage_s3::{CredentialSource, S3Config};
 
 pub mod behaviour;
 pub mod bench;
+pub mod boto3;
 mod counting;
 pub mod fault_proxy;
 pub mod linearizability;

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use storage_serve::{ServeConfig, Server};
 use strata::Strata;
@@ -112,58 +111,36 @@ pub fn python() -> Option<PathBuf> {
     strata_testkit::python()
 }
 
-/// The lines every script starts with: boto3 client `s3` on `EP` with `AK`/`SK`.
-pub const PRELUDE: &str = r#"
-import json, os, sys, threading
-import boto3
-from botocore.config import Config
-from botocore.exceptions import ClientError
-
-def client(ep=None, ak=None, sk=None):
-    return boto3.client(
-        "s3",
-        endpoint_url=ep or os.environ["EP"],
-        aws_access_key_id=ak or os.environ.get("AK", "test-ak"),
-        aws_secret_access_key=sk or os.environ.get("SK", "test-sk-0123456789"),
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, signature_version="s3v4", retries={"max_attempts": 1},
-                      max_pool_connections=64),
-    )
-
-s3 = client()
-
-def code(f, *a, **k):
-    """The S3 error code and HTTP status of a call that must fail."""
-    try:
-        f(*a, **k)
-    except ClientError as e:
-        return [e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]]
-    return ["no error", 200]
-
-out = {}
-"#;
-
-/// Run `script` (after [`PRELUDE`]) with `env`; it must print one JSON object last, which is
-/// returned. A failing script fails the test with its output.
+/// Run `script` with boto3 (after [`strata_testkit::boto3::PRELUDE`], signing with [`AK`]
+/// and [`SK`] unless `env` says otherwise) with `env`; it fills `out`, which is returned as
+/// JSON. A failing script fails the test with its output.
 pub async fn run_python(py: &Path, script: &str, env: &[(&str, &str)]) -> serde_json::Value {
-    let full = format!("{PRELUDE}\n{script}\nprint(json.dumps(out))\n");
-    let mut cmd = Command::new(py);
-    cmd.arg("-c").arg(full);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let output = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "python failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        output.status
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("python printed no JSON ({e}):\n{stdout}\n{stderr}"))
+    let py = py.to_path_buf();
+    let script = script.to_string();
+    let env: Vec<(String, String)> = [("AK", AK), ("SK", SK)]
+        .iter()
+        .chain(env)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let printed = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        strata_testkit::boto3::run(&py, &script, &env)
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|e| panic!("{e}"));
+    serde_json::from_str(&printed)
+        .unwrap_or_else(|e| panic!("python printed no JSON ({e}): {printed}"))
+}
+
+/// Serve `config` on a fresh temporary folder, run `script` against it as [`run_python`]
+/// does (with `EP` set to the endpoint), then stop the server; `None` (skip, said on stderr)
+/// when `STRATA_SKIP_PYTHON=1`.
+pub async fn run_python_on_fresh_server(config: &str, script: &str) -> Option<serde_json::Value> {
+    let py = python()?;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config, dir.path()).await;
+    let out = run_python(&py, script, &[("EP", &server.endpoint)]).await;
+    server.stop().await;
+    Some(out)
 }
