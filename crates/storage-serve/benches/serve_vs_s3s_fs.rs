@@ -43,11 +43,7 @@ fn main() {
     };
     let data = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir_all(data.path().join(BUCKET)).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let mut strata = Server::strata(data.path());
         let mut s3s = Server::s3s_fs(&s3s_fs, data.path());
@@ -313,13 +309,18 @@ fn client(port: u16) -> Arc<dyn ObjectStore> {
     )
 }
 
-/// The child: `strata serve` on `root` with the bench credential, printing its port.
-fn serve_child(root: &Path) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// The runtime the benchmark and the server child both run on: two workers each.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// The child: `strata serve` on `root` with the bench credential, printing its port.
+fn serve_child(root: &Path) {
+    let runtime = runtime();
     runtime.block_on(async {
         let toml = format!(
             "[connections.disk]\nkind = \"fs\"\nroot = \"{}\"\n[buckets.{BUCKET}]\nconnection = \"disk\"\n\

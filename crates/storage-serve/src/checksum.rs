@@ -28,6 +28,23 @@ pub(crate) struct Expected {
     pub crc64nvme: Option<String>,
 }
 
+/// The [`Expected`] values of a request that sends a body (`PutObject`, `UploadPart`): the
+/// same fields, but s3s gives those input types no common trait.
+macro_rules! expected_of {
+    ($input:ident) => {
+        $crate::checksum::Expected {
+            content_md5: $input.content_md5,
+            algorithm: $input.checksum_algorithm,
+            crc32: $input.checksum_crc32,
+            crc32c: $input.checksum_crc32c,
+            sha1: $input.checksum_sha1,
+            sha256: $input.checksum_sha256,
+            crc64nvme: $input.checksum_crc64nvme,
+        }
+    };
+}
+pub(crate) use expected_of;
+
 /// Set when a body failed its check, so the operation answers `BadDigest`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Verdict(Arc<Mutex<Option<String>>>);

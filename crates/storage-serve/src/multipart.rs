@@ -15,10 +15,10 @@ use serde::{Deserialize, Serialize};
 use storage_core::{PutOpts, StorageError, WriteCondition};
 
 use crate::catalog::{UPLOADS_PREFIX, View};
-use crate::checksum::{self, Expected};
+use crate::checksum::{self, expected_of};
 use crate::error::{invalid, to_s3};
 use crate::metrics;
-use crate::s3::{Headers, StrataS3, etag_out, timestamp, write_condition};
+use crate::s3::{StrataS3, etag_out, headers_of, timestamp, write_condition};
 use crate::whole;
 
 /// Largest part number S3 allows.
@@ -108,14 +108,7 @@ pub(crate) async fn create(
     let input = req.input;
     let view = s3.view(&input.bucket)?;
     view.key(&input.key).map_err(to_s3)?;
-    let opts = Headers {
-        content_type: input.content_type.map(|c| c.to_string()),
-        cache_control: input.cache_control,
-        content_disposition: input.content_disposition,
-        content_encoding: input.content_encoding,
-        metadata: input.metadata,
-    }
-    .into_opts()?;
+    let opts = headers_of!(input).into_opts()?;
     // Checked now, so a bad header fails before any part is sent.
     opts.to_attributes().map_err(to_s3)?;
     let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
@@ -159,16 +152,7 @@ pub(crate) async fn upload_part(
         )));
     }
     manifest(&view, &input.upload_id, &input.key).await?;
-    let expected = Expected {
-        content_md5: input.content_md5,
-        algorithm: input.checksum_algorithm,
-        crc32: input.checksum_crc32,
-        crc32c: input.checksum_crc32c,
-        sha1: input.checksum_sha1,
-        sha256: input.checksum_sha256,
-        crc64nvme: input.checksum_crc64nvme,
-    };
-    let (body, verdict) = checksum::verified(input.body, expected, trailers);
+    let (body, verdict) = checksum::verified(input.body, expected_of!(input), trailers);
     let w = view
         .base
         .put_stream(

@@ -15,7 +15,7 @@ use storage_core::{ObjectInfo, PutOpts, StorageError, WriteCondition};
 
 use crate::auth::Policy;
 use crate::catalog::{Catalog, View, is_reserved};
-use crate::checksum::{self, Expected};
+use crate::checksum::{self, expected_of};
 use crate::error::{invalid, no_such_bucket, not_implemented, to_s3};
 use crate::metrics;
 use crate::whole::{self, Budget, DEFAULT_MAX_CONDITIONAL_BYTES};
@@ -109,6 +109,22 @@ pub(crate) struct Headers {
     pub content_encoding: Option<String>,
     pub metadata: Option<Metadata>,
 }
+
+/// The [`Headers`] of a request that writes an object (`PutObject`, `CopyObject` with
+/// `REPLACE`, `CreateMultipartUpload`): the same fields, but s3s gives those input types no
+/// common trait.
+macro_rules! headers_of {
+    ($input:ident) => {
+        $crate::s3::Headers {
+            content_type: $input.content_type,
+            cache_control: $input.cache_control,
+            content_disposition: $input.content_disposition,
+            content_encoding: $input.content_encoding,
+            metadata: $input.metadata,
+        }
+    };
+}
+pub(crate) use headers_of;
 
 impl Headers {
     pub(crate) fn into_opts(self) -> S3Result<PutOpts> {
@@ -216,6 +232,19 @@ fn read_options(
         o.if_unmodified_since = if_unmodified_since.map(chrono_of).transpose()?;
     }
     Ok(o)
+}
+
+/// [`read_options`] from the `If-*` fields of a `GetObject` or `HeadObject` input (the same
+/// fields, but s3s gives the input types no common trait).
+macro_rules! read_options_of {
+    ($input:ident) => {
+        read_options(
+            $input.if_match.as_ref(),
+            $input.if_none_match.as_ref(),
+            $input.if_modified_since.as_ref(),
+            $input.if_unmodified_since.as_ref(),
+        )
+    };
 }
 
 /// Read through the view's whole stack with `options`; answers as S3 expects.
@@ -360,20 +389,84 @@ fn max_keys(m: Option<i32>) -> usize {
         .unwrap_or(MAX_KEYS)
 }
 
-fn objects_out(objects: Vec<ObjectInfo>, enc: &dyn Fn(String) -> String) -> ObjectList {
-    objects
-        .into_iter()
-        .map(|o| Object {
-            e_tag: etag_out(o.etag.as_deref()),
-            key: Some(enc(o.key)),
-            last_modified: Some(timestamp(o.last_modified)),
-            size: Some(o.size as i64),
-            storage_class: Some(ObjectStorageClass::from_static(
-                ObjectStorageClass::STANDARD,
-            )),
-            ..Default::default()
+/// Names as a listing answers them: percent-encoded when the client sent
+/// `encoding-type=url`.
+#[derive(Clone, Copy)]
+struct Names {
+    url: bool,
+}
+
+impl Names {
+    fn of(encoding: Option<&EncodingType>) -> Names {
+        Names {
+            url: encoding.is_some_and(|e| e.as_str() == EncodingType::URL),
+        }
+    }
+
+    fn enc(self, s: String) -> String {
+        if self.url { url_encode(&s) } else { s }
+    }
+}
+
+/// What both ListObjects versions answer alike for one page.
+struct Listing {
+    /// The prefix asked for, encoded.
+    prefix: String,
+    max: usize,
+    page: Page,
+    names: Names,
+}
+
+impl Listing {
+    /// The page of `prefix` (none: everything) grouped at `delimiter`, strictly after
+    /// `after` (none or empty: from the start), at most `max_keys` (S3's limit when absent).
+    async fn read(
+        view: &View,
+        prefix: Option<String>,
+        delimiter: Option<&str>,
+        after: Option<String>,
+        max_keys_asked: Option<i32>,
+        encoding: Option<&EncodingType>,
+    ) -> S3Result<Listing> {
+        let prefix = prefix.unwrap_or_default();
+        let max = max_keys(max_keys_asked);
+        let after = after.filter(|a| !a.is_empty());
+        let page = list_page(view, &prefix, delimiter, after.as_deref(), max).await?;
+        let names = Names::of(encoding);
+        Ok(Listing {
+            prefix: names.enc(prefix),
+            max,
+            page,
+            names,
         })
-        .collect()
+    }
+
+    fn common_prefixes(&mut self) -> CommonPrefixList {
+        let names = self.names;
+        std::mem::take(&mut self.page.prefixes)
+            .into_iter()
+            .map(|p| CommonPrefix {
+                prefix: Some(names.enc(p)),
+            })
+            .collect()
+    }
+
+    fn contents(&mut self) -> ObjectList {
+        let names = self.names;
+        std::mem::take(&mut self.page.objects)
+            .into_iter()
+            .map(|o| Object {
+                e_tag: etag_out(o.etag.as_deref()),
+                key: Some(names.enc(o.key)),
+                last_modified: Some(timestamp(o.last_modified)),
+                size: Some(o.size as i64),
+                storage_class: Some(ObjectStorageClass::from_static(
+                    ObjectStorageClass::STANDARD,
+                )),
+                ..Default::default()
+            })
+            .collect()
+    }
 }
 
 #[async_trait::async_trait]
@@ -442,12 +535,7 @@ impl S3 for StrataS3 {
         if input.part_number.is_some() {
             return Err(not_implemented("GetObject with partNumber; use a Range"));
         }
-        let mut options = read_options(
-            input.if_match.as_ref(),
-            input.if_none_match.as_ref(),
-            input.if_modified_since.as_ref(),
-            input.if_unmodified_since.as_ref(),
-        )?;
+        let mut options = read_options_of!(input)?;
         options.range = input.range.as_ref().map(get_range);
         let (info, r) = match read(&view, &input.key, options).await {
             Ok(x) => x,
@@ -511,12 +599,7 @@ impl S3 for StrataS3 {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         let view = self.view(&input.bucket)?;
-        let mut options = read_options(
-            input.if_match.as_ref(),
-            input.if_none_match.as_ref(),
-            input.if_modified_since.as_ref(),
-            input.if_unmodified_since.as_ref(),
-        )?;
+        let mut options = read_options_of!(input)?;
         options.head = true;
         let (info, _) = read(&view, &input.key, options).await?;
         Ok(S3Response::new(HeadObjectOutput {
@@ -542,26 +625,10 @@ impl S3 for StrataS3 {
         let input = req.input;
         let view = self.view(&input.bucket)?;
         let key = view.key(&input.key).map_err(to_s3)?;
-        let expected = Expected {
-            content_md5: input.content_md5,
-            algorithm: input.checksum_algorithm,
-            crc32: input.checksum_crc32,
-            crc32c: input.checksum_crc32c,
-            sha1: input.checksum_sha1,
-            sha256: input.checksum_sha256,
-            crc64nvme: input.checksum_crc64nvme,
-        };
-        let mut opts = Headers {
-            content_type: input.content_type.map(|c| c.to_string()),
-            cache_control: input.cache_control,
-            content_disposition: input.content_disposition,
-            content_encoding: input.content_encoding,
-            metadata: input.metadata,
-        }
-        .into_opts()?;
+        let mut opts = headers_of!(input).into_opts()?;
         opts.condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         let size = input.content_length.and_then(|n| u64::try_from(n).ok());
-        let (body, verdict) = checksum::verified(input.body, expected, trailers);
+        let (body, verdict) = checksum::verified(input.body, expected_of!(input), trailers);
         let body = metrics::count_in(body);
         let w = match size {
             // A conditional body of known size goes out whole, in one conditional request,
@@ -692,13 +759,7 @@ impl S3 for StrataS3 {
         };
         let (info, r) = read(&src, &src_key, options).await.map_err(precondition)?;
         let headers = if replace {
-            Headers {
-                content_type: input.content_type.map(|c| c.to_string()),
-                cache_control: input.cache_control,
-                content_disposition: input.content_disposition,
-                content_encoding: input.content_encoding,
-                metadata: input.metadata,
-            }
+            headers_of!(input)
         } else {
             Headers::of_info(&info)
         };
@@ -740,47 +801,33 @@ impl S3 for StrataS3 {
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = req.input;
         let view = self.view(&input.bucket)?;
-        let prefix = input.prefix.clone().unwrap_or_default();
-        let max = max_keys(input.max_keys);
         let after = input
             .continuation_token
             .clone()
-            .or_else(|| input.start_after.clone())
-            .filter(|a| !a.is_empty());
-        let page = list_page(
+            .or(input.start_after.clone());
+        let mut l = Listing::read(
             &view,
-            &prefix,
+            input.prefix,
             input.delimiter.as_deref(),
-            after.as_deref(),
-            max,
+            after,
+            input.max_keys,
+            input.encoding_type.as_ref(),
         )
         .await?;
-        let url = input
-            .encoding_type
-            .as_ref()
-            .is_some_and(|e| e.as_str() == EncodingType::URL);
-        let enc = move |s: String| if url { url_encode(&s) } else { s };
-        let key_count = (page.objects.len() + page.prefixes.len()) as i32;
+        let key_count = (l.page.objects.len() + l.page.prefixes.len()) as i32;
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(input.bucket),
-            prefix: Some(enc(prefix)),
-            max_keys: Some(max as i32),
             key_count: Some(key_count),
             continuation_token: input.continuation_token,
-            is_truncated: Some(page.truncated),
-            next_continuation_token: if page.truncated { page.last } else { None },
-            common_prefixes: Some(
-                page.prefixes
-                    .into_iter()
-                    .map(|p| CommonPrefix {
-                        prefix: Some(enc(p)),
-                    })
-                    .collect(),
-            ),
-            contents: Some(objects_out(page.objects, &enc)),
-            delimiter: input.delimiter.map(&enc),
+            common_prefixes: Some(l.common_prefixes()),
+            contents: Some(l.contents()),
+            start_after: input.start_after.map(|s| l.names.enc(s)),
+            delimiter: input.delimiter.map(|d| l.names.enc(d)),
             encoding_type: input.encoding_type,
-            start_after: input.start_after.map(&enc),
+            prefix: Some(l.prefix),
+            max_keys: Some(l.max as i32),
+            is_truncated: Some(l.page.truncated),
+            next_continuation_token: l.page.last.filter(|_| l.page.truncated),
             ..Default::default()
         }))
     }
@@ -791,44 +838,30 @@ impl S3 for StrataS3 {
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let input = req.input;
         let view = self.view(&input.bucket)?;
-        let prefix = input.prefix.clone().unwrap_or_default();
-        let max = max_keys(input.max_keys);
-        let after = input.marker.clone().filter(|m| !m.is_empty());
-        let page = list_page(
+        let mut l = Listing::read(
             &view,
-            &prefix,
+            input.prefix,
             input.delimiter.as_deref(),
-            after.as_deref(),
-            max,
+            input.marker.clone(),
+            input.max_keys,
+            input.encoding_type.as_ref(),
         )
         .await?;
-        let url = input
-            .encoding_type
-            .as_ref()
-            .is_some_and(|e| e.as_str() == EncodingType::URL);
-        let enc = move |s: String| if url { url_encode(&s) } else { s };
         // S3 sends NextMarker only with a delimiter; clients use the last key otherwise.
-        let next_marker = (page.truncated && input.delimiter.is_some())
-            .then(|| page.last.clone().map(&enc))
+        let next_marker = (l.page.truncated && input.delimiter.is_some())
+            .then(|| l.page.last.clone().map(|m| l.names.enc(m)))
             .flatten();
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(input.bucket),
-            prefix: Some(enc(prefix)),
-            marker: input.marker.map(&enc),
-            max_keys: Some(max as i32),
-            is_truncated: Some(page.truncated),
+            marker: input.marker.map(|m| l.names.enc(m)),
             next_marker,
-            common_prefixes: Some(
-                page.prefixes
-                    .into_iter()
-                    .map(|p| CommonPrefix {
-                        prefix: Some(enc(p)),
-                    })
-                    .collect(),
-            ),
-            contents: Some(objects_out(page.objects, &enc)),
-            delimiter: input.delimiter.map(&enc),
+            common_prefixes: Some(l.common_prefixes()),
+            contents: Some(l.contents()),
+            delimiter: input.delimiter.map(|d| l.names.enc(d)),
             encoding_type: input.encoding_type,
+            prefix: Some(l.prefix),
+            max_keys: Some(l.max as i32),
+            is_truncated: Some(l.page.truncated),
             ..Default::default()
         }))
     }

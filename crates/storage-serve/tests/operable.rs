@@ -23,6 +23,24 @@ async fn raw(endpoint: &str, head: &str, body: &[u8]) -> String {
     String::from_utf8_lossy(&out).to_string()
 }
 
+/// Send `request` on a fresh connection and read until the server closes it: the whole
+/// response, or `Err` with what arrived when `within` ran out first.
+async fn exchange(endpoint: &str, request: &[u8], within: Duration) -> Result<String, String> {
+    let addr = endpoint.strip_prefix("http://").unwrap();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(within, s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).to_string();
+    match read {
+        Ok(r) => {
+            r.unwrap();
+            Ok(text)
+        }
+        Err(_) => Err(text),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn body_and_header_limits() {
     let dir = tempfile::tempdir().unwrap();
@@ -77,19 +95,13 @@ async fn body_and_header_limits() {
 async fn a_request_slower_than_the_timeout_is_answered_request_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let server = common::start(&config("request_timeout = \"1s\""), dir.path()).await;
-    let addr = server.endpoint.strip_prefix("http://").unwrap().to_string();
-    let mut s = TcpStream::connect(&addr).await.unwrap();
-    s.write_all(
+    let out = exchange(
+        &server.endpoint,
         b"PUT /media/slow HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\nconnection: close\r\n\r\nab",
+        Duration::from_secs(20),
     )
     .await
-    .unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out))
-        .await
-        .expect("the server answers a stalled upload")
-        .unwrap();
-    let out = String::from_utf8_lossy(&out);
+    .expect("the server answers a stalled upload");
     assert!(out.contains("<Code>RequestTimeout</Code>"), "{out}");
     assert!(!dir.path().join("media/slow").exists());
     server.stop().await;
@@ -145,17 +157,13 @@ async fn shutdown_lets_an_in_flight_download_finish_and_refuses_new_connections(
 async fn an_answer_sent_before_the_body_was_read_closes_the_connection() {
     let dir = tempfile::tempdir().unwrap();
     let server = common::start(&config(""), dir.path()).await;
-    let addr = server.endpoint.strip_prefix("http://").unwrap().to_string();
-    let mut s = TcpStream::connect(&addr).await.unwrap();
-    s.write_all(
+    let out = exchange(
+        &server.endpoint,
         b"PUT /media/k?partNumber=2&uploadId=0123456789abcdef0123456789abcdef HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\nexpect: 100-continue\r\n\r\nHEAD /media/missing HTTP/1.1\r\nhost: x\r\n\r\n",
+        Duration::from_secs(5),
     )
     .await
-    .unwrap();
-    let mut out = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
-    let out = String::from_utf8_lossy(&out).to_string();
-    assert!(read.is_ok(), "the server kept the connection open:\n{out}");
+    .unwrap_or_else(|out| panic!("the server kept the connection open:\n{out}"));
     assert!(out.starts_with("HTTP/1.1 404"), "{out}");
     assert!(out.contains("<Code>NoSuchUpload</Code>"), "{out}");
     assert!(
@@ -169,16 +177,13 @@ async fn an_answer_sent_before_the_body_was_read_closes_the_connection() {
         "one answer; nothing read the next request's bytes as the body:\n{out}"
     );
     // A request whose body was read keeps its connection.
-    let mut s = TcpStream::connect(&addr).await.unwrap();
-    s.write_all(b"PUT /media/k HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\nxHEAD /media/k HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
-        .await
-        .expect("answered")
-        .unwrap();
-    let out = String::from_utf8_lossy(&out).to_string();
+    let out = exchange(
+        &server.endpoint,
+        b"PUT /media/k HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\nxHEAD /media/k HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("answered");
     assert_eq!(out.matches("HTTP/1.1 200").count(), 2, "{out}");
     server.stop().await;
 }
