@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use storage_core::{Key, PutOpts, Result, StorageError};
 
-use crate::collection::{Collection, Written, user_metadata};
+use crate::collection::{Collection, Written, delete_all, user_metadata};
 
 /// Attachments of the document at `KEY` live under `KEY.attachments/`: a sibling, not a
 /// child, so the document key never has to be a folder (some S3-compatible servers cannot
@@ -239,19 +239,10 @@ where
             .into_iter()
             .map(|a| a.key)
             .collect();
-        let report = self.bucket.delete_many(&keys).await;
-        if let Some((key, err)) = report.failed.into_iter().next() {
-            return Err(StorageError::Backend {
-                backend: self.bucket.name().to_string(),
-                status: None,
-                source: format!(
-                    "deleted {} attachments of `{id}` but not `{key}`: {err}; run the delete again",
-                    report.deleted.len()
-                )
-                .into(),
-            });
-        }
-        Ok(report.deleted.len() as u64)
+        delete_all(&self.bucket, &keys, |n| {
+            format!("deleted {n} attachments of `{id}`")
+        })
+        .await
     }
 
     /// Delete document `id` (unconditionally) and then all its attachments; returns how many

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use storage_core::{Bucket, IntoStore, Key, ObjectInfo, Result, StorageError, WriteCondition};
 
-use crate::queue::{process_queue, queue_key};
+use crate::rounds::{RoundError, Rounds, Unsettled};
 use crate::scheme::KeyScheme;
 use crate::ttl::{self, Clock, EXPIRES_AT_META, SystemClock};
 use crate::write::{self, Raw, WRITE_ID_META, WRITE_LOG_META, WriteRequest};
@@ -230,6 +230,29 @@ pub(crate) fn bucket_for_store(store: impl IntoStore) -> Bucket {
     Bucket::builder(name, store)
         .provider("object_store")
         .build()
+}
+
+/// Delete every key of `keys`, batched; returns how many were deleted. The first key that
+/// could not be deleted fails the call with `done` (given the count) saying what was already
+/// deleted, so the caller knows running it again finishes the job.
+pub(crate) async fn delete_all(
+    bucket: &Bucket,
+    keys: &[String],
+    done: impl FnOnce(usize) -> String,
+) -> Result<u64> {
+    let report = bucket.delete_many(keys).await;
+    if let Some((key, err)) = report.failed.into_iter().next() {
+        return Err(StorageError::Backend {
+            backend: bucket.name().to_string(),
+            status: None,
+            source: format!(
+                "{} but not `{key}`: {err}; run the delete again",
+                done(report.deleted.len())
+            )
+            .into(),
+        });
+    }
+    Ok(report.deleted.len() as u64)
 }
 
 pub(crate) fn user_metadata(meta: &BTreeMap<String, String>) -> BTreeMap<String, String> {
@@ -681,49 +704,30 @@ where
         F: FnMut(Option<T>) -> Result<Option<T>>,
     {
         let key = self.key_for(id)?;
-        let _turn = match self.queue {
-            true => Some(
-                process_queue()
-                    .turn(&queue_key(self.bucket.store(), key.as_str()))
-                    .await,
-            ),
-            false => None,
-        };
-        let started = tokio::time::Instant::now();
-        let mut attempts = 0u32;
+        let mut rounds = Rounds::start(&self.bucket, &key, self.queue, &self.backoff).await;
         let mut last_etag: Option<String> = None;
-        loop {
-            attempts += 1;
-            let outcome = self
+        let unsettled = loop {
+            let attempts = rounds.next();
+            match self
                 .update_round(id, &key, opts, &mut f, attempts, &mut last_etag)
-                .await;
-            let err = match outcome {
+                .await
+            {
                 Ok(done) => return Ok(done),
-                // The closure's own error ends the loop as it is.
-                Err(RoundError::Closure(e)) => return Err(e),
-                Err(RoundError::Store(e)) => e,
-            };
-            let retry = err.is_conflict() || err.is_retryable();
-            let delay = if retry {
-                self.backoff.next_delay(attempts, started.elapsed())
-            } else {
-                None
-            };
-            match delay {
-                Some(d) => {
-                    tracing::debug!(key = %key, attempt = attempts, error = %err, "update_with retrying");
-                    tokio::time::sleep(d).await;
+                Err(e) => {
+                    if let Err(end) = rounds.after(e).await {
+                        break end;
+                    }
                 }
-                None if err.is_conflict() => {
-                    return Err(StorageError::Conflict {
-                        backend: self.bucket.name().to_string(),
-                        key: key.to_string(),
-                        attempts,
-                        last_etag,
-                    });
-                }
-                None => return Err(err),
             }
+        };
+        match unsettled {
+            Unsettled::Failed(e) => Err(e),
+            Unsettled::Contended { attempts } => Err(StorageError::Conflict {
+                backend: self.bucket.name().to_string(),
+                key: key.to_string(),
+                attempts,
+                last_etag,
+            }),
         }
     }
 
@@ -749,7 +753,7 @@ where
             _ => (None, BTreeMap::new()),
         };
         let was_live = current.is_some();
-        let next = f(current).map_err(RoundError::Closure)?;
+        let next = f(current).map_err(RoundError::Final)?;
         let previous_etag = state.as_ref().map(|s| s.raw.etag.clone());
         match (next, &state) {
             (None, Some(s)) if was_live => {
@@ -796,19 +800,6 @@ where
                 })
             }
         }
-    }
-}
-
-/// Why one round of `update_with` failed: the closure's errors are final, the store's may
-/// be retried.
-pub(crate) enum RoundError {
-    Closure(StorageError),
-    Store(StorageError),
-}
-
-impl From<StorageError> for RoundError {
-    fn from(e: StorageError) -> Self {
-        RoundError::Store(e)
     }
 }
 

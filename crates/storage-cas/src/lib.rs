@@ -86,6 +86,7 @@ mod attachments;
 mod collection;
 mod queue;
 mod records;
+mod rounds;
 mod scheme;
 mod sweep;
 pub mod ttl;

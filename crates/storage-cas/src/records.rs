@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use storage_core::{Bucket, Key, Result, StorageError, WriteCondition};
 
-use crate::collection::{JSON_CONTENT_TYPE, require_cas};
-use crate::queue::{process_queue, queue_key};
+use crate::collection::{JSON_CONTENT_TYPE, delete_all, require_cas};
+use crate::rounds::{RoundError, Rounds, Unsettled};
 use crate::scheme::KeyScheme;
 use crate::ttl::{Clock, SystemClock};
 use crate::write::{self, Raw, WriteRequest};
@@ -334,64 +334,52 @@ where
     /// other committers keep taking the next number.
     pub async fn commit(&self, id: &str, value: &T) -> Result<Commit> {
         let head_key = self.head_key(id)?;
-        let _turn = match self.queue {
-            true => Some(
-                process_queue()
-                    .turn(&queue_key(self.heads.store(), head_key.as_str()))
-                    .await,
-            ),
-            false => None,
-        };
-        let started = tokio::time::Instant::now();
-        let mut attempts = 0u32;
-        loop {
-            attempts += 1;
-            let err = match self.commit_round(id, &head_key, value).await {
-                Ok(Ok((version, etag))) => {
+        let mut rounds = Rounds::start(&self.heads, &head_key, self.queue, &self.backoff).await;
+        let unsettled = loop {
+            let attempts = rounds.next();
+            match self.commit_round(id, &head_key, value).await {
+                Ok((version, etag)) => {
                     return Ok(Commit {
                         version,
                         etag,
                         attempts,
                     });
                 }
-                // The version exists but the head could not be moved: retrying would commit
-                // the value a second time, so report instead.
-                Ok(Err(e)) => return Err(e),
-                Err(e) => e,
-            };
-            if !(err.is_conflict() || err.is_retryable()) {
-                return Err(err);
-            }
-            match self.backoff.next_delay(attempts, started.elapsed()) {
-                Some(d) => tokio::time::sleep(d).await,
-                None if err.is_conflict() => {
-                    let last_etag = self
-                        .heads
-                        .head_if_exists(head_key.as_str())
-                        .await
-                        .ok()
-                        .flatten()
-                        .and_then(|i| i.etag);
-                    return Err(StorageError::Conflict {
-                        backend: self.versions.name().to_string(),
-                        key: head_key.to_string(),
-                        attempts,
-                        last_etag,
-                    });
+                Err(e) => {
+                    if let Err(end) = rounds.after(e).await {
+                        break end;
+                    }
                 }
-                None => return Err(err),
+            }
+        };
+        match unsettled {
+            Unsettled::Failed(e) => Err(e),
+            Unsettled::Contended { attempts } => {
+                let last_etag = self
+                    .heads
+                    .head_if_exists(head_key.as_str())
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|i| i.etag);
+                Err(StorageError::Conflict {
+                    backend: self.versions.name().to_string(),
+                    key: head_key.to_string(),
+                    attempts,
+                    last_etag,
+                })
             }
         }
     }
 
-    /// One round: take the number after the head's, or help whoever holds it. The outer
-    /// error may be retried; the inner one comes after our version was written and must not.
+    /// One round: take the number after the head's, or help whoever holds it. A final error
+    /// comes after our version was written: repeating the round would commit it twice.
     async fn commit_round(
         &self,
         id: &str,
         head_key: &Key,
         value: &T,
-    ) -> Result<Result<(u64, String)>> {
+    ) -> Result<(u64, String), RoundError> {
         let head = write::read(&self.heads, head_key).await?;
         let next = match &head {
             Some(raw) => self.head_version(raw)? + 1,
@@ -420,27 +408,29 @@ where
         match created {
             // A version is created once and never replaced, so its ETag is always known
             // (only a write superseded by another keeps none).
-            Ok(c) => Ok(self
+            Ok(c) => self
                 .advance_head(head_key, next, body, head)
                 .await
                 .map(|()| (next, c.etag.unwrap_or_default()))
-                .map_err(|e| StorageError::Backend {
-                    backend: self.heads.name().to_string(),
-                    status: None,
-                    source: format!(
-                        "committed version {next} of `{id}` but could not move the head to it ({e}); the version is stored and the next commit moves the head past it"
-                    )
-                    .into(),
-                })),
+                .map_err(|e| {
+                    RoundError::Final(StorageError::Backend {
+                        backend: self.heads.name().to_string(),
+                        status: None,
+                        source: format!(
+                            "committed version {next} of `{id}` but could not move the head to it ({e}); the version is stored and the next commit moves the head past it"
+                        )
+                        .into(),
+                    })
+                }),
             Err(StorageError::AlreadyExists { backend, key }) => {
                 // Another committer holds `next`: make sure the head reaches it, then let
                 // the caller retry with the number after.
                 if let Some(theirs) = write::read(&self.versions, &version_key).await? {
                     self.advance_head(head_key, next, theirs.bytes, head).await?;
                 }
-                Err(StorageError::AlreadyExists { backend, key })
+                Err(StorageError::AlreadyExists { backend, key }.into())
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -534,18 +524,9 @@ where
         let head_key = self.head_key(id)?;
         self.heads.delete(head_key.as_str()).await?;
         let keys: Vec<String> = self.history(id).await?.into_iter().map(|v| v.key).collect();
-        let report = self.versions.delete_many(&keys).await;
-        if let Some((key, err)) = report.failed.into_iter().next() {
-            return Err(StorageError::Backend {
-                backend: self.versions.name().to_string(),
-                status: None,
-                source: format!(
-                    "deleted the head and {} versions of `{id}` but not `{key}`: {err}; run the delete again",
-                    report.deleted.len()
-                )
-                .into(),
-            });
-        }
-        Ok(report.deleted.len() as u64)
+        delete_all(&self.versions, &keys, |n| {
+            format!("deleted the head and {n} versions of `{id}`")
+        })
+        .await
     }
 }
