@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use serde::Serialize;
 use storage_cas::{BackoffStrategy, Collection};
-use storage_core::{Bucket, PutOpts, Result, StorageError};
+use storage_core::{Bucket, DeleteReport, PutOpts, Result, StorageError};
 
 use crate::entry::{EntryFilter, ManifestEntry};
 #[cfg(not(feature = "parquet"))]
@@ -599,38 +599,63 @@ impl Manifest {
             segments: segments.clone(),
             ..head.clone()
         };
-        let mut entries = self
+        let entries = self
             .scan_head(&folded_head, &EntryFilter::default())
             .await?;
-        entries.sort_by(|a, b| a.min_time.cmp(&b.min_time).then_with(|| a.key.cmp(&b.key)));
-        let part = self.write_part(&entries).await?;
+        let entry_count = entries.len() as u64;
         let (part_keys, segment_keys): (HashSet<String>, HashSet<String>) = (
             parts.iter().map(|p| p.key.clone()).collect(),
             segments.iter().map(|s| s.key.clone()).collect(),
         );
-        let new_part = part.clone();
+        let (part, cleanup) = self
+            .swap_in_part(entries, |h, new_part| {
+                let listed_parts = h
+                    .parts
+                    .iter()
+                    .filter(|p| part_keys.contains(&p.key))
+                    .count();
+                let listed_segments = h
+                    .segments
+                    .iter()
+                    .filter(|s| segment_keys.contains(&s.key))
+                    .count();
+                if listed_parts != part_keys.len() || listed_segments != segment_keys.len() {
+                    return Err(StorageError::Conflict {
+                        backend: self.bucket.name().to_string(),
+                        key: self.head_key(),
+                        attempts: 1,
+                        last_etag: None,
+                    });
+                }
+                h.parts.retain(|p| !part_keys.contains(&p.key));
+                h.parts.push(new_part.clone());
+                h.segments.retain(|s| !segment_keys.contains(&s.key));
+                Ok(part_keys.iter().chain(&segment_keys).cloned().collect())
+            })
+            .await?;
+        Ok(CompactReport {
+            segments_folded: segments.len(),
+            parts_merged: parts.len(),
+            entries: entry_count,
+            part: Some(part.key),
+            cleanup_failures: cleanup.failed.len(),
+        })
+    }
+
+    /// Write `entries` as a new compacted part, sorted by time then key (the order readers
+    /// and time pruning want), and list it in the head with `swap`, which edits the head and
+    /// returns the keys it no longer lists; those are deleted once the head is stored. If the
+    /// head cannot be stored the new part, listed nowhere, is deleted again.
+    async fn swap_in_part(
+        &self,
+        mut entries: Vec<ManifestEntry>,
+        mut swap: impl FnMut(&mut ManifestHead, &PartRef) -> Result<Vec<String>>,
+    ) -> Result<(PartRef, DeleteReport)> {
+        entries.sort_by(|a, b| a.min_time.cmp(&b.min_time).then_with(|| a.key.cmp(&b.key)));
+        let part = self.write_part(&entries).await?;
+        let mut unlisted = Vec::new();
         let swapped = update_head(&self.heads, &self.head_id(), |h| {
-            let listed_parts = h
-                .parts
-                .iter()
-                .filter(|p| part_keys.contains(&p.key))
-                .count();
-            let listed_segments = h
-                .segments
-                .iter()
-                .filter(|s| segment_keys.contains(&s.key))
-                .count();
-            if listed_parts != part_keys.len() || listed_segments != segment_keys.len() {
-                return Err(StorageError::Conflict {
-                    backend: self.bucket.name().to_string(),
-                    key: self.head_key(),
-                    attempts: 1,
-                    last_etag: None,
-                });
-            }
-            h.parts.retain(|p| !part_keys.contains(&p.key));
-            h.parts.push(new_part.clone());
-            h.segments.retain(|s| !segment_keys.contains(&s.key));
+            unlisted = swap(h, &part)?;
             Ok(())
         })
         .await;
@@ -639,18 +664,11 @@ impl Manifest {
             let _ = self.bucket.delete(&part.key).await;
             return Err(e);
         }
-        let garbage: Vec<String> = part_keys.into_iter().chain(segment_keys).collect();
-        let report = self
+        let cleanup = self
             .bucket
-            .delete_many(garbage.iter().map(String::as_str))
+            .delete_many(unlisted.iter().map(String::as_str))
             .await;
-        Ok(CompactReport {
-            segments_folded: segments.len(),
-            parts_merged: parts.len(),
-            entries: entries.len() as u64,
-            part: Some(part.key),
-            cleanup_failures: report.failed.len(),
-        })
+        Ok((part, cleanup))
     }
 
     /// Write `entries` (already in the wanted order) as a new compacted part; not yet listed.
@@ -701,15 +719,11 @@ impl Manifest {
     pub(crate) async fn replace(
         &self,
         seen: &ManifestHead,
-        mut entries: Vec<ManifestEntry>,
+        entries: Vec<ManifestEntry>,
     ) -> Result<()> {
-        entries.sort_by(|a, b| a.min_time.cmp(&b.min_time).then_with(|| a.key.cmp(&b.key)));
-        let part = self.write_part(&entries).await?;
         let old_segments: HashSet<String> = seen.segments.iter().map(|s| s.key.clone()).collect();
-        let mut dropped: Vec<String> = Vec::new();
-        let new_part = part.clone();
-        let result = update_head(&self.heads, &self.head_id(), |h| {
-            dropped = h.parts.iter().map(|p| p.key.clone()).collect();
+        self.swap_in_part(entries, |h, new_part| {
+            let mut dropped: Vec<String> = h.parts.iter().map(|p| p.key.clone()).collect();
             dropped.extend(
                 h.segments
                     .iter()
@@ -718,16 +732,9 @@ impl Manifest {
             );
             h.parts = vec![new_part.clone()];
             h.segments.retain(|s| !old_segments.contains(&s.key));
-            Ok(())
+            Ok(dropped)
         })
-        .await;
-        if let Err(e) = result {
-            let _ = self.bucket.delete(&part.key).await;
-            return Err(e);
-        }
-        self.bucket
-            .delete_many(dropped.iter().map(String::as_str))
-            .await;
+        .await?;
         Ok(())
     }
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use arrow_array::{
     Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-    builder::{BooleanBuilder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder},
     cast::AsArray,
     types::{Int64Type, TimestampMicrosecondType},
 };
@@ -50,48 +49,44 @@ pub fn manifest_schema() -> SchemaRef {
 }
 
 pub(crate) fn entries_to_batch(entries: &[ManifestEntry]) -> RecordBatch {
-    let n = entries.len();
-    let mut key = StringBuilder::with_capacity(n, n * 48);
-    let mut id = StringBuilder::with_capacity(n, n * 26);
-    let mut format = StringBuilder::with_capacity(n, n * 6);
-    let mut rows = Int64Builder::with_capacity(n);
-    let mut bytes = Int64Builder::with_capacity(n);
-    let ts = || TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let (mut min_time, mut max_time, mut created) = (ts(), ts(), ts());
-    let mut etag = StringBuilder::with_capacity(n, n * 34);
-    let mut time_field = StringBuilder::with_capacity(n, n * 9);
-    let mut text = StringBuilder::with_capacity(n, n * 64);
-    let mut truncated = BooleanBuilder::with_capacity(n);
-    let mut tags = StringBuilder::with_capacity(n, n * 2);
-    for e in entries {
-        key.append_value(&e.key);
-        id.append_value(&e.id);
-        format.append_value(e.format.extension());
-        rows.append_value(e.rows as i64);
-        bytes.append_value(e.bytes as i64);
-        min_time.append_value(e.min_time.timestamp_micros());
-        max_time.append_value(e.max_time.timestamp_micros());
-        created.append_value(e.created.timestamp_micros());
-        etag.append_option(e.etag.as_deref());
-        time_field.append_option(e.time_field.as_deref());
-        text.append_value(&e.text);
-        truncated.append_value(e.text_truncated);
-        tags.append_value(serde_json::to_string(&e.tags).expect("tags serialize"));
-    }
+    let text = |field: fn(&ManifestEntry) -> &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(entries.iter().map(field)))
+    };
+    let optional_text = |field: fn(&ManifestEntry) -> Option<&str>| -> ArrayRef {
+        Arc::new(entries.iter().map(field).collect::<StringArray>())
+    };
+    let int = |field: fn(&ManifestEntry) -> u64| -> ArrayRef {
+        Arc::new(Int64Array::from_iter_values(
+            entries.iter().map(|e| field(e) as i64),
+        ))
+    };
+    let time = |field: fn(&ManifestEntry) -> DateTime<Utc>| -> ArrayRef {
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(
+                entries.iter().map(|e| field(e).timestamp_micros()),
+            )
+            .with_timezone("UTC"),
+        )
+    };
+    // In the order of `manifest_schema`.
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(key.finish()),
-        Arc::new(id.finish()),
-        Arc::new(format.finish()),
-        Arc::new(rows.finish()),
-        Arc::new(bytes.finish()),
-        Arc::new(min_time.finish()),
-        Arc::new(max_time.finish()),
-        Arc::new(created.finish()),
-        Arc::new(etag.finish()),
-        Arc::new(time_field.finish()),
-        Arc::new(text.finish()),
-        Arc::new(truncated.finish()),
-        Arc::new(tags.finish()),
+        text(|e| &e.key),
+        text(|e| &e.id),
+        text(|e| e.format.extension()),
+        int(|e| e.rows),
+        int(|e| e.bytes),
+        time(|e| e.min_time),
+        time(|e| e.max_time),
+        time(|e| e.created),
+        optional_text(|e| e.etag.as_deref()),
+        optional_text(|e| e.time_field.as_deref()),
+        text(|e| &e.text),
+        Arc::new(BooleanArray::from(
+            entries.iter().map(|e| e.text_truncated).collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from_iter_values(entries.iter().map(|e| {
+            serde_json::to_string(&e.tags).expect("tags serialize")
+        }))),
     ];
     RecordBatch::try_new(manifest_schema(), columns).expect("columns match the manifest schema")
 }

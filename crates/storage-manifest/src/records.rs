@@ -334,13 +334,18 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn inference_widens_and_marks_nullable() {
-        let records = vec![
+    /// Two records that disagree on every column that can widen: the time as RFC 3339 and as
+    /// epoch milliseconds, an integer and a float amount, fields only one of them has.
+    pub(super) fn mixed_records() -> Vec<Value> {
+        vec![
             json!({"timestamp": "2024-01-15T10:00:00Z", "amount": 5, "tags": ["a"]}),
             json!({"timestamp": 1705312800000i64, "amount": 2.5, "note": "x"}),
-        ];
-        let s = RecordSchema::infer(&records, Some("timestamp")).unwrap();
+        ]
+    }
+
+    #[test]
+    fn inference_widens_and_marks_nullable() {
+        let s = RecordSchema::infer(&mixed_records(), Some("timestamp")).unwrap();
         let cols: Vec<(&str, ColumnType, bool)> = s
             .columns()
             .iter()

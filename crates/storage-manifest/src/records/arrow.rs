@@ -4,16 +4,16 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
-};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType,
     TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type,
     UInt32Type, UInt64Type,
 };
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::{Map, Value};
@@ -121,73 +121,46 @@ fn build_column(col: &Column, records: &[Value]) -> Result<ArrayRef> {
                 )),
             });
     Ok(match col.column_type {
-        ColumnType::Boolean => {
-            let mut b = BooleanBuilder::with_capacity(records.len());
-            for item in values {
-                match item? {
-                    (_, None) => b.append_null(),
-                    (_, Some(Value::Bool(x))) => b.append_value(*x),
-                    (i, Some(v)) => return Err(mismatch(i, v)),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        ColumnType::Int64 => {
-            let mut b = Int64Builder::with_capacity(records.len());
-            for item in values {
-                match item? {
-                    (_, None) => b.append_null(),
-                    (i, Some(v)) => b.append_value(v.as_i64().ok_or_else(|| mismatch(i, v))?),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        ColumnType::Float64 => {
-            let mut b = Float64Builder::with_capacity(records.len());
-            for item in values {
-                match item? {
-                    (_, None) => b.append_null(),
-                    (i, Some(v)) => b.append_value(v.as_f64().ok_or_else(|| mismatch(i, v))?),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        ColumnType::String => {
-            let mut b = StringBuilder::with_capacity(records.len(), records.len() * 16);
-            for item in values {
-                match item? {
-                    (_, None) => b.append_null(),
-                    (_, Some(Value::String(s))) => b.append_value(s),
-                    (i, Some(v)) => return Err(mismatch(i, v)),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        ColumnType::Json => {
-            let mut b = StringBuilder::with_capacity(records.len(), records.len() * 32);
-            for item in values {
-                match item? {
-                    (_, None) => b.append_null(),
-                    (_, Some(v)) => b.append_value(v.to_string()),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        ColumnType::Timestamp => {
-            let mut b =
-                TimestampMicrosecondBuilder::with_capacity(records.len()).with_timezone("UTC");
-            for item in values {
-                match item? {
-                    (_, None) => b.append_null(),
-                    (i, Some(v)) => {
-                        let t = parse_time(v).map_err(|reason| record_error(i, name, reason))?;
-                        b.append_value(t.timestamp_micros());
-                    }
-                }
-            }
-            Arc::new(b.finish())
-        }
+        ColumnType::Boolean => Arc::new(collect_values::<BooleanArray, _>(values, |i, v| {
+            v.as_bool().ok_or_else(|| mismatch(i, v))
+        })?),
+        ColumnType::Int64 => Arc::new(collect_values::<Int64Array, _>(values, |i, v| {
+            v.as_i64().ok_or_else(|| mismatch(i, v))
+        })?),
+        ColumnType::Float64 => Arc::new(collect_values::<Float64Array, _>(values, |i, v| {
+            v.as_f64().ok_or_else(|| mismatch(i, v))
+        })?),
+        ColumnType::String => Arc::new(collect_values::<StringArray, _>(values, |i, v| {
+            v.as_str().ok_or_else(|| mismatch(i, v))
+        })?),
+        ColumnType::Json => Arc::new(collect_values::<StringArray, _>(values, |_, v| {
+            Ok(v.to_string())
+        })?),
+        ColumnType::Timestamp => Arc::new(
+            collect_values::<TimestampMicrosecondArray, _>(values, |i, v| {
+                let t = parse_time(v).map_err(|reason| record_error(i, name, reason))?;
+                Ok(t.timestamp_micros())
+            })?
+            .with_timezone("UTC"),
+        ),
     })
+}
+
+/// One column's values (`(record index, value)`, `None` for null) through `convert`, as an
+/// array of nulls and converted values; the first error stops it.
+fn collect_values<'a, A, T>(
+    values: impl Iterator<Item = Result<(usize, Option<&'a Value>)>>,
+    convert: impl Fn(usize, &'a Value) -> Result<T>,
+) -> Result<A>
+where
+    A: FromIterator<Option<T>>,
+{
+    values
+        .map(|item| {
+            let (i, v) = item?;
+            v.map(|v| convert(i, v)).transpose()
+        })
+        .collect()
 }
 
 /// Every row of `batch` as a JSON record (see [`rows_to_records`]).
@@ -302,10 +275,7 @@ mod tests {
 
     #[test]
     fn records_survive_a_batch() {
-        let records = vec![
-            json!({"timestamp": "2024-01-15T10:00:00Z", "amount": 5, "tags": ["a"]}),
-            json!({"timestamp": 1705312800000i64, "amount": 2.5, "note": "x"}),
-        ];
+        let records = crate::records::tests::mixed_records();
         let s = RecordSchema::infer(&records, Some("timestamp")).unwrap();
         let batch = s.to_record_batch(&records).unwrap();
         let back = batch_to_records(&batch).unwrap();
