@@ -99,83 +99,65 @@ impl std::fmt::Debug for ServerSideEncryption {
     }
 }
 
-/// Settings of one S3 (or S3-compatible) bucket.
+/// Settings of one S3 (or S3-compatible) bucket. A field left out of a config file takes
+/// its value from [`S3Config::default`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct S3Config {
     /// Remote bucket name. May be left out of a shared connection block; the bucket that
     /// uses the connection fills it in.
-    #[serde(default)]
     pub bucket: String,
     /// Region (default `us-east-1`; R2 uses `auto`).
-    #[serde(default)]
     pub region: Option<String>,
     /// Custom endpoint, e.g. `http://127.0.0.1:9000` or an R2 account endpoint.
-    #[serde(default)]
     pub endpoint: Option<String>,
     /// Path-style requests (`endpoint/bucket/key`). Defaults to on when an endpoint is set.
-    #[serde(default)]
     pub path_style: Option<bool>,
     /// Allow `http://` endpoints (loopback test servers).
-    #[serde(default)]
     pub allow_http: bool,
     /// Where credentials come from.
-    #[serde(default)]
     pub credentials: CredentialSource,
     /// Access key id.
-    #[serde(default)]
     pub access_key_id: Option<String>,
     /// Secret access key (redacted in logs).
-    #[serde(default)]
     pub secret_access_key: Option<Secret>,
     /// Session token for temporary credentials.
-    #[serde(default)]
     pub session_token: Option<Secret>,
     /// Server-side encryption.
-    #[serde(default)]
     pub encryption: Option<ServerSideEncryption>,
     /// Compare-and-swap writes with `If-Match` / `If-None-Match` (default on).
-    #[serde(default = "yes")]
     pub conditional_put: bool,
     /// Delete-if-match as a DELETE carrying `If-Match`, which S3 evaluates atomically.
     /// Default: on for AWS S3 (no `endpoint`), off for other endpoints, because a server
     /// that ignores `If-Match` on DELETE would delete unconditionally. Turn it on for a
     /// server known to honour it; off, `delete_if_match` answers `NotSupported`.
-    #[serde(default)]
     pub conditional_delete: Option<bool>,
     /// Batch delete with `DeleteObjects` (default on); off sends one DELETE per key.
-    #[serde(default = "yes")]
     pub bulk_delete: bool,
     /// HTTP retries inside the client for 5xx/timeouts (default 3).
-    #[serde(default)]
     pub max_retries: Option<usize>,
     /// Per-request timeout (default 30s).
-    #[serde(default, with = "duration_str::option")]
+    #[serde(with = "duration_str::option")]
     pub timeout: Option<Duration>,
     /// Connect timeout (default 5s).
-    #[serde(default, with = "duration_str::option")]
+    #[serde(with = "duration_str::option")]
     pub connect_timeout: Option<Duration>,
     /// Public or CDN base URL for `url_for`.
-    #[serde(default)]
     pub cdn_url: Option<String>,
     /// Multipart part size in bytes for streamed uploads (default 8 MiB, minimum 5 MiB).
-    #[serde(default)]
     pub part_size: Option<usize>,
     /// Keep idle connections (default on). s3s-fs stalls on reused connections; benches
     /// against it turn this off.
-    #[serde(default = "yes")]
     pub keep_alive: bool,
 }
 
-fn yes() -> bool {
-    true
-}
-
-impl S3Config {
-    /// Defaults for `bucket`.
-    pub fn new(bucket: impl Into<String>) -> Self {
+impl Default for S3Config {
+    /// No bucket yet (a shared connection block leaves it to each bucket), AWS's region and
+    /// endpoint, credentials from the config or the default chain, conditional put and batch
+    /// delete on, the client's retry and timeout defaults.
+    fn default() -> Self {
         S3Config {
-            bucket: bucket.into(),
+            bucket: String::new(),
             region: None,
             endpoint: None,
             path_style: None,
@@ -194,6 +176,16 @@ impl S3Config {
             cdn_url: None,
             part_size: None,
             keep_alive: true,
+        }
+    }
+}
+
+impl S3Config {
+    /// Defaults for `bucket`.
+    pub fn new(bucket: impl Into<String>) -> Self {
+        S3Config {
+            bucket: bucket.into(),
+            ..S3Config::default()
         }
     }
 

@@ -559,33 +559,29 @@ mod tests {
     #[test]
     fn codes_and_statuses_deep_in_the_chain_decide_the_variant() {
         let t = Duration::from_secs(7);
-        let e = classify(
-            "s3",
-            chain(
+        /// Whether an error is the variant a row expects.
+        type IsExpected = fn(&StorageError) -> bool;
+        let statuses: [(&str, &str, IsExpected); 3] = [
+            (
                 "Error performing PUT http://x/k in 3ms",
                 "Server returned non-2xx status code: 500 Internal Server Error: <Code>InternalError</Code>",
+                |e| matches!(e, StorageError::Unavailable { .. }),
             ),
-            t,
-        );
-        assert!(matches!(e, StorageError::Unavailable { .. }), "{e:?}");
-        let e = classify(
-            "s3",
-            chain(
+            (
                 "request failed",
                 "Server returned non-2xx status code: 503 Service Unavailable: <Code>SlowDown</Code>",
+                |e| matches!(e, StorageError::QuotaExceeded { .. }),
             ),
-            t,
-        );
-        assert!(matches!(e, StorageError::QuotaExceeded { .. }), "{e:?}");
-        let e = classify(
-            "s3",
-            chain(
+            (
                 "request failed",
                 "Server returned non-2xx status code: 409 Conflict: <Code>ConditionalRequestConflict</Code>",
+                |e| matches!(e, StorageError::Precondition { .. }),
             ),
-            t,
-        );
-        assert!(matches!(e, StorageError::Precondition { .. }), "{e:?}");
+        ];
+        for (outer, inner, expected) in statuses {
+            let e = classify("s3", chain(outer, inner), t);
+            assert!(expected(&e), "{inner}: {e:?}");
+        }
         let e = classify(
             "s3",
             Box::new(std::io::Error::new(std::io::ErrorKind::TimedOut, "slow")),
