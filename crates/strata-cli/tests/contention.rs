@@ -95,15 +95,7 @@ fn sixteen_processes_of_doc_update_on_moto_all_succeed() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let cfg = common::moto_config(
-        dir.path(),
-        &server,
-        &format!(
-            "[buckets.app]\nconnection = 'moto'\nbucket = '{}'\nprefix = '{}'\n",
-            server.bucket,
-            strata_testkit::run_prefix("cli-contention"),
-        ),
-    );
+    let cfg = common::moto_config(dir.path(), &server, "", "app", "cli-contention");
     check(Target::Config(&cfg), "app:counters", "moto");
 }
 

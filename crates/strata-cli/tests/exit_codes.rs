@@ -16,6 +16,22 @@ fn dead_endpoint(dir: &std::path::Path) -> std::path::PathBuf {
     fake_s3::config(dir, &format!("http://127.0.0.1:{port}"), "secret")
 }
 
+/// A fake S3 server that answers every request with `status` and the S3 error `code`, and a
+/// config on it in `dir`.
+fn always(
+    dir: &std::path::Path,
+    status: u16,
+    code: &'static str,
+    message: &'static str,
+) -> (fake_s3::FakeS3, std::path::PathBuf) {
+    let server = fake_s3::serve(move |_| Reply {
+        status,
+        body: fake_s3::error_xml(code, message),
+    });
+    let cfg = fake_s3::config(dir, &server.endpoint, "secret");
+    (server, cfg)
+}
+
 fn json_error(stderr: &str) -> serde_json::Value {
     let line = stderr
         .lines()
@@ -47,12 +63,13 @@ fn connection_refused_is_temporary_exit_5() {
 
 #[test]
 fn throttling_server_is_temporary_exit_5() {
-    let server = fake_s3::serve(|_| Reply {
-        status: 503,
-        body: fake_s3::error_xml("SlowDown", "Please reduce your request rate."),
-    });
     let dir = tempfile::tempdir().unwrap();
-    let cfg = fake_s3::config(dir.path(), &server.endpoint, "secret");
+    let (server, cfg) = always(
+        dir.path(),
+        503,
+        "SlowDown",
+        "Please reduce your request rate.",
+    );
     for args in [&["get", "fake:a.txt"][..], &["ls", "-r", "fake:"]] {
         let (code, err) = common::code(Config(&cfg), args);
         assert_eq!(code, 5, "{args:?}: {err}");
@@ -65,12 +82,8 @@ fn throttling_server_is_temporary_exit_5() {
 
 #[test]
 fn forbidden_answer_is_denied_exit_6() {
-    let server = fake_s3::serve(|_| Reply {
-        status: 403,
-        body: fake_s3::error_xml("AccessDenied", "Access Denied"),
-    });
     let dir = tempfile::tempdir().unwrap();
-    let cfg = fake_s3::config(dir.path(), &server.endpoint, "secret");
+    let (_server, cfg) = always(dir.path(), 403, "AccessDenied", "Access Denied");
     let (code, err) = common::code(Config(&cfg), &["get", "fake:a.txt"]);
     assert_eq!(code, 6, "{err}");
     assert!(err.contains("hint: check the credentials"), "{err}");

@@ -110,12 +110,10 @@ fn put_tags_are_validated_and_written() {
 #[test]
 fn sizes_say_stored_or_original_where_the_bucket_compresses() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = common::write_config(
+    let cfg = common::fs_config(
         dir.path(),
-        &format!(
-            "[connections.disk]\nkind = 'fs'\nroot = '{}'\n\n[buckets.zipped]\nconnection = 'disk'\n\n[buckets.zipped.layers.compression]\ndefault = 'gzip'\n\n[buckets.plain]\nconnection = 'disk'\n",
-            dir.path().join("data").display()
-        ),
+        &dir.path().join("data"),
+        "\n[buckets.zipped]\nconnection = 'disk'\n\n[buckets.zipped.layers.compression]\ndefault = 'gzip'\n\n[buckets.plain]\nconnection = 'disk'\n",
     );
     let c = Config(&cfg);
     let text = "all work and no play ".repeat(500);

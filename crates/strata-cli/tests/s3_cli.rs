@@ -21,11 +21,9 @@ fn setup() -> Option<Setup> {
     let cfg = common::moto_config(
         dir.path(),
         &server,
-        &format!(
-            "conditional_delete = true\n\n[buckets.media]\nconnection = \"moto\"\nbucket = \"{}\"\nprefix = \"{}\"\n",
-            server.bucket,
-            strata_testkit::run_prefix("cli"),
-        ),
+        "conditional_delete = true\n",
+        "media",
+        "cli",
     );
     Some(Setup { dir, cfg })
 }

@@ -98,14 +98,33 @@ secret_access_key = "{secret_key}"
     write_config(dir, &text)
 }
 
-/// [`s3_config`] for connection `moto` on the moto server, with its keys.
+/// [`s3_config`] for connection `moto` on the moto server, with its keys, `settings` (more
+/// settings of the connection, or nothing) and one bucket handle, `name`, on the test bucket
+/// under a fresh prefix named after `hint`.
 pub fn moto_config(
     dir: &Path,
     server: &strata_testkit::ServerEnv,
-    rest: &str,
+    settings: &str,
+    name: &str,
+    hint: &str,
 ) -> std::path::PathBuf {
     let keys = (server.access_key.as_str(), server.secret_key.expose());
-    s3_config(dir, "moto", &server.endpoint, keys, rest)
+    let rest = format!(
+        "{settings}\n[buckets.{name}]\nconnection = \"moto\"\nbucket = \"{}\"\nprefix = \"{}\"\n",
+        server.bucket,
+        strata_testkit::run_prefix(hint),
+    );
+    s3_config(dir, "moto", &server.endpoint, keys, &rest)
+}
+
+/// Writes `strata.toml` in `dir`: connection `disk` on the folder `root`, then `buckets`.
+/// Returns its path.
+pub fn fs_config(dir: &Path, root: &Path, buckets: &str) -> std::path::PathBuf {
+    let text = format!(
+        "[connections.disk]\nkind = 'fs'\nroot = '{}'\n{buckets}",
+        root.display()
+    );
+    write_config(dir, &text)
 }
 
 /// Exit code and standard error of a run.
