@@ -45,24 +45,18 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt};
-use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
-};
+use object_store::Result as OsResult;
 use storage_core::{Layer, StorageError, StrataStore};
 use tokio::time::Instant;
 
-use crate::util::{classify, delete_stream_later, list_later, list_with_offset_later, os_err};
+use crate::guard::{Answer, Call, Guard, Guarded};
+use crate::util::{classify, os_err};
 
 /// The breaker's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,8 +221,7 @@ impl CircuitBreakerLayer {
     /// Wrap a concrete store.
     pub fn wrap<T: StrataStore>(&self, inner: T) -> BreakerStore<T> {
         BreakerStore {
-            inner: Arc::new(inner),
-            breaker: Arc::clone(&self.breaker),
+            guarded: Guarded::new(inner, Arc::clone(&self.breaker)),
         }
     }
 }
@@ -351,8 +344,26 @@ impl Breaker {
             }
         }
     }
+}
 
-    async fn call<R>(self: &Arc<Self>, fut: impl Future<Output = OsResult<R>>) -> OsResult<R> {
+/// A store behind a circuit breaker; made by [`CircuitBreakerLayer`].
+pub struct BreakerStore<T: StrataStore> {
+    guarded: Guarded<Arc<Breaker>, T>,
+}
+
+crate::guard::guarded_store!(BreakerStore);
+
+/// Every call is admitted (or failed fast) and its outcome recorded; a stream's first item
+/// (or its end) is its outcome. Presigning passes through, and a multipart upload's parts
+/// go to the backend already chosen: the breaker guards starting the upload.
+impl Guard for Arc<Breaker> {
+    const NAME: &'static str = "Breaker";
+
+    async fn call<R: Answer>(
+        &self,
+        _: Call<'_>,
+        fut: impl Future<Output = OsResult<R>> + Send,
+    ) -> OsResult<R> {
         let admission = self.admit().map_err(os_err)?;
         let res = fut.await;
         let failed = match &res {
@@ -362,123 +373,29 @@ impl Breaker {
         admission.report(failed);
         res
     }
-}
 
-/// A store behind a circuit breaker; made by [`CircuitBreakerLayer`].
-pub struct BreakerStore<T: StrataStore> {
-    inner: Arc<T>,
-    breaker: Arc<Breaker>,
-}
-
-crate::util::layer_store_fmt!(BreakerStore);
-
-/// Admit a stream-producing call; its first item (or its end) is the recorded outcome.
-fn guarded_stream<I: Send + 'static>(
-    breaker: Arc<Breaker>,
-    make: impl FnOnce() -> BoxStream<'static, OsResult<I>> + Send + 'static,
-) -> BoxStream<'static, OsResult<I>> {
-    async move {
-        let admission = match breaker.admit() {
-            Ok(a) => a,
-            Err(e) => return stream::once(async move { Err(os_err(e)) }).boxed(),
-        };
-        let mut s = make();
-        let first = s.next().await;
-        let failed = matches!(&first, Some(Err(e)) if classify(e).retryable);
-        admission.report(failed);
-        match first {
-            None => stream::empty().boxed(),
-            Some(item) => stream::once(async move { item }).chain(s).boxed(),
+    fn listing<I: Send + 'static>(
+        &self,
+        _: Call<'_>,
+        make: impl FnOnce() -> BoxStream<'static, OsResult<I>> + Send + 'static,
+    ) -> BoxStream<'static, OsResult<I>> {
+        let breaker = Arc::clone(self);
+        async move {
+            let admission = match breaker.admit() {
+                Ok(a) => a,
+                Err(e) => return stream::once(async move { Err(os_err(e)) }).boxed(),
+            };
+            let mut s = make();
+            let first = s.next().await;
+            let failed = matches!(&first, Some(Err(e)) if classify(e).retryable);
+            admission.report(failed);
+            match first {
+                None => stream::empty().boxed(),
+                Some(item) => stream::once(async move { item }).chain(s).boxed(),
+            }
         }
-    }
-    .flatten_stream()
-    .boxed()
-}
-
-crate::util::guarded_strata_store!(BreakerStore, |this, location, etag| {
-    this.breaker
-        .call(this.inner.delete_if_match(location, etag))
-        .await
-});
-
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl<T: StrataStore> ObjectStore for BreakerStore<T> {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> OsResult<PutResult> {
-        self.breaker
-            .call(self.inner.put_opts(location, payload, opts))
-            .await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> OsResult<Box<dyn MultipartUpload>> {
-        // Parts go to the backend already chosen; the breaker guards starting the upload.
-        self.breaker
-            .call(self.inner.put_multipart_opts(location, opts))
-            .await
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
-        self.breaker
-            .call(self.inner.get_opts(location, options))
-            .await
-    }
-
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
-        self.breaker
-            .call(self.inner.get_ranges(location, ranges))
-            .await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, OsResult<Path>>,
-    ) -> BoxStream<'static, OsResult<Path>> {
-        guarded_stream(
-            Arc::clone(&self.breaker),
-            delete_stream_later(&self.inner, locations),
-        )
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        guarded_stream(Arc::clone(&self.breaker), list_later(&self.inner, prefix))
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        guarded_stream(
-            Arc::clone(&self.breaker),
-            list_with_offset_later(&self.inner, prefix, offset),
-        )
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
-        self.breaker
-            .call(self.inner.list_with_delimiter(prefix))
-            .await
-    }
-
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
-        self.breaker
-            .call(self.inner.copy_opts(from, to, options))
-            .await
-    }
-
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
-        self.breaker
-            .call(self.inner.rename_opts(from, to, options))
-            .await
+        .flatten_stream()
+        .boxed()
     }
 }
 
@@ -487,6 +404,7 @@ mod tests {
     use super::*;
     use crate::chaos::{ChaosFault, ChaosLayer};
     use object_store::ObjectStoreExt;
+    use object_store::path::Path;
     use storage_core::MemoryStore;
 
     fn is_open_error(e: object_store::Error) -> Option<Duration> {

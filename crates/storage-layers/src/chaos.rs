@@ -29,23 +29,18 @@
 //! ```
 
 use std::fmt;
-use std::ops::Range;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
-    UploadPart,
-};
+use object_store::{GetResult, ObjectStore, Result as OsResult};
 use storage_core::{Layer, StorageError, StrataStore};
 
+use crate::guard::{Answer, Call, Guard, Guarded, Op};
 use crate::util::{into_stream, os_err};
 
 /// The kind of error a [`ChaosLayer`] injects.
@@ -250,8 +245,7 @@ impl ChaosLayer {
     /// Wrap a concrete store.
     pub fn wrap<T: StrataStore>(&self, inner: T) -> ChaosStore<T> {
         ChaosStore {
-            inner: Arc::new(inner),
-            layer: self.clone(),
+            guarded: Guarded::new(inner, self.clone()),
         }
     }
 
@@ -316,16 +310,55 @@ impl Layer for ChaosLayer {
     }
 }
 
-impl ChaosLayer {
-    /// `inner`, a listing of `prefix`, behind this layer's faults for a listing.
-    fn listing(
+/// A store with injected faults; made by [`ChaosLayer`].
+pub struct ChaosStore<T: StrataStore> {
+    guarded: Guarded<ChaosLayer, T>,
+}
+
+crate::guard::guarded_store!(ChaosStore);
+
+/// Whether an operation's acknowledgement may be lost ([`ChaosLayer::with_lost_ack_rate`]):
+/// the writes that apply a change in one answer. Starting a multipart upload and sending a
+/// part change nothing a reader sees.
+fn acknowledges_a_write(op: Op) -> bool {
+    matches!(
+        op,
+        Op::Put | Op::Delete | Op::DeleteIfMatch | Op::Copy | Op::Rename | Op::Complete
+    )
+}
+
+/// Latency and errors before every call (aborts excepted), lost acknowledgements after
+/// writes, torn GET bodies; a listing fails before its first entry; a delete stream key by
+/// key. Presigning passes through.
+impl Guard for ChaosLayer {
+    const NAME: &'static str = "Chaos";
+
+    async fn call<R: Answer>(
         &self,
-        prefix: Option<&Path>,
-        inner: BoxStream<'static, OsResult<ObjectMeta>>,
-    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        call: Call<'_>,
+        fut: impl Future<Output = OsResult<R>> + Send,
+    ) -> OsResult<R> {
+        if call.op == Op::Abort {
+            return fut.await;
+        }
+        self.before(call.op.name(), call.key, call.op.is_write())
+            .await?;
+        let res = fut.await;
+        if !acknowledges_a_write(call.op) {
+            return res;
+        }
+        self.after_write(call.op.name(), call.key, res)
+    }
+
+    fn listing<I: Send + 'static>(
+        &self,
+        call: Call<'_>,
+        make: impl FnOnce() -> BoxStream<'static, OsResult<I>> + Send + 'static,
+    ) -> BoxStream<'static, OsResult<I>> {
+        let inner = make();
         let layer = self.clone();
-        let key = prefix.map(|p| p.to_string()).unwrap_or_default();
-        async move { layer.before("list", &key, false).await }
+        let (op, key) = (call.op.name(), call.key.to_string());
+        async move { layer.before(op, &key, false).await }
             .map(move |r| match r {
                 Ok(()) => inner,
                 Err(e) => stream::once(async move { Err(e) }).boxed(),
@@ -333,70 +366,21 @@ impl ChaosLayer {
             .flatten_stream()
             .boxed()
     }
-}
 
-/// A store with injected faults; made by [`ChaosLayer`].
-pub struct ChaosStore<T: StrataStore> {
-    inner: Arc<T>,
-    layer: ChaosLayer,
-}
-
-crate::util::layer_store_fmt!(ChaosStore);
-
-crate::util::guarded_strata_store!(ChaosStore, |this, location, etag| {
-    this.layer
-        .before("delete_if_match", location.as_ref(), true)
-        .await?;
-    let res = this.inner.delete_if_match(location, etag).await;
-    this.layer
-        .after_write("delete_if_match", location.as_ref(), res)
-});
-
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl<T: StrataStore> ObjectStore for ChaosStore<T> {
-    async fn put_opts(
+    async fn get(
         &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> OsResult<PutResult> {
-        self.layer.before("put", location.as_ref(), true).await?;
-        let res = self.inner.put_opts(location, payload, opts).await;
-        self.layer.after_write("put", location.as_ref(), res)
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> OsResult<Box<dyn MultipartUpload>> {
-        self.layer
-            .before("put_multipart", location.as_ref(), true)
-            .await?;
-        let upload = self.inner.put_multipart_opts(location, opts).await?;
-        Ok(Box::new(ChaosUpload {
-            upload,
-            layer: self.layer.clone(),
-            location: location.clone(),
-        }))
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
-        let op = if options.head { "head" } else { "get" };
-        self.layer.before(op, location.as_ref(), false).await?;
-        let res = self.inner.get_opts(location, options).await?;
+        call: Call<'_>,
+        fut: impl Future<Output = OsResult<GetResult>> + Send,
+    ) -> OsResult<GetResult> {
+        let res = self.call(call, fut).await?;
         let len = res.range.end - res.range.start;
-        if op == "head" || len < 2 || !self.layer.roll(self.layer.cfg.torn_stream_rate) {
+        if call.op == Op::Head || len < 2 || !self.roll(self.cfg.torn_stream_rate) {
             return Ok(res);
         }
-        self.layer
-            .counters
-            .torn_streams
-            .fetch_add(1, Ordering::Relaxed);
+        self.counters.torn_streams.fetch_add(1, Ordering::Relaxed);
         // Deliver a prefix of the body, then fail the way a dropped connection does.
-        let keep = self.layer.rng.lock().expect("chaos rng").u64(1..len) as usize;
-        let err = self.layer.cfg.fault.error("get body", location.as_ref());
+        let keep = self.rng.lock().expect("chaos rng").u64(1..len) as usize;
+        let err = self.cfg.fault.error("get body", call.key);
         let (meta, body) = into_stream(res);
         let torn = body
             .scan(keep, |left, chunk| {
@@ -416,19 +400,17 @@ impl<T: StrataStore> ObjectStore for ChaosStore<T> {
         Ok(meta.with_stream(torn))
     }
 
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
-        self.layer
-            .before("get_ranges", location.as_ref(), false)
-            .await?;
-        self.inner.get_ranges(location, ranges).await
+    fn guards_parts(&self) -> bool {
+        self.cfg.parts
     }
 
-    fn delete_stream(
+    fn deletes<S: ObjectStore>(
         &self,
+        inner: &Arc<S>,
         locations: BoxStream<'static, OsResult<Path>>,
     ) -> BoxStream<'static, OsResult<Path>> {
-        let inner = Arc::clone(&self.inner);
-        let layer = self.layer.clone();
+        let inner = Arc::clone(inner);
+        let layer = self.clone();
         locations
             .then(move |loc| {
                 let inner = Arc::clone(&inner);
@@ -452,84 +434,6 @@ impl<T: StrataStore> ObjectStore for ChaosStore<T> {
                 }
             })
             .boxed()
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        self.layer.listing(prefix, self.inner.list(prefix))
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        self.layer
-            .listing(prefix, self.inner.list_with_offset(prefix, offset))
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
-        let key = prefix.map(|p| p.to_string()).unwrap_or_default();
-        self.layer
-            .before("list_with_delimiter", &key, false)
-            .await?;
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
-        self.layer.before("copy", to.as_ref(), true).await?;
-        let res = self.inner.copy_opts(from, to, options).await;
-        self.layer.after_write("copy", to.as_ref(), res)
-    }
-
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
-        self.layer.before("rename", to.as_ref(), true).await?;
-        let res = self.inner.rename_opts(from, to, options).await;
-        self.layer.after_write("rename", to.as_ref(), res)
-    }
-}
-
-struct ChaosUpload {
-    upload: Box<dyn MultipartUpload>,
-    layer: ChaosLayer,
-    location: Path,
-}
-
-impl fmt::Debug for ChaosUpload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ChaosUpload({})", self.location)
-    }
-}
-
-#[async_trait]
-impl MultipartUpload for ChaosUpload {
-    fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        let part = self.upload.put_part(data);
-        if !self.layer.cfg.parts {
-            return part;
-        }
-        let layer = self.layer.clone();
-        let key = self.location.to_string();
-        async move {
-            layer.before("put_part", &key, true).await?;
-            part.await
-        }
-        .boxed()
-    }
-
-    async fn complete(&mut self) -> OsResult<PutResult> {
-        if !self.layer.cfg.parts {
-            return self.upload.complete().await;
-        }
-        self.layer
-            .before("complete", self.location.as_ref(), true)
-            .await?;
-        let res = self.upload.complete().await;
-        self.layer
-            .after_write("complete", self.location.as_ref(), res)
-    }
-
-    async fn abort(&mut self) -> OsResult<()> {
-        self.upload.abort().await
     }
 }
 
@@ -575,7 +479,15 @@ mod tests {
         let p = Path::from("a");
         assert!(store.put(&p, "v".into()).await.is_err());
         assert_eq!(
-            store.inner.get(&p).await.unwrap().bytes().await.unwrap(),
+            store
+                .guarded
+                .inner
+                .get(&p)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap(),
             "v"
         );
         assert_eq!(layer.stats().lost_acks, 1);

@@ -61,6 +61,14 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(any(
+    feature = "breaker",
+    feature = "timeout",
+    feature = "limit",
+    feature = "metrics",
+    feature = "chaos"
+))]
+mod guard;
 #[cfg(any(feature = "compression", feature = "encryption"))]
 mod transform;
 mod util;

@@ -35,26 +35,20 @@
 //! ```
 
 use std::fmt;
-use std::ops::Range;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use futures::FutureExt;
 use futures::stream::{BoxStream, Stream, StreamExt};
-use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
-    Result as OsResult, UploadPart,
-};
+use object_store::{GetResult, GetResultPayload, Result as OsResult};
 
 use storage_core::{Layer, StrataStore};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::util::{delete_stream_later, into_stream, list_later, list_with_offset_later};
+use crate::guard::{Answer, Call, Guard, Guarded};
+use crate::util::into_stream;
 
 /// Permits for calls in flight, shared by every store that draws from it; clones share
 /// the same permits. See the [module docs](self#sharing).
@@ -174,13 +168,16 @@ impl ConcurrencyLimitLayer {
 
     /// Wrap a concrete store.
     pub fn wrap<T: StrataStore>(&self, inner: T) -> LimitStore<T> {
-        LimitStore {
-            inner: Arc::new(inner),
+        let semaphore = self.shared.as_ref().map_or_else(
+            || Arc::new(Semaphore::new(self.max)),
+            |p| Arc::clone(&p.semaphore),
+        );
+        let permits = Permits {
+            semaphore,
             max: self.max,
-            semaphore: self.shared.as_ref().map_or_else(
-                || Arc::new(Semaphore::new(self.max)),
-                |p| Arc::clone(&p.semaphore),
-            ),
+        };
+        LimitStore {
+            guarded: Guarded::new(inner, permits),
         }
     }
 }
@@ -193,28 +190,25 @@ impl Layer for ConcurrencyLimitLayer {
 
 /// A store with a concurrency limit; made by [`ConcurrencyLimitLayer`].
 pub struct LimitStore<T: StrataStore> {
-    inner: Arc<T>,
-    max: usize,
+    guarded: Guarded<Permits, T>,
+}
+
+crate::guard::guarded_store!(LimitStore);
+
+/// The permits a store draws from, and the limit it shows (`LimitStore(max, inner)`).
+#[derive(Clone)]
+struct Permits {
     semaphore: Arc<Semaphore>,
+    max: usize,
 }
 
-impl<T: StrataStore> fmt::Debug for LimitStore<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LimitStore({}, {:?})", self.max, self.inner)
+impl Permits {
+    async fn permit(&self) -> OwnedSemaphorePermit {
+        Arc::clone(&self.semaphore)
+            .acquire_owned()
+            .await
+            .expect("the limit semaphore is never closed")
     }
-}
-
-impl<T: StrataStore> fmt::Display for LimitStore<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LimitStore({}, {})", self.max, self.inner)
-    }
-}
-
-async fn permit(sem: &Arc<Semaphore>) -> OwnedSemaphorePermit {
-    Arc::clone(sem)
-        .acquire_owned()
-        .await
-        .expect("the limit semaphore is never closed")
 }
 
 /// A stream that keeps a permit until it is dropped.
@@ -230,57 +224,49 @@ impl<S: Stream + Unpin> Stream for Permitted<S> {
     }
 }
 
-fn permitted<I: Send + 'static>(
-    sem: Arc<Semaphore>,
-    make: impl FnOnce() -> BoxStream<'static, I> + Send + 'static,
-) -> BoxStream<'static, I> {
-    async move {
-        let p = permit(&sem).await;
-        Permitted {
-            inner: make(),
-            _permit: p,
+/// Each call, and each part, completion and abort of a multipart upload, holds a permit; a
+/// GET body and a listing hold theirs until they are consumed or dropped. Presigning needs
+/// none.
+impl Guard for Permits {
+    const NAME: &'static str = "Limit";
+
+    fn settings(&self) -> Option<String> {
+        Some(self.max.to_string())
+    }
+
+    async fn call<R: Answer>(
+        &self,
+        _: Call<'_>,
+        fut: impl Future<Output = OsResult<R>> + Send,
+    ) -> OsResult<R> {
+        let _p = self.permit().await;
+        fut.await
+    }
+
+    fn listing<I: Send + 'static>(
+        &self,
+        _: Call<'_>,
+        make: impl FnOnce() -> BoxStream<'static, OsResult<I>> + Send + 'static,
+    ) -> BoxStream<'static, OsResult<I>> {
+        let permits = self.clone();
+        async move {
+            let permit = permits.permit().await;
+            Permitted {
+                inner: make(),
+                _permit: permit,
+            }
         }
+        .flatten_stream()
+        .boxed()
     }
-    .flatten_stream()
-    .boxed()
-}
 
-crate::util::guarded_strata_store!(LimitStore, |this, location, etag| {
-    let _p = permit(&this.semaphore).await;
-    this.inner.delete_if_match(location, etag).await
-});
-
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl<T: StrataStore> ObjectStore for LimitStore<T> {
-    async fn put_opts(
+    async fn get(
         &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> OsResult<PutResult> {
-        let _p = permit(&self.semaphore).await;
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> OsResult<Box<dyn MultipartUpload>> {
-        let upload = {
-            let _p = permit(&self.semaphore).await;
-            self.inner.put_multipart_opts(location, opts).await?
-        };
-        Ok(Box::new(LimitUpload {
-            upload,
-            semaphore: Arc::clone(&self.semaphore),
-        }))
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
-        let p = permit(&self.semaphore).await;
-        let res = self.inner.get_opts(location, options).await?;
+        _: Call<'_>,
+        fut: impl Future<Output = OsResult<GetResult>> + Send,
+    ) -> OsResult<GetResult> {
+        let p = self.permit().await;
+        let res = fut.await?;
         if !matches!(res.payload, GetResultPayload::Stream(_)) {
             return Ok(res);
         }
@@ -294,83 +280,8 @@ impl<T: StrataStore> ObjectStore for LimitStore<T> {
         ))
     }
 
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
-        let _p = permit(&self.semaphore).await;
-        self.inner.get_ranges(location, ranges).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, OsResult<Path>>,
-    ) -> BoxStream<'static, OsResult<Path>> {
-        permitted(
-            Arc::clone(&self.semaphore),
-            delete_stream_later(&self.inner, locations),
-        )
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        permitted(Arc::clone(&self.semaphore), list_later(&self.inner, prefix))
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        permitted(
-            Arc::clone(&self.semaphore),
-            list_with_offset_later(&self.inner, prefix, offset),
-        )
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
-        let _p = permit(&self.semaphore).await;
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
-        let _p = permit(&self.semaphore).await;
-        self.inner.copy_opts(from, to, options).await
-    }
-
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
-        let _p = permit(&self.semaphore).await;
-        self.inner.rename_opts(from, to, options).await
-    }
-}
-
-struct LimitUpload {
-    upload: Box<dyn MultipartUpload>,
-    semaphore: Arc<Semaphore>,
-}
-
-impl fmt::Debug for LimitUpload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LimitUpload({:?})", self.upload)
-    }
-}
-
-#[async_trait]
-impl MultipartUpload for LimitUpload {
-    fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        let part = self.upload.put_part(data);
-        let sem = Arc::clone(&self.semaphore);
-        async move {
-            let _p = permit(&sem).await;
-            part.await
-        }
-        .boxed()
-    }
-
-    async fn complete(&mut self) -> OsResult<PutResult> {
-        let _p = permit(&self.semaphore).await;
-        self.upload.complete().await
-    }
-
-    async fn abort(&mut self) -> OsResult<()> {
-        let _p = permit(&self.semaphore).await;
-        self.upload.abort().await
+    fn guards_parts(&self) -> bool {
+        true
     }
 }
 
@@ -379,6 +290,7 @@ mod tests {
     use super::*;
     use crate::chaos::ChaosLayer;
     use object_store::ObjectStoreExt;
+    use object_store::path::Path;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
     use storage_core::MemoryStore;

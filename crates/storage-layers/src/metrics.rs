@@ -43,25 +43,22 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::ops::Range;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures::FutureExt;
 use futures::stream::{BoxStream, StreamExt};
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
-    UploadPart,
+    MultipartUpload, ObjectStore, PutPayload, PutResult, Result as OsResult, UploadPart,
 };
-use storage_core::{Capabilities, ErrorKind, Layer, PresignMethod, StrataStore};
+use storage_core::{ErrorKind, Layer, StrataStore};
 use tokio::time::Instant;
 use tracing::Instrument;
-use url::Url;
 
+use crate::guard::{Answer, Call, Guard, Guarded, Op};
 use crate::util::{classify, key_prefix};
 
 /// Upper bounds of the latency histogram buckets, in milliseconds (a last bucket holds the
@@ -277,8 +274,7 @@ impl MetricsLayer {
     /// Wrap a concrete store.
     pub fn wrap<T: StrataStore>(&self, inner: T) -> MetricsStore<T> {
         MetricsStore {
-            inner: Arc::new(inner),
-            registry: Arc::clone(&self.registry),
+            guarded: Guarded::new(inner, Arc::clone(&self.registry)),
         }
     }
 }
@@ -291,11 +287,10 @@ impl Layer for MetricsLayer {
 
 /// A store with metrics; made by [`MetricsLayer`].
 pub struct MetricsStore<T: StrataStore> {
-    inner: Arc<T>,
-    registry: Arc<Registry>,
+    guarded: Guarded<Arc<Registry>, T>,
 }
 
-crate::util::layer_store_fmt!(MetricsStore);
+crate::guard::guarded_store!(MetricsStore);
 
 /// One call being measured; records when finished (or when dropped unfinished).
 struct Measure {
@@ -417,73 +412,44 @@ impl Measure {
     }
 }
 
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl<T: StrataStore> StrataStore for MetricsStore<T> {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
+/// Every call is one measurement (a multipart upload's lasts until it completes, with the
+/// bytes of its parts); a listing is measured until it ends, and a delete stream once per
+/// key. Presigning is measured too.
+impl Guard for Arc<Registry> {
+    const NAME: &'static str = "Metrics";
 
-    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
-        let mut m = Measure::start(&self.registry, "delete_if_match", location.as_ref());
-        let res = self
-            .inner
-            .delete_if_match(location, etag)
-            .instrument(m.span.clone())
-            .await;
-        m.finish_result(&res, |_| 0);
+    async fn call<R: Answer>(
+        &self,
+        call: Call<'_>,
+        fut: impl Future<Output = OsResult<R>> + Send,
+    ) -> OsResult<R> {
+        let mut m = Measure::start(self, call.op.name(), call.key);
+        let res = fut.instrument(m.span.clone()).await;
+        if let Ok(r) = &res {
+            m.entries = r.entries();
+        }
+        m.finish_result(&res, |r| match call.op {
+            Op::Head => 0,
+            _ => call.sent + r.bytes(),
+        });
         res
     }
 
-    async fn presign(
+    fn listing<I: Send + 'static>(
         &self,
-        method: PresignMethod,
-        location: &Path,
-        expires_in: Duration,
-    ) -> OsResult<Url> {
-        let mut m = Measure::start(&self.registry, "presign", location.as_ref());
-        let res = self
-            .inner
-            .presign(method, location, expires_in)
-            .instrument(m.span.clone())
-            .await;
-        m.finish_result(&res, |_| 0);
-        res
-    }
-}
-
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl<T: StrataStore> ObjectStore for MetricsStore<T> {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> OsResult<PutResult> {
-        let mut m = Measure::start(&self.registry, "put", location.as_ref());
-        let len = payload.content_length() as u64;
-        let res = self
-            .inner
-            .put_opts(location, payload, opts)
-            .instrument(m.span.clone())
-            .await;
-        m.finish_result(&res, |_| len);
-        res
+        call: Call<'_>,
+        make: impl FnOnce() -> BoxStream<'static, OsResult<I>> + Send + 'static,
+    ) -> BoxStream<'static, OsResult<I>> {
+        measured_stream(Measure::start(self, call.op.name(), call.key), make())
     }
 
-    async fn put_multipart_opts(
+    async fn put_multipart(
         &self,
-        location: &Path,
-        opts: PutMultipartOptions,
+        call: Call<'_>,
+        fut: impl Future<Output = OsResult<Box<dyn MultipartUpload>>> + Send,
     ) -> OsResult<Box<dyn MultipartUpload>> {
-        let mut m = Measure::start(&self.registry, "put_multipart", location.as_ref());
-        let res = self
-            .inner
-            .put_multipart_opts(location, opts)
-            .instrument(m.span.clone())
-            .await;
-        match res {
+        let mut m = Measure::start(self, call.op.name(), call.key);
+        match fut.instrument(m.span.clone()).await {
             Ok(upload) => Ok(Box::new(MetricsUpload {
                 upload,
                 measure: m,
@@ -496,52 +462,28 @@ impl<T: StrataStore> ObjectStore for MetricsStore<T> {
         }
     }
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
-        let op = if options.head { "head" } else { "get" };
-        let mut m = Measure::start(&self.registry, op, location.as_ref());
-        let res = self
-            .inner
-            .get_opts(location, options)
-            .instrument(m.span.clone())
-            .await;
-        m.finish_result(&res, |r| {
-            if op == "head" {
-                0
-            } else {
-                r.range.end - r.range.start
-            }
-        });
-        res
+    fn guards_presign(&self) -> bool {
+        true
     }
 
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
-        let mut m = Measure::start(&self.registry, "get_ranges", location.as_ref());
-        let res = self
-            .inner
-            .get_ranges(location, ranges)
-            .instrument(m.span.clone())
-            .await;
-        m.finish_result(&res, |v| v.iter().map(|b| b.len() as u64).sum());
-        res
-    }
-
-    fn delete_stream(
+    fn deletes<S: ObjectStore>(
         &self,
+        inner: &Arc<S>,
         locations: BoxStream<'static, OsResult<Path>>,
     ) -> BoxStream<'static, OsResult<Path>> {
         // One measured call per deleted key, so errors are attributed to their key prefix.
-        let registry = Arc::clone(&self.registry);
+        let registry = Arc::clone(self);
         let starts = Arc::new(Mutex::new(std::collections::VecDeque::<Instant>::new()));
         let starts_in = Arc::clone(&starts);
         let input = locations
             .inspect(move |_| starts_in.lock().expect("metrics").push_back(Instant::now()))
             .boxed();
-        self.inner
+        inner
             .delete_stream(input)
             .map(move |res| {
                 let start = starts.lock().expect("metrics").pop_front();
                 let key = res.as_ref().map(|p| p.to_string()).unwrap_or_default();
-                let mut m = Measure::start(&registry, "delete", &key);
+                let mut m = Measure::start(&registry, Op::Delete.name(), &key);
                 if let Some(s) = start {
                     m.start = s;
                 }
@@ -549,59 +491,6 @@ impl<T: StrataStore> ObjectStore for MetricsStore<T> {
                 res
             })
             .boxed()
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        let key = prefix.map(|p| p.to_string()).unwrap_or_default();
-        let m = Measure::start(&self.registry, "list", &key);
-        measured_stream(m, self.inner.list(prefix))
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        let key = prefix.map(|p| p.to_string()).unwrap_or_default();
-        let m = Measure::start(&self.registry, "list", &key);
-        measured_stream(m, self.inner.list_with_offset(prefix, offset))
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
-        let key = prefix.map(|p| p.to_string()).unwrap_or_default();
-        let mut m = Measure::start(&self.registry, "list_with_delimiter", &key);
-        let res = self
-            .inner
-            .list_with_delimiter(prefix)
-            .instrument(m.span.clone())
-            .await;
-        if let Ok(r) = &res {
-            m.entries = (r.objects.len() + r.common_prefixes.len()) as u64;
-        }
-        m.finish_result(&res, |_| 0);
-        res
-    }
-
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
-        let mut m = Measure::start(&self.registry, "copy", to.as_ref());
-        let res = self
-            .inner
-            .copy_opts(from, to, options)
-            .instrument(m.span.clone())
-            .await;
-        m.finish_result(&res, |_| 0);
-        res
-    }
-
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
-        let mut m = Measure::start(&self.registry, "rename", to.as_ref());
-        let res = self
-            .inner
-            .rename_opts(from, to, options)
-            .instrument(m.span.clone())
-            .await;
-        m.finish_result(&res, |_| 0);
-        res
     }
 }
 

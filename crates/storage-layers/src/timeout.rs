@@ -30,25 +30,16 @@
 //! # }
 //! ```
 
-use std::fmt;
 use std::future::Future;
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
-    Result as OsResult, UploadPart,
-};
-use storage_core::{Capabilities, Layer, PresignMethod, StorageError, StrataStore};
-use url::Url;
+use object_store::{GetResult, GetResultPayload, ObjectStore, Result as OsResult};
+use storage_core::{Layer, StorageError, StrataStore};
 
+use crate::guard::{Answer, Call, Guard, Guarded};
 use crate::util::{into_stream, os_err};
 
 /// Bounds call and stream-idle time; see the [module docs](self).
@@ -104,8 +95,7 @@ impl TimeoutLayer {
     /// Wrap a concrete store.
     pub fn wrap<T: StrataStore>(&self, inner: T) -> TimeoutStore<T> {
         TimeoutStore {
-            inner: Arc::new(inner),
-            cfg: Arc::new(self.clone()),
+            guarded: Guarded::new(inner, Arc::new(self.clone())),
         }
     }
 
@@ -159,176 +149,71 @@ fn idle_limited<I: Send + 'static>(
 
 /// A store with timeouts; made by [`TimeoutLayer`].
 pub struct TimeoutStore<T: StrataStore> {
-    inner: Arc<T>,
-    cfg: Arc<TimeoutLayer>,
+    guarded: Guarded<Arc<TimeoutLayer>, T>,
 }
 
-crate::util::layer_store_fmt!(TimeoutStore);
+crate::guard::guarded_store!(TimeoutStore);
 
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl<T: StrataStore> StrataStore for TimeoutStore<T> {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
+/// Every call, multipart part and presigned URL within the operation timeout; GET bodies and
+/// listings within the idle timeout per item.
+impl Guard for Arc<TimeoutLayer> {
+    const NAME: &'static str = "Timeout";
 
-    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
-        self.cfg
-            .run(
-                "delete_if_match",
-                self.inner.delete_if_match(location, etag),
-            )
-            .await
-    }
-
-    async fn presign(
+    fn call<R: Answer>(
         &self,
-        method: PresignMethod,
-        location: &Path,
-        expires_in: Duration,
-    ) -> OsResult<Url> {
-        // Signing may ask the provider for credentials: bounded like any call.
-        self.cfg
-            .run("presign", self.inner.presign(method, location, expires_in))
-            .await
+        call: Call<'_>,
+        fut: impl Future<Output = OsResult<R>> + Send,
+    ) -> impl Future<Output = OsResult<R>> + Send {
+        self.run(call.op.name(), fut)
     }
-}
 
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl<T: StrataStore> ObjectStore for TimeoutStore<T> {
-    async fn put_opts(
+    fn listing<I: Send + 'static>(
         &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> OsResult<PutResult> {
-        self.cfg
-            .run("put", self.inner.put_opts(location, payload, opts))
-            .await
+        call: Call<'_>,
+        make: impl FnOnce() -> BoxStream<'static, OsResult<I>> + Send + 'static,
+    ) -> BoxStream<'static, OsResult<I>> {
+        idle_limited(Arc::clone(self), call.op.name(), make())
     }
 
-    async fn put_multipart_opts(
+    async fn get(
         &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> OsResult<Box<dyn MultipartUpload>> {
-        let upload = self
-            .cfg
-            .run(
-                "put_multipart",
-                self.inner.put_multipart_opts(location, opts),
-            )
-            .await?;
-        Ok(Box::new(TimeoutUpload {
-            upload,
-            cfg: Arc::clone(&self.cfg),
-        }))
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
-        let op = if options.head { "head" } else { "get" };
-        let res = self
-            .cfg
-            .run(op, self.inner.get_opts(location, options))
-            .await?;
+        call: Call<'_>,
+        fut: impl Future<Output = OsResult<GetResult>> + Send,
+    ) -> OsResult<GetResult> {
+        let res = self.run(call.op.name(), fut).await?;
         if !matches!(res.payload, GetResultPayload::Stream(_)) {
             return Ok(res);
         }
         let (meta, body) = into_stream(res);
-        Ok(meta.with_stream(idle_limited(Arc::clone(&self.cfg), "get body", body)))
+        Ok(meta.with_stream(idle_limited(Arc::clone(self), "get body", body)))
     }
 
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
-        self.cfg
-            .run("get_ranges", self.inner.get_ranges(location, ranges))
-            .await
+    fn guards_parts(&self) -> bool {
+        true
     }
 
-    fn delete_stream(
+    /// Signing may ask the provider for credentials: bounded like any call.
+    fn guards_presign(&self) -> bool {
+        true
+    }
+
+    fn deletes<S: ObjectStore>(
         &self,
+        inner: &Arc<S>,
         locations: BoxStream<'static, OsResult<Path>>,
     ) -> BoxStream<'static, OsResult<Path>> {
         // Each deleted entry is an answer from the backend: bound the wait for each one.
-        let s = self.inner.delete_stream(locations);
-        let cfg = Arc::clone(&self.cfg);
-        match cfg.operation {
+        let s = inner.delete_stream(locations);
+        match self.operation {
             None => s,
             Some(_) => {
                 let per_item = TimeoutLayer {
-                    idle: cfg.operation,
-                    ..(*cfg).clone()
+                    idle: self.operation,
+                    ..(**self).clone()
                 };
                 idle_limited(Arc::new(per_item), "delete", s)
             }
         }
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        idle_limited(Arc::clone(&self.cfg), "list", self.inner.list(prefix))
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        idle_limited(
-            Arc::clone(&self.cfg),
-            "list",
-            self.inner.list_with_offset(prefix, offset),
-        )
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
-        self.cfg
-            .run(
-                "list_with_delimiter",
-                self.inner.list_with_delimiter(prefix),
-            )
-            .await
-    }
-
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
-        self.cfg
-            .run("copy", self.inner.copy_opts(from, to, options))
-            .await
-    }
-
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
-        self.cfg
-            .run("rename", self.inner.rename_opts(from, to, options))
-            .await
-    }
-}
-
-struct TimeoutUpload {
-    upload: Box<dyn MultipartUpload>,
-    cfg: Arc<TimeoutLayer>,
-}
-
-impl fmt::Debug for TimeoutUpload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TimeoutUpload({:?})", self.upload)
-    }
-}
-
-#[async_trait]
-impl MultipartUpload for TimeoutUpload {
-    fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        let part = self.upload.put_part(data);
-        let cfg = Arc::clone(&self.cfg);
-        async move { cfg.run("put_part", part).await }.boxed()
-    }
-
-    async fn complete(&mut self) -> OsResult<PutResult> {
-        let cfg = Arc::clone(&self.cfg);
-        cfg.run("complete", self.upload.complete()).await
-    }
-
-    async fn abort(&mut self) -> OsResult<()> {
-        let cfg = Arc::clone(&self.cfg);
-        cfg.run("abort", self.upload.abort()).await
     }
 }
 
@@ -336,6 +221,7 @@ impl MultipartUpload for TimeoutUpload {
 mod tests {
     use super::*;
     use crate::chaos::ChaosLayer;
+    use bytes::Bytes;
     use object_store::ObjectStoreExt;
     use storage_core::MemoryStore;
 

@@ -4,13 +4,10 @@
 //! Which helpers are used depends on the layers compiled in, hence the blanket allowance.
 #![allow(dead_code)]
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use object_store::path::Path;
-use object_store::{GetResult, GetResultPayload, ObjectMeta, ObjectStore, PutPayload};
+use object_store::{GetResult, GetResultPayload, PutPayload};
 use storage_core::{ErrorKind, StorageError};
 
 /// What a layer needs to know about an `object_store` error to decide what to do with it.
@@ -211,38 +208,6 @@ pub(crate) fn key_prefix(key: &str, depth: usize) -> String {
     } else {
         segments.join("/")
     }
-}
-
-/// A listing of `inner`, started when called: for layers that must do something (admit,
-/// take a permit) before the stream may start.
-pub(crate) fn list_later<T: ObjectStore>(
-    inner: &Arc<T>,
-    prefix: Option<&Path>,
-) -> impl FnOnce() -> BoxStream<'static, object_store::Result<ObjectMeta>> + Send + 'static {
-    let inner = Arc::clone(inner);
-    let prefix = prefix.cloned();
-    move || inner.list(prefix.as_ref())
-}
-
-/// [`list_later`] from an offset.
-pub(crate) fn list_with_offset_later<T: ObjectStore>(
-    inner: &Arc<T>,
-    prefix: Option<&Path>,
-    offset: &Path,
-) -> impl FnOnce() -> BoxStream<'static, object_store::Result<ObjectMeta>> + Send + 'static {
-    let inner = Arc::clone(inner);
-    let prefix = prefix.cloned();
-    let offset = offset.clone();
-    move || inner.list_with_offset(prefix.as_ref(), &offset)
-}
-
-/// [`list_later`] for a delete stream.
-pub(crate) fn delete_stream_later<T: ObjectStore>(
-    inner: &Arc<T>,
-    locations: BoxStream<'static, object_store::Result<Path>>,
-) -> impl FnOnce() -> BoxStream<'static, object_store::Result<Path>> + Send + 'static {
-    let inner = Arc::clone(inner);
-    move || inner.delete_stream(locations)
 }
 
 /// `Debug` and `Display` of a layer's store `Name<T>` with an `inner` field: `Name(inner)`.

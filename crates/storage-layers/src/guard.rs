@@ -1,0 +1,495 @@
+//! The one store of the layers that wrap each call in something of their own and otherwise
+//! pass it on unchanged: the circuit breaker (admission), the timeout (deadlines), the
+//! concurrency limit (permits), metrics (a measurement) and chaos (injected faults).
+//!
+//! Each of them is a [`Guard`]: it says how one call is run, how a listing runs, and where it
+//! departs from that (a GET body, a delete stream, the parts of a multipart upload).
+//! [`Guarded`] applies a guard to every method of the store contract, so the contract's
+//! signatures and the "guard every call" shape are written here once; each layer's public
+//! store is a newtype around a `Guarded` ([`guarded_store!`]) that keeps its own name.
+
+use std::fmt;
+use std::future::Future;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
+    UploadPart,
+};
+use storage_core::{Capabilities, PresignMethod, StrataStore};
+use url::Url;
+
+/// The operations a guard sees, named as the layers report them (timeout errors, metrics,
+/// chaos messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Put,
+    PutMultipart,
+    PutPart,
+    Complete,
+    Abort,
+    Get,
+    Head,
+    GetRanges,
+    Delete,
+    DeleteIfMatch,
+    List,
+    ListWithDelimiter,
+    Copy,
+    Rename,
+    Presign,
+}
+
+impl Op {
+    /// The name in errors, spans and metrics.
+    // The breaker and the limit treat every operation alike.
+    #[cfg_attr(
+        not(any(feature = "timeout", feature = "metrics", feature = "chaos")),
+        allow(dead_code)
+    )]
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Put => "put",
+            Op::PutMultipart => "put_multipart",
+            Op::PutPart => "put_part",
+            Op::Complete => "complete",
+            Op::Abort => "abort",
+            Op::Get => "get",
+            Op::Head => "head",
+            Op::GetRanges => "get_ranges",
+            Op::Delete => "delete",
+            Op::DeleteIfMatch => "delete_if_match",
+            Op::List => "list",
+            Op::ListWithDelimiter => "list_with_delimiter",
+            Op::Copy => "copy",
+            Op::Rename => "rename",
+            Op::Presign => "presign",
+        }
+    }
+
+    /// Whether the operation changes stored objects (chaos targets reads and writes apart).
+    #[cfg_attr(not(feature = "chaos"), allow(dead_code))]
+    pub fn is_write(self) -> bool {
+        matches!(
+            self,
+            Op::Put
+                | Op::PutMultipart
+                | Op::PutPart
+                | Op::Complete
+                | Op::Abort
+                | Op::Delete
+                | Op::DeleteIfMatch
+                | Op::Copy
+                | Op::Rename
+        )
+    }
+}
+
+/// One call as a guard sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Call<'a> {
+    // The breaker and the limit treat every operation alike.
+    #[cfg_attr(
+        not(any(feature = "timeout", feature = "metrics", feature = "chaos")),
+        allow(dead_code)
+    )]
+    pub op: Op,
+    /// The key it is about: the location, a listing's prefix (`""` for none), a copy's or
+    /// rename's destination, a multipart upload's location.
+    pub key: &'a str,
+    /// Bytes the call sends (a put's payload).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub sent: u64,
+}
+
+impl<'a> Call<'a> {
+    pub fn new(op: Op, key: &'a str) -> Self {
+        Call { op, key, sent: 0 }
+    }
+
+    /// A listing's key: its prefix, or `""`.
+    fn listing(op: Op, prefix: Option<&'a Path>) -> Self {
+        Call::new(op, prefix.map_or("", |p| p.as_ref()))
+    }
+}
+
+/// What a call's answer says about the data it moved, for the metrics layer.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) trait Answer: Send {
+    /// Bytes returned.
+    fn bytes(&self) -> u64 {
+        0
+    }
+
+    /// Entries listed.
+    fn entries(&self) -> u64 {
+        0
+    }
+}
+
+impl Answer for () {}
+impl Answer for PutResult {}
+impl Answer for Url {}
+impl Answer for Box<dyn MultipartUpload> {}
+
+impl Answer for GetResult {
+    fn bytes(&self) -> u64 {
+        self.range.end - self.range.start
+    }
+}
+
+impl Answer for Vec<Bytes> {
+    fn bytes(&self) -> u64 {
+        self.iter().map(|b| b.len() as u64).sum()
+    }
+}
+
+impl Answer for ListResult {
+    fn entries(&self) -> u64 {
+        (self.objects.len() + self.common_prefixes.len()) as u64
+    }
+}
+
+/// How a layer runs each call; see the [module docs](self). Only [`call`](Guard::call) and
+/// [`listing`](Guard::listing) must be written; the other methods say where a layer departs
+/// from "every call through `call`, every stream through `listing`".
+pub(crate) trait Guard: Clone + Send + Sync + 'static {
+    /// The store prints as `{NAME}Store(inner)` and its multipart uploads as
+    /// `{NAME}Upload(upload)`.
+    const NAME: &'static str;
+
+    /// Settings shown before the inner store: `{NAME}Store(settings, inner)`.
+    fn settings(&self) -> Option<String> {
+        None
+    }
+
+    /// Run one call that answers once.
+    fn call<R: Answer>(
+        &self,
+        call: Call<'_>,
+        fut: impl Future<Output = OsResult<R>> + Send,
+    ) -> impl Future<Output = OsResult<R>> + Send;
+
+    /// Run a listing made by `make` (a stream-producing call: nothing happens until it
+    /// is polled).
+    fn listing<I: Send + 'static>(
+        &self,
+        call: Call<'_>,
+        make: impl FnOnce() -> BoxStream<'static, OsResult<I>> + Send + 'static,
+    ) -> BoxStream<'static, OsResult<I>>;
+
+    /// Run a GET (or HEAD); a layer that must follow the body overrides this.
+    fn get(
+        &self,
+        call: Call<'_>,
+        fut: impl Future<Output = OsResult<GetResult>> + Send,
+    ) -> impl Future<Output = OsResult<GetResult>> + Send {
+        self.call(call, fut)
+    }
+
+    /// Start a multipart upload: by default the start is one call, and its parts,
+    /// completion and abort are calls too where [`guards_parts`](Guard::guards_parts) says
+    /// so.
+    fn put_multipart(
+        &self,
+        call: Call<'_>,
+        fut: impl Future<Output = OsResult<Box<dyn MultipartUpload>>> + Send,
+    ) -> impl Future<Output = OsResult<Box<dyn MultipartUpload>>> + Send {
+        async move {
+            let upload = self.call(call, fut).await?;
+            if !self.guards_parts() {
+                return Ok(upload);
+            }
+            let upload: Box<dyn MultipartUpload> = Box::new(GuardedUpload {
+                upload,
+                guard: self.clone(),
+                key: call.key.to_string(),
+            });
+            Ok(upload)
+        }
+    }
+
+    /// Whether the parts, completion and abort of a multipart upload go through
+    /// [`call`](Guard::call) (as `put_part`, `complete`, `abort`); otherwise only starting
+    /// the upload does, and the parts go to the backend already chosen.
+    fn guards_parts(&self) -> bool {
+        false
+    }
+
+    /// Whether signing a URL goes through [`call`](Guard::call); otherwise it passes
+    /// through.
+    fn guards_presign(&self) -> bool {
+        false
+    }
+
+    /// Run a delete stream over `inner`: by default one stream-producing call, like a
+    /// listing.
+    fn deletes<S: ObjectStore>(
+        &self,
+        inner: &Arc<S>,
+        locations: BoxStream<'static, OsResult<Path>>,
+    ) -> BoxStream<'static, OsResult<Path>> {
+        let inner = Arc::clone(inner);
+        self.listing(Call::new(Op::Delete, ""), move || {
+            inner.delete_stream(locations)
+        })
+    }
+}
+
+/// `inner` with `guard` around every call; see the [module docs](self).
+pub(crate) struct Guarded<G: Guard, T: StrataStore> {
+    pub inner: Arc<T>,
+    pub guard: G,
+}
+
+impl<G: Guard, T: StrataStore> Guarded<G, T> {
+    pub fn new(inner: T, guard: G) -> Self {
+        Guarded {
+            inner: Arc::new(inner),
+            guard,
+        }
+    }
+
+    fn fmt_with(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        inner: impl FnOnce(&mut fmt::Formatter<'_>) -> fmt::Result,
+    ) -> fmt::Result {
+        write!(f, "{}Store(", G::NAME)?;
+        if let Some(settings) = self.guard.settings() {
+            write!(f, "{settings}, ")?;
+        }
+        inner(f)?;
+        write!(f, ")")
+    }
+}
+
+impl<G: Guard, T: StrataStore> fmt::Debug for Guarded<G, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_with(f, |f| write!(f, "{:?}", self.inner))
+    }
+}
+
+impl<G: Guard, T: StrataStore> fmt::Display for Guarded<G, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_with(f, |f| write!(f, "{}", self.inner))
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl<G: Guard, T: StrataStore> StrataStore for Guarded<G, T> {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
+        let call = Call::new(Op::DeleteIfMatch, location.as_ref());
+        self.guard
+            .call(call, self.inner.delete_if_match(location, etag))
+            .await
+    }
+
+    async fn presign(
+        &self,
+        method: PresignMethod,
+        location: &Path,
+        expires_in: Duration,
+    ) -> OsResult<Url> {
+        let sign = self.inner.presign(method, location, expires_in);
+        if !self.guard.guards_presign() {
+            return sign.await;
+        }
+        let call = Call::new(Op::Presign, location.as_ref());
+        self.guard.call(call, sign).await
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl<G: Guard, T: StrataStore> ObjectStore for Guarded<G, T> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> OsResult<PutResult> {
+        let call = Call {
+            sent: payload.content_length() as u64,
+            ..Call::new(Op::Put, location.as_ref())
+        };
+        self.guard
+            .call(call, self.inner.put_opts(location, payload, opts))
+            .await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> OsResult<Box<dyn MultipartUpload>> {
+        let call = Call::new(Op::PutMultipart, location.as_ref());
+        self.guard
+            .put_multipart(call, self.inner.put_multipart_opts(location, opts))
+            .await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
+        let op = if options.head { Op::Head } else { Op::Get };
+        let call = Call::new(op, location.as_ref());
+        self.guard
+            .get(call, self.inner.get_opts(location, options))
+            .await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
+        let call = Call::new(Op::GetRanges, location.as_ref());
+        self.guard
+            .call(call, self.inner.get_ranges(location, ranges))
+            .await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, OsResult<Path>>,
+    ) -> BoxStream<'static, OsResult<Path>> {
+        self.guard.deletes(&self.inner, locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        let inner = Arc::clone(&self.inner);
+        let owned = prefix.cloned();
+        self.guard
+            .listing(Call::listing(Op::List, prefix), move || {
+                inner.list(owned.as_ref())
+            })
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
+        let inner = Arc::clone(&self.inner);
+        let (owned, offset) = (prefix.cloned(), offset.clone());
+        self.guard
+            .listing(Call::listing(Op::List, prefix), move || {
+                inner.list_with_offset(owned.as_ref(), &offset)
+            })
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
+        let call = Call::listing(Op::ListWithDelimiter, prefix);
+        self.guard
+            .call(call, self.inner.list_with_delimiter(prefix))
+            .await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
+        let call = Call::new(Op::Copy, to.as_ref());
+        self.guard
+            .call(call, self.inner.copy_opts(from, to, options))
+            .await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
+        let call = Call::new(Op::Rename, to.as_ref());
+        self.guard
+            .call(call, self.inner.rename_opts(from, to, options))
+            .await
+    }
+}
+
+/// A multipart upload whose parts, completion and abort are each a call through the guard.
+struct GuardedUpload<G: Guard> {
+    upload: Box<dyn MultipartUpload>,
+    guard: G,
+    key: String,
+}
+
+impl<G: Guard> fmt::Debug for GuardedUpload<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}Upload({:?})", G::NAME, self.upload)
+    }
+}
+
+#[async_trait]
+impl<G: Guard> MultipartUpload for GuardedUpload<G> {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        let part = self.upload.put_part(data);
+        let guard = self.guard.clone();
+        let key = self.key.clone();
+        async move { guard.call(Call::new(Op::PutPart, &key), part).await }.boxed()
+    }
+
+    async fn complete(&mut self) -> OsResult<PutResult> {
+        let call = Call::new(Op::Complete, &self.key);
+        self.guard.call(call, self.upload.complete()).await
+    }
+
+    async fn abort(&mut self) -> OsResult<()> {
+        let call = Call::new(Op::Abort, &self.key);
+        self.guard.call(call, self.upload.abort()).await
+    }
+}
+
+/// The public store of a guarding layer, `pub struct Name<T: StrataStore> { guarded:
+/// Guarded<G, T> }`: its `Debug`, `Display`, `StrataStore` and `ObjectStore`, each
+/// forwarded to the `Guarded` inside.
+macro_rules! guarded_store {
+    ($store:ident) => {
+        impl<T: storage_core::StrataStore> std::fmt::Debug for $store<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Debug::fmt(&self.guarded, f)
+            }
+        }
+
+        impl<T: storage_core::StrataStore> std::fmt::Display for $store<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Display::fmt(&self.guarded, f)
+            }
+        }
+
+        #[async_trait::async_trait]
+        #[deny(clippy::missing_trait_methods)]
+        impl<T: storage_core::StrataStore> storage_core::StrataStore for $store<T> {
+            fn capabilities(&self) -> storage_core::Capabilities {
+                storage_core::StrataStore::capabilities(&self.guarded)
+            }
+
+            async fn delete_if_match(
+                &self,
+                location: &object_store::path::Path,
+                etag: &str,
+            ) -> object_store::Result<()> {
+                storage_core::StrataStore::delete_if_match(&self.guarded, location, etag).await
+            }
+
+            async fn presign(
+                &self,
+                method: storage_core::PresignMethod,
+                location: &object_store::path::Path,
+                expires_in: std::time::Duration,
+            ) -> object_store::Result<url::Url> {
+                storage_core::StrataStore::presign(&self.guarded, method, location, expires_in)
+                    .await
+            }
+        }
+
+        #[deny(clippy::missing_trait_methods)]
+        impl<T: storage_core::StrataStore> object_store::ObjectStore for $store<T> {
+            storage_core::forward_object_store!(@methods guarded:
+                put_opts, put_multipart_opts, get_opts, get_ranges, delete_stream, list,
+                list_with_offset, list_with_delimiter, copy_opts, rename_opts);
+        }
+    };
+}
+pub(crate) use guarded_store;
