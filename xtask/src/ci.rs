@@ -348,14 +348,16 @@ pub struct BenchArgs {
     pub report: bool,
     /// `STRATA_BENCH_QUICK=1`: fewer rounds, a smoke run.
     pub quick: bool,
-    /// Read the output of an earlier run instead of running the benches.
-    pub from: Option<PathBuf>,
+    /// Read the output of earlier runs instead of running the benches; with several, a
+    /// bench that a later one ran replaces its rows from the earlier ones (a full run, then
+    /// a re-run of the benches a change touched).
+    pub from: Vec<PathBuf>,
     /// Passed on to `cargo bench`.
     pub cargo: Vec<String>,
 }
 
 impl BenchArgs {
-    /// `[--report] [--quick] [--from LOG] [CARGO BENCH ARGS]`.
+    /// `[--report] [--quick] [--from LOG]... [CARGO BENCH ARGS]`.
     pub fn parse(args: &[String]) -> Result<Self> {
         let mut out = BenchArgs::default();
         let mut it = args.iter();
@@ -364,7 +366,7 @@ impl BenchArgs {
                 "--report" => out.report = true,
                 "--quick" => out.quick = true,
                 "--from" => match it.next() {
-                    Some(p) => out.from = Some(PathBuf::from(p)),
+                    Some(p) => out.from.push(PathBuf::from(p)),
                     None => {
                         return Err(
                             "--from needs the file a `cargo xtask bench` run saved its output in (e.g. target/xtask/bench-output.txt)".into(),
@@ -374,28 +376,23 @@ impl BenchArgs {
                 _ => out.cargo.push(a.clone()),
             }
         }
-        if out.from.is_some() && (out.quick || !out.cargo.is_empty()) {
+        if !out.from.is_empty() && (out.quick || !out.cargo.is_empty()) {
             return Err("--from reads an earlier run's output: --quick and cargo bench arguments would not apply to it".into());
         }
         Ok(out)
     }
 }
 
-/// `cargo xtask bench [--report] [--quick] [--from LOG] [ARGS]`: every benchmark, servers
+/// `cargo xtask bench [--report] [--quick] [--from LOG]... [ARGS]`: every benchmark, servers
 /// running, ratios printed by each; their output is kept in `target/xtask/bench-output.txt`.
 /// `--report` then writes `docs/benchmarks.md` and `docs/benchmarks/*.svg` from it (or, with
-/// `--from LOG`, from an earlier run's output, without running anything).
+/// `--from LOG`, from an earlier run's output, without running anything; `--from` given
+/// again adds a later run whose benches replace the same benches of the earlier ones).
 pub fn bench(args: &[String]) -> Result<()> {
     let opts = BenchArgs::parse(args)?;
     let root = workspace_root();
-    let (output, quick) = match &opts.from {
-        Some(log) => {
-            let text = std::fs::read_to_string(log)
-                .map_err(|e| format!("cannot read bench output {}: {e}", log.display()))?;
-            // A quick run says so in its first line (see below).
-            (text.clone(), text.starts_with(QUICK_MARK))
-        }
-        None => {
+    let (output, quick) = match opts.from.as_slice() {
+        [] => {
             let mut cmd = cargo();
             cmd.current_dir(&root)
                 .args(["bench", "--workspace"])
@@ -413,6 +410,18 @@ pub fn bench(args: &[String]) -> Result<()> {
                 log.display()
             );
             (output, opts.quick)
+        }
+        logs => {
+            let mut texts = Vec::new();
+            for log in logs {
+                texts.push(
+                    std::fs::read_to_string(log)
+                        .map_err(|e| format!("cannot read bench output {}: {e}", log.display()))?,
+                );
+            }
+            // A quick run says so in its first line (see below).
+            let quick = texts.iter().any(|t| t.starts_with(QUICK_MARK));
+            (crate::report::combine(&texts)?, quick)
         }
     };
     if opts.report {
@@ -515,15 +524,21 @@ mod tests {
             BenchArgs {
                 report: true,
                 quick: true,
-                from: None,
+                from: Vec::new(),
                 cargo: args(&["-p", "storage-cas"]),
             }
         );
         assert_eq!(
-            BenchArgs::parse(&args(&["--report", "--from", "log.txt"]))
-                .unwrap()
-                .from,
-            Some(PathBuf::from("log.txt"))
+            BenchArgs::parse(&args(&[
+                "--report",
+                "--from",
+                "full.txt",
+                "--from",
+                "rerun.txt"
+            ]))
+            .unwrap()
+            .from,
+            [PathBuf::from("full.txt"), PathBuf::from("rerun.txt")]
         );
         let e = BenchArgs::parse(&args(&["--from"]))
             .unwrap_err()

@@ -7,7 +7,7 @@
 //!   feature set, rustdoc with warnings denied, `cargo deny check`. `--full` adds the
 //!   doctests of every crate alone and of each facade feature set (see `ci::ci`);
 //!   `--keep-going` runs every step even after a failure and lists the failed ones at the end.
-//! - `bench [--report] [--quick] [--from LOG]`: the benchmarks, each comparing Strata with a
+//! - `bench [--report] [--quick] [--from LOG]...`: the benchmarks, each comparing Strata with a
 //!   baseline in one run; `--report` writes `docs/benchmarks.md` with tables and SVG charts
 //!   (see `report`), `--quick` runs fewer rounds, `--from` reports an earlier run's output.
 //! - `servers [--install]`: install the servers, or start them and print their variables
@@ -53,7 +53,7 @@ pub fn cargo() -> Command {
 }
 
 fn usage() -> &'static str {
-    "usage: cargo xtask <test [CARGO TEST ARGS] | ci [--full] [--keep-going] | bench [--report] [--quick] [--from LOG] | servers [--install] | tidy | release VERSION [--dry-run]>"
+    "usage: cargo xtask <test [CARGO TEST ARGS] | ci [--full] [--keep-going] | bench [--report] [--quick] [--from LOG]... | servers [--install] | tidy | release VERSION [--dry-run]>"
 }
 
 fn main() {

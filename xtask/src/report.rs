@@ -106,6 +106,35 @@ impl Row {
     }
 }
 
+/// One output from several runs' outputs, in the order they ran: a bench that a later run
+/// printed rows for keeps only that run's rows. Every run's own lines are kept, each run
+/// under a line naming it, so the report still shows what each printed.
+pub fn combine(outputs: &[String]) -> Result<String> {
+    let benches_of = |output: &str| -> Result<Vec<String>> {
+        Ok(parse(output)?.into_iter().map(|r| r.bench).collect())
+    };
+    let mut later: Vec<Vec<String>> = Vec::new();
+    for output in outputs {
+        later.push(benches_of(output)?);
+    }
+    let mut combined = String::new();
+    for (i, output) in outputs.iter().enumerate() {
+        let replaced: Vec<&String> = later[i + 1..].iter().flatten().collect();
+        let _ = writeln!(combined, "xtask: run {} of {}", i + 1, outputs.len());
+        for line in output.lines() {
+            if let Some(json) = line.trim_start().strip_prefix("BENCH ") {
+                let row = parse_row(json).map_err(|e| format!("run {}: {e}: {line}", i + 1))?;
+                if replaced.contains(&&row.bench) {
+                    continue;
+                }
+            }
+            combined.push_str(line);
+            combined.push('\n');
+        }
+    }
+    Ok(combined)
+}
+
 /// The `BENCH` lines of `output`; a malformed one is an error naming its line.
 pub fn parse(output: &str) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
@@ -710,6 +739,27 @@ BENCH {"bench":"fault_soak","group":"soak","row":"strata: lost","value":0,"unit"
         );
         assert_eq!(rows[4].figure, Figure::Value(0.0, "count".into()));
         assert_eq!(rows[4].met(), Some(true));
+    }
+
+    #[test]
+    fn a_later_run_replaces_the_rows_of_the_benches_it_ran() {
+        let rerun = r#"rerun line
+BENCH {"bench":"routing","group":"overhead","row":"set","ratio":0.9,"better":"lower","baseline":"loop"}
+"#;
+        let combined = combine(&[OUTPUT.to_string(), rerun.to_string()]).unwrap();
+        let rows = parse(&combined).unwrap();
+        let routing: Vec<&Row> = rows.iter().filter(|r| r.bench == "routing").collect();
+        assert_eq!(routing.len(), 1, "{combined}");
+        assert_eq!(routing[0].figure, Figure::Ratio(0.9));
+        // The benches the later run did not touch keep their rows.
+        assert_eq!(
+            rows.iter().filter(|r| r.bench == "bucket_vs_raw").count(),
+            2
+        );
+        assert_eq!(rows.iter().filter(|r| r.bench == "fault_soak").count(), 1);
+        // Both runs' own lines stay.
+        assert!(combined.contains("human line") && combined.contains("rerun line"));
+        assert!(combined.contains("xtask: run 2 of 2"), "{combined}");
     }
 
     #[test]
