@@ -18,7 +18,7 @@ use crate::catalog::{UPLOADS_PREFIX, View};
 use crate::checksum::{self, expected_of};
 use crate::error::{invalid, to_s3};
 use crate::metrics;
-use crate::s3::{StrataS3, etag_out, headers_of, timestamp, write_condition};
+use crate::s3::{StrataS3, etag_out, put_opts_of, timestamp, write_condition};
 use crate::whole;
 
 /// Largest part number S3 allows.
@@ -108,7 +108,7 @@ pub(crate) async fn create(
     let input = req.input;
     let view = s3.view(&input.bucket)?;
     view.key(&input.key).map_err(to_s3)?;
-    let opts = headers_of!(input).into_opts()?;
+    let opts = put_opts_of!(input);
     // Checked now, so a bad header fails before any part is sent.
     opts.to_attributes().map_err(to_s3)?;
     let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));

@@ -101,62 +101,49 @@ fn content_type_of(info: &ObjectInfo) -> Option<ContentType> {
     header(info, "content-type").and_then(|c| c.parse().ok())
 }
 
-/// Put options from a request's headers.
-pub(crate) struct Headers {
-    pub content_type: Option<String>,
-    pub cache_control: Option<String>,
-    pub content_disposition: Option<String>,
-    pub content_encoding: Option<String>,
-    pub metadata: Option<Metadata>,
+/// Put options from content headers and user metadata (a request's, or a stored object's
+/// for a copy), without Strata's own write stamps.
+pub(crate) fn put_opts(
+    content_type: Option<String>,
+    cache_control: Option<String>,
+    content_disposition: Option<String>,
+    content_encoding: Option<String>,
+    metadata: Option<Metadata>,
+) -> PutOpts {
+    let mut opts = PutOpts {
+        content_type,
+        cache_control,
+        content_disposition,
+        content_encoding,
+        ..Default::default()
+    };
+    for (k, v) in metadata.unwrap_or_default() {
+        let k = k.to_ascii_lowercase();
+        // A Strata client's own write stamps: the server's `Bucket` stamps each
+        // conditional write itself, and hides the stamps from clients.
+        if k == WRITE_ID_META || k == WRITE_LOG_META {
+            continue;
+        }
+        opts.metadata.insert(k, v);
+    }
+    opts
 }
 
-/// The [`Headers`] of a request that writes an object (`PutObject`, `CopyObject` with
+/// [`put_opts`] from a request that writes an object (`PutObject`, `CopyObject` with
 /// `REPLACE`, `CreateMultipartUpload`): the same fields, but s3s gives those input types no
 /// common trait.
-macro_rules! headers_of {
+macro_rules! put_opts_of {
     ($input:ident) => {
-        $crate::s3::Headers {
-            content_type: $input.content_type,
-            cache_control: $input.cache_control,
-            content_disposition: $input.content_disposition,
-            content_encoding: $input.content_encoding,
-            metadata: $input.metadata,
-        }
+        $crate::s3::put_opts(
+            $input.content_type,
+            $input.cache_control,
+            $input.content_disposition,
+            $input.content_encoding,
+            $input.metadata,
+        )
     };
 }
-pub(crate) use headers_of;
-
-impl Headers {
-    pub(crate) fn into_opts(self) -> S3Result<PutOpts> {
-        let mut opts = PutOpts {
-            content_type: self.content_type,
-            cache_control: self.cache_control,
-            content_disposition: self.content_disposition,
-            content_encoding: self.content_encoding,
-            ..Default::default()
-        };
-        for (k, v) in self.metadata.unwrap_or_default() {
-            let k = k.to_ascii_lowercase();
-            // A Strata client's own write stamps: the server's `Bucket` stamps each
-            // conditional write itself, and hides the stamps from clients.
-            if k == WRITE_ID_META || k == WRITE_LOG_META {
-                continue;
-            }
-            opts.metadata.insert(k, v);
-        }
-        Ok(opts)
-    }
-
-    fn of_info(info: &ObjectInfo) -> Headers {
-        Headers {
-            content_type: header(info, "content-type"),
-            cache_control: header(info, "cache-control"),
-            content_disposition: header(info, "content-disposition"),
-            content_encoding: header(info, "content-encoding"),
-            metadata: user_metadata(info),
-        }
-    }
-}
+pub(crate) use put_opts_of;
 
 /// A write condition from `If-Match` / `If-None-Match`.
 pub(crate) fn write_condition(
@@ -625,7 +612,7 @@ impl S3 for StrataS3 {
         let input = req.input;
         let view = self.view(&input.bucket)?;
         let key = view.key(&input.key).map_err(to_s3)?;
-        let mut opts = headers_of!(input).into_opts()?;
+        let mut opts = put_opts_of!(input);
         opts.condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         let size = input.content_length.and_then(|n| u64::try_from(n).ok());
         let (body, verdict) = checksum::verified(input.body, expected_of!(input), trailers);
@@ -758,12 +745,17 @@ impl S3 for StrataS3 {
             }
         };
         let (info, r) = read(&src, &src_key, options).await.map_err(precondition)?;
-        let headers = if replace {
-            headers_of!(input)
+        let opts = if replace {
+            put_opts_of!(input)
         } else {
-            Headers::of_info(&info)
+            put_opts(
+                header(&info, "content-type"),
+                header(&info, "cache-control"),
+                header(&info, "content-disposition"),
+                header(&info, "content-encoding"),
+                user_metadata(&info),
+            )
         };
-        let opts = headers.into_opts()?;
         // Same handle, metadata kept: the backend's own copy (server-side on S3).
         let w = if !replace && src.name == dst.name && src_key != dst_key.as_str() {
             drop(r);

@@ -313,22 +313,16 @@ async fn strata_s3_client_presigns_and_writes_conditionally_through_the_endpoint
     );
     let seen = media.get("doc.json").await.unwrap();
     assert_eq!(seen.info.etag, first.etag);
-    media
-        .put_with(
+    // Two writers that both read `seen`: the first replaces it, the second is then stale.
+    let replace_seen = |body: &'static str| {
+        media.put_with(
             "doc.json",
-            "{\"v\":2}",
+            body,
             strata::PutOpts::replacing(&seen.info).unwrap(),
         )
-        .await
-        .unwrap();
-    let stale = media
-        .put_with(
-            "doc.json",
-            "{\"v\":3}",
-            strata::PutOpts::replacing(&seen.info).unwrap(),
-        )
-        .await
-        .unwrap_err();
+    };
+    replace_seen("{\"v\":2}").await.unwrap();
+    let stale = replace_seen("{\"v\":3}").await.unwrap_err();
     assert!(
         matches!(stale, strata::StorageError::Precondition { .. }),
         "{stale}"
