@@ -59,11 +59,11 @@ pub async fn merged_list(
         }
     }))
     .await;
-    let mut all: Vec<(usize, ObjectInfo)> = Vec::new();
+    let mut found = Vec::with_capacity(listings.len());
     let mut partial = Vec::new();
     for (priority, r) in listings.into_iter().enumerate() {
         match r {
-            Ok(objects) => all.extend(objects.into_iter().map(|o| (priority, o))),
+            Ok(objects) => found.push((priority, objects)),
             Err(error) => {
                 tracing::warn!(bucket = buckets[priority].name(), prefix, error = %error, "listing failed; the merged listing is partial");
                 partial.push(BucketFailure {
@@ -73,11 +73,8 @@ pub async fn merged_list(
             }
         }
     }
-    // Sort by key, then priority: the first entry of each key run is the one to keep.
-    all.sort_unstable_by(|(pa, a), (pb, b)| a.key.cmp(&b.key).then(pa.cmp(pb)));
-    all.dedup_by(|later, first| later.1.key == first.1.key);
     MergedListing {
-        entries: all
+        entries: merge_by_priority(found, |o: &ObjectInfo| o.key.as_str())
             .into_iter()
             .map(|(p, info)| ListedObject {
                 bucket: buckets[p].name().to_string(),
@@ -85,5 +82,82 @@ pub async fn merged_list(
             })
             .collect(),
         partial,
+    }
+}
+
+/// Listings of several members (`(priority, entries)`, lower priority first) merged into one
+/// in key order, keeping for each key the entry of the first member holding it. The one
+/// merge of every merged listing (source sets, offload routes, `merged_list`).
+///
+/// Listings that each come sorted (S3 and memory listings do) are merged in one pass; any
+/// other is sorted first.
+pub(crate) fn merge_by_priority<T>(
+    mut listings: Vec<(usize, Vec<T>)>,
+    key: impl Fn(&T) -> &str,
+) -> Vec<(usize, T)> {
+    listings.sort_by_key(|(priority, _)| *priority);
+    for (_, entries) in &mut listings {
+        if !entries.is_sorted_by(|a, b| key(a) <= key(b)) {
+            entries.sort_by(|a, b| key(a).cmp(key(b)));
+        }
+        // Taken from the back from here on: the smallest key is each listing's last entry.
+        entries.reverse();
+    }
+    let total = listings.iter().map(|(_, e)| e.len()).sum();
+    let mut out: Vec<(usize, T)> = Vec::with_capacity(total);
+    loop {
+        // The smallest key among the heads; on a tie the first member (lowest priority) wins.
+        let mut smallest: Option<(usize, &str)> = None;
+        for (i, (_, entries)) in listings.iter().enumerate() {
+            if let Some(head) = entries.last().map(&key)
+                && smallest.is_none_or(|(_, min)| head < min)
+            {
+                smallest = Some((i, head));
+            }
+        }
+        let Some((i, _)) = smallest else {
+            return out;
+        };
+        let priority = listings[i].0;
+        let entry = listings[i].1.pop().expect("a head was found");
+        if out.last().is_some_and(|(_, last)| key(last) == key(&entry)) {
+            continue;
+        }
+        out.push((priority, entry));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_by_priority;
+
+    #[test]
+    fn the_first_member_holding_a_key_wins_and_unsorted_listings_are_sorted_first() {
+        let listings = vec![
+            (1, vec!["b", "d", "a"]),
+            (0, vec!["a", "c", "d"]),
+            (2, vec!["e", "a", "b"]),
+        ];
+        let merged = merge_by_priority(
+            listings
+                .into_iter()
+                .map(|(p, v)| (p, v.into_iter().map(|k| (k, p)).collect()))
+                .collect(),
+            |(k, _): &(&str, usize)| k,
+        );
+        let got: Vec<(usize, &str)> = merged
+            .iter()
+            .map(|(p, (k, from))| {
+                assert_eq!(p, from);
+                (*p, *k)
+            })
+            .collect();
+        assert_eq!(got, [(0, "a"), (1, "b"), (0, "c"), (0, "d"), (2, "e")]);
+    }
+
+    #[test]
+    fn nothing_to_merge_is_empty() {
+        assert!(merge_by_priority(Vec::<(usize, Vec<String>)>::new(), |s: &String| s).is_empty());
+        assert!(merge_by_priority(vec![(0, Vec::<String>::new())], |s: &String| s).is_empty());
     }
 }

@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use crate::engine::{Engine, FallbackOn};
 use crate::failure::{AllBucketsFailed, BucketFailure, is_unavailable};
+use crate::listing::merge_by_priority;
 use crate::outbox::{Outbox, OwedOp, Ticket};
 use crate::read::ReadPolicy;
 
@@ -711,21 +712,18 @@ impl Core {
                     }
                 }))
                 .await;
-                let mut all = Vec::new();
+                let mut found = Vec::with_capacity(listings.len());
                 let mut failures = Vec::new();
                 for (priority, (m, r)) in order.iter().zip(listings).enumerate() {
                     match r {
-                        Ok(v) => all.extend(v.into_iter().map(|o| (priority, o))),
+                        Ok(v) => found.push((priority, v)),
                         Err(error) => failures.push(BucketFailure {
                             bucket: m.name.clone(),
                             error,
                         }),
                     }
                 }
-                all.sort_unstable_by(|(pa, a), (pb, b)| {
-                    a.location.cmp(&b.location).then(pa.cmp(pb))
-                });
-                all.dedup_by(|later, first| later.1.location == first.1.location);
+                let all = merge_by_priority(found, |o: &ObjectMeta| o.location.as_ref());
                 let tail = (!failures.is_empty()).then(|| {
                     Err(partial_listing_error(&core.label, failures))
                 });
@@ -771,13 +769,13 @@ impl Core {
                     .collect();
                 let results =
                     join_all(order.iter().map(|m| m.store.list_with_delimiter(prefix))).await;
-                let mut objects: Vec<(usize, ObjectMeta)> = Vec::new();
+                let mut objects = Vec::with_capacity(results.len());
                 let mut prefixes = Vec::new();
                 let mut failures = Vec::new();
                 for (priority, (m, r)) in order.iter().zip(results).enumerate() {
                     match r {
                         Ok(l) => {
-                            objects.extend(l.objects.into_iter().map(|o| (priority, o)));
+                            objects.push((priority, l.objects));
                             prefixes.extend(l.common_prefixes);
                         }
                         Err(e) => failures.push(BucketFailure {
@@ -789,10 +787,7 @@ impl Core {
                 if !failures.is_empty() {
                     return Err(partial_listing_error(&self.label, failures));
                 }
-                objects.sort_unstable_by(|(pa, a), (pb, b)| {
-                    a.location.cmp(&b.location).then(pa.cmp(pb))
-                });
-                objects.dedup_by(|later, first| later.1.location == first.1.location);
+                let objects = merge_by_priority(objects, |o: &ObjectMeta| o.location.as_ref());
                 prefixes.sort_unstable();
                 prefixes.dedup();
                 Ok(ListResult {
