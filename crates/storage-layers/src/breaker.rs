@@ -44,18 +44,17 @@
 //! ```
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, StreamExt};
 use object_store::Result as OsResult;
 use storage_core::{Layer, StorageError, StrataStore};
 use tokio::time::Instant;
 
-use crate::guard::{Answer, Call, Guard, Guarded};
+use crate::guard::{Answer, Call, CallFuture, Guard, Guarded, ItemStream, MakeStream};
 use crate::util::{classify, os_err};
 
 /// The breaker's state.
@@ -359,11 +358,7 @@ crate::guard::guarded_store!(BreakerStore);
 impl Guard for Arc<Breaker> {
     const NAME: &'static str = "Breaker";
 
-    async fn call<R: Answer>(
-        &self,
-        _: Call<'_>,
-        fut: impl Future<Output = OsResult<R>> + Send,
-    ) -> OsResult<R> {
+    async fn call<R: Answer>(&self, _: Call<'_>, fut: impl CallFuture<R>) -> OsResult<R> {
         let admission = self.admit().map_err(os_err)?;
         let res = fut.await;
         let failed = match &res {
@@ -374,11 +369,7 @@ impl Guard for Arc<Breaker> {
         res
     }
 
-    fn listing<I: Send + 'static>(
-        &self,
-        _: Call<'_>,
-        make: impl FnOnce() -> BoxStream<'static, OsResult<I>> + Send + 'static,
-    ) -> BoxStream<'static, OsResult<I>> {
+    fn listing<I: Send + 'static>(&self, _: Call<'_>, make: impl MakeStream<I>) -> ItemStream<I> {
         let breaker = Arc::clone(self);
         async move {
             let admission = match breaker.admit() {

@@ -343,9 +343,15 @@ impl<T: StrataStore> CacheStore<T> {
 // Presigned URLs pass through: a presigned PUT writes behind the cache, and readers see it
 // once their entry is revalidated (`with_revalidate_after`), as for any writer that does not
 // use this store.
-crate::util::guarded_strata_store!(CacheStore, |this, location, etag| {
-    this.write(&[location], this.inner.delete_if_match(location, etag))
-        .await
+crate::util::strata_store!(CacheStore {
+    capabilities: |this| this.inner.capabilities(),
+    delete_if_match: |this, location, etag| {
+        this.write(&[location], this.inner.delete_if_match(location, etag))
+            .await
+    },
+    presign: |this, method, location, expires_in| {
+        this.inner.presign(method, location, expires_in).await
+    },
 });
 
 #[async_trait]

@@ -29,18 +29,17 @@
 //! ```
 
 use std::fmt;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::FutureExt;
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, StreamExt};
 use object_store::path::Path;
 use object_store::{GetResult, ObjectStore, Result as OsResult};
 use storage_core::{Layer, StorageError, StrataStore};
 
-use crate::guard::{Answer, Call, Guard, Guarded, Op};
+use crate::guard::{Answer, Call, CallFuture, Guard, Guarded, ItemStream, MakeStream, Op};
 use crate::util::{into_stream, os_err};
 
 /// The kind of error a [`ChaosLayer`] injects.
@@ -333,11 +332,7 @@ fn acknowledges_a_write(op: Op) -> bool {
 impl Guard for ChaosLayer {
     const NAME: &'static str = "Chaos";
 
-    async fn call<R: Answer>(
-        &self,
-        call: Call<'_>,
-        fut: impl Future<Output = OsResult<R>> + Send,
-    ) -> OsResult<R> {
+    async fn call<R: Answer>(&self, call: Call<'_>, fut: impl CallFuture<R>) -> OsResult<R> {
         if call.op == Op::Abort {
             return fut.await;
         }
@@ -353,8 +348,8 @@ impl Guard for ChaosLayer {
     fn listing<I: Send + 'static>(
         &self,
         call: Call<'_>,
-        make: impl FnOnce() -> BoxStream<'static, OsResult<I>> + Send + 'static,
-    ) -> BoxStream<'static, OsResult<I>> {
+        make: impl MakeStream<I>,
+    ) -> ItemStream<I> {
         let inner = make();
         let layer = self.clone();
         let (op, key) = (call.op.name(), call.key.to_string());
@@ -367,11 +362,7 @@ impl Guard for ChaosLayer {
             .boxed()
     }
 
-    async fn get(
-        &self,
-        call: Call<'_>,
-        fut: impl Future<Output = OsResult<GetResult>> + Send,
-    ) -> OsResult<GetResult> {
+    async fn get(&self, call: Call<'_>, fut: impl CallFuture<GetResult>) -> OsResult<GetResult> {
         let res = self.call(call, fut).await?;
         let len = res.range.end - res.range.start;
         if call.op == Op::Head || len < 2 || !self.roll(self.cfg.torn_stream_rate) {
@@ -407,8 +398,8 @@ impl Guard for ChaosLayer {
     fn deletes<S: ObjectStore>(
         &self,
         inner: &Arc<S>,
-        locations: BoxStream<'static, OsResult<Path>>,
-    ) -> BoxStream<'static, OsResult<Path>> {
+        locations: ItemStream<Path>,
+    ) -> ItemStream<Path> {
         let inner = Arc::clone(inner);
         let layer = self.clone();
         locations

@@ -12,7 +12,6 @@ use std::fmt;
 use std::future::Future;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -24,7 +23,7 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
     UploadPart,
 };
-use storage_core::{Capabilities, PresignMethod, StrataStore};
+use storage_core::StrataStore;
 use url::Url;
 
 /// The operations a guard sees, named as the layers report them (timeout errors, metrics,
@@ -121,6 +120,17 @@ impl<'a> Call<'a> {
     }
 }
 
+/// A call's future, as a guard receives it.
+pub(crate) trait CallFuture<R>: Future<Output = OsResult<R>> + Send {}
+impl<R, F: Future<Output = OsResult<R>> + Send> CallFuture<R> for F {}
+
+/// A stream of a store's answers (a listing, a delete stream, a GET body).
+pub(crate) type ItemStream<I> = BoxStream<'static, OsResult<I>>;
+
+/// A stream-producing call, made when its guard lets it start.
+pub(crate) trait MakeStream<I>: FnOnce() -> ItemStream<I> + Send + 'static {}
+impl<I, F: FnOnce() -> ItemStream<I> + Send + 'static> MakeStream<I> for F {}
+
 /// What a call's answer says about the data it moved, for the metrics layer.
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 pub(crate) trait Answer: Send {
@@ -172,26 +182,15 @@ pub(crate) trait Guard: Clone + Send + Sync + 'static {
     }
 
     /// Run one call that answers once.
-    fn call<R: Answer>(
-        &self,
-        call: Call<'_>,
-        fut: impl Future<Output = OsResult<R>> + Send,
-    ) -> impl Future<Output = OsResult<R>> + Send;
+    fn call<R: Answer>(&self, call: Call<'_>, fut: impl CallFuture<R>) -> impl CallFuture<R>;
 
     /// Run a listing made by `make` (a stream-producing call: nothing happens until it
     /// is polled).
-    fn listing<I: Send + 'static>(
-        &self,
-        call: Call<'_>,
-        make: impl FnOnce() -> BoxStream<'static, OsResult<I>> + Send + 'static,
-    ) -> BoxStream<'static, OsResult<I>>;
+    fn listing<I: Send + 'static>(&self, call: Call<'_>, make: impl MakeStream<I>)
+    -> ItemStream<I>;
 
     /// Run a GET (or HEAD); a layer that must follow the body overrides this.
-    fn get(
-        &self,
-        call: Call<'_>,
-        fut: impl Future<Output = OsResult<GetResult>> + Send,
-    ) -> impl Future<Output = OsResult<GetResult>> + Send {
+    fn get(&self, call: Call<'_>, fut: impl CallFuture<GetResult>) -> impl CallFuture<GetResult> {
         self.call(call, fut)
     }
 
@@ -201,8 +200,8 @@ pub(crate) trait Guard: Clone + Send + Sync + 'static {
     fn put_multipart(
         &self,
         call: Call<'_>,
-        fut: impl Future<Output = OsResult<Box<dyn MultipartUpload>>> + Send,
-    ) -> impl Future<Output = OsResult<Box<dyn MultipartUpload>>> + Send {
+        fut: impl CallFuture<Box<dyn MultipartUpload>>,
+    ) -> impl CallFuture<Box<dyn MultipartUpload>> {
         async move {
             let upload = self.call(call, fut).await?;
             if !self.guards_parts() {
@@ -235,8 +234,8 @@ pub(crate) trait Guard: Clone + Send + Sync + 'static {
     fn deletes<S: ObjectStore>(
         &self,
         inner: &Arc<S>,
-        locations: BoxStream<'static, OsResult<Path>>,
-    ) -> BoxStream<'static, OsResult<Path>> {
+        locations: ItemStream<Path>,
+    ) -> ItemStream<Path> {
         let inner = Arc::clone(inner);
         self.listing(Call::new(Op::Delete, ""), move || {
             inner.delete_stream(locations)
@@ -284,34 +283,23 @@ impl<G: Guard, T: StrataStore> fmt::Display for Guarded<G, T> {
     }
 }
 
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl<G: Guard, T: StrataStore> StrataStore for Guarded<G, T> {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
+crate::util::strata_store!(impl<G: Guard> Guarded {
+    capabilities: |this| this.inner.capabilities(),
+    delete_if_match: |this, location, etag| {
         let call = Call::new(Op::DeleteIfMatch, location.as_ref());
-        self.guard
-            .call(call, self.inner.delete_if_match(location, etag))
+        this.guard
+            .call(call, this.inner.delete_if_match(location, etag))
             .await
-    }
-
-    async fn presign(
-        &self,
-        method: PresignMethod,
-        location: &Path,
-        expires_in: Duration,
-    ) -> OsResult<Url> {
-        let sign = self.inner.presign(method, location, expires_in);
-        if !self.guard.guards_presign() {
+    },
+    presign: |this, method, location, expires_in| {
+        let sign = this.inner.presign(method, location, expires_in);
+        if !this.guard.guards_presign() {
             return sign.await;
         }
         let call = Call::new(Op::Presign, location.as_ref());
-        self.guard.call(call, sign).await
-    }
-}
+        this.guard.call(call, sign).await
+    },
+});
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
@@ -357,14 +345,11 @@ impl<G: Guard, T: StrataStore> ObjectStore for Guarded<G, T> {
             .await
     }
 
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, OsResult<Path>>,
-    ) -> BoxStream<'static, OsResult<Path>> {
+    fn delete_stream(&self, locations: ItemStream<Path>) -> ItemStream<Path> {
         self.guard.deletes(&self.inner, locations)
     }
 
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
+    fn list(&self, prefix: Option<&Path>) -> ItemStream<ObjectMeta> {
         let inner = Arc::clone(&self.inner);
         let owned = prefix.cloned();
         self.guard
@@ -373,11 +358,7 @@ impl<G: Guard, T: StrataStore> ObjectStore for Guarded<G, T> {
             })
     }
 
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
+    fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> ItemStream<ObjectMeta> {
         let inner = Arc::clone(&self.inner);
         let (owned, offset) = (prefix.cloned(), offset.clone());
         self.guard
@@ -458,31 +439,16 @@ macro_rules! guarded_store {
             }
         }
 
-        #[async_trait::async_trait]
-        #[deny(clippy::missing_trait_methods)]
-        impl<T: storage_core::StrataStore> storage_core::StrataStore for $store<T> {
-            fn capabilities(&self) -> storage_core::Capabilities {
-                storage_core::StrataStore::capabilities(&self.guarded)
-            }
-
-            async fn delete_if_match(
-                &self,
-                location: &object_store::path::Path,
-                etag: &str,
-            ) -> object_store::Result<()> {
-                storage_core::StrataStore::delete_if_match(&self.guarded, location, etag).await
-            }
-
-            async fn presign(
-                &self,
-                method: storage_core::PresignMethod,
-                location: &object_store::path::Path,
-                expires_in: std::time::Duration,
-            ) -> object_store::Result<url::Url> {
-                storage_core::StrataStore::presign(&self.guarded, method, location, expires_in)
+        crate::util::strata_store!($store {
+            capabilities: |this| storage_core::StrataStore::capabilities(&this.guarded),
+            delete_if_match: |this, location, etag| {
+                storage_core::StrataStore::delete_if_match(&this.guarded, location, etag).await
+            },
+            presign: |this, method, location, expires_in| {
+                storage_core::StrataStore::presign(&this.guarded, method, location, expires_in)
                     .await
-            }
-        }
+            },
+        });
 
         #[deny(clippy::missing_trait_methods)]
         impl<T: storage_core::StrataStore> object_store::ObjectStore for $store<T> {

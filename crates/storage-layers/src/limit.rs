@@ -35,19 +35,18 @@
 //! ```
 
 use std::fmt;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::FutureExt;
-use futures::stream::{BoxStream, Stream, StreamExt};
+use futures::stream::{Stream, StreamExt};
 use object_store::{GetResult, GetResultPayload, Result as OsResult};
 
 use storage_core::{Layer, StrataStore};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::guard::{Answer, Call, Guard, Guarded};
+use crate::guard::{Answer, Call, CallFuture, Guard, Guarded, ItemStream, MakeStream};
 use crate::util::into_stream;
 
 /// Permits for calls in flight, shared by every store that draws from it; clones share
@@ -234,20 +233,12 @@ impl Guard for Permits {
         Some(self.max.to_string())
     }
 
-    async fn call<R: Answer>(
-        &self,
-        _: Call<'_>,
-        fut: impl Future<Output = OsResult<R>> + Send,
-    ) -> OsResult<R> {
+    async fn call<R: Answer>(&self, _: Call<'_>, fut: impl CallFuture<R>) -> OsResult<R> {
         let _p = self.permit().await;
         fut.await
     }
 
-    fn listing<I: Send + 'static>(
-        &self,
-        _: Call<'_>,
-        make: impl FnOnce() -> BoxStream<'static, OsResult<I>> + Send + 'static,
-    ) -> BoxStream<'static, OsResult<I>> {
+    fn listing<I: Send + 'static>(&self, _: Call<'_>, make: impl MakeStream<I>) -> ItemStream<I> {
         let permits = self.clone();
         async move {
             let permit = permits.permit().await;
@@ -260,11 +251,7 @@ impl Guard for Permits {
         .boxed()
     }
 
-    async fn get(
-        &self,
-        _: Call<'_>,
-        fut: impl Future<Output = OsResult<GetResult>> + Send,
-    ) -> OsResult<GetResult> {
+    async fn get(&self, _: Call<'_>, fut: impl CallFuture<GetResult>) -> OsResult<GetResult> {
         let p = self.permit().await;
         let res = fut.await?;
         if !matches!(res.payload, GetResultPayload::Stream(_)) {

@@ -43,13 +43,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::FutureExt;
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::StreamExt;
 use object_store::path::Path;
 use object_store::{
     MultipartUpload, ObjectStore, PutPayload, PutResult, Result as OsResult, UploadPart,
@@ -58,7 +57,7 @@ use storage_core::{ErrorKind, Layer, StrataStore};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::guard::{Answer, Call, Guard, Guarded, Op};
+use crate::guard::{Answer, Call, CallFuture, Guard, Guarded, ItemStream, MakeStream, Op};
 use crate::util::{classify, key_prefix};
 
 /// Upper bounds of the latency histogram buckets, in milliseconds (a last bucket holds the
@@ -370,10 +369,7 @@ impl Drop for Measure {
     }
 }
 
-fn measured_stream<I: Send + 'static>(
-    mut m: Measure,
-    s: BoxStream<'static, OsResult<I>>,
-) -> BoxStream<'static, OsResult<I>> {
+fn measured_stream<I: Send + 'static>(mut m: Measure, s: ItemStream<I>) -> ItemStream<I> {
     futures::stream::unfold(Some((s, m.take())), |state| async move {
         let (mut s, mut m) = state?;
         match s.next().await {
@@ -418,11 +414,7 @@ impl Measure {
 impl Guard for Arc<Registry> {
     const NAME: &'static str = "Metrics";
 
-    async fn call<R: Answer>(
-        &self,
-        call: Call<'_>,
-        fut: impl Future<Output = OsResult<R>> + Send,
-    ) -> OsResult<R> {
+    async fn call<R: Answer>(&self, call: Call<'_>, fut: impl CallFuture<R>) -> OsResult<R> {
         let mut m = Measure::start(self, call.op.name(), call.key);
         let res = fut.instrument(m.span.clone()).await;
         if let Ok(r) = &res {
@@ -438,15 +430,15 @@ impl Guard for Arc<Registry> {
     fn listing<I: Send + 'static>(
         &self,
         call: Call<'_>,
-        make: impl FnOnce() -> BoxStream<'static, OsResult<I>> + Send + 'static,
-    ) -> BoxStream<'static, OsResult<I>> {
+        make: impl MakeStream<I>,
+    ) -> ItemStream<I> {
         measured_stream(Measure::start(self, call.op.name(), call.key), make())
     }
 
     async fn put_multipart(
         &self,
         call: Call<'_>,
-        fut: impl Future<Output = OsResult<Box<dyn MultipartUpload>>> + Send,
+        fut: impl CallFuture<Box<dyn MultipartUpload>>,
     ) -> OsResult<Box<dyn MultipartUpload>> {
         let mut m = Measure::start(self, call.op.name(), call.key);
         match fut.instrument(m.span.clone()).await {
@@ -469,8 +461,8 @@ impl Guard for Arc<Registry> {
     fn deletes<S: ObjectStore>(
         &self,
         inner: &Arc<S>,
-        locations: BoxStream<'static, OsResult<Path>>,
-    ) -> BoxStream<'static, OsResult<Path>> {
+        locations: ItemStream<Path>,
+    ) -> ItemStream<Path> {
         // One measured call per deleted key, so errors are attributed to their key prefix.
         let registry = Arc::clone(self);
         let starts = Arc::new(Mutex::new(std::collections::VecDeque::<Instant>::new()));

@@ -34,12 +34,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, StreamExt};
 use object_store::path::Path;
 use object_store::{GetResult, GetResultPayload, ObjectStore, Result as OsResult};
 use storage_core::{Layer, StorageError, StrataStore};
 
-use crate::guard::{Answer, Call, Guard, Guarded};
+use crate::guard::{Answer, Call, CallFuture, Guard, Guarded, ItemStream, MakeStream};
 use crate::util::{into_stream, os_err};
 
 /// Bounds call and stream-idle time; see the [module docs](self).
@@ -129,8 +129,8 @@ impl Layer for TimeoutLayer {
 fn idle_limited<I: Send + 'static>(
     cfg: Arc<TimeoutLayer>,
     op: &'static str,
-    s: BoxStream<'static, OsResult<I>>,
-) -> BoxStream<'static, OsResult<I>> {
+    s: ItemStream<I>,
+) -> ItemStream<I> {
     let Some(idle) = cfg.idle else { return s };
     stream::unfold(Some(s), move |state| {
         let cfg = Arc::clone(&cfg);
@@ -159,27 +159,19 @@ crate::guard::guarded_store!(TimeoutStore);
 impl Guard for Arc<TimeoutLayer> {
     const NAME: &'static str = "Timeout";
 
-    fn call<R: Answer>(
-        &self,
-        call: Call<'_>,
-        fut: impl Future<Output = OsResult<R>> + Send,
-    ) -> impl Future<Output = OsResult<R>> + Send {
+    fn call<R: Answer>(&self, call: Call<'_>, fut: impl CallFuture<R>) -> impl CallFuture<R> {
         self.run(call.op.name(), fut)
     }
 
     fn listing<I: Send + 'static>(
         &self,
         call: Call<'_>,
-        make: impl FnOnce() -> BoxStream<'static, OsResult<I>> + Send + 'static,
-    ) -> BoxStream<'static, OsResult<I>> {
+        make: impl MakeStream<I>,
+    ) -> ItemStream<I> {
         idle_limited(Arc::clone(self), call.op.name(), make())
     }
 
-    async fn get(
-        &self,
-        call: Call<'_>,
-        fut: impl Future<Output = OsResult<GetResult>> + Send,
-    ) -> OsResult<GetResult> {
+    async fn get(&self, call: Call<'_>, fut: impl CallFuture<GetResult>) -> OsResult<GetResult> {
         let res = self.run(call.op.name(), fut).await?;
         if !matches!(res.payload, GetResultPayload::Stream(_)) {
             return Ok(res);
@@ -200,8 +192,8 @@ impl Guard for Arc<TimeoutLayer> {
     fn deletes<S: ObjectStore>(
         &self,
         inner: &Arc<S>,
-        locations: BoxStream<'static, OsResult<Path>>,
-    ) -> BoxStream<'static, OsResult<Path>> {
+        locations: ItemStream<Path>,
+    ) -> ItemStream<Path> {
         // Each deleted entry is an answer from the backend: bound the wait for each one.
         let s = inner.delete_stream(locations);
         match self.operation {

@@ -50,30 +50,13 @@ pub(crate) fn check_range(
 /// `NotSupported { store: $store_label, operation: $why }`.
 macro_rules! byte_transforming_strata_store {
     ($store:ident, $store_label:expr, $why:expr) => {
-        #[async_trait::async_trait]
-        #[deny(clippy::missing_trait_methods)]
-        impl<T: storage_core::StrataStore> storage_core::StrataStore for $store<T> {
-            fn capabilities(&self) -> storage_core::Capabilities {
-                self.inner.capabilities().with_presign(false)
-            }
-
-            async fn delete_if_match(
-                &self,
-                location: &object_store::path::Path,
-                etag: &str,
-            ) -> object_store::Result<()> {
-                self.inner.delete_if_match(location, etag).await
-            }
-
-            async fn presign(
-                &self,
-                _: storage_core::PresignMethod,
-                _: &object_store::path::Path,
-                _: std::time::Duration,
-            ) -> object_store::Result<url::Url> {
-                Err(storage_core::store::not_supported($store_label, $why))
-            }
-        }
+        crate::util::strata_store!($store {
+            capabilities: |this| this.inner.capabilities().with_presign(false),
+            delete_if_match: |this, location, etag| {
+                this.inner.delete_if_match(location, etag).await
+            },
+            presign: |_, _, _, _| Err(storage_core::store::not_supported($store_label, $why)),
+        });
     };
 }
 pub(crate) use byte_transforming_strata_store;

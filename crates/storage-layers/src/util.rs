@@ -230,17 +230,39 @@ macro_rules! layer_store_fmt {
 #[allow(unused_imports)]
 pub(crate) use layer_store_fmt;
 
-/// The contract's extra methods of a layer store `Name<T>` (field `inner`) that passes
-/// capabilities and presigning through and handles a conditional delete like its other
-/// calls: `|this, location, etag| body` (in an `async fn`, so the body may `.await`).
+/// The contract's three extra methods (`StrataStore`) of a layer store `Name<T>`, each
+/// given as a closure-like body that receives the store first:
+///
+/// ```ignore
+/// strata_store!(CacheStore {
+///     capabilities: |this| this.inner.capabilities(),
+///     delete_if_match: |this, location, etag| this.inner.delete_if_match(location, etag).await,
+///     presign: |this, method, location, expires_in| this.inner.presign(method, location, expires_in).await,
+/// });
+/// ```
+///
+/// The bodies of `delete_if_match` and `presign` are in an `async fn`, so they may `.await`.
+/// `impl<G: Guard> Guarded { … }` writes the impl for `Guarded<G, T>`: extra type parameters
+/// come before the inner store's.
 #[allow(unused_macros)] // used by the layers, each behind its feature
-macro_rules! guarded_strata_store {
-    ($store:ident, |$this:ident, $location:ident, $etag:ident| $delete_if_match:expr) => {
+macro_rules! strata_store {
+    ($store:ident { $($methods:tt)* }) => {
+        crate::util::strata_store!(impl<> $store { $($methods)* });
+    };
+    (impl<$($param:ident: $bound:path),*> $store:ident {
+        capabilities: |$c:pat_param| $capabilities:expr,
+        delete_if_match: |$d:pat_param, $location:pat_param, $etag:pat_param| $delete_if_match:expr,
+        presign: |$p:pat_param, $method:pat_param, $p_location:pat_param, $expires_in:pat_param|
+            $presign:expr $(,)?
+    }) => {
         #[async_trait::async_trait]
         #[deny(clippy::missing_trait_methods)]
-        impl<T: storage_core::StrataStore> storage_core::StrataStore for $store<T> {
+        impl<$($param: $bound,)* T: storage_core::StrataStore> storage_core::StrataStore
+            for $store<$($param,)* T>
+        {
             fn capabilities(&self) -> storage_core::Capabilities {
-                self.inner.capabilities()
+                let $c = self;
+                $capabilities
             }
 
             async fn delete_if_match(
@@ -248,23 +270,24 @@ macro_rules! guarded_strata_store {
                 $location: &object_store::path::Path,
                 $etag: &str,
             ) -> object_store::Result<()> {
-                let $this = self;
+                let $d = self;
                 $delete_if_match
             }
 
             async fn presign(
                 &self,
-                method: storage_core::PresignMethod,
-                location: &object_store::path::Path,
-                expires_in: std::time::Duration,
+                $method: storage_core::PresignMethod,
+                $p_location: &object_store::path::Path,
+                $expires_in: std::time::Duration,
             ) -> object_store::Result<url::Url> {
-                self.inner.presign(method, location, expires_in).await
+                let $p = self;
+                $presign
             }
         }
     };
 }
 #[allow(unused_imports)]
-pub(crate) use guarded_strata_store;
+pub(crate) use strata_store;
 
 #[cfg(test)]
 mod tests {

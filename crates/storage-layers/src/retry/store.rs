@@ -2,7 +2,6 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -13,8 +12,7 @@ use object_store::{
     ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
     Result as OsResult,
 };
-use storage_core::{Capabilities, PresignMethod, StrataStore};
-use url::Url;
+use storage_core::StrataStore;
 
 use super::policy::Policy;
 use super::resume::{resumable, resumable_list};
@@ -28,32 +26,19 @@ pub struct RetryStore<T: StrataStore> {
 
 crate::util::layer_store_fmt!(RetryStore);
 
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl<T: StrataStore> StrataStore for RetryStore<T> {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
-        // Sent once, as conditional puts are: `Bucket` repeats it and can tell its own lost
-        // delete from another writer's (`storage_core::conditional`).
-        self.inner.delete_if_match(location, etag).await
-    }
-
-    async fn presign(
-        &self,
-        method: PresignMethod,
-        location: &Path,
-        expires_in: Duration,
-    ) -> OsResult<Url> {
-        self.policy
+crate::util::strata_store!(RetryStore {
+    capabilities: |this| this.inner.capabilities(),
+    // Sent once, as conditional puts are: `Bucket` repeats it and can tell its own lost
+    // delete from another writer's (`storage_core::conditional`).
+    delete_if_match: |this, location, etag| this.inner.delete_if_match(location, etag).await,
+    presign: |this, method, location, expires_in| {
+        this.policy
             .run("presign", location.as_ref(), || {
-                self.inner.presign(method, location, expires_in)
+                this.inner.presign(method, location, expires_in)
             })
             .await
-    }
-}
+    },
+});
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
