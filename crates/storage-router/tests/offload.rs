@@ -166,15 +166,11 @@ async fn a_route_without_offload_says_how_to_add_one() {
     assert!(err.contains("[routes.records.offload]"), "{err}");
 }
 
-/// The offload fallback is the fallback engine moving on only on a miss: an outage of either
-/// folder is the answer, never "not found", and the archive is not asked when the route's
-/// own bucket is down.
-#[tokio::test]
-async fn offload_reads_move_on_only_when_the_route_misses() {
-    use storage_core::{Key, StorageError};
+/// The handle of route `logs` (folder `logs/` of `main`) offloading to `old-logs/` of
+/// `archive`.
+fn logs_route(main: &Bucket, archive: &Bucket) -> Bucket {
+    use storage_core::Key;
     use storage_router::{OffloadTarget, Route};
-    let (main, main_faults) = common::faulty_bucket("main");
-    let (archive, archive_faults) = common::faulty_bucket("archive");
     let route = Route::new("logs", main.clone(), "logs")
         .unwrap()
         .with_offload(OffloadTarget {
@@ -184,7 +180,18 @@ async fn offload_reads_move_on_only_when_the_route_misses() {
             after_days: 30,
         })
         .unwrap();
-    let route = route.handle();
+    route.handle()
+}
+
+/// The offload fallback is the fallback engine moving on only on a miss: an outage of either
+/// folder is the answer, never "not found", and the archive is not asked when the route's
+/// own bucket is down.
+#[tokio::test]
+async fn offload_reads_move_on_only_when_the_route_misses() {
+    use storage_core::StorageError;
+    let (main, main_faults) = common::faulty_bucket("main");
+    let (archive, archive_faults) = common::faulty_bucket("archive");
+    let route = logs_route(&main, &archive);
     archive.put("old-logs/a.json", "archived").await.unwrap();
     assert_eq!(route.get("a.json").await.unwrap().bytes, "archived");
     assert_eq!(route.head("a.json").await.unwrap().key, "a.json");
@@ -210,25 +217,18 @@ async fn offload_reads_move_on_only_when_the_route_misses() {
 /// succeeds leaves no copy of the key in either folder.
 #[tokio::test]
 async fn conditional_deletes_are_decided_by_the_folder_holding_the_object() {
-    use storage_core::{Key, StorageError};
-    use storage_router::{OffloadTarget, Route};
+    use storage_core::StorageError;
     let dir = tempfile::tempdir().unwrap();
     let main = Bucket::local("main", dir.path().join("main")).unwrap();
     let archive = Bucket::local("archive", dir.path().join("archive")).unwrap();
-    let route = Route::new("logs", main.clone(), "logs")
-        .unwrap()
-        .with_offload(OffloadTarget {
-            bucket: archive.clone(),
-            prefix: Some(Key::new("old-logs").unwrap()),
-            storage_class: None,
-            after_days: 30,
-        })
-        .unwrap();
-    let route = route.handle();
+    let route = logs_route(&main, &archive);
     assert!(route.capabilities().delete_if_match);
 
     // Only in the offload folder: a stale ETag is refused there and deletes nothing...
-    let old = archive.put("old-logs/only-archived.json", "v1").await.unwrap();
+    let old = archive
+        .put("old-logs/only-archived.json", "v1")
+        .await
+        .unwrap();
     let err = route
         .delete_if_match("only-archived.json", "\"stale\"")
         .await
@@ -252,7 +252,10 @@ async fn conditional_deletes_are_decided_by_the_folder_holding_the_object() {
     assert!(matches!(err, StorageError::Precondition { .. }), "{err}");
     assert!(main.exists("logs/both.json").await.unwrap());
     assert!(archive.exists("old-logs/both.json").await.unwrap());
-    route.delete_if_match("both.json", here.etag.as_deref().unwrap()).await.unwrap();
+    route
+        .delete_if_match("both.json", here.etag.as_deref().unwrap())
+        .await
+        .unwrap();
     assert!(!main.exists("logs/both.json").await.unwrap());
     assert!(!archive.exists("old-logs/both.json").await.unwrap());
 
