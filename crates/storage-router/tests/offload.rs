@@ -171,7 +171,7 @@ async fn a_route_without_offload_says_how_to_add_one() {
 fn logs_route(main: &Bucket, archive: &Bucket) -> Bucket {
     use storage_core::Key;
     use storage_router::{OffloadTarget, Route};
-    let route = Route::new("logs", main.clone(), "logs")
+    Route::new("logs", main.clone(), "logs")
         .unwrap()
         .with_offload(OffloadTarget {
             bucket: archive.clone(),
@@ -179,8 +179,9 @@ fn logs_route(main: &Bucket, archive: &Bucket) -> Bucket {
             storage_class: None,
             after_days: 30,
         })
-        .unwrap();
-    route.handle()
+        .unwrap()
+        .handle()
+        .clone()
 }
 
 /// The offload fallback is the fallback engine moving on only on a miss: an outage of either
