@@ -6,18 +6,12 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use common::{Fault, FaultStore};
+use common::{Counter, Fault, FaultStore, increment};
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, UpdateVersion};
-use serde::{Deserialize, Serialize};
 use storage_cas::{
     BackoffStrategy, Collection, Updated, VersionedRecords, WRITE_ID_META, WRITE_LOG_META,
 };
 use storage_core::StorageError;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Counter {
-    n: u64,
-}
 
 fn counters(store: &Arc<FaultStore>) -> Collection<Counter> {
     Collection::new(&store.bucket(), "counters/{id}.json")
@@ -46,12 +40,7 @@ async fn value_of(c: &Collection<Counter>, id: &str) -> u64 {
 
 /// Counter `id` plus one, counting from 0 when it does not exist yet.
 async fn count_up(c: &Collection<Counter>, id: &str) -> storage_core::Result<Updated<Counter>> {
-    c.update_with(id, |cur| {
-        Ok(Some(Counter {
-            n: cur.map_or(0, |c| c.n) + 1,
-        }))
-    })
-    .await
+    c.update_with(id, increment).await
 }
 
 /// Counter `id`, which must exist, plus `by`.

@@ -6,9 +6,8 @@ mod common;
 
 use common::{
     Counter, Fault, FaultStore, Link, assert_one_chain, check_counter, check_versions, contended,
-    hammer,
+    every_backend, hammer, increment,
 };
-use object_store::PutMode;
 use storage_cas::Collection;
 use storage_core::Bucket;
 
@@ -18,20 +17,11 @@ const COMMITTERS: u64 = 8;
 const COMMITS: u64 = 25;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sixteen_writers_memory() {
-    check_counter(&Bucket::memory("mem"), WRITERS, INCREMENTS, false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sixteen_writers_local_folder() {
+async fn sixteen_writers_memory_and_local_folder() {
     let dir = tempfile::tempdir().unwrap();
-    check_counter(
-        &Bucket::local("fs", dir.path()).unwrap(),
-        WRITERS,
-        INCREMENTS,
-        false,
-    )
-    .await;
+    for bucket in every_backend(dir.path()) {
+        check_counter(&bucket, WRITERS, INCREMENTS, false).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -46,15 +36,10 @@ async fn sixteen_writers_local_folder_with_local_queue() {
 async fn sixteen_writers_with_lost_answers_and_timeouts() {
     // 10% of conditional writes are applied and then answered with a timeout, another 10%
     // time out before reaching the store.
-    let store = FaultStore::new(|_, _, opts| {
-        if matches!(opts.mode, PutMode::Overwrite) {
-            return None;
-        }
-        match fastrand::u8(0..10) {
-            0 => Some(Fault::LostAck),
-            1 => Some(Fault::FailBefore),
-            _ => None,
-        }
+    let store = FaultStore::on_conditional(|| match fastrand::u8(0..10) {
+        0 => Some(Fault::LostAck),
+        1 => Some(Fault::FailBefore),
+        _ => None,
     });
     // With lost answers the in-process queue is on (the default): racing tasks in one
     // process could bury a lost write under more than WRITE_LOG_LEN commits before its
@@ -104,30 +89,16 @@ fn chain_check_detects_forks_and_gaps() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn eight_committers_memory() {
-    check_versions(&Bucket::memory("mem"), COMMITTERS, COMMITS, false).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn eight_committers_local_folder() {
+async fn eight_committers_memory_and_local_folder() {
     let dir = tempfile::tempdir().unwrap();
-    check_versions(
-        &Bucket::local("fs", dir.path()).unwrap(),
-        COMMITTERS,
-        COMMITS,
-        false,
-    )
-    .await;
+    for bucket in every_backend(dir.path()) {
+        check_versions(&bucket, COMMITTERS, COMMITS, false).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_committers_with_lost_answers() {
-    let store = FaultStore::new(|_, _, opts| {
-        if matches!(opts.mode, PutMode::Overwrite) {
-            return None;
-        }
-        (fastrand::u8(0..8) == 0).then_some(Fault::LostAck)
-    });
+    let store = FaultStore::on_conditional(|| (fastrand::u8(0..8) == 0).then_some(Fault::LostAck));
     check_versions(&store.bucket(), COMMITTERS, COMMITS, true).await;
 }
 
@@ -136,12 +107,7 @@ async fn eight_committers_with_lost_answers() {
 /// `Ambiguous`, never be applied twice and never be counted as failed when it applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_writers_with_lost_answers_are_exact_or_ambiguous() {
-    let store = FaultStore::new(|_, _, opts| {
-        if matches!(opts.mode, PutMode::Overwrite) {
-            return None;
-        }
-        (fastrand::u8(0..10) == 0).then_some(Fault::LostAck)
-    });
+    let store = FaultStore::on_conditional(|| (fastrand::u8(0..10) == 0).then_some(Fault::LostAck));
     let c: Collection<Counter> = Collection::new(&store.bucket(), "counters/{id}.json")
         .unwrap()
         .with_backoff(contended())
@@ -153,14 +119,7 @@ async fn racing_writers_with_lost_answers_are_exact_or_ambiguous() {
             let (mut ok, mut ambiguous, mut links) = (0u64, 0u64, Vec::new());
             let mut unplaced = 0u64;
             for _ in 0..INCREMENTS {
-                match c
-                    .update_with("hot", |cur| {
-                        Ok(Some(Counter {
-                            n: cur.map_or(0, |c| c.n) + 1,
-                        }))
-                    })
-                    .await
-                {
+                match c.update_with("hot", increment).await {
                     Ok(out) => {
                         ok += 1;
                         // A write found applied after its answer was lost, and superseded
@@ -297,14 +256,7 @@ async fn separately_built_collections_share_the_local_queue() {
         tasks.push(tokio::spawn(async move {
             let mut attempts = Vec::new();
             for _ in 0..10 {
-                let out = c
-                    .update_with("q", |cur| {
-                        Ok(Some(Counter {
-                            n: cur.map_or(0, |c| c.n) + 1,
-                        }))
-                    })
-                    .await
-                    .unwrap();
+                let out = c.update_with("q", increment).await.unwrap();
                 attempts.push(out.attempts);
             }
             attempts

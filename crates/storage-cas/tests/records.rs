@@ -78,15 +78,18 @@ async fn commit_history_get_version_revert_on_every_backend() {
 async fn a_stalled_committer_is_helped_not_overwritten() {
     let bucket = Bucket::memory("m");
     let recs: VersionedRecords<User> = VersionedRecords::new(&bucket, "users").unwrap();
+    // What a committer that stopped before moving the head leaves: version `n` alone.
+    let stalled_commit = async |id: &str, n: u64, name: &str| {
+        let body = format!(
+            r#"{{"version":{n},"committed_at":"2026-01-01T00:00:00Z","value":{{"name":"{name}"}}}}"#
+        );
+        bucket
+            .put(&format!("versions/users/{id}/v{n}.json"), body)
+            .await
+            .unwrap();
+    };
     recs.commit("u", &user("v0")).await.unwrap();
-    // A committer wrote v1 and stopped before moving the head.
-    bucket
-        .put(
-            "versions/users/u/v1.json",
-            r#"{"version":1,"committed_at":"2026-01-01T00:00:00Z","value":{"name":"v1"}}"#,
-        )
-        .await
-        .unwrap();
+    stalled_commit("u", 1, "v1").await;
     assert_eq!(
         recs.get("u").await.unwrap().unwrap().version,
         0,
@@ -105,13 +108,7 @@ async fn a_stalled_committer_is_helped_not_overwritten() {
     assert_eq!(recs.get("u").await.unwrap().unwrap().value, user("v2"));
 
     // Same with no head at all (the very first committer stopped after v0).
-    bucket
-        .put(
-            "versions/users/w/v0.json",
-            r#"{"version":0,"committed_at":"2026-01-01T00:00:00Z","value":{"name":"w0"}}"#,
-        )
-        .await
-        .unwrap();
+    stalled_commit("w", 0, "w0").await;
     assert_eq!(recs.commit("w", &user("w1")).await.unwrap().version, 1);
     assert_eq!(recs.history("w").await.unwrap().len(), 2);
 }

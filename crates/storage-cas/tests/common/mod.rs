@@ -59,13 +59,20 @@ impl FaultStore {
         })
     }
 
-    /// Every n-th conditional write (starting with the first) suffers `fault`.
-    pub fn every_nth_conditional(n: u64, fault: Fault) -> Arc<Self> {
-        let counter = AtomicU64::new(0);
+    /// Each conditional write suffers what `draw` returns; plain overwrites never fail.
+    pub fn on_conditional(draw: impl Fn() -> Option<Fault> + Send + Sync + 'static) -> Arc<Self> {
         Self::new(move |_, _, opts| {
             if matches!(opts.mode, PutMode::Overwrite) {
                 return None;
             }
+            draw()
+        })
+    }
+
+    /// Every n-th conditional write (starting with the first) suffers `fault`.
+    pub fn every_nth_conditional(n: u64, fault: Fault) -> Arc<Self> {
+        let counter = AtomicU64::new(0);
+        Self::on_conditional(move || {
             counter
                 .fetch_add(1, Ordering::Relaxed)
                 .is_multiple_of(n)
@@ -96,7 +103,7 @@ impl FaultStore {
 
 impl fmt::Debug for FaultStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("FaultStore(MemoryStore)")
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -244,6 +251,13 @@ pub struct Counter {
     pub n: u64,
 }
 
+/// The update every contention test makes: add 1 to the counter (0 when absent).
+pub fn increment(cur: Option<Counter>) -> storage_core::Result<Option<Counter>> {
+    Ok(Some(Counter {
+        n: cur.map_or(0, |c| c.n) + 1,
+    }))
+}
+
 /// A budget large enough for 16 writers on one key.
 /// A memory bucket and a local-folder bucket in `dir`: the backends the tests run on.
 pub fn every_backend(dir: &std::path::Path) -> [Bucket; 2] {
@@ -266,11 +280,7 @@ pub async fn hammer(c: &Collection<Counter>, writers: usize, increments: usize) 
             let mut log = Vec::with_capacity(increments);
             for _ in 0..increments {
                 let out = c
-                    .update_with("hot", |cur| {
-                        Ok(Some(Counter {
-                            n: cur.map_or(0, |c| c.n) + 1,
-                        }))
-                    })
+                    .update_with("hot", increment)
                     .await
                     .expect("update_with with a large budget commits");
                 log.push(Link {
