@@ -183,13 +183,22 @@ fn options() -> ManifestOptions {
     }
 }
 
+/// A manifest in `bucket` that compacts only when told to, in parts of small row groups.
+fn manifest(bucket: Bucket) -> Manifest {
+    Manifest::new(bucket, "m", "u")
+        .unwrap()
+        .with_options(options())
+}
+
+/// `n` entries of generation 0.
+fn entries(n: usize) -> Vec<ManifestEntry> {
+    (0..n).map(|i| entry(i, 0)).collect()
+}
+
 #[tokio::test]
 async fn one_parquet_part_searches_as_before() {
-    let m = Manifest::new(Bucket::memory("s"), "m", "u")
-        .unwrap()
-        .with_options(options());
-    let entries: Vec<ManifestEntry> = (0..200).map(|i| entry(i, 0)).collect();
-    for chunk in entries.chunks(50) {
+    let m = manifest(Bucket::memory("s"));
+    for chunk in entries(200).chunks(50) {
         m.append(chunk).await.unwrap();
     }
     m.compact_all().await.unwrap();
@@ -202,10 +211,8 @@ async fn one_parquet_part_searches_as_before() {
 /// a segment listing one key twice): the later entry is the one found.
 #[tokio::test]
 async fn parts_and_segments_replacing_keys_search_as_before() {
-    let m = Manifest::new(Bucket::memory("s"), "m", "u")
-        .unwrap()
-        .with_options(options());
-    let first: Vec<ManifestEntry> = (0..120).map(|i| entry(i, 0)).collect();
+    let m = manifest(Bucket::memory("s"));
+    let first = entries(120);
     m.append(&first).await.unwrap();
     m.compact().await.unwrap();
     let mut second: Vec<ManifestEntry> = (120..200).map(|i| entry(i, 1)).collect();
@@ -229,11 +236,8 @@ async fn parts_and_segments_replacing_keys_search_as_before() {
 
 #[tokio::test]
 async fn segments_only_search_as_before() {
-    let m = Manifest::new(Bucket::memory("s"), "m", "u")
-        .unwrap()
-        .with_options(options());
-    let entries: Vec<ManifestEntry> = (0..200).map(|i| entry(i, 0)).collect();
-    for chunk in entries.chunks(60) {
+    let m = manifest(Bucket::memory("s"));
+    for chunk in entries(200).chunks(60) {
         m.append(chunk).await.unwrap();
     }
     assert_same_as_before(&m, "segments").await;
@@ -245,11 +249,8 @@ async fn segments_only_search_as_before() {
 #[tokio::test]
 async fn head_and_footer_are_read_once_per_handle() {
     let (bucket, counting) = CountingStore::wrap(&Bucket::memory("s"));
-    let writer = Manifest::new(bucket.clone(), "m", "u")
-        .unwrap()
-        .with_options(options());
-    let entries: Vec<ManifestEntry> = (0..200).map(|i| entry(i, 0)).collect();
-    writer.append(&entries).await.unwrap();
+    let writer = manifest(bucket.clone());
+    writer.append(&entries(200)).await.unwrap();
     writer.compact_all().await.unwrap();
     let part = writer.head().await.unwrap().parts[0].clone();
     let footer = part
@@ -324,9 +325,7 @@ async fn dataset_searches_reuse_one_handle() {
 async fn a_cached_head_is_revalidated_on_a_local_folder() {
     let dir = tempfile::tempdir().unwrap();
     let bucket = Bucket::local("s", dir.path()).unwrap();
-    let writer = Manifest::new(bucket.clone(), "m", "u")
-        .unwrap()
-        .with_options(options());
+    let writer = manifest(bucket.clone());
     let reader = Manifest::new(bucket, "m", "u").unwrap();
     let q = SearchQuery::new("");
     writer.append(&[entry(0, 0)]).await.unwrap();

@@ -133,44 +133,18 @@ pub async fn round_trip_every_format(bucket: &Bucket) -> Vec<ManifestEntry> {
     assert_eq!(listed, entries);
 
     // Search from the manifest alone, with filters.
-    let hits = ds
-        .search("finance", "user123", &SearchQuery::new("COFFEE"))
-        .await
-        .unwrap();
+    let search = async |q: SearchQuery| ds.search("finance", "user123", &q).await.unwrap();
+    let hits = search(SearchQuery::new("COFFEE")).await;
     assert_eq!(hits.total, n);
-    let hits = ds
-        .search(
-            "finance",
-            "user123",
-            &SearchQuery::new("coffee").with_format(Format::Parquet),
-        )
-        .await
-        .unwrap();
+    let hits = search(SearchQuery::new("coffee").with_format(Format::Parquet)).await;
     assert_eq!(hits.total, parquet_files);
-    let hits = ds
-        .search(
-            "finance",
-            "user123",
-            &SearchQuery::new("").with_tag("source", "jsonl"),
-        )
-        .await
-        .unwrap();
+    let hits = search(SearchQuery::new("").with_tag("source", "jsonl")).await;
     assert_eq!(hits.hits.len(), 1);
     assert_eq!(hits.hits[0].entry.format, Format::Jsonl);
-    let hits = ds
-        .search(
-            "finance",
-            "user123",
-            &SearchQuery::new("coffee").deep(true).with_range(day16),
-        )
-        .await
-        .unwrap();
+    let hits = search(SearchQuery::new("coffee").deep(true).with_range(day16)).await;
     assert_eq!(hits.total, n);
     assert!(hits.hits.iter().all(|h| h.matched_rows == Some(1)));
-    let none = ds
-        .search("finance", "user123", &SearchQuery::new("tea"))
-        .await
-        .unwrap();
+    let none = search(SearchQuery::new("tea")).await;
     assert_eq!(none.total, 0);
 
     // After compaction the same questions get the same answers.
@@ -197,10 +171,7 @@ pub async fn round_trip_every_format(bucket: &Bucket) -> Vec<ManifestEntry> {
     let mut written: Vec<(String, u64)> = entries.iter().map(|e| (e.key.clone(), e.rows)).collect();
     written.sort();
     assert_eq!(compacted, written, "compaction keeps every entry");
-    let hits = ds
-        .search("finance", "user123", &SearchQuery::new("groceries"))
-        .await
-        .unwrap();
+    let hits = search(SearchQuery::new("groceries")).await;
     assert_eq!(hits.total, n);
     let verify = ds.verify("finance", "user123").await.unwrap();
     assert!(verify.is_clean(), "{verify:?}");
