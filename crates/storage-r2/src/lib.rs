@@ -259,6 +259,13 @@ mod tests {
 
     const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
 
+    /// The message of the error `from_env` gives for `vars`.
+    fn env_error(vars: Vec<(&str, &str)>) -> String {
+        R2Config::from_env(&Env::from_pairs(vars))
+            .unwrap_err()
+            .to_string()
+    }
+
     fn base() -> Vec<(&'static str, &'static str)> {
         vec![
             ("R2_ACCOUNT_ID", ACCOUNT),
@@ -287,9 +294,7 @@ mod tests {
         assert!(e.contains("part_size"), "{e}");
         let mut v = base();
         v.push(("STORAGE_TIMEOUT", "soon"));
-        let e = R2Config::from_env(&Env::from_pairs(v))
-            .unwrap_err()
-            .to_string();
+        let e = env_error(v);
         assert!(e.contains("STORAGE_TIMEOUT"), "{e}");
     }
 
@@ -304,9 +309,7 @@ mod tests {
         );
         let mut v = base();
         v.push(("R2_JURISDICTION", "mars"));
-        let e = R2Config::from_env(&Env::from_pairs(v))
-            .unwrap_err()
-            .to_string();
+        let e = env_error(v);
         assert!(e.contains("R2_JURISDICTION") && e.contains("mars"), "{e}");
     }
 
@@ -319,16 +322,12 @@ mod tests {
             "R2_ACCOUNT_ID",
         ] {
             let v: Vec<_> = base().into_iter().filter(|(k, _)| *k != missing).collect();
-            let e = R2Config::from_env(&Env::from_pairs(v))
-                .unwrap_err()
-                .to_string();
+            let e = env_error(v);
             assert!(e.contains(missing), "{missing}: {e}");
         }
         let mut v = base();
         v[0] = ("R2_ACCOUNT_ID", "not-hex");
-        let e = R2Config::from_env(&Env::from_pairs(v))
-            .unwrap_err()
-            .to_string();
+        let e = env_error(v);
         assert!(
             e.contains("R2_ACCOUNT_ID") && e.contains("32 hexadecimal"),
             "{e}"
