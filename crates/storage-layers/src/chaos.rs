@@ -42,23 +42,9 @@ use storage_core::{Layer, StorageError, StrataStore};
 use crate::guard::{Answer, Call, CallFuture, Guard, Guarded, ItemStream, MakeStream, Op};
 use crate::util::{into_stream, os_err};
 
-/// The kind of error a [`ChaosLayer`] injects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ChaosFault {
-    /// `StorageError::Unavailable` (a dropped connection or 503): retryable, ambiguous.
-    #[default]
-    Unavailable,
-    /// `StorageError::Timeout`: retryable, ambiguous.
-    Timeout,
-    /// `StorageError::QuotaExceeded` (429 / SlowDown): retryable, never applied.
-    SlowDown,
-    /// `StorageError::Backend` with HTTP 500: retryable, ambiguous.
-    ServerError,
-    /// `StorageError::AccessDenied`: not retryable.
-    AccessDenied,
-}
+/// The kind of error a [`ChaosLayer`] injects: the one enum the `[layers.chaos]` config
+/// names [`FaultName`](crate::config::FaultName).
+pub use crate::config::FaultName as ChaosFault;
 
 impl ChaosFault {
     fn error(self, op: &str, key: &str) -> StorageError {

@@ -90,18 +90,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::FutureExt;
 use object_store::path::Path;
 use object_store::{
     Attribute, AttributeValue, Attributes, CopyMode, CopyOptions, GetOptions, GetResult,
     MultipartUpload, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
-    PutPayload, PutResult, RenameOptions, RenameTargetMode, Result as OsResult, UploadPart,
+    PutPayload, PutResult, RenameOptions, RenameTargetMode, Result as OsResult,
 };
 
 use storage_core::{Layer, StorageError, StrataStore};
 
 use crate::transform::{
-    MIN_PART, byte_transforming_strata_store, check_range, range_err, upload_finished,
+    EncodingUpload, PartEncoder, byte_transforming_strata_store, check_range, range_err,
 };
 use crate::util::{cpu, into_stream, os_err, payload_bytes};
 
@@ -235,6 +234,11 @@ impl Encoder {
             }
         })
     }
+}
+
+/// Compressed output is sent as it is produced (see "Multipart uploads").
+impl PartEncoder for Encoder {
+    const NAME: &'static str = "Compressing";
 
     fn write(&mut self, data: &[u8]) -> storage_core::Result<()> {
         match self {
@@ -254,7 +258,7 @@ impl Encoder {
         }
     }
 
-    fn buffered(&mut self) -> usize {
+    fn buffered(&self) -> usize {
         match self {
             Encoder::Gzip(e) => e.get_ref().len(),
             #[cfg(feature = "zstd")]
@@ -494,10 +498,7 @@ impl<T: StrataStore> ObjectStore for CompressionStore<T> {
             codec.as_str().into(),
         );
         let upload = self.inner.put_multipart_opts(location, opts).await?;
-        Ok(Box::new(CompressingUpload {
-            upload,
-            encoder: Some(encoder),
-        }))
+        Ok(Box::new(EncodingUpload::new(upload, encoder)))
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
@@ -655,51 +656,6 @@ impl<T: StrataStore> CompressionStore<T> {
         };
         self.inner.put_opts(to, bytes.into(), opts).await?;
         Ok(())
-    }
-}
-
-/// Compresses a multipart upload as it streams: compressed output is sent in parts of at
-/// least 5 MiB; the rest goes in the last part on `complete`.
-struct CompressingUpload {
-    upload: Box<dyn MultipartUpload>,
-    encoder: Option<Encoder>,
-}
-
-impl fmt::Debug for CompressingUpload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CompressingUpload({:?})", self.upload)
-    }
-}
-
-#[async_trait]
-impl MultipartUpload for CompressingUpload {
-    fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        let Some(enc) = self.encoder.as_mut() else {
-            return upload_finished();
-        };
-        for chunk in data.iter() {
-            if let Err(e) = enc.write(chunk) {
-                return futures::future::ready(Err(os_err(e))).boxed();
-            }
-        }
-        if enc.buffered() >= MIN_PART {
-            let part = enc.take();
-            return self.upload.put_part(part.into());
-        }
-        futures::future::ready(Ok(())).boxed()
-    }
-
-    async fn complete(&mut self) -> OsResult<PutResult> {
-        if let Some(enc) = self.encoder.take() {
-            let rest = enc.finish().map_err(os_err)?;
-            self.upload.put_part(rest.into()).await?;
-        }
-        self.upload.complete().await
-    }
-
-    async fn abort(&mut self) -> OsResult<()> {
-        self.encoder = None;
-        self.upload.abort().await
     }
 }
 

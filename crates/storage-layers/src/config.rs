@@ -332,20 +332,22 @@ pub struct EncryptionConfig {
     pub allow_plaintext: bool,
 }
 
-/// Kind of injected error in config.
+/// The kind of error the chaos layer injects (`fault` in `[layers.chaos]`; the chaos module
+/// names it `ChaosFault`). Defined here, with the config, so a config naming one parses
+/// whether or not the `chaos` feature is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultName {
-    /// Unavailable.
+    /// `StorageError::Unavailable` (a dropped connection or 503): retryable, ambiguous.
     #[default]
     Unavailable,
-    /// Timeout.
+    /// `StorageError::Timeout`: retryable, ambiguous.
     Timeout,
-    /// 429 / SlowDown.
+    /// `StorageError::QuotaExceeded` (429 / SlowDown): retryable, never applied.
     SlowDown,
-    /// HTTP 500.
+    /// `StorageError::Backend` with HTTP 500: retryable, ambiguous.
     ServerError,
-    /// Access denied.
+    /// `StorageError::AccessDenied`: not retryable.
     AccessDenied,
 }
 
@@ -494,18 +496,10 @@ impl LayersConfig {
         if let Some(c) = &self.chaos {
             #[cfg(feature = "chaos")]
             {
-                use crate::chaos::{ChaosFault, ChaosLayer};
-                let fault = match c.fault {
-                    FaultName::Unavailable => ChaosFault::Unavailable,
-                    FaultName::Timeout => ChaosFault::Timeout,
-                    FaultName::SlowDown => ChaosFault::SlowDown,
-                    FaultName::ServerError => ChaosFault::ServerError,
-                    FaultName::AccessDenied => ChaosFault::AccessDenied,
-                };
-                let mut l = ChaosLayer::default()
+                let mut l = crate::chaos::ChaosLayer::default()
                     .with_seed(c.seed)
                     .with_error_rate(rate("layers.chaos.error_rate", c.error_rate)?)
-                    .with_fault(fault)
+                    .with_fault(c.fault)
                     .with_lost_ack_rate(rate("layers.chaos.lost_ack_rate", c.lost_ack_rate)?)
                     .with_torn_stream_rate(rate(
                         "layers.chaos.torn_stream_rate",

@@ -3,22 +3,95 @@
 //! stored bytes, not what the application wrote), stream multipart uploads in parts of S3's
 //! minimum size, and answer range errors the same way.
 
+use std::fmt;
+
+use async_trait::async_trait;
 use futures::FutureExt;
-use object_store::UploadPart;
+use object_store::{MultipartUpload, PutPayload, PutResult, UploadPart};
 use storage_core::StorageError;
 
 use crate::util::os_err;
 
 /// Smallest part a transforming multipart upload sends to the backend (S3's minimum).
-pub(crate) const MIN_PART: usize = 5 * 1024 * 1024;
+const MIN_PART: usize = 5 * 1024 * 1024;
 
-/// What `put_part` answers once the upload was completed or aborted.
-pub(crate) fn upload_finished() -> UploadPart {
-    futures::future::ready(Err(os_err(StorageError::invalid_input(
-        "put_part",
-        "the upload was already completed",
-    ))))
-    .boxed()
+/// How a layer transforms a multipart upload as it streams (compresses, encrypts): the
+/// object's bytes go in, in order; transformed bytes come out, and are sent as a part
+/// whenever at least [`MIN_PART`] of them are ready; the rest goes in the last part on
+/// `complete`.
+pub(crate) trait PartEncoder: Send + 'static {
+    /// `{NAME}Upload(upload)` is how the upload prints.
+    const NAME: &'static str;
+
+    /// Take in the object's next bytes.
+    fn write(&mut self, data: &[u8]) -> Result<(), StorageError>;
+
+    /// Transformed bytes ready to send.
+    fn buffered(&self) -> usize;
+
+    /// Take out the transformed bytes ready to send.
+    fn take(&mut self) -> Vec<u8>;
+
+    /// The rest of the transformed bytes, once the object is whole.
+    fn finish(self) -> Result<Vec<u8>, StorageError>;
+}
+
+/// A multipart upload sent through a [`PartEncoder`].
+pub(crate) struct EncodingUpload<E: PartEncoder> {
+    upload: Box<dyn MultipartUpload>,
+    /// `None` once the upload was completed or aborted.
+    encoder: Option<E>,
+}
+
+impl<E: PartEncoder> EncodingUpload<E> {
+    pub fn new(upload: Box<dyn MultipartUpload>, encoder: E) -> Self {
+        EncodingUpload {
+            upload,
+            encoder: Some(encoder),
+        }
+    }
+}
+
+impl<E: PartEncoder> fmt::Debug for EncodingUpload<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}Upload({:?})", E::NAME, self.upload)
+    }
+}
+
+#[async_trait]
+impl<E: PartEncoder> MultipartUpload for EncodingUpload<E> {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        let Some(enc) = self.encoder.as_mut() else {
+            return futures::future::ready(Err(os_err(StorageError::invalid_input(
+                "put_part",
+                "the upload was already completed",
+            ))))
+            .boxed();
+        };
+        for chunk in data.iter() {
+            if let Err(e) = enc.write(chunk) {
+                return futures::future::ready(Err(os_err(e))).boxed();
+            }
+        }
+        if enc.buffered() >= MIN_PART {
+            let part = enc.take();
+            return self.upload.put_part(part.into());
+        }
+        futures::future::ready(Ok(())).boxed()
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        if let Some(enc) = self.encoder.take() {
+            let rest = enc.finish().map_err(os_err)?;
+            self.upload.put_part(rest.into()).await?;
+        }
+        self.upload.complete().await
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.encoder = None;
+        self.upload.abort().await
+    }
 }
 
 /// A range the object cannot serve, as `InvalidInput` naming the key.

@@ -233,7 +233,7 @@ pub(crate) use layer_store_fmt;
 /// The contract's three extra methods (`StrataStore`) of a layer store `Name<T>`, each
 /// given as a closure-like body that receives the store first:
 ///
-/// ```ignore
+/// ```text
 /// strata_store!(CacheStore {
 ///     capabilities: |this| this.inner.capabilities(),
 ///     delete_if_match: |this, location, etag| this.inner.delete_if_match(location, etag).await,

@@ -27,73 +27,42 @@ fn wrapped(name: &str, wrap: impl FnOnce(Arc<dyn StrataStore>) -> Arc<dyn Strata
     base.to_builder().store(layered).build()
 }
 
-// One trial per check per layer over memory. Every stack skips exactly the presign checks
-// (memory has no endpoint to sign URLs for); every other check, conditional deletes through
-// the layer under test included, must pass.
+/// One trial per check for the layer `$layer` (made afresh for each trial) over memory,
+/// profile `Profile::embedded("$name")` unless given. Every stack skips exactly the presign
+/// checks (memory has no endpoint to sign URLs for); every other check, conditional deletes
+/// through the layer under test included, must pass.
+macro_rules! layer_trials {
+    ($name:ident, $layer:expr) => {
+        layer_trials!($name, $layer, Profile::embedded(stringify!($name)));
+    };
+    ($name:ident, $layer:expr, $profile:expr) => {
+        behaviour_tests!(
+            $name,
+            setup = |_| wrapped(stringify!($name), |s| Layer::layer(&$layer, s)),
+            profile = $profile,
+            skips = [presigned_get_and_put, presigned_url_tampered_or_expired],
+        );
+    };
+}
 
-behaviour_tests!(
-    retry,
-    setup = |_| wrapped("retry", |s| RetryLayer::default().layer(s)),
-    profile = Profile::embedded("retry"),
-    skips = [presigned_get_and_put, presigned_url_tampered_or_expired],
-);
-
-behaviour_tests!(
-    timeout,
-    setup = |_| wrapped("timeout", |s| TimeoutLayer::default().layer(s)),
-    profile = Profile::embedded("timeout"),
-    skips = [presigned_get_and_put, presigned_url_tampered_or_expired],
-);
-
-behaviour_tests!(
-    limit,
-    setup = |_| wrapped("limit", |s| ConcurrencyLimitLayer::new(8).layer(s)),
-    profile = Profile::embedded("limit"),
-    skips = [presigned_get_and_put, presigned_url_tampered_or_expired],
-);
-
-behaviour_tests!(
-    breaker,
-    setup = |_| wrapped("breaker", |s| CircuitBreakerLayer::default().layer(s)),
-    profile = Profile::embedded("breaker"),
-    skips = [presigned_get_and_put, presigned_url_tampered_or_expired],
-);
-
-behaviour_tests!(
-    metrics,
-    setup = |_| wrapped("metrics", |s| MetricsLayer::new("m").layer(s)),
-    profile = Profile::embedded("metrics"),
-    skips = [presigned_get_and_put, presigned_url_tampered_or_expired],
-);
-
-behaviour_tests!(
-    cache,
-    setup = |_| wrapped("cache", |s| CacheLayer::default().layer(s)),
-    profile = Profile::embedded("cache"),
-    skips = [presigned_get_and_put, presigned_url_tampered_or_expired],
-);
-
-behaviour_tests!(
+layer_trials!(retry, RetryLayer::default());
+layer_trials!(timeout, TimeoutLayer::default());
+layer_trials!(limit, ConcurrencyLimitLayer::new(8));
+layer_trials!(breaker, CircuitBreakerLayer::default());
+layer_trials!(metrics, MetricsLayer::new("m"));
+layer_trials!(cache, CacheLayer::default());
+layer_trials!(
     compression,
-    setup = |_| wrapped("compression", |s| {
-        CompressionLayer::default()
-            .with_default(Codec::Zstd)
-            .layer(s)
-    }),
-    profile = Profile::embedded("compression").compressed(),
-    skips = [presigned_get_and_put, presigned_url_tampered_or_expired],
+    CompressionLayer::default().with_default(Codec::Zstd),
+    Profile::embedded("compression").compressed()
 );
-
-behaviour_tests!(
+layer_trials!(
     encryption,
-    setup = |_| {
-        let ring = Keyring::new()
+    EncryptionLayer::new(
+        Keyring::new()
             .with_key("k1", &Keyring::generate_key())
-            .unwrap();
-        wrapped("encryption", |s| EncryptionLayer::new(ring).layer(s))
-    },
-    profile = Profile::embedded("encryption"),
-    skips = [presigned_get_and_put, presigned_url_tampered_or_expired],
+            .unwrap()
+    )
 );
 
 /// Retry + breaker + timeout over a backend that fails 10% of calls, loses 2% of write

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use object_store::ObjectStore;
 use object_store::integration::*;
-use storage_core::{Layer, MemoryStore, Secret};
+use storage_core::{Layer, MemoryStore, Secret, StrataStore};
 use storage_layers::breaker::CircuitBreakerLayer;
 use storage_layers::cache::CacheLayer;
 use storage_layers::chaos::ChaosLayer;
@@ -18,7 +18,7 @@ use storage_layers::metrics::MetricsLayer;
 use storage_layers::retry::RetryLayer;
 use storage_layers::timeout::TimeoutLayer;
 
-fn memory() -> Arc<dyn storage_core::StrataStore> {
+fn memory() -> Arc<dyn StrataStore> {
     Arc::new(MemoryStore::new())
 }
 
@@ -103,26 +103,22 @@ async fn chaos_layer_without_faults() {
     conformance(ChaosLayer::default().layer(memory())).await;
 }
 
+/// `inner` behind a compression layer that compresses every object with `codec`.
+fn compressing_everything(codec: Codec, inner: Arc<dyn StrataStore>) -> Arc<dyn StrataStore> {
+    CompressionLayer::default()
+        .with_default(codec)
+        .with_min_size(0)
+        .layer(inner)
+}
+
 #[tokio::test]
 async fn compression_layer_gzip_everything() {
-    conformance_but_listed_sizes(
-        CompressionLayer::default()
-            .with_default(Codec::Gzip)
-            .with_min_size(0)
-            .layer(memory()),
-    )
-    .await;
+    conformance_but_listed_sizes(compressing_everything(Codec::Gzip, memory())).await;
 }
 
 #[tokio::test]
 async fn compression_layer_zstd_everything() {
-    conformance_but_listed_sizes(
-        CompressionLayer::default()
-            .with_default(Codec::Zstd)
-            .with_min_size(0)
-            .layer(memory()),
-    )
-    .await;
+    conformance_but_listed_sizes(compressing_everything(Codec::Zstd, memory())).await;
 }
 
 #[tokio::test]
@@ -166,10 +162,9 @@ async fn encryption_layer() {
     conformance(EncryptionLayer::new(ring).layer(memory())).await;
 }
 
-fn local_folder() -> (tempfile::TempDir, Arc<dyn storage_core::StrataStore>) {
+fn local_folder() -> (tempfile::TempDir, Arc<dyn StrataStore>) {
     let dir = tempfile::tempdir().unwrap();
-    let local: Arc<dyn storage_core::StrataStore> =
-        Arc::new(storage_core::LocalStore::new(dir.path()).unwrap());
+    let local: Arc<dyn StrataStore> = Arc::new(storage_core::LocalStore::new(dir.path()).unwrap());
     (dir, local)
 }
 
@@ -193,11 +188,7 @@ async fn encryption_on_the_local_folder() {
 #[tokio::test]
 async fn compression_on_the_local_folder() {
     let (_dir, local) = local_folder();
-    let store = CompressionLayer::default()
-        .with_default(Codec::Gzip)
-        .with_min_size(0)
-        .layer(local);
-    conformance_but_listed_sizes(store).await;
+    conformance_but_listed_sizes(compressing_everything(Codec::Gzip, local)).await;
 }
 
 #[tokio::test]

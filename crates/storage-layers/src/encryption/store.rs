@@ -16,9 +16,9 @@ use storage_core::{Layer, StorageError, StrataStore};
 
 use super::format::{Header, STORED_CHUNK, chunk_count, corrupt, encrypt_all, plain_len};
 use super::keyring::{Cipher, Keyring};
-use super::upload::EncryptingUpload;
+use super::upload::Sealer;
 use super::{CHUNK_SIZE, ENCRYPTION_METADATA, FORMAT, HEADER_LEN};
-use crate::transform::{byte_transforming_strata_store, check_range, range_err};
+use crate::transform::{EncodingUpload, byte_transforming_strata_store, check_range, range_err};
 use crate::util::{cpu, into_stream, os_err, payload_bytes};
 
 /// Attributes without this layer's marker, as the caller wrote them.
@@ -309,15 +309,14 @@ impl<T: StrataStore> ObjectStore for EncryptionStore<T> {
             FORMAT.into(),
         );
         let upload = self.inner.put_multipart_opts(location, opts).await?;
-        Ok(Box::new(EncryptingUpload {
-            upload,
+        let sealer = Sealer {
             cipher: cipher.clone(),
             out: header.raw.to_vec(),
             header,
             pending: Vec::new(),
             next: 0,
-            done: false,
-        }))
+        };
+        Ok(Box::new(EncodingUpload::new(upload, sealer)))
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {

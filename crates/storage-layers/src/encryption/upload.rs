@@ -1,21 +1,15 @@
 //! Streaming encryption of a multipart upload.
 
-use std::fmt;
-
-use async_trait::async_trait;
-use futures::FutureExt;
-use object_store::{MultipartUpload, PutPayload, PutResult, Result as OsResult, UploadPart};
+use storage_core::StorageError;
 
 use super::CHUNK_SIZE;
 use super::format::Header;
 use super::keyring::Cipher;
-use crate::transform::{MIN_PART, upload_finished};
+use crate::transform::PartEncoder;
 
-/// Encrypts a multipart upload as it streams: whole chunks are sealed as data arrives and
-/// sent in parts of at least 5 MiB; the final chunk is sealed (with its "last" flag) on
-/// `complete`.
-pub(super) struct EncryptingUpload {
-    pub(super) upload: Box<dyn MultipartUpload>,
+/// Encrypts a multipart upload as it streams: whole chunks are sealed as data arrives; the
+/// final chunk is sealed (with its "last" flag) when the upload completes.
+pub(super) struct Sealer {
     pub(super) cipher: Cipher,
     pub(super) header: Header,
     /// Sealed bytes not yet sent.
@@ -24,16 +18,9 @@ pub(super) struct EncryptingUpload {
     /// is known when it is sealed).
     pub(super) pending: Vec<u8>,
     pub(super) next: u64,
-    pub(super) done: bool,
 }
 
-impl fmt::Debug for EncryptingUpload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EncryptingUpload({:?})", self.upload)
-    }
-}
-
-impl EncryptingUpload {
+impl Sealer {
     fn seal_chunk(&mut self, plain: &[u8], last: bool) {
         let start = self.out.len();
         self.out.extend_from_slice(plain);
@@ -43,15 +30,11 @@ impl EncryptingUpload {
     }
 }
 
-#[async_trait]
-impl MultipartUpload for EncryptingUpload {
-    fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        if self.done {
-            return upload_finished();
-        }
-        for chunk in data.iter() {
-            self.pending.extend_from_slice(chunk);
-        }
+impl PartEncoder for Sealer {
+    const NAME: &'static str = "Encrypting";
+
+    fn write(&mut self, data: &[u8]) -> Result<(), StorageError> {
+        self.pending.extend_from_slice(data);
         // Seal every whole chunk except one, which may turn out to be the last.
         let c = CHUNK_SIZE as usize;
         let whole = self.pending.len().saturating_sub(1) / c;
@@ -62,29 +45,21 @@ impl MultipartUpload for EncryptingUpload {
                 self.seal_chunk(piece, false);
             }
         }
-        if self.out.len() >= MIN_PART {
-            let part = std::mem::take(&mut self.out);
-            return self.upload.put_part(part.into());
-        }
-        futures::future::ready(Ok(())).boxed()
+        Ok(())
     }
 
-    async fn complete(&mut self) -> OsResult<PutResult> {
-        if !self.done {
-            self.done = true;
-            let last = std::mem::take(&mut self.pending);
-            self.seal_chunk(&last, true);
-            let part = std::mem::take(&mut self.out);
-            self.upload.put_part(part.into()).await?;
-        }
-        self.upload.complete().await
+    fn buffered(&self) -> usize {
+        self.out.len()
     }
 
-    async fn abort(&mut self) -> OsResult<()> {
-        self.done = true;
-        self.pending.clear();
-        self.out.clear();
-        self.upload.abort().await
+    fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    fn finish(mut self) -> Result<Vec<u8>, StorageError> {
+        let last = std::mem::take(&mut self.pending);
+        self.seal_chunk(&last, true);
+        Ok(self.out)
     }
 }
 

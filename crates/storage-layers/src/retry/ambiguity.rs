@@ -1,6 +1,7 @@
 //! Copies and renames whose answer was lost: retried, and resolved by looking at the
 //! objects (conditional puts and deletes are not: see the [module docs](super)).
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 
 use object_store::path::Path;
@@ -11,7 +12,7 @@ use object_store::{
 use storage_core::{ErrorKind, StrataStore};
 
 use super::store::RetryStore;
-use crate::util::classify;
+use crate::util::{ErrorClass, classify};
 
 impl<T: StrataStore> RetryStore<T> {
     async fn same_bytes(&self, a: &Path, b: &Path) -> bool {
@@ -33,6 +34,54 @@ impl<T: StrataStore> RetryStore<T> {
         }
     }
 
+    /// Run `attempt` under the policy until it succeeds or the policy gives up. Once an
+    /// attempt failed ambiguously (it may have been applied), each later failure is first
+    /// handed to `settle`, which may tell from the objects what the earlier attempt did
+    /// (`None`: not a case it can tell, retry as usual).
+    async fn resolving<A, AFut, S, SFut>(
+        &self,
+        op: &str,
+        key: &str,
+        mut attempt: A,
+        mut settle: S,
+    ) -> OsResult<()>
+    where
+        A: FnMut() -> AFut,
+        AFut: Future<Output = OsResult<()>>,
+        S: FnMut(ErrorClass) -> SFut,
+        SFut: Future<Output = Option<Settled>>,
+    {
+        let mut attempts = 1;
+        let started = tokio::time::Instant::now();
+        let mut ambiguous: Option<object_store::Error> = None;
+        loop {
+            let err = match attempt().await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            let class = classify(&err);
+            if let Some(first) = ambiguous.take() {
+                match settle(class).await {
+                    Some(Settled::Done(res)) => return res,
+                    Some(Settled::Stands) => return Err(err),
+                    Some(Settled::Unknown) => return Err(first),
+                    None => ambiguous = Some(first),
+                }
+            }
+            if !self
+                .policy
+                .should_retry(class, attempts, started, op, key)
+                .await
+            {
+                return Err(err);
+            }
+            if class.ambiguous() && ambiguous.is_none() {
+                ambiguous = Some(err);
+            }
+            attempts += 1;
+        }
+    }
+
     /// A copy, retried; after an ambiguous failure a copy-if-absent that then meets an
     /// existing destination holding the source's bytes is our own earlier attempt: success.
     pub(super) async fn copy_resolving(
@@ -42,44 +91,24 @@ impl<T: StrataStore> RetryStore<T> {
         options: CopyOptions,
     ) -> OsResult<()> {
         let create = matches!(options.mode, CopyMode::Create);
-        let mut attempt = 1;
-        let started = tokio::time::Instant::now();
-        let mut ambiguous: Option<object_store::Error> = None;
-        loop {
-            let err = match self.inner.copy_opts(from, to, options.clone()).await {
-                Ok(()) => return Ok(()),
-                Err(e) => e,
-            };
-            let class = classify(&err);
-            if create
-                && class.kind == ErrorKind::Conflict
-                && let Some(first) = ambiguous.take()
-            {
-                // Our earlier attempt may have created the destination.
-                if self.same_bytes(from, to).await {
-                    self.policy
-                        .counters
-                        .recovered_writes
-                        .fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
-                // Another object is at the destination either way: the copy-if-absent answer
-                // stands.
-                drop(first);
-                return Err(err);
+        let attempt = || self.inner.copy_opts(from, to, options.clone());
+        let settle = move |class: ErrorClass| async move {
+            if !create || class.kind != ErrorKind::Conflict {
+                return None;
             }
-            if !self
-                .policy
-                .should_retry(class, attempt, started, "copy", to.as_ref())
-                .await
-            {
-                return Err(err);
+            // Our earlier attempt may have created the destination.
+            if self.same_bytes(from, to).await {
+                self.policy
+                    .counters
+                    .recovered_writes
+                    .fetch_add(1, Ordering::Relaxed);
+                return Some(Settled::Done(Ok(())));
             }
-            if class.ambiguous() && ambiguous.is_none() {
-                ambiguous = Some(err);
-            }
-            attempt += 1;
-        }
+            // Another object is at the destination either way: the copy-if-absent answer
+            // stands.
+            Some(Settled::Stands)
+        };
+        self.resolving("copy", to.as_ref(), attempt, settle).await
     }
 
     /// A rename, retried; after an ambiguous failure the state of source and destination
@@ -90,68 +119,55 @@ impl<T: StrataStore> RetryStore<T> {
         to: &Path,
         options: RenameOptions,
     ) -> OsResult<()> {
-        let mut attempt = 1;
-        let started = tokio::time::Instant::now();
-        let mut ambiguous: Option<object_store::Error> = None;
-        loop {
-            let err = match self.inner.rename_opts(from, to, options.clone()).await {
-                Ok(()) => return Ok(()),
-                Err(e) => e,
-            };
-            let class = classify(&err);
-            if ambiguous.is_some()
-                && matches!(class.kind, ErrorKind::NotFound | ErrorKind::Conflict)
-            {
-                // An earlier attempt may have done the move (source gone, destination there),
-                // or copied without deleting the source.
-                let source = self.exists(from).await;
-                let dest = self.exists(to).await;
-                match (source, dest) {
-                    (Some(false), Some(true)) => {
-                        self.policy
-                            .counters
-                            .recovered_writes
-                            .fetch_add(1, Ordering::Relaxed);
-                        return Ok(());
-                    }
-                    (Some(true), Some(true))
-                        if matches!(options.target_mode, RenameTargetMode::Create)
-                            && self.same_bytes(from, to).await =>
-                    {
-                        // Copied but the source delete was lost: finish the move.
-                        return self
-                            .policy
-                            .run("rename", from.as_ref(), || self.inner.delete(from))
-                            .await;
-                    }
-                    // Source still there, another object at the destination: nothing moved.
-                    (Some(true), Some(true))
-                        if matches!(options.target_mode, RenameTargetMode::Create) =>
-                    {
-                        return Err(err);
-                    }
-                    _ => {
-                        self.policy
-                            .counters
-                            .unknown_outcomes
-                            .fetch_add(1, Ordering::Relaxed);
-                        return Err(ambiguous.take().unwrap_or(err));
-                    }
+        let create = matches!(options.target_mode, RenameTargetMode::Create);
+        let attempt = || self.inner.rename_opts(from, to, options.clone());
+        let settle = move |class: ErrorClass| async move {
+            if !matches!(class.kind, ErrorKind::NotFound | ErrorKind::Conflict) {
+                return None;
+            }
+            // An earlier attempt may have done the move (source gone, destination there),
+            // or copied without deleting the source.
+            let source = self.exists(from).await;
+            let dest = self.exists(to).await;
+            Some(match (source, dest) {
+                (Some(false), Some(true)) => {
+                    self.policy
+                        .counters
+                        .recovered_writes
+                        .fetch_add(1, Ordering::Relaxed);
+                    Settled::Done(Ok(()))
                 }
-            }
-            if !self
-                .policy
-                .should_retry(class, attempt, started, "rename", to.as_ref())
-                .await
-            {
-                return Err(err);
-            }
-            if class.ambiguous() && ambiguous.is_none() {
-                ambiguous = Some(err);
-            }
-            attempt += 1;
-        }
+                (Some(true), Some(true)) if create && self.same_bytes(from, to).await => {
+                    // Copied but the source delete was lost: finish the move.
+                    let delete = self
+                        .policy
+                        .run("rename", from.as_ref(), || self.inner.delete(from))
+                        .await;
+                    Settled::Done(delete)
+                }
+                // Source still there, another object at the destination: nothing moved.
+                (Some(true), Some(true)) if create => Settled::Stands,
+                _ => {
+                    self.policy
+                        .counters
+                        .unknown_outcomes
+                        .fetch_add(1, Ordering::Relaxed);
+                    Settled::Unknown
+                }
+            })
+        };
+        self.resolving("rename", to.as_ref(), attempt, settle).await
     }
+}
+
+/// What a copy's or rename's `settle` made of a failure that followed an ambiguous one.
+enum Settled {
+    /// The outcome is known.
+    Done(OsResult<()>),
+    /// This failure is the answer.
+    Stands,
+    /// What happened cannot be told: the first, ambiguous failure is the answer.
+    Unknown,
 }
 
 #[cfg(test)]
