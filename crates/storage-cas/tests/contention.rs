@@ -5,7 +5,7 @@
 mod common;
 
 use common::{
-    Counter, Fault, FaultStore, Link, assert_one_chain, check_counter, check_versions, contended,
+    Counter, Fault, FaultStore, Link, assert_one_chain, check_counter, check_versions, counters,
     every_backend, hammer, increment,
 };
 use storage_cas::Collection;
@@ -16,11 +16,13 @@ const INCREMENTS: usize = 50;
 const COMMITTERS: u64 = 8;
 const COMMITS: u64 = 25;
 
+/// Every writer and committer races on compare-and-swap alone (the real proof).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sixteen_writers_memory_and_local_folder() {
+async fn writers_and_committers_on_memory_and_local_folder() {
     let dir = tempfile::tempdir().unwrap();
     for bucket in every_backend(dir.path()) {
         check_counter(&bucket, WRITERS, INCREMENTS, false).await;
+        check_versions(&bucket, COMMITTERS, COMMITS, false).await;
     }
 }
 
@@ -89,14 +91,6 @@ fn chain_check_detects_forks_and_gaps() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn eight_committers_memory_and_local_folder() {
-    let dir = tempfile::tempdir().unwrap();
-    for bucket in every_backend(dir.path()) {
-        check_versions(&bucket, COMMITTERS, COMMITS, false).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_committers_with_lost_answers() {
     let store = FaultStore::on_conditional(|| (fastrand::u8(0..8) == 0).then_some(Fault::LostAck));
     check_versions(&store.bucket(), COMMITTERS, COMMITS, true).await;
@@ -108,10 +102,7 @@ async fn eight_committers_with_lost_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_writers_with_lost_answers_are_exact_or_ambiguous() {
     let store = FaultStore::on_conditional(|| (fastrand::u8(0..10) == 0).then_some(Fault::LostAck));
-    let c: Collection<Counter> = Collection::new(&store.bucket(), "counters/{id}.json")
-        .unwrap()
-        .with_backoff(contended())
-        .with_local_queue(false);
+    let c = counters(&store.bucket()).with_local_queue(false);
     let mut tasks = Vec::new();
     for _ in 0..WRITERS {
         let c = c.clone();
@@ -181,9 +172,7 @@ async fn child_writer() {
     let dir = std::env::var(CHILD_ENV)
         .expect("child_writer runs as a child process, with its folder in the environment");
     let bucket = Bucket::local("fs", &dir).unwrap();
-    let c: Collection<Counter> = Collection::new(&bucket, "counters/{id}.json")
-        .unwrap()
-        .with_backoff(contended());
+    let c = counters(&bucket);
     for link in hammer(&c, TASKS_PER_PROCESS, PROCESS_INCREMENTS).await {
         println!(
             "LINK {} {}",

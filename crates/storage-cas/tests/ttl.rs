@@ -39,6 +39,15 @@ fn setup(bucket: &Bucket) -> (Collection<Run>, Arc<ManualClock>) {
     (c, clock)
 }
 
+/// Write run `id` named `name` with a one-hour TTL, then move the clock two hours on: it has
+/// expired.
+async fn write_expired(c: &Collection<Run>, clock: &ManualClock, id: &str, name: &str) {
+    c.put_with(id, &run(name), &WriteOpts::ttl(HOUR))
+        .await
+        .unwrap();
+    clock.advance(2 * HOUR);
+}
+
 #[tokio::test]
 async fn expiry_is_stored_in_metadata_and_expired_reads_as_absent() {
     let dir = tempfile::tempdir().unwrap();
@@ -92,11 +101,8 @@ async fn expiry_is_stored_in_metadata_and_expired_reads_as_absent() {
 async fn expired_documents_are_replaced_by_create_and_update_with() {
     let bucket = Bucket::memory("m");
     let (c, clock) = setup(&bucket);
-    c.put_with("t/r", &run("old"), &WriteOpts::ttl(HOUR))
-        .await
-        .unwrap();
-    let old_etag = c.get("t/r").await.unwrap().unwrap().etag;
-    clock.advance(2 * HOUR);
+    write_expired(&c, &clock, "t/r", "old").await;
+    let old_etag = c.get_including_expired("t/r").await.unwrap().unwrap().etag;
 
     // create treats the expired document as absent and replaces exactly it.
     let w = c.create("t/r", &run("new")).await.unwrap();
@@ -105,10 +111,7 @@ async fn expired_documents_are_replaced_by_create_and_update_with() {
     assert!(matches!(err, StorageError::AlreadyExists { .. }), "{err}");
 
     // update_with sees an expired document as None, and replaces it with put-if-match.
-    c.put_with("t/u", &run("old"), &WriteOpts::ttl(HOUR))
-        .await
-        .unwrap();
-    clock.advance(2 * HOUR);
+    write_expired(&c, &clock, "t/u", "old").await;
     let out = c
         .update_with("t/u", |cur| {
             assert!(cur.is_none(), "expired reads as absent");
@@ -241,10 +244,7 @@ async fn a_document_refreshed_after_the_sweep_check_survives() {
     // refreshing the document in between must win.
     let bucket = Bucket::memory("m");
     let (c, clock) = setup(&bucket);
-    c.put_with("t/r", &run("x"), &WriteOpts::ttl(HOUR))
-        .await
-        .unwrap();
-    clock.advance(2 * HOUR);
+    write_expired(&c, &clock, "t/r", "x").await;
     let expired = c.get_including_expired("t/r").await.unwrap().unwrap();
     c.put("t/r", &run("refreshed")).await.unwrap();
     // What the sweep would do after its HEAD saw `expired`:

@@ -195,12 +195,18 @@ fn entries(n: usize) -> Vec<ManifestEntry> {
     (0..n).map(|i| entry(i, 0)).collect()
 }
 
+/// A manifest in memory of 200 entries appended `chunk` at a time: one segment per append.
+async fn appended_in_chunks(chunk: usize) -> Manifest {
+    let m = manifest(Bucket::memory("s"));
+    for part in entries(200).chunks(chunk) {
+        m.append(part).await.unwrap();
+    }
+    m
+}
+
 #[tokio::test]
 async fn one_parquet_part_searches_as_before() {
-    let m = manifest(Bucket::memory("s"));
-    for chunk in entries(200).chunks(50) {
-        m.append(chunk).await.unwrap();
-    }
+    let m = appended_in_chunks(50).await;
     m.compact_all().await.unwrap();
     let head = m.head().await.unwrap();
     assert_eq!((head.parts.len(), head.segments.len()), (1, 0));
@@ -236,10 +242,7 @@ async fn parts_and_segments_replacing_keys_search_as_before() {
 
 #[tokio::test]
 async fn segments_only_search_as_before() {
-    let m = manifest(Bucket::memory("s"));
-    for chunk in entries(200).chunks(60) {
-        m.append(chunk).await.unwrap();
-    }
+    let m = appended_in_chunks(60).await;
     assert_same_as_before(&m, "segments").await;
 }
 

@@ -270,6 +270,13 @@ pub fn contended() -> BackoffStrategy {
         .without_deadline()
 }
 
+/// The counters in `bucket` (`counters/{id}.json`), retrying under [`contended`].
+pub fn counters(bucket: &Bucket) -> Collection<Counter> {
+    Collection::new(bucket, "counters/{id}.json")
+        .unwrap()
+        .with_backoff(contended())
+}
+
 /// `writers` tasks each add 1 to `counters/hot` `increments` times; returns every
 /// writer's log of (replaced ETag, written ETag).
 pub async fn hammer(c: &Collection<Counter>, writers: usize, increments: usize) -> Vec<Link> {
@@ -304,10 +311,7 @@ pub async fn hammer(c: &Collection<Counter>, writers: usize, increments: usize) 
 /// `local_queue: false` makes every writer race on compare-and-swap alone (the real proof);
 /// `true` is the default in-process queue in front of it.
 pub async fn check_counter(bucket: &Bucket, writers: usize, increments: usize, local_queue: bool) {
-    let c: Collection<Counter> = Collection::new(bucket, "counters/{id}.json")
-        .unwrap()
-        .with_backoff(contended())
-        .with_local_queue(local_queue);
+    let c = counters(bucket).with_local_queue(local_queue);
     let links = hammer(&c, writers, increments).await;
     let doc = c.get("hot").await.unwrap().unwrap();
     assert_eq!(
