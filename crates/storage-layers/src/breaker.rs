@@ -51,10 +51,10 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::stream::{self, StreamExt};
 use object_store::Result as OsResult;
-use storage_core::{Layer, StorageError, StrataStore};
+use storage_core::{StorageError, StrataStore};
 use tokio::time::Instant;
 
-use crate::guard::{Answer, Call, CallFuture, Guard, Guarded, ItemStream, MakeStream};
+use crate::guard::{Answer, Call, CallFuture, Guard, Guarded, Item, ItemStream, MakeStream};
 use crate::util::{classify, os_err};
 
 /// The breaker's state.
@@ -225,11 +225,7 @@ impl CircuitBreakerLayer {
     }
 }
 
-impl Layer for CircuitBreakerLayer {
-    fn layer(&self, inner: Arc<dyn StrataStore>) -> Arc<dyn StrataStore> {
-        Arc::new(self.wrap(inner))
-    }
-}
+crate::util::layer_wraps!(CircuitBreakerLayer);
 
 /// Permission to make one call; reports its outcome (a dropped permit releases a probe slot).
 struct Admission {
@@ -369,7 +365,7 @@ impl Guard for Arc<Breaker> {
         res
     }
 
-    fn listing<I: Send + 'static>(&self, _: Call<'_>, make: impl MakeStream<I>) -> ItemStream<I> {
+    fn listing<I: Item>(&self, _: Call<'_>, make: impl MakeStream<I>) -> ItemStream<I> {
         let breaker = Arc::clone(self);
         async move {
             let admission = match breaker.admit() {

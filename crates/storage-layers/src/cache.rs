@@ -66,7 +66,7 @@ use object_store::{
     ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
     Result as OsResult, UploadPart,
 };
-use storage_core::{ErrorKind, Layer, StorageError, StrataStore};
+use storage_core::{ErrorKind, StorageError, StrataStore};
 use tokio::time::Instant;
 
 use crate::util::{classify, os_err};
@@ -259,11 +259,7 @@ async fn write_around<R>(
     res
 }
 
-impl Layer for CacheLayer {
-    fn layer(&self, inner: Arc<dyn StrataStore>) -> Arc<dyn StrataStore> {
-        Arc::new(self.wrap(inner))
-    }
-}
+crate::util::layer_wraps!(CacheLayer);
 
 /// A caching store; made by [`CacheLayer`].
 pub struct CacheStore<T: StrataStore> {

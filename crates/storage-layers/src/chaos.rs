@@ -37,9 +37,9 @@ use futures::FutureExt;
 use futures::stream::{self, StreamExt};
 use object_store::path::Path;
 use object_store::{GetResult, ObjectStore, Result as OsResult};
-use storage_core::{Layer, StorageError, StrataStore};
+use storage_core::{StorageError, StrataStore};
 
-use crate::guard::{Answer, Call, CallFuture, Guard, Guarded, ItemStream, MakeStream, Op};
+use crate::guard::{Answer, Call, CallFuture, Guard, Guarded, Item, ItemStream, MakeStream, Op};
 use crate::util::{into_stream, os_err};
 
 /// The kind of error a [`ChaosLayer`] injects: the one enum the `[layers.chaos]` config
@@ -289,11 +289,7 @@ impl ChaosLayer {
     }
 }
 
-impl Layer for ChaosLayer {
-    fn layer(&self, inner: Arc<dyn StrataStore>) -> Arc<dyn StrataStore> {
-        Arc::new(self.wrap(inner))
-    }
-}
+crate::util::layer_wraps!(ChaosLayer);
 
 /// A store with injected faults; made by [`ChaosLayer`].
 pub struct ChaosStore<T: StrataStore> {
@@ -331,11 +327,7 @@ impl Guard for ChaosLayer {
         self.after_write(call.op.name(), call.key, res)
     }
 
-    fn listing<I: Send + 'static>(
-        &self,
-        call: Call<'_>,
-        make: impl MakeStream<I>,
-    ) -> ItemStream<I> {
+    fn listing<I: Item>(&self, call: Call<'_>, make: impl MakeStream<I>) -> ItemStream<I> {
         let inner = make();
         let layer = self.clone();
         let (op, key) = (call.op.name(), call.key.to_string());
@@ -381,14 +373,10 @@ impl Guard for ChaosLayer {
         self.cfg.parts
     }
 
-    fn deletes<S: ObjectStore>(
-        &self,
-        inner: &Arc<S>,
-        locations: ItemStream<Path>,
-    ) -> ItemStream<Path> {
+    fn deletes<S: ObjectStore>(&self, inner: &Arc<S>, paths: ItemStream<Path>) -> ItemStream<Path> {
         let inner = Arc::clone(inner);
         let layer = self.clone();
-        locations
+        paths
             .then(move |loc| {
                 let inner = Arc::clone(&inner);
                 let layer = layer.clone();

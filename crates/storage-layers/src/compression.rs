@@ -97,7 +97,7 @@ use object_store::{
     PutPayload, PutResult, RenameOptions, RenameTargetMode, Result as OsResult,
 };
 
-use storage_core::{Layer, StorageError, StrataStore};
+use storage_core::{StorageError, StrataStore};
 
 use crate::transform::{
     EncodingUpload, PartEncoder, byte_transforming_strata_store, check_range, range_err,
@@ -382,11 +382,7 @@ impl CompressionLayer {
     }
 }
 
-impl Layer for CompressionLayer {
-    fn layer(&self, inner: Arc<dyn StrataStore>) -> Arc<dyn StrataStore> {
-        Arc::new(self.wrap(inner))
-    }
-}
+crate::util::layer_wraps!(CompressionLayer);
 
 /// A compressing store; made by [`CompressionLayer`].
 pub struct CompressionStore<T: StrataStore> {

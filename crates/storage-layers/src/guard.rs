@@ -124,6 +124,10 @@ impl<'a> Call<'a> {
 pub(crate) trait CallFuture<R>: Future<Output = OsResult<R>> + Send {}
 impl<R, F: Future<Output = OsResult<R>> + Send> CallFuture<R> for F {}
 
+/// What a store's answer streams carry (object metadata, paths, bytes).
+pub(crate) trait Item: Send + 'static {}
+impl<I: Send + 'static> Item for I {}
+
 /// A stream of a store's answers (a listing, a delete stream, a GET body).
 pub(crate) type ItemStream<I> = BoxStream<'static, OsResult<I>>;
 
@@ -186,8 +190,7 @@ pub(crate) trait Guard: Clone + Send + Sync + 'static {
 
     /// Run a listing made by `make` (a stream-producing call: nothing happens until it
     /// is polled).
-    fn listing<I: Send + 'static>(&self, call: Call<'_>, make: impl MakeStream<I>)
-    -> ItemStream<I>;
+    fn listing<I: Item>(&self, call: Call<'_>, make: impl MakeStream<I>) -> ItemStream<I>;
 
     /// Run a GET (or HEAD); a layer that must follow the body overrides this.
     fn get(&self, call: Call<'_>, fut: impl CallFuture<GetResult>) -> impl CallFuture<GetResult> {
@@ -231,14 +234,10 @@ pub(crate) trait Guard: Clone + Send + Sync + 'static {
 
     /// Run a delete stream over `inner`: by default one stream-producing call, like a
     /// listing.
-    fn deletes<S: ObjectStore>(
-        &self,
-        inner: &Arc<S>,
-        locations: ItemStream<Path>,
-    ) -> ItemStream<Path> {
+    fn deletes<S: ObjectStore>(&self, inner: &Arc<S>, paths: ItemStream<Path>) -> ItemStream<Path> {
         let inner = Arc::clone(inner);
         self.listing(Call::new(Op::Delete, ""), move || {
-            inner.delete_stream(locations)
+            inner.delete_stream(paths)
         })
     }
 }

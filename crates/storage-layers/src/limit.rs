@@ -43,10 +43,10 @@ use futures::FutureExt;
 use futures::stream::{Stream, StreamExt};
 use object_store::{GetResult, GetResultPayload, Result as OsResult};
 
-use storage_core::{Layer, StrataStore};
+use storage_core::StrataStore;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::guard::{Answer, Call, CallFuture, Guard, Guarded, ItemStream, MakeStream};
+use crate::guard::{Answer, Call, CallFuture, Guard, Guarded, Item, ItemStream, MakeStream};
 use crate::util::into_stream;
 
 /// Permits for calls in flight, shared by every store that draws from it; clones share
@@ -181,11 +181,7 @@ impl ConcurrencyLimitLayer {
     }
 }
 
-impl Layer for ConcurrencyLimitLayer {
-    fn layer(&self, inner: Arc<dyn StrataStore>) -> Arc<dyn StrataStore> {
-        Arc::new(self.wrap(inner))
-    }
-}
+crate::util::layer_wraps!(ConcurrencyLimitLayer);
 
 /// A store with a concurrency limit; made by [`ConcurrencyLimitLayer`].
 pub struct LimitStore<T: StrataStore> {
@@ -238,7 +234,7 @@ impl Guard for Permits {
         fut.await
     }
 
-    fn listing<I: Send + 'static>(&self, _: Call<'_>, make: impl MakeStream<I>) -> ItemStream<I> {
+    fn listing<I: Item>(&self, _: Call<'_>, make: impl MakeStream<I>) -> ItemStream<I> {
         let permits = self.clone();
         async move {
             let permit = permits.permit().await;

@@ -53,11 +53,11 @@ use object_store::path::Path;
 use object_store::{
     MultipartUpload, ObjectStore, PutPayload, PutResult, Result as OsResult, UploadPart,
 };
-use storage_core::{ErrorKind, Layer, StrataStore};
+use storage_core::{ErrorKind, StrataStore};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::guard::{Answer, Call, CallFuture, Guard, Guarded, ItemStream, MakeStream, Op};
+use crate::guard::{Answer, Call, CallFuture, Guard, Guarded, Item, ItemStream, MakeStream, Op};
 use crate::util::{classify, key_prefix};
 
 /// Upper bounds of the latency histogram buckets, in milliseconds (a last bucket holds the
@@ -278,11 +278,7 @@ impl MetricsLayer {
     }
 }
 
-impl Layer for MetricsLayer {
-    fn layer(&self, inner: Arc<dyn StrataStore>) -> Arc<dyn StrataStore> {
-        Arc::new(self.wrap(inner))
-    }
-}
+crate::util::layer_wraps!(MetricsLayer);
 
 /// A store with metrics; made by [`MetricsLayer`].
 pub struct MetricsStore<T: StrataStore> {
@@ -427,11 +423,7 @@ impl Guard for Arc<Registry> {
         res
     }
 
-    fn listing<I: Send + 'static>(
-        &self,
-        call: Call<'_>,
-        make: impl MakeStream<I>,
-    ) -> ItemStream<I> {
+    fn listing<I: Item>(&self, call: Call<'_>, make: impl MakeStream<I>) -> ItemStream<I> {
         measured_stream(Measure::start(self, call.op.name(), call.key), make())
     }
 
@@ -458,16 +450,12 @@ impl Guard for Arc<Registry> {
         true
     }
 
-    fn deletes<S: ObjectStore>(
-        &self,
-        inner: &Arc<S>,
-        locations: ItemStream<Path>,
-    ) -> ItemStream<Path> {
+    fn deletes<S: ObjectStore>(&self, inner: &Arc<S>, paths: ItemStream<Path>) -> ItemStream<Path> {
         // One measured call per deleted key, so errors are attributed to their key prefix.
         let registry = Arc::clone(self);
         let starts = Arc::new(Mutex::new(std::collections::VecDeque::<Instant>::new()));
         let starts_in = Arc::clone(&starts);
-        let input = locations
+        let input = paths
             .inspect(move |_| starts_in.lock().expect("metrics").push_back(Instant::now()))
             .boxed();
         inner

@@ -37,9 +37,9 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt};
 use object_store::path::Path;
 use object_store::{GetResult, GetResultPayload, ObjectStore, Result as OsResult};
-use storage_core::{Layer, StorageError, StrataStore};
+use storage_core::{StorageError, StrataStore};
 
-use crate::guard::{Answer, Call, CallFuture, Guard, Guarded, ItemStream, MakeStream};
+use crate::guard::{Answer, Call, CallFuture, Guard, Guarded, Item, ItemStream, MakeStream};
 use crate::util::{into_stream, os_err};
 
 /// Bounds call and stream-idle time; see the [module docs](self).
@@ -119,11 +119,7 @@ impl TimeoutLayer {
     }
 }
 
-impl Layer for TimeoutLayer {
-    fn layer(&self, inner: Arc<dyn StrataStore>) -> Arc<dyn StrataStore> {
-        Arc::new(self.wrap(inner))
-    }
-}
+crate::util::layer_wraps!(TimeoutLayer);
 
 /// Fail a stream whose next item takes longer than `idle`.
 fn idle_limited<I: Send + 'static>(
@@ -163,11 +159,7 @@ impl Guard for Arc<TimeoutLayer> {
         self.run(call.op.name(), fut)
     }
 
-    fn listing<I: Send + 'static>(
-        &self,
-        call: Call<'_>,
-        make: impl MakeStream<I>,
-    ) -> ItemStream<I> {
+    fn listing<I: Item>(&self, call: Call<'_>, make: impl MakeStream<I>) -> ItemStream<I> {
         idle_limited(Arc::clone(self), call.op.name(), make())
     }
 
@@ -189,13 +181,9 @@ impl Guard for Arc<TimeoutLayer> {
         true
     }
 
-    fn deletes<S: ObjectStore>(
-        &self,
-        inner: &Arc<S>,
-        locations: ItemStream<Path>,
-    ) -> ItemStream<Path> {
+    fn deletes<S: ObjectStore>(&self, inner: &Arc<S>, paths: ItemStream<Path>) -> ItemStream<Path> {
         // Each deleted entry is an answer from the backend: bound the wait for each one.
-        let s = inner.delete_stream(locations);
+        let s = inner.delete_stream(paths);
         match self.operation {
             None => s,
             Some(_) => {

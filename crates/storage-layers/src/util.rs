@@ -210,6 +210,23 @@ pub(crate) fn key_prefix(key: &str, depth: usize) -> String {
     }
 }
 
+/// `storage_core::Layer` for a layer builder `Name` whose `wrap(inner)` makes its store.
+#[allow(unused_macros)] // used by the layers, each behind its feature
+macro_rules! layer_wraps {
+    ($layer:ident) => {
+        impl storage_core::Layer for $layer {
+            fn layer(
+                &self,
+                inner: std::sync::Arc<dyn storage_core::StrataStore>,
+            ) -> std::sync::Arc<dyn storage_core::StrataStore> {
+                std::sync::Arc::new(self.wrap(inner))
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use layer_wraps;
+
 /// `Debug` and `Display` of a layer's store `Name<T>` with an `inner` field: `Name(inner)`.
 #[allow(unused_macros)] // used by the layers, each behind its feature
 macro_rules! layer_store_fmt {

@@ -12,7 +12,7 @@ use object_store::{
     ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result as OsResult,
 };
 
-use storage_core::{Layer, StorageError, StrataStore};
+use storage_core::{StorageError, StrataStore};
 
 use super::format::{Header, STORED_CHUNK, chunk_count, corrupt, encrypt_all, plain_len};
 use super::keyring::{Cipher, Keyring};
@@ -64,11 +64,7 @@ impl EncryptionLayer {
     }
 }
 
-impl Layer for EncryptionLayer {
-    fn layer(&self, inner: Arc<dyn StrataStore>) -> Arc<dyn StrataStore> {
-        Arc::new(self.wrap(inner))
-    }
-}
+crate::util::layer_wraps!(EncryptionLayer);
 
 /// An encrypting store; made by [`EncryptionLayer`].
 pub struct EncryptionStore<T: StrataStore> {

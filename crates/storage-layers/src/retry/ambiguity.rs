@@ -61,10 +61,18 @@ impl<T: StrataStore> RetryStore<T> {
             };
             let class = classify(&err);
             if let Some(first) = ambiguous.take() {
+                let counters = &self.policy.counters;
                 match settle(class).await {
+                    Some(Settled::Recovered) => {
+                        counters.recovered_writes.fetch_add(1, Ordering::Relaxed);
+                        return Ok(());
+                    }
                     Some(Settled::Done(res)) => return res,
                     Some(Settled::Stands) => return Err(err),
-                    Some(Settled::Unknown) => return Err(first),
+                    Some(Settled::Unknown) => {
+                        counters.unknown_outcomes.fetch_add(1, Ordering::Relaxed);
+                        return Err(first);
+                    }
                     None => ambiguous = Some(first),
                 }
             }
@@ -98,11 +106,7 @@ impl<T: StrataStore> RetryStore<T> {
             }
             // Our earlier attempt may have created the destination.
             if self.same_bytes(from, to).await {
-                self.policy
-                    .counters
-                    .recovered_writes
-                    .fetch_add(1, Ordering::Relaxed);
-                return Some(Settled::Done(Ok(())));
+                return Some(Settled::Recovered);
             }
             // Another object is at the destination either way: the copy-if-absent answer
             // stands.
@@ -130,13 +134,7 @@ impl<T: StrataStore> RetryStore<T> {
             let source = self.exists(from).await;
             let dest = self.exists(to).await;
             Some(match (source, dest) {
-                (Some(false), Some(true)) => {
-                    self.policy
-                        .counters
-                        .recovered_writes
-                        .fetch_add(1, Ordering::Relaxed);
-                    Settled::Done(Ok(()))
-                }
+                (Some(false), Some(true)) => Settled::Recovered,
                 (Some(true), Some(true)) if create && self.same_bytes(from, to).await => {
                     // Copied but the source delete was lost: finish the move.
                     let delete = self
@@ -147,13 +145,7 @@ impl<T: StrataStore> RetryStore<T> {
                 }
                 // Source still there, another object at the destination: nothing moved.
                 (Some(true), Some(true)) if create => Settled::Stands,
-                _ => {
-                    self.policy
-                        .counters
-                        .unknown_outcomes
-                        .fetch_add(1, Ordering::Relaxed);
-                    Settled::Unknown
-                }
+                _ => Settled::Unknown,
             })
         };
         self.resolving("rename", to.as_ref(), attempt, settle).await
@@ -162,11 +154,14 @@ impl<T: StrataStore> RetryStore<T> {
 
 /// What a copy's or rename's `settle` made of a failure that followed an ambiguous one.
 enum Settled {
+    /// The earlier attempt did it: success (counted as a recovered write).
+    Recovered,
     /// The outcome is known.
     Done(OsResult<()>),
     /// This failure is the answer.
     Stands,
-    /// What happened cannot be told: the first, ambiguous failure is the answer.
+    /// What happened cannot be told: the first, ambiguous failure is the answer (counted as
+    /// an unknown outcome).
     Unknown,
 }
 

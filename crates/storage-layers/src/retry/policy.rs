@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use object_store::Result as OsResult;
+use storage_core::StrataStore;
 use storage_core::backoff::{BackoffStrategy, Jitter};
-use storage_core::{Layer, StrataStore};
 
 use super::store::RetryStore;
 use super::{DEFAULT_DEADLINE, RetryBudget};
@@ -161,11 +161,7 @@ fn policy_mut(this: &mut Arc<Policy>) -> &mut Policy {
     }
 }
 
-impl Layer for RetryLayer {
-    fn layer(&self, inner: Arc<dyn StrataStore>) -> Arc<dyn StrataStore> {
-        Arc::new(self.wrap(inner))
-    }
-}
+crate::util::layer_wraps!(RetryLayer);
 
 impl Policy {
     /// The backoff as the workspace's one backoff type: full jitter, uniform in
