@@ -60,34 +60,19 @@ async fn sixteen_writers_with_lost_answers_and_timeouts() {
 
 #[test]
 fn chain_check_detects_forks_and_gaps() {
+    let link = |replaced: Option<&str>, wrote: &str| Link {
+        replaced: replaced.map(str::to_string),
+        wrote: wrote.to_string(),
+    };
     // Sanity check of the check itself: a log with a fork is rejected.
-    let links = vec![
-        Link {
-            replaced: None,
-            wrote: "a".into(),
-        },
-        Link {
-            replaced: Some("a".into()),
-            wrote: "b".into(),
-        },
-        Link {
-            replaced: Some("a".into()),
-            wrote: "c".into(),
-        },
-    ];
-    let forked = std::panic::catch_unwind(|| assert_one_chain(&links, "c"));
+    let fork = [link(None, "a"), link(Some("a"), "b"), link(Some("a"), "c")];
+    let forked = std::panic::catch_unwind(|| assert_one_chain(&fork, "c"));
     assert!(forked.is_err(), "a fork must be detected");
-    let gap = vec![
-        Link {
-            replaced: None,
-            wrote: "a".into(),
-        },
-        Link {
-            replaced: Some("x".into()),
-            wrote: "b".into(),
-        },
-    ];
+    let gap = [link(None, "a"), link(Some("x"), "b")];
     assert!(std::panic::catch_unwind(|| assert_one_chain(&gap, "b")).is_err());
+    // And the positive control: one unbroken chain passes.
+    let chain = [link(None, "a"), link(Some("a"), "b"), link(Some("b"), "c")];
+    assert_one_chain(&chain, "c");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,5 +1,7 @@
 //! Collection behaviour on the memory and local-folder backends.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,15 +50,10 @@ async fn update_losing_every_race(c: &Collection<Msg>) -> StorageError {
     .unwrap_err()
 }
 
-fn backends() -> Vec<(Bucket, Option<tempfile::TempDir>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let local = Bucket::local("docs", dir.path()).unwrap();
-    vec![(Bucket::memory("docs"), None), (local, Some(dir))]
-}
-
 #[tokio::test]
 async fn crud_round_trip_on_every_backend() {
-    for (bucket, _dir) in backends() {
+    let dir = tempfile::tempdir().unwrap();
+    for bucket in common::every_backend(dir.path()) {
         let p = bucket.provider().to_string();
         let c: Collection<Msg> = Collection::new(&bucket, "messages/{thread}/{id}.json").unwrap();
         assert!(c.get("t1/m1").await.unwrap().is_none(), "{p}");
@@ -214,7 +211,8 @@ async fn foreign_store_works_as_declared_and_conditional_delete_is_never_faked()
 
 #[tokio::test]
 async fn update_with_creates_replaces_deletes_and_noops() {
-    for (bucket, _dir) in backends() {
+    let dir = tempfile::tempdir().unwrap();
+    for bucket in common::every_backend(dir.path()) {
         let c: Collection<Msg> = Collection::new(&bucket, "c/{id}.json").unwrap();
         let created = c
             .update_with("k", |cur| {
