@@ -658,6 +658,7 @@ impl<T: StrataStore> CompressionStore<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::test_support::read;
     use object_store::{GetRange, ObjectStoreExt, WriteMultipart};
     use storage_core::MemoryStore;
 
@@ -730,28 +731,11 @@ mod tests {
             .with_default(Codec::Gzip)
             .wrap(Arc::clone(&mem));
         store.put(&Path::from("tiny"), "hi".into()).await.unwrap();
-        assert_eq!(
-            mem.get(&Path::from("tiny"))
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap(),
-            "hi"
-        );
+        assert_eq!(read(&mem, "tiny").await, "hi");
         mem.put(&Path::from("plain"), json(100).into())
             .await
             .unwrap();
-        assert_eq!(
-            store
-                .get(&Path::from("plain"))
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap(),
-            json(100)
-        );
+        assert_eq!(read(&store, "plain").await, json(100));
     }
 
     #[tokio::test]

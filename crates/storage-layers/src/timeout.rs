@@ -201,6 +201,7 @@ impl Guard for Arc<TimeoutLayer> {
 mod tests {
     use super::*;
     use crate::chaos::ChaosLayer;
+    use crate::util::test_support::read;
     use bytes::Bytes;
     use object_store::ObjectStoreExt;
     use storage_core::MemoryStore;
@@ -231,16 +232,7 @@ mod tests {
             .with_operation_timeout(Duration::from_millis(1))
             .wrap(MemoryStore::new());
         store.put(&Path::from("a"), "x".into()).await.unwrap();
-        assert_eq!(
-            store
-                .get(&Path::from("a"))
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap(),
-            "x"
-        );
+        assert_eq!(read(&store, "a").await, "x");
     }
 
     #[tokio::test(start_paused = true)]

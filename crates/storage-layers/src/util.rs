@@ -306,6 +306,25 @@ macro_rules! strata_store {
 #[allow(unused_imports)]
 pub(crate) use strata_store;
 
+/// Helpers for the layers' unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use bytes::Bytes;
+    use object_store::path::Path;
+    use object_store::{ObjectStore, ObjectStoreExt};
+
+    /// The whole body of `key` in `store`; panics on any error.
+    pub(crate) async fn read(store: &dyn ObjectStore, key: &str) -> Bytes {
+        store
+            .get(&Path::from(key))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

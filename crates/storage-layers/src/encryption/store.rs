@@ -516,6 +516,7 @@ fn list_sizes(
 
 #[cfg(test)]
 mod tests {
+    use crate::util::test_support::read;
     use object_store::ObjectStoreExt;
     use storage_core::MemoryStore;
 
@@ -653,16 +654,7 @@ mod tests {
             .unwrap();
         assert_eq!(v2.primary_id(), Some("2026"));
         let store = EncryptionLayer::new(v2).wrap(Arc::clone(&mem));
-        assert_eq!(
-            store
-                .get(&Path::from("a"))
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap(),
-            "old"
-        );
+        assert_eq!(read(&store, "a").await, "old");
         store.put(&Path::from("b"), "new".into()).await.unwrap();
         let raw = mem
             .get_range(&Path::from("b"), 0..HEADER_LEN)
@@ -684,15 +676,6 @@ mod tests {
         let lenient = EncryptionLayer::new(keyring())
             .with_allow_plaintext(true)
             .wrap(Arc::clone(&mem));
-        assert_eq!(
-            lenient
-                .get(&Path::from("plain"))
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap(),
-            "hello"
-        );
+        assert_eq!(read(&lenient, "plain").await, "hello");
     }
 }
