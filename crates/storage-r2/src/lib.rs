@@ -39,7 +39,7 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use storage_core::config::{Env, duration_str, validate_bucket_name, validate_credential};
+use storage_core::config::{Env, duration_str};
 use storage_core::{Bucket, Capabilities, Result, Secret, StorageError};
 use storage_s3::{CredentialSource, S3Config};
 
@@ -169,7 +169,6 @@ impl R2Config {
 
     /// Check the fields; errors name the field under `field_prefix`.
     pub fn validate(&self, field_prefix: &str) -> Result<()> {
-        let f = |n: &str| format!("{field_prefix}{n}");
         if self.endpoint.is_none()
             && (self.account_id.len() != 32
                 || !self.account_id.chars().all(|c| c.is_ascii_hexdigit()))
@@ -178,7 +177,7 @@ impl R2Config {
                 if field_prefix.is_empty() {
                     "R2_ACCOUNT_ID".to_string()
                 } else {
-                    f("account_id")
+                    format!("{field_prefix}account_id")
                 },
                 format!(
                     "`{}` is not an R2 account id (32 hexadecimal characters)",
@@ -186,10 +185,9 @@ impl R2Config {
                 ),
             ));
         }
-        validate_bucket_name(&f("bucket"), &self.bucket)?;
-        validate_credential(&f("access_key_id"), &self.access_key_id)?;
-        validate_credential(&f("secret_access_key"), self.secret_access_key.expose())?;
-        Ok(())
+        // Every other field is an S3 field of the same name, checked (and named) by S3's
+        // checks.
+        self.s3_equivalent().validate(field_prefix)
     }
 
     /// The S3 API endpoint for this account and jurisdiction (or the override).
@@ -212,27 +210,31 @@ impl R2Config {
     /// The equivalent S3 settings.
     pub fn to_s3_config(&self) -> Result<S3Config> {
         self.validate("")?;
-        let mut s3 = S3Config::new(&self.bucket);
-        s3.region = Some("auto".into());
-        s3.endpoint = Some(self.endpoint_url());
-        s3.path_style = Some(true);
-        // R2 documents If-Match for writes, not for DeleteObject: a DELETE carrying it could
-        // delete unconditionally.
-        s3.conditional_delete = Some(false);
-        s3.allow_http = self.allow_http;
-        s3.credentials = CredentialSource::Static;
-        s3.access_key_id = Some(self.access_key_id.clone());
-        s3.secret_access_key = Some(self.secret_access_key.clone());
-        s3.cdn_url = self.cdn_url.clone();
-        s3.max_retries = self.max_retries;
-        s3.timeout = self.timeout;
-        s3.connect_timeout = self.connect_timeout;
-        s3.part_size = self.part_size;
-        s3.keep_alive = self.keep_alive;
-        s3.conditional_put = true;
-        // The S3 checks name S3Config's fields, which are this config's fields too.
-        s3.validate("")?;
-        Ok(s3)
+        Ok(self.s3_equivalent())
+    }
+
+    /// The S3 settings of this bucket, unchecked.
+    fn s3_equivalent(&self) -> S3Config {
+        S3Config {
+            region: Some("auto".into()),
+            endpoint: Some(self.endpoint_url()),
+            path_style: Some(true),
+            allow_http: self.allow_http,
+            credentials: CredentialSource::Static,
+            access_key_id: Some(self.access_key_id.clone()),
+            secret_access_key: Some(self.secret_access_key.clone()),
+            conditional_put: true,
+            // R2 documents If-Match for writes, not for DeleteObject: a DELETE carrying it
+            // could delete unconditionally.
+            conditional_delete: Some(false),
+            max_retries: self.max_retries,
+            timeout: self.timeout,
+            connect_timeout: self.connect_timeout,
+            cdn_url: self.cdn_url.clone(),
+            part_size: self.part_size,
+            keep_alive: self.keep_alive,
+            ..S3Config::new(&self.bucket)
+        }
     }
 
     /// Build a [`Bucket`] named `name` with R2's capabilities.
