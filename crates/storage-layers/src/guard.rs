@@ -188,8 +188,8 @@ pub(crate) trait Guard: Clone + Send + Sync + 'static {
     /// Run one call that answers once.
     fn call<R: Answer>(&self, call: Call<'_>, fut: impl CallFuture<R>) -> impl CallFuture<R>;
 
-    /// Run a listing made by `make` (a stream-producing call: nothing happens until it
-    /// is polled).
+    /// Run a stream-producing call (a listing; by default a delete stream too): `make`
+    /// starts it, when the guard lets it start.
     fn listing<I: Item>(&self, call: Call<'_>, make: impl MakeStream<I>) -> ItemStream<I>;
 
     /// Run a GET (or HEAD); a layer that must follow the body overrides this.
