@@ -668,6 +668,11 @@ mod tests {
             .collect()
     }
 
+    /// A layer compressing every object of 1 KiB or more with `codec`.
+    fn compressing(codec: Codec) -> CompressionLayer {
+        CompressionLayer::default().with_default(codec)
+    }
+
     fn put_opts(ct: &str) -> PutOptions {
         let mut o = PutOptions::default();
         o.attributes
@@ -727,9 +732,7 @@ mod tests {
     #[tokio::test]
     async fn small_and_foreign_objects_pass_through() {
         let mem = Arc::new(MemoryStore::new());
-        let store = CompressionLayer::default()
-            .with_default(Codec::Gzip)
-            .wrap(Arc::clone(&mem));
+        let store = compressing(Codec::Gzip).wrap(Arc::clone(&mem));
         store.put(&Path::from("tiny"), "hi".into()).await.unwrap();
         assert_eq!(read(&mem, "tiny").await, "hi");
         mem.put(&Path::from("plain"), json(100).into())
@@ -741,9 +744,7 @@ mod tests {
     #[tokio::test]
     async fn ranges_are_in_uncompressed_bytes() {
         let mem = Arc::new(MemoryStore::new());
-        let store = CompressionLayer::default()
-            .with_default(Codec::Gzip)
-            .wrap(Arc::clone(&mem));
+        let store = compressing(Codec::Gzip).wrap(Arc::clone(&mem));
         let body = Bytes::from(json(1000));
         let p = Path::from("r");
         store.put(&p, body.clone().into()).await.unwrap();
@@ -764,9 +765,7 @@ mod tests {
 
     #[tokio::test]
     async fn ranges_beyond_the_stored_size_still_work() {
-        let store = CompressionLayer::default()
-            .with_default(Codec::Gzip)
-            .wrap(MemoryStore::new());
+        let store = compressing(Codec::Gzip).wrap(MemoryStore::new());
         let body = Bytes::from("a".repeat(100_000));
         let p = Path::from("z");
         store.put(&p, body.clone().into()).await.unwrap();
@@ -787,9 +786,7 @@ mod tests {
 
     #[tokio::test]
     async fn conditional_writes_use_the_stored_etag() {
-        let store = CompressionLayer::default()
-            .with_default(Codec::Gzip)
-            .wrap(MemoryStore::new());
+        let store = compressing(Codec::Gzip).wrap(MemoryStore::new());
         let p = Path::from("cas");
         let first = store.put(&p, json(100).into()).await.unwrap();
         let got = store.get(&p).await.unwrap();
@@ -818,9 +815,7 @@ mod tests {
     #[tokio::test]
     async fn multipart_uploads_compress_as_they_stream() {
         let mem = Arc::new(MemoryStore::new());
-        let store = CompressionLayer::default()
-            .with_default(Codec::Zstd)
-            .wrap(Arc::clone(&mem));
+        let store = compressing(Codec::Zstd).wrap(Arc::clone(&mem));
         let p = Path::from("mp");
         let body = json(200_000); // ~9 MiB of JSON
         // The default codec does not apply to multipart uploads...
