@@ -135,6 +135,14 @@ pub fn combine(outputs: &[String]) -> Result<String> {
     Ok(combined)
 }
 
+/// How many runs [`combine`] joined into `output` (0: a single run's own output).
+fn runs_in(output: &str) -> usize {
+    output
+        .lines()
+        .filter(|l| l.starts_with("xtask: run ") && l.contains(" of "))
+        .count()
+}
+
 /// The `BENCH` lines of `output`; a malformed one is an error naming its line.
 pub fn parse(output: &str) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
@@ -351,11 +359,19 @@ pub fn write(root: &Path, output: &str, run: &Run) -> Result<(usize, usize)> {
     let _ = writeln!(md, "# Benchmarks\n");
     let _ = writeln!(
         md,
-        "Written by `cargo xtask bench --report` from one run of every bench{}; do not edit by \
+        "Written by `cargo xtask bench --report` from {}{}; do not edit by \
          hand, run it again. Every figure is a ratio measured side by side in one process \
          (Strata and its baseline interleaved, round after round), because absolute times on \
          a shared machine are noise. A ratio's spread is the range of the rounds' own ratios \
          (25th-75th percentile, or smallest-largest where a bench says so).\n",
+        match runs_in(output) {
+            0 | 1 => "one run of every bench".to_string(),
+            n => format!(
+                "{n} runs: a run of every bench, then re-runs of some (`--from` given {n} times), \
+                 each re-run's rows replacing the same bench's earlier rows; the benches' own \
+                 output below shows each run"
+            ),
+        },
         if run.quick {
             " **with `--quick`** (fewer rounds: a smoke run, noisier than a full one)"
         } else {
@@ -760,6 +776,8 @@ BENCH {"bench":"routing","group":"overhead","row":"set","ratio":0.9,"better":"lo
         // Both runs' own lines stay.
         assert!(combined.contains("human line") && combined.contains("rerun line"));
         assert!(combined.contains("xtask: run 2 of 2"), "{combined}");
+        assert_eq!(runs_in(&combined), 2);
+        assert_eq!(runs_in(OUTPUT), 0);
     }
 
     #[test]
