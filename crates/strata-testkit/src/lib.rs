@@ -10,7 +10,10 @@
 //!   they skipped.
 //! - [`behaviour::run`]: the behaviour suite, the same checks against any [`Bucket`].
 //! - [`python`]: the Python (with boto3 and pyarrow) that `cargo xtask test` installed.
-//! - [`CountingStore`]: counts GET requests and bytes, to prove reads fetch only what they need.
+//! - [`test_store::TestStore`]: the one wrapper store for tests, forwarding every call and
+//!   letting its hooks count or change a few: [`CountingStore`] counts GET requests, bytes
+//!   and deletes, to prove reads fetch only what they need; [`FakeSigningStore`] signs URLs
+//!   without a server.
 //! - [`fault_proxy::FaultProxy`]: a seeded fault-injecting HTTP proxy on loopback, in front of
 //!   moto, for faults below the HTTP client (503 before, 500 after applying, delays past the
 //!   client timeout, resets, torn bodies).
@@ -44,10 +47,11 @@ mod counting;
 pub mod fault_proxy;
 pub mod linearizability;
 mod signing;
+pub mod test_store;
 pub mod tracing_capture;
 
-pub use counting::CountingStore;
-pub use signing::FakeSigningStore;
+pub use counting::{CountingStore, Counts};
+pub use signing::{FakeSigner, FakeSigningStore};
 
 /// Variables `cargo xtask test` exports for the moto server.
 pub const S3_ENDPOINT: &str = "STRATA_TEST_S3_ENDPOINT";
