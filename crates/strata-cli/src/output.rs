@@ -101,6 +101,15 @@ impl CliError {
         Self::with_code(EXIT_INTERNAL, message)
     }
 
+    /// `Ok` when nothing of a batch failed, else exit 1 with `message(failed)`: a batch
+    /// command reports every item first, then fails as a whole.
+    pub fn unless_failed(failed: usize, message: impl FnOnce(usize) -> String) -> CliResult {
+        match failed {
+            0 => Ok(()),
+            n => Err(Self::other(message(n))),
+        }
+    }
+
     /// Failure with the exit code of `cause` (e.g. several failed deletes: the first's).
     pub fn caused_by(cause: &StorageError, message: impl Display) -> Self {
         CliError {

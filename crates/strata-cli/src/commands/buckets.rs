@@ -45,12 +45,10 @@ pub struct HealthArgs {
     pub buckets: Vec<String>,
 }
 
-/// `strata buckets get`.
+/// `--source NAME` or `--route NAME`, exactly one: what `buckets get|ls` read through.
 #[derive(Debug, Args)]
-pub struct SourceGetArgs {
-    /// Key to read.
-    pub key: String,
-    /// Source set to read from (`[sources.NAME]`).
+pub struct SetArgs {
+    /// Source set (`[sources.NAME]`).
     #[arg(
         long,
         short,
@@ -58,9 +56,43 @@ pub struct SourceGetArgs {
         conflicts_with = "route"
     )]
     pub source: Option<String>,
-    /// Route to read from (`records`, `versions`, ... or `[routes.NAME]`).
+    /// Route (`records`, `versions`, ... or `[routes.NAME]`).
     #[arg(long, short)]
     pub route: Option<String>,
+}
+
+impl SetArgs {
+    fn via(self) -> CliResult<Via> {
+        Via::of(self.source, self.route)
+            .ok_or_else(|| CliError::bad_input("give --source NAME or --route NAME"))
+    }
+}
+
+/// What a key is read (or a prefix listed) through when it is not one bucket's.
+pub(crate) enum Via {
+    /// A source set (`[sources.NAME]`): its buckets in order.
+    Source(String),
+    /// A route (`[routes.NAME]`): its bucket and prefix.
+    Route(String),
+}
+
+impl Via {
+    /// The route when one is given (clap keeps the two apart), else the source set; `None`
+    /// when neither is: the key is one bucket's.
+    pub(crate) fn of(source: Option<String>, route: Option<String>) -> Option<Via> {
+        route.map(Via::Route).or(source.map(Via::Source))
+    }
+}
+
+/// `strata buckets get`.
+#[derive(Debug, Args)]
+#[command(mut_arg("source", |a| a.help("Source set to read from (`[sources.NAME]`)")))]
+#[command(mut_arg("route", |a| a.help("Route to read from (`records`, `versions`, ... or `[routes.NAME]`)")))]
+pub struct SourceGetArgs {
+    /// Key to read.
+    pub key: String,
+    #[command(flatten)]
+    pub set: SetArgs,
     /// Read only from this bucket of the set.
     #[arg(long, conflicts_with = "policy")]
     pub from: Option<String>,
@@ -74,21 +106,14 @@ pub struct SourceGetArgs {
 
 /// `strata buckets ls`.
 #[derive(Debug, Args)]
+#[command(mut_arg("source", |a| a.help("Source set to list (`[sources.NAME]`)")))]
+#[command(mut_arg("route", |a| a.help("Route to list (`records`, `versions`, ... or `[routes.NAME]`)")))]
 pub struct SourceLsArgs {
     /// Prefix to list (empty: everything).
     #[arg(default_value = "")]
     pub prefix: String,
-    /// Source set to list (`[sources.NAME]`).
-    #[arg(
-        long,
-        short,
-        required_unless_present = "route",
-        conflicts_with = "route"
-    )]
-    pub source: Option<String>,
-    /// Route to list (`records`, `versions`, ... or `[routes.NAME]`).
-    #[arg(long, short)]
-    pub route: Option<String>,
+    #[command(flatten)]
+    pub set: SetArgs,
     /// Long format: bucket, size, modified.
     #[arg(long, short)]
     pub long: bool,
@@ -100,8 +125,11 @@ impl BucketsCommand {
         match self {
             BucketsCommand::Info => info(ctx),
             BucketsCommand::Health(a) => health(ctx, a).await,
-            BucketsCommand::Get(a) => get(ctx, a).await,
-            BucketsCommand::Ls(a) => ls(ctx, a).await,
+            BucketsCommand::Get(a) => {
+                let via = a.set.via()?;
+                get(ctx, via, &a.key, a.from, a.policy, a.output).await
+            }
+            BucketsCommand::Ls(a) => ls(ctx, a.set.via()?, &a.prefix, a.long).await,
         }
     }
 }
@@ -319,46 +347,57 @@ struct GetOutput<'a> {
     skipped: &'a [strata::router::BucketFailure],
 }
 
-pub(crate) async fn get(ctx: &Ctx, a: SourceGetArgs) -> CliResult {
+/// Read `key` through `via`: from the route's bucket, or from the first bucket of the
+/// source set that has it (`from` one bucket of it, or by `policy`); to `output` or stdout.
+pub(crate) async fn get(
+    ctx: &Ctx,
+    via: Via,
+    key: &str,
+    from: Option<String>,
+    policy: Option<String>,
+    output: Option<PathBuf>,
+) -> CliResult {
     let router = router(ctx)?;
-    let (bucket, obj, skipped) = match (&a.route, &a.source) {
-        (Some(route), _) => {
-            if a.from.is_some() || a.policy.is_some() {
+    let (bucket, obj, skipped) = match &via {
+        Via::Route(route) => {
+            if from.is_some() || policy.is_some() {
                 return Err(CliError::bad_input(
                     "--from and --policy apply to --source, not --route",
                 ));
             }
             let r = router.route_info(route)?;
-            let obj = r.handle().get(&a.key).await?;
+            let obj = r.handle().get(key).await?;
             (r.bucket().name().to_string(), obj, Vec::new())
         }
-        (None, Some(source)) => {
+        Via::Source(source) => {
             let set = router.source(source)?;
-            match &a.from {
-                Some(name) => (name.clone(), set.get_from(name, &a.key).await?, Vec::new()),
+            match from {
+                Some(name) => {
+                    let obj = set.get_from(&name, key).await?;
+                    (name, obj, Vec::new())
+                }
                 None => {
-                    let policy = match &a.policy {
+                    let policy = match &policy {
                         Some(p) => ReadPolicy::parse(p)?,
                         None => set.policy(),
                     };
-                    let found = set.get_with(&a.key, policy).await?;
+                    let found = set.get_with(key, policy).await?;
                     (found.bucket, found.value, found.skipped)
                 }
             }
         }
-        (None, None) => return Err(CliError::bad_input("give --source NAME or --route NAME")),
     };
     if !ctx.json {
         for s in &skipped {
             eprintln!("warning: skipped a failing bucket: {s}");
         }
     }
-    match &a.output {
+    match &output {
         Some(path) => {
             tokio::fs::write(path, &obj.bytes).await?;
             let out = GetOutput {
                 bucket: &bucket,
-                key: &a.key,
+                key,
                 size: obj.info.size,
                 etag: obj.info.etag.as_deref(),
                 skipped: &skipped,
@@ -366,7 +405,7 @@ pub(crate) async fn get(ctx: &Ctx, a: SourceGetArgs) -> CliResult {
             ctx.done(
                 format!(
                     "got {} from {bucket} → {} ({})",
-                    a.key,
+                    key,
                     path.display(),
                     human_bytes(obj.info.size)
                 ),
@@ -385,38 +424,38 @@ pub(crate) async fn get(ctx: &Ctx, a: SourceGetArgs) -> CliResult {
     Ok(())
 }
 
-pub(crate) async fn ls(ctx: &Ctx, a: SourceLsArgs) -> CliResult {
+/// List `prefix` through `via`: under the route, or across the source set (merged, each key
+/// with its bucket; an error when a bucket could not be listed).
+pub(crate) async fn ls(ctx: &Ctx, via: Via, prefix: &str, long: bool) -> CliResult {
     let router = router(ctx)?;
-    let prefix = a.prefix.trim_end_matches('/');
-    if let Some(route) = &a.route {
-        let r = router.route(route)?;
-        let mut lines = ctx.lines();
-        let long = a.long;
-        super::object::print_stream(&mut lines, r.list(prefix), |l, o: ObjectInfo| {
-            let human = if long {
-                format!(
-                    "{:>10}  {}  {}",
-                    o.size,
-                    o.last_modified.format("%Y-%m-%d %H:%M:%S"),
-                    o.key
-                )
-            } else {
-                o.key.clone()
-            };
-            l.item(human, &super::object::ListItem::object(&o, false))
-        })
-        .await?;
-        return Ok(());
-    }
-    let source = a
-        .source
-        .as_deref()
-        .ok_or_else(|| CliError::bad_input("give --source NAME or --route NAME"))?;
-    let set = router.source(source)?;
+    let prefix = prefix.trim_end_matches('/');
+    let source = match via {
+        Via::Source(source) => source,
+        Via::Route(route) => {
+            let r = router.route(&route)?;
+            let mut lines = ctx.lines();
+            super::object::print_stream(&mut lines, r.list(prefix), |l, o: ObjectInfo| {
+                let human = if long {
+                    format!(
+                        "{:>10}  {}  {}",
+                        o.size,
+                        o.last_modified.format("%Y-%m-%d %H:%M:%S"),
+                        o.key
+                    )
+                } else {
+                    o.key.clone()
+                };
+                l.item(human, &super::object::ListItem::object(&o, false))
+            })
+            .await?;
+            return Ok(());
+        }
+    };
+    let set = router.source(&source)?;
     let listing = set.list(prefix).await;
     let mut lines = ctx.lines();
     for e in &listing.entries {
-        let human = if a.long {
+        let human = if long {
             format!(
                 "{:<16} {:>10}  {}  {}",
                 e.bucket,

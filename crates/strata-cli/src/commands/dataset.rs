@@ -613,12 +613,8 @@ mod tests {
 
         // What the commands did, checked through the library on the same folder.
         let ds = Dataset::new(ctx.strata.bucket("default").unwrap());
-        let entries = ds
-            .manifest("finance", "user123")
-            .unwrap()
-            .entries()
-            .await
-            .unwrap();
+        let manifest = ds.manifest("finance", "user123").unwrap();
+        let entries = manifest.entries().await.unwrap();
         assert_eq!(entries.len(), 3);
         assert!(
             entries
@@ -634,12 +630,7 @@ mod tests {
             records[1],
             json!({"timestamp": "2024-01-16T08:00:00Z", "amount": 9.0, "description": "Lunch"})
         );
-        let head = ds
-            .manifest("finance", "user123")
-            .unwrap()
-            .head()
-            .await
-            .unwrap();
+        let head = manifest.head().await.unwrap();
         assert!(
             head.segments.is_empty() && head.parts.len() == 1,
             "compacted: {head:?}"

@@ -805,6 +805,19 @@ mod tests {
         }
     }
 
+    /// The exit code `cmd` fails with; panics when it succeeds.
+    async fn exit_code_of(cmd: DocCommand, ctx: &Ctx) -> u8 {
+        cmd.run(ctx).await.unwrap_err().code
+    }
+
+    fn get_args(id: &str) -> GetArgs {
+        GetArgs {
+            coll: coll("app:assistants"),
+            id: id.into(),
+            include_expired: false,
+        }
+    }
+
     fn put_args(id: &str, data: &str) -> PutArgs {
         PutArgs {
             coll: coll("app:assistants"),
@@ -921,10 +934,7 @@ mod tests {
         assert_eq!(err.code, EXIT_CONFLICT, "{}", err.message);
         let mut p = put_args("a1", "{}");
         p.if_match = Some(doc.etag.clone());
-        assert_eq!(
-            DocCommand::Put(p).run(&ctx).await.unwrap_err().code,
-            EXIT_CONFLICT
-        );
+        assert_eq!(exit_code_of(DocCommand::Put(p), &ctx).await, EXIT_CONFLICT);
         // with the current one: ok
         let mut u = update_args("a1");
         u.set = vec!["runs=2".into()];
@@ -936,7 +946,7 @@ mod tests {
         let mut u = update_args("nobody");
         u.set = vec!["x=1".into()];
         assert_eq!(
-            DocCommand::Update(u).run(&ctx).await.unwrap_err().code,
+            exit_code_of(DocCommand::Update(u), &ctx).await,
             EXIT_NOT_FOUND
         );
         let mut u = update_args("nobody");
@@ -951,18 +961,13 @@ mod tests {
         let mut u = update_args("nobody");
         u.set = vec!["oops".into()];
         assert_eq!(
-            DocCommand::Update(u).run(&ctx).await.unwrap_err().code,
+            exit_code_of(DocCommand::Update(u), &ctx).await,
             EXIT_BAD_INPUT
         );
 
         // get of a missing document: exit 3
-        let g = GetArgs {
-            coll: coll("app:assistants"),
-            id: "ghost".into(),
-            include_expired: false,
-        };
         assert_eq!(
-            DocCommand::Get(g).run(&ctx).await.unwrap_err().code,
+            exit_code_of(DocCommand::Get(get_args("ghost")), &ctx).await,
             EXIT_NOT_FOUND
         );
 
@@ -975,11 +980,7 @@ mod tests {
             attachments: false,
         };
         assert_eq!(
-            DocCommand::Rm(rm(&doc.etag))
-                .run(&ctx)
-                .await
-                .unwrap_err()
-                .code,
+            exit_code_of(DocCommand::Rm(rm(&doc.etag)), &ctx).await,
             EXIT_CONFLICT
         );
         DocCommand::Rm(rm(&cur.etag)).run(&ctx).await.unwrap();
@@ -1038,13 +1039,8 @@ mod tests {
         );
         let doc = a.get_including_expired("short").await.unwrap().unwrap();
         assert!(doc.expires_at.is_some());
-        let g = GetArgs {
-            coll: coll("app:assistants"),
-            id: "short".into(),
-            include_expired: false,
-        };
         assert_eq!(
-            DocCommand::Get(g).run(&ctx).await.unwrap_err().code,
+            exit_code_of(DocCommand::Get(get_args("short")), &ctx).await,
             EXIT_NOT_FOUND
         );
         DocCommand::Sweep(SweepArgs {

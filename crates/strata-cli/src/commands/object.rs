@@ -10,6 +10,7 @@ use serde::Serialize;
 use storage_core::{Bucket, ObjectInfo, PresignMethod, PutOpts, StorageError, WriteCondition};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::buckets::Via;
 use crate::address::Address;
 use crate::output::{CliError, CliResult, Ctx, human_bytes};
 
@@ -463,16 +464,8 @@ fn put_done(ctx: &Ctx, name: &str, key: &str, result: storage_core::WriteResult)
 }
 
 async fn get(ctx: &Ctx, a: GetArgs) -> CliResult {
-    if a.any.is_some() || a.route.is_some() {
-        let args = super::buckets::SourceGetArgs {
-            key: a.src,
-            source: a.any,
-            route: a.route,
-            from: a.from,
-            policy: a.policy,
-            output: a.output,
-        };
-        return super::buckets::get(ctx, args).await;
+    if let Some(via) = Via::of(a.any, a.route) {
+        return super::buckets::get(ctx, via, &a.src, a.from, a.policy, a.output).await;
     }
     let (name, key) = Address::remote_key(&a.src)?;
     let bucket = ctx.strata.bucket(&name)?;
@@ -628,14 +621,8 @@ fn note_stored_sizes(ctx: &Ctx, name: &str) {
 }
 
 async fn ls(ctx: &Ctx, a: LsArgs) -> CliResult {
-    if a.any.is_some() || a.route.is_some() {
-        let args = super::buckets::SourceLsArgs {
-            prefix: a.target,
-            source: a.any,
-            route: a.route,
-            long: a.long,
-        };
-        return super::buckets::ls(ctx, args).await;
+    if let Some(via) = Via::of(a.any, a.route) {
+        return super::buckets::ls(ctx, via, &a.target, a.long).await;
     }
     let (name, prefix) = Address::remote(&a.target)?;
     let bucket = ctx.strata.bucket(&name)?;
@@ -774,14 +761,9 @@ async fn rm(ctx: &Ctx, a: RmArgs) -> CliResult {
         text.push_str(&format!("\nfailed {k}: {e}"));
     }
     ctx.done(text, &out);
-    if out.failed.is_empty() {
-        Ok(())
-    } else {
-        Err(CliError::other(format!(
-            "{} of {total} deletes failed",
-            out.failed.len()
-        )))
-    }
+    CliError::unless_failed(out.failed.len(), |n| {
+        format!("{n} of {total} deletes failed")
+    })
 }
 
 /// One planned copy.

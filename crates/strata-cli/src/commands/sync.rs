@@ -204,12 +204,7 @@ pub async fn run_offload(ctx: &Ctx, a: OffloadArgs) -> CliResult {
     } else {
         ctx.done(text, &report);
     }
-    if report.failed.is_empty() {
-        Ok(())
-    } else {
-        Err(CliError::other(format!(
-            "{} object(s) could not be offloaded; they are still readable where they were",
-            report.failed.len()
-        )))
-    }
+    CliError::unless_failed(report.failed.len(), |n| {
+        format!("{n} object(s) could not be offloaded; they are still readable where they were")
+    })
 }
