@@ -606,49 +606,42 @@ pub(crate) fn validate(cfg: &StrataConfig, origin: &str) -> Result<()> {
 
 #[cfg(all(test, feature = "s3"))]
 mod tests {
-    use crate::Strata;
-
-    fn error(text: &str) -> String {
-        match Strata::from_toml_str(text, "s.toml") {
-            Ok(_) => panic!("accepted:\n{text}"),
-            Err(e) => e.to_string(),
-        }
-    }
+    use crate::refused::assert_says;
 
     const S3: &str = "[connections.aws]\nkind = 's3'\nregion = 'us-east-1'\nendpoint = 'http://127.0.0.1:9'\nallow_http = true\n";
 
     #[test]
     fn a_wrong_type_in_a_connection_names_its_line_and_field() {
-        let e = error("[connections.bad]\nkind = 's3'\nregion = 'eu-west-1'\nmax_retries = 'x'\n");
-        assert!(
-            e.contains("s.toml:4: connections.bad.max_retries")
-                && e.contains("invalid type: string \"x\""),
-            "{e}"
+        assert_says(
+            "[connections.bad]\nkind = 's3'\nregion = 'eu-west-1'\nmax_retries = 'x'\n",
+            &[
+                "s.toml:4: connections.bad.max_retries",
+                "invalid type: string \"x\"",
+            ],
         );
-        let e = error("[connections.bad]\nkind = 's3'\ntimeout = 30\n");
-        assert!(e.contains("s.toml:3: connections.bad.timeout"), "{e}");
-        let e = error("[connections.bad]\nkind = 's3'\ncolour = 'red'\n");
-        assert!(
-            e.contains("s.toml:3: connections.bad.colour") && e.contains("unknown field"),
-            "{e}"
+        assert_says(
+            "[connections.bad]\nkind = 's3'\ntimeout = 30\n",
+            &["s.toml:3: connections.bad.timeout"],
+        );
+        assert_says(
+            "[connections.bad]\nkind = 's3'\ncolour = 'red'\n",
+            &["s.toml:3: connections.bad.colour", "unknown field"],
         );
     }
 
     #[test]
     fn settings_checked_after_parsing_name_their_line() {
-        let e = error(&format!(
-            "{S3}access_key_id = 'AK'\nsecret_access_key = ''\n[buckets.m]\nconnection = 'aws'\nbucket = 'media'\n"
-        ));
-        assert!(
-            e.contains("s.toml:7: connections.aws.secret_access_key") && e.contains("is empty"),
-            "{e}"
+        let bucket = "[buckets.m]\nconnection = 'aws'\nbucket = 'media'\n";
+        assert_says(
+            &format!("{S3}access_key_id = 'AK'\nsecret_access_key = ''\n{bucket}"),
+            &["s.toml:7: connections.aws.secret_access_key", "is empty"],
         );
-        let e = error(&format!(
-            "{S3}connect_timeout = '0s'\n[buckets.m]\nconnection = 'aws'\nbucket = 'media'\n"
-        ));
-        assert!(
-            e.contains("s.toml:6: connections.aws.connect_timeout") && e.contains("more than zero"),
-            "{e}"
+        assert_says(
+            &format!("{S3}connect_timeout = '0s'\n{bucket}"),
+            &[
+                "s.toml:6: connections.aws.connect_timeout",
+                "more than zero",
+            ],
         );
     }
 
@@ -656,14 +649,13 @@ mod tests {
     #[test]
     fn layer_settings_name_their_table_and_line() {
         let mem = "[connections.mem]\nkind = 'memory'\n[buckets.m]\nconnection = 'mem'\n";
-        let e = error(&format!("{mem}[layers.timeout]\noperation = '0s'\n"));
-        assert!(e.contains("s.toml:6: layers.timeout.operation"), "{e}");
-        let e = error(&format!(
-            "{mem}[buckets.m.layers.compression]\ndefault = 'gzip'\nlevel = 12\n"
-        ));
-        assert!(
-            e.contains("s.toml:7: buckets.m.layers.compression.level") && e.contains("gzip"),
-            "{e}"
+        assert_says(
+            &format!("{mem}[layers.timeout]\noperation = '0s'\n"),
+            &["s.toml:6: layers.timeout.operation"],
+        );
+        assert_says(
+            &format!("{mem}[buckets.m.layers.compression]\ndefault = 'gzip'\nlevel = 12\n"),
+            &["s.toml:7: buckets.m.layers.compression.level", "gzip"],
         );
     }
 }

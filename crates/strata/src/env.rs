@@ -91,6 +91,15 @@ impl Strata {
                 origin: origin.to_string(),
             })
         };
+        // `STORAGE_PROVIDER=r2` and `STORAGE_BACKEND=r2` are the same setup.
+        #[cfg(feature = "r2")]
+        let r2 = |var: &str| -> Result<Strata> {
+            extras.no_sse(&format!("{var}=r2"))?;
+            single(
+                storage_r2::R2Config::from_env(env)?.build("default")?,
+                &format!("environment ({var}=r2)"),
+            )
+        };
         if let Some(p) = env.get("STORAGE_PROVIDER") {
             return match p.to_ascii_lowercase().as_str() {
                 #[cfg(feature = "s3")]
@@ -101,13 +110,7 @@ impl Strata {
                     single(s3.build("default")?, "environment (STORAGE_PROVIDER=s3)")
                 }
                 #[cfg(feature = "r2")]
-                "r2" => {
-                    extras.no_sse("STORAGE_PROVIDER=r2")?;
-                    single(
-                        storage_r2::R2Config::from_env(env)?.build("default")?,
-                        "environment (STORAGE_PROVIDER=r2)",
-                    )
-                }
+                "r2" => r2("STORAGE_PROVIDER"),
                 other => Err(E::invalid_config(
                     "STORAGE_PROVIDER",
                     format!(
@@ -121,13 +124,7 @@ impl Strata {
             let home = env.get(HOME_ENV).unwrap_or_else(|| DEFAULT_HOME.into());
             return match b.to_ascii_lowercase().as_str() {
                 #[cfg(feature = "r2")]
-                "r2" => {
-                    extras.no_sse("STORAGE_BACKEND=r2")?;
-                    single(
-                        storage_r2::R2Config::from_env(env)?.build("default")?,
-                        "environment (STORAGE_BACKEND=r2)",
-                    )
-                }
+                "r2" => r2("STORAGE_BACKEND"),
                 "local" | "sqlite" => {
                     extras.no_sse("STORAGE_BACKEND=local")?;
                     single(

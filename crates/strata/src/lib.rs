@@ -192,35 +192,29 @@ impl Strata {
                     _ => Ok(Some(0)),
                 }
             };
+            // An S3 or R2 connection (the same fields, no shared trait) gets the handle's
+            // remote bucket, its retries and its CDN URL alike.
+            #[cfg(any(feature = "s3", feature = "r2"))]
+            macro_rules! remote_bucket {
+                ($connection:expr) => {{
+                    let mut c = $connection.clone();
+                    c.bucket = remote;
+                    c.max_retries = http_retries(c.max_retries)?;
+                    if b.cdn_url.is_some() {
+                        c.cdn_url = b.cdn_url.clone();
+                    }
+                    c.validate(&format!(
+                        "{origin}: buckets.{name}/connections.{}.",
+                        b.connection
+                    ))?;
+                    c.build(name)?
+                }};
+            }
             let bucket = match &conn.provider {
                 #[cfg(feature = "s3")]
-                ProviderConfig::S3(s3) => {
-                    let mut s3 = s3.clone();
-                    s3.bucket = remote;
-                    s3.max_retries = http_retries(s3.max_retries)?;
-                    if b.cdn_url.is_some() {
-                        s3.cdn_url = b.cdn_url.clone();
-                    }
-                    s3.validate(&format!(
-                        "{origin}: buckets.{name}/connections.{}.",
-                        b.connection
-                    ))?;
-                    s3.build(name)?
-                }
+                ProviderConfig::S3(s3) => remote_bucket!(s3),
                 #[cfg(feature = "r2")]
-                ProviderConfig::R2(r2) => {
-                    let mut r2 = r2.clone();
-                    r2.bucket = remote;
-                    r2.max_retries = http_retries(r2.max_retries)?;
-                    if b.cdn_url.is_some() {
-                        r2.cdn_url = b.cdn_url.clone();
-                    }
-                    r2.validate(&format!(
-                        "{origin}: buckets.{name}/connections.{}.",
-                        b.connection
-                    ))?;
-                    r2.build(name)?
-                }
+                ProviderConfig::R2(r2) => remote_bucket!(r2),
                 ProviderConfig::Fs(fs) => {
                     storage_core::Key::new(&remote)
                         .map_err(|e| E::invalid_config(field("bucket"), e.to_string()))?;
@@ -465,6 +459,25 @@ pub fn enabled_providers() -> Vec<&'static str> {
     v
 }
 
+/// Checks of refused config files, shared by the modules' tests.
+#[cfg(test)]
+pub(crate) mod refused {
+    /// What config `text` (a file named `s.toml`) is refused with; panics when accepted.
+    pub(crate) fn error(text: &str) -> String {
+        match crate::Strata::from_toml_str(text, "s.toml") {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Config `text` is refused with an error that says each of `says` (where:
+    /// `s.toml:LINE: field`, and why).
+    pub(crate) fn assert_says(text: &str, says: &[&str]) {
+        let e = error(text);
+        assert!(says.iter().all(|s| e.contains(s)), "{e}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,15 +495,9 @@ mod tests {
 
     #[test]
     fn bucket_with_unknown_connection_names_field() {
-        let e = Strata::from_toml_str(
+        crate::refused::assert_says(
             "[connections.m]\nkind = 'memory'\n[buckets.a]\nconnection = 'x'\n",
-            "x.toml",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.contains("x.toml:4: buckets.a.connection") && e.contains("known connections: m"),
-            "{e}"
+            &["s.toml:4: buckets.a.connection", "known connections: m"],
         );
     }
 

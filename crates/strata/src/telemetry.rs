@@ -1097,44 +1097,42 @@ mod tests {
         assert!(e.contains("exporting spans failed"), "{e}");
     }
 
-    fn config_error(telemetry: &str) -> String {
-        let text = format!("{CONFIG}{telemetry}");
-        crate::Strata::from_toml_str(&text, "s.toml")
-            .map(|_| ())
-            .expect_err(&text)
-            .to_string()
-    }
-
     #[test]
     fn bad_telemetry_config_names_the_field_and_line() {
-        let e = config_error("[telemetry.prometheus]\nlisten = 'localhost'\n");
-        assert!(
-            e.contains("s.toml:7: telemetry.prometheus.listen")
-                && e.contains("`localhost` is not an address to listen on; write IP:PORT"),
-            "{e}"
-        );
-        let e = config_error("[telemetry.prometheus]\nfile = '/no/such/folder/x.prom'\n");
-        assert!(
-            e.contains("telemetry.prometheus.file")
-                && e.contains("`/no/such/folder` does not exist"),
-            "{e}"
-        );
-        let e = config_error("[telemetry.prometheus]\ninterval = '30s'\n");
-        assert!(
-            e.contains("telemetry.prometheus") && e.contains("exports nothing"),
-            "{e}"
-        );
-        let e = config_error("[telemetry.otlp]\nendpoint = 'localhost:4318'\n");
-        assert!(
-            e.contains("s.toml:7: telemetry.otlp.endpoint") && e.contains("is not an http(s) URL"),
-            "{e}"
-        );
-        let e = config_error("[telemetry.otlp]\nendpoint = 'http://c:4318'\nprotocol = 'grpc'\n");
-        assert!(
-            e.contains("s.toml:8") && e.contains("unknown field `protocol`"),
-            "{e}"
-        );
-        let e = config_error("[telemetry.otlp]\nendpoint = 'http://c:4318'\ninterval = '0s'\n");
+        let cases: [(&str, &[&str]); 5] = [
+            (
+                "[telemetry.prometheus]\nlisten = 'localhost'\n",
+                &[
+                    "s.toml:7: telemetry.prometheus.listen",
+                    "`localhost` is not an address to listen on; write IP:PORT",
+                ],
+            ),
+            (
+                "[telemetry.prometheus]\nfile = '/no/such/folder/x.prom'\n",
+                &[
+                    "telemetry.prometheus.file",
+                    "`/no/such/folder` does not exist",
+                ],
+            ),
+            (
+                "[telemetry.prometheus]\ninterval = '30s'\n",
+                &["telemetry.prometheus", "exports nothing"],
+            ),
+            (
+                "[telemetry.otlp]\nendpoint = 'localhost:4318'\n",
+                &["s.toml:7: telemetry.otlp.endpoint", "is not an http(s) URL"],
+            ),
+            (
+                "[telemetry.otlp]\nendpoint = 'http://c:4318'\nprotocol = 'grpc'\n",
+                &["s.toml:8", "unknown field `protocol`"],
+            ),
+        ];
+        for (telemetry, says) in cases {
+            crate::refused::assert_says(&format!("{CONFIG}{telemetry}"), says);
+        }
+        let e = crate::refused::error(&format!(
+            "{CONFIG}[telemetry.otlp]\nendpoint = 'http://c:4318'\ninterval = '0s'\n"
+        ));
         assert!(
             e.contains("telemetry.otlp.interval") || e.contains("s.toml:8"),
             "{e}"
