@@ -63,6 +63,13 @@ fn policies() -> [ReadPolicy; 4] {
     ]
 }
 
+/// Every read policy on every backend.
+fn cases() -> impl Iterator<Item = (Backend, ReadPolicy)> {
+    [Backend::Memory, Backend::Local]
+        .into_iter()
+        .flat_map(|backend| policies().map(|policy| (backend, policy)))
+}
+
 fn set(fx: &Fixture, policy: ReadPolicy) -> SourceSet {
     SourceSet::new("tide", fx.buckets.clone(), policy).unwrap()
 }
@@ -92,8 +99,9 @@ async fn timed_get(s: &SourceSet) -> (String, Duration) {
     (found.bucket, start.elapsed())
 }
 
-async fn every_position_and_nowhere(backend: Backend) {
-    for policy in policies() {
+#[tokio::test]
+async fn every_position_and_nowhere() {
+    for (backend, policy) in cases() {
         for pos in 0..NAMES.len() {
             let fx = fixture(backend);
             fx.buckets[pos].put(KEY, format!("at-{pos}")).await.unwrap();
@@ -109,8 +117,9 @@ async fn every_position_and_nowhere(backend: Backend) {
     }
 }
 
-async fn failing_bucket_in_every_position(backend: Backend) {
-    for policy in policies() {
+#[tokio::test]
+async fn failing_bucket_in_every_position() {
+    for (backend, policy) in cases() {
         for failing in 0..NAMES.len() {
             let fx = fixture(backend);
             // The object lives in the last bucket that is not the failing one.
@@ -139,8 +148,9 @@ async fn failing_bucket_in_every_position(backend: Backend) {
     }
 }
 
-async fn all_failing_lists_each(backend: Backend) {
-    for policy in policies() {
+#[tokio::test]
+async fn all_failing_lists_each() {
+    for (backend, policy) in cases() {
         let fx = fixture(backend);
         for f in &fx.faults {
             f.set_down(true);
@@ -151,59 +161,24 @@ async fn all_failing_lists_each(backend: Backend) {
         let names: Vec<&str> = all.failures.iter().map(|f| f.bucket.as_str()).collect();
         let mut sorted = names.clone();
         sorted.sort();
-        assert_eq!(sorted, NAMES, "{policy:?}");
+        assert_eq!(sorted, NAMES, "{backend:?} {policy:?}");
         for n in NAMES {
             assert!(err.to_string().contains(n), "{err}");
         }
     }
 }
 
-async fn failing_plus_missing_is_not_found(backend: Backend) {
-    for policy in policies() {
+#[tokio::test]
+async fn failing_plus_missing_is_not_found() {
+    for (backend, policy) in cases() {
         let fx = fixture(backend);
         fx.faults[1].set_down(true);
         let err = set(&fx, policy).get(KEY).await.unwrap_err();
         assert!(
             err.is_not_found(),
-            "the buckets that answered said not found: {err}"
+            "{backend:?} {policy:?}: the buckets that answered said not found: {err}"
         );
     }
-}
-
-#[tokio::test]
-async fn memory_every_position_and_nowhere() {
-    every_position_and_nowhere(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn local_every_position_and_nowhere() {
-    every_position_and_nowhere(Backend::Local).await;
-}
-
-#[tokio::test]
-async fn memory_failing_bucket_in_every_position() {
-    failing_bucket_in_every_position(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn local_failing_bucket_in_every_position() {
-    failing_bucket_in_every_position(Backend::Local).await;
-}
-
-#[tokio::test]
-async fn memory_all_failing_lists_each_bucket() {
-    all_failing_lists_each(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn local_all_failing_lists_each_bucket() {
-    all_failing_lists_each(Backend::Local).await;
-}
-
-#[tokio::test]
-async fn failing_and_missing_elsewhere_is_not_found() {
-    failing_plus_missing_is_not_found(Backend::Memory).await;
-    failing_plus_missing_is_not_found(Backend::Local).await;
 }
 
 #[tokio::test(start_paused = true)]

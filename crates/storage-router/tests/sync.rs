@@ -3,17 +3,11 @@
 
 mod common;
 
-use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use common::{faulty_bucket, faulty_local};
 use futures::TryStreamExt;
-use object_store::path::Path;
-use object_store::{ObjectStore, PutOptions, PutPayload, PutResult};
-use storage_core::{Bucket, MemoryStore, ObjectInfo, PutOpts};
+use storage_core::{Bucket, ObjectInfo, PutOpts};
 use storage_router::{CompareMode, SyncOptions, SyncProgress, sync};
 
 async fn fill(b: &Bucket, n: usize) {
@@ -206,43 +200,11 @@ async fn interrupted_sync_resumes_by_comparing_without_a_checkpoint() {
     interrupted_then_resumed(false).await;
 }
 
-/// Stores one byte less than asked: what verification must catch.
-#[derive(Debug)]
-struct Truncating {
-    inner: MemoryStore,
-}
-
-impl fmt::Display for Truncating {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Truncating")
-    }
-}
-
-#[async_trait]
-impl ObjectStore for Truncating {
-    async fn put_opts(
-        &self,
-        l: &Path,
-        p: PutPayload,
-        o: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        let bytes: Vec<u8> = p.iter().flat_map(|b| b.iter().copied()).collect();
-        let cut = Bytes::from(bytes[..bytes.len().saturating_sub(1)].to_vec());
-        self.inner.put_opts(l, cut.into(), o).await
-    }
-
-    storage_core::forward_object_store!(@methods inner:
-        put_multipart_opts, get_opts, get_ranges, delete_stream, list, list_with_delimiter,
-        copy_opts);
-}
-
 #[tokio::test]
 async fn verification_catches_a_bad_copy() {
     let src = Bucket::memory("a");
-    let lossy: Arc<dyn object_store::ObjectStore> = Arc::new(Truncating {
-        inner: MemoryStore::new(),
-    });
-    let dst = Bucket::builder("lossy", lossy).build();
+    let (dst, lossy) = faulty_bucket("lossy");
+    lossy.truncate_puts.store(true, Ordering::SeqCst);
     fill(&src, 2).await;
     let r = sync(&src, &dst, &SyncOptions::default(), |_| {})
         .await

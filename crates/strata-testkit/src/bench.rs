@@ -66,12 +66,6 @@ impl Ratio {
         self
     }
 
-    /// The goal this row is held to (rows without one are references).
-    pub fn goal(mut self, goal: f64) -> Self {
-        self.goal = Some(goal);
-        self
-    }
-
     /// The goal, where `target` says the row has one.
     pub fn goal_if(self, target: bool, goal: f64) -> Self {
         if target { self.goal(goal) } else { self }
@@ -86,12 +80,6 @@ impl Ratio {
     /// Rounds (or samples) behind the ratio.
     pub fn rounds(mut self, rounds: usize) -> Self {
         self.rounds = Some(rounds);
-        self
-    }
-
-    /// A short remark shown beside the row (e.g. the absolute figures).
-    pub fn note(mut self, note: impl Into<String>) -> Self {
-        self.note = note.into();
         self
     }
 
@@ -110,11 +98,6 @@ impl Ratio {
             let _ = write!(s, "\"rounds\":{rounds},");
         }
         close_line(s, &self.note)
-    }
-
-    /// Print [`line`](Self::line).
-    pub fn print(&self) {
-        println!("{}", self.line());
     }
 }
 
@@ -150,18 +133,6 @@ impl Value {
         }
     }
 
-    /// The goal this row is held to.
-    pub fn goal(mut self, goal: f64) -> Self {
-        self.goal = Some(goal);
-        self
-    }
-
-    /// A short remark shown beside the row.
-    pub fn note(mut self, note: impl Into<String>) -> Self {
-        self.note = note.into();
-        self
-    }
-
     /// The `BENCH {json}` line.
     pub fn line(&self) -> String {
         let mut s = self.at.open_line();
@@ -171,12 +142,38 @@ impl Value {
         field_opt_num(&mut s, "goal", self.goal);
         close_line(s, &self.note)
     }
-
-    /// Print [`line`](Self::line).
-    pub fn print(&self) {
-        println!("{}", self.line());
-    }
 }
+
+/// What the line types share, written once: printing, and for the rows a chart holds to a
+/// goal ([`Ratio`], [`Value`]) the goal and the remark.
+macro_rules! line_methods {
+    (print: $($ty:ident),+) => {$(
+        impl $ty {
+            /// Print [`line`](Self::line).
+            pub fn print(&self) {
+                println!("{}", self.line());
+            }
+        }
+    )+};
+    (goal, note: $($ty:ident),+) => {$(
+        impl $ty {
+            /// The goal this row is held to (rows without one are references).
+            pub fn goal(mut self, goal: f64) -> Self {
+                self.goal = Some(goal);
+                self
+            }
+
+            /// A short remark shown beside the row (e.g. the absolute figures).
+            pub fn note(mut self, note: impl Into<String>) -> Self {
+                self.note = note.into();
+                self
+            }
+        }
+    )+};
+}
+
+line_methods!(print: Ratio, Value, Cdf);
+line_methods!(goal, note: Ratio, Value);
 
 /// Where a line's figure belongs: the bench, the group of rows (one table and one chart)
 /// and the row.
@@ -267,11 +264,6 @@ impl Cdf {
         }
         s.push_str("]}");
         s
-    }
-
-    /// Print [`line`](Self::line).
-    pub fn print(&self) {
-        println!("{}", self.line());
     }
 }
 

@@ -27,6 +27,9 @@ pub struct Faults {
     pub latency_ms: AtomicU64,
     /// Puts outside `.strata-sync/` fail (Unavailable) once this many have succeeded; -1: never.
     pub fail_puts_after: AtomicI64,
+    /// Puts outside `.strata-sync/` store one byte less than asked: what verification must
+    /// catch.
+    pub truncate_puts: AtomicBool,
     /// Successful data puts.
     pub puts: AtomicU64,
     /// Gets (including heads) outside `.strata-sync/`.
@@ -135,10 +138,17 @@ impl ObjectStore for Faulty {
     ) -> object_store::Result<PutResult> {
         self.gate().await?;
         self.put_allowed(l)?;
-        let r = self.inner.put_opts(l, p, o).await?;
-        if !is_bookkeeping(l) {
-            self.faults.puts.fetch_add(1, Ordering::SeqCst);
+        if is_bookkeeping(l) {
+            return self.inner.put_opts(l, p, o).await;
         }
+        let p = if self.faults.truncate_puts.load(Ordering::SeqCst) {
+            let bytes: Vec<u8> = p.iter().flat_map(|b| b.iter().copied()).collect();
+            Bytes::from(bytes[..bytes.len().saturating_sub(1)].to_vec()).into()
+        } else {
+            p
+        };
+        let r = self.inner.put_opts(l, p, o).await?;
+        self.faults.puts.fetch_add(1, Ordering::SeqCst);
         Ok(r)
     }
     async fn put_multipart_opts(
