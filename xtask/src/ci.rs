@@ -516,6 +516,16 @@ mod tests {
         )
     }
 
+    /// An example `name` of `package`, built to `/t/examples/NAME`.
+    fn example(package: &str, name: &str) -> String {
+        artifact(
+            package,
+            "example",
+            name,
+            &format!(r#""/t/examples/{name}""#),
+        )
+    }
+
     #[test]
     fn bench_args_parse_and_refuse_what_from_cannot_honour() {
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -553,12 +563,7 @@ mod tests {
     #[test]
     fn examples_are_found_in_cargo_json() {
         let json = [
-            artifact(
-                "storage-core",
-                "example",
-                "local_folder",
-                r#""/t/examples/local_folder""#,
-            ),
+            example("storage-core", "local_folder"),
             artifact("storage-core", "lib", "storage_core", "null"),
             artifact(
                 "storage-core",
@@ -566,12 +571,7 @@ mod tests {
                 "behaviour",
                 r#""/t/deps/behaviour-2""#,
             ),
-            artifact(
-                "storage-core",
-                "example",
-                "local_folder",
-                r#""/t/examples/local_folder""#,
-            ),
+            example("storage-core", "local_folder"),
             r#"{"reason":"build-finished","success":true}"#.to_string(),
         ]
         .join("\n");
@@ -587,18 +587,8 @@ mod tests {
     #[test]
     fn examples_sharing_an_executable_are_an_error() {
         let json = [
-            artifact(
-                "storage-s3",
-                "example",
-                "from_env",
-                r#""/t/examples/from_env""#,
-            ),
-            artifact(
-                "storage-r2",
-                "example",
-                "from_env",
-                r#""/t/examples/from_env""#,
-            ),
+            example("storage-s3", "from_env"),
+            example("storage-r2", "from_env"),
         ]
         .join("\n");
         let err = example_executables(&json).unwrap_err().to_string();

@@ -154,6 +154,30 @@ impl Drop for Servers {
     }
 }
 
+impl Servers {
+    /// Start `name` (logging to `NAME.log` in `log_dir`) and wait until it answers on `port`;
+    /// it is stopped with the others even when it never gets ready. `hint` follows a failure
+    /// to start it.
+    fn spawn(
+        &mut self,
+        name: &str,
+        hint: &str,
+        mut command: Command,
+        port: u16,
+        log_dir: &Path,
+    ) -> Result<()> {
+        let log = std::fs::File::create(log_dir.join(format!("{name}.log")))?;
+        let mut child = command
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start {name}{hint}: {e}"))?;
+        let ready = wait_ready(name, port, &mut child);
+        self.children.push((name.into(), child));
+        ready
+    }
+}
+
 /// Start both servers on free ports and create the test buckets.
 pub fn start(log_dir: &Path) -> Result<Servers> {
     std::fs::create_dir_all(log_dir)?;
@@ -166,18 +190,17 @@ pub fn start(log_dir: &Path) -> Result<Servers> {
     };
 
     let moto_port = free_port()?;
-    let log = std::fs::File::create(log_dir.join("moto.log"))?;
     // Through our launcher, which makes moto's conditional writes atomic (see the script).
-    let mut moto = Command::new(cache_dir().join("venv/bin/python"))
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/moto_server.py"))
-        .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("cannot start moto (run `cargo xtask servers --install`): {e}"))?;
-    let ready = wait_ready("moto", moto_port, &mut moto);
-    servers.children.push(("moto".into(), moto));
-    ready?;
+    let mut moto = Command::new(cache_dir().join("venv/bin/python"));
+    moto.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/moto_server.py"))
+        .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()]);
+    servers.spawn(
+        "moto",
+        " (run `cargo xtask servers --install`)",
+        moto,
+        moto_port,
+        log_dir,
+    )?;
     // moto accepts an unsigned CreateBucket.
     let status = http_status(moto_port, "PUT", &format!("/{BUCKET}"))?;
     if !(200..300).contains(&status) {
@@ -185,18 +208,11 @@ pub fn start(log_dir: &Path) -> Result<Servers> {
     }
 
     let s3s_port = free_port()?;
-    let log = std::fs::File::create(log_dir.join("s3s-fs.log"))?;
-    let mut s3s = Command::new(s3s_fs_bin())
-        .args(["--host", "127.0.0.1", "--port", &s3s_port.to_string()])
+    let mut s3s = Command::new(s3s_fs_bin());
+    s3s.args(["--host", "127.0.0.1", "--port", &s3s_port.to_string()])
         .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-        .arg(&data_dir)
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("cannot start s3s-fs: {e}"))?;
-    let ready = wait_ready("s3s-fs", s3s_port, &mut s3s);
-    servers.children.push(("s3s-fs".into(), s3s));
-    ready?;
+        .arg(&data_dir);
+    servers.spawn("s3s-fs", "", s3s, s3s_port, log_dir)?;
 
     let vars = [
         (
