@@ -99,14 +99,11 @@ async fn main() -> storage_core::Result<()> {
     let stale = counters
         .put_if_match("visits", &Counter { value: 0 }, &seen.etag)
         .await;
-    println!(
-        "put_if_match with a stale ETag: {}",
-        match &stale {
-            Err(e) => format!("refused ({e})"),
-            Ok(_) => "accepted (wrong!)".into(),
-        }
-    );
-    assert!(matches!(stale, Err(StorageError::Precondition { .. })));
+    let Err(refused) = stale else {
+        panic!("put_if_match with a stale ETag must be refused");
+    };
+    assert!(matches!(refused, StorageError::Precondition { .. }));
+    println!("put_if_match with a stale ETag: refused ({refused})");
     assert_eq!(
         counters.get("visits").await?.expect("counter").value.value,
         expected + 100

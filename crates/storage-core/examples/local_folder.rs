@@ -94,14 +94,13 @@ async fn main() -> storage_core::Result<()> {
     let stale = bucket
         .put_with("counter", "3", PutOpts::if_match(&old_etag))
         .await;
+    let Err(refused) = stale else {
+        panic!("the stale writer's compare-and-swap must be refused");
+    };
+    assert!(matches!(refused, StorageError::Precondition { .. }));
     println!(
-        "compare-and-swap: update on the current ETag applied; stale writer got {}",
-        match &stale {
-            Err(e) => format!("refused ({e})"),
-            Ok(_) => "success (wrong!)".into(),
-        }
+        "compare-and-swap: update on the current ETag applied; stale writer got refused ({refused})"
     );
-    assert!(matches!(stale, Err(StorageError::Precondition { .. })));
     let counter = bucket.get("counter").await?;
     assert_eq!(counter.bytes, "2", "the stale write must not land");
 

@@ -59,11 +59,9 @@ async fn main() -> storage_core::Result<()> {
     let bucket = r2.build("proofs")?;
     let caps = bucket.capabilities();
     println!(
-        "bucket {:?} on {}: batch delete of {} keys, delete-if-match {}",
+        "bucket {:?} on {}: {caps:?}",
         bucket.name(),
-        bucket.provider(),
-        caps.max_delete_batch,
-        caps.delete_if_match
+        bucket.provider()
     );
     assert_eq!(bucket.provider(), "r2");
     assert_eq!(caps.max_delete_batch, R2_MAX_DELETE_BATCH);

@@ -41,13 +41,9 @@ async fn main() -> storage_core::Result<()> {
     let bucket = cfg.build("proofs")?;
     let caps = bucket.capabilities();
     println!(
-        "bucket {:?}: provider {}, create-if-absent {}, put-if-match {}, presign {}, batch delete of {}",
+        "bucket {:?} on {}: {caps:?}",
         bucket.name(),
-        bucket.provider(),
-        caps.create_if_absent,
-        caps.put_if_match,
-        caps.presign,
-        caps.max_delete_batch
+        bucket.provider()
     );
     assert_eq!(bucket.provider(), "s3");
     assert!(caps.presign && caps.put_if_match);
