@@ -170,25 +170,34 @@ fn compact(entry: &str) -> &str {
     }
 }
 
-/// The log entries a write replacing `previous` carries, newest first (not yet trimmed to
-/// the metadata budget).
-fn next_log(previous: Option<&Replaces>) -> Vec<String> {
+/// The log a write replacing `previous` carries, newest first, cut (oldest entries first)
+/// to `room` bytes. Built as one string: a commit runs this on every write, and the log is
+/// about 150 entries long once a document has a history.
+fn next_log(previous: Option<&Replaces>, room: usize) -> String {
     let Some(prev) = previous else {
-        return Vec::new();
+        return String::new();
+    };
+    let mut log = String::with_capacity(room.min(prev.log.as_ref().map_or(0, String::len) + 64));
+    let mut push = |entry: &str| {
+        let sep = usize::from(!log.is_empty());
+        let fits = log.len() + sep + entry.len() <= room;
+        if fits {
+            if sep == 1 {
+                log.push(',');
+            }
+            log.push_str(entry);
+        }
+        fits
     };
     let id = prev.write_id.as_deref().unwrap_or("-");
     let start = if prev.log.is_some() { "" } else { "*" };
-    let mut log = vec![format!("{start}{id}:{}", escape_etag(&prev.etag))];
-    if let Some(old) = &prev.log {
-        log.extend(
-            old.split(',')
-                .filter(|e| !e.is_empty())
-                .enumerate()
-                .map(|(i, e)| match i + 1 < LOG_ETAGS {
-                    true => e.to_string(),
-                    false => compact(e).to_string(),
-                }),
-        );
+    if push(&format!("{start}{id}:{}", escape_etag(&prev.etag))) {
+        let old = prev.log.as_deref().unwrap_or_default();
+        for (i, e) in old.split(',').filter(|e| !e.is_empty()).enumerate() {
+            if !push(if i + 1 < LOG_ETAGS { e } else { compact(e) }) {
+                break;
+            }
+        }
     }
     log
 }
@@ -218,21 +227,11 @@ fn stamp_with(opts: &mut PutOpts, write_id: &str) {
     opts.metadata.remove(WRITE_LOG_META);
     opts.metadata
         .insert(WRITE_ID_META.to_string(), write_id.to_string());
-    let mut log = next_log(opts.replaces.as_ref());
     let used: usize = opts.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
     let room = MAX_USER_METADATA_BYTES.saturating_sub(used + WRITE_LOG_META.len());
-    let mut len = 0;
-    let keep = log
-        .iter()
-        .take_while(|e| {
-            len += e.len() + usize::from(len > 0);
-            len <= room
-        })
-        .count();
-    log.truncate(keep);
+    let log = next_log(opts.replaces.as_ref(), room);
     if !log.is_empty() {
-        opts.metadata
-            .insert(WRITE_LOG_META.to_string(), log.join(","));
+        opts.metadata.insert(WRITE_LOG_META.to_string(), log);
     }
 }
 
@@ -670,6 +669,10 @@ mod tests {
             ),
             (format!("id{}", LOG_ETAGS - 1).as_str(), None)
         );
+        // Cut at an entry boundary, oldest entries first: the kept ones are the newest, in order.
+        for (i, e) in parsed[1..].iter().enumerate() {
+            assert_eq!(e.id, format!("id{i}"));
+        }
         assert_eq!(opts.metadata[WRITE_ID_META], "bbbb");
 
         // An object without a log starts a chain; one without a write id is recorded as `-`.

@@ -165,7 +165,9 @@ mod xattr {
     #[cfg(unix)]
     pub(super) fn get(file: &File) -> io::Result<Option<Vec<u8>>> {
         use rustix::io::Errno;
-        let mut buf = [0u8; 1024];
+        // Room for a conditional write's attribute (its 2 KB write log) in one call: a
+        // smaller buffer costs a size query and a second read on every open.
+        let mut buf = [0u8; 4096];
         match rustix::fs::fgetxattr(file, NAME, &mut buf[..]) {
             Ok(n) => Ok(Some(buf[..n].to_vec())),
             Err(Errno::NODATA) => Ok(None),
@@ -356,16 +358,42 @@ fn inode_etag(metadata: &Metadata, generation: Option<u32>) -> String {
     }
 }
 
-/// An open data file with what describes it.
-struct Opened {
-    file: File,
-    metadata: Metadata,
-    meta: Option<FileMeta>,
+/// What a data file's attribute says about it: all of it ([`FileMeta`]), or only its ETag
+/// ([`EtagMeta`]).
+trait Describes: serde::de::DeserializeOwned {
+    fn etag(&self) -> &str;
 }
 
-impl Opened {
+impl Describes for FileMeta {
+    fn etag(&self) -> &str {
+        &self.etag
+    }
+}
+
+/// The part of [`FileMeta`] a precondition check needs. Parsing only the ETag skips the
+/// user metadata, where every conditional write keeps its 2 KB write log, and a conditional
+/// put checks its precondition twice.
+#[derive(Deserialize)]
+struct EtagMeta {
+    etag: String,
+}
+
+impl Describes for EtagMeta {
+    fn etag(&self) -> &str {
+        &self.etag
+    }
+}
+
+/// An open data file with what describes it.
+struct Opened<M = FileMeta> {
+    file: File,
+    metadata: Metadata,
+    meta: Option<M>,
+}
+
+impl<M: Describes> Opened<M> {
     /// Open `fs_path`; `None` if there is no such file (or it is a folder).
-    fn open(fs_path: &FsPath) -> std::io::Result<Option<Opened>> {
+    fn open(fs_path: &FsPath) -> std::io::Result<Option<Opened<M>>> {
         let file = match File::open(fs_path) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -379,7 +407,7 @@ impl Opened {
     }
 
     /// Read the attribute of the open data `file` (at `fs_path`, named in warnings).
-    fn from_file(file: File, metadata: Metadata, fs_path: &FsPath) -> std::io::Result<Opened> {
+    fn from_file(file: File, metadata: Metadata, fs_path: &FsPath) -> std::io::Result<Opened<M>> {
         let meta = match xattr::get(&file)? {
             Some(bytes) => match serde_json::from_slice(&bytes) {
                 Ok(m) => Some(m),
@@ -399,12 +427,16 @@ impl Opened {
 
     fn etag(&self) -> String {
         match &self.meta {
-            Some(m) => m.etag.clone(),
+            Some(m) => m.etag().to_string(),
             // Read only when asked: a create-if-absent check opens the file for nothing else.
             None => inode_etag(&self.metadata, inode_generation::of(&self.file)),
         }
     }
 
+    /// The ETag of the file at `fs_path`, `None` if there is none.
+    fn current_etag(fs_path: &FsPath) -> std::io::Result<Option<String>> {
+        Ok(Opened::<M>::open(fs_path)?.map(|o| o.etag()))
+    }
     fn object_meta(&self, location: Path) -> ObjectMeta {
         ObjectMeta {
             location,
@@ -443,7 +475,7 @@ fn set_meta(file: &File, meta: &FileMeta) -> OsResult<()> {
 fn check_mode(location: &Path, fs_path: &FsPath, mode: &PutMode) -> OsResult<()> {
     match mode {
         PutMode::Overwrite => Ok(()),
-        PutMode::Create => match Opened::open(fs_path).map_err(io_err)? {
+        PutMode::Create => match Opened::<EtagMeta>::open(fs_path).map_err(io_err)? {
             Some(_) => Err(object_store::Error::AlreadyExists {
                 path: location.to_string(),
                 source: "object exists (create-if-absent)".into(),
@@ -451,7 +483,7 @@ fn check_mode(location: &Path, fs_path: &FsPath, mode: &PutMode) -> OsResult<()>
             None => Ok(()),
         },
         PutMode::Update(v) => {
-            let current = Opened::open(fs_path).map_err(io_err)?.map(|o| o.etag());
+            let current = Opened::<EtagMeta>::current_etag(fs_path).map_err(io_err)?;
             let ok = match (&current, &v.e_tag) {
                 (Some(have), Some(want)) => etag_eq(have, want),
                 _ => false,
@@ -858,7 +890,7 @@ impl ConditionalDelete for LocalStore {
         let (store, path, etag) = (self.clone(), path.clone(), etag.to_string());
         blocking(move || {
             let _g = store.locks.lock(&[path.as_ref()]).map_err(io_err)?;
-            match Opened::open(&fs_path).map_err(io_err)?.map(|o| o.etag()) {
+            match Opened::<EtagMeta>::current_etag(&fs_path).map_err(io_err)? {
                 None => Err(not_found(&path)),
                 Some(current) if etag_eq(&current, &etag) => store.remove_locked(&fs_path),
                 Some(current) => Err(object_store::Error::Precondition {
@@ -942,7 +974,7 @@ impl ObjectStore for LocalStore {
         let fs_path = self.fs_path(location)?;
         let location = location.clone();
         blocking(move || {
-            let Some(opened) = Opened::open(&fs_path).map_err(io_err)? else {
+            let Some(opened) = Opened::<FileMeta>::open(&fs_path).map_err(io_err)? else {
                 return Err(not_found(&location));
             };
             let meta = opened.object_meta(location);

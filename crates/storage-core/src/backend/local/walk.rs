@@ -20,7 +20,7 @@ use object_store::{ObjectMeta, Result as OsResult};
 use rustix::fs::{Dir, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::{Opened, io_err};
+use super::{EtagMeta, Opened, io_err};
 use crate::key::RESERVED_PREFIX;
 
 /// One thing a walk found.
@@ -246,7 +246,7 @@ impl Iterator for Walk {
                 continue;
             }
             return Some(
-                Opened::from_file(file, metadata, FsPath::new(key.as_ref()))
+                Opened::<EtagMeta>::from_file(file, metadata, FsPath::new(key.as_ref()))
                     .map(|o| Found::Object(o.object_meta(key)))
                     .map_err(io_err),
             );
