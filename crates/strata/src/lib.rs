@@ -482,6 +482,16 @@ pub(crate) mod refused {
 mod tests {
     use super::*;
 
+    /// The setup of `rest` (a config file's text) with a `disk` connection on `dir`.
+    #[cfg(feature = "layers")]
+    pub(super) fn on_disk(dir: &std::path::Path, rest: &str) -> Strata {
+        let toml = format!(
+            "[connections.disk]\nkind = 'fs'\nroot = '{}'\n{rest}",
+            dir.display()
+        );
+        Strata::from_toml_str(&toml, "strata.toml").unwrap()
+    }
+
     #[test]
     fn unknown_bucket_lists_valid_names() {
         let s = Strata::from_toml_str(
@@ -546,11 +556,10 @@ mod tests {
     #[tokio::test]
     async fn delete_if_match_reaches_a_read_cache_that_does_not_revalidate() {
         let dir = tempfile::tempdir().unwrap();
-        let toml = format!(
-            "[connections.disk]\nkind = 'fs'\nroot = '{}'\n[layers.cache]\nrevalidate_after = '1h'\n[layers.metrics]\n[buckets.docs]\nconnection = 'disk'\n[buckets.sub]\nconnection = 'disk'\nprefix = 'p'\n",
-            dir.path().display()
+        let s = on_disk(
+            dir.path(),
+            "[layers.cache]\nrevalidate_after = '1h'\n[layers.metrics]\n[buckets.docs]\nconnection = 'disk'\n[buckets.sub]\nconnection = 'disk'\nprefix = 'p'\n",
         );
-        let s = Strata::from_toml_str(&toml, "x.toml").unwrap();
         let sub = s.bucket("sub").unwrap();
         // As `strata doc` does for a route: a prefix added after the layers.
         let routed = sub.to_builder().prefix("r").unwrap().build();
@@ -597,16 +606,16 @@ mod tests {
 
 #[cfg(all(test, feature = "layers"))]
 mod layer_tests {
+    use super::tests::on_disk;
     use super::*;
 
     #[tokio::test]
     async fn config_layers_wrap_the_bucket() {
         let dir = tempfile::tempdir().unwrap();
-        let toml = format!(
-            "[connections.disk]\nkind = 'fs'\nroot = '{}'\n\n[layers.compression]\ndefault = 'gzip'\nmin_size = 10\n\n[layers.retry]\nmax_attempts = 3\n\n[buckets.logs]\nconnection = 'disk'\n\n[buckets.raw]\nconnection = 'disk'\nbucket = 'logs'\n[buckets.raw.layers]\n",
-            dir.path().display()
+        let s = on_disk(
+            dir.path(),
+            "\n[layers.compression]\ndefault = 'gzip'\nmin_size = 10\n\n[layers.retry]\nmax_attempts = 3\n\n[buckets.logs]\nconnection = 'disk'\n\n[buckets.raw]\nconnection = 'disk'\nbucket = 'logs'\n[buckets.raw.layers]\n",
         );
-        let s = Strata::from_toml_str(&toml, "strata.toml").unwrap();
         let text = "the same line again and again\n".repeat(200);
         s.bucket("logs")
             .unwrap()
