@@ -53,22 +53,41 @@ pub mod tracing_capture;
 pub use counting::{CountingStore, Counts};
 pub use signing::{FakeSigner, FakeSigningStore};
 
-/// Variables `cargo xtask test` exports for the moto server.
-pub const S3_ENDPOINT: &str = "STRATA_TEST_S3_ENDPOINT";
-/// Bucket created on the moto server.
-pub const S3_BUCKET: &str = "STRATA_TEST_S3_BUCKET";
-/// Access key for the moto server.
-pub const S3_ACCESS_KEY: &str = "STRATA_TEST_S3_ACCESS_KEY";
-/// Secret key for the moto server.
-pub const S3_SECRET_KEY: &str = "STRATA_TEST_S3_SECRET_KEY";
-/// Variables for the s3s-fs (signature-checking) server.
-pub const SIGV4_ENDPOINT: &str = "STRATA_TEST_S3_SIGV4_ENDPOINT";
-/// Bucket on the s3s-fs server.
-pub const SIGV4_BUCKET: &str = "STRATA_TEST_S3_SIGV4_BUCKET";
-/// Access key for the s3s-fs server.
-pub const SIGV4_ACCESS_KEY: &str = "STRATA_TEST_S3_SIGV4_ACCESS_KEY";
-/// Secret key for the s3s-fs server.
-pub const SIGV4_SECRET_KEY: &str = "STRATA_TEST_S3_SIGV4_SECRET_KEY";
+/// The variables `cargo xtask test` exports for one test server.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerVars {
+    /// `http://127.0.0.1:PORT`; its absence means the servers are not running.
+    pub endpoint: &'static str,
+    /// The bucket created for tests.
+    pub bucket: &'static str,
+    /// The access key.
+    pub access_key: &'static str,
+    /// The secret key.
+    pub secret_key: &'static str,
+    /// What the tests that need it are, in skip and panic messages.
+    pub what: &'static str,
+}
+
+/// moto, the S3 semantics server.
+pub const MOTO: ServerVars = ServerVars {
+    endpoint: "STRATA_TEST_S3_ENDPOINT",
+    bucket: "STRATA_TEST_S3_BUCKET",
+    access_key: "STRATA_TEST_S3_ACCESS_KEY",
+    secret_key: "STRATA_TEST_S3_SECRET_KEY",
+    what: "S3 semantics test (moto)",
+};
+
+/// s3s-fs, the signature-checking server.
+pub const SIGV4: ServerVars = ServerVars {
+    endpoint: "STRATA_TEST_S3_SIGV4_ENDPOINT",
+    bucket: "STRATA_TEST_S3_SIGV4_BUCKET",
+    access_key: "STRATA_TEST_S3_SIGV4_ACCESS_KEY",
+    secret_key: "STRATA_TEST_S3_SIGV4_SECRET_KEY",
+    what: "SigV4 test (s3s-fs)",
+};
+
+/// The moto server's endpoint variable (`MOTO.endpoint`): whether the S3 servers run.
+pub const S3_ENDPOINT: &str = MOTO.endpoint;
 /// Python with boto3 and pyarrow.
 pub const PYTHON: &str = "STRATA_TEST_PYTHON";
 
@@ -85,48 +104,41 @@ pub struct ServerEnv {
     pub secret_key: Secret,
 }
 
-fn server_env(vars: [&str; 4], what: &str) -> Option<ServerEnv> {
-    let env = Env::process();
-    match env.get(vars[0]) {
-        Some(endpoint) => Some(ServerEnv {
+impl ServerVars {
+    /// The server's details from the environment, or `None` when `STRATA_SKIP_S3=1`.
+    pub fn env(&self) -> Option<ServerEnv> {
+        let env = Env::process();
+        let Some(endpoint) = env.get(self.endpoint) else {
+            if env.get("STRATA_SKIP_S3").is_some_and(|v| v == "1") {
+                eprintln!(
+                    "SKIPPED: {}: STRATA_SKIP_S3=1 is set and {} is not",
+                    self.what, self.endpoint
+                );
+                return None;
+            }
+            panic!(
+                "{} needs the S3 test servers: {} is not set. Run `cargo xtask test`, which installs and starts them (or set STRATA_SKIP_S3=1 to skip these tests knowingly)",
+                self.what, self.endpoint
+            )
+        };
+        let or_test = |var: &str| env.get(var).unwrap_or_else(|| "test".into());
+        Some(ServerEnv {
             endpoint,
-            bucket: env.get(vars[1]).unwrap_or_else(|| "strata-test".into()),
-            access_key: env.get(vars[2]).unwrap_or_else(|| "test".into()),
-            secret_key: Secret::new(env.get(vars[3]).unwrap_or_else(|| "test".into())),
-        }),
-        None if env.get("STRATA_SKIP_S3").is_some_and(|v| v == "1") => {
-            eprintln!(
-                "SKIPPED: {what}: STRATA_SKIP_S3=1 is set and {} is not",
-                vars[0]
-            );
-            None
-        }
-        None => panic!(
-            "{what} needs the S3 test servers: {} is not set. Run `cargo xtask test`, which installs and starts them (or set STRATA_SKIP_S3=1 to skip these tests knowingly)",
-            vars[0]
-        ),
+            bucket: env.get(self.bucket).unwrap_or_else(|| "strata-test".into()),
+            access_key: or_test(self.access_key),
+            secret_key: Secret::new(or_test(self.secret_key)),
+        })
     }
 }
 
 /// The moto server's details, or `None` when `STRATA_SKIP_S3=1`.
 pub fn moto_env() -> Option<ServerEnv> {
-    server_env(
-        [S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY],
-        "S3 semantics test (moto)",
-    )
+    MOTO.env()
 }
 
 /// The s3s-fs server's details, or `None` when `STRATA_SKIP_S3=1`.
 pub fn sigv4_env() -> Option<ServerEnv> {
-    server_env(
-        [
-            SIGV4_ENDPOINT,
-            SIGV4_BUCKET,
-            SIGV4_ACCESS_KEY,
-            SIGV4_SECRET_KEY,
-        ],
-        "SigV4 test (s3s-fs)",
-    )
+    SIGV4.env()
 }
 
 /// A fresh random folder name for one test run.
