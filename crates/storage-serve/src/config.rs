@@ -29,51 +29,43 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9000";
 /// Default admin listener (`/health`, `/metrics`).
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9001";
 
-/// Settings of the server (`[serve]`).
+/// Settings of the server (`[serve]`); a field left out takes its value from
+/// [`ServeConfig::default`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServeConfig {
     /// Address of the S3 endpoint.
-    #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// Address of the admin endpoint (`/health`, `/metrics`); `None` turns it off.
-    #[serde(default = "default_admin")]
     pub admin: Option<SocketAddr>,
     /// Access keys, by a name used in logs. With none, every request is allowed (only on a
     /// loopback address).
-    #[serde(default)]
     pub credentials: BTreeMap<String, CredentialConfig>,
     /// Buckets that unsigned requests may read (GET, HEAD, list). Everything else unsigned is
     /// 403 once credentials are configured.
-    #[serde(default)]
     pub anonymous_read: Vec<String>,
     /// Largest request body accepted, in bytes (a multipart part counts on its own).
-    #[serde(default = "default_max_body")]
     pub max_body_bytes: u64,
     /// Largest request head (request line and headers), in bytes.
-    #[serde(default = "default_max_header")]
     pub max_header_bytes: usize,
     /// Longest a request may take, body included (`"15m"`, `"30s"`).
-    #[serde(default = "default_timeout", with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde_compat")]
     pub request_timeout: Duration,
     /// Requests served at once; more wait (the client sees latency, not errors).
-    #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
     /// Request bodies over 1 MiB (parts, large puts) read at once; more wait before any of
     /// their body is read. Each may be held whole (a signed payload is hashed before the
     /// operation runs; a part is buffered up to the bucket's part size, 8 MiB by default),
     /// so this bounds memory under many parallel uploads.
-    #[serde(default = "default_part_buffers")]
     pub max_parts_in_flight: usize,
     /// Bytes that conditional writes (If-Match / If-None-Match: `*` on PutObject and
     /// CompleteMultipartUpload) larger than one part (8 MiB) may hold in memory, all such
     /// writes together; one larger than this is refused with `EntityTooLarge`. Backends apply
     /// a condition only to a write sent in one request, so such a body is held whole (see
     /// the crate's `whole` module); others wait for room before reading their body.
-    #[serde(default = "default_max_conditional")]
     pub max_conditional_bytes: u64,
     /// How long in-flight requests may take to finish after SIGTERM / Ctrl-C.
-    #[serde(default = "default_grace", with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde_compat")]
     pub shutdown_grace: Duration,
     /// Routes to serve. [`ServeConfig::from_toml_str`] sets it to the file's `[routes.*]`
     /// names, so the built-in routes a file does not name (`records`, `versions`, ... that
@@ -95,48 +87,20 @@ pub struct CredentialConfig {
     pub buckets: Vec<String>,
 }
 
-fn default_listen() -> SocketAddr {
-    DEFAULT_LISTEN.parse().expect("valid default address")
-}
-fn default_admin() -> Option<SocketAddr> {
-    Some(DEFAULT_ADMIN.parse().expect("valid default address"))
-}
-fn default_max_body() -> u64 {
-    5 * 1024 * 1024 * 1024
-}
-fn default_max_header() -> usize {
-    64 * 1024
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(15 * 60)
-}
-fn default_concurrency() -> usize {
-    256
-}
-fn default_part_buffers() -> usize {
-    4
-}
-fn default_max_conditional() -> u64 {
-    crate::whole::DEFAULT_MAX_CONDITIONAL_BYTES
-}
-fn default_grace() -> Duration {
-    Duration::from_secs(30)
-}
-
 impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
-            listen: default_listen(),
-            admin: default_admin(),
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            admin: Some(DEFAULT_ADMIN.parse().expect("valid default address")),
             credentials: BTreeMap::new(),
             anonymous_read: Vec::new(),
-            max_body_bytes: default_max_body(),
-            max_header_bytes: default_max_header(),
-            request_timeout: default_timeout(),
-            max_concurrency: default_concurrency(),
-            max_parts_in_flight: default_part_buffers(),
-            max_conditional_bytes: default_max_conditional(),
-            shutdown_grace: default_grace(),
+            max_body_bytes: 5 * 1024 * 1024 * 1024,
+            max_header_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(15 * 60),
+            max_concurrency: 256,
+            max_parts_in_flight: 4,
+            max_conditional_bytes: crate::whole::DEFAULT_MAX_CONDITIONAL_BYTES,
+            shutdown_grace: Duration::from_secs(30),
             routes: None,
         }
     }
