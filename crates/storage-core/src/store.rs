@@ -76,24 +76,11 @@ pub fn not_supported(
     StorageError::not_supported(store, operation).into_object_store()
 }
 
-#[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl<T: StrataStore + ?Sized> StrataStore for Arc<T> {
-    fn capabilities(&self) -> Capabilities {
-        T::capabilities(self)
-    }
-
-    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
-        T::delete_if_match(self, location, etag).await
-    }
-
-    async fn presign(
-        &self,
-        method: PresignMethod,
-        location: &Path,
-        expires_in: Duration,
-    ) -> OsResult<Url> {
-        T::presign(self, method, location, expires_in).await
-    }
+    crate::store_fn!(@sig (forward |this| &**this) capabilities);
+    crate::store_fn!(@sig (forward |this| &**this) delete_if_match);
+    crate::store_fn!(@sig (forward |this| &**this) presign);
 }
 
 /// Anything that can become the store of a [`Bucket`](crate::Bucket): a Strata store, or a
@@ -171,19 +158,17 @@ impl fmt::Display for Declared {
     }
 }
 
-#[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl StrataStore for Declared {
-    fn capabilities(&self) -> Capabilities {
-        self.capabilities
-    }
-
-    async fn delete_if_match(&self, _: &Path, _: &str) -> OsResult<()> {
-        Err(not_supported(self.inner.to_string(), "delete-if-match"))
-    }
-
-    async fn presign(&self, _: PresignMethod, _: &Path, _: Duration) -> OsResult<Url> {
-        Err(not_supported(self.inner.to_string(), "presigned URLs"))
-    }
+    crate::store_fn!(capabilities, |this| this.capabilities);
+    crate::store_fn!(delete_if_match, |this, _, _| Err(not_supported(
+        this.inner.to_string(),
+        "delete-if-match"
+    )));
+    crate::store_fn!(presign, |this, _, _, _| Err(not_supported(
+        this.inner.to_string(),
+        "presigned URLs"
+    )));
 }
 
 crate::forward_object_store!(Declared, inner);
@@ -246,29 +231,18 @@ impl fmt::Display for ScopedStore {
     }
 }
 
-#[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl StrataStore for ScopedStore {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
-        self.inner
-            .delete_if_match(&self.full(location), etag)
-            .await
-            .map_err(|e| strip_path(e, &self.prefix))
-    }
-
-    async fn presign(
-        &self,
-        method: PresignMethod,
-        location: &Path,
-        expires_in: Duration,
-    ) -> OsResult<Url> {
-        self.inner
-            .presign(method, &self.full(location), expires_in)
-            .await
-    }
+    crate::store_fn!(capabilities, |this| this.inner.capabilities());
+    crate::store_fn!(delete_if_match, |this, location, etag| this
+        .inner
+        .delete_if_match(&this.full(location), etag)
+        .await
+        .map_err(|e| strip_path(e, &this.prefix)));
+    crate::store_fn!(presign, |this, method, location, expires_in| this
+        .inner
+        .presign(method, &this.full(location), expires_in)
+        .await);
 }
 
 crate::forward_object_store!(ScopedStore, prefixed);
@@ -296,24 +270,29 @@ fn strip_path(err: object_store::Error, prefix: &Key) -> object_store::Error {
     }
 }
 
-/// What [`forward_object_store!`](crate::forward_object_store) names, so the crates that use
-/// it need not depend on the same crates under the same names.
+/// What [`store_fn!`](crate::store_fn) and [`forward_object_store!`](crate::forward_object_store)
+/// name, so the crates that use them need not depend on the same crates under the same names.
 #[doc(hidden)]
 pub mod __private {
     pub use bytes::Bytes;
     pub use futures::stream::BoxStream;
     pub use object_store;
+    pub use url::Url;
 }
 
-/// Implement `ObjectStore` methods by forwarding them to a field: for wrappers that change
-/// only some calls (or only the contract's extra methods).
+/// Forward methods of the store contract (`ObjectStore`, and `StrataStore`'s too) to a field:
+/// for wrappers that change only some calls.
 ///
 /// - `forward_object_store!(Type, field)`: the whole `ObjectStore` impl of `Type`, every
 ///   method forwarded to `self.field`.
 /// - `forward_object_store!(@methods field: get_opts, list, …)`: just those methods, as items
-///   inside an `#[async_trait] impl ObjectStore for …` that writes the others itself. They
-///   are written as `#[async_trait]` would expand them, so they sit beside its `async fn`s.
+///   inside an `impl ObjectStore` (or `impl StrataStore`: `capabilities`, `delete_if_match`,
+///   `presign`) that writes the others itself, by hand (`#[async_trait]`) or with
+///   [`store_fn!`](crate::store_fn).
+/// - `forward_object_store!(@methods *field: …)`: the same, to the store `field` points to
+///   (an `Arc<S>` field reaches `S`'s methods directly, not through `Arc`'s own impl).
 ///
+/// A forwarded method hands back the inner store's future itself, with no box of its own.
 /// Not part of the public API (hidden): Strata's own crates and tests share it.
 #[doc(hidden)]
 #[macro_export]
@@ -327,14 +306,145 @@ macro_rules! forward_object_store {
         }
     };
     (@methods $field:ident: $($method:ident),+ $(,)?) => {
-        $($crate::forward_object_store!(@one $field $method);)+
+        $($crate::store_fn!(@sig (forward |this| &this.$field) $method);)+
     };
-    // An `async fn` of the trait as `#[async_trait]` expands it, forwarded to `self.$f`:
-    // `'life0` is `&self`, the named lifetimes are those of the reference arguments.
-    (@async $f:ident $m:ident <$($life:lifetime),*> ($($arg:ident : $argty:ty),* $(,)?) -> $out:ty) => {
+    (@methods *$field:ident: $($method:ident),+ $(,)?) => {
+        $($crate::store_fn!(@sig (forward |this| &*this.$field) $method);)+
+    };
+}
+
+/// One method of the store contract (`ObjectStore` or `StrataStore`) from a closure-like
+/// body that receives the store first and then the method's arguments, in the trait's order:
+///
+/// ```text
+/// impl<T: StrataStore> ObjectStore for CacheStore<T> {
+///     storage_core::store_fn!(put_opts, |this, location, payload, opts| {
+///         this.write(&[location], this.inner.put_opts(location, payload, opts)).await
+///     });
+///     storage_core::forward_object_store!(@methods inner: list, …);
+/// }
+/// ```
+///
+/// The contract's signatures are written here once, for every store. The body of a method
+/// that is `async` in the trait runs in an `async` block (it may `.await` and use `?`), as
+/// `#[async_trait]` would run it; the others (`delete_stream`, `list`, `list_with_offset`,
+/// `capabilities`) are plain functions. Items written this way sit beside hand-written
+/// `#[async_trait]` methods and [`forward_object_store!`](crate::forward_object_store)'s.
+///
+/// Not part of the public API (hidden): Strata's own crates and tests share it.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! store_fn {
+    ($method:ident, |$this:pat_param $(, $arg:pat_param)* $(,)?| $body:expr $(,)?) => {
+        $crate::store_fn!(@sig (body [$this] [$($arg),*] $body) $method);
+    };
+
+    // The contract, one arm a method: its arguments and its answer.
+    (@sig $how:tt put_opts) => {
+        $crate::store_fn!(@async $how put_opts <'life1> [
+            location: &'life1 $crate::store::__private::object_store::path::Path,
+            payload: $crate::store::__private::object_store::PutPayload,
+            opts: $crate::store::__private::object_store::PutOptions,
+        ] -> $crate::store::__private::object_store::PutResult);
+    };
+    (@sig $how:tt put_multipart_opts) => {
+        $crate::store_fn!(@async $how put_multipart_opts <'life1> [
+            location: &'life1 $crate::store::__private::object_store::path::Path,
+            opts: $crate::store::__private::object_store::PutMultipartOptions,
+        ] -> ::std::boxed::Box<dyn $crate::store::__private::object_store::MultipartUpload>);
+    };
+    (@sig $how:tt get_opts) => {
+        $crate::store_fn!(@async $how get_opts <'life1> [
+            location: &'life1 $crate::store::__private::object_store::path::Path,
+            options: $crate::store::__private::object_store::GetOptions,
+        ] -> $crate::store::__private::object_store::GetResult);
+    };
+    (@sig $how:tt get_ranges) => {
+        $crate::store_fn!(@async $how get_ranges <'life1, 'life2> [
+            location: &'life1 $crate::store::__private::object_store::path::Path,
+            ranges: &'life2 [::core::ops::Range<u64>],
+        ] -> ::std::vec::Vec<$crate::store::__private::Bytes>);
+    };
+    (@sig $how:tt delete_stream) => {
+        $crate::store_fn!(@sync $how delete_stream [
+            locations: $crate::store::__private::BoxStream<
+                'static,
+                $crate::store::__private::object_store::Result<
+                    $crate::store::__private::object_store::path::Path,
+                >,
+            >,
+        ] -> $crate::store::__private::BoxStream<
+            'static,
+            $crate::store::__private::object_store::Result<
+                $crate::store::__private::object_store::path::Path,
+            >,
+        >);
+    };
+    (@sig $how:tt list) => {
+        $crate::store_fn!(@sync $how list [
+            prefix: ::core::option::Option<&$crate::store::__private::object_store::path::Path>,
+        ] -> $crate::store::__private::BoxStream<
+            'static,
+            $crate::store::__private::object_store::Result<
+                $crate::store::__private::object_store::ObjectMeta,
+            >,
+        >);
+    };
+    (@sig $how:tt list_with_offset) => {
+        $crate::store_fn!(@sync $how list_with_offset [
+            prefix: ::core::option::Option<&$crate::store::__private::object_store::path::Path>,
+            offset: &$crate::store::__private::object_store::path::Path,
+        ] -> $crate::store::__private::BoxStream<
+            'static,
+            $crate::store::__private::object_store::Result<
+                $crate::store::__private::object_store::ObjectMeta,
+            >,
+        >);
+    };
+    (@sig $how:tt list_with_delimiter) => {
+        $crate::store_fn!(@async $how list_with_delimiter <'life1> [
+            prefix: ::core::option::Option<&'life1 $crate::store::__private::object_store::path::Path>,
+        ] -> $crate::store::__private::object_store::ListResult);
+    };
+    (@sig $how:tt copy_opts) => {
+        $crate::store_fn!(@async $how copy_opts <'life1, 'life2> [
+            from: &'life1 $crate::store::__private::object_store::path::Path,
+            to: &'life2 $crate::store::__private::object_store::path::Path,
+            options: $crate::store::__private::object_store::CopyOptions,
+        ] -> ());
+    };
+    (@sig $how:tt rename_opts) => {
+        $crate::store_fn!(@async $how rename_opts <'life1, 'life2> [
+            from: &'life1 $crate::store::__private::object_store::path::Path,
+            to: &'life2 $crate::store::__private::object_store::path::Path,
+            options: $crate::store::__private::object_store::RenameOptions,
+        ] -> ());
+    };
+    (@sig $how:tt capabilities) => {
+        $crate::store_fn!(@sync $how capabilities [] -> $crate::Capabilities);
+    };
+    (@sig $how:tt delete_if_match) => {
+        $crate::store_fn!(@async $how delete_if_match <'life1, 'life2> [
+            location: &'life1 $crate::store::__private::object_store::path::Path,
+            etag: &'life2 str,
+        ] -> ());
+    };
+    (@sig $how:tt presign) => {
+        $crate::store_fn!(@async $how presign <'life1> [
+            method: $crate::PresignMethod,
+            location: &'life1 $crate::store::__private::object_store::path::Path,
+            expires_in: ::core::time::Duration,
+        ] -> $crate::store::__private::Url);
+    };
+
+    // A method that is `async` in the trait, as `#[async_trait]` expands it: `'life0` is
+    // `&self`, the named lifetimes are those of the reference arguments. `self` is read
+    // here, beside the signature that declares it: a `self` written elsewhere (the caller's
+    // body, another arm) would not name this receiver.
+    (@async $how:tt $m:ident <$($life:lifetime),*> [$($a:ident : $aty:ty),* $(,)?] -> $out:ty) => {
         fn $m<'life0, $($life,)* 'async_trait>(
             &'life0 self,
-            $($arg: $argty),*
+            $($a: $aty),*
         ) -> ::core::pin::Pin<::std::boxed::Box<
             dyn ::core::future::Future<
                     Output = $crate::store::__private::object_store::Result<$out>,
@@ -346,96 +456,33 @@ macro_rules! forward_object_store {
             $($life: 'async_trait,)*
             Self: 'async_trait,
         {
-            self.$f.$m($($arg),*)
+            let receiver = self;
+            $crate::store_fn!(@call async $how receiver $m [$($a),*] $out)
         }
     };
-    (@one $f:ident put_opts) => {
-        $crate::forward_object_store!(@async $f put_opts <'life1> (
-            location: &'life1 $crate::store::__private::object_store::path::Path,
-            payload: $crate::store::__private::object_store::PutPayload,
-            opts: $crate::store::__private::object_store::PutOptions,
-        ) -> $crate::store::__private::object_store::PutResult);
-    };
-    (@one $f:ident put_multipart_opts) => {
-        $crate::forward_object_store!(@async $f put_multipart_opts <'life1> (
-            location: &'life1 $crate::store::__private::object_store::path::Path,
-            opts: $crate::store::__private::object_store::PutMultipartOptions,
-        ) -> ::std::boxed::Box<dyn $crate::store::__private::object_store::MultipartUpload>);
-    };
-    (@one $f:ident get_opts) => {
-        $crate::forward_object_store!(@async $f get_opts <'life1> (
-            location: &'life1 $crate::store::__private::object_store::path::Path,
-            options: $crate::store::__private::object_store::GetOptions,
-        ) -> $crate::store::__private::object_store::GetResult);
-    };
-    (@one $f:ident get_ranges) => {
-        $crate::forward_object_store!(@async $f get_ranges <'life1, 'life2> (
-            location: &'life1 $crate::store::__private::object_store::path::Path,
-            ranges: &'life2 [::core::ops::Range<u64>],
-        ) -> ::std::vec::Vec<$crate::store::__private::Bytes>);
-    };
-    (@one $f:ident delete_stream) => {
-        fn delete_stream(
-            &self,
-            locations: $crate::store::__private::BoxStream<
-                'static,
-                $crate::store::__private::object_store::Result<
-                    $crate::store::__private::object_store::path::Path,
-                >,
-            >,
-        ) -> $crate::store::__private::BoxStream<
-            'static,
-            $crate::store::__private::object_store::Result<
-                $crate::store::__private::object_store::path::Path,
-            >,
-        > {
-            self.$f.delete_stream(locations)
+    (@sync $how:tt $m:ident [$($a:ident : $aty:ty),* $(,)?] -> $out:ty) => {
+        fn $m(&self, $($a: $aty),*) -> $out {
+            let receiver = self;
+            $crate::store_fn!(@call sync $how receiver $m [$($a),*] $out)
         }
     };
-    (@one $f:ident list) => {
-        fn list(
-            &self,
-            prefix: ::core::option::Option<&$crate::store::__private::object_store::path::Path>,
-        ) -> $crate::store::__private::BoxStream<
-            'static,
-            $crate::store::__private::object_store::Result<
-                $crate::store::__private::object_store::ObjectMeta,
-            >,
-        > {
-            self.$f.list(prefix)
-        }
-    };
-    (@one $f:ident list_with_offset) => {
-        fn list_with_offset(
-            &self,
-            prefix: ::core::option::Option<&$crate::store::__private::object_store::path::Path>,
-            offset: &$crate::store::__private::object_store::path::Path,
-        ) -> $crate::store::__private::BoxStream<
-            'static,
-            $crate::store::__private::object_store::Result<
-                $crate::store::__private::object_store::ObjectMeta,
-            >,
-        > {
-            self.$f.list_with_offset(prefix, offset)
-        }
-    };
-    (@one $f:ident list_with_delimiter) => {
-        $crate::forward_object_store!(@async $f list_with_delimiter <'life1> (
-            prefix: ::core::option::Option<&'life1 $crate::store::__private::object_store::path::Path>,
-        ) -> $crate::store::__private::object_store::ListResult);
-    };
-    (@one $f:ident copy_opts) => {
-        $crate::forward_object_store!(@async $f copy_opts <'life1, 'life2> (
-            from: &'life1 $crate::store::__private::object_store::path::Path,
-            to: &'life2 $crate::store::__private::object_store::path::Path,
-            options: $crate::store::__private::object_store::CopyOptions,
-        ) -> ());
-    };
-    (@one $f:ident rename_opts) => {
-        $crate::forward_object_store!(@async $f rename_opts <'life1, 'life2> (
-            from: &'life1 $crate::store::__private::object_store::path::Path,
-            to: &'life2 $crate::store::__private::object_store::path::Path,
-            options: $crate::store::__private::object_store::RenameOptions,
-        ) -> ());
-    };
+
+    // The bodies. Forwarded: the inner store's answer (its future) as it is.
+    (@call $_kind:ident (forward |$s:ident| $target:expr) $recv:ident $m:ident [$($a:ident),*] $out:ty) => {{
+        let $s = $recv;
+        ($target).$m($($a),*)
+    }};
+    (@call async (body [$this:pat_param] [$($arg:pat_param),*] $body:expr) $recv:ident $m:ident [$($a:ident),*] $out:ty) => {{
+        let $this = $recv;
+        $(let $arg = $a;)*
+        ::std::boxed::Box::pin(async move {
+            let answer: $crate::store::__private::object_store::Result<$out> = $body;
+            answer
+        })
+    }};
+    (@call sync (body [$this:pat_param] [$($arg:pat_param),*] $body:expr) $recv:ident $m:ident [$($a:ident),*] $out:ty) => {{
+        let $this = $recv;
+        $(let $arg = $a;)*
+        $body
+    }};
 }

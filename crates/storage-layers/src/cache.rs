@@ -51,7 +51,6 @@
 //! ```
 
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -62,9 +61,8 @@ use futures::stream::{self, BoxStream, StreamExt};
 use moka::future::Cache;
 use object_store::path::Path;
 use object_store::{
-    Attributes, CopyOptions, GetOptions, GetResult, GetResultPayload, MultipartUpload, ObjectMeta,
-    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
-    Result as OsResult, UploadPart,
+    Attributes, GetOptions, GetResult, GetResultPayload, MultipartUpload, ObjectMeta, ObjectStore,
+    PutPayload, PutResult, Result as OsResult, UploadPart,
 };
 use storage_core::{ErrorKind, StorageError, StrataStore};
 use tokio::time::Instant;
@@ -334,50 +332,9 @@ impl<T: StrataStore> CacheStore<T> {
             self.cache.remove(location).await;
         }
     }
-}
 
-// Presigned URLs pass through: a presigned PUT writes behind the cache, and readers see it
-// once their entry is revalidated (`with_revalidate_after`), as for any writer that does not
-// use this store.
-crate::util::strata_store!(CacheStore {
-    capabilities: |this| this.inner.capabilities(),
-    delete_if_match: |this, location, etag| {
-        this.write(&[location], this.inner.delete_if_match(location, etag))
-            .await
-    },
-    presign: |this, method, location, expires_in| {
-        this.inner.presign(method, location, expires_in).await
-    },
-});
-
-#[async_trait]
-#[deny(clippy::missing_trait_methods)]
-impl<T: StrataStore> ObjectStore for CacheStore<T> {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> OsResult<PutResult> {
-        self.write(&[location], self.inner.put_opts(location, payload, opts))
-            .await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> OsResult<Box<dyn MultipartUpload>> {
-        let upload = self.inner.put_multipart_opts(location, opts).await?;
-        Ok(Box::new(CacheUpload {
-            upload,
-            location: location.clone(),
-            cache: self.cache.clone(),
-            writes: Arc::clone(&self.writes),
-        }))
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
+    /// A read through the cache; see the [module docs](self).
+    async fn get_cached(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
         let c = &self.cfg.counters;
         let key = location.as_ref();
         if options.if_match.is_some()
@@ -451,31 +408,8 @@ impl<T: StrataStore> ObjectStore for CacheStore<T> {
         serve(&entry, &GetOptions::new(), key)
     }
 
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
-        // Served from a cached copy only if it is still current.
-        if let Some(entry) = self.cache.get(location).await
-            && entry.checked_at.elapsed() < self.cfg.revalidate_after
-        {
-            self.cfg.counters.hits.fetch_add(1, Ordering::Relaxed);
-            let len = entry.body.len() as u64;
-            return ranges
-                .iter()
-                .map(|r| {
-                    if r.start > r.end || r.end > len {
-                        Err(os_err(StorageError::invalid_input(
-                            format!("range of `{location}`"),
-                            format!("range {r:?} is outside the object's {len} bytes"),
-                        )))
-                    } else {
-                        Ok(entry.body.slice(r.start as usize..r.end as usize))
-                    }
-                })
-                .collect();
-        }
-        self.inner.get_ranges(location, ranges).await
-    }
-
-    fn delete_stream(
+    /// A delete stream that drops each deleted key from the cache.
+    fn deletes(
         &self,
         locations: BoxStream<'static, OsResult<Path>>,
     ) -> BoxStream<'static, OsResult<Path>> {
@@ -517,20 +451,81 @@ impl<T: StrataStore> ObjectStore for CacheStore<T> {
             })
             .boxed()
     }
+}
+
+// Presigned URLs pass through: a presigned PUT writes behind the cache, and readers see it
+// once their entry is revalidated (`with_revalidate_after`), as for any writer that does not
+// use this store.
+#[deny(clippy::missing_trait_methods)]
+impl<T: StrataStore> StrataStore for CacheStore<T> {
+    storage_core::store_fn!(delete_if_match, |this, location, etag| {
+        this.write(&[location], this.inner.delete_if_match(location, etag))
+            .await
+    });
+    storage_core::forward_object_store!(@methods inner: capabilities, presign);
+}
+
+#[deny(clippy::missing_trait_methods)]
+impl<T: StrataStore> ObjectStore for CacheStore<T> {
+    storage_core::store_fn!(put_opts, |this, location, payload, opts| {
+        this.write(&[location], this.inner.put_opts(location, payload, opts))
+            .await
+    });
+
+    storage_core::store_fn!(put_multipart_opts, |this, location, opts| {
+        let upload = this.inner.put_multipart_opts(location, opts).await?;
+        let upload: Box<dyn MultipartUpload> = Box::new(CacheUpload {
+            upload,
+            location: location.clone(),
+            cache: this.cache.clone(),
+            writes: Arc::clone(&this.writes),
+        });
+        Ok(upload)
+    });
+
+    storage_core::store_fn!(get_opts, |this, location, options| this
+        .get_cached(location, options)
+        .await);
+
+    storage_core::store_fn!(get_ranges, |this, location, ranges| {
+        // Served from a cached copy only if it is still current.
+        if let Some(entry) = this.cache.get(location).await
+            && entry.checked_at.elapsed() < this.cfg.revalidate_after
+        {
+            this.cfg.counters.hits.fetch_add(1, Ordering::Relaxed);
+            let len = entry.body.len() as u64;
+            return ranges
+                .iter()
+                .map(|r| {
+                    if r.start > r.end || r.end > len {
+                        Err(os_err(StorageError::invalid_input(
+                            format!("range of `{location}`"),
+                            format!("range {r:?} is outside the object's {len} bytes"),
+                        )))
+                    } else {
+                        Ok(entry.body.slice(r.start as usize..r.end as usize))
+                    }
+                })
+                .collect();
+        }
+        this.inner.get_ranges(location, ranges).await
+    });
+
+    storage_core::store_fn!(delete_stream, |this, locations| this.deletes(locations));
 
     // Listings are not cached.
     storage_core::forward_object_store!(@methods inner:
         list, list_with_offset, list_with_delimiter);
 
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
-        self.write(&[to], self.inner.copy_opts(from, to, options))
+    storage_core::store_fn!(copy_opts, |this, from, to, options| {
+        this.write(&[to], this.inner.copy_opts(from, to, options))
             .await
-    }
+    });
 
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
-        self.write(&[from, to], self.inner.rename_opts(from, to, options))
+    storage_core::store_fn!(rename_opts, |this, from, to, options| {
+        this.write(&[from, to], this.inner.rename_opts(from, to, options))
             .await
-    }
+    });
 }
 
 struct CacheUpload {

@@ -85,16 +85,13 @@
 
 use std::fmt;
 use std::io::{Read, Write};
-use std::ops::Range;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{
-    Attribute, AttributeValue, Attributes, CopyMode, CopyOptions, GetOptions, GetResult,
-    MultipartUpload, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
-    PutPayload, PutResult, RenameOptions, RenameTargetMode, Result as OsResult,
+    Attribute, AttributeValue, Attributes, CopyMode, CopyOptions, GetOptions, ObjectStore,
+    ObjectStoreExt, PutMode, PutOptions, RenameTargetMode, Result as OsResult,
 };
 
 use storage_core::{StorageError, StrataStore};
@@ -440,22 +437,16 @@ byte_transforming_strata_store!(
      or presign from a bucket without the compression layer"
 );
 
-#[async_trait]
 #[deny(clippy::missing_trait_methods)]
 impl<T: StrataStore> ObjectStore for CompressionStore<T> {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        mut opts: PutOptions,
-    ) -> OsResult<PutResult> {
-        let codec = self.cfg.choose(&mut opts.attributes);
-        let Some(codec) = codec.filter(|_| payload.content_length() >= self.cfg.min_size) else {
-            return self.inner.put_opts(location, payload, opts).await;
+    storage_core::store_fn!(put_opts, |this, location, payload, mut opts| {
+        let codec = this.cfg.choose(&mut opts.attributes);
+        let Some(codec) = codec.filter(|_| payload.content_length() >= this.cfg.min_size) else {
+            return this.inner.put_opts(location, payload, opts).await;
         };
         let data = payload_bytes(&payload);
         let len = data.len();
-        let level = self.cfg.level;
+        let level = this.cfg.level;
         let compressed = cpu(len, move || codec.compress(&data, level))
             .await
             .map_err(os_err)?;
@@ -469,38 +460,34 @@ impl<T: StrataStore> ObjectStore for CompressionStore<T> {
             Attribute::Metadata(SIZE_METADATA.into()),
             len.to_string().into(),
         );
-        self.inner.put_opts(location, compressed.into(), opts).await
-    }
+        this.inner.put_opts(location, compressed.into(), opts).await
+    });
 
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        mut opts: PutMultipartOptions,
-    ) -> OsResult<Box<dyn MultipartUpload>> {
+    storage_core::store_fn!(put_multipart_opts, |this, location, mut opts| {
         // Only an explicit request compresses a multipart upload: see "Multipart uploads".
         let asked = opts
             .attributes
             .get(&Attribute::Metadata(COMPRESS_ATTRIBUTE.into()))
             .and_then(|v| Codec::parse(v.as_ref()));
-        let chosen = self.cfg.choose(&mut opts.attributes);
+        let chosen = this.cfg.choose(&mut opts.attributes);
         let Some(codec) = asked.and(chosen) else {
-            return self.inner.put_multipart_opts(location, opts).await;
+            return this.inner.put_multipart_opts(location, opts).await;
         };
-        let encoder = Encoder::new(codec, self.cfg.level).map_err(os_err)?;
+        let encoder = Encoder::new(codec, this.cfg.level).map_err(os_err)?;
         opts.attributes
             .insert(Attribute::ContentEncoding, codec.as_str().into());
         opts.attributes.insert(
             Attribute::Metadata(CODEC_METADATA.into()),
             codec.as_str().into(),
         );
-        let upload = self.inner.put_multipart_opts(location, opts).await?;
+        let upload = this.inner.put_multipart_opts(location, opts).await?;
         Ok(Box::new(EncodingUpload::new(upload, encoder)))
-    }
+    });
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
+    storage_core::store_fn!(get_opts, |this, location, options| {
         let wanted = options.range.clone();
         let head = options.head;
-        let mut res = match self.inner.get_opts(location, options.clone()).await {
+        let mut res = match this.inner.get_opts(location, options.clone()).await {
             Ok(r) => r,
             // A range valid for the uncompressed object can be out of range for the stored
             // (smaller) one: learn whether the object is compressed before failing.
@@ -510,7 +497,7 @@ impl<T: StrataStore> ObjectStore for CompressionStore<T> {
                     head: true,
                     ..options.clone()
                 };
-                match self.inner.get_opts(location, probe).await {
+                match this.inner.get_opts(location, probe).await {
                     Ok(h) if stored_codec(&h.attributes).is_some() => h,
                     _ => return Err(e),
                 }
@@ -537,7 +524,7 @@ impl<T: StrataStore> ObjectStore for CompressionStore<T> {
                 version: res.meta.version.clone().or(options.version.clone()),
                 ..options
             };
-            res = self.inner.get_opts(location, whole).await?;
+            res = this.inner.get_opts(location, whole).await?;
         }
         let (mut meta, body) = into_stream(res);
         let stored = object_store::GetResult {
@@ -550,7 +537,7 @@ impl<T: StrataStore> ObjectStore for CompressionStore<T> {
         .bytes()
         .await?;
         let key = location.to_string();
-        let max = self.cfg.max_decompressed;
+        let max = this.cfg.max_decompressed;
         let plain = cpu(stored.len(), move || codec.decompress_limited(&stored, max))
             .await
             .map_err(|e| match e {
@@ -576,18 +563,18 @@ impl<T: StrataStore> ObjectStore for CompressionStore<T> {
         let body = plain.slice(range.start as usize..range.end as usize);
         meta.range = range;
         Ok(meta.with_bytes(body))
-    }
+    });
 
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
-        let head = self
+    storage_core::store_fn!(get_ranges, |this, location, ranges| {
+        let head = this
             .inner
             .get_opts(location, GetOptions::new().with_head(true))
             .await?;
         if stored_codec(&head.attributes).is_none() {
-            return self.inner.get_ranges(location, ranges).await;
+            return this.inner.get_ranges(location, ranges).await;
         }
         let pinned = GetOptions::new().with_if_match(head.meta.e_tag.clone());
-        let whole = self.get_opts(location, pinned).await?.bytes().await?;
+        let whole = this.get_opts(location, pinned).await?.bytes().await?;
         ranges
             .iter()
             .map(|r| {
@@ -595,26 +582,26 @@ impl<T: StrataStore> ObjectStore for CompressionStore<T> {
                 Ok(whole.slice(r.start as usize..r.end as usize))
             })
             .collect()
-    }
+    });
 
     // Listings report stored sizes (see "What size, range and ETag mean").
     storage_core::forward_object_store!(@methods inner:
         delete_stream, list, list_with_offset, list_with_delimiter);
 
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
+    storage_core::store_fn!(copy_opts, |this, from, to, options| {
         if matches!(options.mode, CopyMode::Create) {
-            return self.copy_create(from, to).await;
+            return this.copy_create(from, to).await;
         }
-        self.inner.copy_opts(from, to, options).await
-    }
+        this.inner.copy_opts(from, to, options).await
+    });
 
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
+    storage_core::store_fn!(rename_opts, |this, from, to, options| {
         if matches!(options.target_mode, RenameTargetMode::Create) {
-            self.copy_create(from, to).await?;
-            return self.inner.delete(from).await;
+            this.copy_create(from, to).await?;
+            return this.inner.delete(from).await;
         }
-        self.inner.rename_opts(from, to, options).await
-    }
+        this.inner.rename_opts(from, to, options).await
+    });
 }
 
 impl<T: StrataStore> CompressionStore<T> {
@@ -659,7 +646,7 @@ impl<T: StrataStore> CompressionStore<T> {
 mod tests {
     use super::*;
     use crate::util::test_support::read;
-    use object_store::{GetRange, ObjectStoreExt, WriteMultipart};
+    use object_store::{GetRange, ObjectStoreExt, PutMultipartOptions, WriteMultipart};
     use storage_core::MemoryStore;
 
     fn json(n: usize) -> String {

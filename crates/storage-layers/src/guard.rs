@@ -4,13 +4,12 @@
 //!
 //! Each of them is a [`Guard`]: it says how one call is run, how a listing runs, and where it
 //! departs from that (a GET body, a delete stream, the parts of a multipart upload).
-//! [`Guarded`] applies a guard to every method of the store contract, so the contract's
-//! signatures and the "guard every call" shape are written here once; each layer's public
-//! store is a newtype around a `Guarded` ([`guarded_store!`]) that keeps its own name.
+//! [`Guarded`] applies a guard to every method of the store contract, so the "guard every
+//! call" shape is written here once; each layer's public store is a newtype around a
+//! `Guarded` ([`guarded_store!`]) that keeps its own name.
 
 use std::fmt;
 use std::future::Future;
-use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -19,8 +18,7 @@ use futures::FutureExt;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as OsResult,
+    GetResult, ListResult, MultipartUpload, ObjectStore, PutPayload, PutResult, Result as OsResult,
     UploadPart,
 };
 use storage_core::StrataStore;
@@ -282,110 +280,103 @@ impl<G: Guard, T: StrataStore> fmt::Display for Guarded<G, T> {
     }
 }
 
-crate::util::strata_store!(impl<G: Guard> Guarded {
-    capabilities: |this| this.inner.capabilities(),
-    delete_if_match: |this, location, etag| {
+#[deny(clippy::missing_trait_methods)]
+impl<G: Guard, T: StrataStore> StrataStore for Guarded<G, T> {
+    storage_core::forward_object_store!(@methods inner: capabilities);
+
+    storage_core::store_fn!(delete_if_match, |this, location, etag| {
         let call = Call::new(Op::DeleteIfMatch, location.as_ref());
         this.guard
             .call(call, this.inner.delete_if_match(location, etag))
             .await
-    },
-    presign: |this, method, location, expires_in| {
+    });
+
+    storage_core::store_fn!(presign, |this, method, location, expires_in| {
         let sign = this.inner.presign(method, location, expires_in);
         if !this.guard.guards_presign() {
             return sign.await;
         }
         let call = Call::new(Op::Presign, location.as_ref());
         this.guard.call(call, sign).await
-    },
-});
+    });
+}
 
-#[async_trait]
 #[deny(clippy::missing_trait_methods)]
 impl<G: Guard, T: StrataStore> ObjectStore for Guarded<G, T> {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> OsResult<PutResult> {
+    storage_core::store_fn!(put_opts, |this, location, payload, opts| {
         let call = Call {
             sent: payload.content_length() as u64,
             ..Call::new(Op::Put, location.as_ref())
         };
-        self.guard
-            .call(call, self.inner.put_opts(location, payload, opts))
+        this.guard
+            .call(call, this.inner.put_opts(location, payload, opts))
             .await
-    }
+    });
 
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> OsResult<Box<dyn MultipartUpload>> {
+    storage_core::store_fn!(put_multipart_opts, |this, location, opts| {
         let call = Call::new(Op::PutMultipart, location.as_ref());
-        self.guard
-            .put_multipart(call, self.inner.put_multipart_opts(location, opts))
+        this.guard
+            .put_multipart(call, this.inner.put_multipart_opts(location, opts))
             .await
-    }
+    });
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
+    storage_core::store_fn!(get_opts, |this, location, options| {
         let op = if options.head { Op::Head } else { Op::Get };
         let call = Call::new(op, location.as_ref());
-        self.guard
-            .get(call, self.inner.get_opts(location, options))
+        this.guard
+            .get(call, this.inner.get_opts(location, options))
             .await
-    }
+    });
 
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
+    storage_core::store_fn!(get_ranges, |this, location, ranges| {
         let call = Call::new(Op::GetRanges, location.as_ref());
-        self.guard
-            .call(call, self.inner.get_ranges(location, ranges))
+        this.guard
+            .call(call, this.inner.get_ranges(location, ranges))
             .await
-    }
+    });
 
-    fn delete_stream(&self, locations: ItemStream<Path>) -> ItemStream<Path> {
-        self.guard.deletes(&self.inner, locations)
-    }
+    storage_core::store_fn!(delete_stream, |this, locations| this
+        .guard
+        .deletes(&this.inner, locations));
 
-    fn list(&self, prefix: Option<&Path>) -> ItemStream<ObjectMeta> {
-        let inner = Arc::clone(&self.inner);
+    storage_core::store_fn!(list, |this, prefix| {
+        let inner = Arc::clone(&this.inner);
         let owned = prefix.cloned();
-        self.guard
+        this.guard
             .listing(Call::listing(Op::List, prefix), move || {
                 inner.list(owned.as_ref())
             })
-    }
+    });
 
-    fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> ItemStream<ObjectMeta> {
-        let inner = Arc::clone(&self.inner);
+    storage_core::store_fn!(list_with_offset, |this, prefix, offset| {
+        let inner = Arc::clone(&this.inner);
         let (owned, offset) = (prefix.cloned(), offset.clone());
-        self.guard
+        this.guard
             .listing(Call::listing(Op::List, prefix), move || {
                 inner.list_with_offset(owned.as_ref(), &offset)
             })
-    }
+    });
 
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
+    storage_core::store_fn!(list_with_delimiter, |this, prefix| {
         let call = Call::listing(Op::ListWithDelimiter, prefix);
-        self.guard
-            .call(call, self.inner.list_with_delimiter(prefix))
+        this.guard
+            .call(call, this.inner.list_with_delimiter(prefix))
             .await
-    }
+    });
 
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
+    storage_core::store_fn!(copy_opts, |this, from, to, options| {
         let call = Call::new(Op::Copy, to.as_ref());
-        self.guard
-            .call(call, self.inner.copy_opts(from, to, options))
+        this.guard
+            .call(call, this.inner.copy_opts(from, to, options))
             .await
-    }
+    });
 
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
+    storage_core::store_fn!(rename_opts, |this, from, to, options| {
         let call = Call::new(Op::Rename, to.as_ref());
-        self.guard
-            .call(call, self.inner.rename_opts(from, to, options))
+        this.guard
+            .call(call, this.inner.rename_opts(from, to, options))
             .await
-    }
+    });
 }
 
 /// A multipart upload whose parts, completion and abort are each a call through the guard.
@@ -438,16 +429,11 @@ macro_rules! guarded_store {
             }
         }
 
-        crate::util::strata_store!($store {
-            capabilities: |this| storage_core::StrataStore::capabilities(&this.guarded),
-            delete_if_match: |this, location, etag| {
-                storage_core::StrataStore::delete_if_match(&this.guarded, location, etag).await
-            },
-            presign: |this, method, location, expires_in| {
-                storage_core::StrataStore::presign(&this.guarded, method, location, expires_in)
-                    .await
-            },
-        });
+        #[deny(clippy::missing_trait_methods)]
+        impl<T: storage_core::StrataStore> storage_core::StrataStore for $store<T> {
+            storage_core::forward_object_store!(@methods guarded:
+                capabilities, delete_if_match, presign);
+        }
 
         #[deny(clippy::missing_trait_methods)]
         impl<T: storage_core::StrataStore> object_store::ObjectStore for $store<T> {

@@ -123,13 +123,18 @@ pub(crate) fn check_range(
 /// `NotSupported { store: $store_label, operation: $why }`.
 macro_rules! byte_transforming_strata_store {
     ($store:ident, $store_label:expr, $why:expr) => {
-        crate::util::strata_store!($store {
-            capabilities: |this| this.inner.capabilities().with_presign(false),
-            delete_if_match: |this, location, etag| {
-                this.inner.delete_if_match(location, etag).await
-            },
-            presign: |_, _, _, _| Err(storage_core::store::not_supported($store_label, $why)),
-        });
+        #[deny(clippy::missing_trait_methods)]
+        impl<T: storage_core::StrataStore> storage_core::StrataStore for $store<T> {
+            storage_core::store_fn!(capabilities, |this| this
+                .inner
+                .capabilities()
+                .with_presign(false));
+            storage_core::forward_object_store!(@methods inner: delete_if_match);
+            storage_core::store_fn!(presign, |_, _, _, _| Err(storage_core::store::not_supported(
+                $store_label,
+                $why
+            )));
+        }
     };
 }
 pub(crate) use byte_transforming_strata_store;

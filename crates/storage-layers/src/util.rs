@@ -247,65 +247,6 @@ macro_rules! layer_store_fmt {
 #[allow(unused_imports)]
 pub(crate) use layer_store_fmt;
 
-/// The contract's three extra methods (`StrataStore`) of a layer store `Name<T>`, each
-/// given as a closure-like body that receives the store first:
-///
-/// ```text
-/// strata_store!(CacheStore {
-///     capabilities: |this| this.inner.capabilities(),
-///     delete_if_match: |this, location, etag| this.inner.delete_if_match(location, etag).await,
-///     presign: |this, method, location, expires_in| this.inner.presign(method, location, expires_in).await,
-/// });
-/// ```
-///
-/// The bodies of `delete_if_match` and `presign` are in an `async fn`, so they may `.await`.
-/// `impl<G: Guard> Guarded { … }` writes the impl for `Guarded<G, T>`: extra type parameters
-/// come before the inner store's.
-#[allow(unused_macros)] // used by the layers, each behind its feature
-macro_rules! strata_store {
-    ($store:ident { $($methods:tt)* }) => {
-        crate::util::strata_store!(impl<> $store { $($methods)* });
-    };
-    (impl<$($param:ident: $bound:path),*> $store:ident {
-        capabilities: |$c:pat_param| $capabilities:expr,
-        delete_if_match: |$d:pat_param, $location:pat_param, $etag:pat_param| $delete_if_match:expr,
-        presign: |$p:pat_param, $method:pat_param, $p_location:pat_param, $expires_in:pat_param|
-            $presign:expr $(,)?
-    }) => {
-        #[async_trait::async_trait]
-        #[deny(clippy::missing_trait_methods)]
-        impl<$($param: $bound,)* T: storage_core::StrataStore> storage_core::StrataStore
-            for $store<$($param,)* T>
-        {
-            fn capabilities(&self) -> storage_core::Capabilities {
-                let $c = self;
-                $capabilities
-            }
-
-            async fn delete_if_match(
-                &self,
-                $location: &object_store::path::Path,
-                $etag: &str,
-            ) -> object_store::Result<()> {
-                let $d = self;
-                $delete_if_match
-            }
-
-            async fn presign(
-                &self,
-                $method: storage_core::PresignMethod,
-                $p_location: &object_store::path::Path,
-                $expires_in: std::time::Duration,
-            ) -> object_store::Result<url::Url> {
-                let $p = self;
-                $presign
-            }
-        }
-    };
-}
-#[allow(unused_imports)]
-pub(crate) use strata_store;
-
 /// Helpers for the layers' unit tests.
 #[cfg(test)]
 pub(crate) mod test_support {

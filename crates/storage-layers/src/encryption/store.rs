@@ -3,13 +3,11 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, StreamExt};
 use object_store::path::Path;
 use object_store::{
-    Attribute, GetOptions, GetRange, GetResult, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result as OsResult,
+    Attribute, GetOptions, GetRange, GetResult, ObjectMeta, ObjectStore, Result as OsResult,
 };
 
 use storage_core::{StorageError, StrataStore};
@@ -272,16 +270,10 @@ byte_transforming_strata_store!(
      through Strata (or `strata serve`, which decrypts)"
 );
 
-#[async_trait]
 #[deny(clippy::missing_trait_methods)]
 impl<T: StrataStore> ObjectStore for EncryptionStore<T> {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        mut opts: PutOptions,
-    ) -> OsResult<PutResult> {
-        let (id, cipher) = self.cfg.primary().map_err(os_err)?;
+    storage_core::store_fn!(put_opts, |this, location, payload, mut opts| {
+        let (id, cipher) = this.cfg.primary().map_err(os_err)?;
         let header = Header::new(id);
         let cipher = cipher.clone();
         let plain = payload_bytes(&payload);
@@ -290,21 +282,17 @@ impl<T: StrataStore> ObjectStore for EncryptionStore<T> {
             Attribute::Metadata(ENCRYPTION_METADATA.into()),
             FORMAT.into(),
         );
-        self.inner.put_opts(location, stored.into(), opts).await
-    }
+        this.inner.put_opts(location, stored.into(), opts).await
+    });
 
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        mut opts: PutMultipartOptions,
-    ) -> OsResult<Box<dyn MultipartUpload>> {
-        let (id, cipher) = self.cfg.primary().map_err(os_err)?;
+    storage_core::store_fn!(put_multipart_opts, |this, location, mut opts| {
+        let (id, cipher) = this.cfg.primary().map_err(os_err)?;
         let header = Header::new(id);
         opts.attributes.insert(
             Attribute::Metadata(ENCRYPTION_METADATA.into()),
             FORMAT.into(),
         );
-        let upload = self.inner.put_multipart_opts(location, opts).await?;
+        let upload = this.inner.put_multipart_opts(location, opts).await?;
         let sealer = Sealer {
             cipher: cipher.clone(),
             out: header.raw.to_vec(),
@@ -313,17 +301,17 @@ impl<T: StrataStore> ObjectStore for EncryptionStore<T> {
             next: 0,
         };
         Ok(Box::new(EncodingUpload::new(upload, sealer)))
-    }
+    });
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
+    storage_core::store_fn!(get_opts, |this, location, options| {
         let key = location.to_string();
         if options.head {
-            let mut res = self.inner.get_opts(location, options).await?;
+            let mut res = this.inner.get_opts(location, options).await?;
             let marked = res
                 .attributes
                 .get(&Attribute::Metadata(ENCRYPTION_METADATA.into()))
                 .is_some();
-            if (marked || !self.cfg.allow_plaintext)
+            if (marked || !this.cfg.allow_plaintext)
                 && let Some(p) = plain_len(res.meta.size)
             {
                 res.meta.size = p;
@@ -333,16 +321,16 @@ impl<T: StrataStore> ObjectStore for EncryptionStore<T> {
             return Ok(res);
         }
         if let Some(wanted) = options.range.clone() {
-            let Some((header, cipher, meta)) = self.header(location, &options).await? else {
-                if self.cfg.allow_plaintext {
-                    return self.inner.get_opts(location, options).await;
+            let Some((header, cipher, meta)) = this.header(location, &options).await? else {
+                if this.cfg.allow_plaintext {
+                    return this.inner.get_opts(location, options).await;
                 }
-                return Err(self.cfg.not_encrypted(&key));
+                return Err(this.cfg.not_encrypted(&key));
             };
             let stored = meta.meta.size;
             let plain = plain_size(&key, stored)?;
             let range = wanted.as_range(plain).map_err(|e| range_err(&key, e))?;
-            let bytes = self
+            let bytes = this
                 .read_range(
                     location,
                     &header,
@@ -358,13 +346,13 @@ impl<T: StrataStore> ObjectStore for EncryptionStore<T> {
             m.range = range;
             return Ok(m.with_bytes(bytes));
         }
-        let res = self.inner.get_opts(location, options).await?;
+        let res = this.inner.get_opts(location, options).await?;
         let stored = res.meta.size;
         let Some(plain) = plain_len(stored) else {
-            if self.cfg.allow_plaintext {
+            if this.cfg.allow_plaintext {
                 return Ok(res);
             }
-            return Err(self.cfg.not_encrypted(&key));
+            return Err(this.cfg.not_encrypted(&key));
         };
         let (mut meta, mut body) = into_stream(res);
         // Peek the header: a plaintext object whose size happens to fit the format must
@@ -387,15 +375,15 @@ impl<T: StrataStore> ObjectStore for EncryptionStore<T> {
         }
         let body = stream::iter(peeked.into_iter().map(Ok)).chain(body).boxed();
         match Header::parse(&head, &key).map_err(os_err)? {
-            None if self.cfg.allow_plaintext => return Ok(meta.with_stream(body)),
-            None => return Err(self.cfg.not_encrypted(&key)),
+            None if this.cfg.allow_plaintext => return Ok(meta.with_stream(body)),
+            None => return Err(this.cfg.not_encrypted(&key)),
             // A key id missing from the keyring fails the call itself, not the body.
             Some(h) => {
-                self.cfg.cipher_for(&h, &key).map_err(os_err)?;
+                this.cfg.cipher_for(&h, &key).map_err(os_err)?;
             }
         }
         let dec = Decryptor {
-            cfg: Arc::clone(&self.cfg),
+            cfg: Arc::clone(&this.cfg),
             key: key.clone(),
             header: None,
             buf: BytesMut::new(),
@@ -440,15 +428,15 @@ impl<T: StrataStore> ObjectStore for EncryptionStore<T> {
         .fuse()
         .boxed();
         Ok(meta.with_stream(s))
-    }
+    });
 
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
+    storage_core::store_fn!(get_ranges, |this, location, ranges| {
         let key = location.to_string();
-        let Some((header, cipher, meta)) = self.header(location, &GetOptions::new()).await? else {
-            if self.cfg.allow_plaintext {
-                return self.inner.get_ranges(location, ranges).await;
+        let Some((header, cipher, meta)) = this.header(location, &GetOptions::new()).await? else {
+            if this.cfg.allow_plaintext {
+                return this.inner.get_ranges(location, ranges).await;
             }
-            return Err(self.cfg.not_encrypted(&key));
+            return Err(this.cfg.not_encrypted(&key));
         };
         let stored = meta.meta.size;
         let plain = plain_size(&key, stored)?;
@@ -456,7 +444,7 @@ impl<T: StrataStore> ObjectStore for EncryptionStore<T> {
         for r in ranges {
             check_range(&key, r, plain)?;
             out.push(
-                self.read_range(
+                this.read_range(
                     location,
                     &header,
                     &cipher,
@@ -468,30 +456,26 @@ impl<T: StrataStore> ObjectStore for EncryptionStore<T> {
             );
         }
         Ok(out)
-    }
+    });
 
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        let this = list_sizes(Arc::clone(&self.cfg));
-        self.inner.list(prefix).map(move |r| r.map(&this)).boxed()
-    }
+    storage_core::store_fn!(list, |this, prefix| {
+        let sizes = list_sizes(Arc::clone(&this.cfg));
+        this.inner.list(prefix).map(move |r| r.map(&sizes)).boxed()
+    });
 
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        let this = list_sizes(Arc::clone(&self.cfg));
-        self.inner
+    storage_core::store_fn!(list_with_offset, |this, prefix, offset| {
+        let sizes = list_sizes(Arc::clone(&this.cfg));
+        this.inner
             .list_with_offset(prefix, offset)
-            .map(move |r| r.map(&this))
+            .map(move |r| r.map(&sizes))
             .boxed()
-    }
+    });
 
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
-        let mut r = self.inner.list_with_delimiter(prefix).await?;
-        r.objects = r.objects.into_iter().map(|m| self.cfg.listed(m)).collect();
+    storage_core::store_fn!(list_with_delimiter, |this, prefix| {
+        let mut r = this.inner.list_with_delimiter(prefix).await?;
+        r.objects = r.objects.into_iter().map(|m| this.cfg.listed(m)).collect();
         Ok(r)
-    }
+    });
 
     // Deletes, copies and renames move stored objects whole: the header travels with them.
     storage_core::forward_object_store!(@methods inner: delete_stream, copy_opts, rename_opts);

@@ -1,17 +1,10 @@
 //! The retrying store: which calls are resent, and which are sent once.
 
-use std::ops::Range;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
-    Result as OsResult,
-};
+use object_store::{GetResultPayload, ObjectStore, PutMode, Result as OsResult};
 use storage_core::StrataStore;
 
 use super::policy::Policy;
@@ -26,87 +19,114 @@ pub struct RetryStore<T: StrataStore> {
 
 crate::util::layer_store_fmt!(RetryStore);
 
-crate::util::strata_store!(RetryStore {
-    capabilities: |this| this.inner.capabilities(),
+#[deny(clippy::missing_trait_methods)]
+impl<T: StrataStore> StrataStore for RetryStore<T> {
     // Sent once, as conditional puts are: `Bucket` repeats it and can tell its own lost
     // delete from another writer's (`storage_core::conditional`).
-    delete_if_match: |this, location, etag| this.inner.delete_if_match(location, etag).await,
-    presign: |this, method, location, expires_in| {
+    storage_core::forward_object_store!(@methods inner: capabilities, delete_if_match);
+
+    storage_core::store_fn!(presign, |this, method, location, expires_in| {
         this.policy
             .run("presign", location.as_ref(), || {
                 this.inner.presign(method, location, expires_in)
             })
             .await
-    },
-});
+    });
+}
 
-#[async_trait]
 #[deny(clippy::missing_trait_methods)]
 impl<T: StrataStore> ObjectStore for RetryStore<T> {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> OsResult<PutResult> {
+    storage_core::store_fn!(put_opts, |this, location, payload, opts| {
         if opts.mode != PutMode::Overwrite {
             // Sent once: a conditional write is repeated only by the layer that can tell its
             // own earlier attempt from another writer's (`storage_core::conditional`).
-            return self.inner.put_opts(location, payload, opts).await;
+            return this.inner.put_opts(location, payload, opts).await;
         }
         // An overwrite is idempotent for its own key state, so it is resent; it is
         // at-least-once, though: a resend can land after another writer's later put and undo
         // it. Writers that race on a key use conditional writes.
-        self.policy
+        this.policy
             .run("put", location.as_ref(), || {
-                self.inner.put_opts(location, payload.clone(), opts.clone())
+                this.inner.put_opts(location, payload.clone(), opts.clone())
             })
             .await
-    }
+    });
 
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> OsResult<Box<dyn MultipartUpload>> {
+    storage_core::store_fn!(put_multipart_opts, |this, location, opts| {
         // Starting an upload is idempotent (an unused upload id is cleaned up by the
         // bucket's lifecycle); parts are not retried here, see the module docs.
-        self.policy
+        this.policy
             .run("put_multipart", location.as_ref(), || {
-                self.inner.put_multipart_opts(location, opts.clone())
+                this.inner.put_multipart_opts(location, opts.clone())
             })
             .await
-    }
+    });
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
+    storage_core::store_fn!(get_opts, |this, location, options| {
         let op = if options.head { "head" } else { "get" };
-        let res = self
+        let res = this
             .policy
             .run(op, location.as_ref(), || {
-                self.inner.get_opts(location, options.clone())
+                this.inner.get_opts(location, options.clone())
             })
             .await?;
         if options.head || !matches!(res.payload, GetResultPayload::Stream(_)) {
             return Ok(res);
         }
         Ok(resumable(
-            Arc::clone(&self.inner),
-            Arc::clone(&self.policy),
+            Arc::clone(&this.inner),
+            Arc::clone(&this.policy),
             location.clone(),
             options,
             res,
         ))
-    }
+    });
 
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
-        self.policy
+    storage_core::store_fn!(get_ranges, |this, location, ranges| {
+        this.policy
             .run("get_ranges", location.as_ref(), || {
-                self.inner.get_ranges(location, ranges)
+                this.inner.get_ranges(location, ranges)
             })
             .await
-    }
+    });
 
-    fn delete_stream(
+    storage_core::store_fn!(delete_stream, |this, locations| this.deletes(locations));
+
+    storage_core::store_fn!(list, |this, prefix| resumable_list(
+        Arc::clone(&this.inner),
+        Arc::clone(&this.policy),
+        prefix.cloned(),
+        None,
+    ));
+
+    storage_core::store_fn!(list_with_offset, |this, prefix, offset| resumable_list(
+        Arc::clone(&this.inner),
+        Arc::clone(&this.policy),
+        prefix.cloned(),
+        Some(offset.clone()),
+    ));
+
+    storage_core::store_fn!(list_with_delimiter, |this, prefix| {
+        let key = prefix.map(|p| p.to_string()).unwrap_or_default();
+        this.policy
+            .run("list_with_delimiter", &key, || {
+                this.inner.list_with_delimiter(prefix)
+            })
+            .await
+    });
+
+    storage_core::store_fn!(copy_opts, |this, from, to, options| this
+        .copy_resolving(from, to, options)
+        .await);
+
+    storage_core::store_fn!(rename_opts, |this, from, to, options| this
+        .rename_resolving(from, to, options)
+        .await);
+}
+
+impl<T: StrataStore> RetryStore<T> {
+    /// A delete stream that keeps the backend's batching and retries the failed entries.
+    fn deletes(
         &self,
         locations: BoxStream<'static, OsResult<Path>>,
     ) -> BoxStream<'static, OsResult<Path>> {
@@ -167,45 +187,6 @@ impl<T: StrataStore> ObjectStore for RetryStore<T> {
             })
             .flatten()
             .boxed()
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        resumable_list(
-            Arc::clone(&self.inner),
-            Arc::clone(&self.policy),
-            prefix.cloned(),
-            None,
-        )
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        resumable_list(
-            Arc::clone(&self.inner),
-            Arc::clone(&self.policy),
-            prefix.cloned(),
-            Some(offset.clone()),
-        )
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
-        let key = prefix.map(|p| p.to_string()).unwrap_or_default();
-        self.policy
-            .run("list_with_delimiter", &key, || {
-                self.inner.list_with_delimiter(prefix)
-            })
-            .await
-    }
-
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
-        self.copy_resolving(from, to, options).await
-    }
-
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
-        self.rename_resolving(from, to, options).await
     }
 }
 
