@@ -9,18 +9,16 @@
 //! | [`FallbackStore`] | under the source set's [`ReadPolicy`] (sequential, parallel, hedged), in priority order (demoted stores last), on a miss or a failure | primary only | merged across stores, de-duplicated; a store that fails makes the listing end in an error rather than silently lose keys |
 
 use std::fmt;
-use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::{BoxFuture, join_all};
-use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use futures::stream::{self, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
+    ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
 };
 use storage_core::{Bucket, ErrorKind, StorageError, StrataStore};
 use tokio::time::Instant;
@@ -153,6 +151,9 @@ struct Core {
     /// Deletes remove the key from every member, writes still go to the primary alone
     /// ([`OffloadStore`]: an offloaded copy must not outlive the object).
     deletes_everywhere: bool,
+    /// The `Arc` this core lives in (it is made only by [`Core::new`]): listings and delete
+    /// streams outlive the call that starts them, so they hold the core.
+    me: Weak<Core>,
 }
 
 /// A sequential engine without health over `members`, moving on as `on` says: failover and
@@ -174,8 +175,9 @@ impl Core {
         engine: Engine,
         writes: Writes,
         lists: Lists,
+        deletes_everywhere: bool,
     ) -> Arc<Self> {
-        Arc::new(Core {
+        Arc::new_cyclic(|me| Core {
             kind,
             label,
             members: members
@@ -186,8 +188,15 @@ impl Core {
             writes,
             lists,
             outbox: std::sync::OnceLock::new(),
-            deletes_everywhere: false,
+            deletes_everywhere,
+            me: me.clone(),
         })
+    }
+
+    fn arc(&self) -> Arc<Core> {
+        self.me
+            .upgrade()
+            .expect("a core is reached only through its Arc")
     }
 
     /// Tell the outbox the primary answered (it may replay in the background).
@@ -433,175 +442,6 @@ impl Core {
         self.decide(req, results)
     }
 
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> OsResult<PutResult> {
-        let op = put_op(location, &payload, &opts);
-        match self.writes {
-            Writes::Primary => op(self.primary().store.clone()).await,
-            Writes::Failover => {
-                self.write_failover(opts.mode == PutMode::Overwrite, op)
-                    .await
-            }
-            Writes::Mirror(req) if self.outbox.get().is_some() => {
-                let ob = self.outbox.get().expect("checked");
-                ob.settle_key(location.as_ref()).await;
-                let ticket = ob
-                    .begin(OwedOp::Put, vec![location.to_string()], None)
-                    .await?;
-                // The entry's stamp on every copy (`op` above borrows `opts`: a clone, beside
-                // the journal write this path makes anyway).
-                let stamped = PutOptions {
-                    attributes: ticket.stamped(opts.attributes.clone()),
-                    ..opts.clone()
-                };
-                let op = put_op(location, &payload, &stamped);
-                let rest_opts = overwrite(&stamped);
-                let rest = put_op(location, &payload, &rest_opts);
-                let conditional = stamped.mode != PutMode::Overwrite;
-                self.write_owed(ticket, req, conditional, op, rest, |r| r.e_tag.clone())
-                    .await
-            }
-            Writes::Mirror(req) => {
-                let conditional = opts.mode != PutMode::Overwrite;
-                let rest_opts = overwrite(&opts);
-                let rest = put_op(location, &payload, &rest_opts);
-                self.write_mirror(req, conditional, op, rest).await
-            }
-        }
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> OsResult<Box<dyn MultipartUpload>> {
-        let op =
-            |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<Box<dyn MultipartUpload>>> {
-                let (l, o) = (location.clone(), opts.clone());
-                Box::pin(async move { s.put_multipart_opts(&l, o).await })
-            };
-        match self.writes {
-            Writes::Primary => op(self.primary().store.clone()).await,
-            Writes::Failover => self.write_failover(true, op).await,
-            Writes::Mirror(req) => {
-                let ticket = match self.outbox.get() {
-                    Some(ob) => {
-                        ob.settle_key(location.as_ref()).await;
-                        Some(
-                            ob.begin(OwedOp::Put, vec![location.to_string()], None)
-                                .await?,
-                        )
-                    }
-                    None => None,
-                };
-                let opts = match &ticket {
-                    Some(t) => PutMultipartOptions {
-                        attributes: t.stamped(opts.attributes.clone()),
-                        ..opts.clone()
-                    },
-                    None => opts.clone(),
-                };
-                let op = |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<Box<dyn MultipartUpload>>> {
-                    let (l, o) = (location.clone(), opts.clone());
-                    Box::pin(async move { s.put_multipart_opts(&l, o).await })
-                };
-                let started = join_all(self.members.iter().map(|m| {
-                    let fut = op(m.store.clone());
-                    async move { (m.name.clone(), fut.await) }
-                }))
-                .await;
-                let mut uploads = Vec::new();
-                let mut failures = Vec::new();
-                for (i, (name, r)) in started.into_iter().enumerate() {
-                    match r {
-                        Ok(u) => uploads.push((name, u)),
-                        Err(e) => {
-                            let error = StorageError::from_object_store(&name, e);
-                            tracing::warn!(store = %self.label, bucket = %name, error = %error, "mirror upload could not start");
-                            let required = req == MirrorRequirement::All
-                                || (req == MirrorRequirement::Primary && i == 0);
-                            failures.push((
-                                required,
-                                BucketFailure {
-                                    bucket: name,
-                                    error,
-                                },
-                            ));
-                        }
-                    }
-                }
-                if uploads.is_empty() || failures.iter().any(|(required, _)| *required) {
-                    for (_, mut u) in uploads {
-                        let _ = u.abort().await;
-                    }
-                    if let Some(t) = ticket {
-                        t.finish(Vec::new(), Vec::new()).await;
-                    }
-                    return Err(AllBucketsFailed {
-                        set: self.label.clone(),
-                        failures: failures.into_iter().map(|(_, f)| f).collect(),
-                    }
-                    .into_error()
-                    .into_object_store());
-                }
-                let missed = failures.into_iter().map(|(_, f)| f.bucket).collect();
-                Ok(Box::new(MirrorUpload {
-                    uploads,
-                    owed: ticket.map(|t| (t, missed)),
-                }))
-            }
-        }
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
-        self.read(location, |s| s.get_opts(location, options.clone()))
-            .await
-    }
-
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
-        self.read(location, |s| s.get_ranges(location, ranges))
-            .await
-    }
-
-    /// Deletes go to the members in batches of at most [`DELETE_BATCH`] keys (one
-    /// `DeleteObjects` request each on S3), in input order. Writes to the primary alone
-    /// pass each key's own result through; failover and mirror stores run every batch
-    /// through their write policy, and when it fails each key of the batch reports the
-    /// failure (deleting again is harmless).
-    fn delete_stream(
-        self: &Arc<Self>,
-        locations: BoxStream<'static, OsResult<Path>>,
-    ) -> BoxStream<'static, OsResult<Path>> {
-        // `ready_chunks`, not `chunks`: a caller feeding keys one at a time and waiting for
-        // each answer must not wait for a batch to fill.
-        let batches = locations.ready_chunks(DELETE_BATCH);
-        if self.writes == Writes::Primary && !self.deletes_everywhere {
-            let store = self.primary().store.clone();
-            return batches
-                .flat_map(move |batch| store.delete_stream(stream::iter(batch).boxed()))
-                .map(|r| match r {
-                    // Already gone is deleted, as for a single delete.
-                    Err(object_store::Error::NotFound { path, .. }) => {
-                        Ok(Path::parse(&path).unwrap_or_else(|_| Path::from(path)))
-                    }
-                    r => r,
-                })
-                .boxed();
-        }
-        let core = self.clone();
-        batches
-            .then(move |batch| {
-                let core = core.clone();
-                async move { core.delete_batch(batch).await }
-            })
-            .flat_map(stream::iter)
-            .boxed()
-    }
-
     async fn delete_batch(&self, batch: Vec<OsResult<Path>>) -> Vec<OsResult<Path>> {
         let paths: Arc<Vec<Path>> = Arc::new(
             batch
@@ -668,11 +508,181 @@ impl Core {
             })
             .collect()
     }
+}
 
-    fn list(self: &Arc<Self>, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
+impl fmt::Display for Core {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let members: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}: {}", m.name, m.store))
+            .collect();
+        write!(f, "{}({})", self.kind, members.join(", "))
+    }
+}
+
+impl ObjectStore for Core {
+    storage_core::store_fn!(put_opts, |this, location, payload, opts| {
+        let op = put_op(location, &payload, &opts);
+        match this.writes {
+            Writes::Primary => op(this.primary().store.clone()).await,
+            Writes::Failover => {
+                this.write_failover(opts.mode == PutMode::Overwrite, op)
+                    .await
+            }
+            Writes::Mirror(req) if this.outbox.get().is_some() => {
+                let ob = this.outbox.get().expect("checked");
+                ob.settle_key(location.as_ref()).await;
+                let ticket = ob
+                    .begin(OwedOp::Put, vec![location.to_string()], None)
+                    .await?;
+                // The entry's stamp on every copy (`op` above borrows `opts`: a clone, beside
+                // the journal write this path makes anyway).
+                let stamped = PutOptions {
+                    attributes: ticket.stamped(opts.attributes.clone()),
+                    ..opts.clone()
+                };
+                let op = put_op(location, &payload, &stamped);
+                let rest_opts = overwrite(&stamped);
+                let rest = put_op(location, &payload, &rest_opts);
+                let conditional = stamped.mode != PutMode::Overwrite;
+                this.write_owed(ticket, req, conditional, op, rest, |r| r.e_tag.clone())
+                    .await
+            }
+            Writes::Mirror(req) => {
+                let conditional = opts.mode != PutMode::Overwrite;
+                let rest_opts = overwrite(&opts);
+                let rest = put_op(location, &payload, &rest_opts);
+                this.write_mirror(req, conditional, op, rest).await
+            }
+        }
+    });
+
+    storage_core::store_fn!(put_multipart_opts, |this, location, opts| {
+        let op =
+            |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<Box<dyn MultipartUpload>>> {
+                let (l, o) = (location.clone(), opts.clone());
+                Box::pin(async move { s.put_multipart_opts(&l, o).await })
+            };
+        match this.writes {
+            Writes::Primary => op(this.primary().store.clone()).await,
+            Writes::Failover => this.write_failover(true, op).await,
+            Writes::Mirror(req) => {
+                let ticket = match this.outbox.get() {
+                    Some(ob) => {
+                        ob.settle_key(location.as_ref()).await;
+                        Some(
+                            ob.begin(OwedOp::Put, vec![location.to_string()], None)
+                                .await?,
+                        )
+                    }
+                    None => None,
+                };
+                let opts = match &ticket {
+                    Some(t) => PutMultipartOptions {
+                        attributes: t.stamped(opts.attributes.clone()),
+                        ..opts.clone()
+                    },
+                    None => opts.clone(),
+                };
+                let op = |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<Box<dyn MultipartUpload>>> {
+                    let (l, o) = (location.clone(), opts.clone());
+                    Box::pin(async move { s.put_multipart_opts(&l, o).await })
+                };
+                let started = join_all(this.members.iter().map(|m| {
+                    let fut = op(m.store.clone());
+                    async move { (m.name.clone(), fut.await) }
+                }))
+                .await;
+                let mut uploads = Vec::new();
+                let mut failures = Vec::new();
+                for (i, (name, r)) in started.into_iter().enumerate() {
+                    match r {
+                        Ok(u) => uploads.push((name, u)),
+                        Err(e) => {
+                            let error = StorageError::from_object_store(&name, e);
+                            tracing::warn!(store = %this.label, bucket = %name, error = %error, "mirror upload could not start");
+                            let required = req == MirrorRequirement::All
+                                || (req == MirrorRequirement::Primary && i == 0);
+                            failures.push((
+                                required,
+                                BucketFailure {
+                                    bucket: name,
+                                    error,
+                                },
+                            ));
+                        }
+                    }
+                }
+                if uploads.is_empty() || failures.iter().any(|(required, _)| *required) {
+                    for (_, mut u) in uploads {
+                        let _ = u.abort().await;
+                    }
+                    if let Some(t) = ticket {
+                        t.finish(Vec::new(), Vec::new()).await;
+                    }
+                    return Err(AllBucketsFailed {
+                        set: this.label.clone(),
+                        failures: failures.into_iter().map(|(_, f)| f).collect(),
+                    }
+                    .into_error()
+                    .into_object_store());
+                }
+                let missed = failures.into_iter().map(|(_, f)| f.bucket).collect();
+                Ok(Box::new(MirrorUpload {
+                    uploads,
+                    owed: ticket.map(|t| (t, missed)),
+                }))
+            }
+        }
+    });
+
+    storage_core::store_fn!(get_opts, |this, location, options| {
+        this.read(location, |s| s.get_opts(location, options.clone()))
+            .await
+    });
+
+    storage_core::store_fn!(get_ranges, |this, location, ranges| {
+        this.read(location, |s| s.get_ranges(location, ranges))
+            .await
+    });
+
+    // Deletes go to the members in batches of at most [`DELETE_BATCH`] keys (one
+    // `DeleteObjects` request each on S3), in input order. Writes to the primary alone
+    // pass each key's own result through; failover and mirror stores run every batch
+    // through their write policy, and when it fails each key of the batch reports the
+    // failure (deleting again is harmless).
+    storage_core::store_fn!(delete_stream, |this, locations| {
+        // `ready_chunks`, not `chunks`: a caller feeding keys one at a time and waiting for
+        // each answer must not wait for a batch to fill.
+        let batches = locations.ready_chunks(DELETE_BATCH);
+        if this.writes == Writes::Primary && !this.deletes_everywhere {
+            let store = this.primary().store.clone();
+            return batches
+                .flat_map(move |batch| store.delete_stream(stream::iter(batch).boxed()))
+                .map(|r| match r {
+                    // Already gone is deleted, as for a single delete.
+                    Err(object_store::Error::NotFound { path, .. }) => {
+                        Ok(Path::parse(&path).unwrap_or_else(|_| Path::from(path)))
+                    }
+                    r => r,
+                })
+                .boxed();
+        }
+        let core = this.arc();
+        batches
+            .then(move |batch| {
+                let core = core.clone();
+                async move { core.delete_batch(batch).await }
+            })
+            .flat_map(stream::iter)
+            .boxed()
+    });
+
+    storage_core::store_fn!(list, |this, prefix| {
         let prefix = prefix.cloned();
-        let core = self.clone();
-        match self.lists {
+        let core = this.arc();
+        match this.lists {
             Lists::PrimaryWithFailover => stream::once(async move {
                 let last = core.members.len() - 1;
                 for (i, m) in core.members.iter().enumerate() {
@@ -732,18 +742,18 @@ impl Core {
             .flatten()
             .boxed(),
         }
-    }
+    });
 
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
-        match self.lists {
+    storage_core::store_fn!(list_with_delimiter, |this, prefix| {
+        match this.lists {
             Lists::PrimaryWithFailover => {
                 let mut last_err = None;
-                for (i, m) in self.members.iter().enumerate() {
+                for (i, m) in this.members.iter().enumerate() {
                     match m.store.list_with_delimiter(prefix).await {
                         Ok(r) => {
                             if i == 0 {
                                 // A health check: the outbox may replay now.
-                                self.primary_answered();
+                                this.primary_answered();
                             }
                             return Ok(r);
                         }
@@ -758,14 +768,14 @@ impl Core {
                 }
                 Err(last_err
                     .map(StorageError::into_object_store)
-                    .unwrap_or_else(|| unreachable_empty(self.kind)))
+                    .unwrap_or_else(|| unreachable_empty(this.kind)))
             }
             Lists::Merged => {
-                let order: Vec<&Member> = self
+                let order: Vec<&Member> = this
                     .engine
                     .priority()
                     .into_iter()
-                    .map(|i| &self.members[i])
+                    .map(|i| &this.members[i])
                     .collect();
                 let results =
                     join_all(order.iter().map(|m| m.store.list_with_delimiter(prefix))).await;
@@ -785,7 +795,7 @@ impl Core {
                     }
                 }
                 if !failures.is_empty() {
-                    return Err(partial_listing_error(&self.label, failures));
+                    return Err(partial_listing_error(&this.label, failures));
                 }
                 let objects = merge_by_priority(objects, |o: &ObjectMeta| o.location.as_ref());
                 prefixes.sort_unstable();
@@ -797,21 +807,21 @@ impl Core {
                 })
             }
         }
-    }
+    });
 
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
+    storage_core::store_fn!(copy_opts, |this, from, to, options| {
         let op = |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<()>> {
             let (f, t, o) = (from.clone(), to.clone(), options.clone());
             Box::pin(async move { s.copy_opts(&f, &t, o).await })
         };
-        match self.writes {
-            Writes::Primary => op(self.primary().store.clone()).await,
+        match this.writes {
+            Writes::Primary => op(this.primary().store.clone()).await,
             Writes::Failover => {
-                self.write_failover(options.mode == object_store::CopyMode::Overwrite, op)
+                this.write_failover(options.mode == object_store::CopyMode::Overwrite, op)
                     .await
             }
-            Writes::Mirror(req) if self.outbox.get().is_some() => {
-                let ob = self.outbox.get().expect("checked");
+            Writes::Mirror(req) if this.outbox.get().is_some() => {
+                let ob = this.outbox.get().expect("checked");
                 ob.settle_key(to.as_ref()).await;
                 let ticket = ob
                     .begin(OwedOp::Copy, vec![to.to_string()], Some(from.to_string()))
@@ -821,7 +831,7 @@ impl Core {
                     let (f, t) = (from.clone(), to.clone());
                     Box::pin(async move { s.copy(&f, &t).await })
                 };
-                self.write_owed(ticket, req, conditional, op, rest, |_| None)
+                this.write_owed(ticket, req, conditional, op, rest, |_| None)
                     .await
             }
             Writes::Mirror(req) => {
@@ -830,10 +840,10 @@ impl Core {
                     let (f, t) = (from.clone(), to.clone());
                     Box::pin(async move { s.copy(&f, &t).await })
                 };
-                self.write_mirror(req, conditional, op, rest).await
+                this.write_mirror(req, conditional, op, rest).await
             }
         }
-    }
+    });
 }
 
 fn partial_listing_error(label: &str, failures: Vec<BucketFailure>) -> object_store::Error {
@@ -932,36 +942,21 @@ macro_rules! multi_store {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}({})", self.core.kind, self.core.members.iter().map(|m| format!("{}: {}", m.name, m.store)).collect::<Vec<_>>().join(", "))
+                fmt::Display::fmt(&self.core, f)
             }
         }
 
-        #[async_trait]
+        #[deny(clippy::missing_trait_methods)]
         impl ObjectStore for $name {
-            async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> OsResult<PutResult> {
-                self.core.put_opts(location, payload, opts).await
-            }
-            async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> OsResult<Box<dyn MultipartUpload>> {
-                self.core.put_multipart_opts(location, opts).await
-            }
-            async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
-                self.core.get_opts(location, options).await
-            }
-            async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
-                self.core.get_ranges(location, ranges).await
-            }
-            fn delete_stream(&self, locations: BoxStream<'static, OsResult<Path>>) -> BoxStream<'static, OsResult<Path>> {
-                self.core.delete_stream(locations)
-            }
-            fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-                self.core.list(prefix)
-            }
-            async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
-                self.core.list_with_delimiter(prefix).await
-            }
-            async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
-                self.core.copy_opts(from, to, options).await
-            }
+            storage_core::forward_object_store!(@methods *core:
+                put_opts, put_multipart_opts, get_opts, get_ranges, delete_stream, list,
+                list_with_offset, list_with_delimiter, copy_opts, rename_opts);
+        }
+
+        #[deny(clippy::missing_trait_methods)]
+        impl StrataStore for $name {
+            storage_core::forward_object_store!(@methods *core:
+                capabilities, delete_if_match, presign);
         }
     };
 }
@@ -1069,6 +1064,7 @@ impl FailoverStore {
                 engine,
                 Writes::Failover,
                 Lists::PrimaryWithFailover,
+                false,
             ),
         }
     }
@@ -1125,6 +1121,7 @@ impl MirrorStore {
                 engine,
                 Writes::Mirror(requirement),
                 Lists::PrimaryWithFailover,
+                false,
             ),
         }
     }
@@ -1172,17 +1169,15 @@ impl OffloadStore {
         let members = vec![here, target];
         // Only a miss moves on: an outage of the route's own folder is the answer.
         let engine = sequential_engine(&label, &members, FallbackOn::Miss);
-        let mut core = Core::new(
+        let core = Core::new(
             "OffloadStore",
             label,
             members,
             engine,
             Writes::Primary,
             Lists::Merged,
+            true,
         );
-        Arc::get_mut(&mut core)
-            .expect("a core nobody else holds yet")
-            .deletes_everywhere = true;
         OffloadStore { core }
     }
 }
@@ -1203,6 +1198,7 @@ impl FallbackStore {
                 engine,
                 Writes::Primary,
                 Lists::Merged,
+                false,
             ),
         }
     }
