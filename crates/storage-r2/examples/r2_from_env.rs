@@ -58,11 +58,7 @@ async fn main() -> storage_core::Result<()> {
     // conditional DeleteObject.
     let bucket = r2.build("proofs")?;
     let caps = bucket.capabilities();
-    println!(
-        "bucket {:?} on {}: {caps:?}",
-        bucket.name(),
-        bucket.provider()
-    );
+    println!("{:?} on {}: {caps:?}", bucket.name(), bucket.provider());
     assert_eq!(bucket.provider(), "r2");
     assert_eq!(caps.max_delete_batch, R2_MAX_DELETE_BATCH);
     assert!(!caps.delete_if_match);

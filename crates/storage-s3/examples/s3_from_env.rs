@@ -40,11 +40,7 @@ async fn main() -> storage_core::Result<()> {
 
     let bucket = cfg.build("proofs")?;
     let caps = bucket.capabilities();
-    println!(
-        "bucket {:?} on {}: {caps:?}",
-        bucket.name(),
-        bucket.provider()
-    );
+    println!("{:?} on {}: {caps:?}", bucket.name(), bucket.provider());
     assert_eq!(bucket.provider(), "s3");
     assert!(caps.presign && caps.put_if_match);
 

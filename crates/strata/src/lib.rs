@@ -482,14 +482,17 @@ pub(crate) mod refused {
 mod tests {
     use super::*;
 
-    /// The setup of `rest` (a config file's text) with a `disk` connection on `dir`.
+    /// The setup of `rest` (a config file's text) with a `disk` connection on a new
+    /// temporary folder, which lives as long as the first half of the pair.
     #[cfg(feature = "layers")]
-    pub(super) fn on_disk(dir: &std::path::Path, rest: &str) -> Strata {
+    pub(super) fn on_disk(rest: &str) -> (tempfile::TempDir, Strata) {
+        let dir = tempfile::tempdir().unwrap();
         let toml = format!(
             "[connections.disk]\nkind = 'fs'\nroot = '{}'\n{rest}",
-            dir.display()
+            dir.path().display()
         );
-        Strata::from_toml_str(&toml, "strata.toml").unwrap()
+        let strata = Strata::from_toml_str(&toml, "strata.toml").unwrap();
+        (dir, strata)
     }
 
     #[test]
@@ -555,9 +558,7 @@ mod tests {
     #[cfg(feature = "layers-full")]
     #[tokio::test]
     async fn delete_if_match_reaches_a_read_cache_that_does_not_revalidate() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = on_disk(
-            dir.path(),
+        let (_dir, s) = on_disk(
             "[layers.cache]\nrevalidate_after = '1h'\n[layers.metrics]\n[buckets.docs]\nconnection = 'disk'\n[buckets.sub]\nconnection = 'disk'\nprefix = 'p'\n",
         );
         let sub = s.bucket("sub").unwrap();
@@ -607,13 +608,10 @@ mod tests {
 #[cfg(all(test, feature = "layers"))]
 mod layer_tests {
     use super::tests::on_disk;
-    use super::*;
 
     #[tokio::test]
     async fn config_layers_wrap_the_bucket() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = on_disk(
-            dir.path(),
+        let (_dir, s) = on_disk(
             "\n[layers.compression]\ndefault = 'gzip'\nmin_size = 10\n\n[layers.retry]\nmax_attempts = 3\n\n[buckets.logs]\nconnection = 'disk'\n\n[buckets.raw]\nconnection = 'disk'\nbucket = 'logs'\n[buckets.raw.layers]\n",
         );
         let text = "the same line again and again\n".repeat(200);
