@@ -131,12 +131,7 @@ async fn json_and_jsonl_need_no_parquet() {
     let formats: Vec<Format> = entries.iter().map(|e| e.format).collect();
     assert_eq!(formats, vec![Format::Json, Format::Jsonl]);
     // Compaction wrote a JSONL part: no Parquet file anywhere.
-    let keys: Vec<String> = bucket
-        .list("")
-        .map_ok(|o| o.key)
-        .try_collect()
-        .await
-        .unwrap();
+    let keys = strata_testkit::keys(bucket.list("")).await;
     assert!(keys.iter().any(|k| k.contains("/compacted/")), "{keys:?}");
     assert!(!keys.iter().any(|k| k.ends_with(".parquet")), "{keys:?}");
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{python, run_python, run_python_on_fresh_server, start};
+use common::{assert_errors, python, run_python, run_python_on_fresh_server, start};
 use serde_json::json;
 
 const AUTH_CONFIG: &str = r#"
@@ -101,13 +101,18 @@ out["anonymous_list_buckets"] = fetch(f"{ep}/")[0]
         return;
     };
     assert_eq!(out["admin_sees_acme_under_main"], "acme data");
-    assert_eq!(out["wrong_secret"], json!(["SignatureDoesNotMatch", 403]));
-    assert_eq!(out["unknown_key"], json!(["InvalidAccessKeyId", 403]));
-    assert_eq!(out["acme_reads_globex"], json!(["AccessDenied", 403]));
-    assert_eq!(out["acme_lists_globex"], json!(["AccessDenied", 403]));
-    assert_eq!(out["acme_reads_main"], json!(["AccessDenied", 403]));
-    assert_eq!(out["acme_copies_from_globex"], json!(["AccessDenied", 403]));
-    assert_eq!(out["acme_escapes"], json!(["InvalidArgument", 400]));
+    assert_errors(
+        &out,
+        &[
+            ("wrong_secret", "SignatureDoesNotMatch", 403),
+            ("unknown_key", "InvalidAccessKeyId", 403),
+            ("acme_reads_globex", "AccessDenied", 403),
+            ("acme_lists_globex", "AccessDenied", 403),
+            ("acme_reads_main", "AccessDenied", 403),
+            ("acme_copies_from_globex", "AccessDenied", 403),
+            ("acme_escapes", "InvalidArgument", 400),
+        ],
+    );
     assert_eq!(out["acme_buckets"], json!(["acme"]));
     assert_eq!(
         out["admin_buckets"],

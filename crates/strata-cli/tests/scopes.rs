@@ -2,9 +2,9 @@
 //! writes lands under its own prefix, and no other tenant can see it. Runs on the setup the
 //! CLI builds, from a config file with two tenants sharing one bucket.
 
-use futures::TryStreamExt;
 use proptest::prelude::*;
 use strata::Strata;
+use strata_testkit::keys;
 
 /// Keys over the characters that try to climb out of a prefix or disguise a separator.
 fn hostile() -> impl Strategy<Value = String> {
@@ -23,12 +23,6 @@ fn setup() -> Strata {
         "scopes.toml",
     )
     .unwrap()
-}
-
-async fn keys(
-    list: futures::stream::BoxStream<'static, storage_core::Result<storage_core::ObjectInfo>>,
-) -> Vec<String> {
-    list.map_ok(|o| o.key).try_collect().await.unwrap()
 }
 
 proptest! {

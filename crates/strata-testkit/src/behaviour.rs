@@ -583,7 +583,7 @@ async fn listing_prefix_delimiter_offset(b: &Bucket, _: &Profile) -> Outcome {
     for k in ["ls/a/1", "ls/a/2", "ls/b/1", "ls/c", "lsx/other"] {
         b.put(k, k.to_string()).await.unwrap();
     }
-    let mut all: Vec<String> = b.list("ls").map_ok(|o| o.key).try_collect().await.unwrap();
+    let mut all = crate::keys(b.list("ls")).await;
     all.sort();
     assert_eq!(
         all,
@@ -599,12 +599,7 @@ async fn listing_prefix_delimiter_offset(b: &Bucket, _: &Profile) -> Outcome {
             .collect::<Vec<_>>(),
         ["ls/c"]
     );
-    let mut after: Vec<String> = b
-        .list_after("ls", Some("ls/a/2"))
-        .map_ok(|o| o.key)
-        .try_collect()
-        .await
-        .unwrap();
+    let mut after = crate::keys(b.list_after("ls", Some("ls/a/2"))).await;
     after.sort();
     assert_eq!(after, ["ls/b/1", "ls/c"], "offset is exclusive");
     Outcome::Passed
@@ -628,12 +623,7 @@ async fn listing_past_1000_keys(b: &Bucket, p: &Profile) -> Outcome {
         return Outcome::Skipped("heavy checks disabled for this profile".into());
     }
     put_many(b, "many", 1100).await;
-    let keys: Vec<String> = b
-        .list("many")
-        .map_ok(|o| o.key)
-        .try_collect()
-        .await
-        .unwrap();
+    let keys = crate::keys(b.list("many")).await;
     assert_eq!(keys.len(), 1100, "listing pages past 1000 keys");
     let stats = b.stats("many").await.unwrap();
     assert_eq!(stats.objects, 1100);

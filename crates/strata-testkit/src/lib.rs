@@ -9,6 +9,7 @@
 //!   "run `cargo xtask test`"; with `STRATA_SKIP_S3=1` they return `None` and print that
 //!   they skipped.
 //! - [`behaviour::run`]: the behaviour suite, the same checks against any [`Bucket`].
+//! - [`keys`]: the keys of a listing.
 //! - [`python`]: the Python (with boto3 and pyarrow) that `cargo xtask test` installed.
 //! - [`test_store::TestStore`]: the one wrapper store for tests, forwarding every call and
 //!   letting its hooks count or change a few: [`CountingStore`] counts GET requests, bytes
@@ -139,6 +140,14 @@ pub fn moto_env() -> Option<ServerEnv> {
 /// The s3s-fs server's details, or `None` when `STRATA_SKIP_S3=1`.
 pub fn sigv4_env() -> Option<ServerEnv> {
     SIGV4.env()
+}
+
+/// The keys a listing (`Bucket::list`, `Bucket::list_after`) yields, in its order.
+pub async fn keys(
+    listing: futures::stream::BoxStream<'static, storage_core::Result<storage_core::ObjectInfo>>,
+) -> Vec<String> {
+    use futures::TryStreamExt;
+    listing.map_ok(|o| o.key).try_collect().await.unwrap()
 }
 
 /// A fresh random folder name for one test run.

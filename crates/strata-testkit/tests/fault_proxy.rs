@@ -77,13 +77,20 @@ impl Setup {
         (path, err)
     }
 
-    /// The proxy saw one request, a PUT, given `fault`; `status` is moto's answer when the
-    /// request reached it.
-    fn saw_one_put(&self, fault: Fault, status: Option<u16>) {
+    /// A put through the proxy, which gives it `fault`, must fail: once the proxy has
+    /// settled, it saw one PUT, given `fault`, which reached moto (answered 200) and landed
+    /// exactly when `applied`. Returns the client's error.
+    async fn put_fails_under(&self, fault: Fault, applied: bool) -> object_store::Error {
+        let (path, err) = self.failed_put("put", b"landed").await;
+        // A delayed request may still be on its way to moto.
+        assert!(self.proxy.settle("put", Duration::from_secs(10)).await);
         assert_eq!(
             faults(&self.proxy.records()),
-            [("PUT".into(), Some(fault), status)]
+            [("PUT".into(), Some(fault), applied.then_some(200))]
         );
+        let landed = applied.then_some(&b"landed"[..]);
+        assert_eq!(self.on_server(&path).await.as_deref(), landed, "{fault}");
+        err
     }
 
     async fn on_server(&self, path: &Path) -> Option<Bytes> {
@@ -118,30 +125,27 @@ fn transport_kind(error: &(dyn std::error::Error + 'static)) -> Option<HttpError
     None
 }
 
-/// A TCP reset as the client sees it: an interrupted request, no HTTP status.
-fn assert_reset(error: &object_store::Error) {
+/// A request interrupted below HTTP, whose error chain says `says`; returns the chain.
+fn assert_interrupted(error: &object_store::Error, says: &str) -> String {
     let text = chain(error);
     assert_eq!(
         transport_kind(error),
         Some(HttpErrorKind::Interrupted),
         "{text}"
     );
-    assert!(text.contains("Connection reset by peer"), "{text}");
+    assert!(text.contains(says), "{text}");
+    text
+}
+
+/// A TCP reset as the client sees it: an interrupted request, no HTTP status.
+fn assert_reset(error: &object_store::Error) {
+    let text = assert_interrupted(error, "Connection reset by peer");
     assert!(!text.contains("Server returned"), "{text}");
 }
 
 /// A body cut short of its Content-Length: an error, never short data.
 fn assert_torn(error: &object_store::Error) {
-    let text = chain(error);
-    assert_eq!(
-        transport_kind(error),
-        Some(HttpErrorKind::Interrupted),
-        "{text}"
-    );
-    assert!(
-        text.contains("end of file before message length reached"),
-        "{text}"
-    );
+    assert_interrupted(error, "end of file before message length reached");
 }
 
 fn faults(records: &[RequestRecord]) -> Vec<(String, Option<Fault>, Option<u16>)> {
@@ -254,14 +258,12 @@ async fn unavailable_503_before_is_not_applied() {
     let Some(s) = Setup::only(Fault::Unavailable503Before).await else {
         return;
     };
-    let (path, err) = s.failed_put("503", b"x").await;
+    let err = s.put_fails_under(Fault::Unavailable503Before, false).await;
     let text = chain(&err);
     assert!(matches!(err, object_store::Error::Generic { .. }), "{text}");
     assert!(text.contains("503 Service Unavailable"), "{text}");
     assert!(text.contains("<Code>ServiceUnavailable</Code>"), "{text}");
     assert_eq!(transport_kind(&err), None, "{text}");
-    assert_eq!(s.on_server(&path).await, None);
-    s.saw_one_put(Fault::Unavailable503Before, None);
 }
 
 #[tokio::test]
@@ -269,12 +271,9 @@ async fn internal_error_500_after_is_applied() {
     let Some(s) = Setup::only(Fault::InternalError500After).await else {
         return;
     };
-    let (path, err) = s.failed_put("500", b"landed").await;
-    let text = chain(&err);
+    let text = chain(&s.put_fails_under(Fault::InternalError500After, true).await);
     assert!(text.contains("500 Internal Server Error"), "{text}");
     assert!(text.contains("<Code>InternalError</Code>"), "{text}");
-    assert_eq!(s.on_server(&path).await.as_deref(), Some(&b"landed"[..]));
-    s.saw_one_put(Fault::InternalError500After, Some(200));
     assert_eq!(s.proxy.counts()[&Fault::InternalError500After], 1);
 }
 
@@ -284,39 +283,26 @@ async fn delay_past_timeout_times_out_an_applied_write() {
     let Some(s) = Setup::new(plan, Some(Duration::from_millis(500))).await else {
         return;
     };
-    let (path, err) = s.failed_put("delayed", b"late").await;
+    // The proxy forwarded before holding; the hold is past moto's answer.
+    let err = s.put_fails_under(Fault::DelayPastTimeout, true).await;
     assert_eq!(
         transport_kind(&err),
         Some(HttpErrorKind::Timeout),
         "{}",
         chain(&err)
     );
-    // The proxy forwarded before holding; the hold is past moto's answer.
-    assert!(s.proxy.settle("delayed", Duration::from_secs(10)).await);
-    s.saw_one_put(Fault::DelayPastTimeout, Some(200));
-    assert_eq!(s.on_server(&path).await.as_deref(), Some(&b"late"[..]));
 }
 
+/// A reset is a transport error whether it comes before the request reached moto or after
+/// it was applied.
 #[tokio::test]
-async fn reset_before_is_a_transport_error_and_not_applied() {
-    let Some(s) = Setup::only(Fault::ResetBefore).await else {
-        return;
-    };
-    let (path, err) = s.failed_put("reset-before", b"x").await;
-    assert_reset(&err);
-    assert_eq!(s.on_server(&path).await, None);
-    s.saw_one_put(Fault::ResetBefore, None);
-}
-
-#[tokio::test]
-async fn reset_after_is_a_transport_error_and_applied() {
-    let Some(s) = Setup::only(Fault::ResetAfter).await else {
-        return;
-    };
-    let (path, err) = s.failed_put("reset-after", b"landed").await;
-    assert_reset(&err);
-    assert_eq!(s.on_server(&path).await.as_deref(), Some(&b"landed"[..]));
-    s.saw_one_put(Fault::ResetAfter, Some(200));
+async fn resets_are_transport_errors_applied_only_after() {
+    for (fault, applied) in [(Fault::ResetBefore, false), (Fault::ResetAfter, true)] {
+        let Some(s) = Setup::only(fault).await else {
+            return;
+        };
+        assert_reset(&s.put_fails_under(fault, applied).await);
+    }
 }
 
 #[tokio::test]

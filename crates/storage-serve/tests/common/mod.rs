@@ -144,3 +144,11 @@ pub async fn run_python_on_fresh_server(config: &str, script: &str) -> Option<se
     server.stop().await;
     Some(out)
 }
+
+/// Each `(name, code, status)`: the S3 error code and HTTP status a script recorded under
+/// `name` (as `[code, status]`).
+pub fn assert_errors(out: &serde_json::Value, expected: &[(&str, &str, u16)]) {
+    for (name, code, status) in expected {
+        assert_eq!(out[name], serde_json::json!([code, status]), "{name}");
+    }
+}
