@@ -21,7 +21,6 @@
 
 use std::error::Error as StdError;
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,13 +35,11 @@ use object_store::client::{
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
-    ClientOptions, CopyMode, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult,
-    MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload,
-    PutResult, RenameOptions, Result as OsResult,
+    ClientOptions, CopyMode, GetResultPayload, MultipartUpload, ObjectStore, PutMode, PutPayload,
+    PutResult, Result as OsResult,
 };
 use storage_core::attrs::validate_attributes;
 use storage_core::{Capabilities, PresignMethod, StorageError, StrataStore};
-use url::Url;
 
 /// `AmazonS3` with conditional requests sent once and errors typed; see the module docs.
 #[derive(Debug, Clone)]
@@ -286,30 +283,22 @@ fn is_conditional(mode: &PutMode) -> bool {
     !matches!(mode, PutMode::Overwrite)
 }
 
-#[async_trait]
 impl StrataStore for S3Store {
-    fn capabilities(&self) -> Capabilities {
-        self.capabilities
-    }
+    storage_core::store_fn!(capabilities, |this| this.capabilities);
 
-    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
-        match &self.conditional_delete {
-            Some(client) => client.send(&self.plain, location, etag).await,
+    storage_core::store_fn!(delete_if_match, |this, location, etag| {
+        match &this.conditional_delete {
+            Some(client) => client.send(&this.plain, location, etag).await,
             None => Err(storage_core::store::not_supported(
                 "s3",
                 "delete-if-match on this server (set conditional_delete = true if it honours \
                  If-Match on DELETE)",
             )),
         }
-    }
+    });
 
-    async fn presign(
-        &self,
-        method: PresignMethod,
-        location: &Path,
-        expires_in: Duration,
-    ) -> OsResult<Url> {
-        if !self.capabilities.presign {
+    storage_core::store_fn!(presign, |this, method, location, expires_in| {
+        if !this.capabilities.presign {
             return Err(storage_core::store::not_supported(
                 "s3",
                 "presigned URLs with anonymous access (there is no key to sign with)",
@@ -319,11 +308,11 @@ impl StrataStore for S3Store {
             PresignMethod::Get => object_store::signer::Method::GET,
             PresignMethod::Put => object_store::signer::Method::PUT,
         };
-        self.plain
+        this.plain
             .signed_url(m, location, expires_in)
             .await
-            .map_err(|e| self.map(e))
-    }
+            .map_err(|e| this.map(e))
+    });
 }
 
 /// Delete-if-match as a DELETE with `If-Match`, which S3 evaluates atomically (412 when the
@@ -395,114 +384,97 @@ impl ConditionalDeleteClient {
     }
 }
 
-#[async_trait]
 #[deny(clippy::missing_trait_methods)]
 impl ObjectStore for S3Store {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> OsResult<PutResult> {
+    storage_core::store_fn!(put_opts, |this, location, payload, opts| {
         // The signer panics on a header value it cannot send: refuse it as bad input, for
         // callers that write through the raw store as well as through `Bucket`.
         validate_attributes(&opts.attributes).map_err(StorageError::into_object_store)?;
         let client = if is_conditional(&opts.mode) {
-            &self.conditional
+            &this.conditional
         } else {
-            &self.plain
+            &this.plain
         };
         client
             .put_opts(location, payload, opts)
             .await
-            .map_err(|e| self.map(e))
-    }
+            .map_err(|e| this.map(e))
+    });
 
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> OsResult<Box<dyn MultipartUpload>> {
+    storage_core::store_fn!(put_multipart_opts, |this, location, opts| {
         validate_attributes(&opts.attributes).map_err(StorageError::into_object_store)?;
-        let upload = self
+        let upload = this
             .plain
             .put_multipart_opts(location, opts)
             .await
-            .map_err(|e| self.map(e))?;
+            .map_err(|e| this.map(e))?;
         Ok(Box::new(MappedUpload {
             inner: upload,
-            timeout: self.timeout,
+            timeout: this.timeout,
         }))
-    }
+    });
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
-        let mut r = self
+    storage_core::store_fn!(get_opts, |this, location, options| {
+        let mut r = this
             .plain
             .get_opts(location, options)
             .await
-            .map_err(|e| self.map(e))?;
+            .map_err(|e| this.map(e))?;
         if let GetResultPayload::Stream(s) = r.payload {
-            r.payload = GetResultPayload::Stream(self.map_stream(s));
+            r.payload = GetResultPayload::Stream(this.map_stream(s));
         }
         Ok(r)
-    }
+    });
 
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
-        self.plain
+    storage_core::store_fn!(get_ranges, |this, location, ranges| {
+        this.plain
             .get_ranges(location, ranges)
             .await
-            .map_err(|e| self.map(e))
-    }
+            .map_err(|e| this.map(e))
+    });
 
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, OsResult<Path>>,
-    ) -> BoxStream<'static, OsResult<Path>> {
-        self.map_stream(self.plain.delete_stream(locations))
-    }
+    storage_core::store_fn!(delete_stream, |this, locations| {
+        this.map_stream(this.plain.delete_stream(locations))
+    });
 
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        self.map_stream(self.plain.list(prefix))
-    }
+    storage_core::store_fn!(list, |this, prefix| {
+        this.map_stream(this.plain.list(prefix))
+    });
 
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
-        self.map_stream(self.plain.list_with_offset(prefix, offset))
-    }
+    storage_core::store_fn!(list_with_offset, |this, prefix, offset| {
+        this.map_stream(this.plain.list_with_offset(prefix, offset))
+    });
 
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
-        self.plain
+    storage_core::store_fn!(list_with_delimiter, |this, prefix| {
+        this.plain
             .list_with_delimiter(prefix)
             .await
-            .map_err(|e| self.map(e))
-    }
+            .map_err(|e| this.map(e))
+    });
 
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
+    storage_core::store_fn!(copy_opts, |this, from, to, options| {
         let client = match options.mode {
-            CopyMode::Create => &self.conditional,
-            _ => &self.plain,
+            CopyMode::Create => &this.conditional,
+            _ => &this.plain,
         };
         client
             .copy_opts(from, to, options)
             .await
-            .map_err(|e| self.map(e))
-    }
+            .map_err(|e| this.map(e))
+    });
 
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
+    storage_core::store_fn!(rename_opts, |this, from, to, options| {
         // object_store's S3 rename is copy + delete; a no-replace rename is a conditional
         // copy, so it takes the client that does not resend.
         let client = match options.target_mode {
-            object_store::RenameTargetMode::Overwrite => &self.plain,
-            _ => &self.conditional,
+            object_store::RenameTargetMode::Overwrite => &this.plain,
+            _ => &this.conditional,
         };
         client
             .rename_opts(from, to, options)
             .await
-            .map_err(|e| self.map(e))
-    }
+            .map_err(|e| this.map(e))
+    });
 }
 
 /// A multipart upload whose errors are typed like every other S3 error.
