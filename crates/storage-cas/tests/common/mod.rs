@@ -7,12 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, PutResult, Result as OsResult};
+use object_store::{ObjectStore, PutMode, PutOptions};
 use serde::{Deserialize, Serialize};
 use storage_cas::{BackoffStrategy, Collection, Jitter, VersionedRecords};
-use storage_core::{Bucket, Capabilities, MemoryStore, PresignMethod, StorageError, StrataStore};
+use storage_core::{Bucket, Capabilities, MemoryStore, StorageError, StrataStore};
 
 /// What to do to one write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,23 +112,18 @@ impl fmt::Display for FaultStore {
     }
 }
 
-#[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl StrataStore for FaultStore {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::MEMORY
-    }
+    storage_core::store_fn!(capabilities, |_this| Capabilities::MEMORY);
 
-    async fn presign(&self, _: PresignMethod, _: &Path, _: Duration) -> OsResult<url::Url> {
-        Err(storage_core::store::not_supported(
-            "faulty",
-            "presigned URLs",
-        ))
-    }
+    storage_core::store_fn!(presign, |_this, _, _, _| Err(
+        storage_core::store::not_supported("faulty", "presigned URLs")
+    ));
 
-    async fn delete_if_match(&self, path: &Path, etag: &str) -> OsResult<()> {
-        let r = self.inner.delete_if_match(path, etag).await;
+    storage_core::store_fn!(delete_if_match, |this, path, etag| {
+        let r = this.inner.delete_if_match(path, etag).await;
         if r.is_ok()
-            && self
+            && this
                 .lost_delete_acks
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
                 .is_ok()
@@ -137,49 +131,39 @@ impl StrataStore for FaultStore {
             return Err(Self::timeout());
         }
         r
-    }
+    });
 }
 
-#[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl ObjectStore for FaultStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> OsResult<PutResult> {
-        let n = self.writes.fetch_add(1, Ordering::Relaxed);
-        match (self.decide)(n, location, &opts) {
-            None => self.inner.put_opts(location, payload, opts).await,
+    storage_core::store_fn!(put_opts, |this, location, payload, opts| {
+        let n = this.writes.fetch_add(1, Ordering::Relaxed);
+        match (this.decide)(n, location, &opts) {
+            None => this.inner.put_opts(location, payload, opts).await,
             Some(Fault::FailBefore) => {
-                self.failed_before.fetch_add(1, Ordering::Relaxed);
+                this.failed_before.fetch_add(1, Ordering::Relaxed);
                 Err(Self::timeout())
             }
             Some(Fault::Conflict409) => {
-                self.conflicts_409.fetch_add(1, Ordering::Relaxed);
+                this.conflicts_409.fetch_add(1, Ordering::Relaxed);
                 Err(object_store::Error::Generic {
                     store: "S3",
                     source: "Client error with status 409 Conflict: <Error><Code>ConditionalRequestConflict</Code><Message>A conflicting conditional operation is currently in progress against this resource.</Message></Error>".into(),
                 })
             }
             Some(Fault::LostAck) => {
-                let r = self.inner.put_opts(location, payload, opts).await;
-                match r {
-                    Ok(_) => {
-                        self.lost_acks.fetch_add(1, Ordering::Relaxed);
-                        // Run the hook once, without holding the lock (it may write here).
-                        let hook = self.after_apply.lock().unwrap().take();
-                        if let Some(f) = hook {
-                            f(&self.inner, location);
-                        }
-                        Err(Self::timeout())
-                    }
-                    // A write that failed its precondition answers truthfully.
-                    Err(e) => Err(e),
+                // A write that failed its precondition answers truthfully.
+                this.inner.put_opts(location, payload, opts).await?;
+                this.lost_acks.fetch_add(1, Ordering::Relaxed);
+                // Run the hook once, without holding the lock (it may write here).
+                let hook = this.after_apply.lock().unwrap().take();
+                if let Some(f) = hook {
+                    f(&this.inner, location);
                 }
+                Err(Self::timeout())
             }
         }
-    }
+    });
 
     storage_core::forward_object_store!(@methods inner:
         put_multipart_opts, get_opts, get_ranges, delete_stream, list, list_with_offset,
