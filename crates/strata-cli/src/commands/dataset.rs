@@ -17,27 +17,30 @@ use strata::manifest::{
 use tokio::io::AsyncReadExt;
 
 use super::object::ExpiresArg;
+use super::parse_pairs;
 use crate::output::{CliError, CliResult, Ctx, human_bytes};
 
-/// Dataset commands.
-#[derive(Debug, Subcommand)]
-pub enum DatasetCommand {
-    /// Write records (JSON array or JSONL from a file or stdin) as one new file.
-    Write(WriteArgs),
-    /// List the files in MODULE USER's manifest.
-    Ls(ListArgs),
-    /// Print records as JSONL: one file (ID) or every file, optionally in a time window.
-    Read(ReadArgs),
-    /// Search MODULE USER's manifest (and with --deep, the files).
-    Search(SearchArgs),
-    /// Compare the manifest with the stored files: missing, orphaned, size/ETag mismatch.
-    Verify(TargetArgs),
-    /// Rebuild the manifest from a listing of the stored files.
-    Rebuild(TargetArgs),
-    /// Fold the manifest's segments into Parquet (readable by pyarrow, DuckDB, Spark).
-    Compact(CompactArgs),
-    /// Print a presigned download URL for a dataset file (KEY from `ls`).
-    Presign(PresignArgs),
+command_group! {
+    /// Dataset commands.
+    #[derive(Debug, Subcommand)]
+    pub enum DatasetCommand {
+        /// Write records (JSON array or JSONL from a file or stdin) as one new file.
+        Write(WriteArgs) => write,
+        /// List the files in MODULE USER's manifest.
+        Ls(ListArgs) => ls,
+        /// Print records as JSONL: one file (ID) or every file, optionally in a time window.
+        Read(ReadArgs) => read,
+        /// Search MODULE USER's manifest (and with --deep, the files).
+        Search(SearchArgs) => search,
+        /// Compare the manifest with the stored files: missing, orphaned, size/ETag mismatch.
+        Verify(TargetArgs) => verify,
+        /// Rebuild the manifest from a listing of the stored files.
+        Rebuild(TargetArgs) => rebuild,
+        /// Fold the manifest's segments into Parquet (readable by pyarrow, DuckDB, Spark).
+        Compact(CompactArgs) => compact,
+        /// Print a presigned download URL for a dataset file (KEY from `ls`).
+        Presign(PresignArgs) => presign,
+    }
 }
 
 /// Where the datasets are.
@@ -205,37 +208,8 @@ pub struct PresignArgs {
     pub bucket: BucketArg,
 }
 
-impl DatasetCommand {
-    /// Run the command.
-    pub async fn run(self, ctx: &Ctx) -> CliResult {
-        match self {
-            DatasetCommand::Write(a) => write(ctx, a).await,
-            DatasetCommand::Ls(a) => ls(ctx, a).await,
-            DatasetCommand::Read(a) => read(ctx, a).await,
-            DatasetCommand::Search(a) => search(ctx, a).await,
-            DatasetCommand::Verify(a) => verify(ctx, a).await,
-            DatasetCommand::Rebuild(a) => rebuild(ctx, a).await,
-            DatasetCommand::Compact(a) => compact(ctx, a).await,
-            DatasetCommand::Presign(a) => presign(ctx, a).await,
-        }
-    }
-}
-
 fn dataset(ctx: &Ctx, bucket: &BucketArg) -> CliResult<Dataset> {
     Ok(Dataset::new(ctx.strata.bucket(&bucket.bucket)?))
-}
-
-fn parse_pairs(flag: &str, pairs: &[String]) -> CliResult<Vec<(String, String)>> {
-    pairs
-        .iter()
-        .map(|p| {
-            p.split_once('=')
-                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
-                .ok_or_else(|| {
-                    CliError::bad_input(format!("{flag} `{p}` is not K=V, e.g. {flag} source=bank"))
-                })
-        })
-        .collect()
 }
 
 /// Input records: a JSON array, a single JSON object, or JSONL. Parsing advances `bar` by
@@ -308,7 +282,7 @@ async fn write(ctx: &Ctx, a: WriteArgs) -> CliResult {
             CompressionArg::Snappy => Compression::Snappy,
             CompressionArg::Zstd => Compression::Zstd(3),
         });
-    for (k, v) in parse_pairs("--tag", &a.tags)? {
+    for (k, v) in parse_pairs::<Vec<_>>("--tag", "source=bank", &a.tags)? {
         opts = opts.with_tag(k, v);
     }
     let written = ds
@@ -399,7 +373,7 @@ async fn search(ctx: &Ctx, a: SearchArgs) -> CliResult {
     if let Some(f) = a.format {
         q = q.with_format(f.into());
     }
-    for (k, v) in parse_pairs("--tag", &a.tags)? {
+    for (k, v) in parse_pairs::<Vec<_>>("--tag", "source=bank", &a.tags)? {
         q = q.with_tag(k, v);
     }
     let results = ds.search(&a.target.module, &a.target.user, &q).await?;

@@ -27,30 +27,32 @@ use strata::cas::{
 use crate::address::Address;
 use crate::output::{CliError, CliResult, Ctx};
 
-/// `strata doc`.
-#[derive(Debug, Subcommand)]
-pub enum DocCommand {
-    /// Print a document (its JSON value; `--json` adds ETag, expiry and metadata).
-    Get(GetArgs),
-    /// Write a document (unconditionally, or only over ETAG with `--if-match`).
-    Put(PutArgs),
-    /// Create a document; exit 4 if it exists.
-    Create(PutArgs),
-    /// Change a document with a JSON merge patch and/or `--set path=value`, re-read and
-    /// re-applied if another writer gets in between (or only over ETAG with `--if-match`).
-    Update(UpdateArgs),
-    /// Delete a document (only if its ETag is ETAG with `--if-match`).
-    Rm(RmArgs),
-    /// List document ids.
-    Ls(LsArgs),
-    /// Delete expired documents (and their attachments).
-    Sweep(SweepArgs),
-    /// Commit a new version of a versioned record.
-    Commit(CommitArgs),
-    /// List the versions of a versioned record.
-    History(HistoryArgs),
-    /// Commit an old version's value again as the newest version.
-    Revert(RevertArgs),
+command_group! {
+    /// `strata doc`.
+    #[derive(Debug, Subcommand)]
+    pub enum DocCommand {
+        /// Print a document (its JSON value; `--json` adds ETag, expiry and metadata).
+        Get(GetArgs) => get,
+        /// Write a document (unconditionally, or only over ETAG with `--if-match`).
+        Put(PutArgs) => |ctx, a| put(ctx, a, false),
+        /// Create a document; exit 4 if it exists.
+        Create(PutArgs) => |ctx, a| put(ctx, a, true),
+        /// Change a document with a JSON merge patch and/or `--set path=value`, re-read and
+        /// re-applied if another writer gets in between (or only over ETAG with `--if-match`).
+        Update(UpdateArgs) => update,
+        /// Delete a document (only if its ETag is ETAG with `--if-match`).
+        Rm(RmArgs) => rm,
+        /// List document ids.
+        Ls(LsArgs) => ls,
+        /// Delete expired documents (and their attachments).
+        Sweep(SweepArgs) => sweep,
+        /// Commit a new version of a versioned record.
+        Commit(CommitArgs) => commit,
+        /// List the versions of a versioned record.
+        History(HistoryArgs) => history,
+        /// Commit an old version's value again as the newest version.
+        Revert(RevertArgs) => revert,
+    }
 }
 
 /// Where a collection lives.
@@ -203,24 +205,6 @@ pub struct RevertArgs {
     pub record: RecordArg,
     /// The version whose value becomes the newest version.
     pub version: u64,
-}
-
-impl DocCommand {
-    /// Run it.
-    pub async fn run(self, ctx: &Ctx) -> CliResult {
-        match self {
-            DocCommand::Get(a) => get(ctx, a).await,
-            DocCommand::Put(a) => put(ctx, a, false).await,
-            DocCommand::Create(a) => put(ctx, a, true).await,
-            DocCommand::Update(a) => update(ctx, a).await,
-            DocCommand::Rm(a) => rm(ctx, a).await,
-            DocCommand::Ls(a) => ls(ctx, a).await,
-            DocCommand::Sweep(a) => sweep(ctx, a).await,
-            DocCommand::Commit(a) => commit(ctx, a).await,
-            DocCommand::History(a) => history(ctx, a).await,
-            DocCommand::Revert(a) => revert(ctx, a).await,
-        }
-    }
 }
 
 fn collection(ctx: &Ctx, c: &CollectionArg) -> CliResult<Collection<Value>> {

@@ -14,36 +14,38 @@ use super::buckets::Via;
 use crate::address::Address;
 use crate::output::{CliError, CliResult, Ctx, human_bytes};
 
-/// Object commands.
-#[derive(Debug, Subcommand)]
-pub enum ObjectCommand {
-    /// Upload a file, text or standard input (`--stdin`) to NAME:KEY.
-    #[command(after_help = crate::help::PUT)]
-    Put(PutArgs),
-    /// Download NAME:KEY to stdout or a file.
-    #[command(after_help = crate::help::GET)]
-    Get(GetArgs),
-    /// List NAME: or NAME:PREFIX.
-    #[command(after_help = crate::help::LS)]
-    Ls(LsArgs),
-    /// Delete keys, or everything under a prefix.
-    #[command(after_help = crate::help::RM)]
-    Rm(RmArgs),
-    /// Copy local↔remote or remote↔remote (recursive with -r).
-    #[command(after_help = crate::help::CP)]
-    Cp(CpArgs),
-    /// Move (copy, then delete the source only if the copy succeeded).
-    #[command(after_help = crate::help::CP)]
-    Mv(CpArgs),
-    /// Show an object's metadata.
-    #[command(after_help = crate::help::STAT)]
-    Stat(StatArgs),
-    /// Print a presigned URL for NAME:KEY.
-    #[command(after_help = crate::help::PRESIGN)]
-    Presign(PresignArgs),
-    /// Count objects and bytes under NAME: or NAME:PREFIX.
-    #[command(after_help = crate::help::STATS)]
-    Stats(StatsArgs),
+command_group! {
+    /// Object commands.
+    #[derive(Debug, Subcommand)]
+    pub enum ObjectCommand {
+        /// Upload a file, text or standard input (`--stdin`) to NAME:KEY.
+        #[command(after_help = crate::help::PUT)]
+        Put(PutArgs) => put,
+        /// Download NAME:KEY to stdout or a file.
+        #[command(after_help = crate::help::GET)]
+        Get(GetArgs) => get,
+        /// List NAME: or NAME:PREFIX.
+        #[command(after_help = crate::help::LS)]
+        Ls(LsArgs) => ls,
+        /// Delete keys, or everything under a prefix.
+        #[command(after_help = crate::help::RM)]
+        Rm(RmArgs) => rm,
+        /// Copy local↔remote or remote↔remote (recursive with -r).
+        #[command(after_help = crate::help::CP)]
+        Cp(CpArgs) => |ctx, a| cp(ctx, a, false),
+        /// Move (copy, then delete the source only if the copy succeeded).
+        #[command(after_help = crate::help::CP)]
+        Mv(CpArgs) => |ctx, a| cp(ctx, a, true),
+        /// Show an object's metadata.
+        #[command(after_help = crate::help::STAT)]
+        Stat(StatArgs) => stat,
+        /// Print a presigned URL for NAME:KEY.
+        #[command(after_help = crate::help::PRESIGN)]
+        Presign(PresignArgs) => presign,
+        /// Count objects and bytes under NAME: or NAME:PREFIX.
+        #[command(after_help = crate::help::STATS)]
+        Stats(StatsArgs) => stats,
+    }
 }
 
 /// `strata put`.
@@ -203,23 +205,6 @@ pub struct StatsArgs {
     pub target: String,
 }
 
-impl ObjectCommand {
-    /// Run the command.
-    pub async fn run(self, ctx: &Ctx) -> CliResult {
-        match self {
-            ObjectCommand::Put(a) => put(ctx, a).await,
-            ObjectCommand::Get(a) => get(ctx, a).await,
-            ObjectCommand::Ls(a) => ls(ctx, a).await,
-            ObjectCommand::Rm(a) => rm(ctx, a).await,
-            ObjectCommand::Cp(a) => cp(ctx, a, false).await,
-            ObjectCommand::Mv(a) => cp(ctx, a, true).await,
-            ObjectCommand::Stat(a) => stat(ctx, a).await,
-            ObjectCommand::Presign(a) => presign(ctx, a).await,
-            ObjectCommand::Stats(a) => stats(ctx, a).await,
-        }
-    }
-}
-
 /// A content type for common extensions, so browsers and CDNs serve uploads correctly.
 pub fn guess_content_type(key: &str) -> Option<&'static str> {
     let ext = key.rsplit_once('.')?.1.to_ascii_lowercase();
@@ -244,19 +229,6 @@ pub fn guess_content_type(key: &str) -> Option<&'static str> {
         "wasm" => "application/wasm",
         _ => return None,
     })
-}
-
-fn parse_meta(pairs: &[String]) -> CliResult<BTreeMap<String, String>> {
-    pairs
-        .iter()
-        .map(|p| {
-            p.split_once('=')
-                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
-                .ok_or_else(|| {
-                    CliError::bad_input(format!("--meta `{p}` is not K=V, e.g. --meta owner=ana"))
-                })
-        })
-        .collect()
 }
 
 /// `--tag k=v` pairs, checked against S3's tag rules before anything is uploaded: keys of
@@ -403,7 +375,7 @@ async fn put(ctx: &Ctx, mut a: PutArgs) -> CliResult {
         cache_control: a.cache_control,
         content_disposition: a.content_disposition,
         content_encoding: a.content_encoding,
-        metadata: parse_meta(&a.meta)?,
+        metadata: super::parse_pairs("--meta", "owner=ana", &a.meta)?,
         tags: parse_tags(&a.tag)?,
         ..Default::default()
     };
