@@ -2,21 +2,16 @@
 #![allow(dead_code)]
 
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use futures::stream::{self, BoxStream};
+use futures::stream;
+use object_store::ObjectStore;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
-use storage_core::{Bucket, Capabilities, MemoryStore, PresignMethod, StorageError, StrataStore};
+use storage_core::{Bucket, MemoryStore, StorageError, StrataStore};
 
 /// Knobs of a [`Faulty`] store, shared with the test.
 #[derive(Debug, Default)]
@@ -109,83 +104,62 @@ impl Faulty {
     }
 }
 
-#[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl StrataStore for Faulty {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn delete_if_match(&self, l: &Path, etag: &str) -> object_store::Result<()> {
-        self.gate().await?;
-        self.inner.delete_if_match(l, etag).await
-    }
-    async fn presign(
-        &self,
-        m: PresignMethod,
-        l: &Path,
-        e: Duration,
-    ) -> object_store::Result<url::Url> {
-        self.inner.presign(m, l, e).await
-    }
+    storage_core::forward_object_store!(@methods inner: capabilities, presign);
+    storage_core::store_fn!(delete_if_match, |this, l, etag| {
+        this.gate().await?;
+        this.inner.delete_if_match(l, etag).await
+    });
 }
 
-#[async_trait]
+// Everything but a listing waits out the latency and fails while down; `list_with_offset`
+// and `rename_opts` keep the trait's defaults, built on these.
 impl ObjectStore for Faulty {
-    async fn put_opts(
-        &self,
-        l: &Path,
-        p: PutPayload,
-        o: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.gate().await?;
-        self.put_allowed(l)?;
+    storage_core::store_fn!(put_opts, |this, l, p, o| {
+        this.gate().await?;
+        this.put_allowed(l)?;
         if is_bookkeeping(l) {
-            return self.inner.put_opts(l, p, o).await;
+            return this.inner.put_opts(l, p, o).await;
         }
-        let p = if self.faults.truncate_puts.load(Ordering::SeqCst) {
+        let p = if this.faults.truncate_puts.load(Ordering::SeqCst) {
             let bytes: Vec<u8> = p.iter().flat_map(|b| b.iter().copied()).collect();
             Bytes::from(bytes[..bytes.len().saturating_sub(1)].to_vec()).into()
         } else {
             p
         };
-        let r = self.inner.put_opts(l, p, o).await?;
-        self.faults.puts.fetch_add(1, Ordering::SeqCst);
+        let r = this.inner.put_opts(l, p, o).await?;
+        this.faults.puts.fetch_add(1, Ordering::SeqCst);
         Ok(r)
-    }
-    async fn put_multipart_opts(
-        &self,
-        l: &Path,
-        o: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.gate().await?;
-        self.put_allowed(l)?;
-        self.inner.put_multipart_opts(l, o).await
-    }
-    async fn get_opts(&self, l: &Path, o: GetOptions) -> object_store::Result<GetResult> {
-        self.gate().await?;
+    });
+    storage_core::store_fn!(put_multipart_opts, |this, l, o| {
+        this.gate().await?;
+        this.put_allowed(l)?;
+        this.inner.put_multipart_opts(l, o).await
+    });
+    storage_core::store_fn!(get_opts, |this, l, o| {
+        this.gate().await?;
         if !is_bookkeeping(l) {
-            self.faults.gets.fetch_add(1, Ordering::SeqCst);
+            this.faults.gets.fetch_add(1, Ordering::SeqCst);
         }
-        self.inner.get_opts(l, o).await
-    }
-    async fn get_ranges(&self, l: &Path, r: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
-        self.gate().await?;
-        self.inner.get_ranges(l, r).await
-    }
-    fn delete_stream(
-        &self,
-        l: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        if self.faults.down.load(Ordering::SeqCst) {
-            let name = self.name.clone();
+        this.inner.get_opts(l, o).await
+    });
+    storage_core::store_fn!(get_ranges, |this, l, r| {
+        this.gate().await?;
+        this.inner.get_ranges(l, r).await
+    });
+    storage_core::store_fn!(delete_stream, |this, l| {
+        if this.faults.down.load(Ordering::SeqCst) {
+            let name = this.name.clone();
             return l.map(move |_| Err(outage(&name))).boxed();
         }
-        self.inner.delete_stream(l)
-    }
-    fn list(&self, p: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.faults.lists.fetch_add(1, Ordering::SeqCst);
-        let inner = self.inner.list(p);
-        let faults = self.faults.clone();
-        let name = self.name.clone();
+        this.inner.delete_stream(l)
+    });
+    storage_core::store_fn!(list, |this, p| {
+        this.faults.lists.fetch_add(1, Ordering::SeqCst);
+        let inner = this.inner.list(p);
+        let faults = this.faults.clone();
+        let name = this.name.clone();
         stream::once(async move {
             let ms = faults.latency_ms.load(Ordering::SeqCst);
             if ms > 0 {
@@ -199,15 +173,15 @@ impl ObjectStore for Faulty {
         })
         .flatten()
         .boxed()
-    }
-    async fn list_with_delimiter(&self, p: Option<&Path>) -> object_store::Result<ListResult> {
-        self.gate().await?;
-        self.inner.list_with_delimiter(p).await
-    }
-    async fn copy_opts(&self, f: &Path, t: &Path, o: CopyOptions) -> object_store::Result<()> {
-        self.gate().await?;
-        self.inner.copy_opts(f, t, o).await
-    }
+    });
+    storage_core::store_fn!(list_with_delimiter, |this, p| {
+        this.gate().await?;
+        this.inner.list_with_delimiter(p).await
+    });
+    storage_core::store_fn!(copy_opts, |this, f, t, o| {
+        this.gate().await?;
+        this.inner.copy_opts(f, t, o).await
+    });
 }
 
 /// A memory-backed bucket wrapped in a [`Faulty`] store, and its knobs.
