@@ -275,9 +275,16 @@ fn strip_path(err: object_store::Error, prefix: &Key) -> object_store::Error {
 #[doc(hidden)]
 pub mod __private {
     pub use bytes::Bytes;
-    pub use futures::stream::BoxStream;
     pub use object_store;
     pub use url::Url;
+
+    use futures::stream::BoxStream;
+    use object_store::{ObjectMeta, Result, path::Path};
+
+    /// What `list` and `list_with_offset` answer.
+    pub type Listing = BoxStream<'static, Result<ObjectMeta>>;
+    /// What `delete_stream` takes and answers.
+    pub type Paths = BoxStream<'static, Result<Path>>;
 }
 
 /// Forward methods of the store contract (`ObjectStore`, and `StrataStore`'s too) to a field:
@@ -367,39 +374,19 @@ macro_rules! store_fn {
     };
     (@sig $how:tt delete_stream) => {
         $crate::store_fn!(@sync $how delete_stream [
-            locations: $crate::store::__private::BoxStream<
-                'static,
-                $crate::store::__private::object_store::Result<
-                    $crate::store::__private::object_store::path::Path,
-                >,
-            >,
-        ] -> $crate::store::__private::BoxStream<
-            'static,
-            $crate::store::__private::object_store::Result<
-                $crate::store::__private::object_store::path::Path,
-            >,
-        >);
+            locations: $crate::store::__private::Paths,
+        ] -> $crate::store::__private::Paths);
     };
     (@sig $how:tt list) => {
         $crate::store_fn!(@sync $how list [
             prefix: ::core::option::Option<&$crate::store::__private::object_store::path::Path>,
-        ] -> $crate::store::__private::BoxStream<
-            'static,
-            $crate::store::__private::object_store::Result<
-                $crate::store::__private::object_store::ObjectMeta,
-            >,
-        >);
+        ] -> $crate::store::__private::Listing);
     };
     (@sig $how:tt list_with_offset) => {
         $crate::store_fn!(@sync $how list_with_offset [
             prefix: ::core::option::Option<&$crate::store::__private::object_store::path::Path>,
             offset: &$crate::store::__private::object_store::path::Path,
-        ] -> $crate::store::__private::BoxStream<
-            'static,
-            $crate::store::__private::object_store::Result<
-                $crate::store::__private::object_store::ObjectMeta,
-            >,
-        >);
+        ] -> $crate::store::__private::Listing);
     };
     (@sig $how:tt list_with_delimiter) => {
         $crate::store_fn!(@async $how list_with_delimiter <'life1> [

@@ -254,6 +254,11 @@ impl<G: Guard, T: StrataStore> Guarded<G, T> {
         }
     }
 
+    /// `fut`, one call `op` about `key`, through the guard.
+    async fn run<R: Answer>(&self, op: Op, key: &str, fut: impl CallFuture<R>) -> OsResult<R> {
+        self.guard.call(Call::new(op, key), fut).await
+    }
+
     fn fmt_with(
         &self,
         f: &mut fmt::Formatter<'_>,
@@ -285,10 +290,8 @@ impl<G: Guard, T: StrataStore> StrataStore for Guarded<G, T> {
     storage_core::forward_object_store!(@methods inner: capabilities);
 
     storage_core::store_fn!(delete_if_match, |this, location, etag| {
-        let call = Call::new(Op::DeleteIfMatch, location.as_ref());
-        this.guard
-            .call(call, this.inner.delete_if_match(location, etag))
-            .await
+        let delete = this.inner.delete_if_match(location, etag);
+        this.run(Op::DeleteIfMatch, location.as_ref(), delete).await
     });
 
     storage_core::store_fn!(presign, |this, method, location, expires_in| {
@@ -296,8 +299,7 @@ impl<G: Guard, T: StrataStore> StrataStore for Guarded<G, T> {
         if !this.guard.guards_presign() {
             return sign.await;
         }
-        let call = Call::new(Op::Presign, location.as_ref());
-        this.guard.call(call, sign).await
+        this.run(Op::Presign, location.as_ref(), sign).await
     });
 }
 
@@ -329,10 +331,8 @@ impl<G: Guard, T: StrataStore> ObjectStore for Guarded<G, T> {
     });
 
     storage_core::store_fn!(get_ranges, |this, location, ranges| {
-        let call = Call::new(Op::GetRanges, location.as_ref());
-        this.guard
-            .call(call, this.inner.get_ranges(location, ranges))
-            .await
+        let get = this.inner.get_ranges(location, ranges);
+        this.run(Op::GetRanges, location.as_ref(), get).await
     });
 
     storage_core::store_fn!(delete_stream, |this, locations| this
@@ -365,17 +365,13 @@ impl<G: Guard, T: StrataStore> ObjectStore for Guarded<G, T> {
     });
 
     storage_core::store_fn!(copy_opts, |this, from, to, options| {
-        let call = Call::new(Op::Copy, to.as_ref());
-        this.guard
-            .call(call, this.inner.copy_opts(from, to, options))
-            .await
+        let copy = this.inner.copy_opts(from, to, options);
+        this.run(Op::Copy, to.as_ref(), copy).await
     });
 
     storage_core::store_fn!(rename_opts, |this, from, to, options| {
-        let call = Call::new(Op::Rename, to.as_ref());
-        this.guard
-            .call(call, this.inner.rename_opts(from, to, options))
-            .await
+        let rename = this.inner.rename_opts(from, to, options);
+        this.run(Op::Rename, to.as_ref(), rename).await
     });
 }
 

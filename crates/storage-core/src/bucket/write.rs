@@ -5,7 +5,8 @@ use futures::future::Either;
 use futures::stream::{self, Stream, StreamExt};
 use object_store::path::Path;
 use object_store::{
-    ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
+    CopyMode, CopyOptions, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions,
+    PutPayload, WriteMultipart,
 };
 
 use super::{Bucket, DeleteReport, PutOpts, WriteCondition, WriteResult};
@@ -304,12 +305,7 @@ impl Bucket {
 
     /// Copy `from` to `to` inside this bucket (server-side where the backend can).
     pub async fn copy(&self, from: impl AsKey, to: impl AsKey) -> Result<()> {
-        let (from, to) = self.source_and_destination(&from, &to, "copy")?;
-        self.shared
-            .store
-            .copy(&from.to_path(), &to.to_path())
-            .await
-            .map_err(|e| self.err(e))
+        self.copy_in_mode(&from, &to, CopyMode::Overwrite).await
     }
 
     /// Copy only if `to` does not exist.
@@ -318,10 +314,20 @@ impl Bucket {
     /// not carry user metadata, Content-Type or Content-Encoding over; copy unconditionally
     /// (or re-put) when those matter.
     pub async fn copy_if_absent(&self, from: impl AsKey, to: impl AsKey) -> Result<()> {
-        let (from, to) = self.source_and_destination(&from, &to, "copy")?;
+        self.copy_in_mode(&from, &to, CopyMode::Create).await
+    }
+
+    async fn copy_in_mode(
+        &self,
+        from: &(impl AsKey + ?Sized),
+        to: &(impl AsKey + ?Sized),
+        mode: CopyMode,
+    ) -> Result<()> {
+        let (from, to) = self.source_and_destination(from, to, "copy")?;
+        let options = CopyOptions::new().with_mode(mode);
         self.shared
             .store
-            .copy_if_not_exists(&from.to_path(), &to.to_path())
+            .copy_opts(&from.to_path(), &to.to_path(), options)
             .await
             .map_err(|e| self.err(e))
     }
