@@ -49,29 +49,19 @@ pub async fn merged_list(
     prefix: &str,
     health: &HealthTracker,
 ) -> MergedListing {
-    let listings = join_all(buckets.iter().map(|b| {
+    let (found, partial) = collect_listings(buckets.iter().map(|b| {
         let health = health.clone();
-        async move {
+        let listing = async move {
             let start = Instant::now();
             let r: storage_core::Result<Vec<ObjectInfo>> = b.list(prefix).try_collect().await;
             health.record(b.name(), &r, start.elapsed());
             r
-        }
+        };
+        (b.name(), listing)
     }))
     .await;
-    let mut found = Vec::with_capacity(listings.len());
-    let mut partial = Vec::new();
-    for (priority, r) in listings.into_iter().enumerate() {
-        match r {
-            Ok(objects) => found.push((priority, objects)),
-            Err(error) => {
-                tracing::warn!(bucket = buckets[priority].name(), prefix, error = %error, "listing failed; the merged listing is partial");
-                partial.push(BucketFailure {
-                    bucket: buckets[priority].name().to_string(),
-                    error,
-                })
-            }
-        }
+    for failure in &partial {
+        tracing::warn!(bucket = %failure.bucket, prefix, error = %failure.error, "listing failed; the merged listing is partial");
     }
     MergedListing {
         entries: merge_by_priority(found, |o: &ObjectInfo| o.key.as_str())
@@ -83,6 +73,28 @@ pub async fn merged_list(
             .collect(),
         partial,
     }
+}
+
+/// Run the listings of several members (`(name, listing)`, in priority order) concurrently:
+/// what each member that answered listed, as `(priority, answer)` for [`merge_by_priority`],
+/// and a [`BucketFailure`] naming each member that failed. The one gathering of every merged
+/// listing (`merged_list`, and a merged store's `list` and `list_with_delimiter`).
+pub(crate) async fn collect_listings<T>(
+    listings: impl IntoIterator<Item = (&str, impl Future<Output = storage_core::Result<T>>)>,
+) -> (Vec<(usize, T)>, Vec<BucketFailure>) {
+    let (names, listings): (Vec<&str>, Vec<_>) = listings.into_iter().unzip();
+    let mut found = Vec::with_capacity(listings.len());
+    let mut failures = Vec::new();
+    for (priority, (name, r)) in names.into_iter().zip(join_all(listings).await).enumerate() {
+        match r {
+            Ok(answer) => found.push((priority, answer)),
+            Err(error) => failures.push(BucketFailure {
+                bucket: name.to_string(),
+                error,
+            }),
+        }
+    }
+    (found, failures)
 }
 
 /// Listings of several members (`(priority, entries)`, lower priority first) merged into one

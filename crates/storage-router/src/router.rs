@@ -520,15 +520,7 @@ impl Router {
     /// One named bucket (seed 000 `getTideDataFromServer`); an unknown name is an error
     /// listing the valid ones.
     pub fn bucket(&self, name: &str) -> Result<&Bucket> {
-        self.inner.buckets.get(name).ok_or_else(|| {
-            StorageError::invalid_input(
-                "bucket",
-                format!(
-                    "`{name}` is not a bucket; valid names: {}",
-                    list(self.inner.buckets.keys())
-                ),
-            )
-        })
+        named(&self.inner.buckets, "bucket", "a bucket", name)
     }
 
     /// Every bucket handle, by name.
@@ -538,15 +530,7 @@ impl Router {
 
     /// A source set by name; an unknown name lists the valid ones.
     pub fn source(&self, name: &str) -> Result<&SourceSet> {
-        self.inner.sources.get(name).ok_or_else(|| {
-            StorageError::invalid_input(
-                "source",
-                format!(
-                    "`{name}` is not a source set; valid names: {}",
-                    list(self.inner.sources.keys())
-                ),
-            )
-        })
+        named(&self.inner.sources, "source", "a source set", name)
     }
 
     /// Every source set, by name.
@@ -562,15 +546,7 @@ impl Router {
 
     /// Tenant `name`: its bucket and prefix, and its handle.
     pub fn tenant_info(&self, name: &str) -> Result<&Route> {
-        self.inner.tenants.get(name).ok_or_else(|| {
-            StorageError::invalid_input(
-                "tenant",
-                format!(
-                    "`{name}` is not a tenant; valid names: {}",
-                    list(self.inner.tenants.keys())
-                ),
-            )
-        })
+        named(&self.inner.tenants, "tenant", "a tenant", name)
     }
 
     /// Read `key` from source set `source` under its policy; says which bucket answered.
@@ -720,6 +696,22 @@ fn offload_target(
         ));
     }
     Ok(target)
+}
+
+/// `map[name]`, or an error naming `field` that says `name` is not `what` and lists the valid
+/// names.
+fn named<'m, T>(
+    map: &'m BTreeMap<String, T>,
+    field: &str,
+    what: &str,
+    name: &str,
+) -> Result<&'m T> {
+    map.get(name).ok_or_else(|| {
+        StorageError::invalid_input(
+            field,
+            format!("`{name}` is not {what}; valid names: {}", list(map.keys())),
+        )
+    })
 }
 
 fn list<'a>(names: impl Iterator<Item = &'a String>) -> String {

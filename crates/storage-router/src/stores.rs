@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use crate::engine::{Engine, FallbackOn};
 use crate::failure::{AllBucketsFailed, BucketFailure, is_unavailable};
-use crate::listing::merge_by_priority;
+use crate::listing::{collect_listings, merge_by_priority};
 use crate::outbox::{Outbox, OwedOp, Ticket};
 use crate::read::ReadPolicy;
 
@@ -705,34 +705,23 @@ impl ObjectStore for Core {
             .flatten()
             .boxed(),
             Lists::Merged => stream::once(async move {
+                let core = &*core;
                 let ranks = core.engine.priority();
-                let order: Vec<&Member> = ranks.iter().map(|&i| &core.members[i]).collect();
-                let listings = join_all(ranks.iter().map(|&i| {
-                    let core = core.clone();
-                    let s = core.members[i].store.list(prefix.as_ref());
-                    async move {
+                let (found, failures) = collect_listings(ranks.iter().map(|&i| {
+                    let m = &core.members[i];
+                    let s = m.store.list(prefix.as_ref());
+                    let listing = async move {
                         let start = Instant::now();
-                        let m = &core.members[i];
                         let r: Result<Vec<ObjectMeta>, StorageError> = s
                             .try_collect()
                             .await
                             .map_err(|e| StorageError::from_object_store(&m.name, e));
                         core.engine.observe(i, &r, start.elapsed());
                         r
-                    }
+                    };
+                    (m.name.as_str(), listing)
                 }))
                 .await;
-                let mut found = Vec::with_capacity(listings.len());
-                let mut failures = Vec::new();
-                for (priority, (m, r)) in order.iter().zip(listings).enumerate() {
-                    match r {
-                        Ok(v) => found.push((priority, v)),
-                        Err(error) => failures.push(BucketFailure {
-                            bucket: m.name.clone(),
-                            error,
-                        }),
-                    }
-                }
                 let all = merge_by_priority(found, |o: &ObjectMeta| o.location.as_ref());
                 let tail = (!failures.is_empty()).then(|| {
                     Err(partial_listing_error(&core.label, failures))
@@ -771,31 +760,24 @@ impl ObjectStore for Core {
                     .unwrap_or_else(|| unreachable_empty(this.kind)))
             }
             Lists::Merged => {
-                let order: Vec<&Member> = this
-                    .engine
-                    .priority()
-                    .into_iter()
-                    .map(|i| &this.members[i])
-                    .collect();
-                let results =
-                    join_all(order.iter().map(|m| m.store.list_with_delimiter(prefix))).await;
-                let mut objects = Vec::with_capacity(results.len());
-                let mut prefixes = Vec::new();
-                let mut failures = Vec::new();
-                for (priority, (m, r)) in order.iter().zip(results).enumerate() {
-                    match r {
-                        Ok(l) => {
-                            objects.push((priority, l.objects));
-                            prefixes.extend(l.common_prefixes);
-                        }
-                        Err(e) => failures.push(BucketFailure {
-                            bucket: m.name.clone(),
-                            error: StorageError::from_object_store(&m.name, e),
-                        }),
-                    }
-                }
+                let (listed, failures) =
+                    collect_listings(this.engine.priority().into_iter().map(|i| {
+                        let m = &this.members[i];
+                        let listing = m
+                            .store
+                            .list_with_delimiter(prefix)
+                            .map(|r| r.map_err(|e| StorageError::from_object_store(&m.name, e)));
+                        (m.name.as_str(), listing)
+                    }))
+                    .await;
                 if !failures.is_empty() {
                     return Err(partial_listing_error(&this.label, failures));
+                }
+                let mut prefixes = Vec::new();
+                let mut objects = Vec::with_capacity(listed.len());
+                for (priority, l) in listed {
+                    objects.push((priority, l.objects));
+                    prefixes.extend(l.common_prefixes);
                 }
                 let objects = merge_by_priority(objects, |o: &ObjectMeta| o.location.as_ref());
                 prefixes.sort_unstable();
