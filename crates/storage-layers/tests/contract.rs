@@ -210,23 +210,18 @@ impl std::fmt::Display for NoChunkForEmpty {
     }
 }
 
-#[async_trait::async_trait]
 impl object_store::ObjectStore for NoChunkForEmpty {
     storage_core::forward_object_store!(@methods inner:
         put_opts, put_multipart_opts, get_ranges, delete_stream, list, list_with_offset,
         list_with_delimiter, copy_opts, rename_opts);
 
-    async fn get_opts(
-        &self,
-        location: &object_store::path::Path,
-        options: object_store::GetOptions,
-    ) -> object_store::Result<object_store::GetResult> {
-        let mut r = self.inner.get_opts(location, options).await?;
+    storage_core::store_fn!(get_opts, |this, location, options| {
+        let mut r = this.inner.get_opts(location, options).await?;
         if r.meta.size == 0 {
             r.payload = object_store::GetResultPayload::Stream(Box::pin(futures::stream::empty()));
         }
         Ok(r)
-    }
+    });
 }
 
 /// Every layer's body and listing streams end cleanly and stay ended: `object_store`'s

@@ -18,18 +18,13 @@
 //! runs fewer rounds and reads.
 
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use futures::stream::{self, StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{
-    GetOptions, GetResult, ListResult, ObjectMeta, ObjectStore, PutOptions, PutPayload,
-};
+use object_store::{ObjectStore, PutOptions, PutPayload};
 use storage_core::{Bucket, Capabilities, Declared, MemoryStore, Object};
 use storage_router::{HealthTracker, Hedging, ReadPolicy, SourceSet, merged_list};
 use strata_testkit::bench::{Better, Cdf, Ratio, scaled};
@@ -78,22 +73,21 @@ impl Slow {
     }
 }
 
-#[async_trait]
 impl ObjectStore for Slow {
     storage_core::forward_object_store!(@methods inner:
         put_opts, put_multipart_opts, delete_stream, copy_opts);
 
-    async fn get_opts(&self, l: &Path, o: GetOptions) -> object_store::Result<GetResult> {
-        tokio::time::sleep(self.read_latency()).await;
-        self.inner.get_opts(l, o).await
-    }
-    async fn get_ranges(&self, l: &Path, r: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
-        tokio::time::sleep(self.read_latency()).await;
-        self.inner.get_ranges(l, r).await
-    }
-    fn list(&self, p: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let inner = self.inner.list(p);
-        let latency = self.latency;
+    storage_core::store_fn!(get_opts, |this, l, o| {
+        tokio::time::sleep(this.read_latency()).await;
+        this.inner.get_opts(l, o).await
+    });
+    storage_core::store_fn!(get_ranges, |this, l, r| {
+        tokio::time::sleep(this.read_latency()).await;
+        this.inner.get_ranges(l, r).await
+    });
+    storage_core::store_fn!(list, |this, p| {
+        let inner = this.inner.list(p);
+        let latency = this.latency;
         inner
             .chunks(PAGE)
             .then(move |page| async move {
@@ -102,11 +96,11 @@ impl ObjectStore for Slow {
             })
             .flatten()
             .boxed()
-    }
-    async fn list_with_delimiter(&self, p: Option<&Path>) -> object_store::Result<ListResult> {
-        tokio::time::sleep(self.latency).await;
-        self.inner.list_with_delimiter(p).await
-    }
+    });
+    storage_core::store_fn!(list_with_delimiter, |this, p| {
+        tokio::time::sleep(this.latency).await;
+        this.inner.list_with_delimiter(p).await
+    });
 }
 
 fn slow_bucket(name: &str) -> Bucket {

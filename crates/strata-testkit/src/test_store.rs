@@ -4,16 +4,12 @@
 //! [`FakeSigningStore`](crate::FakeSigningStore)) is just its hooks.
 
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use futures::StreamExt;
-use futures::stream::BoxStream;
+use object_store::ObjectStore;
 use object_store::path::Path;
-use object_store::{GetOptions, GetResult, ObjectStore, Result as OsResult};
 use storage_core::{Bucket, Capabilities, PresignMethod, StrataStore};
 use url::Url;
 
@@ -95,59 +91,50 @@ impl<H: Hooks> fmt::Display for TestStore<H> {
     }
 }
 
-#[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl<H: Hooks> StrataStore for TestStore<H> {
-    fn capabilities(&self) -> Capabilities {
-        self.hooks.capabilities(self.inner.capabilities())
-    }
+    storage_core::store_fn!(capabilities, |this| this
+        .hooks
+        .capabilities(this.inner.capabilities()));
 
-    async fn delete_if_match(&self, location: &Path, etag: &str) -> OsResult<()> {
-        self.hooks.delete_call();
-        self.hooks.deleted_key();
-        self.inner.delete_if_match(location, etag).await
-    }
+    storage_core::store_fn!(delete_if_match, |this, location, etag| {
+        this.hooks.delete_call();
+        this.hooks.deleted_key();
+        this.inner.delete_if_match(location, etag).await
+    });
 
-    async fn presign(
-        &self,
-        method: PresignMethod,
-        location: &Path,
-        expires_in: Duration,
-    ) -> OsResult<Url> {
-        match self.hooks.presign(method, location, expires_in) {
+    storage_core::store_fn!(presign, |this, method, location, expires_in| {
+        match this.hooks.presign(method, location, expires_in) {
             Some(url) => Ok(url),
-            None => self.inner.presign(method, location, expires_in).await,
+            None => this.inner.presign(method, location, expires_in).await,
         }
-    }
+    });
 }
 
-#[async_trait]
 #[deny(clippy::missing_trait_methods)]
 impl<H: Hooks> ObjectStore for TestStore<H> {
     storage_core::forward_object_store!(@methods inner:
         put_opts, put_multipart_opts, list, list_with_offset, list_with_delimiter, copy_opts,
         rename_opts);
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
+    storage_core::store_fn!(get_opts, |this, location, options| {
         let head = options.head;
-        let r = self.inner.get_opts(location, options).await?;
-        self.hooks
+        let r = this.inner.get_opts(location, options).await?;
+        this.hooks
             .got(if head { 0 } else { r.range.end - r.range.start });
         Ok(r)
-    }
+    });
 
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
-        let r = self.inner.get_ranges(location, ranges).await?;
-        self.hooks.got(r.iter().map(|b| b.len() as u64).sum());
+    storage_core::store_fn!(get_ranges, |this, location, ranges| {
+        let r = this.inner.get_ranges(location, ranges).await?;
+        this.hooks.got(r.iter().map(|b| b.len() as u64).sum());
         Ok(r)
-    }
+    });
 
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, OsResult<Path>>,
-    ) -> BoxStream<'static, OsResult<Path>> {
-        self.hooks.delete_call();
-        let hooks = self.hooks.clone();
-        self.inner
+    storage_core::store_fn!(delete_stream, |this, locations| {
+        this.hooks.delete_call();
+        let hooks = this.hooks.clone();
+        this.inner
             .delete_stream(locations.inspect(move |_| hooks.deleted_key()).boxed())
-    }
+    });
 }
