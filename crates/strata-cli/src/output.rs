@@ -310,6 +310,19 @@ impl Ctx {
         }
     }
 
+    /// Print a listing already in hand: each item as `human(item)`, or as its JSON line.
+    pub fn list<'a, T: Serialize + 'a, D: Display>(
+        &self,
+        items: impl IntoIterator<Item = &'a T>,
+        human: impl Fn(&T) -> D,
+    ) -> CliResult {
+        let mut lines = self.lines();
+        for item in items {
+            lines.item(human(item), item)?;
+        }
+        lines.flush()
+    }
+
     /// A progress bar on stderr (hidden with `--quiet`, `--json`, or when stderr is not a
     /// terminal). `total` in bytes when `bytes`, else items.
     pub fn progress(&self, total: u64, bytes: bool, what: &str) -> ProgressBar {

@@ -453,9 +453,8 @@ pub(crate) async fn ls(ctx: &Ctx, via: Via, prefix: &str, long: bool) -> CliResu
     };
     let set = router.source(&source)?;
     let listing = set.list(prefix).await;
-    let mut lines = ctx.lines();
-    for e in &listing.entries {
-        let human = if long {
+    ctx.list(&listing.entries, |e| {
+        if long {
             format!(
                 "{:<16} {:>10}  {}  {}",
                 e.bucket,
@@ -465,10 +464,8 @@ pub(crate) async fn ls(ctx: &Ctx, via: Via, prefix: &str, long: bool) -> CliResu
             )
         } else {
             format!("{}\t{}", e.info.key, e.bucket)
-        };
-        lines.item(human, e)?;
-    }
-    lines.flush()?;
+        }
+    })?;
     if listing.is_partial() {
         let which: Vec<String> = listing.partial.iter().map(|f| f.to_string()).collect();
         return Err(CliError::caused_by(

@@ -323,21 +323,16 @@ async fn ls(ctx: &Ctx, a: ListArgs) -> CliResult {
         .scan(&filter)
         .await?;
     entries.sort_by(|x, y| x.key.cmp(&y.key));
-    let mut lines = ctx.lines();
-    for e in &entries {
-        lines.item(
-            format_args!(
-                "{}  {:<7} {:>8} rows {:>10}  {}",
-                e.key,
-                e.format,
-                e.rows,
-                human_bytes(e.bytes),
-                span(e)
-            ),
-            e,
-        )?;
-    }
-    lines.flush()
+    ctx.list(&entries, |e| {
+        format!(
+            "{}  {:<7} {:>8} rows {:>10}  {}",
+            e.key,
+            e.format,
+            e.rows,
+            human_bytes(e.bytes),
+            span(e)
+        )
+    })
 }
 
 async fn read(ctx: &Ctx, a: ReadArgs) -> CliResult {

@@ -746,19 +746,14 @@ async fn history(ctx: &Ctx, a: HistoryArgs) -> CliResult {
         }
         .into());
     }
-    let mut lines = ctx.lines();
-    for v in &versions {
-        lines.item(
-            format_args!(
-                "v{:<5} {}  {} B",
-                v.version,
-                v.last_modified.format("%Y-%m-%d %H:%M:%S"),
-                v.size
-            ),
-            v,
-        )?;
-    }
-    lines.flush()
+    ctx.list(&versions, |v| {
+        format!(
+            "v{:<5} {}  {} B",
+            v.version,
+            v.last_modified.format("%Y-%m-%d %H:%M:%S"),
+            v.size
+        )
+    })
 }
 
 async fn revert(ctx: &Ctx, a: RevertArgs) -> CliResult {
