@@ -40,16 +40,13 @@ async fn main() -> strata::Result<()> {
     ] {
         files.put(key, body).await?;
     }
-    let mut listed: Vec<_> = files.list("docs").try_collect().await?;
-    listed.sort_by(|a, b| a.key.cmp(&b.key));
-    for o in &listed {
-        println!(
-            "  {:<22} {:>4} B  etag {}",
-            o.key,
-            o.size,
-            o.etag.as_deref().unwrap_or("-")
-        );
-    }
+    let mut listed: Vec<(String, u64)> = files
+        .list("docs")
+        .map_ok(|o| (o.key, o.size))
+        .try_collect()
+        .await?;
+    listed.sort();
+    println!("listed (key, bytes): {listed:?}");
 
     // 2. Documents under contention.
     let docs = strata.bucket("quickstart-docs")?;

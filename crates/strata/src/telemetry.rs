@@ -700,14 +700,7 @@ impl OtelRecorder {
     }
 
     fn counter(&self, key: &Key) -> Counter {
-        let name = key.name().to_string();
-        let inst = self
-            .counters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(name.clone())
-            .or_insert_with(|| self.meter.u64_counter(name).build())
-            .clone();
+        let inst = instrument(&self.counters, key, |n| self.meter.u64_counter(n).build());
         Counter::from_arc(Arc::new(OtelCounter {
             inst,
             attrs: attributes(key),
@@ -716,14 +709,7 @@ impl OtelRecorder {
     }
 
     fn gauge(&self, key: &Key) -> Gauge {
-        let name = key.name().to_string();
-        let inst = self
-            .gauges
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(name.clone())
-            .or_insert_with(|| self.meter.f64_gauge(name).build())
-            .clone();
+        let inst = instrument(&self.gauges, key, |n| self.meter.f64_gauge(n).build());
         Gauge::from_arc(Arc::new(OtelGauge {
             inst,
             attrs: attributes(key),
@@ -732,24 +718,31 @@ impl OtelRecorder {
     }
 
     fn histogram(&self, key: &Key) -> Histogram {
-        let name = key.name().to_string();
-        let inst = self
-            .histograms
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(name.clone())
-            .or_insert_with(|| {
-                self.meter
-                    .f64_histogram(name)
-                    .with_boundaries(LATENCY_BUCKETS.to_vec())
-                    .build()
-            })
-            .clone();
+        let inst = instrument(&self.histograms, key, |n| {
+            self.meter
+                .f64_histogram(n)
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build()
+        });
         Histogram::from_arc(Arc::new(OtelHistogram {
             inst,
             attrs: attributes(key),
         }))
     }
+}
+
+/// The instrument for `key`'s name in `made`, made by `make` the first time.
+fn instrument<I: Clone>(
+    made: &Mutex<HashMap<String, I>>,
+    key: &Key,
+    make: impl FnOnce(String) -> I,
+) -> I {
+    let name = key.name().to_string();
+    made.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(name.clone())
+        .or_insert_with(|| make(name))
+        .clone()
 }
 
 struct OtelCounter {
