@@ -48,6 +48,13 @@ async fn write_expired(c: &Collection<Run>, clock: &ManualClock, id: &str, name:
     clock.advance(2 * HOUR);
 }
 
+/// A memory collection holding run `t/r` named `name`, expired (see [`write_expired`]).
+async fn expired_on_memory(name: &str) -> (Collection<Run>, Arc<ManualClock>) {
+    let (c, clock) = setup(&Bucket::memory("m"));
+    write_expired(&c, &clock, "t/r", name).await;
+    (c, clock)
+}
+
 #[tokio::test]
 async fn expiry_is_stored_in_metadata_and_expired_reads_as_absent() {
     let dir = tempfile::tempdir().unwrap();
@@ -99,9 +106,7 @@ async fn expiry_is_stored_in_metadata_and_expired_reads_as_absent() {
 
 #[tokio::test]
 async fn expired_documents_are_replaced_by_create_and_update_with() {
-    let bucket = Bucket::memory("m");
-    let (c, clock) = setup(&bucket);
-    write_expired(&c, &clock, "t/r", "old").await;
+    let (c, clock) = expired_on_memory("old").await;
     let old_etag = c.get_including_expired("t/r").await.unwrap().unwrap().etag;
 
     // create treats the expired document as absent and replaces exactly it.
@@ -242,9 +247,7 @@ async fn sweep_without_conditional_delete_uses_batches_or_refuses() {
 async fn a_document_refreshed_after_the_sweep_check_survives() {
     // The sweep deletes with delete-if-match on the ETag its HEAD found expired; a writer
     // refreshing the document in between must win.
-    let bucket = Bucket::memory("m");
-    let (c, clock) = setup(&bucket);
-    write_expired(&c, &clock, "t/r", "x").await;
+    let (c, _) = expired_on_memory("x").await;
     let expired = c.get_including_expired("t/r").await.unwrap().unwrap();
     c.put("t/r", &run("refreshed")).await.unwrap();
     // What the sweep would do after its HEAD saw `expired`:

@@ -93,6 +93,15 @@ async fn timed(copies: &[(usize, Option<&str>, u64)]) -> Fixture {
 }
 
 /// Which bucket answered `get(KEY)` and how long it took (on the paused clock).
+/// The object in a primary that answers in 1 s and in a fallback that answers in 10 ms.
+async fn slow_primary_fast_fallback() -> Fixture {
+    timed(&[
+        (0, Some("slow primary"), 1000),
+        (1, Some("fast fallback"), 10),
+    ])
+    .await
+}
+
 async fn timed_get(s: &SourceSet) -> (String, Duration) {
     let start = Instant::now();
     let found = s.get(KEY).await.unwrap();
@@ -212,11 +221,7 @@ async fn parallel_answers_in_the_time_of_the_holder_not_the_sum() {
 
 #[tokio::test(start_paused = true)]
 async fn hedged_starts_the_next_bucket_after_the_delay() {
-    let fx = timed(&[
-        (0, Some("slow primary"), 1000),
-        (1, Some("fast fallback"), 10),
-    ])
-    .await;
+    let fx = slow_primary_fast_fallback().await;
     let (bucket, took) = timed_get(&set(&fx, hedged_50ms())).await;
     assert_eq!(bucket, "server-001");
     assert_eq!(took, Duration::from_millis(60), "50 ms hedge + 10 ms read");
@@ -301,11 +306,7 @@ async fn head_reads_any_too() {
 #[tokio::test(start_paused = true)]
 async fn a_source_sets_store_follows_the_sets_policy() {
     use object_store::{ObjectStoreExt, path::Path};
-    let fx = timed(&[
-        (0, Some("slow primary"), 1000),
-        (1, Some("fast fallback"), 10),
-    ])
-    .await;
+    let fx = slow_primary_fast_fallback().await;
     let s = set(&fx, hedged_50ms());
     let (bucket, took) = timed_get(&s).await;
     assert_eq!(

@@ -22,6 +22,18 @@ async fn text(store: &dyn ObjectStore, key: &str) -> object_store::Result<String
     Ok(String::from_utf8(b.to_vec()).unwrap())
 }
 
+/// A create of `key` through `store` is refused: the key exists.
+async fn create_is_refused(store: &impl ObjectStore, key: &str) {
+    let err = store
+        .put_opts(&p(key), "again".into(), PutOptions::from(PutMode::Create))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, object_store::Error::AlreadyExists { .. }),
+        "{key}: {err}"
+    );
+}
+
 #[tokio::test]
 async fn failover_serves_from_the_fallback_only_when_the_primary_is_unavailable() {
     let (primary, pf) = faulty_bucket("s3");
@@ -80,14 +92,7 @@ async fn failover_does_not_mask_other_errors() {
     let (fallback, _) = faulty_bucket("fb");
     let store = FailoverStore::new(("p", primary.clone()), ("fb", fallback.store().clone()));
     primary.put(&p("k"), "v".into()).await.unwrap();
-    let err = store
-        .put_opts(&p("k"), "x".into(), PutOptions::from(PutMode::Create))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, object_store::Error::AlreadyExists { .. }),
-        "{err}"
-    );
+    create_is_refused(&store, "k").await;
     assert!(!fallback.exists("k").await.unwrap());
 }
 
@@ -153,14 +158,7 @@ async fn mirror_conditional_writes_are_decided_by_the_primary() {
         .await
         .unwrap();
     assert_eq!(mirror.get("k").await.unwrap().bytes, "fresh");
-    let err = store
-        .put_opts(&p("k"), "again".into(), PutOptions::from(PutMode::Create))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, object_store::Error::AlreadyExists { .. }),
-        "{err}"
-    );
+    create_is_refused(&store, "k").await;
     assert_eq!(mirror.get("k").await.unwrap().bytes, "fresh");
 }
 
