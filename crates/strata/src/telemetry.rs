@@ -91,7 +91,7 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
 /// Installed exporters. Dropping it exports what is buffered (spans, metrics), writes the
 /// Prometheus file a last time and stops the exporters' threads.
 pub struct Telemetry {
-    recorder: Arc<TeeRecorder>,
+    recorder: SharedRecorder,
     prometheus: Option<PrometheusHandle>,
     tracer: Option<SdkTracerProvider>,
     meter: Option<SdkMeterProvider>,
@@ -163,7 +163,7 @@ impl Telemetry {
     /// The recorder that feeds every configured metrics exporter, for
     /// `metrics::set_global_recorder` or `metrics::with_local_recorder`.
     pub fn recorder(&self) -> SharedRecorder {
-        SharedRecorder(self.recorder.clone())
+        self.recorder.clone()
     }
 
     /// Whether any metrics exporter is configured.
@@ -459,10 +459,10 @@ impl TelemetryBuilder {
             None => (None, None),
         };
         Ok(Telemetry {
-            recorder: Arc::new(TeeRecorder {
-                prometheus: prom_recorder,
-                otel,
-            }),
+            recorder: SharedRecorder {
+                prometheus: prom_recorder.map(Arc::new),
+                otel: otel.map(Arc::new),
+            },
             prometheus: prom_handle,
             tracer,
             meter,
@@ -544,40 +544,18 @@ impl opentelemetry_http::HttpClient for OnRuntime {
     }
 }
 
-/// A cloneable handle on the recorder (`metrics::set_global_recorder` takes it by value).
-#[derive(Debug, Clone)]
-pub struct SharedRecorder(Arc<TeeRecorder>);
-
-impl Recorder for SharedRecorder {
-    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.0.describe_counter(key, unit, description)
-    }
-    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.0.describe_gauge(key, unit, description)
-    }
-    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.0.describe_histogram(key, unit, description)
-    }
-    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
-        self.0.register_counter(key, metadata)
-    }
-    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
-        self.0.register_gauge(key, metadata)
-    }
-    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
-        self.0.register_histogram(key, metadata)
-    }
+/// Feeds the Prometheus recorder and the OpenTelemetry bridge with every measurement. A
+/// cloneable handle (`metrics::set_global_recorder` takes it by value): every clone feeds
+/// the same exporters.
+#[derive(Clone)]
+pub struct SharedRecorder {
+    prometheus: Option<Arc<metrics_exporter_prometheus::PrometheusRecorder>>,
+    otel: Option<Arc<OtelRecorder>>,
 }
 
-/// Feeds the Prometheus recorder and the OpenTelemetry bridge with every measurement.
-struct TeeRecorder {
-    prometheus: Option<metrics_exporter_prometheus::PrometheusRecorder>,
-    otel: Option<OtelRecorder>,
-}
-
-impl std::fmt::Debug for TeeRecorder {
+impl std::fmt::Debug for SharedRecorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TeeRecorder")
+        f.debug_struct("SharedRecorder")
             .field("prometheus", &self.prometheus.is_some())
             .field("otel", &self.otel.is_some())
             .finish()
@@ -624,7 +602,7 @@ impl HistogramFn for Tee<Histogram> {
     }
 }
 
-impl Recorder for TeeRecorder {
+impl Recorder for SharedRecorder {
     fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
         if let Some(p) = &self.prometheus {
             p.describe_counter(key, unit, description);
