@@ -48,6 +48,14 @@ async fn write_expired(c: &Collection<Run>, clock: &ManualClock, id: &str, name:
     clock.advance(2 * HOUR);
 }
 
+/// A sweep deleting `n` keys a call.
+fn in_batches_of(n: usize) -> SweepOptions {
+    SweepOptions {
+        batch_size: n,
+        ..Default::default()
+    }
+}
+
 /// A memory collection holding run `t/r` named `name`, expired (see [`write_expired`]).
 async fn expired_on_memory(name: &str) -> (Collection<Run>, Arc<ManualClock>) {
     let (c, clock) = setup(&Bucket::memory("m"));
@@ -178,13 +186,7 @@ async fn sweep_removes_only_expired_documents_and_their_attachments() {
         // After 1 h: ttl 1h docs expire (i % 3 == 0 and not i % 5 == 0).
         clock.advance(HOUR);
         let expect: Vec<usize> = (0..25).filter(|i| i % 5 != 0 && i % 3 == 0).collect();
-        let r = c
-            .sweep_with(SweepOptions {
-                batch_size: 4,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let r = c.sweep_with(in_batches_of(4)).await.unwrap();
         assert_eq!(r.expired as usize, expect.len());
         assert_eq!(r.deleted as usize, expect.len());
         assert!(r.failed.is_empty(), "{:?}", r.failed);
@@ -232,13 +234,7 @@ async fn sweep_without_conditional_delete_uses_batches_or_refuses() {
         c.get_including_expired("r0").await.unwrap().is_some(),
         "nothing deleted"
     );
-    let r = c
-        .sweep_with(SweepOptions {
-            batch_size: 3,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let r = c.sweep_with(in_batches_of(3)).await.unwrap();
     assert_eq!((r.scanned, r.expired, r.deleted), (10, 10, 10));
     assert!(c.get_including_expired("r0").await.unwrap().is_none());
 }
