@@ -394,17 +394,17 @@ macro_rules! store_fn {
         ] -> $crate::store::__private::object_store::ListResult);
     };
     (@sig $how:tt copy_opts) => {
-        $crate::store_fn!(@async $how copy_opts <'life1, 'life2> [
-            from: &'life1 $crate::store::__private::object_store::path::Path,
-            to: &'life2 $crate::store::__private::object_store::path::Path,
-            options: $crate::store::__private::object_store::CopyOptions,
-        ] -> ());
+        $crate::store_fn!(@from_to $how copy_opts CopyOptions);
     };
     (@sig $how:tt rename_opts) => {
-        $crate::store_fn!(@async $how rename_opts <'life1, 'life2> [
+        $crate::store_fn!(@from_to $how rename_opts RenameOptions);
+    };
+    // Copy and rename: from one path to another, with the operation's options.
+    (@from_to $how:tt $m:ident $options:ident) => {
+        $crate::store_fn!(@async $how $m <'life1, 'life2> [
             from: &'life1 $crate::store::__private::object_store::path::Path,
             to: &'life2 $crate::store::__private::object_store::path::Path,
-            options: $crate::store::__private::object_store::RenameOptions,
+            options: $crate::store::__private::object_store::$options,
         ] -> ());
     };
     (@sig $how:tt capabilities) => {

@@ -3,18 +3,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::ops::Range;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, StreamExt};
 use object_store::path::Path;
 use object_store::{
-    Attributes, CopyMode, CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload,
-    ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions,
-    PutPayload, PutResult, RenameOptions, RenameTargetMode, Result as OsResult, UploadPart,
+    Attributes, CopyMode, GetRange, GetResult, GetResultPayload, ListResult, MultipartUpload,
+    ObjectMeta, ObjectStore, PutMode, PutPayload, PutResult, RenameTargetMode, Result as OsResult,
+    UploadPart,
 };
 
 use super::{ConditionalDelete, etag_eq};
@@ -184,17 +183,11 @@ impl ConditionalDelete for MemoryStore {
     }
 }
 
-#[async_trait]
 #[deny(clippy::missing_trait_methods)]
 impl ObjectStore for MemoryStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> OsResult<PutResult> {
+    crate::store_fn!(put_opts, |this, location, payload, opts| {
         let data = Bytes::from(payload);
-        let mut storage = self.write();
+        let mut storage = this.write();
         match &opts.mode {
             PutMode::Overwrite => {}
             PutMode::Create => {
@@ -222,23 +215,19 @@ impl ObjectStore for MemoryStore {
             version: None,
             extensions: Default::default(),
         })
-    }
+    });
 
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> OsResult<Box<dyn MultipartUpload>> {
+    crate::store_fn!(put_multipart_opts, |this, location, opts| {
         Ok(Box::new(MemoryUpload {
             parts: Vec::new(),
-            store: self.clone(),
+            store: this.clone(),
             location: location.clone(),
             attributes: opts.attributes,
         }))
-    }
+    });
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> OsResult<GetResult> {
-        let entry = self.read().get(location)?.clone();
+    crate::store_fn!(get_opts, |this, location, options| {
+        let entry = this.read().get(location)?.clone();
         let meta = entry.meta(location.clone());
         options.check_preconditions(&meta)?;
         let (range, data) = match &options.range {
@@ -256,10 +245,10 @@ impl ObjectStore for MemoryStore {
             attributes: entry.attributes,
             extensions: Default::default(),
         })
-    }
+    });
 
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> OsResult<Vec<Bytes>> {
-        let data = self.read().get(location)?.data.clone();
+    crate::store_fn!(get_ranges, |this, location, ranges| {
+        let data = this.read().get(location)?.data.clone();
         ranges
             .iter()
             .map(|r| {
@@ -269,13 +258,10 @@ impl ObjectStore for MemoryStore {
                 Ok(data.slice(r.start as usize..r.end as usize))
             })
             .collect()
-    }
+    });
 
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, OsResult<Path>>,
-    ) -> BoxStream<'static, OsResult<Path>> {
-        let store = self.clone();
+    crate::store_fn!(delete_stream, |this, locations| {
+        let store = this.clone();
         locations
             .map(move |loc| {
                 let loc = loc?;
@@ -283,41 +269,37 @@ impl ObjectStore for MemoryStore {
                 Ok(loc)
             })
             .boxed()
-    }
+    });
 
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, OsResult<ObjectMeta>> {
+    crate::store_fn!(list, |this, prefix| {
         let root = Path::default();
         let prefix = prefix.unwrap_or(&root);
-        let listed: Vec<OsResult<ObjectMeta>> = self
+        let listed: Vec<OsResult<ObjectMeta>> = this
             .read()
             .under(prefix)
             .map(|(k, e)| Ok(e.meta(k.clone())))
             .collect();
         stream::iter(listed).boxed()
-    }
+    });
 
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, OsResult<ObjectMeta>> {
+    crate::store_fn!(list_with_offset, |this, prefix, offset| {
         let root = Path::default();
         let prefix = prefix.unwrap_or(&root);
-        let listed: Vec<OsResult<ObjectMeta>> = self
+        let listed: Vec<OsResult<ObjectMeta>> = this
             .read()
             .under(prefix)
             .filter(|(k, _)| *k > offset)
             .map(|(k, e)| Ok(e.meta(k.clone())))
             .collect();
         stream::iter(listed).boxed()
-    }
+    });
 
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> OsResult<ListResult> {
+    crate::store_fn!(list_with_delimiter, |this, prefix| {
         let root = Path::default();
         let prefix = prefix.unwrap_or(&root);
         let mut common_prefixes = BTreeSet::new();
         let mut objects = Vec::new();
-        for (k, e) in self.read().under(prefix) {
+        for (k, e) in this.read().under(prefix) {
             let mut parts = k.prefix_match(prefix).expect("under() keeps matches only");
             let first = parts.next().expect("under() keeps children only");
             if parts.next().is_some() {
@@ -331,20 +313,20 @@ impl ObjectStore for MemoryStore {
             common_prefixes: common_prefixes.into_iter().collect(),
             extensions: Default::default(),
         })
-    }
+    });
 
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> OsResult<()> {
-        let mut storage = self.write();
+    crate::store_fn!(copy_opts, |this, from, to, options| {
+        let mut storage = this.write();
         let entry = storage.get(from)?.clone();
         if options.mode == CopyMode::Create && storage.map.contains_key(to) {
             return Err(already_exists(to));
         }
         storage.insert(to, entry.data, entry.attributes);
         Ok(())
-    }
+    });
 
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> OsResult<()> {
-        let mut storage = self.write();
+    crate::store_fn!(rename_opts, |this, from, to, options| {
+        let mut storage = this.write();
         storage.get(from)?;
         if options.target_mode == RenameTargetMode::Create && storage.map.contains_key(to) {
             return Err(already_exists(to));
@@ -352,7 +334,7 @@ impl ObjectStore for MemoryStore {
         let entry = storage.map.remove(from).expect("checked above");
         storage.insert(to, entry.data, entry.attributes);
         Ok(())
-    }
+    });
 }
 
 /// Parts are kept in call order and joined on completion; nothing is visible before.
