@@ -29,10 +29,15 @@ fn assert_names_the_feature(err: &StorageError, what: &str) {
     }
 }
 
+/// A dataset on a fresh memory bucket, and the bucket.
+fn memory_dataset() -> (Bucket, Dataset) {
+    let bucket = Bucket::memory("mem");
+    (bucket.clone(), Dataset::new(bucket))
+}
+
 #[tokio::test]
 async fn writing_parquet_names_the_feature_and_stores_nothing() {
-    let bucket = Bucket::memory("mem");
-    let ds = Dataset::new(bucket.clone());
+    let (bucket, ds) = memory_dataset();
     let err = ds
         .write("finance", "u", &transactions(), Format::Parquet)
         .await
@@ -47,8 +52,7 @@ async fn writing_parquet_names_the_feature_and_stores_nothing() {
 
 #[tokio::test]
 async fn a_parquet_file_fails_every_read_instead_of_being_skipped() {
-    let bucket = Bucket::memory("mem");
-    let ds = Dataset::new(bucket.clone());
+    let (bucket, ds) = memory_dataset();
     let jsonl = ds
         .write("finance", "u", &transactions(), Format::Jsonl)
         .await

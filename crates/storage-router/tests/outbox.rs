@@ -51,6 +51,13 @@ impl Hybrid {
         self.open_with(Outbox::new(self.journal.clone()).with_auto_replay(false))
     }
 
+    /// A new setup, and a mirror over it (see [`open`](Self::open)).
+    fn opened() -> (Self, MirrorStore, Outbox) {
+        let h = Hybrid::new();
+        let (store, outbox) = h.open();
+        (h, store, outbox)
+    }
+
     fn open_with(&self, outbox: Outbox) -> (MirrorStore, Outbox) {
         let store = MirrorStore::with_outbox(
             vec![
@@ -70,8 +77,7 @@ impl Hybrid {
 
 #[tokio::test]
 async fn writes_while_the_primary_is_down_are_owed_and_replayed() {
-    let h = Hybrid::new();
-    let (store, outbox) = h.open();
+    let (h, store, outbox) = Hybrid::opened();
     // Before the outage: both copies.
     store.put(&p("old.txt"), "v0".into()).await.unwrap();
     store.put(&p("gone.txt"), "bye".into()).await.unwrap();
@@ -150,8 +156,7 @@ async fn writes_while_the_primary_is_down_are_owed_and_replayed() {
 
 #[tokio::test]
 async fn a_newer_primary_write_is_never_overwritten() {
-    let h = Hybrid::new();
-    let (store, outbox) = h.open();
+    let (h, store, outbox) = Hybrid::opened();
     h.pf.set_down(true);
     store
         .put(&p("doc"), "written during the outage".into())
@@ -213,8 +218,7 @@ async fn a_newer_primary_write_is_never_overwritten() {
 
 #[tokio::test]
 async fn an_older_primary_copy_is_replaced_and_a_tombstone_keeps_a_newer_write() {
-    let h = Hybrid::new();
-    let (store, outbox) = h.open();
+    let (h, store, outbox) = Hybrid::opened();
     store.put(&p("k"), "before".into()).await.unwrap();
     store.put(&p("d"), "to delete".into()).await.unwrap();
     h.pf.set_down(true);
@@ -329,8 +333,7 @@ async fn an_intent_that_landed_nowhere_is_dropped() {
 
 #[tokio::test]
 async fn conditional_writes_are_decided_by_the_local_copy_while_the_primary_is_down() {
-    let h = Hybrid::new();
-    let (store, outbox) = h.open();
+    let (h, store, outbox) = Hybrid::opened();
     let bucket = Bucket::builder("hybrid", Arc::new(store)).build();
     h.pf.set_down(true);
     let w = bucket
