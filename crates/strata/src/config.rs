@@ -270,23 +270,21 @@ pub struct TelemetryConfig {
     pub otlp: Option<OtlpConfig>,
 }
 
-/// `[telemetry.prometheus]`.
+/// `[telemetry.prometheus]`; a field left out takes its value from
+/// [`PrometheusConfig::default`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct PrometheusConfig {
     /// `HOST:PORT` to serve the text exposition on (any path answers), for a scrape.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
     /// File to write the text exposition to, every `interval` and when the program ends
     /// (for node_exporter's textfile collector, or a short-lived CLI run). Written to a
     /// temporary file and renamed, so a reader never sees half of it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
     /// How often `file` is rewritten (default 15s).
-    #[serde(
-        default = "default_file_interval",
-        with = "storage_core::config::duration_str::nonzero"
-    )]
+    #[serde(with = "storage_core::config::duration_str::nonzero")]
     pub interval: std::time::Duration,
 }
 
@@ -295,13 +293,9 @@ impl Default for PrometheusConfig {
         PrometheusConfig {
             listen: None,
             file: None,
-            interval: default_file_interval(),
+            interval: std::time::Duration::from_secs(15),
         }
     }
-}
-
-fn default_file_interval() -> std::time::Duration {
-    std::time::Duration::from_secs(15)
 }
 
 /// `[telemetry.otlp]`: OTLP over HTTP with protobuf bodies (port 4318 of a collector).

@@ -86,6 +86,7 @@ impl Via {
 
 /// `strata buckets get`.
 #[derive(Debug, Args)]
+// The shared flags' help, worded for what this command does with them.
 #[command(mut_arg("source", |a| a.help("Source set to read from (`[sources.NAME]`)")))]
 #[command(mut_arg("route", |a| a.help("Route to read from (`records`, `versions`, ... or `[routes.NAME]`)")))]
 pub struct SourceGetArgs {
