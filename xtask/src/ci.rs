@@ -323,22 +323,30 @@ fn ensure_cargo_deny() -> Result<()> {
     Ok(())
 }
 
-/// Names of the crates under `crates/`.
-pub fn workspace_crates(root: &Path) -> Result<Vec<String>> {
-    let mut names = Vec::new();
+/// The crate folders under `crates/` (those with a `Cargo.toml`), sorted.
+pub fn crate_dirs(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut dirs = Vec::new();
     for entry in std::fs::read_dir(root.join("crates"))? {
         let path = entry?.path();
         if path.join("Cargo.toml").exists() {
-            names.push(
-                path.file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned(),
-            );
+            dirs.push(path);
         }
     }
-    names.sort();
-    Ok(names)
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// Names of the crates under `crates/`.
+pub fn workspace_crates(root: &Path) -> Result<Vec<String>> {
+    Ok(crate_dirs(root)?
+        .iter()
+        .map(|p| {
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect())
 }
 
 /// Options of `cargo xtask bench`.

@@ -20,19 +20,6 @@ pub const UNSAFE_ALLOWED_IN: &str = "crates/storage-core/src/backend/local.rs";
 #[derive(Debug)]
 pub struct Problem(pub String);
 
-fn crates(root: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root.join("crates"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.join("Cargo.toml").exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
@@ -50,7 +37,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// Check the per-crate rules.
 pub fn check_crates(root: &Path) -> Vec<Problem> {
     let mut problems = Vec::new();
-    for dir in crates(root) {
+    for dir in crate::ci::crate_dirs(root).unwrap_or_default() {
         let name = dir
             .file_name()
             .unwrap_or_default()
