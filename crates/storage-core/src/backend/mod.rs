@@ -1,12 +1,8 @@
 //! The embedded backends (memory, local folder) and their side of the store contract.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use object_store::path::Path;
-use url::Url;
 
-use crate::bucket::PresignMethod;
 use crate::capabilities::Capabilities;
 use crate::store::{StrataStore, not_supported};
 
@@ -50,31 +46,18 @@ pub fn etag_eq(a: &str, b: &str) -> bool {
 /// serve` gives a local folder one).
 macro_rules! embedded_contract {
     ($ty:ty, $caps:expr, $name:literal) => {
-        #[async_trait]
+        #[deny(clippy::missing_trait_methods)]
         impl StrataStore for $ty {
-            fn capabilities(&self) -> Capabilities {
-                $caps
-            }
+            crate::store_fn!(capabilities, |_| $caps);
 
-            async fn delete_if_match(
-                &self,
-                location: &Path,
-                etag: &str,
-            ) -> object_store::Result<()> {
-                ConditionalDelete::delete_if_match(self, location, etag).await
-            }
+            crate::store_fn!(delete_if_match, |this, location, etag| {
+                ConditionalDelete::delete_if_match(this, location, etag).await
+            });
 
-            async fn presign(
-                &self,
-                _: PresignMethod,
-                _: &Path,
-                _: Duration,
-            ) -> object_store::Result<Url> {
-                Err(not_supported(
-                    $name,
-                    "presigned URLs (no HTTP endpoint serves this store; `strata serve` can)",
-                ))
-            }
+            crate::store_fn!(presign, |_, _, _, _| Err(not_supported(
+                $name,
+                "presigned URLs (no HTTP endpoint serves this store; `strata serve` can)",
+            )));
         }
     };
 }
