@@ -168,24 +168,20 @@ async fn boto3_reads_what_strata_gzipped() {
         "{}/docs/records.json",
         b.prefix().expect("test buckets are prefixed").as_str()
     );
-    let out = Command::new(python)
-        .args([
-            "-c",
-            READ_WITH_BOTO3,
-            &server.endpoint,
-            &server.bucket,
-            &full_key,
-            &server.access_key,
-        ])
-        .arg(server.secret_key.expose())
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "boto3 failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = strata_testkit::stdout_of(
+        Command::new(python)
+            .args([
+                "-c",
+                READ_WITH_BOTO3,
+                &server.endpoint,
+                &server.bucket,
+                &full_key,
+                &server.access_key,
+            ])
+            .arg(server.secret_key.expose()),
+        "the boto3 reader",
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["content_encoding"], "gzip");
     assert_eq!(v["content_type"], "application/json");
     assert_eq!(v["metadata"][CODEC_METADATA], "gzip");

@@ -20,22 +20,18 @@ use common::*;
 /// Run `script` with pyarrow on `file` (and `column`, whose statistics it checks); the script
 /// prints one JSON document.
 fn pyarrow(python: &Path, script: &str, file: &Path, column: &str) -> Value {
-    let out = Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .arg(file)
-        .arg(column)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-    assert!(
-        out.status.success(),
-        "pyarrow script failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = strata_testkit::stdout_of(
+        Command::new(python)
+            .arg("-c")
+            .arg(script)
+            .arg(file)
+            .arg(column),
+        &format!("the pyarrow script on {}", python.display()),
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    serde_json::from_slice(&out).unwrap_or_else(|e| {
         panic!(
             "script printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
+            String::from_utf8_lossy(&out)
         )
     })
 }

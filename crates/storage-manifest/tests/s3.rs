@@ -50,17 +50,12 @@ async fn presigned_download_of_a_manifest_entry_works_with_curl() {
         .presign_entry(&e, Duration::from_secs(600))
         .await
         .unwrap();
-    let out = Command::new("curl")
-        .args(["-sS", "--fail", url.as_str()])
-        .output()
-        .expect("curl runs");
-    assert!(
-        out.status.success(),
-        "curl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = strata_testkit::stdout_of(
+        Command::new("curl").args(["-sS", "--fail", url.as_str()]),
+        "curl",
     );
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out),
         "{\"description\":\"Coffee\"}\n"
     );
 }

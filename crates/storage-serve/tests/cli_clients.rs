@@ -11,29 +11,22 @@ use serde_json::json;
 /// `aws` beside the venv's Python.
 fn aws(py: &std::path::Path, endpoint: &str, args: &[&str]) -> String {
     let bin = py.parent().unwrap().join("aws");
-    let out = Command::new(&bin)
-        .arg("--endpoint-url")
-        .arg(endpoint)
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", AK)
-        .env("AWS_SECRET_ACCESS_KEY", SK)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {} ({e}): `cargo xtask test` installs awscli into its venv",
-                bin.display()
-            )
-        });
-    assert!(
-        out.status.success(),
-        "aws {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let out = strata_testkit::stdout_of(
+        Command::new(&bin)
+            .arg("--endpoint-url")
+            .arg(endpoint)
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", AK)
+            .env("AWS_SECRET_ACCESS_KEY", SK)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        &format!(
+            "aws {args:?} ({}; `cargo xtask test` installs awscli into its venv)",
+            bin.display()
+        ),
     );
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(out).unwrap()
 }
 
 /// The key of an `aws s3 ls --recursive` line (`date time size key`; keys may hold spaces).

@@ -9,7 +9,8 @@
 //!   "run `cargo xtask test`"; with `STRATA_SKIP_S3=1` they return `None` and print that
 //!   they skipped.
 //! - [`behaviour::run`]: the behaviour suite, the same checks against any [`Bucket`].
-//! - [`keys`]: the keys of a listing.
+//! - [`keys`]: the keys of a listing; [`stdout_of`]: what a helper program (boto3, curl,
+//!   the aws CLI) printed, panicking with its errors when it failed.
 //! - [`python`]: the Python (with boto3 and pyarrow) that `cargo xtask test` installed.
 //! - [`test_store::TestStore`]: the one wrapper store for tests, forwarding every call and
 //!   letting its hooks count or change a few: [`CountingStore`] counts GET requests, bytes
@@ -148,6 +149,22 @@ pub async fn keys(
 ) -> Vec<String> {
     use futures::TryStreamExt;
     listing.map_ok(|o| o.key).try_collect().await.unwrap()
+}
+
+/// The standard output of `cmd`, which must start and succeed: otherwise this panics with
+/// `what` (the program, and how to get it) and everything the program printed.
+pub fn stdout_of(cmd: &mut std::process::Command, what: &str) -> Vec<u8> {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 /// A fresh random folder name for one test run.
