@@ -462,6 +462,11 @@ pub fn validate_name(field: &str, name: &str) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// The message of the error `text` (from file `origin`) gives as a `T`.
+    fn toml_error<T: DeserializeOwned + std::fmt::Debug>(text: &str, origin: &str) -> String {
+        from_toml_str::<T>(text, origin).unwrap_err().to_string()
+    }
+
     #[test]
     fn durations() {
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
@@ -480,18 +485,15 @@ mod tests {
 
     #[test]
     fn toml_errors_name_origin_and_field() {
-        let err = from_toml_str::<FsConfig>("root = '/x'\nextra = 1\n", "strata.toml").unwrap_err();
-        let msg = err.to_string();
+        let msg = toml_error::<FsConfig>("root = '/x'\nextra = 1\n", "strata.toml");
         assert!(
             msg.contains("strata.toml:2") && msg.contains("extra"),
             "{msg}"
         );
-        let err = from_toml_str::<BTreeMap<String, FsConfig>>(
+        let err = toml_error::<BTreeMap<String, FsConfig>>(
             "[a]\nroot = '/x'\n\n[b]  # second\nroot = '/y'\ncolour = 'red'\n",
             "strata.toml",
-        )
-        .unwrap_err()
-        .to_string();
+        );
         assert!(err.contains("strata.toml:6: b.colour"), "{err}");
     }
 
@@ -509,22 +511,18 @@ mod tests {
         fn one() -> u32 {
             1
         }
-        let e = from_toml_str::<BTreeMap<String, Limits>>(
+        let e = toml_error::<BTreeMap<String, Limits>>(
             "[a]\ntimeout = '1s'\n\n[b]\nthreshold = 2\ntimeout = '0s'\n",
             "x.toml",
-        )
-        .unwrap_err()
-        .to_string();
+        );
         assert!(
             e.contains("x.toml:6: b.timeout") && e.contains("more than zero"),
             "{e}"
         );
-        let e = from_toml_str::<BTreeMap<String, Limits>>(
+        let e = toml_error::<BTreeMap<String, Limits>>(
             "[a]\ntimeout = '1s'\nthreshold = 0\n",
             "x.toml",
-        )
-        .unwrap_err()
-        .to_string();
+        );
         assert!(
             e.contains("x.toml:3: a.threshold") && e.contains("at least 1"),
             "{e}"
@@ -540,12 +538,8 @@ mod tests {
                 Err(field_message("region", "invalid type: integer `30`"))
             }
         }
-        let e = from_toml_str::<BTreeMap<String, Whole>>(
-            "[conn]\nkind = 's3'\nregion = 30\n",
-            "x.toml",
-        )
-        .unwrap_err()
-        .to_string();
+        let e =
+            toml_error::<BTreeMap<String, Whole>>("[conn]\nkind = 's3'\nregion = 30\n", "x.toml");
         assert!(
             e.contains("`x.toml:3: conn.region`: invalid type: integer `30`"),
             "{e}"
