@@ -101,7 +101,7 @@ async fn stored_parts(
     Ok(parts)
 }
 
-pub(crate) async fn create(
+pub(crate) async fn create_multipart_upload(
     s3: &StrataS3,
     req: S3Request<CreateMultipartUploadInput>,
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
@@ -205,7 +205,7 @@ pub(crate) async fn list_parts(
     }))
 }
 
-pub(crate) async fn abort(
+pub(crate) async fn abort_multipart_upload(
     s3: &StrataS3,
     req: S3Request<AbortMultipartUploadInput>,
 ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
@@ -231,7 +231,7 @@ async fn remove(view: &View, id: &str) -> S3Result<()> {
         .map_err(to_s3)
 }
 
-pub(crate) async fn complete(
+pub(crate) async fn complete_multipart_upload(
     s3: &StrataS3,
     req: S3Request<CompleteMultipartUploadInput>,
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {

@@ -58,6 +58,43 @@ impl StrataS3 {
     pub(crate) fn view(&self, name: &str) -> S3Result<View> {
         self.catalog.get(name).ok_or_else(|| no_such_bucket(name))
     }
+
+    /// The empty answer of a request about bucket `name` itself (HeadBucket,
+    /// GetBucketLocation): `NoSuchBucket` unless it is served.
+    fn served<O: Default>(&self, name: &str) -> S3Result<S3Response<O>> {
+        self.view(name)?;
+        Ok(S3Response::new(O::default()))
+    }
+}
+
+/// One method of the `S3` trait from a closure-like body that gets the server and the
+/// request: the trait's signature (as `#[async_trait]` writes it) is written here once.
+/// The body runs in an `async` block, so it may `.await` and use `?`.
+macro_rules! s3_fn {
+    ($method:ident($input:ty) -> $output:ty, |$this:ident, $req:ident| $body:expr) => {
+        fn $method<'life0, 'async_trait>(
+            &'life0 self,
+            $req: S3Request<$input>,
+        ) -> ::core::pin::Pin<
+            Box<
+                dyn ::core::future::Future<Output = S3Result<S3Response<$output>>>
+                    + Send
+                    + 'async_trait,
+            >,
+        >
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
+            let $this = self;
+            Box::pin(async move { $body })
+        }
+    };
+    (@multipart $($method:ident($input:ty) -> $output:ty),+ $(,)?) => {
+        $(s3_fn!($method($input) -> $output, |this, req| {
+            crate::multipart::$method(this, req).await
+        });)+
+    };
 }
 
 // ---- conversions ----------------------------------------------------------------------
@@ -458,16 +495,13 @@ impl Listing {
 
 #[async_trait::async_trait]
 impl S3 for StrataS3 {
-    async fn list_buckets(
-        &self,
-        req: S3Request<ListBucketsInput>,
-    ) -> S3Result<S3Response<ListBucketsOutput>> {
-        let created = Timestamp::from(self.started);
-        let buckets = self
+    s3_fn!(list_buckets(ListBucketsInput) -> ListBucketsOutput, |this, req| {
+        let created = Timestamp::from(this.started);
+        let buckets = this
             .catalog
             .names()
             .into_iter()
-            .filter(|n| self.policy.may_reach(req.credentials.as_ref(), n))
+            .filter(|n| this.policy.may_reach(req.credentials.as_ref(), n))
             .map(|n| Bucket {
                 name: Some(n),
                 creation_date: Some(created.clone()),
@@ -478,47 +512,33 @@ impl S3 for StrataS3 {
             buckets: Some(buckets),
             ..Default::default()
         }))
-    }
+    });
 
-    async fn head_bucket(
-        &self,
-        req: S3Request<HeadBucketInput>,
-    ) -> S3Result<S3Response<HeadBucketOutput>> {
-        self.view(&req.input.bucket)?;
-        Ok(S3Response::new(HeadBucketOutput::default()))
-    }
+    s3_fn!(head_bucket(HeadBucketInput) -> HeadBucketOutput, |this, req| {
+        this.served(&req.input.bucket)
+    });
 
-    async fn get_bucket_location(
-        &self,
-        req: S3Request<GetBucketLocationInput>,
-    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
-        self.view(&req.input.bucket)?;
-        Ok(S3Response::new(GetBucketLocationOutput::default()))
-    }
+    s3_fn!(get_bucket_location(GetBucketLocationInput) -> GetBucketLocationOutput, |this, req| {
+        this.served(&req.input.bucket)
+    });
 
-    async fn create_bucket(
-        &self,
-        req: S3Request<CreateBucketInput>,
-    ) -> S3Result<S3Response<CreateBucketOutput>> {
+    s3_fn!(create_bucket(CreateBucketInput) -> CreateBucketOutput, |this, req| {
         let name = &req.input.bucket;
-        if self.catalog.get(name).is_some() {
+        if this.catalog.get(name).is_some() {
             return Err(S3Error::with_message(
                 S3ErrorCode::BucketAlreadyOwnedByYou,
                 format!("`{name}` is already served"),
             ));
         }
-        self.catalog.create(name).map_err(to_s3)?;
+        this.catalog.create(name).map_err(to_s3)?;
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{name}")),
         }))
-    }
+    });
 
-    async fn get_object(
-        &self,
-        req: S3Request<GetObjectInput>,
-    ) -> S3Result<S3Response<GetObjectOutput>> {
+    s3_fn!(get_object(GetObjectInput) -> GetObjectOutput, |this, req| {
         let input = req.input;
-        let view = self.view(&input.bucket)?;
+        let view = this.view(&input.bucket)?;
         if input.part_number.is_some() {
             return Err(not_implemented("GetObject with partNumber; use a Range"));
         }
@@ -578,14 +598,11 @@ impl S3 for StrataS3 {
             content_language: header(&info, "content-language"),
             ..Default::default()
         }))
-    }
+    });
 
-    async fn head_object(
-        &self,
-        req: S3Request<HeadObjectInput>,
-    ) -> S3Result<S3Response<HeadObjectOutput>> {
+    s3_fn!(head_object(HeadObjectInput) -> HeadObjectOutput, |this, req| {
         let input = req.input;
-        let view = self.view(&input.bucket)?;
+        let view = this.view(&input.bucket)?;
         let mut options = read_options_of!(input)?;
         options.head = true;
         let (info, _) = read(&view, &input.key, options).await?;
@@ -602,15 +619,12 @@ impl S3 for StrataS3 {
             content_language: header(&info, "content-language"),
             ..Default::default()
         }))
-    }
+    });
 
-    async fn put_object(
-        &self,
-        req: S3Request<PutObjectInput>,
-    ) -> S3Result<S3Response<PutObjectOutput>> {
+    s3_fn!(put_object(PutObjectInput) -> PutObjectOutput, |this, req| {
         let trailers = req.trailing_headers;
         let input = req.input;
-        let view = self.view(&input.bucket)?;
+        let view = this.view(&input.bucket)?;
         let key = view.key(&input.key).map_err(to_s3)?;
         let mut opts = put_opts_of!(input);
         opts.condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
@@ -621,7 +635,7 @@ impl S3 for StrataS3 {
             // A conditional body of known size goes out whole, in one conditional request,
             // whatever its size (see `whole`); `put_stream` refuses one over a part.
             Some(size) if opts.condition != WriteCondition::Overwrite => {
-                let held = self.whole.hold(size).await?;
+                let held = this.whole.hold(size).await?;
                 if held.is_some() {
                     whole::precheck(&view.bucket, key.as_str(), &opts.condition).await?;
                 }
@@ -637,14 +651,11 @@ impl S3 for StrataS3 {
             e_tag: etag_out(w.etag.as_deref()),
             ..Default::default()
         }))
-    }
+    });
 
-    async fn delete_object(
-        &self,
-        req: S3Request<DeleteObjectInput>,
-    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+    s3_fn!(delete_object(DeleteObjectInput) -> DeleteObjectOutput, |this, req| {
         let input = req.input;
-        let view = self.view(&input.bucket)?;
+        let view = this.view(&input.bucket)?;
         let key = view.key(&input.key).map_err(to_s3)?;
         match &input.if_match {
             None => view.bucket.delete(key.as_str()).await.map_err(to_s3)?,
@@ -660,14 +671,11 @@ impl S3 for StrataS3 {
             }
         }
         Ok(S3Response::new(DeleteObjectOutput::default()))
-    }
+    });
 
-    async fn delete_objects(
-        &self,
-        req: S3Request<DeleteObjectsInput>,
-    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+    s3_fn!(delete_objects(DeleteObjectsInput) -> DeleteObjectsOutput, |this, req| {
         let input = req.input;
-        let view = self.view(&input.bucket)?;
+        let view = this.view(&input.bucket)?;
         let quiet = input.delete.quiet.unwrap_or(false);
         let mut errors = Vec::new();
         let mut keys = Vec::new();
@@ -707,24 +715,21 @@ impl S3 for StrataS3 {
             errors: (!errors.is_empty()).then_some(errors),
             ..Default::default()
         }))
-    }
+    });
 
-    async fn copy_object(
-        &self,
-        req: S3Request<CopyObjectInput>,
-    ) -> S3Result<S3Response<CopyObjectOutput>> {
+    s3_fn!(copy_object(CopyObjectInput) -> CopyObjectOutput, |this, req| {
         let input = req.input;
         let (src_bucket, src_key) = match &input.copy_source {
             CopySource::Bucket { bucket, key, .. } => (bucket.to_string(), key.to_string()),
             _ => return Err(not_implemented("copy from an access point or outpost")),
         };
-        if !self.policy.may_reach(req.credentials.as_ref(), &src_bucket) {
+        if !this.policy.may_reach(req.credentials.as_ref(), &src_bucket) {
             return Err(crate::error::denied(format!(
                 "this credential may not read the copy source bucket `{src_bucket}`"
             )));
         }
-        let src = self.view(&src_bucket)?;
-        let dst = self.view(&input.bucket)?;
+        let src = this.view(&src_bucket)?;
+        let dst = this.view(&input.bucket)?;
         let dst_key = dst.key(&input.key).map_err(to_s3)?;
         let options = read_options(
             input.copy_source_if_match.as_ref(),
@@ -785,14 +790,11 @@ impl S3 for StrataS3 {
             }),
             ..Default::default()
         }))
-    }
+    });
 
-    async fn list_objects_v2(
-        &self,
-        req: S3Request<ListObjectsV2Input>,
-    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+    s3_fn!(list_objects_v2(ListObjectsV2Input) -> ListObjectsV2Output, |this, req| {
         let input = req.input;
-        let view = self.view(&input.bucket)?;
+        let view = this.view(&input.bucket)?;
         let after = input
             .continuation_token
             .clone()
@@ -822,14 +824,11 @@ impl S3 for StrataS3 {
             next_continuation_token: l.page.last.filter(|_| l.page.truncated),
             ..Default::default()
         }))
-    }
+    });
 
-    async fn list_objects(
-        &self,
-        req: S3Request<ListObjectsInput>,
-    ) -> S3Result<S3Response<ListObjectsOutput>> {
+    s3_fn!(list_objects(ListObjectsInput) -> ListObjectsOutput, |this, req| {
         let input = req.input;
-        let view = self.view(&input.bucket)?;
+        let view = this.view(&input.bucket)?;
         let mut l = Listing::read(
             &view,
             input.prefix,
@@ -856,42 +855,16 @@ impl S3 for StrataS3 {
             is_truncated: Some(l.page.truncated),
             ..Default::default()
         }))
-    }
+    });
 
-    async fn create_multipart_upload(
-        &self,
-        req: S3Request<CreateMultipartUploadInput>,
-    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
-        crate::multipart::create(self, req).await
-    }
-
-    async fn upload_part(
-        &self,
-        req: S3Request<UploadPartInput>,
-    ) -> S3Result<S3Response<UploadPartOutput>> {
-        crate::multipart::upload_part(self, req).await
-    }
-
-    async fn list_parts(
-        &self,
-        req: S3Request<ListPartsInput>,
-    ) -> S3Result<S3Response<ListPartsOutput>> {
-        crate::multipart::list_parts(self, req).await
-    }
-
-    async fn complete_multipart_upload(
-        &self,
-        req: S3Request<CompleteMultipartUploadInput>,
-    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-        crate::multipart::complete(self, req).await
-    }
-
-    async fn abort_multipart_upload(
-        &self,
-        req: S3Request<AbortMultipartUploadInput>,
-    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-        crate::multipart::abort(self, req).await
-    }
+    // Multipart uploads: in `crate::multipart`, a function of the same name each.
+    s3_fn!(@multipart
+        create_multipart_upload(CreateMultipartUploadInput) -> CreateMultipartUploadOutput,
+        upload_part(UploadPartInput) -> UploadPartOutput,
+        list_parts(ListPartsInput) -> ListPartsOutput,
+        complete_multipart_upload(CompleteMultipartUploadInput) -> CompleteMultipartUploadOutput,
+        abort_multipart_upload(AbortMultipartUploadInput) -> AbortMultipartUploadOutput,
+    );
 }
 
 /// A failed ranged read: `InvalidRange` when the range lies past the object's end.
