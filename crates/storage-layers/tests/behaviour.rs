@@ -4,6 +4,8 @@
 //! The stacks `Strata::from_toml_str` builds (all layers together, over memory and S3) are in
 //! `tests/tests/behaviour.rs` of the workspace.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +14,6 @@ use storage_layers::breaker::CircuitBreakerLayer;
 use storage_layers::cache::CacheLayer;
 use storage_layers::chaos::ChaosLayer;
 use storage_layers::compression::{Codec, CompressionLayer};
-use storage_layers::encryption::{EncryptionLayer, Keyring};
 use storage_layers::limit::ConcurrencyLimitLayer;
 use storage_layers::metrics::MetricsLayer;
 use storage_layers::retry::{RetryBudget, RetryLayer};
@@ -56,14 +57,7 @@ layer_trials!(
     CompressionLayer::default().with_default(Codec::Zstd),
     Profile::embedded("compression").compressed()
 );
-layer_trials!(
-    encryption,
-    EncryptionLayer::new(
-        Keyring::new()
-            .with_key("k1", &Keyring::generate_key())
-            .unwrap()
-    )
-);
+layer_trials!(encryption, common::encryption());
 
 /// Retry + breaker + timeout over a backend that fails 10% of calls, loses 2% of write
 /// acknowledgements and tears 2% of GET bodies: the suite cannot tell.

@@ -1,6 +1,8 @@
 //! `object_store`'s own conformance checks (`object_store::integration`) against every layer
 //! wrapped around `storage_core::MemoryStore`, and against the full default stack.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use storage_layers::cache::CacheLayer;
 use storage_layers::chaos::ChaosLayer;
 use storage_layers::compression::{Codec, CompressionLayer};
 use storage_layers::config::LayersConfig;
-use storage_layers::encryption::{EncryptionLayer, Keyring};
+use storage_layers::encryption::Keyring;
 use storage_layers::limit::ConcurrencyLimitLayer;
 use storage_layers::metrics::MetricsLayer;
 use storage_layers::retry::RetryLayer;
@@ -156,10 +158,7 @@ async fn cache_layer_serving_fresh_entries() {
 
 #[tokio::test]
 async fn encryption_layer() {
-    let ring = Keyring::new()
-        .with_key("k1", &Keyring::generate_key())
-        .unwrap();
-    conformance(EncryptionLayer::new(ring).layer(memory())).await;
+    conformance(common::encryption().layer(memory())).await;
 }
 
 fn local_folder() -> (tempfile::TempDir, Arc<dyn StrataStore>) {
@@ -177,10 +176,7 @@ async fn bare_local_folder_store() {
 #[tokio::test]
 async fn encryption_on_the_local_folder() {
     let (_dir, local) = local_folder();
-    let ring = Keyring::new()
-        .with_key("k1", &Keyring::generate_key())
-        .unwrap();
-    conformance(EncryptionLayer::new(ring).layer(local)).await;
+    conformance(common::encryption().layer(local)).await;
 }
 
 /// Compression over the local folder, whose attributes (the layer's markers) travel with

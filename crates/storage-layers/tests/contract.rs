@@ -3,6 +3,8 @@
 //! reports the capabilities of its stack, and the layers that change stored bytes refuse to
 //! hand out presigned URLs.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +15,6 @@ use storage_layers::breaker::CircuitBreakerLayer;
 use storage_layers::cache::CacheLayer;
 use storage_layers::chaos::{ChaosLayer, ChaosTarget};
 use storage_layers::compression::{Codec, CompressionLayer};
-use storage_layers::encryption::{EncryptionLayer, Keyring};
 use storage_layers::limit::ConcurrencyLimitLayer;
 use storage_layers::metrics::MetricsLayer;
 use storage_layers::retry::RetryLayer;
@@ -23,12 +24,6 @@ use strata_testkit::FakeSigningStore;
 /// Memory that can sign (fake URLs), so presign capabilities can be seen to pass or narrow.
 fn signing_memory() -> Arc<dyn StrataStore> {
     Arc::new(FakeSigningStore::new(Arc::new(MemoryStore::new())))
-}
-
-fn keyring() -> Keyring {
-    Keyring::new()
-        .with_key("k1", &Keyring::generate_key())
-        .unwrap()
 }
 
 #[tokio::test]
@@ -65,11 +60,7 @@ async fn every_layer_reports_the_capabilities_of_its_stack() {
             Box::new(CompressionLayer::default().with_default(Codec::Gzip)),
             "compressed bytes",
         ),
-        (
-            "encryption",
-            Box::new(EncryptionLayer::new(keyring())),
-            "ciphertext",
-        ),
+        ("encryption", Box::new(common::encryption()), "ciphertext"),
     ];
     for (name, layer, why) in byte_changing {
         // Wherever the layer sits, the stack above it cannot sign.
@@ -247,7 +238,7 @@ async fn empty_bodies_and_listings_end_cleanly_through_every_layer() {
             "compression",
             Box::new(CompressionLayer::default().with_default(Codec::Gzip)),
         ),
-        ("encryption", Box::new(EncryptionLayer::new(keyring()))),
+        ("encryption", Box::new(common::encryption())),
     ];
     for (name, layer) in layers {
         let no_chunk = NoChunkForEmpty {

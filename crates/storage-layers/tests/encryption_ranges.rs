@@ -2,15 +2,15 @@
 //! bytes fetched from the backend are counted by a metrics layer placed *below* the
 //! encryption layer (the counting wrapper), not timed.
 
+mod common;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use storage_core::{Layer, MemoryStore};
-use storage_layers::encryption::{
-    CHUNK_SIZE, EncryptionLayer, HEADER_LEN, Keyring, TAG_LEN, stored_len,
-};
+use storage_layers::encryption::{CHUNK_SIZE, HEADER_LEN, TAG_LEN, stored_len};
 use storage_layers::metrics::MetricsLayer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,10 +18,7 @@ async fn one_mib_range_of_100_mib_reads_only_its_chunks() {
     const MIB: u64 = 1024 * 1024;
     let backend: Arc<dyn storage_core::StrataStore> = Arc::new(MemoryStore::new());
     let counting = MetricsLayer::new("backend");
-    let keyring = Keyring::new()
-        .with_key("k1", &Keyring::generate_key())
-        .unwrap();
-    let store = EncryptionLayer::new(keyring).layer(counting.layer(Arc::clone(&backend)));
+    let store = common::encryption().layer(counting.layer(Arc::clone(&backend)));
 
     let pattern: Vec<u8> = (0..=252u8).collect();
     let mut plain = vec![0u8; (100 * MIB) as usize];

@@ -5,6 +5,8 @@
 //! Without the server variables these tests fail with "run `cargo xtask test`"; with
 //! `STRATA_SKIP_S3=1` (and `STRATA_SKIP_PYTHON=1` for boto3) they skip and say so.
 
+mod common;
+
 use std::process::Command;
 use std::sync::Arc;
 
@@ -14,7 +16,6 @@ use object_store::path::Path;
 use object_store::{Attribute, ObjectStore, ObjectStoreExt, PutOptions};
 use storage_core::{Bucket, Layer, StorageError};
 use storage_layers::compression::{CODEC_METADATA, Codec, CompressionLayer};
-use storage_layers::encryption::{EncryptionLayer, Keyring};
 use strata_testkit::behaviour::Profile;
 
 /// The conformance checks that fit a shared S3 server (the multipart race checks, which
@@ -69,14 +70,9 @@ async fn behaviour_suite_through_compression_on_s3() {
 
 #[tokio::test]
 async fn behaviour_suite_through_encryption_on_s3() {
-    let ring = Keyring::new()
-        .with_key("k1", &Keyring::generate_key())
-        .unwrap();
+    let encryption = common::encryption();
     let profile = Profile::moto().named("encryption over moto");
-    behaviour_on_s3("layers-suite-aes", profile, |s| {
-        EncryptionLayer::new(ring).layer(s)
-    })
-    .await;
+    behaviour_on_s3("layers-suite-aes", profile, |s| encryption.layer(s)).await;
 }
 
 #[tokio::test]
@@ -96,11 +92,8 @@ async fn encryption_layer_on_s3() {
     let Some(b) = bucket("layers-aes") else {
         return;
     };
-    let ring = Keyring::new()
-        .with_key("k1", &Keyring::generate_key())
-        .unwrap();
     let raw = Arc::clone(b.store());
-    let store = EncryptionLayer::new(ring).layer(Arc::clone(&raw));
+    let store = common::encryption().layer(Arc::clone(&raw));
     s3_checks(store.clone()).await;
 
     // Ranges over HTTP, then a tampered byte on the server is an authentication error.
