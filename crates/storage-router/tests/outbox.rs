@@ -11,7 +11,8 @@ use object_store::path::Path;
 use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOptions, PutPayload};
 use storage_core::{Bucket, LocalStore, MemoryStore, PutOpts, StorageError, StrataStore};
 use storage_router::{
-    MirrorRequirement, MirrorStore, OUTBOX_FOLDER, Outbox, OwedOp, ReplayMerge, STAMP_META,
+    MirrorRequirement, MirrorStore, OUTBOX_FOLDER, Outbox, OwedOp, ReplayMerge, ReplayNote,
+    STAMP_META,
 };
 
 fn p(s: &str) -> Path {
@@ -73,6 +74,11 @@ impl Hybrid {
     fn primary(&self) -> &dyn ObjectStore {
         self.primary.store().as_ref()
     }
+}
+
+/// The keys a replay report's notes name.
+fn keys(notes: &[ReplayNote]) -> Vec<&str> {
+    notes.iter().map(|n| n.key.as_str()).collect()
 }
 
 #[tokio::test]
@@ -193,20 +199,8 @@ async fn a_newer_primary_write_is_never_overwritten() {
     let r = outbox.replay().await.unwrap();
     assert_eq!(r.delivered, 1, "{r:?}");
     assert_eq!(r.superseded, 1, "{r:?}");
-    assert_eq!(
-        r.kept_newer
-            .iter()
-            .map(|n| n.key.as_str())
-            .collect::<Vec<_>>(),
-        vec!["doc"]
-    );
-    assert_eq!(
-        r.undecided
-            .iter()
-            .map(|n| n.key.as_str())
-            .collect::<Vec<_>>(),
-        vec!["tie"]
-    );
+    assert_eq!(keys(&r.kept_newer), ["doc"]);
+    assert_eq!(keys(&r.undecided), ["tie"]);
     assert_eq!(r.pending, 1, "the undecided write stays owed: {r:?}");
     assert_eq!(text(h.primary(), "doc").await.as_deref(), Some("newer"));
     assert_eq!(text(h.primary(), "tie").await.as_deref(), Some("rival"));
