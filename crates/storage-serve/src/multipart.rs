@@ -10,7 +10,7 @@
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use s3s::dto::*;
-use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+use s3s::{S3Error, S3ErrorCode, S3Result, TrailingHeaders};
 use serde::{Deserialize, Serialize};
 use storage_core::{PutOpts, StorageError, WriteCondition};
 
@@ -103,9 +103,8 @@ async fn stored_parts(
 
 pub(crate) async fn create_multipart_upload(
     s3: &StrataS3,
-    req: S3Request<CreateMultipartUploadInput>,
-) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
-    let input = req.input;
+    input: CreateMultipartUploadInput,
+) -> S3Result<CreateMultipartUploadOutput> {
     let view = s3.view(&input.bucket)?;
     view.key(&input.key).map_err(to_s3)?;
     let opts = put_opts_of!(input);
@@ -130,20 +129,19 @@ pub(crate) async fn create_multipart_upload(
         )
         .await
         .map_err(to_s3)?;
-    Ok(S3Response::new(CreateMultipartUploadOutput {
+    Ok(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(id),
         ..Default::default()
-    }))
+    })
 }
 
 pub(crate) async fn upload_part(
     s3: &StrataS3,
-    req: S3Request<UploadPartInput>,
-) -> S3Result<S3Response<UploadPartOutput>> {
-    let trailers = req.trailing_headers;
-    let input = req.input;
+    input: UploadPartInput,
+    trailers: Option<TrailingHeaders>,
+) -> S3Result<UploadPartOutput> {
     let view = s3.view(&input.bucket)?;
     if !(1..=MAX_PART_NUMBER).contains(&input.part_number) {
         return Err(invalid(format!(
@@ -162,17 +160,13 @@ pub(crate) async fn upload_part(
         )
         .await
         .map_err(|e| verdict.error().unwrap_or_else(|| to_s3(e)))?;
-    Ok(S3Response::new(UploadPartOutput {
+    Ok(UploadPartOutput {
         e_tag: etag_out(w.etag.as_deref()),
         ..Default::default()
-    }))
+    })
 }
 
-pub(crate) async fn list_parts(
-    s3: &StrataS3,
-    req: S3Request<ListPartsInput>,
-) -> S3Result<S3Response<ListPartsOutput>> {
-    let input = req.input;
+pub(crate) async fn list_parts(s3: &StrataS3, input: ListPartsInput) -> S3Result<ListPartsOutput> {
     let view = s3.view(&input.bucket)?;
     manifest(&view, &input.upload_id, &input.key).await?;
     let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
@@ -192,7 +186,7 @@ pub(crate) async fn list_parts(
         .collect();
     let truncated = after.next().is_some();
     let next = parts.last().and_then(|p| p.part_number);
-    Ok(S3Response::new(ListPartsOutput {
+    Ok(ListPartsOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(input.upload_id),
@@ -202,18 +196,17 @@ pub(crate) async fn list_parts(
         is_truncated: Some(truncated),
         parts: Some(parts),
         ..Default::default()
-    }))
+    })
 }
 
 pub(crate) async fn abort_multipart_upload(
     s3: &StrataS3,
-    req: S3Request<AbortMultipartUploadInput>,
-) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-    let input = req.input;
+    input: AbortMultipartUploadInput,
+) -> S3Result<AbortMultipartUploadOutput> {
     let view = s3.view(&input.bucket)?;
     manifest(&view, &input.upload_id, &input.key).await?;
     remove(&view, &input.upload_id).await?;
-    Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    Ok(AbortMultipartUploadOutput::default())
 }
 
 /// Delete an upload's folder: parts first, the manifest last, so a failure part-way leaves
@@ -233,9 +226,8 @@ async fn remove(view: &View, id: &str) -> S3Result<()> {
 
 pub(crate) async fn complete_multipart_upload(
     s3: &StrataS3,
-    req: S3Request<CompleteMultipartUploadInput>,
-) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-    let input = req.input;
+    input: CompleteMultipartUploadInput,
+) -> S3Result<CompleteMultipartUploadOutput> {
     let view = s3.view(&input.bucket)?;
     let key = view.key(&input.key).map_err(to_s3)?;
     let m = manifest(&view, &input.upload_id, &input.key).await?;
@@ -306,13 +298,13 @@ pub(crate) async fn complete_multipart_upload(
     }
     .map_err(to_s3)?;
     remove(&view, &input.upload_id).await?;
-    Ok(S3Response::new(CompleteMultipartUploadOutput {
+    Ok(CompleteMultipartUploadOutput {
         bucket: Some(input.bucket.clone()),
         key: Some(input.key.clone()),
         e_tag: etag_out(written.etag.as_deref()),
         location: Some(format!("/{}/{}", input.bucket, input.key)),
         ..Default::default()
-    }))
+    })
 }
 
 /// The parts' bytes in order, one part open at a time.

@@ -92,7 +92,7 @@ macro_rules! s3_fn {
     };
     (@multipart $($method:ident($input:ty) -> $output:ty),+ $(,)?) => {
         $(s3_fn!($method($input) -> $output, |this, req| {
-            crate::multipart::$method(this, req).await
+            Ok(S3Response::new(crate::multipart::$method(this, req.input).await?))
         });)+
     };
 }
@@ -857,14 +857,20 @@ impl S3 for StrataS3 {
         }))
     });
 
-    // Multipart uploads: in `crate::multipart`, a function of the same name each.
+    // Multipart uploads: in `crate::multipart`, a function of the same name each, from the
+    // request's input to the answer.
     s3_fn!(@multipart
         create_multipart_upload(CreateMultipartUploadInput) -> CreateMultipartUploadOutput,
-        upload_part(UploadPartInput) -> UploadPartOutput,
         list_parts(ListPartsInput) -> ListPartsOutput,
         complete_multipart_upload(CompleteMultipartUploadInput) -> CompleteMultipartUploadOutput,
         abort_multipart_upload(AbortMultipartUploadInput) -> AbortMultipartUploadOutput,
     );
+
+    s3_fn!(upload_part(UploadPartInput) -> UploadPartOutput, |this, req| {
+        let trailers = req.trailing_headers;
+        let answer = crate::multipart::upload_part(this, req.input, trailers).await?;
+        Ok(S3Response::new(answer))
+    });
 }
 
 /// A failed ranged read: `InvalidRange` when the range lies past the object's end.
