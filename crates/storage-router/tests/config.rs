@@ -517,13 +517,7 @@ async fn the_router_is_one_object_store() {
         .await
         .unwrap();
     let store = r.store().unwrap();
-    let got = store
-        .get(&Path::from("old.parquet"))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let got = strata_testkit::body(&store, "old.parquet").await;
     assert_eq!(got, "PAR1");
     store
         .put(&Path::from("new.parquet"), "PAR1".into())

@@ -314,14 +314,7 @@ async fn a_source_sets_store_follows_the_sets_policy() {
         ("server-001", Duration::from_millis(60))
     );
     let start = Instant::now();
-    let bytes = s
-        .store()
-        .get(&Path::from(KEY))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let bytes = strata_testkit::body(&s.store(), KEY).await;
     assert_eq!(
         (&bytes[..], start.elapsed()),
         (&b"fast fallback"[..], Duration::from_millis(60))

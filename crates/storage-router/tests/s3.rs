@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use common::faulty_over;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStore;
 use storage_core::{Bucket, StorageError};
 use storage_router::{
     AllBucketsFailed, FailoverStore, ReadPolicy, Router, RouterConfig, SyncOptions, layout, sync,
@@ -99,13 +99,7 @@ async fn failover_and_outages_on_s3() {
         (a.name(), down.store().clone()),
         (b.name(), b.store().clone()),
     );
-    let got = store
-        .get(&object_store::path::Path::from("k.json"))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let got = strata_testkit::body(&store, "k.json").await;
     assert_eq!(got, "from fallback");
     // Read-any skips the dead bucket and says which one answered.
     let set =

@@ -9,7 +9,7 @@
 //!   "run `cargo xtask test`"; with `STRATA_SKIP_S3=1` they return `None` and print that
 //!   they skipped.
 //! - [`behaviour::run`]: the behaviour suite, the same checks against any [`Bucket`].
-//! - [`keys`]: the keys of a listing; [`stdout_of`]: what a helper program (boto3, curl,
+//! - [`keys`]: the keys of a listing; [`body`]: an object's bytes in a raw store; [`stdout_of`]: what a helper program (boto3, curl,
 //!   the aws CLI) printed, panicking with its errors when it failed.
 //! - [`python`]: the Python (with boto3 and pyarrow) that `cargo xtask test` installed.
 //! - [`test_store::TestStore`]: the one wrapper store for tests, forwarding every call and
@@ -149,6 +149,16 @@ pub async fn keys(
 ) -> Vec<String> {
     use futures::TryStreamExt;
     listing.map_ok(|o| o.key).try_collect().await.unwrap()
+}
+
+/// The whole body of `key` in a raw store (no bucket in front of it).
+pub async fn body(store: &(impl object_store::ObjectStore + ?Sized), key: &str) -> bytes::Bytes {
+    use object_store::ObjectStoreExt;
+    let got = store.get(&object_store::path::Path::from(key)).await;
+    got.unwrap_or_else(|e| panic!("get {key}: {e}"))
+        .bytes()
+        .await
+        .unwrap_or_else(|e| panic!("body of {key}: {e}"))
 }
 
 /// The standard output of `cmd`, which must start and succeed: otherwise this panics with
