@@ -564,16 +564,25 @@ impl std::fmt::Debug for SharedRecorder {
 
 struct Tee<T>(Vec<T>);
 
-/// One handle for what the sinks registered: a no-op for none, the handle itself for one,
-/// a [`Tee`] of them for both.
-fn joined<H>(registered: [Option<H>; 2], noop: fn() -> H, tee: impl FnOnce(Vec<H>) -> H) -> H {
-    let mut all: Vec<H> = registered.into_iter().flatten().collect();
-    match all.len() {
-        0 => noop(),
-        1 => all.pop().expect("one"),
-        _ => tee(all),
-    }
+/// A handle `metrics` hands out: the no-op one, and one that feeds several.
+trait Handle: Sized {
+    fn noop() -> Self;
+    fn tee(all: Vec<Self>) -> Self;
 }
+
+macro_rules! tee_handles {
+    ($($handle:ident),+) => {$(
+        impl Handle for $handle {
+            fn noop() -> Self {
+                $handle::noop()
+            }
+            fn tee(all: Vec<Self>) -> Self {
+                $handle::from_arc(Arc::new(Tee(all)))
+            }
+        }
+    )+};
+}
+tee_handles!(Counter, Gauge, Histogram);
 
 impl CounterFn for Tee<Counter> {
     fn increment(&self, value: u64) {
@@ -602,52 +611,55 @@ impl HistogramFn for Tee<Histogram> {
     }
 }
 
+impl SharedRecorder {
+    /// Descriptions go to Prometheus only (the OpenTelemetry instruments are made without).
+    fn describe(&self, describe: impl FnOnce(&metrics_exporter_prometheus::PrometheusRecorder)) {
+        if let Some(p) = &self.prometheus {
+            describe(p);
+        }
+    }
+
+    /// One handle for what the sinks register: a no-op for none, the handle itself for one,
+    /// a [`Tee`] of them for both.
+    fn register<H: Handle>(
+        &self,
+        prometheus: impl FnOnce(&metrics_exporter_prometheus::PrometheusRecorder) -> H,
+        otel: impl FnOnce(&OtelRecorder) -> H,
+    ) -> H {
+        let registered = [
+            self.prometheus.as_deref().map(prometheus),
+            self.otel.as_deref().map(otel),
+        ];
+        let mut all: Vec<H> = registered.into_iter().flatten().collect();
+        match all.len() {
+            0 => H::noop(),
+            1 => all.pop().expect("one"),
+            _ => H::tee(all),
+        }
+    }
+}
+
 impl Recorder for SharedRecorder {
     fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        if let Some(p) = &self.prometheus {
-            p.describe_counter(key, unit, description);
-        }
+        self.describe(|p| p.describe_counter(key, unit, description));
     }
     fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        if let Some(p) = &self.prometheus {
-            p.describe_gauge(key, unit, description);
-        }
+        self.describe(|p| p.describe_gauge(key, unit, description));
     }
     fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        if let Some(p) = &self.prometheus {
-            p.describe_histogram(key, unit, description);
-        }
+        self.describe(|p| p.describe_histogram(key, unit, description));
     }
     fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
-        let all = [
-            self.prometheus
-                .as_ref()
-                .map(|p| p.register_counter(key, metadata)),
-            self.otel.as_ref().map(|o| o.counter(key)),
-        ];
-        joined(all, Counter::noop, |all| {
-            Counter::from_arc(Arc::new(Tee(all)))
-        })
+        self.register(|p| p.register_counter(key, metadata), |o| o.counter(key))
     }
     fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
-        let all = [
-            self.prometheus
-                .as_ref()
-                .map(|p| p.register_gauge(key, metadata)),
-            self.otel.as_ref().map(|o| o.gauge(key)),
-        ];
-        joined(all, Gauge::noop, |all| Gauge::from_arc(Arc::new(Tee(all))))
+        self.register(|p| p.register_gauge(key, metadata), |o| o.gauge(key))
     }
     fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
-        let all = [
-            self.prometheus
-                .as_ref()
-                .map(|p| p.register_histogram(key, metadata)),
-            self.otel.as_ref().map(|o| o.histogram(key)),
-        ];
-        joined(all, Histogram::noop, |all| {
-            Histogram::from_arc(Arc::new(Tee(all)))
-        })
+        self.register(
+            |p| p.register_histogram(key, metadata),
+            |o| o.histogram(key),
+        )
     }
 }
 
