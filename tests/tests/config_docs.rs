@@ -564,20 +564,6 @@ fn env_var_literals(text: &str) -> BTreeSet<String> {
     found
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-}
-
 fn env_vars_read_by_the_code() -> BTreeMap<String, PathBuf> {
     let root = workspace_root();
     let mut dirs = vec![root.join("xtask/src"), root.join("tests/src")];
@@ -587,10 +573,10 @@ fn env_vars_read_by_the_code() -> BTreeMap<String, PathBuf> {
     {
         dirs.push(c.path().join("src"));
     }
-    let mut files = Vec::new();
-    for d in dirs {
-        rust_files(&d, &mut files);
-    }
+    let files = dirs
+        .iter()
+        .flat_map(|d| strata_testkit::files_under(d))
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"));
     let mut vars = BTreeMap::new();
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap_or_default();

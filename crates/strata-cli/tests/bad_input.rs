@@ -230,26 +230,15 @@ fn cases() -> Vec<Case> {
 /// Every regular file under `root` (outside Strata's own `.strata-sys` bookkeeping) with
 /// its bytes.
 fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries {
-            let path = e.unwrap().path();
-            if path.file_name().is_some_and(|n| n == ".strata-sys") {
-                continue;
-            }
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let bytes = std::fs::read(&path).unwrap();
-                out.insert(path.strip_prefix(root).unwrap().to_path_buf(), bytes);
-            }
-        }
-    }
-    out
+    strata_testkit::files_under(root)
+        .into_iter()
+        .map(|path| path.strip_prefix(root).unwrap().to_path_buf())
+        .filter(|rel| !rel.iter().any(|part| part == ".strata-sys"))
+        .map(|rel| {
+            let bytes = std::fs::read(root.join(&rel)).unwrap();
+            (rel, bytes)
+        })
+        .collect()
 }
 
 fn seed(bucket_root: &Path) {

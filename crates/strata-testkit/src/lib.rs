@@ -9,7 +9,7 @@
 //!   "run `cargo xtask test`"; with `STRATA_SKIP_S3=1` they return `None` and print that
 //!   they skipped.
 //! - [`behaviour::run`]: the behaviour suite, the same checks against any [`Bucket`].
-//! - [`keys`]: the keys of a listing; [`body`]: an object's bytes in a raw store; [`stdout_of`]: what a helper program (boto3, curl,
+//! - [`files_under`]: the files of a folder tree; [`keys`]: the keys of a listing; [`body`]: an object's bytes in a raw store; [`stdout_of`]: what a helper program (boto3, curl,
 //!   the aws CLI) printed, panicking with its errors when it failed.
 //! - [`python`]: the Python (with boto3 and pyarrow) that `cargo xtask test` installed.
 //! - [`test_store::TestStore`]: the one wrapper store for tests, forwarding every call and
@@ -149,6 +149,25 @@ pub async fn keys(
 ) -> Vec<String> {
     use futures::TryStreamExt;
     listing.map_ok(|o| o.key).try_collect().await.unwrap()
+}
+
+/// Every file under `dir`, at any depth, sorted; unreadable folders count as empty.
+pub fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                files_under(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 /// The whole body of `key` in a raw store (no bucket in front of it).
