@@ -6,8 +6,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::Checks;
 use object_store::ObjectStore;
-use object_store::integration::*;
 use storage_core::{Layer, MemoryStore, Secret, StrataStore};
 use storage_layers::breaker::CircuitBreakerLayer;
 use storage_layers::cache::CacheLayer;
@@ -26,46 +26,12 @@ fn memory() -> Arc<dyn StrataStore> {
 
 /// The checks that apply to any store with conditional writes and multipart uploads.
 async fn conformance(store: Arc<dyn ObjectStore>) {
-    checks(store, true).await;
+    common::object_store_checks(store, Checks::All).await;
 }
 
-/// Everything but `list_with_delimiter`, whose check compares listed sizes with the bytes
-/// written: under compression a listing shows the stored (compressed) size, documented in
-/// `storage_layers::compression` (a listing carries no metadata to undo it with).
+/// Everything but the listed sizes (see [`Checks::AllButListedSizes`]).
 async fn conformance_but_listed_sizes(store: Arc<dyn ObjectStore>) {
-    checks(store, false).await;
-}
-
-async fn checks(store: Arc<dyn ObjectStore>, listed_sizes: bool) {
-    let s: &dyn ObjectStore = store.as_ref();
-    put_get_delete_list(&store).await;
-    list_with_offset_exclusivity(&store).await;
-    get_opts(s).await;
-    list_uses_directories_correctly(&store).await;
-    if listed_sizes {
-        list_with_delimiter(&store).await;
-    } else {
-        // list_with_delimiter would also have cleaned up the previous check's objects.
-        delete_all(&store).await;
-    }
-    rename_and_copy(&store).await;
-    copy_if_not_exists(&store).await;
-    copy_rename_nonexistent_object(&store).await;
-    stream_get(&store).await;
-    put_opts(s, true).await;
-    put_get_attributes(s).await;
-    multipart_race_condition(s, true).await;
-    multipart_out_of_order(s).await;
-}
-
-async fn delete_all(store: &Arc<dyn ObjectStore>) {
-    use futures::{StreamExt, TryStreamExt};
-    let all = store.list(None).map_ok(|m| m.location).boxed();
-    store
-        .delete_stream(all)
-        .try_collect::<Vec<_>>()
-        .await
-        .unwrap();
+    common::object_store_checks(store, Checks::AllButListedSizes).await;
 }
 
 #[tokio::test]

@@ -11,26 +11,11 @@ use std::process::Command;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use object_store::integration::*;
 use object_store::path::Path;
 use object_store::{Attribute, ObjectStore, ObjectStoreExt, PutOptions};
 use storage_core::{Bucket, Layer, StorageError};
 use storage_layers::compression::{CODEC_METADATA, Codec, CompressionLayer};
 use strata_testkit::behaviour::Profile;
-
-/// The conformance checks that fit a shared S3 server (the multipart race checks, which
-/// upload tens of MiB, stay with the memory runs).
-async fn s3_checks(store: Arc<dyn ObjectStore>) {
-    let s: &dyn ObjectStore = store.as_ref();
-    put_get_delete_list(&store).await;
-    get_opts(s).await;
-    list_uses_directories_correctly(&store).await;
-    rename_and_copy(&store).await;
-    copy_if_not_exists(&store).await;
-    copy_rename_nonexistent_object(&store).await;
-    put_opts(s, true).await;
-    put_get_attributes(s).await;
-}
 
 fn bucket(hint: &str) -> Option<Bucket> {
     strata_testkit::s3_bucket(hint)
@@ -84,7 +69,7 @@ async fn compression_layer_on_s3() {
         .with_default(Codec::Gzip)
         .with_min_size(0)
         .layer(Arc::clone(b.store()));
-    s3_checks(store).await;
+    common::object_store_checks(store, common::Checks::SharedServer).await;
 }
 
 #[tokio::test]
@@ -94,7 +79,7 @@ async fn encryption_layer_on_s3() {
     };
     let raw = Arc::clone(b.store());
     let store = common::encryption().layer(Arc::clone(&raw));
-    s3_checks(store.clone()).await;
+    common::object_store_checks(store.clone(), common::Checks::SharedServer).await;
 
     // Ranges over HTTP, then a tampered byte on the server is an authentication error.
     let p = Path::from("enc/range.bin");
