@@ -29,6 +29,11 @@ fn assert_names_the_feature(err: &StorageError, what: &str) {
     }
 }
 
+/// The test transactions, written as user `u`'s `finance` file in `format`.
+async fn write_transactions(ds: &Dataset, format: Format) -> storage_core::Result<ManifestEntry> {
+    ds.write("finance", "u", &transactions(), format).await
+}
+
 /// A dataset on a fresh memory bucket, and the bucket.
 fn memory_dataset() -> (Bucket, Dataset) {
     let bucket = Bucket::memory("mem");
@@ -38,10 +43,7 @@ fn memory_dataset() -> (Bucket, Dataset) {
 #[tokio::test]
 async fn writing_parquet_names_the_feature_and_stores_nothing() {
     let (bucket, ds) = memory_dataset();
-    let err = ds
-        .write("finance", "u", &transactions(), Format::Parquet)
-        .await
-        .unwrap_err();
+    let err = write_transactions(&ds, Format::Parquet).await.unwrap_err();
     assert_names_the_feature(&err, "writing a Parquet dataset file");
     let objects: Vec<_> = bucket.list("").try_collect().await.unwrap();
     assert!(objects.is_empty(), "{objects:?}");
@@ -53,10 +55,7 @@ async fn writing_parquet_names_the_feature_and_stores_nothing() {
 #[tokio::test]
 async fn a_parquet_file_fails_every_read_instead_of_being_skipped() {
     let (bucket, ds) = memory_dataset();
-    let jsonl = ds
-        .write("finance", "u", &transactions(), Format::Jsonl)
-        .await
-        .unwrap();
+    let jsonl = write_transactions(&ds, Format::Jsonl).await.unwrap();
     // A Parquet file a build with the feature wrote, listed in the manifest.
     let id = new_id(jan(15, 0));
     let key = data_key("finance", "u", &id, "parquet").unwrap();
