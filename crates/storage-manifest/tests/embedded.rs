@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 use storage_core::{Bucket, StorageError};
 #[cfg(feature = "parquet")]
 use storage_manifest::{ColumnType, RecordSchema};
-use storage_manifest::{Dataset, EtagCheck, Format, ManifestOptions, SearchQuery, WriteOptions};
+use storage_manifest::{
+    Dataset, EtagCheck, Format, ManifestEntry, ManifestOptions, SearchQuery, WriteOptions,
+};
 
 use common::*;
 
@@ -359,27 +361,24 @@ async fn search_ranks_pages_and_deep_search_sees_past_the_index_cap() {
     assert_eq!(deep.hits[0].matched_rows, Some(1));
 }
 
+/// One record, `{"a": "b"}`, written as user `u`'s file of module `m` in `format`.
+async fn write_one(ds: &Dataset, format: Format) -> storage_core::Result<ManifestEntry> {
+    ds.write("m", "u", &[json!({"a": "b"})], format).await
+}
+
 #[tokio::test]
 async fn presigned_urls_for_manifest_entries() {
     let plain = Dataset::new(Bucket::memory("mem"));
-    let e = plain
-        .write("m", "u", &[json!({"a": "b"})], Format::Jsonl)
-        .await
-        .unwrap();
+    let e = write_one(&plain, Format::Jsonl).await.unwrap();
     let err = plain
         .presign_entry(&e, Duration::from_secs(60))
         .await
         .unwrap_err();
     assert!(matches!(err, StorageError::NotSupported { .. }), "{err}");
 
-    let mem = Bucket::memory("mem");
-    let signing = strata_testkit::FakeSigningStore::new(mem.store().clone());
-    let bucket = mem.to_builder().store(Arc::new(signing)).build();
+    let (bucket, _) = strata_testkit::FakeSigningStore::wrap(&Bucket::memory("mem"));
     let ds = Dataset::new(bucket);
-    let e = ds
-        .write("m", "u", &[json!({"a": "b"})], writable(Format::Parquet))
-        .await
-        .unwrap();
+    let e = write_one(&ds, writable(Format::Parquet)).await.unwrap();
     let url = ds
         .presign_entry(&e, Duration::from_secs(3600))
         .await
@@ -405,10 +404,7 @@ async fn a_failed_manifest_append_removes_the_data_file() {
         .put("manifests/m/u/head.json", "not json")
         .await
         .unwrap();
-    let err = ds
-        .write("m", "u", &[json!({"a": "b"})], Format::Jsonl)
-        .await
-        .unwrap_err();
+    let err = write_one(&ds, Format::Jsonl).await.unwrap_err();
     assert!(!err.to_string().is_empty());
     let data: Vec<_> = bucket.list("m/").try_collect().await.unwrap();
     assert!(data.is_empty(), "the data file was removed again: {data:?}");
@@ -431,10 +427,7 @@ async fn a_store_without_conditional_writes_is_refused_up_front() {
         Arc::new(storage_core::object_store::memory::InMemory::new());
     let bucket = Bucket::builder("raw", raw).build();
     let ds = Dataset::new(bucket.clone());
-    let err = ds
-        .write("m", "u", &[json!({"a": "b"})], Format::Jsonl)
-        .await
-        .unwrap_err();
+    let err = write_one(&ds, Format::Jsonl).await.unwrap_err();
     assert!(matches!(err, StorageError::NotSupported { .. }), "{err}");
     let objects: Vec<_> = bucket.list("").try_collect().await.unwrap();
     assert!(objects.is_empty(), "nothing was written: {objects:?}");

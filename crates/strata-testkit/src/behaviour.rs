@@ -1012,8 +1012,6 @@ async fn invalid_keys_rejected(b: &Bucket, _: &Profile) -> Outcome {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::FakeSigningStore;
 
@@ -1022,11 +1020,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn run_all_reports_every_failure() {
         // Claims presign with URLs nothing serves: both presign checks fail.
-        let lying = || {
-            let memory = Bucket::memory("lying");
-            let store = Arc::new(FakeSigningStore::new(Arc::clone(memory.store())));
-            memory.to_builder().store(store).build()
-        };
+        let lying = || FakeSigningStore::wrap(&Bucket::memory("lying")).0;
         let bucket = lying();
         let profile = Profile {
             verifies_signatures: true,
