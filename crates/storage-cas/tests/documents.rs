@@ -50,6 +50,11 @@ async fn update_losing_every_race(c: &Collection<Msg>) -> StorageError {
     .unwrap_err()
 }
 
+/// A write that tags the document with user metadata `owner`.
+fn owned_by(owner: &str) -> WriteOpts {
+    WriteOpts::default().with_metadata("owner", owner)
+}
+
 #[tokio::test]
 async fn crud_round_trip_on_every_backend() {
     let dir = tempfile::tempdir().unwrap();
@@ -87,32 +92,22 @@ async fn crud_round_trip_on_every_backend() {
             .await
             .unwrap();
         assert_ne!(w2.etag.as_ref(), Some(&doc.etag));
-        let err = c
-            .put_if_match("t1/m1", &msg("stale", 3), &doc.etag)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, StorageError::Precondition { .. }),
-            "{p}: {err}"
-        );
-        // put_if_match on a missing document is a precondition failure too
-        let err = c
-            .put_if_match("t1/none", &msg("x", 0), &doc.etag)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, StorageError::Precondition { .. }),
-            "{p}: {err}"
-        );
+        // ...and so does put_if_match on a missing document.
+        for id in ["t1/m1", "t1/none"] {
+            let err = c
+                .put_if_match(id, &msg("stale", 3), &doc.etag)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, StorageError::Precondition { .. }),
+                "{p} {id}: {err}"
+            );
+        }
 
         // unconditional put, with user metadata
-        c.put_with(
-            "t1/m2",
-            &msg("two", 2),
-            &WriteOpts::default().with_metadata("owner", "ana"),
-        )
-        .await
-        .unwrap();
+        c.put_with("t1/m2", &msg("two", 2), &owned_by("ana"))
+            .await
+            .unwrap();
         c.put("t2/m1", &msg("other thread", 1)).await.unwrap();
         assert_eq!(
             c.get("t1/m2").await.unwrap().unwrap().metadata["owner"],
@@ -253,13 +248,9 @@ async fn update_with_creates_replaces_deletes_and_noops() {
 async fn update_with_keeps_user_metadata_and_closure_errors_stop_the_loop() {
     let bucket = Bucket::memory("m");
     let c: Collection<Msg> = Collection::new(&bucket, "c/{id}.json").unwrap();
-    c.put_with(
-        "k",
-        &msg("a", 1),
-        &WriteOpts::default().with_metadata("owner", "ana"),
-    )
-    .await
-    .unwrap();
+    c.put_with("k", &msg("a", 1), &owned_by("ana"))
+        .await
+        .unwrap();
     c.update_with("k", |m| Ok(m.map(|m| Msg { n: m.n + 1, ..m })))
         .await
         .unwrap();
