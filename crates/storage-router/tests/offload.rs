@@ -166,6 +166,16 @@ async fn a_route_without_offload_says_how_to_add_one() {
     assert!(err.contains("[routes.records.offload]"), "{err}");
 }
 
+/// `route` refuses to delete `key` under `etag`: a precondition failure.
+async fn delete_refused(route: &Bucket, key: &str, etag: &str) {
+    use storage_core::StorageError;
+    let err = route.delete_if_match(key, etag).await.unwrap_err();
+    assert!(
+        matches!(err, StorageError::Precondition { .. }),
+        "{key}: {err}"
+    );
+}
+
 /// The handle of route `logs` (folder `logs/` of `main`) offloading to `old-logs/` of
 /// `archive`.
 fn logs_route(main: &Bucket, archive: &Bucket) -> Bucket {
@@ -218,7 +228,6 @@ async fn offload_reads_move_on_only_when_the_route_misses() {
 /// succeeds leaves no copy of the key in either folder.
 #[tokio::test]
 async fn conditional_deletes_are_decided_by_the_folder_holding_the_object() {
-    use storage_core::StorageError;
     let dir = tempfile::tempdir().unwrap();
     let main = Bucket::local("main", dir.path().join("main")).unwrap();
     let archive = Bucket::local("archive", dir.path().join("archive")).unwrap();
@@ -229,40 +238,36 @@ async fn conditional_deletes_are_decided_by_the_folder_holding_the_object() {
     let old = archive
         .put("old-logs/only-archived.json", "v1")
         .await
+        .unwrap()
+        .etag
         .unwrap();
-    let err = route
-        .delete_if_match("only-archived.json", "\"stale\"")
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StorageError::Precondition { .. }), "{err}");
+    delete_refused(&route, "only-archived.json", "\"stale\"").await;
     assert!(archive.exists("old-logs/only-archived.json").await.unwrap());
     // ...and its own ETag deletes it.
     route
-        .delete_if_match("only-archived.json", old.etag.as_deref().unwrap())
+        .delete_if_match("only-archived.json", &old)
         .await
         .unwrap();
     assert!(!archive.exists("old-logs/only-archived.json").await.unwrap());
 
     // In both folders: the route's own copy decides, and a success removes both copies.
-    let here = main.put("logs/both.json", "new").await.unwrap();
-    let there = archive.put("old-logs/both.json", "old").await.unwrap();
-    let err = route
-        .delete_if_match("both.json", there.etag.as_deref().unwrap())
+    let here = main
+        .put("logs/both.json", "new")
         .await
-        .unwrap_err();
-    assert!(matches!(err, StorageError::Precondition { .. }), "{err}");
+        .unwrap()
+        .etag
+        .unwrap();
+    let there = archive.put("old-logs/both.json", "old").await.unwrap();
+    delete_refused(&route, "both.json", there.etag.as_deref().unwrap()).await;
     assert!(main.exists("logs/both.json").await.unwrap());
     assert!(archive.exists("old-logs/both.json").await.unwrap());
-    route
-        .delete_if_match("both.json", here.etag.as_deref().unwrap())
-        .await
-        .unwrap();
+    route.delete_if_match("both.json", &here).await.unwrap();
     assert!(!main.exists("logs/both.json").await.unwrap());
     assert!(!archive.exists("old-logs/both.json").await.unwrap());
 
     // In neither: not found, naming the route's own bucket.
     let err = route
-        .delete_if_match("nowhere.json", here.etag.as_deref().unwrap())
+        .delete_if_match("nowhere.json", &here)
         .await
         .unwrap_err();
     assert!(err.is_not_found(), "{err}");
