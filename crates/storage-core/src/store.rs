@@ -50,6 +50,13 @@ pub trait StrataStore: ObjectStore {
     /// What this store, with everything beneath it, supports.
     fn capabilities(&self) -> Capabilities;
 
+    /// The folder this store's paths are kept under in the storage it reaches, with the
+    /// scopes beneath it nested (`None`: unscoped). A [`Bucket`](crate::Bucket)'s
+    /// [`prefix`](crate::Bucket::prefix) and public URLs read it here, so the stack is the
+    /// one holder of a bucket's scope. A store over several others answers for the one its
+    /// writes go to first.
+    fn key_prefix(&self) -> Option<&Key>;
+
     /// Delete `location` only if its current ETag equals `etag` (quotes and `W/` ignored).
     ///
     /// A different ETag is `Precondition`, a missing object `NotFound`, and a store that
@@ -79,6 +86,7 @@ pub fn not_supported(
 #[deny(clippy::missing_trait_methods)]
 impl<T: StrataStore + ?Sized> StrataStore for Arc<T> {
     crate::store_fn!(@sig (forward |this| &**this) capabilities);
+    crate::store_fn!(@sig (forward |this| &**this) key_prefix);
     crate::store_fn!(@sig (forward |this| &**this) delete_if_match);
     crate::store_fn!(@sig (forward |this| &**this) presign);
 }
@@ -161,6 +169,7 @@ impl fmt::Display for Declared {
 #[deny(clippy::missing_trait_methods)]
 impl StrataStore for Declared {
     crate::store_fn!(capabilities, |this| this.capabilities);
+    crate::store_fn!(key_prefix, |_| None);
     crate::store_fn!(delete_if_match, |this, _, _| Err(not_supported(
         this.inner.to_string(),
         "delete-if-match"
@@ -194,15 +203,25 @@ pub struct ScopedStore {
     prefixed: object_store::prefix::PrefixStore<Arc<dyn StrataStore>>,
     inner: Arc<dyn StrataStore>,
     prefix: Key,
+    /// `prefix` under the scopes of `inner`: what [`StrataStore::key_prefix`] answers.
+    nested: Key,
 }
 
 impl ScopedStore {
     /// `inner`, scoped to `prefix`.
     pub fn new(inner: Arc<dyn StrataStore>, prefix: Key) -> Self {
+        let nested = match inner.key_prefix() {
+            // Both are valid keys, so their join is one too.
+            Some(outer) => outer
+                .join(prefix.as_str())
+                .expect("two valid keys join into a valid key"),
+            None => prefix.clone(),
+        };
         ScopedStore {
             prefixed: object_store::prefix::PrefixStore::new(inner.clone(), prefix.to_path()),
             inner,
             prefix,
+            nested,
         }
     }
 
@@ -234,6 +253,7 @@ impl fmt::Display for ScopedStore {
 #[deny(clippy::missing_trait_methods)]
 impl StrataStore for ScopedStore {
     crate::store_fn!(capabilities, |this| this.inner.capabilities());
+    crate::store_fn!(key_prefix, |this| Some(&this.nested));
     crate::store_fn!(delete_if_match, |this, location, etag| this
         .inner
         .delete_if_match(&this.full(location), etag)
@@ -409,6 +429,9 @@ macro_rules! store_fn {
     };
     (@sig $how:tt capabilities) => {
         $crate::store_fn!(@sync $how capabilities [] -> $crate::Capabilities);
+    };
+    (@sig $how:tt key_prefix) => {
+        $crate::store_fn!(@sync $how key_prefix [] -> ::core::option::Option<&$crate::Key>);
     };
     (@sig $how:tt delete_if_match) => {
         $crate::store_fn!(@async $how delete_if_match <'life1, 'life2> [

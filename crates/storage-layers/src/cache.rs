@@ -462,7 +462,7 @@ impl<T: StrataStore> StrataStore for CacheStore<T> {
         this.write(&[location], this.inner.delete_if_match(location, etag))
             .await
     });
-    storage_core::forward_object_store!(@methods inner: capabilities, presign);
+    storage_core::forward_object_store!(@methods inner: capabilities, key_prefix, presign);
 }
 
 #[deny(clippy::missing_trait_methods)]

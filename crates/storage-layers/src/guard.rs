@@ -287,7 +287,7 @@ impl<G: Guard, T: StrataStore> fmt::Display for Guarded<G, T> {
 
 #[deny(clippy::missing_trait_methods)]
 impl<G: Guard, T: StrataStore> StrataStore for Guarded<G, T> {
-    storage_core::forward_object_store!(@methods inner: capabilities);
+    storage_core::forward_object_store!(@methods inner: capabilities, key_prefix);
 
     storage_core::store_fn!(delete_if_match, |this, location, etag| {
         let delete = this.inner.delete_if_match(location, etag);
@@ -428,7 +428,7 @@ macro_rules! guarded_store {
         #[deny(clippy::missing_trait_methods)]
         impl<T: storage_core::StrataStore> storage_core::StrataStore for $store<T> {
             storage_core::forward_object_store!(@methods guarded:
-                capabilities, delete_if_match, presign);
+                capabilities, key_prefix, delete_if_match, presign);
         }
 
         #[deny(clippy::missing_trait_methods)]

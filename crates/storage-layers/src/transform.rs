@@ -129,7 +129,7 @@ macro_rules! byte_transforming_strata_store {
                 .inner
                 .capabilities()
                 .with_presign(false));
-            storage_core::forward_object_store!(@methods inner: delete_if_match);
+            storage_core::forward_object_store!(@methods inner: key_prefix, delete_if_match);
             storage_core::store_fn!(presign, |_, _, _, _| Err(storage_core::store::not_supported(
                 $store_label,
                 $why

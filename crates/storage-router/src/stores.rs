@@ -938,7 +938,7 @@ macro_rules! multi_store {
         #[deny(clippy::missing_trait_methods)]
         impl StrataStore for $name {
             storage_core::forward_object_store!(@methods *core:
-                capabilities, delete_if_match, presign);
+                capabilities, key_prefix, delete_if_match, presign);
         }
     };
 }

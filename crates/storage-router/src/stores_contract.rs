@@ -1,5 +1,5 @@
-//! [`StrataStore`] for the router's multi-store types: capabilities are the primary's (it
-//! decides every write), a conditional delete is decided by the primary alone, and a
+//! [`StrataStore`] for the router's multi-store types: capabilities and key prefix are the
+//! primary's (it decides every write), a conditional delete is decided by the primary alone, and a
 //! presigned GET names the member the read engine would serve the object from.
 
 use object_store::ObjectStoreExt;
@@ -17,6 +17,10 @@ impl StrataStore for Core {
         }
         caps
     });
+
+    // The primary's: it takes every write, and a bucket built over this store keeps the
+    // primary's folder for its public URLs.
+    storage_core::store_fn!(key_prefix, |this| this.primary().store.key_prefix());
 
     storage_core::store_fn!(delete_if_match, |this, location, etag| {
         if matches!(this.writes, Writes::Mirror(_)) {

@@ -285,6 +285,7 @@ fn is_conditional(mode: &PutMode) -> bool {
 
 impl StrataStore for S3Store {
     storage_core::store_fn!(capabilities, |this| this.capabilities);
+    storage_core::store_fn!(key_prefix, |_| None);
 
     storage_core::store_fn!(delete_if_match, |this, location, etag| {
         match &this.conditional_delete {

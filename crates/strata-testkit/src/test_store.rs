@@ -97,6 +97,8 @@ impl<H: Hooks> StrataStore for TestStore<H> {
         .hooks
         .capabilities(this.inner.capabilities()));
 
+    storage_core::store_fn!(key_prefix, |this| this.inner.key_prefix());
+
     storage_core::store_fn!(delete_if_match, |this, location, etag| {
         this.hooks.delete_call();
         this.hooks.deleted_key();

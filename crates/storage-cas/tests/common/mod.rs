@@ -115,6 +115,7 @@ impl fmt::Display for FaultStore {
 #[deny(clippy::missing_trait_methods)]
 impl StrataStore for FaultStore {
     storage_core::store_fn!(capabilities, |_this| Capabilities::MEMORY);
+    storage_core::store_fn!(key_prefix, |this| this.inner.key_prefix());
 
     storage_core::store_fn!(presign, |_this, _, _, _| Err(
         storage_core::store::not_supported("faulty", "presigned URLs")

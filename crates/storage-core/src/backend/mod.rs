@@ -49,6 +49,7 @@ macro_rules! embedded_contract {
         #[deny(clippy::missing_trait_methods)]
         impl StrataStore for $ty {
             crate::store_fn!(capabilities, |_| $caps);
+            crate::store_fn!(key_prefix, |_| None);
 
             crate::store_fn!(delete_if_match, |this, location, etag| {
                 ConditionalDelete::delete_if_match(this, location, etag).await

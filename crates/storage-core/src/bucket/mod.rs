@@ -66,9 +66,6 @@ struct Shared {
     public_url: Option<Arc<Url>>,
     part_size: usize,
     upload_concurrency: usize,
-    /// The folder a [`ScopedStore`] in `store` scopes this handle to, for `url_for` and
-    /// [`Bucket::prefix`]; operations never read it, the store applies the scope.
-    prefix: Option<Arc<Key>>,
     /// The extra key rules of this handle (tenants refuse disguised separators).
     key_policy: KeyPolicy,
     /// Where the data lives (`s3://endpoint/bucket`, `file:///root`, ...), so two handles on
@@ -127,11 +124,7 @@ impl BucketBuilder {
     /// and presigned and public URLs include it. Applying it twice nests the prefixes.
     pub fn prefix(mut self, prefix: &str) -> Result<Self> {
         let p = Key::new(prefix.trim_end_matches('/'))?;
-        self.bucket.store = Arc::new(ScopedStore::new(self.bucket.store.clone(), p.clone()));
-        self.bucket.prefix = Some(Arc::new(match &self.bucket.prefix {
-            Some(outer) => outer.join(p.as_str())?,
-            None => p,
-        }));
+        self.bucket.store = Arc::new(ScopedStore::new(self.bucket.store.clone(), p));
         Ok(self)
     }
 
@@ -194,7 +187,6 @@ impl Bucket {
                 public_url: None,
                 part_size: DEFAULT_PART_SIZE,
                 upload_concurrency: 2,
-                prefix: None,
                 key_policy: KeyPolicy::Standard,
                 location: "".into(),
             },
@@ -255,14 +247,15 @@ impl Bucket {
         &self.shared.location
     }
 
-    /// The folder prefix this bucket is scoped to, if any.
+    /// The folder prefix this bucket is scoped to, if any: the scope of its store (see
+    /// [`StrataStore::key_prefix`]), the one place it is kept.
     pub fn prefix(&self) -> Option<&Key> {
-        self.shared.prefix.as_deref()
+        self.shared.store.key_prefix()
     }
 
     /// The key as stored in the backend (with the bucket's prefix).
     fn full_key(&self, key: &Key) -> Result<Key> {
-        match &self.shared.prefix {
+        match self.prefix() {
             Some(p) => p.join(key.as_str()),
             None => Ok(key.clone()),
         }
@@ -537,6 +530,34 @@ mod tests {
         assert!(matches!(err, StorageError::PartialMove { .. }), "{err}");
         assert!(err.to_string().contains("both copies exist"));
         assert!(b.exists("a").await.unwrap() && b.exists("b").await.unwrap());
+    }
+
+    #[test]
+    fn the_prefix_is_the_stores_scope() {
+        let root = Arc::new(MemoryStore::new());
+        // Scoped twice through the builder: the handle reports the nested scope its store
+        // applies, and public URLs include it.
+        let b = Bucket::on_memory_store("m", root.clone(), "memory:m")
+            .to_builder()
+            .prefix("a")
+            .unwrap()
+            .prefix("b/")
+            .unwrap()
+            .public_url(Url::parse("https://cdn.example.com/").unwrap())
+            .build();
+        assert_eq!(b.prefix().map(Key::as_str), Some("a/b"));
+        assert_eq!(b.store().key_prefix().map(Key::as_str), Some("a/b"));
+        assert_eq!(
+            b.url_for("k").unwrap().as_str(),
+            "https://cdn.example.com/a/b/k"
+        );
+        // A scoped store handed to the builder from outside is the handle's scope too.
+        let scoped = Arc::new(ScopedStore::new(root.clone(), Key::new("t").unwrap()));
+        let b = Bucket::builder("t", scoped).build();
+        assert_eq!(b.prefix().map(Key::as_str), Some("t"));
+        // Replacing the store replaces the scope with it: the handle keeps no second copy.
+        let unscoped = b.to_builder().store(root).build();
+        assert_eq!(unscoped.prefix(), None);
     }
 
     #[test]

@@ -23,7 +23,7 @@ crate::util::layer_store_fmt!(RetryStore);
 impl<T: StrataStore> StrataStore for RetryStore<T> {
     // Sent once, as conditional puts are: `Bucket` repeats it and can tell its own lost
     // delete from another writer's (`storage_core::conditional`).
-    storage_core::forward_object_store!(@methods inner: capabilities, delete_if_match);
+    storage_core::forward_object_store!(@methods inner: capabilities, key_prefix, delete_if_match);
 
     storage_core::store_fn!(presign, |this, method, location, expires_in| {
         this.policy

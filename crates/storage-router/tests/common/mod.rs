@@ -106,7 +106,7 @@ impl Faulty {
 
 #[deny(clippy::missing_trait_methods)]
 impl StrataStore for Faulty {
-    storage_core::forward_object_store!(@methods inner: capabilities, presign);
+    storage_core::forward_object_store!(@methods inner: capabilities, key_prefix, presign);
     storage_core::store_fn!(delete_if_match, |this, l, etag| {
         this.gate().await?;
         this.inner.delete_if_match(l, etag).await
