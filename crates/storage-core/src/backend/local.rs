@@ -437,6 +437,7 @@ impl<M: Describes> Opened<M> {
     fn current_etag(fs_path: &FsPath) -> std::io::Result<Option<String>> {
         Ok(Opened::<M>::open(fs_path)?.map(|o| o.etag()))
     }
+
     fn object_meta(&self, location: Path) -> ObjectMeta {
         ObjectMeta {
             location,
