@@ -103,6 +103,11 @@ fn row_names(section: &str) -> Vec<String> {
         .collect()
 }
 
+/// The serialised names of enum `values` ([`value_name`] of each).
+fn value_names<T: serde::Serialize>(values: &[T]) -> Vec<String> {
+    values.iter().map(value_name).collect()
+}
+
 /// A serialised enum value (`"hedged"`), without quotes.
 fn value_name<T: serde::Serialize>(value: &T) -> String {
     match serde_json::to_value(value).expect("enum serialises") {
@@ -369,110 +374,59 @@ fn tables() -> Vec<(&'static str, Vec<String>)> {
     ]
 }
 
+/// The serialised names of the listed variants of `$enum` (struct variants with a value for
+/// each field), in order. They are also matched exhaustively, so a new variant of `$enum`
+/// does not compile until it is listed.
+macro_rules! every_variant {
+    ($enum:ident: $($variant:ident $({ $($field:ident: $value:expr),+ })?),+ $(,)?) => {{
+        let all = [$($enum::$variant $({ $($field: $value),+ })?),+];
+        for v in &all {
+            match v {
+                $($enum::$variant $({ $($field: _),+ })?)|+ => {}
+            }
+        }
+        value_names(&all)
+    }};
+}
+
 /// Every value of every configuration enum, and the heading of the table it is set in.
-/// The `match`es are exhaustive on purpose: a new variant does not compile until it is
-/// listed here (and then documented).
+/// Each enum is listed through [`every_variant!`]: a new variant does not compile until it
+/// is listed here (and then documented).
 fn enum_values() -> Vec<(&'static str, Vec<String>)> {
-    let creds = [
-        CredentialSource::Auto,
-        CredentialSource::Static,
-        CredentialSource::Environment,
-        CredentialSource::Anonymous,
-    ];
-    for c in &creds {
-        match c {
-            CredentialSource::Auto
-            | CredentialSource::Static
-            | CredentialSource::Environment
-            | CredentialSource::Anonymous => {}
-        }
-    }
-    let sse = [
-        ServerSideEncryption::SseS3,
-        ServerSideEncryption::SseKms { key_id: "k".into() },
-        ServerSideEncryption::SseC {
-            key: Secret::new("k"),
-        },
-    ];
-    for s in &sse {
-        match s {
-            ServerSideEncryption::SseS3
-            | ServerSideEncryption::SseKms { .. }
-            | ServerSideEncryption::SseC { .. } => {}
-        }
-    }
-    let jurisdictions = [
-        Jurisdiction::Default,
-        Jurisdiction::Eu,
-        Jurisdiction::Fedramp,
-    ];
-    for j in &jurisdictions {
-        match j {
-            Jurisdiction::Default | Jurisdiction::Eu | Jurisdiction::Fedramp => {}
-        }
-    }
-    let codecs = [CodecName::Gzip, CodecName::Zstd, CodecName::None];
-    for c in &codecs {
-        match c {
-            CodecName::Gzip | CodecName::Zstd | CodecName::None => {}
-        }
-    }
-    let faults = [
-        FaultName::Unavailable,
-        FaultName::Timeout,
-        FaultName::SlowDown,
-        FaultName::ServerError,
-        FaultName::AccessDenied,
-    ];
-    for f in &faults {
-        match f {
-            FaultName::Unavailable
-            | FaultName::Timeout
-            | FaultName::SlowDown
-            | FaultName::ServerError
-            | FaultName::AccessDenied => {}
-        }
-    }
-    let policies = [
-        PolicyName::Sequential,
-        PolicyName::Parallel,
-        PolicyName::Hedged,
-    ];
-    for p in &policies {
-        match p {
-            PolicyName::Sequential | PolicyName::Parallel | PolicyName::Hedged => {}
-        }
-    }
+    let creds = every_variant!(CredentialSource: Auto, Static, Environment, Anonymous);
+    let sse = every_variant!(ServerSideEncryption:
+        SseS3,
+        SseKms { key_id: "k".into() },
+        SseC { key: Secret::new("k") },
+    );
+    let jurisdictions = every_variant!(Jurisdiction: Default, Eu, Fedramp);
+    let codecs = every_variant!(CodecName: Gzip, Zstd, None);
+    let faults = every_variant!(FaultName:
+        Unavailable,
+        Timeout,
+        SlowDown,
+        ServerError,
+        AccessDenied,
+    );
+    let policies = every_variant!(PolicyName: Sequential, Parallel, Hedged);
     // ProviderConfig is #[non_exhaustive]: its kinds come from the build instead.
     let kinds = strata::enabled_providers()
         .into_iter()
         .map(str::to_string)
         .collect();
     vec![
-        (
-            "### `[connections.NAME]` with `kind = \"s3\"`",
-            creds.iter().map(value_name).collect(),
-        ),
+        ("### `[connections.NAME]` with `kind = \"s3\"`", creds),
         (
             "### `[connections.NAME.encryption]` (s3: server-side encryption)",
-            sse.iter().map(value_name).collect(),
+            sse,
         ),
         (
             "### `[connections.NAME]` with `kind = \"r2\"`",
-            jurisdictions.iter().map(value_name).collect(),
+            jurisdictions,
         ),
-        (
-            "### `[layers.compression]`",
-            codecs.iter().map(value_name).collect(),
-        ),
-        (
-            "### `[layers.chaos]`",
-            faults.iter().map(value_name).collect(),
-        ),
-        (
-            "### `[sources.NAME]`",
-            policies.iter().map(value_name).collect(),
-        ),
+        ("### `[layers.compression]`", codecs),
+        ("### `[layers.chaos]`", faults),
+        ("### `[sources.NAME]`", policies),
         ("## `strata.toml`", kinds),
     ]
 }
@@ -482,56 +436,67 @@ fn assert_none(found: Vec<String>, what: &str) {
     assert!(found.is_empty(), "{what}:\n  {}", found.join("\n  "));
 }
 
-#[test]
-fn every_config_field_is_documented_under_its_table() {
+/// Checks the section under each heading of `tables` against its names: `wrong(section,
+/// names)` lists what is wrong there; fails with `what`, then `heading: entry` a line.
+fn assert_sections(
+    tables: Vec<(&'static str, Vec<String>)>,
+    what: &str,
+    wrong: impl Fn(&str, &[String]) -> Vec<String>,
+) {
     let doc = doc();
-    let mut missing = Vec::new();
-    for (heading, fields) in tables() {
-        let text = section(&doc, heading);
-        for f in fields {
-            if !has_row(text, &f) {
-                missing.push(format!("{heading}: `{f}`"));
-            }
+    let mut found = Vec::new();
+    for (heading, names) in tables {
+        for entry in wrong(section(&doc, heading), &names) {
+            found.push(format!("{heading}: {entry}"));
         }
     }
-    assert_none(
-        missing,
+    assert_none(found, what);
+}
+
+#[test]
+fn every_config_field_is_documented_under_its_table() {
+    assert_sections(
+        tables(),
         "docs/configuration.md lacks a table row (| `field` | type | default | meaning |) for",
+        |text, fields| {
+            fields
+                .iter()
+                .filter(|f| !has_row(text, f))
+                .map(|f| format!("`{f}`"))
+                .collect()
+        },
     );
 }
 
 #[test]
 fn every_documented_field_exists() {
-    let doc = doc();
-    let mut stale = Vec::new();
-    for (heading, fields) in tables() {
-        for name in row_names(section(&doc, heading)) {
-            if !fields.contains(&name) {
-                stale.push(format!("{heading}: `{name}`"));
-            }
-        }
-    }
-    assert_none(
-        stale,
+    assert_sections(
+        tables(),
         "docs/configuration.md documents fields the code does not have (renamed or removed?)",
+        |text, fields| {
+            row_names(text)
+                .into_iter()
+                .filter(|name| !fields.contains(name))
+                .map(|name| format!("`{name}`"))
+                .collect()
+        },
     );
 }
 
 #[test]
 fn every_config_enum_value_is_documented() {
-    let doc = doc();
-    let mut missing = Vec::new();
-    for (heading, values) in enum_values() {
-        let text = section(&doc, heading);
-        for v in values {
-            if !text.contains(&format!("\"{v}\"")) && !text.contains(&format!("`{v}`")) {
-                missing.push(format!("{heading}: \"{v}\""));
-            }
-        }
-    }
-    assert_none(
-        missing,
+    assert_sections(
+        enum_values(),
         "docs/configuration.md does not mention these values in their table's section",
+        |text, values| {
+            values
+                .iter()
+                .filter(|v| {
+                    !text.contains(&format!("\"{v}\"")) && !text.contains(&format!("`{v}`"))
+                })
+                .map(|v| format!("\"{v}\""))
+                .collect()
+        },
     );
 }
 
