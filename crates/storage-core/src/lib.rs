@@ -62,4 +62,4 @@ pub use key::{AsKey, Key, KeyPolicy, MAX_KEY_BYTES, RESERVED_PREFIX, prefix_path
 pub use layer::{Layer, StackBuilder};
 pub use object_store;
 pub use secret::Secret;
-pub use store::{Declared, IntoStore, ScopedStore, StrataStore};
+pub use store::{Declared, DynStore, IntoStore, ScopedStore, StrataStore};

@@ -91,6 +91,74 @@ impl<T: StrataStore + ?Sized> StrataStore for Arc<T> {
     crate::store_fn!(@sig (forward |this| &**this) presign);
 }
 
+/// A shared stack, `Arc<dyn StrataStore>`, that calls the store it points to directly.
+///
+/// `object_store` implements `ObjectStore` for `Arc<T>` by boxing each call's future again
+/// around the inner store's: a wrapper holding a plain `Arc<dyn StrataStore>` pays one more
+/// allocation and one more dynamic poll on every call, for each layer of a stack built at
+/// run time. This handle hands back the inner store's own future instead. Layers wrap the
+/// store beneath them in it, and [`Bucket`](crate::Bucket) holds its stack in one.
+///
+/// ```
+/// use std::sync::Arc;
+/// use object_store::{ObjectStoreExt, path::Path};
+/// use storage_core::{DynStore, MemoryStore, StrataStore};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> object_store::Result<()> {
+/// let store = DynStore::new(Arc::new(MemoryStore::new()));
+/// store.put(&Path::from("a.txt"), "hello".into()).await?;
+/// assert!(store.capabilities().delete_if_match);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct DynStore {
+    store: Arc<dyn StrataStore>,
+}
+
+impl DynStore {
+    /// `store`, called directly.
+    pub fn new(store: Arc<dyn StrataStore>) -> Self {
+        DynStore { store }
+    }
+
+    /// The shared stack itself.
+    pub fn into_inner(self) -> Arc<dyn StrataStore> {
+        self.store
+    }
+}
+
+impl From<Arc<dyn StrataStore>> for DynStore {
+    fn from(store: Arc<dyn StrataStore>) -> Self {
+        DynStore::new(store)
+    }
+}
+
+impl std::ops::Deref for DynStore {
+    type Target = Arc<dyn StrataStore>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.store
+    }
+}
+
+impl fmt::Display for DynStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.store, f)
+    }
+}
+
+#[deny(clippy::missing_trait_methods)]
+impl ObjectStore for DynStore {
+    crate::forward_object_store!(@methods *store:
+        put_opts, put_multipart_opts, get_opts, get_ranges, delete_stream, list,
+        list_with_offset, list_with_delimiter, copy_opts, rename_opts);
+}
+
+#[deny(clippy::missing_trait_methods)]
+impl StrataStore for DynStore {
+    crate::forward_object_store!(@methods *store: capabilities, key_prefix, delete_if_match, presign);
+}
+
 /// Anything that can become the store of a [`Bucket`](crate::Bucket): a Strata store, or a
 /// plain `Arc<dyn ObjectStore>` from outside, which joins as [`Declared::unknown`].
 pub trait IntoStore {
@@ -180,7 +248,13 @@ impl StrataStore for Declared {
     )));
 }
 
-crate::forward_object_store!(Declared, inner);
+#[deny(clippy::missing_trait_methods)]
+impl ObjectStore for Declared {
+    // `*inner`: the outside store's own methods, not `Arc`'s impl (see [`DynStore`]).
+    crate::forward_object_store!(@methods *inner:
+        put_opts, put_multipart_opts, get_opts, get_ranges, delete_stream, list,
+        list_with_offset, list_with_delimiter, copy_opts, rename_opts);
+}
 
 /// A store scoped to a folder of another: every path is stored under `prefix/`, listings
 /// strip it, and conditional deletes and presigned URLs name the full path. This is how a
@@ -200,7 +274,7 @@ crate::forward_object_store!(Declared, inner);
 /// ```
 #[derive(Debug)]
 pub struct ScopedStore {
-    prefixed: object_store::prefix::PrefixStore<Arc<dyn StrataStore>>,
+    prefixed: object_store::prefix::PrefixStore<DynStore>,
     inner: Arc<dyn StrataStore>,
     prefix: Key,
     /// `prefix` under the scopes of `inner`: what [`StrataStore::key_prefix`] answers.
@@ -218,7 +292,10 @@ impl ScopedStore {
             None => prefix.clone(),
         };
         ScopedStore {
-            prefixed: object_store::prefix::PrefixStore::new(inner.clone(), prefix.to_path()),
+            prefixed: object_store::prefix::PrefixStore::new(
+                DynStore::new(inner.clone()),
+                prefix.to_path(),
+            ),
             inner,
             prefix,
             nested,

@@ -219,7 +219,8 @@ macro_rules! layer_wraps {
                 &self,
                 inner: std::sync::Arc<dyn storage_core::StrataStore>,
             ) -> std::sync::Arc<dyn storage_core::StrataStore> {
-                std::sync::Arc::new(self.wrap(inner))
+                // `DynStore`: the layer calls the store beneath directly, not through `Arc`'s impl.
+                std::sync::Arc::new(self.wrap(storage_core::DynStore::new(inner)))
             }
         }
     };

@@ -13,7 +13,7 @@ use crate::backend::{LocalStore, MemoryStore};
 use crate::capabilities::Capabilities;
 use crate::error::{Result, StorageError};
 use crate::key::{AsKey, Key, KeyPolicy};
-use crate::store::{IntoStore, ScopedStore, StrataStore};
+use crate::store::{DynStore, IntoStore, ScopedStore, StrataStore};
 
 mod options;
 mod read;
@@ -59,8 +59,8 @@ pub struct Bucket {
 struct Shared {
     name: Arc<str>,
     provider: Arc<str>,
-    /// The one stack every call goes through (layers, scope, backend).
-    store: Arc<dyn StrataStore>,
+    /// The one stack every call goes through (layers, scope, backend), called directly.
+    store: DynStore,
     /// `store.capabilities()`, read once at `build`: a stack never changes.
     capabilities: Capabilities,
     public_url: Option<Arc<Url>>,
@@ -124,7 +124,8 @@ impl BucketBuilder {
     /// and presigned and public URLs include it. Applying it twice nests the prefixes.
     pub fn prefix(mut self, prefix: &str) -> Result<Self> {
         let p = Key::new(prefix.trim_end_matches('/'))?;
-        self.bucket.store = Arc::new(ScopedStore::new(self.bucket.store.clone(), p));
+        let outer = ScopedStore::new(Arc::clone(&self.bucket.store), p);
+        self.bucket.store = DynStore::new(Arc::new(outer));
         Ok(self)
     }
 
@@ -137,7 +138,7 @@ impl BucketBuilder {
 
     /// Replace the store (e.g. with a layered one), keeping everything else.
     pub fn store(mut self, store: impl IntoStore) -> Self {
-        self.bucket.store = store.into_store();
+        self.bucket.store = DynStore::new(store.into_store());
         self
     }
 
@@ -183,7 +184,7 @@ impl Bucket {
                 name: name.into().into(),
                 provider: "custom".into(),
                 capabilities: store.capabilities(),
-                store,
+                store: DynStore::new(store),
                 public_url: None,
                 part_size: DEFAULT_PART_SIZE,
                 upload_concurrency: 2,
@@ -270,7 +271,7 @@ impl Bucket {
 
     /// The same stack as a plain `Arc<dyn ObjectStore>`.
     pub fn object_store(&self) -> Arc<dyn ObjectStore> {
-        self.shared.store.clone()
+        Arc::clone(&self.shared.store) as Arc<dyn ObjectStore>
     }
 
     // Errors are the rare path: kept out of line so the hot code stays small (i-cache).
