@@ -477,7 +477,7 @@ pub(crate) async fn write(
     let started = tokio::time::Instant::now();
     loop {
         let err = match bucket
-            .store()
+            .stack()
             .put_opts(path, payload.clone(), put.clone())
             .await
         {

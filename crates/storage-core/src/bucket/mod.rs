@@ -269,6 +269,11 @@ impl Bucket {
         &self.shared.store
     }
 
+    /// The stack, called directly (see [`DynStore`]): what the crate's own write paths use.
+    pub(crate) fn stack(&self) -> &DynStore {
+        &self.shared.store
+    }
+
     /// The same stack as a plain `Arc<dyn ObjectStore>`.
     pub fn object_store(&self) -> Arc<dyn ObjectStore> {
         Arc::clone(&self.shared.store) as Arc<dyn ObjectStore>
