@@ -193,6 +193,27 @@ impl Core {
         })
     }
 
+    /// A failover or mirror core: reads go through `stores` in order (moving on as `on`
+    /// says), listings ask the primary and fail over.
+    fn chained(
+        kind: &'static str,
+        label: String,
+        stores: Vec<(String, Arc<dyn StrataStore>)>,
+        on: FallbackOn,
+        writes: Writes,
+    ) -> Arc<Self> {
+        let engine = sequential_engine(&label, &stores, on);
+        Core::new(
+            kind,
+            label,
+            stores,
+            engine,
+            writes,
+            Lists::PrimaryWithFailover,
+            false,
+        )
+    }
+
     fn arc(&self) -> Arc<Core> {
         self.me
             .upgrade()
@@ -1036,17 +1057,13 @@ impl FailoverStore {
     /// # Panics
     /// If `stores` is empty.
     pub fn chain(stores: Vec<(String, Arc<dyn StrataStore>)>) -> Self {
-        let label = label_of("failover", &stores, "->");
-        let engine = sequential_engine(&label, &stores, FallbackOn::Unavailable);
         FailoverStore {
-            core: Core::new(
+            core: Core::chained(
                 "FailoverStore",
-                label,
+                label_of("failover", &stores, "->"),
                 stores,
-                engine,
+                FallbackOn::Unavailable,
                 Writes::Failover,
-                Lists::PrimaryWithFailover,
-                false,
             ),
         }
     }
@@ -1093,17 +1110,13 @@ impl MirrorStore {
         stores: Vec<(String, Arc<dyn StrataStore>)>,
         requirement: MirrorRequirement,
     ) -> Self {
-        let label = label_of("mirror", &stores, "+");
-        let engine = sequential_engine(&label, &stores, FallbackOn::MissOrFailure);
         MirrorStore {
-            core: Core::new(
+            core: Core::chained(
                 "MirrorStore",
-                label,
+                label_of("mirror", &stores, "+"),
                 stores,
-                engine,
+                FallbackOn::MissOrFailure,
                 Writes::Mirror(requirement),
-                Lists::PrimaryWithFailover,
-                false,
             ),
         }
     }
