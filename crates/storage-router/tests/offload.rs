@@ -176,6 +176,11 @@ async fn delete_refused(route: &Bucket, key: &str, etag: &str) {
     );
 }
 
+/// Writes `body` at `key` of `bucket`: the ETag it was given.
+async fn put_etag(bucket: &Bucket, key: &str, body: &'static str) -> String {
+    bucket.put(key, body).await.unwrap().etag.unwrap()
+}
+
 /// The handle of route `logs` (folder `logs/` of `main`) offloading to `old-logs/` of
 /// `archive`.
 fn logs_route(main: &Bucket, archive: &Bucket) -> Bucket {
@@ -235,12 +240,7 @@ async fn conditional_deletes_are_decided_by_the_folder_holding_the_object() {
     assert!(route.capabilities().delete_if_match);
 
     // Only in the offload folder: a stale ETag is refused there and deletes nothing...
-    let old = archive
-        .put("old-logs/only-archived.json", "v1")
-        .await
-        .unwrap()
-        .etag
-        .unwrap();
+    let old = put_etag(&archive, "old-logs/only-archived.json", "v1").await;
     delete_refused(&route, "only-archived.json", "\"stale\"").await;
     assert!(archive.exists("old-logs/only-archived.json").await.unwrap());
     // ...and its own ETag deletes it.
@@ -251,14 +251,9 @@ async fn conditional_deletes_are_decided_by_the_folder_holding_the_object() {
     assert!(!archive.exists("old-logs/only-archived.json").await.unwrap());
 
     // In both folders: the route's own copy decides, and a success removes both copies.
-    let here = main
-        .put("logs/both.json", "new")
-        .await
-        .unwrap()
-        .etag
-        .unwrap();
-    let there = archive.put("old-logs/both.json", "old").await.unwrap();
-    delete_refused(&route, "both.json", there.etag.as_deref().unwrap()).await;
+    let here = put_etag(&main, "logs/both.json", "new").await;
+    let there = put_etag(&archive, "old-logs/both.json", "old").await;
+    delete_refused(&route, "both.json", &there).await;
     assert!(main.exists("logs/both.json").await.unwrap());
     assert!(archive.exists("old-logs/both.json").await.unwrap());
     route.delete_if_match("both.json", &here).await.unwrap();
