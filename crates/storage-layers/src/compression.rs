@@ -728,13 +728,18 @@ mod tests {
         assert_eq!(read(&store, "plain").await, json(100));
     }
 
+    /// A gzip-compressing store over memory holding `body` at `key`.
+    async fn gzip_holding(key: &str, body: &Bytes) -> (CompressionStore<MemoryStore>, Path) {
+        let store = compressing(Codec::Gzip).wrap(MemoryStore::new());
+        let p = Path::from(key);
+        store.put(&p, body.clone().into()).await.unwrap();
+        (store, p)
+    }
+
     #[tokio::test]
     async fn ranges_are_in_uncompressed_bytes() {
-        let mem = Arc::new(MemoryStore::new());
-        let store = compressing(Codec::Gzip).wrap(Arc::clone(&mem));
         let body = Bytes::from(json(1000));
-        let p = Path::from("r");
-        store.put(&p, body.clone().into()).await.unwrap();
+        let (store, p) = gzip_holding("r", &body).await;
         assert_eq!(
             store.get_range(&p, 100..200).await.unwrap(),
             body.slice(100..200)
@@ -752,10 +757,8 @@ mod tests {
 
     #[tokio::test]
     async fn ranges_beyond_the_stored_size_still_work() {
-        let store = compressing(Codec::Gzip).wrap(MemoryStore::new());
         let body = Bytes::from("a".repeat(100_000));
-        let p = Path::from("z");
-        store.put(&p, body.clone().into()).await.unwrap();
+        let (store, p) = gzip_holding("z", &body).await;
         assert_eq!(
             store.get_range(&p, 99_990..100_000).await.unwrap(),
             body.slice(99_990..)
