@@ -121,18 +121,10 @@ fn build_column(col: &Column, records: &[Value]) -> Result<ArrayRef> {
                 )),
             });
     Ok(match col.column_type {
-        ColumnType::Boolean => Arc::new(collect_values::<BooleanArray, _>(values, |i, v| {
-            v.as_bool().ok_or_else(|| mismatch(i, v))
-        })?),
-        ColumnType::Int64 => Arc::new(collect_values::<Int64Array, _>(values, |i, v| {
-            v.as_i64().ok_or_else(|| mismatch(i, v))
-        })?),
-        ColumnType::Float64 => Arc::new(collect_values::<Float64Array, _>(values, |i, v| {
-            v.as_f64().ok_or_else(|| mismatch(i, v))
-        })?),
-        ColumnType::String => Arc::new(collect_values::<StringArray, _>(values, |i, v| {
-            v.as_str().ok_or_else(|| mismatch(i, v))
-        })?),
+        ColumnType::Boolean => typed::<BooleanArray, _>(values, Value::as_bool, mismatch)?,
+        ColumnType::Int64 => typed::<Int64Array, _>(values, Value::as_i64, mismatch)?,
+        ColumnType::Float64 => typed::<Float64Array, _>(values, Value::as_f64, mismatch)?,
+        ColumnType::String => typed::<StringArray, _>(values, Value::as_str, mismatch)?,
         ColumnType::Json => Arc::new(collect_values::<StringArray, _>(values, |_, v| {
             Ok(v.to_string())
         })?),
@@ -144,6 +136,20 @@ fn build_column(col: &Column, records: &[Value]) -> Result<ArrayRef> {
             .with_timezone("UTC"),
         ),
     })
+}
+
+/// [`collect_values`] of a column of one JSON type: `get` reads each value, and a value of
+/// another type is the error `mismatch` makes of it.
+fn typed<'a, A, T>(
+    values: impl Iterator<Item = Result<(usize, Option<&'a Value>)>>,
+    get: impl Fn(&'a Value) -> Option<T>,
+    mismatch: impl Fn(usize, &Value) -> StorageError,
+) -> Result<ArrayRef>
+where
+    A: FromIterator<Option<T>> + Array + 'static,
+{
+    let array: A = collect_values(values, |i, v| get(v).ok_or_else(|| mismatch(i, v)))?;
+    Ok(Arc::new(array))
 }
 
 /// One column's values (`(record index, value)`, `None` for null) through `convert`, as an
