@@ -8,8 +8,13 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn config(serve: &str) -> String {
-    format!("[serve]\n{serve}\n{}", common::open_config(&["media"]))
+/// A server of bucket `media` with `[serve]` settings `serve`, on a fresh folder; the folder
+/// lives as long as the returned `TempDir`.
+async fn serving(serve: &str) -> (tempfile::TempDir, common::Running) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("[serve]\n{serve}\n{}", common::open_config(&["media"]));
+    let server = common::start(&config, dir.path()).await;
+    (dir, server)
 }
 
 /// Send `request` on a fresh connection and read until the server closes (or resets) it:
@@ -41,12 +46,7 @@ async fn raw(endpoint: &str, head: &str, body: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn body_and_header_limits() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::start(
-        &config("max_body_bytes = 1024\nmax_header_bytes = 8192"),
-        dir.path(),
-    )
-    .await;
+    let (dir, server) = serving("max_body_bytes = 1024\nmax_header_bytes = 8192").await;
     let ok = raw(
         &server.endpoint,
         "PUT /media/small HTTP/1.1\r\nhost: x\r\ncontent-length: 1024\r\nconnection: close\r\n\r\n",
@@ -91,8 +91,7 @@ async fn body_and_header_limits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_request_slower_than_the_timeout_is_answered_request_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::start(&config("request_timeout = \"1s\""), dir.path()).await;
+    let (dir, server) = serving("request_timeout = \"1s\"").await;
     let out = exchange(
         &server.endpoint,
         b"PUT /media/slow HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\nconnection: close\r\n\r\nab",
@@ -107,8 +106,7 @@ async fn a_request_slower_than_the_timeout_is_answered_request_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shutdown_lets_an_in_flight_download_finish_and_refuses_new_connections() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::start(&config("shutdown_grace = \"30s\""), dir.path()).await;
+    let (_dir, server) = serving("shutdown_grace = \"30s\"").await;
     let body = vec![b'z'; 32 * 1024 * 1024];
     let client = reqwest::Client::new();
     let put = client
@@ -153,8 +151,7 @@ async fn shutdown_lets_an_in_flight_download_finish_and_refuses_new_connections(
 /// request is sent at once behind the first, so the server always has it in hand.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_answer_sent_before_the_body_was_read_closes_the_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = common::start(&config(""), dir.path()).await;
+    let (_dir, server) = serving("").await;
     let out = exchange(
         &server.endpoint,
         b"PUT /media/k?partNumber=2&uploadId=0123456789abcdef0123456789abcdef HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\nexpect: 100-continue\r\n\r\nHEAD /media/missing HTTP/1.1\r\nhost: x\r\n\r\n",
