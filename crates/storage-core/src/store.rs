@@ -147,12 +147,7 @@ impl fmt::Display for DynStore {
     }
 }
 
-#[deny(clippy::missing_trait_methods)]
-impl ObjectStore for DynStore {
-    crate::forward_object_store!(@methods *store:
-        put_opts, put_multipart_opts, get_opts, get_ranges, delete_stream, list,
-        list_with_offset, list_with_delimiter, copy_opts, rename_opts);
-}
+crate::forward_object_store!(DynStore, *store);
 
 #[deny(clippy::missing_trait_methods)]
 impl StrataStore for DynStore {
@@ -248,13 +243,8 @@ impl StrataStore for Declared {
     )));
 }
 
-#[deny(clippy::missing_trait_methods)]
-impl ObjectStore for Declared {
-    // `*inner`: the outside store's own methods, not `Arc`'s impl (see [`DynStore`]).
-    crate::forward_object_store!(@methods *inner:
-        put_opts, put_multipart_opts, get_opts, get_ranges, delete_stream, list,
-        list_with_offset, list_with_delimiter, copy_opts, rename_opts);
-}
+// `*inner`: the outside store's own methods, not `Arc`'s impl (see [`DynStore`]).
+crate::forward_object_store!(Declared, *inner);
 
 /// A store scoped to a folder of another: every path is stored under `prefix/`, listings
 /// strip it, and conditional deletes and presigned URLs name the full path. This is how a
@@ -388,7 +378,8 @@ pub mod __private {
 /// for wrappers that change only some calls.
 ///
 /// - `forward_object_store!(Type, field)`: the whole `ObjectStore` impl of `Type`, every
-///   method forwarded to `self.field`.
+///   method forwarded to `self.field`; `forward_object_store!(Type, *field)` forwards to the
+///   store `field` points to.
 /// - `forward_object_store!(@methods field: get_opts, list, …)`: just those methods, as items
 ///   inside an `impl ObjectStore` (or `impl StrataStore`: `capabilities`, `delete_if_match`,
 ///   `presign`) that writes the others itself, by hand (`#[async_trait]`) or with
@@ -402,9 +393,15 @@ pub mod __private {
 #[macro_export]
 macro_rules! forward_object_store {
     ($ty:ty, $field:ident) => {
+        $crate::forward_object_store!(@impl $ty, [$field]);
+    };
+    ($ty:ty, *$field:ident) => {
+        $crate::forward_object_store!(@impl $ty, [*$field]);
+    };
+    (@impl $ty:ty, [$($target:tt)+]) => {
         #[deny(clippy::missing_trait_methods)]
         impl $crate::store::__private::object_store::ObjectStore for $ty {
-            $crate::forward_object_store!(@methods $field:
+            $crate::forward_object_store!(@methods $($target)+:
                 put_opts, put_multipart_opts, get_opts, get_ranges, delete_stream, list,
                 list_with_offset, list_with_delimiter, copy_opts, rename_opts);
         }
