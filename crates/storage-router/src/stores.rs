@@ -20,7 +20,7 @@ use object_store::{
     ListResult, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
 };
-use storage_core::{Bucket, ErrorKind, StorageError, StrataStore};
+use storage_core::{Bucket, DynStore, ErrorKind, StorageError, StrataStore};
 use tokio::time::Instant;
 
 use crate::engine::{Engine, FallbackOn};
@@ -39,11 +39,12 @@ type OsResult<T> = object_store::Result<T>;
 #[derive(Debug, Clone)]
 struct Member {
     name: String,
-    store: Arc<dyn StrataStore>,
+    /// Called directly, not through `Arc`'s `ObjectStore` impl (see `DynStore`).
+    store: DynStore,
 }
 
 /// One write on a member's store, as the write paths pass it around.
-type MemberOp<'a, T> = &'a dyn Fn(Arc<dyn StrataStore>) -> BoxFuture<'static, OsResult<T>>;
+type MemberOp<'a, T> = &'a dyn Fn(DynStore) -> BoxFuture<'static, OsResult<T>>;
 
 impl Member {
     /// Runs `op` on this member's store; an error names the member. `op` is called at once,
@@ -84,7 +85,7 @@ fn put_op<'a>(
     location: &'a Path,
     payload: &'a PutPayload,
     opts: &'a PutOptions,
-) -> impl Fn(Arc<dyn StrataStore>) -> BoxFuture<'static, OsResult<PutResult>> + Send + Sync + 'a {
+) -> impl Fn(DynStore) -> BoxFuture<'static, OsResult<PutResult>> + Send + Sync + 'a {
     move |s| {
         let (l, p, o) = (location.clone(), payload.clone(), opts.clone());
         Box::pin(async move { s.put_opts(&l, p, o).await })
@@ -182,7 +183,10 @@ impl Core {
             label,
             members: members
                 .into_iter()
-                .map(|(name, store)| Member { name, store })
+                .map(|(name, store)| Member {
+                    name,
+                    store: DynStore::new(store),
+                })
                 .collect(),
             engine,
             writes,
@@ -234,7 +238,7 @@ impl Core {
     /// Run `op` on the members through the fallback engine, under its policy.
     async fn read<'a, T, F, Fut>(&'a self, location: &Path, op: F) -> OsResult<T>
     where
-        F: Fn(&'a Arc<dyn StrataStore>) -> Fut,
+        F: Fn(&'a DynStore) -> Fut,
         Fut: std::future::Future<Output = OsResult<T>> + 'a,
     {
         self.engine
@@ -257,7 +261,7 @@ impl Core {
     /// "unavailable" and `may_fail_over` holds.
     async fn write_failover<T, F>(&self, may_fail_over: bool, op: F) -> OsResult<T>
     where
-        F: Fn(Arc<dyn StrataStore>) -> BoxFuture<'static, OsResult<T>>,
+        F: Fn(DynStore) -> BoxFuture<'static, OsResult<T>>,
     {
         let mut failures = Vec::new();
         let last = self.members.len() - 1;
@@ -299,8 +303,8 @@ impl Core {
         rest_op: G,
     ) -> OsResult<T>
     where
-        F: Fn(Arc<dyn StrataStore>) -> BoxFuture<'static, OsResult<T>>,
-        G: Fn(Arc<dyn StrataStore>) -> BoxFuture<'static, OsResult<T>>,
+        F: Fn(DynStore) -> BoxFuture<'static, OsResult<T>>,
+        G: Fn(DynStore) -> BoxFuture<'static, OsResult<T>>,
     {
         let mut results: Vec<(String, Result<T, StorageError>)> = Vec::new();
         let rest: &[Member] = if conditional {
@@ -404,8 +408,8 @@ impl Core {
         etag_of: fn(&T) -> Option<String>,
     ) -> OsResult<T>
     where
-        F: Fn(Arc<dyn StrataStore>) -> BoxFuture<'static, OsResult<T>>,
-        G: Fn(Arc<dyn StrataStore>) -> BoxFuture<'static, OsResult<T>>,
+        F: Fn(DynStore) -> BoxFuture<'static, OsResult<T>>,
+        G: Fn(DynStore) -> BoxFuture<'static, OsResult<T>>,
     {
         let mut results: Vec<(String, Result<T, StorageError>)> = Vec::new();
         let mut start = 0;
@@ -473,7 +477,7 @@ impl Core {
         let outcome = if paths.is_empty() {
             Ok(())
         } else {
-            let op = |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<()>> {
+            let op = |s: DynStore| -> BoxFuture<'static, OsResult<()>> {
                 let paths = paths.clone();
                 Box::pin(async move {
                     let keys = stream::iter(paths.iter().cloned().map(Ok).collect::<Vec<_>>());
@@ -581,7 +585,7 @@ impl ObjectStore for Core {
 
     storage_core::store_fn!(put_multipart_opts, |this, location, opts| {
         let op =
-            |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<Box<dyn MultipartUpload>>> {
+            |s: DynStore| -> BoxFuture<'static, OsResult<Box<dyn MultipartUpload>>> {
                 let (l, o) = (location.clone(), opts.clone());
                 Box::pin(async move { s.put_multipart_opts(&l, o).await })
             };
@@ -606,7 +610,7 @@ impl ObjectStore for Core {
                     },
                     None => opts.clone(),
                 };
-                let op = |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<Box<dyn MultipartUpload>>> {
+                let op = |s: DynStore| -> BoxFuture<'static, OsResult<Box<dyn MultipartUpload>>> {
                     let (l, o) = (location.clone(), opts.clone());
                     Box::pin(async move { s.put_multipart_opts(&l, o).await })
                 };
@@ -813,7 +817,7 @@ impl ObjectStore for Core {
     });
 
     storage_core::store_fn!(copy_opts, |this, from, to, options| {
-        let op = |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<()>> {
+        let op = |s: DynStore| -> BoxFuture<'static, OsResult<()>> {
             let (f, t, o) = (from.clone(), to.clone(), options.clone());
             Box::pin(async move { s.copy_opts(&f, &t, o).await })
         };
@@ -830,7 +834,7 @@ impl ObjectStore for Core {
                     .begin(OwedOp::Copy, vec![to.to_string()], Some(from.to_string()))
                     .await?;
                 let conditional = options.mode != object_store::CopyMode::Overwrite;
-                let rest = |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<()>> {
+                let rest = |s: DynStore| -> BoxFuture<'static, OsResult<()>> {
                     let (f, t) = (from.clone(), to.clone());
                     Box::pin(async move { s.copy(&f, &t).await })
                 };
@@ -839,7 +843,7 @@ impl ObjectStore for Core {
             }
             Writes::Mirror(req) => {
                 let conditional = options.mode != object_store::CopyMode::Overwrite;
-                let rest = |s: Arc<dyn StrataStore>| -> BoxFuture<'static, OsResult<()>> {
+                let rest = |s: DynStore| -> BoxFuture<'static, OsResult<()>> {
                     let (f, t) = (from.clone(), to.clone());
                     Box::pin(async move { s.copy(&f, &t).await })
                 };
