@@ -584,11 +584,10 @@ impl ObjectStore for Core {
     });
 
     storage_core::store_fn!(put_multipart_opts, |this, location, opts| {
-        let op =
-            |s: DynStore| -> BoxFuture<'static, OsResult<Box<dyn MultipartUpload>>> {
-                let (l, o) = (location.clone(), opts.clone());
-                Box::pin(async move { s.put_multipart_opts(&l, o).await })
-            };
+        let op = |s: DynStore| -> BoxFuture<'static, OsResult<Box<dyn MultipartUpload>>> {
+            let (l, o) = (location.clone(), opts.clone());
+            Box::pin(async move { s.put_multipart_opts(&l, o).await })
+        };
         match this.writes {
             Writes::Primary => op(this.primary().store.clone()).await,
             Writes::Failover => this.write_failover(true, op).await,
