@@ -106,13 +106,13 @@ impl Storage {
 
     /// Keys strictly inside `prefix` (a key equal to the prefix is not inside it), in order.
     fn under<'a>(&'a self, prefix: &'a Path) -> impl Iterator<Item = (&'a Path, &'a Entry)> {
+        let p = prefix.as_ref();
         self.map
             .range(prefix..)
-            .take_while(move |(k, _)| k.as_ref().starts_with(prefix.as_ref()))
-            .filter(move |(k, _)| {
-                k.prefix_match(prefix)
-                    .is_some_and(|mut p| p.next().is_some())
-            })
+            .take_while(move |(k, _)| k.as_ref().starts_with(p))
+            // A path has no empty segment, so a key is inside `prefix` when a `/` follows
+            // it: one byte read instead of comparing the key segment by segment.
+            .filter(move |(k, _)| p.is_empty() || k.as_ref().as_bytes().get(p.len()) == Some(&b'/'))
     }
 }
 
@@ -404,5 +404,46 @@ mod tests {
             store.delete_if_match(&p, &now).await,
             Err(object_store::Error::NotFound { .. })
         ));
+    }
+
+    /// A listing holds what is inside the prefix as a folder: not the key equal to it, nor
+    /// keys that only start with the same characters (`a-b`, `ab`), and all keys at the root.
+    #[tokio::test]
+    async fn listings_hold_keys_inside_the_prefix_as_a_folder() {
+        use futures::TryStreamExt;
+        let store = MemoryStore::new();
+        for k in ["a", "a-b", "a/b", "a/c/d", "ab", "ab/c", "b"] {
+            store.put(&Path::from(k), "x".into()).await.unwrap();
+        }
+        let listed = |prefix: Option<&str>| {
+            let prefix = prefix.map(Path::from);
+            let store = store.clone();
+            async move {
+                let metas: Vec<_> = store.list(prefix.as_ref()).try_collect().await.unwrap();
+                metas
+                    .into_iter()
+                    .map(|m| m.location.to_string())
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(listed(Some("a")).await, ["a/b", "a/c/d"]);
+        assert_eq!(listed(Some("a/c")).await, ["a/c/d"]);
+        assert_eq!(listed(Some("ab")).await, ["ab/c"]);
+        assert!(listed(Some("a/b")).await.is_empty());
+        assert_eq!(
+            listed(None).await,
+            ["a", "a-b", "a/b", "a/c/d", "ab", "ab/c", "b"]
+        );
+        let dirs = store
+            .list_with_delimiter(Some(&Path::from("a")))
+            .await
+            .unwrap();
+        let objects: Vec<_> = dirs
+            .objects
+            .iter()
+            .map(|m| m.location.to_string())
+            .collect();
+        assert_eq!(objects, ["a/b"]);
+        assert_eq!(dirs.common_prefixes, [Path::from("a/c")]);
     }
 }
