@@ -96,8 +96,9 @@ impl<T: StrataStore + ?Sized> StrataStore for Arc<T> {
 /// `object_store` implements `ObjectStore` for `Arc<T>` by boxing each call's future again
 /// around the inner store's: a wrapper holding a plain `Arc<dyn StrataStore>` pays one more
 /// allocation and one more dynamic poll on every call, for each layer of a stack built at
-/// run time. This handle hands back the inner store's own future instead. Layers wrap the
-/// store beneath them in it, and [`Bucket`](crate::Bucket) holds its stack in one.
+/// run time. This handle hands back the inner store's own future instead. A layer added
+/// through [`Layer`](crate::Layer) wraps the store beneath it in one (a layer's `wrap` called
+/// by hand takes whatever it is given), and [`Bucket`](crate::Bucket) holds its stack in one.
 ///
 /// ```
 /// use std::sync::Arc;
